@@ -1,0 +1,70 @@
+//! The `sticky` binary: parses the command line and hands over to the
+//! component libraries.
+
+mod store_cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Sticky: web sessions served from local memory that survive server failures.
+#[derive(Debug, Parser)]
+#[command(name = "sticky", version, about, long_about = None)]
+struct Cli {
+    /// Log filter (tracing's env-filter syntax), e.g. `info` or `sticky_store=debug`.
+    #[arg(long, global = true, env = "STICKY_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a session store (RESP server with fenced session commands).
+    Store(store_cmd::StoreArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Store(args) => store_cmd::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("sticky: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops me");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown signal received");
+}

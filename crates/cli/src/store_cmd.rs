@@ -1,0 +1,152 @@
+//! `sticky store`: settings from flags, `STICKY_STORE_*` variables and the
+//! cluster file, in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use sticky_config::{ByteSize, ClusterFile};
+use sticky_store::{Store, StoreConfig};
+
+/// `sticky store` options. Unset options come from the cluster file's
+/// `[[store]]` entry named by `--name`, then from the defaults.
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// Cluster file to read this store's entry from.
+    #[arg(long, env = "STICKY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Name of this store's `[[store]]` entry in the cluster file.
+    #[arg(long, env = "STICKY_STORE_NAME")]
+    name: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:7379].
+    #[arg(long, env = "STICKY_STORE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Password that clients must give with AUTH (prefer --requirepass-file).
+    #[arg(long, env = "STICKY_STORE_REQUIREPASS", hide_env_values = true)]
+    requirepass: Option<String>,
+    /// File whose first line is the AUTH password.
+    #[arg(long, env = "STICKY_STORE_REQUIREPASS_FILE")]
+    requirepass_file: Option<PathBuf>,
+    /// Refuse writes beyond this much data, e.g. 512MiB [default: no limit].
+    #[arg(long, env = "STICKY_STORE_MAX_MEMORY")]
+    max_memory: Option<ByteSize>,
+    /// Most client connections at once.
+    #[arg(long, env = "STICKY_STORE_MAX_CLIENTS", default_value_t = 10_000)]
+    max_clients: usize,
+    /// Close clients idle for this many seconds (0 = never).
+    #[arg(long, env = "STICKY_STORE_IDLE_TIMEOUT", default_value_t = 300)]
+    idle_timeout: u64,
+    /// Longest key or value a client may send.
+    #[arg(long, env = "STICKY_STORE_MAX_BULK", default_value = "16MiB")]
+    max_bulk: ByteSize,
+    /// Most arguments in one command.
+    #[arg(long, env = "STICKY_STORE_MAX_ARGS", default_value_t = 4096)]
+    max_args: usize,
+    /// Seconds a SESS.DEL tombstone lives.
+    #[arg(long, env = "STICKY_STORE_TOMBSTONE_TTL", default_value_t = 60)]
+    tombstone_ttl: u64,
+    /// Serve Prometheus metrics on this address (http://ADDR/metrics).
+    #[arg(long, env = "STICKY_STORE_METRICS")]
+    metrics: Option<SocketAddr>,
+    /// Worker threads [default: one per core].
+    #[arg(long, env = "STICKY_STORE_THREADS")]
+    threads: Option<usize>,
+}
+
+fn read_secret(path: &PathBuf) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read password file {}", path.display()))?;
+    match text.lines().next() {
+        Some(line) if !line.is_empty() => Ok(line.to_owned()),
+        _ => bail!("password file {} is empty", path.display()),
+    }
+}
+
+fn resolve(args: &StoreArgs) -> anyhow::Result<(StoreConfig, Option<SocketAddr>)> {
+    let entry = match (&args.config, &args.name) {
+        (Some(path), Some(name)) => {
+            let file = ClusterFile::load(path)?;
+            let entry = file.store(name).cloned().with_context(|| {
+                let names: Vec<_> = file.store.iter().map(|s| s.name.as_str()).collect();
+                format!(
+                    "no [[store]] named {name:?} in {} (it has: {})",
+                    path.display(),
+                    names.join(", ")
+                )
+            })?;
+            Some(entry)
+        }
+        (Some(path), None) => bail!(
+            "--config {} needs --name to pick this store's [[store]] entry",
+            path.display()
+        ),
+        (None, _) => None,
+    };
+    let mut config = StoreConfig::default();
+    if let Some(listen) = args.listen.or(entry.as_ref().map(|e| e.listen)) {
+        config.listen = listen;
+    }
+    config.requirepass = match (&args.requirepass, &args.requirepass_file) {
+        (Some(p), None) => Some(p.clone()),
+        (None, Some(f)) => Some(read_secret(f)?),
+        (Some(_), Some(_)) => bail!("give --requirepass or --requirepass-file, not both"),
+        (None, None) => match entry.as_ref() {
+            Some(e) => match (&e.requirepass, &e.requirepass_file) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(f)) => Some(read_secret(f)?),
+                (None, None) => None,
+            },
+            None => None,
+        },
+    };
+    if config.requirepass.as_deref() == Some("") {
+        bail!("the store password must not be empty");
+    }
+    if let Some(max) = args
+        .max_memory
+        .or(entry.as_ref().and_then(|e| e.max_memory))
+    {
+        config.max_memory = usize::try_from(max.0).context("--max-memory is too large")?;
+    }
+    config.max_clients = args.max_clients.max(1);
+    config.idle_timeout = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
+    config.limits.max_bulk = usize::try_from(args.max_bulk.0).context("--max-bulk is too large")?;
+    config.limits.max_args = args.max_args.max(3);
+    config.tombstone_ttl = Duration::from_secs(args.tombstone_ttl.max(1));
+    let metrics = args.metrics.or(entry.as_ref().and_then(|e| e.metrics));
+    Ok((config, metrics))
+}
+
+/// Runs a store until SIGINT or SIGTERM.
+pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
+    let (config, metrics) = resolve(&args)?;
+    if !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            addr = %config.listen,
+            auth = config.requirepass.is_some(),
+            "listening beyond loopback: make sure a firewall and --requirepass protect this store"
+        );
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let store = Store::new(config);
+        if let Some(addr) = metrics {
+            sticky_store::serve_metrics(store.clone(), addr)?;
+        }
+        store.serve(listener, crate::shutdown_signal()).await?;
+        tracing::info!("store stopped");
+        Ok(())
+    })
+}

@@ -1,0 +1,19 @@
+//! Sticky's store protocol, shared by the store server and its clients.
+//!
+//! # Layout
+//!
+//! - [`stamp`]: [`Stamp`], the `(generation, seq)` fencing stamp every stored
+//!   session copy carries.
+//! - [`resp`]: RESP2/RESP3 request parsing with hard limits on every size a
+//!   peer controls, and reply encoding.
+//! - [`command`]: names and reply words of the session commands
+//!   (`SESS.PUT`, `SESS.GET`, ...), documented in `docs/protocol.md`.
+//! - [`client`]: the async client for the session commands used by web
+//!   servers: one multiplexed, pipelined connection per store.
+
+pub mod client;
+pub mod command;
+pub mod resp;
+pub mod stamp;
+
+pub use stamp::Stamp;

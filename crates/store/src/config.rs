@@ -1,0 +1,46 @@
+//! Settings of one store.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sticky_proto::resp::Limits;
+
+/// Everything `sticky store` can be told. `Default` gives the documented
+/// defaults: loopback port 7379, no password, no memory limit.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Address to listen on. Default `127.0.0.1:7379`.
+    pub listen: SocketAddr,
+    /// Password that `AUTH` must present. Default: none.
+    pub requirepass: Option<String>,
+    /// Refuse writes once this many bytes are accounted; 0 = no limit.
+    pub max_memory: usize,
+    /// Most connections open at once. Default 10,000.
+    pub max_clients: usize,
+    /// Close a connection idle this long; `None` = never. Default 300 s.
+    pub idle_timeout: Option<Duration>,
+    /// Per-request limits. Default: 16 MiB bulk, 4096 arguments, 64 KiB inline.
+    pub limits: Limits,
+    /// How long a `SESS.DEL` tombstone lives unless the command says. Default 60 s.
+    pub tombstone_ttl: Duration,
+    /// Number of shards of the keyspace; 0 = 16 per core.
+    pub shards: usize,
+    /// How long shutdown waits for open connections. Default 5 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7379)),
+            requirepass: None,
+            max_memory: 0,
+            max_clients: 10_000,
+            idle_timeout: Some(Duration::from_secs(300)),
+            limits: Limits::default(),
+            tombstone_ttl: Duration::from_secs(60),
+            shards: 0,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}

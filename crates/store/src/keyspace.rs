@@ -1,0 +1,656 @@
+//! The data: a fixed number of shards, each a mutex around an insertion-
+//! ordered hash map, with lazy expiry on access, an incremental active-expiry
+//! scan, memory accounting against `--max-memory`, and the session rules
+//! (stamps, claim, tombstones) of `docs/protocol.md`.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+use sticky_proto::Stamp;
+
+use crate::stats::Stats;
+
+/// Milliseconds on a monotonic clock private to this process; never 0.
+pub(crate) fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    base.elapsed().as_millis() as u64 + 1
+}
+
+/// Bookkeeping bytes counted per entry on top of key and value lengths
+/// (map slot, index, allocation headers). An estimate, like Redis's.
+const ENTRY_OVERHEAD: usize = 96;
+
+type Map = IndexMap<Box<[u8]>, Entry, foldhash::fast::RandomState>;
+
+#[derive(Debug)]
+struct Entry {
+    value: Value,
+    /// Deadline in [`now_ms`] time; 0 = never.
+    expires_at: u64,
+}
+
+#[derive(Debug)]
+enum Value {
+    Plain(Bytes),
+    Session(SessionCopy),
+    Tombstone(Stamp),
+}
+
+#[derive(Debug)]
+struct SessionCopy {
+    stamp: Stamp,
+    owner: Box<[u8]>,
+    payload: Bytes,
+}
+
+impl Entry {
+    fn expired(&self, now: u64) -> bool {
+        self.expires_at != 0 && self.expires_at <= now
+    }
+
+    fn size(&self, key: &[u8]) -> usize {
+        ENTRY_OVERHEAD
+            + key.len()
+            + match &self.value {
+                Value::Plain(b) => b.len(),
+                Value::Session(s) => s.owner.len() + s.payload.len(),
+                Value::Tombstone(_) => 0,
+            }
+    }
+
+    /// Remaining time to live in ms: `None` if it never expires.
+    fn pttl(&self, now: u64) -> Option<u64> {
+        (self.expires_at != 0).then(|| self.expires_at.saturating_sub(now))
+    }
+}
+
+fn deadline(now: u64, ttl_ms: u64) -> u64 {
+    if ttl_ms == 0 {
+        0
+    } else {
+        now.saturating_add(ttl_ms)
+    }
+}
+
+/// A write that the keyspace refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum WriteError {
+    /// The stored copy has this stamp, higher than or equal to the one sent.
+    #[error("STALE {} {}", .0.generation, .0.seq)]
+    Stale(Stamp),
+    /// The session was destroyed; its tombstone has this stamp.
+    #[error("DELETED {} {}", .0.generation, .0.seq)]
+    Deleted(Stamp),
+    /// No copy, no tombstone.
+    #[error("NOSESSION no such session")]
+    NoSession,
+    /// The key holds a plain value, or a session was read as a plain value.
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+    /// `--max-memory` reached.
+    #[error("OOM command not allowed when used memory > 'maxmemory'")]
+    OutOfMemory,
+    /// A claim whose new stamp is not above the expected one.
+    #[error("ERR the new stamp must be higher than the expected stamp")]
+    StampNotIncreasing,
+}
+
+/// Condition of a plain `SET`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SetCondition {
+    Always,
+    /// `NX`: only if absent.
+    IfAbsent,
+    /// `XX`: only if present.
+    IfPresent,
+}
+
+/// What `SESS.GET` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SessionView {
+    pub(crate) stamp: Stamp,
+    /// `None` for a tombstone.
+    pub(crate) live: Option<(Bytes, Bytes)>,
+    pub(crate) pttl: Option<u64>,
+}
+
+/// What `TYPE` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyType {
+    None,
+    String,
+    Session,
+}
+
+/// All keys of one store.
+#[derive(Debug)]
+pub(crate) struct Keyspace {
+    shards: Box<[Mutex<Shard>]>,
+    pick: foldhash::fast::FixedState,
+    used: AtomicUsize,
+    max_memory: usize,
+    stats: Arc<Stats>,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    map: Map,
+    /// Next index the active-expiry scan looks at.
+    cursor: usize,
+    /// Keys with a deadline (for INFO's `expires=`).
+    volatile: usize,
+}
+
+/// A shard, locked, with the accounting it needs.
+struct Locked<'a> {
+    shard: MutexGuard<'a, Shard>,
+    ks: &'a Keyspace,
+    now: u64,
+}
+
+impl Locked<'_> {
+    /// The live entry at `key`, removing it first if it has expired.
+    fn entry(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let idx = self.shard.map.get_index_of(key)?;
+        if self.shard.map[idx].expired(self.now) {
+            self.remove_index(idx);
+            self.ks.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(&mut self.shard.map[idx])
+    }
+
+    fn remove_index(&mut self, idx: usize) -> Option<Entry> {
+        let (key, entry) = self.shard.map.swap_remove_index(idx)?;
+        self.ks.used.fetch_sub(entry.size(&key), Ordering::Relaxed);
+        if entry.expires_at != 0 {
+            self.shard.volatile -= 1;
+        }
+        Some(entry)
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let idx = self.shard.map.get_index_of(key)?;
+        self.remove_index(idx)
+    }
+
+    /// Inserts or replaces `key`, refusing growth past `--max-memory`.
+    fn store(&mut self, key: &[u8], entry: Entry) -> Result<(), WriteError> {
+        let new_size = entry.size(key);
+        let old = self
+            .shard
+            .map
+            .get_full(key)
+            .map(|(_, k, e)| (e.size(k), e.expires_at != 0));
+        let old_size = old.map_or(0, |(s, _)| s);
+        if self.ks.max_memory != 0
+            && new_size > old_size
+            && self.ks.used.load(Ordering::Relaxed) + (new_size - old_size) > self.ks.max_memory
+        {
+            self.ks.stats.oom_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(WriteError::OutOfMemory);
+        }
+        let volatile_before = old.is_some_and(|(_, v)| v);
+        let volatile_after = entry.expires_at != 0;
+        match self.shard.map.get_index_of(key) {
+            Some(i) => self.shard.map[i] = entry,
+            None => {
+                self.shard.map.insert(key.into(), entry);
+            }
+        }
+        self.shard.volatile =
+            self.shard.volatile + usize::from(volatile_after) - usize::from(volatile_before);
+        self.ks.used.fetch_add(new_size, Ordering::Relaxed);
+        self.ks.used.fetch_sub(old_size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sets the deadline of the entry at `idx`, keeping `volatile` right.
+    fn set_deadline(&mut self, key: &[u8], expires_at: u64) -> bool {
+        let Some(idx) = self.shard.map.get_index_of(key) else {
+            return false;
+        };
+        let was = self.shard.map[idx].expires_at != 0;
+        self.shard.map[idx].expires_at = expires_at;
+        self.shard.volatile = self.shard.volatile + usize::from(expires_at != 0) - usize::from(was);
+        true
+    }
+}
+
+impl Keyspace {
+    /// A keyspace of `shards` shards (rounded up to a power of two).
+    pub(crate) fn new(shards: usize, max_memory: usize, stats: Arc<Stats>) -> Self {
+        let n = shards.max(1).next_power_of_two();
+        Self {
+            shards: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
+            pick: foldhash::fast::FixedState::with_seed(0x5715_c4e7),
+            used: AtomicUsize::new(0),
+            max_memory,
+            stats,
+        }
+    }
+
+    fn lock(&self, key: &[u8]) -> Locked<'_> {
+        let i = (self.pick.hash_one(key) as usize) & (self.shards.len() - 1);
+        self.lock_index(i)
+    }
+
+    fn lock_index(&self, i: usize) -> Locked<'_> {
+        // A poisoned shard only means another thread panicked while holding
+        // it; every mutation leaves the map consistent, so keep serving.
+        let shard = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
+        Locked {
+            shard,
+            ks: self,
+            now: now_ms(),
+        }
+    }
+
+    /// Bytes accounted to keys and values.
+    pub(crate) fn used_memory(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The configured limit, 0 = none.
+    pub(crate) fn max_memory(&self) -> usize {
+        self.max_memory
+    }
+
+    /// `(keys, keys with a deadline)`, including expired keys not yet swept.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (0..self.shards.len()).fold((0, 0), |(k, v), i| {
+            let s = self.lock_index(i);
+            (k + s.shard.map.len(), v + s.shard.volatile)
+        })
+    }
+
+    /// Removes every key.
+    pub(crate) fn flush(&self) {
+        for i in 0..self.shards.len() {
+            let mut s = self.lock_index(i);
+            let freed: usize = s.shard.map.iter().map(|(k, e)| e.size(k)).sum();
+            s.shard.map = Map::default();
+            s.shard.volatile = 0;
+            s.shard.cursor = 0;
+            self.used.fetch_sub(freed, Ordering::Relaxed);
+        }
+    }
+
+    // ---- plain Redis values ----
+
+    /// `GET`.
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Bytes>, WriteError> {
+        let mut s = self.lock(key);
+        match s.entry(key).map(|e| &e.value) {
+            None => Ok(None),
+            Some(Value::Plain(b)) => Ok(Some(b.clone())),
+            Some(_) => Err(WriteError::WrongType),
+        }
+    }
+
+    /// `SET`; `Ok(false)` when the NX/XX condition did not hold.
+    pub(crate) fn set(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        cond: SetCondition,
+    ) -> Result<bool, WriteError> {
+        let mut s = self.lock(key);
+        let present = s.entry(key).is_some();
+        match (cond, present) {
+            (SetCondition::IfAbsent, true) | (SetCondition::IfPresent, false) => return Ok(false),
+            _ => {}
+        }
+        let now = s.now;
+        s.store(
+            key,
+            Entry {
+                value: Value::Plain(Bytes::copy_from_slice(value)),
+                expires_at: ttl_ms.map_or(0, |t| deadline(now, t.max(1))),
+            },
+        )?;
+        Ok(true)
+    }
+
+    /// `DEL` of one key (any kind, tombstones included).
+    pub(crate) fn del(&self, key: &[u8]) -> bool {
+        let mut s = self.lock(key);
+        s.entry(key).is_some() && s.remove(key).is_some()
+    }
+
+    /// `EXISTS` of one key.
+    pub(crate) fn exists(&self, key: &[u8]) -> bool {
+        self.lock(key).entry(key).is_some()
+    }
+
+    /// `PEXPIRE`: a TTL of 0 or less deletes the key, as in Redis.
+    pub(crate) fn pexpire(&self, key: &[u8], ttl_ms: i64) -> bool {
+        let mut s = self.lock(key);
+        if s.entry(key).is_none() {
+            return false;
+        }
+        if ttl_ms <= 0 {
+            return s.remove(key).is_some();
+        }
+        let at = deadline(s.now, ttl_ms as u64);
+        s.set_deadline(key, at)
+    }
+
+    /// `PTTL`: -2 missing, -1 no deadline, else remaining ms.
+    pub(crate) fn pttl(&self, key: &[u8]) -> i64 {
+        let mut s = self.lock(key);
+        let now = s.now;
+        match s.entry(key) {
+            None => -2,
+            Some(e) => e.pttl(now).map_or(-1, |t| t as i64),
+        }
+    }
+
+    /// `TYPE`.
+    pub(crate) fn key_type(&self, key: &[u8]) -> KeyType {
+        match self.lock(key).entry(key).map(|e| &e.value) {
+            None => KeyType::None,
+            Some(Value::Plain(_)) => KeyType::String,
+            Some(_) => KeyType::Session,
+        }
+    }
+
+    // ---- sessions ----
+
+    /// The stamp of the copy or tombstone at `key`, if any.
+    fn stored_stamp(entry: Option<&mut Entry>) -> Result<Option<Stamp>, WriteError> {
+        match entry.map(|e| &e.value) {
+            None => Ok(None),
+            Some(Value::Session(c)) => Ok(Some(c.stamp)),
+            Some(Value::Tombstone(t)) => Ok(Some(*t)),
+            Some(Value::Plain(_)) => Err(WriteError::WrongType),
+        }
+    }
+
+    /// `SESS.PUT`.
+    pub(crate) fn sess_put(
+        &self,
+        key: &[u8],
+        stamp: Stamp,
+        owner: &[u8],
+        ttl_ms: u64,
+        payload: &[u8],
+    ) -> Result<(), WriteError> {
+        let mut s = self.lock(key);
+        if let Some(stored) = Self::stored_stamp(s.entry(key))? {
+            if stored >= stamp {
+                self.stats.stale_refused.fetch_add(1, Ordering::Relaxed);
+                return Err(WriteError::Stale(stored));
+            }
+        }
+        let now = s.now;
+        s.store(
+            key,
+            Entry {
+                value: Value::Session(SessionCopy {
+                    stamp,
+                    owner: owner.into(),
+                    payload: Bytes::copy_from_slice(payload),
+                }),
+                expires_at: deadline(now, ttl_ms),
+            },
+        )
+    }
+
+    /// `SESS.GET`.
+    pub(crate) fn sess_get(&self, key: &[u8]) -> Result<Option<SessionView>, WriteError> {
+        let mut s = self.lock(key);
+        let now = s.now;
+        let Some(e) = s.entry(key) else {
+            return Ok(None);
+        };
+        let pttl = e.pttl(now);
+        match &e.value {
+            Value::Session(c) => Ok(Some(SessionView {
+                stamp: c.stamp,
+                live: Some((Bytes::copy_from_slice(&c.owner), c.payload.clone())),
+                pttl,
+            })),
+            Value::Tombstone(t) => Ok(Some(SessionView {
+                stamp: *t,
+                live: None,
+                pttl,
+            })),
+            Value::Plain(_) => Err(WriteError::WrongType),
+        }
+    }
+
+    /// `SESS.CLAIM`.
+    pub(crate) fn sess_claim(
+        &self,
+        key: &[u8],
+        expected: Stamp,
+        new: Stamp,
+        owner: &[u8],
+        ttl_ms: u64,
+    ) -> Result<(), WriteError> {
+        if new <= expected {
+            return Err(WriteError::StampNotIncreasing);
+        }
+        let mut s = self.lock(key);
+        let now = s.now;
+        if s.entry(key).is_none() {
+            return Err(WriteError::NoSession);
+        }
+        let idx = s.shard.map.get_index_of(key).ok_or(WriteError::NoSession)?;
+        let old_size = s.shard.map.get_index(idx).map_or(0, |(k, e)| e.size(k));
+        let entry = &mut s.shard.map[idx];
+        match &mut entry.value {
+            Value::Plain(_) => return Err(WriteError::WrongType),
+            Value::Tombstone(t) => return Err(WriteError::Deleted(*t)),
+            Value::Session(c) if c.stamp != expected => {
+                self.stats.stale_refused.fetch_add(1, Ordering::Relaxed);
+                return Err(WriteError::Stale(c.stamp));
+            }
+            Value::Session(c) => {
+                c.stamp = new;
+                c.owner = owner.into();
+            }
+        }
+        let new_size = s.shard.map.get_index(idx).map_or(0, |(k, e)| e.size(k));
+        self.used.fetch_add(new_size, Ordering::Relaxed);
+        self.used.fetch_sub(old_size, Ordering::Relaxed);
+        s.set_deadline(key, deadline(now, ttl_ms));
+        Ok(())
+    }
+
+    /// `SESS.TOUCH`: true if a live copy got the new TTL.
+    pub(crate) fn sess_touch(&self, key: &[u8], ttl_ms: u64) -> bool {
+        let mut s = self.lock(key);
+        let now = s.now;
+        match s.entry(key).map(|e| matches!(e.value, Value::Session(_))) {
+            Some(true) => s.set_deadline(key, deadline(now, ttl_ms)),
+            _ => false,
+        }
+    }
+
+    /// `SESS.DEL`: replaces the copy with a tombstone.
+    pub(crate) fn sess_del(
+        &self,
+        key: &[u8],
+        stamp: Stamp,
+        tombstone_ttl_ms: u64,
+    ) -> Result<(), WriteError> {
+        let mut s = self.lock(key);
+        if let Some(stored) = Self::stored_stamp(s.entry(key))? {
+            if stored >= stamp {
+                self.stats.stale_refused.fetch_add(1, Ordering::Relaxed);
+                return Err(WriteError::Stale(stored));
+            }
+        }
+        let now = s.now;
+        // A tombstone never counts against --max-memory: deleting must
+        // always be possible, and it frees the payload.
+        s.remove(key);
+        let entry = Entry {
+            value: Value::Tombstone(stamp),
+            expires_at: deadline(now, tombstone_ttl_ms.max(1)),
+        };
+        let size = entry.size(key);
+        s.shard.map.insert(key.into(), entry);
+        s.shard.volatile += 1;
+        self.used.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    // ---- active expiry ----
+
+    /// Scans up to `budget` entries of every shard from where the last scan
+    /// stopped and removes the expired ones. Returns how many it removed and
+    /// how many it looked at.
+    pub(crate) fn expire_cycle(&self, budget: usize) -> (usize, usize) {
+        let (mut removed, mut seen) = (0, 0);
+        for i in 0..self.shards.len() {
+            let mut s = self.lock_index(i);
+            if s.shard.volatile == 0 {
+                continue;
+            }
+            let mut idx = s.shard.cursor;
+            for _ in 0..budget {
+                if idx >= s.shard.map.len() {
+                    idx = 0;
+                    if s.shard.map.is_empty() {
+                        break;
+                    }
+                }
+                seen += 1;
+                if s.shard.map[idx].expired(s.now) {
+                    // swap_remove moves the last entry here: look at idx again.
+                    s.remove_index(idx);
+                    removed += 1;
+                } else {
+                    idx += 1;
+                }
+            }
+            s.shard.cursor = idx;
+        }
+        self.stats
+            .expired_keys
+            .fetch_add(removed as u64, Ordering::Relaxed);
+        (removed, seen)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ks(max: usize) -> Keyspace {
+        Keyspace::new(4, max, Arc::new(Stats::default()))
+    }
+
+    #[test]
+    fn put_refuses_lower_or_equal_stamps() {
+        let k = ks(0);
+        k.sess_put(b"s", Stamp::new(1, 5), b"ws1", 0, b"a").unwrap();
+        assert_eq!(
+            k.sess_put(b"s", Stamp::new(1, 5), b"ws1", 0, b"b"),
+            Err(WriteError::Stale(Stamp::new(1, 5)))
+        );
+        assert_eq!(
+            k.sess_put(b"s", Stamp::new(0, 9), b"ws1", 0, b"b"),
+            Err(WriteError::Stale(Stamp::new(1, 5)))
+        );
+        k.sess_put(b"s", Stamp::new(2, 0), b"ws2", 0, b"c").unwrap();
+        let v = k.sess_get(b"s").unwrap().unwrap();
+        assert_eq!(v.stamp, Stamp::new(2, 0));
+        assert_eq!(v.live, Some((Bytes::from("ws2"), Bytes::from("c"))));
+    }
+
+    #[test]
+    fn claim_is_compare_and_set() {
+        let k = ks(0);
+        assert_eq!(
+            k.sess_claim(b"s", Stamp::new(1, 1), Stamp::new(2, 0), b"ws2", 0),
+            Err(WriteError::NoSession)
+        );
+        k.sess_put(b"s", Stamp::new(1, 1), b"ws1", 0, b"a").unwrap();
+        assert_eq!(
+            k.sess_claim(b"s", Stamp::new(1, 0), Stamp::new(2, 0), b"ws2", 0),
+            Err(WriteError::Stale(Stamp::new(1, 1)))
+        );
+        k.sess_claim(b"s", Stamp::new(1, 1), Stamp::new(2, 0), b"ws2", 0)
+            .unwrap();
+        let v = k.sess_get(b"s").unwrap().unwrap();
+        assert_eq!(v.stamp, Stamp::new(2, 0));
+        assert_eq!(
+            v.live.unwrap().1,
+            Bytes::from("a"),
+            "claim keeps the payload"
+        );
+        assert_eq!(
+            k.sess_put(b"s", Stamp::new(1, 2), b"ws1", 0, b"late"),
+            Err(WriteError::Stale(Stamp::new(2, 0))),
+            "the old host's late write loses"
+        );
+    }
+
+    #[test]
+    fn tombstone_blocks_resurrection() {
+        let k = ks(0);
+        k.sess_put(b"s", Stamp::new(1, 1), b"ws1", 0, b"a").unwrap();
+        k.sess_del(b"s", Stamp::new(1, 2), 60_000).unwrap();
+        assert_eq!(
+            k.sess_put(b"s", Stamp::new(1, 1), b"ws1", 0, b"a"),
+            Err(WriteError::Stale(Stamp::new(1, 2)))
+        );
+        assert_eq!(
+            k.sess_claim(b"s", Stamp::new(1, 2), Stamp::new(2, 0), b"ws2", 0),
+            Err(WriteError::Deleted(Stamp::new(1, 2)))
+        );
+        assert_eq!(k.sess_get(b"s").unwrap().unwrap().live, None);
+    }
+
+    #[test]
+    fn memory_limit_refuses_growth_but_allows_deletes() {
+        let k = ks(2_000);
+        k.set(b"a", &[0; 1000], None, SetCondition::Always).unwrap();
+        assert_eq!(
+            k.set(b"b", &[0; 1000], None, SetCondition::Always),
+            Err(WriteError::OutOfMemory)
+        );
+        assert!(k.del(b"a"));
+        assert_eq!(k.used_memory(), 0);
+        k.set(b"b", &[0; 1000], None, SetCondition::Always).unwrap();
+    }
+
+    #[test]
+    fn plain_and_session_values_do_not_mix() {
+        let k = ks(0);
+        k.set(b"p", b"v", None, SetCondition::Always).unwrap();
+        assert_eq!(
+            k.sess_put(b"p", Stamp::new(1, 1), b"w", 0, b"x"),
+            Err(WriteError::WrongType)
+        );
+        k.sess_put(b"s", Stamp::new(1, 1), b"w", 0, b"x").unwrap();
+        assert_eq!(k.get(b"s"), Err(WriteError::WrongType));
+    }
+
+    #[test]
+    fn accounting_returns_to_zero() {
+        let k = ks(0);
+        for i in 0..100u32 {
+            let key = i.to_be_bytes();
+            k.sess_put(&key, Stamp::new(1, 1), b"ws1", 0, &[1; 100])
+                .unwrap();
+            k.sess_claim(&key, Stamp::new(1, 1), Stamp::new(2, 0), b"ws22", 0)
+                .unwrap();
+            k.sess_del(&key, Stamp::new(2, 1), 10).unwrap();
+            assert!(k.del(&key));
+        }
+        assert_eq!(k.used_memory(), 0);
+        assert_eq!(k.counts(), (0, 0));
+    }
+}

@@ -1,0 +1,44 @@
+//! `sticky store`: the remote session store.
+//!
+//! An in-memory key/value server speaking RESP2/RESP3 (the Redis protocol)
+//! with Sticky's fenced session commands (`SESS.PUT`, `SESS.GET`,
+//! `SESS.CLAIM`, `SESS.TOUCH`, `SESS.DEL`; see `docs/protocol.md`) and
+//! enough of the plain Redis command set for `redis-cli` and
+//! `redis-benchmark`.
+//!
+//! # Layout
+//!
+//! - `config`: [`StoreConfig`], every setting with its default.
+//! - `server`: [`Store`]: accept loop, connection tasks, pipelining, idle
+//!   timeout, active expiry, graceful shutdown.
+//! - `cmd`: one file per command family; parses arguments and replies.
+//! - `keyspace`: the sharded data, stamps and tombstones, expiry and memory
+//!   accounting.
+//! - `stats`: counters for `INFO`; `metrics`: the Prometheus endpoint.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use sticky_store::{Store, StoreConfig};
+//! let store = Store::new(StoreConfig::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7379").await?;
+//! store.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+mod cmd;
+mod config;
+mod keyspace;
+mod metrics;
+mod server;
+mod stats;
+
+pub use config::StoreConfig;
+pub use metrics::serve_metrics;
+pub use server::Store;
+pub use stats::Snapshot;
+
+/// The Redis version we report to clients (`INFO`, `HELLO`): the command
+/// set we implement behaves as Redis 7.0's does.
+pub const REDIS_VERSION: &str = "7.0.0";

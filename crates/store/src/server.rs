@@ -1,0 +1,271 @@
+//! The TCP server: accept loop, connection limit, one task per connection
+//! that executes pipelined requests in batches, idle timeout, active expiry
+//! and graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use sticky_proto::resp::{parse_request, Reply};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::cmd::{self, Client};
+use crate::config::StoreConfig;
+use crate::keyspace::Keyspace;
+use crate::stats::{rss_bytes, Snapshot, Stats};
+
+/// State shared by every connection of one store.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: StoreConfig,
+    pub(crate) keyspace: Keyspace,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) started: Instant,
+    next_client_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let (keys, volatile) = self.keyspace.counts();
+        Snapshot {
+            keys: keys as u64,
+            keys_with_ttl: volatile as u64,
+            used_memory: self.keyspace.used_memory() as u64,
+            max_memory: self.keyspace.max_memory() as u64,
+            rss: rss_bytes(),
+            ..self.stats.snapshot()
+        }
+    }
+}
+
+/// A session store: its data and settings. Serve it with [`Store::serve`].
+#[derive(Debug, Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+/// Replies buffered past this size are written out before the next request
+/// of the same batch is executed.
+const FLUSH_AT: usize = 64 * 1024;
+/// How often active expiry runs, and how many entries per shard it looks at.
+const EXPIRY_TICK: Duration = Duration::from_millis(100);
+const EXPIRY_BUDGET: usize = 64;
+
+impl Store {
+    /// A new, empty store with these settings.
+    pub fn new(config: StoreConfig) -> Self {
+        let stats = Arc::new(Stats::default());
+        let shards = if config.shards == 0 {
+            std::thread::available_parallelism().map_or(4, |n| n.get()) * 16
+        } else {
+            config.shards
+        };
+        Self {
+            shared: Arc::new(Shared {
+                keyspace: Keyspace::new(shards, config.max_memory, stats.clone()),
+                config,
+                stats,
+                started: Instant::now(),
+                next_client_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Counters and keyspace figures now.
+    pub fn snapshot(&self) -> Snapshot {
+        self.shared.snapshot()
+    }
+
+    /// Serves clients accepted on `listener` until `shutdown` completes, then
+    /// stops accepting, lets every connection finish the batch it is
+    /// executing, and waits up to `shutdown_grace` for them to close.
+    ///
+    /// # Errors
+    ///
+    /// Only if the listener's local address cannot be read; accept errors
+    /// (e.g. out of file descriptors) are logged and retried.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let local = listener.local_addr()?;
+        let shared = &self.shared;
+        let limit = Arc::new(Semaphore::new(shared.config.max_clients));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Every connection task holds a clone; when all are dropped, recv()
+        // returns None: the mini-redis way to wait for tasks to finish.
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let expiry = tokio::spawn(active_expiry(shared.clone(), stop_rx.clone()));
+        tracing::info!(
+            addr = %local,
+            auth = shared.config.requirepass.is_some(),
+            max_memory = shared.config.max_memory,
+            "store listening"
+        );
+        tokio::pin!(shutdown);
+        loop {
+            let (socket, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed; retrying in 100 ms");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            Stats::add(&shared.stats.connections_received, 1);
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                Stats::add(&shared.stats.rejected_connections, 1);
+                tracing::debug!(%peer, "max clients reached; connection refused");
+                tokio::spawn(refuse(socket));
+                continue;
+            };
+            let shared = shared.clone();
+            let stop = stop_rx.clone();
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                shared
+                    .stats
+                    .connected_clients
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = handle(&shared, socket, peer, stop).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                shared
+                    .stats
+                    .connected_clients
+                    .fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+                drop(done);
+            });
+        }
+        tracing::info!("store shutting down: no new connections");
+        drop(listener);
+        let _ = stop_tx.send(true);
+        drop(done_tx);
+        if tokio::time::timeout(shared.config.shutdown_grace, done_rx.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the shutdown grace period");
+        }
+        expiry.abort();
+        Ok(())
+    }
+}
+
+async fn refuse(mut socket: TcpStream) {
+    let _ = socket
+        .write_all(b"-ERR max number of clients reached\r\n")
+        .await;
+}
+
+async fn active_expiry(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(EXPIRY_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        // Like Redis: keep going while a quarter or more of what we looked
+        // at had expired, within a time budget per tick.
+        let started = Instant::now();
+        loop {
+            let (removed, seen) = shared.keyspace.expire_cycle(EXPIRY_BUDGET);
+            if removed * 4 < seen || seen == 0 || started.elapsed() > EXPIRY_TICK / 4 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Serves one connection until it closes, errs, idles out or the store stops.
+async fn handle(
+    shared: &Shared,
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    socket.set_nodelay(true)?;
+    let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let mut client = Client::new(id, shared.config.requirepass.is_some());
+    let limits = shared.config.limits;
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    let idle = shared.config.idle_timeout;
+    let mut last_input = Instant::now();
+    let idle_timer = tokio::time::sleep(idle.unwrap_or(Duration::from_secs(86_400)));
+    tokio::pin!(idle_timer);
+    loop {
+        let mut executed = 0;
+        loop {
+            match parse_request(&mut input, &limits) {
+                Ok(Some(args)) if args.is_empty() => continue,
+                Ok(Some(args)) => {
+                    let reply = cmd::execute(shared, &mut client, &args);
+                    reply.encode(client.version, &mut output);
+                    executed += 1;
+                    if client.quit {
+                        break;
+                    }
+                    if output.len() >= FLUSH_AT {
+                        socket.write_all(&output).await?;
+                        output.clear();
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    Stats::add(&shared.stats.protocol_errors, 1);
+                    Stats::add(&shared.stats.commands_processed, executed);
+                    tracing::debug!(%peer, error = %e, "protocol error; closing the connection");
+                    Reply::error(format!("ERR Protocol error: {e}"))
+                        .encode(client.version, &mut output);
+                    socket.write_all(&output).await?;
+                    return Ok(());
+                }
+            }
+        }
+        Stats::add(&shared.stats.commands_processed, executed);
+        if !output.is_empty() {
+            socket.write_all(&output).await?;
+            output.clear();
+        }
+        if client.quit || *stop.borrow() {
+            return Ok(());
+        }
+        if input.capacity() - input.len() < 4096 {
+            input.reserve(16 * 1024);
+        }
+        loop {
+            tokio::select! {
+                read = socket.read_buf(&mut input) => {
+                    if read? == 0 {
+                        return Ok(());
+                    }
+                    last_input = Instant::now();
+                    break;
+                }
+                _ = stop.changed() => return Ok(()),
+                () = &mut idle_timer, if idle.is_some() => {
+                    let Some(idle) = idle else { continue };
+                    if last_input.elapsed() >= idle {
+                        tracing::debug!(%peer, "idle client timeout");
+                        return Ok(());
+                    }
+                    idle_timer.as_mut().reset((last_input + idle).into());
+                }
+            }
+        }
+    }
+}
