@@ -37,7 +37,7 @@ mod stats;
 pub use config::StoreConfig;
 pub use metrics::serve_metrics;
 pub use server::Store;
-pub use stats::Snapshot;
+pub use stats::{Snapshot, SESSION_COMMANDS};
 
 /// The Redis version we report to clients (`INFO`, `HELLO`): the command
 /// set we implement behaves as Redis 7.0's does.

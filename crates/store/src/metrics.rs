@@ -65,6 +65,10 @@ fn publish(store: &Store) {
     for (name, v) in counters {
         metrics::counter!(name).absolute(v);
     }
+    for (name, calls) in crate::stats::SESSION_COMMANDS.iter().zip(s.session_calls) {
+        metrics::counter!("sticky_store_session_commands_total", "command" => *name)
+            .absolute(calls);
+    }
     let gauges = [
         ("sticky_store_connected_clients", s.connected_clients),
         ("sticky_store_keys", s.keys),

@@ -13,7 +13,18 @@ pub(crate) struct Stats {
     pub(crate) stale_refused: AtomicU64,
     pub(crate) oom_refused: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
+    /// Calls of each session command, indexed like [`SESSION_COMMANDS`].
+    pub(crate) session_calls: [AtomicU64; 5],
 }
+
+/// The session commands counted in [`Snapshot::session_calls`].
+pub const SESSION_COMMANDS: [&str; 5] = [
+    "sess.put",
+    "sess.get",
+    "sess.claim",
+    "sess.touch",
+    "sess.del",
+];
 
 /// A point-in-time copy of [`Stats`] plus the keyspace figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,6 +45,8 @@ pub struct Snapshot {
     pub oom_refused: u64,
     /// Connections closed for a malformed or oversized frame.
     pub protocol_errors: u64,
+    /// Calls of each session command, indexed like [`SESSION_COMMANDS`].
+    pub session_calls: [u64; 5],
     /// Keys stored (copies, tombstones and plain values).
     pub keys: u64,
     /// Keys with a TTL.
@@ -62,6 +75,7 @@ impl Stats {
             stale_refused: r(&self.stale_refused),
             oom_refused: r(&self.oom_refused),
             protocol_errors: r(&self.protocol_errors),
+            session_calls: std::array::from_fn(|i| r(&self.session_calls[i])),
             ..Snapshot::default()
         }
     }

@@ -77,11 +77,26 @@ pub(crate) fn execute(shared: &Shared, client: &mut Client, args: &[Bytes]) -> R
         b"TTL" => keys::ttl(ks, a, 1000),
         b"PTTL" => keys::ttl(ks, a, 1),
         b"TYPE" => keys::key_type(ks, a),
-        b"SESS.PUT" => session::put(ks, a),
-        b"SESS.GET" => session::get(ks, a),
-        b"SESS.CLAIM" => session::claim(ks, a),
-        b"SESS.TOUCH" => session::touch(ks, a),
-        b"SESS.DEL" => session::del(shared, a),
+        b"SESS.PUT" => {
+            count(shared, 0);
+            session::put(ks, a)
+        }
+        b"SESS.GET" => {
+            count(shared, 1);
+            session::get(ks, a)
+        }
+        b"SESS.CLAIM" => {
+            count(shared, 2);
+            session::claim(ks, a)
+        }
+        b"SESS.TOUCH" => {
+            count(shared, 3);
+            session::touch(ks, a)
+        }
+        b"SESS.DEL" => {
+            count(shared, 4);
+            session::del(shared, a)
+        }
         b"PING" => connection::ping(a),
         b"ECHO" => connection::echo(a),
         b"AUTH" => connection::auth(shared, client, a),
@@ -99,6 +114,10 @@ pub(crate) fn execute(shared: &Shared, client: &mut Client, args: &[Bytes]) -> R
         b"COMMAND" => server::command(a),
         _ => unknown(name, args),
     }
+}
+
+fn count(shared: &Shared, i: usize) {
+    crate::stats::Stats::add(&shared.stats.session_calls[i], 1);
 }
 
 fn unknown(name: &[u8], args: &[Bytes]) -> Reply {

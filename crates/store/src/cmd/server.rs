@@ -160,6 +160,13 @@ pub(super) fn info(shared: &Shared, a: &[Bytes]) -> Reply {
             s.protocol_errors
         );
     }
+    if want("commandstats") {
+        let _ = write!(out, "# Commandstats\r\n");
+        for (name, calls) in crate::stats::SESSION_COMMANDS.iter().zip(s.session_calls) {
+            let _ = write!(out, "cmdstat_{name}:calls={calls}\r\n");
+        }
+        let _ = write!(out, "\r\n");
+    }
     if want("keyspace") {
         let _ = write!(out, "# Keyspace\r\n");
         if s.keys > 0 {
