@@ -41,9 +41,158 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterFile {
+    /// The cluster secret: signs session and route cookies and derives the
+    /// admin token. At least 32 characters.
+    pub secret: Option<String>,
+    /// File whose first line is the cluster secret, instead of `secret`.
+    pub secret_file: Option<PathBuf>,
+    /// Store replicas per session: 1 (disjoint subsets) or 2 (overlapping).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// `sync` (default): a response carrying a change leaves only after every
+    /// replica acknowledged it. `async`: replication in the background.
+    #[serde(default)]
+    pub mode: ReplicationMode,
+    /// Session settings shared by every web server (`[session]`).
+    #[serde(default)]
+    pub session: SessionSection,
+    /// The director (`[director]`).
+    pub director: Option<DirectorSection>,
+    /// The web servers, standbys included (`[[web]]` tables).
+    #[serde(default)]
+    pub web: Vec<WebEntry>,
     /// The session stores (`[[store]]` tables).
     #[serde(default)]
     pub store: Vec<StoreEntry>,
+}
+
+fn default_replicas() -> usize {
+    2
+}
+
+/// How session changes reach the stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationMode {
+    /// The response leaves after every replica acknowledged the change.
+    #[default]
+    Sync,
+    /// Changes are copied in the background, with a bounded queue and lag.
+    Async,
+}
+
+/// `[session]`: settings every web server shares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSection {
+    /// Session cookie name. Default `sticky.sid`.
+    pub cookie_name: String,
+    /// Cookie path. Default `/`.
+    pub cookie_path: String,
+    /// Cookie domain. Default: none (host-only).
+    pub cookie_domain: Option<String>,
+    /// Mark the cookie `Secure`. Default false (set it when served over TLS).
+    pub cookie_secure: bool,
+    /// Seconds without a request after which a session expires. Default 1800.
+    pub idle_timeout_secs: u64,
+    /// Seconds after creation after which a session expires. Default 86400.
+    pub absolute_timeout_secs: u64,
+    /// Largest serialized session. Default 64KiB.
+    pub max_size: ByteSize,
+    /// A web server that heard no health check for this long fences itself.
+    /// Default 3000.
+    pub lease_ms: u64,
+    /// Per-request timeout towards a store. Default 1000.
+    pub store_timeout_ms: u64,
+    /// Async mode: most changes waiting to be copied. Default 10000.
+    pub async_queue: usize,
+    /// Async mode: largest tolerated replication lag before writes wait. Default 1000.
+    pub async_max_lag_ms: u64,
+    /// Store password, if the stores require one.
+    pub store_password: Option<String>,
+}
+
+impl Default for SessionSection {
+    fn default() -> Self {
+        Self {
+            cookie_name: "sticky.sid".into(),
+            cookie_path: "/".into(),
+            cookie_domain: None,
+            cookie_secure: false,
+            idle_timeout_secs: 1800,
+            absolute_timeout_secs: 86_400,
+            max_size: ByteSize(64 << 10),
+            lease_ms: 3000,
+            store_timeout_ms: 1000,
+            async_queue: 10_000,
+            async_max_lag_ms: 1000,
+            store_password: None,
+        }
+    }
+}
+
+/// `[director]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorSection {
+    /// Public listener. Default `127.0.0.1:8080`.
+    #[serde(default = "default_director_listen")]
+    pub listen: SocketAddr,
+    /// Admin listener (API, dashboard, metrics). Default `127.0.0.1:8081`.
+    #[serde(default = "default_director_admin")]
+    pub admin: SocketAddr,
+    /// Route cookie name. Default `sticky.route`.
+    #[serde(default = "default_route_cookie")]
+    pub route_cookie: String,
+    /// Health-check interval in ms. Default 500.
+    #[serde(default = "default_interval")]
+    pub health_interval_ms: u64,
+    /// Health-check timeout in ms. Default 500.
+    #[serde(default = "default_interval")]
+    pub health_timeout_ms: u64,
+    /// Failed checks in a row that mark a server down. Default 2.
+    #[serde(default = "default_two")]
+    pub fall: u32,
+    /// Successful checks in a row that mark a server up. Default 2.
+    #[serde(default = "default_two")]
+    pub rise: u32,
+}
+
+fn default_director_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_director_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+fn default_route_cookie() -> String {
+    "sticky.route".into()
+}
+fn default_interval() -> u64 {
+    500
+}
+fn default_two() -> u32 {
+    2
+}
+
+/// One `[[web]]` table: a web server or a standby.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebEntry {
+    /// Unique name, e.g. `ws1`; what the demo app reports as `server`.
+    pub name: String,
+    /// Address the web server listens on.
+    pub listen: SocketAddr,
+    /// A standby takes over the sessions of failed servers and gets no new
+    /// clients. Default false.
+    #[serde(default)]
+    pub standby: bool,
+    /// Relative share of new clients. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 /// One `[[store]]` table.
@@ -92,7 +241,24 @@ impl ClusterFile {
             path: path.to_owned(),
             message,
         };
+        if !(1..=2).contains(&file.replicas) {
+            return Err(invalid(format!(
+                "replicas must be 1 or 2, not {}",
+                file.replicas
+            )));
+        }
+        if file.secret.is_some() && file.secret_file.is_some() {
+            return Err(invalid("give secret or secret_file, not both".into()));
+        }
         let mut names = std::collections::HashSet::new();
+        for w in &file.web {
+            if w.name.is_empty() || !names.insert(w.name.as_str()) {
+                return Err(invalid(format!(
+                    "web name {:?} is empty or used twice",
+                    w.name
+                )));
+            }
+        }
         for s in &file.store {
             if s.name.is_empty() || !names.insert(s.name.as_str()) {
                 return Err(invalid(format!(
@@ -108,6 +274,40 @@ impl ClusterFile {
             }
         }
         Ok(file)
+    }
+
+    /// The `[[web]]` entry called `name`.
+    pub fn web(&self, name: &str) -> Option<&WebEntry> {
+        self.web.iter().find(|w| w.name == name)
+    }
+
+    /// The cluster secret from `secret` or `secret_file`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] if neither is given, the file cannot be read,
+    /// or the secret is shorter than 32 characters.
+    pub fn secret(&self, path: &Path) -> Result<String, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let secret = match (&self.secret, &self.secret_file) {
+            (Some(s), _) => s.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| invalid(format!("cannot read secret_file {}: {e}", f.display())))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            (None, None) => return Err(invalid("no secret or secret_file".into())),
+        };
+        if secret.chars().count() < 32 {
+            return Err(invalid(
+                "the cluster secret must be at least 32 characters".into(),
+            ));
+        }
+        Ok(secret)
     }
 
     /// The `[[store]]` entry called `name`.

@@ -10,5 +10,8 @@
 mod cluster;
 mod size;
 
-pub use cluster::{ClusterFile, ConfigError, StoreEntry};
+pub use cluster::{
+    ClusterFile, ConfigError, DirectorSection, ReplicationMode, SessionSection, StoreEntry,
+    WebEntry,
+};
 pub use size::{ByteSize, ParseSizeError};

@@ -8,11 +8,14 @@
 //!   peer controls, and reply encoding.
 //! - [`command`]: names and reply words of the session commands
 //!   (`SESS.PUT`, `SESS.GET`, ...), documented in `docs/protocol.md`.
+//! - [`control`]: the web servers' control endpoints (`/.sticky/health`,
+//!   `/.sticky/fence`): paths, the admin token, the health report.
 //! - [`client`]: the async client for the session commands used by web
 //!   servers: one multiplexed, pipelined connection per store.
 
 pub mod client;
 pub mod command;
+pub mod control;
 pub mod resp;
 pub mod stamp;
 
