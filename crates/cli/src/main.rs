@@ -1,7 +1,9 @@
 //! The `sticky` binary: parses the command line and hands over to the
 //! component libraries.
 
+mod demo;
 mod store_cmd;
+mod web_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run a session store (RESP server with fenced session commands).
     Store(store_cmd::StoreArgs),
+    /// Run a web server: the demo shop on the session library.
+    Web(web_cmd::WebArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +37,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Store(args) => store_cmd::run(args),
+        Command::Web(args) => web_cmd::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,123 @@
+//! The bundled demo app: a shopping cart and a counter whose every answer
+//! says which web server served it and where the session was found.
+//!
+//! JSON API (relied on by tests, `sticky chaos` and `sticky bench`):
+//! `GET /api/cart`, `POST /api/cart/items` `{"item": "..."}`,
+//! `POST /api/cart/remove` `{"item": "..."}`, `POST /api/cart/clear`,
+//! `GET /api/counter`, `POST /api/counter`. Every answer carries `server`,
+//! `stamp` and `source` (`cache`, `store` or `new`).
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sticky_session::{Session, SessionLayer, SessionManager};
+
+/// Most items in one cart.
+const MAX_ITEMS: usize = 100;
+/// Longest item name, in characters.
+const MAX_ITEM_LEN: usize = 64;
+
+#[derive(Clone)]
+struct App {
+    server: String,
+}
+
+/// The demo app's routes, wrapped in the session layer.
+pub(crate) fn app(manager: &SessionManager) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/api/cart", get(cart))
+        .route("/api/cart/items", post(add_item))
+        .route("/api/cart/remove", post(remove_item))
+        .route("/api/cart/clear", post(clear_cart))
+        .route("/api/counter", get(counter).post(increment))
+        .with_state(App {
+            server: manager.config().server_name.clone(),
+        })
+        .layer(SessionLayer::new(manager.clone()))
+        .layer(DefaultBodyLimit::max(16 * 1024))
+}
+
+fn answer(app: &App, session: &Session, mut body: Value) -> Json<Value> {
+    if let Some(o) = body.as_object_mut() {
+        o.insert("server".into(), json!(app.server));
+        o.insert("stamp".into(), json!(session.stamp().to_string()));
+        o.insert("source".into(), json!(session.source().as_str()));
+    }
+    Json(body)
+}
+
+fn bad(msg: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": msg }))).into_response()
+}
+
+fn items(session: &Session) -> Vec<String> {
+    session.get::<Vec<String>>("cart").ok().flatten().unwrap_or_default()
+}
+
+async fn cart(State(app): State<App>, session: Session) -> Json<Value> {
+    let items = items(&session);
+    answer(&app, &session, json!({ "items": items }))
+}
+
+#[derive(Deserialize)]
+struct ItemBody {
+    item: String,
+}
+
+async fn add_item(State(app): State<App>, session: Session, body: Json<ItemBody>) -> Response {
+    let item = body.0.item.trim().to_owned();
+    if item.is_empty() || item.chars().count() > MAX_ITEM_LEN {
+        return bad("item must be 1 to 64 characters");
+    }
+    let mut items = items(&session);
+    if items.len() >= MAX_ITEMS {
+        return bad("the cart is full (100 items)");
+    }
+    items.push(item);
+    if let Err(e) = session.insert("cart", &items) {
+        return e.into_response();
+    }
+    answer(&app, &session, json!({ "items": items })).into_response()
+}
+
+async fn remove_item(State(app): State<App>, session: Session, body: Json<ItemBody>) -> Response {
+    let mut items = items(&session);
+    if let Some(pos) = items.iter().position(|i| *i == body.0.item) {
+        items.remove(pos);
+        if let Err(e) = session.insert("cart", &items) {
+            return e.into_response();
+        }
+    }
+    answer(&app, &session, json!({ "items": items })).into_response()
+}
+
+async fn clear_cart(State(app): State<App>, session: Session) -> Json<Value> {
+    session.remove_value("cart");
+    answer(&app, &session, json!({ "items": [] }))
+}
+
+fn value(session: &Session) -> u64 {
+    session.get::<u64>("counter").ok().flatten().unwrap_or(0)
+}
+
+async fn counter(State(app): State<App>, session: Session) -> Json<Value> {
+    let v = value(&session);
+    answer(&app, &session, json!({ "value": v }))
+}
+
+async fn increment(State(app): State<App>, session: Session) -> Response {
+    let v = value(&session) + 1;
+    if let Err(e) = session.insert("counter", v) {
+        return e.into_response();
+    }
+    answer(&app, &session, json!({ "value": v })).into_response()
+}
+
+async fn page(State(app): State<App>) -> Html<String> {
+    Html(include_str!("shop.html").replace("{{server}}", &app.server))
+}

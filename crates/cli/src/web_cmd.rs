@@ -1,0 +1,102 @@
+//! `sticky web`: a web server running the demo app on the session library,
+//! configured from the cluster file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use sticky_config::{ClusterFile, ReplicationMode};
+use sticky_session::{Config, Mode, SessionManager, StoreSpec};
+
+/// `sticky web` options.
+#[derive(Debug, Args)]
+pub(crate) struct WebArgs {
+    /// The cluster file.
+    #[arg(long, env = "STICKY_CONFIG")]
+    config: PathBuf,
+    /// This server's `[[web]]` entry.
+    #[arg(long, env = "STICKY_WEB_NAME")]
+    name: String,
+    /// Listen here instead of the entry's `listen`.
+    #[arg(long, env = "STICKY_WEB_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Worker threads [default: one per core].
+    #[arg(long, env = "STICKY_WEB_THREADS")]
+    threads: Option<usize>,
+}
+
+/// Builds the library's settings from the cluster file.
+pub(crate) fn session_config(file: &ClusterFile, path: &std::path::Path, name: &str) -> anyhow::Result<Config> {
+    let Some(entry) = file.web(name) else {
+        let names: Vec<_> = file.web.iter().map(|w| w.name.as_str()).collect();
+        bail!("no [[web]] named {name:?} in {} (it has: {})", path.display(), names.join(", "));
+    };
+    if file.store.is_empty() {
+        bail!("{} lists no [[store]]: web servers need at least one", path.display());
+    }
+    let secret = file.secret(path)?;
+    let stores = file
+        .store
+        .iter()
+        .map(|s| StoreSpec {
+            name: s.name.clone(),
+            addr: s.listen.to_string(),
+        })
+        .collect();
+    let s = &file.session;
+    let mut c = Config::new(name, secret.into_bytes(), stores);
+    c.replicas = file.replicas;
+    c.mode = match file.mode {
+        ReplicationMode::Sync => Mode::Sync,
+        ReplicationMode::Async => Mode::Async,
+    };
+    c.cookie_name = s.cookie_name.clone();
+    c.cookie_path = s.cookie_path.clone();
+    c.cookie_domain = s.cookie_domain.clone();
+    c.cookie_secure = s.cookie_secure;
+    c.idle_timeout = Duration::from_secs(s.idle_timeout_secs.max(1));
+    c.absolute_timeout = Duration::from_secs(s.absolute_timeout_secs.max(1));
+    c.max_size = usize::try_from(s.max_size.0).context("[session] max_size is too large")?;
+    c.lease = Duration::from_millis(s.lease_ms.max(100));
+    c.store_timeout = Duration::from_millis(s.store_timeout_ms.max(10));
+    c.async_queue = s.async_queue.max(1);
+    c.async_max_lag = Duration::from_millis(s.async_max_lag_ms);
+    c.store_password = s.store_password.clone();
+    c.standby = entry.standby;
+    Ok(c)
+}
+
+/// Runs the demo web server until SIGINT or SIGTERM.
+pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
+    let file = ClusterFile::load(&args.config)?;
+    let config = session_config(&file, &args.config, &args.name)?;
+    let listen = match args.listen {
+        Some(l) => l,
+        None => file.web(&args.name).map(|w| w.listen).context("web entry vanished")?,
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.enable_all().build().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| tracing::warn!(error = %e, "no metrics recorder"))
+            .ok();
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let manager = SessionManager::start(config).await?;
+        let app = crate::demo::app(&manager).merge(manager.control_routes(metrics));
+        tracing::info!(server = %args.name, addr = %listen, epoch = manager.epoch(), "web server listening");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(crate::shutdown_signal())
+            .await
+            .context("web server failed")?;
+        tracing::info!("web server stopped");
+        Ok(())
+    })
+}

@@ -1,0 +1,189 @@
+//! The local cache: every hosted session, whole, in memory.
+//!
+//! An unbounded sharded map from id to entry (never an evicting cache: an
+//! evicted hosted session would cost a remote load). Each entry has its own
+//! async lock, held for the whole of a request, so concurrent requests of
+//! one session run one after the other and never lose each other's changes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use sticky_proto::Stamp;
+use tokio::sync::Mutex;
+
+use crate::id::SessionId;
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Milliseconds on a monotonic clock private to this process.
+pub(crate) fn mono_ms() -> u64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// One session's data and bookkeeping.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionState {
+    pub(crate) data: Map<String, Value>,
+    /// Creation time (Unix ms), for the absolute timeout.
+    pub(crate) created_ms: u64,
+    /// Stamp of the newest version acknowledged by the stores (or, in
+    /// async mode, queued for them).
+    pub(crate) stamp: Stamp,
+    /// That version, serialized: what re-copies send.
+    pub(crate) payload: Bytes,
+    /// Stores known to hold `stamp`.
+    pub(crate) stored_on: u64,
+    /// When the copies at the stores expire ([`mono_ms`]); lazy touches
+    /// extend it once less than half the idle time is left.
+    pub(crate) store_deadline_ms: u64,
+}
+
+impl SessionState {
+    pub(crate) fn new() -> Self {
+        Self {
+            data: Map::new(),
+            created_ms: unix_ms(),
+            stamp: Stamp::default(),
+            payload: Bytes::new(),
+            stored_on: 0,
+            store_deadline_ms: 0,
+        }
+    }
+
+    /// Never written to a store.
+    pub(crate) fn is_unsaved(&self) -> bool {
+        self.stamp == Stamp::default()
+    }
+}
+
+/// What the stores hold as a session's payload.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Stored {
+    /// Creation time, Unix ms.
+    pub(crate) c: u64,
+    /// The data.
+    pub(crate) d: Map<String, Value>,
+}
+
+/// A cache slot: `None` while the session is being loaded, or after a load
+/// found nothing.
+pub(crate) type Slot = Option<SessionState>;
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) slot: Arc<Mutex<Slot>>,
+    /// [`mono_ms`] of the last request; read by the sweeper without locking.
+    pub(crate) last_access: AtomicU64,
+    /// Async mode: already waiting in the replication queue.
+    pub(crate) queued: AtomicBool,
+}
+
+impl Entry {
+    pub(crate) fn new(slot: Slot) -> Arc<Self> {
+        Arc::new(Self {
+            slot: Arc::new(Mutex::new(slot)),
+            last_access: AtomicU64::new(mono_ms()),
+            queued: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn touch(&self) {
+        self.last_access.store(mono_ms(), Ordering::Relaxed);
+    }
+}
+
+const SHARDS: usize = 64;
+
+#[derive(Debug)]
+pub(crate) struct Cache {
+    shards: Vec<RwLock<HashMap<SessionId, Arc<Entry>>>>,
+}
+
+impl Cache {
+    pub(crate) fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn shard(&self, id: &SessionId) -> &RwLock<HashMap<SessionId, Arc<Entry>>> {
+        &self.shards[(id.prefix_u64() as usize) % SHARDS]
+    }
+
+    pub(crate) fn get(&self, id: &SessionId) -> Option<Arc<Entry>> {
+        let map = self.shard(id).read().unwrap_or_else(|p| p.into_inner());
+        map.get(id).cloned()
+    }
+
+    /// The entry for `id`, inserting an empty (loading) one if absent;
+    /// true if this call inserted it.
+    pub(crate) fn get_or_insert(&self, id: SessionId) -> (Arc<Entry>, bool) {
+        let mut map = self.shard(&id).write().unwrap_or_else(|p| p.into_inner());
+        match map.get(&id) {
+            Some(e) => (e.clone(), false),
+            None => {
+                let e = Entry::new(None);
+                map.insert(id, e.clone());
+                (e, true)
+            }
+        }
+    }
+
+    pub(crate) fn insert(&self, id: SessionId, entry: Arc<Entry>) {
+        let mut map = self.shard(&id).write().unwrap_or_else(|p| p.into_inner());
+        map.insert(id, entry);
+    }
+
+    /// Removes `id` only if it still maps to `entry`.
+    pub(crate) fn remove_if(&self, id: &SessionId, entry: &Arc<Entry>) {
+        let mut map = self.shard(id).write().unwrap_or_else(|p| p.into_inner());
+        if map.get(id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            map.remove(id);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+
+    pub(crate) fn clear(&self) {
+        for s in &self.shards {
+            s.write().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+    }
+
+    /// Every entry, for background scans (re-copy).
+    pub(crate) fn snapshot(&self) -> Vec<(SessionId, Arc<Entry>)> {
+        let mut all = Vec::new();
+        for s in &self.shards {
+            let map = s.read().unwrap_or_else(|p| p.into_inner());
+            all.extend(map.iter().map(|(k, v)| (*k, v.clone())));
+        }
+        all
+    }
+
+    /// Removes entries idle since before `cutoff_ms` ([`mono_ms`] time).
+    pub(crate) fn sweep_idle(&self, cutoff_ms: u64) -> usize {
+        let mut removed = 0;
+        for s in &self.shards {
+            let mut map = s.write().unwrap_or_else(|p| p.into_inner());
+            let before = map.len();
+            map.retain(|_, e| e.last_access.load(Ordering::Relaxed) >= cutoff_ms);
+            removed += before - map.len();
+        }
+        removed
+    }
+}

@@ -1,0 +1,159 @@
+//! axum/tower integration: [`SessionLayer`] opens each request's session
+//! before the handler and saves it after; the [`Session`] extractor hands
+//! it to handlers.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use tower::{Layer, Service};
+
+use crate::manager::{SessionError, SessionManager};
+use crate::session::{CookieUpdate, Session};
+
+/// Adds a [`Session`] to every request of the routes it wraps.
+#[derive(Debug, Clone)]
+pub struct SessionLayer {
+    manager: SessionManager,
+}
+
+impl SessionLayer {
+    /// A layer over `manager`'s sessions.
+    pub fn new(manager: SessionManager) -> Self {
+        Self { manager }
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            manager: self.manager.clone(),
+        }
+    }
+}
+
+/// The service [`SessionLayer`] wraps routes in.
+#[derive(Debug, Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    manager: SessionManager,
+}
+
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "session error");
+        }
+        (status, format!("session error: {self}\n")).into_response()
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub(crate) fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+fn set_cookie(manager: &SessionManager, headers: &mut HeaderMap, update: &CookieUpdate, tls: bool) {
+    let c = manager.config();
+    let mut attrs = format!("; Path={}; HttpOnly; SameSite=Lax", c.cookie_path);
+    if let Some(d) = &c.cookie_domain {
+        attrs.push_str("; Domain=");
+        attrs.push_str(d);
+    }
+    if c.cookie_secure || tls {
+        attrs.push_str("; Secure");
+    }
+    let text = match update {
+        CookieUpdate::Keep => return,
+        CookieUpdate::Set(v) => format!("{}={v}{attrs}", c.cookie_name),
+        CookieUpdate::Remove => format!("{}=; Max-Age=0{attrs}", c.cookie_name),
+    };
+    match HeaderValue::from_str(&text) {
+        Ok(v) => {
+            headers.append(SET_COOKIE, v);
+        }
+        Err(_) => tracing::error!("session cookie attributes are not a valid header value; check cookie_path/cookie_domain"),
+    }
+}
+
+impl<S> Service<Request<Body>> for SessionService<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // The clone is not ready; the ready one handles this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let manager = self.manager.clone();
+        Box::pin(async move {
+            let tls = req
+                .headers()
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+            let cookie = cookie_value(req.headers(), &manager.config().cookie_name).map(str::to_owned);
+            let session = match manager.load(cookie.as_deref()).await {
+                Ok(s) => s,
+                Err(e) => return Ok(e.into_response()),
+            };
+            req.extensions_mut().insert(session.clone());
+            let mut response = inner.call(req).await?;
+            match manager.save(&session).await {
+                Ok(update) => set_cookie(&manager, response.headers_mut(), &update, tls),
+                Err(e) => return Ok(e.into_response()),
+            }
+            Ok(response)
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Session>().cloned().ok_or((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the Session extractor needs the SessionLayer: add .layer(SessionLayer::new(manager)) to the router",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_named_cookie_among_many() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1; sticky.sid=abc.def"));
+        h.append(COOKIE, HeaderValue::from_static("sticky.sid=second"));
+        assert_eq!(cookie_value(&h, "sticky.sid"), Some("abc.def"));
+        assert_eq!(cookie_value(&h, "a"), Some("1"));
+        assert_eq!(cookie_value(&h, "missing"), None);
+    }
+}

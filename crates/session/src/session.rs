@@ -1,0 +1,233 @@
+//! [`Session`]: the handle a request works with, and the framework-neutral
+//! load/save API ([`SessionManager::load`], [`SessionManager::save`]).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use sticky_proto::Stamp;
+
+use crate::id::SessionId;
+use crate::manager::{Changes, CookieAction, Opened, SessionError, SessionManager, Source};
+
+/// One request's session. Cheap to clone (all clones are the same session);
+/// reads and writes touch only local memory. Changes are copied to the
+/// stores when the request finishes ([`SessionManager::save`], which the
+/// [`SessionLayer`](crate::SessionLayer) calls).
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Mutex<Handle>>,
+}
+
+struct Handle {
+    opened: Option<Opened>,
+    changes: Changes,
+    /// Copy kept after `save` took the session, for late readers.
+    id: SessionId,
+    source: Source,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = self.lock();
+        f.debug_struct("Session")
+            .field("id", &h.id)
+            .field("source", &h.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the response must do with the session cookie after [`SessionManager::save`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieUpdate {
+    /// Nothing.
+    Keep,
+    /// Set the cookie to this (signed) value.
+    Set(String),
+    /// Remove the cookie (the session was destroyed).
+    Remove,
+}
+
+impl Session {
+    fn lock(&self) -> MutexGuard<'_, Handle> {
+        // A panic in another holder leaves plain data behind; keep going.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn with_data<R>(&self, f: impl FnOnce(&serde_json::Map<String, Value>) -> R) -> Option<R> {
+        let h = self.lock();
+        h.opened.as_ref()?.held.state().map(|s| f(&s.data))
+    }
+
+    fn modify<R>(&self, f: impl FnOnce(&mut serde_json::Map<String, Value>) -> R) -> Option<R> {
+        let mut h = self.lock();
+        let h = &mut *h;
+        let state = h.opened.as_mut()?.held.state_mut()?;
+        h.changes.modified = true;
+        Some(f(&mut state.data))
+    }
+
+    /// The value at `key`, deserialized.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Data`] if the stored value is not a `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        match self.get_value(key) {
+            None => Ok(None),
+            Some(v) => serde_json::from_value(v).map(Some).map_err(|e| SessionError::Data(e.to_string())),
+        }
+    }
+
+    /// The raw JSON value at `key`.
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        self.with_data(|d| d.get(key).cloned()).flatten()
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Data`] if `value` does not serialize to JSON.
+    pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        let v = serde_json::to_value(value).map_err(|e| SessionError::Data(e.to_string()))?;
+        self.insert_value(key, v);
+        Ok(())
+    }
+
+    /// Sets `key` to a raw JSON value; returns the previous one.
+    pub fn insert_value(&self, key: &str, value: Value) -> Option<Value> {
+        self.modify(|d| d.insert(key.to_owned(), value)).flatten()
+    }
+
+    /// Removes `key`, returning its value deserialized.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Data`] if the removed value is not a `T`.
+    pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        match self.remove_value(key) {
+            None => Ok(None),
+            Some(v) => serde_json::from_value(v).map(Some).map_err(|e| SessionError::Data(e.to_string())),
+        }
+    }
+
+    /// Removes `key`, returning its raw value.
+    pub fn remove_value(&self, key: &str) -> Option<Value> {
+        if self.with_data(|d| d.contains_key(key)) != Some(true) {
+            return None;
+        }
+        self.modify(|d| d.remove(key)).flatten()
+    }
+
+    /// Removes every key (the session itself lives on).
+    pub fn clear(&self) {
+        if self.with_data(|d| d.is_empty()) == Some(false) {
+            self.modify(|d| d.clear());
+        }
+    }
+
+    /// Gives the session a new id when the request finishes (call it at
+    /// login, against session fixation); the old id is destroyed.
+    pub fn cycle_id(&self) {
+        self.lock().changes.cycle_id = true;
+    }
+
+    /// Destroys the session when the request finishes: its copies become
+    /// tombstones and the cookie is removed.
+    pub fn destroy(&self) {
+        self.lock().changes.destroyed = true;
+    }
+
+    /// Whether this request changed the data.
+    pub fn is_modified(&self) -> bool {
+        self.lock().changes.modified
+    }
+
+    /// Where this request found the session.
+    pub fn source(&self) -> Source {
+        self.lock().source
+    }
+
+    /// The session id (a secret: do not log or show it).
+    pub fn id(&self) -> SessionId {
+        self.lock().id
+    }
+
+    /// The stamp the session will carry once this request is saved: the
+    /// next one if the request changed it, the current one otherwise.
+    pub fn stamp(&self) -> Stamp {
+        let h = self.lock();
+        let Some(state) = h.opened.as_ref().and_then(|o| o.held.state()) else {
+            return Stamp::default();
+        };
+        if !h.changes.modified {
+            state.stamp
+        } else if state.is_unsaved() {
+            Stamp::new(1, 1)
+        } else {
+            state.stamp.next_seq().unwrap_or(state.stamp)
+        }
+    }
+
+    /// The keys stored.
+    pub fn keys(&self) -> Vec<String> {
+        self.with_data(|d| d.keys().cloned().collect()).unwrap_or_default()
+    }
+}
+
+impl SessionManager {
+    /// Opens the session named by a session cookie's value: from the local
+    /// cache (no network I/O), by takeover from the stores, or a new one.
+    /// A forged or malformed value counts as no session and causes no
+    /// store lookup. The session stays locked until [`SessionManager::save`].
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unavailable`] when a takeover cannot reach any store;
+    /// [`SessionError::Data`] when a stored copy cannot be read.
+    pub async fn load(&self, cookie_value: Option<&str>) -> Result<Session, SessionError> {
+        self.check_lease();
+        let opened = self.open(cookie_value).await?;
+        Ok(Session {
+            inner: Arc::new(Mutex::new(Handle {
+                id: opened.id,
+                source: opened.source,
+                opened: Some(opened),
+                changes: Changes::default(),
+            })),
+        })
+    }
+
+    /// Copies the session's changes to its replicas (sync mode: waits for
+    /// all of them) and unlocks it. Saving twice is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::TooLarge`] (nothing stored), [`SessionError::Moved`]
+    /// (another server owns it now), [`SessionError::Unavailable`] (the
+    /// stores did not acknowledge). In each case this server's copy is
+    /// dropped, so no unacknowledged version is ever served.
+    pub async fn save(&self, session: &Session) -> Result<CookieUpdate, SessionError> {
+        let (opened, changes) = {
+            let mut h = session.lock();
+            (h.opened.take(), h.changes)
+        };
+        let Some(opened) = opened else {
+            return Ok(CookieUpdate::Keep);
+        };
+        let action = self.commit(opened, changes).await?;
+        if let CookieAction::Set(v) = &action {
+            // Late readers see the new id.
+            if let Some(id) = self.inner.signer.verify(v) {
+                session.lock().id = id;
+            }
+        }
+        Ok(match action {
+            CookieAction::None => CookieUpdate::Keep,
+            CookieAction::Set(v) => CookieUpdate::Set(v),
+            CookieAction::Remove => CookieUpdate::Remove,
+        })
+    }
+}

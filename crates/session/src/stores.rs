@@ -1,0 +1,111 @@
+//! The configured stores: one client each, which of them are live, and the
+//! background pinger that finds out (with the client's own backoff for
+//! stores that are down).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sticky_proto::client::{ClientError, ClientOptions, StoreClient};
+use tokio::sync::watch;
+
+use crate::config::StoreSpec;
+use crate::id::SessionId;
+use crate::placement;
+
+/// How often every store is pinged.
+pub(crate) const PING_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Debug)]
+pub(crate) struct Stores {
+    pub(crate) clients: Vec<StoreClient>,
+    pub(crate) names: Vec<String>,
+    hashes: Vec<u64>,
+    live: AtomicU64,
+    changed: watch::Sender<u64>,
+}
+
+impl Stores {
+    pub(crate) fn new(specs: &[StoreSpec], options: &ClientOptions) -> Result<Self, ClientError> {
+        let clients = specs
+            .iter()
+            .map(|s| StoreClient::new(&s.addr, options.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let all = if specs.len() >= 64 { u64::MAX } else { (1u64 << specs.len()) - 1 };
+        Ok(Self {
+            clients,
+            names: specs.iter().map(|s| s.name.clone()).collect(),
+            hashes: specs.iter().map(|s| placement::name_hash(&s.name)).collect(),
+            live: AtomicU64::new(all),
+            changed: watch::Sender::new(all),
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Bit set of the stores believed up.
+    pub(crate) fn live(&self) -> u64 {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Notified with the new live set whenever it changes.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub(crate) fn mark_down(&self, i: usize, why: &ClientError) {
+        let before = self.live.fetch_and(!(1 << i), Ordering::AcqRel);
+        if before & (1 << i) != 0 {
+            tracing::warn!(store = %self.names[i], error = %why, "store marked down");
+            metrics::counter!("sticky_store_failures_total", "store" => self.names[i].clone())
+                .increment(1);
+            self.changed.send_replace(before & !(1 << i));
+        }
+    }
+
+    pub(crate) fn mark_up(&self, i: usize) {
+        let before = self.live.fetch_or(1 << i, Ordering::AcqRel);
+        if before & (1 << i) == 0 {
+            tracing::info!(store = %self.names[i], "store is back up");
+            self.changed.send_replace(before | (1 << i));
+        }
+    }
+
+    /// The replica set of `id` over the live stores.
+    pub(crate) fn replicas(&self, id: &SessionId, r: usize) -> u64 {
+        placement::replicas(id, &self.hashes, self.live(), r)
+    }
+
+    /// Store indexes in a bit set.
+    pub(crate) fn members(set: u64) -> impl Iterator<Item = usize> {
+        (0..64).filter(move |i| set & (1 << i) != 0)
+    }
+
+    /// Records the outcome of a request to store `i`: errors that say the
+    /// store is unreachable mark it down.
+    pub(crate) fn observe<T>(&self, i: usize, r: &Result<T, ClientError>) {
+        if let Err(e) = r {
+            if e.is_retryable() {
+                self.mark_down(i, e);
+            }
+        }
+    }
+
+    /// Pings every store once, concurrently, updating the live set.
+    pub(crate) async fn ping_all(&self) {
+        let pings = self.clients.iter().map(|c| c.ping());
+        let results = futures_util::future::join_all(pings).await;
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(rtt) => {
+                    self.mark_up(i);
+                    metrics::histogram!("sticky_store_ping_seconds", "store" => self.names[i].clone())
+                        .record(rtt.as_secs_f64());
+                }
+                Err(e) => self.mark_down(i, &e),
+            }
+        }
+        metrics::gauge!("sticky_stores_live").set(f64::from(self.live().count_ones()));
+    }
+}
