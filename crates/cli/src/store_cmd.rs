@@ -41,6 +41,9 @@ pub(crate) struct StoreArgs {
     /// Longest key or value a client may send.
     #[arg(long, env = "STICKY_STORE_MAX_BULK", default_value = "16MiB")]
     max_bulk: ByteSize,
+    /// Most bytes of unparsed input per connection (at least 2x --max-bulk).
+    #[arg(long, env = "STICKY_STORE_MAX_QUERY_BUFFER", default_value = "64MiB")]
+    max_query_buffer: ByteSize,
     /// Most arguments in one command.
     #[arg(long, env = "STICKY_STORE_MAX_ARGS", default_value_t = 4096)]
     max_args: usize,
@@ -110,10 +113,12 @@ fn resolve(args: &StoreArgs) -> anyhow::Result<(StoreConfig, Option<SocketAddr>)
     {
         config.max_memory = usize::try_from(max.0).context("--max-memory is too large")?;
     }
-    config.max_clients = args.max_clients.max(1);
+    config.max_clients = args.max_clients.clamp(1, 1 << 20);
     config.idle_timeout = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
     config.limits.max_bulk = usize::try_from(args.max_bulk.0).context("--max-bulk is too large")?;
-    config.limits.max_args = args.max_args.max(3);
+    config.limits.max_args = args.max_args.clamp(3, 1 << 20);
+    config.max_query_buffer =
+        usize::try_from(args.max_query_buffer.0).context("--max-query-buffer is too large")?;
     config.tombstone_ttl = Duration::from_secs(args.tombstone_ttl.max(1));
     let metrics = args.metrics.or(entry.as_ref().and_then(|e| e.metrics));
     Ok((config, metrics))

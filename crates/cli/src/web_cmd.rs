@@ -28,13 +28,24 @@ pub(crate) struct WebArgs {
 }
 
 /// Builds the library's settings from the cluster file.
-pub(crate) fn session_config(file: &ClusterFile, path: &std::path::Path, name: &str) -> anyhow::Result<Config> {
+pub(crate) fn session_config(
+    file: &ClusterFile,
+    path: &std::path::Path,
+    name: &str,
+) -> anyhow::Result<Config> {
     let Some(entry) = file.web(name) else {
         let names: Vec<_> = file.web.iter().map(|w| w.name.as_str()).collect();
-        bail!("no [[web]] named {name:?} in {} (it has: {})", path.display(), names.join(", "));
+        bail!(
+            "no [[web]] named {name:?} in {} (it has: {})",
+            path.display(),
+            names.join(", ")
+        );
     };
     if file.store.is_empty() {
-        bail!("{} lists no [[store]]: web servers need at least one", path.display());
+        bail!(
+            "{} lists no [[store]]: web servers need at least one",
+            path.display()
+        );
     }
     let secret = file.secret(path)?;
     let stores = file
@@ -74,13 +85,19 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
     let config = session_config(&file, &args.config, &args.name)?;
     let listen = match args.listen {
         Some(l) => l,
-        None => file.web(&args.name).map(|w| w.listen).context("web entry vanished")?,
+        None => file
+            .web(&args.name)
+            .map(|w| w.listen)
+            .context("web entry vanished")?,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
         rt.worker_threads(n.max(1));
     }
-    let rt = rt.enable_all().build().context("cannot start the async runtime")?;
+    let rt = rt
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     rt.block_on(async move {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()

@@ -107,6 +107,10 @@ fn parse_int(line: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
+    // Like Redis: no leading zeros ("01") and no "-0".
+    if digits.len() > 1 && digits[0] == b'0' || neg && digits == b"0" {
+        return None;
+    }
     let v = digits
         .iter()
         .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
@@ -148,7 +152,8 @@ fn parse_multibulk(
     if count > limits.max_args as u64 {
         return Err(ProtocolError::TooManyArgs(count, limits.max_args));
     }
-    let mut ranges = Vec::with_capacity(count as usize);
+    // Never reserve from the peer's word alone: grow as arguments arrive.
+    let mut ranges = Vec::with_capacity((count as usize).min(64));
     for _ in 0..count {
         let Some(&first) = buf.get(pos) else {
             return Ok(None);
@@ -201,6 +206,12 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>
         return Err(ProtocolError::TooManyArgs(
             args.len() as u64,
             limits.max_args,
+        ));
+    }
+    if let Some(long) = args.iter().find(|a| a.len() > limits.max_bulk) {
+        return Err(ProtocolError::BulkTooLarge(
+            long.len() as u64,
+            limits.max_bulk,
         ));
     }
     Ok(Some(args))
@@ -462,6 +473,23 @@ mod tests {
             Err(ProtocolError::InvalidBulkLength)
         );
         assert_eq!(parse(b"*x\r\n"), Err(ProtocolError::InvalidMultibulkLength));
+        assert_eq!(
+            parse(b"*01\r\n"),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        assert_eq!(
+            parse(b"*1\r\n$-0\r\n"),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        let tiny = Limits {
+            max_bulk: 4,
+            ..Limits::default()
+        };
+        assert_eq!(
+            parse_request(&mut BytesMut::from(&b"SET k hello\r\n"[..]), &tiny),
+            Err(ProtocolError::BulkTooLarge(5, 4)),
+            "inline arguments obey max_bulk too"
+        );
         assert_eq!(
             parse(b"*1\r\n:1\r\n"),
             Err(ProtocolError::ExpectedBulk(':'))

@@ -9,20 +9,28 @@ use sticky_session::{Config, CookieUpdate, SessionManager, StoreSpec};
 use sticky_store::{Store, StoreConfig};
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (manager, cookie) = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let store = Store::new(StoreConfig::default());
         tokio::spawn(async move { store.serve(listener, std::future::pending()).await });
-        let stores = vec![StoreSpec { name: "s1".into(), addr: addr.to_string() }];
+        let stores = vec![StoreSpec {
+            name: "s1".into(),
+            addr: addr.to_string(),
+        }];
         let mut config = Config::new("ws1", vec![7u8; 32], stores);
         config.replicas = 1;
         let m = SessionManager::start(config).await.unwrap();
         let s = m.load(None).await.unwrap();
         s.insert("blob", "x".repeat(1000)).unwrap();
         s.insert("counter", 1u64).unwrap();
-        let CookieUpdate::Set(cookie) = m.save(&s).await.unwrap() else { panic!("no cookie") };
+        let CookieUpdate::Set(cookie) = m.save(&s).await.unwrap() else {
+            panic!("no cookie")
+        };
         (m, cookie)
     });
     c.bench_function("cached 1KB session: load + get + save", |b| {

@@ -85,7 +85,11 @@ impl std::fmt::Debug for Config {
 impl Config {
     /// Settings with every default, for server `server_name` writing to
     /// `stores` with cluster secret `secret`.
-    pub fn new(server_name: impl Into<String>, secret: impl Into<Vec<u8>>, stores: Vec<StoreSpec>) -> Self {
+    pub fn new(
+        server_name: impl Into<String>,
+        secret: impl Into<Vec<u8>>,
+        stores: Vec<StoreSpec>,
+    ) -> Self {
         Self {
             server_name: server_name.into(),
             secret: secret.into(),

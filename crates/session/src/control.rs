@@ -23,8 +23,11 @@ fn denied() -> Response {
 }
 
 fn authorized(ctl: &Ctl, headers: &HeaderMap) -> bool {
-    ctl.manager
-        .authorized(headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()))
+    ctl.manager.authorized(
+        headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+    )
 }
 
 async fn health(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {

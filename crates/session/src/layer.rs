@@ -116,7 +116,8 @@ where
                 .headers()
                 .get("x-forwarded-proto")
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-            let cookie = cookie_value(req.headers(), &manager.config().cookie_name).map(str::to_owned);
+            let cookie =
+                cookie_value(req.headers(), &manager.config().cookie_name).map(str::to_owned);
             let session = match manager.load(cookie.as_deref()).await {
                 Ok(s) => s,
                 Err(e) => return Ok(e.into_response()),
@@ -135,7 +136,10 @@ where
 impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = (StatusCode, &'static str);
 
-    async fn from_request_parts(parts: &mut http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Session>().cloned().ok_or((
             StatusCode::INTERNAL_SERVER_ERROR,
             "the Session extractor needs the SessionLayer: add .layer(SessionLayer::new(manager)) to the router",

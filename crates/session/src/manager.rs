@@ -190,9 +190,10 @@ impl SessionManager {
             connect_timeout: config.store_timeout,
             ..ClientOptions::default()
         };
-        let stores =
-            Stores::new(&config.stores, &options).map_err(|e| SessionError::Config(e.to_string()))?;
-        let signer = CookieSigner::new(&config.secret).map_err(|e| SessionError::Config(e.to_string()))?;
+        let stores = Stores::new(&config.stores, &options)
+            .map_err(|e| SessionError::Config(e.to_string()))?;
+        let signer =
+            CookieSigner::new(&config.secret).map_err(|e| SessionError::Config(e.to_string()))?;
         let (queue, rx) = match config.mode {
             Mode::Async => {
                 let (tx, rx) = mpsc::channel(config.async_queue.max(1));
@@ -259,7 +260,9 @@ impl SessionManager {
     pub fn health(&self, renew_lease: bool) -> HealthReport {
         if renew_lease {
             self.check_lease();
-            self.inner.last_health_ms.store(mono_ms(), Ordering::Release);
+            self.inner
+                .last_health_ms
+                .store(mono_ms(), Ordering::Release);
         }
         HealthReport {
             name: self.inner.config.server_name.clone(),
@@ -273,7 +276,8 @@ impl SessionManager {
     /// Fences if the lease is armed and has run out. One clock read.
     pub(crate) fn check_lease(&self) {
         let last = self.inner.last_health_ms.load(Ordering::Acquire);
-        if last != 0 && mono_ms().saturating_sub(last) > self.inner.config.lease.as_millis() as u64 {
+        if last != 0 && mono_ms().saturating_sub(last) > self.inner.config.lease.as_millis() as u64
+        {
             // Disarm first so that concurrent requests fence only once.
             if self
                 .inner
@@ -331,7 +335,8 @@ impl SessionManager {
         match takeover::load(inner, &id).await {
             Ok(Some(state)) => {
                 metrics::counter!("sticky_takeovers_total").increment(1);
-                metrics::histogram!("sticky_takeover_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("sticky_takeover_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 tracing::info!(session = ?id, stamp = %state.stamp, "session taken over from the stores");
                 *guard = Some(state);
                 entry.touch();
@@ -358,7 +363,8 @@ impl SessionManager {
     }
 
     fn fresh(&self) -> Result<Opened, SessionError> {
-        let id = SessionId::generate().map_err(|e| SessionError::Unavailable(format!("no randomness: {e}")))?;
+        let id = SessionId::generate()
+            .map_err(|e| SessionError::Unavailable(format!("no randomness: {e}")))?;
         Ok(Opened {
             id,
             source: Source::New,
@@ -440,7 +446,11 @@ impl SessionManager {
             self.lazy_touch(&opened.id, state);
             return Ok(CookieAction::None);
         }
-        let new_id = if changes.cycle_id { Some(self.fresh()?.id) } else { None };
+        let new_id = if changes.cycle_id {
+            Some(self.fresh()?.id)
+        } else {
+            None
+        };
         if let Some(id) = new_id {
             // A never-saved session: just take the new id.
             opened.id = id;
@@ -468,17 +478,23 @@ impl SessionManager {
         }
         let payload = Bytes::from(payload);
         metrics::histogram!("sticky_session_bytes").record(payload.len() as f64);
-        let use_sync = inner.config.mode == Mode::Sync || inner.lag_exceeded.load(Ordering::Relaxed);
+        let use_sync =
+            inner.config.mode == Mode::Sync || inner.lag_exceeded.load(Ordering::Relaxed);
         if use_sync {
             let started = Instant::now();
             match self.write(&opened.id, next, &payload).await {
                 Ok(stored_on) => {
-                    metrics::histogram!("sticky_replication_seconds").record(started.elapsed().as_secs_f64());
-                    let state = opened.held.state_mut().ok_or_else(|| SessionError::Data("state vanished".into()))?;
+                    metrics::histogram!("sticky_replication_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    let state = opened
+                        .held
+                        .state_mut()
+                        .ok_or_else(|| SessionError::Data("state vanished".into()))?;
                     state.stamp = next;
                     state.payload = payload;
                     state.stored_on = stored_on;
-                    state.store_deadline_ms = mono_ms() + inner.config.idle_timeout.as_millis() as u64;
+                    state.store_deadline_ms =
+                        mono_ms() + inner.config.idle_timeout.as_millis() as u64;
                 }
                 Err(e) => {
                     self.drop_local(&mut opened);
@@ -486,7 +502,10 @@ impl SessionManager {
                 }
             }
         } else {
-            let state = opened.held.state_mut().ok_or_else(|| SessionError::Data("state vanished".into()))?;
+            let state = opened
+                .held
+                .state_mut()
+                .ok_or_else(|| SessionError::Data("state vanished".into()))?;
             state.stamp = next;
             state.payload = payload;
             state.stored_on = 0;
@@ -529,7 +548,12 @@ impl SessionManager {
 
     /// Writes one version to the session's replicas, re-placing around
     /// stores that fail. Returns the stores that acknowledged it.
-    pub(crate) async fn write(&self, id: &SessionId, stamp: Stamp, payload: &Bytes) -> Result<u64, SessionError> {
+    pub(crate) async fn write(
+        &self,
+        id: &SessionId,
+        stamp: Stamp,
+        payload: &Bytes,
+    ) -> Result<u64, SessionError> {
         let inner = &self.inner;
         let key = id.key();
         let ttl = Some(inner.config.idle_timeout);
@@ -573,7 +597,9 @@ impl SessionManager {
         if state.is_unsaved() {
             return;
         }
-        let Some(stamp) = state.stamp.next_seq() else { return };
+        let Some(stamp) = state.stamp.next_seq() else {
+            return;
+        };
         let inner = &self.inner;
         let targets = inner.stores.replicas(id, inner.config.replicas) | state.stored_on;
         let key = id.key();
@@ -604,14 +630,18 @@ impl SessionManager {
         let key = id.key();
         tokio::spawn(async move {
             for i in Stores::members(targets) {
-                let r = me.inner.stores.clients[i].touch(key.as_bytes(), Some(me.inner.config.idle_timeout)).await;
+                let r = me.inner.stores.clients[i]
+                    .touch(key.as_bytes(), Some(me.inner.config.idle_timeout))
+                    .await;
                 me.inner.stores.observe(i, &r);
             }
         });
     }
 
     async fn enqueue(&self, id: SessionId, entry: Arc<Entry>) {
-        let Some(queue) = &self.inner.queue else { return };
+        let Some(queue) = &self.inner.queue else {
+            return;
+        };
         if entry.queued.swap(true, Ordering::AcqRel) {
             return; // coalesced: the queued copy will send the newest version
         }
@@ -680,7 +710,9 @@ async fn recopy_loop(weak: std::sync::Weak<Inner>, mut changes: tokio::sync::wat
             }
             scanned += 1;
             let mut guard = entry.slot.clone().lock_owned().await;
-            let Some(state) = guard.as_mut() else { continue };
+            let Some(state) = guard.as_mut() else {
+                continue;
+            };
             if state.is_unsaved() || state.stored_on == 0 {
                 continue; // async mode: the queue will place it
             }
@@ -694,7 +726,13 @@ async fn recopy_loop(weak: std::sync::Weak<Inner>, mut changes: tokio::sync::wat
             let ttl = Some(m.inner.config.idle_timeout);
             for i in Stores::members(missing) {
                 let r = m.inner.stores.clients[i]
-                    .put(key.as_bytes(), state.stamp, &m.inner.config.server_name, ttl, &state.payload)
+                    .put(
+                        key.as_bytes(),
+                        state.stamp,
+                        &m.inner.config.server_name,
+                        ttl,
+                        &state.payload,
+                    )
                     .await;
                 m.inner.stores.observe(i, &r);
                 match r {
@@ -717,7 +755,12 @@ async fn recopy_loop(weak: std::sync::Weak<Inner>, mut changes: tokio::sync::wat
             }
         }
         metrics::gauge!("sticky_recopy_pending").set(0.0);
-        tracing::info!(copied, scanned, elapsed_ms = started.elapsed().as_millis() as u64, "re-copy done");
+        tracing::info!(
+            copied,
+            scanned,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "re-copy done"
+        );
     }
 }
 
@@ -736,7 +779,9 @@ async fn async_replicator(
         m.inner
             .lag_exceeded
             .store(lag > m.inner.config.async_max_lag, Ordering::Relaxed);
-        let Ok(permit) = limit.clone().acquire_owned().await else { return };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
         tokio::spawn(async move {
             entry.queued.store(false, Ordering::Release);
             let snapshot = {

@@ -82,7 +82,11 @@ mod tests {
             if before & 0b010 == 0 {
                 assert_eq!(before, after, "untouched by s2's failure");
             } else {
-                assert_eq!(after & before, before & 0b101, "the surviving replica stays");
+                assert_eq!(
+                    after & before,
+                    before & 0b101,
+                    "the surviving replica stays"
+                );
                 assert_eq!(after.count_ones(), 2);
             }
         }

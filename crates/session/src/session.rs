@@ -76,7 +76,9 @@ impl Session {
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         match self.get_value(key) {
             None => Ok(None),
-            Some(v) => serde_json::from_value(v).map(Some).map_err(|e| SessionError::Data(e.to_string())),
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| SessionError::Data(e.to_string())),
         }
     }
 
@@ -109,7 +111,9 @@ impl Session {
     pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         match self.remove_value(key) {
             None => Ok(None),
-            Some(v) => serde_json::from_value(v).map(Some).map_err(|e| SessionError::Data(e.to_string())),
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| SessionError::Data(e.to_string())),
         }
     }
 
@@ -173,7 +177,8 @@ impl Session {
 
     /// The keys stored.
     pub fn keys(&self) -> Vec<String> {
-        self.with_data(|d| d.keys().cloned().collect()).unwrap_or_default()
+        self.with_data(|d| d.keys().cloned().collect())
+            .unwrap_or_default()
     }
 }
 

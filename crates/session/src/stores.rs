@@ -30,11 +30,18 @@ impl Stores {
             .iter()
             .map(|s| StoreClient::new(&s.addr, options.clone()))
             .collect::<Result<Vec<_>, _>>()?;
-        let all = if specs.len() >= 64 { u64::MAX } else { (1u64 << specs.len()) - 1 };
+        let all = if specs.len() >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << specs.len()) - 1
+        };
         Ok(Self {
             clients,
             names: specs.iter().map(|s| s.name.clone()).collect(),
-            hashes: specs.iter().map(|s| placement::name_hash(&s.name)).collect(),
+            hashes: specs
+                .iter()
+                .map(|s| placement::name_hash(&s.name))
+                .collect(),
             live: AtomicU64::new(all),
             changed: watch::Sender::new(all),
         })

@@ -15,7 +15,10 @@ const ATTEMPTS: usize = 5;
 
 /// Loads `id` from the stores and claims it for this server. `Ok(None)`
 /// when no store has a live copy (expired, destroyed or never saved).
-pub(crate) async fn load(inner: &Inner, id: &SessionId) -> Result<Option<SessionState>, SessionError> {
+pub(crate) async fn load(
+    inner: &Inner,
+    id: &SessionId,
+) -> Result<Option<SessionState>, SessionError> {
     let key = id.key();
     let mut last_err = String::from("no live store");
     for attempt in 0..ATTEMPTS {
@@ -49,12 +52,14 @@ pub(crate) async fn load(inner: &Inner, id: &SessionId) -> Result<Option<Session
         if answered == 0 {
             return Err(SessionError::Unavailable(last_err));
         }
-        let Some((holder, copy)) = best else { return Ok(None) };
+        let Some((holder, copy)) = best else {
+            return Ok(None);
+        };
         if copy.deleted {
             return Ok(None);
         }
-        let stored: Stored =
-            serde_json::from_slice(&copy.payload).map_err(|e| SessionError::Data(format!("stored session unreadable: {e}")))?;
+        let stored: Stored = serde_json::from_slice(&copy.payload)
+            .map_err(|e| SessionError::Data(format!("stored session unreadable: {e}")))?;
         let new = copy
             .stamp
             .next_generation()
@@ -95,7 +100,9 @@ pub(crate) async fn load(inner: &Inner, id: &SessionId) -> Result<Option<Session
                     // Someone claimed after us: they win; so do we not.
                     return Err(SessionError::Moved { stored });
                 }
-                Err(e) => tracing::debug!(session = ?id, store = %inner.stores.names[i], error = %e, "repair failed; re-copy will retry"),
+                Err(e) => {
+                    tracing::debug!(session = ?id, store = %inner.stores.names[i], error = %e, "repair failed; re-copy will retry")
+                }
             }
         }
         return Ok(Some(SessionState {

@@ -21,6 +21,10 @@ pub struct StoreConfig {
     pub idle_timeout: Option<Duration>,
     /// Per-request limits. Default: 16 MiB bulk, 4096 arguments, 64 KiB inline.
     pub limits: Limits,
+    /// Most bytes of unparsed input one connection may buffer (a pipeline
+    /// or one large request). Default 64 MiB; raised to at least twice
+    /// `limits.max_bulk` by the server.
+    pub max_query_buffer: usize,
     /// How long a `SESS.DEL` tombstone lives unless the command says. Default 60 s.
     pub tombstone_ttl: Duration,
     /// Number of shards of the keyspace; 0 = 16 per core.
@@ -38,6 +42,7 @@ impl Default for StoreConfig {
             max_clients: 10_000,
             idle_timeout: Some(Duration::from_secs(300)),
             limits: Limits::default(),
+            max_query_buffer: 64 << 20,
             tombstone_ttl: Duration::from_secs(60),
             shards: 0,
             shutdown_grace: Duration::from_secs(5),

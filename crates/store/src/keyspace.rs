@@ -69,6 +69,11 @@ impl Entry {
     }
 }
 
+/// A remaining time as a RESP integer (which is signed).
+pub(crate) fn clamp_i64(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
 fn deadline(now: u64, ttl_ms: u64) -> u64 {
     if ttl_ms == 0 {
         0
@@ -348,7 +353,7 @@ impl Keyspace {
         let now = s.now;
         match s.entry(key) {
             None => -2,
-            Some(e) => e.pttl(now).map_or(-1, |t| t as i64),
+            Some(e) => e.pttl(now).map_or(-1, clamp_i64),
         }
     }
 

@@ -59,7 +59,10 @@ const EXPIRY_BUDGET: usize = 64;
 
 impl Store {
     /// A new, empty store with these settings.
-    pub fn new(config: StoreConfig) -> Self {
+    pub fn new(mut config: StoreConfig) -> Self {
+        config.max_query_buffer = config
+            .max_query_buffer
+            .max(config.limits.max_bulk.saturating_mul(2));
         let stats = Arc::new(Stats::default());
         let shards = if config.shards == 0 {
             std::thread::available_parallelism().map_or(4, |n| n.get()) * 16
@@ -97,7 +100,9 @@ impl Store {
     ) -> io::Result<()> {
         let local = listener.local_addr()?;
         let shared = &self.shared;
-        let limit = Arc::new(Semaphore::new(shared.config.max_clients));
+        let limit = Arc::new(Semaphore::new(
+            shared.config.max_clients.min(Semaphore::MAX_PERMITS),
+        ));
         let (stop_tx, stop_rx) = watch::channel(false);
         // Every connection task holds a clone; when all are dropped, recv()
         // returns None: the mini-redis way to wait for tasks to finish.
@@ -133,17 +138,11 @@ impl Store {
             let stop = stop_rx.clone();
             let done = done_tx.clone();
             tokio::spawn(async move {
-                shared
-                    .stats
-                    .connected_clients
-                    .fetch_add(1, Ordering::Relaxed);
+                // Counted down on drop, so even a panicking task is uncounted.
+                let _client = ConnectedClient::new(shared.stats.clone());
                 if let Err(e) = handle(&shared, socket, peer, stop).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
-                shared
-                    .stats
-                    .connected_clients
-                    .fetch_sub(1, Ordering::Relaxed);
                 drop(permit);
                 drop(done);
             });
@@ -160,6 +159,22 @@ impl Store {
         }
         expiry.abort();
         Ok(())
+    }
+}
+
+/// One open connection in `connected_clients`, for as long as it lives.
+struct ConnectedClient(Arc<Stats>);
+
+impl ConnectedClient {
+    fn new(stats: Arc<Stats>) -> Self {
+        stats.connected_clients.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for ConnectedClient {
+    fn drop(&mut self) {
+        self.0.connected_clients.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -254,6 +269,14 @@ async fn handle(
                         return Ok(());
                     }
                     last_input = Instant::now();
+                    if input.len() > shared.config.max_query_buffer {
+                        Stats::add(&shared.stats.protocol_errors, 1);
+                        tracing::debug!(%peer, buffered = input.len(), "query buffer limit reached; closing");
+                        Reply::error("ERR Protocol error: query buffer limit reached")
+                            .encode(client.version, &mut output);
+                        socket.write_all(&output).await?;
+                        return Ok(());
+                    }
                     break;
                 }
                 _ = stop.changed() => return Ok(()),

@@ -56,7 +56,11 @@ fn bad(msg: &str) -> Response {
 }
 
 fn items(session: &Session) -> Vec<String> {
-    session.get::<Vec<String>>("cart").ok().flatten().unwrap_or_default()
+    session
+        .get::<Vec<String>>("cart")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 async fn cart(State(app): State<App>, session: Session) -> Json<Value> {

@@ -96,7 +96,7 @@ pub(super) fn ttl(ks: &Keyspace, a: &[Bytes], unit: i64) -> Reply {
     };
     match ks.pttl(key) {
         n if n < 0 => Reply::Int(n),
-        ms => Reply::Int((ms + unit / 2) / unit),
+        ms => Reply::Int(ms.saturating_add(unit / 2) / unit),
     }
 }
 

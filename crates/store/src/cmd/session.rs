@@ -39,7 +39,7 @@ pub(super) fn get(ks: &Keyspace, a: &[Bytes]) -> Reply {
                 Reply::Int(v.stamp.generation as i64),
                 Reply::Int(v.stamp.seq as i64),
                 Reply::Bulk(owner),
-                Reply::Int(v.pttl.map_or(-1, |t| t as i64)),
+                Reply::Int(v.pttl.map_or(-1, crate::keyspace::clamp_i64)),
                 Reply::Bulk(payload),
             ])
         }
@@ -80,7 +80,7 @@ pub(super) fn del(shared: &Shared, a: &[Bytes]) -> Reply {
     let stamp = tri!(stamp_args(g, s));
     let ttl = match ttl {
         Some(t) => tri!(uint_arg(t)),
-        None => shared.config.tombstone_ttl.as_millis() as u64,
+        None => u64::try_from(shared.config.tombstone_ttl.as_millis()).unwrap_or(u64::MAX),
     };
     match shared.keyspace.sess_del(key, stamp, ttl) {
         Ok(()) => Reply::OK,
