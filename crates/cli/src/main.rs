@@ -1,8 +1,11 @@
 //! The `sticky` binary: parses the command line and hands over to the
 //! component libraries.
 
+mod bench_cmd;
 mod demo;
+mod director_cmd;
 mod store_cmd;
+mod up;
 mod web_cmd;
 
 use clap::{Parser, Subcommand};
@@ -23,8 +26,14 @@ struct Cli {
 enum Command {
     /// Run a session store (RESP server with fenced session commands).
     Store(store_cmd::StoreArgs),
+    /// Run the director: sticky routing, health checks and failover.
+    Director(director_cmd::DirectorArgs),
     /// Run a web server: the demo shop on the session library.
     Web(web_cmd::WebArgs),
+    /// Load-test a web app with session-keeping virtual users.
+    Bench(bench_cmd::BenchArgs),
+    /// Start a complete local cluster: director, web servers, standby, stores.
+    Up(up::UpArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,10 +43,14 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
         Command::Store(args) => store_cmd::run(args),
+        Command::Director(args) => director_cmd::run(args),
         Command::Web(args) => web_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
+        Command::Up(args) => up::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

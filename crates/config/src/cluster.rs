@@ -131,47 +131,110 @@ impl Default for SessionSection {
     }
 }
 
-/// `[director]`.
+/// `[director]`. Every field has a default, so `[director]` may be empty.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DirectorSection {
     /// Public listener. Default `127.0.0.1:8080`.
-    #[serde(default = "default_director_listen")]
     pub listen: SocketAddr,
     /// Admin listener (API, dashboard, metrics). Default `127.0.0.1:8081`.
-    #[serde(default = "default_director_admin")]
     pub admin: SocketAddr,
     /// Route cookie name. Default `sticky.route`.
-    #[serde(default = "default_route_cookie")]
     pub route_cookie: String,
     /// Health-check interval in ms. Default 500.
-    #[serde(default = "default_interval")]
     pub health_interval_ms: u64,
     /// Health-check timeout in ms. Default 500.
-    #[serde(default = "default_interval")]
     pub health_timeout_ms: u64,
     /// Failed checks in a row that mark a server down. Default 2.
-    #[serde(default = "default_two")]
     pub fall: u32,
     /// Successful checks in a row that mark a server up. Default 2.
-    #[serde(default = "default_two")]
     pub rise: u32,
+    /// Time allowed to open a connection to a web server, in ms. Default 1000.
+    pub connect_timeout_ms: u64,
+    /// Time allowed for a client to send a complete request head, counted
+    /// from the connection's start or the end of the previous response (so
+    /// it also bounds keep-alive idle time), in ms. Default 10000.
+    pub header_timeout_ms: u64,
+    /// Time allowed for a web server to answer with a response head, in ms.
+    /// Default 60000.
+    pub response_timeout_ms: u64,
+    /// A client connection (or WebSocket tunnel) with no bytes in either
+    /// direction for this long is closed, in ms. Default 120000.
+    pub idle_timeout_ms: u64,
+    /// On shutdown, how long in-flight requests may take to finish, in ms.
+    /// Default 10000.
+    pub drain_timeout_ms: u64,
+    /// Largest request head (request line and headers). At least 8KiB.
+    /// Default 32KiB.
+    pub max_header_size: ByteSize,
+    /// Most client connections at once. Default 10000.
+    pub max_connections: usize,
+    /// Most idle keep-alive connections kept per web server. Default 256.
+    pub max_idle_per_server: usize,
 }
 
-fn default_director_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8080))
+impl Default for DirectorSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            route_cookie: "sticky.route".into(),
+            health_interval_ms: 500,
+            health_timeout_ms: 500,
+            fall: 2,
+            rise: 2,
+            connect_timeout_ms: 1000,
+            header_timeout_ms: 10_000,
+            response_timeout_ms: 60_000,
+            idle_timeout_ms: 120_000,
+            drain_timeout_ms: 10_000,
+            max_header_size: ByteSize(32 << 10),
+            max_connections: 10_000,
+            max_idle_per_server: 256,
+        }
+    }
 }
-fn default_director_admin() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8081))
-}
-fn default_route_cookie() -> String {
-    "sticky.route".into()
-}
-fn default_interval() -> u64 {
-    500
-}
-fn default_two() -> u32 {
-    2
+
+impl DirectorSection {
+    /// Checks the values that have a lower bound or a syntax.
+    fn check(&self) -> Result<(), String> {
+        let cookie_ok = !self.route_cookie.is_empty()
+            && self
+                .route_cookie
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !cookie_ok {
+            return Err(format!(
+                "[director] route_cookie {:?} is not a valid cookie name",
+                self.route_cookie
+            ));
+        }
+        for (name, value) in [
+            ("health_interval_ms", self.health_interval_ms),
+            ("health_timeout_ms", self.health_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("response_timeout_ms", self.response_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("[director] {name} must be above 0"));
+            }
+        }
+        if self.fall == 0 || self.rise == 0 {
+            return Err("[director] fall and rise must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return Err("[director] max_connections must be at least 1".into());
+        }
+        if self.max_header_size.0 < 8192 {
+            return Err(format!(
+                "[director] max_header_size must be at least 8KiB, not {}",
+                self.max_header_size
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One `[[web]]` table: a web server or a standby.
@@ -249,6 +312,9 @@ impl ClusterFile {
         }
         if file.secret.is_some() && file.secret_file.is_some() {
             return Err(invalid("give secret or secret_file, not both".into()));
+        }
+        if let Some(d) = &file.director {
+            d.check().map_err(invalid)?;
         }
         let mut names = std::collections::HashSet::new();
         for w in &file.web {

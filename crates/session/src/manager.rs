@@ -686,7 +686,12 @@ async fn background(weak: std::sync::Weak<Inner>) {
 
 /// Claim 9: when the live set of stores changes, re-copies every hosted
 /// session whose replica set gained a store that lacks its newest version.
+///
+/// A store that was marked down may have lost its copies (it may come back
+/// restarted and empty), so until a scan completes, sessions do not count
+/// such a store among those holding their newest version.
 async fn recopy_loop(weak: std::sync::Weak<Inner>, mut changes: tokio::sync::watch::Receiver<u64>) {
+    let mut lost = 0u64;
     loop {
         if changes.changed().await.is_err() {
             return;
@@ -694,6 +699,7 @@ async fn recopy_loop(weak: std::sync::Weak<Inner>, mut changes: tokio::sync::wat
         let Some(inner) = weak.upgrade() else { return };
         let m = SessionManager { inner };
         let live = *changes.borrow_and_update();
+        lost |= m.inner.stores.take_went_down();
         let started = Instant::now();
         let all = m.inner.cache.snapshot();
         tracing::info!(
@@ -704,8 +710,10 @@ async fn recopy_loop(weak: std::sync::Weak<Inner>, mut changes: tokio::sync::wat
         let rate = u64::from(m.inner.config.recopy_rate.max(1));
         let (mut copied, mut scanned) = (0u64, 0u64);
         metrics::gauge!("sticky_recopy_pending").set(all.len() as f64);
+        let mut complete = true;
         for (id, entry) in all {
             if changes.has_changed().unwrap_or(false) {
+                complete = false;
                 break; // a newer change restarts the scan
             }
             scanned += 1;
@@ -716,6 +724,7 @@ async fn recopy_loop(weak: std::sync::Weak<Inner>, mut changes: tokio::sync::wat
             if state.is_unsaved() || state.stored_on == 0 {
                 continue; // async mode: the queue will place it
             }
+            state.stored_on &= !lost;
             let want = m.inner.stores.replicas(&id, m.inner.config.replicas);
             let missing = want & !state.stored_on;
             if missing == 0 {
@@ -753,6 +762,9 @@ async fn recopy_loop(weak: std::sync::Weak<Inner>, mut changes: tokio::sync::wat
             if copied % 100 == 0 {
                 tokio::time::sleep(Duration::from_millis(100_000 / rate)).await;
             }
+        }
+        if complete {
+            lost = 0;
         }
         metrics::gauge!("sticky_recopy_pending").set(0.0);
         tracing::info!(

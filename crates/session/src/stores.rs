@@ -21,6 +21,9 @@ pub(crate) struct Stores {
     pub(crate) names: Vec<String>,
     hashes: Vec<u64>,
     live: AtomicU64,
+    /// Stores marked down since the re-copy loop last took this set: they
+    /// may have lost their copies (a restarted store comes back empty).
+    went_down: AtomicU64,
     changed: watch::Sender<u64>,
 }
 
@@ -43,6 +46,7 @@ impl Stores {
                 .map(|s| placement::name_hash(&s.name))
                 .collect(),
             live: AtomicU64::new(all),
+            went_down: AtomicU64::new(0),
             changed: watch::Sender::new(all),
         })
     }
@@ -56,6 +60,11 @@ impl Stores {
         self.live.load(Ordering::Acquire)
     }
 
+    /// The stores marked down since the last call (and clears that set).
+    pub(crate) fn take_went_down(&self) -> u64 {
+        self.went_down.swap(0, Ordering::AcqRel)
+    }
+
     /// Notified with the new live set whenever it changes.
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
@@ -64,6 +73,7 @@ impl Stores {
     pub(crate) fn mark_down(&self, i: usize, why: &ClientError) {
         let before = self.live.fetch_and(!(1 << i), Ordering::AcqRel);
         if before & (1 << i) != 0 {
+            self.went_down.fetch_or(1 << i, Ordering::AcqRel);
             tracing::warn!(store = %self.names[i], error = %why, "store marked down");
             metrics::counter!("sticky_store_failures_total", "store" => self.names[i].clone())
                 .increment(1);

@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# Throughput and latency of `sticky director` next to HAProxy (cookie
+# insert, health checks), in front of the same three backends, on loopback.
+#
+#   bash bench/director.sh                     # full run (about 3 minutes)
+#   DURATION=5 bash bench/director.sh          # quick trial
+#
+# Knobs (environment variables):
+#   DURATION=15       seconds per measured wrk run
+#   WARMUP=3          seconds of unmeasured load before each measured run
+#   CONNECTIONS=64    wrk keep-alive connections (-c)
+#   WRK_THREADS=2     wrk threads (-t)
+#   THREADS="1 2"     proxy worker threads to compare (director --threads,
+#                     HAProxy nbthread)
+#   SKIP_BUILD=1      use the existing release binaries
+#
+# The backends are the stand-in web servers of the director's integration
+# tests (a tiny hyper server, one worker thread each, implementing
+# /.sticky/health), run from the release build of a test binary. wrk sends
+# every request with a valid sticky cookie for both proxies (the director's
+# signed `sticky.route` and HAProxy's `SRV`), rotating over the three
+# backends, so both measure the sticky path: cookie check, forwarding,
+# X-Forwarded-* headers. A last run hits one backend directly: the
+# overhead of a proxy hop.
+#
+# The report goes to stdout and to bench/results/director-<time>.md.
+set -euo pipefail
+
+DURATION=${DURATION:-15}
+WARMUP=${WARMUP:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+WRK_THREADS=${WRK_THREADS:-2}
+THREADS=${THREADS:-"1 2"}
+SKIP_BUILD=${SKIP_BUILD:-}
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+for tool in haproxy wrk python3 curl; do
+    command -v "$tool" >/dev/null || {
+        echo "director.sh: $tool not found (apt-get install -y haproxy wrk python3 curl)" >&2
+        exit 1
+    }
+done
+
+log() { printf '[director.sh] %s\n' "$*" >&2; }
+
+backend_test=director_routing
+if [[ -z $SKIP_BUILD ]]; then
+    log "building sticky and the test backend (release)"
+    cargo build --release -p sticky >&2
+    cargo test --release -p sticky --test "$backend_test" --no-run >&2
+fi
+sticky_bin=$root/target/release/sticky
+backend_bin=$(ls -t "$root"/target/release/deps/"$backend_test"-* 2>/dev/null | grep -v '\.d$' | head -n 1 || true)
+[[ -x $sticky_bin ]] || { echo "director.sh: $sticky_bin missing" >&2; exit 1; }
+[[ -n $backend_bin && -x $backend_bin ]] || { echo "director.sh: release test binary $backend_test missing" >&2; exit 1; }
+
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p bench/results
+report=bench/results/director-$stamp.md
+work=$(mktemp -d "${TMPDIR:-/tmp}/sticky-director-bench.XXXXXX")
+secret="bench-cluster-secret-$(date +%s)-0123456789abcdef"
+
+backend_pids=()
+proxy_pid=
+stop_proxy() {
+    if [[ -n $proxy_pid ]]; then
+        kill "$proxy_pid" 2>/dev/null || true
+        wait "$proxy_pid" 2>/dev/null || true
+        proxy_pid=
+    fi
+}
+cleanup() {
+    stop_proxy
+    local pid
+    for pid in "${backend_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${backend_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for() { # what, log file, command...
+    local what=$1 logfile=$2; shift 2
+    for _ in $(seq 1 200); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    echo "director.sh: timed out waiting for $what; $logfile says:" >&2
+    tail -n 20 "$logfile" >&2 || true
+    exit 1
+}
+
+# --- backends -------------------------------------------------------------
+names=(ws1 ws2 ws3)
+ports=()
+for name in "${names[@]}"; do
+    STICKY_TEST_BACKEND=$name STICKY_TEST_BACKEND_PORT=0 STICKY_TEST_BACKEND_SECRET=$secret \
+        "$backend_bin" director_test_backend --exact --nocapture --test-threads=1 \
+        >"$work/$name.log" 2>&1 &
+    backend_pids+=($!)
+    wait_for "backend $name" "$work/$name.log" grep -q 'STICKY_TEST_BACKEND_LISTENING port=' "$work/$name.log"
+    port=$(grep -o 'STICKY_TEST_BACKEND_LISTENING port=[0-9]*' "$work/$name.log" | head -n 1 | cut -d= -f2)
+    ports+=("$port")
+done
+log "backends: ${names[*]} on ports ${ports[*]}"
+
+# Admin token and route cookies, as docs/protocol.md and docs/director.md
+# define them.
+read -r token cookie1 cookie2 cookie3 < <(python3 - "$secret" <<'EOF'
+import hashlib, hmac, sys
+key = sys.argv[1].encode()
+token = hmac.new(key, b"sticky/admin/v1", hashlib.sha256).hexdigest()
+cookies = [n + "." + hmac.new(key, b"sticky/route/v1\0" + n.encode(), hashlib.sha256).hexdigest()[:32]
+           for n in ("ws1", "ws2", "ws3")]
+print(token, *cookies)
+EOF
+)
+
+cat >"$work/cookies.lua" <<EOF
+-- Every request carries a valid cookie for both proxies, rotating over the
+-- three backends. The requests are built once.
+local cookies = {
+  "sticky.route=$cookie1; SRV=ws1",
+  "sticky.route=$cookie2; SRV=ws2",
+  "sticky.route=$cookie3; SRV=ws3",
+}
+local reqs = {}
+local i = 0
+init = function(args)
+  for n = 1, 3 do
+    reqs[n] = wrk.format("GET", "/", { ["Cookie"] = cookies[n] })
+  end
+end
+request = function()
+  i = i % 3 + 1
+  return reqs[i]
+end
+EOF
+
+# --- the two proxies ------------------------------------------------------
+start_director() { # threads
+    local listen admin
+    listen=$(free_port); admin=$(free_port)
+    {
+        printf 'secret = "%s"\n\n[director]\nlisten = "127.0.0.1:%s"\nadmin = "127.0.0.1:%s"\n' "$secret" "$listen" "$admin"
+        local i
+        for i in 0 1 2; do
+            printf '\n[[web]]\nname = "%s"\nlisten = "127.0.0.1:%s"\n' "${names[$i]}" "${ports[$i]}"
+        done
+    } >"$work/cluster.toml"
+    "$sticky_bin" --log warn director --config "$work/cluster.toml" --threads "$1" >"$work/director.log" 2>&1 &
+    proxy_pid=$!
+    proxy_url=http://127.0.0.1:$listen/
+    wait_for "the director's servers" "$work/director.log" sh -c \
+        "curl -sf http://127.0.0.1:$admin/api/cluster | python3 -c 'import json,sys; c=json.load(sys.stdin); sys.exit(0 if c[\"director\"][\"servers_up\"] == 3 else 1)'"
+}
+
+start_haproxy() { # threads
+    local listen stats
+    listen=$(free_port); stats=$(free_port)
+    cat >"$work/haproxy.cfg" <<EOF
+global
+    nbthread $1
+    maxconn 8000
+    log stdout format raw local0 emerg
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 60s
+    timeout http-request 10s
+    timeout http-keep-alive 10s
+    option http-keep-alive
+
+frontend public
+    bind 127.0.0.1:$listen
+    # The same header work as the director.
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    default_backend web
+
+backend web
+    balance leastconn
+    cookie SRV insert
+    option httpchk
+    http-check send meth GET uri /.sticky/health hdr Authorization "Bearer $token"
+    http-check expect status 200
+    default-server inter 500ms fall 2 rise 2
+    server ws1 127.0.0.1:${ports[0]} check cookie ws1
+    server ws2 127.0.0.1:${ports[1]} check cookie ws2
+    server ws3 127.0.0.1:${ports[2]} check cookie ws3
+
+listen stats
+    bind 127.0.0.1:$stats
+    stats enable
+    stats uri /stats
+EOF
+    haproxy -c -f "$work/haproxy.cfg" >&2
+    haproxy -Ws -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+    proxy_pid=$!
+    proxy_url=http://127.0.0.1:$listen/
+    wait_for "HAProxy's servers" "$work/haproxy.log" sh -c \
+        "test \$(curl -sf 'http://127.0.0.1:$stats/stats;csv' | grep -c '^web,ws[123],.*,UP,') -eq 3"
+}
+
+# --- measuring --------------------------------------------------------------
+# Prints "rps p50_ms p99_ms" of one wrk run against $1.
+measure() {
+    local url=$1 out
+    if (( WARMUP > 0 )); then
+        wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$work/cookies.lua" "$url" >/dev/null
+    fi
+    out=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/cookies.lua" "$url")
+    echo "$out" >>"$work/wrk.txt"
+    if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
+        log "errors during the run:"; grep 'Non-2xx\|Socket errors' <<<"$out" >&2
+    fi
+    python3 - "$out" <<'EOF'
+import re, sys
+out = sys.argv[1]
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+print(f"{rps:.0f} {p50:.3f} {p99:.3f}")
+EOF
+}
+
+declare -A rps p50 p99
+run() { # proxy threads
+    local proxy=$1 threads=$2
+    log "$proxy, $threads thread(s): ${DURATION}s"
+    "start_$proxy" "$threads"
+    read -r rps[$proxy$threads] p50[$proxy$threads] p99[$proxy$threads] < <(measure "$proxy_url")
+    stop_proxy
+    log "  ${rps[$proxy$threads]} req/s, p50 ${p50[$proxy$threads]} ms, p99 ${p99[$proxy$threads]} ms"
+}
+
+first=director
+for t in $THREADS; do
+    if [[ $first == director ]]; then
+        run director "$t"; run haproxy "$t"; first=haproxy
+    else
+        run haproxy "$t"; run director "$t"; first=director
+    fi
+done
+log "direct to ws1: ${DURATION}s"
+read -r direct_rps direct_p50 direct_p99 < <(measure "http://127.0.0.1:${ports[0]}/")
+
+# --- report -----------------------------------------------------------------
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+{
+    echo "## Director vs HAProxy — $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "\`bash bench/director.sh\` (DURATION=$DURATION, WARMUP=$WARMUP): wrk -t$WRK_THREADS -c$CONNECTIONS, keep-alive,"
+    echo "every request with a valid sticky cookie, rotating over 3 backends; $(nproc) cores shared by"
+    echo "wrk, the proxy and the backends. $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $("$sticky_bin" --version)."
+    echo
+    echo "| threads | director req/s | HAProxy req/s | director/HAProxy | director p50 | HAProxy p50 | director p99 | HAProxy p99 |"
+    echo "|---|---|---|---|---|---|---|---|"
+    for t in $THREADS; do
+        echo "| $t | ${rps[director$t]} | ${rps[haproxy$t]} | $(ratio "${rps[director$t]}" "${rps[haproxy$t]}")x | ${p50[director$t]} ms | ${p50[haproxy$t]} ms | ${p99[director$t]} ms | ${p99[haproxy$t]} ms |"
+    done
+    echo
+    echo "Direct to one backend (no proxy): $direct_rps req/s, p50 $direct_p50 ms, p99 $direct_p99 ms."
+    for t in $THREADS; do
+        echo "With $t thread(s) the director delivers $(ratio "${rps[director$t]}" "$direct_rps")x the direct rate (HAProxy $(ratio "${rps[haproxy$t]}" "$direct_rps")x)."
+    done
+} | tee "$report"
+cp "$work/wrk.txt" "bench/results/director-$stamp-wrk.txt"
+log "report: $report"

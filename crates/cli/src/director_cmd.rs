@@ -1,0 +1,113 @@
+//! `sticky director`: the director of the cluster file, until SIGINT or
+//! SIGTERM; SIGHUP re-reads the file's `[[web]]` list.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use sticky_config::ClusterFile;
+use sticky_director::{servers_of, Director, DirectorConfig, DirectorError};
+
+/// `sticky director` options. Everything else comes from the cluster
+/// file's `[director]`, `[[web]]`, `[session]` and secret.
+#[derive(Debug, Args)]
+pub(crate) struct DirectorArgs {
+    /// Cluster file.
+    #[arg(long, env = "STICKY_CONFIG")]
+    config: PathBuf,
+    /// Public address, instead of `[director].listen` (port 0: any free port).
+    #[arg(long, env = "STICKY_DIRECTOR_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Admin address, instead of `[director].admin`.
+    #[arg(long, env = "STICKY_DIRECTOR_ADMIN")]
+    admin: Option<SocketAddr>,
+    /// Worker threads [default: one per core].
+    #[arg(long, env = "STICKY_DIRECTOR_THREADS")]
+    threads: Option<usize>,
+}
+
+/// Runs a director until SIGINT or SIGTERM.
+pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<()> {
+    let path = args.config.clone();
+    let file = ClusterFile::load(&path)?;
+    let secret = file.secret(&path)?;
+    let mut config = DirectorConfig::from_cluster(&file, &secret)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(admin) = args.admin {
+        config.admin = admin;
+    }
+    if !config.admin.ip().is_loopback() {
+        tracing::warn!(
+            addr = %config.admin,
+            "the admin listener has no authentication and listens beyond loopback: protect it with a firewall"
+        );
+    }
+    let (listen, admin) = (config.listen, config.admin);
+    let reload_path = path.clone();
+    let reloader = move || {
+        let file =
+            ClusterFile::load(&reload_path).map_err(|e| DirectorError::Reload(e.to_string()))?;
+        match file.secret(&reload_path) {
+            Ok(new) if new == secret => {}
+            _ => tracing::warn!(
+                "the cluster secret in {} changed or cannot be read: restart the director to apply it (keeping the old one)",
+                reload_path.display()
+            ),
+        }
+        servers_of(&file)
+    };
+    let director = Director::new(config)?.with_reloader(reloader);
+
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let public = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen} (public)"))?;
+        let admin = tokio::net::TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("cannot listen on {admin} (admin)"))?;
+        reload_on_sighup(director.clone(), path);
+        director
+            .serve(public, admin, crate::shutdown_signal())
+            .await?;
+        tracing::info!("director stopped");
+        Ok(())
+    })
+}
+
+/// Re-reads the server list on every SIGHUP.
+fn reload_on_sighup(director: Director, path: PathBuf) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(hup) => hup,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: reload with POST /api/reload");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!(file = %path.display(), "SIGHUP: reloading the server list");
+                if let Err(e) = director.reload() {
+                    tracing::error!(error = %e, "reload failed");
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (director, path);
+    }
+}

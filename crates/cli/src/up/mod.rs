@@ -1,0 +1,80 @@
+//! `sticky up`: a complete local cluster from an embedded default — stores,
+//! web servers, a standby and a director, each a separate OS process of
+//! this binary — with a table of what runs where, and a clean stop on
+//! Ctrl-C.
+//!
+//! - `plan`: the cluster file `up` generates (ports, names, secret).
+//! - `supervisor`: spawning, health waits, watching, stopping children.
+
+mod plan;
+mod supervisor;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+pub(crate) use plan::Plan;
+
+/// Replication mode, as the cluster file spells it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ModeArg {
+    /// A response leaves after every replica acknowledged the change.
+    Sync,
+    /// Changes are copied in the background.
+    Async,
+}
+
+/// `sticky up` options.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Web servers running the demo shop.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
+    web: u16,
+    /// Standby web servers (take over failed servers' sessions).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=8))]
+    standby: u16,
+    /// Session stores.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    stores: u16,
+    /// Stores per session (1 = disjoint subsets, 2 = overlapping).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=2))]
+    replicas: u16,
+    /// Replication mode.
+    #[arg(long, value_enum, default_value_t = ModeArg::Sync)]
+    mode: ModeArg,
+    /// The shop's port (the director); the admin listener is PORT+1, web
+    /// servers PORT+11.., stores PORT+41...
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Also write the cluster file used here, to start the same cluster
+    /// process by process (on several machines, after editing addresses).
+    #[arg(long)]
+    write_config: Option<PathBuf>,
+    /// Directory for the cluster file and the processes' logs
+    /// [default: a new directory under the system's temp dir].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// Runs the cluster until Ctrl-C or SIGTERM.
+pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
+    let plan = Plan::new(&args)?;
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("sticky-up-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(dir.join("logs"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let config = plan.write(&dir)?;
+    if let Some(out) = &args.write_config {
+        std::fs::copy(&config, out).with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("cluster file written to {}", out.display());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(supervisor::supervise(plan, config, dir))
+}

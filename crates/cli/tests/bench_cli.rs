@@ -1,0 +1,104 @@
+//! `sticky bench` against a real cluster (3 `sticky store`, 1 `sticky web`,
+//! R=2, sync mode): a short run measures requests, sees no errors, and its
+//! virtual users keep their sessions (one session per user on the stores).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster_support;
+mod support;
+
+use std::process::Command;
+
+use cluster_support::{sess_command_calls, Cluster};
+use serde_json::Value;
+use support::temp_path;
+
+#[test]
+fn bench_runs_against_a_real_cluster() {
+    let cluster = Cluster::start(3, &["ws1"], |c| c);
+    let web = cluster.web("ws1");
+    let users = 8;
+    let json_path = temp_path("sticky-bench", "json");
+    let out = Command::new(env!("CARGO_BIN_EXE_sticky"))
+        .env_remove("STICKY_LOG")
+        .args(["bench", "--url", &format!("http://{}", web.addr())])
+        .args([
+            "--users",
+            &users.to_string(),
+            "--duration",
+            "2s",
+            "--warmup",
+            "500ms",
+        ])
+        .args([
+            "--write-ratio",
+            "0.2",
+            "--session-bytes",
+            "200",
+            "--threads",
+            "1",
+            "--no-progress",
+        ])
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .expect("run sticky bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "sticky bench failed ({}):\n{stdout}\n{stderr}\nweb log:\n{}",
+        out.status,
+        web.log_tail(40)
+    );
+    assert!(stdout.contains("| all |"), "no summary table:\n{stdout}");
+
+    let text = std::fs::read_to_string(&json_path).expect("the --json file");
+    let _ = std::fs::remove_file(&json_path);
+    let report: Value = serde_json::from_str(&text).expect("the --json file is JSON");
+    let count = |k: &str| {
+        report[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {k} in {report}"))
+    };
+    assert!(count("requests") > 0, "{report}");
+    assert_eq!(count("errors"), 0, "{report}");
+    assert!(report["rps"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["read"]["count"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["write"]["count"].as_u64().unwrap() > 0, "{report}");
+    let all = &report["all"];
+    assert!(
+        all["p50_ms"].as_f64().unwrap() <= all["p99_ms"].as_f64().unwrap(),
+        "{report}"
+    );
+    assert!(
+        all["p99_ms"].as_f64().unwrap() <= all["max_ms"].as_f64().unwrap(),
+        "{report}"
+    );
+    assert_eq!(report["settings"]["fill_requests_per_user"], 4, "{report}");
+
+    // Every user kept its cookie: exactly one session per user, each on two
+    // stores (R=2). A user that lost its cookie would have made new ones.
+    let stored: i64 = cluster
+        .stores
+        .iter()
+        .map(|s| {
+            s.client()
+                .cmd_str("DBSIZE")
+                .as_int()
+                .expect("DBSIZE answers an integer")
+        })
+        .sum();
+    assert_eq!(
+        stored,
+        2 * users,
+        "sessions on the stores (R=2, {users} users)"
+    );
+    let puts: u64 = cluster
+        .store_addrs()
+        .iter()
+        .map(|a| sess_command_calls(*a)["sess.put"])
+        .sum();
+    assert!(puts > 0, "writes reached the stores");
+    web.assert_no_panic();
+}

@@ -1,0 +1,309 @@
+//! Failover through a real `sticky director`: `kill -9` of a backend under
+//! load (to the other servers, or to the standby), fencing of a server
+//! that comes back, evacuation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod director_support;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use director_support::http::HttpClient;
+use director_support::{
+    cluster_file, route_target, temp_dir, BackendOptions, BackendProcess, DirectorProcess, Load,
+};
+use support::{wait_until, DEADLINE};
+
+/// Not a test of its own: the backend process the other tests start
+/// (returns at once in a normal run).
+#[test]
+fn director_test_backend() {
+    director_support::backend::run_if_requested();
+}
+
+const CLIENTS: usize = 30;
+
+/// Kills ws1 under load; returns, for each of ws1's clients, the server
+/// it ended on. Asserts that no request failed and that each moved client
+/// got a route cookie for its new server.
+fn kill_under_load(d: &DirectorProcess, ws1: &mut BackendProcess) -> Vec<String> {
+    let load = Load::start(d.public, CLIENTS, "/");
+    load.wait_progress(&vec![0; CLIENTS], 5);
+    let at_kill = load.snapshot();
+    let on_ws1: Vec<usize> = (0..CLIENTS)
+        .filter(|&i| load.last_server(i).as_deref() == Some("ws1"))
+        .collect();
+    assert!(
+        on_ws1.len() >= 5,
+        "only {} of {CLIENTS} clients on ws1",
+        on_ws1.len()
+    );
+
+    ws1.kill9();
+    d.wait_state("ws1", "down");
+    load.wait_progress(&at_kill, 10);
+    let reports = load.stop();
+
+    let failures: Vec<String> = reports.iter().flat_map(|r| r.failures.clone()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {failures:?}",
+        failures.len()
+    );
+
+    let mut ends = Vec::new();
+    for &i in &on_ws1 {
+        let r = &reports[i];
+        let after = &r.served_by[at_kill[i]..];
+        // A request in flight at the kill may still have been answered by
+        // ws1; everything after the first answer from elsewhere is not.
+        let moved_at = after
+            .iter()
+            .position(|s| s != "ws1")
+            .unwrap_or_else(|| panic!("client {i} never left ws1: {after:?}"));
+        let new_server = &after[moved_at];
+        assert!(
+            after[moved_at..].iter().all(|s| s == new_server),
+            "client {i} did not stick to its new server: {after:?}"
+        );
+        let cookie = r
+            .route_cookies
+            .iter()
+            .find(|(n, _)| *n == at_kill[i] + moved_at)
+            .unwrap_or_else(|| panic!("client {i} got no new route cookie when it moved"));
+        assert_eq!(
+            &cookie.1, new_server,
+            "client {i}'s new cookie names another server"
+        );
+        ends.push(new_server.clone());
+    }
+    // The other clients stayed where they were.
+    for i in (0..CLIENTS).filter(|i| !on_ws1.contains(i)) {
+        let before = &reports[i].served_by[at_kill[i] - 1];
+        assert!(
+            reports[i].served_by[at_kill[i]..]
+                .iter()
+                .all(|s| s == before),
+            "client {i} of {before} moved although its server is alive"
+        );
+    }
+    let d_failovers = d.cluster()["director"]["failovers"].as_u64().unwrap();
+    assert!(d_failovers >= on_ws1.len() as u64);
+    assert!(d.server("ws1")["failovers"].as_u64().unwrap() >= on_ws1.len() as u64);
+    ends
+}
+
+#[test]
+fn kill9_under_load_spreads_the_clients_over_the_others_without_a_failed_request() {
+    let [mut ws1, ws2, ws3] = ["ws1", "ws2", "ws3"].map(BackendProcess::start);
+    let d = DirectorProcess::start(&cluster_file(
+        &[(&ws1, false), (&ws2, false), (&ws3, false)],
+        "",
+    ));
+    let ends = kill_under_load(&d, &mut ws1);
+    let used: BTreeSet<&str> = ends.iter().map(String::as_str).collect();
+    assert_eq!(
+        used,
+        BTreeSet::from(["ws2", "ws3"]),
+        "ws1's clients should spread over ws2 and ws3: {ends:?}"
+    );
+}
+
+#[test]
+fn kill9_under_load_moves_every_client_to_the_standby() {
+    let [mut ws1, ws2, ws3, sb] = ["ws1", "ws2", "ws3", "sb"].map(BackendProcess::start);
+    let d = DirectorProcess::start(&cluster_file(
+        &[(&ws1, false), (&ws2, false), (&ws3, false), (&sb, true)],
+        "",
+    ));
+    let ends = kill_under_load(&d, &mut ws1);
+    assert!(
+        ends.iter().all(|s| s == "sb"),
+        "ws1's clients should all go to the standby: {ends:?}"
+    );
+    assert_eq!(d.server("sb")["role"], "standby");
+}
+
+/// A new client that lands on `name` (new clients go round the servers).
+fn client_on(d: &DirectorProcess, name: &str, path: &str) -> HttpClient {
+    for _ in 0..20 {
+        let mut c = d.client();
+        let resp = c.get(path).unwrap();
+        if resp.backend() == Some(name) {
+            return c;
+        }
+    }
+    panic!("no new client landed on {name}");
+}
+
+#[test]
+fn a_server_back_with_its_old_epoch_is_fenced_before_it_gets_a_request() {
+    let store = temp_dir("director-store");
+    let opts = BackendOptions {
+        store: Some(store.clone()),
+        ..Default::default()
+    };
+    let [ws1, ws2, ws3] =
+        ["ws1", "ws2", "ws3"].map(|n| BackendProcess::start_with(n, opts.clone()));
+    let d = DirectorProcess::start(&cluster_file(
+        &[(&ws1, false), (&ws2, false), (&ws3, false)],
+        "",
+    ));
+
+    let mut a = client_on(&d, "ws1", "/count");
+    let r = a.get("/count").unwrap();
+    assert_eq!(
+        (r.backend(), r.field("count").as_deref()),
+        (Some("ws1"), Some("2"))
+    );
+    let old_cookies = a.cookies.clone();
+    let old_epoch = ws1.epoch();
+
+    // ws1 stops answering its health checks (alive, cache intact).
+    ws1.post("/_test/sick");
+    d.wait_state("ws1", "down");
+    let r = a.get("/count").unwrap();
+    assert_ne!(r.backend(), Some("ws1"));
+    assert_eq!(r.field("count").as_deref(), Some("3"), "{}", r.text());
+    assert_eq!(r.field("source").as_deref(), Some("store"));
+    assert_eq!(
+        route_target(&a.cookies["sticky.route"]),
+        r.backend().unwrap()
+    );
+
+    // It comes back with the same epoch: the director fences it first.
+    let requests_before = ws1.requests();
+    ws1.post("/_test/well");
+    d.wait_state("ws1", "up");
+    assert_eq!(ws1.fences(), 1, "the director must have fenced ws1");
+    assert_ne!(ws1.epoch(), old_epoch);
+    assert_eq!(
+        ws1.requests(),
+        requests_before,
+        "no request before the fence"
+    );
+    assert_eq!(d.server("ws1")["epoch"].as_u64(), Some(ws1.epoch()));
+
+    // A client still holding the old cookie goes back to ws1 and gets the
+    // current data (3), not ws1's copy from before the failure (2).
+    let mut stale = HttpClient::new(d.public);
+    stale.cookies = old_cookies;
+    let r = stale.get("/value").unwrap();
+    assert_eq!(r.backend(), Some("ws1"));
+    assert_eq!(r.field("count").as_deref(), Some("3"), "{}", r.text());
+    assert_eq!(r.field("source").as_deref(), Some("store"));
+    assert_eq!(r.field("epoch"), Some(ws1.epoch().to_string()));
+    assert!(d.log_text().contains("fencing it before routing to it"));
+    let _ = std::fs::remove_dir_all(store);
+}
+
+#[test]
+fn a_restarted_server_with_the_same_epoch_is_fenced_too() {
+    let store = temp_dir("director-store");
+    let opts = |epoch| BackendOptions {
+        store: Some(store.clone()),
+        epoch,
+    };
+    let mut ws1 = BackendProcess::start_with("ws1", opts(Some(4242)));
+    let ws2 = BackendProcess::start_with("ws2", opts(None));
+    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false), (&ws2, false)], ""));
+
+    let mut a = client_on(&d, "ws1", "/count");
+    let old_cookies = a.cookies.clone();
+    ws1.kill9();
+    // The next request finds the connection refused: marked down at once,
+    // re-sent to ws2.
+    let r = a.get("/count").unwrap();
+    assert_eq!(
+        (r.backend(), r.field("count").as_deref()),
+        (Some("ws2"), Some("2"))
+    );
+    assert_eq!(d.state("ws1"), "down");
+
+    ws1.restart(Some(4242));
+    d.wait_state("ws1", "up");
+    assert_eq!(ws1.fences(), 1);
+    assert_eq!(ws1.epoch(), 4243);
+    assert_eq!(ws1.requests(), 0, "no request before the fence");
+    let mut stale = HttpClient::new(d.public);
+    stale.cookies = old_cookies;
+    let r = stale.get("/value").unwrap();
+    assert_eq!(
+        (r.backend(), r.field("count").as_deref()),
+        (Some("ws1"), Some("2"))
+    );
+    let _ = std::fs::remove_dir_all(store);
+}
+
+#[test]
+fn evacuating_a_server_moves_every_client_and_loses_nothing() {
+    let store = temp_dir("director-store");
+    let opts = BackendOptions {
+        store: Some(store.clone()),
+        ..Default::default()
+    };
+    let [ws1, ws2, ws3] =
+        ["ws1", "ws2", "ws3"].map(|n| BackendProcess::start_with(n, opts.clone()));
+    let d = DirectorProcess::start(&cluster_file(
+        &[(&ws1, false), (&ws2, false), (&ws3, false)],
+        "",
+    ));
+    let load = Load::start(d.public, CLIENTS, "/count");
+    load.wait_progress(&vec![0; CLIENTS], 5);
+    let on_ws1 = (0..CLIENTS)
+        .filter(|&i| load.last_server(i).as_deref() == Some("ws1"))
+        .count();
+    assert!(on_ws1 >= 5, "only {on_ws1} clients on ws1");
+
+    let resp = d.admin_post("/api/servers/ws1/evacuate");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(d.state("ws1"), "evacuating");
+    // Requests in flight at the evacuation finish; after that, none.
+    load.wait_progress(&load.snapshot(), 3);
+    let ws1_requests = ws1.requests();
+    load.wait_progress(&load.snapshot(), 10);
+    assert_eq!(
+        ws1.requests(),
+        ws1_requests,
+        "a request reached ws1 after the evacuation"
+    );
+    let reports = load.stop();
+
+    let failures: Vec<String> = reports.iter().flat_map(|r| r.failures.clone()).collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    // No session data lost: each client's counter went 1, 2, 3... with no
+    // repeat and no gap, across the move.
+    let mut moved_to = BTreeMap::<String, usize>::new();
+    for (i, r) in reports.iter().enumerate() {
+        let counts: Vec<u64> = r
+            .bodies
+            .iter()
+            .map(|b| {
+                b.split_whitespace()
+                    .find_map(|w| w.strip_prefix("count="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap()
+            })
+            .collect();
+        let expected: Vec<u64> = (1..=counts.len() as u64).collect();
+        assert_eq!(counts, expected, "client {i} lost or repeated a change");
+        assert_ne!(r.served_by.last().map(String::as_str), Some("ws1"));
+        if r.served_by.iter().any(|s| s == "ws1") {
+            *moved_to
+                .entry(r.served_by.last().cloned().unwrap())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(moved_to.values().sum::<usize>(), on_ws1);
+
+    // Enabled again, ws1 must show a new epoch first: it is fenced.
+    let resp = d.admin_post("/api/servers/ws1/enable");
+    assert_eq!(resp.status, 200);
+    d.wait_state("ws1", "up");
+    assert_eq!(ws1.fences(), 1);
+    wait_until(DEADLINE, "new clients reach ws1 again", || {
+        (0..6).any(|_| d.client().get("/").unwrap().backend() == Some("ws1"))
+    });
+    let _ = std::fs::remove_dir_all(store);
+}

@@ -1,0 +1,180 @@
+//! The proxy itself, through a real `sticky director`: headers, streamed
+//! bodies, WebSocket upgrades, the director's own 502, 503 and 504.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod director_support;
+mod support;
+
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use director_support::http::read_response;
+use director_support::{cluster_file, BackendProcess, DirectorProcess};
+
+/// Not a test of its own: the backend process the other tests start
+/// (returns at once in a normal run).
+#[test]
+fn director_test_backend() {
+    director_support::backend::run_if_requested();
+}
+
+#[test]
+fn headers_are_cleaned_and_forwarded_headers_set() {
+    let ws1 = BackendProcess::start("ws1");
+    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false)], ""));
+    let resp = d
+        .client()
+        .request(
+            "GET",
+            "/echo",
+            &[
+                ("Sticky-Owner", "forged"),
+                ("sticky-epoch", "forged"),
+                ("X-Forwarded-For", "6.6.6.6"),
+                ("X-Forwarded-Host", "evil.example"),
+                ("Connection", "keep-alive, X-Hop"),
+                ("X-Hop", "1"),
+                ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
+                ("X-App", "kept"),
+            ],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    let echoed = resp.text();
+    let seen = |name: &str| {
+        echoed
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(str::to_owned)
+    };
+    assert_eq!(seen("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(seen("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(seen("x-forwarded-host").as_deref(), Some("sticky.test"));
+    assert_eq!(seen("host").as_deref(), Some("sticky.test"));
+    assert_eq!(seen("x-app").as_deref(), Some("kept"));
+    for gone in [
+        "sticky-owner",
+        "sticky-epoch",
+        "x-hop",
+        "connection",
+        "proxy-authorization",
+    ] {
+        assert_eq!(seen(gone), None, "{gone} reached the backend:\n{echoed}");
+    }
+}
+
+#[test]
+fn large_bodies_stream_both_ways() {
+    let ws1 = BackendProcess::start("ws1");
+    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false)], ""));
+    let body: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let resp = d.client().request("POST", "/echo", &[], &body).unwrap();
+    assert_eq!(resp.status, 200);
+    let split = resp.body.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+    assert_eq!(resp.body.len() - split, body.len());
+    assert!(
+        resp.body[split..] == body[..],
+        "the body changed on the way"
+    );
+    // Chunked upload (no Content-Length).
+    let mut s = TcpStream::connect(d.public).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n").unwrap();
+    let resp = read_response(&mut BufReader::new(s), false).unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(resp.text().ends_with("\n\nhello world"), "{}", resp.text());
+}
+
+#[test]
+fn websocket_upgrades_become_a_tunnel() {
+    let ws1 = BackendProcess::start("ws1");
+    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false)], ""));
+    let mut s = TcpStream::connect(d.public).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let resp = read_response(&mut reader, false).unwrap();
+    assert_eq!(resp.status, 101);
+    assert_eq!(resp.header("upgrade"), Some("websocket"));
+    assert!(resp
+        .set_cookie_line("sticky.route")
+        .is_some_and(|c| c.starts_with("sticky.route=ws1.")));
+    for msg in [
+        &b"ping"[..],
+        b"hello through the director",
+        &[0u8, 1, 2, 255],
+    ] {
+        s.write_all(msg).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        reader.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg);
+    }
+    assert_eq!(
+        d.server("ws1")["active"],
+        1,
+        "an open tunnel counts as active"
+    );
+    drop(reader);
+    drop(s);
+    support::wait_until(support::DEADLINE, "the tunnel is closed", || {
+        d.server("ws1")["active"] == 0
+    });
+}
+
+#[test]
+fn upstream_failures_get_clear_502_504_and_503_answers() {
+    let mut ws1 = BackendProcess::start("ws1");
+    let d = DirectorProcess::start(&cluster_file(
+        &[(&ws1, false)],
+        "response_timeout_ms = 1000",
+    ));
+    let mut c = d.client();
+    // The server closes the connection without answering: a POST is not
+    // retried (it may have been processed), a GET is, once.
+    let before = ws1.requests();
+    let resp = c.request("POST", "/_test/abort", &[], b"x").unwrap();
+    assert_eq!(resp.status, 502);
+    assert!(
+        resp.text().starts_with("502 Bad Gateway"),
+        "{}",
+        resp.text()
+    );
+    assert_eq!(ws1.requests() - before, 1, "a POST must not be retried");
+    let before = ws1.requests();
+    let resp = c.get("/_test/abort").unwrap();
+    assert_eq!(resp.status, 502);
+    assert_eq!(ws1.requests() - before, 2, "a GET is retried once");
+    // Too slow.
+    let resp = c.get("/_test/slow?ms=5000").unwrap();
+    assert_eq!(resp.status, 504);
+    assert!(
+        resp.text().starts_with("504 Gateway Timeout"),
+        "{}",
+        resp.text()
+    );
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    // Still fine afterwards.
+    assert_eq!(c.get("/").unwrap().status, 200);
+    // Nobody left.
+    ws1.kill9();
+    let resp = c.get("/").unwrap();
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    assert!(
+        resp.text().starts_with("503 Service Unavailable"),
+        "{}",
+        resp.text()
+    );
+    assert_eq!(d.state("ws1"), "down");
+    assert!(d.cluster()["director"]["gateway_errors"].as_u64().unwrap() >= 4);
+}

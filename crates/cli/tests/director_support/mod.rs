@@ -1,0 +1,573 @@
+//! Helpers for the director's integration tests: real processes on
+//! loopback ports.
+//!
+//! - [`BackendProcess`]: a stand-in web server ([`backend`]) in its own
+//!   process: the test binary re-executed with `--exact
+//!   director_test_backend`. Every test file using it must define:
+//!
+//!   ```ignore
+//!   #[test]
+//!   fn director_test_backend() {
+//!       director_support::backend::run_if_requested();
+//!   }
+//!   ```
+//!
+//! - [`DirectorProcess`]: `sticky director --config FILE` on ports chosen by
+//!   the OS (`127.0.0.1:0`, read back from its log), with helpers for the
+//!   admin API.
+//! - [`cluster_file`]: the cluster file for a set of backends.
+//! - [`http`]: a blocking HTTP client that shows what came back.
+//!
+//! Conditions are waited for with deadlines ([`wait_until`]), never with
+//! fixed sleeps; deadlines are generous for a loaded 2-core machine.
+
+#![allow(dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod backend;
+pub mod http;
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{temp_path, wait_until, DEADLINE, POLL, STARTUP_DEADLINE};
+use http::{HttpClient, Response};
+
+/// The cluster secret of every test cluster.
+pub const SECRET: &str = "director-tests-cluster-secret-0123456789";
+/// The name of the test that becomes a backend.
+pub const BACKEND_TEST: &str = "director_test_backend";
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Options of a backend process.
+#[derive(Debug, Clone, Default)]
+pub struct BackendOptions {
+    /// Starting epoch (default: random).
+    pub epoch: Option<u64>,
+    /// Shared directory standing in for the session stores.
+    pub store: Option<PathBuf>,
+}
+
+/// A stand-in web server in its own process. Killed when dropped.
+pub struct BackendProcess {
+    pub name: String,
+    port: u16,
+    options: BackendOptions,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl BackendProcess {
+    pub fn start(name: &str) -> Self {
+        Self::start_with(name, BackendOptions::default())
+    }
+
+    pub fn start_with(name: &str, options: BackendOptions) -> Self {
+        let mut b = Self {
+            name: name.to_owned(),
+            port: 0,
+            options,
+            child: None,
+            log: temp_path(&format!("director-backend-{name}"), "log"),
+        };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let out = File::create(&self.log).expect("create the backend log");
+        let err = out.try_clone().expect("clone the log handle");
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut cmd = Command::new(exe);
+        cmd.args([BACKEND_TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(backend::ENV_NAME, &self.name)
+            .env(backend::ENV_PORT, self.port.to_string())
+            .env(backend::ENV_SECRET, SECRET)
+            .env_remove(backend::ENV_EPOCH)
+            .env_remove(backend::ENV_STORE)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        if let Some(e) = self.options.epoch {
+            cmd.env(backend::ENV_EPOCH, e.to_string());
+        }
+        if let Some(dir) = &self.options.store {
+            cmd.env(backend::ENV_STORE, dir);
+        }
+        self.child = Some(cmd.spawn().expect("spawn the backend process"));
+        let start = Instant::now();
+        let port = loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(p) = text
+                .lines()
+                .find_map(|l| l.split_once(backend::LISTENING).map(|(_, p)| p))
+                .and_then(|p| p.trim().parse::<u16>().ok())
+            {
+                break p;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "backend {} exited with {status}:\n{}",
+                    self.name,
+                    log_tail(&self.log, 40)
+                );
+            }
+            assert!(
+                start.elapsed() < STARTUP_DEADLINE,
+                "backend {} did not start listening:\n{}",
+                self.name,
+                log_tail(&self.log, 40)
+            );
+            std::thread::sleep(POLL);
+        };
+        self.port = port;
+        let name = self.name.clone();
+        wait_until(STARTUP_DEADLINE, &format!("backend {name} answers"), || {
+            self.try_stats()
+                .is_some_and(|s| s["name"].as_str() == Some(name.as_str()))
+        });
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn try_stats(&self) -> Option<Value> {
+        let resp = HttpClient::new(self.addr()).get("/_test/stats").ok()?;
+        serde_json::from_slice(&resp.body).ok()
+    }
+
+    /// The backend's own figures: name, epoch, requests, fences.
+    pub fn stats(&self) -> Value {
+        self.try_stats()
+            .unwrap_or_else(|| panic!("backend {} does not answer", self.name))
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.stats()["requests"].as_u64().unwrap()
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.stats()["epoch"].as_u64().unwrap()
+    }
+
+    pub fn fences(&self) -> u64 {
+        self.stats()["fences"].as_u64().unwrap()
+    }
+
+    /// `POST path` straight to the backend (e.g. `/_test/sick`).
+    pub fn post(&self, path: &str) {
+        let resp = HttpClient::new(self.addr())
+            .request("POST", path, &[], b"")
+            .unwrap();
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again on the same port, with `epoch` if given
+    /// (else a random one).
+    pub fn restart(&mut self, epoch: Option<u64>) {
+        self.kill9();
+        self.options.epoch = epoch;
+        self.spawn();
+    }
+}
+
+impl Drop for BackendProcess {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- backend {} log {} ---\n{}\n--- end ---",
+                self.name,
+                self.log.display(),
+                log_tail(&self.log, 20)
+            );
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// A cluster file for these backends: `(name, backend, standby)`.
+/// `director_extra` is appended to `[director]` (keys not set here).
+pub fn cluster_file(webs: &[(&BackendProcess, bool)], director_extra: &str) -> String {
+    let mut text = format!(
+        "secret = \"{SECRET}\"\n\n[director]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         health_interval_ms = 300\nhealth_timeout_ms = 2000\nfall = 2\nrise = 2\n{director_extra}\n"
+    );
+    for (b, standby) in webs {
+        text.push_str(&format!(
+            "\n[[web]]\nname = \"{}\"\nlisten = \"{}\"\nstandby = {standby}\n",
+            b.name,
+            b.addr()
+        ));
+    }
+    text
+}
+
+/// A running `sticky director`. Killed when dropped.
+pub struct DirectorProcess {
+    child: Option<Child>,
+    log: PathBuf,
+    pub config: PathBuf,
+    /// The public listener.
+    pub public: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+}
+
+impl DirectorProcess {
+    /// Starts a director on `cluster` (a cluster file's text) and waits
+    /// until every server is up.
+    pub fn start(cluster: &str) -> Self {
+        let d = Self::start_no_wait(cluster);
+        d.wait_all_up();
+        d
+    }
+
+    /// Starts a director and waits only until it listens.
+    pub fn start_no_wait(cluster: &str) -> Self {
+        Self::start_with_args(cluster, &[])
+    }
+
+    pub fn start_with_args(cluster: &str, args: &[&str]) -> Self {
+        let config = temp_path("director-cluster", "toml");
+        std::fs::write(&config, cluster).expect("write the cluster file");
+        let log = temp_path("director", "log");
+        let out = File::create(&log).expect("create the director log");
+        let err = out.try_clone().expect("clone the log handle");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("STICKY_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.args([
+            "--log",
+            "info,sticky_director=debug",
+            "director",
+            "--config",
+        ])
+        .arg(&config)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+        let mut child = cmd.spawn().expect("spawn sticky director");
+        let start = Instant::now();
+        let (public, admin) = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let found = text
+                .lines()
+                .find(|l| l.contains("director listening"))
+                .and_then(|l| {
+                    let field = |k: &str| -> Option<SocketAddr> {
+                        l.split_whitespace()
+                            .find_map(|w| w.strip_prefix(k))
+                            .and_then(|v| v.parse().ok())
+                    };
+                    Some((field("public=")?, field("admin=")?))
+                });
+            if let Some(found) = found {
+                break found;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "sticky director exited with {status}:\n{}",
+                    log_tail(&log, 40)
+                );
+            }
+            assert!(
+                start.elapsed() < STARTUP_DEADLINE,
+                "sticky director did not start listening:\n{}",
+                log_tail(&log, 40)
+            );
+            std::thread::sleep(POLL);
+        };
+        Self {
+            child: Some(child),
+            log,
+            config,
+            public,
+            admin,
+        }
+    }
+
+    /// A client of the public listener, with an empty cookie jar.
+    pub fn client(&self) -> HttpClient {
+        HttpClient::new(self.public)
+    }
+
+    pub fn admin_get(&self, path: &str) -> Response {
+        HttpClient::new(self.admin).get(path).expect("admin GET")
+    }
+
+    pub fn admin_post(&self, path: &str) -> Response {
+        HttpClient::new(self.admin)
+            .request("POST", path, &[], b"")
+            .expect("admin POST")
+    }
+
+    /// `GET /api/cluster`.
+    pub fn cluster(&self) -> Value {
+        let resp = self.admin_get("/api/cluster");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        serde_json::from_slice(&resp.body).expect("cluster JSON")
+    }
+
+    /// One server's entry of `/api/cluster`.
+    pub fn server(&self, name: &str) -> Value {
+        self.cluster()["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn state(&self, name: &str) -> String {
+        self.server(name)["state"]
+            .as_str()
+            .unwrap_or("absent")
+            .to_owned()
+    }
+
+    /// Waits until `name` is in `state`.
+    pub fn wait_state(&self, name: &str, state: &str) {
+        wait_until(DEADLINE, &format!("{name} is {state}"), || {
+            self.state(name) == state
+        });
+    }
+
+    /// Waits until every configured server is up (standbys included).
+    pub fn wait_all_up(&self) {
+        wait_until(STARTUP_DEADLINE, "every web server is up", || {
+            self.cluster()["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["state"] == "up")
+        });
+    }
+
+    /// Replaces the cluster file (for reloads).
+    pub fn rewrite_config(&self, cluster: &str) {
+        std::fs::write(&self.config, cluster).expect("rewrite the cluster file");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`...).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; its exit status.
+    pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "director still running:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for DirectorProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- director log {} ---\n{}\n--- end ---",
+                self.log.display(),
+                log_tail(&self.log, 60)
+            );
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+            let _ = std::fs::remove_file(&self.config);
+        }
+    }
+}
+
+/// The server named by a route cookie value (`ws1.<mac>` → `ws1`).
+pub fn route_target(value: &str) -> &str {
+    value.rsplit_once('.').map_or(value, |(name, _)| name)
+}
+
+/// A fresh empty directory.
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = temp_path(prefix, "d");
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    dir
+}
+
+/// What one virtual user of a [`Load`] saw.
+#[derive(Debug, Default, Clone)]
+pub struct ClientReport {
+    /// The backend of every successful response, in order.
+    pub served_by: Vec<String>,
+    /// The body of every successful response, in order.
+    pub bodies: Vec<String>,
+    /// `(response index, server named)` for each route cookie received.
+    pub route_cookies: Vec<(usize, String)>,
+    /// Every failure: transport errors and non-200 answers.
+    pub failures: Vec<String>,
+}
+
+/// Virtual users, each on its own thread with its own connection and
+/// cookie jar, sending `GET path` in a loop until stopped.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    reports: std::sync::Arc<Vec<std::sync::Mutex<ClientReport>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(addr: SocketAddr, clients: usize, path: &str) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let stop = Arc::new(AtomicBool::new(false));
+        let reports: Arc<Vec<Mutex<ClientReport>>> = Arc::new(
+            (0..clients)
+                .map(|_| Mutex::new(ClientReport::default()))
+                .collect(),
+        );
+        let threads = (0..clients)
+            .map(|i| {
+                let stop = Arc::clone(&stop);
+                let reports = Arc::clone(&reports);
+                let path = path.to_owned();
+                std::thread::spawn(move || {
+                    let mut client = HttpClient::new(addr);
+                    while !stop.load(Ordering::Relaxed) {
+                        let result = client.get(&path);
+                        let mut r = reports[i].lock().unwrap();
+                        match result {
+                            Ok(resp) if resp.status == 200 => {
+                                if let Some((_, v)) = resp
+                                    .set_cookies()
+                                    .into_iter()
+                                    .find(|(k, _)| k == "sticky.route")
+                                {
+                                    let n = r.served_by.len();
+                                    r.route_cookies.push((n, route_target(&v).to_owned()));
+                                }
+                                r.served_by.push(resp.backend().unwrap_or("?").to_owned());
+                                r.bodies.push(resp.text());
+                            }
+                            Ok(resp) => {
+                                let n = r.served_by.len();
+                                r.failures.push(format!(
+                                    "HTTP {} after {n} requests: {}",
+                                    resp.status,
+                                    resp.text()
+                                ));
+                            }
+                            Err(e) => {
+                                let n = r.served_by.len();
+                                r.failures.push(format!("{e} after {n} requests"));
+                            }
+                        }
+                        drop(r);
+                        // A little think time keeps a 2-core machine usable.
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            reports,
+            threads,
+        }
+    }
+
+    pub fn clients(&self) -> usize {
+        self.reports.len()
+    }
+
+    /// Successful responses of client `i` so far.
+    pub fn done(&self, i: usize) -> usize {
+        self.reports[i].lock().unwrap().served_by.len()
+    }
+
+    /// The server that last answered client `i`.
+    pub fn last_server(&self, i: usize) -> Option<String> {
+        self.reports[i].lock().unwrap().served_by.last().cloned()
+    }
+
+    /// Waits until every client has `n` more successful responses than in
+    /// `since` (from [`Load::snapshot`]).
+    pub fn wait_progress(&self, since: &[usize], n: usize) {
+        wait_until(
+            DEADLINE,
+            &format!("every client made {n} more requests"),
+            || (0..self.clients()).all(|i| self.done(i) >= since[i] + n),
+        );
+    }
+
+    /// Successful responses per client now.
+    pub fn snapshot(&self) -> Vec<usize> {
+        (0..self.clients()).map(|i| self.done(i)).collect()
+    }
+
+    /// Stops every client and returns what each saw.
+    pub fn stop(self) -> Vec<ClientReport> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("a load thread panicked");
+        }
+        self.reports
+            .iter()
+            .map(|r| r.lock().unwrap().clone())
+            .collect()
+    }
+}

@@ -1,0 +1,277 @@
+//! Bad input gets a clear error and changes nothing (invariant 6):
+//! forged and garbled session cookies (a new session, no store lookup), a
+//! session over the size limit (413, the stores keep the previous version),
+//! and stores that hang or answer garbage (503 within seconds, no panic,
+//! the web server keeps answering its health checks).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster_support;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use cluster_support::{
+    copies_by_store, random_hex, sess_command_calls, sign_cookie, signal, Answer, Browser, Cluster,
+    ClusterConfig, FakeStore, Misbehavior, WebProcess,
+};
+use serde_json::json;
+use support::{wait_until, StoreProcess, DEADLINE};
+
+/// "Within a few seconds": the store timeout is 0.5-1 s; the rest is slack
+/// for a loaded machine.
+const FAIL_FAST: Duration = Duration::from_secs(8);
+
+#[test]
+fn forged_and_garbled_cookies_get_a_new_session_and_no_store_lookup() {
+    let c = Cluster::start(3, &["ws1"], |cfg| {
+        cfg.replicas(2).session("store_timeout_ms", "5000")
+    });
+    let ws1 = c.web("ws1").addr();
+    let mut real = Browser::new();
+    for _ in 0..5 {
+        real.increment(ws1);
+    }
+    let cookie = real.cookie.clone().unwrap();
+    let (id, mac) = cookie.split_once('.').unwrap();
+    assert_eq!((id.len(), mac.len()), (32, 32), "cookie value {cookie:?}");
+    assert_eq!(
+        sign_cookie(c.config.secret(), id),
+        cookie,
+        "test helper signs like the server"
+    );
+
+    let flipped = {
+        let mut v = cookie.clone().into_bytes();
+        let last = v.len() - 1;
+        v[last] = if v[last] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(v).unwrap()
+    };
+    let other_secret = format!("another-secret-{}", random_hex(40));
+    let forged: Vec<String> = vec![
+        flipped,
+        sign_cookie(&other_secret, id),
+        format!("{id}.{}", "0".repeat(32)),
+        sign_cookie(&other_secret, &random_hex(32)),
+        format!("{}.{mac}", random_hex(32)),
+        id.to_owned(),
+        format!("{cookie}0"),
+        cookie[..64].to_owned(),
+        String::new(),
+        "garbage".into(),
+        ".".into(),
+        "a.b".into(),
+        "z".repeat(65),
+        format!("{}.{}", "g".repeat(32), "g".repeat(32)),
+        "x".repeat(4000),
+        "%00%ff%0d%0a".into(),
+        "\u{e9}t\u{e9}".into(),
+        format!("{id}.{mac}.{mac}"),
+    ];
+
+    let stores = c.store_addrs();
+    let calls_before: Vec<_> = stores.iter().map(|a| sess_command_calls(*a)).collect();
+    for value in &forged {
+        let mut b = Browser::with_cookie(value);
+        let r = b.get(ws1, "/api/counter");
+        let a = Answer::from(&r);
+        assert_eq!(
+            (a.value, a.source.as_str()),
+            (0, "new"),
+            "cookie {value:?}: {a:?}"
+        );
+        assert_eq!(
+            r.set_cookie("sticky.sid"),
+            None,
+            "a read of a new session stores nothing"
+        );
+
+        let a = b.increment(ws1);
+        assert_eq!(
+            (a.value, a.source.as_str()),
+            (1, "new"),
+            "cookie {value:?}: {a:?}"
+        );
+        let new_id = b.session_id().expect("a new session cookie");
+        assert_ne!(
+            Some(new_id.as_str()),
+            value.split_once('.').map(|(i, _)| i),
+            "a new id"
+        );
+        assert_ne!(new_id, id);
+    }
+    let calls_after: Vec<_> = stores.iter().map(|a| sess_command_calls(*a)).collect();
+    for (before, after) in calls_before.iter().zip(&calls_after) {
+        for cmd in ["sess.get", "sess.claim", "sess.del", "sess.touch"] {
+            assert_eq!(
+                before[cmd], after[cmd],
+                "{cmd} calls changed: {before:?} -> {after:?}"
+            );
+        }
+    }
+    let puts: u64 = calls_after
+        .iter()
+        .zip(&calls_before)
+        .map(|(a, b)| a["sess.put"] - b["sess.put"])
+        .sum();
+    assert_eq!(
+        puts,
+        2 * forged.len() as u64,
+        "only the new sessions were written"
+    );
+
+    // The real session is untouched.
+    let a = real.counter(ws1);
+    assert_eq!((a.value, a.source.as_str()), (5, "cache"), "{a:?}");
+    c.web("ws1").assert_no_panic();
+}
+
+#[test]
+fn a_session_over_the_size_limit_answers_413_and_stores_nothing() {
+    let c = Cluster::start(3, &["ws1"], |cfg| {
+        cfg.replicas(2)
+            .session("max_size", "\"1KiB\"")
+            .session("store_timeout_ms", "5000")
+    });
+    let ws1 = c.web("ws1").addr();
+    let mut b = Browser::new();
+    let mut last_ok: Option<Answer> = None;
+    let mut too_large = None;
+    for i in 0..40 {
+        let item = format!("item-{i:02}-{}", "x".repeat(52));
+        let r = b.post(ws1, "/api/cart/items", Some(&json!({ "item": item })));
+        if r.status == 413 {
+            too_large = Some(r);
+            break;
+        }
+        last_ok = Some(Answer::from(&r));
+    }
+    let r = too_large.expect("a 1 KiB session limit is reached within 40 items of 60 bytes");
+    let last_ok = last_ok.expect("the first items fit");
+    let kept = last_ok.items();
+    assert!(kept.len() >= 5, "only {} items fit in 1 KiB", kept.len());
+    let body = r.text();
+    assert!(
+        body.contains("too large") && body.contains("1024"),
+        "the 413 says what is wrong: {body:?}"
+    );
+
+    // The stores keep the previous version: same stamp, same items.
+    let id = b.id();
+    let copies = &copies_by_store(&c.store_addrs(), std::slice::from_ref(&id))[&id];
+    let live: Vec<_> = copies.iter().flatten().collect();
+    assert_eq!(live.len(), 2, "{copies:?}");
+    for copy in live {
+        assert!(copy.live);
+        assert_eq!(copy.stamp, last_ok.stamp, "stamp unchanged: {copies:?}");
+        assert_eq!(copy.data()["cart"], json!(kept));
+    }
+
+    // The refused version is not served either: ws1 dropped its copy and
+    // re-loads the last stored one.
+    let a = Answer::from(&b.get(ws1, "/api/cart"));
+    assert_eq!(a.items(), kept);
+    assert_eq!(a.source, "store", "{a:?}");
+    // The session remains usable.
+    let a = Answer::from(&b.post(ws1, "/api/cart/clear", None));
+    assert!(a.items().is_empty());
+    c.web("ws1").assert_no_panic();
+}
+
+/// With `store` as the only store, a write answers 503 quickly, a takeover
+/// too, and the server stays up and healthy (not ready).
+fn broken_store_gives_503(how: Misbehavior) {
+    let fake = FakeStore::start(how);
+    let cfg = ClusterConfig::new(&[fake.addr()], &["ws1"])
+        .replicas(1)
+        .session("store_timeout_ms", "500")
+        .write();
+    let mut web = WebProcess::start(cfg.path(), "ws1");
+    let ws1 = web.addr();
+    wait_until(DEADLINE, "ws1 reports it is not ready", || {
+        web.health()["ready"] == json!(false)
+    });
+
+    // A new session's first write, and a takeover of a validly signed id.
+    let signed = sign_cookie(cfg.secret(), &random_hex(32));
+    for round in 0..3 {
+        let started = Instant::now();
+        let r = Browser::new().post(ws1, "/api/counter", None);
+        assert_eq!(r.status, 503, "round {round}: {r:?}");
+        assert!(r.text().contains("unavailable"), "a clear error: {r:?}");
+        assert!(
+            started.elapsed() < FAIL_FAST,
+            "took {:?}",
+            started.elapsed()
+        );
+
+        let started = Instant::now();
+        let r = Browser::with_cookie(&signed).get(ws1, "/api/counter");
+        assert_eq!(r.status, 503, "round {round}: {r:?}");
+        assert!(r.text().contains("unavailable"), "a clear error: {r:?}");
+        assert!(
+            started.elapsed() < FAIL_FAST,
+            "took {:?}",
+            started.elapsed()
+        );
+
+        assert_eq!(web.health()["name"], "ws1");
+    }
+    assert!(fake.accepted() > 0, "ws1 did try the store");
+    assert!(web.is_running(), "ws1 is still running");
+    web.assert_no_panic();
+}
+
+#[test]
+fn a_store_that_hangs_gives_503_and_no_panic() {
+    broken_store_gives_503(Misbehavior::Hang);
+}
+
+#[test]
+fn a_store_that_answers_garbage_gives_503_and_no_panic() {
+    broken_store_gives_503(Misbehavior::Garbage);
+}
+
+#[test]
+fn a_paused_store_gives_503_then_recovers_without_losing_acknowledged_writes() {
+    let store = StoreProcess::start(&[]);
+    let cfg = ClusterConfig::new(&[store.addr()], &["ws1"])
+        .replicas(1)
+        .session("store_timeout_ms", "1000")
+        .write();
+    let mut web = WebProcess::start(cfg.path(), "ws1");
+    let ws1 = web.addr();
+    let mut b = Browser::new();
+    for i in 1..=3 {
+        assert_eq!(b.increment(ws1).value, i);
+    }
+
+    signal(store.pid(), "STOP");
+    let started = Instant::now();
+    let r = b.post(ws1, "/api/counter", None);
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.text().contains("unavailable"), "a clear error: {r:?}");
+    assert!(
+        started.elapsed() < FAIL_FAST,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(web.health()["ready"], json!(false));
+    let r = b.get(ws1, "/api/counter");
+    assert_eq!(
+        r.status, 503,
+        "the unacknowledged version is not served: {r:?}"
+    );
+
+    signal(store.pid(), "CONT");
+    wait_until(DEADLINE, "ws1 is ready again", || {
+        web.health()["ready"] == json!(true)
+    });
+    // The timed-out write may or may not have landed once the store
+    // resumed; the acknowledged value 3 is never lost.
+    let a = b.increment(ws1);
+    assert!((4..=5).contains(&a.value), "{a:?}");
+    assert_eq!(a.source, "store", "re-loaded after the failed write: {a:?}");
+    assert!(web.is_running());
+    web.assert_no_panic();
+}

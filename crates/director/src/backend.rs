@@ -1,0 +1,375 @@
+//! [`Backend`]: one web server as the director sees it: its address, its
+//! route cookie, its connection pools, its health and admin state, and its
+//! counters.
+//!
+//! Health and admin state change rarely and under a mutex (or an atomic);
+//! the request path never takes that mutex: it reads the routing table,
+//! which is rebuilt from these states whenever one changes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::config::{DirectorConfig, ServerSpec};
+use crate::pool::Pool;
+use crate::route_cookie::RouteSigner;
+
+/// What an operator decided for a server, independent of its health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminState {
+    /// Normal: new clients, clients with its cookie, failover target.
+    Enabled,
+    /// No new clients; clients with its cookie still go there.
+    Draining,
+    /// Treated as down for routing: every client moves to another server.
+    Evacuating,
+}
+
+impl AdminState {
+    fn to_u8(self) -> u8 {
+        match self {
+            AdminState::Enabled => 0,
+            AdminState::Draining => 1,
+            AdminState::Evacuating => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => AdminState::Draining,
+            2 => AdminState::Evacuating,
+            _ => AdminState::Enabled,
+        }
+    }
+
+    /// `enabled`, `draining` or `evacuating`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Enabled => "enabled",
+            AdminState::Draining => "draining",
+            AdminState::Evacuating => "evacuating",
+        }
+    }
+}
+
+/// Health as the checks and the request path have established it.
+#[derive(Debug)]
+pub(crate) struct Health {
+    /// Checks pass (after `rise` in a row, or the first one at start).
+    pub(crate) up: bool,
+    /// Never checked successfully nor marked down yet: one good check is
+    /// enough to bring it up.
+    pub(crate) initial: bool,
+    pub(crate) successes: u32,
+    pub(crate) failures: u32,
+    /// Last epoch reported.
+    pub(crate) epoch: Option<u64>,
+    /// Set when the server stopped being routable (marked down or
+    /// evacuated): the epoch it had then. It is routed to again only once
+    /// it reports another epoch (invariant 4).
+    pub(crate) fence_from: Option<u64>,
+    /// A fence request is being made (log it once).
+    pub(crate) fencing: bool,
+    pub(crate) sessions: u64,
+    pub(crate) ready: bool,
+    pub(crate) last_error: Option<String>,
+    pub(crate) changed_at: Instant,
+}
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            up: false,
+            initial: true,
+            successes: 0,
+            failures: 0,
+            epoch: None,
+            fence_from: None,
+            fencing: false,
+            sessions: 0,
+            ready: false,
+            last_error: None,
+            changed_at: Instant::now(),
+        }
+    }
+
+    /// Up and fenced: may receive requests (if the admin state allows).
+    pub(crate) fn routable(&self) -> bool {
+        self.up && self.fence_from.is_none()
+    }
+
+    /// Marks the server down now; returns false if it already was.
+    pub(crate) fn mark_down(&mut self, fall: u32) -> bool {
+        self.successes = 0;
+        self.failures = self.failures.max(fall);
+        self.initial = false;
+        if !self.up {
+            return false;
+        }
+        self.up = false;
+        self.fencing = false;
+        if self.fence_from.is_none() {
+            self.fence_from = self.epoch;
+        }
+        self.changed_at = Instant::now();
+        true
+    }
+}
+
+/// One web server.
+pub(crate) struct Backend {
+    pub(crate) name: String,
+    pub(crate) addr: SocketAddr,
+    standby: AtomicBool,
+    weight: AtomicU32,
+    admin: AtomicU8,
+    /// `NAME.MAC`, what a valid route cookie naming this server holds.
+    pub(crate) cookie_value: String,
+    /// The whole `Set-Cookie` header that routes a client here.
+    pub(crate) set_cookie: HeaderValue,
+    /// Connections for proxied requests.
+    pub(crate) pool: Pool,
+    /// The health checker's own connection, so checks never queue behind
+    /// client traffic.
+    pub(crate) health_pool: Pool,
+    health: Mutex<Health>,
+    /// Wakes the health checker for an immediate check (after `enable`).
+    pub(crate) wake: Notify,
+    /// Removed from the configuration: its health checker stops.
+    pub(crate) retired: AtomicBool,
+    /// Requests in flight (until their response body is sent) and tunnels.
+    pub(crate) active: AtomicU64,
+    /// Requests sent to it.
+    pub(crate) requests: AtomicU64,
+    /// Clients whose cookie named it and that were routed elsewhere.
+    pub(crate) failovers: AtomicU64,
+    /// Requests that failed on it (connect, send or timeout).
+    pub(crate) errors: AtomicU64,
+}
+
+impl Backend {
+    pub(crate) fn new(spec: &ServerSpec, config: &DirectorConfig, signer: &RouteSigner) -> Self {
+        let cookie_value = signer.value(&spec.name);
+        let mut set_cookie = format!(
+            "{}={cookie_value}; Path=/; HttpOnly; SameSite=Lax",
+            config.route_cookie
+        );
+        if config.cookie_secure {
+            set_cookie.push_str("; Secure");
+        }
+        // Names and cookie names are checked to be visible ASCII.
+        let set_cookie =
+            HeaderValue::from_str(&set_cookie).unwrap_or(HeaderValue::from_static("invalid=1"));
+        Self {
+            name: spec.name.clone(),
+            addr: spec.addr,
+            standby: AtomicBool::new(spec.standby),
+            weight: AtomicU32::new(spec.weight),
+            admin: AtomicU8::new(AdminState::Enabled.to_u8()),
+            cookie_value,
+            set_cookie,
+            pool: Pool::new(
+                spec.addr,
+                config.connect_timeout,
+                config.max_idle_per_server,
+            ),
+            health_pool: Pool::new(spec.addr, config.health.timeout, 1),
+            health: Mutex::new(Health::new()),
+            wake: Notify::new(),
+            retired: AtomicBool::new(false),
+            active: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            failovers: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn health(&self) -> MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn standby(&self) -> bool {
+        self.standby.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Applies a reloaded spec with the same name and address.
+    pub(crate) fn update(&self, spec: &ServerSpec) -> bool {
+        let old_standby = self.standby.swap(spec.standby, Ordering::Relaxed);
+        let old_weight = self.weight.swap(spec.weight, Ordering::Relaxed);
+        old_standby != spec.standby || old_weight != spec.weight
+    }
+
+    pub(crate) fn admin(&self) -> AdminState {
+        AdminState::from_u8(self.admin.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_admin(&self, state: AdminState) -> AdminState {
+        AdminState::from_u8(self.admin.swap(state.to_u8(), Ordering::Relaxed))
+    }
+
+    /// The state shown to operators.
+    pub(crate) fn status(&self) -> ServerStatus {
+        let h = self.health();
+        let admin = self.admin();
+        let state = match admin {
+            AdminState::Evacuating => ServerState::Evacuating,
+            _ if !h.up => ServerState::Down,
+            _ if h.fence_from.is_some() => ServerState::Fencing,
+            AdminState::Draining => ServerState::Draining,
+            AdminState::Enabled => ServerState::Up,
+        };
+        ServerStatus {
+            name: self.name.clone(),
+            addr: self.addr,
+            role: if self.standby() {
+                Role::Standby
+            } else {
+                Role::Web
+            },
+            state,
+            admin,
+            healthy: h.up,
+            ready: h.ready,
+            weight: self.weight(),
+            epoch: h.epoch,
+            sessions: h.sessions,
+            active: self.active.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            failovers: self.failovers.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            since_change_ms: millis(h.changed_at.elapsed()),
+            last_error: h.last_error.clone(),
+        }
+    }
+}
+
+/// Counts one request in flight on a backend until dropped.
+pub(crate) struct ActiveGuard(Arc<Backend>);
+
+impl ActiveGuard {
+    pub(crate) fn new(backend: Arc<Backend>) -> Self {
+        backend.active.fetch_add(1, Ordering::Relaxed);
+        Self(backend)
+    }
+
+    pub(crate) fn backend(&self) -> &Arc<Backend> {
+        &self.0
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A web server's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Takes new clients.
+    Web,
+    /// Takes only the clients of failed servers.
+    Standby,
+}
+
+/// A web server's state for routing, as shown to operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerState {
+    /// Healthy and routed to.
+    Up,
+    /// Failing its checks (or not checked yet): not routed to.
+    Down,
+    /// Healthy again but still reporting the epoch it had before it was
+    /// marked down: not routed to until it has fenced itself.
+    Fencing,
+    /// Healthy; no new clients, its own clients still go there.
+    Draining,
+    /// Not routed to at all: its clients move to other servers.
+    Evacuating,
+}
+
+/// One web server in [`ClusterStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// Configured name.
+    pub name: String,
+    /// Configured address.
+    pub addr: SocketAddr,
+    /// `web` or `standby`.
+    pub role: Role,
+    /// Routing state.
+    pub state: ServerState,
+    /// Operator's decision.
+    pub admin: AdminState,
+    /// Passing its health checks.
+    pub healthy: bool,
+    /// Reports it can write to enough stores.
+    pub ready: bool,
+    /// Relative share of new clients.
+    pub weight: u32,
+    /// Last epoch it reported.
+    pub epoch: Option<u64>,
+    /// Sessions in its local cache, as last reported.
+    pub sessions: u64,
+    /// Requests in flight (and open tunnels).
+    pub active: u64,
+    /// Requests sent to it since the director started.
+    pub requests: u64,
+    /// Requests of clients whose cookie named it that went elsewhere.
+    pub failovers: u64,
+    /// Requests that failed on it.
+    pub errors: u64,
+    /// Milliseconds since its health last flipped.
+    pub since_change_ms: u64,
+    /// Why the last check failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// Director-wide figures in [`ClusterStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectorTotals {
+    /// Public listener.
+    pub listen: Option<SocketAddr>,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Client connections open now.
+    pub connections: u64,
+    /// Client connections refused at the connection limit.
+    pub rejected_connections: u64,
+    /// Requests received.
+    pub requests: u64,
+    /// Requests answered by the director itself with 502, 503 or 504.
+    pub gateway_errors: u64,
+    /// Requests routed away from the server their cookie named.
+    pub failovers: u64,
+    /// Requests re-sent after a refused connection or a failed attempt.
+    pub retries: u64,
+    /// Servers up (routable).
+    pub servers_up: usize,
+}
+
+/// What `GET /api/cluster` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// Director-wide figures.
+    pub director: DirectorTotals,
+    /// Every configured web server, in configuration order.
+    pub servers: Vec<ServerStatus>,
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,326 @@
+//! Settings: [`DirectorConfig`] and the web servers it routes to
+//! ([`ServerSpec`]), read from the cluster file or built by hand.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sticky_config::{ClusterFile, DirectorSection, WebEntry};
+
+use crate::DirectorError;
+
+/// One web server the director routes to (a `[[web]]` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// Unique name (`ws1`), carried in the route cookie. ASCII letters,
+    /// digits, `-`, `_` and `.`, at most 64 of them.
+    pub name: String,
+    /// Where the web server listens.
+    pub addr: SocketAddr,
+    /// A standby takes the clients of failed servers and no new ones.
+    pub standby: bool,
+    /// Relative share of new clients; 0 takes no new clients.
+    pub weight: u32,
+}
+
+impl ServerSpec {
+    /// A web server (not a standby) of weight 1.
+    pub fn new(name: impl Into<String>, addr: SocketAddr) -> Self {
+        Self {
+            name: name.into(),
+            addr,
+            standby: false,
+            weight: 1,
+        }
+    }
+
+    /// Checks the name (it goes into a cookie value and into metric labels).
+    ///
+    /// # Errors
+    ///
+    /// [`DirectorError::Config`] naming the offending server.
+    pub fn check(&self) -> Result<(), DirectorError> {
+        let ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if ok {
+            Ok(())
+        } else {
+            Err(DirectorError::Config(format!(
+                "web server name {:?} must be 1 to 64 ASCII letters, digits, '-', '_' or '.'",
+                self.name
+            )))
+        }
+    }
+}
+
+impl From<&WebEntry> for ServerSpec {
+    fn from(w: &WebEntry) -> Self {
+        Self {
+            name: w.name.clone(),
+            addr: w.listen,
+            standby: w.standby,
+            weight: w.weight,
+        }
+    }
+}
+
+/// Health-check settings (`[director]` `health_*`, `fall`, `rise`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// Time between two checks of one server. Default 500 ms.
+    pub interval: Duration,
+    /// Time a check may take. Default 500 ms.
+    pub timeout: Duration,
+    /// Failed checks in a row that mark a server down. Default 2.
+    pub fall: u32,
+    /// Successful checks in a row that mark a down server up. Default 2.
+    pub rise: u32,
+}
+
+/// Everything the director needs. Build it with [`DirectorConfig::new`]
+/// (defaults as documented on each field) or [`DirectorConfig::from_cluster`].
+#[derive(Clone)]
+pub struct DirectorConfig {
+    /// Public listener address (used by the binary to bind). Default
+    /// `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Admin listener address. Default `127.0.0.1:8081`.
+    pub admin: SocketAddr,
+    /// Name of the route cookie the director inserts. Default `sticky.route`.
+    pub route_cookie: String,
+    /// Name of the web servers' session cookie, whose value is the key of
+    /// rendezvous hashing on failover. Default `sticky.sid`.
+    pub session_cookie: String,
+    /// Mark the route cookie `Secure`. Default false.
+    pub cookie_secure: bool,
+    /// Health checks.
+    pub health: HealthSettings,
+    /// Time to open a connection to a web server. Default 1 s.
+    pub connect_timeout: Duration,
+    /// Time for a client to send a request head (also the keep-alive idle
+    /// limit). Default 10 s.
+    pub header_timeout: Duration,
+    /// Time for a web server to send a response head. Default 60 s.
+    pub response_timeout: Duration,
+    /// A connection or tunnel without traffic for this long is closed.
+    /// Default 120 s.
+    pub idle_timeout: Duration,
+    /// Graceful shutdown: how long in-flight requests may still run.
+    /// Default 10 s.
+    pub drain_timeout: Duration,
+    /// Largest request head in bytes (at least 8192). Default 32 KiB.
+    pub max_header_size: usize,
+    /// Most client connections at once. Default 10,000.
+    pub max_connections: usize,
+    /// Most idle keep-alive connections kept per web server. Default 256.
+    pub max_idle_per_server: usize,
+    /// The web servers, standbys included.
+    pub servers: Vec<ServerSpec>,
+    secret: Vec<u8>,
+}
+
+impl fmt::Debug for DirectorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectorConfig")
+            .field("listen", &self.listen)
+            .field("admin", &self.admin)
+            .field("route_cookie", &self.route_cookie)
+            .field("session_cookie", &self.session_cookie)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("health", &self.health)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("header_timeout", &self.header_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("max_header_size", &self.max_header_size)
+            .field("max_connections", &self.max_connections)
+            .field("max_idle_per_server", &self.max_idle_per_server)
+            .field("servers", &self.servers)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl DirectorConfig {
+    /// Defaults (those of an empty `[director]` table) with this cluster
+    /// secret and these servers.
+    pub fn new(secret: impl Into<Vec<u8>>, servers: Vec<ServerSpec>) -> Self {
+        let mut config = Self::from_section(&DirectorSection::default());
+        config.secret = secret.into();
+        config.servers = servers;
+        config
+    }
+
+    fn from_section(d: &DirectorSection) -> Self {
+        let ms = Duration::from_millis;
+        Self {
+            listen: d.listen,
+            admin: d.admin,
+            route_cookie: d.route_cookie.clone(),
+            session_cookie: "sticky.sid".into(),
+            cookie_secure: false,
+            health: HealthSettings {
+                interval: ms(d.health_interval_ms),
+                timeout: ms(d.health_timeout_ms),
+                fall: d.fall,
+                rise: d.rise,
+            },
+            connect_timeout: ms(d.connect_timeout_ms),
+            header_timeout: ms(d.header_timeout_ms),
+            response_timeout: ms(d.response_timeout_ms),
+            idle_timeout: ms(d.idle_timeout_ms),
+            drain_timeout: ms(d.drain_timeout_ms),
+            max_header_size: usize::try_from(d.max_header_size.0).unwrap_or(usize::MAX),
+            max_connections: d.max_connections,
+            max_idle_per_server: d.max_idle_per_server,
+            servers: Vec::new(),
+            secret: Vec::new(),
+        }
+    }
+
+    /// The director's settings from a cluster file: `[director]` (defaults
+    /// if absent), the `[[web]]` servers, the session cookie's name and
+    /// `Secure` flag from `[session]`, and the cluster secret (read by the
+    /// caller with [`ClusterFile::secret`]).
+    ///
+    /// # Errors
+    ///
+    /// [`DirectorError::Config`] if a server name is unusable.
+    pub fn from_cluster(file: &ClusterFile, secret: &str) -> Result<Self, DirectorError> {
+        let section = file.director.clone().unwrap_or_default();
+        let mut config = Self::from_section(&section);
+        config.session_cookie = file.session.cookie_name.clone();
+        config.cookie_secure = file.session.cookie_secure;
+        config.secret = secret.as_bytes().to_vec();
+        config.servers = servers_of(file)?;
+        Ok(config)
+    }
+
+    /// The cluster secret.
+    pub(crate) fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
+    /// Checks the whole configuration.
+    pub(crate) fn check(&self) -> Result<(), DirectorError> {
+        if self.secret.len() < 32 {
+            return Err(DirectorError::Config(
+                "the cluster secret must be at least 32 bytes".into(),
+            ));
+        }
+        if self.route_cookie.is_empty() || self.session_cookie.is_empty() {
+            return Err(DirectorError::Config(
+                "cookie names must not be empty".into(),
+            ));
+        }
+        if self.route_cookie == self.session_cookie {
+            return Err(DirectorError::Config(
+                "the route cookie and the session cookie need different names".into(),
+            ));
+        }
+        if self.max_connections == 0 || self.health.fall == 0 || self.health.rise == 0 {
+            return Err(DirectorError::Config(
+                "max_connections, fall and rise must be at least 1".into(),
+            ));
+        }
+        check_servers(&self.servers)
+    }
+}
+
+/// The `[[web]]` servers of a cluster file, checked.
+///
+/// # Errors
+///
+/// [`DirectorError::Config`] if a name is unusable or used twice.
+pub fn servers_of(file: &ClusterFile) -> Result<Vec<ServerSpec>, DirectorError> {
+    let servers: Vec<ServerSpec> = file.web.iter().map(ServerSpec::from).collect();
+    check_servers(&servers)?;
+    Ok(servers)
+}
+
+pub(crate) fn check_servers(servers: &[ServerSpec]) -> Result<(), DirectorError> {
+    let mut names = std::collections::HashSet::new();
+    for s in servers {
+        s.check()?;
+        if !names.insert(s.name.as_str()) {
+            return Err(DirectorError::Config(format!(
+                "web server name {:?} is used twice",
+                s.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn cluster_file_fills_every_setting() {
+        let text = r#"
+            secret = "0123456789abcdef0123456789abcdef"
+            [session]
+            cookie_name = "sid"
+            [director]
+            listen = "127.0.0.1:9000"
+            fall = 3
+            header_timeout_ms = 2000
+            [[web]]
+            name = "ws1"
+            listen = "127.0.0.1:9001"
+            [[web]]
+            name = "ws2"
+            listen = "127.0.0.1:9002"
+            standby = true
+            weight = 3
+        "#;
+        let file = match ClusterFile::parse(text, Path::new("c.toml")) {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        let secret = file.secret(Path::new("c.toml")).unwrap_or_default();
+        let c = match DirectorConfig::from_cluster(&file, &secret) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(c.check().is_ok());
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.admin.port(), 8081);
+        assert_eq!(c.session_cookie, "sid");
+        assert_eq!(c.health.fall, 3);
+        assert_eq!(c.health.rise, 2);
+        assert_eq!(c.header_timeout, Duration::from_secs(2));
+        assert_eq!(c.servers.len(), 2);
+        assert!(c.servers[1].standby);
+        assert_eq!(c.servers[1].weight, 3);
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "Debug hides the secret"
+        );
+    }
+
+    #[test]
+    fn bad_names_and_short_secrets_are_refused() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let ok = DirectorConfig::new(vec![b'x'; 32], vec![ServerSpec::new("ws-1.a_b", addr)]);
+        assert!(ok.check().is_ok());
+        for bad in ["", "w s", "ws;1", "ws=1", "ẅs"] {
+            let c = DirectorConfig::new(vec![b'x'; 32], vec![ServerSpec::new(bad, addr)]);
+            assert!(c.check().is_err(), "{bad:?} must be refused");
+        }
+        let twice = DirectorConfig::new(
+            vec![b'x'; 32],
+            vec![ServerSpec::new("a", addr), ServerSpec::new("a", addr)],
+        );
+        assert!(twice.check().is_err());
+        let short = DirectorConfig::new(vec![b'x'; 31], vec![]);
+        assert!(short.check().is_err());
+    }
+}

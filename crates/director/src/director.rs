@@ -1,0 +1,385 @@
+//! [`Director`]: the shared state behind both listeners, the routing table
+//! publication, reloads and admin operations.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use tokio::net::TcpListener;
+
+use crate::backend::{AdminState, Backend, ClusterStatus, DirectorTotals, ServerStatus};
+use crate::config::{check_servers, DirectorConfig, ServerSpec};
+use crate::route_cookie::RouteSigner;
+use crate::routing::Table;
+use crate::{health, listener, DirectorError};
+
+/// Produces the current server list, for `POST /api/reload` and SIGHUP.
+pub type Reloader = Arc<dyn Fn() -> Result<Vec<ServerSpec>, DirectorError> + Send + Sync + 'static>;
+
+/// Director-wide counters.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub(crate) connections: AtomicU64,
+    pub(crate) connections_total: AtomicU64,
+    pub(crate) rejected_connections: AtomicU64,
+    pub(crate) at_connection_limit: AtomicBool,
+    pub(crate) requests: AtomicU64,
+    /// Responses by class: 1xx to 5xx.
+    pub(crate) responses: [AtomicU64; 5],
+    pub(crate) gateway_errors: AtomicU64,
+    pub(crate) failovers: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) reserved_rejected: AtomicU64,
+    pub(crate) upstream_refused: AtomicU64,
+    pub(crate) upstream_connect_failed: AtomicU64,
+    pub(crate) upstream_send_failed: AtomicU64,
+    pub(crate) upstream_timeouts: AtomicU64,
+    pub(crate) tunnels: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn count_response(&self, status: http::StatusCode) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.responses[class].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Everything the listeners, the health checkers and the admin API share.
+pub(crate) struct Shared {
+    pub(crate) config: DirectorConfig,
+    pub(crate) signer: RouteSigner,
+    /// `Bearer <admin token>` for the control endpoints.
+    pub(crate) token: HeaderValue,
+    pub(crate) table: ArcSwap<Table>,
+    /// The authoritative server list; the table is derived from it.
+    backends: Mutex<Vec<Arc<Backend>>>,
+    pub(crate) rotation: AtomicUsize,
+    pub(crate) stats: Stats,
+    pub(crate) started: Instant,
+    serving: AtomicBool,
+    reloader: Mutex<Option<Reloader>>,
+    pub(crate) public_addr: Mutex<Option<SocketAddr>>,
+}
+
+impl Shared {
+    /// Rebuilds the routing table from the servers' current states.
+    pub(crate) fn publish(&self) {
+        let backends = self.backends.lock().unwrap_or_else(PoisonError::into_inner);
+        self.table.store(Arc::new(Table::build(&backends)));
+    }
+
+    pub(crate) fn backends(&self) -> Vec<Arc<Backend>> {
+        self.backends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn backend(&self, name: &str) -> Result<Arc<Backend>, DirectorError> {
+        self.backends()
+            .into_iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| DirectorError::UnknownServer(name.chars().take(64).collect()))
+    }
+
+    fn spawn_health(self: &Arc<Self>, backend: &Arc<Backend>) {
+        if self.serving.load(Ordering::Acquire) {
+            tokio::spawn(health::run(Arc::downgrade(self), Arc::clone(backend)));
+        }
+    }
+
+    pub(crate) fn set_admin(
+        self: &Arc<Self>,
+        name: &str,
+        state: AdminState,
+    ) -> Result<ServerStatus, DirectorError> {
+        let backend = self.backend(name)?;
+        let before = backend.set_admin(state);
+        if before != state {
+            if state == AdminState::Evacuating {
+                // Coming back from an evacuation is coming back from "down":
+                // the server must show a new epoch first.
+                let mut h = backend.health();
+                if h.fence_from.is_none() {
+                    h.fence_from = h.epoch;
+                }
+            }
+            tracing::info!(server = %backend.name, from = before.as_str(), to = state.as_str(), "admin state changed");
+            self.publish();
+            if state == AdminState::Enabled {
+                backend.wake.notify_one();
+            }
+        }
+        Ok(backend.status())
+    }
+
+    pub(crate) fn reload_with(
+        self: &Arc<Self>,
+        specs: Vec<ServerSpec>,
+    ) -> Result<ReloadSummary, DirectorError> {
+        check_servers(&specs).map_err(|e| DirectorError::Reload(e.to_string()))?;
+        let mut summary = ReloadSummary::default();
+        let mut spawn = Vec::new();
+        {
+            let mut backends = self.backends.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut old: HashMap<String, Arc<Backend>> =
+                backends.drain(..).map(|b| (b.name.clone(), b)).collect();
+            for spec in &specs {
+                match old.remove(&spec.name) {
+                    Some(b) if b.addr == spec.addr => {
+                        if b.update(spec) {
+                            summary.changed.push(spec.name.clone());
+                        }
+                        backends.push(b);
+                    }
+                    previous => {
+                        if let Some(p) = previous {
+                            p.retired.store(true, Ordering::Relaxed);
+                            summary.changed.push(spec.name.clone());
+                        } else {
+                            summary.added.push(spec.name.clone());
+                        }
+                        let b = Arc::new(Backend::new(spec, &self.config, &self.signer));
+                        spawn.push(Arc::clone(&b));
+                        backends.push(b);
+                    }
+                }
+            }
+            for (name, b) in old {
+                b.retired.store(true, Ordering::Relaxed);
+                summary.removed.push(name);
+            }
+            self.table.store(Arc::new(Table::build(&backends)));
+        }
+        for b in &spawn {
+            self.spawn_health(b);
+        }
+        summary.servers = specs.len();
+        tracing::info!(
+            servers = summary.servers,
+            added = ?summary.added,
+            removed = ?summary.removed,
+            changed = ?summary.changed,
+            "server list reloaded"
+        );
+        Ok(summary)
+    }
+
+    pub(crate) fn reload(self: &Arc<Self>) -> Result<ReloadSummary, DirectorError> {
+        let reloader = self
+            .reloader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                DirectorError::Reload("no configuration source to reload from".into())
+            })?;
+        let specs = reloader().map_err(|e| match e {
+            DirectorError::Reload(m) => DirectorError::Reload(m),
+            other => DirectorError::Reload(other.to_string()),
+        })?;
+        self.reload_with(specs)
+    }
+
+    pub(crate) fn status(&self) -> ClusterStatus {
+        let servers: Vec<ServerStatus> = self.backends().iter().map(|b| b.status()).collect();
+        let s = &self.stats;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ClusterStatus {
+            director: DirectorTotals {
+                listen: *self
+                    .public_addr
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+                uptime_secs: self.started.elapsed().as_secs(),
+                connections: load(&s.connections),
+                rejected_connections: load(&s.rejected_connections),
+                requests: load(&s.requests),
+                gateway_errors: load(&s.gateway_errors),
+                failovers: load(&s.failovers),
+                retries: load(&s.retries),
+                servers_up: self.table.load().servers_up,
+            },
+            servers,
+        }
+    }
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReloadSummary {
+    /// Servers in the new list.
+    pub servers: usize,
+    /// Names new to the list.
+    pub added: Vec<String>,
+    /// Names no longer in the list.
+    pub removed: Vec<String>,
+    /// Names whose address, role or weight changed (a new address starts
+    /// with a fresh state: down until checked).
+    pub changed: Vec<String>,
+}
+
+/// The director: sticky routing, health checks, failover, admin API.
+///
+/// Cheap to clone; every clone controls the same director.
+#[derive(Clone)]
+pub struct Director {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Director {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Director")
+            .field("servers", &self.shared.backends().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Director {
+    /// A director for `config`. Nothing runs until [`serve`](Self::serve).
+    ///
+    /// # Errors
+    ///
+    /// [`DirectorError::Config`] if the configuration is unusable.
+    pub fn new(config: DirectorConfig) -> Result<Self, DirectorError> {
+        config.check()?;
+        let signer = RouteSigner::new(config.secret());
+        let token = format!(
+            "Bearer {}",
+            sticky_proto::control::admin_token(config.secret())
+        );
+        let token = HeaderValue::from_str(&token)
+            .map_err(|_| DirectorError::Config("unusable admin token".into()))?;
+        let backends: Vec<Arc<Backend>> = config
+            .servers
+            .iter()
+            .map(|s| Arc::new(Backend::new(s, &config, &signer)))
+            .collect();
+        let table = ArcSwap::from_pointee(Table::build(&backends));
+        if backends.is_empty() {
+            tracing::warn!("no [[web]] servers configured: every request will get 503");
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                signer,
+                token,
+                table,
+                backends: Mutex::new(backends),
+                rotation: AtomicUsize::new(0),
+                stats: Stats::default(),
+                started: Instant::now(),
+                serving: AtomicBool::new(false),
+                reloader: Mutex::new(None),
+                public_addr: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Sets where [`reload`](Self::reload) (and `POST /api/reload`) gets the
+    /// server list from.
+    pub fn with_reloader(
+        self,
+        reloader: impl Fn() -> Result<Vec<ServerSpec>, DirectorError> + Send + Sync + 'static,
+    ) -> Self {
+        *self
+            .shared
+            .reloader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(reloader));
+        self
+    }
+
+    /// Serves clients on `public` and operators on `admin` until `shutdown`
+    /// completes; then stops accepting, lets in-flight requests finish for
+    /// up to the drain timeout, and returns.
+    ///
+    /// Must run inside a Tokio runtime (it spawns the health checkers).
+    ///
+    /// # Errors
+    ///
+    /// [`DirectorError::Listener`] if a listener's address cannot be read.
+    pub async fn serve(
+        &self,
+        public: TcpListener,
+        admin: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), DirectorError> {
+        let public_addr = public
+            .local_addr()
+            .map_err(|source| DirectorError::Listener {
+                which: "public",
+                source,
+            })?;
+        let admin_addr = admin
+            .local_addr()
+            .map_err(|source| DirectorError::Listener {
+                which: "admin",
+                source,
+            })?;
+        *self
+            .shared
+            .public_addr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(public_addr);
+        self.shared.serving.store(true, Ordering::Release);
+        for b in self.shared.backends() {
+            self.shared.spawn_health(&b);
+        }
+        tracing::info!(
+            public = %public_addr,
+            admin = %admin_addr,
+            servers = self.shared.backends().len(),
+            "director listening"
+        );
+        listener::serve(Arc::clone(&self.shared), public, admin, shutdown).await;
+        self.shared.serving.store(false, Ordering::Release);
+        for b in self.shared.backends() {
+            b.retired.store(true, Ordering::Relaxed);
+            b.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Re-reads the server list from the reloader and applies it: servers
+    /// with the same name and address keep their state and connections.
+    ///
+    /// # Errors
+    ///
+    /// [`DirectorError::Reload`]; the old list stays in force.
+    pub fn reload(&self) -> Result<ReloadSummary, DirectorError> {
+        self.shared.reload()
+    }
+
+    /// Applies this server list (see [`reload`](Self::reload)).
+    ///
+    /// # Errors
+    ///
+    /// [`DirectorError::Reload`] if the list is invalid.
+    pub fn reload_with(&self, servers: Vec<ServerSpec>) -> Result<ReloadSummary, DirectorError> {
+        self.shared.reload_with(servers)
+    }
+
+    /// Drains, evacuates or enables the server called `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`DirectorError::UnknownServer`].
+    pub fn set_admin_state(
+        &self,
+        name: &str,
+        state: AdminState,
+    ) -> Result<ServerStatus, DirectorError> {
+        self.shared.set_admin(name, state)
+    }
+
+    /// The state of every server and the director's totals.
+    pub fn status(&self) -> ClusterStatus {
+        self.shared.status()
+    }
+}

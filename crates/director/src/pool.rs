@@ -1,0 +1,169 @@
+//! Keep-alive connections to one web server.
+//!
+//! Our own small pool on hyper's `client::conn::http1` rather than
+//! hyper-util's legacy `Client`, for one reason: that client consumes the
+//! request, so when the connection is refused the request (and its
+//! streamed body) is gone. Here the connection is opened *before* the
+//! request is handed over, and `try_send_request` gives the request back
+//! when a pooled connection turns out to be closed, so a refused or stale
+//! connection never costs the client its request: it is re-sent, body
+//! included, to the failover target.
+//!
+//! Idle connections are kept last-in first-out (the most recently used is
+//! the least likely to have been closed by the server), at most
+//! `max_idle` of them, each for at most [`MAX_IDLE_AGE`].
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::task::AbortHandle;
+
+use crate::body::Body;
+
+/// An idle connection older than this is closed instead of reused: web
+/// servers commonly close idle keep-alive connections after 30 s or more,
+/// and reusing one just as the server closes it would fail a request.
+pub(crate) const MAX_IDLE_AGE: Duration = Duration::from_secs(15);
+
+/// How long a pooled connection may take to finish its previous exchange
+/// before it is given up for a new one.
+const READY_WAIT: Duration = Duration::from_millis(50);
+
+/// Why no connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// Nothing listens there (the server is dead): the request never
+    /// reached it.
+    #[error("connection refused")]
+    Refused,
+    /// The server did not accept the connection in time.
+    #[error("connect timed out after {0:?}")]
+    Timeout(Duration),
+    /// Another socket error.
+    #[error("cannot connect: {0}")]
+    Io(#[source] std::io::Error),
+    /// The HTTP/1 client could not be set up on the socket.
+    #[error("HTTP handshake failed: {0}")]
+    Handshake(#[source] hyper::Error),
+}
+
+/// One HTTP/1.1 connection to a web server.
+pub(crate) struct Conn {
+    pub(crate) sender: http1::SendRequest<Body>,
+    task: AbortHandle,
+}
+
+impl Conn {
+    /// Closes the connection at once, even with a request in flight.
+    pub(crate) fn abort(self) {
+        self.task.abort();
+    }
+
+    /// A handle that closes the connection at once (for timeouts, when the
+    /// connection itself has been moved into the request's future).
+    pub(crate) fn abort_handle(&self) -> AbortHandle {
+        self.task.clone()
+    }
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// The idle connections to one web server.
+pub(crate) struct Pool {
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl Pool {
+    pub(crate) fn new(addr: SocketAddr, connect_timeout: Duration, max_idle: usize) -> Self {
+        Self {
+            addr,
+            connect_timeout,
+            max_idle,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn pop(&self) -> Option<Idle> {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+    }
+
+    /// A connection ready for a request: a pooled one if one is alive, else
+    /// a new one.
+    pub(crate) async fn get(&self) -> Result<Conn, ConnectError> {
+        while let Some(mut idle) = self.pop() {
+            if idle.conn.sender.is_closed() || idle.since.elapsed() > MAX_IDLE_AGE {
+                continue; // dropping the sender closes the connection
+            }
+            if idle.conn.sender.is_ready() {
+                return Ok(idle.conn);
+            }
+            match tokio::time::timeout(READY_WAIT, idle.conn.sender.ready()).await {
+                Ok(Ok(())) => return Ok(idle.conn),
+                _ => idle.conn.abort(),
+            }
+        }
+        self.connect().await
+    }
+
+    /// Opens a new connection.
+    pub(crate) async fn connect(&self) -> Result<Conn, ConnectError> {
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr)).await {
+                Err(_) => return Err(ConnectError::Timeout(self.connect_timeout)),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err(ConnectError::Refused)
+                }
+                Ok(Err(e)) => return Err(ConnectError::Io(e)),
+                Ok(Ok(s)) => s,
+            };
+        // Requests and responses are written whole by hyper: no need to
+        // wait for more data before sending.
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(ConnectError::Handshake)?;
+        let addr = self.addr;
+        let task = tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%addr, error = %e, "web server connection ended with an error");
+            }
+        })
+        .abort_handle();
+        Ok(Conn { sender, task })
+    }
+
+    /// Gives back a connection whose exchange is complete.
+    pub(crate) fn put(&self, conn: Conn) {
+        if conn.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.max_idle {
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Closes every idle connection (the server was marked down).
+    pub(crate) fn clear(&self) {
+        let drained: Vec<Idle> =
+            std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(drained);
+    }
+}

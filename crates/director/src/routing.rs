@@ -1,0 +1,506 @@
+//! Routing: the [`Table`] every request reads, and the choice of a web
+//! server for a request.
+//!
+//! The table is an immutable snapshot of which servers may take which
+//! clients. It is rebuilt whenever a server's health, readiness or admin
+//! state changes, or the server list is reloaded, and published through an
+//! `ArcSwap`: the request path reads it without a lock.
+//!
+//! The rules (see `docs/director.md`):
+//!
+//! 1. A valid route cookie naming a routable server that is not evacuating
+//!    goes there (standbys and draining servers included).
+//! 2. A valid route cookie naming a server that is down, fencing,
+//!    evacuating or unknown: a healthy standby if there is one, else the
+//!    healthy web servers; among them, the one rendezvous hashing picks for
+//!    the client's key (its session cookie, else its route cookie, else its
+//!    IP address), so every director picks the same one.
+//! 3. No cookie, or a forged one: a new client: least requests in flight
+//!    relative to the weight, ties broken by weighted rotation, over the
+//!    healthy web servers that are not standby and not draining.
+//!
+//! Wherever a choice is made, servers that report `ready` are preferred
+//! over those that do not. Draining servers are the last resort for moved
+//! clients, when nothing else is healthy.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::backend::{AdminState, Backend};
+use crate::route_cookie::{same_value, split_value, RequestCookies, RouteSigner};
+
+/// One server in a table.
+pub(crate) struct Entry {
+    pub(crate) backend: Arc<Backend>,
+    /// Up, fenced and not evacuating: a cookie naming it is honoured.
+    pub(crate) routable: bool,
+    weight: u32,
+}
+
+/// A snapshot of the servers and who may take which clients.
+pub(crate) struct Table {
+    pub(crate) entries: Vec<Entry>,
+    /// Candidates for new clients.
+    new_clients: Vec<usize>,
+    /// Candidates for moved clients, in order of preference.
+    standbys: Vec<usize>,
+    web: Vec<usize>,
+    last_resort: Vec<usize>,
+    pub(crate) servers_up: usize,
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Decision {
+    /// Index in [`Table::entries`].
+    pub(crate) index: usize,
+    /// The response must carry a route cookie naming the chosen server.
+    pub(crate) set_cookie: bool,
+    /// The client's valid cookie named another server (which may no longer
+    /// be configured: then `None`).
+    pub(crate) moved: Option<Moved>,
+}
+
+/// A client moved off the server its cookie named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Moved {
+    /// Index of the server it left, if still configured.
+    pub(crate) from: Option<usize>,
+}
+
+/// Why a route cookie was not honoured as is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CookieVerdict {
+    Absent,
+    Forged,
+    /// Valid, names the entry at this index.
+    Known(usize),
+    /// Valid, names a server the table does not have.
+    Unknown,
+}
+
+impl Table {
+    /// Builds a table from the current state of `backends`.
+    pub(crate) fn build(backends: &[Arc<Backend>]) -> Self {
+        let mut entries = Vec::with_capacity(backends.len());
+        let mut ready = Vec::with_capacity(backends.len());
+        for b in backends {
+            let h = b.health();
+            let admin = b.admin();
+            entries.push(Entry {
+                backend: Arc::clone(b),
+                routable: h.routable() && admin != AdminState::Evacuating,
+                weight: b.weight(),
+            });
+            ready.push(h.ready);
+        }
+        let pick = |f: &dyn Fn(&Entry) -> bool| -> Vec<usize> {
+            let all: Vec<usize> = (0..entries.len()).filter(|&i| f(&entries[i])).collect();
+            let ready_only: Vec<usize> = all.iter().copied().filter(|&i| ready[i]).collect();
+            if ready_only.is_empty() {
+                all
+            } else {
+                ready_only
+            }
+        };
+        let enabled = |e: &Entry| e.routable && e.backend.admin() == AdminState::Enabled;
+        let new_clients = pick(&|e| enabled(e) && !e.backend.standby() && e.weight > 0);
+        let standbys = pick(&|e| enabled(e) && e.backend.standby());
+        let web = pick(&|e| enabled(e) && !e.backend.standby());
+        let last_resort = pick(&|e| e.routable);
+        let servers_up = entries.iter().filter(|e| e.routable).count();
+        Self {
+            entries,
+            new_clients,
+            standbys,
+            web,
+            last_resort,
+            servers_up,
+        }
+    }
+
+    /// The index of the server called `name`.
+    pub(crate) fn index_of(&self, name: &[u8]) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.backend.name.as_bytes() == name)
+    }
+
+    fn verdict(&self, route: Option<&[u8]>, signer: &RouteSigner) -> CookieVerdict {
+        let Some(value) = route else {
+            return CookieVerdict::Absent;
+        };
+        let Some((name, _)) = split_value(value) else {
+            return CookieVerdict::Forged;
+        };
+        match self.index_of(name) {
+            Some(i) if same_value(value, self.entries[i].backend.cookie_value.as_bytes()) => {
+                CookieVerdict::Known(i)
+            }
+            Some(_) => CookieVerdict::Forged,
+            None if signer.verify(value).is_some() => CookieVerdict::Unknown,
+            None => CookieVerdict::Forged,
+        }
+    }
+
+    /// Chooses the server for a request; `None` when no server can take it.
+    pub(crate) fn route(
+        &self,
+        cookies: &RequestCookies<'_>,
+        client_ip: IpAddr,
+        signer: &RouteSigner,
+        rotation: &AtomicUsize,
+    ) -> Option<Decision> {
+        match self.verdict(cookies.route, signer) {
+            CookieVerdict::Known(i) if self.entries[i].routable => Some(Decision {
+                index: i,
+                set_cookie: false,
+                moved: None,
+            }),
+            CookieVerdict::Known(i) => self.failover(cookies, client_ip, Some(i)),
+            CookieVerdict::Unknown => self.failover(cookies, client_ip, None),
+            CookieVerdict::Absent | CookieVerdict::Forged => {
+                let index = self.least_loaded(&self.new_clients, rotation)?;
+                Some(Decision {
+                    index,
+                    set_cookie: true,
+                    moved: None,
+                })
+            }
+        }
+    }
+
+    fn failover(
+        &self,
+        cookies: &RequestCookies<'_>,
+        client_ip: IpAddr,
+        from: Option<usize>,
+    ) -> Option<Decision> {
+        let candidates = [&self.standbys, &self.web, &self.last_resort]
+            .into_iter()
+            .find(|c| !c.is_empty())?;
+        let index = match (cookies.session, cookies.route) {
+            (Some(key), _) | (None, Some(key)) => self.rendezvous(candidates, key),
+            (None, None) => self.rendezvous(candidates, client_ip.to_string().as_bytes()),
+        }?;
+        Some(Decision {
+            index,
+            set_cookie: true,
+            moved: Some(Moved { from }),
+        })
+    }
+
+    /// Weighted rendezvous (highest random weight) hashing of `key` over
+    /// `candidates`: the same key picks the same server on every director,
+    /// and removing a server only moves the keys it had.
+    fn rendezvous(&self, candidates: &[usize], key: &[u8]) -> Option<usize> {
+        let mut best: Option<(f64, u64, usize)> = None;
+        for &i in candidates {
+            let e = &self.entries[i];
+            let h = rendezvous_hash(key, e.backend.name.as_bytes());
+            let score = weighted_score(h, e.weight.max(1));
+            let better = match best {
+                None => true,
+                Some((s, bh, _)) => score > s || (score == s && h > bh),
+            };
+            if better {
+                best = Some((score, h, i));
+            }
+        }
+        best.map(|(_, _, i)| i)
+    }
+
+    /// Fewest requests in flight relative to the weight; ties (the usual
+    /// case at low load) go round by weight, so that sequential new clients
+    /// spread in proportion to the weights.
+    fn least_loaded(&self, candidates: &[usize], rotation: &AtomicUsize) -> Option<usize> {
+        // (active, weight) of the best so far, compared as active/weight by
+        // cross-multiplication.
+        let mut best: Option<(u64, u64)> = None;
+        let mut tied_weight: u64 = 0;
+        for &i in candidates {
+            let e = &self.entries[i];
+            let active = e.backend.active.load(Ordering::Relaxed);
+            let w = u64::from(e.weight);
+            match best {
+                Some((ba, bw))
+                    if u128::from(active) * u128::from(bw) > u128::from(ba) * u128::from(w) => {}
+                Some((ba, bw))
+                    if u128::from(active) * u128::from(bw) == u128::from(ba) * u128::from(w) =>
+                {
+                    tied_weight += w;
+                }
+                _ => {
+                    best = Some((active, w));
+                    tied_weight = w;
+                }
+            }
+        }
+        let (ba, bw) = best?;
+        if tied_weight == 0 {
+            return None;
+        }
+        let ticket = rotation.fetch_add(1, Ordering::Relaxed) as u64 % tied_weight;
+        let mut acc = 0u64;
+        let mut last = None;
+        for &i in candidates {
+            let e = &self.entries[i];
+            let active = e.backend.active.load(Ordering::Relaxed);
+            let w = u64::from(e.weight);
+            // Loads may have moved since the first pass: accept any server
+            // at or below the best ratio seen.
+            if u128::from(active) * u128::from(bw) <= u128::from(ba) * u128::from(w) {
+                last = Some(i);
+                acc += w;
+                if ticket < acc {
+                    return Some(i);
+                }
+            }
+        }
+        last.or_else(|| candidates.first().copied())
+    }
+}
+
+/// The first 8 bytes of SHA-256(key ‖ 0xff ‖ name): stable across
+/// processes, builds and platforms (unlike `RandomState` or `DefaultHasher`).
+pub(crate) fn rendezvous_hash(key: &[u8], name: &[u8]) -> u64 {
+    let mut h = Sha256::new();
+    h.update(key);
+    h.update([0xff]);
+    h.update(name);
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// Weighted rendezvous score `w / -ln(u)` with `u` in (0, 1) from the hash.
+/// For equal weights the order is that of the hashes.
+fn weighted_score(hash: u64, weight: u32) -> f64 {
+    // 53 significant bits; +0.5 keeps u strictly inside (0, 1).
+    let u = ((hash >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    f64::from(weight) / -u.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DirectorConfig, ServerSpec};
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    const SECRET: &[u8] = b"a cluster secret of at least 32 bytes!";
+
+    fn backends(specs: &[(&str, bool, u32)]) -> Vec<Arc<Backend>> {
+        let servers: Vec<ServerSpec> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, (name, standby, weight))| ServerSpec {
+                name: (*name).into(),
+                addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
+                standby: *standby,
+                weight: *weight,
+            })
+            .collect();
+        let config = DirectorConfig::new(SECRET, servers.clone());
+        let signer = RouteSigner::new(SECRET);
+        servers
+            .iter()
+            .map(|s| {
+                let b = Backend::new(s, &config, &signer);
+                {
+                    let mut h = b.health();
+                    h.up = true;
+                    h.ready = true;
+                    h.epoch = Some(1);
+                }
+                Arc::new(b)
+            })
+            .collect()
+    }
+
+    fn down(b: &Backend) {
+        b.health().mark_down(2);
+    }
+
+    const IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn new_clients_rotate_by_weight_when_idle() {
+        let bs = backends(&[
+            ("ws1", false, 1),
+            ("ws2", false, 2),
+            ("ws3", false, 1),
+            ("sb", true, 1),
+        ]);
+        let t = Table::build(&bs);
+        let signer = RouteSigner::new(SECRET);
+        let rot = AtomicUsize::new(0);
+        let mut counts = [0usize; 4];
+        for _ in 0..400 {
+            let d = t
+                .route(&RequestCookies::default(), IP, &signer, &rot)
+                .unwrap_or_else(|| panic!("no route"));
+            assert!(d.set_cookie && d.moved.is_none());
+            counts[d.index] += 1;
+        }
+        assert_eq!(counts, [100, 200, 100, 0], "weights 1:2:1, standby never");
+    }
+
+    #[test]
+    fn new_clients_prefer_fewer_requests_in_flight() {
+        let bs = backends(&[("ws1", false, 1), ("ws2", false, 1)]);
+        bs[0].active.store(3, Ordering::Relaxed);
+        let t = Table::build(&bs);
+        let rot = AtomicUsize::new(0);
+        let signer = RouteSigner::new(SECRET);
+        for _ in 0..10 {
+            let d = t.route(&RequestCookies::default(), IP, &signer, &rot);
+            assert_eq!(d.map(|d| d.index), Some(1));
+        }
+    }
+
+    #[test]
+    fn cookies_stick_and_failover_is_deterministic() {
+        let bs = backends(&[("ws1", false, 1), ("ws2", false, 1), ("ws3", false, 1)]);
+        let signer = RouteSigner::new(SECRET);
+        let rot = AtomicUsize::new(0);
+        let ws1 = signer.value("ws1");
+        let t = Table::build(&bs);
+        let c = RequestCookies {
+            route: Some(ws1.as_bytes()),
+            session: Some(b"sid-1"),
+        };
+        let d = t.route(&c, IP, &signer, &rot);
+        assert_eq!(
+            d,
+            Some(Decision {
+                index: 0,
+                set_cookie: false,
+                moved: None
+            })
+        );
+
+        down(&bs[0]);
+        let t = Table::build(&bs);
+        // Many session keys of ws1's clients spread over ws2 and ws3, each
+        // always to the same one.
+        let mut counts = [0usize; 3];
+        for n in 0..1000 {
+            let sid = format!("session-{n}");
+            let c = RequestCookies {
+                route: Some(ws1.as_bytes()),
+                session: Some(sid.as_bytes()),
+            };
+            let d = t
+                .route(&c, IP, &signer, &rot)
+                .unwrap_or_else(|| panic!("no route"));
+            assert_eq!(d.moved, Some(Moved { from: Some(0) }));
+            assert!(d.set_cookie);
+            let again = t.route(&c, IP, &signer, &rot).map(|d| d.index);
+            assert_eq!(again, Some(d.index));
+            counts[d.index] += 1;
+        }
+        assert_eq!(counts[0], 0);
+        assert!(
+            counts[1] > 400 && counts[2] > 400,
+            "even spread: {counts:?}"
+        );
+        // Another director (another table built from equal state) agrees.
+        let other = Table::build(&bs);
+        let c = RequestCookies {
+            route: Some(ws1.as_bytes()),
+            session: Some(b"k"),
+        };
+        assert_eq!(
+            t.route(&c, IP, &signer, &rot).map(|d| d.index),
+            other
+                .route(&c, IP, &signer, &AtomicUsize::new(7))
+                .map(|d| d.index)
+        );
+    }
+
+    #[test]
+    fn standby_takes_moved_clients_and_forged_cookies_are_new_clients() {
+        let bs = backends(&[("ws1", false, 1), ("ws2", false, 1), ("sb", true, 1)]);
+        let signer = RouteSigner::new(SECRET);
+        let rot = AtomicUsize::new(0);
+        down(&bs[0]);
+        let t = Table::build(&bs);
+        let ws1 = signer.value("ws1");
+        for n in 0..50 {
+            let sid = format!("s{n}");
+            let c = RequestCookies {
+                route: Some(ws1.as_bytes()),
+                session: Some(sid.as_bytes()),
+            };
+            assert_eq!(t.route(&c, IP, &signer, &rot).map(|d| d.index), Some(2));
+        }
+        // A cookie of a server no longer configured, validly signed.
+        let gone = signer.value("ws9");
+        let c = RequestCookies {
+            route: Some(gone.as_bytes()),
+            session: None,
+        };
+        let d = t.route(&c, IP, &signer, &rot);
+        assert_eq!(
+            d.map(|d| (d.index, d.moved)),
+            Some((2, Some(Moved { from: None })))
+        );
+        // Forged: ws2 with a wrong MAC is a new client (never the standby).
+        let forged = format!("ws2.{}", "0".repeat(32));
+        let c = RequestCookies {
+            route: Some(forged.as_bytes()),
+            session: None,
+        };
+        let d = t.route(&c, IP, &signer, &rot);
+        assert_eq!(
+            d.map(|d| (d.index, d.set_cookie, d.moved)),
+            Some((1, true, None))
+        );
+    }
+
+    #[test]
+    fn draining_keeps_its_clients_evacuating_loses_them() {
+        let bs = backends(&[("ws1", false, 1), ("ws2", false, 1)]);
+        let signer = RouteSigner::new(SECRET);
+        let rot = AtomicUsize::new(0);
+        let ws1 = signer.value("ws1");
+        let c = RequestCookies {
+            route: Some(ws1.as_bytes()),
+            session: Some(b"x"),
+        };
+        bs[0].set_admin(AdminState::Draining);
+        let t = Table::build(&bs);
+        assert_eq!(t.route(&c, IP, &signer, &rot).map(|d| d.index), Some(0));
+        for _ in 0..10 {
+            let d = t.route(&RequestCookies::default(), IP, &signer, &rot);
+            assert_eq!(d.map(|d| d.index), Some(1), "no new clients while draining");
+        }
+        bs[0].set_admin(AdminState::Evacuating);
+        let t = Table::build(&bs);
+        assert_eq!(t.route(&c, IP, &signer, &rot).map(|d| d.index), Some(1));
+        // Nothing routable at all.
+        down(&bs[1]);
+        let t = Table::build(&bs);
+        assert_eq!(t.route(&c, IP, &signer, &rot), None);
+        assert_eq!(t.route(&RequestCookies::default(), IP, &signer, &rot), None);
+    }
+
+    #[test]
+    fn rendezvous_hash_is_stable() {
+        // Pinned: a change here would make directors of different
+        // versions disagree on where moved sessions go.
+        assert_eq!(rendezvous_hash(b"key", b"ws1"), 0x6476_dbbb_0ae3_45b9);
+        assert_ne!(
+            rendezvous_hash(b"key", b"ws1"),
+            rendezvous_hash(b"key", b"ws2")
+        );
+        assert_ne!(
+            rendezvous_hash(b"ke", b"yws1"),
+            rendezvous_hash(b"key", b"ws1")
+        );
+    }
+}
