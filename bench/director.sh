@@ -2,7 +2,7 @@
 # Throughput and latency of `sticky director` next to HAProxy (cookie
 # insert, health checks), in front of the same three backends, on loopback.
 #
-#   bash bench/director.sh                     # full run (about 3 minutes)
+#   bash bench/director.sh                     # full run (about 4 minutes)
 #   DURATION=5 bash bench/director.sh          # quick trial
 #
 # Knobs (environment variables):
@@ -12,6 +12,8 @@
 #   WRK_THREADS=2     wrk threads (-t)
 #   THREADS="1 2"     proxy worker threads to compare (director --threads,
 #                     HAProxy nbthread)
+#   ROUNDS=3          measured runs per proxy and thread count, alternating
+#                     which proxy goes first; the report shows medians
 #   SKIP_BUILD=1      use the existing release binaries
 #
 # The backends are the stand-in web servers of the director's integration
@@ -31,6 +33,7 @@ WARMUP=${WARMUP:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 WRK_THREADS=${WRK_THREADS:-2}
 THREADS=${THREADS:-"1 2"}
+ROUNDS=${ROUNDS:-3}
 SKIP_BUILD=${SKIP_BUILD:-}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -237,46 +240,66 @@ print(f"{rps:.0f} {p50:.3f} {p99:.3f}")
 EOF
 }
 
-declare -A rps p50 p99
+results=$work/results.txt
+: >"$results"
 run() { # proxy threads
-    local proxy=$1 threads=$2
+    local proxy=$1 threads=$2 r r50 r99
     log "$proxy, $threads thread(s): ${DURATION}s"
     "start_$proxy" "$threads"
-    read -r rps[$proxy$threads] p50[$proxy$threads] p99[$proxy$threads] < <(measure "$proxy_url")
+    read -r r r50 r99 < <(measure "$proxy_url")
     stop_proxy
-    log "  ${rps[$proxy$threads]} req/s, p50 ${p50[$proxy$threads]} ms, p99 ${p99[$proxy$threads]} ms"
+    echo "$proxy $threads $r $r50 $r99" >>"$results"
+    log "  $r req/s, p50 $r50 ms, p99 $r99 ms"
 }
 
-first=director
-for t in $THREADS; do
-    if [[ $first == director ]]; then
-        run director "$t"; run haproxy "$t"; first=haproxy
-    else
-        run haproxy "$t"; run director "$t"; first=director
-    fi
+for round in $(seq 1 "$ROUNDS"); do
+    for t in $THREADS; do
+        if (( (round + t) % 2 == 0 )); then
+            run director "$t"; run haproxy "$t"
+        else
+            run haproxy "$t"; run director "$t"
+        fi
+    done
 done
 log "direct to ws1: ${DURATION}s"
 read -r direct_rps direct_p50 direct_p99 < <(measure "http://127.0.0.1:${ports[0]}/")
+echo "direct 0 $direct_rps $direct_p50 $direct_p99" >>"$results"
 
 # --- report -----------------------------------------------------------------
-ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+cat >"$work/report.py" <<'PYEOF'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
+threads = sys.argv[2].split()
+def med(proxy, t, col):
+    return statistics.median(float(r[col]) for r in rows if r[0] == proxy and r[1] == t)
+def runs(proxy, t):
+    return ", ".join(f"{float(r[2]):.0f}" for r in rows if r[0] == proxy and r[1] == t)
+print("| threads | director req/s | HAProxy req/s | director/HAProxy | director p50 | HAProxy p50 | director p99 | HAProxy p99 |")
+print("|---|---|---|---|---|---|---|---|")
+for t in threads:
+    d, h = med("director", t, 2), med("haproxy", t, 2)
+    print(f"| {t} | {d:.0f} | {h:.0f} | {d / h:.2f}x | {med('director', t, 3):.2f} ms | {med('haproxy', t, 3):.2f} ms "
+          f"| {med('director', t, 4):.2f} ms | {med('haproxy', t, 4):.2f} ms |")
+direct = [r for r in rows if r[0] == "direct"][0]
+dr, d50 = float(direct[2]), float(direct[3])
+print()
+print(f"Direct to one backend (no proxy, one run): {dr:.0f} req/s, p50 {d50:.2f} ms, p99 {float(direct[4]):.2f} ms.")
+for t in threads:
+    print(f"With {t} thread(s): the director delivers {med('director', t, 2) / dr:.2f}x the direct rate, HAProxy "
+          f"{med('haproxy', t, 2) / dr:.2f}x; the hop adds {med('director', t, 3) - d50:.2f} ms (director) and "
+          f"{med('haproxy', t, 3) - d50:.2f} ms (HAProxy) to the median latency.")
+print()
+print("Every run, req/s: " + "; ".join(f"{p} x{t}: {runs(p, t)}" for t in threads for p in ("director", "haproxy")) + ".")
+PYEOF
 {
     echo "## Director vs HAProxy — $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "\`bash bench/director.sh\` (DURATION=$DURATION, WARMUP=$WARMUP): wrk -t$WRK_THREADS -c$CONNECTIONS, keep-alive,"
+    echo "\`DURATION=$DURATION ROUNDS=$ROUNDS bash bench/director.sh\`: wrk -t$WRK_THREADS -c$CONNECTIONS, keep-alive,"
     echo "every request with a valid sticky cookie, rotating over 3 backends; $(nproc) cores shared by"
     echo "wrk, the proxy and the backends. $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $("$sticky_bin" --version)."
+    echo "Medians of $ROUNDS runs of ${DURATION}s each (after ${WARMUP}s of warm-up), the two proxies alternating."
     echo
-    echo "| threads | director req/s | HAProxy req/s | director/HAProxy | director p50 | HAProxy p50 | director p99 | HAProxy p99 |"
-    echo "|---|---|---|---|---|---|---|---|"
-    for t in $THREADS; do
-        echo "| $t | ${rps[director$t]} | ${rps[haproxy$t]} | $(ratio "${rps[director$t]}" "${rps[haproxy$t]}")x | ${p50[director$t]} ms | ${p50[haproxy$t]} ms | ${p99[director$t]} ms | ${p99[haproxy$t]} ms |"
-    done
-    echo
-    echo "Direct to one backend (no proxy): $direct_rps req/s, p50 $direct_p50 ms, p99 $direct_p99 ms."
-    for t in $THREADS; do
-        echo "With $t thread(s) the director delivers $(ratio "${rps[director$t]}" "$direct_rps")x the direct rate (HAProxy $(ratio "${rps[haproxy$t]}" "$direct_rps")x)."
-    done
+    python3 "$work/report.py" "$results" "$THREADS"
 } | tee "$report"
 cp "$work/wrk.txt" "bench/results/director-$stamp-wrk.txt"
 log "report: $report"

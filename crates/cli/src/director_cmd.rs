@@ -22,7 +22,7 @@ pub(crate) struct DirectorArgs {
     /// Admin address, instead of `[director].admin`.
     #[arg(long, env = "STICKY_DIRECTOR_ADMIN")]
     admin: Option<SocketAddr>,
-    /// Worker threads [default: one per core].
+    /// Worker threads [default: one per core]; 1 runs a single event loop.
     #[arg(long, env = "STICKY_DIRECTOR_THREADS")]
     threads: Option<usize>,
 }
@@ -45,6 +45,10 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<()> {
             "the admin listener has no authentication and listens beyond loopback: protect it with a firewall"
         );
     }
+    config.threads = match args.threads {
+        Some(n) => n.max(1),
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
     let (listen, admin) = (config.listen, config.admin);
     let reload_path = path.clone();
     let reloader = move || {
@@ -60,29 +64,20 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<()> {
         servers_of(&file)
     };
     let director = Director::new(config)?.with_reloader(reloader);
-
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        rt.worker_threads(n.max(1));
-    }
-    let rt = rt
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async move {
-        let public = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen} (public)"))?;
-        let admin = tokio::net::TcpListener::bind(admin)
-            .await
-            .with_context(|| format!("cannot listen on {admin} (admin)"))?;
-        reload_on_sighup(director.clone(), path);
-        director
-            .serve(public, admin, crate::shutdown_signal())
-            .await?;
-        tracing::info!("director stopped");
-        Ok(())
-    })
+    let public = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen} (public)"))?;
+    let admin = std::net::TcpListener::bind(admin)
+        .with_context(|| format!("cannot listen on {admin} (admin)"))?;
+    let handle = director.clone();
+    // Polled on the director's first event loop: the signal handlers
+    // live there.
+    let shutdown = async move {
+        reload_on_sighup(handle, path);
+        crate::shutdown_signal().await;
+    };
+    director.run(public, admin, shutdown)?;
+    tracing::info!("director stopped");
+    Ok(())
 }
 
 /// Re-reads the server list on every SIGHUP.

@@ -4,6 +4,7 @@
 mod bench_cmd;
 mod demo;
 mod director_cmd;
+mod status_cmd;
 mod store_cmd;
 mod up;
 mod web_cmd;
@@ -34,6 +35,8 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Start a complete local cluster: director, web servers, standby, stores.
     Up(up::UpArgs),
+    /// Show a running cluster's processes and their state (table or JSON).
+    Status(status_cmd::StatusArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Web(args) => web_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Up(args) => up::run(args),
+        Command::Status(args) => status_cmd::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

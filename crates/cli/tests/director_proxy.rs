@@ -137,7 +137,7 @@ fn upstream_failures_get_clear_502_504_and_503_answers() {
     ));
     let mut c = d.client();
     // The server closes the connection without answering: a POST is not
-    // retried (it may have been processed), a GET is, once.
+    // retried (it may have been processed), a GET is, twice.
     let before = ws1.requests();
     let resp = c.request("POST", "/_test/abort", &[], b"x").unwrap();
     assert_eq!(resp.status, 502);
@@ -150,7 +150,7 @@ fn upstream_failures_get_clear_502_504_and_503_answers() {
     let before = ws1.requests();
     let resp = c.get("/_test/abort").unwrap();
     assert_eq!(resp.status, 502);
-    assert_eq!(ws1.requests() - before, 2, "a GET is retried once");
+    assert_eq!(ws1.requests() - before, 3, "a GET is retried twice");
     // Too slow.
     let resp = c.get("/_test/slow?ms=5000").unwrap();
     assert_eq!(resp.status, 504);

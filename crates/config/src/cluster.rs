@@ -171,6 +171,10 @@ pub struct DirectorSection {
     pub max_connections: usize,
     /// Most idle keep-alive connections kept per web server. Default 256.
     pub max_idle_per_server: usize,
+    /// The control API of the `sticky up` supervisor that started this
+    /// cluster (loopback): the dashboard then offers to kill, pause,
+    /// resume and restart each process. Default: none. `sticky up` sets it.
+    pub supervisor: Option<SocketAddr>,
 }
 
 impl Default for DirectorSection {
@@ -191,6 +195,7 @@ impl Default for DirectorSection {
             max_header_size: ByteSize(32 << 10),
             max_connections: 10_000,
             max_idle_per_server: 256,
+            supervisor: None,
         }
     }
 }
@@ -385,6 +390,32 @@ impl ClusterFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn director_section_defaults_and_checks() {
+        let f = ClusterFile::parse("[director]\n", Path::new("c.toml"));
+        let d = match f {
+            Ok(f) => f.director.unwrap_or_default(),
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(d.listen.port(), 8080);
+        assert_eq!(d.route_cookie, "sticky.route");
+        assert_eq!((d.health_interval_ms, d.fall, d.rise), (500, 2, 2));
+        assert_eq!(d.max_header_size, ByteSize(32 << 10));
+        for bad in [
+            "[director]\nfall = 0\n",
+            "[director]\nheader_timeout_ms = 0\n",
+            "[director]\nroute_cookie = \"a b\"\n",
+            "[director]\nmax_header_size = \"1KiB\"\n",
+            "[director]\nmax_connections = 0\n",
+        ] {
+            let r = ClusterFile::parse(bad, Path::new("c.toml"));
+            assert!(
+                matches!(r, Err(ConfigError::Invalid { .. })),
+                "{bad:?} must be refused"
+            );
+        }
+    }
 
     #[test]
     fn parses_stores_and_rejects_unknown_fields() {

@@ -133,8 +133,9 @@ pub(crate) struct Backend {
     pub(crate) cookie_value: String,
     /// The whole `Set-Cookie` header that routes a client here.
     pub(crate) set_cookie: HeaderValue,
-    /// Connections for proxied requests.
-    pub(crate) pool: Pool,
+    /// Connections for proxied requests, one pool per worker thread so a
+    /// connection is only ever used by the event loop that drives it.
+    pools: Box<[Pool]>,
     /// The health checker's own connection, so checks never queue behind
     /// client traffic.
     pub(crate) health_pool: Pool,
@@ -174,11 +175,15 @@ impl Backend {
             admin: AtomicU8::new(AdminState::Enabled.to_u8()),
             cookie_value,
             set_cookie,
-            pool: Pool::new(
-                spec.addr,
-                config.connect_timeout,
-                config.max_idle_per_server,
-            ),
+            pools: (0..config.threads.max(1))
+                .map(|_| {
+                    Pool::new(
+                        spec.addr,
+                        config.connect_timeout,
+                        config.max_idle_per_server,
+                    )
+                })
+                .collect(),
             health_pool: Pool::new(spec.addr, config.health.timeout, 1),
             health: Mutex::new(Health::new()),
             wake: Notify::new(),
@@ -187,6 +192,18 @@ impl Backend {
             requests: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+        }
+    }
+
+    /// The pool of the calling worker thread.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pools[crate::listener::worker() % self.pools.len()]
+    }
+
+    /// Closes the idle connections of every worker (the server went down).
+    pub(crate) fn clear_pools(&self) {
+        for p in self.pools.iter() {
+            p.clear();
         }
     }
 

@@ -56,7 +56,7 @@ impl Drop for UpstreamBody {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
             if self.done || http_body::Body::is_end_stream(&self.incoming) {
-                self.active.backend().pool.put(conn);
+                self.active.backend().pool().put(conn);
             }
             // Otherwise the body was cut short: dropping the connection
             // closes it, as it cannot carry another request.

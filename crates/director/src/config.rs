@@ -118,6 +118,9 @@ pub struct DirectorConfig {
     pub max_connections: usize,
     /// Most idle keep-alive connections kept per web server. Default 256.
     pub max_idle_per_server: usize,
+    /// Worker threads of [`Director::run`](crate::Director::run), each its
+    /// own event loop. Default 1.
+    pub threads: usize,
     /// The web servers, standbys included.
     pub servers: Vec<ServerSpec>,
     secret: Vec<u8>,
@@ -140,6 +143,7 @@ impl fmt::Debug for DirectorConfig {
             .field("max_header_size", &self.max_header_size)
             .field("max_connections", &self.max_connections)
             .field("max_idle_per_server", &self.max_idle_per_server)
+            .field("threads", &self.threads)
             .field("servers", &self.servers)
             .field("secret", &"<redacted>")
             .finish()
@@ -178,6 +182,7 @@ impl DirectorConfig {
             max_header_size: usize::try_from(d.max_header_size.0).unwrap_or(usize::MAX),
             max_connections: d.max_connections,
             max_idle_per_server: d.max_idle_per_server,
+            threads: 1,
             servers: Vec::new(),
             secret: Vec::new(),
         }

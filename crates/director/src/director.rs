@@ -25,6 +25,7 @@ pub type Reloader = Arc<dyn Fn() -> Result<Vec<ServerSpec>, DirectorError> + Sen
 #[derive(Default)]
 pub(crate) struct Stats {
     pub(crate) connections: AtomicU64,
+    pub(crate) admin_connections: AtomicU64,
     pub(crate) connections_total: AtomicU64,
     pub(crate) rejected_connections: AtomicU64,
     pub(crate) at_connection_limit: AtomicBool,
@@ -61,7 +62,8 @@ pub(crate) struct Shared {
     pub(crate) rotation: AtomicUsize,
     pub(crate) stats: Stats,
     pub(crate) started: Instant,
-    serving: AtomicBool,
+    /// The runtime the health checkers run on, while serving.
+    health_runtime: Mutex<Option<tokio::runtime::Handle>>,
     reloader: Mutex<Option<Reloader>>,
     pub(crate) public_addr: Mutex<Option<SocketAddr>>,
 }
@@ -88,8 +90,13 @@ impl Shared {
     }
 
     fn spawn_health(self: &Arc<Self>, backend: &Arc<Backend>) {
-        if self.serving.load(Ordering::Acquire) {
-            tokio::spawn(health::run(Arc::downgrade(self), Arc::clone(backend)));
+        let runtime = self
+            .health_runtime
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(rt) = runtime {
+            rt.spawn(health::run(Arc::downgrade(self), Arc::clone(backend)));
         }
     }
 
@@ -274,7 +281,7 @@ impl Director {
                 rotation: AtomicUsize::new(0),
                 stats: Stats::default(),
                 started: Instant::now(),
-                serving: AtomicBool::new(false),
+                health_runtime: Mutex::new(None),
                 reloader: Mutex::new(None),
                 public_addr: Mutex::new(None),
             }),
@@ -295,11 +302,11 @@ impl Director {
         self
     }
 
-    /// Serves clients on `public` and operators on `admin` until `shutdown`
-    /// completes; then stops accepting, lets in-flight requests finish for
-    /// up to the drain timeout, and returns.
-    ///
-    /// Must run inside a Tokio runtime (it spawns the health checkers).
+    /// Serves clients on `public` and operators on `admin`, on the current
+    /// Tokio runtime, until `shutdown` completes; then stops accepting, lets
+    /// in-flight requests finish for up to the drain timeout, and returns.
+    /// [`run`](Self::run) is the faster way to run a director on its own
+    /// threads.
     ///
     /// # Errors
     ///
@@ -310,40 +317,132 @@ impl Director {
         admin: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), DirectorError> {
-        let public_addr = public
-            .local_addr()
-            .map_err(|source| DirectorError::Listener {
-                which: "public",
-                source,
-            })?;
-        let admin_addr = admin
-            .local_addr()
-            .map_err(|source| DirectorError::Listener {
-                which: "admin",
-                source,
-            })?;
+        let public_addr = public.local_addr().map_err(listener_error("public"))?;
+        let admin_addr = admin.local_addr().map_err(listener_error("admin"))?;
+        self.start(public_addr, admin_addr);
+        listener::serve(Arc::clone(&self.shared), public, admin, shutdown).await;
+        self.finish();
+        Ok(())
+    }
+
+    /// Runs the director on [`DirectorConfig::threads`] worker threads
+    /// (the calling thread is worker 0), each its own single-threaded event
+    /// loop. Worker 0 accepts on `public` and hands each new connection to
+    /// the worker with the fewest open ones; a client connection then lives
+    /// on that worker, together with the web-server connections it uses,
+    /// so a request never crosses threads (HAProxy's model). Worker 0 also
+    /// serves `admin` and runs the health checks. Returns once
+    /// `shutdown` has completed and the connections have drained (up to the
+    /// drain timeout).
+    ///
+    /// # Errors
+    ///
+    /// [`DirectorError::Listener`] if a listener cannot be used,
+    /// [`DirectorError::Runtime`] if an event loop or thread cannot start.
+    pub fn run(
+        &self,
+        public: std::net::TcpListener,
+        admin: std::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), DirectorError> {
+        let threads = self.shared.config.threads.max(1);
+        public
+            .set_nonblocking(true)
+            .map_err(listener_error("public"))?;
+        admin
+            .set_nonblocking(true)
+            .map_err(listener_error("admin"))?;
+        let public_addr = public.local_addr().map_err(listener_error("public"))?;
+        let admin_addr = admin.local_addr().map_err(listener_error("admin"))?;
+        let (common, inboxes) = listener::Common::new(&self.shared.config, threads);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut workers = Vec::new();
+        let mut started = Ok(());
+        for (i, inbox) in inboxes.into_iter().enumerate() {
+            let index = i + 1;
+            let shared = Arc::clone(&self.shared);
+            let common = common.clone();
+            let stop = stop_rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("director-worker-{index}"))
+                .spawn(move || worker_thread(index, shared, inbox, common, stop));
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(e) => {
+                    started = Err(DirectorError::Runtime(e));
+                    break;
+                }
+            }
+        }
+        let result = started.and_then(|()| {
+            listener::set_worker(0);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(DirectorError::Runtime)?;
+            rt.block_on(async {
+                let public = TcpListener::from_std(public).map_err(listener_error("public"))?;
+                let admin = TcpListener::from_std(admin).map_err(listener_error("admin"))?;
+                self.start(public_addr, admin_addr);
+                let work = listener::worker_loop(
+                    Arc::clone(&self.shared),
+                    listener::Intake::Listeners { public, admin },
+                    common,
+                    stop_rx,
+                );
+                tokio::pin!(work);
+                tokio::select! {
+                    () = &mut work => {}
+                    () = shutdown => {
+                        listener::announce_shutdown(&self.shared);
+                        let _ = stop_tx.send(true);
+                        work.await;
+                    }
+                }
+                Ok(())
+            })
+        });
+        let _ = stop_tx.send(true);
+        for w in workers {
+            let _ = w.join();
+        }
+        self.finish();
+        result
+    }
+
+    fn start(&self, public: SocketAddr, admin: SocketAddr) {
         *self
             .shared
             .public_addr
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(public_addr);
-        self.shared.serving.store(true, Ordering::Release);
+            .unwrap_or_else(PoisonError::into_inner) = Some(public);
+        *self
+            .shared
+            .health_runtime
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tokio::runtime::Handle::current());
         for b in self.shared.backends() {
             self.shared.spawn_health(&b);
         }
         tracing::info!(
-            public = %public_addr,
-            admin = %admin_addr,
+            %public,
+            %admin,
             servers = self.shared.backends().len(),
+            threads = self.shared.config.threads.max(1),
             "director listening"
         );
-        listener::serve(Arc::clone(&self.shared), public, admin, shutdown).await;
-        self.shared.serving.store(false, Ordering::Release);
+    }
+
+    fn finish(&self) {
+        *self
+            .shared
+            .health_runtime
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         for b in self.shared.backends() {
             b.retired.store(true, Ordering::Relaxed);
             b.wake.notify_one();
         }
-        Ok(())
     }
 
     /// Re-reads the server list from the reloader and applies it: servers
@@ -382,4 +481,37 @@ impl Director {
     pub fn status(&self) -> ClusterStatus {
         self.shared.status()
     }
+}
+
+fn listener_error(which: &'static str) -> impl Fn(std::io::Error) -> DirectorError {
+    move |source| DirectorError::Listener { which, source }
+}
+
+/// Worker `index` (1 and up): its own event loop, serving the connections
+/// worker 0 hands it.
+fn worker_thread(
+    index: usize,
+    shared: Arc<Shared>,
+    inbox: listener::Inbox,
+    common: listener::Common,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    listener::set_worker(index);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            // Its inbox closes with it: worker 0 serves its share.
+            tracing::error!(worker = index, error = %e, "cannot start a worker's event loop");
+            return;
+        }
+    };
+    rt.block_on(listener::worker_loop(
+        shared,
+        listener::Intake::Inbox(inbox),
+        common,
+        stop,
+    ));
 }

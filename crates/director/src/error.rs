@@ -32,6 +32,9 @@ pub enum DirectorError {
         #[source]
         source: std::io::Error,
     },
+    /// An event loop or a worker thread cannot be started.
+    #[error("cannot start the director's event loop: {0}")]
+    Runtime(#[source] std::io::Error),
     /// No web server has this name.
     #[error("no web server named {0:?}")]
     UnknownServer(String),

@@ -230,7 +230,7 @@ fn observe(shared: &Shared, backend: &Backend, result: Result<HealthReport, Chec
                         error = %message,
                         "web server is down: its clients move to other servers"
                     );
-                    backend.pool.clear();
+                    backend.clear_pools();
                 } else if h.initial && h.last_error.is_none() {
                     tracing::warn!(
                         server = %backend.name,
@@ -311,7 +311,7 @@ pub(crate) fn mark_down_now(shared: &Shared, backend: &Backend, why: &str) {
             error = why,
             "web server is down (seen by a request): its clients move to other servers"
         );
-        backend.pool.clear();
+        backend.clear_pools();
         shared.publish();
     }
 }

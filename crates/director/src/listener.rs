@@ -13,10 +13,11 @@
 //! told to finish its current request and close, and `serve` returns when
 //! all have, or after `drain_timeout`.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::director::Shared;
 use crate::io::{Activity, ActivityIo};
@@ -35,70 +36,218 @@ const MAX_ADMIN_CONNECTIONS: usize = 64;
 
 const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 53\r\nretry-after: 1\r\nconnection: close\r\n\r\n503 Service Unavailable: too many connections. Retry\n";
 
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The index of the worker thread running the caller (0 outside
+/// [`Director::run`](crate::Director::run)'s extra threads).
+pub(crate) fn worker() -> usize {
+    WORKER.with(Cell::get)
+}
+
+pub(crate) fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
+/// A connection handed from the acceptor (worker 0) to another worker.
+pub(crate) struct Handoff {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+}
+
+/// The inbox of a worker other than 0.
+pub(crate) type Inbox = mpsc::UnboundedReceiver<Handoff>;
+
+/// How the acceptor spreads connections over the workers: each new
+/// connection goes to the worker with the fewest open connections.
+struct Dispatch {
+    /// One per worker; `None` for worker 0 (the acceptor keeps its own).
+    senders: Vec<Option<mpsc::UnboundedSender<Handoff>>>,
+    open: Vec<AtomicUsize>,
+}
+
+impl Dispatch {
+    fn least_loaded(&self) -> usize {
+        let mut best = 0;
+        let mut best_open = usize::MAX;
+        for (i, open) in self.open.iter().enumerate() {
+            let n = open.load(Ordering::Relaxed);
+            if n < best_open {
+                best = i;
+                best_open = n;
+            }
+        }
+        best
+    }
+}
+
+/// What every worker's listeners share.
+#[derive(Clone)]
+pub(crate) struct Common {
+    builder: Arc<http1::Builder>,
+    limit: Arc<Semaphore>,
+    admin_limit: Arc<Semaphore>,
+    dispatch: Arc<Dispatch>,
+}
+
+impl Common {
+    /// The shared parts for `workers` workers, and the inboxes of workers
+    /// 1 and up.
+    pub(crate) fn new(config: &crate::DirectorConfig, workers: usize) -> (Self, Vec<Inbox>) {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_timeout)
+            .max_buf_size(config.max_header_size.max(8192))
+            .keep_alive(true);
+        let mut senders = vec![None];
+        let mut inboxes = Vec::new();
+        for _ in 1..workers.max(1) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            senders.push(Some(tx));
+            inboxes.push(rx);
+        }
+        let open = (0..senders.len()).map(|_| AtomicUsize::new(0)).collect();
+        let common = Self {
+            builder: Arc::new(builder),
+            limit: Arc::new(Semaphore::new(config.max_connections)),
+            admin_limit: Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS)),
+            dispatch: Arc::new(Dispatch { senders, open }),
+        };
+        (common, inboxes)
+    }
+}
+
+/// Serves `public` (and `admin`) on the current runtime until `shutdown`,
+/// then drains.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     public: TcpListener,
-    admin_listener: TcpListener,
+    admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let config = &shared.config;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout)
-        .max_buf_size(config.max_header_size.max(8192))
-        .keep_alive(true);
-    let builder = Arc::new(builder);
-    let limit = Arc::new(Semaphore::new(config.max_connections));
-    let admin_limit = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
-
-    let public_loop = accept_public(
+    let (common, _) = Common::new(&shared.config, 1);
+    let work = worker_loop(
         Arc::clone(&shared),
-        public,
-        Arc::clone(&builder),
-        Arc::clone(&limit),
-        stop_rx.clone(),
-    );
-    let admin_loop = accept_admin(
-        Arc::clone(&shared),
-        admin_listener,
-        builder,
-        Arc::clone(&admin_limit),
+        Intake::Listeners { public, admin },
+        common,
         stop_rx,
     );
+    tokio::pin!(work);
     tokio::select! {
-        () = public_loop => {}
-        () = admin_loop => {}
+        () = &mut work => return,
         () = shutdown => {}
     }
-    // The accept loops are dropped here: both listeners are closed.
+    announce_shutdown(&shared);
+    let _ = stop_tx.send(true);
+    work.await;
+}
+
+pub(crate) fn announce_shutdown(shared: &Shared) {
     tracing::info!(
         connections = shared.stats.connections.load(Ordering::Relaxed),
-        deadline = ?config.drain_timeout,
+        deadline = ?shared.config.drain_timeout,
         "shutting down: no new connections, finishing requests in flight"
     );
-    let _ = stop_tx.send(true);
-    let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
-    let drained = tokio::time::timeout(config.drain_timeout, async {
-        let _public = limit.acquire_many(all).await;
-        let _admin = admin_limit.acquire_many(MAX_ADMIN_CONNECTIONS as u32).await;
-    })
-    .await;
-    match drained {
-        Ok(()) => tracing::info!("all connections closed"),
-        Err(_) => tracing::warn!(
-            connections = shared.stats.connections.load(Ordering::Relaxed),
-            "drain timeout reached: closing the remaining connections"
-        ),
+}
+
+/// Where a worker's connections come from.
+pub(crate) enum Intake {
+    /// Worker 0: it accepts on both listeners.
+    Listeners {
+        public: TcpListener,
+        admin: TcpListener,
+    },
+    /// The other workers: connections handed over by worker 0.
+    Inbox(Inbox),
+}
+
+/// One worker: takes connections until `stop`, then waits for the
+/// director's connections to finish, up to the drain timeout.
+pub(crate) async fn worker_loop(
+    shared: Arc<Shared>,
+    intake: Intake,
+    common: Common,
+    mut stop: watch::Receiver<bool>,
+) {
+    let logs = matches!(intake, Intake::Listeners { .. });
+    let worker_stop = stop.clone();
+    let work = async {
+        let stop = worker_stop;
+        match intake {
+            Intake::Listeners { public, admin } => {
+                let public_loop =
+                    accept_public(Arc::clone(&shared), public, common.clone(), stop.clone());
+                let admin_loop = accept_admin(
+                    Arc::clone(&shared),
+                    admin,
+                    Arc::clone(&common.builder),
+                    Arc::clone(&common.admin_limit),
+                    stop.clone(),
+                );
+                tokio::select! {
+                    () = public_loop => {}
+                    () = admin_loop => {}
+                }
+            }
+            Intake::Inbox(mut inbox) => {
+                while let Some(h) = inbox.recv().await {
+                    match TcpStream::from_std(h.stream) {
+                        Ok(stream) => {
+                            tokio::spawn(client_connection(
+                                Arc::clone(&shared),
+                                stream,
+                                h.peer,
+                                common.clone(),
+                                h.permit,
+                                stop.clone(),
+                            ));
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot take over a connection");
+                            connection_closed(&shared, &common);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        _ = stop.wait_for(|stop| *stop) => {}
+    }
+    // The accept loops are dropped here: this worker's listeners close.
+    let deadline = tokio::time::Instant::now() + shared.config.drain_timeout;
+    let stats = &shared.stats;
+    loop {
+        let open = stats.connections.load(Ordering::Relaxed)
+            + stats.admin_connections.load(Ordering::Relaxed);
+        if open == 0 {
+            if logs {
+                tracing::info!("all connections closed");
+            }
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            if logs {
+                tracing::warn!(
+                    connections = open,
+                    "drain timeout reached: closing the remaining connections"
+                );
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 async fn accept_public(
     shared: Arc<Shared>,
     listener: TcpListener,
-    builder: Arc<http1::Builder>,
-    limit: Arc<Semaphore>,
+    common: Common,
     stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -110,7 +259,7 @@ async fn accept_public(
             }
         };
         let stats = &shared.stats;
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+        let Ok(permit) = Arc::clone(&common.limit).try_acquire_owned() else {
             stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
             if !stats.at_connection_limit.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -127,14 +276,59 @@ async fn accept_public(
         }
         stats.connections.fetch_add(1, Ordering::Relaxed);
         stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        let dispatch = &common.dispatch;
+        let target = dispatch.least_loaded();
+        dispatch.open[target].fetch_add(1, Ordering::Relaxed);
+        let (stream, permit) = match &dispatch.senders[target] {
+            None => (stream, permit),
+            Some(tx) => match stream.into_std() {
+                Ok(std_stream) => {
+                    let handoff = Handoff {
+                        stream: std_stream,
+                        peer,
+                        permit,
+                    };
+                    match tx.send(handoff) {
+                        Ok(()) => continue,
+                        // That worker is gone: serve it here.
+                        Err(mpsc::error::SendError(h)) => {
+                            dispatch.open[target].fetch_sub(1, Ordering::Relaxed);
+                            dispatch.open[0].fetch_add(1, Ordering::Relaxed);
+                            match TcpStream::from_std(h.stream) {
+                                Ok(s) => (s, h.permit),
+                                Err(_) => {
+                                    stats.connections.fetch_sub(1, Ordering::Relaxed);
+                                    dispatch.open[0].fetch_sub(1, Ordering::Relaxed);
+                                    continue;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot hand a connection over");
+                    stats.connections.fetch_sub(1, Ordering::Relaxed);
+                    dispatch.open[target].fetch_sub(1, Ordering::Relaxed);
+                    continue;
+                }
+            },
+        };
         tokio::spawn(client_connection(
             Arc::clone(&shared),
             stream,
             peer,
-            Arc::clone(&builder),
+            common.clone(),
             permit,
             stop.clone(),
         ));
+    }
+}
+
+/// Bookkeeping when a client connection ends.
+fn connection_closed(shared: &Shared, common: &Common) {
+    shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+    if let Some(open) = common.dispatch.open.get(worker()) {
+        open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -142,7 +336,7 @@ async fn client_connection(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
-    builder: Arc<http1::Builder>,
+    common: Common,
     permit: OwnedSemaphorePermit,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -150,11 +344,13 @@ async fn client_connection(
     let activity = Activity::new();
     let io = TokioIo::new(ActivityIo::new(stream, Arc::clone(&activity)));
     let svc_shared = Arc::clone(&shared);
+    let forwarded_for = proxy::forwarded_for(peer);
     let service = service_fn(move |req| {
         let shared = Arc::clone(&svc_shared);
-        async move { Ok::<_, Infallible>(proxy::handle(shared, peer, req).await) }
+        let forwarded_for = forwarded_for.clone();
+        async move { Ok::<_, Infallible>(proxy::handle(shared, peer, forwarded_for, req).await) }
     });
-    let conn = builder.serve_connection(io, service).with_upgrades();
+    let conn = common.builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let idle = shared.config.idle_timeout;
     let mut stopping = false;
@@ -181,7 +377,7 @@ async fn client_connection(
             }
         }
     }
-    shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+    connection_closed(&shared, &common);
     drop(permit);
 }
 
@@ -207,6 +403,10 @@ async fn accept_admin(
         let shared = Arc::clone(&shared);
         let builder = Arc::clone(&builder);
         let mut stop = stop.clone();
+        shared
+            .stats
+            .admin_connections
+            .fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let svc_shared = Arc::clone(&shared);
             let service = service_fn(move |req| {
@@ -231,6 +431,10 @@ async fn accept_admin(
             if !finished {
                 let _ = conn.await;
             }
+            shared
+                .stats
+                .admin_connections
+                .fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }

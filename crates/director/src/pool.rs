@@ -93,23 +93,28 @@ impl Pool {
         }
     }
 
-    fn pop(&self) -> Option<Idle> {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
+    /// Takes an idle connection: the most recently used one that is ready
+    /// for a request, else (when every idle one is still finishing its
+    /// previous exchange) the most recent one. Closed and old ones are
+    /// dropped on the way.
+    fn take(&self) -> Option<Idle> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|i| !i.conn.sender.is_closed() && i.since.elapsed() <= MAX_IDLE_AGE);
+        match idle.iter().rposition(|i| i.conn.sender.is_ready()) {
+            Some(ready) => Some(idle.remove(ready)),
+            None => idle.pop(),
+        }
     }
 
     /// A connection ready for a request: a pooled one if one is alive, else
     /// a new one.
     pub(crate) async fn get(&self) -> Result<Conn, ConnectError> {
-        while let Some(mut idle) = self.pop() {
-            if idle.conn.sender.is_closed() || idle.since.elapsed() > MAX_IDLE_AGE {
-                continue; // dropping the sender closes the connection
-            }
+        while let Some(mut idle) = self.take() {
             if idle.conn.sender.is_ready() {
                 return Ok(idle.conn);
             }
+            // Usually a matter of microseconds: the connection's task has
+            // not yet seen the end of the previous response.
             match tokio::time::timeout(READY_WAIT, idle.conn.sender.ready()).await {
                 Ok(Ok(())) => return Ok(idle.conn),
                 _ => idle.conn.abort(),

@@ -13,8 +13,9 @@
 //! request goes to the failover target (it never reached the dead server,
 //! so this holds for every method, body included). A pooled connection
 //! found closed before the request went out is replaced. Any other failure
-//! is retried once, on a new connection, and only for idempotent requests
-//! without a body; otherwise the client gets `502` (or `504` after the
+//! is retried (at most [`MAX_RETRIES`] times, each on a new connection, so a
+//! server dying mid-request is soon found refusing and routed around) only
+//! for idempotent requests without a body; otherwise the client gets `502` (or `504` after the
 //! response timeout).
 
 use std::net::SocketAddr;
@@ -47,14 +48,19 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// Retries after a failure other than a refused connection (which is
+/// always re-routed) or a connection found closed before use.
+const MAX_RETRIES: usize = 2;
+
 /// Answers one client request.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
+    forwarded_for: HeaderValue,
     req: Request<Incoming>,
 ) -> Response<Body> {
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let resp = proxy(&shared, peer, req).await;
+    let resp = proxy(&shared, peer, forwarded_for, req).await;
     shared.stats.count_response(resp.status());
     resp
 }
@@ -118,7 +124,12 @@ pub(crate) fn text_response(status: StatusCode, text: &'static str) -> Response<
     resp
 }
 
-async fn proxy(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn proxy(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    forwarded_for: HeaderValue,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if is_reserved(req.uri().path()) {
         shared
             .stats
@@ -135,7 +146,7 @@ async fn proxy(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -
         Some(_) => parts.extensions.remove::<OnUpgrade>(),
         None => None,
     };
-    prepare_request_headers(&mut parts.headers, peer, upgrade);
+    prepare_request_headers(&mut parts.headers, forwarded_for, upgrade);
     let uri = origin_form(&parts.uri);
     let bodiless = incoming.is_end_stream();
     let replayable = bodiless && is_idempotent(&parts.method);
@@ -152,7 +163,7 @@ async fn proxy(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -
     // replaced stale connection or two.
     let max_attempts = shared.table.load().entries.len() + 4;
     let mut attempts = 0;
-    let mut retried = false;
+    let mut retries = 0;
     let mut fresh_connection = false;
     let mut last_failure = Answer::Unavailable;
     let mut moved_from: Option<Arc<Backend>> = None;
@@ -178,9 +189,9 @@ async fn proxy(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -
         };
         let active = ActiveGuard::new(Arc::clone(&backend));
         let connecting = if fresh_connection {
-            backend.pool.connect().await
+            backend.pool().connect().await
         } else {
-            backend.pool.get().await
+            backend.pool().get().await
         };
         fresh_connection = false;
         let mut conn = match connecting {
@@ -205,8 +216,8 @@ async fn proxy(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -
                     ConnectError::Timeout(_) => Answer::ConnectTimeout,
                     _ => Answer::BadGateway,
                 };
-                if !retried {
-                    retried = true;
+                if retries < MAX_RETRIES {
+                    retries += 1;
                     stats.retries.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -257,9 +268,9 @@ async fn proxy(shared: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -
                 backend.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(server = %backend.name, error = %error, replayable, "request to web server failed");
                 // Its other idle connections are likely dead too.
-                backend.pool.clear();
-                if replayable && !retried {
-                    retried = true;
+                backend.clear_pools();
+                if replayable && retries < MAX_RETRIES {
+                    retries += 1;
                     stats.retries.fetch_add(1, Ordering::Relaxed);
                     body = Some(Body::Empty);
                     fresh_connection = true;
@@ -298,7 +309,7 @@ fn respond(
         drop(conn);
         let (mut parts, _) = resp.into_parts();
         let protocol = parts.headers.get(UPGRADE).cloned();
-        remove_hop_by_hop(&mut parts.headers);
+        remove_hop_by_hop(&mut parts.headers, false);
         if let Some(p) = protocol {
             parts.headers.insert(UPGRADE, p);
         }
@@ -317,7 +328,7 @@ fn respond(
         return Response::from_parts(parts, Body::Empty);
     }
     let (mut parts, incoming) = resp.into_parts();
-    remove_hop_by_hop(&mut parts.headers);
+    remove_hop_by_hop(&mut parts.headers, false);
     if let Some(c) = set_cookie {
         parts.headers.append(SET_COOKIE, c);
     }
@@ -377,55 +388,65 @@ fn upgrade_protocol(h: &HeaderMap) -> Option<HeaderValue> {
     asks.then(|| protocol.clone())
 }
 
-/// Removes the headers that concern only one hop: those named in
-/// `Connection`, and the standard ones.
-fn remove_hop_by_hop(h: &mut HeaderMap) {
-    if h.contains_key(CONNECTION) {
-        let listed: Vec<HeaderName> = h
+/// Whether `name` is a standard hop-by-hop header.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name == PROXY_AUTHENTICATE
+        || name == PROXY_AUTHORIZATION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
+/// Removes the headers that concern only one hop: the standard ones and
+/// those named in `Connection`; for a client's request also `Expect` (the
+/// director's connection to the client answers it) and the internal
+/// `sticky-*` headers. One pass over the names; nothing is allocated when
+/// nothing has to go.
+fn remove_hop_by_hop(h: &mut HeaderMap, request: bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in h.keys() {
+        if is_hop_by_hop(name)
+            || (request && (name == EXPECT || name.as_str().starts_with("sticky-")))
+        {
+            doomed.push(name.clone());
+        }
+    }
+    if doomed.is_empty() {
+        return;
+    }
+    if doomed.contains(&CONNECTION) {
+        let listed = h
             .get_all(CONNECTION)
             .iter()
             .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
-            .collect();
-        for name in listed {
-            h.remove(name);
-        }
-        h.remove(CONNECTION);
+            .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok());
+        let listed: Vec<HeaderName> = listed.collect();
+        doomed.extend(listed);
     }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION] {
-        h.remove(name);
-    }
-    for name in [
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        UPGRADE,
-        PROXY_AUTHENTICATE,
-        PROXY_AUTHORIZATION,
-    ] {
+    for name in doomed {
         h.remove(name);
     }
 }
 
+/// The per-connection part of the `X-Forwarded-For` work: the client's
+/// address as a header value, computed once per connection.
+pub(crate) fn forwarded_for(peer: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.ip().to_canonical().to_string())
+        .unwrap_or(HeaderValue::from_static("unknown"))
+}
+
 /// Readies a client's headers for the web server.
-fn prepare_request_headers(h: &mut HeaderMap, peer: SocketAddr, upgrade: Option<HeaderValue>) {
-    remove_hop_by_hop(h);
-    // The director's connection to the client already answered any
-    // `Expect: 100-continue`.
-    h.remove(EXPECT);
-    // Internal headers are the director's and the web servers' only.
-    let internal: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| k.as_str().starts_with("sticky-"))
-        .cloned()
-        .collect();
-    for name in internal {
-        h.remove(name);
-    }
-    let ip = peer.ip().to_canonical();
-    if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
-        h.insert(X_FORWARDED_FOR.clone(), v);
-    }
+fn prepare_request_headers(
+    h: &mut HeaderMap,
+    forwarded_for: HeaderValue,
+    upgrade: Option<HeaderValue>,
+) {
+    remove_hop_by_hop(h, true);
+    h.insert(X_FORWARDED_FOR.clone(), forwarded_for);
     h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     match h.get(HOST).cloned() {
         Some(host) => {
@@ -562,7 +583,7 @@ mod tests {
         h.insert(EXPECT, HeaderValue::from_static("100-continue"));
         h.insert("x-app", HeaderValue::from_static("kept"));
         let peer = SocketAddr::from(([10, 1, 2, 3], 5555));
-        prepare_request_headers(&mut h, peer, None);
+        prepare_request_headers(&mut h, forwarded_for(peer), None);
         assert_eq!(
             h.get("x-forwarded-for").map(|v| v.as_bytes()),
             Some(&b"10.1.2.3"[..])
@@ -597,7 +618,11 @@ mod tests {
         h.insert(UPGRADE, HeaderValue::from_static("websocket"));
         let up = upgrade_protocol(&h);
         assert_eq!(up.as_ref().map(|v| v.as_bytes()), Some(&b"websocket"[..]));
-        prepare_request_headers(&mut h, SocketAddr::from(([127, 0, 0, 1], 1)), up);
+        prepare_request_headers(
+            &mut h,
+            forwarded_for(SocketAddr::from(([127, 0, 0, 1], 1))),
+            up,
+        );
         assert_eq!(
             h.get(UPGRADE).map(|v| v.as_bytes()),
             Some(&b"websocket"[..])

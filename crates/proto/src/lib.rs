@@ -12,10 +12,13 @@
 //!   `/.sticky/fence`): paths, the admin token, the health report.
 //! - [`client`]: the async client for the session commands used by web
 //!   servers: one multiplexed, pipelined connection per store.
+//! - [`probe`]: a one-shot `PING` and `INFO` of a store, for operators'
+//!   tools (dashboard, `sticky status`).
 
 pub mod client;
 pub mod command;
 pub mod control;
+pub mod probe;
 pub mod resp;
 pub mod stamp;
 

@@ -26,19 +26,26 @@ struct App {
     server: String,
 }
 
-/// The demo app's routes, wrapped in the session layer.
+/// The demo app's routes: the JSON API wrapped in the session layer; the
+/// page (and any other path, such as a browser's `/favicon.ico`) outside
+/// it, so that the first request touching the session after a failover is
+/// the page's own `GET /api/cart`, which then shows `source: store`.
 pub(crate) fn app(manager: &SessionManager) -> Router {
-    Router::new()
-        .route("/", get(page))
+    let app = App {
+        server: manager.config().server_name.clone(),
+    };
+    let api = Router::new()
         .route("/api/cart", get(cart))
         .route("/api/cart/items", post(add_item))
         .route("/api/cart/remove", post(remove_item))
         .route("/api/cart/clear", post(clear_cart))
         .route("/api/counter", get(counter).post(increment))
-        .with_state(App {
-            server: manager.config().server_name.clone(),
-        })
-        .layer(SessionLayer::new(manager.clone()))
+        .with_state(app.clone())
+        .layer(SessionLayer::new(manager.clone()));
+    Router::new()
+        .route("/", get(page))
+        .with_state(app)
+        .merge(api)
         .layer(DefaultBodyLimit::max(16 * 1024))
 }
 

@@ -4,9 +4,16 @@
 //! Ctrl-C.
 //!
 //! - `plan`: the cluster file `up` generates (ports, names, secret).
-//! - `supervisor`: spawning, health waits, watching, stopping children.
+//! - `supervisor`: spawning, health waits, watching, stopping children;
+//!   carrying out the control API's actions.
+//! - `control`: the control API (list, kill, pause, resume, restart) the
+//!   dashboard reaches through the director.
+//! - `state`: the state file `<dir>/up.json` and the pointer to the latest
+//!   run dir, which `sticky status` reads.
 
+mod control;
 mod plan;
+pub(crate) mod state;
 mod supervisor;
 
 use std::path::PathBuf;
@@ -43,16 +50,18 @@ pub(crate) struct UpArgs {
     /// Replication mode.
     #[arg(long, value_enum, default_value_t = ModeArg::Sync)]
     mode: ModeArg,
-    /// The shop's port (the director); the admin listener is PORT+1, web
-    /// servers PORT+11.., stores PORT+41...
+    /// The shop's port (the director); the admin listener (dashboard) is
+    /// PORT+1, the supervisor's control API PORT+2, web servers PORT+11..,
+    /// stores PORT+41...
     #[arg(long, default_value_t = 8080)]
     port: u16,
     /// Also write the cluster file used here, to start the same cluster
     /// process by process (on several machines, after editing addresses).
     #[arg(long)]
     write_config: Option<PathBuf>,
-    /// Directory for the cluster file and the processes' logs
-    /// [default: a new directory under the system's temp dir].
+    /// Directory for the cluster file, the state file (`up.json`, read by
+    /// `sticky status`) and the processes' logs [default: a new directory
+    /// under the system's temp dir].
     #[arg(long)]
     dir: Option<PathBuf>,
 }
@@ -66,6 +75,10 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(dir.join("logs"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
+    // Recorded in the state file and the pointer: must not depend on our
+    // working directory.
+    let dir =
+        std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
     let config = plan.write(&dir)?;
     if let Some(out) = &args.write_config {
         std::fs::copy(&config, out).with_context(|| format!("cannot write {}", out.display()))?;

@@ -42,6 +42,8 @@ pub(crate) struct Member {
 pub(crate) struct Plan {
     pub(crate) members: Vec<Member>,
     pub(crate) admin: SocketAddr,
+    /// The supervisor's control API (kill, pause, resume, restart).
+    pub(crate) supervisor: SocketAddr,
     pub(crate) secret: String,
     replicas: u16,
     mode: &'static str,
@@ -82,7 +84,8 @@ impl Plan {
             bail!("--replicas {} needs at least as many --stores", a.replicas);
         }
         let admin = local(base + 1)?;
-        for addr in members.iter().map(|m| m.addr).chain([admin]) {
+        let supervisor = local(base + 2)?;
+        for addr in members.iter().map(|m| m.addr).chain([admin, supervisor]) {
             if let Err(e) = TcpListener::bind(addr) {
                 bail!(
                     "port {} is not free ({e}); is another cluster running? pass --port",
@@ -96,6 +99,7 @@ impl Plan {
         Ok(Self {
             members,
             admin,
+            supervisor,
             secret: hex::encode(secret),
             replicas: a.replicas,
             mode: match a.mode {
@@ -123,8 +127,11 @@ impl Plan {
                 Role::Director => {
                     let _ = writeln!(
                         t,
-                        "[director]\nlisten = \"{}\"\nadmin = \"{}\"\n",
-                        m.addr, self.admin
+                        "[director]\nlisten = \"{}\"\nadmin = \"{}\"\n\
+                         # The `sticky up` supervisor: the dashboard's kill, pause,\n\
+                         # resume and restart buttons. Remove it across machines.\n\
+                         supervisor = \"{}\"\n",
+                        m.addr, self.admin, self.supervisor
                     );
                 }
                 Role::Web | Role::Standby => {

@@ -1,35 +1,99 @@
 //! Spawns the cluster's processes, waits until each is healthy, watches
-//! them, and stops them all on Ctrl-C or SIGTERM.
+//! them (reporting any that dies), carries out the control API's kill,
+//! pause, resume and restart, keeps the state file current, and stops
+//! them all on Ctrl-C or SIGTERM.
 
+use std::fs::OpenOptions;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
 
+use super::control::{self, Action, ControlError};
 use super::plan::{Member, Plan, Role};
+use super::state::{self, ProcState, ProcessInfo, UpState};
 
 /// How long each group of processes may take to become healthy.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a process may take to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long a killed process may take to disappear.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+/// Interval of the watch loop.
+const TICK: Duration = Duration::from_millis(200);
+/// Health checks during start-up may take this long each.
+const CHECK_LIMIT: Duration = Duration::from_secs(2);
+/// Health checks of restarted processes, made from the watch loop, may
+/// take this long each (the loop also serves the control API).
+const WATCH_CHECK_LIMIT: Duration = Duration::from_millis(500);
 
-pub(crate) struct Proc {
-    pub(crate) member: Member,
-    child: Child,
+/// One process of the cluster and its current incarnation.
+struct Proc {
+    member: Member,
+    /// `None` once reaped.
+    child: Option<Child>,
     pid: u32,
     log: PathBuf,
-    exited: bool,
+    state: ProcState,
+    exit: Option<String>,
+    restarts: u32,
 }
 
-fn spawn(exe: &Path, config: &Path, member: &Member, logs: &Path) -> anyhow::Result<Proc> {
-    let log = logs.join(format!("{}.log", member.name));
-    let out =
-        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+impl Proc {
+    fn info(&self) -> ProcessInfo {
+        ProcessInfo {
+            name: self.member.name.clone(),
+            role: self.member.role.as_str().into(),
+            addr: self.member.addr,
+            pid: self.pid,
+            state: self.state,
+            exit: self.exit.clone(),
+            restarts: self.restarts,
+            log: self.log.clone(),
+        }
+    }
+
+    fn alive(&self) -> bool {
+        matches!(
+            self.state,
+            ProcState::Starting | ProcState::Running | ProcState::Paused
+        )
+    }
+
+    /// Records the end of the process: `status` if it was reaped.
+    fn exited(&mut self, how: String) {
+        self.child = None;
+        self.state = ProcState::Exited;
+        self.exit = Some(how);
+    }
+}
+
+impl Member {
+    fn role_command(&self) -> &'static str {
+        match self.role {
+            Role::Director => "director",
+            Role::Web | Role::Standby => "web",
+            Role::Store => "store",
+        }
+    }
+}
+
+/// Starts `member` (`sticky <role> --config FILE [--name NAME]`), its
+/// output going to `log` (appended to, so a restart keeps the old log).
+fn spawn(exe: &Path, config: &Path, member: &Member, log: &Path) -> anyhow::Result<Child> {
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
     let err = out
         .try_clone()
         .context("cannot duplicate the log file handle")?;
@@ -51,31 +115,21 @@ fn spawn(exe: &Path, config: &Path, member: &Member, logs: &Path) -> anyhow::Res
         .stdout(out)
         .stderr(err)
         .kill_on_drop(true);
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {}", member.name))?;
-    let pid = child.id().context("child exited at once")?;
-    Ok(Proc {
-        member: member.clone(),
-        child,
-        pid,
-        log,
-        exited: false,
-    })
-}
-
-impl Member {
-    fn role_command(&self) -> &'static str {
-        match self.role {
-            Role::Director => "director",
-            Role::Web | Role::Standby => "web",
-            Role::Store => "store",
-        }
-    }
+    // Its own process group: a Ctrl-C in the terminal (or its hangup)
+    // reaches `sticky up` alone, which then stops the cluster in order,
+    // the director first and the stores last.
+    cmd.process_group(0);
+    cmd.spawn()
+        .with_context(|| format!("cannot start {}", member.name))
 }
 
 /// One HTTP/1.1 GET over a fresh connection; the status code.
-async fn http_status(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<u16> {
+async fn http_status(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    limit: Duration,
+) -> Option<u16> {
     let io = async {
         let mut s = TcpStream::connect(addr).await.ok()?;
         let auth = token
@@ -87,13 +141,10 @@ async fn http_status(addr: SocketAddr, path: &str, token: Option<&str>) -> Optio
         s.read_exact(&mut head).await.ok()?;
         std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
     };
-    tokio::time::timeout(Duration::from_secs(2), io)
-        .await
-        .ok()
-        .flatten()
+    tokio::time::timeout(limit, io).await.ok().flatten()
 }
 
-async fn store_ready(addr: SocketAddr) -> bool {
+async fn store_ready(addr: SocketAddr, limit: Duration) -> bool {
     let io = async {
         let mut s = TcpStream::connect(addr).await.ok()?;
         s.write_all(b"PING\r\n").await.ok()?;
@@ -101,27 +152,7 @@ async fn store_ready(addr: SocketAddr) -> bool {
         s.read_exact(&mut b).await.ok()?;
         Some(&b == b"+PONG\r\n")
     };
-    tokio::time::timeout(Duration::from_secs(2), io)
-        .await
-        .ok()
-        .flatten()
-        == Some(true)
-}
-
-async fn healthy(p: &Proc, plan: &Plan, token: &str) -> bool {
-    match p.member.role {
-        Role::Store => store_ready(p.member.addr).await,
-        Role::Web | Role::Standby => {
-            http_status(
-                p.member.addr,
-                sticky_proto::control::HEALTH_PATH,
-                Some(token),
-            )
-            .await
-                == Some(200)
-        }
-        Role::Director => http_status(plan.admin, "/api/cluster", None).await == Some(200),
-    }
+    tokio::time::timeout(limit, io).await.ok().flatten() == Some(true)
 }
 
 fn tail(path: &Path) -> String {
@@ -130,137 +161,136 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-/// Waits until every process in `group` answers its health check.
-async fn wait_healthy(group: &mut [Proc], plan: &Plan, token: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + START_DEADLINE;
-    for p in group.iter_mut() {
-        loop {
-            if let Some(status) = p.child.try_wait().context("cannot poll a child")? {
-                bail!(
-                    "{} exited during start-up ({status}); its log {}:\n{}",
-                    p.member.name,
-                    p.log.display(),
-                    tail(&p.log)
-                );
-            }
-            if healthy(p, plan, token).await {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} is not healthy after {:?}; see {}",
-                    p.member.name,
-                    START_DEADLINE,
-                    p.log.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    Ok(())
-}
-
-fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+fn signal(pid: u32, sig: Signal) {
     if let Ok(pid) = i32::try_from(pid) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
     }
 }
 
-/// SIGTERM to every live process (director first, stores last), then
-/// SIGKILL to any still running after the grace period.
-async fn stop_all(procs: &mut [Proc]) {
-    for role in [Role::Director, Role::Web, Role::Standby, Role::Store] {
-        for p in procs
-            .iter_mut()
-            .filter(|p| p.member.role == role && !p.exited)
-        {
-            signal(p.pid, nix::sys::signal::Signal::SIGTERM);
+struct Supervisor {
+    plan: Plan,
+    exe: PathBuf,
+    config: PathBuf,
+    dir: PathBuf,
+    token: String,
+    procs: Vec<Proc>,
+}
+
+impl Supervisor {
+    fn start(&mut self, member: &Member) -> anyhow::Result<()> {
+        let log = self.dir.join("logs").join(format!("{}.log", member.name));
+        // A fresh log for a fresh cluster.
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let child = spawn(&self.exe, &self.config, member, &log)?;
+        let pid = child.id().context("child exited at once")?;
+        self.procs.push(Proc {
+            member: member.clone(),
+            child: Some(child),
+            pid,
+            log,
+            state: ProcState::Starting,
+            exit: None,
+            restarts: 0,
+        });
+        Ok(())
+    }
+
+    async fn healthy(&self, p: &Proc, limit: Duration) -> bool {
+        match p.member.role {
+            Role::Store => store_ready(p.member.addr, limit).await,
+            Role::Web | Role::Standby => {
+                http_status(
+                    p.member.addr,
+                    sticky_proto::control::HEALTH_PATH,
+                    Some(&self.token),
+                    limit,
+                )
+                .await
+                    == Some(200)
+            }
+            Role::Director => {
+                http_status(self.plan.admin, "/api/cluster", None, limit).await == Some(200)
+            }
         }
-        for p in procs
-            .iter_mut()
-            .filter(|p| p.member.role == role && !p.exited)
-        {
-            match tokio::time::timeout(STOP_GRACE, p.child.wait()).await {
-                Ok(_) => {}
-                Err(_) => {
-                    eprintln!(
-                        "{} did not stop within {STOP_GRACE:?}; killing it",
-                        p.member.name
+    }
+
+    /// Waits until every process from index `first` on answers its health
+    /// check.
+    async fn wait_healthy(&mut self, first: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_DEADLINE;
+        for i in first..self.procs.len() {
+            loop {
+                let p = &mut self.procs[i];
+                let exited = match p.child.as_mut() {
+                    Some(c) => c.try_wait().context("cannot poll a child")?,
+                    None => None,
+                };
+                if let Some(status) = exited {
+                    p.exited(status.to_string());
+                    bail!(
+                        "{} exited during start-up ({status}); its log {}:\n{}",
+                        p.member.name,
+                        p.log.display(),
+                        tail(&p.log)
                     );
-                    let _ = p.child.kill().await;
                 }
+                if self.healthy(&self.procs[i], CHECK_LIMIT).await {
+                    self.procs[i].state = ProcState::Running;
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let p = &self.procs[i];
+                    bail!(
+                        "{} is not healthy after {:?}; see {}",
+                        p.member.name,
+                        START_DEADLINE,
+                        p.log.display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            p.exited = true;
+        }
+        Ok(())
+    }
+
+    fn state(&self, running: bool) -> UpState {
+        let shop = self
+            .plan
+            .member("director")
+            .map_or_else(String::new, |d| format!("http://{}/", d.addr));
+        UpState {
+            version: 1,
+            pid: std::process::id(),
+            running,
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            shop,
+            dashboard: format!("http://{}/", self.plan.admin),
+            admin: self.plan.admin,
+            supervisor: self.plan.supervisor,
+            processes: self.procs.iter().map(Proc::info).collect(),
         }
     }
-}
 
-fn print_table(procs: &[Proc], plan: &Plan, dir: &Path, config: &Path) {
-    println!(
-        "{:<10} {:<9} {:<22} {:>8}",
-        "NAME", "ROLE", "ADDRESS", "PID"
-    );
-    for p in procs {
-        println!(
-            "{:<10} {:<9} {:<22} {:>8}",
-            p.member.name,
-            p.member.role.as_str(),
-            p.member.addr.to_string(),
-            p.pid
-        );
+    /// Rewrites the state file.
+    fn save(&self, running: bool) {
+        if let Err(e) = self.state(running).write() {
+            tracing::warn!(error = %e, "cannot update the state file");
+        }
     }
-    let shop = plan
-        .member("director")
-        .map_or_else(String::new, |d| d.addr.to_string());
-    println!();
-    println!("shop:       http://{shop}/");
-    println!("dashboard:  http://{}/", plan.admin);
-    println!("cluster:    {}", config.display());
-    println!("logs:       {}", dir.join("logs").display());
-    println!("Ctrl-C stops everything.");
-}
 
-pub(crate) async fn supervise(plan: Plan, config: PathBuf, dir: PathBuf) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot find my own executable")?;
-    let token = sticky_proto::control::admin_token(plan.secret.as_bytes());
-    let logs = dir.join("logs");
-    let mut procs: Vec<Proc> = Vec::new();
-    let started = Instant::now();
-    let result = async {
-        for role in [Role::Store, Role::Web, Role::Director] {
-            let first = procs.len();
-            for m in plan
-                .members
-                .iter()
-                .filter(|m| m.role == role || (role == Role::Web && m.role == Role::Standby))
-            {
-                procs.push(spawn(&exe, &config, m, &logs)?);
+    /// Reaps processes that exited (reporting them) and promotes restarted
+    /// ones that became healthy.
+    async fn watch(&mut self) {
+        let mut changed = false;
+        for i in 0..self.procs.len() {
+            let p = &mut self.procs[i];
+            if !p.alive() {
+                continue;
             }
-            wait_healthy(&mut procs[first..], &plan, &token).await?;
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        stop_all(&mut procs).await;
-        return Err(e);
-    }
-    tracing::info!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "cluster up"
-    );
-    print_table(&procs, &plan, &dir, &config);
-    let stop = crate::shutdown_signal();
-    tokio::pin!(stop);
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            () = &mut stop => break,
-            _ = tick.tick() => {}
-        }
-        for p in procs.iter_mut().filter(|p| !p.exited) {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                p.exited = true;
+            if let Some(Ok(Some(status))) = p.child.as_mut().map(Child::try_wait) {
+                p.exited(status.to_string());
+                changed = true;
                 eprintln!(
                     "!! {} ({}, pid {}) exited: {status}; log {}",
                     p.member.name,
@@ -268,11 +298,306 @@ pub(crate) async fn supervise(plan: Plan, config: PathBuf, dir: PathBuf) -> anyh
                     p.pid,
                     p.log.display()
                 );
+                continue;
+            }
+            if p.state == ProcState::Starting
+                && self.healthy(&self.procs[i], WATCH_CHECK_LIMIT).await
+            {
+                let p = &mut self.procs[i];
+                // It may have been paused while it was checked.
+                if p.state == ProcState::Starting {
+                    p.state = ProcState::Running;
+                    changed = true;
+                    eprintln!(
+                        "{} ({}) is running again, pid {}",
+                        p.member.name,
+                        p.member.role.as_str(),
+                        p.pid
+                    );
+                }
+            }
+        }
+        if changed {
+            self.save(true);
+        }
+    }
+
+    fn find(&self, name: &str) -> Result<usize, ControlError> {
+        self.procs
+            .iter()
+            .position(|p| p.member.name == name)
+            .ok_or_else(|| ControlError::Unknown(name.chars().take(64).collect()))
+    }
+
+    /// SIGKILL and reap.
+    async fn kill(&mut self, i: usize) {
+        let p = &mut self.procs[i];
+        signal(p.pid, Signal::SIGKILL);
+        let how = match p.child.as_mut() {
+            Some(c) => match tokio::time::timeout(KILL_WAIT, c.wait()).await {
+                Ok(Ok(status)) => status.to_string(),
+                _ => "killed (SIGKILL)".into(),
+            },
+            None => "killed (SIGKILL)".into(),
+        };
+        p.exited(how);
+    }
+
+    /// SIGTERM (continuing it if paused), then SIGKILL after the grace
+    /// period; reaps it.
+    async fn stop(&mut self, i: usize) {
+        let p = &mut self.procs[i];
+        signal(p.pid, Signal::SIGTERM);
+        if p.state == ProcState::Paused {
+            signal(p.pid, Signal::SIGCONT);
+        }
+        let Some(child) = p.child.as_mut() else {
+            p.state = ProcState::Stopped;
+            return;
+        };
+        let status = match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+            Ok(Ok(status)) => status.to_string(),
+            _ => {
+                eprintln!(
+                    "{} did not stop within {STOP_GRACE:?}; killing it",
+                    p.member.name
+                );
+                let _ = child.kill().await;
+                "killed (SIGKILL) after SIGTERM".into()
+            }
+        };
+        p.exited(status);
+        p.state = ProcState::Stopped;
+    }
+
+    async fn act(&mut self, name: &str, action: Action) -> Result<ProcessInfo, ControlError> {
+        let i = self.find(name)?;
+        let state = self.procs[i].state;
+        let not = |what: &str| {
+            ControlError::Conflict(format!("{name} is {}: cannot {what} it", state.as_str()))
+        };
+        match action {
+            Action::Kill => {
+                if !self.procs[i].alive() {
+                    return Err(not("kill"));
+                }
+                self.kill(i).await;
+            }
+            Action::Pause => {
+                if !matches!(state, ProcState::Running | ProcState::Starting) {
+                    return Err(not("pause"));
+                }
+                signal(self.procs[i].pid, Signal::SIGSTOP);
+                self.procs[i].state = ProcState::Paused;
+            }
+            Action::Resume => {
+                if state != ProcState::Paused {
+                    return Err(not("resume"));
+                }
+                signal(self.procs[i].pid, Signal::SIGCONT);
+                self.procs[i].state = ProcState::Running;
+            }
+            Action::Restart => {
+                if self.procs[i].alive() {
+                    self.stop(i).await;
+                }
+                let p = &mut self.procs[i];
+                if let Ok(mut f) = OpenOptions::new().append(true).open(&p.log) {
+                    let _ = writeln!(f, "--- restarted by sticky up (was pid {}) ---", p.pid);
+                }
+                let child = spawn(&self.exe, &self.config, &p.member, &p.log)
+                    .map_err(|e| ControlError::Failed(format!("{e:#}")))?;
+                p.pid = child
+                    .id()
+                    .ok_or_else(|| ControlError::Failed(format!("{name} exited at once")))?;
+                p.child = Some(child);
+                p.state = ProcState::Starting;
+                p.exit = None;
+                p.restarts += 1;
+            }
+        }
+        let p = &self.procs[i];
+        eprintln!(
+            "{}: {} ({}, pid {}) is {}",
+            action.as_str(),
+            p.member.name,
+            p.member.role.as_str(),
+            p.pid,
+            p.state.as_str()
+        );
+        self.save(true);
+        Ok(p.info())
+    }
+
+    async fn handle(&mut self, cmd: control::Command) {
+        match cmd {
+            control::Command::List(reply) => {
+                let _ = reply.send(self.procs.iter().map(Proc::info).collect());
+            }
+            control::Command::Act {
+                name,
+                action,
+                reply,
+            } => {
+                let result = self.act(&name, action).await;
+                let _ = reply.send(result);
             }
         }
     }
+
+    /// SIGTERM to every live process (director first, stores last), then
+    /// SIGKILL to any still running after the grace period.
+    async fn stop_all(&mut self) {
+        for role in [Role::Director, Role::Web, Role::Standby, Role::Store] {
+            let group: Vec<usize> = (0..self.procs.len())
+                .filter(|&i| self.procs[i].member.role == role && self.procs[i].alive())
+                .collect();
+            for &i in &group {
+                let p = &self.procs[i];
+                signal(p.pid, Signal::SIGTERM);
+                if p.state == ProcState::Paused {
+                    signal(p.pid, Signal::SIGCONT);
+                }
+            }
+            for &i in &group {
+                self.stop(i).await;
+            }
+        }
+        for p in &mut self.procs {
+            p.state = ProcState::Stopped;
+        }
+    }
+
+    fn print_table(&self) {
+        println!(
+            "{:<10} {:<9} {:<22} {:>8}",
+            "NAME", "ROLE", "ADDRESS", "PID"
+        );
+        for p in &self.procs {
+            println!(
+                "{:<10} {:<9} {:<22} {:>8}",
+                p.member.name,
+                p.member.role.as_str(),
+                p.member.addr.to_string(),
+                p.pid
+            );
+        }
+        let shop = self
+            .plan
+            .member("director")
+            .map_or_else(String::new, |d| d.addr.to_string());
+        println!();
+        println!("shop:       http://{shop}/");
+        println!("dashboard:  http://{}/", self.plan.admin);
+        println!("cluster:    {}", self.config.display());
+        println!("logs:       {}", self.dir.join("logs").display());
+        println!("status:     sticky status --dir {}", self.dir.display());
+        println!("Ctrl-C stops everything.");
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP, listened to from the start: the children
+/// have their own process group, so every one of these signals reaches
+/// `sticky up` alone, which must then stop them (even during start-up).
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("cannot listen for {name}"))
+        };
+        Ok(Self {
+            int: listen(SignalKind::interrupt(), "SIGINT")?,
+            term: listen(SignalKind::terminate(), "SIGTERM")?,
+            hup: listen(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+
+    /// The next stop signal's name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
+}
+
+pub(crate) async fn supervise(plan: Plan, config: PathBuf, dir: PathBuf) -> anyhow::Result<()> {
+    let mut signals = StopSignals::new()?;
+    let exe = std::env::current_exe().context("cannot find my own executable")?;
+    let token = sticky_proto::control::admin_token(plan.secret.as_bytes());
+    let listener = tokio::net::TcpListener::bind(plan.supervisor)
+        .await
+        .with_context(|| format!("cannot listen on {} (control API)", plan.supervisor))?;
+    let (tx, mut commands) = mpsc::channel(16);
+    let api = tokio::spawn(control::serve(listener, token.clone(), tx));
+    let mut sup = Supervisor {
+        plan,
+        exe,
+        config,
+        dir,
+        token,
+        procs: Vec::new(),
+    };
+    let started = Instant::now();
+    let start_up = async {
+        for role in [Role::Store, Role::Web, Role::Director] {
+            let first = sup.procs.len();
+            let members: Vec<Member> = sup
+                .plan
+                .members
+                .iter()
+                .filter(|m| m.role == role || (role == Role::Web && m.role == Role::Standby))
+                .cloned()
+                .collect();
+            for m in &members {
+                sup.start(m)?;
+            }
+            sup.save(true);
+            if role == Role::Store {
+                state::write_pointer(&sup.dir);
+            }
+            sup.wait_healthy(first).await?;
+        }
+        anyhow::Ok(())
+    };
+    let result = tokio::select! {
+        r = start_up => r,
+        name = signals.recv() => Err(anyhow::anyhow!("{name} during start-up")),
+    };
+    if let Err(e) = result {
+        api.abort();
+        sup.stop_all().await;
+        sup.save(false);
+        return Err(e);
+    }
+    sup.save(true);
+    tracing::info!(
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "cluster up"
+    );
+    sup.print_table();
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            name = signals.recv() => {
+                tracing::info!(signal = name, "stopping the cluster");
+                break;
+            }
+            _ = tick.tick() => sup.watch().await,
+            Some(cmd) = commands.recv() => sup.handle(cmd).await,
+        }
+    }
     eprintln!("stopping the cluster…");
-    stop_all(&mut procs).await;
+    api.abort();
+    sup.stop_all().await;
+    sup.save(false);
     eprintln!("stopped.");
     Ok(())
 }

@@ -20,6 +20,11 @@
 //!   id that no store has).
 //! - [`FakeStore`]: a TCP listener that plays a broken store (hangs, or
 //!   answers garbage).
+//! - [`CookieJar`]: a client keeping every cookie (route and session), for
+//!   talking to the shop through the director.
+//! - [`UpProcess`]: a whole `sticky up` cluster on a free port range, with
+//!   `sticky status --json` and the director's `/api/cluster` at hand;
+//!   [`pid_alive`].
 //!
 //! Deadlines are generous: tests share a small, loaded machine.
 
@@ -1265,4 +1270,507 @@ pub fn copies_by_store(
             (id.clone(), copies)
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------
+// A cookie jar for the director
+// ---------------------------------------------------------------------------
+
+/// An HTTP client keeping every cookie it is given (the director's route
+/// cookie as well as the session cookie), like one browser tab talking to
+/// the director.
+#[derive(Debug, Clone, Default)]
+pub struct CookieJar {
+    /// Cookie names and values.
+    pub cookies: BTreeMap<String, String>,
+}
+
+impl CookieJar {
+    /// An empty jar.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends a request with the jar's cookies (and `json` as the body, if
+    /// given) and updates the jar from `Set-Cookie`. Errors are returned
+    /// (a request during a failover may fail); see [`CookieJar::request`].
+    pub fn try_request(
+        &mut self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        json: Option<&Value>,
+    ) -> io::Result<HttpResponse> {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if !cookie.is_empty() {
+            headers.push(("Cookie", &cookie));
+        }
+        let body = json.map(|j| serde_json::to_vec(j).unwrap());
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        let r = http_request(addr, method, path, &headers, body.as_deref())?;
+        for line in r.headers_all("set-cookie") {
+            let mut parts = line.split(';');
+            let Some((k, v)) = parts.next().and_then(|p| p.trim().split_once('=')) else {
+                continue;
+            };
+            let removed = v.is_empty() || parts.any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+            if removed {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        Ok(r)
+    }
+
+    /// [`try_request`](Self::try_request), panicking on I/O errors.
+    pub fn request(
+        &mut self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        json: Option<&Value>,
+    ) -> HttpResponse {
+        self.try_request(addr, method, path, json)
+            .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+    }
+
+    /// `POST /api/cart/items {"item": item}`, which must answer 200.
+    pub fn add_item(&mut self, addr: SocketAddr, item: &str) -> Answer {
+        let body = serde_json::json!({ "item": item });
+        Answer::from(&self.request(addr, "POST", "/api/cart/items", Some(&body)))
+    }
+
+    /// `GET /api/cart`, which must answer 200.
+    pub fn cart(&mut self, addr: SocketAddr) -> Answer {
+        Answer::from(&self.request(addr, "GET", "/api/cart", None))
+    }
+
+    /// The session id (the session cookie's value before the `.`).
+    pub fn session_id(&self) -> Option<String> {
+        self.cookies
+            .get(COOKIE_NAME)
+            .and_then(|c| c.split_once('.'))
+            .map(|(id, _)| id.to_owned())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// sticky up
+// ---------------------------------------------------------------------------
+
+/// How long `sticky up` may take to print its table (the issue's promise).
+pub const UP_DEADLINE: Duration = Duration::from_secs(60);
+/// How long `sticky up` may take to stop everything after SIGINT.
+pub const UP_STOP_DEADLINE: Duration = Duration::from_secs(60);
+/// The last line `sticky up` prints once everything is up.
+pub const UP_READY_LINE: &str = "Ctrl-C stops everything.";
+/// How many port ranges [`UpProcess::start`] tries.
+const UP_PORT_ATTEMPTS: usize = 8;
+
+/// A `sticky up` child process: a whole local cluster (director, web
+/// servers, standby, stores) on a free range of loopback ports, in its own
+/// run dir, with its own `HOME` (so its `~/.sticky/last-up` pointer is
+/// private to the test). Dropping it stops the cluster with SIGINT, and
+/// kills with SIGKILL whatever is left after [`UP_STOP_DEADLINE`].
+pub struct UpProcess {
+    child: Child,
+    /// The shop's port; the admin listener is `port + 1`, the
+    /// supervisor's control API `port + 2`.
+    pub port: u16,
+    /// The run dir (`--dir`).
+    pub dir: PathBuf,
+    /// The `HOME` given to `sticky up` and to `sticky status`.
+    pub home: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    /// How long `sticky up` took to print its table.
+    pub started_in: Duration,
+    exited: Option<ExitStatus>,
+}
+
+impl UpProcess {
+    /// Runs `sticky up --port P --dir D EXTRA_ARGS...` on a free port range
+    /// (below the ephemeral range, so no other test's sockets take its
+    /// ports) and waits until it printed its table; panics (showing its
+    /// output) if it fails or takes longer than [`UP_DEADLINE`].
+    pub fn start(extra_args: &[&str]) -> UpProcess {
+        let mut last = String::new();
+        for _ in 0..UP_PORT_ATTEMPTS {
+            // Ports base..base+60 are used; ranges on a 100-port grid.
+            let base = 10_000 + (random_u64() % 220) as u16 * 100;
+            let mut up = Self::spawn(base, extra_args);
+            match up.wait_ready() {
+                Ok(()) => return up,
+                Err(out) if out.contains("is not free") => {
+                    eprintln!("port range {base} is taken; trying another");
+                    last = out;
+                }
+                Err(out) => panic!(
+                    "sticky up {extra_args:?} failed (run dir {}):\n{out}",
+                    up.dir.display()
+                ),
+            }
+        }
+        panic!("sticky up found no free port range in {UP_PORT_ATTEMPTS} attempts:\n{last}");
+    }
+
+    fn spawn(port: u16, extra_args: &[&str]) -> UpProcess {
+        let dir = temp_path("sticky-up", "d");
+        std::fs::create_dir_all(&dir).expect("create the run dir");
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).expect("create the test's HOME");
+        let stdout = dir.join("up.stdout");
+        let stderr = dir.join("up.stderr");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("STICKY_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env_remove("XDG_RUNTIME_DIR")
+            .env("HOME", &home)
+            .env("NO_COLOR", "1")
+            .args(["up", "--port", &port.to_string(), "--dir"])
+            .arg(&dir)
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).expect("create up.stdout"))
+            .stderr(File::create(&stderr).expect("create up.stderr"));
+        let started = Instant::now();
+        let child = cmd.spawn().expect("spawn sticky up");
+        UpProcess {
+            child,
+            port,
+            dir,
+            home,
+            stdout,
+            stderr,
+            started_in: started.elapsed(),
+            exited: None,
+        }
+    }
+
+    /// Waits for the ready line; `Err(output)` if `sticky up` exits first.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
+            if self.stdout_text().contains(UP_READY_LINE) {
+                self.started_in += start.elapsed();
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.exited = Some(status);
+                return Err(format!("exited with {status}\n{}", self.output()));
+            }
+            if start.elapsed() > UP_DEADLINE {
+                panic!(
+                    "sticky up did not print its table within {UP_DEADLINE:?}:\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The director's public listener (the shop).
+    pub fn shop(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The director's admin listener (the dashboard).
+    pub fn admin(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port + 1))
+    }
+
+    /// The supervisor's control API.
+    pub fn supervisor(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port + 2))
+    }
+
+    /// The `sticky up` process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What `sticky up` printed on standard output so far.
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// What `sticky up` printed on standard error so far.
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout_text(),
+            self.stderr_text()
+        )
+    }
+
+    /// The table's rows: `(name, role, address, pid)`.
+    pub fn table(&self) -> Vec<(String, String, SocketAddr, u32)> {
+        self.stdout_text()
+            .lines()
+            .skip_while(|l| !l.starts_with("NAME"))
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                assert_eq!(f.len(), 4, "bad table row {l:?}");
+                (
+                    f[0].to_owned(),
+                    f[1].to_owned(),
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// The cluster file `sticky up` wrote.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("cluster.toml")
+    }
+
+    /// The admin token of the cluster (from its cluster file's secret).
+    pub fn token(&self) -> String {
+        let text = std::fs::read_to_string(self.config_path()).expect("read cluster.toml");
+        let secret = text
+            .lines()
+            .find_map(|l| l.strip_prefix("secret = \""))
+            .and_then(|s| s.strip_suffix('"'))
+            .expect("a secret in cluster.toml");
+        admin_token(secret)
+    }
+
+    /// Runs `sticky ARGS...` with this cluster's `HOME`; its output.
+    pub fn sticky(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("STICKY_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env_remove("XDG_RUNTIME_DIR")
+            .env("HOME", &self.home)
+            .env("NO_COLOR", "1")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sticky")
+    }
+
+    /// `sticky status --json --dir DIR`, parsed; panics unless it succeeds.
+    pub fn status_json(&self) -> Value {
+        let dir = self.dir.to_string_lossy().into_owned();
+        let out = self.sticky(&["status", "--json", "--dir", &dir]);
+        assert!(
+            out.status.success(),
+            "sticky status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "sticky status --json printed no JSON ({e}):\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// The entry of process `name` in [`status_json`](Self::status_json).
+    pub fn status_of(&self, name: &str) -> Value {
+        let status = self.status_json();
+        status["processes"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no process {name:?} in sticky status: {status:#}"))
+    }
+
+    /// The current PID of process `name`, from `sticky status --json`.
+    pub fn pid_of(&self, name: &str) -> u32 {
+        let p = self.status_of(name);
+        p["pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or_else(|| panic!("no pid for {name}: {p}"))
+    }
+
+    /// Every process's PID, from the state file.
+    pub fn state_pids(&self) -> Vec<(String, u32)> {
+        let text = std::fs::read_to_string(self.dir.join("up.json")).unwrap_or_default();
+        let Ok(state) = serde_json::from_str::<Value>(&text) else {
+            return Vec::new();
+        };
+        state["processes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                Some((
+                    p["name"].as_str()?.to_owned(),
+                    u32::try_from(p["pid"].as_u64()?).ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The director's `/api/cluster`.
+    pub fn cluster(&self) -> Value {
+        http_request(self.admin(), "GET", "/api/cluster", &[], None)
+            .expect("GET /api/cluster")
+            .json_ok()
+    }
+
+    /// Waits until the director reports every web server up and ready
+    /// (and every store up, if it reports stores).
+    pub fn wait_all_up(&self) {
+        self.wait_all_up_but(&[]);
+    }
+
+    /// [`wait_all_up`](Self::wait_all_up), ignoring the processes named in
+    /// `except` (e.g. one that was killed).
+    pub fn wait_all_up_but(&self, except: &[&str]) {
+        let counts = |v: &Value| !except.iter().any(|n| v["name"] == *n);
+        let mut last = Value::Null;
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = http_request(self.admin(), "GET", "/api/cluster", &[], None) {
+                if r.status == 200 {
+                    last = r.json();
+                    let servers_up = last["servers"].as_array().is_some_and(|s| {
+                        !s.is_empty()
+                            && s.iter()
+                                .filter(|s| counts(s))
+                                .all(|s| s["state"] == "up" && s["ready"] == true)
+                    });
+                    let stores_up = last["stores"]
+                        .as_array()
+                        .is_none_or(|s| s.iter().filter(|s| counts(s)).all(|s| s["state"] == "up"));
+                    if servers_up && stores_up {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                start.elapsed() < UP_DEADLINE,
+                "the cluster is not all up after {UP_DEADLINE:?}: {last:#}"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Whether `sticky up` still runs.
+    pub fn is_running(&mut self) -> bool {
+        if self.exited.is_some() {
+            return false;
+        }
+        match self.child.try_wait().expect("try_wait") {
+            Some(status) => {
+                self.exited = Some(status);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Sends SIGINT (what Ctrl-C sends) and waits for `sticky up` to exit;
+    /// panics if it has not within [`UP_STOP_DEADLINE`].
+    pub fn interrupt(&mut self) -> ExitStatus {
+        if let Some(status) = self.exited {
+            return status;
+        }
+        signal(self.pid(), "INT");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.exited = Some(status);
+                return status;
+            }
+            if start.elapsed() > UP_STOP_DEADLINE {
+                panic!(
+                    "sticky up still runs {UP_STOP_DEADLINE:?} after SIGINT:\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Whether process `pid` exists (and is not a zombie).
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+impl Drop for UpProcess {
+    fn drop(&mut self) {
+        let pids = self.state_pids();
+        if self.exited.is_none() {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.pid().to_string()])
+                .status();
+            let start = Instant::now();
+            while self.child.try_wait().ok().flatten().is_none() {
+                if start.elapsed() > UP_STOP_DEADLINE {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+                std::thread::sleep(POLL);
+            }
+        }
+        // Whatever is left (sticky up killed, or a child it lost) goes too.
+        for (name, pid) in pids {
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*self.dir.to_string_lossy()));
+            if ours && pid_alive(pid) {
+                eprintln!("{name} (pid {pid}) outlived sticky up: killing it");
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- sticky up (run dir {}, logs in {}/logs) ---\n{}",
+                self.dir.display(),
+                self.dir.display(),
+                self.output()
+            );
+            for entry in std::fs::read_dir(self.dir.join("logs"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!(
+                    "--- {} (last 30 lines) ---\n{}",
+                    entry.path().display(),
+                    lines[lines.len().saturating_sub(30)..].join("\n")
+                );
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }

@@ -10,7 +10,8 @@
 //! - [`wait_until`]: polls a condition until a deadline; use it instead of
 //!   fixed sleeps.
 //! - [`require_program`]: skips a test loudly when an external program
-//!   (e.g. `redis-cli`) is missing, except in CI (`CI` set) where it fails.
+//!   (e.g. `redis-cli`) is missing, except in CI (`CI` set) where it fails;
+//!   [`require_program_from`] names the package to install.
 //! - [`Resp`], [`RespConn`], [`resp_cmd`], [`read_reply`]: a tiny blocking
 //!   RESP2/RESP3 client that shows replies exactly as sent on the wire.
 //! - [`redis_connection`]: a synchronous `redis` crate connection, for
@@ -71,6 +72,20 @@ pub fn require_program(name: &str) -> bool {
         return true;
     }
     let msg = format!("SKIPPED: {name} is not installed (apt-get install redis-tools)");
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg}; CI is set, so this test must run");
+    }
+    eprintln!("\n{}\n{msg}\n{}\n", "=".repeat(72), "=".repeat(72));
+    false
+}
+
+/// [`require_program`] for a program that Debian's package `package`
+/// provides (the `SKIPPED` line says what to install).
+pub fn require_program_from(name: &str, package: &str) -> bool {
+    if find_program(name).is_some() {
+        return true;
+    }
+    let msg = format!("SKIPPED: {name} is not installed (apt-get install {package})");
     if std::env::var_os("CI").is_some() {
         panic!("{msg}; CI is set, so this test must run");
     }

@@ -1,0 +1,157 @@
+//! What `sticky up` tells other commands about the cluster it runs: the
+//! state file `<run dir>/up.json` (rewritten whenever a process starts,
+//! restarts or stops), the pointer to the latest run dir, and the process
+//! records its control API answers with. `sticky status` reads them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// Name of the state file in the run dir.
+pub(crate) const STATE_FILE: &str = "up.json";
+
+/// A process's life as the supervisor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ProcState {
+    /// Started, not healthy yet.
+    Starting,
+    /// Started and healthy (or was, last time it was checked).
+    Running,
+    /// Stopped with SIGSTOP (`pause`); SIGCONT (`resume`) continues it.
+    Paused,
+    /// Exited or killed; `restart` starts it again.
+    Exited,
+    /// Stopped with the rest of the cluster.
+    Stopped,
+}
+
+impl ProcState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ProcState::Starting => "starting",
+            ProcState::Running => "running",
+            ProcState::Paused => "paused",
+            ProcState::Exited => "exited",
+            ProcState::Stopped => "stopped",
+        }
+    }
+}
+
+/// One process of the cluster: what `GET /api/processes` lists and the
+/// state file records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ProcessInfo {
+    /// `director`, `ws1`, `s1`...
+    pub(crate) name: String,
+    /// `director`, `web`, `standby` or `store`.
+    pub(crate) role: String,
+    /// Where it serves (the director: its public listener).
+    pub(crate) addr: SocketAddr,
+    /// Its current (or last) process id.
+    pub(crate) pid: u32,
+    /// Its life.
+    pub(crate) state: ProcState,
+    /// How it ended, once exited (`signal: 9 (SIGKILL)`...).
+    pub(crate) exit: Option<String>,
+    /// Times it was restarted.
+    pub(crate) restarts: u32,
+    /// Its standard output and error.
+    pub(crate) log: PathBuf,
+}
+
+/// The state file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct UpState {
+    /// Format version.
+    pub(crate) version: u32,
+    /// The `sticky up` process.
+    pub(crate) pid: u32,
+    /// False once `sticky up` stopped the cluster.
+    pub(crate) running: bool,
+    /// The run dir.
+    pub(crate) dir: PathBuf,
+    /// The cluster file the processes read.
+    pub(crate) config: PathBuf,
+    /// The shop's URL (the director's public listener).
+    pub(crate) shop: String,
+    /// The dashboard's URL (the director's admin listener).
+    pub(crate) dashboard: String,
+    /// The director's admin listener.
+    pub(crate) admin: SocketAddr,
+    /// The supervisor's control API.
+    pub(crate) supervisor: SocketAddr,
+    /// Every process, in the order they start: stores, web servers, the
+    /// director.
+    pub(crate) processes: Vec<ProcessInfo>,
+}
+
+impl UpState {
+    /// Writes `<dir>/up.json` atomically (a temporary file renamed over it).
+    pub(crate) fn write(&self) -> anyhow::Result<()> {
+        let path = self.dir.join(STATE_FILE);
+        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        let mut text = serde_json::to_vec_pretty(self).context("cannot encode the state")?;
+        text.push(b'\n');
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Reads the state file of the run dir `dir`.
+    pub(crate) fn read(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(STATE_FILE);
+        let text = std::fs::read(&path).with_context(|| {
+            format!(
+                "cannot read {} (is {} the directory of a `sticky up`?)",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        serde_json::from_slice(&text).with_context(|| format!("{} is unreadable", path.display()))
+    }
+}
+
+/// Where the path of the latest run dir is kept:
+/// `$XDG_RUNTIME_DIR/sticky/last-up` when that variable is set, else
+/// `~/.sticky/last-up`.
+pub(crate) fn pointer_path() -> Option<PathBuf> {
+    if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(run).join("sticky").join("last-up"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|home| PathBuf::from(home).join(".sticky").join("last-up"))
+}
+
+/// Points [`pointer_path`] at `dir`. Failing to is not fatal: `sticky
+/// status --dir` still works.
+pub(crate) fn write_pointer(dir: &Path) {
+    let Some(path) = pointer_path() else {
+        return;
+    };
+    let result = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&path, format!("{}\n", dir.display())));
+    if let Err(e) = result {
+        tracing::warn!(file = %path.display(), error = %e, "cannot record the run dir for `sticky status`");
+    }
+}
+
+/// The run dir [`pointer_path`] names.
+pub(crate) fn read_pointer() -> anyhow::Result<PathBuf> {
+    let path =
+        pointer_path().context("neither XDG_RUNTIME_DIR nor HOME is set: pass --dir or --admin")?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no `sticky up` recorded in {} (start one, or pass --dir or --admin)",
+            path.display()
+        )
+    })?;
+    let dir = text.trim();
+    anyhow::ensure!(!dir.is_empty(), "{} is empty", path.display());
+    Ok(PathBuf::from(dir))
+}

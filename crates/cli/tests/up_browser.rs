@@ -1,0 +1,300 @@
+//! A real browser against `sticky up`: headless Chromium, driven through
+//! chromedriver (WebDriver, with fantoccini), opens the shop through the
+//! director and adds items by clicking; the test kills the web server the
+//! page names with `kill -9`; the browser reloads and shows the same cart,
+//! now from another server which found the session in a store. Then it
+//! opens the dashboard, checks that it renders the cluster, and saves a
+//! screenshot as `target/test-artifacts/dashboard.png` (and the shop's as
+//! `shop-after-failover.png`).
+//!
+//! Needs Debian's `chromium` and `chromium-driver`: skipped loudly when
+//! they are missing, except in CI, where it must run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster_support;
+mod support;
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster_support::{signal, UpProcess};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use support::{find_program, free_port, require_program_from, temp_path, wait_until, DEADLINE};
+
+/// How long the browser may take to show what a step expects.
+const BROWSER_DEADLINE: Duration = Duration::from_secs(30);
+/// How long chromedriver may take to start.
+const DRIVER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Where test artifacts go: `target/test-artifacts`.
+fn artifacts() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tmp.parent().unwrap_or(tmp).join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
+    dir
+}
+
+/// A chromedriver child process on a free port. Killed on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        for _ in 0..5 {
+            let port = free_port();
+            let log = temp_path("chromedriver", "log");
+            let out = File::create(&log).unwrap();
+            let child = Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .expect("start chromedriver");
+            let mut d = Driver { child, port, log };
+            let start = Instant::now();
+            loop {
+                // (chromedriver keeps connections open whatever the
+                // request says, so its log and its port tell when it is up.)
+                let ready = d.log_text().contains("started successfully")
+                    && std::net::TcpStream::connect(d.addr()).is_ok();
+                if ready {
+                    return d;
+                }
+                if d.child.try_wait().unwrap().is_some() {
+                    eprintln!(
+                        "chromedriver exited (port {port} taken?):\n{}",
+                        d.log_text()
+                    );
+                    break;
+                }
+                assert!(
+                    start.elapsed() < DRIVER_DEADLINE,
+                    "chromedriver not ready within {DRIVER_DEADLINE:?}:\n{}",
+                    d.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("chromedriver could not start");
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- chromedriver log ---\n{}", self.log_text());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// A headless Chromium session with a fresh profile.
+async fn browser(driver: &Driver, profile: &Path) -> Client {
+    let chromium = find_program("chromium").expect("chromium on PATH");
+    let caps = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--no-proxy-server",
+                "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        },
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://{}", driver.addr()))
+        .await
+        .unwrap_or_else(|e| panic!("cannot start Chromium through chromedriver: {e}"))
+}
+
+/// The text of the element with id `id` ("" if it is not there yet).
+async fn text(c: &Client, id: &str) -> String {
+    match c.find(Locator::Id(id)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits until element `id`'s text satisfies `ok`; its text then.
+async fn wait_text(c: &Client, id: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let t = text(c, id).await;
+        if ok(&t) {
+            return t;
+        }
+        if start.elapsed() > BROWSER_DEADLINE {
+            let error = text(c, "error").await;
+            panic!(
+                "#{id} is {t:?}, not {what}, after {BROWSER_DEADLINE:?} (page error: {error:?})"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The cart's items as the page lists them (each `<li>` is "item remove").
+async fn cart_items(c: &Client) -> Vec<String> {
+    let mut items = Vec::new();
+    for li in c.find_all(Locator::Css("#items li")).await.unwrap() {
+        let t = li.text().await.unwrap();
+        items.push(t.trim_end_matches("remove").trim().to_owned());
+    }
+    items
+}
+
+async fn screenshot(c: &Client, name: &str) -> PathBuf {
+    let png = c.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let path = artifacts().join(name);
+    std::fs::write(&path, png).expect("write the screenshot");
+    eprintln!("screenshot: {}", path.display());
+    path
+}
+
+#[test]
+fn browser_keeps_its_cart_when_its_server_is_killed_and_dashboard_renders() {
+    if !require_program_from("chromium", "chromium")
+        || !require_program_from("chromedriver", "chromium-driver")
+    {
+        return;
+    }
+    let up = UpProcess::start(&[]);
+    up.wait_all_up();
+    let driver = Driver::start();
+    let profile = temp_path("chromium-profile", "d");
+    std::fs::create_dir_all(&profile).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = rt.block_on(browser(&driver, &profile));
+    let shop = format!("http://{}/", up.shop());
+    let admin = format!("http://{}/", up.admin());
+
+    // Open the shop and add three items by clicking.
+    let server = rt.block_on(async {
+        c.goto(&shop).await.unwrap();
+        wait_text(&c, "source", "new (an empty cart)", |t| {
+            t == "new" || t == "cache"
+        })
+        .await;
+        for (n, product) in ["apple", "bread", "cheese"].iter().enumerate() {
+            c.find(Locator::Id(&format!("add-{product}")))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            let want = (n + 1).to_string();
+            wait_text(&c, "count", &want, |t| t == want).await;
+        }
+        assert_eq!(cart_items(&c).await, ["apple", "bread", "cheese"]);
+        assert_eq!(text(&c, "source").await, "cache");
+        text(&c, "server").await
+    });
+    assert!(
+        server.starts_with("ws"),
+        "the page names its server: {server:?}"
+    );
+
+    // Kill that server.
+    let pid = up.pid_of(&server);
+    signal(pid, "KILL");
+    wait_until(DEADLINE, &format!("{server} is reported exited"), || {
+        up.status_of(&server)["process"] == "exited"
+    });
+
+    // Reload: the same cart, from another server, which found it in a store.
+    rt.block_on(async {
+        c.refresh().await.unwrap();
+        let source = wait_text(&c, "source", "store", |t| t != "…" && !t.is_empty()).await;
+        let now = text(&c, "server").await;
+        assert_ne!(now, server, "another server serves the page");
+        assert_eq!(now, "ws4", "the standby takes the killed server's clients");
+        assert_eq!(source, "store", "the session came from a store");
+        assert_eq!(text(&c, "count").await, "3");
+        assert_eq!(cart_items(&c).await, ["apple", "bread", "cheese"]);
+        screenshot(&c, "shop-after-failover.png").await;
+        // The next change is served from the new server's cache.
+        c.find(Locator::Id("add-dates"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&c, "count", "4", |t| t == "4").await;
+        assert_eq!(text(&c, "source").await, "cache");
+    });
+
+    // The dashboard renders the cluster: every web server and store, the
+    // killed server down, and the processes sticky up runs.
+    rt.block_on(async {
+        c.goto(&admin).await.unwrap();
+        let start = Instant::now();
+        loop {
+            let page = c
+                .find(Locator::Css("main"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let rendered = ["ws1", "ws2", "ws3", "ws4", "s1", "s2", "s3", "director"]
+                .iter()
+                .all(|n| page.contains(n))
+                && page.contains("down")
+                && page.contains("restart");
+            if rendered {
+                break;
+            }
+            assert!(
+                start.elapsed() < BROWSER_DEADLINE,
+                "the dashboard does not show the cluster:\n{page}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let png = screenshot(&c, "dashboard.png").await;
+        assert!(
+            std::fs::metadata(png).unwrap().len() > 10_000,
+            "a real picture"
+        );
+        c.close().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&profile);
+}

@@ -1,0 +1,250 @@
+//! The `sticky up` supervisor's control API (what the dashboard's kill,
+//! pause, resume and restart buttons call), directly with the admin token
+//! and through the director's admin listener, which proxies it without
+//! one; and that the supervisor keeps watching the processes it restarted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster_support;
+mod support;
+
+use std::net::SocketAddr;
+
+use cluster_support::{http_request, pid_alive, signal, CookieJar, HttpResponse, UpProcess};
+use serde_json::Value;
+use support::{wait_until, DEADLINE};
+
+fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> HttpResponse {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    http_request(addr, method, path, &headers, None)
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+}
+
+/// `POST /api/processes/NAME/ACTION` on the supervisor, which must answer
+/// 200: the process's entry.
+fn act(up: &UpProcess, name: &str, action: &str) -> Value {
+    let r = call(
+        up.supervisor(),
+        "POST",
+        &format!("/api/processes/{name}/{action}"),
+        Some(&up.token()),
+    );
+    assert_eq!(r.status, 200, "{action} {name}: {r:?}");
+    r.json()
+}
+
+fn pid(entry: &Value) -> u32 {
+    u32::try_from(entry["pid"].as_u64().unwrap()).unwrap()
+}
+
+/// The `/proc` state letter of `pid` (`T` when stopped).
+fn proc_state(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn server_state(up: &UpProcess, name: &str) -> String {
+    up.cluster()["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .map(|s| s["state"].as_str().unwrap_or("").to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn control_api_kills_pauses_resumes_and_restarts_processes() {
+    let up = UpProcess::start(&[]);
+    up.wait_all_up();
+    let token = up.token();
+
+    // The token is required.
+    let r = call(up.supervisor(), "GET", "/api/processes", None);
+    assert_eq!(r.status, 401, "{r:?}");
+    let r = call(up.supervisor(), "GET", "/api/processes", Some("0badc0de"));
+    assert_eq!(r.status, 401, "{r:?}");
+    let r = call(
+        up.supervisor(),
+        "POST",
+        "/api/processes/ws1/kill",
+        Some("0badc0de"),
+    );
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(pid_alive(up.pid_of("ws1")), "nothing was killed");
+
+    // The list matches the table.
+    let list = call(up.supervisor(), "GET", "/api/processes", Some(&token)).json_ok();
+    assert_eq!(list["supervisor_pid"], up.pid());
+    let procs = list["processes"].as_array().unwrap();
+    let table = up.table();
+    assert_eq!(procs.len(), table.len());
+    for (name, role, addr, pid) in &table {
+        let p = procs.iter().find(|p| p["name"] == name.as_str()).unwrap();
+        assert_eq!(
+            (&p["role"], &p["addr"], &p["pid"], &p["state"]),
+            (
+                &Value::from(role.as_str()),
+                &Value::from(addr.to_string()),
+                &Value::from(*pid),
+                &Value::from("running")
+            )
+        );
+    }
+
+    // Unknown names and actions.
+    let r = call(
+        up.supervisor(),
+        "POST",
+        "/api/processes/ws9/kill",
+        Some(&token),
+    );
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = call(
+        up.supervisor(),
+        "POST",
+        "/api/processes/ws1/explode",
+        Some(&token),
+    );
+    assert_eq!(r.status, 404, "{r:?}");
+
+    // Pause: SIGSTOP; the director finds it down.
+    let ws1 = up.pid_of("ws1");
+    let e = act(&up, "ws1", "pause");
+    assert_eq!(e["state"], "paused");
+    assert_eq!(pid(&e), ws1);
+    wait_until(DEADLINE, "ws1 is stopped", || proc_state(ws1) == "T");
+    wait_until(DEADLINE, "the director marks ws1 down", || {
+        server_state(&up, "ws1") == "down"
+    });
+    assert_eq!(up.status_of("ws1")["state"], "paused");
+    let r = call(
+        up.supervisor(),
+        "POST",
+        "/api/processes/ws1/pause",
+        Some(&token),
+    );
+    assert_eq!(r.status, 409, "{r:?}");
+
+    // Resume: SIGCONT; it comes back (fenced, with a new epoch).
+    let e = act(&up, "ws1", "resume");
+    assert_eq!(e["state"], "running");
+    wait_until(DEADLINE, "ws1 runs", || proc_state(ws1) != "T");
+    wait_until(DEADLINE, "the director routes to ws1 again", || {
+        server_state(&up, "ws1") == "up"
+    });
+    let r = call(
+        up.supervisor(),
+        "POST",
+        "/api/processes/ws1/resume",
+        Some(&token),
+    );
+    assert_eq!(r.status, 409, "{r:?}");
+
+    // Kill: SIGKILL; gone when the answer comes.
+    let s2 = up.pid_of("s2");
+    let e = act(&up, "s2", "kill");
+    assert_eq!(e["state"], "exited");
+    assert!(e["exit"].as_str().unwrap().contains("9"), "{e}");
+    assert!(!pid_alive(s2), "s2 is gone");
+    let r = call(
+        up.supervisor(),
+        "POST",
+        "/api/processes/s2/kill",
+        Some(&token),
+    );
+    assert_eq!(r.status, 409, "{r:?}");
+
+    // Restart an exited store: a new PID, running once it answers PING.
+    let e = act(&up, "s2", "restart");
+    let s2_new = pid(&e);
+    assert_ne!(s2_new, s2);
+    assert_eq!(e["restarts"], 1);
+    assert!(e["state"] == "starting" || e["state"] == "running", "{e}");
+    wait_until(DEADLINE, "s2 runs again", || {
+        let s = up.status_of("s2");
+        s["process"] == "running" && s["state"] == "up" && s["pid"] == s2_new
+    });
+
+    // Restart a running web server: stopped, started again.
+    let ws2 = up.pid_of("ws2");
+    let e = act(&up, "ws2", "restart");
+    let ws2_new = pid(&e);
+    assert_ne!(ws2_new, ws2);
+    assert!(!pid_alive(ws2), "the old ws2 is gone");
+    wait_until(DEADLINE, "the director routes to the new ws2", || {
+        up.status_of("ws2")["process"] == "running" && server_state(&up, "ws2") == "up"
+    });
+
+    // The supervisor keeps watching what it restarted.
+    signal(ws2_new, "KILL");
+    wait_until(DEADLINE, "the restarted ws2's death is seen", || {
+        up.status_of("ws2")["process"] == "exited"
+    });
+    assert!(
+        up.stderr_text()
+            .contains(&format!("ws2 (web, pid {ws2_new}) exited")),
+        "{}",
+        up.stderr_text()
+    );
+
+    // Restart the director: the shop works again.
+    let director = up.pid_of("director");
+    let e = act(&up, "director", "restart");
+    assert_ne!(pid(&e), director);
+    wait_until(DEADLINE, "the director is back", || {
+        up.status_of("director")["process"] == "running"
+    });
+    up.wait_all_up_but(&["ws2"]);
+    let mut jar = CookieJar::new();
+    let a = jar.add_item(up.shop(), "after-restarts");
+    assert_eq!(a.items(), ["after-restarts"]);
+}
+
+#[test]
+fn director_proxies_the_control_api_and_ctrl_c_stops_paused_processes() {
+    let mut up = UpProcess::start(&[]);
+    up.wait_all_up();
+
+    // Through the director's admin listener: no token needed.
+    let list = call(up.admin(), "GET", "/api/processes", None).json_ok();
+    assert_eq!(list["processes"].as_array().unwrap().len(), 8, "{list}");
+    let ws3 = up.pid_of("ws3");
+    let r = call(up.admin(), "POST", "/api/processes/ws3/pause", None);
+    assert_eq!(r.json_ok()["state"], "paused", "{r:?}");
+    wait_until(DEADLINE, "ws3 is stopped", || proc_state(ws3) == "T");
+    // Errors come through as they are.
+    let r = call(up.admin(), "POST", "/api/processes/ws3/pause", None);
+    assert_eq!(r.status, 409, "{r:?}");
+    let r = call(up.admin(), "POST", "/api/processes/nobody/kill", None);
+    assert_eq!(r.status, 404, "{r:?}");
+    // A web page elsewhere cannot press the buttons.
+    let r = http_request(
+        up.admin(),
+        "POST",
+        "/api/processes/ws1/kill",
+        &[("Origin", "http://evil.example")],
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(pid_alive(up.pid_of("ws1")));
+
+    // Ctrl-C stops everything, the paused server included, without
+    // resorting to SIGKILL.
+    let pids: Vec<u32> = up.table().iter().map(|r| r.3).collect();
+    let status = up.interrupt();
+    assert!(status.success(), "{status}");
+    for pid in pids {
+        assert!(!pid_alive(pid), "pid {pid} outlived Ctrl-C");
+    }
+    let err = up.stderr_text();
+    assert!(!err.contains("killing it"), "{err}");
+}

@@ -1,0 +1,178 @@
+//! `sticky up` end to end, with real processes: shoppers fill carts
+//! through the director with cookie jars, then the web server serving them
+//! is killed with `kill -9` (its PID taken from `sticky status --json`),
+//! and every cart is found intact on another server: on the standby when
+//! there is one, spread over the others when there is none, and also after
+//! a store was killed first.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster_support;
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use cluster_support::{signal, Answer, CookieJar, UpProcess};
+use support::{wait_until, DEADLINE, POLL};
+
+/// Shoppers per test: enough that every web server gets some.
+const SHOPPERS: usize = 9;
+/// Items each shopper adds before the failure.
+const ITEMS: usize = 3;
+
+struct Shopper {
+    jar: CookieJar,
+    items: Vec<String>,
+    server: String,
+}
+
+/// `SHOPPERS` new clients add `ITEMS` items each; each stays on the server
+/// that served its first request, finding its session in the cache.
+fn go_shopping(up: &UpProcess) -> Vec<Shopper> {
+    (0..SHOPPERS)
+        .map(|i| {
+            let mut jar = CookieJar::new();
+            let mut items = Vec::new();
+            let mut server = String::new();
+            for k in 0..ITEMS {
+                let item = format!("item-{i}-{k}");
+                let a = jar.add_item(up.shop(), &item);
+                items.push(item);
+                assert_eq!(a.items(), items, "shopper {i}");
+                if k == 0 {
+                    assert_eq!(a.source, "new", "shopper {i}: {:?}", a.json);
+                } else {
+                    assert_eq!(a.server, server, "shopper {i} stays on its server");
+                    assert_eq!(a.source, "cache", "shopper {i}: {:?}", a.json);
+                }
+                server = a.server;
+            }
+            Shopper { jar, items, server }
+        })
+        .collect()
+}
+
+/// `GET /api/cart` until it answers 200 (a request racing the failure
+/// may get a gateway error; none is expected, but the deadline is the
+/// judge), reporting how many attempts failed.
+fn cart_after_failure(up: &UpProcess, s: &mut Shopper) -> (Answer, usize) {
+    let start = Instant::now();
+    let mut failed = 0;
+    loop {
+        match s.jar.try_request(up.shop(), "GET", "/api/cart", None) {
+            Ok(r) if r.status == 200 => return (Answer::from(&r), failed),
+            Ok(r) => eprintln!("GET /api/cart during the failover: {r:?}"),
+            Err(e) => eprintln!("GET /api/cart during the failover: {e}"),
+        }
+        failed += 1;
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no cart within {DEADLINE:?} after the failure"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Kills process `name` with `kill -9`, its PID from `sticky status
+/// --json`, and waits until the supervisor reports it exited.
+fn kill9(up: &UpProcess, name: &str) -> u32 {
+    let pid = up.pid_of(name);
+    signal(pid, "KILL");
+    wait_until(
+        DEADLINE,
+        &format!("sticky status shows {name} exited"),
+        || up.status_of(name)["process"] == "exited",
+    );
+    pid
+}
+
+/// Kills the server of the first shopper and checks every cart.
+/// `standby`: the server every moved shopper must land on, if any.
+fn kill_serving_server_and_check(up: &UpProcess, shoppers: &mut [Shopper], standby: Option<&str>) {
+    let victim = shoppers[0].server.clone();
+    kill9(up, &victim);
+    let mut moved_to = BTreeSet::new();
+    let mut failed = 0;
+    for (i, s) in shoppers.iter_mut().enumerate() {
+        let (a, f) = cart_after_failure(up, s);
+        failed += f;
+        assert_eq!(a.items(), s.items, "shopper {i}'s cart after {victim} died");
+        if s.server == victim {
+            assert_ne!(a.server, victim, "shopper {i}");
+            assert_eq!(
+                a.source, "store",
+                "shopper {i}: the new server loads the session from a store: {:?}",
+                a.json
+            );
+            if let Some(standby) = standby {
+                assert_eq!(a.server, standby, "shopper {i} lands on the standby");
+            }
+            moved_to.insert(a.server.clone());
+            s.server = a.server;
+        } else {
+            assert_eq!(a.server, s.server, "shopper {i} was not on {victim}");
+            assert_eq!(a.source, "cache", "shopper {i}: {:?}", a.json);
+        }
+        // And it goes on shopping where it landed.
+        let item = format!("after-{i}");
+        let b = s.jar.add_item(up.shop(), &item);
+        s.items.push(item);
+        assert_eq!(b.items(), s.items, "shopper {i}");
+        assert_eq!(b.server, s.server, "shopper {i} stays where it landed");
+        assert_eq!(b.source, "cache", "shopper {i}: {:?}", b.json);
+    }
+    eprintln!("{victim} killed: its shoppers moved to {moved_to:?}; {failed} failed requests");
+    assert_eq!(failed, 0, "no request failed during the failover");
+    let status = up.status_of(&victim);
+    assert_eq!(status["process"], "exited", "{status}");
+    assert_eq!(status["state"], "exited", "{status}");
+}
+
+#[test]
+fn killed_web_server_moves_its_carts_to_the_standby() {
+    let up = UpProcess::start(&[]);
+    up.wait_all_up();
+    let mut shoppers = go_shopping(&up);
+    let servers: BTreeSet<&str> = shoppers.iter().map(|s| s.server.as_str()).collect();
+    assert_eq!(
+        servers,
+        BTreeSet::from(["ws1", "ws2", "ws3"]),
+        "new clients go to every web server, none to the standby ws4"
+    );
+    kill_serving_server_and_check(&up, &mut shoppers, Some("ws4"));
+}
+
+#[test]
+fn killed_web_server_moves_its_carts_to_the_others_without_standby() {
+    let up = UpProcess::start(&["--standby", "0"]);
+    up.wait_all_up();
+    let names: Vec<String> = up.table().into_iter().map(|r| r.0).collect();
+    assert!(!names.contains(&"ws4".to_owned()), "no standby: {names:?}");
+    let mut shoppers = go_shopping(&up);
+    kill_serving_server_and_check(&up, &mut shoppers, None);
+}
+
+#[test]
+fn carts_survive_a_killed_store_and_then_a_killed_web_server() {
+    let up = UpProcess::start(&[]);
+    up.wait_all_up();
+    let mut shoppers = go_shopping(&up);
+    kill9(&up, "s1");
+    wait_until(DEADLINE, "sticky status shows s1 down", || {
+        up.status_of("s1")["health"] == "down"
+    });
+    // Every cart is still served (from the caches), and changes go on.
+    for (i, s) in shoppers.iter_mut().enumerate() {
+        let a = s.jar.cart(up.shop());
+        assert_eq!(a.items(), s.items, "shopper {i}");
+        assert_eq!(a.server, s.server, "shopper {i}");
+        let item = format!("no-s1-{i}");
+        let b = s.jar.add_item(up.shop(), &item);
+        s.items.push(item);
+        assert_eq!(b.items(), s.items, "shopper {i}");
+    }
+    // The sessions s1 held have copies elsewhere: losing a web server now
+    // loses nothing either.
+    kill_serving_server_and_check(&up, &mut shoppers, Some("ws4"));
+}

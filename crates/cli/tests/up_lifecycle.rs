@@ -1,0 +1,164 @@
+//! `sticky up` starts and stops: it prints its table within 60 s, `sticky
+//! status` finds the cluster (by its run dir, or with no argument through
+//! the pointer `sticky up` leaves in `~/.sticky`), and SIGINT (Ctrl-C)
+//! stops every process it started.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster_support;
+mod support;
+
+use std::collections::BTreeMap;
+
+use cluster_support::{pid_alive, UpProcess, UP_DEADLINE};
+use support::{wait_until, DEADLINE};
+
+#[test]
+fn up_prints_its_table_in_time_and_ctrl_c_stops_every_process() {
+    let mut up = UpProcess::start(&[]);
+    eprintln!("sticky up printed its table after {:?}", up.started_in);
+    assert!(
+        up.started_in < UP_DEADLINE,
+        "table after {:?}",
+        up.started_in
+    );
+
+    // The table: every process, with the roles of the default cluster.
+    let table = up.table();
+    let roles: BTreeMap<&str, &str> = table
+        .iter()
+        .map(|(n, r, _, _)| (n.as_str(), r.as_str()))
+        .collect();
+    let expected = BTreeMap::from([
+        ("director", "director"),
+        ("ws1", "web"),
+        ("ws2", "web"),
+        ("ws3", "web"),
+        ("ws4", "standby"),
+        ("s1", "store"),
+        ("s2", "store"),
+        ("s3", "store"),
+    ]);
+    assert_eq!(roles, expected, "{}", up.stdout_text());
+    let director = table.iter().find(|r| r.0 == "director").unwrap();
+    assert_eq!(director.2, up.shop());
+    let out = up.stdout_text();
+    assert!(
+        out.contains(&format!("shop:       http://{}/", up.shop())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("dashboard:  http://{}/", up.admin())),
+        "{out}"
+    );
+    for (_, _, _, pid) in &table {
+        assert!(pid_alive(*pid), "pid {pid} runs");
+    }
+
+    // `sticky status --json` agrees with the table, and sees everything up.
+    up.wait_all_up();
+    wait_until(DEADLINE, "sticky status shows every process up", || {
+        let s = up.status_json();
+        s["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["process"] == "running" && p["state"] != "down" && p["state"] != "unknown")
+    });
+    let status = up.status_json();
+    assert_eq!(status["running"], true);
+    assert_eq!(status["up_pid"], up.pid());
+    let procs = status["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), table.len(), "{status:#}");
+    for (name, role, addr, pid) in &table {
+        let p = procs.iter().find(|p| p["name"] == name.as_str()).unwrap();
+        assert_eq!(p["role"], role.as_str(), "{p}");
+        assert_eq!(p["addr"], addr.to_string(), "{p}");
+        assert_eq!(p["pid"], *pid, "{p}");
+        match role.as_str() {
+            "store" => {
+                assert_eq!(p["state"], "up", "{p}");
+                assert!(p["keys"].is_u64() && p["used_memory"].is_u64(), "{p}");
+            }
+            "web" | "standby" => {
+                assert_eq!(p["state"], "up", "{p}");
+                assert!(p["epoch"].is_u64() && p["sessions"].is_u64(), "{p}");
+            }
+            _ => assert_eq!(p["state"], "up", "{p}"),
+        }
+    }
+
+    // With no argument, `sticky status` finds the latest `sticky up`
+    // through ~/.sticky/last-up, and prints a table.
+    let out = up.sticky(&["status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("NAME"), "{text}");
+    for (name, role, addr, pid) in &table {
+        let row = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{text}"));
+        let f: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            &f[1..5],
+            [role.as_str(), &addr.to_string(), &pid.to_string(), "up"],
+            "{row}"
+        );
+    }
+    // The director's admin listener alone gives the same servers.
+    let admin = up.admin().to_string();
+    let out = up.sticky(&["status", "--admin", &admin]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    for name in ["director", "ws1", "ws4", "s1", "s3"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{name} "))),
+            "{name} in:\n{text}"
+        );
+    }
+
+    // Ctrl-C: sticky up exits cleanly and no process it started is left.
+    let status = up.interrupt();
+    assert!(status.success(), "sticky up exited with {status}");
+    for (name, _, _, pid) in &table {
+        assert!(
+            !pid_alive(*pid),
+            "{name} (pid {pid}) still runs after Ctrl-C"
+        );
+    }
+    let err = up.stderr_text();
+    assert!(err.contains("stopped."), "{err}");
+    assert!(
+        !err.contains("killing it"),
+        "every process stopped on SIGTERM: {err}"
+    );
+
+    // And `sticky status` says so.
+    let status = up.status_json();
+    assert_eq!(status["running"], false, "{status:#}");
+    for p in status["processes"].as_array().unwrap() {
+        assert_eq!(p["state"], "stopped", "{p}");
+    }
+}
+
+#[test]
+fn status_without_a_cluster_explains_what_to_do() {
+    let home = support::temp_path("sticky-status-home", "d");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sticky"))
+        .env("HOME", &home)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("NO_COLOR", "1")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--dir") && err.contains("--admin"), "{err}");
+    let _ = std::fs::remove_dir_all(&home);
+}
