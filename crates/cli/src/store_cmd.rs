@@ -134,10 +134,17 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
             "listening beyond loopback: make sure a firewall and --requirepass protect this store"
         );
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        rt.worker_threads(n.max(1));
-    }
+    // One thread: a single event loop like Redis's, without the
+    // work-stealing scheduler's cross-thread wake-ups.
+    let mut rt = match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = rt
         .enable_all()
         .build()

@@ -25,7 +25,10 @@ pub(crate) fn now_ms() -> u64 {
 /// (map slot, index, allocation headers). An estimate, like Redis's.
 const ENTRY_OVERHEAD: usize = 96;
 
-type Map = IndexMap<Box<[u8]>, Entry, foldhash::fast::RandomState>;
+/// Keys up to 32 bytes (session ids are 32 hex characters) live inside the
+/// map's slot: one allocation and one cache miss less per lookup.
+type Key = smallvec::SmallVec<[u8; 32]>;
+type Map = IndexMap<Key, Entry, foldhash::fast::RandomState>;
 
 #[derive(Debug)]
 struct Entry {
@@ -161,13 +164,20 @@ struct Locked<'a> {
 impl Locked<'_> {
     /// The live entry at `key`, removing it first if it has expired.
     fn entry(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let idx = self.live_index(key)?;
+        Some(&mut self.shard.map[idx])
+    }
+
+    /// The index of the live entry at `key` (one hash lookup), removing it
+    /// first if it has expired.
+    fn live_index(&mut self, key: &[u8]) -> Option<usize> {
         let idx = self.shard.map.get_index_of(key)?;
         if self.shard.map[idx].expired(self.now) {
             self.remove_index(idx);
             self.ks.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        Some(&mut self.shard.map[idx])
+        Some(idx)
     }
 
     fn remove_index(&mut self, idx: usize) -> Option<Entry> {
@@ -184,14 +194,13 @@ impl Locked<'_> {
         self.remove_index(idx)
     }
 
-    /// Inserts or replaces `key`, refusing growth past `--max-memory`.
-    fn store(&mut self, key: &[u8], entry: Entry) -> Result<(), WriteError> {
+    /// Inserts or replaces `key` (at `idx`, from [`Locked::live_index`]),
+    /// refusing growth past `--max-memory`.
+    fn store_at(&mut self, idx: Option<usize>, key: &[u8], entry: Entry) -> Result<(), WriteError> {
         let new_size = entry.size(key);
-        let old = self
-            .shard
-            .map
-            .get_full(key)
-            .map(|(_, k, e)| (e.size(k), e.expires_at != 0));
+        let old = idx
+            .and_then(|i| self.shard.map.get_index(i))
+            .map(|(k, e)| (e.size(k), e.expires_at != 0));
         let old_size = old.map_or(0, |(s, _)| s);
         if self.ks.max_memory != 0
             && new_size > old_size
@@ -202,10 +211,10 @@ impl Locked<'_> {
         }
         let volatile_before = old.is_some_and(|(_, v)| v);
         let volatile_after = entry.expires_at != 0;
-        match self.shard.map.get_index_of(key) {
+        match idx {
             Some(i) => self.shard.map[i] = entry,
             None => {
-                self.shard.map.insert(key.into(), entry);
+                self.shard.map.insert(Key::from_slice(key), entry);
             }
         }
         self.shard.volatile =
@@ -307,13 +316,14 @@ impl Keyspace {
         cond: SetCondition,
     ) -> Result<bool, WriteError> {
         let mut s = self.lock(key);
-        let present = s.entry(key).is_some();
-        match (cond, present) {
+        let idx = s.live_index(key);
+        match (cond, idx.is_some()) {
             (SetCondition::IfAbsent, true) | (SetCondition::IfPresent, false) => return Ok(false),
             _ => {}
         }
         let now = s.now;
-        s.store(
+        s.store_at(
+            idx,
             key,
             Entry {
                 value: Value::Plain(Bytes::copy_from_slice(value)),
@@ -388,14 +398,16 @@ impl Keyspace {
         payload: &[u8],
     ) -> Result<(), WriteError> {
         let mut s = self.lock(key);
-        if let Some(stored) = Self::stored_stamp(s.entry(key))? {
+        let idx = s.live_index(key);
+        if let Some(stored) = Self::stored_stamp(idx.map(|i| &mut s.shard.map[i]))? {
             if stored >= stamp {
                 self.stats.stale_refused.fetch_add(1, Ordering::Relaxed);
                 return Err(WriteError::Stale(stored));
             }
         }
         let now = s.now;
-        s.store(
+        s.store_at(
+            idx,
             key,
             Entry {
                 value: Value::Session(SessionCopy {
@@ -503,7 +515,7 @@ impl Keyspace {
             expires_at: deadline(now, tombstone_ttl_ms.max(1)),
         };
         let size = entry.size(key);
-        s.shard.map.insert(key.into(), entry);
+        s.shard.map.insert(Key::from_slice(key), entry);
         s.shard.volatile += 1;
         self.used.fetch_add(size, Ordering::Relaxed);
         Ok(())
