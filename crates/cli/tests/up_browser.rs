@@ -126,7 +126,7 @@ async fn browser(driver: &Driver, profile: &Path) -> Client {
                 "--disable-sync",
                 "--disable-dev-shm-usage",
                 "--no-proxy-server",
-                "--window-size=1280,1000",
+                "--window-size=1400,1400",
                 format!("--user-data-dir={}", profile.display()),
             ],
         },
@@ -280,7 +280,17 @@ fn browser_keeps_its_cart_when_its_server_is_killed_and_dashboard_renders() {
                 .all(|n| page.contains(n))
                 && page.contains("down")
                 && page.contains("restart");
-            if rendered {
+            // The stores' keys column shows the cart's copies (the stores
+            // are looked at every second).
+            let mut keys = 0;
+            for cell in c
+                .find_all(Locator::Css("#stores tr td:nth-child(4)"))
+                .await
+                .unwrap()
+            {
+                keys += cell.text().await.unwrap().parse::<u64>().unwrap_or(0);
+            }
+            if rendered && keys > 0 {
                 break;
             }
             assert!(

@@ -8,6 +8,8 @@
 //! | `POST /api/servers/{name}/evacuate` | every client of `name` moves away |
 //! | `POST /api/servers/{name}/enable` | back to normal (after an evacuation: once fenced) |
 //! | `POST /api/reload` | re-reads the server list |
+//! | `GET /api/processes` | the `sticky up` supervisor's process list (404 without `[director] supervisor`) |
+//! | `POST /api/processes/{name}/{kill,pause,resume,restart}` | the supervisor acts on that process |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz` | `ok`: the director itself is alive |
 //!
@@ -70,6 +72,21 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
                 Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
             }
         }
+        (&Method::GET, ["api", "processes"]) => {
+            processes(&shared, Method::GET, "/api/processes".into()).await
+        }
+        (&Method::POST, ["api", "processes", name, action]) => {
+            if !crate::supervisor::valid_name(name)
+                || !matches!(*action, "kill" | "pause" | "resume" | "restart")
+            {
+                return json_error(
+                    StatusCode::NOT_FOUND,
+                    "unknown process or action: use kill, pause, resume or restart",
+                );
+            }
+            let path = format!("/api/processes/{name}/{action}");
+            processes(&shared, Method::POST, path).await
+        }
         (&Method::POST, ["api", "reload"]) => match shared.reload() {
             Ok(summary) => json(StatusCode::OK, &summary),
             Err(e) => {
@@ -77,11 +94,30 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
                 json_error(StatusCode::BAD_REQUEST, &e.to_string())
             }
         },
-        (_, [""] | ["api", "cluster"] | ["metrics"] | ["healthz"] | ["api", "reload"])
-        | (_, ["api", "servers", _, _]) => {
+        (
+            _,
+            [""]
+            | ["api", "cluster"]
+            | ["metrics"]
+            | ["healthz"]
+            | ["api", "reload"]
+            | ["api", "processes"],
+        )
+        | (_, ["api", "servers" | "processes", _, _]) => {
             json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// Forwards a control request to the `sticky up` supervisor, if there is one.
+async fn processes(shared: &Shared, method: Method, path: String) -> Response<Body> {
+    match shared.config.supervisor {
+        Some(addr) => crate::supervisor::forward(addr, &shared.token, method, &path).await,
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            "no supervisor: this cluster was not started by `sticky up`",
+        ),
     }
 }
 

@@ -384,6 +384,9 @@ pub struct ClusterStatus {
     pub director: DirectorTotals,
     /// Every configured web server, in configuration order.
     pub servers: Vec<ServerStatus>,
+    /// Every configured session store, in configuration order.
+    #[serde(default)]
+    pub stores: Vec<crate::StoreStatus>,
 }
 
 /// A duration in whole milliseconds, saturating.

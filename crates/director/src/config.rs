@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sticky_config::{ClusterFile, DirectorSection, WebEntry};
 
+use crate::stores::StoreSpec;
 use crate::DirectorError;
 
 /// One web server the director routes to (a `[[web]]` table).
@@ -123,6 +124,14 @@ pub struct DirectorConfig {
     pub threads: usize,
     /// The web servers, standbys included.
     pub servers: Vec<ServerSpec>,
+    /// The session stores shown on the dashboard and in `/api/cluster`
+    /// (asked `PING` and `INFO` every second). Default: none.
+    pub stores: Vec<StoreSpec>,
+    /// Password for those stores' `AUTH` (`[session] store_password`).
+    pub store_password: Option<String>,
+    /// The `sticky up` supervisor's control API, proxied under
+    /// `/api/processes` on the admin listener. Default: none.
+    pub supervisor: Option<SocketAddr>,
     secret: Vec<u8>,
 }
 
@@ -145,6 +154,12 @@ impl fmt::Debug for DirectorConfig {
             .field("max_idle_per_server", &self.max_idle_per_server)
             .field("threads", &self.threads)
             .field("servers", &self.servers)
+            .field("stores", &self.stores)
+            .field(
+                "store_password",
+                &self.store_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("supervisor", &self.supervisor)
             .field("secret", &"<redacted>")
             .finish()
     }
@@ -184,6 +199,9 @@ impl DirectorConfig {
             max_idle_per_server: d.max_idle_per_server,
             threads: 1,
             servers: Vec::new(),
+            stores: Vec::new(),
+            store_password: None,
+            supervisor: d.supervisor,
             secret: Vec::new(),
         }
     }
@@ -203,6 +221,17 @@ impl DirectorConfig {
         config.cookie_secure = file.session.cookie_secure;
         config.secret = secret.as_bytes().to_vec();
         config.servers = servers_of(file)?;
+        config.stores = file
+            .store
+            .iter()
+            .map(|s| StoreSpec {
+                name: s.name.clone(),
+                addr: s.listen,
+            })
+            .collect();
+        config
+            .store_password
+            .clone_from(&file.session.store_password);
         Ok(config)
     }
 

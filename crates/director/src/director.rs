@@ -16,7 +16,8 @@ use crate::backend::{AdminState, Backend, ClusterStatus, DirectorTotals, ServerS
 use crate::config::{check_servers, DirectorConfig, ServerSpec};
 use crate::route_cookie::RouteSigner;
 use crate::routing::Table;
-use crate::{health, listener, DirectorError};
+use crate::stores::StoreBoard;
+use crate::{health, listener, stores, DirectorError};
 
 /// Produces the current server list, for `POST /api/reload` and SIGHUP.
 pub type Reloader = Arc<dyn Fn() -> Result<Vec<ServerSpec>, DirectorError> + Send + Sync + 'static>;
@@ -66,6 +67,8 @@ pub(crate) struct Shared {
     health_runtime: Mutex<Option<tokio::runtime::Handle>>,
     reloader: Mutex<Option<Reloader>>,
     pub(crate) public_addr: Mutex<Option<SocketAddr>>,
+    /// The session stores' last known states.
+    pub(crate) stores: StoreBoard,
 }
 
 impl Shared {
@@ -87,6 +90,15 @@ impl Shared {
             .into_iter()
             .find(|b| b.name == name)
             .ok_or_else(|| DirectorError::UnknownServer(name.chars().take(64).collect()))
+    }
+
+    /// Between the start and the end of [`Director::serve`] or
+    /// [`Director::run`].
+    pub(crate) fn is_serving(&self) -> bool {
+        self.health_runtime
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     fn spawn_health(self: &Arc<Self>, backend: &Arc<Backend>) {
@@ -213,6 +225,7 @@ impl Shared {
                 servers_up: self.table.load().servers_up,
             },
             servers,
+            stores: self.stores.status(),
         }
     }
 }
@@ -268,6 +281,7 @@ impl Director {
             .map(|s| Arc::new(Backend::new(s, &config, &signer)))
             .collect();
         let table = ArcSwap::from_pointee(Table::build(&backends));
+        let stores = StoreBoard::new(&config.stores);
         if backends.is_empty() {
             tracing::warn!("no [[web]] servers configured: every request will get 503");
         }
@@ -284,6 +298,7 @@ impl Director {
                 health_runtime: Mutex::new(None),
                 reloader: Mutex::new(None),
                 public_addr: Mutex::new(None),
+                stores,
             }),
         })
     }
@@ -423,6 +438,9 @@ impl Director {
             .unwrap_or_else(PoisonError::into_inner) = Some(tokio::runtime::Handle::current());
         for b in self.shared.backends() {
             self.shared.spawn_health(&b);
+        }
+        if !self.shared.stores.is_empty() {
+            tokio::spawn(stores::run(Arc::downgrade(&self.shared)));
         }
         tracing::info!(
             %public,

@@ -25,6 +25,10 @@
 //! - `body`, `io`: the body type and the activity-tracking socket.
 //! - `admin`, `metrics`: the admin listener (JSON API, dashboard,
 //!   Prometheus).
+//! - `stores`: the session stores' states for the dashboard (`PING` and
+//!   `INFO` each second); the director never routes by them.
+//! - `supervisor`: the `sticky up` supervisor's control API (kill, pause,
+//!   resume, restart), proxied on the admin listener for the dashboard.
 //!
 //! # Example
 //!
@@ -61,8 +65,11 @@ mod pool;
 mod proxy;
 mod route_cookie;
 mod routing;
+mod stores;
+mod supervisor;
 
 pub use backend::{AdminState, ClusterStatus, DirectorTotals, Role, ServerState, ServerStatus};
 pub use config::{servers_of, DirectorConfig, HealthSettings, ServerSpec};
 pub use director::{Director, ReloadSummary, Reloader};
 pub use error::DirectorError;
+pub use stores::{StoreSpec, StoreState, StoreStatus};

@@ -1410,7 +1410,9 @@ impl UpProcess {
             let mut up = Self::spawn(base, extra_args);
             match up.wait_ready() {
                 Ok(()) => return up,
-                Err(out) if out.contains("is not free") => {
+                // Another test's cluster took a port of the range (`up`'s
+                // own check, or a child losing the race to bind it).
+                Err(out) if out.contains("is not free") || out.contains("in use") => {
                     eprintln!("port range {base} is taken; trying another");
                     last = out;
                 }

@@ -1,0 +1,234 @@
+//! The session stores as the director sees them, for the dashboard and
+//! `/api/cluster`: one task asks every `[[store]]` of the cluster file for
+//! `PING` and `INFO` each second ([`sticky_proto::probe`]). The director
+//! never routes by them (web servers talk to the stores themselves); it
+//! only shows them, and logs when one goes down or comes back.
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+use crate::backend::millis;
+use crate::director::Shared;
+
+/// Time between two looks at the stores.
+const INTERVAL: Duration = Duration::from_secs(1);
+/// Time one look at one store may take.
+const LIMIT: Duration = Duration::from_millis(800);
+
+/// One session store the director watches (a `[[store]]` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSpec {
+    /// Its name (`s1`).
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// A store's state, as last seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreState {
+    /// Not asked yet.
+    Unknown,
+    /// Answered `PING` and `INFO`.
+    Up,
+    /// Did not (refused, timed out, refused the password).
+    Down,
+}
+
+/// One store in [`ClusterStatus`](crate::ClusterStatus).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// Configured name.
+    pub name: String,
+    /// Configured address.
+    pub addr: SocketAddr,
+    /// Up or down.
+    pub state: StoreState,
+    /// Keys it holds (session copies and tombstones), as last reported.
+    pub keys: u64,
+    /// Accounted memory in bytes, as last reported.
+    pub used_memory: u64,
+    /// Its memory limit in bytes (0: none).
+    pub max_memory: u64,
+    /// Client connections open on it.
+    pub connected_clients: u64,
+    /// Milliseconds since its state last changed.
+    pub since_change_ms: u64,
+    /// Why the last look failed, if it did.
+    pub error: Option<String>,
+}
+
+struct Entry {
+    status: StoreStatus,
+    changed_at: Instant,
+}
+
+/// The stores' last known states.
+pub(crate) struct StoreBoard {
+    entries: Mutex<Vec<Entry>>,
+}
+
+impl StoreBoard {
+    pub(crate) fn new(specs: &[StoreSpec]) -> Self {
+        let now = Instant::now();
+        let entries = specs
+            .iter()
+            .map(|s| Entry {
+                status: StoreStatus {
+                    name: s.name.clone(),
+                    addr: s.addr,
+                    state: StoreState::Unknown,
+                    keys: 0,
+                    used_memory: 0,
+                    max_memory: 0,
+                    connected_clients: 0,
+                    since_change_ms: 0,
+                    error: None,
+                },
+                changed_at: now,
+            })
+            .collect();
+        Self {
+            entries: Mutex::new(entries),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
+    /// Every store, in configuration order.
+    pub(crate) fn status(&self) -> Vec<StoreStatus> {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|e| StoreStatus {
+                since_change_ms: millis(e.changed_at.elapsed()),
+                ..e.status.clone()
+            })
+            .collect()
+    }
+
+    fn targets(&self) -> Vec<(usize, SocketAddr)> {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i, e.status.addr))
+            .collect()
+    }
+
+    fn record(&self, i: usize, result: Result<sticky_proto::probe::StoreInfo, String>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(e) = entries.get_mut(i) else {
+            return;
+        };
+        let before = e.status.state;
+        let s = &mut e.status;
+        match result {
+            Ok(info) => {
+                s.state = StoreState::Up;
+                s.keys = info.keys;
+                s.used_memory = info.used_memory;
+                s.max_memory = info.max_memory;
+                s.connected_clients = info.connected_clients;
+                s.error = None;
+            }
+            Err(error) => {
+                s.state = StoreState::Down;
+                s.connected_clients = 0;
+                s.error = Some(error);
+            }
+        }
+        if s.state != before {
+            e.changed_at = Instant::now();
+            match (before, s.state) {
+                (_, StoreState::Down) => tracing::warn!(
+                    store = %s.name,
+                    addr = %s.addr,
+                    error = s.error.as_deref().unwrap_or(""),
+                    "store down"
+                ),
+                (StoreState::Down, StoreState::Up) => {
+                    tracing::info!(store = %s.name, addr = %s.addr, "store up again");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Looks at every store each [`INTERVAL`] until the director stops.
+pub(crate) async fn run(shared: Weak<Shared>) {
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(s) = shared.upgrade() else {
+            return;
+        };
+        if !s.is_serving() {
+            return;
+        }
+        let password = s.config.store_password.clone();
+        let mut probes = JoinSet::new();
+        for (i, addr) in s.stores.targets() {
+            let password = password.clone();
+            probes.spawn(async move {
+                let result = sticky_proto::probe::probe_store(addr, password.as_deref(), LIMIT)
+                    .await
+                    .map_err(|e| e.to_string());
+                (i, result)
+            });
+        }
+        // Do not keep the director alive while waiting.
+        let board = Weak::clone(&shared);
+        drop(s);
+        while let Some(done) = probes.join_next().await {
+            if let (Ok((i, result)), Some(s)) = (done, board.upgrade()) {
+                s.stores.record(i, result);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn board_follows_the_probes() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 7379));
+        let board = StoreBoard::new(&[StoreSpec {
+            name: "s1".into(),
+            addr,
+        }]);
+        assert_eq!(board.status()[0].state, StoreState::Unknown);
+        let info = sticky_proto::probe::StoreInfo {
+            keys: 3,
+            used_memory: 512,
+            connected_clients: 2,
+            ..Default::default()
+        };
+        board.record(0, Ok(info));
+        let s = &board.status()[0];
+        assert_eq!((s.state, s.keys, s.used_memory), (StoreState::Up, 3, 512));
+        board.record(0, Err("connection refused".into()));
+        let s = &board.status()[0];
+        assert_eq!(s.state, StoreState::Down);
+        assert_eq!(s.error.as_deref(), Some("connection refused"));
+        assert_eq!(s.keys, 3, "the last known figures stay");
+        // Out of range (the list never changes, but a stale index is harmless).
+        board.record(5, Err("x".into()));
+    }
+}
