@@ -196,12 +196,21 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>
         }
         return Ok(None);
     };
-    let line = buf.split_to(nl + 1);
-    let mut text = &line[..nl];
-    if text.last() == Some(&b'\r') {
-        text = &text[..text.len() - 1];
+    let line = buf.split_to(nl + 1).freeze();
+    let mut end = nl;
+    if end > 0 && line[end - 1] == b'\r' {
+        end -= 1;
     }
-    let args = split_inline(text)?;
+    let text = &line[..end];
+    let args = if text.iter().any(|&c| c == b'"' || c == b'\'') {
+        split_inline(text)?
+    } else {
+        // No quotes: the words are slices of the line, no copies.
+        text.split(u8::is_ascii_whitespace)
+            .filter(|w| !w.is_empty())
+            .map(|w| line.slice_ref(w))
+            .collect()
+    };
     if args.len() > limits.max_args {
         return Err(ProtocolError::TooManyArgs(
             args.len() as u64,

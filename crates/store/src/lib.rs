@@ -29,6 +29,7 @@
 
 mod cmd;
 mod config;
+mod io;
 mod keyspace;
 mod metrics;
 mod server;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use sticky_proto::resp::{parse_request, Reply};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -259,12 +259,9 @@ async fn handle(
         if client.quit || *stop.borrow() {
             return Ok(());
         }
-        if input.capacity() - input.len() < 4096 {
-            input.reserve(16 * 1024);
-        }
         loop {
             tokio::select! {
-                read = socket.read_buf(&mut input) => {
+                read = crate::io::read_into(&socket, &mut input) => {
                     if read? == 0 {
                         return Ok(());
                     }
