@@ -53,7 +53,7 @@ pub(crate) fn session_config(
         .iter()
         .map(|s| StoreSpec {
             name: s.name.clone(),
-            addr: s.listen.to_string(),
+            addr: s.client_addr(),
         })
         .collect();
     let s = &file.session;

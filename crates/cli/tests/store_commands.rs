@@ -851,7 +851,7 @@ mod store_client {
             Stamp::new(1, 1)
         );
         // The password may come in the URL too.
-        let url = StoreClient::new(&format!("redis://:pw@{addr}/"), options(None)).unwrap();
+        let url = StoreClient::new(&format!("sticky://:pw@{addr}/"), options(None)).unwrap();
         assert!(!url.addr().contains("pw"), "{}", url.addr());
         assert_eq!(
             url.get(b"s").await.unwrap().unwrap().stamp,
@@ -894,7 +894,7 @@ mod store_client {
     async fn resp3_url() {
         let store = StoreProcess::start(&[]);
         let c = StoreClient::new(
-            &format!("redis://{}/?protocol=resp3", store.addr()),
+            &format!("sticky://{}/?protocol=resp3", store.addr()),
             options(None),
         )
         .unwrap();

@@ -269,8 +269,15 @@ fn default_weight() -> u32 {
 pub struct StoreEntry {
     /// Unique name, e.g. `s1`.
     pub name: String,
-    /// Address the store listens on and web servers connect to.
+    /// Address the store listens on and web servers connect to (unless
+    /// `url` is given). The director and `sticky status` look at the store
+    /// here (`PING`, `INFO`).
     pub listen: SocketAddr,
+    /// What web servers connect to instead of `listen`: a store URL as the
+    /// session library takes it, e.g. `redis://[user:password@]host:port`
+    /// for a Redis server (the session commands then run as Lua scripts,
+    /// see `docs/redis.md`) or `sticky://...` for a `sticky store`.
+    pub url: Option<String>,
     /// Password clients must present with `AUTH`.
     pub requirepass: Option<String>,
     /// File holding that password (first line), instead of `requirepass`.
@@ -337,6 +344,15 @@ impl ClusterFile {
                     s.name
                 )));
             }
+            if let Some(url) = &s.url {
+                // Never quote the URL: it may carry a password.
+                if !url.contains("://") {
+                    return Err(invalid(format!(
+                        "store {}: url must be a URL such as redis://host:port",
+                        s.name
+                    )));
+                }
+            }
             if s.requirepass.is_some() && s.requirepass_file.is_some() {
                 return Err(invalid(format!(
                     "store {}: give requirepass or requirepass_file, not both",
@@ -384,6 +400,13 @@ impl ClusterFile {
     /// The `[[store]]` entry called `name`.
     pub fn store(&self, name: &str) -> Option<&StoreEntry> {
         self.store.iter().find(|s| s.name == name)
+    }
+}
+
+impl StoreEntry {
+    /// The address web servers connect to: `url` if given, else `listen`.
+    pub fn client_addr(&self) -> String {
+        self.url.clone().unwrap_or_else(|| self.listen.to_string())
     }
 }
 
@@ -439,5 +462,28 @@ mod tests {
             Path::new("c.toml"),
         );
         assert!(matches!(dup, Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn a_store_may_name_a_url_for_web_servers() {
+        let f = ClusterFile::parse(
+            "[[store]]\nname = \"r1\"\nlisten = \"127.0.0.1:6390\"\nurl = \"redis://:pw@127.0.0.1:6390\"\n\
+             [[store]]\nname = \"s2\"\nlisten = \"127.0.0.1:7202\"\n",
+            Path::new("c.toml"),
+        );
+        let f = match f {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        let addrs: Vec<String> = f.store.iter().map(StoreEntry::client_addr).collect();
+        assert_eq!(addrs, ["redis://:pw@127.0.0.1:6390", "127.0.0.1:7202"]);
+        let bad = ClusterFile::parse(
+            "[[store]]\nname=\"r1\"\nlisten=\"127.0.0.1:1\"\nurl=\"secret@host\"\n",
+            Path::new("c.toml"),
+        );
+        match bad {
+            Err(e @ ConfigError::Invalid { .. }) => assert!(!e.to_string().contains("secret@")),
+            other => panic!("{other:?}"),
+        }
     }
 }

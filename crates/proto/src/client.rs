@@ -5,6 +5,22 @@
 //! multiplexed, pipelined connection (a [`redis::aio::MultiplexedConnection`])
 //! shared by all clones of the client.
 //!
+//! # Backends
+//!
+//! - `host:port` or `sticky://[user:password@]host:port[/?protocol=resp3]`:
+//!   a `sticky store`, sent the native `SESS.*` commands.
+//! - `redis://[user:password@]host:port[/?protocol=resp3]` (or `valkey://`,
+//!   `redis+unix://`...): Redis or a Redis-compatible server. The same
+//!   commands run as server-side Lua scripts ([`crate::scripts`]), loaded
+//!   with `SCRIPT LOAD` on every new connection and called with `EVALSHA`
+//!   (falling back to `EVAL` on `NOSCRIPT`); each session is a hash under
+//!   `sticky:{<key>}`. Replies, errors and fencing are the same, so callers
+//!   cannot tell the two apart (see `docs/redis.md`).
+//! - `redis+cluster://[user:password@]host:port,host:port[/?protocol=resp3]`:
+//!   a Redis Cluster as one store, the same scripts sent through the
+//!   `redis` crate's cluster client (a connection per master, commands
+//!   routed by slot). "The connection" below is then that client.
+//!
 //! # Connection behaviour
 //!
 //! - [`StoreClient::new`] does not connect: the connection is opened by the
@@ -47,6 +63,7 @@ use redis::io::tcp::TcpSettings;
 use redis::{AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, RedisError, Value};
 
 use crate::command;
+use crate::scripts;
 use crate::Stamp;
 
 /// Shortest backoff after a failed connection attempt.
@@ -190,13 +207,78 @@ impl fmt::Debug for StoreClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreClient")
             .field("addr", &self.inner.addr)
+            .field("backend", &self.inner.backend)
             .finish_non_exhaustive()
     }
 }
 
+/// How the session commands reach the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// `sticky store`: the native `SESS.*` commands.
+    Native,
+    /// Redis: the commands as Lua scripts ([`crate::scripts`]).
+    Scripts,
+}
+
+/// One session command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Put,
+    Get,
+    Claim,
+    Touch,
+    Del,
+}
+
+impl Op {
+    /// The native command's name.
+    fn native(self) -> &'static str {
+        match self {
+            Self::Put => command::PUT,
+            Self::Get => command::GET,
+            Self::Claim => command::CLAIM,
+            Self::Touch => command::TOUCH,
+            Self::Del => command::DEL,
+        }
+    }
+
+    /// The script implementing it on Redis.
+    fn script(self) -> &'static redis::Script {
+        let s = &*SCRIPTS;
+        match self {
+            Self::Put => &s.put,
+            Self::Get => &s.get,
+            Self::Claim => &s.claim,
+            Self::Touch => &s.touch,
+            Self::Del => &s.del,
+        }
+    }
+
+    /// The script's source, for `EVAL`.
+    fn source(self) -> &'static str {
+        match self {
+            Self::Put => scripts::PUT,
+            Self::Get => scripts::GET,
+            Self::Claim => scripts::CLAIM,
+            Self::Touch => scripts::TOUCH,
+            Self::Del => scripts::DEL,
+        }
+    }
+}
+
+/// The scripts with their digests, computed once per process.
+static SCRIPTS: std::sync::LazyLock<scripts::Scripts> =
+    std::sync::LazyLock::new(scripts::Scripts::new);
+
 impl StoreClient {
-    /// A client of the store at `addr`: `host:port` or a `redis://` URL
-    /// (`redis://[user:password@]host:port[/?protocol=resp3]`).
+    /// A client of the store at `addr`: `host:port` or
+    /// `sticky://[user:password@]host:port[/?protocol=resp3]` for a `sticky
+    /// store`; a `redis://[user:password@]host:port[/?protocol=resp3]` URL
+    /// (or `valkey://`, `redis+unix://`...) for Redis, where the session
+    /// commands run as Lua scripts (see the [module docs](self));
+    /// `redis+cluster://[user:password@]host:port,host:port...` for a Redis
+    /// Cluster.
     ///
     /// Does not connect: see the [module docs](self) for when it does.
     ///
@@ -204,20 +286,37 @@ impl StoreClient {
     ///
     /// [`ClientError::InvalidConfig`] when `addr` does not parse.
     pub fn new(addr: &str, options: ClientOptions) -> Result<Self, ClientError> {
-        let (info, public_addr) = connection_info(addr, &options)?;
-        let display_addr = info.addr().to_string();
-        let client = redis::Client::open(info)
-            .map_err(|e| ClientError::InvalidConfig(clip(&e.to_string())))?;
-        let conn_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            // Requests are bounded by `execute`, connecting included.
-            .set_response_timeout(None);
+        let (connector, public_addr, display_addr, backend) =
+            if let Some(rest) = addr.strip_prefix(CLUSTER_SCHEME) {
+                let (client, public_addr, display_addr) = cluster_client(rest, &options)?;
+                (
+                    Connector::Cluster(client),
+                    public_addr,
+                    display_addr,
+                    Backend::Scripts,
+                )
+            } else {
+                let (info, public_addr, backend) = connection_info(addr, &options)?;
+                let display_addr = info.addr().to_string();
+                let client = redis::Client::open(info)
+                    .map_err(|e| ClientError::InvalidConfig(clip(&e.to_string())))?;
+                let conn_config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(options.connect_timeout))
+                    // Requests are bounded by `execute`, connecting included.
+                    .set_response_timeout(None);
+                (
+                    Connector::Single(client, conn_config),
+                    public_addr,
+                    display_addr,
+                    backend,
+                )
+            };
         Ok(Self {
             inner: Arc::new(Inner {
                 addr: public_addr,
                 display_addr,
-                client,
-                conn_config,
+                backend,
+                connector,
                 request_timeout: options.request_timeout,
                 connect_timeout: options.connect_timeout,
                 max_backoff: options.max_backoff,
@@ -253,17 +352,17 @@ impl StoreClient {
         ttl: Option<Duration>,
         payload: &[u8],
     ) -> Result<(), ClientError> {
-        let mut cmd = redis::cmd(command::PUT);
-        cmd.arg(key)
-            .arg(stamp.generation)
-            .arg(stamp.seq)
-            .arg(owner)
-            .arg(ttl_ms(ttl))
-            .arg(payload);
+        let args = |cmd: &mut Cmd| {
+            cmd.arg(stamp.generation)
+                .arg(stamp.seq)
+                .arg(owner)
+                .arg(ttl_ms(ttl))
+                .arg(payload);
+        };
         match self
-            .execute(&cmd)
+            .call(Op::Put, key, args)
             .await
-            .and_then(|(v, _)| expect_ok(v, command::PUT))
+            .and_then(|v| expect_ok(v, command::PUT))
         {
             Err(ClientError::Stale { stored }) if stored == stamp => Ok(()),
             other => other,
@@ -278,9 +377,11 @@ impl StoreClient {
     /// [`ClientError::Protocol`] for a malformed reply, or any transport
     /// error.
     pub async fn get(&self, key: &[u8]) -> Result<Option<StoredSession>, ClientError> {
-        let mut cmd = redis::cmd(command::GET);
-        cmd.arg(key);
-        let (reply, _) = self.execute(&cmd).await?;
+        let reply = match self.call(Op::Get, key, |_| {}).await? {
+            // A script's "nothing" (Lua false) on a RESP3 connection.
+            Value::Boolean(false) if self.inner.backend == Backend::Scripts => Value::Nil,
+            other => other,
+        };
         parse_session(reply)
     }
 
@@ -307,15 +408,15 @@ impl StoreClient {
         owner: &str,
         ttl: Option<Duration>,
     ) -> Result<(), ClientError> {
-        let mut cmd = redis::cmd(command::CLAIM);
-        cmd.arg(key)
-            .arg(expected.generation)
-            .arg(expected.seq)
-            .arg(new.generation)
-            .arg(new.seq)
-            .arg(owner)
-            .arg(ttl_ms(ttl));
-        let (reply, _) = self.execute(&cmd).await?;
+        let args = |cmd: &mut Cmd| {
+            cmd.arg(expected.generation)
+                .arg(expected.seq)
+                .arg(new.generation)
+                .arg(new.seq)
+                .arg(owner)
+                .arg(ttl_ms(ttl));
+        };
+        let reply = self.call(Op::Claim, key, args).await?;
         expect_ok(reply, command::CLAIM)
     }
 
@@ -327,14 +428,18 @@ impl StoreClient {
     /// [`ClientError::Protocol`] for a malformed reply, or any transport
     /// error.
     pub async fn touch(&self, key: &[u8], ttl: Option<Duration>) -> Result<bool, ClientError> {
-        let mut cmd = redis::cmd(command::TOUCH);
-        cmd.arg(key).arg(ttl_ms(ttl));
-        let (reply, _) = self.execute(&cmd).await?;
+        let args = |cmd: &mut Cmd| {
+            cmd.arg(ttl_ms(ttl));
+        };
+        let reply = self.call(Op::Touch, key, args).await?;
         parse_touch(reply)
     }
 
     /// `SESS.DEL`: destroys session `key`, leaving a tombstone with `stamp`
     /// kept for `tombstone_ttl` (`None`: the store's `--tombstone-ttl`).
+    ///
+    /// On Redis, `None` means [`DEFAULT_TOMBSTONE_TTL_MS`](scripts::DEFAULT_TOMBSTONE_TTL_MS)
+    /// (60 s, `sticky store`'s default).
     ///
     /// Like [`put`](Self::put), a `STALE` reply naming `stamp` itself counts
     /// as success (an earlier attempt landed).
@@ -349,15 +454,16 @@ impl StoreClient {
         stamp: Stamp,
         tombstone_ttl: Option<Duration>,
     ) -> Result<(), ClientError> {
-        let mut cmd = redis::cmd(command::DEL);
-        cmd.arg(key).arg(stamp.generation).arg(stamp.seq);
-        if let Some(ttl) = tombstone_ttl {
-            cmd.arg(duration_ms(ttl));
-        }
+        let args = |cmd: &mut Cmd| {
+            cmd.arg(stamp.generation).arg(stamp.seq);
+            if let Some(ttl) = tombstone_ttl {
+                cmd.arg(duration_ms(ttl));
+            }
+        };
         match self
-            .execute(&cmd)
+            .call(Op::Del, key, args)
             .await
-            .and_then(|(v, _)| expect_ok(v, command::DEL))
+            .and_then(|v| expect_ok(v, command::DEL))
         {
             Err(ClientError::Stale { stored }) if stored == stamp => Ok(()),
             other => other,
@@ -380,6 +486,39 @@ impl StoreClient {
         }
     }
 
+    /// Runs session command `op` on `key` with the arguments `args` adds:
+    /// the native command, or on Redis the script, by `EVALSHA` (by `EVAL`
+    /// if the store answers `NOSCRIPT`: it was restarted or flushed its
+    /// scripts since the connection loaded them). Both take the arguments in
+    /// the same order.
+    async fn call(
+        &self,
+        op: Op,
+        key: &[u8],
+        args: impl Fn(&mut Cmd),
+    ) -> Result<Value, ClientError> {
+        if self.inner.backend == Backend::Native {
+            let mut cmd = redis::cmd(op.native());
+            cmd.arg(key);
+            args(&mut cmd);
+            return self.execute(&cmd).await.map(|(v, _)| v);
+        }
+        let redis_key = scripts::redis_key(key);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(op.script().get_hash()).arg(1).arg(&redis_key);
+        args(&mut cmd);
+        match self.execute(&cmd).await {
+            Err(ClientError::Server(msg)) if msg.starts_with("NOSCRIPT") => {
+                tracing::debug!(store = %self.inner.display_addr, "script not loaded; sending it with EVAL");
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(op.source()).arg(1).arg(&redis_key);
+                args(&mut cmd);
+                self.execute(&cmd).await.map(|(v, _)| v)
+            }
+            other => other.map(|(v, _)| v),
+        }
+    }
+
     /// Sends `cmd` and returns its reply (error replies turned into
     /// [`ClientError`]s) and the time the store took to answer.
     async fn execute(&self, cmd: &Cmd) -> Result<(Value, Duration), ClientError> {
@@ -393,7 +532,7 @@ impl StoreClient {
         let sent = Instant::now();
         let sent_us = inner.micros(sent);
         let mut conn = live.conn.clone();
-        let result = tokio::time::timeout(remaining, conn.send_packed_command(cmd)).await;
+        let result = tokio::time::timeout(remaining, conn.send(cmd)).await;
         let rtt = sent.elapsed();
         match result {
             Ok(Ok(value)) => {
@@ -428,8 +567,8 @@ struct Inner {
     addr: String,
     /// `host:port` (never credentials), for messages.
     display_addr: String,
-    client: redis::Client,
-    conn_config: AsyncConnectionConfig,
+    backend: Backend,
+    connector: Connector,
     request_timeout: Duration,
     connect_timeout: Duration,
     max_backoff: Duration,
@@ -453,10 +592,36 @@ struct ConnState {
     last_error: Option<ClientError>,
 }
 
+/// How connections are opened.
+enum Connector {
+    /// One server: one multiplexed connection.
+    Single(redis::Client, AsyncConnectionConfig),
+    /// A Redis Cluster: the `redis` crate's cluster client, which keeps a
+    /// multiplexed connection to every master and routes each command by
+    /// its key's slot (following `MOVED` and `ASK`).
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// An open connection of either kind.
+#[derive(Clone)]
+enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Conn {
+    async fn send(&mut self, cmd: &Cmd) -> Result<Value, RedisError> {
+        match self {
+            Self::Single(c) => c.send_packed_command(cmd).await,
+            Self::Cluster(c) => redis::aio::ConnectionLike::req_packed_command(c, cmd).await,
+        }
+    }
+}
+
 /// An open connection.
 #[derive(Clone)]
 struct Live {
-    conn: MultiplexedConnection,
+    conn: Conn,
     /// Tells apart successive connections, so a late error on an old one
     /// does not drop a new one.
     epoch: u64,
@@ -541,9 +706,20 @@ impl Inner {
 
     /// One connection attempt; records its outcome.
     async fn connect(&self) -> Result<Live, ClientError> {
-        let attempt = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.conn_config);
+        let attempt = async {
+            let mut conn = match &self.connector {
+                Connector::Single(client, config) => Conn::Single(
+                    client
+                        .get_multiplexed_async_connection_with_config(config)
+                        .await?,
+                ),
+                Connector::Cluster(client) => Conn::Cluster(client.get_async_connection().await?),
+            };
+            if self.backend == Backend::Scripts {
+                self.load_scripts(&mut conn).await?;
+            }
+            Ok(conn)
+        };
         let result = match tokio::time::timeout(self.connect_timeout, attempt).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(self.map_connect_error(&e)),
@@ -586,6 +762,62 @@ impl Inner {
         }
     }
 
+    /// `SCRIPT LOAD`s the session scripts on a new connection to Redis (one
+    /// pipelined round trip), so that requests can use `EVALSHA` at once.
+    /// A transport error fails the connection; an error reply (scripting
+    /// disabled, or denied by an ACL) is only logged: the requests then
+    /// fail with that error themselves.
+    ///
+    /// On a Redis Cluster each `SCRIPT LOAD` goes to every node, one after
+    /// the other.
+    async fn load_scripts(&self, conn: &mut Conn) -> Result<(), RedisError> {
+        let loads = match conn {
+            Conn::Single(c) => {
+                let mut pipe = redis::pipe();
+                for (source, _) in SCRIPTS.all() {
+                    pipe.cmd("SCRIPT").arg("LOAD").arg(source);
+                }
+                c.send_packed_commands(&pipe, 0, 5).await
+            }
+            Conn::Cluster(c) => {
+                let mut replies = Vec::new();
+                let mut result = Ok(());
+                for (source, _) in SCRIPTS.all() {
+                    let mut cmd = redis::cmd("SCRIPT");
+                    cmd.arg("LOAD").arg(source);
+                    match redis::aio::ConnectionLike::req_packed_command(c, &cmd).await {
+                        Ok(v) => replies.push(v),
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                result.map(|()| replies)
+            }
+        };
+        match loads {
+            Ok(replies) => {
+                for ((_, script), reply) in SCRIPTS.all().iter().zip(&replies) {
+                    let loaded = match reply {
+                        Value::BulkString(b) => b.as_slice() == script.get_hash().as_bytes(),
+                        Value::SimpleString(s) => s == script.get_hash(),
+                        _ => false,
+                    };
+                    if !loaded {
+                        tracing::warn!(store = %self.display_addr, reply = describe(reply), "SCRIPT LOAD did not answer the script's digest");
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if e.code().is_some() => {
+                tracing::warn!(store = %self.display_addr, error = %clip(&e.to_string()), "cannot load the session scripts");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Forgets connection `epoch` (if still current) so that the next
     /// request opens a new one.
     fn drop_connection(&self, epoch: u64, reason: &str) {
@@ -622,21 +854,81 @@ impl Inner {
     }
 }
 
-/// The connection info for `addr` with `options` applied, and the address
-/// to show as [`StoreClient::addr`].
+/// Scheme of a Redis Cluster address:
+/// `redis+cluster://[user:password@]host:port,host:port[/?protocol=resp3]`.
+const CLUSTER_SCHEME: &str = "redis+cluster://";
+
+/// The cluster client for a Redis Cluster address (`rest` follows the
+/// scheme), the address to show as [`StoreClient::addr`] and the nodes for
+/// messages.
+fn cluster_client(
+    rest: &str,
+    options: &ClientOptions,
+) -> Result<(redis::cluster::ClusterClient, String, String), ClientError> {
+    // Messages never quote the address: it may carry a password.
+    let invalid = || {
+        ClientError::InvalidConfig(String::from(
+            "a Redis Cluster address is redis+cluster://[user:password@]host:port,host:port...",
+        ))
+    };
+    let (hosts_etc, userinfo) = match rest.rsplit_once('@') {
+        Some((creds, hosts)) => (hosts, format!("{creds}@")),
+        None => (rest, String::new()),
+    };
+    let split = hosts_etc.find(['/', '?']).unwrap_or(hosts_etc.len());
+    let (hosts, suffix) = hosts_etc.split_at(split);
+    let mut nodes = Vec::new();
+    for host in hosts.split(',') {
+        if host.is_empty() {
+            return Err(invalid());
+        }
+        let url = redis::parse_redis_url(&format!("redis://{userinfo}{host}{suffix}"))
+            .ok_or_else(invalid)?;
+        let info = url.into_connection_info().map_err(|_| invalid())?;
+        let mut settings = info
+            .redis_settings()
+            .clone()
+            .set_lib_name("sticky", env!("CARGO_PKG_VERSION"));
+        if let Some(username) = &options.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &options.password {
+            settings = settings.set_password(password);
+        }
+        nodes.push(info.set_redis_settings(settings));
+    }
+    let tcp = TcpSettings::default().set_nodelay(true);
+    let client = redis::cluster::ClusterClientBuilder::new(nodes)
+        .connection_timeout(options.connect_timeout)
+        .response_timeout(options.request_timeout)
+        .tcp_settings(tcp)
+        .build()
+        .map_err(|e| ClientError::InvalidConfig(clip(&e.to_string())))?;
+    Ok((
+        client,
+        format!("{CLUSTER_SCHEME}{hosts}{suffix}"),
+        hosts.to_owned(),
+    ))
+}
+
+/// The connection info for `addr` with `options` applied, the address
+/// to show as [`StoreClient::addr`], and the backend the address selects.
 fn connection_info(
     addr: &str,
     options: &ClientOptions,
-) -> Result<(redis::ConnectionInfo, String), ClientError> {
-    let url_text = if addr.contains("://") {
-        Cow::Borrowed(addr)
+) -> Result<(redis::ConnectionInfo, String, Backend), ClientError> {
+    const STICKY: &str = "sticky://";
+    let (url_text, backend) = if let Some(rest) = addr.strip_prefix(STICKY) {
+        (Cow::Owned(format!("redis://{rest}")), Backend::Native)
+    } else if addr.contains("://") {
+        (Cow::Borrowed(addr), Backend::Scripts)
     } else {
-        Cow::Owned(format!("redis://{addr}"))
+        (Cow::Owned(format!("redis://{addr}")), Backend::Native)
     };
     // Messages never quote `addr`: it may carry a password.
     let invalid = || {
         ClientError::InvalidConfig(String::from(
-            "store address is neither host:port nor a redis:// URL",
+            "store address is neither host:port nor a sticky:// or redis:// URL",
         ))
     };
     let mut url = redis::parse_redis_url(&url_text).ok_or_else(invalid)?;
@@ -645,7 +937,12 @@ fn connection_info(
         // Both only fail for URLs that cannot carry credentials.
         let _ = url.set_password(None);
         let _ = url.set_username("");
-        url.to_string()
+        match (backend, url.as_str().strip_prefix("redis://")) {
+            // A `sticky://` URL, so that the address still selects the
+            // native commands.
+            (Backend::Native, Some(rest)) => format!("{STICKY}{rest}"),
+            _ => url.to_string(),
+        }
     } else {
         addr.to_owned()
     };
@@ -664,7 +961,7 @@ fn connection_info(
     let info = info
         .set_redis_settings(redis_settings)
         .set_tcp_settings(tcp_settings);
-    Ok((info, public_addr))
+    Ok((info, public_addr, backend))
 }
 
 /// A TTL as sent: milliseconds, `0` for none. A TTL is rounded up to a
@@ -1234,6 +1531,7 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
         let c = StoreClient::new("app:hunter2@localhost:7000", ClientOptions::default()).unwrap();
         assert!(!c.addr().contains("hunter2"), "{}", c.addr());
+        assert_eq!(c.addr(), "sticky://localhost:7000");
         match StoreClient::new("redis://:hunter2@host:x", ClientOptions::default()) {
             Err(e @ ClientError::InvalidConfig(_)) => assert!(!e.to_string().contains("hunter2")),
             other => panic!("{other:?}"),
@@ -1252,6 +1550,134 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_address_selects_the_backend() {
+        let backend = |addr: &str| {
+            StoreClient::new(addr, ClientOptions::default())
+                .unwrap()
+                .inner
+                .backend
+        };
+        for native in [
+            "127.0.0.1:7000",
+            "localhost:7000",
+            "sticky://127.0.0.1:7000",
+            "sticky://:pw@127.0.0.1:7000/?protocol=resp3",
+        ] {
+            assert_eq!(backend(native), Backend::Native, "{native}");
+        }
+        for redis in [
+            "redis://127.0.0.1:6379",
+            "redis://app:pw@127.0.0.1:6379/",
+            "redis://127.0.0.1:6379/?protocol=resp3",
+            "valkey://127.0.0.1:6379",
+        ] {
+            assert_eq!(backend(redis), Backend::Scripts, "{redis}");
+        }
+        let c = StoreClient::new("sticky://u:pw@127.0.0.1:7000", ClientOptions::default()).unwrap();
+        assert_eq!(c.addr(), "sticky://127.0.0.1:7000");
+        let c = StoreClient::new("redis://u:pw@127.0.0.1:6379", ClientOptions::default()).unwrap();
+        assert_eq!(c.addr(), "redis://127.0.0.1:6379");
+        assert!(format!("{c:?}").contains("Scripts"));
+        assert!(matches!(
+            StoreClient::new("sticky://", ClientOptions::default()),
+            Err(ClientError::InvalidConfig(_))
+        ));
+
+        // Redis Cluster: scripts, through the cluster client.
+        let c = StoreClient::new(
+            "redis+cluster://app:p@ss@127.0.0.1:7001,127.0.0.1:7002/?protocol=resp3",
+            ClientOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(c.inner.backend, Backend::Scripts);
+        assert!(matches!(c.inner.connector, Connector::Cluster(_)));
+        assert_eq!(
+            c.addr(),
+            "redis+cluster://127.0.0.1:7001,127.0.0.1:7002/?protocol=resp3"
+        );
+        assert_eq!(c.inner.display_addr, "127.0.0.1:7001,127.0.0.1:7002");
+        assert!(!format!("{c:?}").contains("p@ss"));
+        for bad in [
+            "redis+cluster://",
+            "redis+cluster://127.0.0.1:7001,,127.0.0.1:7002",
+            "redis+cluster://:secret@h:x",
+        ] {
+            match StoreClient::new(bad, ClientOptions::default()) {
+                Err(e @ ClientError::InvalidConfig(_)) => {
+                    assert!(!e.to_string().contains("secret"), "{e}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn redis_backend_sends_evalsha_and_falls_back_to_eval() {
+        // A fake Redis that has no scripts loaded: SCRIPT LOAD is refused,
+        // EVALSHA answers NOSCRIPT, EVAL answers like the script would.
+        let store = FakeStore::start(|args: &[Bytes]| {
+            let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+            Act::Reply(match name.as_str() {
+                "SCRIPT" => Reply::error("ERR scripting is disabled"),
+                "EVALSHA" => Reply::error("NOSCRIPT No matching script. Please use EVAL."),
+                "EVAL" if &args[3][..] == b"sticky:{gone}" => Reply::Null,
+                "EVAL" => Reply::error("STALE 4 2"),
+                "PING" => Reply::Simple("PONG"),
+                _ => Reply::error(format!("ERR unknown command '{name}'")),
+            })
+        })
+        .await;
+        let c = StoreClient::new(&format!("redis://{}", store.addr), options(2000)).unwrap();
+        assert_eq!(
+            c.put(b"k", Stamp::new(4, 1), "ws1", None, b"p").await,
+            Err(ClientError::Stale {
+                stored: Stamp::new(4, 2)
+            })
+        );
+        let sent = store.commands();
+        let names: Vec<String> = sent
+            .iter()
+            .map(|c| String::from_utf8_lossy(&c[0]).to_ascii_uppercase())
+            .collect();
+        // SCRIPT LOAD x5 on connect (refused, logged), then EVALSHA, EVAL.
+        assert_eq!(
+            names,
+            ["SCRIPT", "SCRIPT", "SCRIPT", "SCRIPT", "SCRIPT", "EVALSHA", "EVAL"],
+            "{names:?}"
+        );
+        assert_eq!(
+            sent[5],
+            args(&[
+                b"EVALSHA",
+                SCRIPTS.put.get_hash().as_bytes(),
+                b"1",
+                b"sticky:{k}",
+                b"4",
+                b"1",
+                b"ws1",
+                b"0",
+                b"p"
+            ])
+        );
+        assert_eq!(&sent[6][1][..], scripts::PUT.as_bytes());
+        assert_eq!(&sent[6][2..], &sent[5][2..]);
+        assert_eq!(c.get(b"gone").await, Ok(None));
+        // Deletes without a TTL leave it to the script's default.
+        let _ = c.delete(b"k", Stamp::new(9, 0), None).await;
+        assert_eq!(
+            store.last_command(),
+            args(&[
+                b"EVAL",
+                scripts::DEL.as_bytes(),
+                b"1",
+                b"sticky:{k}",
+                b"9",
+                b"0"
+            ])
+        );
     }
 
     #[test]
@@ -1330,6 +1756,18 @@ mod tests {
 
         fn accepted(&self) -> usize {
             self.accepted.load(Ordering::SeqCst)
+        }
+
+        /// Every command received, but the handshake's `CLIENT` and `HELLO`.
+        fn commands(&self) -> Vec<Vec<Bytes>> {
+            let log = self.log.lock().unwrap();
+            log.iter()
+                .filter(|c| {
+                    let name = c[0].to_ascii_uppercase();
+                    name != b"CLIENT" && name != b"HELLO"
+                })
+                .cloned()
+                .collect()
         }
 
         fn last_command(&self) -> Vec<Bytes> {
@@ -1619,9 +2057,9 @@ mod tests {
         };
         let c = StoreClient::new(&addr, right).unwrap();
         c.ping().await.unwrap();
-        let c = StoreClient::new(&format!("redis://app:s3cret@{addr}"), options(1000)).unwrap();
+        let c = StoreClient::new(&format!("sticky://app:s3cret@{addr}"), options(1000)).unwrap();
         c.ping().await.unwrap();
-        assert_eq!(c.addr(), format!("redis://{addr}"));
+        assert_eq!(c.addr(), format!("sticky://{addr}"));
     }
 
     #[tokio::test]

@@ -12,6 +12,8 @@
 //!   `/.sticky/fence`): paths, the admin token, the health report.
 //! - [`client`]: the async client for the session commands used by web
 //!   servers: one multiplexed, pipelined connection per store.
+//! - [`scripts`]: the session commands as Redis Lua scripts, used by the
+//!   client for `redis://` stores, and the Redis key layout.
 //! - [`probe`]: a one-shot `PING` and `INFO` of a store, for operators'
 //!   tools (dashboard, `sticky status`).
 
@@ -20,6 +22,7 @@ pub mod command;
 pub mod control;
 pub mod probe;
 pub mod resp;
+pub mod scripts;
 pub mod stamp;
 
 pub use stamp::Stamp;

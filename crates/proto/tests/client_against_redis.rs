@@ -1,5 +1,9 @@
-//! `StoreClient` against a real `redis-server`: connection handling only
-//! (ping, auth, timeouts, reconnects), since Redis has no `SESS.*` commands.
+//! `StoreClient` against a real `redis-server`: connection handling (ping,
+//! auth, timeouts, reconnects) with a `host:port` address (the native
+//! `SESS.*` commands, which Redis lacks), and the session commands run as
+//! Lua scripts with a `redis://` URL (`docs/redis.md`): every reply and
+//! fencing rule of `docs/protocol.md`, the key layout, RESP3, `NOSCRIPT`
+//! recovery, and `maxmemory`.
 //!
 //! Skipped, loudly, when `redis-server` is not on `PATH`, unless the `CI`
 //! environment variable is set: then a missing `redis-server` fails.
@@ -9,7 +13,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sticky_proto::client::{ClientError, ClientOptions, StoreClient};
+use sticky_proto::client::{ClientError, ClientOptions, StoreClient, StoredSession};
 use sticky_proto::Stamp;
 
 /// Whether `redis-server` can be run; panics under CI when it cannot.
@@ -303,4 +307,422 @@ async fn store_down_at_creation() {
 
     let _server = RedisServer::start(port, None);
     wait_for_recovery(&client, Duration::from_secs(10)).await;
+}
+
+// ---------------------------------------------------------------------------
+// The session commands as scripts (redis:// URLs)
+// ---------------------------------------------------------------------------
+
+impl RedisServer {
+    fn url(&self) -> String {
+        match &self.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
+    }
+
+    /// A plain synchronous connection, to look at what the scripts stored.
+    fn raw(&self) -> redis::Connection {
+        let client = redis::Client::open(self.url()).unwrap();
+        let conn = client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        conn
+    }
+}
+
+fn ms(n: u64) -> Option<Duration> {
+    Some(Duration::from_millis(n))
+}
+
+fn stale(g: u64, s: u64) -> ClientError {
+    ClientError::Stale {
+        stored: Stamp::new(g, s),
+    }
+}
+
+fn live(c: &StoredSession) -> (Stamp, &str, &[u8], bool) {
+    (c.stamp, c.owner.as_str(), &c.payload[..], c.deleted)
+}
+
+#[tokio::test]
+async fn redis_url_runs_every_session_command_with_the_protocols_rules() {
+    if !have_redis_server() {
+        return;
+    }
+    let server = RedisServer::start(free_port(), None);
+    let c = StoreClient::new(&server.url(), options(3000)).unwrap();
+    let key: &[u8] = b"k\x00\xff{x}\r\n";
+    let payload: &[u8] = b"\x00\x01binary\r\n\xff";
+
+    // put: fresh, refused at <= stored, STALE naming our own stamp is Ok.
+    assert_eq!(c.get(key).await, Ok(None));
+    c.put(key, Stamp::new(1, 1), "ws1", ms(60_000), payload)
+        .await
+        .unwrap();
+    c.put(key, Stamp::new(1, 1), "ws1", ms(60_000), b"retry")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.put(key, Stamp::new(1, 0), "ws1", None, b"old").await,
+        Err(stale(1, 1))
+    );
+    assert_eq!(
+        c.put(key, Stamp::new(0, 9), "ws1", None, b"old").await,
+        Err(stale(1, 1))
+    );
+    let got = c.get(key).await.unwrap().unwrap();
+    assert_eq!(live(&got), (Stamp::new(1, 1), "ws1", payload, false));
+    let ttl = got.ttl.unwrap();
+    assert!(
+        ttl > Duration::from_secs(55) && ttl <= Duration::from_secs(60),
+        "{ttl:?}"
+    );
+    // get does not extend the TTL; no TTL is reported as None.
+    c.put(key, Stamp::new(1, 2), "ws1", None, payload)
+        .await
+        .unwrap();
+    assert_eq!(c.get(key).await.unwrap().unwrap().ttl, None);
+
+    // claim: compare-and-set of the stamp, payload kept.
+    assert!(matches!(
+        c.claim(key, Stamp::new(1, 2), Stamp::new(1, 2), "ws2", None).await,
+        Err(ClientError::Server(m)) if m.contains("new stamp must be higher")
+    ));
+    assert_eq!(
+        c.claim(key, Stamp::new(1, 1), Stamp::new(2, 0), "ws2", None)
+            .await,
+        Err(stale(1, 2))
+    );
+    c.claim(key, Stamp::new(1, 2), Stamp::new(2, 0), "ws2", ms(30_000))
+        .await
+        .unwrap();
+    let got = c.get(key).await.unwrap().unwrap();
+    assert_eq!(live(&got), (Stamp::new(2, 0), "ws2", payload, false));
+    assert!(got.ttl.unwrap() <= Duration::from_secs(30));
+    // A second claimer with the same expectation loses.
+    assert_eq!(
+        c.claim(key, Stamp::new(1, 2), Stamp::new(2, 0), "ws3", None)
+            .await,
+        Err(stale(2, 0))
+    );
+    assert_eq!(
+        c.claim(b"none", Stamp::new(1, 2), Stamp::new(2, 0), "ws3", None)
+            .await,
+        Err(ClientError::NoSession)
+    );
+    // The old host's late write is refused.
+    assert_eq!(
+        c.put(key, Stamp::new(1, 3), "ws1", None, b"late").await,
+        Err(stale(2, 0))
+    );
+
+    // touch: live copies only; 0 = no expiry.
+    assert_eq!(c.touch(key, ms(5_000)).await, Ok(true));
+    let t = c.get(key).await.unwrap().unwrap().ttl.unwrap();
+    assert!(
+        t <= Duration::from_secs(5) && t > Duration::from_secs(3),
+        "{t:?}"
+    );
+    assert_eq!(c.touch(key, None).await, Ok(true));
+    assert_eq!(c.get(key).await.unwrap().unwrap().ttl, None);
+    assert_eq!(c.touch(b"none", ms(5_000)).await, Ok(false));
+
+    // delete: tombstone with its stamp and TTL (default 60 s).
+    assert_eq!(
+        c.delete(key, Stamp::new(2, 0), None).await,
+        Ok(()),
+        "own stamp"
+    );
+    assert_eq!(
+        c.delete(key, Stamp::new(1, 9), None).await,
+        Err(stale(2, 0))
+    );
+    c.delete(key, Stamp::new(2, 1), None).await.unwrap();
+    let tomb = c.get(key).await.unwrap().unwrap();
+    assert_eq!(live(&tomb), (Stamp::new(2, 1), "", &b""[..], true));
+    let t = tomb.ttl.unwrap();
+    assert!(
+        t > Duration::from_secs(55) && t <= Duration::from_secs(60),
+        "{t:?}"
+    );
+    assert_eq!(c.touch(key, ms(5_000)).await, Ok(false));
+    assert_eq!(
+        c.claim(key, Stamp::new(2, 1), Stamp::new(3, 0), "ws3", None)
+            .await,
+        Err(ClientError::Deleted {
+            stamp: Stamp::new(2, 1)
+        })
+    );
+    // A delayed older put cannot resurrect the session; a newer one can.
+    assert_eq!(
+        c.put(key, Stamp::new(2, 1), "ws2", None, b"zombie").await,
+        Ok(()),
+        "STALE naming the put's own stamp counts as landed"
+    );
+    assert!(c.get(key).await.unwrap().unwrap().deleted);
+    assert_eq!(
+        c.put(key, Stamp::new(2, 0), "ws2", None, b"zombie").await,
+        Err(stale(2, 1))
+    );
+    c.put(key, Stamp::new(3, 0), "ws3", None, b"reborn")
+        .await
+        .unwrap();
+    assert_eq!(
+        live(&c.get(key).await.unwrap().unwrap()),
+        (Stamp::new(3, 0), "ws3", &b"reborn"[..], false)
+    );
+    // A delete of a session never stored still leaves a tombstone; its TTL
+    // can be given.
+    c.delete(b"fresh", Stamp::new(1, 0), ms(1_500))
+        .await
+        .unwrap();
+    let t = c.get(b"fresh").await.unwrap().unwrap();
+    assert!(t.deleted && t.ttl.unwrap() <= Duration::from_millis(1_500));
+
+    // Stamps up to 2^63 - 1 compare exactly (Lua numbers would not).
+    let big = i64::MAX.unsigned_abs();
+    c.put(b"big", Stamp::new(big, big - 1), "w", None, b"x")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.put(b"big", Stamp::new(big, big - 2), "w", None, b"x")
+            .await,
+        Err(stale(big, big - 1))
+    );
+    c.put(b"big", Stamp::new(big, big), "w", None, b"y")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get(b"big").await.unwrap().unwrap().stamp,
+        Stamp::new(big, big)
+    );
+    c.put(b"near", Stamp::new(1 << 53, 1), "w", None, b"x")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.put(b"near", Stamp::new(1 << 53, 0), "w", None, b"x")
+            .await,
+        Err(stale(1 << 53, 1))
+    );
+    c.put(b"near", Stamp::new((1 << 53) + 1, 0), "w", None, b"x")
+        .await
+        .unwrap();
+
+    // The layout: one hash per session under a hash-tagged key.
+    let mut raw = server.raw();
+    let fields: std::collections::HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+        .arg(b"sticky:{big}")
+        .query(&mut raw)
+        .unwrap();
+    assert_eq!(fields.len(), 5, "{fields:?}");
+    assert_eq!(fields["kind"], b"live");
+    assert_eq!(fields["gen"], big.to_string().as_bytes());
+    assert_eq!(fields["seq"], big.to_string().as_bytes());
+    assert_eq!(fields["owner"], b"w");
+    assert_eq!(fields["payload"], b"y");
+    let tomb: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(b"sticky:{fresh}")
+        .query(&mut raw)
+        .unwrap();
+    assert_eq!(tomb.len(), 3, "{tomb:?}");
+    assert_eq!(tomb["kind"], "tombstone");
+    let mut k = b"sticky:{".to_vec();
+    k.extend_from_slice(key);
+    k.push(b'}');
+    let exists: i64 = redis::cmd("EXISTS").arg(&k).query(&mut raw).unwrap();
+    assert_eq!(exists, 1);
+    // A key that is not a session record is refused, not overwritten.
+    let _: () = redis::cmd("SET")
+        .arg("sticky:{plain}")
+        .arg("v")
+        .query(&mut raw)
+        .unwrap();
+    let err = c
+        .put(b"plain", Stamp::new(1, 0), "w", None, b"x")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Server(m) if m.starts_with("WRONGTYPE")),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("sticky:{plain}"));
+}
+
+#[tokio::test]
+async fn expired_copies_and_tombstones_vanish() {
+    if !have_redis_server() {
+        return;
+    }
+    let server = RedisServer::start(free_port(), None);
+    let c = StoreClient::new(&server.url(), options(3000)).unwrap();
+    c.put(b"a", Stamp::new(1, 1), "w", ms(100), b"x")
+        .await
+        .unwrap();
+    c.delete(b"b", Stamp::new(1, 1), ms(100)).await.unwrap();
+    c.delete(b"z", Stamp::new(1, 1), Some(Duration::ZERO))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.get(b"a").await, Ok(None));
+    assert_eq!(c.get(b"b").await, Ok(None));
+    assert_eq!(c.get(b"z").await, Ok(None));
+    // Once the tombstone is gone, any stamp may be stored again.
+    c.put(b"b", Stamp::new(0, 1), "w", None, b"x")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn resp3_auth_and_acl_users() {
+    if !have_redis_server() {
+        return;
+    }
+    let server = RedisServer::start(free_port(), Some("s3cret"));
+    let port = server.port;
+    let mut raw = server.raw();
+    let _: () = redis::cmd("ACL")
+        // The least a web server needs (docs/redis.md).
+        .arg(&[
+            "SETUSER",
+            "app",
+            "reset",
+            "on",
+            ">apppw",
+            "~sticky:*",
+            "+ping",
+            "+evalsha",
+            "+eval",
+            "+script|load",
+            "+hmget",
+            "+hget",
+            "+hset",
+            "+pttl",
+            "+pexpire",
+            "+persist",
+            "+del",
+        ])
+        .query(&mut raw)
+        .unwrap();
+    for url in [
+        format!("redis://:s3cret@127.0.0.1:{port}/?protocol=resp3"),
+        format!("redis://app:apppw@127.0.0.1:{port}/"),
+        format!("redis://app:apppw@127.0.0.1:{port}/?protocol=resp3"),
+    ] {
+        let c = StoreClient::new(&url, options(3000)).unwrap();
+        assert!(!c.addr().contains("pw") && !c.addr().contains("s3cret"));
+        assert_eq!(c.get(b"r3").await, Ok(None), "{url}");
+        c.put(b"r3", Stamp::new(1, 1), "w", ms(60_000), b"p")
+            .await
+            .unwrap();
+        let got = c.get(b"r3").await.unwrap().unwrap();
+        assert_eq!(live(&got), (Stamp::new(1, 1), "w", &b"p"[..], false));
+        assert_eq!(c.touch(b"r3", None).await, Ok(true));
+        c.delete(b"r3", Stamp::new(1, 2), ms(1)).await.unwrap();
+        assert_eq!(
+            c.claim(b"r4", Stamp::new(1, 1), Stamp::new(2, 0), "w", None)
+                .await,
+            Err(ClientError::NoSession)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let wrong = StoreClient::new(
+        &format!("redis://app:nope@127.0.0.1:{port}/"),
+        options(3000),
+    )
+    .unwrap();
+    assert!(matches!(wrong.get(b"x").await, Err(ClientError::Auth(_))));
+}
+
+#[tokio::test]
+async fn flushed_scripts_are_sent_again() {
+    if !have_redis_server() {
+        return;
+    }
+    let port = free_port();
+    let mut server = RedisServer::start(port, None);
+    let c = StoreClient::new(&server.url(), options(3000)).unwrap();
+    c.put(b"k", Stamp::new(1, 1), "w", None, b"x")
+        .await
+        .unwrap();
+    let mut raw = server.raw();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut raw).unwrap();
+    // EVALSHA answers NOSCRIPT; the client falls back to EVAL (which loads
+    // the script again): nothing fails.
+    c.put(b"k", Stamp::new(1, 2), "w", None, b"y")
+        .await
+        .unwrap();
+    assert_eq!(c.get(b"k").await.unwrap().unwrap().payload, &b"y"[..]);
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut raw)
+        .unwrap();
+    assert!(info.contains("cmdstat_eval:calls="), "{info}");
+
+    // A restarted server (scripts and data gone): the client reconnects
+    // and loads the scripts on the new connection.
+    drop(raw);
+    server.kill();
+    let server = RedisServer::start(port, None);
+    wait_for_recovery(&c, Duration::from_secs(10)).await;
+    assert_eq!(c.get(b"k").await, Ok(None));
+    c.put(b"k", Stamp::new(1, 1), "w", None, b"z")
+        .await
+        .unwrap();
+    let mut raw = server.raw();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut raw)
+        .unwrap();
+    assert!(
+        info.contains("cmdstat_script|load:calls=5") || info.contains("cmdstat_script:calls=5"),
+        "{info}"
+    );
+    assert!(
+        !info.contains("cmdstat_eval:"),
+        "no NOSCRIPT after a fresh load: {info}"
+    );
+}
+
+#[tokio::test]
+async fn at_maxmemory_puts_are_refused_but_claims_and_deletes_work() {
+    if !have_redis_server() {
+        return;
+    }
+    let server = RedisServer::start(free_port(), None);
+    let c = StoreClient::new(&server.url(), options(3000)).unwrap();
+    c.put(b"a", Stamp::new(1, 1), "w", None, b"x")
+        .await
+        .unwrap();
+    c.put(b"b", Stamp::new(1, 1), "w", None, b"x")
+        .await
+        .unwrap();
+    let mut raw = server.raw();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory-policy", "noeviction"])
+        .query(&mut raw)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "1"])
+        .query(&mut raw)
+        .unwrap();
+    assert!(matches!(
+        c.put(b"c", Stamp::new(1, 1), "w", None, b"x").await,
+        Err(ClientError::OutOfMemory(_))
+    ));
+    assert!(matches!(
+        c.put(b"a", Stamp::new(1, 2), "w", None, b"x").await,
+        Err(ClientError::OutOfMemory(_))
+    ));
+    assert_eq!(c.get(b"c").await, Ok(None), "a refused put changes nothing");
+    c.claim(b"a", Stamp::new(1, 1), Stamp::new(2, 0), "w2", ms(60_000))
+        .await
+        .unwrap();
+    assert_eq!(c.get(b"a").await.unwrap().unwrap().owner, "w2");
+    assert_eq!(c.touch(b"a", ms(10_000)).await, Ok(true));
+    c.delete(b"b", Stamp::new(1, 2), None).await.unwrap();
+    assert!(c.get(b"b").await.unwrap().unwrap().deleted);
+    c.delete(b"never", Stamp::new(1, 0), None).await.unwrap();
+    assert!(c.get(b"never").await.unwrap().unwrap().deleted);
 }

@@ -20,7 +20,8 @@ pub struct StoreSpec {
     /// Stable name; placement hashes it, so every web server must use the
     /// same names for the same stores.
     pub name: String,
-    /// `host:port` or `redis://...`.
+    /// A `sticky store`: `host:port` or `sticky://[user:password@]host:port`;
+    /// Redis: `redis://[user:password@]host:port` (see `docs/redis.md`).
     pub addr: String,
 }
 

@@ -27,6 +27,11 @@ impl SessionId {
         Ok(Self(b))
     }
 
+    /// The id with these bytes (e.g. another framework's 128-bit id).
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0

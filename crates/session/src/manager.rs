@@ -305,17 +305,28 @@ impl SessionManager {
             }
             return self.fresh();
         };
+        match self.open_id(id).await? {
+            Some(opened) => self.check_absolute(opened),
+            None => self.fresh(),
+        }
+    }
+
+    /// Opens session `id` from the cache or by takeover from the stores;
+    /// `None` when no store has a live copy (expired, destroyed, never
+    /// saved). Does not check the absolute timeout.
+    pub(crate) async fn open_id(&self, id: SessionId) -> Result<Option<Opened>, SessionError> {
+        let inner = &self.inner;
         if let Some(entry) = inner.cache.get(&id) {
             let guard = entry.slot.clone().lock_owned().await;
             if guard.is_some() {
                 entry.touch();
                 metrics::counter!("sticky_cache_hits_total").increment(1);
-                return self.check_absolute(Opened {
+                return Ok(Some(Opened {
                     id,
                     source: Source::Cache,
                     entry: Some(entry),
                     held: Held::Cached(guard),
-                });
+                }));
             }
             // A load that found nothing, or one that failed: load again below.
         }
@@ -324,12 +335,12 @@ impl SessionManager {
         if guard.is_some() {
             // Someone else loaded it while we waited.
             entry.touch();
-            return self.check_absolute(Opened {
+            return Ok(Some(Opened {
                 id,
                 source: Source::Cache,
                 entry: Some(entry),
                 held: Held::Cached(guard),
-            });
+            }));
         }
         let started = Instant::now();
         match takeover::load(inner, &id).await {
@@ -340,19 +351,19 @@ impl SessionManager {
                 tracing::info!(session = ?id, stamp = %state.stamp, "session taken over from the stores");
                 *guard = Some(state);
                 entry.touch();
-                self.check_absolute(Opened {
+                Ok(Some(Opened {
                     id,
                     source: Source::Store,
                     entry: Some(entry),
                     held: Held::Cached(guard),
-                })
+                }))
             }
             Ok(None) => {
-                // Expired, destroyed, or never saved: a new session, new id.
+                // Expired, destroyed, or never saved.
                 drop(guard);
                 inner.cache.remove_if(&id, &entry);
                 metrics::counter!("sticky_sessions_not_found_total").increment(1);
-                self.fresh()
+                Ok(None)
             }
             Err(e) => {
                 drop(guard);
@@ -362,7 +373,7 @@ impl SessionManager {
         }
     }
 
-    fn fresh(&self) -> Result<Opened, SessionError> {
+    pub(crate) fn fresh(&self) -> Result<Opened, SessionError> {
         let id = SessionId::generate()
             .map_err(|e| SessionError::Unavailable(format!("no randomness: {e}")))?;
         Ok(Opened {
@@ -374,20 +385,29 @@ impl SessionManager {
     }
 
     /// Replaces a session past its absolute timeout by a new one.
-    fn check_absolute(&self, mut opened: Opened) -> Result<Opened, SessionError> {
+    fn check_absolute(&self, opened: Opened) -> Result<Opened, SessionError> {
+        match self.unless_too_old(opened) {
+            Some(opened) => Ok(opened),
+            None => self.fresh(),
+        }
+    }
+
+    /// `opened`, or `None` (and this server's copy dropped) if it is past
+    /// its absolute timeout.
+    pub(crate) fn unless_too_old(&self, mut opened: Opened) -> Option<Opened> {
         let limit = self.inner.config.absolute_timeout.as_millis() as u64;
         let expired = opened
             .held
             .state()
             .is_some_and(|s| unix_ms().saturating_sub(s.created_ms) > limit);
         if !expired {
-            return Ok(opened);
+            return Some(opened);
         }
         if let (Some(entry), Held::Cached(g)) = (&opened.entry, &mut opened.held) {
             **g = None;
             self.inner.cache.remove_if(&opened.id, entry);
         }
-        self.fresh()
+        None
     }
 
     /// Copies the request's changes to the stores (sync: waits for every

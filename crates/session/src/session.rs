@@ -8,8 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sticky_proto::Stamp;
 
+use crate::cache::SessionState;
 use crate::id::SessionId;
-use crate::manager::{Changes, CookieAction, Opened, SessionError, SessionManager, Source};
+use crate::manager::{Changes, CookieAction, Held, Opened, SessionError, SessionManager, Source};
 
 /// One request's session. Cheap to clone (all clones are the same session);
 /// reads and writes touch only local memory. Changes are copied to the
@@ -180,6 +181,22 @@ impl Session {
         self.with_data(|d| d.keys().cloned().collect())
             .unwrap_or_default()
     }
+
+    /// A copy of all the data (empty once saved).
+    pub fn data(&self) -> serde_json::Map<String, Value> {
+        self.with_data(Clone::clone).unwrap_or_default()
+    }
+
+    fn from_opened(opened: Opened) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Handle {
+                id: opened.id,
+                source: opened.source,
+                opened: Some(opened),
+                changes: Changes::default(),
+            })),
+        }
+    }
 }
 
 impl SessionManager {
@@ -195,13 +212,41 @@ impl SessionManager {
     pub async fn load(&self, cookie_value: Option<&str>) -> Result<Session, SessionError> {
         self.check_lease();
         let opened = self.open(cookie_value).await?;
-        Ok(Session {
-            inner: Arc::new(Mutex::new(Handle {
-                id: opened.id,
-                source: opened.source,
-                opened: Some(opened),
-                changes: Changes::default(),
-            })),
+        Ok(Session::from_opened(opened))
+    }
+
+    /// Opens session `id` itself, for frameworks that name sessions their
+    /// own way (the tower-sessions adapter): from the local cache, or by
+    /// takeover from the stores; `None` when no store has a live copy
+    /// (expired, destroyed, never saved) or it is past the absolute timeout.
+    /// No cookie is involved: the caller vouches for `id`, and an unknown
+    /// `id` costs a lookup on every live store. The session stays locked
+    /// until [`SessionManager::save`].
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionManager::load`].
+    pub async fn load_id(&self, id: SessionId) -> Result<Option<Session>, SessionError> {
+        self.check_lease();
+        Ok(match self.open_id(id).await? {
+            Some(opened) => self.unless_too_old(opened).map(Session::from_opened),
+            None => None,
+        })
+    }
+
+    /// A new, empty session under `id` (chosen by the caller, e.g. another
+    /// framework's random id), without asking the stores. It is stored by
+    /// [`SessionManager::save`] once modified, with the first stamp: a store
+    /// still holding a copy or tombstone of `id` refuses it
+    /// ([`SessionError::Moved`]). `save` returns [`CookieUpdate::Set`] with
+    /// Sticky's own cookie value, which such callers ignore.
+    pub fn create_id(&self, id: SessionId) -> Session {
+        self.check_lease();
+        Session::from_opened(Opened {
+            id,
+            source: Source::New,
+            entry: None,
+            held: Held::Fresh(SessionState::new()),
         })
     }
 

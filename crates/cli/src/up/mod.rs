@@ -44,6 +44,12 @@ pub(crate) struct UpArgs {
     /// Session stores.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
     stores: u16,
+    /// Run on this existing store instead of starting `sticky store`s
+    /// (repeatable; one `[[store]]` each, named s1, s2...): any address
+    /// the session library takes, e.g. `redis://[user:pass@]HOST:PORT` for
+    /// Redis (docs/redis.md) or `HOST:PORT` for a running `sticky store`.
+    #[arg(long = "store-url", value_name = "URL", conflicts_with = "stores")]
+    store_url: Vec<String>,
     /// Stores per session (1 = disjoint subsets, 2 = overlapping).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=2))]
     replicas: u16,
@@ -89,5 +95,6 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    rt.block_on(plan::check_external_stores(&plan))?;
     rt.block_on(supervisor::supervise(plan, config, dir))
 }

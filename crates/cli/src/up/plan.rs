@@ -37,10 +37,88 @@ pub(crate) struct Member {
     pub(crate) addr: SocketAddr,
 }
 
+/// A store `up` runs on but does not start (`--store-url`).
+#[derive(Clone)]
+pub(crate) struct ExternalStore {
+    pub(crate) name: String,
+    /// Its host and port, for the director's and `sticky status`'s looks.
+    pub(crate) listen: SocketAddr,
+    /// As given: what web servers connect with (may hold a password).
+    pub(crate) url: String,
+}
+
+impl std::fmt::Debug for ExternalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalStore")
+            .field("name", &self.name)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `host:port` of a store address (`HOST:PORT`, or a URL such as
+/// `redis://user:pass@HOST:PORT/?protocol=resp3`; Redis's port 6379 when
+/// a URL names none), resolved. Messages never quote the address: it may
+/// hold a password.
+fn store_host_port(url: &str) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    if url.chars().any(char::is_control) {
+        bail!("a --store-url holds a control character");
+    }
+    let (rest, default_port) = match url.split_once("://") {
+        Some((_, rest)) => (rest, Some(6379)),
+        None => (url, None),
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let host_port = rest.split(['/', '?', ',']).next().unwrap_or_default();
+    let with_port = match (host_port.rsplit_once(':'), default_port) {
+        (Some((_, p)), _) if p.parse::<u16>().is_ok() && !host_port.ends_with(']') => {
+            host_port.to_owned()
+        }
+        (_, Some(port)) => format!("{host_port}:{port}"),
+        (_, None) => bail!("a --store-url without a scheme must be HOST:PORT"),
+    };
+    with_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("cannot resolve the host of --store-url {host_port:?}"))
+}
+
+/// Fails unless every `--store-url` store answers `PING` within a few
+/// seconds, naming the first that does not.
+pub(crate) async fn check_external_stores(plan: &Plan) -> anyhow::Result<()> {
+    use sticky_proto::client::{ClientOptions, StoreClient};
+    let options = ClientOptions {
+        request_timeout: std::time::Duration::from_secs(3),
+        connect_timeout: std::time::Duration::from_secs(3),
+        ..ClientOptions::default()
+    };
+    for s in &plan.external {
+        let client = StoreClient::new(&s.url, options.clone())
+            .with_context(|| format!("store {}: bad --store-url", s.name))?;
+        if let Err(e) = client.ping().await {
+            bail!(
+                "store {} ({}) does not answer PING: {e}; is it running?",
+                s.name,
+                client.addr()
+            );
+        }
+        eprintln!(
+            "store {} is {} (not started by sticky up)",
+            s.name,
+            client.addr()
+        );
+    }
+    Ok(())
+}
+
 /// The whole cluster.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub(crate) members: Vec<Member>,
+    /// Stores given with `--store-url`; then `members` has no store.
+    pub(crate) external: Vec<ExternalStore>,
     pub(crate) admin: SocketAddr,
     /// The supervisor's control API (kill, pause, resume, restart).
     pub(crate) supervisor: SocketAddr,
@@ -73,15 +151,30 @@ impl Plan {
                 addr: local(base + 10 + i)?,
             });
         }
-        for i in 1..=u32::from(a.stores) {
-            members.push(Member {
-                name: format!("s{i}"),
-                role: Role::Store,
-                addr: local(base + 40 + i)?,
+        let mut external = Vec::new();
+        for (i, url) in a.store_url.iter().enumerate() {
+            external.push(ExternalStore {
+                name: format!("s{}", i + 1),
+                listen: store_host_port(url)?,
+                url: url.clone(),
             });
         }
-        if a.replicas > a.stores {
-            bail!("--replicas {} needs at least as many --stores", a.replicas);
+        if external.is_empty() {
+            for i in 1..=u32::from(a.stores) {
+                members.push(Member {
+                    name: format!("s{i}"),
+                    role: Role::Store,
+                    addr: local(base + 40 + i)?,
+                });
+            }
+            if a.replicas > a.stores {
+                bail!("--replicas {} needs at least as many --stores", a.replicas);
+            }
+        } else if usize::from(a.replicas) > external.len() {
+            bail!(
+                "--replicas {} needs at least as many --store-url",
+                a.replicas
+            );
         }
         let admin = local(base + 1)?;
         let supervisor = local(base + 2)?;
@@ -98,6 +191,7 @@ impl Plan {
             .map_err(|e| anyhow::anyhow!("no randomness for the cluster secret: {e}"))?;
         Ok(Self {
             members,
+            external,
             admin,
             supervisor,
             secret: hex::encode(secret),
@@ -152,6 +246,15 @@ impl Plan {
                 }
             }
         }
+        for s in &self.external {
+            // Debug quoting is a valid TOML basic string for a URL without
+            // control characters (checked by `store_host_port`).
+            let _ = writeln!(
+                t,
+                "[[store]]\nname = \"{}\"\nlisten = \"{}\"\nurl = {:?}\n",
+                s.name, s.listen, s.url
+            );
+        }
         t
     }
 
@@ -168,5 +271,55 @@ impl Plan {
                 .with_context(|| format!("cannot restrict {}", path.display()))?;
         }
         Ok(path)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_give_the_host_and_port_to_look_at() {
+        let a = |u: &str| store_host_port(u).unwrap().to_string();
+        assert_eq!(a("redis://127.0.0.1:6390"), "127.0.0.1:6390");
+        assert_eq!(
+            a("redis://u:p@ss@127.0.0.1:6390/?protocol=resp3"),
+            "127.0.0.1:6390"
+        );
+        assert_eq!(a("redis://127.0.0.1"), "127.0.0.1:6379");
+        assert_eq!(a("redis://[::1]:7000/"), "[::1]:7000");
+        assert_eq!(
+            a("redis+cluster://127.0.0.1:7001,127.0.0.1:7002"),
+            "127.0.0.1:7001"
+        );
+        assert_eq!(a("127.0.0.1:7379"), "127.0.0.1:7379");
+        for bad in ["127.0.0.1", "redis://:pw@", "redis://a\nb:1"] {
+            let e = store_host_port(bad).unwrap_err().to_string();
+            assert!(!e.contains("pw"), "{e}");
+        }
+    }
+
+    #[test]
+    fn external_stores_are_written_with_their_url() {
+        let plan = Plan {
+            members: Vec::new(),
+            external: vec![ExternalStore {
+                name: "s1".into(),
+                listen: "127.0.0.1:6390".parse().unwrap(),
+                url: "redis://u:p\"w@127.0.0.1:6390".into(),
+            }],
+            admin: "127.0.0.1:1".parse().unwrap(),
+            supervisor: "127.0.0.1:2".parse().unwrap(),
+            secret: "x".repeat(64),
+            replicas: 1,
+            mode: "sync",
+        };
+        let text = plan.toml();
+        let file = sticky_config::ClusterFile::parse(&text, Path::new("c.toml")).unwrap();
+        assert_eq!(file.store.len(), 1);
+        assert_eq!(file.store[0].client_addr(), "redis://u:p\"w@127.0.0.1:6390");
+        assert_eq!(file.store[0].listen.port(), 6390);
+        assert!(!format!("{:?}", plan.external).contains("p\\\"w"));
     }
 }

@@ -120,6 +120,8 @@ pub struct ClusterConfig {
     session: Vec<(String, String)>,
     webs: Vec<(String, SocketAddr)>,
     stores: Vec<(String, SocketAddr)>,
+    /// `url` of the `[[store]]` tables that have one, by store name.
+    store_urls: Vec<(String, String)>,
     path: Option<PathBuf>,
 }
 
@@ -148,8 +150,16 @@ impl ClusterConfig {
             session: Vec::new(),
             webs,
             stores,
+            store_urls: Vec::new(),
             path: None,
         }
+    }
+
+    /// Store `name` (`s1`...) gets `url = URL`: web servers connect with it
+    /// instead of `listen` (e.g. `redis://127.0.0.1:6390` for Redis).
+    pub fn store_url(mut self, name: &str, url: &str) -> Self {
+        self.store_urls.push((name.into(), url.into()));
+        self
     }
 
     /// Replicas per session (1 or 2).
@@ -205,6 +215,9 @@ impl ClusterConfig {
             t.push_str(&format!(
                 "\n[[store]]\nname = {name:?}\nlisten = \"{addr}\"\n"
             ));
+            if let Some((_, url)) = self.store_urls.iter().find(|(n, _)| n == name) {
+                t.push_str(&format!("url = {url:?}\n"));
+            }
         }
         t
     }
