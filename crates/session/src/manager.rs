@@ -422,13 +422,15 @@ impl SessionManager {
             return Ok(CookieAction::None);
         };
         if changes.destroyed {
-            self.destroy(&opened.id, state).await;
+            let destroyed = self.destroy(&opened.id, state).await;
+            // Destroyed, or moved elsewhere: either way this copy is done.
             if let Some(entry) = &opened.entry {
                 if let Held::Cached(g) = &mut opened.held {
                     **g = None;
                 }
                 inner.cache.remove_if(&opened.id, entry);
             }
+            destroyed?;
             return Ok(if opened.source == Source::New {
                 CookieAction::None
             } else {
@@ -439,11 +441,12 @@ impl SessionManager {
             // Login: the session continues under a new id; the old id is destroyed.
             let old_id = opened.id;
             let mut moved = state.clone();
-            self.destroy(&old_id, state).await;
+            let destroyed = self.destroy(&old_id, state).await;
             if let (Some(entry), Held::Cached(g)) = (&opened.entry, &mut opened.held) {
                 **g = None;
                 inner.cache.remove_if(&old_id, entry);
             }
+            destroyed?;
             moved.stamp = Stamp::default();
             moved.stored_on = 0;
             let fresh = self.fresh()?;
@@ -613,12 +616,15 @@ impl SessionManager {
         Err(SessionError::Unavailable(last_err))
     }
 
-    async fn destroy(&self, id: &SessionId, state: &SessionState) {
+    /// Replaces the session's copies by tombstones. A refusal as stale
+    /// means another server owns the session now: [`SessionError::Moved`],
+    /// like any other refused write, never a silent success.
+    async fn destroy(&self, id: &SessionId, state: &SessionState) -> Result<(), SessionError> {
         if state.is_unsaved() {
-            return;
+            return Ok(());
         }
         let Some(stamp) = state.stamp.next_seq() else {
-            return;
+            return Ok(());
         };
         let inner = &self.inner;
         let targets = inner.stores.replicas(id, inner.config.replicas) | state.stored_on;
@@ -628,11 +634,24 @@ impl SessionManager {
             let key = key.as_bytes();
             async move { (i, c.delete(key, stamp, None).await) }
         });
+        let mut moved = None;
         for (i, r) in futures_util::future::join_all(dels).await {
             inner.stores.observe(i, &r);
-            if let Err(e) = r {
-                tracing::debug!(session = ?id, store = %inner.stores.names[i], error = %e, "delete not stored");
+            match r {
+                Ok(()) => {}
+                Err(ClientError::Stale { stored }) => moved = Some(stored),
+                Err(e) => {
+                    tracing::debug!(session = ?id, store = %inner.stores.names[i], error = %e, "delete not stored")
+                }
             }
+        }
+        match moved {
+            Some(stored) => {
+                metrics::counter!("sticky_stale_refusals_total").increment(1);
+                tracing::warn!(session = ?id, %stamp, %stored, "destroy refused as stale: the session moved");
+                Err(SessionError::Moved { stored })
+            }
+            None => Ok(()),
         }
     }
 
