@@ -503,21 +503,15 @@ impl SessionManager {
         metrics::histogram!("sticky_session_bytes").record(payload.len() as f64);
         let use_sync =
             inner.config.mode == Mode::Sync || inner.lag_exceeded.load(Ordering::Relaxed);
-        if use_sync {
+        // Sync: the stores that acknowledged; async: none yet (the queue
+        // records them once copied).
+        let stored_on = if use_sync {
             let started = Instant::now();
             match self.write(&opened.id, next, &payload).await {
                 Ok(stored_on) => {
                     metrics::histogram!("sticky_replication_seconds")
                         .record(started.elapsed().as_secs_f64());
-                    let state = opened
-                        .held
-                        .state_mut()
-                        .ok_or_else(|| SessionError::Data("state vanished".into()))?;
-                    state.stamp = next;
-                    state.payload = payload;
-                    state.stored_on = stored_on;
-                    state.store_deadline_ms =
-                        mono_ms() + inner.config.idle_timeout.as_millis() as u64;
+                    stored_on
                 }
                 Err(e) => {
                     self.drop_local(&mut opened);
@@ -525,15 +519,16 @@ impl SessionManager {
                 }
             }
         } else {
-            let state = opened
-                .held
-                .state_mut()
-                .ok_or_else(|| SessionError::Data("state vanished".into()))?;
-            state.stamp = next;
-            state.payload = payload;
-            state.stored_on = 0;
-            state.store_deadline_ms = mono_ms() + inner.config.idle_timeout.as_millis() as u64;
-        }
+            0
+        };
+        let state = opened
+            .held
+            .state_mut()
+            .ok_or_else(|| SessionError::Data("state vanished".into()))?;
+        state.stamp = next;
+        state.payload = payload;
+        state.stored_on = stored_on;
+        state.store_deadline_ms = mono_ms() + inner.config.idle_timeout.as_millis() as u64;
         // A new session (or one under a new id) enters the cache now.
         let entry = match opened.held {
             Held::Fresh(state) => {
