@@ -199,6 +199,61 @@ fn a_server_back_with_its_old_epoch_is_fenced_before_it_gets_a_request() {
 }
 
 #[test]
+fn a_request_routed_before_a_server_fenced_itself_goes_elsewhere_untouched() {
+    let store = temp_dir("director-store");
+    let opts = BackendOptions {
+        store: Some(store.clone()),
+        ..Default::default()
+    };
+    let [ws1, ws2] = ["ws1", "ws2"].map(|n| BackendProcess::start_with(n, opts.clone()));
+    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false), (&ws2, false)], ""));
+    d.wait_all_up();
+    let mut a = client_on(&d, "ws1", "/count");
+    // The director learns a new epoch from its health checks (every
+    // 300 ms); a request sent right after ws1 fences itself almost always
+    // beats that, and must then be refused by ws1 and re-routed. A few
+    // tries make that certain; every answer must be right either way.
+    let mut count = 1;
+    let mut rerouted = false;
+    for _ in 0..5 {
+        let r = a.get("/count").unwrap();
+        count += 1;
+        assert_eq!(r.field("count"), Some(count.to_string()), "{}", r.text());
+        if r.backend() != Some("ws1") {
+            a = client_on(&d, "ws1", "/count");
+            count = 1;
+            d.wait_all_up();
+            continue;
+        }
+        d.wait_all_up();
+        let refused = ws1.refused_stale();
+        ws1.post("/_test/fence");
+        let r = a.get("/count").unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        count += 1;
+        assert_eq!(r.field("count"), Some(count.to_string()), "{}", r.text());
+        if ws1.refused_stale() > refused {
+            // ws1 refused it untouched; ws2 took the session over.
+            assert_eq!(r.backend(), Some("ws2"), "{}", r.text());
+            assert_eq!(r.field("source").as_deref(), Some("store"));
+            assert_eq!(route_target(&a.cookies["sticky.route"]), "ws2");
+            rerouted = true;
+            break;
+        }
+    }
+    assert!(
+        rerouted,
+        "no request ever beat the health check to a fenced ws1"
+    );
+    // The health check then sees the new epoch: ws1 is routable again.
+    d.wait_state("ws1", "up");
+    assert!(d
+        .log_text()
+        .contains("fenced: it refused a request routed for its old epoch"));
+    let _ = std::fs::remove_dir_all(store);
+}
+
+#[test]
 fn a_restarted_server_with_the_same_epoch_is_fenced_too() {
     let store = temp_dir("director-store");
     let opts = |epoch| BackendOptions {

@@ -222,3 +222,48 @@ fn paused_server_never_serves_its_old_copy_after_a_takeover() {
         "the newest version is on both replicas: {copies:?}"
     );
 }
+
+#[test]
+fn a_request_routed_for_an_old_epoch_is_refused_untouched() {
+    let c = Cluster::start(2, &["ws1"], |cfg| {
+        cfg.replicas(2).session("store_timeout_ms", "3000")
+    });
+    let ws1 = c.web("ws1");
+    let mut b = Browser::new();
+    b.increment(ws1.addr());
+    assert_eq!(b.increment(ws1.addr()).value, 2);
+    let cookie = format!("sticky.sid={}", b.cookie.clone().expect("a session cookie"));
+    let routed = |epoch: u64| {
+        let e = epoch.to_string();
+        cluster_support::http_request(
+            ws1.addr(),
+            "GET",
+            "/api/counter",
+            &[("Cookie", &cookie), ("sticky-epoch", &e)],
+            None,
+        )
+        .expect("GET /api/counter")
+    };
+    let old = ws1.health()["epoch"].as_u64().expect("epoch");
+    let a = cluster_support::Answer::from(&routed(old));
+    assert_eq!((a.value, a.source.as_str()), (2, "cache"), "{a:?}");
+
+    // ws1 fences itself (as on a lease expiry); the director still knows
+    // the old epoch.
+    let new = ws1.fence()["epoch"].as_u64().expect("epoch");
+    assert_ne!(old, new);
+    let r = routed(old);
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.header("sticky-fenced"), Some(new.to_string().as_str()));
+    assert_eq!(
+        ws1.health()["sessions"].as_u64(),
+        Some(0),
+        "the refused request must not load the session"
+    );
+    // Routed for the new epoch: loaded from the stores.
+    let a = cluster_support::Answer::from(&routed(new));
+    assert_eq!((a.value, a.source.as_str()), (2, "store"), "{a:?}");
+    // Without the header (no director in front), as before.
+    assert_eq!(b.counter(ws1.addr()).value, 2);
+    ws1.assert_no_panic();
+}

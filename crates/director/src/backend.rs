@@ -144,6 +144,10 @@ pub(crate) struct Backend {
     pub(crate) wake: Notify,
     /// Removed from the configuration: its health checker stops.
     pub(crate) retired: AtomicBool,
+    /// The epoch it last reported (0: none yet), sent with every request
+    /// as `sticky-epoch` so that the server refuses requests routed before
+    /// it fenced itself.
+    pub(crate) epoch_hint: AtomicU64,
     /// Requests in flight (until their response body is sent) and tunnels.
     pub(crate) active: AtomicU64,
     /// Requests sent to it.
@@ -188,6 +192,7 @@ impl Backend {
             health: Mutex::new(Health::new()),
             wake: Notify::new(),
             retired: AtomicBool::new(false),
+            epoch_hint: AtomicU64::new(0),
             active: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failovers: AtomicU64::new(0),

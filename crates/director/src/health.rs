@@ -178,6 +178,7 @@ fn observe(shared: &Shared, backend: &Backend, result: Result<HealthReport, Chec
                 h.ready = report.ready;
                 h.sessions = report.sessions;
                 h.epoch = Some(report.epoch);
+                backend.epoch_hint.store(report.epoch, Ordering::Release);
                 if let Some(old) = h.fence_from {
                     if old != report.epoch {
                         h.fence_from = None;
@@ -259,6 +260,7 @@ async fn fence(shared: &Shared, backend: &Backend) {
     match result {
         Ok(report) => {
             h.epoch = Some(report.epoch);
+            backend.epoch_hint.store(report.epoch, Ordering::Release);
             h.sessions = report.sessions;
             h.ready = report.ready;
             match h.fence_from {

@@ -47,6 +47,8 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static STICKY_EPOCH: HeaderName = HeaderName::from_static(sticky_proto::control::EPOCH_HEADER);
+static STICKY_FENCED: HeaderName = HeaderName::from_static(sticky_proto::control::FENCED_HEADER);
 
 /// Retries after a failure other than a refused connection (which is
 /// always re-routed) or a connection found closed before use.
@@ -225,7 +227,9 @@ async fn proxy(
             }
         };
 
-        let headers = if replayable {
+        // Kept for a resend: a bodiless request refused by a fenced server
+        // is re-routed whatever its method (it was not processed).
+        let headers = if bodiless {
             parts.headers.clone()
         } else {
             std::mem::take(&mut parts.headers)
@@ -234,6 +238,14 @@ async fn proxy(
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = uri.clone();
         *upstream.headers_mut() = headers;
+        // The fencing token: the server refuses the request if it fenced
+        // itself since it reported this epoch.
+        let epoch = backend.epoch_hint.load(Ordering::Acquire);
+        if epoch != 0 {
+            upstream
+                .headers_mut()
+                .insert(STICKY_EPOCH.clone(), HeaderValue::from(epoch));
+        }
         backend.requests.fetch_add(1, Ordering::Relaxed);
 
         let abort = conn.abort_handle();
@@ -243,6 +255,27 @@ async fn proxy(
         )
         .await;
         match sent {
+            Ok(Ok(resp)) if resp.headers().contains_key(&STICKY_FENCED) => {
+                // The server fenced itself (its cache is gone) after the
+                // epoch this request carried, and refused it untouched.
+                // Like a refused connection: down until the health check
+                // sees the new epoch; the client goes to the failover
+                // target, unless its body was spent.
+                backend.errors.fetch_add(1, Ordering::Relaxed);
+                mark_down_now(
+                    shared,
+                    &backend,
+                    "fenced: it refused a request routed for its old epoch",
+                );
+                if !bodiless {
+                    return Answer::Unavailable.response(shared);
+                }
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                body = Some(Body::Empty);
+                last_failure = Answer::Unavailable;
+                conn.abort();
+                continue;
+            }
             Ok(Ok(resp)) => {
                 if let Some(from) = &moved_from {
                     from.failovers.fetch_add(1, Ordering::Relaxed);

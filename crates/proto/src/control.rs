@@ -14,6 +14,16 @@ pub const HEALTH_PATH: &str = "/.sticky/health";
 /// Fence: new epoch, empty cache (`POST`).
 pub const FENCE_PATH: &str = "/.sticky/fence";
 
+/// Request header the director adds to every request it forwards: the
+/// epoch it last heard the web server report. A web server whose epoch
+/// differs (it fenced itself since) refuses the request untouched, so a
+/// request routed before a fence can never load or serve a session after it.
+pub const EPOCH_HEADER: &str = "sticky-epoch";
+/// Response header of such a refusal (`503`), carrying the web server's
+/// current epoch: the request was not processed, so the director may send
+/// it elsewhere.
+pub const FENCED_HEADER: &str = "sticky-fenced";
+
 const ADMIN_LABEL: &[u8] = b"sticky/admin/v1";
 
 /// The admin token for `secret`: lowercase hex of

@@ -16,6 +16,7 @@ use tower::{Layer, Service};
 
 use crate::manager::{SessionError, SessionManager};
 use crate::session::{CookieUpdate, Session};
+use sticky_proto::control::{EPOCH_HEADER, FENCED_HEADER};
 
 /// Adds a [`Session`] to every request of the routes it wraps.
 #[derive(Debug, Clone)]
@@ -51,6 +52,16 @@ pub struct SessionService<S> {
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
         let status = self.status();
+        if let SessionError::Fenced { epoch } = self {
+            tracing::info!(
+                epoch,
+                "refused a request routed before this server fenced itself"
+            );
+            let mut resp = (status, format!("session error: {self}\n")).into_response();
+            resp.headers_mut()
+                .insert(FENCED_HEADER, HeaderValue::from(epoch));
+            return resp;
+        }
         if status.is_server_error() {
             tracing::warn!(error = %self, "session error");
         }
@@ -118,7 +129,12 @@ where
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
             let cookie =
                 cookie_value(req.headers(), &manager.config().cookie_name).map(str::to_owned);
-            let session = match manager.load(cookie.as_deref()).await {
+            let routed_epoch = req
+                .headers()
+                .get(EPOCH_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let session = match manager.load_routed(cookie.as_deref(), routed_epoch).await {
                 Ok(s) => s,
                 Err(e) => return Ok(e.into_response()),
             };

@@ -46,6 +46,13 @@ pub enum SessionError {
     /// Invalid settings.
     #[error("invalid session configuration: {0}")]
     Config(String),
+    /// The request was routed for an epoch this server has left (it
+    /// fenced itself since): refused before touching any session.
+    #[error("this server fenced itself (now epoch {epoch}); the request was routed before that")]
+    Fenced {
+        /// The server's current epoch.
+        epoch: u64,
+    },
 }
 
 impl SessionError {
@@ -55,7 +62,7 @@ impl SessionError {
         match self {
             SessionError::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             SessionError::Moved { .. } => S::CONFLICT,
-            SessionError::Unavailable(_) => S::SERVICE_UNAVAILABLE,
+            SessionError::Unavailable(_) | SessionError::Fenced { .. } => S::SERVICE_UNAVAILABLE,
             SessionError::Data(_) | SessionError::Config(_) => S::INTERNAL_SERVER_ERROR,
         }
     }
@@ -557,7 +564,7 @@ impl SessionManager {
 
     /// Drops this server's copy after a failed write, so that the next
     /// request re-loads the last acknowledged version from the stores.
-    fn drop_local(&self, opened: &mut Opened) {
+    pub(crate) fn drop_local(&self, opened: &mut Opened) {
         if let (Some(entry), Held::Cached(g)) = (&opened.entry, &mut opened.held) {
             **g = None;
             self.inner.cache.remove_if(&opened.id, entry);

@@ -215,6 +215,38 @@ impl SessionManager {
         Ok(Session::from_opened(opened))
     }
 
+    /// [`SessionManager::load`] for a request the director routed for
+    /// `routed_epoch` (its `sticky-epoch` header): refused with
+    /// [`SessionError::Fenced`] if this server's epoch is another one,
+    /// before the load or (if a fence raced with it) after it, in which
+    /// case the loaded copy is dropped. So no request routed before a
+    /// fence loads or serves a session after it (invariants 2 and 4).
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionManager::load`], and [`SessionError::Fenced`].
+    pub async fn load_routed(
+        &self,
+        cookie_value: Option<&str>,
+        routed_epoch: Option<u64>,
+    ) -> Result<Session, SessionError> {
+        let Some(routed) = routed_epoch else {
+            return self.load(cookie_value).await;
+        };
+        self.check_lease();
+        let fenced = |epoch| SessionError::Fenced { epoch };
+        if self.epoch() != routed {
+            return Err(fenced(self.epoch()));
+        }
+        let mut opened = self.open(cookie_value).await?;
+        let now = self.epoch();
+        if now != routed {
+            self.drop_local(&mut opened);
+            return Err(fenced(now));
+        }
+        Ok(Session::from_opened(opened))
+    }
+
     /// Opens session `id` itself, for frameworks that name sessions their
     /// own way (the tower-sessions adapter): from the local cache, or by
     /// takeover from the stores; `None` when no store has a live copy

@@ -14,12 +14,15 @@
 //! | `/value` | the session's counter, unchanged |
 //! | `/echo` | the request's headers, a blank line, then its body |
 //! | `/ws` | `101` on `Upgrade: websocket`, then echoes bytes |
-//! | `/_test/stats` | JSON: name, epoch, requests, fences |
+//! | `/_test/stats` | JSON: name, epoch, requests, fences, refused_stale |
+//! | `/_test/fence` | fences itself, as on a lease expiry (new epoch, cache dropped) |
 //! | `/_test/sick`, `/_test/well` | health answers 503 / 200 from now on |
 //! | `/_test/slow?ms=N` | answers after N ms |
 //! | `/_test/abort` | closes the connection without an answer |
 //!
 //! Every answer but the control ones carries `x-backend` and `x-epoch`.
+//! Like a real web server, it refuses a request whose `sticky-epoch` is not
+//! its epoch with `503` and `sticky-fenced`, untouched.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -56,6 +59,7 @@ struct State {
     epoch: AtomicU64,
     requests: AtomicU64,
     fences: AtomicU64,
+    refused_stale: AtomicU64,
     sick: AtomicBool,
     cache: Mutex<HashMap<String, u64>>,
     store: Option<PathBuf>,
@@ -84,6 +88,7 @@ pub fn run_if_requested() {
         epoch: AtomicU64::new(epoch),
         requests: AtomicU64::new(0),
         fences: AtomicU64::new(0),
+        refused_stale: AtomicU64::new(0),
         sick: AtomicBool::new(false),
         cache: Mutex::new(HashMap::new()),
         store: std::env::var_os(ENV_STORE).map(PathBuf::from),
@@ -227,8 +232,15 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
                 "epoch": state.epoch.load(Ordering::SeqCst),
                 "requests": state.requests.load(Ordering::SeqCst),
                 "fences": state.fences.load(Ordering::SeqCst),
+                "refused_stale": state.refused_stale.load(Ordering::SeqCst),
             });
             return Ok(text(StatusCode::OK, json.to_string()));
+        }
+        "/_test/fence" => {
+            state.cache.lock().unwrap().clear();
+            state.epoch.fetch_add(1, Ordering::SeqCst);
+            state.fences.fetch_add(1, Ordering::SeqCst);
+            return Ok(text(StatusCode::OK, "fenced\n"));
         }
         "/_test/sick" => {
             state.sick.store(true, Ordering::SeqCst);
@@ -240,8 +252,22 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         }
         _ => {}
     }
-    state.requests.fetch_add(1, Ordering::SeqCst);
     let epoch = state.epoch.load(Ordering::SeqCst);
+    let routed = req
+        .headers()
+        .get(sticky_proto::control::EPOCH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if routed.is_some_and(|e| e != epoch) {
+        state.refused_stale.fetch_add(1, Ordering::SeqCst);
+        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "fenced\n");
+        r.headers_mut().insert(
+            sticky_proto::control::FENCED_HEADER,
+            epoch.to_string().parse().unwrap(),
+        );
+        return Ok(r);
+    }
+    state.requests.fetch_add(1, Ordering::SeqCst);
     let mut new_sid = None;
     let sid = match cookie(&req, "sticky.sid") {
         Some(s) => s,

@@ -172,6 +172,11 @@ impl BackendProcess {
         self.stats()["fences"].as_u64().unwrap()
     }
 
+    /// Requests it refused because they carried an epoch it had left.
+    pub fn refused_stale(&self) -> u64 {
+        self.stats()["refused_stale"].as_u64().unwrap()
+    }
+
     /// `POST path` straight to the backend (e.g. `/_test/sick`).
     pub fn post(&self, path: &str) {
         let resp = HttpClient::new(self.addr())
