@@ -12,7 +12,7 @@
 //! failures are counted by kind. It works against any HTTP server, so the
 //! peer comparisons in `bench/` use it too.
 
-mod jar;
+pub(crate) mod jar;
 mod report;
 
 use std::net::SocketAddr;
@@ -96,7 +96,7 @@ pub(crate) struct BenchArgs {
 }
 
 /// Parses `30s`, `500ms`, `2m`, `1h`, `250us` or a plain number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);

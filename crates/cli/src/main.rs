@@ -2,6 +2,7 @@
 //! component libraries.
 
 mod bench_cmd;
+mod chaos_cmd;
 mod demo;
 mod director_cmd;
 mod status_cmd;
@@ -33,6 +34,9 @@ enum Command {
     Web(web_cmd::WebArgs),
     /// Load-test a web app with session-keeping virtual users.
     Bench(bench_cmd::BenchArgs),
+    /// Prove the invariants under faults: users check their sessions while
+    /// processes are killed, paused and restarted.
+    Chaos(chaos_cmd::ChaosArgs),
     /// Start a complete local cluster: director, web servers, standby, stores.
     Up(up::UpArgs),
     /// Show a running cluster's processes and their state (table or JSON).
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Director(args) => director_cmd::run(args),
         Command::Web(args) => web_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Chaos(args) => chaos_cmd::run(args),
         Command::Up(args) => up::run(args),
         Command::Status(args) => status_cmd::run(args),
     };
@@ -89,4 +94,40 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_parses_its_defaults_and_typed_flags() {
+        for argv in [
+            &["sticky", "chaos"][..],
+            &[
+                "sticky",
+                "chaos",
+                "--faults",
+                "kill-web,pause-store",
+                "--duration",
+                "2m",
+            ],
+            &["sticky", "bench"],
+            &["sticky", "up"],
+            &["sticky", "up", "--config", "c.toml"],
+            &["sticky", "status"],
+        ] {
+            if let Err(e) = Cli::try_parse_from(argv) {
+                panic!("{argv:?}: {e}");
+            }
+        }
+        assert!(Cli::try_parse_from(["sticky", "up", "--config", "c.toml", "--web", "2"]).is_err());
+        assert!(Cli::try_parse_from(["sticky", "chaos", "--faults", "kill-director"]).is_err());
+    }
 }

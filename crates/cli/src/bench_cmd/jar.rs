@@ -10,14 +10,14 @@ use http::HeaderValue;
 
 /// Cookies received from one site, in the order they were first set.
 #[derive(Debug, Default)]
-pub(super) struct CookieJar {
+pub(crate) struct CookieJar {
     cookies: Vec<(String, String)>,
     header: Option<HeaderValue>,
 }
 
 impl CookieJar {
     /// The `Cookie` header to send, if the jar holds any cookie.
-    pub(super) fn header(&self) -> Option<&HeaderValue> {
+    pub(crate) fn header(&self) -> Option<&HeaderValue> {
         self.header.as_ref()
     }
 
@@ -29,7 +29,7 @@ impl CookieJar {
 
     /// Applies one `Set-Cookie` header value. Malformed values are ignored,
     /// as browsers do.
-    pub(super) fn set(&mut self, set_cookie: &[u8]) {
+    pub(crate) fn set(&mut self, set_cookie: &[u8]) {
         let Ok(text) = std::str::from_utf8(set_cookie) else {
             return;
         };

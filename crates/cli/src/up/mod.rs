@@ -35,6 +35,15 @@ pub(crate) enum ModeArg {
 /// `sticky up` options.
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
+    /// Start the processes of this cluster file instead of the embedded
+    /// default: its director, every `[[web]]` and every `[[store]]`
+    /// without `url`, all on this machine (docs/configuration.md).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["web", "standby", "stores", "store_url", "replicas", "mode", "port"]
+    )]
+    config: Option<PathBuf>,
     /// Web servers running the demo shop.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
     web: u16,
@@ -74,7 +83,10 @@ pub(crate) struct UpArgs {
 
 /// Runs the cluster until Ctrl-C or SIGTERM.
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
-    let plan = Plan::new(&args)?;
+    let plan = match &args.config {
+        Some(file) => Plan::from_file(file)?,
+        None => Plan::new(&args)?,
+    };
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("sticky-up-{}", std::process::id())),
@@ -85,7 +97,11 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     // working directory.
     let dir =
         std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
-    let config = plan.write(&dir)?;
+    let config = match &args.config {
+        Some(file) => std::path::absolute(file)
+            .with_context(|| format!("cannot resolve {}", file.display()))?,
+        None => plan.write(&dir)?,
+    };
     if let Some(out) = &args.write_config {
         std::fs::copy(&config, out).with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!("cluster file written to {}", out.display());

@@ -203,6 +203,85 @@ impl Plan {
         })
     }
 
+    /// The cluster of an existing cluster file (`sticky up --config`):
+    /// every `[[web]]` and `[[store]]` without `url` is started here, so
+    /// their addresses must be this machine's. The file is used as it is
+    /// (not rewritten); `[director] supervisor` is where the control API
+    /// listens (the admin port + 1 when absent).
+    pub(crate) fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let file = sticky_config::ClusterFile::load(path)?;
+        let secret = file.secret(path)?;
+        let Some(director) = &file.director else {
+            bail!(
+                "{} has no [director] section: `sticky up` needs one",
+                path.display()
+            );
+        };
+        if file.web.is_empty() {
+            bail!("{} has no [[web]] server", path.display());
+        }
+        let supervisor = match director.supervisor {
+            Some(a) => a,
+            None => SocketAddr::new(
+                director.admin.ip(),
+                director.admin.port().checked_add(1).with_context(|| {
+                    format!("{}: [director] admin port is too high", path.display())
+                })?,
+            ),
+        };
+        let mut members = vec![Member {
+            name: "director".into(),
+            role: Role::Director,
+            addr: director.listen,
+        }];
+        for w in &file.web {
+            members.push(Member {
+                name: w.name.clone(),
+                role: if w.standby { Role::Standby } else { Role::Web },
+                addr: w.listen,
+            });
+        }
+        let mut external = Vec::new();
+        for s in &file.store {
+            match &s.url {
+                Some(url) => external.push(ExternalStore {
+                    name: s.name.clone(),
+                    listen: s.listen,
+                    url: url.clone(),
+                }),
+                None => members.push(Member {
+                    name: s.name.clone(),
+                    role: Role::Store,
+                    addr: s.listen,
+                }),
+            }
+        }
+        for addr in members
+            .iter()
+            .map(|m| m.addr)
+            .chain([director.admin, supervisor])
+        {
+            if let Err(e) = TcpListener::bind(addr) {
+                bail!(
+                    "{addr} (in {}) is not free or not on this machine ({e})",
+                    path.display()
+                );
+            }
+        }
+        Ok(Self {
+            members,
+            external,
+            admin: director.admin,
+            supervisor,
+            secret,
+            replicas: u16::try_from(file.replicas).unwrap_or(u16::MAX),
+            mode: match file.mode {
+                sticky_config::ReplicationMode::Sync => "sync",
+                sticky_config::ReplicationMode::Async => "async",
+            },
+        })
+    }
+
     pub(crate) fn member(&self, name: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.name == name)
     }

@@ -1,0 +1,597 @@
+//! The nemesis: kills (SIGKILL, then a restart), pauses (SIGSTOP, then
+//! SIGCONT) and restarts (SIGTERM, then a start) random web servers and
+//! stores on a schedule, through the `sticky up` supervisor.
+//!
+//! It stays inside the fault model the invariants are promised for
+//! (DESIGN.md, invariant 1: a session survives while its host or one of
+//! its store replicas does), because outside it losing a session is not a
+//! bug:
+//!
+//! - at most `--max-faults` processes are faulted at once;
+//! - with R >= 2, at most R - 1 stores; with R = 1, a store fault and a
+//!   web-server fault never overlap;
+//! - at least one non-standby web server keeps running;
+//! - a fault counts as active from its start until the cluster has
+//!   *settled* after its healing: the process runs again and every
+//!   running web server sees every running store and has finished
+//!   re-copying (so a store that came back empty is refilled before the
+//!   next store fault).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::Serialize;
+
+use super::cluster::{metric, Cluster, Process};
+use super::{HistoryEvent, Shared};
+use crate::up::state::ProcState;
+
+/// How often the nemesis looks at the cluster.
+const TICK: Duration = Duration::from_millis(100);
+/// How often a healed fault's settling is checked.
+const SETTLE_POLL: Duration = Duration::from_millis(250);
+/// Consecutive settled looks before a fault counts as over (a re-copy
+/// starts a moment after a web server sees a store come back).
+const SETTLED_LOOKS: u32 = 2;
+/// A fault not settled after this is reported and counted as over.
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// What a fault does to its process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Action {
+    /// SIGKILL; restarted when healed.
+    Kill,
+    /// SIGSTOP; continued when healed.
+    Pause,
+    /// SIGTERM and a start again (the supervisor's restart).
+    Restart,
+}
+
+/// Which processes a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Target {
+    /// Web servers, standby included.
+    Web,
+    /// Stores `sticky up` started.
+    Store,
+}
+
+/// One kind of fault, as `--faults` names it (`kill-web`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub(crate) struct FaultKind {
+    pub(crate) action: Action,
+    pub(crate) target: Target,
+}
+
+impl FaultKind {
+    pub(crate) const ALL: [FaultKind; 6] = [
+        FaultKind::new(Action::Kill, Target::Web),
+        FaultKind::new(Action::Kill, Target::Store),
+        FaultKind::new(Action::Pause, Target::Web),
+        FaultKind::new(Action::Pause, Target::Store),
+        FaultKind::new(Action::Restart, Target::Web),
+        FaultKind::new(Action::Restart, Target::Store),
+    ];
+
+    const fn new(action: Action, target: Target) -> Self {
+        Self { action, target }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match (self.action, self.target) {
+            (Action::Kill, Target::Web) => "kill-web",
+            (Action::Kill, Target::Store) => "kill-store",
+            (Action::Pause, Target::Web) => "pause-web",
+            (Action::Pause, Target::Store) => "pause-store",
+            (Action::Restart, Target::Web) => "restart-web",
+            (Action::Restart, Target::Store) => "restart-store",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == s.trim())
+    }
+}
+
+/// The fault kinds of a run, as `--faults` gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FaultList(pub(crate) Vec<FaultKind>);
+
+/// Parses `--faults`: a comma-separated list of fault kinds, or `all`.
+pub(crate) fn parse_faults(text: &str) -> Result<FaultList, String> {
+    if text.trim() == "all" {
+        return Ok(FaultList(FaultKind::ALL.to_vec()));
+    }
+    let mut kinds = Vec::new();
+    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let kind = FaultKind::parse(part).ok_or_else(|| {
+            format!(
+                "unknown fault {part:?}: use all, or some of {}",
+                FaultKind::ALL.map(FaultKind::name).join(", ")
+            )
+        })?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    if kinds.is_empty() {
+        return Err("--faults names no fault".into());
+    }
+    Ok(FaultList(kinds))
+}
+
+/// The nemesis's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) kinds: Vec<FaultKind>,
+    /// Mean time between fault starts (each wait is 0.5x to 1.5x this).
+    pub(crate) interval: Duration,
+    /// How long a killed or paused process stays down (uniform in range).
+    pub(crate) down_min: Duration,
+    pub(crate) down_max: Duration,
+    pub(crate) max_faults: usize,
+    pub(crate) replicas: usize,
+}
+
+/// A fault from its start until the cluster settled after it.
+#[derive(Debug, Clone)]
+struct Active {
+    kind: FaultKind,
+    name: String,
+    heal_at: Instant,
+    healed: Option<Instant>,
+    settled_looks: u32,
+}
+
+/// What the nemesis did, for the summary.
+#[derive(Debug, Default, Clone, Serialize)]
+pub(crate) struct Tally {
+    /// Faults started, by kind name.
+    pub(crate) started: std::collections::BTreeMap<&'static str, u64>,
+    /// Faults whose action the supervisor refused or failed.
+    pub(crate) errors: u64,
+    /// Faults after which the cluster did not settle within the limit.
+    pub(crate) unsettled: u64,
+    /// Longest time from healing to settled, in milliseconds.
+    pub(crate) max_settle_ms: u64,
+    /// Most faults active at once.
+    pub(crate) max_concurrent: usize,
+}
+
+impl Tally {
+    pub(crate) fn total(&self) -> u64 {
+        self.started.values().sum()
+    }
+}
+
+/// Whether a process of `role` is hit by faults on `target`.
+fn role_matches(role: &str, target: Target) -> bool {
+    match target {
+        Target::Web => role == "web" || role == "standby",
+        Target::Store => role == "store",
+    }
+}
+
+/// The processes a new fault of `kind` may hit now, under the rules in
+/// the module doc.
+fn candidates<'a>(
+    kind: FaultKind,
+    procs: &'a [Process],
+    active: &[Active],
+    settings: &Settings,
+) -> Vec<&'a Process> {
+    if active.len() >= settings.max_faults {
+        return Vec::new();
+    }
+    let active_of = |t: Target| active.iter().filter(|a| a.kind.target == t).count();
+    let (stores, webs) = (active_of(Target::Store), active_of(Target::Web));
+    let allowed = match kind.target {
+        Target::Store if settings.replicas <= 1 => stores == 0 && webs == 0,
+        Target::Store => stores + 1 < settings.replicas.max(1),
+        Target::Web if settings.replicas <= 1 => stores == 0,
+        Target::Web => true,
+    };
+    if !allowed {
+        return Vec::new();
+    }
+    let busy = |p: &Process| active.iter().any(|a| a.name == p.name);
+    let running_web = procs
+        .iter()
+        .filter(|p| p.role == "web" && p.state == ProcState::Running && !busy(p))
+        .count();
+    procs
+        .iter()
+        .filter(|p| role_matches(&p.role, kind.target))
+        .filter(|p| p.state == ProcState::Running && !busy(p))
+        // Keep a non-standby web server for new clients.
+        .filter(|p| p.role != "web" || running_web > 1)
+        .collect()
+}
+
+/// The nemesis's view of the cluster and its faults.
+pub(crate) struct Nemesis {
+    settings: Settings,
+    active: Vec<Active>,
+    /// The kinds not yet used in this round: every kind comes once per
+    /// round, in random order, so a short run still has each kind.
+    deck: Vec<FaultKind>,
+    pub(crate) tally: Tally,
+}
+
+impl Nemesis {
+    pub(crate) fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            active: Vec::new(),
+            deck: Vec::new(),
+            tally: Tally::default(),
+        }
+    }
+
+    fn down_time(&self, rng: &mut impl Rng) -> Duration {
+        let (lo, hi) = (self.settings.down_min, self.settings.down_max);
+        if hi <= lo {
+            return lo;
+        }
+        lo + (hi - lo).mul_f64(rng.random::<f64>())
+    }
+
+    fn next_gap(&self, rng: &mut impl Rng) -> Duration {
+        self.settings.interval.mul_f64(0.5 + rng.random::<f64>())
+    }
+
+    /// Starts one fault if the rules allow one now; true if it did.
+    async fn start_one(
+        &mut self,
+        cluster: &Cluster,
+        shared: &Shared,
+        procs: &[Process],
+        rng: &mut impl Rng,
+    ) -> bool {
+        if self.deck.is_empty() {
+            self.deck = self.settings.kinds.clone();
+            self.deck.shuffle(rng);
+        }
+        // The first kind of the round that the rules allow now.
+        for d in 0..self.deck.len() {
+            let kind = self.deck[d];
+            let options = candidates(kind, procs, &self.active, &self.settings);
+            if options.is_empty() {
+                continue;
+            }
+            self.deck.remove(d);
+            let name = options[rng.random_range(0..options.len())].name.clone();
+            let action = match kind.action {
+                Action::Kill => "kill",
+                Action::Pause => "pause",
+                Action::Restart => "restart",
+            };
+            let at = Instant::now();
+            if kind.action == Action::Kill && kind.target == Target::Web {
+                // Before the kill: a user answered by the process after
+                // this moment must not count as moved.
+                shared.failover.record_kill(&name, at);
+            }
+            let result = cluster.act(&name, action).await;
+            shared.history.event(HistoryEvent::Fault {
+                at: shared.since_start(at),
+                fault: kind.name(),
+                process: &name,
+                phase: "start",
+                error: result.as_ref().err().map(|e| format!("{e:#}")),
+            });
+            if let Err(e) = result {
+                tracing::warn!(fault = kind.name(), process = %name, error = %format!("{e:#}"), "fault not carried out");
+                self.tally.errors += 1;
+                return false;
+            }
+            *self.tally.started.entry(kind.name()).or_default() += 1;
+            let down = match kind.action {
+                Action::Restart => Duration::ZERO,
+                _ => self.down_time(rng),
+            };
+            self.active.push(Active {
+                kind,
+                name: name.clone(),
+                heal_at: at + down,
+                healed: (kind.action == Action::Restart).then(Instant::now),
+                settled_looks: 0,
+            });
+            self.tally.max_concurrent = self.tally.max_concurrent.max(self.active.len());
+            shared.set_faults(self.describe());
+            return true;
+        }
+        false
+    }
+
+    /// Heals the faults that are due (all of them if `all`).
+    async fn heal_due(&mut self, cluster: &Cluster, shared: &Shared, all: bool) {
+        let now = Instant::now();
+        for i in 0..self.active.len() {
+            let a = &self.active[i];
+            if a.healed.is_some() || (!all && a.heal_at > now) {
+                continue;
+            }
+            let action = match a.kind.action {
+                Action::Kill => "restart",
+                Action::Pause => "resume",
+                Action::Restart => continue,
+            };
+            let result = cluster.act(&a.name, action).await;
+            shared.history.event(HistoryEvent::Fault {
+                at: shared.since_start(Instant::now()),
+                fault: a.kind.name(),
+                process: &a.name,
+                phase: "heal",
+                error: result.as_ref().err().map(|e| format!("{e:#}")),
+            });
+            if let Err(e) = result {
+                tracing::warn!(process = %a.name, error = %format!("{e:#}"), "healing failed; will retry");
+                continue;
+            }
+            self.active[i].healed = Some(Instant::now());
+        }
+        shared.set_faults(self.describe());
+    }
+
+    /// Drops the healed faults after which the cluster has settled.
+    async fn check_settled(&mut self, cluster: &Cluster, shared: &Shared, procs: &[Process]) {
+        if !self.active.iter().any(|a| a.healed.is_some()) {
+            return;
+        }
+        let settled = cluster_settled(cluster, procs).await;
+        let now = Instant::now();
+        let mut kept = Vec::with_capacity(self.active.len());
+        for mut a in std::mem::take(&mut self.active) {
+            let Some(healed) = a.healed else {
+                kept.push(a);
+                continue;
+            };
+            let running = procs
+                .iter()
+                .any(|p| p.name == a.name && p.state == ProcState::Running);
+            a.settled_looks = if running && settled {
+                a.settled_looks + 1
+            } else {
+                0
+            };
+            let waited = now.duration_since(healed);
+            if a.settled_looks >= SETTLED_LOOKS || waited > SETTLE_LIMIT {
+                if waited > SETTLE_LIMIT {
+                    self.tally.unsettled += 1;
+                    tracing::warn!(process = %a.name, fault = a.kind.name(), "the cluster did not settle after this fault within {SETTLE_LIMIT:?}");
+                }
+                let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+                self.tally.max_settle_ms = self.tally.max_settle_ms.max(ms);
+                shared.history.event(HistoryEvent::Fault {
+                    at: shared.since_start(now),
+                    fault: a.kind.name(),
+                    process: &a.name,
+                    phase: "settled",
+                    error: None,
+                });
+            } else {
+                kept.push(a);
+            }
+        }
+        self.active = kept;
+        shared.set_faults(self.describe());
+    }
+
+    /// The active faults, for the progress line: `kill ws2, pause s1`.
+    fn describe(&self) -> String {
+        self.active
+            .iter()
+            .map(|a| {
+                let what = match (a.kind.action, a.healed.is_some()) {
+                    (_, true) => "settling",
+                    (Action::Kill, false) => "killed",
+                    (Action::Pause, false) => "paused",
+                    (Action::Restart, false) => "restarting",
+                };
+                format!("{} {what}", a.name)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Injects faults until `shared.stop_faults` is set, then heals every
+    /// fault and waits for the cluster to settle.
+    pub(crate) async fn run(mut self, cluster: Arc<Cluster>, shared: Arc<Shared>) -> Tally {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng());
+        let mut next_start = Instant::now() + self.next_gap(&mut rng);
+        let mut last_settle_look = Instant::now();
+        let mut procs: Vec<Process> = Vec::new();
+        loop {
+            let stopping = shared
+                .stop_faults
+                .load(std::sync::atomic::Ordering::Relaxed);
+            self.heal_due(&cluster, &shared, stopping).await;
+            let now = Instant::now();
+            let want_start = !stopping && now >= next_start;
+            let want_settle = now.duration_since(last_settle_look) >= SETTLE_POLL
+                && self.active.iter().any(|a| a.healed.is_some());
+            if want_start || want_settle {
+                match cluster.processes().await {
+                    Ok(p) => procs = p,
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot list the cluster's processes")
+                    }
+                }
+            }
+            if want_settle {
+                last_settle_look = Instant::now();
+                self.check_settled(&cluster, &shared, &procs).await;
+            }
+            if want_start && self.start_one(&cluster, &shared, &procs, &mut rng).await {
+                next_start = Instant::now() + self.next_gap(&mut rng);
+            }
+            if stopping && self.active.is_empty() {
+                break;
+            }
+            tokio::time::sleep(TICK).await;
+        }
+        self.tally
+    }
+}
+
+/// True if every running web server sees as many live stores as run, and
+/// none is re-copying.
+async fn cluster_settled(cluster: &Cluster, procs: &[Process]) -> bool {
+    let stores_running = procs
+        .iter()
+        .filter(|p| p.role == "store" && p.state == ProcState::Running)
+        .count();
+    let mut looks = HashMap::new();
+    for p in procs
+        .iter()
+        .filter(|p| role_matches(&p.role, Target::Web) && p.state == ProcState::Running)
+    {
+        let Ok(text) = cluster.web_metrics(p.addr).await else {
+            return false;
+        };
+        looks.insert(
+            p.name.clone(),
+            (
+                metric(&text, "sticky_stores_live"),
+                metric(&text, "sticky_recopy_pending").unwrap_or(0.0),
+            ),
+        );
+    }
+    // With external stores (not started by `up`), the count is not known.
+    let expect = if procs.iter().any(|p| p.role == "store") {
+        Some(stores_running as f64)
+    } else {
+        None
+    };
+    looks.values().all(|(live, pending)| {
+        *pending == 0.0 && expect.is_none_or(|n| live.is_some_and(|l| l == n))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proc(name: &str, role: &str) -> Process {
+        Process {
+            name: name.into(),
+            role: role.into(),
+            addr: "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!()),
+            pid: 1,
+            state: ProcState::Running,
+            exit: None,
+            restarts: 0,
+            log: "x.log".into(),
+        }
+    }
+
+    fn cluster() -> Vec<Process> {
+        vec![
+            proc("director", "director"),
+            proc("ws1", "web"),
+            proc("ws2", "web"),
+            proc("ws3", "standby"),
+            proc("s1", "store"),
+            proc("s2", "store"),
+            proc("s3", "store"),
+        ]
+    }
+
+    fn settings(replicas: usize, max_faults: usize) -> Settings {
+        Settings {
+            kinds: FaultKind::ALL.to_vec(),
+            interval: Duration::from_secs(1),
+            down_min: Duration::from_secs(1),
+            down_max: Duration::from_secs(2),
+            max_faults,
+            replicas,
+        }
+    }
+
+    fn active(kind: FaultKind, name: &str) -> Active {
+        Active {
+            kind,
+            name: name.into(),
+            heal_at: Instant::now(),
+            healed: None,
+            settled_looks: 0,
+        }
+    }
+
+    fn names(c: &[&Process]) -> Vec<String> {
+        c.iter().map(|p| p.name.clone()).collect()
+    }
+
+    const KILL_WEB: FaultKind = FaultKind::new(Action::Kill, Target::Web);
+    const KILL_STORE: FaultKind = FaultKind::new(Action::Kill, Target::Store);
+
+    #[test]
+    fn fault_names_parse() {
+        assert_eq!(parse_faults("all").map(|k| k.0.len()), Ok(6));
+        assert_eq!(
+            parse_faults("kill-web, pause-store,kill-web"),
+            Ok(FaultList(vec![
+                KILL_WEB,
+                FaultKind::new(Action::Pause, Target::Store)
+            ]))
+        );
+        assert!(parse_faults("kill-director").is_err());
+        assert!(parse_faults(",").is_err());
+    }
+
+    #[test]
+    fn never_the_director_and_never_the_last_web_server() {
+        let procs = cluster();
+        let s = settings(2, 3);
+        assert_eq!(
+            names(&candidates(KILL_WEB, &procs, &[], &s)),
+            ["ws1", "ws2", "ws3"]
+        );
+        let one_down = [active(KILL_WEB, "ws1")];
+        // ws2 is the last non-standby web server: only the standby is left.
+        assert_eq!(names(&candidates(KILL_WEB, &procs, &one_down, &s)), ["ws3"]);
+    }
+
+    #[test]
+    fn with_two_replicas_one_store_at_a_time_alongside_web_faults() {
+        let procs = cluster();
+        let s = settings(2, 3);
+        let store_down = [active(KILL_STORE, "s1")];
+        assert!(candidates(KILL_STORE, &procs, &store_down, &s).is_empty());
+        assert_eq!(
+            names(&candidates(KILL_WEB, &procs, &store_down, &s)),
+            ["ws1", "ws2", "ws3"]
+        );
+        let web_down = [active(KILL_WEB, "ws1")];
+        assert_eq!(
+            names(&candidates(KILL_STORE, &procs, &web_down, &s)),
+            ["s1", "s2", "s3"]
+        );
+    }
+
+    #[test]
+    fn with_one_replica_store_and_web_faults_never_overlap() {
+        let procs = cluster();
+        let s = settings(1, 3);
+        assert!(candidates(KILL_WEB, &procs, &[active(KILL_STORE, "s1")], &s).is_empty());
+        assert!(candidates(KILL_STORE, &procs, &[active(KILL_WEB, "ws1")], &s).is_empty());
+        assert_eq!(candidates(KILL_STORE, &procs, &[], &s).len(), 3);
+    }
+
+    #[test]
+    fn max_faults_caps_the_active_ones() {
+        let procs = cluster();
+        let s = settings(2, 1);
+        assert!(candidates(KILL_WEB, &procs, &[active(KILL_STORE, "s1")], &s).is_empty());
+        let mut procs = procs;
+        procs[1].state = ProcState::Exited;
+        let c = candidates(KILL_WEB, &procs, &[], &settings(2, 2));
+        assert_eq!(names(&c), ["ws3"], "an exited process is not hit again");
+    }
+}

@@ -1,0 +1,230 @@
+//! The summary of a chaos run: a table for people, JSON for scripts.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::nemesis;
+use super::user::{OpCounts, Tally};
+
+/// How the run was set up.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Settings {
+    pub(crate) users: usize,
+    pub(crate) duration_secs: f64,
+    pub(crate) write_ratio: f64,
+    pub(crate) think_ms: f64,
+    pub(crate) faults: Vec<&'static str>,
+    pub(crate) interval_ms: f64,
+    pub(crate) max_faults: usize,
+    pub(crate) replicas: usize,
+    pub(crate) mode: &'static str,
+    pub(crate) cluster_dir: PathBuf,
+    pub(crate) history: PathBuf,
+    pub(crate) interrupted: bool,
+}
+
+/// Percentiles of one histogram, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(crate) struct Latency {
+    pub(crate) count: u64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let ms = |us: u64| us as f64 / 1e3;
+        Self {
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        }
+    }
+
+    fn cells(&self) -> String {
+        if self.count == 0 {
+            return format!("{:>8} {:>9} {:>9} {:>9}", 0, "-", "-", "-");
+        }
+        format!(
+            "{:>8} {:>9.2} {:>9.2} {:>9.2}",
+            self.count, self.p50_ms, self.p99_ms, self.max_ms
+        )
+    }
+}
+
+/// The run's results.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Summary {
+    pub(crate) settings: Settings,
+    pub(crate) increments: OpCounts,
+    pub(crate) reads: OpCounts,
+    pub(crate) failures: std::collections::BTreeMap<&'static str, u64>,
+    pub(crate) faults: nemesis::Tally,
+    pub(crate) faults_total: u64,
+    /// Anomalies by kind.
+    pub(crate) anomalies: std::collections::BTreeMap<&'static str, u64>,
+    pub(crate) anomalies_per_fault: f64,
+    /// Acknowledged increments lost, in all.
+    pub(crate) lost_increments: u64,
+    /// Sessions whose closing read never succeeded.
+    pub(crate) unverified: u64,
+    /// Successful operations served from the cache and from the stores.
+    pub(crate) cached: Latency,
+    pub(crate) loaded: Latency,
+    /// From a kill -9 of a session's web server to its first success.
+    pub(crate) failover: Latency,
+    /// Lost writes dated against their server's kill: how long before the
+    /// kill they had been acknowledged.
+    pub(crate) loss_window: Latency,
+}
+
+impl Summary {
+    pub(crate) fn new(settings: Settings, t: &Tally, faults: nemesis::Tally) -> Self {
+        let total = faults.total();
+        let anomalies = t.anomaly_count();
+        Self {
+            settings,
+            increments: t.increments,
+            reads: t.reads,
+            failures: t.failures.clone(),
+            faults_total: total,
+            faults,
+            anomalies: t.anomalies.clone(),
+            anomalies_per_fault: if total == 0 {
+                0.0
+            } else {
+                anomalies as f64 / total as f64
+            },
+            lost_increments: t.lost_increments,
+            unverified: t.unverified,
+            cached: Latency::of(&t.cached),
+            loaded: Latency::of(&t.loaded),
+            failover: Latency::of(&t.failover),
+            loss_window: Latency::of(&t.loss_window),
+        }
+    }
+
+    pub(crate) fn anomaly_count(&self) -> u64 {
+        self.anomalies.values().sum::<u64>() + self.unverified
+    }
+
+    pub(crate) fn ok_operations(&self) -> u64 {
+        self.increments.ok + self.reads.ok
+    }
+
+    pub(crate) fn table(&self) -> String {
+        let s = &self.settings;
+        let mut t = String::new();
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            t,
+            "\nchaos: {:.1} s, {} users, {} mode, R={}, faults every ~{:.1} s ({}), at most {} at once{}",
+            s.duration_secs,
+            s.users,
+            s.mode,
+            s.replicas,
+            s.interval_ms / 1e3,
+            s.faults.join(","),
+            s.max_faults,
+            if s.interrupted { " (interrupted)" } else { "" }
+        );
+        let _ = writeln!(
+            t,
+            "\n{:<12} {:>9} {:>9} {:>9}",
+            "operations", "ok", "failed", "unknown"
+        );
+        for (name, c) in [("increments", &self.increments), ("reads", &self.reads)] {
+            let _ = writeln!(t, "{name:<12} {:>9} {:>9} {:>9}", c.ok, c.failed, c.unknown);
+        }
+        if !self.failures.is_empty() {
+            let list: Vec<String> = self
+                .failures
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(t, "not ok by kind: {}", list.join(", "));
+        }
+        let f = &self.faults;
+        let list: Vec<String> = f.started.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(
+            t,
+            "\nfaults: {} ({}); at most {} at once; longest settle {:.1} s; {} not settled; {} refused",
+            self.faults_total,
+            if list.is_empty() { "none".into() } else { list.join(", ") },
+            f.max_concurrent,
+            f.max_settle_ms as f64 / 1e3,
+            f.unsettled,
+            f.errors
+        );
+        let _ = writeln!(
+            t,
+            "\n{:<34} {:>8} {:>9} {:>9} {:>9}",
+            "latency of successes (ms)", "count", "p50", "p99", "max"
+        );
+        let _ = writeln!(
+            t,
+            "{:<34} {}",
+            "session in the server's cache",
+            self.cached.cells()
+        );
+        let _ = writeln!(
+            t,
+            "{:<34} {}",
+            "session loaded from the stores",
+            self.loaded.cells()
+        );
+        let _ = writeln!(
+            t,
+            "{:<34} {}",
+            "kill -9 to a moved session's 1st ok",
+            self.failover.cells()
+        );
+        if self.cached.count > 0 && self.loaded.count > 0 {
+            let _ = writeln!(
+                t,
+                "a load from the stores costs {:+.2} ms at p50 and {:+.2} ms at p99 over a cached request",
+                self.loaded.p50_ms - self.cached.p50_ms,
+                self.loaded.p99_ms - self.cached.p99_ms
+            );
+        }
+        let _ = writeln!(t, "\nanomalies:");
+        for (k, v) in &self.anomalies {
+            let _ = writeln!(t, "  {k:<18} {v}");
+        }
+        let _ = writeln!(t, "  {:<18} {}", "unverified", self.unverified);
+        if self.lost_increments > 0 || s.mode == "async" {
+            let _ = writeln!(
+                t,
+                "loss: {} acknowledged increments lost, {:.3} anomalies per fault",
+                self.lost_increments, self.anomalies_per_fault
+            );
+            if self.loss_window.count > 0 {
+                let _ = writeln!(
+                    t,
+                    "loss window (ack to kill of a lost write): p50 {:.1} ms, max {:.1} ms over {} lost writes",
+                    self.loss_window.p50_ms, self.loss_window.max_ms, self.loss_window.count
+                );
+            }
+        }
+        let _ = writeln!(
+            t,
+            "\nresult: {}\nhistory: {}\ncluster logs: {}/logs",
+            if self.anomaly_count() == 0 {
+                "no anomaly".to_owned()
+            } else {
+                format!("{} ANOMALIES", self.anomaly_count())
+            },
+            s.history.display(),
+            s.cluster_dir.display()
+        );
+        t
+    }
+}

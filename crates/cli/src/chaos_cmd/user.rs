@@ -1,0 +1,492 @@
+//! A virtual user: its own cookie jar (so its own session) and keep-alive
+//! connection to the director; it increments and reads its session's
+//! counter, one operation at a time, and feeds every outcome to its
+//! checker.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http::header::{COOKIE, HOST, SET_COOKIE};
+use http::{HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rand::Rng;
+use serde::Deserialize;
+
+use super::checker::{AnomalyKind, Counter, Finding, Outcome};
+use super::history::HistoryEvent;
+use super::Shared;
+use crate::bench_cmd::jar::CookieJar;
+
+/// Largest answer body read.
+const MAX_BODY: usize = 64 * 1024;
+/// Acknowledgments remembered per user, to date a lost write.
+const ACKS_KEPT: usize = 512;
+/// Pause after a failed connection attempt.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// The demo app's counter answer (`GET`/`POST /api/counter`).
+#[derive(Debug, Deserialize)]
+struct Answer {
+    value: u64,
+    server: String,
+    source: String,
+}
+
+/// Why an operation did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// No connection to the director: the request was never sent.
+    Connect,
+    /// No complete answer in time.
+    Timeout,
+    /// The connection broke before a complete answer.
+    Closed,
+    /// An answer with this status.
+    Status(u16),
+    /// A `2xx` answer that is not the counter's JSON.
+    BadAnswer,
+}
+
+impl Failure {
+    fn name(self) -> &'static str {
+        match self {
+            Failure::Connect => "connect",
+            Failure::Timeout => "timeout",
+            Failure::Closed => "closed",
+            Failure::Status(_) => "status",
+            Failure::BadAnswer => "bad_answer",
+        }
+    }
+
+    /// Whether an increment that failed so may still have been applied.
+    fn maybe_applied(self) -> bool {
+        match self {
+            Failure::Connect => false,
+            Failure::Status(s) => s == 409 || s >= 500,
+            Failure::Timeout | Failure::Closed | Failure::BadAnswer => true,
+        }
+    }
+}
+
+/// Counts of one kind of operation.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub(crate) struct OpCounts {
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    pub(crate) unknown: u64,
+}
+
+impl OpCounts {
+    fn merge(&mut self, o: &OpCounts) {
+        self.ok += o.ok;
+        self.failed += o.failed;
+        self.unknown += o.unknown;
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    // Three significant digits up to an hour in microseconds: cannot fail.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| unreachable!())
+}
+
+/// What users measured; merged over all users at the end.
+#[derive(Debug, Clone)]
+pub(crate) struct Tally {
+    pub(crate) increments: OpCounts,
+    pub(crate) reads: OpCounts,
+    /// Successful operations whose session was in the serving server's
+    /// cache, and those it loaded from the stores (a takeover), in µs.
+    pub(crate) cached: Histogram<u64>,
+    pub(crate) loaded: Histogram<u64>,
+    /// From a kill -9 of a session's web server to the session's first
+    /// successful operation after it, in µs.
+    pub(crate) failover: Histogram<u64>,
+    /// For lost writes whose acknowledging server was killed: from the
+    /// acknowledgment to the kill, in µs (how old an acknowledged write
+    /// can be and still be lost: the replication lag at the kill).
+    pub(crate) loss_window: Histogram<u64>,
+    /// Lost acknowledged increments, summed over lost-write anomalies.
+    pub(crate) lost_increments: u64,
+    /// Failures by kind name.
+    pub(crate) failures: std::collections::BTreeMap<&'static str, u64>,
+    /// Anomalies by kind.
+    pub(crate) anomalies: std::collections::BTreeMap<&'static str, u64>,
+    /// Users whose closing read never succeeded.
+    pub(crate) unverified: u64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            increments: OpCounts::default(),
+            reads: OpCounts::default(),
+            cached: histogram(),
+            loaded: histogram(),
+            failover: histogram(),
+            loss_window: histogram(),
+            lost_increments: 0,
+            failures: Default::default(),
+            anomalies: AnomalyKind::ALL.iter().map(|k| (k.as_str(), 0)).collect(),
+            unverified: 0,
+        }
+    }
+}
+
+impl Tally {
+    pub(crate) fn merge(&mut self, o: &Tally) {
+        self.increments.merge(&o.increments);
+        self.reads.merge(&o.reads);
+        for (a, b) in [
+            (&mut self.cached, &o.cached),
+            (&mut self.loaded, &o.loaded),
+            (&mut self.failover, &o.failover),
+            (&mut self.loss_window, &o.loss_window),
+        ] {
+            // Same bounds on both sides: cannot fail.
+            let _ = a.add(b);
+        }
+        self.lost_increments += o.lost_increments;
+        for (k, v) in &o.failures {
+            *self.failures.entry(k).or_default() += v;
+        }
+        for (k, v) in &o.anomalies {
+            *self.anomalies.entry(k).or_default() += v;
+        }
+        self.unverified += o.unverified;
+    }
+
+    pub(crate) fn anomaly_count(&self) -> u64 {
+        self.anomalies.values().sum()
+    }
+}
+
+/// One operation kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Increment,
+    Read,
+    /// The closing read after the faults.
+    Final,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Increment => "inc",
+            Op::Read => "read",
+            Op::Final => "final",
+        }
+    }
+}
+
+pub(crate) struct User {
+    index: usize,
+    addr: SocketAddr,
+    host: HeaderValue,
+    jar: CookieJar,
+    conn: Option<SendRequest<Full<Bytes>>>,
+    counter: Counter,
+    /// The server of the last successful operation, and when it ended.
+    last_ok: Option<(String, Instant)>,
+    /// Recent acknowledgments: value, server, when.
+    acks: VecDeque<(u64, String, Instant)>,
+    pub(crate) tally: Tally,
+}
+
+impl User {
+    pub(crate) fn new(index: usize, addr: SocketAddr) -> Self {
+        Self {
+            index,
+            addr,
+            host: HeaderValue::from_str(&addr.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+            jar: CookieJar::default(),
+            conn: None,
+            counter: Counter::default(),
+            last_ok: None,
+            acks: VecDeque::new(),
+            tally: Tally::default(),
+        }
+    }
+
+    async fn connect(&mut self) -> Result<(), Failure> {
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|_| Failure::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| Failure::Connect)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        self.conn = Some(sender);
+        Ok(())
+    }
+
+    /// One request and its whole answer.
+    async fn exchange(&mut self, method: &Method) -> Result<(StatusCode, Bytes), Failure> {
+        let Some(sender) = self.conn.as_mut() else {
+            return Err(Failure::Connect);
+        };
+        sender.ready().await.map_err(|_| Failure::Connect)?;
+        let mut req = Request::new(Full::new(Bytes::new()));
+        method.clone_into(req.method_mut());
+        *req.uri_mut() = http::Uri::from_static("/api/counter");
+        req.headers_mut().insert(HOST, self.host.clone());
+        if let Some(cookie) = self.jar.header() {
+            req.headers_mut().insert(COOKIE, cookie.clone());
+        }
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|_| Failure::Closed)?;
+        for v in resp.headers().get_all(SET_COOKIE) {
+            self.jar.set(v.as_bytes());
+        }
+        let status = resp.status();
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|_| Failure::Closed)?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    /// Sends `op` (connecting first if needed) within `timeout`.
+    async fn send(&mut self, op: Op, timeout: Duration) -> Result<Answer, Failure> {
+        if self.conn.as_ref().is_none_or(SendRequest::is_closed) {
+            self.conn = None;
+            if !matches!(
+                tokio::time::timeout(timeout, self.connect()).await,
+                Ok(Ok(()))
+            ) {
+                tokio::time::sleep(CONNECT_BACKOFF).await;
+                return Err(Failure::Connect);
+            }
+        }
+        let method = if op == Op::Increment {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let result = match tokio::time::timeout(timeout, self.exchange(&method)).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure::Timeout),
+        };
+        match result {
+            Ok((status, body)) if status.is_success() => {
+                serde_json::from_slice::<Answer>(&body).map_err(|_| Failure::BadAnswer)
+            }
+            Ok((status, _)) => Err(Failure::Status(status.as_u16())),
+            Err(f) => {
+                self.conn = None;
+                Err(f)
+            }
+        }
+    }
+
+    /// Does one operation, checks it, records it. Returns whether it
+    /// succeeded.
+    async fn step(&mut self, shared: &Shared, op: Op) -> bool {
+        let started = Instant::now();
+        let result = self.send(op, shared.timeout).await;
+        let ended = Instant::now();
+        let latency = u64::try_from(ended.duration_since(started).as_micros()).unwrap_or(u64::MAX);
+        let at = shared.since_start(started);
+        let counts = if op == Op::Increment {
+            &mut self.tally.increments
+        } else {
+            &mut self.tally.reads
+        };
+        let (outcome, label) = match &result {
+            Ok(a) => {
+                counts.ok += 1;
+                (
+                    Outcome::Ok {
+                        value: a.value,
+                        new_session: a.source == "new",
+                    },
+                    "ok",
+                )
+            }
+            Err(f) if op == Op::Increment && f.maybe_applied() => {
+                counts.unknown += 1;
+                (Outcome::Unknown, "unknown")
+            }
+            Err(_) => {
+                counts.failed += 1;
+                (Outcome::Failed, "failed")
+            }
+        };
+        if let Err(f) = &result {
+            *self.tally.failures.entry(f.name()).or_default() += 1;
+        }
+        shared.history.event(HistoryEvent::Op {
+            at,
+            user: self.index,
+            op: op.name(),
+            outcome: label,
+            value: result.as_ref().ok().map(|a| a.value),
+            status: match &result {
+                Ok(_) => Some(200),
+                Err(Failure::Status(s)) => Some(*s),
+                Err(_) => None,
+            },
+            error: result.as_ref().err().map(|f| f.name()),
+            server: result.as_ref().ok().map(|a| a.server.as_str()),
+            source: result.as_ref().ok().map(|a| a.source.as_str()),
+            latency_us: latency,
+        });
+        shared.ops.fetch_add(1, Ordering::Relaxed);
+        if !matches!(outcome, Outcome::Ok { .. }) {
+            shared.not_ok.fetch_add(1, Ordering::Relaxed);
+        }
+        let finding = match op {
+            Op::Increment => self.counter.increment(outcome),
+            Op::Read | Op::Final => self.counter.read(outcome),
+        };
+        if let Some(f) = finding {
+            self.anomaly(shared, op, at, &f);
+        }
+        let Ok(answer) = result else {
+            return false;
+        };
+        match answer.source.as_str() {
+            "cache" => self.tally.cached.saturating_record(latency.max(1)),
+            "store" => self.tally.loaded.saturating_record(latency.max(1)),
+            _ => {}
+        }
+        if let Some((server, last)) = &self.last_ok {
+            if let Some(killed) = shared.failover.killed_since(server, *last) {
+                let us =
+                    u64::try_from(ended.duration_since(killed).as_micros()).unwrap_or(u64::MAX);
+                self.tally.failover.saturating_record(us.max(1));
+            }
+        }
+        if op == Op::Increment {
+            if self.acks.len() == ACKS_KEPT {
+                self.acks.pop_front();
+            }
+            self.acks
+                .push_back((answer.value, answer.server.clone(), ended));
+        }
+        self.last_ok = Some((answer.server, ended));
+        true
+    }
+
+    fn anomaly(&mut self, shared: &Shared, op: Op, at: f64, f: &Finding) {
+        *self.tally.anomalies.entry(f.kind.as_str()).or_default() += 1;
+        shared.anomalies.fetch_add(1, Ordering::Relaxed);
+        if f.kind == AnomalyKind::LostWrite {
+            self.tally.lost_increments += f.lost;
+            // Date the oldest lost acknowledgment against the kill of the
+            // server that gave it.
+            let acked = f
+                .oldest_lost
+                .and_then(|v| self.acks.iter().find(|(value, _, _)| *value == v));
+            if let Some((_, server, when)) = acked {
+                if let Some(killed) = shared.failover.killed_since(server, *when) {
+                    let us =
+                        u64::try_from(killed.duration_since(*when).as_micros()).unwrap_or(u64::MAX);
+                    self.tally.loss_window.saturating_record(us.max(1));
+                }
+            }
+        }
+        tracing::error!(
+            user = self.index,
+            op = op.name(),
+            kind = f.kind.as_str(),
+            seen = f.seen,
+            acked = f.acked,
+            observed = f.observed,
+            "anomaly"
+        );
+        shared.history.event(HistoryEvent::Anomaly {
+            at,
+            user: self.index,
+            op: op.name(),
+            finding: f,
+        });
+    }
+
+    /// Increments (with probability `write_ratio`) or reads, then thinks,
+    /// until the users are stopped.
+    pub(crate) async fn run(mut self, shared: Arc<Shared>) -> Self {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng());
+        // Spread the users' first requests over one think time.
+        let first = shared.think.mul_f64(rng.random::<f64>());
+        tokio::time::sleep(first).await;
+        while !shared.stop_users.load(Ordering::Relaxed) {
+            let op = if rng.random::<f64>() < shared.write_ratio {
+                Op::Increment
+            } else {
+                Op::Read
+            };
+            self.step(&shared, op).await;
+            if !shared.think.is_zero() {
+                tokio::time::sleep(shared.think.mul_f64(0.5 + rng.random::<f64>())).await;
+            }
+        }
+        self
+    }
+
+    /// The closing read, retried until it succeeds or `limit` passes.
+    pub(crate) async fn verify(mut self, shared: Arc<Shared>, limit: Duration) -> Self {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.step(&shared, Op::Final).await {
+                return self;
+            }
+            if Instant::now() >= deadline {
+                self.tally.unverified += 1;
+                tracing::error!(user = self.index, "the closing read never succeeded");
+                return self;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_that_may_have_reached_a_server_are_unknown() {
+        assert!(!Failure::Connect.maybe_applied());
+        assert!(!Failure::Status(400).maybe_applied());
+        assert!(!Failure::Status(404).maybe_applied());
+        for f in [
+            Failure::Timeout,
+            Failure::Closed,
+            Failure::BadAnswer,
+            Failure::Status(409),
+            Failure::Status(502),
+            Failure::Status(503),
+        ] {
+            assert!(f.maybe_applied(), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn tallies_merge() {
+        let mut a = Tally::default();
+        let mut b = Tally::default();
+        b.increments.ok = 2;
+        b.cached.saturating_record(5);
+        *b.anomalies.entry("lost write").or_default() += 1;
+        a.merge(&b);
+        a.merge(&b);
+        assert_eq!(a.increments.ok, 4);
+        assert_eq!(a.cached.len(), 2);
+        assert_eq!(a.anomaly_count(), 2);
+    }
+}
