@@ -123,6 +123,7 @@ impl Counter {
                     *self = Counter::default();
                     self.possible = 1;
                 }
+                self.rebase(finding.as_ref(), before);
                 self.acked = self.acked.max(value);
                 self.observed = self.observed.max(value);
                 self.used = true;
@@ -143,9 +144,21 @@ impl Counter {
                 {
                     *self = Counter::default();
                 }
+                self.rebase(finding.as_ref(), value);
                 self.observed = self.observed.max(value);
                 finding
             }
+        }
+    }
+
+    /// After a lost write or stale read, what the cluster holds now is the
+    /// baseline: the same loss is reported once, and later ones anew.
+    fn rebase(&mut self, finding: Option<&Finding>, seen: u64) {
+        if finding
+            .is_some_and(|f| matches!(f.kind, AnomalyKind::LostWrite | AnomalyKind::StaleRead))
+        {
+            self.acked = seen;
+            self.observed = seen;
         }
     }
 
@@ -254,6 +267,37 @@ mod tests {
         let _ = kinds(&mut c, &[('i', ok(1)), ('i', ok(2))]);
         let f = c.increment(ok(2)).map(|f| (f.kind, f.lost));
         assert_eq!(f, Some((AnomalyKind::LostWrite, 1)));
+    }
+
+    #[test]
+    fn a_loss_is_reported_once_and_the_next_one_again() {
+        let mut c = Counter::default();
+        let got = kinds(
+            &mut c,
+            &[
+                ('i', ok(1)),
+                ('i', ok(2)),
+                ('i', ok(3)),
+                ('r', ok(1)),
+                ('r', ok(1)),
+                ('i', ok(2)),
+                ('r', ok(2)),
+                ('r', ok(1)),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                None,
+                None,
+                None,
+                Some(AnomalyKind::LostWrite),
+                None,
+                None,
+                None,
+                Some(AnomalyKind::LostWrite)
+            ]
+        );
     }
 
     #[test]
