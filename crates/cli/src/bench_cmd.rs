@@ -11,6 +11,13 @@
 //! After a warm-up, latencies of successful requests go into HDR histograms;
 //! failures are counted by kind. It works against any HTTP server, so the
 //! peer comparisons in `bench/` use it too.
+//!
+//! `--fresh-sessions` turns the users into anonymous clients: every request
+//! goes out without cookies and `Set-Cookie` answers are ignored, so every
+//! write starts a new session on the target — the session-creation
+//! workload. `--write-ratio 1 --warmup 0s --requests N` then creates exactly
+//! N sessions (with `--warmup 0s` no request is sent before measuring
+//! starts); `bench/scale.sh` loads a million sessions that way.
 
 pub(crate) mod jar;
 mod report;
@@ -64,6 +71,12 @@ pub(crate) struct BenchArgs {
     /// ceil(N/60) items of 60 characters as {"item": "..."} to --fill-path.
     #[arg(long, default_value_t = 0)]
     session_bytes: usize,
+    /// Send every request without cookies and ignore `Set-Cookie`, so that
+    /// every write starts a new session (the session-creation workload).
+    /// With --write-ratio 1 --warmup 0s --requests N, exactly N sessions are
+    /// created (a failed request may or may not have made one).
+    #[arg(long, conflicts_with = "session_bytes")]
+    fresh_sessions: bool,
     /// Path the filler items are posted to.
     #[arg(long, default_value = "/api/cart/items")]
     fill_path: String,
@@ -131,6 +144,8 @@ struct Shared {
     write: Op,
     fill_uri: Uri,
     write_ratio: f64,
+    /// `--fresh-sessions`: no cookies sent, none kept.
+    fresh_sessions: bool,
     timeout: Duration,
     /// Each user's interval between requests under `--rate`.
     interval: Option<Duration>,
@@ -280,15 +295,19 @@ impl User {
         op.uri.clone_into(req.uri_mut());
         let headers = req.headers_mut();
         headers.insert(HOST, shared.host.clone());
-        if let Some(cookie) = self.jar.header() {
-            headers.insert(COOKIE, cookie.clone());
+        if !shared.fresh_sessions {
+            if let Some(cookie) = self.jar.header() {
+                headers.insert(COOKIE, cookie.clone());
+            }
         }
         if op.json {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         let response = sender.send_request(req).await.map_err(|e| classify(&e))?;
-        for value in response.headers().get_all(SET_COOKIE) {
-            self.jar.set(value.as_bytes());
+        if !shared.fresh_sessions {
+            for value in response.headers().get_all(SET_COOKIE) {
+                self.jar.set(value.as_bytes());
+            }
         }
         let status = response.status();
         let mut body = response.into_body();
@@ -502,6 +521,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         write_path: args.write_path.clone(),
         session_bytes: args.session_bytes,
         fill_requests_per_user: fill_items,
+        fresh_sessions: args.fresh_sessions,
         rate: args.rate,
         threads,
         warmup_secs: args.warmup.as_secs_f64(),
@@ -537,6 +557,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             },
             fill_uri: join(&base, &args.fill_path)?,
             write_ratio: args.write_ratio,
+            fresh_sessions: args.fresh_sessions,
             timeout: args.timeout,
             interval: args.rate.map(|r| Duration::from_secs_f64(args.users as f64 / r)),
             measuring: AtomicBool::new(false),
@@ -573,6 +594,11 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
 
         let finished = Arc::new(AtomicBool::new(false));
         let progress = (!args.no_progress).then(|| tokio::spawn(progress(Arc::clone(&shared), Arc::clone(&finished))));
+        // Without a warm-up, every request is measured: set the phase before
+        // any user runs, so none slips out unmeasured (and uncounted).
+        if args.warmup.is_zero() {
+            shared.measuring.store(true, Ordering::Release);
+        }
         let n = users.len() as u32;
         let tasks: Vec<_> = users
             .into_iter()
@@ -658,6 +684,105 @@ mod tests {
             Some("/app/api/counter")
         );
         assert!(join("", "api").is_err());
+    }
+
+    /// Parses `sticky bench` arguments as the binary does.
+    fn parse_args(args: &[&str]) -> Result<BenchArgs, clap::Error> {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).map(|c| c.bench)
+    }
+
+    #[test]
+    fn fresh_sessions_go_with_requests_and_rate_but_not_fill() {
+        let args = parse_args(&["--fresh-sessions", "--requests", "1000", "--rate", "500"]);
+        assert!(
+            matches!(&args, Ok(a) if a.fresh_sessions && a.requests == Some(1000) && a.rate == Some(500.0)),
+            "{args:?}"
+        );
+        assert!(matches!(parse_args(&[]), Ok(a) if !a.fresh_sessions));
+        assert!(parse_args(&["--fresh-sessions", "--session-bytes", "1024"]).is_err());
+    }
+
+    /// A user with `fresh_sessions` never sends the cookie the server sets;
+    /// one without sends it back from its second request on.
+    #[test]
+    #[allow(clippy::expect_used)]
+    fn fresh_sessions_send_no_cookies() {
+        use std::sync::Mutex;
+
+        type Seen = Arc<Mutex<Vec<Option<String>>>>;
+        async fn record(
+            axum::extract::State(seen): axum::extract::State<Seen>,
+            headers: http::HeaderMap,
+        ) -> impl axum::response::IntoResponse {
+            let cookie = headers
+                .get(COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            seen.lock().unwrap_or_else(|p| p.into_inner()).push(cookie);
+            ([(SET_COOKIE, "sid=abc; Path=/")], "ok")
+        }
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let seen: Seen = Arc::default();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a port");
+            let addr = listener.local_addr().expect("its address");
+            let app = axum::Router::new()
+                .route("/w", axum::routing::post(record))
+                .with_state(Arc::clone(&seen));
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            for fresh_sessions in [false, true] {
+                let shared = Shared {
+                    addr,
+                    host: HeaderValue::from_static("test"),
+                    read: Op {
+                        method: Method::GET,
+                        uri: Uri::from_static("/w"),
+                        body: Bytes::new(),
+                        json: false,
+                    },
+                    write: Op {
+                        method: Method::POST,
+                        uri: Uri::from_static("/w"),
+                        body: Bytes::new(),
+                        json: false,
+                    },
+                    fill_uri: Uri::from_static("/w"),
+                    write_ratio: 1.0,
+                    fresh_sessions,
+                    timeout: Duration::from_secs(5),
+                    interval: None,
+                    measuring: AtomicBool::new(true),
+                    stop: AtomicBool::new(false),
+                    budget: None,
+                    done: AtomicU64::new(0),
+                    failed: AtomicU64::new(0),
+                };
+                let mut user = User::new(0, 1);
+                for _ in 0..3 {
+                    let sent = user.send(&shared, &shared.write, None).await;
+                    assert_eq!(sent, Ok(2));
+                }
+            }
+        });
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let abc = Some("sid=abc".to_owned());
+        assert_eq!(
+            seen,
+            [None, abc.clone(), abc, None, None, None],
+            "cookies sent: keeping, then fresh"
+        );
     }
 
     #[test]

@@ -154,6 +154,8 @@ pub(super) struct Settings {
     pub(super) session_bytes: usize,
     /// Requests per user spent on that.
     pub(super) fill_requests_per_user: usize,
+    /// Every request sent without cookies: each write a new session.
+    pub(super) fresh_sessions: bool,
     /// Target total rate, requests per second (none: as fast as possible).
     pub(super) rate: Option<f64>,
     /// Load generator worker threads.
@@ -231,13 +233,17 @@ impl Report {
             || "closed loop".to_owned(),
             |r| format!("{r} req/s open loop"),
         );
+        let sessions = if s.fresh_sessions {
+            "no cookies (a new session per write)".to_owned()
+        } else {
+            format!("{} session bytes", s.session_bytes)
+        };
         let _ = writeln!(
             out,
-            "sticky bench  {}  {} users, {:.1}% writes, {} session bytes, {}, {} threads",
+            "sticky bench  {}  {} users, {:.1}% writes, {sessions}, {}, {} threads",
             s.url,
             s.users,
             s.write_ratio * 100.0,
-            s.session_bytes,
             rate,
             s.threads
         );
@@ -301,6 +307,7 @@ mod tests {
             write_path: "/w".into(),
             session_bytes: 0,
             fill_requests_per_user: 0,
+            fresh_sessions: false,
             rate: None,
             threads: 1,
             warmup_secs: 0.0,

@@ -4,8 +4,12 @@
 //! JSON API (relied on by tests, `sticky chaos` and `sticky bench`):
 //! `GET /api/cart`, `POST /api/cart/items` `{"item": "..."}`,
 //! `POST /api/cart/remove` `{"item": "..."}`, `POST /api/cart/clear`,
-//! `GET /api/counter`, `POST /api/counter`. Every answer carries `server`,
-//! `stamp` and `source` (`cache`, `store` or `new`).
+//! `GET /api/counter`, `POST /api/counter`, `GET /api/note` (`{"text":
+//! "..."}`, `""` when none), `POST /api/note` `{"text": "..."}` (sets the
+//! session's note, at most 4096 characters, else 400; answers `{"chars": N}`
+//! — one request gives a new session a payload of a chosen size, as
+//! `bench/scale.sh` does). Every answer carries `server`, `stamp` and
+//! `source` (`cache`, `store` or `new`).
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -20,6 +24,8 @@ use sticky_session::{Session, SessionLayer, SessionManager};
 const MAX_ITEMS: usize = 100;
 /// Longest item name, in characters.
 const MAX_ITEM_LEN: usize = 64;
+/// Longest note, in characters.
+const MAX_NOTE_LEN: usize = 4096;
 
 #[derive(Clone)]
 struct App {
@@ -40,6 +46,7 @@ pub(crate) fn app(manager: &SessionManager) -> Router {
         .route("/api/cart/remove", post(remove_item))
         .route("/api/cart/clear", post(clear_cart))
         .route("/api/counter", get(counter).post(increment))
+        .route("/api/note", get(note).post(set_note))
         .with_state(app.clone())
         .layer(SessionLayer::new(manager.clone()));
     Router::new()
@@ -127,6 +134,32 @@ async fn increment(State(app): State<App>, session: Session) -> Response {
         return e.into_response();
     }
     answer(&app, &session, json!({ "value": v })).into_response()
+}
+
+#[derive(Deserialize)]
+struct NoteBody {
+    text: String,
+}
+
+async fn note(State(app): State<App>, session: Session) -> Json<Value> {
+    let text = session
+        .get::<String>("note")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    answer(&app, &session, json!({ "text": text }))
+}
+
+async fn set_note(State(app): State<App>, session: Session, body: Json<NoteBody>) -> Response {
+    let text = body.0.text;
+    let chars = text.chars().count();
+    if chars > MAX_NOTE_LEN {
+        return bad("the note must be at most 4096 characters");
+    }
+    if let Err(e) = session.insert("note", text) {
+        return e.into_response();
+    }
+    answer(&app, &session, json!({ "chars": chars })).into_response()
 }
 
 async fn page(State(app): State<App>) -> Html<String> {
