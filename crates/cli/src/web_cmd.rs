@@ -74,6 +74,7 @@ pub(crate) fn session_config(
     c.store_timeout = Duration::from_millis(s.store_timeout_ms.max(10));
     c.async_queue = s.async_queue.max(1);
     c.async_max_lag = Duration::from_millis(s.async_max_lag_ms);
+    c.recopy_rate = s.recopy_rate.max(1);
     c.store_password = s.store_password.clone();
     c.standby = entry.standby;
     Ok(c)

@@ -108,6 +108,9 @@ pub struct SessionSection {
     pub async_queue: usize,
     /// Async mode: largest tolerated replication lag before writes wait. Default 1000.
     pub async_max_lag_ms: u64,
+    /// Most sessions a web server re-copies per second after the set of
+    /// live stores changed. Default 20000.
+    pub recopy_rate: u32,
     /// Store password, if the stores require one.
     pub store_password: Option<String>,
 }
@@ -126,6 +129,7 @@ impl Default for SessionSection {
             store_timeout_ms: 1000,
             async_queue: 10_000,
             async_max_lag_ms: 1000,
+            recopy_rate: 20_000,
             store_password: None,
         }
     }

@@ -108,6 +108,9 @@ pub(crate) struct Tally {
     /// From a kill -9 of a session's web server to the session's first
     /// successful operation after it, in µs.
     pub(crate) failover: Histogram<u64>,
+    /// The latency of that first successful request, when it loaded the
+    /// session from the stores (the takeover itself), in µs.
+    pub(crate) takeover: Histogram<u64>,
     /// For lost writes whose acknowledging server was killed: from the
     /// acknowledgment to the kill, in µs (how old an acknowledged write
     /// can be and still be lost: the replication lag at the kill).
@@ -130,6 +133,7 @@ impl Default for Tally {
             cached: histogram(),
             loaded: histogram(),
             failover: histogram(),
+            takeover: histogram(),
             loss_window: histogram(),
             lost_increments: 0,
             failures: Default::default(),
@@ -147,6 +151,7 @@ impl Tally {
             (&mut self.cached, &o.cached),
             (&mut self.loaded, &o.loaded),
             (&mut self.failover, &o.failover),
+            (&mut self.takeover, &o.takeover),
             (&mut self.loss_window, &o.loss_window),
         ] {
             // Same bounds on both sides: cannot fail.
@@ -369,6 +374,9 @@ impl User {
                 let us =
                     u64::try_from(ended.duration_since(killed).as_micros()).unwrap_or(u64::MAX);
                 self.tally.failover.saturating_record(us.max(1));
+                if answer.source == "store" {
+                    self.tally.takeover.saturating_record(latency.max(1));
+                }
             }
         }
         if op == Op::Increment {
