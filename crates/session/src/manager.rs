@@ -729,6 +729,53 @@ async fn background(weak: std::sync::Weak<Inner>) {
     }
 }
 
+/// Sessions re-copied at once by [`recopy_loop`].
+const RECOPY_PARALLEL: usize = 32;
+
+/// Re-copies one session onto the replicas that lack its newest version;
+/// true if it had to copy. `lost`: stores that may have lost their copies.
+async fn recopy_one(m: &SessionManager, id: SessionId, entry: Arc<Entry>, lost: u64) -> bool {
+    let mut guard = entry.slot.clone().lock_owned().await;
+    let Some(state) = guard.as_mut() else {
+        return false;
+    };
+    if state.is_unsaved() || state.stored_on == 0 {
+        return false; // async mode: the queue will place it
+    }
+    state.stored_on &= !lost;
+    let want = m.inner.stores.replicas(&id, m.inner.config.replicas);
+    let missing = want & !state.stored_on;
+    if missing == 0 {
+        state.stored_on &= m.inner.stores.live();
+        return false;
+    }
+    let key = id.key();
+    let ttl = Some(m.inner.config.idle_timeout);
+    for i in Stores::members(missing) {
+        let r = m.inner.stores.clients[i]
+            .put(
+                key.as_bytes(),
+                state.stamp,
+                &m.inner.config.server_name,
+                ttl,
+                &state.payload,
+            )
+            .await;
+        m.inner.stores.observe(i, &r);
+        match r {
+            Ok(()) => state.stored_on |= 1 << i,
+            Err(ClientError::Stale { stored }) => {
+                tracing::warn!(session = ?id, %stored, "re-copy refused: the session moved; dropping it");
+                *guard = None;
+                m.inner.cache.remove_if(&id, &entry);
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    true
+}
+
 /// Claim 9: when the live set of stores changes, re-copies every hosted
 /// session whose replica set gained a store that lacks its newest version.
 ///
@@ -756,56 +803,33 @@ async fn recopy_loop(weak: std::sync::Weak<Inner>, mut changes: tokio::sync::wat
         let (mut copied, mut scanned) = (0u64, 0u64);
         metrics::gauge!("sticky_recopy_pending").set(all.len() as f64);
         let mut complete = true;
-        for (id, entry) in all {
-            if changes.has_changed().unwrap_or(false) {
-                complete = false;
-                break; // a newer change restarts the scan
-            }
-            scanned += 1;
-            let mut guard = entry.slot.clone().lock_owned().await;
-            let Some(state) = guard.as_mut() else {
-                continue;
-            };
-            if state.is_unsaved() || state.stored_on == 0 {
-                continue; // async mode: the queue will place it
-            }
-            state.stored_on &= !lost;
-            let want = m.inner.stores.replicas(&id, m.inner.config.replicas);
-            let missing = want & !state.stored_on;
-            if missing == 0 {
-                state.stored_on &= m.inner.stores.live();
-                continue;
-            }
-            let key = id.key();
-            let ttl = Some(m.inner.config.idle_timeout);
-            for i in Stores::members(missing) {
-                let r = m.inner.stores.clients[i]
-                    .put(
-                        key.as_bytes(),
-                        state.stamp,
-                        &m.inner.config.server_name,
-                        ttl,
-                        &state.payload,
-                    )
-                    .await;
-                m.inner.stores.observe(i, &r);
-                match r {
-                    Ok(()) => state.stored_on |= 1 << i,
-                    Err(ClientError::Stale { stored }) => {
-                        tracing::warn!(session = ?id, %stored, "re-copy refused: the session moved; dropping it");
-                        *guard = None;
-                        m.inner.cache.remove_if(&id, &entry);
-                        break;
-                    }
-                    Err(_) => {}
+        // Up to RECOPY_PARALLEL sessions at once: each waits for its
+        // stores' acknowledgments, so one at a time would leave the stores
+        // and this server mostly idle (measured: 6,000/s per server).
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        let mut sessions = all.into_iter();
+        loop {
+            while in_flight.len() < RECOPY_PARALLEL {
+                if changes.has_changed().unwrap_or(false) {
+                    complete = false;
+                    break; // a newer change restarts the scan
                 }
+                let Some((id, entry)) = sessions.next() else {
+                    break;
+                };
+                scanned += 1;
+                in_flight.push(recopy_one(&m, id, entry, lost));
             }
-            drop(guard);
-            copied += 1;
-            metrics::counter!("sticky_recopies_total").increment(1);
+            let Some(did_copy) = futures_util::StreamExt::next(&mut in_flight).await else {
+                break;
+            };
             metrics::gauge!("sticky_recopy_pending").decrement(1.0);
-            if copied % 100 == 0 {
-                tokio::time::sleep(Duration::from_millis(100_000 / rate)).await;
+            if did_copy {
+                copied += 1;
+                metrics::counter!("sticky_recopies_total").increment(1);
+                if copied % 100 == 0 {
+                    tokio::time::sleep(Duration::from_millis(100_000 / rate)).await;
+                }
             }
         }
         if complete {
