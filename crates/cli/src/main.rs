@@ -59,7 +59,12 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench_cmd::run(args),
         Command::Chaos(args) => chaos_cmd::run(args),
         Command::Up(args) => up::run(args),
-        Command::Status(args) => status_cmd::run(args),
+        Command::Status(args) => match status_cmd::run(args) {
+            Ok(true) => Ok(()),
+            // Printed; some process is not up, or the cluster is stopped.
+            Ok(false) => return std::process::ExitCode::from(3),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

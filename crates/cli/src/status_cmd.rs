@@ -529,8 +529,10 @@ fn print_table(report: &Report) {
     }
 }
 
-/// Prints the cluster's state.
-pub(crate) fn run(args: StatusArgs) -> anyhow::Result<()> {
+/// Prints the cluster's state; true if the cluster runs and every process
+/// of it is up (the exit status is 3 otherwise, as `systemctl status` does,
+/// so that scripts can check it).
+pub(crate) fn run(args: StatusArgs) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -544,7 +546,7 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<()> {
     } else {
         print_table(&report);
     }
-    Ok(())
+    Ok(report.running && report.processes.iter().all(|r| r.state == "up"))
 }
 
 #[cfg(test)]

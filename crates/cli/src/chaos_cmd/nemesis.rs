@@ -254,7 +254,18 @@ impl Nemesis {
         rng: &mut impl Rng,
     ) -> bool {
         if self.deck.is_empty() {
-            self.deck = self.settings.kinds.clone();
+            // Only kinds with something to hit (a cluster on external
+            // stores has no store process), or the round never ends.
+            self.deck = self
+                .settings
+                .kinds
+                .iter()
+                .copied()
+                .filter(|k| procs.iter().any(|p| role_matches(&p.role, k.target)))
+                .collect();
+            if self.deck.is_empty() {
+                return false;
+            }
             self.deck.shuffle(rng);
         }
         // The first kind of the round that the rules allow now.

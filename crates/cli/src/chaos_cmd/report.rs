@@ -204,6 +204,12 @@ impl Summary {
                 self.takeover.p99_ms - self.cached.p99_ms
             );
         }
+        if self.faults_total == 0 {
+            let _ = writeln!(
+                t,
+                "WARNING: no fault was injected (no process to hit, or the rules never allowed one): this run proves nothing about failures"
+            );
+        }
         let _ = writeln!(t, "\nanomalies:");
         for (k, v) in &self.anomalies {
             let _ = writeln!(t, "  {k:<18} {v}");
