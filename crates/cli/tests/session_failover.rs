@@ -267,3 +267,61 @@ fn a_request_routed_for_an_old_epoch_is_refused_untouched() {
     assert_eq!(b.counter(ws1.addr()).value, 2);
     ws1.assert_no_panic();
 }
+
+/// A store that already holds a later version of the same host tenure (a
+/// copy of ours that was retried or reordered, e.g. an async copy that
+/// timed out on a paused store and was applied when it resumed) is not a
+/// move: the write counts as stored there, the session stays cached and
+/// the change is acknowledged. Found by `sticky chaos` in async mode, where
+/// treating it as a move dropped the cache and lost acknowledged writes.
+#[test]
+fn a_store_holding_a_later_copy_of_our_own_is_not_a_move() {
+    let c = Cluster::start(2, &["ws1"], |cfg| {
+        cfg.replicas(2).session("store_timeout_ms", "3000")
+    });
+    let ws1 = c.web("ws1").addr();
+    let mut b = Browser::new();
+    b.increment(ws1);
+    let a = b.increment(ws1);
+    assert_eq!(a.value, 2);
+    let id = b.id();
+    // On one store, the same generation with a higher seq, same data.
+    let s1 = c.store_addrs()[0];
+    let copy = cluster_support::sess_get(s1, &id).expect("s1 holds the session");
+    let ahead = (a.stamp.seq + 10).to_string();
+    let generation = a.stamp.generation.to_string();
+    let mut conn = support::RespConn::connect(s1).unwrap();
+    let reply = conn
+        .cmd(&[
+            b"SESS.PUT",
+            id.as_bytes(),
+            generation.as_bytes(),
+            ahead.as_bytes(),
+            b"ws1",
+            b"60000",
+            &copy.payload,
+        ])
+        .unwrap();
+    assert!(format!("{reply:?}").contains("OK"), "{reply:?}");
+
+    let a = b.increment(ws1);
+    assert_eq!((a.value, a.source.as_str()), (3, "cache"), "{a:?}");
+    let a = b.counter(ws1);
+    assert_eq!((a.value, a.source.as_str()), (3, "cache"), "{a:?}");
+    // A higher generation is still a move: 409, and the copy is dropped.
+    let claimed = (a.stamp.generation + 1).to_string();
+    let reply = conn
+        .cmd(&[
+            b"SESS.PUT",
+            id.as_bytes(),
+            claimed.as_bytes(),
+            b"1",
+            b"ws9",
+            b"60000",
+            &copy.payload,
+        ])
+        .unwrap();
+    assert!(format!("{reply:?}").contains("OK"), "{reply:?}");
+    let r = b.post(ws1, "/api/counter", None);
+    assert_eq!(r.status, 409, "{r:?}");
+}

@@ -603,6 +603,15 @@ impl SessionManager {
                 inner.stores.observe(i, &r);
                 match r {
                     Ok(()) => acked |= 1 << i,
+                    // The store holds this very version or a later one of
+                    // the same host tenure (same generation): a retried or
+                    // reordered copy of our own, e.g. an async copy that
+                    // timed out on a paused store, was applied when it
+                    // resumed, and is overtaken by the next change. Not a
+                    // move: that store has this change.
+                    Err(ClientError::Stale { stored }) if own_version(stamp, stored) => {
+                        acked |= 1 << i;
+                    }
                     Err(ClientError::Stale { stored }) => {
                         metrics::counter!("sticky_stale_refusals_total").increment(1);
                         tracing::warn!(session = ?id, %stamp, %stored, "write refused as stale: the session moved");
@@ -729,6 +738,14 @@ async fn background(weak: std::sync::Weak<Inner>) {
     }
 }
 
+/// True if a store that refused `ours` as stale holds `stored`, a version
+/// written by the same host tenure (same generation) at least as new: the
+/// store has our change. A higher generation means another server claimed
+/// the session (it moved).
+fn own_version(ours: Stamp, stored: Stamp) -> bool {
+    stored.generation == ours.generation && stored.seq >= ours.seq
+}
+
 /// Sessions re-copied at once by [`recopy_loop`].
 const RECOPY_PARALLEL: usize = 32;
 
@@ -764,6 +781,9 @@ async fn recopy_one(m: &SessionManager, id: SessionId, entry: Arc<Entry>, lost: 
         m.inner.stores.observe(i, &r);
         match r {
             Ok(()) => state.stored_on |= 1 << i,
+            Err(ClientError::Stale { stored }) if own_version(state.stamp, stored) => {
+                state.stored_on |= 1 << i;
+            }
             Err(ClientError::Stale { stored }) => {
                 tracing::warn!(session = ?id, %stored, "re-copy refused: the session moved; dropping it");
                 *guard = None;
