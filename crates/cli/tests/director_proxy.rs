@@ -55,9 +55,12 @@ fn headers_are_cleaned_and_forwarded_headers_set() {
     assert_eq!(seen("x-forwarded-host").as_deref(), Some("sticky.test"));
     assert_eq!(seen("host").as_deref(), Some("sticky.test"));
     assert_eq!(seen("x-app").as_deref(), Some("kept"));
+    // The client's forged epoch is gone; the director sends the epoch it
+    // heard from ws1 (the fencing token), and only that one.
+    assert_eq!(seen("sticky-epoch"), Some(ws1.epoch().to_string()));
+    assert_eq!(echoed.matches("sticky-epoch").count(), 1, "{echoed}");
     for gone in [
         "sticky-owner",
-        "sticky-epoch",
         "x-hop",
         "connection",
         "proxy-authorization",
