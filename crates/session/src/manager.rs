@@ -865,12 +865,21 @@ async fn recopy_loop(weak: std::sync::Weak<Inner>, mut changes: tokio::sync::wat
     }
 }
 
-/// Async mode: copies queued sessions, newest version only, up to 64 at once.
+/// Most async copies in flight per web server.
+const ASYNC_COPIES_IN_FLIGHT: usize = 4096;
+
+/// Async mode: copies queued sessions, newest version only, up to
+/// [`ASYNC_COPIES_IN_FLIGHT`] at once.
 async fn async_replicator(
     weak: std::sync::Weak<Inner>,
     mut rx: mpsc::Receiver<(SessionId, Arc<Entry>, Instant)>,
 ) {
-    let limit = Arc::new(tokio::sync::Semaphore::new(64));
+    // Copies in flight. Each session has at most one queued or in flight
+    // (changes coalesce), so this bounds how many sessions a slow store can
+    // hold back: with 64, a paused store held every copy for its 1 s
+    // timeout and a web server's kill then lost ~0.9 s of acknowledged
+    // changes (measured with `sticky chaos --mode async`).
+    let limit = Arc::new(tokio::sync::Semaphore::new(ASYNC_COPIES_IN_FLIGHT));
     while let Some((id, entry, queued_at)) = rx.recv().await {
         let Some(inner) = weak.upgrade() else { return };
         let m = SessionManager { inner };
