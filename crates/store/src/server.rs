@@ -5,12 +5,14 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use sticky_proto::resp::{parse_request, Reply};
+use bytes::{Buf, BytesMut};
+use smallvec::SmallVec;
+use sticky_proto::resp::{parse_request_in_place, Reply};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -53,6 +55,10 @@ pub struct Store {
 /// Replies buffered past this size are written out before the next request
 /// of the same batch is executed.
 const FLUSH_AT: usize = 64 * 1024;
+/// Arguments held on the stack for one request; more spill to the heap.
+const MAX_INLINE_ARGS: usize = 8;
+/// Argument bookkeeping a connection keeps between requests.
+const MAX_KEPT_ARGS: usize = 256;
 /// How often active expiry runs, and how many entries per shard it looks at.
 const EXPIRY_TICK: Duration = Duration::from_millis(100);
 const EXPIRY_BUDGET: usize = 64;
@@ -206,6 +212,10 @@ async fn active_expiry(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Serves one connection until it closes, errs, idles out or the store stops.
+///
+/// Each round reads what the socket has, executes every complete request
+/// in it with arguments borrowed from the input buffer (no copy, no
+/// allocation per request), and writes all their replies with one write.
 async fn handle(
     shared: &Shared,
     mut socket: TcpStream,
@@ -218,19 +228,37 @@ async fn handle(
     let limits = shared.config.limits;
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
+    // Where each argument of the request being executed lies in `input`.
+    let mut ranges: Vec<Range<usize>> = Vec::with_capacity(MAX_INLINE_ARGS);
     let idle = shared.config.idle_timeout;
     let mut last_input = Instant::now();
     let idle_timer = tokio::time::sleep(idle.unwrap_or(Duration::from_secs(86_400)));
     tokio::pin!(idle_timer);
+    // Created once: a `changed()` per round would register with the
+    // channel's notifier every time.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         let mut executed = 0;
-        loop {
-            match parse_request(&mut input, &limits) {
-                Ok(Some(args)) if args.is_empty() => continue,
-                Ok(Some(args)) => {
+        let mut pos = 0;
+        while pos < input.len() {
+            match parse_request_in_place(&mut input[pos..], &limits, &mut ranges) {
+                Ok(Some(len)) => {
+                    let frame = &input[pos..pos + len];
+                    pos += len;
+                    if ranges.is_empty() {
+                        continue;
+                    }
+                    let args: SmallVec<[&[u8]; MAX_INLINE_ARGS]> =
+                        ranges.iter().map(|r| &frame[r.clone()]).collect();
                     let reply = cmd::execute(shared, &mut client, &args);
                     reply.encode(client.version, &mut output);
                     executed += 1;
+                    if ranges.capacity() > MAX_KEPT_ARGS {
+                        // A request with thousands of arguments: do not
+                        // keep its bookkeeping for the connection's life.
+                        ranges = Vec::with_capacity(MAX_INLINE_ARGS);
+                    }
                     if client.quit {
                         break;
                     }
@@ -251,16 +279,21 @@ async fn handle(
                 }
             }
         }
+        input.advance(pos);
         Stats::add(&shared.stats.commands_processed, executed);
         if !output.is_empty() {
             socket.write_all(&output).await?;
             output.clear();
         }
-        if client.quit || *stop.borrow() {
+        if client.quit {
             return Ok(());
         }
         loop {
+            // Biased: a stopping store wins over a client that keeps
+            // sending, and no random number is drawn per round.
             tokio::select! {
+                biased;
+                _ = &mut stopped => return Ok(()),
                 read = crate::io::read_into(&socket, &mut input) => {
                     if read? == 0 {
                         return Ok(());
@@ -276,7 +309,6 @@ async fn handle(
                     }
                     break;
                 }
-                _ = stop.changed() => return Ok(()),
                 () = &mut idle_timer, if idle.is_some() => {
                     let Some(idle) = idle else { continue };
                     if last_input.elapsed() >= idle {
