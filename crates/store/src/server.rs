@@ -2,12 +2,13 @@
 //! that executes pipelined requests in batches, idle timeout, active expiry
 //! and graceful shutdown.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -211,6 +212,16 @@ async fn active_expiry(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// What ended a wait for input.
+enum Wake {
+    /// This many bytes were read; 0 at end of stream.
+    Input(usize),
+    /// The store is stopping.
+    Stop,
+    /// The idle timer fired (the client may have sent something since).
+    Idle,
+}
+
 /// Serves one connection until it closes, errs, idles out or the store stops.
 ///
 /// Each round reads what the socket has, executes every complete request
@@ -234,10 +245,12 @@ async fn handle(
     let mut last_input = Instant::now();
     let idle_timer = tokio::time::sleep(idle.unwrap_or(Duration::from_secs(86_400)));
     tokio::pin!(idle_timer);
-    // Created once: a `changed()` per round would register with the
-    // channel's notifier every time.
+    // `stopped` is only polled to register this task's waker; whether the
+    // store is stopping is read from `stop_seen`.
+    let stop_seen = stop.clone();
     let stopped = stop.changed();
     tokio::pin!(stopped);
+    let mut waker_seen: Option<Waker> = None;
     loop {
         let mut executed = 0;
         let mut pos = 0;
@@ -288,35 +301,59 @@ async fn handle(
         if client.quit {
             return Ok(());
         }
-        loop {
-            // Biased: a stopping store wins over a client that keeps
-            // sending, and no random number is drawn per round.
-            tokio::select! {
-                biased;
-                _ = &mut stopped => return Ok(()),
-                read = crate::io::read_into(&socket, &mut input) => {
-                    if read? == 0 {
-                        return Ok(());
-                    }
-                    last_input = Instant::now();
-                    if input.len() > shared.config.max_query_buffer {
-                        Stats::add(&shared.stats.protocol_errors, 1);
-                        tracing::debug!(%peer, buffered = input.len(), "query buffer limit reached; closing");
-                        Reply::error("ERR Protocol error: query buffer limit reached")
-                            .encode(client.version, &mut output);
-                        socket.write_all(&output).await?;
-                        return Ok(());
-                    }
-                    break;
+        // Between batches, so that a client that never stops sending still
+        // lets a stopping store go.
+        if stop_seen.has_changed().unwrap_or(true) {
+            return Ok(());
+        }
+        let woke = poll_fn(|cx| {
+            if let Poll::Ready(read) = crate::io::poll_read_into(&socket, &mut input, cx) {
+                return Poll::Ready(read.map(Wake::Input));
+            }
+            if stop_seen.has_changed().unwrap_or(true) {
+                return Poll::Ready(Ok(Wake::Stop));
+            }
+            if idle.is_some() && idle_timer.is_elapsed() {
+                return Poll::Ready(Ok(Wake::Idle));
+            }
+            // The stop signal and the idle timer wake the waker they were
+            // last polled with; poll them again only when it is not this
+            // task's current one (every read would otherwise take the
+            // notifier's lock and re-arm the timer entry).
+            if !waker_seen.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                if stopped.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(Wake::Stop));
                 }
-                () = &mut idle_timer, if idle.is_some() => {
-                    let Some(idle) = idle else { continue };
-                    if last_input.elapsed() >= idle {
-                        tracing::debug!(%peer, "idle client timeout");
-                        return Ok(());
-                    }
-                    idle_timer.as_mut().reset((last_input + idle).into());
+                if idle.is_some() && idle_timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(Wake::Idle));
                 }
+                waker_seen = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await?;
+        match woke {
+            Wake::Input(0) | Wake::Stop => return Ok(()),
+            Wake::Input(_) => {
+                last_input = Instant::now();
+                if input.len() > shared.config.max_query_buffer {
+                    Stats::add(&shared.stats.protocol_errors, 1);
+                    tracing::debug!(%peer, buffered = input.len(), "query buffer limit reached; closing");
+                    Reply::error("ERR Protocol error: query buffer limit reached")
+                        .encode(client.version, &mut output);
+                    socket.write_all(&output).await?;
+                    return Ok(());
+                }
+            }
+            Wake::Idle => {
+                let Some(idle) = idle else { continue };
+                if last_input.elapsed() >= idle {
+                    tracing::debug!(%peer, "idle client timeout");
+                    return Ok(());
+                }
+                idle_timer.as_mut().reset((last_input + idle).into());
+                // Re-armed: it must be polled to register a waker again.
+                waker_seen = None;
             }
         }
     }
