@@ -6,7 +6,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -16,7 +16,8 @@ use smallvec::SmallVec;
 use sticky_proto::resp::{parse_request_in_place, Reply};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use crate::cmd::{self, Client};
 use crate::config::StoreConfig;
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     pub(crate) started: Instant,
     next_client_id: AtomicU64,
+    /// Present when busy polling is on and the runtime is single-threaded.
+    spin: Option<Spin>,
 }
 
 impl Shared {
@@ -79,6 +82,7 @@ impl Store {
         Self {
             shared: Arc::new(Shared {
                 keyspace: Keyspace::new(shards, config.max_memory, stats.clone()),
+                spin: config.busy_poll.map(|_| Spin::default()),
                 config,
                 stats,
                 started: Instant::now(),
@@ -115,6 +119,16 @@ impl Store {
         // returns None: the mini-redis way to wait for tasks to finish.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let expiry = tokio::spawn(active_expiry(shared.clone(), stop_rx.clone()));
+        let spinner = match shared.config.busy_poll {
+            Some(window) if Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread => {
+                Some(tokio::spawn(busy_poll(shared.clone(), window)))
+            }
+            Some(_) => {
+                tracing::warn!("busy polling needs a single-threaded runtime; not polling");
+                None
+            }
+            None => None,
+        };
         tracing::info!(
             addr = %local,
             auth = shared.config.requirepass.is_some(),
@@ -165,6 +179,9 @@ impl Store {
             tracing::warn!("connections still open after the shutdown grace period");
         }
         expiry.abort();
+        if let Some(spinner) = spinner {
+            spinner.abort();
+        }
         Ok(())
     }
 }
@@ -208,6 +225,70 @@ async fn active_expiry(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 break;
             }
             tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// A spin iteration (one zero-timeout poll) longer than this means another
+/// thread had the CPU: stop spinning rather than compete for it.
+const PREEMPTED: Duration = Duration::from_micros(200);
+
+/// What the connections tell the busy poller.
+#[derive(Debug)]
+pub(crate) struct Spin {
+    /// Batches served; the poller spins while this keeps changing.
+    batches: AtomicU64,
+    /// False only while the poller sleeps (so true when there is none).
+    spinning: AtomicBool,
+    /// Wakes the poller when a batch is served while it sleeps.
+    wake: Notify,
+}
+
+impl Default for Spin {
+    fn default() -> Self {
+        Self {
+            batches: AtomicU64::new(0),
+            spinning: AtomicBool::new(true),
+            wake: Notify::new(),
+        }
+    }
+}
+
+impl Spin {
+    /// Called by a connection after each batch.
+    fn served(&self) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        if !self.spinning.load(Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Busy polling (see [`StoreConfig::busy_poll`]): while batches keep being
+/// served, yield to the scheduler, which then polls the sockets with a zero
+/// timeout instead of sleeping; stop after `window` without a batch.
+async fn busy_poll(shared: Arc<Shared>, window: Duration) {
+    let Some(spin) = &shared.spin else { return };
+    loop {
+        spin.spinning.store(false, Ordering::Relaxed);
+        spin.wake.notified().await;
+        spin.spinning.store(true, Ordering::Relaxed);
+        let mut seen = spin.batches.load(Ordering::Relaxed);
+        let mut last_batch = Instant::now();
+        loop {
+            let before = Instant::now();
+            tokio::task::yield_now().await;
+            let now = Instant::now();
+            let batches = spin.batches.load(Ordering::Relaxed);
+            if now - before > PREEMPTED {
+                break;
+            }
+            if batches != seen {
+                seen = batches;
+                last_batch = now;
+            } else if now - last_batch >= window {
+                break;
+            }
         }
     }
 }
@@ -294,6 +375,9 @@ async fn handle(
         }
         input.advance(pos);
         Stats::add(&shared.stats.commands_processed, executed);
+        if let Some(spin) = &shared.spin {
+            spin.served();
+        }
         if !output.is_empty() {
             socket.write_all(&output).await?;
             output.clear();
@@ -356,5 +440,103 @@ async fn handle(
                 waker_seen = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::oneshot;
+
+    use super::Store;
+    use crate::config::StoreConfig;
+
+    /// Serves `config` on a free port; returns the address and a stop handle.
+    async fn serve(
+        config: StoreConfig,
+    ) -> (
+        std::net::SocketAddr,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let store = Store::new(config);
+        let task = tokio::spawn(async move {
+            store
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        (addr, tx, task)
+    }
+
+    async fn read_exactly(c: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut buf))
+            .await
+            .expect("reply in time")
+            .unwrap();
+        buf
+    }
+
+    /// Requests split anywhere across writes, inline and multibulk mixed in
+    /// one pipeline, quoted inline arguments: the batch loop that borrows
+    /// arguments from the input buffer answers them all, in order.
+    async fn pipelines_and_split_requests(config: StoreConfig) {
+        let (addr, stop, task) = serve(config).await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let pipeline: &[u8] = b"PING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n\
+            SET q \"a \\\"b\\\"\"\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nGET q\r\n\r\n*1\r\n$4\r\nPING\r\n";
+        let expected: &[u8] = b"+PONG\r\n+OK\r\n+OK\r\n$5\r\nhello\r\n$5\r\na \"b\"\r\n+PONG\r\n";
+        c.write_all(pipeline).await.unwrap();
+        assert_eq!(read_exactly(&mut c, expected.len()).await, expected);
+        for cut in [1, 7, 12, 30, pipeline.len() - 1] {
+            let (a, b) = pipeline.split_at(cut);
+            c.write_all(a).await.unwrap();
+            c.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            c.write_all(b).await.unwrap();
+            assert_eq!(
+                read_exactly(&mut c, expected.len()).await,
+                expected,
+                "cut at {cut}"
+            );
+        }
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the store stops")
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn serves_pipelines_on_one_thread() {
+        pipelines_and_split_requests(StoreConfig::default()).await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn serves_and_stops_with_busy_polling() {
+        pipelines_and_split_requests(StoreConfig {
+            busy_poll: Some(Duration::from_micros(200)),
+            ..StoreConfig::default()
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn busy_polling_is_skipped_on_many_threads() {
+        pipelines_and_split_requests(StoreConfig {
+            busy_poll: Some(Duration::from_micros(200)),
+            ..StoreConfig::default()
+        })
+        .await;
     }
 }
