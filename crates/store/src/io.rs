@@ -9,6 +9,7 @@
 //! its tick) and save the empty read.
 
 use std::io;
+use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::Interest;
@@ -20,12 +21,20 @@ const MIN_ROOM: usize = 4 * 1024;
 const RESERVE: usize = 16 * 1024;
 
 /// Appends what one read gives to `buf`; `Ok(0)` at end of stream.
-pub(crate) async fn read_into(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+///
+/// Waits through the socket's own reader slot (`poll_read_ready`), which
+/// keeps the task's waker from one read to the next, rather than through
+/// `readable()`, whose future joins and leaves a waiter list on every read.
+pub(crate) fn poll_read_into(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
     if buf.capacity() - buf.len() < MIN_ROOM {
         buf.reserve(RESERVE);
     }
     loop {
-        stream.readable().await?;
+        ready!(stream.poll_read_ready(cx))?;
         let room = buf.capacity() - buf.len();
         match stream.try_read_buf(buf) {
             Ok(n) => {
@@ -35,10 +44,10 @@ pub(crate) async fn read_into(stream: &TcpStream, buf: &mut BytesMut) -> io::Res
                         Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
                     });
                 }
-                return Ok(n);
+                return Poll::Ready(Ok(n));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Poll::Ready(Err(e)),
         }
     }
 }

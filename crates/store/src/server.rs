@@ -2,18 +2,22 @@
 //! that executes pipelined requests in batches, idle timeout, active expiry
 //! and graceful shutdown.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use sticky_proto::resp::{parse_request, Reply};
+use bytes::{Buf, BytesMut};
+use smallvec::SmallVec;
+use sticky_proto::resp::{parse_request_in_place, Reply};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use crate::cmd::{self, Client};
 use crate::config::StoreConfig;
@@ -28,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     pub(crate) started: Instant,
     next_client_id: AtomicU64,
+    /// Present when busy polling is on and the runtime is single-threaded.
+    spin: Option<Spin>,
 }
 
 impl Shared {
@@ -53,6 +59,10 @@ pub struct Store {
 /// Replies buffered past this size are written out before the next request
 /// of the same batch is executed.
 const FLUSH_AT: usize = 64 * 1024;
+/// Arguments held on the stack for one request; more spill to the heap.
+const MAX_INLINE_ARGS: usize = 8;
+/// Argument bookkeeping a connection keeps between requests.
+const MAX_KEPT_ARGS: usize = 256;
 /// How often active expiry runs, and how many entries per shard it looks at.
 const EXPIRY_TICK: Duration = Duration::from_millis(100);
 const EXPIRY_BUDGET: usize = 64;
@@ -72,6 +82,7 @@ impl Store {
         Self {
             shared: Arc::new(Shared {
                 keyspace: Keyspace::new(shards, config.max_memory, stats.clone()),
+                spin: config.busy_poll.map(|_| Spin::default()),
                 config,
                 stats,
                 started: Instant::now(),
@@ -108,6 +119,16 @@ impl Store {
         // returns None: the mini-redis way to wait for tasks to finish.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let expiry = tokio::spawn(active_expiry(shared.clone(), stop_rx.clone()));
+        let spinner = match shared.config.busy_poll {
+            Some(window) if Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread => {
+                Some(tokio::spawn(busy_poll(shared.clone(), window)))
+            }
+            Some(_) => {
+                tracing::warn!("busy polling needs a single-threaded runtime; not polling");
+                None
+            }
+            None => None,
+        };
         tracing::info!(
             addr = %local,
             auth = shared.config.requirepass.is_some(),
@@ -158,6 +179,9 @@ impl Store {
             tracing::warn!("connections still open after the shutdown grace period");
         }
         expiry.abort();
+        if let Some(spinner) = spinner {
+            spinner.abort();
+        }
         Ok(())
     }
 }
@@ -205,7 +229,85 @@ async fn active_expiry(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// A spin iteration (one zero-timeout poll) longer than this means another
+/// thread had the CPU: stop spinning rather than compete for it.
+const PREEMPTED: Duration = Duration::from_micros(200);
+
+/// What the connections tell the busy poller.
+#[derive(Debug)]
+pub(crate) struct Spin {
+    /// Batches served; the poller spins while this keeps changing.
+    batches: AtomicU64,
+    /// False only while the poller sleeps (so true when there is none).
+    spinning: AtomicBool,
+    /// Wakes the poller when a batch is served while it sleeps.
+    wake: Notify,
+}
+
+impl Default for Spin {
+    fn default() -> Self {
+        Self {
+            batches: AtomicU64::new(0),
+            spinning: AtomicBool::new(true),
+            wake: Notify::new(),
+        }
+    }
+}
+
+impl Spin {
+    /// Called by a connection after each batch.
+    fn served(&self) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        if !self.spinning.load(Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Busy polling (see [`StoreConfig::busy_poll`]): while batches keep being
+/// served, yield to the scheduler, which then polls the sockets with a zero
+/// timeout instead of sleeping; stop after `window` without a batch.
+async fn busy_poll(shared: Arc<Shared>, window: Duration) {
+    let Some(spin) = &shared.spin else { return };
+    loop {
+        spin.spinning.store(false, Ordering::Relaxed);
+        spin.wake.notified().await;
+        spin.spinning.store(true, Ordering::Relaxed);
+        let mut seen = spin.batches.load(Ordering::Relaxed);
+        let mut last_batch = Instant::now();
+        loop {
+            let before = Instant::now();
+            tokio::task::yield_now().await;
+            let now = Instant::now();
+            let batches = spin.batches.load(Ordering::Relaxed);
+            if now - before > PREEMPTED {
+                break;
+            }
+            if batches != seen {
+                seen = batches;
+                last_batch = now;
+            } else if now - last_batch >= window {
+                break;
+            }
+        }
+    }
+}
+
+/// What ended a wait for input.
+enum Wake {
+    /// This many bytes were read; 0 at end of stream.
+    Input(usize),
+    /// The store is stopping.
+    Stop,
+    /// The idle timer fired (the client may have sent something since).
+    Idle,
+}
+
 /// Serves one connection until it closes, errs, idles out or the store stops.
+///
+/// Each round reads what the socket has, executes every complete request
+/// in it with arguments borrowed from the input buffer (no copy, no
+/// allocation per request), and writes all their replies with one write.
 async fn handle(
     shared: &Shared,
     mut socket: TcpStream,
@@ -218,19 +320,39 @@ async fn handle(
     let limits = shared.config.limits;
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
+    // Where each argument of the request being executed lies in `input`.
+    let mut ranges: Vec<Range<usize>> = Vec::with_capacity(MAX_INLINE_ARGS);
     let idle = shared.config.idle_timeout;
     let mut last_input = Instant::now();
     let idle_timer = tokio::time::sleep(idle.unwrap_or(Duration::from_secs(86_400)));
     tokio::pin!(idle_timer);
+    // `stopped` is only polled to register this task's waker; whether the
+    // store is stopping is read from `stop_seen`.
+    let stop_seen = stop.clone();
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
+    let mut waker_seen: Option<Waker> = None;
     loop {
         let mut executed = 0;
-        loop {
-            match parse_request(&mut input, &limits) {
-                Ok(Some(args)) if args.is_empty() => continue,
-                Ok(Some(args)) => {
+        let mut pos = 0;
+        while pos < input.len() {
+            match parse_request_in_place(&mut input[pos..], &limits, &mut ranges) {
+                Ok(Some(len)) => {
+                    let frame = &input[pos..pos + len];
+                    pos += len;
+                    if ranges.is_empty() {
+                        continue;
+                    }
+                    let args: SmallVec<[&[u8]; MAX_INLINE_ARGS]> =
+                        ranges.iter().map(|r| &frame[r.clone()]).collect();
                     let reply = cmd::execute(shared, &mut client, &args);
                     reply.encode(client.version, &mut output);
                     executed += 1;
+                    if ranges.capacity() > MAX_KEPT_ARGS {
+                        // A request with thousands of arguments: do not
+                        // keep its bookkeeping for the connection's life.
+                        ranges = Vec::with_capacity(MAX_INLINE_ARGS);
+                    }
                     if client.quit {
                         break;
                     }
@@ -251,41 +373,170 @@ async fn handle(
                 }
             }
         }
+        input.advance(pos);
         Stats::add(&shared.stats.commands_processed, executed);
+        if let Some(spin) = &shared.spin {
+            spin.served();
+        }
         if !output.is_empty() {
             socket.write_all(&output).await?;
             output.clear();
         }
-        if client.quit || *stop.borrow() {
+        if client.quit {
             return Ok(());
         }
-        loop {
-            tokio::select! {
-                read = crate::io::read_into(&socket, &mut input) => {
-                    if read? == 0 {
-                        return Ok(());
-                    }
-                    last_input = Instant::now();
-                    if input.len() > shared.config.max_query_buffer {
-                        Stats::add(&shared.stats.protocol_errors, 1);
-                        tracing::debug!(%peer, buffered = input.len(), "query buffer limit reached; closing");
-                        Reply::error("ERR Protocol error: query buffer limit reached")
-                            .encode(client.version, &mut output);
-                        socket.write_all(&output).await?;
-                        return Ok(());
-                    }
-                    break;
+        // Between batches, so that a client that never stops sending still
+        // lets a stopping store go.
+        if stop_seen.has_changed().unwrap_or(true) {
+            return Ok(());
+        }
+        let woke = poll_fn(|cx| {
+            if let Poll::Ready(read) = crate::io::poll_read_into(&socket, &mut input, cx) {
+                return Poll::Ready(read.map(Wake::Input));
+            }
+            if stop_seen.has_changed().unwrap_or(true) {
+                return Poll::Ready(Ok(Wake::Stop));
+            }
+            if idle.is_some() && idle_timer.is_elapsed() {
+                return Poll::Ready(Ok(Wake::Idle));
+            }
+            // The stop signal and the idle timer wake the waker they were
+            // last polled with; poll them again only when it is not this
+            // task's current one (every read would otherwise take the
+            // notifier's lock and re-arm the timer entry).
+            if !waker_seen.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                if stopped.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(Wake::Stop));
                 }
-                _ = stop.changed() => return Ok(()),
-                () = &mut idle_timer, if idle.is_some() => {
-                    let Some(idle) = idle else { continue };
-                    if last_input.elapsed() >= idle {
-                        tracing::debug!(%peer, "idle client timeout");
-                        return Ok(());
-                    }
-                    idle_timer.as_mut().reset((last_input + idle).into());
+                if idle.is_some() && idle_timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(Wake::Idle));
+                }
+                waker_seen = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await?;
+        match woke {
+            Wake::Input(0) | Wake::Stop => return Ok(()),
+            Wake::Input(_) => {
+                last_input = Instant::now();
+                if input.len() > shared.config.max_query_buffer {
+                    Stats::add(&shared.stats.protocol_errors, 1);
+                    tracing::debug!(%peer, buffered = input.len(), "query buffer limit reached; closing");
+                    Reply::error("ERR Protocol error: query buffer limit reached")
+                        .encode(client.version, &mut output);
+                    socket.write_all(&output).await?;
+                    return Ok(());
                 }
             }
+            Wake::Idle => {
+                let Some(idle) = idle else { continue };
+                if last_input.elapsed() >= idle {
+                    tracing::debug!(%peer, "idle client timeout");
+                    return Ok(());
+                }
+                idle_timer.as_mut().reset((last_input + idle).into());
+                // Re-armed: it must be polled to register a waker again.
+                waker_seen = None;
+            }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::oneshot;
+
+    use super::Store;
+    use crate::config::StoreConfig;
+
+    /// Serves `config` on a free port; returns the address and a stop handle.
+    async fn serve(
+        config: StoreConfig,
+    ) -> (
+        std::net::SocketAddr,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let store = Store::new(config);
+        let task = tokio::spawn(async move {
+            store
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        (addr, tx, task)
+    }
+
+    async fn read_exactly(c: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut buf))
+            .await
+            .expect("reply in time")
+            .unwrap();
+        buf
+    }
+
+    /// Requests split anywhere across writes, inline and multibulk mixed in
+    /// one pipeline, quoted inline arguments: the batch loop that borrows
+    /// arguments from the input buffer answers them all, in order.
+    async fn pipelines_and_split_requests(config: StoreConfig) {
+        let (addr, stop, task) = serve(config).await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let pipeline: &[u8] = b"PING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n\
+            SET q \"a \\\"b\\\"\"\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nGET q\r\n\r\n*1\r\n$4\r\nPING\r\n";
+        let expected: &[u8] = b"+PONG\r\n+OK\r\n+OK\r\n$5\r\nhello\r\n$5\r\na \"b\"\r\n+PONG\r\n";
+        c.write_all(pipeline).await.unwrap();
+        assert_eq!(read_exactly(&mut c, expected.len()).await, expected);
+        for cut in [1, 7, 12, 30, pipeline.len() - 1] {
+            let (a, b) = pipeline.split_at(cut);
+            c.write_all(a).await.unwrap();
+            c.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            c.write_all(b).await.unwrap();
+            assert_eq!(
+                read_exactly(&mut c, expected.len()).await,
+                expected,
+                "cut at {cut}"
+            );
+        }
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the store stops")
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn serves_pipelines_on_one_thread() {
+        pipelines_and_split_requests(StoreConfig::default()).await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn serves_and_stops_with_busy_polling() {
+        pipelines_and_split_requests(StoreConfig {
+            busy_poll: Some(Duration::from_micros(200)),
+            ..StoreConfig::default()
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn busy_polling_is_skipped_on_many_threads() {
+        pipelines_and_split_requests(StoreConfig {
+            busy_poll: Some(Duration::from_micros(200)),
+            ..StoreConfig::default()
+        })
+        .await;
     }
 }

@@ -8,18 +8,18 @@ use super::{arity, Client};
 use crate::server::Shared;
 
 /// `PING [message]`
-pub(super) fn ping(a: &[Bytes]) -> Reply {
+pub(super) fn ping(a: &[&[u8]]) -> Reply {
     match a {
         [] => Reply::Simple("PONG"),
-        [msg] => Reply::Bulk(msg.clone()),
+        [msg] => Reply::bulk(msg),
         _ => arity("ping"),
     }
 }
 
 /// `ECHO message`
-pub(super) fn echo(a: &[Bytes]) -> Reply {
+pub(super) fn echo(a: &[&[u8]]) -> Reply {
     match a {
-        [msg] => Reply::Bulk(msg.clone()),
+        [msg] => Reply::bulk(msg),
         _ => arity("echo"),
     }
 }
@@ -43,7 +43,7 @@ fn check_password(shared: &Shared, client: &mut Client, user: &[u8], pass: &[u8]
 }
 
 /// `AUTH [username] password`
-pub(super) fn auth(shared: &Shared, client: &mut Client, a: &[Bytes]) -> Reply {
+pub(super) fn auth(shared: &Shared, client: &mut Client, a: &[&[u8]]) -> Reply {
     match a {
         [pass] => check_password(shared, client, b"default", pass),
         [user, pass] => check_password(shared, client, user, pass),
@@ -52,7 +52,7 @@ pub(super) fn auth(shared: &Shared, client: &mut Client, a: &[Bytes]) -> Reply {
 }
 
 /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
-pub(super) fn hello(shared: &Shared, client: &mut Client, a: &[Bytes]) -> Reply {
+pub(super) fn hello(shared: &Shared, client: &mut Client, a: &[&[u8]]) -> Reply {
     let mut version = client.version;
     let mut rest = a;
     if let [v, more @ ..] = a {
@@ -77,7 +77,7 @@ pub(super) fn hello(shared: &Shared, client: &mut Client, a: &[Bytes]) -> Reply 
             let [n, more @ ..] = more else {
                 return Reply::error("ERR Syntax error in HELLO option 'setname'");
             };
-            name = Some(n.clone());
+            name = Some(Bytes::copy_from_slice(n));
             rest = more;
         } else {
             return Reply::error(format!(
@@ -113,7 +113,7 @@ pub(super) fn hello(shared: &Shared, client: &mut Client, a: &[Bytes]) -> Reply 
 }
 
 /// `SELECT 0`: there is one database.
-pub(super) fn select(a: &[Bytes]) -> Reply {
+pub(super) fn select(a: &[&[u8]]) -> Reply {
     match a {
         [db] if &db[..] == b"0" => Reply::OK,
         [_] => Reply::error("ERR DB index is out of range"),
@@ -122,7 +122,7 @@ pub(super) fn select(a: &[Bytes]) -> Reply {
 }
 
 /// `CLIENT SETNAME | GETNAME | SETINFO | ID`
-pub(super) fn client(client: &mut Client, a: &[Bytes]) -> Reply {
+pub(super) fn client(client: &mut Client, a: &[&[u8]]) -> Reply {
     let Some(sub) = a.first() else {
         return arity("client");
     };
@@ -130,7 +130,7 @@ pub(super) fn client(client: &mut Client, a: &[Bytes]) -> Reply {
     if sub.eq_ignore_ascii_case(b"SETNAME") {
         match args {
             [n] if n.iter().all(|c| c.is_ascii_graphic()) => {
-                client.name = (!n.is_empty()).then(|| n.clone());
+                client.name = (!n.is_empty()).then(|| Bytes::copy_from_slice(n));
                 Reply::OK
             }
             [_] => Reply::error(

@@ -1,13 +1,12 @@
 //! Plain Redis data commands: GET, SET, DEL, EXISTS, (P)EXPIRE, (P)TTL, TYPE.
 
-use bytes::Bytes;
 use sticky_proto::resp::Reply;
 
 use super::{arity, int_arg};
 use crate::keyspace::{KeyType, Keyspace, SetCondition};
 
 /// `GET key`
-pub(super) fn get(ks: &Keyspace, a: &[Bytes]) -> Reply {
+pub(super) fn get(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     let [key] = a else {
         return arity("get");
     };
@@ -19,7 +18,7 @@ pub(super) fn get(ks: &Keyspace, a: &[Bytes]) -> Reply {
 }
 
 /// `SET key value [EX s | PX ms] [NX | XX]`
-pub(super) fn set(ks: &Keyspace, a: &[Bytes]) -> Reply {
+pub(super) fn set(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     let [key, value, opts @ ..] = a else {
         return arity("set");
     };
@@ -62,7 +61,7 @@ pub(super) fn set(ks: &Keyspace, a: &[Bytes]) -> Reply {
 }
 
 /// `DEL key [key ...]`
-pub(super) fn del(ks: &Keyspace, a: &[Bytes]) -> Reply {
+pub(super) fn del(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     if a.is_empty() {
         return arity("del");
     }
@@ -70,7 +69,7 @@ pub(super) fn del(ks: &Keyspace, a: &[Bytes]) -> Reply {
 }
 
 /// `EXISTS key [key ...]`
-pub(super) fn exists(ks: &Keyspace, a: &[Bytes]) -> Reply {
+pub(super) fn exists(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     if a.is_empty() {
         return arity("exists");
     }
@@ -78,7 +77,7 @@ pub(super) fn exists(ks: &Keyspace, a: &[Bytes]) -> Reply {
 }
 
 /// `EXPIRE key seconds` (unit 1000) and `PEXPIRE key ms` (unit 1).
-pub(super) fn expire(ks: &Keyspace, a: &[Bytes], unit: i64) -> Reply {
+pub(super) fn expire(ks: &Keyspace, a: &[&[u8]], unit: i64) -> Reply {
     let [key, n] = a else {
         return arity(if unit == 1 { "pexpire" } else { "expire" });
     };
@@ -90,7 +89,7 @@ pub(super) fn expire(ks: &Keyspace, a: &[Bytes], unit: i64) -> Reply {
 }
 
 /// `TTL key` (unit 1000) and `PTTL key` (unit 1).
-pub(super) fn ttl(ks: &Keyspace, a: &[Bytes], unit: i64) -> Reply {
+pub(super) fn ttl(ks: &Keyspace, a: &[&[u8]], unit: i64) -> Reply {
     let [key] = a else {
         return arity(if unit == 1 { "pttl" } else { "ttl" });
     };
@@ -101,7 +100,7 @@ pub(super) fn ttl(ks: &Keyspace, a: &[Bytes], unit: i64) -> Reply {
 }
 
 /// `TYPE key`: `string` for plain values, `session` for copies and tombstones.
-pub(super) fn key_type(ks: &Keyspace, a: &[Bytes]) -> Reply {
+pub(super) fn key_type(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     let [key] = a else {
         return arity("type");
     };

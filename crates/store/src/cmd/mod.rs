@@ -51,7 +51,7 @@ impl Client {
 }
 
 /// Executes one request and returns its reply.
-pub(crate) fn execute(shared: &Shared, client: &mut Client, args: &[Bytes]) -> Reply {
+pub(crate) fn execute(shared: &Shared, client: &mut Client, args: &[&[u8]]) -> Reply {
     let Some(name) = args.first() else {
         return Reply::error("ERR empty command");
     };
@@ -120,7 +120,7 @@ fn count(shared: &Shared, i: usize) {
     crate::stats::Stats::add(&shared.stats.session_calls[i], 1);
 }
 
-fn unknown(name: &[u8], args: &[Bytes]) -> Reply {
+fn unknown(name: &[u8], args: &[&[u8]]) -> Reply {
     let shown: String = String::from_utf8_lossy(name).chars().take(64).collect();
     let rest: String = args
         .iter()

@@ -10,7 +10,7 @@ use crate::keyspace::Keyspace;
 use crate::server::Shared;
 
 /// `DBSIZE`
-pub(super) fn dbsize(ks: &Keyspace, a: &[Bytes]) -> Reply {
+pub(super) fn dbsize(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     if !a.is_empty() {
         return arity("dbsize");
     }
@@ -18,7 +18,7 @@ pub(super) fn dbsize(ks: &Keyspace, a: &[Bytes]) -> Reply {
 }
 
 /// `FLUSHALL [ASYNC|SYNC]`, `FLUSHDB [ASYNC|SYNC]`
-pub(super) fn flush(ks: &Keyspace, a: &[Bytes]) -> Reply {
+pub(super) fn flush(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     match a {
         [] => {}
         [m] if m.eq_ignore_ascii_case(b"ASYNC") || m.eq_ignore_ascii_case(b"SYNC") => {}
@@ -30,7 +30,7 @@ pub(super) fn flush(ks: &Keyspace, a: &[Bytes]) -> Reply {
 }
 
 /// `COMMAND`, `COMMAND COUNT`, `COMMAND DOCS`: enough for redis-cli.
-pub(super) fn command(a: &[Bytes]) -> Reply {
+pub(super) fn command(a: &[&[u8]]) -> Reply {
     match a.first() {
         Some(sub) if sub.eq_ignore_ascii_case(b"COUNT") => Reply::Int(COMMANDS.len() as i64),
         Some(sub) if sub.eq_ignore_ascii_case(b"DOCS") => Reply::Map(Vec::new()),
@@ -71,7 +71,7 @@ const COMMANDS: &[&str] = &[
 ];
 
 /// `CONFIG GET pattern [pattern ...]` (read-only: `CONFIG SET` is refused).
-pub(super) fn config(shared: &Shared, a: &[Bytes]) -> Reply {
+pub(super) fn config(shared: &Shared, a: &[&[u8]]) -> Reply {
     let [sub, patterns @ ..] = a else {
         return arity("config");
     };
@@ -104,7 +104,7 @@ pub(super) fn config(shared: &Shared, a: &[Bytes]) -> Reply {
 }
 
 /// `INFO [section ...]`: server, clients, memory, stats, keyspace.
-pub(super) fn info(shared: &Shared, a: &[Bytes]) -> Reply {
+pub(super) fn info(shared: &Shared, a: &[&[u8]]) -> Reply {
     let all = a.is_empty()
         || a.iter().any(|s| {
             s.eq_ignore_ascii_case(b"all")

@@ -10,7 +10,7 @@ use crate::keyspace::Keyspace;
 use crate::server::Shared;
 
 /// `SESS.PUT key gen seq owner ttl_ms payload`
-pub(super) fn put(ks: &Keyspace, a: &[Bytes]) -> Reply {
+pub(super) fn put(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     let [key, g, s, owner, ttl, payload] = a else {
         return arity("sess.put");
     };
@@ -23,7 +23,7 @@ pub(super) fn put(ks: &Keyspace, a: &[Bytes]) -> Reply {
 }
 
 /// `SESS.GET key`
-pub(super) fn get(ks: &Keyspace, a: &[Bytes]) -> Reply {
+pub(super) fn get(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     let [key] = a else {
         return arity("sess.get");
     };
@@ -48,7 +48,7 @@ pub(super) fn get(ks: &Keyspace, a: &[Bytes]) -> Reply {
 }
 
 /// `SESS.CLAIM key exp_gen exp_seq new_gen new_seq owner ttl_ms`
-pub(super) fn claim(ks: &Keyspace, a: &[Bytes]) -> Reply {
+pub(super) fn claim(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     let [key, eg, es, ng, ns, owner, ttl] = a else {
         return arity("sess.claim");
     };
@@ -62,7 +62,7 @@ pub(super) fn claim(ks: &Keyspace, a: &[Bytes]) -> Reply {
 }
 
 /// `SESS.TOUCH key ttl_ms`
-pub(super) fn touch(ks: &Keyspace, a: &[Bytes]) -> Reply {
+pub(super) fn touch(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     let [key, ttl] = a else {
         return arity("sess.touch");
     };
@@ -71,7 +71,7 @@ pub(super) fn touch(ks: &Keyspace, a: &[Bytes]) -> Reply {
 }
 
 /// `SESS.DEL key gen seq [tombstone_ttl_ms]`
-pub(super) fn del(shared: &Shared, a: &[Bytes]) -> Reply {
+pub(super) fn del(shared: &Shared, a: &[&[u8]]) -> Reply {
     let (key, g, s, ttl) = match a {
         [key, g, s] => (key, g, s, None),
         [key, g, s, ttl] => (key, g, s, Some(ttl)),
