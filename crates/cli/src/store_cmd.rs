@@ -56,6 +56,11 @@ pub(crate) struct StoreArgs {
     /// Worker threads [default: one per core].
     #[arg(long, env = "STICKY_STORE_THREADS")]
     threads: Option<usize>,
+    /// After each burst of requests, keep polling the sockets this many
+    /// microseconds before sleeping (0: never). Trades CPU for throughput
+    /// on a store with a core to itself; only with `--threads 1`.
+    #[arg(long, env = "STICKY_STORE_BUSY_POLL_US", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    busy_poll_us: u64,
 }
 
 fn read_secret(path: &PathBuf) -> anyhow::Result<String> {
@@ -120,6 +125,10 @@ fn resolve(args: &StoreArgs) -> anyhow::Result<(StoreConfig, Option<SocketAddr>)
     config.max_query_buffer =
         usize::try_from(args.max_query_buffer.0).context("--max-query-buffer is too large")?;
     config.tombstone_ttl = Duration::from_secs(args.tombstone_ttl.max(1));
+    config.busy_poll = (args.busy_poll_us > 0).then(|| Duration::from_micros(args.busy_poll_us));
+    if config.busy_poll.is_some() && args.threads != Some(1) {
+        tracing::warn!("--busy-poll-us applies only with --threads 1; ignored");
+    }
     let metrics = args.metrics.or(entry.as_ref().and_then(|e| e.metrics));
     Ok((config, metrics))
 }

@@ -59,12 +59,7 @@ fn headers_are_cleaned_and_forwarded_headers_set() {
     // heard from ws1 (the fencing token), and only that one.
     assert_eq!(seen("sticky-epoch"), Some(ws1.epoch().to_string()));
     assert_eq!(echoed.matches("sticky-epoch").count(), 1, "{echoed}");
-    for gone in [
-        "sticky-owner",
-        "x-hop",
-        "connection",
-        "proxy-authorization",
-    ] {
+    for gone in ["sticky-owner", "x-hop", "connection", "proxy-authorization"] {
         assert_eq!(seen(gone), None, "{gone} reached the backend:\n{echoed}");
     }
 }
