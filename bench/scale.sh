@@ -386,10 +386,10 @@ for r in recopy:
     p(f"| {r[1]} | {kv.get('scans', '0')} | {c:,} | {int(kv.get('scanned', 0)):,} | {ms:,} | {c * 1000 / ms if ms else 0:,.0f} |")
 p("")
 limit = 20000
-p(f"The re-copy rate limit (`recopy_rate`) is the session library's default, {limit:,} sessions per second per web server (a pause of 100,000/`recopy_rate` ms after every 100 copies, i.e. 5 ms, 50 µs per copy); the cluster file's `[session]` has no setting for it, so `sticky up` can only run with the default.")
+p(f"The re-copy rate limit (`recopy_rate`) is the session library's default, {limit:,} sessions per second per web server (a pause of 100,000/`recopy_rate` ms after every 100 copies, i.e. 5 ms, 50 µs per copy); it is `[session] recopy_rate` in the cluster file; `sticky up` runs with the default.")
 if t_webs and copies:
     per_web = copies / t_webs / len(webs)
-    p(f"Measured: {per_web:,.0f} copies/s per web server, {per_web / limit:.0%} of the limit: " + ("the limit dominates." if per_web > 0.8 * limit else "the limit does not dominate; each web server copies one session at a time (one `SESS.PUT` round trip each, plus the 50 µs pause), so the round trip sets the pace."))
+    p(f"Measured: {per_web:,.0f} copies/s per web server, {per_web / limit:.0%} of the limit: " + ("the limit dominates." if per_web > 0.8 * limit else "the limit does not dominate; each web server copies up to 32 sessions at once (one `SESS.PUT` round trip per missing replica each), so CPU and round trips set the pace."))
 print("\n".join(out))
 if not (ok and restored):
     sys.exit(2)
