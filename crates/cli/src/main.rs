@@ -20,6 +20,12 @@ struct Cli {
     #[arg(long, global = true, env = "STICKY_LOG", default_value = "info")]
     log: String,
 
+    /// Stop (as on SIGTERM) when the process with this PID is no longer
+    /// our parent: `sticky up` and `sticky chaos` give it to the processes
+    /// they start, so that none is left behind if they are killed.
+    #[arg(long, global = true, hide = true, value_name = "PID")]
+    parent_pid: Option<i32>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +58,9 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(parent) = cli.parent_pid {
+        watch_parent(parent);
+    }
     let result = match cli.command {
         Command::Store(args) => store_cmd::run(args),
         Command::Director(args) => director_cmd::run(args),
@@ -73,6 +82,27 @@ fn main() -> std::process::ExitCode {
             eprintln!("sticky: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Sends ourselves SIGTERM once `parent` is no longer our parent (it died
+/// and we were re-parented), checking twice a second.
+fn watch_parent(parent: i32) {
+    let spawned = std::thread::Builder::new()
+        .name("parent-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if nix::unistd::getppid().as_raw() != parent {
+                tracing::warn!(parent, "the process that started me is gone: stopping");
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::getpid(),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                return;
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot watch the parent process");
     }
 }
 

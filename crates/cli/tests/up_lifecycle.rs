@@ -162,3 +162,18 @@ fn status_without_a_cluster_explains_what_to_do() {
     assert!(err.contains("--dir") && err.contains("--admin"), "{err}");
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn a_killed_sticky_up_leaves_no_process_behind() {
+    let up = UpProcess::start(&["--web", "2", "--standby", "0", "--stores", "2"]);
+    let table = up.table();
+    assert_eq!(table.len(), 5, "{table:?}");
+    cluster_support::signal(up.pid(), "KILL");
+    // Each child notices within about half a second that its parent is
+    // gone and stops as on SIGTERM.
+    support::wait_until(
+        support::DEADLINE,
+        "every child of the killed sticky up exits",
+        || table.iter().all(|(_, _, _, pid)| !pid_alive(*pid)),
+    );
+}

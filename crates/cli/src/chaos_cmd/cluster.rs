@@ -144,6 +144,8 @@ impl Cluster {
                 let exe = std::env::current_exe().context("cannot find my own executable")?;
                 let mut cmd = Command::new(exe);
                 cmd.arg("up")
+                    .arg("--parent-pid")
+                    .arg(std::process::id().to_string())
                     .args(&args)
                     .arg("--dir")
                     .arg(&dir)

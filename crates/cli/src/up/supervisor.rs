@@ -98,7 +98,11 @@ fn spawn(exe: &Path, config: &Path, member: &Member, log: &Path) -> anyhow::Resu
         .try_clone()
         .context("cannot duplicate the log file handle")?;
     let mut cmd = Command::new(exe);
-    cmd.arg(member.role_command()).arg("--config").arg(config);
+    cmd.arg(member.role_command())
+        .arg("--config")
+        .arg(config)
+        .arg("--parent-pid")
+        .arg(std::process::id().to_string());
     if member.role != Role::Director {
         cmd.arg("--name").arg(&member.name);
     }
