@@ -199,7 +199,7 @@ fn a_server_back_with_its_old_epoch_is_fenced_before_it_gets_a_request() {
 }
 
 #[test]
-fn a_request_routed_before_a_server_fenced_itself_goes_elsewhere_untouched() {
+fn a_server_that_fenced_itself_while_up_gets_the_request_again_with_its_new_epoch() {
     let store = temp_dir("director-store");
     let opts = BackendOptions {
         store: Some(store.clone()),
@@ -211,42 +211,62 @@ fn a_request_routed_before_a_server_fenced_itself_goes_elsewhere_untouched() {
     let mut a = client_on(&d, "ws1", "/count");
     // The director learns a new epoch from its health checks (every
     // 300 ms); a request sent right after ws1 fences itself almost always
-    // beats that, and must then be refused by ws1 and re-routed. A few
-    // tries make that certain; every answer must be right either way.
+    // beats that: ws1 refuses it untouched, and the director, which never
+    // moved ws1's sessions, sends it to ws1 again with the new epoch. A
+    // few tries make that certain; every answer must be right either way.
     let mut count = 1;
-    let mut rerouted = false;
+    let mut refused_then_served = false;
     for _ in 0..5 {
-        let r = a.get("/count").unwrap();
-        count += 1;
-        assert_eq!(r.field("count"), Some(count.to_string()), "{}", r.text());
-        if r.backend() != Some("ws1") {
-            a = client_on(&d, "ws1", "/count");
-            count = 1;
-            d.wait_all_up();
-            continue;
-        }
         d.wait_all_up();
         let refused = ws1.refused_stale();
+        let old_epoch = ws1.epoch();
         ws1.post("/_test/fence");
         let r = a.get("/count").unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
         count += 1;
+        assert_eq!(r.backend(), Some("ws1"), "{}", r.text());
         assert_eq!(r.field("count"), Some(count.to_string()), "{}", r.text());
+        // ws1's cache was dropped: the session came from the store.
+        assert_eq!(r.field("source").as_deref(), Some("store"));
+        assert_ne!(r.field("epoch"), Some(old_epoch.to_string()));
         if ws1.refused_stale() > refused {
-            // ws1 refused it untouched; ws2 took the session over.
-            assert_eq!(r.backend(), Some("ws2"), "{}", r.text());
-            assert_eq!(r.field("source").as_deref(), Some("store"));
-            assert_eq!(route_target(&a.cookies["sticky.route"]), "ws2");
-            rerouted = true;
+            refused_then_served = true;
             break;
         }
     }
     assert!(
-        rerouted,
+        refused_then_served,
         "no request ever beat the health check to a fenced ws1"
     );
-    // The health check then sees the new epoch: ws1 is routable again.
-    d.wait_state("ws1", "up");
+    assert_eq!(d.state("ws1"), "up", "ws1 was never marked down");
+    assert!(d.log_text().contains("fenced itself while up"));
+    let _ = std::fs::remove_dir_all(store);
+}
+
+#[test]
+fn a_request_queued_at_a_server_evacuated_meanwhile_goes_elsewhere_untouched() {
+    let store = temp_dir("director-store");
+    let opts = BackendOptions {
+        store: Some(store.clone()),
+        ..Default::default()
+    };
+    let [ws1, ws2] = ["ws1", "ws2"].map(|n| BackendProcess::start_with(n, opts.clone()));
+    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false), (&ws2, false)], ""));
+    d.wait_all_up();
+    let mut a = client_on(&d, "ws1", "/count");
+    let refused = ws1.refused_stale();
+    // A request held at ws1 for 2 s (checked for its epoch only then, as
+    // at a paused server); meanwhile ws1 is evacuated (its clients move)
+    // and fences itself.
+    let slow = std::thread::spawn(move || a.get("/_test/slow?ms=2000").unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let resp = d.admin_post("/api/servers/ws1/evacuate");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    ws1.post("/_test/fence");
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.backend(), Some("ws2"), "{}", r.text());
+    assert_eq!(ws1.refused_stale(), refused + 1);
     assert!(d
         .log_text()
         .contains("fenced: it refused a request routed for its old epoch"));

@@ -258,15 +258,31 @@ async fn proxy(
             Ok(Ok(resp)) if resp.headers().contains_key(&STICKY_FENCED) => {
                 // The server fenced itself (its cache is gone) after the
                 // epoch this request carried, and refused it untouched.
-                // Like a refused connection: down until the health check
-                // sees the new epoch; the client goes to the failover
-                // target, unless its body was spent.
+                // Still routable here: it fenced on its own (we moved none
+                // of its sessions), so it is sent the request again with
+                // the new epoch. Otherwise (marked down while the request
+                // was on its way) like a refused connection: the client
+                // goes to the failover target. Either way only if the
+                // body is unspent.
                 backend.errors.fetch_add(1, Ordering::Relaxed);
-                mark_down_now(
-                    shared,
-                    &backend,
-                    "fenced: it refused a request routed for its old epoch",
-                );
+                let epoch = resp
+                    .headers()
+                    .get(&STICKY_FENCED)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if backend.adopt_epoch(epoch) {
+                    tracing::info!(
+                        server = %backend.name,
+                        epoch,
+                        "web server fenced itself while up: routing to it with its new epoch"
+                    );
+                } else {
+                    mark_down_now(
+                        shared,
+                        &backend,
+                        "fenced: it refused a request routed for its old epoch",
+                    );
+                }
                 if !bodiless {
                     return Answer::Unavailable.response(shared);
                 }

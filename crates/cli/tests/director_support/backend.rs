@@ -17,7 +17,7 @@
 //! | `/_test/stats` | JSON: name, epoch, requests, fences, refused_stale |
 //! | `/_test/fence` | fences itself, as on a lease expiry (new epoch, cache dropped) |
 //! | `/_test/sick`, `/_test/well` | health answers 503 / 200 from now on |
-//! | `/_test/slow?ms=N` | answers after N ms |
+//! | `/_test/slow?ms=N` | answers after N ms (checking `sticky-epoch` after the wait, like a request queued at a paused server) |
 //! | `/_test/abort` | closes the connection without an answer |
 //!
 //! Every answer but the control ones carries `x-backend` and `x-epoch`.
@@ -252,6 +252,15 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         }
         _ => {}
     }
+    if path == "/_test/slow" {
+        let ms: u64 = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("ms="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let epoch = state.epoch.load(Ordering::SeqCst);
     let routed = req
         .headers()
@@ -278,16 +287,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         }
     };
     let mut resp = match path.as_str() {
-        "/_test/slow" => {
-            let ms: u64 = req
-                .uri()
-                .query()
-                .and_then(|q| q.strip_prefix("ms="))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1000);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            text(StatusCode::OK, format!("{}\n", state.name))
-        }
+        // Slept above, before the epoch check.
+        "/_test/slow" => text(StatusCode::OK, format!("{}\n", state.name)),
         "/_test/abort" => {
             return Err(std::io::Error::other("aborted on purpose"));
         }
