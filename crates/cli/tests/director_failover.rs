@@ -259,7 +259,10 @@ fn a_request_queued_at_a_server_evacuated_meanwhile_goes_elsewhere_untouched() {
     // at a paused server); meanwhile ws1 is evacuated (its clients move)
     // and fences itself.
     let slow = std::thread::spawn(move || a.get("/_test/slow?ms=2000").unwrap());
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The director has it in flight at ws1.
+    wait_until(DEADLINE, "the slow request reached ws1", || {
+        d.server("ws1")["active"].as_u64() == Some(1)
+    });
     let resp = d.admin_post("/api/servers/ws1/evacuate");
     assert_eq!(resp.status, 200, "{}", resp.text());
     ws1.post("/_test/fence");
