@@ -20,7 +20,7 @@
 //! starts); `bench/scale.sh` loads a million sessions that way.
 
 pub(crate) mod jar;
-mod report;
+pub(crate) mod report;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -195,7 +195,7 @@ fn join(base: &str, path: &str) -> anyhow::Result<Uri> {
 }
 
 /// Opens a keep-alive HTTP/1.1 connection; its driver runs as its own task.
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, ErrorKind> {
+pub(crate) async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, ErrorKind> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|_| ErrorKind::Connect)?;

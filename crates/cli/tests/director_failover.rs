@@ -198,8 +198,14 @@ fn a_server_back_with_its_old_epoch_is_fenced_before_it_gets_a_request() {
     let _ = std::fs::remove_dir_all(store);
 }
 
-#[test]
-fn a_server_that_fenced_itself_while_up_gets_the_request_again_with_its_new_epoch() {
+/// ws1 and ws2 over one shared store directory, behind a director that
+/// has seen both up.
+fn two_servers_sharing_a_store() -> (
+    std::path::PathBuf,
+    BackendProcess,
+    BackendProcess,
+    DirectorProcess,
+) {
     let store = temp_dir("director-store");
     let opts = BackendOptions {
         store: Some(store.clone()),
@@ -208,6 +214,12 @@ fn a_server_that_fenced_itself_while_up_gets_the_request_again_with_its_new_epoc
     let [ws1, ws2] = ["ws1", "ws2"].map(|n| BackendProcess::start_with(n, opts.clone()));
     let d = DirectorProcess::start(&cluster_file(&[(&ws1, false), (&ws2, false)], ""));
     d.wait_all_up();
+    (store, ws1, ws2, d)
+}
+
+#[test]
+fn a_server_that_fenced_itself_while_up_gets_the_request_again_with_its_new_epoch() {
+    let (store, ws1, _ws2, d) = two_servers_sharing_a_store();
     let mut a = client_on(&d, "ws1", "/count");
     // The director learns a new epoch from its health checks (every
     // 300 ms); a request sent right after ws1 fences itself almost always
@@ -245,14 +257,7 @@ fn a_server_that_fenced_itself_while_up_gets_the_request_again_with_its_new_epoc
 
 #[test]
 fn a_request_queued_at_a_server_evacuated_meanwhile_goes_elsewhere_untouched() {
-    let store = temp_dir("director-store");
-    let opts = BackendOptions {
-        store: Some(store.clone()),
-        ..Default::default()
-    };
-    let [ws1, ws2] = ["ws1", "ws2"].map(|n| BackendProcess::start_with(n, opts.clone()));
-    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false), (&ws2, false)], ""));
-    d.wait_all_up();
+    let (store, ws1, _ws2, d) = two_servers_sharing_a_store();
     let mut a = client_on(&d, "ws1", "/count");
     let refused = ws1.refused_stale();
     // A request held at ws1 for 2 s (checked for its epoch only then, as

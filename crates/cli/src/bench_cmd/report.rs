@@ -19,7 +19,7 @@ pub(super) fn histogram() -> Histogram<u64> {
 
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(super) enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// The server answered with a status outside 2xx and 3xx.
     Status(u16),
     /// The TCP connection (or HTTP handshake) could not be made.

@@ -14,8 +14,7 @@ use hdrhistogram::Histogram;
 use http::header::{COOKIE, HOST, SET_COOKIE};
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http1::SendRequest;
 use rand::Rng;
 use serde::Deserialize;
 
@@ -222,16 +221,9 @@ impl User {
     }
 
     async fn connect(&mut self) -> Result<(), Failure> {
-        let stream = tokio::net::TcpStream::connect(self.addr)
+        let sender = crate::bench_cmd::connect(self.addr)
             .await
             .map_err(|_| Failure::Connect)?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| Failure::Connect)?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
         self.conn = Some(sender);
         Ok(())
     }
