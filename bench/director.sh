@@ -25,6 +25,10 @@
 # X-Forwarded-* headers. A last run hits one backend directly: the
 # overhead of a proxy hop.
 #
+# Each run also reports the proxy's CPU time per request (user + system,
+# from /proc, over the measured run): unlike the rates, it hardly moves with
+# what else shares the machine.
+#
 # The report goes to stdout and to bench/results/director-<time>.md.
 set -euo pipefail
 
@@ -216,40 +220,60 @@ EOF
 }
 
 # --- measuring --------------------------------------------------------------
-# Prints "rps p50_ms p99_ms" of one wrk run against $1.
+# CPU time (user + system, in clock ticks) used so far by a process and its
+# running children (HAProxy's master forks the worker that does the work).
+cpu_ticks() { # pid
+    local total=0 p f rest
+    for p in "$1" $(pgrep -P "$1" || true); do
+        f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        # After the ")" that closes the command name, utime is the 12th
+        # field and stime the 13th.
+        read -r -a rest <<<"${f##*) }"
+        total=$((total + rest[11] + rest[12]))
+    done
+    echo "$total"
+}
+clk_tck=$(getconf CLK_TCK)
+
+# Prints "rps p50_ms p99_ms cpu_us_per_request" of one wrk run against $1;
+# the CPU is that of process $2 (and its children) during the measured run.
 measure() {
-    local url=$1 out
+    local url=$1 pid=$2 out before after
     if (( WARMUP > 0 )); then
         wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$work/cookies.lua" "$url" >/dev/null
     fi
+    before=$(cpu_ticks "$pid")
     out=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/cookies.lua" "$url")
+    after=$(cpu_ticks "$pid")
     echo "$out" >>"$work/wrk.txt"
     if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
         log "errors during the run:"; grep 'Non-2xx\|Socket errors' <<<"$out" >&2
     fi
-    python3 - "$out" <<'EOF'
+    python3 - "$out" "$((after - before))" "$clk_tck" <<'EOF'
 import re, sys
-out = sys.argv[1]
+out, ticks, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def ms(v):
     n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
     return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+requests = int(re.search(r"(\d+) requests in", out).group(1))
 p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
 p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
-print(f"{rps:.0f} {p50:.3f} {p99:.3f}")
+cpu_us = ticks / hz * 1e6 / max(requests, 1)
+print(f"{rps:.0f} {p50:.3f} {p99:.3f} {cpu_us:.2f}")
 EOF
 }
 
 results=$work/results.txt
 : >"$results"
 run() { # proxy threads
-    local proxy=$1 threads=$2 r r50 r99
+    local proxy=$1 threads=$2 r r50 r99 cpu
     log "$proxy, $threads thread(s): ${DURATION}s"
     "start_$proxy" "$threads"
-    read -r r r50 r99 < <(measure "$proxy_url")
+    read -r r r50 r99 cpu < <(measure "$proxy_url" "$proxy_pid")
     stop_proxy
-    echo "$proxy $threads $r $r50 $r99" >>"$results"
-    log "  $r req/s, p50 $r50 ms, p99 $r99 ms"
+    echo "$proxy $threads $r $r50 $r99 $cpu" >>"$results"
+    log "  $r req/s, p50 $r50 ms, p99 $r99 ms, proxy CPU $cpu us/request"
 }
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -262,8 +286,8 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 log "direct to ws1: ${DURATION}s"
-read -r direct_rps direct_p50 direct_p99 < <(measure "http://127.0.0.1:${ports[0]}/")
-echo "direct 0 $direct_rps $direct_p50 $direct_p99" >>"$results"
+read -r direct_rps direct_p50 direct_p99 direct_cpu < <(measure "http://127.0.0.1:${ports[0]}/" "${backend_pids[0]}")
+echo "direct 0 $direct_rps $direct_p50 $direct_p99 $direct_cpu" >>"$results"
 
 # --- report -----------------------------------------------------------------
 cat >"$work/report.py" <<'PYEOF'
@@ -274,16 +298,18 @@ def med(proxy, t, col):
     return statistics.median(float(r[col]) for r in rows if r[0] == proxy and r[1] == t)
 def runs(proxy, t):
     return ", ".join(f"{float(r[2]):.0f}" for r in rows if r[0] == proxy and r[1] == t)
-print("| threads | director req/s | HAProxy req/s | director/HAProxy | director p50 | HAProxy p50 | director p99 | HAProxy p99 |")
-print("|---|---|---|---|---|---|---|---|")
+print("| threads | director req/s | HAProxy req/s | director/HAProxy | director p50 | HAProxy p50 | director p99 | HAProxy p99 | director CPU/req | HAProxy CPU/req |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for t in threads:
     d, h = med("director", t, 2), med("haproxy", t, 2)
     print(f"| {t} | {d:.0f} | {h:.0f} | {d / h:.2f}x | {med('director', t, 3):.2f} ms | {med('haproxy', t, 3):.2f} ms "
-          f"| {med('director', t, 4):.2f} ms | {med('haproxy', t, 4):.2f} ms |")
+          f"| {med('director', t, 4):.2f} ms | {med('haproxy', t, 4):.2f} ms "
+          f"| {med('director', t, 5):.1f} us | {med('haproxy', t, 5):.1f} us |")
 direct = [r for r in rows if r[0] == "direct"][0]
 dr, d50 = float(direct[2]), float(direct[3])
 print()
-print(f"Direct to one backend (no proxy, one run): {dr:.0f} req/s, p50 {d50:.2f} ms, p99 {float(direct[4]):.2f} ms.")
+print(f"Direct to one backend (no proxy, one run): {dr:.0f} req/s, p50 {d50:.2f} ms, p99 {float(direct[4]):.2f} ms; "
+      f"the backend used {float(direct[5]):.1f} us of CPU per request.")
 for t in threads:
     print(f"With {t} thread(s): the director delivers {med('director', t, 2) / dr:.2f}x the direct rate, HAProxy "
           f"{med('haproxy', t, 2) / dr:.2f}x; the hop adds {med('director', t, 3) - d50:.2f} ms (director) and "

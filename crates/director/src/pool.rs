@@ -95,15 +95,30 @@ impl Pool {
 
     /// Takes an idle connection: the most recently used one that is ready
     /// for a request, else (when every idle one is still finishing its
-    /// previous exchange) the most recent one. Closed and old ones are
-    /// dropped on the way.
+    /// previous exchange) the most recent one. Old ones are dropped first,
+    /// closed ones on the way.
+    ///
+    /// Per request, this reads the clock once and usually looks at one
+    /// connection: `idle` is in the order the connections came back, so
+    /// the old ones are a prefix found by binary search, and the one to
+    /// take is normally the last.
     fn take(&self) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|i| !i.conn.sender.is_closed() && i.since.elapsed() <= MAX_IDLE_AGE);
-        match idle.iter().rposition(|i| i.conn.sender.is_ready()) {
-            Some(ready) => Some(idle.remove(ready)),
-            None => idle.pop(),
+        let now = Instant::now();
+        let fresh = idle.partition_point(|i| now.saturating_duration_since(i.since) > MAX_IDLE_AGE);
+        if fresh > 0 {
+            idle.drain(..fresh);
         }
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            if idle[i].conn.sender.is_closed() {
+                idle.remove(i);
+            } else if idle[i].conn.sender.is_ready() {
+                return Some(idle.remove(i));
+            }
+        }
+        idle.pop()
     }
 
     /// A connection ready for a request: a pooled one if one is alive, else
@@ -170,5 +185,107 @@ impl Pool {
         let drained: Vec<Idle> =
             std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
         drop(drained);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::service::service_fn;
+    use tokio::net::TcpListener;
+
+    /// A web server that answers every request with an empty 200, keeping
+    /// connections alive.
+    async fn server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let service = service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Body::Empty))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn pool(addr: SocketAddr) -> Pool {
+        Pool::new(addr, Duration::from_secs(5), 8)
+    }
+
+    async fn idle_count(pool: &Pool) -> usize {
+        pool.idle.lock().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn takes_the_most_recently_returned_connection() {
+        let pool = pool(server().await);
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let conn = pool.connect().await.unwrap();
+            ids.push(conn.task.id());
+            pool.put(conn);
+        }
+        assert_eq!(idle_count(&pool).await, 3);
+        // Every connection's task has run (a new one is not ready yet).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pool.idle.lock().unwrap().iter().all(|i| i.conn.sender.is_ready()) {
+            assert!(Instant::now() < deadline, "the connections never became ready");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let taken = pool.get().await.unwrap();
+        assert_eq!(taken.task.id(), ids[2]);
+        assert_eq!(idle_count(&pool).await, 2);
+    }
+
+    #[tokio::test]
+    async fn old_idle_connections_are_dropped_not_reused() {
+        let pool = pool(server().await);
+        let Some(long_ago) = Instant::now().checked_sub(MAX_IDLE_AGE * 2) else {
+            eprintln!("SKIPPED: the monotonic clock is younger than {MAX_IDLE_AGE:?}");
+            return;
+        };
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let conn = pool.connect().await.unwrap();
+            ids.push(conn.task.id());
+            pool.put(conn);
+        }
+        // The first two came back long ago, the third just now.
+        {
+            let mut idle = pool.idle.lock().unwrap();
+            idle[0].since = long_ago;
+            idle[1].since = long_ago;
+        }
+        let taken = pool.get().await.unwrap();
+        assert_eq!(taken.task.id(), ids[2]);
+        assert_eq!(idle_count(&pool).await, 0, "the old ones were dropped");
+    }
+
+    #[tokio::test]
+    async fn closed_idle_connections_are_skipped() {
+        let pool = pool(server().await);
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let conn = pool.connect().await.unwrap();
+            ids.push(conn.task.id());
+            pool.put(conn);
+        }
+        // The most recent one closes while idle (its task ends).
+        let last = pool.idle.lock().unwrap()[1].conn.task.clone();
+        last.abort();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pool.idle.lock().unwrap()[1].conn.sender.is_closed() {
+            assert!(Instant::now() < deadline, "the aborted connection never closed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let taken = pool.get().await.unwrap();
+        assert_eq!(taken.task.id(), ids[0]);
+        assert_eq!(idle_count(&pool).await, 0);
     }
 }
