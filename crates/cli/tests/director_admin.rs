@@ -73,6 +73,8 @@ fn api_dashboard_and_metrics_show_the_cluster() {
         "sticky_director_server_requests_total{server=\"sb\"} 0",
         "sticky_director_server_state{server=\"ws2\",state=\"up\"} 1",
         "# HELP sticky_director_failovers_total",
+        "# TYPE sticky_director_response_seconds histogram",
+        "sticky_director_response_seconds_count 10",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
@@ -91,6 +93,53 @@ fn api_dashboard_and_metrics_show_the_cluster() {
         .unwrap();
     assert_eq!(forged.status, 403, "a cross-site POST must be refused");
     assert_eq!(d.state("ws1"), "up");
+}
+
+/// The value of one metric line, e.g. `name{le="0.25"}`.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_response_time_histogram_puts_a_slow_answer_in_its_bucket() {
+    let ws1 = BackendProcess::start("ws1");
+    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false)], ""));
+    let mut c = d.client();
+    for _ in 0..5 {
+        assert_eq!(c.get("/").unwrap().status, 200);
+    }
+    // Answered after 300 ms: above the 0.25 s bound, within 0.5 s only if
+    // the machine is not stalled; always within +Inf.
+    assert_eq!(c.get("/_test/slow?ms=300").unwrap().status, 200);
+    let text = d.admin_get("/metrics").text();
+    let bucket = |le: &str| {
+        metric(
+            &text,
+            &format!("sticky_director_response_seconds_bucket{{le=\"{le}\"}}"),
+        )
+    };
+    assert_eq!(metric(&text, "sticky_director_response_seconds_count"), 6.0);
+    assert_eq!(bucket("+Inf"), 6.0);
+    assert!(
+        bucket("0.25") <= 5.0,
+        "the 300 ms answer counted at or under 0.25 s:\n{text}"
+    );
+    let sum = metric(&text, "sticky_director_response_seconds_sum");
+    assert!(sum >= 0.3, "sum {sum} below the slow answer's 0.3 s");
+    // Cumulative: never decreasing.
+    let mut last = 0.0;
+    for le in [
+        "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1",
+        "2.5", "5", "10", "+Inf",
+    ] {
+        let n = bucket(le);
+        assert!(n >= last, "bucket {le} ({n}) below the one before ({last})");
+        last = n;
+    }
 }
 
 #[test]

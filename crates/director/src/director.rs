@@ -42,6 +42,8 @@ pub(crate) struct Stats {
     pub(crate) upstream_send_failed: AtomicU64,
     pub(crate) upstream_timeouts: AtomicU64,
     pub(crate) tunnels: AtomicU64,
+    /// From a request's head to the response head sent back.
+    pub(crate) response_time: crate::latency::Histogram,
 }
 
 impl Stats {

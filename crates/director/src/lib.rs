@@ -59,6 +59,7 @@ mod director;
 mod error;
 mod health;
 mod io;
+mod latency;
 mod listener;
 mod metrics;
 mod pool;

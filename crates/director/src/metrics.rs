@@ -238,5 +238,11 @@ pub(crate) fn render(shared: &Shared) -> String {
         );
         w.counter("sticky_director_server_errors_total", &server, st.errors);
     }
-    w.recorder.handle().render()
+    let mut text = w.recorder.handle().render();
+    s.response_time.render(
+        "sticky_director_response_seconds",
+        "Time from a client request's head to the response head the director sends (the web server's time included, body streaming not).",
+        &mut text,
+    );
+    text
 }

@@ -189,6 +189,7 @@ impl Pool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use hyper::service::service_fn;
@@ -234,8 +235,17 @@ mod tests {
         assert_eq!(idle_count(&pool).await, 3);
         // Every connection's task has run (a new one is not ready yet).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !pool.idle.lock().unwrap().iter().all(|i| i.conn.sender.is_ready()) {
-            assert!(Instant::now() < deadline, "the connections never became ready");
+        while !pool
+            .idle
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|i| i.conn.sender.is_ready())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the connections never became ready"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let taken = pool.get().await.unwrap();
@@ -281,7 +291,10 @@ mod tests {
         last.abort();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !pool.idle.lock().unwrap()[1].conn.sender.is_closed() {
-            assert!(Instant::now() < deadline, "the aborted connection never closed");
+            assert!(
+                Instant::now() < deadline,
+                "the aborted connection never closed"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let taken = pool.get().await.unwrap();

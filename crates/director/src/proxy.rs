@@ -21,6 +21,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, EXPECT, HOST,
@@ -61,9 +62,11 @@ pub(crate) async fn handle(
     forwarded_for: HeaderValue,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    let started = Instant::now();
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     let resp = proxy(&shared, peer, forwarded_for, req).await;
     shared.stats.count_response(resp.status());
+    shared.stats.response_time.record(started.elapsed());
     resp
 }
 
