@@ -648,7 +648,7 @@ fn sticky_up_refuses_a_store_url_that_does_not_answer() {
     let dir = support::temp_path("sticky-up-dead-store", "d");
     for _ in 0..8 {
         let base = 10_000 + (cluster_support::random_u64() % 220) as u16 * 100;
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sticky"))
+        let out = support::sticky_command()
             .args(["up", "--port", &base.to_string(), "--dir"])
             .arg(&dir)
             .args(["--replicas", "1", "--store-url"])

@@ -40,7 +40,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -48,7 +48,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{free_port, temp_path, Resp, RespConn, StoreProcess, POLL};
+pub use crate::support::signal;
+use crate::support::{
+    free_port, log_tail, log_to, read_text, sticky_command, temp_path, ChildProcess, NotReady,
+    Resp, RespConn, StoreProcess, POLL,
+};
 
 /// How long a web server may take to answer its first health check.
 pub const WEB_STARTUP_DEADLINE: Duration = Duration::from_secs(40);
@@ -335,12 +339,11 @@ impl Cluster {
 
 /// A running `sticky web` child process. Killed (SIGKILL) when dropped.
 pub struct WebProcess {
-    child: Child,
+    proc: ChildProcess,
     name: String,
     addr: SocketAddr,
     token: String,
     log: PathBuf,
-    exited: Option<ExitStatus>,
 }
 
 /// How many times [`WebProcess::start`] tries another port when the
@@ -390,75 +393,48 @@ impl WebProcess {
         listen: Option<SocketAddr>,
         token: &str,
     ) -> WebProcess {
-        let log = temp_path(&format!("sticky-web-{name}"), "log");
-        let out = File::create(&log).expect("create the web server's log file");
-        let err = out.try_clone().expect("clone the log file handle");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("STICKY_") {
-                cmd.env_remove(key);
-            }
-        }
+        let mut cmd = sticky_command();
         cmd.args(["--log", "info,sticky_session=debug", "web", "--config"])
             .arg(config)
             .args(["--name", name, "--threads", "2"]);
         if let Some(l) = listen {
             cmd.args(["--listen", &l.to_string()]);
         }
-        cmd.env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let child = cmd.spawn().expect("spawn the sticky binary");
+        let log = log_to(&mut cmd, &format!("sticky-web-{name}"));
         WebProcess {
-            child,
+            proc: ChildProcess::spawn(&mut cmd, "the sticky binary"),
             name: name.to_owned(),
             addr,
             token: token.to_owned(),
             log,
-            exited: None,
         }
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.exited = Some(status);
-                return Err(format!("exited with {status}\n{}", self.log_text()));
+        let (addr, token, name) = (self.addr, self.token.clone(), self.name.clone());
+        let ready = || {
+            try_health(addr, &token, Duration::from_secs(2))
+                .is_some_and(|h| h["name"] == name.as_str())
+                .then_some(())
+        };
+        match self.proc.wait_for(WEB_STARTUP_DEADLINE, POLL * 5, ready) {
+            Ok(()) => Ok(()),
+            Err(NotReady::Exited(status)) => {
+                Err(format!("exited with {status}\n{}", self.log_text()))
             }
-            if self
-                .try_health(Duration::from_secs(2))
-                .is_some_and(|h| h["name"] == self.name.as_str())
-            {
-                return Ok(());
-            }
-            if start.elapsed() > WEB_STARTUP_DEADLINE {
-                panic!(
-                    "sticky web {} did not answer its health check within {WEB_STARTUP_DEADLINE:?}; log {}:\n{}",
-                    self.name,
-                    self.log.display(),
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(POLL * 5);
+            Err(NotReady::TimedOut) => panic!(
+                "sticky web {} did not answer its health check within {WEB_STARTUP_DEADLINE:?}; log {}:\n{}",
+                self.name,
+                self.log.display(),
+                self.log_text()
+            ),
         }
     }
 
     /// `GET /.sticky/health` with the admin token (which renews the lease):
     /// the JSON report if it answered 200 within `timeout`.
     pub fn try_health(&self, timeout: Duration) -> Option<Value> {
-        let auth = format!("Bearer {}", self.token);
-        let r = http_request_timeout(
-            self.addr,
-            "GET",
-            "/.sticky/health",
-            &[("Authorization", &auth)],
-            None,
-            timeout,
-        )
-        .ok()?;
-        (r.status == 200).then(|| serde_json::from_slice(&r.body).ok())?
+        try_health(self.addr, &self.token, timeout)
     }
 
     /// [`try_health`](Self::try_health) that must succeed.
@@ -509,7 +485,7 @@ impl WebProcess {
 
     /// The child's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// Path of the file holding its stdout and stderr.
@@ -519,16 +495,12 @@ impl WebProcess {
 
     /// Everything it has logged so far.
     pub fn log_text(&self) -> String {
-        std::fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        read_text(&self.log)
     }
 
     /// The last `n` lines of its log.
     pub fn log_tail(&self, n: usize) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        log_tail(&self.log, n)
     }
 
     /// Panics if the log shows a panic (of any thread or task).
@@ -545,27 +517,12 @@ impl WebProcess {
 
     /// Whether the child is still running.
     pub fn is_running(&mut self) -> bool {
-        if self.exited.is_some() {
-            return false;
-        }
-        match self.child.try_wait().expect("try_wait") {
-            Some(status) => {
-                self.exited = Some(status);
-                false
-            }
-            None => true,
-        }
+        self.proc.is_running()
     }
 
     /// `kill -9` (std's `Child::kill` sends SIGKILL) and reap.
     pub fn kill9(&mut self) -> ExitStatus {
-        if let Some(status) = self.exited {
-            return status;
-        }
-        let _ = self.child.kill();
-        let status = self.child.wait().expect("wait for the killed web server");
-        self.exited = Some(status);
-        status
+        self.proc.kill9()
     }
 
     /// `kill -STOP`: the process freezes (its sockets stay open).
@@ -581,11 +538,8 @@ impl WebProcess {
 
 impl Drop for WebProcess {
     fn drop(&mut self) {
-        if self.exited.is_none() {
-            // SIGKILL also ends a stopped process.
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        // SIGKILL also ends a stopped process.
+        self.proc.kill_quietly();
         if std::thread::panicking() {
             eprintln!(
                 "--- sticky web {} log {} (last 60 lines) ---\n{}\n--- end of log ---",
@@ -611,16 +565,8 @@ impl Heartbeat {
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
         let thread = std::thread::spawn(move || {
-            let auth = format!("Bearer {token}");
             while !st.load(Ordering::Relaxed) {
-                let _ = http_request_timeout(
-                    addr,
-                    "GET",
-                    "/.sticky/health",
-                    &[("Authorization", &auth)],
-                    None,
-                    Duration::from_secs(1),
-                );
+                let _ = try_health(addr, &token, Duration::from_secs(1));
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
@@ -640,13 +586,20 @@ impl Drop for Heartbeat {
     }
 }
 
-/// Sends `SIG<sig>` to `pid` with `kill(1)`; panics if it fails.
-pub fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{sig} {pid} failed: {status}");
+/// `GET /.sticky/health` on `addr` with the admin token `token` (which
+/// renews the lease): the JSON report if it answered 200 within `timeout`.
+fn try_health(addr: SocketAddr, token: &str, timeout: Duration) -> Option<Value> {
+    let auth = format!("Bearer {token}");
+    let r = http_request_timeout(
+        addr,
+        "GET",
+        "/.sticky/health",
+        &[("Authorization", &auth)],
+        None,
+        timeout,
+    )
+    .ok()?;
+    (r.status == 200).then(|| serde_json::from_slice(&r.body).ok())?
 }
 
 // ---------------------------------------------------------------------------
@@ -1395,7 +1348,7 @@ const UP_PORT_ATTEMPTS: usize = 8;
 /// private to the test). Dropping it stops the cluster with SIGINT, and
 /// kills with SIGKILL whatever is left after [`UP_STOP_DEADLINE`].
 pub struct UpProcess {
-    child: Child,
+    proc: ChildProcess,
     /// The shop's port; the admin listener is `port + 1`, the
     /// supervisor's control API `port + 2`.
     pub port: u16,
@@ -1407,7 +1360,6 @@ pub struct UpProcess {
     stderr: PathBuf,
     /// How long `sticky up` took to print its table.
     pub started_in: Duration,
-    exited: Option<ExitStatus>,
 }
 
 impl UpProcess {
@@ -1445,15 +1397,9 @@ impl UpProcess {
         std::fs::create_dir_all(&home).expect("create the test's HOME");
         let stdout = dir.join("up.stdout");
         let stderr = dir.join("up.stderr");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("STICKY_") {
-                cmd.env_remove(key);
-            }
-        }
+        let mut cmd = sticky_command();
         cmd.env_remove("XDG_RUNTIME_DIR")
             .env("HOME", &home)
-            .env("NO_COLOR", "1")
             .args(["up", "--port", &port.to_string(), "--dir"])
             .arg(&dir)
             .args(extra_args)
@@ -1461,38 +1407,35 @@ impl UpProcess {
             .stdout(File::create(&stdout).expect("create up.stdout"))
             .stderr(File::create(&stderr).expect("create up.stderr"));
         let started = Instant::now();
-        let child = cmd.spawn().expect("spawn sticky up");
+        let proc = ChildProcess::spawn(&mut cmd, "sticky up");
         UpProcess {
-            child,
+            proc,
             port,
             dir,
             home,
             stdout,
             stderr,
             started_in: started.elapsed(),
-            exited: None,
         }
     }
 
     /// Waits for the ready line; `Err(output)` if `sticky up` exits first.
     fn wait_ready(&mut self) -> Result<(), String> {
         let start = Instant::now();
-        loop {
-            if self.stdout_text().contains(UP_READY_LINE) {
+        let stdout = self.stdout.clone();
+        let ready = || read_text(&stdout).contains(UP_READY_LINE).then_some(());
+        match self.proc.wait_for(UP_DEADLINE, POLL, ready) {
+            Ok(()) => {
                 self.started_in += start.elapsed();
-                return Ok(());
+                Ok(())
             }
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.exited = Some(status);
-                return Err(format!("exited with {status}\n{}", self.output()));
+            Err(NotReady::Exited(status)) => {
+                Err(format!("exited with {status}\n{}", self.output()))
             }
-            if start.elapsed() > UP_DEADLINE {
-                panic!(
-                    "sticky up did not print its table within {UP_DEADLINE:?}:\n{}",
-                    self.output()
-                );
-            }
-            std::thread::sleep(POLL);
+            Err(NotReady::TimedOut) => panic!(
+                "sticky up did not print its table within {UP_DEADLINE:?}:\n{}",
+                self.output()
+            ),
         }
     }
 
@@ -1513,17 +1456,17 @@ impl UpProcess {
 
     /// The `sticky up` process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// What `sticky up` printed on standard output so far.
     pub fn stdout_text(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+        read_text(&self.stdout)
     }
 
     /// What `sticky up` printed on standard error so far.
     pub fn stderr_text(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        read_text(&self.stderr)
     }
 
     fn output(&self) -> String {
@@ -1572,15 +1515,9 @@ impl UpProcess {
 
     /// Runs `sticky ARGS...` with this cluster's `HOME`; its output.
     pub fn sticky(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("STICKY_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env_remove("XDG_RUNTIME_DIR")
+        sticky_command()
+            .env_remove("XDG_RUNTIME_DIR")
             .env("HOME", &self.home)
-            .env("NO_COLOR", "1")
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -1690,39 +1627,22 @@ impl UpProcess {
 
     /// Whether `sticky up` still runs.
     pub fn is_running(&mut self) -> bool {
-        if self.exited.is_some() {
-            return false;
-        }
-        match self.child.try_wait().expect("try_wait") {
-            Some(status) => {
-                self.exited = Some(status);
-                false
-            }
-            None => true,
-        }
+        self.proc.is_running()
     }
 
     /// Sends SIGINT (what Ctrl-C sends) and waits for `sticky up` to exit;
     /// panics if it has not within [`UP_STOP_DEADLINE`].
     pub fn interrupt(&mut self) -> ExitStatus {
-        if let Some(status) = self.exited {
+        if let Some(status) = self.proc.try_exited() {
             return status;
         }
         signal(self.pid(), "INT");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.exited = Some(status);
-                return status;
-            }
-            if start.elapsed() > UP_STOP_DEADLINE {
-                panic!(
-                    "sticky up still runs {UP_STOP_DEADLINE:?} after SIGINT:\n{}",
-                    self.output()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+        self.proc.wait_exit(UP_STOP_DEADLINE).unwrap_or_else(|| {
+            panic!(
+                "sticky up still runs {UP_STOP_DEADLINE:?} after SIGINT:\n{}",
+                self.output()
+            )
+        })
     }
 }
 
@@ -1741,18 +1661,12 @@ pub fn pid_alive(pid: u32) -> bool {
 impl Drop for UpProcess {
     fn drop(&mut self) {
         let pids = self.state_pids();
-        if self.exited.is_none() {
+        if self.proc.is_running() {
             let _ = Command::new("kill")
                 .args(["-INT", &self.pid().to_string()])
                 .status();
-            let start = Instant::now();
-            while self.child.try_wait().ok().flatten().is_none() {
-                if start.elapsed() > UP_STOP_DEADLINE {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break;
-                }
-                std::thread::sleep(POLL);
+            if self.proc.wait_exit(UP_STOP_DEADLINE).is_none() {
+                self.proc.kill_quietly();
             }
         }
         // Whatever is left (sticky up killed, or a child it lost) goes too.
@@ -1778,12 +1692,10 @@ impl Drop for UpProcess {
                 .flatten()
                 .flatten()
             {
-                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
                 eprintln!(
                     "--- {} (last 30 lines) ---\n{}",
                     entry.path().display(),
-                    lines[lines.len().saturating_sub(30)..].join("\n")
+                    log_tail(&entry.path(), 30)
                 );
             }
         } else {
