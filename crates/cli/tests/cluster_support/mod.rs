@@ -300,12 +300,8 @@ impl Cluster {
         let stores: Vec<StoreProcess> = (0..stores).map(|_| StoreProcess::start(&[])).collect();
         let addrs: Vec<SocketAddr> = stores.iter().map(StoreProcess::addr).collect();
         let config = configure(ClusterConfig::new(&addrs, webs)).write();
-        let webs = webs
-            .iter()
-            .map(|n| WebProcess::start(config.path(), n))
-            .collect();
         Cluster {
-            webs,
+            webs: start_webs(&config, webs),
             stores,
             config,
         }
@@ -313,24 +309,40 @@ impl Cluster {
 
     /// The web server called `name`.
     pub fn web(&self, name: &str) -> &WebProcess {
-        self.webs
-            .iter()
-            .find(|w| w.name() == name)
-            .unwrap_or_else(|| panic!("no web server {name:?}"))
+        web_named(&self.webs, name)
     }
 
     /// The web server called `name`, mutably (to kill it).
     pub fn web_mut(&mut self, name: &str) -> &mut WebProcess {
-        self.webs
-            .iter_mut()
-            .find(|w| w.name() == name)
-            .unwrap_or_else(|| panic!("no web server {name:?}"))
+        web_named_mut(&mut self.webs, name)
     }
 
     /// The stores' addresses, `s1` first.
     pub fn store_addrs(&self) -> Vec<SocketAddr> {
         self.stores.iter().map(StoreProcess::addr).collect()
     }
+}
+
+/// Starts the web servers `names` of the (written) cluster file `config`.
+pub fn start_webs(config: &ClusterConfig, names: &[&str]) -> Vec<WebProcess> {
+    names
+        .iter()
+        .map(|n| WebProcess::start(config.path(), n))
+        .collect()
+}
+
+/// The web server called `name` among `webs`.
+pub fn web_named<'a>(webs: &'a [WebProcess], name: &str) -> &'a WebProcess {
+    webs.iter()
+        .find(|w| w.name() == name)
+        .unwrap_or_else(|| panic!("no web server {name:?}"))
+}
+
+/// [`web_named`], mutably (to kill it).
+pub fn web_named_mut<'a>(webs: &'a mut [WebProcess], name: &str) -> &'a mut WebProcess {
+    webs.iter_mut()
+        .find(|w| w.name() == name)
+        .unwrap_or_else(|| panic!("no web server {name:?}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -1230,6 +1242,15 @@ pub fn copies_by_store(
 ) -> HashMap<String, Vec<Option<StoredCopy>>> {
     let per_store: Vec<HashMap<String, StoredCopy>> =
         addrs.iter().map(|a| store_sessions(*a, ids)).collect();
+    copies_by_id(&per_store, ids)
+}
+
+/// For each of `ids`, its copies by store index (`None` where a store has
+/// none), from what each store holds (`per_store`, by id).
+pub fn copies_by_id(
+    per_store: &[HashMap<String, StoredCopy>],
+    ids: &[String],
+) -> HashMap<String, Vec<Option<StoredCopy>>> {
     ids.iter()
         .map(|id| {
             let copies = per_store.iter().map(|m| m.get(id).cloned()).collect();

@@ -31,7 +31,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cluster_support::{ClusterConfig, Stamp, StoredCopy, WebProcess};
+use crate::cluster_support::{
+    copies_by_id, start_webs, web_named, web_named_mut, ClusterConfig, Stamp, StoredCopy,
+    WebProcess,
+};
 use crate::support::{
     free_port, read_text, require_program_from, tail, temp_path, ChildProcess, NotReady, POLL,
     STARTUP_DEADLINE,
@@ -257,12 +260,7 @@ pub fn redis_copies_by_store(
                 .collect()
         })
         .collect();
-    ids.iter()
-        .map(|id| {
-            let copies = per_server.iter().map(|m| m.get(id).cloned()).collect();
-            (id.clone(), copies)
-        })
-        .collect()
+    copies_by_id(&per_server, ids)
 }
 
 /// Redis servers, a cluster file whose stores `s1`, `s2`... are them
@@ -292,12 +290,8 @@ impl RedisCluster {
             config = config.store_url(&format!("s{}", i + 1), &r.url());
         }
         let config = configure(config).write();
-        let webs = webs
-            .iter()
-            .map(|n| WebProcess::start(config.path(), n))
-            .collect();
         RedisCluster {
-            webs,
+            webs: start_webs(&config, webs),
             redis,
             config,
         }
@@ -305,18 +299,12 @@ impl RedisCluster {
 
     /// The web server called `name`.
     pub fn web(&self, name: &str) -> &WebProcess {
-        self.webs
-            .iter()
-            .find(|w| w.name() == name)
-            .unwrap_or_else(|| panic!("no web server {name:?}"))
+        web_named(&self.webs, name)
     }
 
     /// The web server called `name`, mutably (to kill it).
     pub fn web_mut(&mut self, name: &str) -> &mut WebProcess {
-        self.webs
-            .iter_mut()
-            .find(|w| w.name() == name)
-            .unwrap_or_else(|| panic!("no web server {name:?}"))
+        web_named_mut(&mut self.webs, name)
     }
 
     /// The Redis servers' addresses, `s1` first.
