@@ -321,6 +321,45 @@ impl Cluster {
     pub fn store_addrs(&self) -> Vec<SocketAddr> {
         self.stores.iter().map(StoreProcess::addr).collect()
     }
+
+    /// How many keys (session copies) the stores hold together (`DBSIZE`).
+    pub fn stored_keys(&self) -> i64 {
+        self.stores
+            .iter()
+            .map(|s| {
+                s.client()
+                    .cmd_str("DBSIZE")
+                    .as_int()
+                    .expect("DBSIZE answers an integer")
+            })
+            .sum()
+    }
+}
+
+/// Runs `sticky bench --url http://WEB ARGS... --json FILE` against `web`
+/// and panics (showing its output and the end of `web`'s log) unless it
+/// succeeds: what it printed on standard output, and the `--json` report.
+pub fn run_bench(web: &WebProcess, args: &[&str]) -> (String, Value) {
+    let json_path = temp_path("sticky-bench", "json");
+    let out = sticky_command()
+        .args(["bench", "--url", &format!("http://{}", web.addr())])
+        .args(args)
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .expect("run sticky bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "sticky bench failed ({}):\n{stdout}\n{stderr}\nweb log:\n{}",
+        out.status,
+        web.log_tail(40)
+    );
+    let text = std::fs::read_to_string(&json_path).expect("the --json file");
+    let _ = std::fs::remove_file(&json_path);
+    let report = serde_json::from_str(&text).expect("the --json file is JSON");
+    (stdout, report)
 }
 
 /// Starts the web servers `names` of the (written) cluster file `config`.
