@@ -1298,6 +1298,79 @@ pub fn copies_by_id(
         .collect()
 }
 
+/// Each session's last acknowledged `(value, stamp)`, by id.
+pub type Acked = HashMap<String, (u64, Stamp)>;
+
+/// What servers hold of sessions, by id: the copies by server index
+/// (`None` where a server has none), as [`copies_by_store`] reads them from
+/// `sticky store`s (and `redis_support::redis_copies_by_store` from Redis).
+pub type CopiesById = HashMap<String, Vec<Option<StoredCopy>>>;
+
+/// `n` new sessions on `web`, the i-th incremented `1 + i % 3` times:
+/// the browsers and each session's last acknowledged (value, stamp).
+pub fn create_sessions(web: SocketAddr, n: usize) -> (Vec<Browser>, Acked) {
+    let mut browsers = Vec::new();
+    let mut acked = HashMap::new();
+    for i in 0..n {
+        let mut b = Browser::new();
+        let mut last = None;
+        for v in 1..=1 + i as u64 % 3 {
+            let a = b.increment(web);
+            assert_eq!(a.value, v, "{a:?}");
+            last = Some(a);
+        }
+        let last = last.unwrap();
+        acked.insert(b.id(), (last.value, last.stamp));
+        browsers.push(b);
+    }
+    (browsers, acked)
+}
+
+/// For each session, the indexes of the servers (among `addrs`, read with
+/// `read`) holding a live copy with exactly the acknowledged stamp and
+/// value.
+pub fn holders(
+    addrs: &[SocketAddr],
+    acked: &Acked,
+    read: impl Fn(&[SocketAddr], &[String]) -> CopiesById,
+) -> HashMap<String, Vec<usize>> {
+    let ids: Vec<String> = acked.keys().cloned().collect();
+    let copies = read(addrs, &ids);
+    ids.iter()
+        .map(|id| {
+            let (value, stamp) = acked[id];
+            let on = copies[id]
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let c = c.as_ref()?;
+                    (c.live && c.stamp == stamp && c.counter() == value).then_some(i)
+                })
+                .collect();
+            (id.clone(), on)
+        })
+        .collect()
+}
+
+/// No server (among `addrs`, read with `read`) holds a copy newer than the
+/// acknowledged one (nothing was written behind the client's back), nor a
+/// tombstone.
+pub fn assert_no_newer_copy(
+    addrs: &[SocketAddr],
+    acked: &Acked,
+    read: impl Fn(&[SocketAddr], &[String]) -> CopiesById,
+) {
+    let ids: Vec<String> = acked.keys().cloned().collect();
+    for (id, copies) in read(addrs, &ids) {
+        for c in copies.iter().flatten() {
+            assert!(
+                c.live && c.stamp <= acked[&id].1,
+                "unexpected copy of {id}: {c:?}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // A cookie jar for the director
 // ---------------------------------------------------------------------------
