@@ -718,16 +718,46 @@ impl HttpResponse {
     /// new value, `Some(None)` for a removal (`Max-Age=0` or empty value),
     /// `None` if it does not set it.
     pub fn set_cookie(&self, name: &str) -> Option<Option<String>> {
-        self.headers_all("set-cookie").find_map(|line| {
-            let mut parts = line.split(';');
-            let (k, v) = parts.next()?.trim().split_once('=')?;
-            if k != name {
-                return None;
-            }
-            let removed = v.is_empty() || parts.any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
-            Some((!removed).then(|| v.to_owned()))
-        })
+        self.cookies_set()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
+
+    /// Every cookie the response sets, in order, as in
+    /// [`set_cookie`](Self::set_cookie): `(name, Some(value))` for a new
+    /// value, `(name, None)` for a removal.
+    pub fn cookies_set(&self) -> Vec<(String, Option<String>)> {
+        self.headers_all("set-cookie")
+            .filter_map(|line| {
+                let mut parts = line.split(';');
+                let (k, v) = parts.next()?.trim().split_once('=')?;
+                let removed =
+                    v.is_empty() || parts.any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+                Some((k.to_owned(), (!removed).then(|| v.to_owned())))
+            })
+            .collect()
+    }
+}
+
+/// `method path` on `addr` (see [`http_request`]) with `Cookie: cookie`
+/// unless `cookie` is empty, and `json` as the body if given.
+fn request_with_cookie(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    json: Option<&Value>,
+) -> io::Result<HttpResponse> {
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if !cookie.is_empty() {
+        headers.push(("Cookie", cookie));
+    }
+    let body = json.map(|j| serde_json::to_vec(j).unwrap());
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    http_request(addr, method, path, &headers, body.as_deref())
 }
 
 /// [`http_request_timeout`] with [`HTTP_TIMEOUT`].
@@ -923,16 +953,9 @@ impl Browser {
         let cookie = self
             .cookie
             .as_ref()
-            .map(|c| format!("{}={c}", self.cookie_name));
-        let mut headers: Vec<(&str, &str)> = Vec::new();
-        if let Some(c) = &cookie {
-            headers.push(("Cookie", c));
-        }
-        let body = json.map(|j| serde_json::to_vec(j).unwrap());
-        if body.is_some() {
-            headers.push(("Content-Type", "application/json"));
-        }
-        let r = http_request(addr, method, path, &headers, body.as_deref())
+            .map(|c| format!("{}={c}", self.cookie_name))
+            .unwrap_or_default();
+        let r = request_with_cookie(addr, method, path, &cookie, json)
             .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"));
         match r.set_cookie(&self.cookie_name) {
             Some(Some(v)) => self.cookie = Some(v),
@@ -1406,26 +1429,12 @@ impl CookieJar {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("; ");
-        let mut headers: Vec<(&str, &str)> = Vec::new();
-        if !cookie.is_empty() {
-            headers.push(("Cookie", &cookie));
-        }
-        let body = json.map(|j| serde_json::to_vec(j).unwrap());
-        if body.is_some() {
-            headers.push(("Content-Type", "application/json"));
-        }
-        let r = http_request(addr, method, path, &headers, body.as_deref())?;
-        for line in r.headers_all("set-cookie") {
-            let mut parts = line.split(';');
-            let Some((k, v)) = parts.next().and_then(|p| p.trim().split_once('=')) else {
-                continue;
+        let r = request_with_cookie(addr, method, path, &cookie, json)?;
+        for (k, v) in r.cookies_set() {
+            match v {
+                Some(v) => self.cookies.insert(k, v),
+                None => self.cookies.remove(&k),
             };
-            let removed = v.is_empty() || parts.any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
-            if removed {
-                self.cookies.remove(k);
-            } else {
-                self.cookies.insert(k.to_owned(), v.to_owned());
-            }
         }
         Ok(r)
     }
