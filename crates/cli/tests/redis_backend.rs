@@ -32,7 +32,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cluster_support::{
-    assert_no_newer_copy, create_sessions, holders, Acked, Answer, Browser, CookieJar, UpProcess,
+    assert_no_newer_copy, create_sessions, holders, old_hosts_late_write_is_refused, Acked, Answer,
+    Browser, CookieJar, UpProcess,
 };
 use redis_support::{
     have_redis, redis_copies_by_store, RedisCluster, RedisClusterNodes, RedisProcess,
@@ -297,28 +298,7 @@ fn fencing_on_redis_the_old_hosts_late_write_is_refused_with_409() {
         cfg.session("store_timeout_ms", "3000")
     });
     let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
-    let mut b = Browser::new();
-    for i in 1..=3 {
-        assert_eq!(b.increment(ws1).value, i);
-    }
-    let id = b.id();
-    let a = b.increment(ws2);
-    assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
-    let moved = a.stamp;
-
-    // ws1 still caches the session (no lease ran out): its write must lose.
-    let r = b.post(ws1, "/api/counter", None);
-    assert_eq!(r.status, 409, "the old host's write is refused: {r:?}");
-    assert!(r.text().contains("moved"), "a clear error: {r:?}");
-
-    let copies = &redis_copies_by_store(&c.redis_addrs(), std::slice::from_ref(&id))[&id];
-    let live: Vec<_> = copies.iter().flatten().collect();
-    assert_eq!(live.len(), 2, "{copies:?}");
-    for copy in live {
-        assert_eq!((copy.stamp, copy.counter()), (moved, 4), "{copies:?}");
-    }
-    let a = b.counter(ws1);
-    assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
+    old_hosts_late_write_is_refused(ws1, ws2, &c.redis_addrs(), redis_copies_by_store);
 }
 
 #[test]

@@ -1394,6 +1394,42 @@ pub fn assert_no_newer_copy(
     }
 }
 
+/// The scenario of a late write by the old host, the same on `sticky
+/// store`s and on Redis (`addrs`, whose copies `read` reads), R=2: a
+/// session made on `ws1` moves to `ws2`; ws1, which still caches it (no
+/// lease runs out, so it is not fenced), must lose its write visibly
+/// (409), the servers keep ws2's value on both replicas, and ws1 then
+/// serves the stored copy.
+pub fn old_hosts_late_write_is_refused(
+    ws1: SocketAddr,
+    ws2: SocketAddr,
+    addrs: &[SocketAddr],
+    read: impl Fn(&[SocketAddr], &[String]) -> CopiesById,
+) {
+    let mut b = Browser::new();
+    for i in 1..=3 {
+        assert_eq!(b.increment(ws1).value, i);
+    }
+    let id = b.id();
+    let a = b.increment(ws2);
+    assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
+    let moved = a.stamp;
+
+    let r = b.post(ws1, "/api/counter", None);
+    assert_eq!(r.status, 409, "the old host's write is refused: {r:?}");
+    assert!(r.text().contains("moved"), "a clear error: {r:?}");
+
+    let copies = &read(addrs, std::slice::from_ref(&id))[&id];
+    let live: Vec<_> = copies.iter().flatten().collect();
+    assert_eq!(live.len(), 2, "{copies:?}");
+    for copy in live {
+        assert_eq!((copy.stamp, copy.counter()), (moved, 4), "{copies:?}");
+    }
+    // ws1 dropped its copy: it now serves the stored one.
+    let a = b.counter(ws1);
+    assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
+}
+
 // ---------------------------------------------------------------------------
 // A cookie jar for the director
 // ---------------------------------------------------------------------------
