@@ -25,6 +25,13 @@
 //! - [`UpProcess`]: a whole `sticky up` cluster on a free port range, with
 //!   `sticky status --json` and the director's `/api/cluster` at hand;
 //!   [`pid_alive`].
+//! - [`create_sessions`], [`holders`], [`assert_no_newer_copy`],
+//!   [`old_hosts_late_write_is_refused`]: session checks shared by the
+//!   tests on `sticky store` and on Redis, given how to read the copies
+//!   ([`copies_by_store`] or `redis_support::redis_copies_by_store`).
+//! - [`run_bench`]: `sticky bench` against a web server, its report.
+//! - [`signal`] (from [`crate::support`], re-exported for the tests that
+//!   import it from here).
 //!
 //! Deadlines are generous: tests share a small, loaded machine.
 

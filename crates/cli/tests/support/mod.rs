@@ -1,8 +1,19 @@
 //! Shared support for the integration tests that drive the real `sticky`
 //! binary over real TCP sockets.
 //!
-//! Use it from a test file with `mod support;`. What it offers:
+//! Use it from a test file with `mod support;`. It is the base the other
+//! support modules (`cluster_support`, `redis_support`, `director_support`)
+//! build on, so every test file declares it. What it offers:
 //!
+//! - [`ChildProcess`]: a child process reaped once, killed on drop, with
+//!   [`ChildProcess::wait_for`] (readiness against a deadline, noticing an
+//!   early exit) and [`ChildProcess::wait_exit`]; [`signal`] sends any
+//!   signal with `kill(1)`.
+//! - [`sticky_command`]: the built `sticky` binary, with no `STICKY_*`
+//!   variable of the environment; [`log_to`] sends a child's output to a
+//!   log file, [`read_text`] and [`log_tail`] read it back.
+//! - [`free_port`], [`temp_path`]: a free loopback port, a unique file
+//!   path under cargo's temporary directory.
 //! - [`StoreProcess`]: a `sticky store` child process on a free loopback
 //!   port, started and waited for (it answers `PING`), killed on drop, its
 //!   output kept in a log file whose path (and tail) is printed when the test
