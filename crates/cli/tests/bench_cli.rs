@@ -7,30 +7,22 @@
 mod cluster_support;
 mod support;
 
-use std::process::Command;
-
-use cluster_support::{sess_command_calls, Cluster};
-use serde_json::Value;
-use support::temp_path;
+use cluster_support::{run_bench, sess_command_calls, Cluster};
 
 #[test]
 fn bench_runs_against_a_real_cluster() {
     let cluster = Cluster::start(3, &["ws1"], |c| c);
     let web = cluster.web("ws1");
     let users = 8;
-    let json_path = temp_path("sticky-bench", "json");
-    let out = Command::new(env!("CARGO_BIN_EXE_sticky"))
-        .env_remove("STICKY_LOG")
-        .args(["bench", "--url", &format!("http://{}", web.addr())])
-        .args([
+    let (stdout, report) = run_bench(
+        web,
+        &[
             "--users",
             &users.to_string(),
             "--duration",
             "2s",
             "--warmup",
             "500ms",
-        ])
-        .args([
             "--write-ratio",
             "0.2",
             "--session-bytes",
@@ -38,24 +30,10 @@ fn bench_runs_against_a_real_cluster() {
             "--threads",
             "1",
             "--no-progress",
-        ])
-        .arg("--json")
-        .arg(&json_path)
-        .output()
-        .expect("run sticky bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "sticky bench failed ({}):\n{stdout}\n{stderr}\nweb log:\n{}",
-        out.status,
-        web.log_tail(40)
+        ],
     );
     assert!(stdout.contains("| all |"), "no summary table:\n{stdout}");
 
-    let text = std::fs::read_to_string(&json_path).expect("the --json file");
-    let _ = std::fs::remove_file(&json_path);
-    let report: Value = serde_json::from_str(&text).expect("the --json file is JSON");
     let count = |k: &str| {
         report[k]
             .as_u64()
@@ -79,18 +57,8 @@ fn bench_runs_against_a_real_cluster() {
 
     // Every user kept its cookie: exactly one session per user, each on two
     // stores (R=2). A user that lost its cookie would have made new ones.
-    let stored: i64 = cluster
-        .stores
-        .iter()
-        .map(|s| {
-            s.client()
-                .cmd_str("DBSIZE")
-                .as_int()
-                .expect("DBSIZE answers an integer")
-        })
-        .sum();
     assert_eq!(
-        stored,
+        cluster.stored_keys(),
         2 * users,
         "sessions on the stores (R=2, {users} users)"
     );

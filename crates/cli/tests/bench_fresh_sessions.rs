@@ -9,11 +9,8 @@
 mod cluster_support;
 mod support;
 
-use std::process::Command;
-
-use cluster_support::{Browser, Cluster};
-use serde_json::{json, Value};
-use support::temp_path;
+use cluster_support::{run_bench, Browser, Cluster};
+use serde_json::json;
 
 #[test]
 fn notes_are_stored_and_capped() {
@@ -55,45 +52,40 @@ fn fresh_sessions_create_one_session_per_request() {
     let web = cluster.web("ws1");
     let requests = 300;
     let body = json!({ "text": "n".repeat(1024) }).to_string();
-    let json_path = temp_path("sticky-bench-fresh", "json");
-    let out = Command::new(env!("CARGO_BIN_EXE_sticky"))
-        .env_remove("STICKY_LOG")
-        .args(["bench", "--url", &format!("http://{}", web.addr())])
-        .args(["--fresh-sessions", "--users", "4", "--threads", "2"])
-        .args(["--write-ratio", "1", "--write-path", "/api/note"])
-        .args(["--write-body", &body])
-        .args(["--requests", &requests.to_string(), "--rate", "1000"])
-        .args(["--warmup", "0s", "--no-progress", "--json"])
-        .arg(&json_path)
-        .output()
-        .expect("run sticky bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "sticky bench failed ({}):\n{stdout}\n{stderr}\nweb log:\n{}",
-        out.status,
-        web.log_tail(40)
+    let requests_arg = requests.to_string();
+    let (stdout, report) = run_bench(
+        web,
+        &[
+            "--fresh-sessions",
+            "--users",
+            "4",
+            "--threads",
+            "2",
+            "--write-ratio",
+            "1",
+            "--write-path",
+            "/api/note",
+            "--write-body",
+            &body,
+            "--requests",
+            &requests_arg,
+            "--rate",
+            "1000",
+            "--warmup",
+            "0s",
+            "--no-progress",
+        ],
     );
     assert!(stdout.contains("a new session per write"), "{stdout}");
-    let text = std::fs::read_to_string(&json_path).expect("the --json file");
-    let _ = std::fs::remove_file(&json_path);
-    let report: Value = serde_json::from_str(&text).expect("the --json file is JSON");
     assert_eq!(report["requests"], requests, "{report}");
     assert_eq!(report["errors"], 0, "{report}");
     assert_eq!(report["settings"]["fresh_sessions"], true, "{report}");
 
     // Every request made its own session, each on two stores (R=2).
-    let stored: i64 = cluster
-        .stores
-        .iter()
-        .map(|s| {
-            s.client()
-                .cmd_str("DBSIZE")
-                .as_int()
-                .expect("DBSIZE answers an integer")
-        })
-        .sum();
-    assert_eq!(stored, 2 * requests, "sessions on the stores (R=2)");
+    assert_eq!(
+        cluster.stored_keys(),
+        2 * requests,
+        "sessions on the stores (R=2)"
+    );
     web.assert_no_panic();
 }

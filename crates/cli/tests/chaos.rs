@@ -8,19 +8,14 @@ mod cluster_support;
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use cluster_support::{random_u64, UpProcess};
 use serde_json::Value;
+use support::sticky_command;
 
 fn chaos(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("STICKY_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("NO_COLOR", "1")
+    sticky_command()
         .arg("chaos")
         .args(args)
         .output()

@@ -31,7 +31,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cluster_support::{Answer, Browser, CookieJar, Stamp, UpProcess};
+use cluster_support::{
+    assert_no_newer_copy, create_sessions, holders, old_hosts_late_write_is_refused, Acked, Answer,
+    Browser, CookieJar, UpProcess,
+};
 use redis_support::{
     have_redis, redis_copies_by_store, RedisCluster, RedisClusterNodes, RedisProcess,
 };
@@ -295,28 +298,7 @@ fn fencing_on_redis_the_old_hosts_late_write_is_refused_with_409() {
         cfg.session("store_timeout_ms", "3000")
     });
     let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
-    let mut b = Browser::new();
-    for i in 1..=3 {
-        assert_eq!(b.increment(ws1).value, i);
-    }
-    let id = b.id();
-    let a = b.increment(ws2);
-    assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
-    let moved = a.stamp;
-
-    // ws1 still caches the session (no lease ran out): its write must lose.
-    let r = b.post(ws1, "/api/counter", None);
-    assert_eq!(r.status, 409, "the old host's write is refused: {r:?}");
-    assert!(r.text().contains("moved"), "a clear error: {r:?}");
-
-    let copies = &redis_copies_by_store(&c.redis_addrs(), std::slice::from_ref(&id))[&id];
-    let live: Vec<_> = copies.iter().flatten().collect();
-    assert_eq!(live.len(), 2, "{copies:?}");
-    for copy in live {
-        assert_eq!((copy.stamp, copy.counter()), (moved, 4), "{copies:?}");
-    }
-    let a = b.counter(ws1);
-    assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
+    old_hosts_late_write_is_refused(ws1, ws2, &c.redis_addrs(), redis_copies_by_store);
 }
 
 #[test]
@@ -389,64 +371,6 @@ fn fencing_on_redis_a_paused_server_never_serves_its_old_copy() {
     assert_eq!(at_newest, 2, "on both replicas: {copies:?}");
 }
 
-/// `n` new sessions on `web`, the i-th incremented `1 + i % 3` times:
-/// the browsers and each session's last acknowledged (value, stamp).
-fn create_sessions(web: SocketAddr, n: usize) -> (Vec<Browser>, HashMap<String, (u64, Stamp)>) {
-    let mut browsers = Vec::new();
-    let mut acked = HashMap::new();
-    for i in 0..n {
-        let mut b = Browser::new();
-        let mut last = None;
-        for v in 1..=1 + i as u64 % 3 {
-            let a = b.increment(web);
-            assert_eq!(a.value, v, "{a:?}");
-            last = Some(a);
-        }
-        let last = last.unwrap();
-        acked.insert(b.id(), (last.value, last.stamp));
-        browsers.push(b);
-    }
-    (browsers, acked)
-}
-
-/// For each session, the indexes of the Redis servers (among `addrs`)
-/// holding a live copy with exactly the acknowledged stamp and value.
-fn holders(
-    addrs: &[SocketAddr],
-    acked: &HashMap<String, (u64, Stamp)>,
-) -> HashMap<String, Vec<usize>> {
-    let ids: Vec<String> = acked.keys().cloned().collect();
-    let copies = redis_copies_by_store(addrs, &ids);
-    ids.iter()
-        .map(|id| {
-            let (value, stamp) = acked[id];
-            let on = copies[id]
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| {
-                    let c = c.as_ref()?;
-                    (c.live && c.stamp == stamp && c.counter() == value).then_some(i)
-                })
-                .collect();
-            (id.clone(), on)
-        })
-        .collect()
-}
-
-/// No Redis server holds a copy newer than the acknowledged one, nor a
-/// tombstone.
-fn assert_no_newer_copy(addrs: &[SocketAddr], acked: &HashMap<String, (u64, Stamp)>) {
-    let ids: Vec<String> = acked.keys().cloned().collect();
-    for (id, copies) in redis_copies_by_store(addrs, &ids) {
-        for c in copies.iter().flatten() {
-            assert!(
-                c.live && c.stamp <= acked[&id].1,
-                "unexpected copy of {id}: {c:?}"
-            );
-        }
-    }
-}
-
 #[test]
 fn r2_a_killed_redis_loses_nothing_and_sessions_are_copied_back_to_two() {
     if !have_redis(false) {
@@ -458,7 +382,7 @@ fn r2_a_killed_redis_loses_nothing_and_sessions_are_copied_back_to_two() {
     let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
     let (mut browsers, mut acked) = create_sessions(ws1, 40);
     let addrs = c.redis_addrs();
-    let before = holders(&addrs, &acked);
+    let before = holders(&addrs, &acked, redis_copies_by_store);
     for (id, on) in &before {
         assert_eq!(on.len(), 2, "session {id} on two Redis servers: {on:?}");
     }
@@ -493,24 +417,27 @@ fn r2_a_killed_redis_loses_nothing_and_sessions_are_copied_back_to_two() {
     wait_until(
         RECOPY_DEADLINE,
         "every session is on the 2 live Redis servers",
-        || holders(&live, &acked).values().all(|on| on.len() == 2),
+        || {
+            holders(&live, &acked, redis_copies_by_store)
+                .values()
+                .all(|on| on.len() == 2)
+        },
     );
-    assert_no_newer_copy(&live, &acked);
+    assert_no_newer_copy(&live, &acked, redis_copies_by_store);
 
     // s2 comes back empty on its port: its sessions are copied back.
     c.redis[1] = RedisProcess::start_on_port(s2_port, &[]);
-    let s2_acked: HashMap<String, (u64, Stamp)> =
-        on_s2.iter().map(|id| (id.clone(), acked[id])).collect();
+    let s2_acked: Acked = on_s2.iter().map(|id| (id.clone(), acked[id])).collect();
     wait_until(
         RECOPY_DEADLINE,
         "the restarted Redis server holds its sessions again",
         || {
-            holders(&[addrs[1]], &s2_acked)
+            holders(&[addrs[1]], &s2_acked, redis_copies_by_store)
                 .values()
                 .all(|on| on.len() == 1)
         },
     );
-    assert_no_newer_copy(&addrs, &acked);
+    assert_no_newer_copy(&addrs, &acked, redis_copies_by_store);
 
     // End to end: with ws1 gone, ws2 reads every session at its last
     // acknowledged value.
@@ -648,7 +575,7 @@ fn sticky_up_refuses_a_store_url_that_does_not_answer() {
     let dir = support::temp_path("sticky-up-dead-store", "d");
     for _ in 0..8 {
         let base = 10_000 + (cluster_support::random_u64() % 220) as u16 * 100;
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sticky"))
+        let out = support::sticky_command()
             .args(["up", "--port", &base.to_string(), "--dir"])
             .arg(&dir)
             .args(["--replicas", "1", "--store-url"])

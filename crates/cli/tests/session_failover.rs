@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cluster_support::{copies_by_store, Browser, Cluster, Stamp};
+use cluster_support::{copies_by_store, old_hosts_late_write_is_refused, Browser, Cluster, Stamp};
 use support::{wait_until, DEADLINE};
 
 /// 5 increments on ws1, `kill -9` ws1, the same cookie on ws2 continues at 6.
@@ -94,34 +94,11 @@ fn r2_counter_continues_on_another_server_after_kill9() {
 
 #[test]
 fn an_old_hosts_late_write_is_refused_and_the_new_hosts_value_kept() {
-    // No lease runs out here: ws1 is not fenced and still caches the
-    // session when ws2 takes it over. Its write must lose, visibly.
     let c = Cluster::start(3, &["ws1", "ws2"], |cfg| {
         cfg.session("store_timeout_ms", "3000")
     });
     let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
-    let mut b = Browser::new();
-    for i in 1..=3 {
-        assert_eq!(b.increment(ws1).value, i);
-    }
-    let id = b.id();
-    let a = b.increment(ws2);
-    assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
-    let moved = a.stamp;
-
-    let r = b.post(ws1, "/api/counter", None);
-    assert_eq!(r.status, 409, "the old host's write is refused: {r:?}");
-    assert!(r.text().contains("moved"), "a clear error: {r:?}");
-
-    let copies = &copies_by_store(&c.store_addrs(), std::slice::from_ref(&id))[&id];
-    let live: Vec<_> = copies.iter().flatten().collect();
-    assert_eq!(live.len(), 2, "{copies:?}");
-    for copy in live {
-        assert_eq!((copy.stamp, copy.counter()), (moved, 4), "{copies:?}");
-    }
-    // ws1 dropped its copy: it now serves the stored one.
-    let a = b.counter(ws1);
-    assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
+    old_hosts_late_write_is_refused(ws1, ws2, &c.store_addrs(), copies_by_store);
 }
 
 #[test]

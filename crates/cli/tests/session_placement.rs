@@ -9,75 +9,23 @@
 mod cluster_support;
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cluster_support::{copies_by_store, Browser, Cluster, Stamp};
+use cluster_support::{assert_no_newer_copy, copies_by_store, holders, Acked, Browser, Cluster};
 use support::{wait_until, StoreProcess};
 
 /// Re-copying after a store failure (detection by the 500 ms pinger, then
 /// a rate-limited background scan) must finish within this.
 const RECOPY_DEADLINE: Duration = Duration::from_secs(40);
 
-/// `n` new sessions on `web`, the i-th incremented `1 + i % 3` times.
-/// Returns the browsers and each session's last acknowledged (value, stamp).
-fn create_sessions(web: SocketAddr, n: usize) -> (Vec<Browser>, HashMap<String, (u64, Stamp)>) {
-    let mut browsers = Vec::new();
-    let mut acked = HashMap::new();
-    for i in 0..n {
-        let mut b = Browser::new();
-        let times = 1 + i as u64 % 3;
-        let mut last = None;
-        for v in 1..=times {
-            let a = b.increment(web);
-            assert_eq!(a.value, v, "{a:?}");
-            last = Some(a);
-        }
-        let last = last.unwrap();
-        acked.insert(b.id(), (last.value, last.stamp));
-        browsers.push(b);
-    }
+/// `n` new sessions on `web` ([`cluster_support::create_sessions`]), each
+/// with its own id.
+fn create_sessions(web: SocketAddr, n: usize) -> (Vec<Browser>, Acked) {
+    let (browsers, acked) = cluster_support::create_sessions(web, n);
     assert_eq!(acked.len(), n, "every session has its own id");
     (browsers, acked)
-}
-
-/// For each session, the indexes of the stores (among `addrs`) holding a
-/// live copy with exactly the acknowledged stamp and value.
-fn holders(
-    addrs: &[SocketAddr],
-    acked: &HashMap<String, (u64, Stamp)>,
-) -> HashMap<String, Vec<usize>> {
-    let ids: Vec<String> = acked.keys().cloned().collect();
-    let copies = copies_by_store(addrs, &ids);
-    ids.iter()
-        .map(|id| {
-            let (value, stamp) = acked[id];
-            let on = copies[id]
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| {
-                    let c = c.as_ref()?;
-                    (c.live && c.stamp == stamp && c.counter() == value).then_some(i)
-                })
-                .collect();
-            (id.clone(), on)
-        })
-        .collect()
-}
-
-/// No store holds a copy newer than the acknowledged one (nothing was
-/// written behind the client's back) and none is a tombstone.
-fn assert_no_newer_copy(addrs: &[SocketAddr], acked: &HashMap<String, (u64, Stamp)>) {
-    let ids: Vec<String> = acked.keys().cloned().collect();
-    for (id, copies) in copies_by_store(addrs, &ids) {
-        for c in copies.iter().flatten() {
-            assert!(
-                c.live && c.stamp <= acked[&id].1,
-                "unexpected copy of {id}: {c:?}"
-            );
-        }
-    }
 }
 
 #[test]
@@ -87,7 +35,7 @@ fn r1_stores_hold_disjoint_subsets_covering_every_session() {
     });
     let (_browsers, acked) = create_sessions(c.web("ws1").addr(), 60);
     let addrs = c.store_addrs();
-    let on = holders(&addrs, &acked);
+    let on = holders(&addrs, &acked, copies_by_store);
     let mut per_store = [0usize; 3];
     for (id, stores) in &on {
         assert_eq!(
@@ -121,7 +69,7 @@ fn r2_every_session_is_on_exactly_two_stores() {
     });
     let (_browsers, acked) = create_sessions(c.web("ws1").addr(), 60);
     let addrs = c.store_addrs();
-    let on = holders(&addrs, &acked);
+    let on = holders(&addrs, &acked, copies_by_store);
     let mut pairs = HashSet::new();
     for (id, stores) in &on {
         assert_eq!(
@@ -151,7 +99,7 @@ fn r2_a_killed_store_loses_nothing_and_a_restarted_one_is_brought_up_to_date() {
     let ws2 = c.web("ws2").addr();
     let (mut browsers, mut acked) = create_sessions(ws1, 50);
     let addrs = c.store_addrs();
-    let before = holders(&addrs, &acked);
+    let before = holders(&addrs, &acked, copies_by_store);
     for (id, on) in &before {
         assert_eq!(
             on.len(),
@@ -191,25 +139,28 @@ fn r2_a_killed_store_loses_nothing_and_a_restarted_one_is_brought_up_to_date() {
     wait_until(
         RECOPY_DEADLINE,
         "every session is on the 2 live stores",
-        || holders(&live, &acked).values().all(|on| on.len() == 2),
+        || {
+            holders(&live, &acked, copies_by_store)
+                .values()
+                .all(|on| on.len() == 2)
+        },
     );
-    assert_no_newer_copy(&live, &acked);
+    assert_no_newer_copy(&live, &acked, copies_by_store);
 
     // s2 comes back empty on the same port; the sessions placed on it are
     // copied back to it.
     c.stores[1] = StoreProcess::start_on_port(s2_port, &[]);
-    let s2_acked: HashMap<String, (u64, Stamp)> =
-        on_s2.iter().map(|id| (id.clone(), acked[id])).collect();
+    let s2_acked: Acked = on_s2.iter().map(|id| (id.clone(), acked[id])).collect();
     wait_until(
         RECOPY_DEADLINE,
         "the restarted s2 holds its sessions again",
         || {
-            holders(&[addrs[1]], &s2_acked)
+            holders(&[addrs[1]], &s2_acked, copies_by_store)
                 .values()
                 .all(|on| on.len() == 1)
         },
     );
-    assert_no_newer_copy(&addrs, &acked);
+    assert_no_newer_copy(&addrs, &acked, copies_by_store);
 
     // End to end: with ws1 gone, ws2 reads every session from the stores
     // at its last acknowledged value.

@@ -15,16 +15,18 @@
 mod cluster_support;
 mod support;
 
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cluster_support::{signal, UpProcess};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use support::{find_program, free_port, require_program_from, temp_path, wait_until, DEADLINE};
+use support::{
+    find_program, free_port, log_to, read_text, require_program_from, temp_path, wait_until,
+    ChildProcess, NotReady, DEADLINE,
+};
 
 /// How long the browser may take to show what a step expects.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(30);
@@ -41,7 +43,7 @@ fn artifacts() -> PathBuf {
 
 /// A chromedriver child process on a free port. Killed on drop.
 struct Driver {
-    child: Child,
+    proc: ChildProcess,
     port: u16,
     log: PathBuf,
 }
@@ -50,38 +52,35 @@ impl Driver {
     fn start() -> Driver {
         for _ in 0..5 {
             let port = free_port();
-            let log = temp_path("chromedriver", "log");
-            let out = File::create(&log).unwrap();
-            let child = Command::new("chromedriver")
-                .arg(format!("--port={port}"))
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out)
-                .spawn()
-                .expect("start chromedriver");
-            let mut d = Driver { child, port, log };
-            let start = Instant::now();
-            loop {
-                // (chromedriver keeps connections open whatever the
-                // request says, so its log and its port tell when it is up.)
-                let ready = d.log_text().contains("started successfully")
-                    && std::net::TcpStream::connect(d.addr()).is_ok();
-                if ready {
-                    return d;
-                }
-                if d.child.try_wait().unwrap().is_some() {
-                    eprintln!(
-                        "chromedriver exited (port {port} taken?):\n{}",
-                        d.log_text()
-                    );
-                    break;
-                }
-                assert!(
-                    start.elapsed() < DRIVER_DEADLINE,
+            let mut cmd = Command::new("chromedriver");
+            cmd.arg(format!("--port={port}"));
+            let log = log_to(&mut cmd, "chromedriver");
+            let mut d = Driver {
+                proc: ChildProcess::spawn(&mut cmd, "chromedriver"),
+                port,
+                log,
+            };
+            let (addr, log) = (d.addr(), d.log.clone());
+            // (chromedriver keeps connections open whatever the request
+            // says, so its log and its port tell when it is up.)
+            let ready = || {
+                (read_text(&log).contains("started successfully")
+                    && std::net::TcpStream::connect(addr).is_ok())
+                .then_some(())
+            };
+            match d
+                .proc
+                .wait_for(DRIVER_DEADLINE, Duration::from_millis(50), ready)
+            {
+                Ok(()) => return d,
+                Err(NotReady::Exited(_)) => eprintln!(
+                    "chromedriver exited (port {port} taken?):\n{}",
+                    d.log_text()
+                ),
+                Err(NotReady::TimedOut) => panic!(
                     "chromedriver not ready within {DRIVER_DEADLINE:?}:\n{}",
                     d.log_text()
-                );
-                std::thread::sleep(Duration::from_millis(50));
+                ),
             }
         }
         panic!("chromedriver could not start");
@@ -92,14 +91,13 @@ impl Driver {
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        read_text(&self.log)
     }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill_quietly();
         if std::thread::panicking() {
             eprintln!("--- chromedriver log ---\n{}", self.log_text());
         } else {

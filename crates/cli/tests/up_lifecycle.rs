@@ -150,10 +150,9 @@ fn up_prints_its_table_in_time_and_ctrl_c_stops_every_process() {
 fn status_without_a_cluster_explains_what_to_do() {
     let home = support::temp_path("sticky-status-home", "d");
     std::fs::create_dir_all(&home).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sticky"))
+    let out = support::sticky_command()
         .env("HOME", &home)
         .env_remove("XDG_RUNTIME_DIR")
-        .env("NO_COLOR", "1")
         .arg("status")
         .output()
         .unwrap();

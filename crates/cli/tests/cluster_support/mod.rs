@@ -25,6 +25,13 @@
 //! - [`UpProcess`]: a whole `sticky up` cluster on a free port range, with
 //!   `sticky status --json` and the director's `/api/cluster` at hand;
 //!   [`pid_alive`].
+//! - [`create_sessions`], [`holders`], [`assert_no_newer_copy`],
+//!   [`old_hosts_late_write_is_refused`]: session checks shared by the
+//!   tests on `sticky store` and on Redis, given how to read the copies
+//!   ([`copies_by_store`] or `redis_support::redis_copies_by_store`).
+//! - [`run_bench`]: `sticky bench` against a web server, its report.
+//! - [`signal`] (from [`crate::support`], re-exported for the tests that
+//!   import it from here).
 //!
 //! Deadlines are generous: tests share a small, loaded machine.
 
@@ -40,7 +47,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -48,7 +55,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{free_port, temp_path, Resp, RespConn, StoreProcess, POLL};
+pub use crate::support::signal;
+use crate::support::{
+    free_port, log_tail, log_to, read_text, sticky_command, temp_path, ChildProcess, NotReady,
+    Resp, RespConn, StoreProcess, POLL,
+};
 
 /// How long a web server may take to answer its first health check.
 pub const WEB_STARTUP_DEADLINE: Duration = Duration::from_secs(40);
@@ -296,12 +307,8 @@ impl Cluster {
         let stores: Vec<StoreProcess> = (0..stores).map(|_| StoreProcess::start(&[])).collect();
         let addrs: Vec<SocketAddr> = stores.iter().map(StoreProcess::addr).collect();
         let config = configure(ClusterConfig::new(&addrs, webs)).write();
-        let webs = webs
-            .iter()
-            .map(|n| WebProcess::start(config.path(), n))
-            .collect();
         Cluster {
-            webs,
+            webs: start_webs(&config, webs),
             stores,
             config,
         }
@@ -309,24 +316,79 @@ impl Cluster {
 
     /// The web server called `name`.
     pub fn web(&self, name: &str) -> &WebProcess {
-        self.webs
-            .iter()
-            .find(|w| w.name() == name)
-            .unwrap_or_else(|| panic!("no web server {name:?}"))
+        web_named(&self.webs, name)
     }
 
     /// The web server called `name`, mutably (to kill it).
     pub fn web_mut(&mut self, name: &str) -> &mut WebProcess {
-        self.webs
-            .iter_mut()
-            .find(|w| w.name() == name)
-            .unwrap_or_else(|| panic!("no web server {name:?}"))
+        web_named_mut(&mut self.webs, name)
     }
 
     /// The stores' addresses, `s1` first.
     pub fn store_addrs(&self) -> Vec<SocketAddr> {
         self.stores.iter().map(StoreProcess::addr).collect()
     }
+
+    /// How many keys (session copies) the stores hold together (`DBSIZE`).
+    pub fn stored_keys(&self) -> i64 {
+        self.stores
+            .iter()
+            .map(|s| {
+                s.client()
+                    .cmd_str("DBSIZE")
+                    .as_int()
+                    .expect("DBSIZE answers an integer")
+            })
+            .sum()
+    }
+}
+
+/// Runs `sticky bench --url http://WEB ARGS... --json FILE` against `web`
+/// and panics (showing its output and the end of `web`'s log) unless it
+/// succeeds: what it printed on standard output, and the `--json` report.
+pub fn run_bench(web: &WebProcess, args: &[&str]) -> (String, Value) {
+    let json_path = temp_path("sticky-bench", "json");
+    let out = sticky_command()
+        .args(["bench", "--url", &format!("http://{}", web.addr())])
+        .args(args)
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .expect("run sticky bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "sticky bench failed ({}):\n{stdout}\n{stderr}\nweb log:\n{}",
+        out.status,
+        web.log_tail(40)
+    );
+    let text = std::fs::read_to_string(&json_path).expect("the --json file");
+    let _ = std::fs::remove_file(&json_path);
+    let report = serde_json::from_str(&text).expect("the --json file is JSON");
+    (stdout, report)
+}
+
+/// Starts the web servers `names` of the (written) cluster file `config`.
+pub fn start_webs(config: &ClusterConfig, names: &[&str]) -> Vec<WebProcess> {
+    names
+        .iter()
+        .map(|n| WebProcess::start(config.path(), n))
+        .collect()
+}
+
+/// The web server called `name` among `webs`.
+pub fn web_named<'a>(webs: &'a [WebProcess], name: &str) -> &'a WebProcess {
+    webs.iter()
+        .find(|w| w.name() == name)
+        .unwrap_or_else(|| panic!("no web server {name:?}"))
+}
+
+/// [`web_named`], mutably (to kill it).
+pub fn web_named_mut<'a>(webs: &'a mut [WebProcess], name: &str) -> &'a mut WebProcess {
+    webs.iter_mut()
+        .find(|w| w.name() == name)
+        .unwrap_or_else(|| panic!("no web server {name:?}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -335,12 +397,11 @@ impl Cluster {
 
 /// A running `sticky web` child process. Killed (SIGKILL) when dropped.
 pub struct WebProcess {
-    child: Child,
+    proc: ChildProcess,
     name: String,
     addr: SocketAddr,
     token: String,
     log: PathBuf,
-    exited: Option<ExitStatus>,
 }
 
 /// How many times [`WebProcess::start`] tries another port when the
@@ -390,75 +451,48 @@ impl WebProcess {
         listen: Option<SocketAddr>,
         token: &str,
     ) -> WebProcess {
-        let log = temp_path(&format!("sticky-web-{name}"), "log");
-        let out = File::create(&log).expect("create the web server's log file");
-        let err = out.try_clone().expect("clone the log file handle");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("STICKY_") {
-                cmd.env_remove(key);
-            }
-        }
+        let mut cmd = sticky_command();
         cmd.args(["--log", "info,sticky_session=debug", "web", "--config"])
             .arg(config)
             .args(["--name", name, "--threads", "2"]);
         if let Some(l) = listen {
             cmd.args(["--listen", &l.to_string()]);
         }
-        cmd.env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let child = cmd.spawn().expect("spawn the sticky binary");
+        let log = log_to(&mut cmd, &format!("sticky-web-{name}"));
         WebProcess {
-            child,
+            proc: ChildProcess::spawn(&mut cmd, "the sticky binary"),
             name: name.to_owned(),
             addr,
             token: token.to_owned(),
             log,
-            exited: None,
         }
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.exited = Some(status);
-                return Err(format!("exited with {status}\n{}", self.log_text()));
+        let (addr, token, name) = (self.addr, self.token.clone(), self.name.clone());
+        let ready = || {
+            try_health(addr, &token, Duration::from_secs(2))
+                .is_some_and(|h| h["name"] == name.as_str())
+                .then_some(())
+        };
+        match self.proc.wait_for(WEB_STARTUP_DEADLINE, POLL * 5, ready) {
+            Ok(()) => Ok(()),
+            Err(NotReady::Exited(status)) => {
+                Err(format!("exited with {status}\n{}", self.log_text()))
             }
-            if self
-                .try_health(Duration::from_secs(2))
-                .is_some_and(|h| h["name"] == self.name.as_str())
-            {
-                return Ok(());
-            }
-            if start.elapsed() > WEB_STARTUP_DEADLINE {
-                panic!(
-                    "sticky web {} did not answer its health check within {WEB_STARTUP_DEADLINE:?}; log {}:\n{}",
-                    self.name,
-                    self.log.display(),
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(POLL * 5);
+            Err(NotReady::TimedOut) => panic!(
+                "sticky web {} did not answer its health check within {WEB_STARTUP_DEADLINE:?}; log {}:\n{}",
+                self.name,
+                self.log.display(),
+                self.log_text()
+            ),
         }
     }
 
     /// `GET /.sticky/health` with the admin token (which renews the lease):
     /// the JSON report if it answered 200 within `timeout`.
     pub fn try_health(&self, timeout: Duration) -> Option<Value> {
-        let auth = format!("Bearer {}", self.token);
-        let r = http_request_timeout(
-            self.addr,
-            "GET",
-            "/.sticky/health",
-            &[("Authorization", &auth)],
-            None,
-            timeout,
-        )
-        .ok()?;
-        (r.status == 200).then(|| serde_json::from_slice(&r.body).ok())?
+        try_health(self.addr, &self.token, timeout)
     }
 
     /// [`try_health`](Self::try_health) that must succeed.
@@ -509,7 +543,7 @@ impl WebProcess {
 
     /// The child's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// Path of the file holding its stdout and stderr.
@@ -519,16 +553,12 @@ impl WebProcess {
 
     /// Everything it has logged so far.
     pub fn log_text(&self) -> String {
-        std::fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        read_text(&self.log)
     }
 
     /// The last `n` lines of its log.
     pub fn log_tail(&self, n: usize) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        log_tail(&self.log, n)
     }
 
     /// Panics if the log shows a panic (of any thread or task).
@@ -545,27 +575,12 @@ impl WebProcess {
 
     /// Whether the child is still running.
     pub fn is_running(&mut self) -> bool {
-        if self.exited.is_some() {
-            return false;
-        }
-        match self.child.try_wait().expect("try_wait") {
-            Some(status) => {
-                self.exited = Some(status);
-                false
-            }
-            None => true,
-        }
+        self.proc.is_running()
     }
 
     /// `kill -9` (std's `Child::kill` sends SIGKILL) and reap.
     pub fn kill9(&mut self) -> ExitStatus {
-        if let Some(status) = self.exited {
-            return status;
-        }
-        let _ = self.child.kill();
-        let status = self.child.wait().expect("wait for the killed web server");
-        self.exited = Some(status);
-        status
+        self.proc.kill9()
     }
 
     /// `kill -STOP`: the process freezes (its sockets stay open).
@@ -581,11 +596,8 @@ impl WebProcess {
 
 impl Drop for WebProcess {
     fn drop(&mut self) {
-        if self.exited.is_none() {
-            // SIGKILL also ends a stopped process.
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        // SIGKILL also ends a stopped process.
+        self.proc.kill_quietly();
         if std::thread::panicking() {
             eprintln!(
                 "--- sticky web {} log {} (last 60 lines) ---\n{}\n--- end of log ---",
@@ -611,16 +623,8 @@ impl Heartbeat {
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
         let thread = std::thread::spawn(move || {
-            let auth = format!("Bearer {token}");
             while !st.load(Ordering::Relaxed) {
-                let _ = http_request_timeout(
-                    addr,
-                    "GET",
-                    "/.sticky/health",
-                    &[("Authorization", &auth)],
-                    None,
-                    Duration::from_secs(1),
-                );
+                let _ = try_health(addr, &token, Duration::from_secs(1));
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
@@ -640,13 +644,20 @@ impl Drop for Heartbeat {
     }
 }
 
-/// Sends `SIG<sig>` to `pid` with `kill(1)`; panics if it fails.
-pub fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{sig} {pid} failed: {status}");
+/// `GET /.sticky/health` on `addr` with the admin token `token` (which
+/// renews the lease): the JSON report if it answered 200 within `timeout`.
+fn try_health(addr: SocketAddr, token: &str, timeout: Duration) -> Option<Value> {
+    let auth = format!("Bearer {token}");
+    let r = http_request_timeout(
+        addr,
+        "GET",
+        "/.sticky/health",
+        &[("Authorization", &auth)],
+        None,
+        timeout,
+    )
+    .ok()?;
+    (r.status == 200).then(|| serde_json::from_slice(&r.body).ok())?
 }
 
 // ---------------------------------------------------------------------------
@@ -714,16 +725,46 @@ impl HttpResponse {
     /// new value, `Some(None)` for a removal (`Max-Age=0` or empty value),
     /// `None` if it does not set it.
     pub fn set_cookie(&self, name: &str) -> Option<Option<String>> {
-        self.headers_all("set-cookie").find_map(|line| {
-            let mut parts = line.split(';');
-            let (k, v) = parts.next()?.trim().split_once('=')?;
-            if k != name {
-                return None;
-            }
-            let removed = v.is_empty() || parts.any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
-            Some((!removed).then(|| v.to_owned()))
-        })
+        self.cookies_set()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
+
+    /// Every cookie the response sets, in order, as in
+    /// [`set_cookie`](Self::set_cookie): `(name, Some(value))` for a new
+    /// value, `(name, None)` for a removal.
+    pub fn cookies_set(&self) -> Vec<(String, Option<String>)> {
+        self.headers_all("set-cookie")
+            .filter_map(|line| {
+                let mut parts = line.split(';');
+                let (k, v) = parts.next()?.trim().split_once('=')?;
+                let removed =
+                    v.is_empty() || parts.any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+                Some((k.to_owned(), (!removed).then(|| v.to_owned())))
+            })
+            .collect()
+    }
+}
+
+/// `method path` on `addr` (see [`http_request`]) with `Cookie: cookie`
+/// unless `cookie` is empty, and `json` as the body if given.
+fn request_with_cookie(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    json: Option<&Value>,
+) -> io::Result<HttpResponse> {
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if !cookie.is_empty() {
+        headers.push(("Cookie", cookie));
+    }
+    let body = json.map(|j| serde_json::to_vec(j).unwrap());
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    http_request(addr, method, path, &headers, body.as_deref())
 }
 
 /// [`http_request_timeout`] with [`HTTP_TIMEOUT`].
@@ -919,16 +960,9 @@ impl Browser {
         let cookie = self
             .cookie
             .as_ref()
-            .map(|c| format!("{}={c}", self.cookie_name));
-        let mut headers: Vec<(&str, &str)> = Vec::new();
-        if let Some(c) = &cookie {
-            headers.push(("Cookie", c));
-        }
-        let body = json.map(|j| serde_json::to_vec(j).unwrap());
-        if body.is_some() {
-            headers.push(("Content-Type", "application/json"));
-        }
-        let r = http_request(addr, method, path, &headers, body.as_deref())
+            .map(|c| format!("{}={c}", self.cookie_name))
+            .unwrap_or_default();
+        let r = request_with_cookie(addr, method, path, &cookie, json)
             .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"));
         match r.set_cookie(&self.cookie_name) {
             Some(Some(v)) => self.cookie = Some(v),
@@ -1277,12 +1311,130 @@ pub fn copies_by_store(
 ) -> HashMap<String, Vec<Option<StoredCopy>>> {
     let per_store: Vec<HashMap<String, StoredCopy>> =
         addrs.iter().map(|a| store_sessions(*a, ids)).collect();
+    copies_by_id(&per_store, ids)
+}
+
+/// For each of `ids`, its copies by store index (`None` where a store has
+/// none), from what each store holds (`per_store`, by id).
+pub fn copies_by_id(
+    per_store: &[HashMap<String, StoredCopy>],
+    ids: &[String],
+) -> HashMap<String, Vec<Option<StoredCopy>>> {
     ids.iter()
         .map(|id| {
             let copies = per_store.iter().map(|m| m.get(id).cloned()).collect();
             (id.clone(), copies)
         })
         .collect()
+}
+
+/// Each session's last acknowledged `(value, stamp)`, by id.
+pub type Acked = HashMap<String, (u64, Stamp)>;
+
+/// What servers hold of sessions, by id: the copies by server index
+/// (`None` where a server has none), as [`copies_by_store`] reads them from
+/// `sticky store`s (and `redis_support::redis_copies_by_store` from Redis).
+pub type CopiesById = HashMap<String, Vec<Option<StoredCopy>>>;
+
+/// `n` new sessions on `web`, the i-th incremented `1 + i % 3` times:
+/// the browsers and each session's last acknowledged (value, stamp).
+pub fn create_sessions(web: SocketAddr, n: usize) -> (Vec<Browser>, Acked) {
+    let mut browsers = Vec::new();
+    let mut acked = HashMap::new();
+    for i in 0..n {
+        let mut b = Browser::new();
+        let mut last = None;
+        for v in 1..=1 + i as u64 % 3 {
+            let a = b.increment(web);
+            assert_eq!(a.value, v, "{a:?}");
+            last = Some(a);
+        }
+        let last = last.unwrap();
+        acked.insert(b.id(), (last.value, last.stamp));
+        browsers.push(b);
+    }
+    (browsers, acked)
+}
+
+/// For each session, the indexes of the servers (among `addrs`, read with
+/// `read`) holding a live copy with exactly the acknowledged stamp and
+/// value.
+pub fn holders(
+    addrs: &[SocketAddr],
+    acked: &Acked,
+    read: impl Fn(&[SocketAddr], &[String]) -> CopiesById,
+) -> HashMap<String, Vec<usize>> {
+    let ids: Vec<String> = acked.keys().cloned().collect();
+    let copies = read(addrs, &ids);
+    ids.iter()
+        .map(|id| {
+            let (value, stamp) = acked[id];
+            let on = copies[id]
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let c = c.as_ref()?;
+                    (c.live && c.stamp == stamp && c.counter() == value).then_some(i)
+                })
+                .collect();
+            (id.clone(), on)
+        })
+        .collect()
+}
+
+/// No server (among `addrs`, read with `read`) holds a copy newer than the
+/// acknowledged one (nothing was written behind the client's back), nor a
+/// tombstone.
+pub fn assert_no_newer_copy(
+    addrs: &[SocketAddr],
+    acked: &Acked,
+    read: impl Fn(&[SocketAddr], &[String]) -> CopiesById,
+) {
+    let ids: Vec<String> = acked.keys().cloned().collect();
+    for (id, copies) in read(addrs, &ids) {
+        for c in copies.iter().flatten() {
+            assert!(
+                c.live && c.stamp <= acked[&id].1,
+                "unexpected copy of {id}: {c:?}"
+            );
+        }
+    }
+}
+
+/// The scenario of a late write by the old host, the same on `sticky
+/// store`s and on Redis (`addrs`, whose copies `read` reads), R=2: a
+/// session made on `ws1` moves to `ws2`; ws1, which still caches it (no
+/// lease runs out, so it is not fenced), must lose its write visibly
+/// (409), the servers keep ws2's value on both replicas, and ws1 then
+/// serves the stored copy.
+pub fn old_hosts_late_write_is_refused(
+    ws1: SocketAddr,
+    ws2: SocketAddr,
+    addrs: &[SocketAddr],
+    read: impl Fn(&[SocketAddr], &[String]) -> CopiesById,
+) {
+    let mut b = Browser::new();
+    for i in 1..=3 {
+        assert_eq!(b.increment(ws1).value, i);
+    }
+    let id = b.id();
+    let a = b.increment(ws2);
+    assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
+    let moved = a.stamp;
+
+    let r = b.post(ws1, "/api/counter", None);
+    assert_eq!(r.status, 409, "the old host's write is refused: {r:?}");
+    assert!(r.text().contains("moved"), "a clear error: {r:?}");
+
+    let copies = &read(addrs, std::slice::from_ref(&id))[&id];
+    let live: Vec<_> = copies.iter().flatten().collect();
+    assert_eq!(live.len(), 2, "{copies:?}");
+    for copy in live {
+        assert_eq!((copy.stamp, copy.counter()), (moved, 4), "{copies:?}");
+    }
+    // ws1 dropped its copy: it now serves the stored one.
+    let a = b.counter(ws1);
+    assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1320,26 +1472,12 @@ impl CookieJar {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("; ");
-        let mut headers: Vec<(&str, &str)> = Vec::new();
-        if !cookie.is_empty() {
-            headers.push(("Cookie", &cookie));
-        }
-        let body = json.map(|j| serde_json::to_vec(j).unwrap());
-        if body.is_some() {
-            headers.push(("Content-Type", "application/json"));
-        }
-        let r = http_request(addr, method, path, &headers, body.as_deref())?;
-        for line in r.headers_all("set-cookie") {
-            let mut parts = line.split(';');
-            let Some((k, v)) = parts.next().and_then(|p| p.trim().split_once('=')) else {
-                continue;
+        let r = request_with_cookie(addr, method, path, &cookie, json)?;
+        for (k, v) in r.cookies_set() {
+            match v {
+                Some(v) => self.cookies.insert(k, v),
+                None => self.cookies.remove(&k),
             };
-            let removed = v.is_empty() || parts.any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
-            if removed {
-                self.cookies.remove(k);
-            } else {
-                self.cookies.insert(k.to_owned(), v.to_owned());
-            }
         }
         Ok(r)
     }
@@ -1395,7 +1533,7 @@ const UP_PORT_ATTEMPTS: usize = 8;
 /// private to the test). Dropping it stops the cluster with SIGINT, and
 /// kills with SIGKILL whatever is left after [`UP_STOP_DEADLINE`].
 pub struct UpProcess {
-    child: Child,
+    proc: ChildProcess,
     /// The shop's port; the admin listener is `port + 1`, the
     /// supervisor's control API `port + 2`.
     pub port: u16,
@@ -1407,7 +1545,6 @@ pub struct UpProcess {
     stderr: PathBuf,
     /// How long `sticky up` took to print its table.
     pub started_in: Duration,
-    exited: Option<ExitStatus>,
 }
 
 impl UpProcess {
@@ -1445,15 +1582,9 @@ impl UpProcess {
         std::fs::create_dir_all(&home).expect("create the test's HOME");
         let stdout = dir.join("up.stdout");
         let stderr = dir.join("up.stderr");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("STICKY_") {
-                cmd.env_remove(key);
-            }
-        }
+        let mut cmd = sticky_command();
         cmd.env_remove("XDG_RUNTIME_DIR")
             .env("HOME", &home)
-            .env("NO_COLOR", "1")
             .args(["up", "--port", &port.to_string(), "--dir"])
             .arg(&dir)
             .args(extra_args)
@@ -1461,38 +1592,35 @@ impl UpProcess {
             .stdout(File::create(&stdout).expect("create up.stdout"))
             .stderr(File::create(&stderr).expect("create up.stderr"));
         let started = Instant::now();
-        let child = cmd.spawn().expect("spawn sticky up");
+        let proc = ChildProcess::spawn(&mut cmd, "sticky up");
         UpProcess {
-            child,
+            proc,
             port,
             dir,
             home,
             stdout,
             stderr,
             started_in: started.elapsed(),
-            exited: None,
         }
     }
 
     /// Waits for the ready line; `Err(output)` if `sticky up` exits first.
     fn wait_ready(&mut self) -> Result<(), String> {
         let start = Instant::now();
-        loop {
-            if self.stdout_text().contains(UP_READY_LINE) {
+        let stdout = self.stdout.clone();
+        let ready = || read_text(&stdout).contains(UP_READY_LINE).then_some(());
+        match self.proc.wait_for(UP_DEADLINE, POLL, ready) {
+            Ok(()) => {
                 self.started_in += start.elapsed();
-                return Ok(());
+                Ok(())
             }
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.exited = Some(status);
-                return Err(format!("exited with {status}\n{}", self.output()));
+            Err(NotReady::Exited(status)) => {
+                Err(format!("exited with {status}\n{}", self.output()))
             }
-            if start.elapsed() > UP_DEADLINE {
-                panic!(
-                    "sticky up did not print its table within {UP_DEADLINE:?}:\n{}",
-                    self.output()
-                );
-            }
-            std::thread::sleep(POLL);
+            Err(NotReady::TimedOut) => panic!(
+                "sticky up did not print its table within {UP_DEADLINE:?}:\n{}",
+                self.output()
+            ),
         }
     }
 
@@ -1513,17 +1641,17 @@ impl UpProcess {
 
     /// The `sticky up` process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// What `sticky up` printed on standard output so far.
     pub fn stdout_text(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+        read_text(&self.stdout)
     }
 
     /// What `sticky up` printed on standard error so far.
     pub fn stderr_text(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        read_text(&self.stderr)
     }
 
     fn output(&self) -> String {
@@ -1572,15 +1700,9 @@ impl UpProcess {
 
     /// Runs `sticky ARGS...` with this cluster's `HOME`; its output.
     pub fn sticky(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("STICKY_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env_remove("XDG_RUNTIME_DIR")
+        sticky_command()
+            .env_remove("XDG_RUNTIME_DIR")
             .env("HOME", &self.home)
-            .env("NO_COLOR", "1")
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -1690,39 +1812,22 @@ impl UpProcess {
 
     /// Whether `sticky up` still runs.
     pub fn is_running(&mut self) -> bool {
-        if self.exited.is_some() {
-            return false;
-        }
-        match self.child.try_wait().expect("try_wait") {
-            Some(status) => {
-                self.exited = Some(status);
-                false
-            }
-            None => true,
-        }
+        self.proc.is_running()
     }
 
     /// Sends SIGINT (what Ctrl-C sends) and waits for `sticky up` to exit;
     /// panics if it has not within [`UP_STOP_DEADLINE`].
     pub fn interrupt(&mut self) -> ExitStatus {
-        if let Some(status) = self.exited {
+        if let Some(status) = self.proc.try_exited() {
             return status;
         }
         signal(self.pid(), "INT");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.exited = Some(status);
-                return status;
-            }
-            if start.elapsed() > UP_STOP_DEADLINE {
-                panic!(
-                    "sticky up still runs {UP_STOP_DEADLINE:?} after SIGINT:\n{}",
-                    self.output()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+        self.proc.wait_exit(UP_STOP_DEADLINE).unwrap_or_else(|| {
+            panic!(
+                "sticky up still runs {UP_STOP_DEADLINE:?} after SIGINT:\n{}",
+                self.output()
+            )
+        })
     }
 }
 
@@ -1741,18 +1846,12 @@ pub fn pid_alive(pid: u32) -> bool {
 impl Drop for UpProcess {
     fn drop(&mut self) {
         let pids = self.state_pids();
-        if self.exited.is_none() {
+        if self.proc.is_running() {
             let _ = Command::new("kill")
                 .args(["-INT", &self.pid().to_string()])
                 .status();
-            let start = Instant::now();
-            while self.child.try_wait().ok().flatten().is_none() {
-                if start.elapsed() > UP_STOP_DEADLINE {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break;
-                }
-                std::thread::sleep(POLL);
+            if self.proc.wait_exit(UP_STOP_DEADLINE).is_none() {
+                self.proc.kill_quietly();
             }
         }
         // Whatever is left (sticky up killed, or a child it lost) goes too.
@@ -1778,12 +1877,10 @@ impl Drop for UpProcess {
                 .flatten()
                 .flatten()
             {
-                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
                 eprintln!(
                     "--- {} (last 30 lines) ---\n{}",
                     entry.path().display(),
-                    lines[lines.len().saturating_sub(30)..].join("\n")
+                    log_tail(&entry.path(), 30)
                 );
             }
         } else {

@@ -27,29 +27,23 @@
 pub mod backend;
 pub mod http;
 
-use std::fs::File;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{temp_path, wait_until, DEADLINE, POLL, STARTUP_DEADLINE};
+use crate::support::{
+    log_tail, log_to, log_to_path, read_text, signal, sticky_command, temp_path, wait_until,
+    ChildProcess, NotReady, DEADLINE, POLL, STARTUP_DEADLINE,
+};
 use http::{HttpClient, Response};
 
 /// The cluster secret of every test cluster.
 pub const SECRET: &str = "director-tests-cluster-secret-0123456789";
 /// The name of the test that becomes a backend.
 pub const BACKEND_TEST: &str = "director_test_backend";
-
-fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
 
 /// Options of a backend process.
 #[derive(Debug, Clone, Default)]
@@ -65,7 +59,7 @@ pub struct BackendProcess {
     pub name: String,
     port: u16,
     options: BackendOptions,
-    child: Option<Child>,
+    proc: Option<ChildProcess>,
     log: PathBuf,
 }
 
@@ -79,7 +73,7 @@ impl BackendProcess {
             name: name.to_owned(),
             port: 0,
             options,
-            child: None,
+            proc: None,
             log: temp_path(&format!("director-backend-{name}"), "log"),
         };
         b.spawn();
@@ -87,8 +81,6 @@ impl BackendProcess {
     }
 
     fn spawn(&mut self) {
-        let out = File::create(&self.log).expect("create the backend log");
-        let err = out.try_clone().expect("clone the log handle");
         let exe = std::env::current_exe().expect("current_exe");
         let mut cmd = Command::new(exe);
         cmd.args([BACKEND_TEST, "--exact", "--nocapture", "--test-threads=1"])
@@ -96,43 +88,37 @@ impl BackendProcess {
             .env(backend::ENV_PORT, self.port.to_string())
             .env(backend::ENV_SECRET, SECRET)
             .env_remove(backend::ENV_EPOCH)
-            .env_remove(backend::ENV_STORE)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+            .env_remove(backend::ENV_STORE);
         if let Some(e) = self.options.epoch {
             cmd.env(backend::ENV_EPOCH, e.to_string());
         }
         if let Some(dir) = &self.options.store {
             cmd.env(backend::ENV_STORE, dir);
         }
-        self.child = Some(cmd.spawn().expect("spawn the backend process"));
-        let start = Instant::now();
-        let port = loop {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if let Some(p) = text
+        log_to_path(&mut cmd, &self.log);
+        let proc = self
+            .proc
+            .insert(ChildProcess::spawn(&mut cmd, "the backend process"));
+        let log = &self.log;
+        let listening = || {
+            read_text(log)
                 .lines()
                 .find_map(|l| l.split_once(backend::LISTENING).map(|(_, p)| p))
                 .and_then(|p| p.trim().parse::<u16>().ok())
-            {
-                break p;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "backend {} exited with {status}:\n{}",
-                    self.name,
-                    log_tail(&self.log, 40)
-                );
-            }
-            assert!(
-                start.elapsed() < STARTUP_DEADLINE,
+        };
+        self.port = match proc.wait_for(STARTUP_DEADLINE, POLL, listening) {
+            Ok(port) => port,
+            Err(NotReady::Exited(status)) => panic!(
+                "backend {} exited with {status}:\n{}",
+                self.name,
+                log_tail(&self.log, 40)
+            ),
+            Err(NotReady::TimedOut) => panic!(
                 "backend {} did not start listening:\n{}",
                 self.name,
                 log_tail(&self.log, 40)
-            );
-            std::thread::sleep(POLL);
+            ),
         };
-        self.port = port;
         let name = self.name.clone();
         wait_until(STARTUP_DEADLINE, &format!("backend {name} answers"), || {
             self.try_stats()
@@ -187,9 +173,8 @@ impl BackendProcess {
 
     /// SIGKILL, and reap.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut p) = self.proc.take() {
+            p.kill_quietly();
         }
     }
 
@@ -237,7 +222,7 @@ pub fn cluster_file(webs: &[(&BackendProcess, bool)], director_extra: &str) -> S
 
 /// A running `sticky director`. Killed when dropped.
 pub struct DirectorProcess {
-    child: Option<Child>,
+    proc: ChildProcess,
     log: PathBuf,
     pub config: PathBuf,
     /// The public listener.
@@ -263,15 +248,7 @@ impl DirectorProcess {
     pub fn start_with_args(cluster: &str, args: &[&str]) -> Self {
         let config = temp_path("director-cluster", "toml");
         std::fs::write(&config, cluster).expect("write the cluster file");
-        let log = temp_path("director", "log");
-        let out = File::create(&log).expect("create the director log");
-        let err = out.try_clone().expect("clone the log handle");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("STICKY_") {
-                cmd.env_remove(key);
-            }
-        }
+        let mut cmd = sticky_command();
         cmd.args([
             "--log",
             "info,sticky_director=debug",
@@ -279,16 +256,11 @@ impl DirectorProcess {
             "--config",
         ])
         .arg(&config)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-        let mut child = cmd.spawn().expect("spawn sticky director");
-        let start = Instant::now();
-        let (public, admin) = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let found = text
+        .args(args);
+        let log = log_to(&mut cmd, "director");
+        let mut proc = ChildProcess::spawn(&mut cmd, "sticky director");
+        let listening = || {
+            read_text(&log)
                 .lines()
                 .find(|l| l.contains("director listening"))
                 .and_then(|l| {
@@ -298,25 +270,21 @@ impl DirectorProcess {
                             .and_then(|v| v.parse().ok())
                     };
                     Some((field("public=")?, field("admin=")?))
-                });
-            if let Some(found) = found {
-                break found;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "sticky director exited with {status}:\n{}",
-                    log_tail(&log, 40)
-                );
-            }
-            assert!(
-                start.elapsed() < STARTUP_DEADLINE,
+                })
+        };
+        let (public, admin) = match proc.wait_for(STARTUP_DEADLINE, POLL, listening) {
+            Ok(found) => found,
+            Err(NotReady::Exited(status)) => panic!(
+                "sticky director exited with {status}:\n{}",
+                log_tail(&log, 40)
+            ),
+            Err(NotReady::TimedOut) => panic!(
                 "sticky director did not start listening:\n{}",
                 log_tail(&log, 40)
-            );
-            std::thread::sleep(POLL);
+            ),
         };
         Self {
-            child: Some(child),
+            proc,
             log,
             config,
             public,
@@ -388,47 +356,29 @@ impl DirectorProcess {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.proc.pid()
     }
 
     /// Sends a signal by name (`HUP`, `TERM`...).
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
+        signal(self.pid(), sig);
     }
 
     /// Waits for the process to exit; its exit status.
     pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < deadline,
-                "director still running:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(POLL);
-        }
+        self.proc
+            .wait_exit(deadline)
+            .unwrap_or_else(|| panic!("director still running:\n{}", self.log_text()))
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        read_text(&self.log)
     }
 }
 
 impl Drop for DirectorProcess {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.proc.kill_quietly();
         if std::thread::panicking() {
             eprintln!(
                 "--- director log {} ---\n{}\n--- end ---",

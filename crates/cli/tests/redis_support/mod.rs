@@ -28,11 +28,17 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cluster_support::{ClusterConfig, Stamp, StoredCopy, WebProcess};
-use crate::support::{free_port, require_program_from, temp_path, POLL, STARTUP_DEADLINE};
+use crate::cluster_support::{
+    copies_by_id, start_webs, web_named, web_named_mut, ClusterConfig, Stamp, StoredCopy,
+    WebProcess,
+};
+use crate::support::{
+    free_port, read_text, require_program_from, tail, temp_path, ChildProcess, NotReady, POLL,
+    STARTUP_DEADLINE,
+};
 
 /// How many free ports [`RedisProcess::start`] tries.
 const PORT_ATTEMPTS: usize = 5;
@@ -47,11 +53,10 @@ pub fn have_redis(with_cli: bool) -> bool {
 
 /// A running `redis-server`. Killed (SIGKILL) when dropped.
 pub struct RedisProcess {
-    child: Child,
+    proc: ChildProcess,
     port: u16,
     dir: PathBuf,
     log: PathBuf,
-    exited: Option<ExitStatus>,
 }
 
 impl RedisProcess {
@@ -89,8 +94,8 @@ impl RedisProcess {
         let dir = temp_path("redis-server", "dir");
         std::fs::create_dir_all(&dir).expect("create the redis-server directory");
         let log = dir.join("redis.log");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&dir)
@@ -99,55 +104,39 @@ impl RedisProcess {
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
+            .stderr(Stdio::null());
         RedisProcess {
-            child,
+            proc: ChildProcess::spawn(&mut cmd, "redis-server"),
             port,
             dir,
             log,
-            exited: None,
         }
     }
 
     /// Waits until the server answers `PING` and `INFO` names our child's
     /// pid. `Err(log)` if it exits first.
     fn wait_ready(&mut self) -> Result<(), String> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.exited = Some(status);
-                return Err(format!("exited with {status}\n{}", self.log_text()));
+        let (port, pid) = (self.port, self.pid());
+        let ready = || {
+            let mut c = try_conn(port).ok()?;
+            let info: String = redis::cmd("INFO").arg("server").query(&mut c).ok()?;
+            info.contains(&format!("process_id:{pid}\r")).then_some(())
+        };
+        match self.proc.wait_for(STARTUP_DEADLINE, POLL, ready) {
+            Ok(()) => Ok(()),
+            Err(NotReady::Exited(status)) => {
+                Err(format!("exited with {status}\n{}", self.log_text()))
             }
-            let ours = self.try_conn().ok().and_then(|mut c| {
-                let info: String = redis::cmd("INFO").arg("server").query(&mut c).ok()?;
-                Some(info.contains(&format!("process_id:{}\r", self.pid())))
-            });
-            if ours == Some(true) {
-                return Ok(());
-            }
-            assert!(
-                start.elapsed() < STARTUP_DEADLINE,
+            Err(NotReady::TimedOut) => panic!(
                 "redis-server did not answer within {STARTUP_DEADLINE:?}:\n{}",
                 self.log_text()
-            );
-            std::thread::sleep(POLL);
+            ),
         }
-    }
-
-    fn try_conn(&self) -> redis::RedisResult<redis::Connection> {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))?;
-        let conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
-        conn.set_read_timeout(Some(Duration::from_secs(20)))?;
-        conn.set_write_timeout(Some(Duration::from_secs(20)))?;
-        Ok(conn)
     }
 
     /// A plain synchronous connection (no password).
     pub fn conn(&self) -> redis::Connection {
-        self.try_conn()
-            .unwrap_or_else(|e| panic!("connect to redis-server {}: {e}", self.port))
+        try_conn(self.port).unwrap_or_else(|e| panic!("connect to redis-server {}: {e}", self.port))
     }
 
     /// `127.0.0.1:PORT`.
@@ -167,7 +156,7 @@ impl RedisProcess {
 
     /// The child's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// Its own directory (`--dir`).
@@ -177,31 +166,33 @@ impl RedisProcess {
 
     /// The log so far.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        read_text(&self.log)
     }
 
     /// `kill -9`, and waits for the exit.
     pub fn kill9(&mut self) -> ExitStatus {
-        if let Some(s) = self.exited {
-            return s;
-        }
-        let _ = self.child.kill();
-        let s = self.child.wait().expect("wait for redis-server");
-        self.exited = Some(s);
-        s
+        self.proc.kill9()
     }
+}
+
+/// A synchronous connection (no password) to the `redis-server` on `port`,
+/// with 20 s socket timeouts.
+fn try_conn(port: u16) -> redis::RedisResult<redis::Connection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+    let conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+    conn.set_read_timeout(Some(Duration::from_secs(20)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(20)))?;
+    Ok(conn)
 }
 
 impl Drop for RedisProcess {
     fn drop(&mut self) {
-        self.kill9();
+        self.proc.kill_quietly();
         if std::thread::panicking() {
-            let text = self.log_text();
-            let lines: Vec<&str> = text.lines().collect();
             eprintln!(
                 "--- redis-server :{} log (last 30 lines) ---\n{}\n--- end of log ---",
                 self.port,
-                lines[lines.len().saturating_sub(30)..].join("\n")
+                tail(&self.log_text(), 30)
             );
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -269,12 +260,7 @@ pub fn redis_copies_by_store(
                 .collect()
         })
         .collect();
-    ids.iter()
-        .map(|id| {
-            let copies = per_server.iter().map(|m| m.get(id).cloned()).collect();
-            (id.clone(), copies)
-        })
-        .collect()
+    copies_by_id(&per_server, ids)
 }
 
 /// Redis servers, a cluster file whose stores `s1`, `s2`... are them
@@ -304,12 +290,8 @@ impl RedisCluster {
             config = config.store_url(&format!("s{}", i + 1), &r.url());
         }
         let config = configure(config).write();
-        let webs = webs
-            .iter()
-            .map(|n| WebProcess::start(config.path(), n))
-            .collect();
         RedisCluster {
-            webs,
+            webs: start_webs(&config, webs),
             redis,
             config,
         }
@@ -317,18 +299,12 @@ impl RedisCluster {
 
     /// The web server called `name`.
     pub fn web(&self, name: &str) -> &WebProcess {
-        self.webs
-            .iter()
-            .find(|w| w.name() == name)
-            .unwrap_or_else(|| panic!("no web server {name:?}"))
+        web_named(&self.webs, name)
     }
 
     /// The web server called `name`, mutably (to kill it).
     pub fn web_mut(&mut self, name: &str) -> &mut WebProcess {
-        self.webs
-            .iter_mut()
-            .find(|w| w.name() == name)
-            .unwrap_or_else(|| panic!("no web server {name:?}"))
+        web_named_mut(&mut self.webs, name)
     }
 
     /// The Redis servers' addresses, `s1` first.

@@ -1,8 +1,19 @@
 //! Shared support for the integration tests that drive the real `sticky`
 //! binary over real TCP sockets.
 //!
-//! Use it from a test file with `mod support;`. What it offers:
+//! Use it from a test file with `mod support;`. It is the base the other
+//! support modules (`cluster_support`, `redis_support`, `director_support`)
+//! build on, so every test file declares it. What it offers:
 //!
+//! - [`ChildProcess`]: a child process reaped once, killed on drop, with
+//!   [`ChildProcess::wait_for`] (readiness against a deadline, noticing an
+//!   early exit) and [`ChildProcess::wait_exit`]; [`signal`] sends any
+//!   signal with `kill(1)`.
+//! - [`sticky_command`]: the built `sticky` binary, with no `STICKY_*`
+//!   variable of the environment; [`log_to`] sends a child's output to a
+//!   log file, [`read_text`] and [`log_tail`] read it back.
+//! - [`free_port`], [`temp_path`]: a free loopback port, a unique file
+//!   path under cargo's temporary directory.
 //! - [`StoreProcess`]: a `sticky store` child process on a free loopback
 //!   port, started and waited for (it answers `PING`), killed on drop, its
 //!   output kept in a log file whose path (and tail) is printed when the test
@@ -68,15 +79,7 @@ pub fn wait_until(deadline: Duration, what: &str, mut f: impl FnMut() -> bool) {
 /// test can return early; but when the `CI` variable is set, panics instead:
 /// in CI these tests must run.
 pub fn require_program(name: &str) -> bool {
-    if find_program(name).is_some() {
-        return true;
-    }
-    let msg = format!("SKIPPED: {name} is not installed (apt-get install redis-tools)");
-    if std::env::var_os("CI").is_some() {
-        panic!("{msg}; CI is set, so this test must run");
-    }
-    eprintln!("\n{}\n{msg}\n{}\n", "=".repeat(72), "=".repeat(72));
-    false
+    require_program_from(name, "redis-tools")
 }
 
 /// [`require_program`] for a program that Debian's package `package`
@@ -125,13 +128,194 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
+/// A command running the `sticky` binary built for these tests, with
+/// `NO_COLOR=1` and without any `STICKY_*` variable of the environment (none
+/// may change the settings a test gives).
+pub fn sticky_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("STICKY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// Sends `cmd`'s stdout and stderr to a new log file under cargo's
+/// temporary directory (named after `prefix`), and its stdin from
+/// `/dev/null`; returns the log's path.
+pub fn log_to(cmd: &mut Command, prefix: &str) -> PathBuf {
+    let log = temp_path(prefix, "log");
+    log_to_path(cmd, &log);
+    log
+}
+
+/// [`log_to`] the file at `log` (created, or emptied).
+pub fn log_to_path(cmd: &mut Command, log: &Path) {
+    let out = File::create(log).expect("create a log file");
+    let err = out.try_clone().expect("clone the log file handle");
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+}
+
+/// The text of the file at `path` (lossy UTF-8; empty if unreadable).
+pub fn read_text(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The last `n` lines of the file at `path` (e.g. a child's log).
+pub fn log_tail(path: &Path, n: usize) -> String {
+    tail(&read_text(path), n)
+}
+
+/// Sends `SIG<sig>` to `pid` with `kill(1)`; panics if it fails.
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid} failed: {status}");
+}
+
+/// Why [`ChildProcess::wait_for`] gave up.
+#[derive(Debug, Clone, Copy)]
+pub enum NotReady {
+    /// The child exited first.
+    Exited(ExitStatus),
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// A child process that remembers its exit status once reaped. Killed
+/// (SIGKILL) and reaped when dropped, unless it has exited.
+pub struct ChildProcess {
+    child: Child,
+    exited: Option<ExitStatus>,
+}
+
+impl ChildProcess {
+    /// Spawns `cmd`; panics (naming `what`) if it cannot.
+    pub fn spawn(cmd: &mut Command, what: &str) -> ChildProcess {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        ChildProcess {
+            child,
+            exited: None,
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its exit status if it has exited (reaping it), without waiting.
+    pub fn try_exited(&mut self) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().expect("try_wait");
+        }
+        self.exited
+    }
+
+    /// Whether the child is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.try_exited().is_none()
+    }
+
+    /// Kills it with SIGKILL (std's `Child::kill` sends it on unix; no
+    /// chance to clean up, and it also ends a stopped process) and reaps it.
+    pub fn kill9(&mut self) -> ExitStatus {
+        if let Some(status) = self.exited {
+            return status;
+        }
+        let _ = self.child.kill();
+        let status = self.child.wait().expect("wait for the killed child");
+        self.exited = Some(status);
+        status
+    }
+
+    /// [`kill9`](Self::kill9) that never panics (for `Drop`).
+    pub fn kill_quietly(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            self.exited = self.child.wait().ok();
+        }
+    }
+
+    /// Waits up to `deadline` for it to exit: its status, or `None` if it
+    /// still runs.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.try_exited() {
+                return Some(status);
+            }
+            if start.elapsed() >= deadline {
+                return None;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Polls `ready` every `every` until it gives a value; gives up when
+    /// the child exits first or `deadline` passes.
+    pub fn wait_for<T>(
+        &mut self,
+        deadline: Duration,
+        every: Duration,
+        mut ready: impl FnMut() -> Option<T>,
+    ) -> Result<T, NotReady> {
+        let start = Instant::now();
+        loop {
+            if let Some(value) = ready() {
+                return Ok(value);
+            }
+            if let Some(status) = self.try_exited() {
+                return Err(NotReady::Exited(status));
+            }
+            if start.elapsed() > deadline {
+                return Err(NotReady::TimedOut);
+            }
+            std::thread::sleep(every);
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        self.kill_quietly();
+    }
+}
+
 /// A running `sticky store` child process. Killed (SIGKILL) when dropped.
 pub struct StoreProcess {
-    child: Child,
+    proc: ChildProcess,
     addr: SocketAddr,
     log: PathBuf,
     password: Option<String>,
-    exited: Option<ExitStatus>,
+}
+
+/// The password a store started with `extra_args` wants: that of
+/// `--requirepass PASS`, or the first line of `--requirepass-file FILE`.
+fn password_of(extra_args: &[&str]) -> Option<String> {
+    let flag = |name: &str| {
+        extra_args
+            .windows(2)
+            .find(|w| w[0] == name)
+            .map(|w| w[1].to_owned())
+    };
+    flag("--requirepass").or_else(|| {
+        let file = flag("--requirepass-file")?;
+        let text = std::fs::read_to_string(file).ok()?;
+        text.lines().next().map(str::to_owned)
+    })
 }
 
 impl StoreProcess {
@@ -148,21 +332,10 @@ impl StoreProcess {
     /// connection alone. Panics (showing the log) if the store exits or
     /// is not ready within [`STARTUP_DEADLINE`].
     pub fn start(extra_args: &[&str]) -> StoreProcess {
-        let flag = |name: &str| {
-            extra_args
-                .windows(2)
-                .find(|w| w[0] == name)
-                .map(|w| w[1].to_owned())
-        };
-        let password = flag("--requirepass").or_else(|| {
-            let file = flag("--requirepass-file")?;
-            let text = std::fs::read_to_string(file).ok()?;
-            text.lines().next().map(str::to_owned)
-        });
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            let mut store = Self::spawn(port, extra_args, password.clone());
+            let mut store = Self::spawn(port, extra_args);
             match store.wait_ready() {
                 Ok(()) => return store,
                 Err(log) => {
@@ -187,14 +360,7 @@ impl StoreProcess {
     /// Panics (showing the log) if it cannot bind the port, exits, or is not
     /// ready within [`STARTUP_DEADLINE`].
     pub fn start_on_port(port: u16, extra_args: &[&str]) -> StoreProcess {
-        let flag = |name: &str| {
-            extra_args
-                .windows(2)
-                .find(|w| w[0] == name)
-                .map(|w| w[1].to_owned())
-        };
-        let password = flag("--requirepass");
-        let mut store = Self::spawn(port, extra_args, password);
+        let mut store = Self::spawn(port, extra_args);
         if let Err(log) = store.wait_ready() {
             panic!(
                 "sticky store on port {port} {extra_args:?} did not start; log {}:\n{log}",
@@ -204,18 +370,9 @@ impl StoreProcess {
         store
     }
 
-    fn spawn(port: u16, extra_args: &[&str], password: Option<String>) -> StoreProcess {
-        let log = temp_path("sticky-store", "log");
-        let out = File::create(&log).expect("create the store's log file");
-        let err = out.try_clone().expect("clone the log file handle");
+    fn spawn(port: u16, extra_args: &[&str]) -> StoreProcess {
         let listen = format!("127.0.0.1:{port}");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky"));
-        // No STICKY_* variable of the environment may change the settings.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("STICKY_") {
-                cmd.env_remove(key);
-            }
-        }
+        let mut cmd = sticky_command();
         cmd.args([
             "--log",
             "info,sticky_store=debug",
@@ -223,18 +380,13 @@ impl StoreProcess {
             "--listen",
             &listen,
         ])
-        .args(extra_args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-        let child = cmd.spawn().expect("spawn the sticky binary");
+        .args(extra_args);
+        let log = log_to(&mut cmd, "sticky-store");
         StoreProcess {
-            child,
+            proc: ChildProcess::spawn(&mut cmd, "the sticky binary"),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             log,
-            password,
-            exited: None,
+            password: password_of(extra_args),
         }
     }
 
@@ -242,45 +394,19 @@ impl StoreProcess {
     /// `INFO` (so that we are not talking to another test's store that took
     /// the port). `Err(log)` if the child exits first.
     fn wait_ready(&mut self) -> Result<(), String> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.exited = Some(status);
-                return Err(format!("exited with {status}\n{}", self.log_text()));
+        let (addr, password, pid) = (self.addr, self.password.clone(), self.pid());
+        let ready = || probe(addr, password.as_deref(), pid).then_some(());
+        match self.proc.wait_for(STARTUP_DEADLINE, POLL, ready) {
+            Ok(()) => Ok(()),
+            Err(NotReady::Exited(status)) => {
+                Err(format!("exited with {status}\n{}", self.log_text()))
             }
-            if self.probe() {
-                return Ok(());
-            }
-            if start.elapsed() > STARTUP_DEADLINE {
-                panic!(
-                    "sticky store did not answer PING within {STARTUP_DEADLINE:?}; log {}:\n{}",
-                    self.log.display(),
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(POLL);
+            Err(NotReady::TimedOut) => panic!(
+                "sticky store did not answer PING within {STARTUP_DEADLINE:?}; log {}:\n{}",
+                self.log.display(),
+                self.log_text()
+            ),
         }
-    }
-
-    fn probe(&self) -> bool {
-        let Ok(stream) = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)) else {
-            return false;
-        };
-        let Ok(mut conn) = RespConn::from_stream(stream) else {
-            return false;
-        };
-        if let Some(pass) = &self.password {
-            if conn.cmd(&[b"AUTH", pass.as_bytes()]).ok() != Some(Resp::ok()) {
-                return false;
-            }
-        }
-        let pong = conn.cmd(&[b"PING"]).ok() == Some(Resp::simple("PONG"));
-        let ours = conn
-            .cmd(&[b"INFO", b"server"])
-            .ok()
-            .and_then(|r| r.info_field("process_id"))
-            .is_some_and(|pid| pid == self.pid().to_string());
-        pong && ours
     }
 
     /// `127.0.0.1:PORT`.
@@ -295,7 +421,7 @@ impl StoreProcess {
 
     /// The child's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// The password given with `--requirepass`, if any.
@@ -310,9 +436,7 @@ impl StoreProcess {
 
     /// Everything the store has logged so far.
     pub fn log_text(&self) -> String {
-        std::fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        read_text(&self.log)
     }
 
     /// A new plain TCP connection to the store, with [`IO_TIMEOUT`]s.
@@ -349,83 +473,64 @@ impl StoreProcess {
 
     /// Whether the child is still running.
     pub fn is_running(&mut self) -> bool {
-        if self.exited.is_some() {
-            return false;
-        }
-        match self.child.try_wait().expect("try_wait") {
-            Some(status) => {
-                self.exited = Some(status);
-                false
-            }
-            None => true,
-        }
+        self.proc.is_running()
     }
 
     /// Kills the store with SIGKILL (no chance to clean up) and reaps it.
     pub fn kill9(&mut self) -> ExitStatus {
-        if let Some(status) = self.exited {
-            return status;
-        }
-        // std's Child::kill sends SIGKILL on unix.
-        let _ = self.child.kill();
-        let status = self.child.wait().expect("wait for the killed store");
-        self.exited = Some(status);
-        status
+        self.proc.kill9()
     }
 
     /// Sends SIGTERM (graceful shutdown); does not wait.
     pub fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill -TERM");
-        assert!(
-            status.success(),
-            "kill -TERM {} failed: {status}",
-            self.pid()
-        );
+        signal(self.pid(), "TERM");
     }
 
     /// Waits for the child to exit; panics (showing the log) if it has not
     /// within `deadline`.
     pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.exited {
-                return status;
-            }
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.exited = Some(status);
-                return status;
-            }
-            if start.elapsed() >= deadline {
-                panic!(
-                    "sticky store (pid {}) still running {deadline:?} later; log {}:\n{}",
-                    self.pid(),
-                    self.log.display(),
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(POLL);
+        self.proc.wait_exit(deadline).unwrap_or_else(|| {
+            panic!(
+                "sticky store (pid {}) still running {deadline:?} later; log {}:\n{}",
+                self.pid(),
+                self.log.display(),
+                self.log_text()
+            )
+        })
+    }
+}
+
+/// Whether the store at `addr` answers `PING` (after `AUTH` with
+/// `password`, if any) and reports `pid` as its process id in `INFO`.
+fn probe(addr: SocketAddr, password: Option<&str>, pid: u32) -> bool {
+    let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let Ok(mut conn) = RespConn::from_stream(stream) else {
+        return false;
+    };
+    if let Some(pass) = password {
+        if conn.cmd(&[b"AUTH", pass.as_bytes()]).ok() != Some(Resp::ok()) {
+            return false;
         }
     }
+    let pong = conn.cmd(&[b"PING"]).ok() == Some(Resp::simple("PONG"));
+    let ours = conn
+        .cmd(&[b"INFO", b"server"])
+        .ok()
+        .and_then(|r| r.info_field("process_id"))
+        .is_some_and(|p| p == pid.to_string());
+    pong && ours
 }
 
 impl Drop for StoreProcess {
     fn drop(&mut self) {
-        if self.exited.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.proc.kill_quietly();
         if std::thread::panicking() {
-            let text = self.log_text();
-            let tail: String = {
-                let lines: Vec<&str> = text.lines().collect();
-                lines[lines.len().saturating_sub(40)..].join("\n")
-            };
             eprintln!(
-                "--- sticky store log {} (last 40 lines) ---\n{tail}\n--- end of log ---",
-                self.log.display()
+                "--- sticky store log {} (last 40 lines) ---\n{}\n--- end of log ---",
+                self.log.display(),
+                log_tail(&self.log, 40)
             );
         } else {
             let _ = std::fs::remove_file(&self.log);
