@@ -279,15 +279,26 @@ fn browser_keeps_its_cart_when_its_server_is_killed_and_dashboard_renders() {
                 && page.contains("down")
                 && page.contains("restart");
             // The stores' keys column shows the cart's copies (the stores
-            // are looked at every second).
-            let mut keys = 0;
-            for cell in c
-                .find_all(Locator::Css("#stores tr td:nth-child(4)"))
+            // are looked at every second). Read in one script: the page
+            // rebuilds the table every second, so cells found one call
+            // earlier may be gone (a stale element) by the next.
+            let cells = c
+                .execute(
+                    "return Array.from(document.querySelectorAll('#stores tr td:nth-child(4)'))\
+                     .map(td => td.textContent);",
+                    vec![],
+                )
                 .await
-                .unwrap()
-            {
-                keys += cell.text().await.unwrap().parse::<u64>().unwrap_or(0);
-            }
+                .unwrap();
+            let keys: u64 = cells
+                .as_array()
+                .map(|cells| {
+                    cells
+                        .iter()
+                        .filter_map(|v| v.as_str()?.trim().parse::<u64>().ok())
+                        .sum()
+                })
+                .unwrap_or(0);
             if rendered && keys > 0 {
                 break;
             }
