@@ -223,6 +223,15 @@ mod tests {
         pool.idle.lock().unwrap().len()
     }
 
+    /// Waits up to 10 s for `cond` to hold of the idle connections.
+    async fn until_idle(pool: &Pool, what: &str, cond: impl Fn(&[Idle]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond(&pool.idle.lock().unwrap()) {
+            assert!(Instant::now() < deadline, "{what}: not within 10 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[tokio::test]
     async fn takes_the_most_recently_returned_connection() {
         let pool = pool(server().await);
@@ -234,20 +243,10 @@ mod tests {
         }
         assert_eq!(idle_count(&pool).await, 3);
         // Every connection's task has run (a new one is not ready yet).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pool
-            .idle
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|i| i.conn.sender.is_ready())
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the connections never became ready"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_idle(&pool, "every connection ready", |idle| {
+            idle.iter().all(|i| i.conn.sender.is_ready())
+        })
+        .await;
         let taken = pool.get().await.unwrap();
         assert_eq!(taken.task.id(), ids[2]);
         assert_eq!(idle_count(&pool).await, 2);
@@ -289,14 +288,10 @@ mod tests {
         // The most recent one closes while idle (its task ends).
         let last = pool.idle.lock().unwrap()[1].conn.task.clone();
         last.abort();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pool.idle.lock().unwrap()[1].conn.sender.is_closed() {
-            assert!(
-                Instant::now() < deadline,
-                "the aborted connection never closed"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_idle(&pool, "the aborted connection closed", |idle| {
+            idle[1].conn.sender.is_closed()
+        })
+        .await;
         let taken = pool.get().await.unwrap();
         assert_eq!(taken.task.id(), ids[0]);
         assert_eq!(idle_count(&pool).await, 0);
