@@ -16,6 +16,7 @@ mod cluster_support;
 mod support;
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -53,7 +54,10 @@ impl Driver {
         for _ in 0..5 {
             let port = free_port();
             let mut cmd = Command::new("chromedriver");
-            cmd.arg(format!("--port={port}"));
+            // Its own process group, so that dropping the driver also ends
+            // the Chromium it started (which a killed chromedriver would
+            // leave running, e.g. after a failed assertion).
+            cmd.arg(format!("--port={port}")).process_group(0);
             let log = log_to(&mut cmd, "chromedriver");
             let mut d = Driver {
                 proc: ChildProcess::spawn(&mut cmd, "chromedriver"),
@@ -97,6 +101,10 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The whole group: chromedriver and every browser process under it.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.proc.pid())])
+            .status();
         self.proc.kill_quietly();
         if std::thread::panicking() {
             eprintln!("--- chromedriver log ---\n{}", self.log_text());
