@@ -223,6 +223,18 @@ mod tests {
         pool.idle.lock().unwrap().len()
     }
 
+    /// Opens `n` connections and gives them back to the pool, in order;
+    /// their task ids.
+    async fn open_and_return(pool: &Pool, n: usize) -> Vec<tokio::task::Id> {
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let conn = pool.connect().await.unwrap();
+            ids.push(conn.task.id());
+            pool.put(conn);
+        }
+        ids
+    }
+
     /// Waits up to 10 s for `cond` to hold of the idle connections.
     async fn until_idle(pool: &Pool, what: &str, cond: impl Fn(&[Idle]) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -235,12 +247,7 @@ mod tests {
     #[tokio::test]
     async fn takes_the_most_recently_returned_connection() {
         let pool = pool(server().await);
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let conn = pool.connect().await.unwrap();
-            ids.push(conn.task.id());
-            pool.put(conn);
-        }
+        let ids = open_and_return(&pool, 3).await;
         assert_eq!(idle_count(&pool).await, 3);
         // Every connection's task has run (a new one is not ready yet).
         until_idle(&pool, "every connection ready", |idle| {
@@ -259,12 +266,7 @@ mod tests {
             eprintln!("SKIPPED: the monotonic clock is younger than {MAX_IDLE_AGE:?}");
             return;
         };
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let conn = pool.connect().await.unwrap();
-            ids.push(conn.task.id());
-            pool.put(conn);
-        }
+        let ids = open_and_return(&pool, 3).await;
         // The first two came back long ago, the third just now.
         {
             let mut idle = pool.idle.lock().unwrap();
@@ -279,12 +281,7 @@ mod tests {
     #[tokio::test]
     async fn closed_idle_connections_are_skipped() {
         let pool = pool(server().await);
-        let mut ids = Vec::new();
-        for _ in 0..2 {
-            let conn = pool.connect().await.unwrap();
-            ids.push(conn.task.id());
-            pool.put(conn);
-        }
+        let ids = open_and_return(&pool, 2).await;
         // The most recent one closes while idle (its task ends).
         let last = pool.idle.lock().unwrap()[1].conn.task.clone();
         last.abort();
