@@ -298,6 +298,16 @@ def med(proxy, t, col):
     return statistics.median(float(r[col]) for r in rows if r[0] == proxy and r[1] == t)
 def runs(proxy, t):
     return ", ".join(f"{float(r[2]):.0f}" for r in rows if r[0] == proxy and r[1] == t)
+def pair_ratios(t, col):
+    # The k-th director run and the k-th HAProxy run of a thread count ran
+    # back to back in one round: their ratio is less moved by the machine's
+    # slow and fast stretches than the ratio of the medians.
+    d = [float(r[col]) for r in rows if r[0] == "director" and r[1] == t]
+    h = [float(r[col]) for r in rows if r[0] == "haproxy" and r[1] == t]
+    return [a / b for a, b in zip(d, h) if b > 0]
+def spread(t, col):
+    v = pair_ratios(t, col)
+    return f"{statistics.median(v):.2f}x ({min(v):.2f}-{max(v):.2f})"
 print("| threads | director req/s | HAProxy req/s | director/HAProxy | director p50 | HAProxy p50 | director p99 | HAProxy p99 | director CPU/req | HAProxy CPU/req |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for t in threads:
@@ -305,6 +315,13 @@ for t in threads:
     print(f"| {t} | {d:.0f} | {h:.0f} | {d / h:.2f}x | {med('director', t, 3):.2f} ms | {med('haproxy', t, 3):.2f} ms "
           f"| {med('director', t, 4):.2f} ms | {med('haproxy', t, 4):.2f} ms "
           f"| {med('director', t, 5):.1f} us | {med('haproxy', t, 5):.1f} us |")
+print()
+print("Ratios of the runs paired in a round, director/HAProxy, median (min-max): lower is better for p99 and CPU.")
+print()
+print("| threads | req/s | p99 | CPU/req |")
+print("|---|---|---|---|")
+for t in threads:
+    print(f"| {t} | {spread(t, 2)} | {spread(t, 4)} | {spread(t, 5)} |")
 direct = [r for r in rows if r[0] == "direct"][0]
 dr, d50 = float(direct[2]), float(direct[3])
 print()

@@ -11,7 +11,7 @@
 #   KEYSPACE=100000 random key range for SET/GET (-r)
 #   PIPELINE=16     the pipelined runs' depth (-P); unpipelined runs always run too
 #   TESTS=ping,set,get
-#   ROUNDS=1        repeat every run; the table shows the mean (order alternates)
+#   ROUNDS=5        pairs per test; the table shows medians (order alternates)
 #   KEYS=1000000    distinct keys loaded for the memory section (0 skips it)
 #   BENCH_THREADS=  redis-benchmark --threads (default: single-threaded)
 #   STICKY_ARGS=    extra arguments for `sticky store` (e.g. "--threads 1")
@@ -28,7 +28,7 @@ SIZE=${SIZE:-1024}
 KEYSPACE=${KEYSPACE:-100000}
 PIPELINE=${PIPELINE:-16}
 TESTS=${TESTS:-ping,set,get}
-ROUNDS=${ROUNDS:-1}
+ROUNDS=${ROUNDS:-5}
 KEYS=${KEYS:-1000000}
 BENCH_THREADS=${BENCH_THREADS:-}
 STICKY_ARGS=${STICKY_ARGS:-}
@@ -132,28 +132,24 @@ host_info() {
 }
 
 # ---------------------------------------------------------------- throughput
-declare -A sum runs
-tests_seen=()
-run_bench() { # server pipeline round
-    local server=$1 pipeline=$2 round=$3 port out test rps n
+# One redis-benchmark run per test, the two servers back to back in a pair
+# (which one goes first alternates), so both halves of a pair share the
+# machine's state. On a shared VM the rate of the same binary moves by up to
+# 2x over tens of seconds; the ratio of a pair moves far less. The table
+# shows the median rate of each server and the median (with the range) of
+# the per-pair ratios.
+run_bench() { # server pipeline round test
+    local server=$1 pipeline=$2 round=$3 test=$4 port out name rps
     port=$(port_of "$server")
-    log "$server: -P $pipeline (round $round)"
-    out=$(redis-benchmark -h 127.0.0.1 -p "$port" -t "$TESTS" -n "$N" -c "$CLIENTS" \
+    log "$server: -t $test -P $pipeline (round $round)"
+    out=$(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$N" -c "$CLIENTS" \
         -d "$SIZE" -r "$KEYSPACE" -P "$pipeline" ${BENCH_THREADS:+--threads "$BENCH_THREADS"} \
         --csv 2>"$work/bench.err") || { cat "$work/bench.err" >&2; exit 1; }
-    while IFS=, read -r test rps _; do
-        test=${test//\"/}
+    while IFS=, read -r name rps _; do
+        name=${name//\"/}
         rps=${rps//\"/}
-        [[ $test == test || -z $test ]] && continue
-        printf '%s,%s,%s,%s,%s\n' "$server" "$pipeline" "$round" "$test" "$rps" >>"$rawcsv"
-        if [[ -z ${runs[$test,$pipeline,$server]:-} ]]; then
-            runs[$test,$pipeline,$server]=0
-            sum[$test,$pipeline,$server]=0
-            [[ " ${tests_seen[*]:-} " == *" $test "* ]] || tests_seen+=("$test")
-        fi
-        n=${runs[$test,$pipeline,$server]}
-        runs[$test,$pipeline,$server]=$((n + 1))
-        sum[$test,$pipeline,$server]=$(awk -v a="${sum[$test,$pipeline,$server]}" -v b="$rps" 'BEGIN { print a + b }')
+        [[ $name == test || -z $name ]] && continue
+        printf '%s,%s,%s,%s,%s\n' "$server" "$pipeline" "$round" "$name" "$rps" >>"$rawcsv"
     done <<<"$out"
 }
 
@@ -166,15 +162,18 @@ run_bench() { # server pipeline round
 
 echo "server,pipeline,round,test,rps" >"$rawcsv"
 start_servers
+IFS=, read -r -a test_list <<<"$TESTS"
 slot=0
 for round in $(seq 1 "$ROUNDS"); do
     for pipeline in 1 "$PIPELINE"; do
-        # Alternate which server goes first, so neither always runs on a
-        # warmer (or busier) machine.
-        if ((slot % 2 == 0)); then order=(sticky redis); else order=(redis sticky); fi
-        slot=$((slot + 1))
-        for server in "${order[@]}"; do
-            run_bench "$server" "$pipeline" "$round"
+        for test in "${test_list[@]}"; do
+            # Alternate which server goes first, so neither always runs on a
+            # warmer (or busier) machine.
+            if ((slot % 2 == 0)); then order=(sticky redis); else order=(redis sticky); fi
+            slot=$((slot + 1))
+            for server in "${order[@]}"; do
+                run_bench "$server" "$pipeline" "$round" "$test"
+            done
         done
     done
 done
@@ -182,19 +181,27 @@ done
 {
     echo "## Throughput (requests per second)"
     echo
-    echo "| test | pipeline | sticky rps | redis rps | sticky/redis |"
-    echo "|---|---:|---:|---:|---:|"
-    for pipeline in 1 "$PIPELINE"; do
-        for test in "${tests_seen[@]}"; do
-            awk -v t="$test" -v p="$pipeline" \
-                -v s="${sum[$test,$pipeline,sticky]:-0}" -v sn="${runs[$test,$pipeline,sticky]:-0}" \
-                -v r="${sum[$test,$pipeline,redis]:-0}" -v rn="${runs[$test,$pipeline,redis]:-0}" \
-                'BEGIN {
-                    sm = sn ? s / sn : 0; rm = rn ? r / rn : 0
-                    printf "| %s | %s | %.0f | %.0f | %s |\n", t, p, sm, rm, rm ? sprintf("%.2f", sm / rm) : "n/a"
-                }'
-        done
-    done
+    python3 - "$rawcsv" <<'EOF'
+import csv, statistics, sys
+rate, order = {}, []
+for r in csv.DictReader(open(sys.argv[1])):
+    key = (r["test"], int(r["pipeline"]))
+    if key not in order:
+        order.append(key)
+    rate.setdefault(key, {}).setdefault(r["round"], {})[r["server"]] = float(r["rps"])
+order.sort(key=lambda k: k[1])
+print("| test | pipeline | sticky rps (median) | redis rps (median) | sticky/redis (median of pairs) | pair ratios min-max | pairs |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for key in order:
+    pairs = [v for v in rate[key].values() if "sticky" in v and "redis" in v and v["redis"] > 0]
+    if not pairs:
+        continue
+    ratios = [p["sticky"] / p["redis"] for p in pairs]
+    s = statistics.median(p["sticky"] for p in pairs)
+    r = statistics.median(p["redis"] for p in pairs)
+    print(f"| {key[0]} | {key[1]} | {s:.0f} | {r:.0f} | {statistics.median(ratios):.2f} "
+          f"| {min(ratios):.2f}-{max(ratios):.2f} | {len(pairs)} |")
+EOF
     echo
 } | tee -a "$report"
 stop_servers
