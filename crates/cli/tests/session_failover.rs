@@ -10,8 +10,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cluster_support::{copies_by_store, old_hosts_late_write_is_refused, Browser, Cluster, Stamp};
-use support::{wait_until, DEADLINE};
+use cluster_support::{
+    copies_by_store, old_hosts_late_write_is_refused, Browser, Cluster, ClusterConfig, Stamp,
+    StoredCopy, WebProcess,
+};
+use support::{free_port, wait_until, StoreProcess, DEADLINE};
 
 /// 5 increments on ws1, `kill -9` ws1, the same cookie on ws2 continues at 6.
 fn counter_continues_on_ws2_after_kill9(replicas: usize) {
@@ -301,4 +304,75 @@ fn a_store_holding_a_later_copy_of_our_own_is_not_a_move() {
     assert!(format!("{reply:?}").contains("OK"), "{reply:?}");
     let r = b.post(ws1, "/api/counter", None);
     assert_eq!(r.status, 409, "{r:?}");
+}
+
+/// Invariant 1 against a takeover that sees too few stores (found by
+/// chaos): ws2 can reach only the store that holds no copy of the session
+/// (R=2 of 3; the other two are, in its cluster file, at addresses where
+/// nothing listens, as they would be behind a partition). The highest copy
+/// it can see is none at all, which it must not take for "no session": it
+/// answers 503 and changes nothing. Once it reaches the stores, the same
+/// cookie continues where ws1 left off.
+#[test]
+fn a_takeover_that_reaches_too_few_stores_refuses_rather_than_lose_the_session() {
+    let stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(&[])).collect();
+    let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
+    let cfg = ClusterConfig::new(&addrs, &["ws1", "ws2"]).write();
+    let mut ws1 = WebProcess::start(cfg.path(), "ws1");
+    let mut b = Browser::new();
+    for i in 1..=3 {
+        assert_eq!(b.increment(ws1.addr()).value, i);
+    }
+    let id = b.id();
+    let copies = copies_by_store(&addrs, std::slice::from_ref(&id))[&id].clone();
+    let holders: Vec<usize> = (0..addrs.len()).filter(|&i| copies[i].is_some()).collect();
+    assert_eq!(holders.len(), 2, "R=2: {copies:?}");
+    assert!(ws1.kill9().code().is_none(), "ws1 was killed");
+
+    let mut partial = cfg.clone();
+    for &i in &holders {
+        let nowhere = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        partial = partial.store_addr(&format!("s{}", i + 1), nowhere);
+    }
+    let partial = partial.write();
+    let mut ws2 = WebProcess::start(partial.path(), "ws2");
+    for _ in 0..3 {
+        let r = b.get(ws2.addr(), "/api/counter");
+        assert_eq!(
+            r.status,
+            503,
+            "a takeover from 1 of 3 stores must be refused: {}",
+            r.text()
+        );
+    }
+    assert!(
+        ws2.log_text().contains("takeover refused"),
+        "ws2 says why:\n{}",
+        ws2.log_tail(20)
+    );
+    // Nothing was claimed or created anywhere.
+    let after = copies_by_store(&addrs, std::slice::from_ref(&id))[&id].clone();
+    let shape = |c: &[Option<StoredCopy>]| -> Vec<_> {
+        c.iter()
+            .map(|c| {
+                c.as_ref()
+                    .map(|c| (c.live, c.stamp, c.owner.clone(), c.payload.clone()))
+            })
+            .collect()
+    };
+    assert_eq!(
+        shape(&after),
+        shape(&copies),
+        "the stores' copies are untouched"
+    );
+
+    // ws2 again, now reaching every store: the session continues at 4.
+    assert!(ws2.kill9().code().is_none(), "ws2 was killed");
+    let ws2 = WebProcess::start(cfg.path(), "ws2");
+    let a = b.increment(ws2.addr());
+    assert_eq!(
+        (a.value, a.server.as_str(), a.source.as_str()),
+        (4, "ws2", "store"),
+        "{a:?}"
+    );
 }

@@ -2,6 +2,19 @@
 //! cache is read from the stores in parallel (highest stamp wins), claimed
 //! with a new generation by compare-and-set, repaired onto all of its
 //! replicas, and only then cached.
+//!
+//! A takeover reads only if it hears from a *read quorum*: at least
+//! `stores - R + 1` stores, so that every set of R stores a host may have
+//! written the newest version to includes one that answered. With fewer,
+//! the highest copy it could see may be an old one, and claiming it (a
+//! higher generation) would override the newest copy everywhere it lies:
+//! an acknowledged write lost although its host and both its replicas are
+//! alive. Found by chaos: a web server resumed after a pause, its requests
+//! to two stores had timed out meanwhile (its own pause, not theirs), and it
+//! took a session over from the third, which held a copy from before a
+//! store failure. A takeover that believes fewer than a quorum of stores
+//! up now first looks at the others again, and answers 503 (retry later)
+//! if it still cannot reach a quorum.
 
 use sticky_proto::client::{ClientError, StoredSession};
 
@@ -20,12 +33,18 @@ pub(crate) async fn load(
     id: &SessionId,
 ) -> Result<Option<SessionState>, SessionError> {
     let key = id.key();
+    let total = inner.stores.len();
+    let needed = read_quorum(total, inner.config.replicas);
     let mut last_err = String::from("no live store");
     for attempt in 0..ATTEMPTS {
         // Every live store is asked, not only the current replicas: after
-        // store failures a newer copy may sit on a former replica.
-        let live = inner.stores.live();
-        if live == 0 {
+        // store failures a newer copy may sit on a former replica. With
+        // fewer live stores than the quorum, those believed down are looked
+        // at again first: the belief may be stale (this process may just
+        // have been paused, its requests timing out for no fault of the
+        // stores'). With a quorum live, a store that is really down costs
+        // the takeover nothing.
+        if (inner.stores.live().count_ones() as usize) < needed {
             inner.stores.ping_all().await;
         }
         let gets = Stores::members(inner.stores.live()).map(|i| {
@@ -49,8 +68,19 @@ pub(crate) async fn load(
                 Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
             }
         }
-        if answered == 0 {
-            return Err(SessionError::Unavailable(last_err));
+        if answered < needed {
+            metrics::counter!("sticky_takeover_no_quorum_total").increment(1);
+            tracing::warn!(
+                session = ?id,
+                answered,
+                needed,
+                stores = total,
+                "takeover refused: too few stores answered to be sure of the newest copy"
+            );
+            return Err(SessionError::Unavailable(format!(
+                "{answered} of {total} stores answered; a takeover needs {needed} \
+                 (stores - replicas + 1) to be sure of the newest copy ({last_err})"
+            )));
         }
         let Some((holder, copy)) = best else {
             return Ok(None);
@@ -117,4 +147,34 @@ pub(crate) async fn load(
     Err(SessionError::Unavailable(format!(
         "could not claim the session after {ATTEMPTS} attempts ({last_err})"
     )))
+}
+
+/// The fewest stores a takeover must hear from: `stores - replicas + 1`,
+/// so that it meets every set of `replicas` stores a host may have written
+/// to (at least 1; all of them with R=1).
+pub(crate) fn read_quorum(stores: usize, replicas: usize) -> usize {
+    stores - replicas.clamp(1, stores.max(1)) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_quorum;
+
+    #[test]
+    fn a_read_quorum_meets_every_replica_set() {
+        assert_eq!(read_quorum(3, 2), 2);
+        assert_eq!(read_quorum(3, 1), 3);
+        assert_eq!(read_quorum(3, 3), 1);
+        assert_eq!(read_quorum(2, 2), 1);
+        assert_eq!(read_quorum(1, 1), 1);
+        assert_eq!(read_quorum(5, 2), 4);
+        // R above the number of stores: every store holds a copy.
+        assert_eq!(read_quorum(2, 3), 1);
+        // Any `needed` stores and any `replicas` stores of `total` share one.
+        for total in 1..=8usize {
+            for r in 1..=total {
+                assert!(read_quorum(total, r) + r > total, "{total} stores, R={r}");
+            }
+        }
+    }
 }

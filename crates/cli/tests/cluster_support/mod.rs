@@ -203,6 +203,17 @@ impl ClusterConfig {
         self
     }
 
+    /// Store `name` (`s1`...) is at `addr` in this file: e.g. an address
+    /// where nothing listens, for a web server that cannot reach it.
+    pub fn store_addr(mut self, name: &str, addr: SocketAddr) -> Self {
+        for s in &mut self.stores {
+            if s.0 == name {
+                s.1 = addr;
+            }
+        }
+        self
+    }
+
     /// The TOML text.
     pub fn toml(&self) -> String {
         let mut t = format!(
