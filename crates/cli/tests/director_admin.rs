@@ -140,6 +140,31 @@ fn the_response_time_histogram_puts_a_slow_answer_in_its_bucket() {
         assert!(n >= last, "bucket {le} ({n}) below the one before ({last})");
         last = n;
     }
+    // The JSON API (the dashboard's p50/p99) shows the same histogram: the
+    // bounds in microseconds, cumulative counts ending with the total.
+    let times = &d.cluster()["director"]["response_times"];
+    let le_us: Vec<u64> = times["le_us"]
+        .as_array()
+        .expect("le_us")
+        .iter()
+        .map(|v| v.as_u64().expect("a bound"))
+        .collect();
+    let cumulative: Vec<u64> = times["cumulative"]
+        .as_array()
+        .expect("cumulative")
+        .iter()
+        .map(|v| v.as_u64().expect("a count"))
+        .collect();
+    assert_eq!(le_us.len(), 14, "{times}");
+    assert_eq!(le_us[8], 250_000, "{times}");
+    assert_eq!(cumulative.len(), le_us.len() + 1, "{times}");
+    assert!(cumulative.windows(2).all(|w| w[0] <= w[1]), "{times}");
+    // The admin request for /metrics is not proxied: still 6.
+    assert_eq!(cumulative[le_us.len()], 6, "{times}");
+    assert!(
+        cumulative[8] <= 5,
+        "the 300 ms answer at or under 250 ms: {times}"
+    );
 }
 
 #[test]

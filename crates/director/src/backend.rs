@@ -404,6 +404,10 @@ pub struct DirectorTotals {
     pub retries: u64,
     /// Servers up (routable).
     pub servers_up: usize,
+    /// How long the director took to answer (request head to response
+    /// head), since it started.
+    #[serde(default)]
+    pub response_times: crate::ResponseTimes,
 }
 
 /// What `GET /api/cluster` answers.

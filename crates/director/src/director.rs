@@ -225,6 +225,7 @@ impl Shared {
                 failovers: load(&s.failovers),
                 retries: load(&s.retries),
                 servers_up: self.table.load().servers_up,
+                response_times: s.response_time.snapshot(),
             },
             servers,
             stores: self.stores.status(),

@@ -2,7 +2,8 @@
 //! time from a client's request head to the response head the director
 //! sends back (the web server's time included, the body's streaming not),
 //! recorded with one atomic add per request and rendered as a Prometheus
-//! histogram.
+//! histogram and, in `/api/cluster`, as [`ResponseTimes`] (from which
+//! the dashboard shows the last second's p50 and p99).
 //!
 //! Fixed buckets rather than a recorder's histogram: the request path must
 //! not touch a registry (see `metrics.rs`), and fixed buckets add across
@@ -12,12 +13,34 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// Upper bounds of the buckets, in seconds (a `+Inf` bucket follows). From
 /// a cached session read on the same host (sub-millisecond) to a web
 /// server at the response timeout.
 pub(crate) const BOUNDS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// The same bounds in microseconds, for [`ResponseTimes`].
+const BOUNDS_US: [u64; BOUNDS.len()] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
+/// The response-time histogram as `GET /api/cluster` shows it: counts
+/// since the director started, cumulative like Prometheus buckets. Two
+/// snapshots a second apart give that second's distribution (the
+/// dashboard's p50 and p99).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseTimes {
+    /// Upper bounds of the buckets in microseconds; an unbounded bucket
+    /// follows the last.
+    pub le_us: Vec<u64>,
+    /// Responses that took at most each bound, then all responses
+    /// (`le_us.len() + 1` entries, never decreasing).
+    pub cumulative: Vec<u64>,
+}
 
 /// Response times recorded so far.
 #[derive(Debug, Default)]
@@ -39,27 +62,47 @@ impl Histogram {
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    /// Appends the histogram in the Prometheus text format. The buckets are
-    /// read one by one while requests go on, so `_count` is taken from the
-    /// same reads as the buckets (never below the `+Inf` bucket).
+    /// Cumulative counts, bucket by bucket. The buckets are read one by
+    /// one while requests go on, so the total is the sum of the same reads
+    /// (never below any bucket).
+    fn cumulative(&self) -> [u64; BOUNDS.len() + 1] {
+        let mut out = [0u64; BOUNDS.len() + 1];
+        let mut total = 0u64;
+        for (slot, count) in out.iter_mut().zip(&self.counts) {
+            total += count.load(Ordering::Relaxed);
+            *slot = total;
+        }
+        out
+    }
+
+    /// The counts so far, for `/api/cluster`.
+    pub(crate) fn snapshot(&self) -> ResponseTimes {
+        ResponseTimes {
+            le_us: BOUNDS_US.to_vec(),
+            cumulative: self.cumulative().to_vec(),
+        }
+    }
+
+    /// Appends the histogram in the Prometheus text format; `_count` is the
+    /// `+Inf` bucket.
     pub(crate) fn render(&self, name: &str, help: &str, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cumulative = 0u64;
-        for (i, count) in self.counts.iter().enumerate() {
-            cumulative += count.load(Ordering::Relaxed);
+        let cumulative = self.cumulative();
+        for (i, count) in cumulative.iter().enumerate() {
             match BOUNDS.get(i) {
                 Some(bound) => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
                 }
                 None => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
                 }
             }
         }
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {cumulative}");
+        let total = cumulative[BOUNDS.len()];
+        let _ = writeln!(out, "{name}_count {total}");
     }
 }
 
@@ -104,6 +147,28 @@ mod tests {
             .parse()
             .unwrap();
         assert!((sum - 60.0037).abs() < 1e-9, "{sum}");
+    }
+
+    #[test]
+    fn the_microsecond_bounds_are_the_bounds() {
+        for (us, s) in BOUNDS_US.iter().zip(BOUNDS) {
+            assert!((*us as f64 / 1e6 - s).abs() < 1e-12, "{us} us vs {s} s");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_cumulative_and_ends_with_the_total() {
+        let h = Histogram::default();
+        h.record(Duration::from_micros(200)); // le 500 us
+        h.record(Duration::from_millis(3)); // le 5000 us
+        h.record(Duration::from_millis(4)); // le 5000 us
+        h.record(Duration::from_secs(60)); // unbounded
+        let snap = h.snapshot();
+        assert_eq!(snap.le_us, BOUNDS_US.to_vec());
+        assert_eq!(snap.cumulative.len(), BOUNDS.len() + 1);
+        assert_eq!(&snap.cumulative[..5], &[1, 1, 1, 3, 3]);
+        assert_eq!(snap.cumulative[BOUNDS.len() - 1], 3);
+        assert_eq!(snap.cumulative[BOUNDS.len()], 4);
     }
 
     #[test]

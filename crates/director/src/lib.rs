@@ -73,4 +73,5 @@ pub use backend::{AdminState, ClusterStatus, DirectorTotals, Role, ServerState, 
 pub use config::{servers_of, DirectorConfig, HealthSettings, ServerSpec};
 pub use director::{Director, ReloadSummary, Reloader};
 pub use error::DirectorError;
+pub use latency::ResponseTimes;
 pub use stores::{StoreSpec, StoreState, StoreStatus};
