@@ -142,19 +142,9 @@ fn the_response_time_histogram_puts_a_slow_answer_in_its_bucket() {
     }
     // The JSON API (the dashboard's p50/p99) shows the same histogram: the
     // bounds in microseconds, cumulative counts ending with the total.
-    let times = &d.cluster()["director"]["response_times"];
-    let le_us: Vec<u64> = times["le_us"]
-        .as_array()
-        .expect("le_us")
-        .iter()
-        .map(|v| v.as_u64().expect("a bound"))
-        .collect();
-    let cumulative: Vec<u64> = times["cumulative"]
-        .as_array()
-        .expect("cumulative")
-        .iter()
-        .map(|v| v.as_u64().expect("a count"))
-        .collect();
+    let times = d.cluster()["director"]["response_times"].clone();
+    let sticky_director::ResponseTimes { le_us, cumulative } =
+        serde_json::from_value(times.clone()).expect("response_times");
     assert_eq!(le_us.len(), 14, "{times}");
     assert_eq!(le_us[8], 250_000, "{times}");
     assert_eq!(cumulative.len(), le_us.len() + 1, "{times}");

@@ -153,7 +153,7 @@ pub(crate) async fn load(
 /// so that it meets every set of `replicas` stores a host may have written
 /// to (at least 1; all of them with R=1).
 pub(crate) fn read_quorum(stores: usize, replicas: usize) -> usize {
-    stores - replicas.clamp(1, stores.max(1)) + 1
+    stores.saturating_sub(replicas.clamp(1, stores.max(1))) + 1
 }
 
 #[cfg(test)]
@@ -170,6 +170,8 @@ mod tests {
         assert_eq!(read_quorum(5, 2), 4);
         // R above the number of stores: every store holds a copy.
         assert_eq!(read_quorum(2, 3), 1);
+        // No store at all: a quorum of one that can never answer.
+        assert_eq!(read_quorum(0, 2), 1);
         // Any `needed` stores and any `replicas` stores of `total` share one.
         for total in 1..=8usize {
             for r in 1..=total {
