@@ -174,21 +174,6 @@ async fn wait_text(c: &Client, id: &str, what: &str, ok: impl Fn(&str) -> bool) 
     }
 }
 
-/// One request through the director (a new client, so the shop answers
-/// with its page); the answer is read to the end and not checked.
-fn poke(addr: SocketAddr) {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    );
-    let _ = s.read_to_end(&mut Vec::new());
-}
-
 /// The cart's items as the page lists them (each `<li>` is "item remove").
 async fn cart_items(c: &Client) -> Vec<String> {
     let mut items = Vec::new();
@@ -324,7 +309,7 @@ fn browser_keeps_its_cart_when_its_server_is_killed_and_dashboard_renders() {
                 .unwrap_or(0);
             // The p99 tile shows the last second's response times: one
             // request through the director each round keeps it filled.
-            poke(up.shop());
+            let _ = cluster_support::http_request(up.shop(), "GET", "/", &[], None);
             let p99 = c
                 .execute(
                     "const t = Array.from(document.querySelectorAll('#totals .tile'))\

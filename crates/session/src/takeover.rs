@@ -152,7 +152,7 @@ pub(crate) async fn load(
 /// The fewest stores a takeover must hear from: `stores - replicas + 1`,
 /// so that it meets every set of `replicas` stores a host may have written
 /// to (at least 1; all of them with R=1).
-pub(crate) fn read_quorum(stores: usize, replicas: usize) -> usize {
+fn read_quorum(stores: usize, replicas: usize) -> usize {
     stores.saturating_sub(replicas.clamp(1, stores.max(1))) + 1
 }
 
