@@ -10,7 +10,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use director_support::http::HttpClient;
-use director_support::{cluster_file, route_target, BackendProcess, DirectorProcess};
+use director_support::{cluster_file, metric, route_target, BackendProcess, DirectorProcess};
 use support::{wait_until, DEADLINE};
 
 /// Not a test of its own: the backend process the other tests start
@@ -93,15 +93,6 @@ fn api_dashboard_and_metrics_show_the_cluster() {
         .unwrap();
     assert_eq!(forged.status, 403, "a cross-site POST must be refused");
     assert_eq!(d.state("ws1"), "up");
-}
-
-/// The value of one metric line, e.g. `name{le="0.25"}`.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
-        .parse()
-        .unwrap()
 }
 
 #[test]

@@ -175,6 +175,9 @@ pub struct DirectorSection {
     pub max_connections: usize,
     /// Most idle keep-alive connections kept per web server. Default 256.
     pub max_idle_per_server: usize,
+    /// Forward plain HTTP/1.1 requests on the director's own fast path
+    /// instead of hyper (the rest always goes through hyper). Default true.
+    pub fast_path: bool,
     /// The control API of the `sticky up` supervisor that started this
     /// cluster (loopback): the dashboard then offers to kill, pause,
     /// resume and restart each process. Default: none. `sticky up` sets it.
@@ -199,6 +202,7 @@ impl Default for DirectorSection {
             max_header_size: ByteSize(32 << 10),
             max_connections: 10_000,
             max_idle_per_server: 256,
+            fast_path: true,
             supervisor: None,
         }
     }

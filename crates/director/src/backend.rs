@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::config::{DirectorConfig, ServerSpec};
-use crate::pool::Pool;
+use crate::pool::{Pool, RawPool};
 use crate::route_cookie::RouteSigner;
 
 /// What an operator decided for a server, independent of its health.
@@ -136,6 +136,8 @@ pub(crate) struct Backend {
     /// Connections for proxied requests, one pool per worker thread so a
     /// connection is only ever used by the event loop that drives it.
     pools: Box<[Pool]>,
+    /// The fast path's connections, likewise one pool per worker thread.
+    raw_pools: Box<[RawPool]>,
     /// The health checker's own connection, so checks never queue behind
     /// client traffic.
     pub(crate) health_pool: Pool,
@@ -188,6 +190,15 @@ impl Backend {
                     )
                 })
                 .collect(),
+            raw_pools: (0..config.threads.max(1))
+                .map(|_| {
+                    RawPool::new(
+                        spec.addr,
+                        config.connect_timeout,
+                        config.max_idle_per_server,
+                    )
+                })
+                .collect(),
             health_pool: Pool::new(spec.addr, config.health.timeout, 1),
             health: Mutex::new(Health::new()),
             wake: Notify::new(),
@@ -205,9 +216,17 @@ impl Backend {
         &self.pools[crate::listener::worker() % self.pools.len()]
     }
 
+    /// The fast path's pool of the calling worker thread.
+    pub(crate) fn raw_pool(&self) -> &RawPool {
+        &self.raw_pools[crate::listener::worker() % self.raw_pools.len()]
+    }
+
     /// Closes the idle connections of every worker (the server went down).
     pub(crate) fn clear_pools(&self) {
         for p in self.pools.iter() {
+            p.clear();
+        }
+        for p in self.raw_pools.iter() {
             p.clear();
         }
     }

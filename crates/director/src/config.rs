@@ -119,6 +119,8 @@ pub struct DirectorConfig {
     pub max_connections: usize,
     /// Most idle keep-alive connections kept per web server. Default 256.
     pub max_idle_per_server: usize,
+    /// Plain HTTP/1.1 requests take the fast path (no hyper). Default true.
+    pub fast_path: bool,
     /// Worker threads of [`Director::run`](crate::Director::run), each its
     /// own event loop. Default 1.
     pub threads: usize,
@@ -152,6 +154,7 @@ impl fmt::Debug for DirectorConfig {
             .field("max_header_size", &self.max_header_size)
             .field("max_connections", &self.max_connections)
             .field("max_idle_per_server", &self.max_idle_per_server)
+            .field("fast_path", &self.fast_path)
             .field("threads", &self.threads)
             .field("servers", &self.servers)
             .field("stores", &self.stores)
@@ -197,6 +200,7 @@ impl DirectorConfig {
             max_header_size: usize::try_from(d.max_header_size.0).unwrap_or(usize::MAX),
             max_connections: d.max_connections,
             max_idle_per_server: d.max_idle_per_server,
+            fast_path: d.fast_path,
             threads: 1,
             servers: Vec::new(),
             stores: Vec::new(),

@@ -42,6 +42,10 @@ pub(crate) struct Stats {
     pub(crate) upstream_send_failed: AtomicU64,
     pub(crate) upstream_timeouts: AtomicU64,
     pub(crate) tunnels: AtomicU64,
+    /// Requests served by the fast path (`fast_path.rs`).
+    pub(crate) fast_path_requests: AtomicU64,
+    /// Client connections the fast path handed to the general path.
+    pub(crate) handovers: AtomicU64,
     /// From a request's head to the response head sent back.
     pub(crate) response_time: crate::latency::Histogram,
 }

@@ -41,14 +41,28 @@ impl Activity {
 }
 
 /// Wraps a socket; every successful read or write touches the [`Activity`].
+/// Reads first return the bytes of an optional prefix: what the fast path
+/// had read before handing the connection over.
 pub(crate) struct ActivityIo<T> {
     inner: T,
     activity: Arc<Activity>,
+    prefix: Vec<u8>,
+    prefix_pos: usize,
 }
 
 impl<T> ActivityIo<T> {
     pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
-        Self { inner, activity }
+        Self::with_prefix(inner, activity, Vec::new())
+    }
+
+    /// Reads return `prefix` before anything from `inner`.
+    pub(crate) fn with_prefix(inner: T, activity: Arc<Activity>, prefix: Vec<u8>) -> Self {
+        Self {
+            inner,
+            activity,
+            prefix,
+            prefix_pos: 0,
+        }
     }
 }
 
@@ -58,6 +72,18 @@ impl<T: AsyncRead + Unpin> AsyncRead for ActivityIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.prefix_pos < self.prefix.len() {
+            let this = &mut *self;
+            let rest = &this.prefix[this.prefix_pos..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.prefix_pos += n;
+            if this.prefix_pos == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.prefix_pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {

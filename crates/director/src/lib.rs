@@ -54,9 +54,11 @@
 mod admin;
 mod backend;
 mod body;
+mod chunked;
 mod config;
 mod director;
 mod error;
+mod fast_path;
 mod health;
 mod io;
 mod latency;

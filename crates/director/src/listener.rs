@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::director::Shared;
 use crate::io::{Activity, ActivityIo};
-use crate::{admin, proxy};
+use crate::{admin, fast_path, proxy};
 
 /// Admin connections at once (it is an operator's listener).
 const MAX_ADMIN_CONNECTIONS: usize = 64;
@@ -341,8 +341,25 @@ async fn client_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let mut stream = stream;
+    let prefix = if shared.config.fast_path {
+        match fast_path::serve(&shared, &mut stream, peer, &mut stop).await {
+            fast_path::Outcome::Closed => {
+                connection_closed(&shared, &common);
+                drop(permit);
+                return;
+            }
+            fast_path::Outcome::HandOver(read) => read,
+        }
+    } else {
+        Vec::new()
+    };
     let activity = Activity::new();
-    let io = TokioIo::new(ActivityIo::new(stream, Arc::clone(&activity)));
+    let io = TokioIo::new(ActivityIo::with_prefix(
+        stream,
+        Arc::clone(&activity),
+        prefix,
+    ));
     let svc_shared = Arc::clone(&shared);
     let forwarded_for = proxy::forwarded_for(peer);
     let service = service_fn(move |req| {

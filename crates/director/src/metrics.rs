@@ -113,6 +113,26 @@ pub(crate) fn render(shared: &Shared) -> String {
         load(&s.reserved_rejected),
     );
     w.describe(
+        "sticky_director_fast_path_requests_total",
+        "Client requests forwarded by the fast path (plain HTTP/1.1, no hyper).",
+        true,
+    );
+    w.counter(
+        "sticky_director_fast_path_requests_total",
+        none,
+        load(&s.fast_path_requests),
+    );
+    w.describe(
+        "sticky_director_fast_path_handovers_total",
+        "Client connections the fast path handed to the general (hyper) path.",
+        true,
+    );
+    w.counter(
+        "sticky_director_fast_path_handovers_total",
+        none,
+        load(&s.handovers),
+    );
+    w.describe(
         "sticky_director_upstream_errors_total",
         "Failed attempts towards web servers, by kind.",
         true,

@@ -140,18 +140,7 @@ impl Pool {
 
     /// Opens a new connection.
     pub(crate) async fn connect(&self) -> Result<Conn, ConnectError> {
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr)).await {
-                Err(_) => return Err(ConnectError::Timeout(self.connect_timeout)),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    return Err(ConnectError::Refused)
-                }
-                Ok(Err(e)) => return Err(ConnectError::Io(e)),
-                Ok(Ok(s)) => s,
-            };
-        // Requests and responses are written whole by hyper: no need to
-        // wait for more data before sending.
-        let _ = stream.set_nodelay(true);
+        let stream = open(self.addr, self.connect_timeout).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -185,6 +174,109 @@ impl Pool {
         let drained: Vec<Idle> =
             std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
         drop(drained);
+    }
+}
+
+/// Keep-alive TCP connections to one web server for the fast path
+/// (`fast_path.rs`), which speaks HTTP/1.1 on them itself. Same rules as
+/// [`Pool`]: last in first out, at most `max_idle`, each for at most
+/// [`MAX_IDLE_AGE`], one pool per worker thread (a socket is driven by the
+/// event loop it was registered with).
+pub(crate) struct RawPool {
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
+}
+
+impl RawPool {
+    pub(crate) fn new(addr: SocketAddr, connect_timeout: Duration, max_idle: usize) -> Self {
+        Self {
+            addr,
+            connect_timeout,
+            max_idle,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A pooled connection that still looks open, else a new one; `true`
+    /// with a pooled one.
+    pub(crate) async fn get(&self) -> Result<(TcpStream, bool), ConnectError> {
+        if let Some(stream) = self.take() {
+            return Ok((stream, true));
+        }
+        Ok((self.connect().await?, false))
+    }
+
+    fn take(&self) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let fresh =
+            idle.partition_point(|(_, since)| now.saturating_duration_since(*since) > MAX_IDLE_AGE);
+        if fresh > 0 {
+            idle.drain(..fresh);
+        }
+        while let Some((stream, _)) = idle.pop() {
+            if looks_open(&stream) {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// Opens a new connection.
+    pub(crate) async fn connect(&self) -> Result<TcpStream, ConnectError> {
+        open(self.addr, self.connect_timeout).await
+    }
+
+    /// Gives back a connection whose exchange is complete, with nothing
+    /// left unread.
+    pub(crate) fn put(&self, stream: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.max_idle {
+            idle.push((stream, Instant::now()));
+        }
+    }
+
+    /// Closes every idle connection (the server was marked down).
+    pub(crate) fn clear(&self) {
+        let drained =
+            std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(drained);
+    }
+}
+
+/// A TCP connection to `addr`, refused, timed out or open.
+async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ConnectError::Timeout(timeout)),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(ConnectError::Refused)
+        }
+        Ok(Err(e)) => return Err(ConnectError::Io(e)),
+        Ok(Ok(s)) => s,
+    };
+    // Requests and responses are written whole: no need to wait for more
+    // data before sending.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Whether an idle keep-alive connection is still open: nothing (no bytes,
+/// no end of stream) may arrive on it between two exchanges. Costs no
+/// system call when the event loop has seen nothing on the socket, the
+/// usual case.
+fn looks_open(stream: &TcpStream) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        std::task::Poll::Pending => true,
+        std::task::Poll::Ready(Err(_)) => false,
+        // Readable: the end of the stream, stray bytes, or only a
+        // readiness left over from the last read. One look tells.
+        std::task::Poll::Ready(Ok(())) => {
+            let mut byte = [0u8; 1];
+            matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
     }
 }
 

@@ -53,7 +53,7 @@ static STICKY_FENCED: HeaderName = HeaderName::from_static(sticky_proto::control
 
 /// Retries after a failure other than a refused connection (which is
 /// always re-routed) or a connection found closed before use.
-const MAX_RETRIES: usize = 2;
+pub(crate) const MAX_RETRIES: usize = 2;
 
 /// Answers one client request.
 pub(crate) async fn handle(
@@ -72,7 +72,7 @@ pub(crate) async fn handle(
 
 /// The director's own answers.
 #[derive(Debug, Clone, Copy)]
-enum Answer {
+pub(crate) enum Answer {
     NotFound,
     ConnectNotAllowed,
     BadGateway,
@@ -82,7 +82,8 @@ enum Answer {
 }
 
 impl Answer {
-    fn response(self, shared: &Shared) -> Response<Body> {
+    /// Its status and text, counted as a gateway error if it is one.
+    pub(crate) fn counted(self, shared: &Shared) -> (StatusCode, &'static str) {
         let (status, text) = match self {
             Answer::NotFound => (StatusCode::NOT_FOUND, "404 Not Found\n"),
             Answer::ConnectNotAllowed => (
@@ -109,6 +110,11 @@ impl Answer {
         if status.is_server_error() {
             shared.stats.gateway_errors.fetch_add(1, Ordering::Relaxed);
         }
+        (status, text)
+    }
+
+    fn response(self, shared: &Shared) -> Response<Body> {
+        let (status, text) = self.counted(shared);
         text_response(status, text)
     }
 }
@@ -201,33 +207,13 @@ async fn proxy(
         fresh_connection = false;
         let mut conn = match connecting {
             Ok(conn) => conn,
-            Err(ConnectError::Refused) => {
-                stats.upstream_refused.fetch_add(1, Ordering::Relaxed);
-                backend.errors.fetch_add(1, Ordering::Relaxed);
-                mark_down_now(shared, &backend, "connection refused");
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                last_failure = Answer::Unavailable;
-                continue;
-            }
-            Err(e) => {
-                stats
-                    .upstream_connect_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                backend.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(server = %backend.name, error = %e, "cannot connect to web server");
-                // The request never reached the server: one more try is
-                // safe whatever the method.
-                last_failure = match e {
-                    ConnectError::Timeout(_) => Answer::ConnectTimeout,
-                    _ => Answer::BadGateway,
-                };
-                if retries < MAX_RETRIES {
-                    retries += 1;
-                    stats.retries.fetch_add(1, Ordering::Relaxed);
+            Err(e) => match connect_failed(shared, &backend, e, &mut retries) {
+                Ok(failure) => {
+                    last_failure = failure;
                     continue;
                 }
-                return last_failure.response(shared);
-            }
+                Err(failure) => return failure.response(shared),
+            },
         };
 
         // Kept for a resend: a bodiless request refused by a fenced server
@@ -267,25 +253,12 @@ async fn proxy(
                 // was on its way) like a refused connection: the client
                 // goes to the failover target. Either way only if the
                 // body is unspent.
-                backend.errors.fetch_add(1, Ordering::Relaxed);
                 let epoch = resp
                     .headers()
                     .get(&STICKY_FENCED)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok());
-                if backend.adopt_epoch(epoch) {
-                    tracing::info!(
-                        server = %backend.name,
-                        epoch,
-                        "web server fenced itself while up: routing to it with its new epoch"
-                    );
-                } else {
-                    mark_down_now(
-                        shared,
-                        &backend,
-                        "fenced: it refused a request routed for its old epoch",
-                    );
-                }
+                refused_as_fenced(shared, &backend, epoch);
                 if !bodiless {
                     return Answer::Unavailable.response(shared);
                 }
@@ -339,6 +312,66 @@ async fn proxy(
                 return Answer::ResponseTimeout.response(shared);
             }
         }
+    }
+}
+
+/// A web server answered `sticky-fenced` (with its new `epoch`): it
+/// fenced itself after the epoch the request carried, and refused the
+/// request untouched. If it is still routable (it fenced on its own: we
+/// moved none of its sessions), it is routed to with the new epoch;
+/// otherwise it is marked down, like a refused connection. The caller
+/// re-sends the request if it still can.
+pub(crate) fn refused_as_fenced(shared: &Shared, backend: &Arc<Backend>, epoch: Option<u64>) {
+    backend.errors.fetch_add(1, Ordering::Relaxed);
+    if backend.adopt_epoch(epoch) {
+        tracing::info!(
+            server = %backend.name,
+            epoch,
+            "web server fenced itself while up: routing to it with its new epoch"
+        );
+    } else {
+        mark_down_now(
+            shared,
+            backend,
+            "fenced: it refused a request routed for its old epoch",
+        );
+    }
+}
+
+/// Counts a failed connection attempt and decides what follows:
+/// `Ok(answer)` to try again (with `answer` for the client if the
+/// attempts run out), `Err(answer)` to give up with it. A refused
+/// connection marks the server down at once and is always re-routed;
+/// other failures get [`MAX_RETRIES`] more tries. Either way the request
+/// never reached the server, so this is safe whatever the method.
+pub(crate) fn connect_failed(
+    shared: &Arc<Shared>,
+    backend: &Arc<Backend>,
+    error: ConnectError,
+    retries: &mut usize,
+) -> Result<Answer, Answer> {
+    let stats = &shared.stats;
+    backend.errors.fetch_add(1, Ordering::Relaxed);
+    if matches!(error, ConnectError::Refused) {
+        stats.upstream_refused.fetch_add(1, Ordering::Relaxed);
+        mark_down_now(shared, backend, "connection refused");
+        stats.retries.fetch_add(1, Ordering::Relaxed);
+        return Ok(Answer::Unavailable);
+    }
+    stats
+        .upstream_connect_failed
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(server = %backend.name, %error, "cannot connect to web server");
+    let failure = match error {
+        ConnectError::Timeout(_) => Answer::ConnectTimeout,
+        _ => Answer::BadGateway,
+    };
+    if *retries < MAX_RETRIES {
+        *retries += 1;
+        stats.retries.fetch_add(1, Ordering::Relaxed);
+        Ok(failure)
+    } else {
+        Err(failure)
     }
 }
 
@@ -529,7 +562,7 @@ fn origin_form(uri: &Uri) -> Uri {
 }
 
 /// RFC 9110's idempotent methods.
-fn is_idempotent(m: &Method) -> bool {
+pub(crate) fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE

@@ -10,7 +10,7 @@
 //! This module also finds cookies in `Cookie` headers, without allocating.
 
 use hmac::{Hmac, Mac};
-use http::header::{HeaderMap, COOKIE};
+use http::header::{HeaderMap, HeaderValue, COOKIE};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -92,9 +92,22 @@ impl<'a> RequestCookies<'a> {
     /// Finds the first `route` and `session` cookies in the `Cookie`
     /// headers. Malformed pairs are skipped; values may be quoted.
     pub(crate) fn find(headers: &'a HeaderMap, route: &str, session: &str) -> Self {
+        Self::find_in(
+            headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes),
+            route,
+            session,
+        )
+    }
+
+    /// The same over the raw values of the `Cookie` headers.
+    pub(crate) fn find_in(
+        values: impl IntoIterator<Item = &'a [u8]>,
+        route: &str,
+        session: &str,
+    ) -> Self {
         let mut found = Self::default();
-        for header in headers.get_all(COOKIE) {
-            for pair in header.as_bytes().split(|&b| b == b';') {
+        for header in values {
+            for pair in header.split(|&b| b == b';') {
                 let pair = trim(pair);
                 let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                     continue;

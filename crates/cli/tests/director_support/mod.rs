@@ -205,6 +205,15 @@ impl Drop for BackendProcess {
 
 /// A cluster file for these backends: `(name, backend, standby)`.
 /// `director_extra` is appended to `[director]` (keys not set here).
+/// The value of one metric line, e.g. `name{le="0.25"}`.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
 pub fn cluster_file(webs: &[(&BackendProcess, bool)], director_extra: &str) -> String {
     let mut text = format!(
         "secret = \"{SECRET}\"\n\n[director]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\

@@ -1,0 +1,749 @@
+//! The fast path: plain HTTP/1.1 requests forwarded on raw sockets.
+//!
+//! Most requests a session-sticky site sees are small: a head with a route
+//! cookie, a short body with a `Content-Length` or none, and a response
+//! framed by `Content-Length` or chunks. For those, a client connection is
+//! served here, in its own task, without hyper: the head is parsed in
+//! place with `httparse`, the request is written to a pooled connection to
+//! the web server in one system call, the response head is parsed in
+//! place, and head and body go back to the client in one system call. No
+//! header map, no per-request allocation of its own, no hand-over between
+//! tasks. This costs the director about a fifth less CPU per request than
+//! the hyper path (`docs/benchmarks.md`).
+//!
+//! Everything else is handed to the general path (`proxy.rs`, on hyper)
+//! together with the bytes read so far, and the connection stays there:
+//! a head that did not arrive in one read (slow clients, slowloris, heads
+//! larger than a read), heads with `Transfer-Encoding`, `Upgrade`,
+//! `Expect`, `Connection: close` or other `Connection` options, HTTP/1.0,
+//! `CONNECT`, absolute-form targets, the reserved path, a missing or
+//! repeated `Host`, more than [`MAX_HEADERS`] headers, a body over
+//! [`MAX_BODY`] or not yet read whole, and anything `httparse` refuses.
+//! So every limit, timeout and error answer of that path applies to them
+//! unchanged, and this path only has to be right for the simple case.
+//!
+//! The request path's rules are the same as `proxy.rs`'s: the same
+//! routing, hop-by-hop and internal headers removed, `X-Forwarded-*` set,
+//! the fencing token, a refused connection re-routed, other failures
+//! retried only for idempotent requests without a body, the same `502`,
+//! `503` and `504` answers. Since the body is held whole, a request
+//! refused by a fenced server is re-routed even with a body.
+//!
+//! Web servers' responses: `Content-Length` bodies, chunked bodies
+//! (forwarded as they are; [`ChunkedScanner`] finds their end), bodies
+//! that end with the connection (the client's connection then closes
+//! too), interim `1xx` heads dropped. A response with both
+//! `Transfer-Encoding` and `Content-Length`, or conflicting lengths, or a
+//! malformed chunk, is never passed on as complete: `502` if nothing was
+//! sent yet, else the client connection is closed.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::backend::{ActiveGuard, Backend};
+use crate::chunked::{ChunkError, ChunkedScanner};
+use crate::director::Shared;
+use crate::proxy::{
+    connect_failed, is_idempotent, is_reserved, refused_as_fenced, Answer, MAX_RETRIES,
+};
+use crate::route_cookie::RequestCookies;
+
+/// Most headers in a request or response handled here.
+pub(crate) const MAX_HEADERS: usize = 64;
+
+/// Largest request body handled here (held whole, so it can be re-sent).
+pub(crate) const MAX_BODY: usize = 64 << 10;
+
+/// Largest response head accepted from a web server.
+const MAX_RESPONSE_HEAD: usize = 64 << 10;
+
+/// Response bytes gathered before they are written to the client.
+const FLUSH_AT: usize = 64 << 10;
+
+/// Bytes asked for in one read.
+const READ_SIZE: usize = 16 << 10;
+
+/// How a client connection left the fast path.
+pub(crate) enum Outcome {
+    /// It is finished (closed by either side, timed out, or shut down).
+    Closed,
+    /// The rest of it is for the general path, starting with these bytes.
+    HandOver(Vec<u8>),
+}
+
+/// Serves `client` until it closes or needs the general path.
+pub(crate) async fn serve(
+    shared: &Arc<Shared>,
+    client: &mut TcpStream,
+    peer: SocketAddr,
+    stop: &mut watch::Receiver<bool>,
+) -> Outcome {
+    let mut conn = Connection {
+        shared,
+        peer,
+        forwarded_for: peer.ip().to_canonical().to_string(),
+        request: Vec::new(),
+        response: Vec::new(),
+        out: Vec::new(),
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE);
+    loop {
+        if buf.is_empty() {
+            if *stop.borrow() {
+                return Outcome::Closed;
+            }
+            buf.reserve(READ_SIZE);
+            let read = tokio::select! {
+                read = tokio::time::timeout(shared.config.header_timeout, client.read_buf(&mut buf)) => read,
+                _ = stop.wait_for(|stop| *stop) => return Outcome::Closed,
+            };
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                // Closed, reset, or idle for the header timeout.
+                _ => return Outcome::Closed,
+            }
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let Some(req) = parse_request(&buf, &mut headers) else {
+            shared.stats.handovers.fetch_add(1, Ordering::Relaxed);
+            return Outcome::HandOver(buf);
+        };
+        let consumed = req.consumed;
+        let keep = conn.exchange(client, &req).await;
+        drop(req);
+        if !keep {
+            return Outcome::Closed;
+        }
+        buf.drain(..consumed);
+    }
+}
+
+/// A request simple enough for this path, parsed in place.
+struct Request<'b> {
+    method: Method,
+    target: &'b str,
+    headers: &'b [httparse::Header<'b>],
+    host: &'b [u8],
+    body: &'b [u8],
+    /// Head and body.
+    consumed: usize,
+}
+
+/// The request at the start of `buf` if it is whole and simple enough
+/// (see the module's documentation), else `None`.
+fn parse_request<'b>(
+    buf: &'b [u8],
+    headers: &'b mut [httparse::Header<'b>; MAX_HEADERS],
+) -> Option<Request<'b>> {
+    let mut req = httparse::Request::new(headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => return None,
+    };
+    if req.version != Some(1) {
+        return None;
+    }
+    let method = Method::from_bytes(req.method?.as_bytes()).ok()?;
+    let target = req.path?;
+    if method == Method::CONNECT || !target.starts_with('/') || is_reserved(target) {
+        return None;
+    }
+    let mut host = None;
+    let mut length: Option<usize> = None;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"host") {
+            if host.is_some() {
+                return None;
+            }
+            host = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            if length.is_some() || h.value.is_empty() || !h.value.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let n: usize = std::str::from_utf8(h.value).ok()?.parse().ok()?;
+            if n > MAX_BODY {
+                return None;
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
+            || (name.eq_ignore_ascii_case(b"connection")
+                && !h
+                    .value
+                    .split(|&b| b == b',')
+                    .all(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive")))
+        {
+            return None;
+        }
+    }
+    let host = host?;
+    let consumed = head_len.checked_add(length.unwrap_or(0))?;
+    let body = buf.get(head_len..consumed)?;
+    let headers: &'b [httparse::Header<'b>] = req.headers;
+    Some(Request {
+        method,
+        target,
+        headers,
+        host,
+        body,
+        consumed,
+    })
+}
+
+/// The standard hop-by-hop headers but `Transfer-Encoding` (refused in
+/// requests by [`parse_request`], kept in responses because their body is
+/// forwarded as it came).
+const HOP_BY_HOP: [&[u8]; 8] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"upgrade",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+];
+
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Request headers never forwarded: hop-by-hop ones, the ones the
+/// director sets itself, and the internal `sticky-*` ones.
+fn dropped_request_header(name: &[u8]) -> bool {
+    const SET: [&[u8]; 3] = [
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+    ];
+    is_hop_by_hop(name)
+        || SET.iter().any(|d| name.eq_ignore_ascii_case(d))
+        || (name.len() >= 7 && name[..7].eq_ignore_ascii_case(b"sticky-"))
+}
+
+/// How a response body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// At the end of the connection.
+    UntilClose,
+}
+
+/// A web server's response head, already rewritten for the client.
+struct ResponseHead {
+    status: StatusCode,
+    /// Its length in the read buffer (interim heads included).
+    len: usize,
+    framing: Framing,
+    /// The server keeps the connection open after this response.
+    keep_alive: bool,
+    /// `sticky-fenced` was present, with this epoch.
+    fenced: Option<Option<u64>>,
+}
+
+/// Why an exchange with a web server failed.
+#[derive(Debug, thiserror::Error)]
+enum UpstreamError {
+    #[error("connection closed before a response")]
+    ClosedEarly,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("malformed response head")]
+    BadHead,
+    #[error("response head over {MAX_RESPONSE_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("ambiguous response framing")]
+    BadFraming,
+    #[error("switched protocols unasked")]
+    UnaskedUpgrade,
+    #[error("malformed chunked body: {0}")]
+    Chunk(#[from] ChunkError),
+    #[error("connection closed inside the response body")]
+    Truncated,
+    #[error("no response bytes for the idle timeout")]
+    Idle,
+}
+
+struct Connection<'s> {
+    shared: &'s Arc<Shared>,
+    peer: SocketAddr,
+    forwarded_for: String,
+    /// The request as sent to a web server.
+    request: Vec<u8>,
+    /// What is read from the web server.
+    response: Vec<u8>,
+    /// What goes to the client.
+    out: Vec<u8>,
+}
+
+impl Connection<'_> {
+    /// Forwards one request and its response; false if the client
+    /// connection must close.
+    async fn exchange(&mut self, client: &mut TcpStream, req: &Request<'_>) -> bool {
+        let started = Instant::now();
+        let shared = self.shared;
+        let stats = &shared.stats;
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        stats.fast_path_requests.fetch_add(1, Ordering::Relaxed);
+        let cookies = RequestCookies::find_in(
+            req.headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+                .map(|h| h.value),
+            &shared.config.route_cookie,
+            &shared.config.session_cookie,
+        );
+        let replayable = req.body.is_empty() && is_idempotent(&req.method);
+        let is_head = req.method == Method::HEAD;
+        let max_attempts = shared.table.load().entries.len() + 4;
+        let mut attempts = 0;
+        let mut retries = 0;
+        let mut fresh_connection = false;
+        let mut last_failure = Answer::Unavailable;
+        let mut moved_from: Option<Arc<Backend>> = None;
+        loop {
+            attempts += 1;
+            if attempts > max_attempts {
+                return self.answer(client, last_failure, started).await;
+            }
+            let (backend, set_cookie) = {
+                let table = shared.table.load();
+                let Some(decision) =
+                    table.route(&cookies, self.peer.ip(), &shared.signer, &shared.rotation)
+                else {
+                    return self.answer(client, Answer::Unavailable, started).await;
+                };
+                if let Some(moved) = decision.moved {
+                    if moved_from.is_none() {
+                        moved_from = moved.from.map(|i| Arc::clone(&table.entries[i].backend));
+                    }
+                }
+                (
+                    Arc::clone(&table.entries[decision.index].backend),
+                    decision.set_cookie,
+                )
+            };
+            let active = ActiveGuard::new(Arc::clone(&backend));
+            let pool = backend.raw_pool();
+            let connecting = if fresh_connection {
+                pool.connect().await.map(|s| (s, false))
+            } else {
+                pool.get().await
+            };
+            fresh_connection = false;
+            let (mut upstream, pooled) = match connecting {
+                Ok(got) => got,
+                Err(e) => match connect_failed(shared, &backend, e, &mut retries) {
+                    Ok(failure) => {
+                        last_failure = failure;
+                        continue;
+                    }
+                    Err(failure) => return self.answer(client, failure, started).await,
+                },
+            };
+            self.build_request(req, backend.epoch_hint.load(Ordering::Acquire));
+            backend.requests.fetch_add(1, Ordering::Relaxed);
+            let set_cookie = set_cookie.then_some(&backend.set_cookie);
+            let sent = tokio::time::timeout(
+                shared.config.response_timeout,
+                self.send(&mut upstream, is_head, set_cookie.map(|v| v.as_bytes())),
+            )
+            .await;
+            let head = match sent {
+                Err(_elapsed) => {
+                    stats.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
+                    backend.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(server = %backend.name, timeout = ?shared.config.response_timeout, "web server did not answer in time");
+                    return self.answer(client, Answer::ResponseTimeout, started).await;
+                }
+                Ok(Err(e)) => {
+                    stats.upstream_send_failed.fetch_add(1, Ordering::Relaxed);
+                    backend.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(server = %backend.name, error = %e, pooled, replayable, "request to web server failed");
+                    if !matches!(e, UpstreamError::ClosedEarly) || !pooled {
+                        // Its other idle connections are likely dead too.
+                        backend.clear_pools();
+                    }
+                    if replayable && retries < MAX_RETRIES {
+                        retries += 1;
+                        stats.retries.fetch_add(1, Ordering::Relaxed);
+                        fresh_connection = true;
+                        last_failure = Answer::BadGateway;
+                        continue;
+                    }
+                    return self.answer(client, Answer::BadGateway, started).await;
+                }
+                Ok(Ok(head)) => head,
+            };
+            if let Some(epoch) = head.fenced {
+                // As in `proxy.rs`: refused untouched by a server that
+                // fenced itself; the body is held, so always re-routed.
+                refused_as_fenced(shared, &backend, epoch);
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                last_failure = Answer::Unavailable;
+                continue;
+            }
+            if let Some(from) = &moved_from {
+                from.failovers.fetch_add(1, Ordering::Relaxed);
+                stats.failovers.fetch_add(1, Ordering::Relaxed);
+            }
+            stats.response_time.record(started.elapsed());
+            return self.relay(client, upstream, &head, &backend, active).await;
+        }
+    }
+
+    /// The request for one attempt: its head with the headers rewritten,
+    /// the fencing token if known, and the body.
+    fn build_request(&mut self, req: &Request<'_>, epoch: u64) {
+        let r = &mut self.request;
+        r.clear();
+        r.extend_from_slice(req.method.as_str().as_bytes());
+        r.push(b' ');
+        r.extend_from_slice(req.target.as_bytes());
+        r.extend_from_slice(b" HTTP/1.1\r\n");
+        for h in req.headers {
+            if dropped_request_header(h.name.as_bytes()) {
+                continue;
+            }
+            r.extend_from_slice(h.name.as_bytes());
+            r.extend_from_slice(b": ");
+            r.extend_from_slice(h.value);
+            r.extend_from_slice(b"\r\n");
+        }
+        r.extend_from_slice(b"x-forwarded-for: ");
+        r.extend_from_slice(self.forwarded_for.as_bytes());
+        r.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ");
+        r.extend_from_slice(req.host);
+        r.extend_from_slice(b"\r\n");
+        if epoch != 0 {
+            let _ = write!(r, "{}: {epoch}\r\n", sticky_proto::control::EPOCH_HEADER);
+        }
+        r.extend_from_slice(b"\r\n");
+        r.extend_from_slice(req.body);
+    }
+
+    /// Sends the request and reads the response head, which it rewrites
+    /// into `out` for the client.
+    async fn send(
+        &mut self,
+        upstream: &mut TcpStream,
+        is_head: bool,
+        set_cookie: Option<&[u8]>,
+    ) -> Result<ResponseHead, UpstreamError> {
+        upstream.write_all(&self.request).await?;
+        self.response.clear();
+        let mut start = 0;
+        loop {
+            if self.response.len() > start {
+                let head = rewrite_response_head(
+                    &self.response[start..],
+                    is_head,
+                    set_cookie,
+                    &mut self.out,
+                )?;
+                match head {
+                    Parsed::Final(mut head) => {
+                        head.len += start;
+                        return Ok(head);
+                    }
+                    // Dropped (the client did not ask for it, and
+                    // 103 hints are optional); the final head follows.
+                    Parsed::Interim(n) => {
+                        start += n;
+                        continue;
+                    }
+                    Parsed::Partial => {}
+                }
+            }
+            if self.response.len() - start > MAX_RESPONSE_HEAD {
+                return Err(UpstreamError::HeadTooLarge);
+            }
+            self.response.reserve(READ_SIZE);
+            if upstream.read_buf(&mut self.response).await? == 0 {
+                return Err(if self.response.is_empty() {
+                    UpstreamError::ClosedEarly
+                } else {
+                    UpstreamError::BadHead
+                });
+            }
+        }
+    }
+
+    /// Sends the response (head already in `out`) with its body to the
+    /// client; puts the connection to the web server back in the pool if
+    /// it can be reused. False if the client connection must close.
+    async fn relay(
+        &mut self,
+        client: &mut TcpStream,
+        mut upstream: TcpStream,
+        head: &ResponseHead,
+        backend: &Backend,
+        active: ActiveGuard,
+    ) -> bool {
+        let idle = self.shared.config.idle_timeout;
+        let mut pos = head.len;
+        let mut left = match head.framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        let mut chunks = ChunkedScanner::default();
+        let mut head_sent = false;
+        let result: Result<bool, UpstreamError> = async {
+            loop {
+                let avail = &self.response[pos..];
+                let (take, done) = match head.framing {
+                    Framing::Empty => (0, true),
+                    Framing::Length(_) => {
+                        let take = usize::try_from(left).unwrap_or(usize::MAX).min(avail.len());
+                        left -= take as u64;
+                        (take, left == 0)
+                    }
+                    Framing::Chunked => {
+                        let take = chunks.feed(avail)?;
+                        (take, chunks.is_done())
+                    }
+                    Framing::UntilClose => (avail.len(), false),
+                };
+                self.out.extend_from_slice(&avail[..take]);
+                pos += take;
+                if done {
+                    // Bytes after the response: the connection is out of
+                    // step, never reused.
+                    return Ok(head.keep_alive && pos == self.response.len());
+                }
+                if self.out.len() >= FLUSH_AT {
+                    write_client(client, &self.out, idle).await?;
+                    head_sent = true;
+                    self.out.clear();
+                }
+                self.response.clear();
+                pos = 0;
+                self.response.reserve(READ_SIZE);
+                let n =
+                    match tokio::time::timeout(idle, upstream.read_buf(&mut self.response)).await {
+                        Err(_) => return Err(UpstreamError::Idle),
+                        Ok(read) => read?,
+                    };
+                if n == 0 {
+                    if head.framing == Framing::UntilClose {
+                        return Ok(false);
+                    }
+                    return Err(UpstreamError::Truncated);
+                }
+            }
+        }
+        .await;
+        let stats = &self.shared.stats;
+        match result {
+            Ok(reusable) => {
+                stats.count_response(head.status);
+                if reusable {
+                    backend.raw_pool().put(upstream);
+                }
+                let sent = write_client(client, &self.out, idle).await;
+                drop(active);
+                sent.is_ok() && head.framing != Framing::UntilClose
+            }
+            Err(e) => {
+                drop(upstream);
+                stats.upstream_send_failed.fetch_add(1, Ordering::Relaxed);
+                backend.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(server = %backend.name, error = %e, "response from web server failed");
+                drop(active);
+                if head_sent {
+                    stats.count_response(head.status);
+                    return false;
+                }
+                // Nothing went out yet: the client gets a clear answer.
+                let (status, text) = Answer::BadGateway.counted(self.shared);
+                stats.count_response(status);
+                self.out.clear();
+                own_answer(&mut self.out, status, text);
+                write_client(client, &self.out, idle).await.is_ok()
+            }
+        }
+    }
+
+    /// Sends one of the director's own answers; false if the client
+    /// connection must close.
+    async fn answer(&mut self, client: &mut TcpStream, answer: Answer, started: Instant) -> bool {
+        let stats = &self.shared.stats;
+        let (status, text) = answer.counted(self.shared);
+        stats.count_response(status);
+        stats.response_time.record(started.elapsed());
+        self.out.clear();
+        own_answer(&mut self.out, status, text);
+        write_client(client, &self.out, self.shared.config.idle_timeout)
+            .await
+            .is_ok()
+    }
+}
+
+/// Writes `bytes` to the client, giving up after `idle` without progress
+/// as a whole (a client that stops reading).
+async fn write_client(
+    client: &mut TcpStream,
+    bytes: &[u8],
+    idle: Duration,
+) -> Result<(), UpstreamError> {
+    match tokio::time::timeout(idle, client.write_all(bytes)).await {
+        Ok(written) => Ok(written?),
+        Err(_) => Err(UpstreamError::Idle),
+    }
+}
+
+/// One of the director's own plain-text answers, as bytes.
+fn own_answer(out: &mut Vec<u8>, status: StatusCode, text: &str) {
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncache-control: no-store\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        out.extend_from_slice(b"retry-after: 1\r\n");
+    }
+    let _ = write!(out, "content-length: {}\r\n\r\n{text}", text.len());
+}
+
+/// What one response head parse found.
+enum Parsed {
+    /// A final head, rewritten into `out`.
+    Final(ResponseHead),
+    /// An interim (`1xx`) head of this many bytes, to be skipped.
+    Interim(usize),
+    /// More bytes needed.
+    Partial,
+}
+
+/// Parses a web server's response head at the start of `bytes` and, if it
+/// is a final one, writes the client's version of it into `out`: the same
+/// status and headers without the hop-by-hop ones (and those its
+/// `Connection` header names), with the route cookie if one is to be set,
+/// and `connection: close` if the body ends with the connection.
+fn rewrite_response_head(
+    bytes: &[u8],
+    is_head: bool,
+    set_cookie: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) -> Result<Parsed, UpstreamError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(_) => return Err(UpstreamError::BadHead),
+    };
+    let code = resp.code.ok_or(UpstreamError::BadHead)?;
+    let status = StatusCode::from_u16(code).map_err(|_| UpstreamError::BadHead)?;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(UpstreamError::UnaskedUpgrade);
+    }
+    if status.is_informational() {
+        return Ok(Parsed::Interim(len));
+    }
+    let mut keep_alive = resp.version == Some(1);
+    let mut length: Option<u64> = None;
+    let mut chunked: Option<bool> = None;
+    let mut fenced = None;
+    // Header names listed in `Connection` (hop-by-hop by declaration).
+    let mut listed: Vec<&[u8]> = Vec::new();
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                    listed.push(token);
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let n: u64 = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse().ok())
+                .ok_or(UpstreamError::BadFraming)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(UpstreamError::BadFraming);
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // Chunked only if it is the last coding of the last header.
+            let last = h
+                .value
+                .split(|&b| b == b',')
+                .next_back()
+                .unwrap_or_default();
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(sticky_proto::control::FENCED_HEADER.as_bytes()) {
+            fenced = Some(
+                std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok()),
+            );
+        }
+    }
+    if chunked.is_some() && length.is_some() {
+        return Err(UpstreamError::BadFraming);
+    }
+    let framing =
+        if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            Framing::Empty
+        } else {
+            match (chunked, length) {
+                (Some(true), _) => Framing::Chunked,
+                (Some(false), _) => Framing::UntilClose,
+                (None, Some(n)) => Framing::Length(n),
+                (None, None) => Framing::UntilClose,
+            }
+        };
+    if framing == Framing::UntilClose {
+        keep_alive = false;
+    }
+    out.clear();
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        code,
+        resp.reason.unwrap_or_default()
+    );
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if is_hop_by_hop(name) || listed.iter().any(|l| name.eq_ignore_ascii_case(l)) {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(cookie) = set_cookie {
+        out.extend_from_slice(b"set-cookie: ");
+        out.extend_from_slice(cookie);
+        out.extend_from_slice(b"\r\n");
+    }
+    if framing == Framing::UntilClose {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Parsed::Final(ResponseHead {
+        status,
+        len,
+        framing,
+        keep_alive,
+        fenced,
+    }))
+}
