@@ -401,10 +401,13 @@ fn anything_unusual_is_handed_to_the_general_path() {
     let ws1 = RawBackend::start();
     let d = DirectorProcess::start(&ws1.cluster(""));
 
-    // A head that arrives in two parts.
+    // A head that arrives in two parts: the first is handed over before
+    // the second is sent.
     let mut c = Client::connect(d.public);
     c.send(b"GET /split HTTP/1.1\r\nHo");
-    std::thread::sleep(Duration::from_millis(100)); // pacing: the two writes must be two reads
+    support::wait_until(support::DEADLINE, "the partial head handed over", || {
+        fast_path_counts(&d).1 == 1.0
+    });
     c.send(b"st: shop.example\r\n\r\n");
     let resp = c.read(false);
     assert!(resp.text().starts_with("GET /split\n"), "{}", resp.text());

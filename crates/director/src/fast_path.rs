@@ -71,6 +71,9 @@ const FLUSH_AT: usize = 64 << 10;
 /// Bytes asked for in one read.
 const READ_SIZE: usize = 16 << 10;
 
+/// Buffers larger than this are freed between requests.
+const KEEP_CAPACITY: usize = 2 * READ_SIZE;
+
 /// How a client connection left the fast path.
 pub(crate) enum Outcome {
     /// It is finished (closed by either side, timed out, or shut down).
@@ -123,6 +126,7 @@ pub(crate) async fn serve(
             return Outcome::Closed;
         }
         buf.drain(..consumed);
+        conn.trim_buffers();
     }
 }
 
@@ -289,6 +293,16 @@ struct Connection<'s> {
 }
 
 impl Connection<'_> {
+    /// After a large response, gives the memory back rather than keep it
+    /// for the life of a keep-alive connection.
+    fn trim_buffers(&mut self) {
+        for b in [&mut self.response, &mut self.out] {
+            if b.capacity() > KEEP_CAPACITY {
+                *b = Vec::new();
+            }
+        }
+    }
+
     /// Forwards one request and its response; false if the client
     /// connection must close.
     async fn exchange(&mut self, client: &mut TcpStream, req: &Request<'_>) -> bool {
