@@ -51,9 +51,7 @@ use tokio::sync::watch;
 use crate::backend::{ActiveGuard, Backend};
 use crate::chunked::{ChunkError, ChunkedScanner};
 use crate::director::Shared;
-use crate::proxy::{
-    connect_failed, is_idempotent, is_reserved, refused_as_fenced, Answer, MAX_RETRIES,
-};
+use crate::proxy::{is_idempotent, is_reserved, refused_as_fenced, Answer, Attempts};
 use crate::route_cookie::RequestCookies;
 
 /// Most headers in a request or response handled here.
@@ -321,49 +319,23 @@ impl Connection<'_> {
         );
         let replayable = req.body.is_empty() && is_idempotent(&req.method);
         let is_head = req.method == Method::HEAD;
-        let max_attempts = shared.table.load().entries.len() + 4;
-        let mut attempts = 0;
-        let mut retries = 0;
-        let mut fresh_connection = false;
-        let mut last_failure = Answer::Unavailable;
-        let mut moved_from: Option<Arc<Backend>> = None;
+        let mut attempts = Attempts::new(shared);
         loop {
-            attempts += 1;
-            if attempts > max_attempts {
-                return self.answer(client, last_failure, started).await;
-            }
-            let (backend, set_cookie) = {
-                let table = shared.table.load();
-                let Some(decision) =
-                    table.route(&cookies, self.peer.ip(), &shared.signer, &shared.rotation)
-                else {
-                    return self.answer(client, Answer::Unavailable, started).await;
-                };
-                if let Some(moved) = decision.moved {
-                    if moved_from.is_none() {
-                        moved_from = moved.from.map(|i| Arc::clone(&table.entries[i].backend));
-                    }
-                }
-                (
-                    Arc::clone(&table.entries[decision.index].backend),
-                    decision.set_cookie,
-                )
+            let (backend, set_cookie) = match attempts.next(shared, &cookies, self.peer.ip()) {
+                Ok(next) => next,
+                Err(answer) => return self.answer(client, answer, started).await,
             };
             let active = ActiveGuard::new(Arc::clone(&backend));
             let pool = backend.raw_pool();
-            let connecting = if fresh_connection {
+            let connecting = if attempts.take_fresh() {
                 pool.connect().await.map(|s| (s, false))
             } else {
                 pool.get().await
             };
-            fresh_connection = false;
             let (mut upstream, pooled) = match connecting {
                 Ok(got) => got,
-                Err(e) => match connect_failed(shared, &backend, e, &mut retries) {
-                    Ok(failure) => {
-                        last_failure = failure;
-                        continue;
-                    }
+                Err(e) => match attempts.connect_failed(shared, &backend, e) {
+                    Ok(()) => continue,
                     Err(failure) => return self.answer(client, failure, started).await,
                 },
             };
@@ -390,11 +362,7 @@ impl Connection<'_> {
                         // Its other idle connections are likely dead too.
                         backend.clear_pools();
                     }
-                    if replayable && retries < MAX_RETRIES {
-                        retries += 1;
-                        stats.retries.fetch_add(1, Ordering::Relaxed);
-                        fresh_connection = true;
-                        last_failure = Answer::BadGateway;
+                    if attempts.retry(shared, replayable) {
                         continue;
                     }
                     return self.answer(client, Answer::BadGateway, started).await;
@@ -405,14 +373,10 @@ impl Connection<'_> {
                 // As in `proxy.rs`: refused untouched by a server that
                 // fenced itself; the body is held, so always re-routed.
                 refused_as_fenced(shared, &backend, epoch);
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                last_failure = Answer::Unavailable;
+                attempts.rerouted(shared);
                 continue;
             }
-            if let Some(from) = &moved_from {
-                from.failovers.fetch_add(1, Ordering::Relaxed);
-                stats.failovers.fetch_add(1, Ordering::Relaxed);
-            }
+            attempts.answered(shared);
             stats.response_time.record(started.elapsed());
             return self.relay(client, upstream, &head, &backend, active).await;
         }

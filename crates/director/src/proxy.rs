@@ -18,7 +18,7 @@
 //! for idempotent requests without a body; otherwise the client gets `502` (or `504` after the
 //! response timeout).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,7 +53,7 @@ static STICKY_FENCED: HeaderName = HeaderName::from_static(sticky_proto::control
 
 /// Retries after a failure other than a refused connection (which is
 /// always re-routed) or a connection found closed before use.
-pub(crate) const MAX_RETRIES: usize = 2;
+const MAX_RETRIES: usize = 2;
 
 /// Answers one client request.
 pub(crate) async fn handle(
@@ -169,49 +169,24 @@ async fn proxy(
 
     let config = &shared.config;
     let stats = &shared.stats;
-    // Bounds the loop: each refused connection marks a server down, so a
-    // request can at most visit every server once, plus a retry and a
-    // replaced stale connection or two.
-    let max_attempts = shared.table.load().entries.len() + 4;
-    let mut attempts = 0;
-    let mut retries = 0;
-    let mut fresh_connection = false;
-    let mut last_failure = Answer::Unavailable;
-    let mut moved_from: Option<Arc<Backend>> = None;
+    let mut attempts = Attempts::new(shared);
     loop {
-        attempts += 1;
-        if attempts > max_attempts {
-            return last_failure.response(shared);
-        }
-        let (backend, decision) = {
-            let table = shared.table.load();
-            let cookies =
-                RequestCookies::find(&parts.headers, &config.route_cookie, &config.session_cookie);
-            let Some(decision) = table.route(&cookies, peer.ip(), &shared.signer, &shared.rotation)
-            else {
-                return Answer::Unavailable.response(shared);
-            };
-            if let Some(moved) = decision.moved {
-                if moved_from.is_none() {
-                    moved_from = moved.from.map(|i| Arc::clone(&table.entries[i].backend));
-                }
-            }
-            (Arc::clone(&table.entries[decision.index].backend), decision)
+        let cookies =
+            RequestCookies::find(&parts.headers, &config.route_cookie, &config.session_cookie);
+        let (backend, set_cookie) = match attempts.next(shared, &cookies, peer.ip()) {
+            Ok(next) => next,
+            Err(answer) => return answer.response(shared),
         };
         let active = ActiveGuard::new(Arc::clone(&backend));
-        let connecting = if fresh_connection {
+        let connecting = if attempts.take_fresh() {
             backend.pool().connect().await
         } else {
             backend.pool().get().await
         };
-        fresh_connection = false;
         let mut conn = match connecting {
             Ok(conn) => conn,
-            Err(e) => match connect_failed(shared, &backend, e, &mut retries) {
-                Ok(failure) => {
-                    last_failure = failure;
-                    continue;
-                }
+            Err(e) => match attempts.connect_failed(shared, &backend, e) {
+                Ok(()) => continue,
                 Err(failure) => return failure.response(shared),
             },
         };
@@ -262,18 +237,14 @@ async fn proxy(
                 if !bodiless {
                     return Answer::Unavailable.response(shared);
                 }
-                stats.retries.fetch_add(1, Ordering::Relaxed);
+                attempts.rerouted(shared);
                 body = Some(Body::Empty);
-                last_failure = Answer::Unavailable;
                 conn.abort();
                 continue;
             }
             Ok(Ok(resp)) => {
-                if let Some(from) = &moved_from {
-                    from.failovers.fetch_add(1, Ordering::Relaxed);
-                    stats.failovers.fetch_add(1, Ordering::Relaxed);
-                }
-                let set_cookie = decision.set_cookie.then(|| backend.set_cookie.clone());
+                attempts.answered(shared);
+                let set_cookie = set_cookie.then(|| backend.set_cookie.clone());
                 return respond(shared, resp, conn, active, set_cookie, client_upgrade);
             }
             Ok(Err(mut e)) => {
@@ -284,8 +255,7 @@ async fn proxy(
                     let (p, b) = unsent.into_parts();
                     parts.headers = p.headers;
                     body = Some(b);
-                    fresh_connection = true;
-                    last_failure = Answer::BadGateway;
+                    attempts.replace_connection();
                     continue;
                 }
                 let error = e.into_error();
@@ -294,12 +264,8 @@ async fn proxy(
                 tracing::debug!(server = %backend.name, error = %error, replayable, "request to web server failed");
                 // Its other idle connections are likely dead too.
                 backend.clear_pools();
-                if replayable && retries < MAX_RETRIES {
-                    retries += 1;
-                    stats.retries.fetch_add(1, Ordering::Relaxed);
+                if attempts.retry(shared, replayable) {
                     body = Some(Body::Empty);
-                    fresh_connection = true;
-                    last_failure = Answer::BadGateway;
                     continue;
                 }
                 return Answer::BadGateway.response(shared);
@@ -338,40 +304,137 @@ pub(crate) fn refused_as_fenced(shared: &Shared, backend: &Arc<Backend>, epoch: 
     }
 }
 
-/// Counts a failed connection attempt and decides what follows:
-/// `Ok(answer)` to try again (with `answer` for the client if the
-/// attempts run out), `Err(answer)` to give up with it. A refused
-/// connection marks the server down at once and is always re-routed;
-/// other failures get [`MAX_RETRIES`] more tries. Either way the request
-/// never reached the server, so this is safe whatever the method.
-pub(crate) fn connect_failed(
-    shared: &Arc<Shared>,
-    backend: &Arc<Backend>,
-    error: ConnectError,
-    retries: &mut usize,
-) -> Result<Answer, Answer> {
-    let stats = &shared.stats;
-    backend.errors.fetch_add(1, Ordering::Relaxed);
-    if matches!(error, ConnectError::Refused) {
-        stats.upstream_refused.fetch_add(1, Ordering::Relaxed);
-        mark_down_now(shared, backend, "connection refused");
-        stats.retries.fetch_add(1, Ordering::Relaxed);
-        return Ok(Answer::Unavailable);
+/// The attempts of one request: where it was sent, how often it was
+/// retried, and what the client gets if the attempts run out.
+pub(crate) struct Attempts {
+    /// Bounds the loop: each refused connection marks a server down, so a
+    /// request can at most visit every server once, plus a retry and a
+    /// replaced stale connection or two.
+    max: usize,
+    made: usize,
+    retries: usize,
+    fresh_connection: bool,
+    last_failure: Answer,
+    /// The server the client's cookie named, if it was routed elsewhere.
+    moved_from: Option<Arc<Backend>>,
+}
+
+impl Attempts {
+    pub(crate) fn new(shared: &Shared) -> Self {
+        Self {
+            max: shared.table.load().entries.len() + 4,
+            made: 0,
+            retries: 0,
+            fresh_connection: false,
+            last_failure: Answer::Unavailable,
+            moved_from: None,
+        }
     }
-    stats
-        .upstream_connect_failed
-        .fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(server = %backend.name, %error, "cannot connect to web server");
-    let failure = match error {
-        ConnectError::Timeout(_) => Answer::ConnectTimeout,
-        _ => Answer::BadGateway,
-    };
-    if *retries < MAX_RETRIES {
-        *retries += 1;
-        stats.retries.fetch_add(1, Ordering::Relaxed);
-        Ok(failure)
-    } else {
-        Err(failure)
+
+    /// The server for the next attempt and whether the client gets a route
+    /// cookie; `Err` with the client's answer when the attempts ran out or
+    /// no server can take the request.
+    pub(crate) fn next(
+        &mut self,
+        shared: &Shared,
+        cookies: &RequestCookies<'_>,
+        client: IpAddr,
+    ) -> Result<(Arc<Backend>, bool), Answer> {
+        self.made += 1;
+        if self.made > self.max {
+            return Err(self.last_failure);
+        }
+        let table = shared.table.load();
+        let decision = table
+            .route(cookies, client, &shared.signer, &shared.rotation)
+            .ok_or(Answer::Unavailable)?;
+        if let Some(moved) = decision.moved {
+            if self.moved_from.is_none() {
+                self.moved_from = moved.from.map(|i| Arc::clone(&table.entries[i].backend));
+            }
+        }
+        Ok((
+            Arc::clone(&table.entries[decision.index].backend),
+            decision.set_cookie,
+        ))
+    }
+
+    /// Whether this attempt must open a new connection (once asked).
+    pub(crate) fn take_fresh(&mut self) -> bool {
+        std::mem::take(&mut self.fresh_connection)
+    }
+
+    /// Counts a failed connection attempt and decides what follows:
+    /// `Ok` to try again, `Err` to give up with that answer. A refused
+    /// connection marks the server down at once and is always re-routed;
+    /// other failures get [`MAX_RETRIES`] more tries. Either way the
+    /// request never reached the server, so this is safe whatever the
+    /// method.
+    pub(crate) fn connect_failed(
+        &mut self,
+        shared: &Shared,
+        backend: &Arc<Backend>,
+        error: ConnectError,
+    ) -> Result<(), Answer> {
+        let stats = &shared.stats;
+        backend.errors.fetch_add(1, Ordering::Relaxed);
+        if matches!(error, ConnectError::Refused) {
+            stats.upstream_refused.fetch_add(1, Ordering::Relaxed);
+            mark_down_now(shared, backend, "connection refused");
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            self.last_failure = Answer::Unavailable;
+            return Ok(());
+        }
+        stats
+            .upstream_connect_failed
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(server = %backend.name, %error, "cannot connect to web server");
+        self.last_failure = match error {
+            ConnectError::Timeout(_) => Answer::ConnectTimeout,
+            _ => Answer::BadGateway,
+        };
+        if self.retries < MAX_RETRIES {
+            self.retries += 1;
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        } else {
+            Err(self.last_failure)
+        }
+    }
+
+    /// A pooled connection was found closed before the request went out:
+    /// the same request goes again on a new connection.
+    pub(crate) fn replace_connection(&mut self) {
+        self.fresh_connection = true;
+        self.last_failure = Answer::BadGateway;
+    }
+
+    /// After any other failure of a sent request: true if it may be sent
+    /// again on a new connection (idempotent, no body spent, retries
+    /// left).
+    pub(crate) fn retry(&mut self, shared: &Shared, replayable: bool) -> bool {
+        if !replayable || self.retries >= MAX_RETRIES {
+            return false;
+        }
+        self.retries += 1;
+        shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+        self.replace_connection();
+        true
+    }
+
+    /// The server refused the request untouched (fenced): it is routed
+    /// again.
+    pub(crate) fn rerouted(&mut self, shared: &Shared) {
+        shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+        self.last_failure = Answer::Unavailable;
+    }
+
+    /// A response came: a client moved off its server is a failover.
+    pub(crate) fn answered(&self, shared: &Shared) {
+        if let Some(from) = &self.moved_from {
+            from.failovers.fetch_add(1, Ordering::Relaxed);
+            shared.stats.failovers.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
