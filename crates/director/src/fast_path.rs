@@ -51,7 +51,9 @@ use tokio::sync::watch;
 use crate::backend::{ActiveGuard, Backend};
 use crate::chunked::{ChunkError, ChunkedScanner};
 use crate::director::Shared;
-use crate::proxy::{is_idempotent, is_reserved, refused_as_fenced, Answer, Attempts};
+use crate::proxy::{
+    is_hop_by_hop, is_idempotent, is_reserved, refused_as_fenced, Answer, Attempts,
+};
 use crate::route_cookie::RequestCookies;
 
 /// Most headers in a request or response handled here.
@@ -202,26 +204,9 @@ fn parse_request<'b>(
     })
 }
 
-/// The standard hop-by-hop headers but `Transfer-Encoding` (refused in
-/// requests by [`parse_request`], kept in responses because their body is
-/// forwarded as it came).
-const HOP_BY_HOP: [&[u8]; 8] = [
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"upgrade",
-    b"proxy-authenticate",
-    b"proxy-authorization",
-];
-
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-}
-
-/// Request headers never forwarded: hop-by-hop ones, the ones the
-/// director sets itself, and the internal `sticky-*` ones.
+/// Request headers never forwarded: hop-by-hop ones (`Transfer-Encoding`
+/// never gets here: [`parse_request`] refuses it), the ones the director
+/// sets itself, and the internal `sticky-*` ones.
 fn dropped_request_header(name: &[u8]) -> bool {
     const SET: [&[u8]; 3] = [
         b"x-forwarded-for",
@@ -700,7 +685,9 @@ fn rewrite_response_head(
     );
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
-        if is_hop_by_hop(name) || listed.iter().any(|l| name.eq_ignore_ascii_case(l)) {
+        // `Transfer-Encoding` stays: the body is forwarded as it came.
+        let hop = is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"transfer-encoding");
+        if hop || listed.iter().any(|l| name.eq_ignore_ascii_case(l)) {
             continue;
         }
         out.extend_from_slice(name);

@@ -25,8 +25,7 @@ use std::time::Instant;
 
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, EXPECT, HOST,
-    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, RETRY_AFTER, SET_COOKIE, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
+    RETRY_AFTER, SET_COOKIE, UPGRADE,
 };
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
@@ -46,8 +45,6 @@ use crate::route_cookie::RequestCookies;
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static STICKY_EPOCH: HeaderName = HeaderName::from_static(sticky_proto::control::EPOCH_HEADER);
 static STICKY_FENCED: HeaderName = HeaderName::from_static(sticky_proto::control::FENCED_HEADER);
 
@@ -536,17 +533,23 @@ fn upgrade_protocol(h: &HeaderMap) -> Option<HeaderValue> {
     asks.then(|| protocol.clone())
 }
 
-/// Whether `name` is a standard hop-by-hop header.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == CONNECTION
-        || name == TE
-        || name == TRAILER
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name == PROXY_AUTHENTICATE
-        || name == PROXY_AUTHORIZATION
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
+/// The standard hop-by-hop headers (RFC 9110 section 7.6.1, plus the
+/// non-standard `Keep-Alive` and `Proxy-Connection`), in lower case.
+const HOP_BY_HOP: [&[u8]; 9] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+];
+
+/// Whether `name` is a standard hop-by-hop header (any letter case).
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// Removes the headers that concern only one hop: the standard ones and
@@ -557,7 +560,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 fn remove_hop_by_hop(h: &mut HeaderMap, request: bool) {
     let mut doomed: Vec<HeaderName> = Vec::new();
     for name in h.keys() {
-        if is_hop_by_hop(name)
+        if is_hop_by_hop(name.as_str().as_bytes())
             || (request && (name == EXPECT || name.as_str().starts_with("sticky-")))
         {
             doomed.push(name.clone());
@@ -683,6 +686,7 @@ fn hex_val(c: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::TE;
 
     #[test]
     fn reserved_paths_in_every_spelling() {
