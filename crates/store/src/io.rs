@@ -1,18 +1,19 @@
-//! Reading a connection without the empty read per request.
+//! Reading a connection.
 //!
 //! Tokio's sockets are edge-triggered: readiness is cleared only when a read
-//! fails with `WouldBlock`, so a request/reply client costs three syscalls
-//! per request (read, write, and a read that finds nothing), where Redis
-//! needs two. When a read returns less than the room it was given, the
-//! kernel buffer was empty at that moment, so we clear readiness ourselves
-//! through `try_io` (tokio keeps any readiness that arrived meanwhile, by
-//! its tick) and save the empty read.
+//! fails with `WouldBlock`, and a readiness event that arrives while we hold
+//! it is kept only if nothing clears readiness on our behalf. An earlier
+//! version cleared readiness itself after a short read (to save the empty
+//! read a request/reply client costs); an event that arrived between the
+//! short read and that clearing was then lost, and bytes already in the
+//! socket were never read — the connection stalled for good (see the
+//! regression test `pipelined_pings_never_stall` in `tests/server.rs`).
+//! So we read until the socket itself says `WouldBlock`.
 
 use std::io;
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
-use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Room guaranteed for one read.
@@ -25,6 +26,8 @@ const RESERVE: usize = 16 * 1024;
 /// Waits through the socket's own reader slot (`poll_read_ready`), which
 /// keeps the task's waker from one read to the next, rather than through
 /// `readable()`, whose future joins and leaves a waiter list on every read.
+/// Readiness is cleared only by a real `WouldBlock` from the kernel
+/// (`try_read_buf` does that), never by us.
 pub(crate) fn poll_read_into(
     stream: &TcpStream,
     buf: &mut BytesMut,
@@ -35,17 +38,8 @@ pub(crate) fn poll_read_into(
     }
     loop {
         ready!(stream.poll_read_ready(cx))?;
-        let room = buf.capacity() - buf.len();
         match stream.try_read_buf(buf) {
-            Ok(n) => {
-                if n > 0 && n < room {
-                    // Drained: mark not-readable without a syscall.
-                    let _ = stream.try_io(Interest::READABLE, || {
-                        Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
-                    });
-                }
-                return Poll::Ready(Ok(n));
-            }
+            Ok(n) => return Poll::Ready(Ok(n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Poll::Ready(Err(e)),
         }
