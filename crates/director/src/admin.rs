@@ -25,9 +25,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use crate::backend::AdminState;
 use crate::body::Body;
 use crate::director::Shared;
+use crate::status::AdminState;
 use crate::DirectorError;
 
 const DASHBOARD: &str = include_str!("dashboard.html");

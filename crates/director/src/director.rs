@@ -12,12 +12,13 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use tokio::net::TcpListener;
 
-use crate::backend::{AdminState, Backend, ClusterStatus, DirectorTotals, ServerStatus};
+use crate::backend::Backend;
 use crate::config::{check_servers, DirectorConfig, ServerSpec};
 use crate::route_cookie::RouteSigner;
 use crate::routing::Table;
+use crate::status::{AdminState, ClusterStatus, DirectorTotals, ServerStatus};
 use crate::stores::StoreBoard;
-use crate::{health, listener, stores, DirectorError};
+use crate::{health, listener, probes, worker, DirectorError};
 
 /// Produces the current server list, for `POST /api/reload` and SIGHUP.
 pub type Reloader = Arc<dyn Fn() -> Result<Vec<ServerSpec>, DirectorError> + Send + Sync + 'static>;
@@ -397,7 +398,7 @@ impl Director {
             }
         }
         let result = started.and_then(|()| {
-            listener::set_worker(0);
+            worker::set_current(0);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -447,7 +448,7 @@ impl Director {
             self.shared.spawn_health(&b);
         }
         if !self.shared.stores.is_empty() {
-            tokio::spawn(stores::run(Arc::downgrade(&self.shared)));
+            tokio::spawn(probes::run(Arc::downgrade(&self.shared)));
         }
         tracing::info!(
             %public,
@@ -521,7 +522,7 @@ fn worker_thread(
     common: listener::Common,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    listener::set_worker(index);
+    worker::set_current(index);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -21,10 +21,10 @@ use http_body_util::{BodyExt, Limited};
 use sticky_proto::control::{HealthReport, FENCE_PATH, HEALTH_PATH};
 use tokio::time::{timeout_at, MissedTickBehavior};
 
-use crate::backend::{AdminState, Backend};
-use crate::body::Body;
+use crate::backend::Backend;
 use crate::director::Shared;
-use crate::pool::ConnectError;
+use crate::pool::{ConnectError, RequestBody};
+use crate::status::AdminState;
 
 /// Largest health or fence answer read.
 const MAX_REPORT: usize = 64 << 10;
@@ -64,7 +64,7 @@ pub(crate) async fn control(
         .map_err(|_| timed_out())??;
     let abort = conn.abort_handle();
     let build = || {
-        let mut req = Request::new(Body::Empty);
+        let mut req = Request::new(RequestBody::Empty);
         *req.method_mut() = method.clone();
         *req.uri_mut() = http::Uri::from_static(path);
         let h = req.headers_mut();

@@ -65,15 +65,20 @@ mod latency;
 mod listener;
 mod metrics;
 mod pool;
+mod probes;
 mod proxy;
 mod route_cookie;
 mod routing;
+mod status;
 mod stores;
 mod supervisor;
+mod worker;
 
-pub use backend::{AdminState, ClusterStatus, DirectorTotals, Role, ServerState, ServerStatus};
-pub use config::{servers_of, DirectorConfig, HealthSettings, ServerSpec};
+pub use config::{servers_of, DirectorConfig, HealthSettings, ServerSpec, StoreSpec};
 pub use director::{Director, ReloadSummary, Reloader};
 pub use error::DirectorError;
 pub use latency::ResponseTimes;
-pub use stores::{StoreSpec, StoreState, StoreStatus};
+pub use status::{
+    AdminState, ClusterStatus, DirectorTotals, Role, ServerState, ServerStatus, StoreState,
+    StoreStatus,
+};

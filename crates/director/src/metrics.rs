@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use metrics::{Key, Label, Level, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
-use crate::backend::ServerState;
 use crate::director::Shared;
+use crate::status::ServerState;
 
 const META: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None);
 

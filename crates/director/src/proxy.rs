@@ -39,7 +39,7 @@ use crate::body::{Body, UpstreamBody};
 use crate::director::Shared;
 use crate::health::mark_down_now;
 use crate::io::{Activity, ActivityIo};
-use crate::pool::{Conn, ConnectError};
+use crate::pool::{Conn, ConnectError, RequestBody};
 use crate::route_cookie::RequestCookies;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -159,9 +159,9 @@ async fn proxy(
     let bodiless = incoming.is_end_stream();
     let replayable = bodiless && is_idempotent(&parts.method);
     let mut body = Some(if bodiless {
-        Body::Empty
+        RequestBody::Empty
     } else {
-        Body::Request(incoming)
+        RequestBody::Request(incoming)
     });
 
     let config = &shared.config;
@@ -195,7 +195,7 @@ async fn proxy(
         } else {
             std::mem::take(&mut parts.headers)
         };
-        let mut upstream = Request::new(body.take().unwrap_or(Body::Empty));
+        let mut upstream = Request::new(body.take().unwrap_or(RequestBody::Empty));
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = uri.clone();
         *upstream.headers_mut() = headers;
@@ -235,7 +235,7 @@ async fn proxy(
                     return Answer::Unavailable.response(shared);
                 }
                 attempts.rerouted(shared);
-                body = Some(Body::Empty);
+                body = Some(RequestBody::Empty);
                 conn.abort();
                 continue;
             }
@@ -262,7 +262,7 @@ async fn proxy(
                 // Its other idle connections are likely dead too.
                 backend.clear_pools();
                 if attempts.retry(shared, replayable) {
-                    body = Some(Body::Empty);
+                    body = Some(RequestBody::Empty);
                     continue;
                 }
                 return Answer::BadGateway.response(shared);
