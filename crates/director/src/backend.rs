@@ -193,30 +193,6 @@ impl Backend {
         }
     }
 
-    /// A `sticky-fenced` answer carried `epoch`. If the server is routable
-    /// (up, fenced since it last stopped being routable, not evacuating),
-    /// the director has moved none of its sessions since it learned the
-    /// epoch it sent: the server fenced itself on its own (its lease ran
-    /// out because our checks did not reach it), its cache is empty, and
-    /// it may be routed to with the new epoch — as a health check would
-    /// record it. Returns whether the server stays routable; if not, the
-    /// caller marks it down and routes elsewhere.
-    pub(crate) fn adopt_epoch(&self, epoch: Option<u64>) -> bool {
-        let Some(epoch) = epoch else {
-            return false;
-        };
-        if self.admin() == AdminState::Evacuating {
-            return false;
-        }
-        let mut h = self.health();
-        if !h.routable() {
-            return false;
-        }
-        h.epoch = Some(epoch);
-        self.epoch_hint.store(epoch, Ordering::Release);
-        true
-    }
-
     pub(crate) fn health(&self) -> MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(PoisonError::into_inner)
     }

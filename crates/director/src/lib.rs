@@ -56,9 +56,12 @@ mod backend;
 mod body;
 mod chunked;
 mod config;
+mod control;
 mod director;
 mod error;
 mod fast_path;
+mod fencing;
+mod forward;
 mod health;
 mod io;
 mod latency;
@@ -69,15 +72,17 @@ mod probes;
 mod proxy;
 mod route_cookie;
 mod routing;
+mod state;
 mod status;
 mod stores;
 mod supervisor;
 mod worker;
 
 pub use config::{servers_of, DirectorConfig, HealthSettings, ServerSpec, StoreSpec};
-pub use director::{Director, ReloadSummary, Reloader};
+pub use director::Director;
 pub use error::DirectorError;
 pub use latency::ResponseTimes;
+pub use state::{ReloadSummary, Reloader};
 pub use status::{
     AdminState, ClusterStatus, DirectorTotals, Role, ServerState, ServerStatus, StoreState,
     StoreStatus,

@@ -27,8 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::DirectorConfig;
-use crate::director::Shared;
 use crate::io::{Activity, ActivityIo};
+use crate::state::State;
 use crate::{admin, fast_path, proxy, worker};
 
 /// Admin connections at once (it is an operator's listener).
@@ -109,7 +109,7 @@ impl Common {
 /// Serves `public` (and `admin`) on the current runtime until `shutdown`,
 /// then drains.
 pub(crate) async fn serve(
-    shared: Arc<Shared>,
+    shared: Arc<State>,
     public: TcpListener,
     admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
@@ -132,7 +132,7 @@ pub(crate) async fn serve(
     work.await;
 }
 
-pub(crate) fn announce_shutdown(shared: &Shared) {
+pub(crate) fn announce_shutdown(shared: &State) {
     tracing::info!(
         connections = shared.stats.connections.load(Ordering::Relaxed),
         deadline = ?shared.config.drain_timeout,
@@ -154,7 +154,7 @@ pub(crate) enum Intake {
 /// One worker: takes connections until `stop`, then waits for the
 /// director's connections to finish, up to the drain timeout.
 pub(crate) async fn worker_loop(
-    shared: Arc<Shared>,
+    shared: Arc<State>,
     intake: Intake,
     common: Common,
     mut stop: watch::Receiver<bool>,
@@ -231,7 +231,7 @@ pub(crate) async fn worker_loop(
 }
 
 async fn accept_public(
-    shared: Arc<Shared>,
+    shared: Arc<State>,
     listener: TcpListener,
     common: Common,
     stop: watch::Receiver<bool>,
@@ -311,7 +311,7 @@ async fn accept_public(
 }
 
 /// Bookkeeping when a client connection ends.
-fn connection_closed(shared: &Shared, common: &Common) {
+fn connection_closed(shared: &State, common: &Common) {
     shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
     if let Some(open) = common.dispatch.open.get(worker::current()) {
         open.fetch_sub(1, Ordering::Relaxed);
@@ -319,7 +319,7 @@ fn connection_closed(shared: &Shared, common: &Common) {
 }
 
 async fn client_connection(
-    shared: Arc<Shared>,
+    shared: Arc<State>,
     stream: TcpStream,
     peer: SocketAddr,
     common: Common,
@@ -385,7 +385,7 @@ async fn client_connection(
 }
 
 async fn accept_admin(
-    shared: Arc<Shared>,
+    shared: Arc<State>,
     listener: TcpListener,
     builder: Arc<http1::Builder>,
     limit: Arc<Semaphore>,

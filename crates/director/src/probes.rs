@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::director::Shared;
+use crate::state::State;
 
 /// Time between two looks at the stores.
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -15,7 +15,7 @@ const INTERVAL: Duration = Duration::from_secs(1);
 const LIMIT: Duration = Duration::from_millis(800);
 
 /// Looks at every store each [`INTERVAL`] until the director stops.
-pub(crate) async fn run(shared: Weak<Shared>) {
+pub(crate) async fn run(shared: Weak<State>) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
