@@ -25,15 +25,15 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use crate::backend::AdminState;
 use crate::body::Body;
-use crate::director::Shared;
+use crate::state::State;
+use crate::status::AdminState;
 use crate::DirectorError;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// Answers one admin request.
-pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(shared: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     if method == Method::POST && !same_origin(&req) {
@@ -51,7 +51,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
             );
             resp
         }
-        (&Method::GET, ["healthz"]) => crate::proxy::text_response(StatusCode::OK, "ok\n"),
+        (&Method::GET, ["healthz"]) => crate::forward::text_response(StatusCode::OK, "ok\n"),
         (&Method::POST, ["api", "servers", name, action]) => {
             let state = match *action {
                 "drain" => AdminState::Draining,
@@ -111,7 +111,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
 }
 
 /// Forwards a control request to the `sticky up` supervisor, if there is one.
-async fn processes(shared: &Shared, method: Method, path: String) -> Response<Body> {
+async fn processes(shared: &State, method: Method, path: String) -> Response<Body> {
     match shared.config.supervisor {
         Some(addr) => crate::supervisor::forward(addr, &shared.token, method, &path).await,
         None => json_error(
@@ -159,7 +159,10 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot serialize an admin answer");
-            crate::proxy::text_response(StatusCode::INTERNAL_SERVER_ERROR, "serialization failed\n")
+            crate::forward::text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "serialization failed\n",
+            )
         }
     }
 }

@@ -1,6 +1,6 @@
 //! [`Backend`]: one web server as the director sees it: its address, its
 //! route cookie, its connection pools, its health and admin state, and its
-//! counters.
+//! counters; and [`ActiveGuard`], which counts a request in flight on it.
 //!
 //! Health and admin state change rarely and under a mutex (or an atomic);
 //! the request path never takes that mutex: it reads the routing table,
@@ -9,54 +9,16 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::HeaderValue;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::config::{DirectorConfig, ServerSpec};
 use crate::pool::{Pool, RawPool};
 use crate::route_cookie::RouteSigner;
-
-/// What an operator decided for a server, independent of its health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AdminState {
-    /// Normal: new clients, clients with its cookie, failover target.
-    Enabled,
-    /// No new clients; clients with its cookie still go there.
-    Draining,
-    /// Treated as down for routing: every client moves to another server.
-    Evacuating,
-}
-
-impl AdminState {
-    fn to_u8(self) -> u8 {
-        match self {
-            AdminState::Enabled => 0,
-            AdminState::Draining => 1,
-            AdminState::Evacuating => 2,
-        }
-    }
-
-    fn from_u8(v: u8) -> Self {
-        match v {
-            1 => AdminState::Draining,
-            2 => AdminState::Evacuating,
-            _ => AdminState::Enabled,
-        }
-    }
-
-    /// `enabled`, `draining` or `evacuating`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AdminState::Enabled => "enabled",
-            AdminState::Draining => "draining",
-            AdminState::Evacuating => "evacuating",
-        }
-    }
-}
+use crate::status::{millis, AdminState, Role, ServerState, ServerStatus};
+use crate::worker;
 
 /// Health as the checks and the request path have established it.
 #[derive(Debug)]
@@ -213,12 +175,12 @@ impl Backend {
 
     /// The pool of the calling worker thread.
     pub(crate) fn pool(&self) -> &Pool {
-        &self.pools[crate::listener::worker() % self.pools.len()]
+        &self.pools[worker::current() % self.pools.len()]
     }
 
     /// The fast path's pool of the calling worker thread.
     pub(crate) fn raw_pool(&self) -> &RawPool {
-        &self.raw_pools[crate::listener::worker() % self.raw_pools.len()]
+        &self.raw_pools[worker::current() % self.raw_pools.len()]
     }
 
     /// Closes the idle connections of every worker (the server went down).
@@ -229,30 +191,6 @@ impl Backend {
         for p in self.raw_pools.iter() {
             p.clear();
         }
-    }
-
-    /// A `sticky-fenced` answer carried `epoch`. If the server is routable
-    /// (up, fenced since it last stopped being routable, not evacuating),
-    /// the director has moved none of its sessions since it learned the
-    /// epoch it sent: the server fenced itself on its own (its lease ran
-    /// out because our checks did not reach it), its cache is empty, and
-    /// it may be routed to with the new epoch — as a health check would
-    /// record it. Returns whether the server stays routable; if not, the
-    /// caller marks it down and routes elsewhere.
-    pub(crate) fn adopt_epoch(&self, epoch: Option<u64>) -> bool {
-        let Some(epoch) = epoch else {
-            return false;
-        };
-        if self.admin() == AdminState::Evacuating {
-            return false;
-        }
-        let mut h = self.health();
-        if !h.routable() {
-            return false;
-        }
-        h.epoch = Some(epoch);
-        self.epoch_hint.store(epoch, Ordering::Release);
-        true
     }
 
     pub(crate) fn health(&self) -> MutexGuard<'_, Health> {
@@ -336,112 +274,4 @@ impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// A web server's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Takes new clients.
-    Web,
-    /// Takes only the clients of failed servers.
-    Standby,
-}
-
-/// A web server's state for routing, as shown to operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServerState {
-    /// Healthy and routed to.
-    Up,
-    /// Failing its checks (or not checked yet): not routed to.
-    Down,
-    /// Healthy again but still reporting the epoch it had before it was
-    /// marked down: not routed to until it has fenced itself.
-    Fencing,
-    /// Healthy; no new clients, its own clients still go there.
-    Draining,
-    /// Not routed to at all: its clients move to other servers.
-    Evacuating,
-}
-
-/// One web server in [`ClusterStatus`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerStatus {
-    /// Configured name.
-    pub name: String,
-    /// Configured address.
-    pub addr: SocketAddr,
-    /// `web` or `standby`.
-    pub role: Role,
-    /// Routing state.
-    pub state: ServerState,
-    /// Operator's decision.
-    pub admin: AdminState,
-    /// Passing its health checks.
-    pub healthy: bool,
-    /// Reports it can write to enough stores.
-    pub ready: bool,
-    /// Relative share of new clients.
-    pub weight: u32,
-    /// Last epoch it reported.
-    pub epoch: Option<u64>,
-    /// Sessions in its local cache, as last reported.
-    pub sessions: u64,
-    /// Requests in flight (and open tunnels).
-    pub active: u64,
-    /// Requests sent to it since the director started.
-    pub requests: u64,
-    /// Requests of clients whose cookie named it that went elsewhere.
-    pub failovers: u64,
-    /// Requests that failed on it.
-    pub errors: u64,
-    /// Milliseconds since its health last flipped.
-    pub since_change_ms: u64,
-    /// Why the last check failed, if it did.
-    pub last_error: Option<String>,
-}
-
-/// Director-wide figures in [`ClusterStatus`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirectorTotals {
-    /// Public listener.
-    pub listen: Option<SocketAddr>,
-    /// Seconds since start.
-    pub uptime_secs: u64,
-    /// Client connections open now.
-    pub connections: u64,
-    /// Client connections refused at the connection limit.
-    pub rejected_connections: u64,
-    /// Requests received.
-    pub requests: u64,
-    /// Requests answered by the director itself with 502, 503 or 504.
-    pub gateway_errors: u64,
-    /// Requests routed away from the server their cookie named.
-    pub failovers: u64,
-    /// Requests re-sent after a refused connection or a failed attempt.
-    pub retries: u64,
-    /// Servers up (routable).
-    pub servers_up: usize,
-    /// How long the director took to answer (request head to response
-    /// head), since it started.
-    #[serde(default)]
-    pub response_times: crate::ResponseTimes,
-}
-
-/// What `GET /api/cluster` answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterStatus {
-    /// Director-wide figures.
-    pub director: DirectorTotals,
-    /// Every configured web server, in configuration order.
-    pub servers: Vec<ServerStatus>,
-    /// Every configured session store, in configuration order.
-    #[serde(default)]
-    pub stores: Vec<crate::StoreStatus>,
-}
-
-/// A duration in whole milliseconds, saturating.
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -1,5 +1,7 @@
-//! [`Body`]: the one body type that flows through the director, in both
-//! directions, without boxing.
+//! [`Body`]: the one body type the director answers its clients with
+//! (its own answers and web servers' responses streamed), without boxing.
+//! Requests go to web servers with the pool's
+//! [`RequestBody`](crate::pool::RequestBody).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,14 +13,12 @@ use hyper::body::Incoming;
 use crate::backend::ActiveGuard;
 use crate::pool::Conn;
 
-/// A request or response body.
+/// A response body.
 pub(crate) enum Body {
     /// No body.
     Empty,
     /// A body the director wrote itself (error pages, admin answers).
     Full(Option<Bytes>),
-    /// A client's request body, streamed to a web server.
-    Request(Incoming),
     /// A web server's response body, streamed to the client.
     Response(UpstreamBody),
 }
@@ -75,7 +75,6 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Body::Empty => Poll::Ready(None),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Body::Request(incoming) => Pin::new(incoming).poll_frame(cx),
             Body::Response(up) => {
                 let polled = Pin::new(&mut up.incoming).poll_frame(cx);
                 if let Poll::Ready(None) = polled {
@@ -90,7 +89,6 @@ impl http_body::Body for Body {
         match self {
             Body::Empty => true,
             Body::Full(bytes) => bytes.is_none(),
-            Body::Request(incoming) => incoming.is_end_stream(),
             Body::Response(up) => up.done || up.incoming.is_end_stream(),
         }
     }
@@ -99,7 +97,6 @@ impl http_body::Body for Body {
         match self {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Body::Request(incoming) => incoming.size_hint(),
             Body::Response(up) => up.incoming.size_hint(),
         }
     }

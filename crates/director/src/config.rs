@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use sticky_config::{ClusterFile, DirectorSection, WebEntry};
 
-use crate::stores::StoreSpec;
 use crate::DirectorError;
 
 /// One web server the director routes to (a `[[web]]` table).
@@ -67,6 +66,15 @@ impl From<&WebEntry> for ServerSpec {
             weight: w.weight,
         }
     }
+}
+
+/// One session store the director watches (a `[[store]]` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSpec {
+    /// Its name (`s1`).
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
 }
 
 /// Health-check settings (`[director]` `health_*`, `fall`, `rise`).

@@ -22,7 +22,7 @@
 //! So every limit, timeout and error answer of that path applies to them
 //! unchanged, and this path only has to be right for the simple case.
 //!
-//! The request path's rules are the same as `proxy.rs`'s: the same
+//! The request path's rules are `proxy.rs`'s, from `forward.rs`: the same
 //! routing, hop-by-hop and internal headers removed, `X-Forwarded-*` set,
 //! the fencing token, a refused connection re-routed, other failures
 //! retried only for idempotent requests without a body, the same `502`,
@@ -50,11 +50,11 @@ use tokio::sync::watch;
 
 use crate::backend::{ActiveGuard, Backend};
 use crate::chunked::{ChunkError, ChunkedScanner};
-use crate::director::Shared;
-use crate::proxy::{
+use crate::forward::{
     is_hop_by_hop, is_idempotent, is_reserved, refused_as_fenced, Answer, Attempts,
 };
 use crate::route_cookie::RequestCookies;
+use crate::state::State;
 
 /// Most headers in a request or response handled here.
 pub(crate) const MAX_HEADERS: usize = 64;
@@ -84,7 +84,7 @@ pub(crate) enum Outcome {
 
 /// Serves `client` until it closes or needs the general path.
 pub(crate) async fn serve(
-    shared: &Arc<Shared>,
+    shared: &Arc<State>,
     client: &mut TcpStream,
     peer: SocketAddr,
     stop: &mut watch::Receiver<bool>,
@@ -264,7 +264,7 @@ enum UpstreamError {
 }
 
 struct Connection<'s> {
-    shared: &'s Arc<Shared>,
+    shared: &'s Arc<State>,
     peer: SocketAddr,
     forwarded_for: String,
     /// The request as sent to a web server.

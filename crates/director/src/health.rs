@@ -1,5 +1,5 @@
-//! Health: the active checker (one task per web server), the state
-//! transitions shared with passive detection, and fencing.
+//! Health: the active checker (one task per web server) and the state
+//! transitions shared with passive detection.
 //!
 //! A check is `GET /.sticky/health` with the admin token. After `fall`
 //! failed checks in a row (or at once, when the request path finds the
@@ -7,123 +7,26 @@
 //! up again, but it becomes routable only once it reports an epoch other
 //! than the one it had when it stopped being routable. If it comes back
 //! with the same epoch, the director asks it to fence itself (`POST
-//! /.sticky/fence`) and waits for the new epoch (invariant 4). Only state
-//! flips are logged.
+//! /.sticky/fence`, `fencing.rs`) and waits for the new epoch (invariant
+//! 4). Only state flips are logged.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, HOST};
-use http::{HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use sticky_proto::control::{HealthReport, FENCE_PATH, HEALTH_PATH};
-use tokio::time::{timeout_at, MissedTickBehavior};
+use http::Method;
+use sticky_proto::control::{HealthReport, HEALTH_PATH};
+use tokio::time::MissedTickBehavior;
 
-use crate::backend::{AdminState, Backend};
-use crate::body::Body;
-use crate::director::Shared;
-use crate::pool::ConnectError;
-
-/// Largest health or fence answer read.
-const MAX_REPORT: usize = 64 << 10;
-
-/// Why a check failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CheckError {
-    #[error("{0}")]
-    Connect(#[from] ConnectError),
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    #[error("request failed: {0}")]
-    Send(#[source] hyper::Error),
-    #[error("answered HTTP {0}")]
-    Status(StatusCode),
-    #[error("unreadable answer: {0}")]
-    Body(String),
-    #[error("answer is not a health report: {0}")]
-    Json(#[source] serde_json::Error),
-    #[error("reports the name {0:?}: another server listens at this address")]
-    WrongServer(String),
-}
-
-/// One control request (`GET /.sticky/health` or `POST /.sticky/fence`)
-/// within `limit`. A connection that misses the deadline is closed.
-pub(crate) async fn control(
-    backend: &Backend,
-    token: &HeaderValue,
-    method: Method,
-    path: &'static str,
-    limit: Duration,
-) -> Result<HealthReport, CheckError> {
-    let deadline = tokio::time::Instant::now() + limit;
-    let timed_out = || CheckError::Timeout(limit);
-    let mut conn = timeout_at(deadline, backend.health_pool.get())
-        .await
-        .map_err(|_| timed_out())??;
-    let abort = conn.abort_handle();
-    let build = || {
-        let mut req = Request::new(Body::Empty);
-        *req.method_mut() = method.clone();
-        *req.uri_mut() = http::Uri::from_static(path);
-        let h = req.headers_mut();
-        h.insert(AUTHORIZATION, token.clone());
-        if let Ok(host) = HeaderValue::from_str(&backend.addr.to_string()) {
-            h.insert(HOST, host);
-        }
-        if method == Method::POST {
-            h.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-        }
-        req
-    };
-    let exchange = async {
-        let resp = match conn.sender.try_send_request(build()).await {
-            Ok(resp) => resp,
-            Err(mut e) => {
-                if e.take_message().is_none() {
-                    return Err(CheckError::Send(e.into_error()));
-                }
-                // The pooled connection was closed before the request
-                // went out: one new connection.
-                conn = backend.health_pool.connect().await?;
-                conn.sender
-                    .try_send_request(build())
-                    .await
-                    .map_err(|e| CheckError::Send(e.into_error()))?
-            }
-        };
-        let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_REPORT)
-            .collect()
-            .await
-            .map_err(|e| CheckError::Body(e.to_string()))?
-            .to_bytes();
-        Ok::<(StatusCode, Bytes), CheckError>((status, body))
-    };
-    let (status, body) = match timeout_at(deadline, exchange).await {
-        Ok(result) => result?,
-        Err(_) => {
-            abort.abort();
-            return Err(timed_out());
-        }
-    };
-    backend.health_pool.put(conn);
-    if status != StatusCode::OK {
-        return Err(CheckError::Status(status));
-    }
-    let report: HealthReport = serde_json::from_slice(&body).map_err(CheckError::Json)?;
-    if report.name != backend.name {
-        return Err(CheckError::WrongServer(
-            report.name.chars().take(64).collect(),
-        ));
-    }
-    Ok(report)
-}
+use crate::backend::Backend;
+use crate::control::{control, CheckError};
+use crate::fencing::fence;
+use crate::state::State;
+use crate::status::AdminState;
 
 /// Checks `backend` every interval until it is retired or the director is
 /// gone.
-pub(crate) async fn run(shared: Weak<Shared>, backend: Arc<Backend>) {
+pub(crate) async fn run(shared: Weak<State>, backend: Arc<Backend>) {
     let Some(interval) = shared.upgrade().map(|s| s.config.health.interval) else {
         return;
     };
@@ -150,7 +53,7 @@ pub(crate) async fn run(shared: Weak<Shared>, backend: Arc<Backend>) {
 
 /// Applies a check's result; returns true when the server must be asked to
 /// fence itself.
-fn observe(shared: &Shared, backend: &Backend, result: Result<HealthReport, CheckError>) -> bool {
+fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, CheckError>) -> bool {
     let settings = shared.config.health;
     let mut publish = false;
     let mut must_fence = false;
@@ -251,52 +154,8 @@ fn observe(shared: &Shared, backend: &Backend, result: Result<HealthReport, Chec
     must_fence
 }
 
-/// Asks `backend` to fence itself and makes it routable once it reports a
-/// new epoch.
-async fn fence(shared: &Shared, backend: &Backend) {
-    let limit = shared.config.health.timeout;
-    let result = control(backend, &shared.token, Method::POST, FENCE_PATH, limit).await;
-    let mut h = backend.health();
-    match result {
-        Ok(report) => {
-            h.epoch = Some(report.epoch);
-            backend.epoch_hint.store(report.epoch, Ordering::Release);
-            h.sessions = report.sessions;
-            h.ready = report.ready;
-            match h.fence_from {
-                Some(old) if old != report.epoch => {
-                    h.fence_from = None;
-                    h.fencing = false;
-                    tracing::info!(
-                        server = %backend.name,
-                        old_epoch = old,
-                        epoch = report.epoch,
-                        "web server fenced itself: routing to it again"
-                    );
-                    drop(h);
-                    shared.publish();
-                }
-                Some(_) if !h.fencing => {
-                    tracing::warn!(
-                        server = %backend.name,
-                        "web server answered the fence request without a new epoch; asking again"
-                    );
-                    h.fencing = true;
-                }
-                _ => {}
-            }
-        }
-        Err(e) => {
-            if !h.fencing {
-                tracing::warn!(server = %backend.name, error = %e, "fence request failed; will retry");
-                h.fencing = true;
-            }
-        }
-    }
-}
-
 /// Passive detection: the request path found nobody listening.
-pub(crate) fn mark_down_now(shared: &Shared, backend: &Backend, why: &str) {
+pub(crate) fn mark_down_now(shared: &State, backend: &Backend, why: &str) {
     let fall = shared.config.health.fall;
     let flipped = {
         let mut h = backend.health();

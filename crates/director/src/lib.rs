@@ -8,27 +8,48 @@
 //!
 //! # Layout
 //!
-//! - `config`: [`DirectorConfig`], [`ServerSpec`], every setting and its
-//!   default.
-//! - `director`: [`Director`]: shared state, table publication, reloads,
-//!   admin operations.
-//! - `listener`: accept loops, connection limit, timeouts, graceful
-//!   shutdown.
-//! - `proxy`: one client request: header hygiene, routing, retries,
-//!   streaming, upgrades, the director's own error answers.
+//! From the facade down; a module imports only modules below it (checked
+//! by `tests/module_graph.rs`).
+//!
+//! - `director`: [`Director`], the facade: builds the state, starts and
+//!   stops the listeners, the health checkers and the store probes;
+//!   reloads and admin operations for the library's callers.
+//! - `listener`: accept loops, worker threads' intake, connection limit,
+//!   timeouts, graceful shutdown.
+//! - `admin`, `metrics`, `supervisor`: the admin listener (JSON API,
+//!   dashboard, Prometheus) and the `sticky up` supervisor's control API
+//!   (kill, pause, resume, restart) proxied for the dashboard.
+//! - `proxy`: one client request on the general (hyper) path: header
+//!   hygiene, streaming, upgrades.
+//! - `fast_path`: plain HTTP/1.1 requests on raw sockets, without hyper.
+//! - `forward`: the rules both request paths obey: reserved paths,
+//!   hop-by-hop headers, retries and failover (`Attempts`), the
+//!   director's own answers.
+//! - `health`: active checks and passive detection (server up and down).
+//! - `fencing`: the director's side of fencing: asking a server to fence
+//!   itself, adopting a new epoch, the fencing token headers.
+//! - `control`: one control request to a web server (`/.sticky/health`,
+//!   `/.sticky/fence`).
+//! - `probes`: the session stores' `PING` and `INFO` each second, for the
+//!   dashboard; the director never routes by them.
+//! - `state`: what everything shares: configuration, server list, routing
+//!   table publication, counters; it starts nothing itself.
 //! - `routing`: the lock-free routing table and the choice of a server
 //!   (cookie, standby, rendezvous hashing, least connections).
+//! - `stores`: the board of the stores' last known states.
+//! - `body`: the body of the director's answers, returning connections to
+//!   the pool when a response is done.
+//! - `backend`: one web server's state, pools and counters.
+//! - `pool`: keep-alive connections to web servers and the request body
+//!   they carry.
+//! - `config`: [`DirectorConfig`], [`ServerSpec`], [`StoreSpec`], every
+//!   setting and its default.
+//! - `status`: what `/api/cluster` answers ([`ClusterStatus`] and its
+//!   parts, [`AdminState`]).
 //! - `route_cookie`: signing and checking route cookies; cookie parsing.
-//! - `health`: active checks, passive detection, fencing.
-//! - `backend`: one web server's state and counters; the status types.
-//! - `pool`: keep-alive connections to web servers.
-//! - `body`, `io`: the body type and the activity-tracking socket.
-//! - `admin`, `metrics`: the admin listener (JSON API, dashboard,
-//!   Prometheus).
-//! - `stores`: the session stores' states for the dashboard (`PING` and
-//!   `INFO` each second); the director never routes by them.
-//! - `supervisor`: the `sticky up` supervisor's control API (kill, pause,
-//!   resume, restart), proxied on the admin listener for the dashboard.
+//! - `worker`: which worker thread (event loop) runs the caller.
+//! - `chunked`, `io`, `latency`, `error`: the chunked-body scanner, the
+//!   activity-tracking socket, response-time histograms, [`DirectorError`].
 //!
 //! # Example
 //!
@@ -56,24 +77,34 @@ mod backend;
 mod body;
 mod chunked;
 mod config;
+mod control;
 mod director;
 mod error;
 mod fast_path;
+mod fencing;
+mod forward;
 mod health;
 mod io;
 mod latency;
 mod listener;
 mod metrics;
 mod pool;
+mod probes;
 mod proxy;
 mod route_cookie;
 mod routing;
+mod state;
+mod status;
 mod stores;
 mod supervisor;
+mod worker;
 
-pub use backend::{AdminState, ClusterStatus, DirectorTotals, Role, ServerState, ServerStatus};
-pub use config::{servers_of, DirectorConfig, HealthSettings, ServerSpec};
-pub use director::{Director, ReloadSummary, Reloader};
+pub use config::{servers_of, DirectorConfig, HealthSettings, ServerSpec, StoreSpec};
+pub use director::Director;
 pub use error::DirectorError;
 pub use latency::ResponseTimes;
-pub use stores::{StoreSpec, StoreState, StoreStatus};
+pub use state::{ReloadSummary, Reloader};
+pub use status::{
+    AdminState, ClusterStatus, DirectorTotals, Role, ServerState, ServerStatus, StoreState,
+    StoreStatus,
+};

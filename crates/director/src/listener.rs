@@ -13,7 +13,6 @@
 //! told to finish its current request and close, and `serve` returns when
 //! all have, or after `drain_timeout`.
 
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,28 +26,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::director::Shared;
+use crate::config::DirectorConfig;
 use crate::io::{Activity, ActivityIo};
-use crate::{admin, fast_path, proxy};
+use crate::state::State;
+use crate::{admin, fast_path, proxy, worker};
 
 /// Admin connections at once (it is an operator's listener).
 const MAX_ADMIN_CONNECTIONS: usize = 64;
 
 const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 53\r\nretry-after: 1\r\nconnection: close\r\n\r\n503 Service Unavailable: too many connections. Retry\n";
-
-thread_local! {
-    static WORKER: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The index of the worker thread running the caller (0 outside
-/// [`Director::run`](crate::Director::run)'s extra threads).
-pub(crate) fn worker() -> usize {
-    WORKER.with(Cell::get)
-}
-
-pub(crate) fn set_worker(index: usize) {
-    WORKER.with(|w| w.set(index));
-}
 
 /// A connection handed from the acceptor (worker 0) to another worker.
 pub(crate) struct Handoff {
@@ -95,7 +81,7 @@ pub(crate) struct Common {
 impl Common {
     /// The shared parts for `workers` workers, and the inboxes of workers
     /// 1 and up.
-    pub(crate) fn new(config: &crate::DirectorConfig, workers: usize) -> (Self, Vec<Inbox>) {
+    pub(crate) fn new(config: &DirectorConfig, workers: usize) -> (Self, Vec<Inbox>) {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -123,7 +109,7 @@ impl Common {
 /// Serves `public` (and `admin`) on the current runtime until `shutdown`,
 /// then drains.
 pub(crate) async fn serve(
-    shared: Arc<Shared>,
+    shared: Arc<State>,
     public: TcpListener,
     admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
@@ -146,7 +132,7 @@ pub(crate) async fn serve(
     work.await;
 }
 
-pub(crate) fn announce_shutdown(shared: &Shared) {
+pub(crate) fn announce_shutdown(shared: &State) {
     tracing::info!(
         connections = shared.stats.connections.load(Ordering::Relaxed),
         deadline = ?shared.config.drain_timeout,
@@ -168,7 +154,7 @@ pub(crate) enum Intake {
 /// One worker: takes connections until `stop`, then waits for the
 /// director's connections to finish, up to the drain timeout.
 pub(crate) async fn worker_loop(
-    shared: Arc<Shared>,
+    shared: Arc<State>,
     intake: Intake,
     common: Common,
     mut stop: watch::Receiver<bool>,
@@ -245,7 +231,7 @@ pub(crate) async fn worker_loop(
 }
 
 async fn accept_public(
-    shared: Arc<Shared>,
+    shared: Arc<State>,
     listener: TcpListener,
     common: Common,
     stop: watch::Receiver<bool>,
@@ -325,15 +311,15 @@ async fn accept_public(
 }
 
 /// Bookkeeping when a client connection ends.
-fn connection_closed(shared: &Shared, common: &Common) {
+fn connection_closed(shared: &State, common: &Common) {
     shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
-    if let Some(open) = common.dispatch.open.get(worker()) {
+    if let Some(open) = common.dispatch.open.get(worker::current()) {
         open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 async fn client_connection(
-    shared: Arc<Shared>,
+    shared: Arc<State>,
     stream: TcpStream,
     peer: SocketAddr,
     common: Common,
@@ -399,7 +385,7 @@ async fn client_connection(
 }
 
 async fn accept_admin(
-    shared: Arc<Shared>,
+    shared: Arc<State>,
     listener: TcpListener,
     builder: Arc<http1::Builder>,
     limit: Arc<Semaphore>,

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use metrics::{Key, Label, Level, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
-use crate::backend::ServerState;
-use crate::director::Shared;
+use crate::state::State;
+use crate::status::ServerState;
 
 const META: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None);
 
@@ -54,7 +54,7 @@ fn key(name: &'static str, labels: &[(&'static str, String)]) -> Key {
 }
 
 /// The Prometheus text exposition of the director's figures.
-pub(crate) fn render(shared: &Shared) -> String {
+pub(crate) fn render(shared: &State) -> String {
     let w = Writer {
         recorder: PrometheusBuilder::new().build_recorder(),
     };

@@ -1,4 +1,5 @@
-//! Keep-alive connections to one web server.
+//! Keep-alive connections to one web server, and the [`RequestBody`]
+//! they carry.
 //!
 //! Our own small pool on hyper's `client::conn::http1` rather than
 //! hyper-util's legacy `Client`, for one reason: that client consumes the
@@ -14,15 +15,18 @@
 //! `max_idle` of them, each for at most [`MAX_IDLE_AGE`].
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
-
-use crate::body::Body;
 
 /// An idle connection older than this is closed instead of reused: web
 /// servers commonly close idle keep-alive connections after 30 s or more,
@@ -51,9 +55,48 @@ pub(crate) enum ConnectError {
     Handshake(#[source] hyper::Error),
 }
 
+/// The body of a request sent to a web server: none (health checks,
+/// fence requests, bodiless requests and their re-sends) or a client's
+/// request body, streamed.
+pub(crate) enum RequestBody {
+    /// No body.
+    Empty,
+    /// A client's request body, streamed to a web server.
+    Request(Incoming),
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Request(incoming) => Pin::new(incoming).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Request(incoming) => incoming.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Request(incoming) => incoming.size_hint(),
+        }
+    }
+}
+
 /// One HTTP/1.1 connection to a web server.
 pub(crate) struct Conn {
-    pub(crate) sender: http1::SendRequest<Body>,
+    pub(crate) sender: http1::SendRequest<RequestBody>,
     task: AbortHandle,
 }
 
@@ -296,7 +339,7 @@ mod tests {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     let service = service_fn(|_req| async {
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Body::Empty))
+                        Ok::<_, std::convert::Infallible>(http::Response::new(RequestBody::Empty))
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)

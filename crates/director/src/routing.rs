@@ -29,8 +29,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::backend::{AdminState, Backend};
+use crate::backend::Backend;
 use crate::route_cookie::{same_value, split_value, RequestCookies, RouteSigner};
+use crate::status::AdminState;
 
 /// One server in a table.
 pub(crate) struct Entry {

@@ -1,67 +1,15 @@
-//! The session stores as the director sees them, for the dashboard and
-//! `/api/cluster`: one task asks every `[[store]]` of the cluster file for
-//! `PING` and `INFO` each second ([`sticky_proto::probe`]). The director
-//! never routes by them (web servers talk to the stores themselves); it
-//! only shows them, and logs when one goes down or comes back.
+//! [`StoreBoard`]: the session stores as the director sees them, for the
+//! dashboard and `/api/cluster`, as the probes (`probes.rs`) last found
+//! them. The director never routes by them (web servers talk to the
+//! stores themselves); it only shows them, and logs when one goes down or
+//! comes back.
 
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-use tokio::task::JoinSet;
-
-use crate::backend::millis;
-use crate::director::Shared;
-
-/// Time between two looks at the stores.
-const INTERVAL: Duration = Duration::from_secs(1);
-/// Time one look at one store may take.
-const LIMIT: Duration = Duration::from_millis(800);
-
-/// One session store the director watches (a `[[store]]` table).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreSpec {
-    /// Its name (`s1`).
-    pub name: String,
-    /// Where it listens.
-    pub addr: SocketAddr,
-}
-
-/// A store's state, as last seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreState {
-    /// Not asked yet.
-    Unknown,
-    /// Answered `PING` and `INFO`.
-    Up,
-    /// Did not (refused, timed out, refused the password).
-    Down,
-}
-
-/// One store in [`ClusterStatus`](crate::ClusterStatus).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoreStatus {
-    /// Configured name.
-    pub name: String,
-    /// Configured address.
-    pub addr: SocketAddr,
-    /// Up or down.
-    pub state: StoreState,
-    /// Keys it holds (session copies and tombstones), as last reported.
-    pub keys: u64,
-    /// Accounted memory in bytes, as last reported.
-    pub used_memory: u64,
-    /// Its memory limit in bytes (0: none).
-    pub max_memory: u64,
-    /// Client connections open on it.
-    pub connected_clients: u64,
-    /// Milliseconds since its state last changed.
-    pub since_change_ms: u64,
-    /// Why the last look failed, if it did.
-    pub error: Option<String>,
-}
+use crate::config::StoreSpec;
+use crate::status::{millis, StoreState, StoreStatus};
 
 struct Entry {
     status: StoreStatus,
@@ -118,7 +66,8 @@ impl StoreBoard {
             .collect()
     }
 
-    fn targets(&self) -> Vec<(usize, SocketAddr)> {
+    /// Every store's index and address, for the probes.
+    pub(crate) fn targets(&self) -> Vec<(usize, SocketAddr)> {
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -128,7 +77,8 @@ impl StoreBoard {
             .collect()
     }
 
-    fn record(&self, i: usize, result: Result<sticky_proto::probe::StoreInfo, String>) {
+    /// Records what a probe of store `i` found.
+    pub(crate) fn record(&self, i: usize, result: Result<sticky_proto::probe::StoreInfo, String>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(e) = entries.get_mut(i) else {
             return;
@@ -163,40 +113,6 @@ impl StoreBoard {
                     tracing::info!(store = %s.name, addr = %s.addr, "store up again");
                 }
                 _ => {}
-            }
-        }
-    }
-}
-
-/// Looks at every store each [`INTERVAL`] until the director stops.
-pub(crate) async fn run(shared: Weak<Shared>) {
-    let mut tick = tokio::time::interval(INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(s) = shared.upgrade() else {
-            return;
-        };
-        if !s.is_serving() {
-            return;
-        }
-        let password = s.config.store_password.clone();
-        let mut probes = JoinSet::new();
-        for (i, addr) in s.stores.targets() {
-            let password = password.clone();
-            probes.spawn(async move {
-                let result = sticky_proto::probe::probe_store(addr, password.as_deref(), LIMIT)
-                    .await
-                    .map_err(|e| e.to_string());
-                (i, result)
-            });
-        }
-        // Do not keep the director alive while waiting.
-        let board = Weak::clone(&shared);
-        drop(s);
-        while let Some(done) = probes.join_next().await {
-            if let (Ok((i, result)), Some(s)) = (done, board.upgrade()) {
-                s.stores.record(i, result);
             }
         }
     }

@@ -1,0 +1,100 @@
+//! The director's side of fencing (invariant 4: a web server that
+//! stopped being routable is routed to again only once it has fenced
+//! itself: new epoch, empty cache).
+//!
+//! - When a server stops being routable (marked down: `Health::mark_down`;
+//!   evacuated: `State::set_admin`) the director remembers the epoch it had
+//!   (`Health::fence_from`).
+//! - The health checker (`health.rs`) clears that once the server reports
+//!   another epoch, and until then asks it to fence itself: [`fence`].
+//! - Every request carries the epoch last reported, as the fencing token
+//!   [`STICKY_EPOCH`] (`proxy.rs`, `fast_path.rs`); a server that fenced
+//!   itself since refuses the request untouched with [`STICKY_FENCED`],
+//!   and the request path (`forward::refused_as_fenced`) either adopts its
+//!   new epoch ([`adopt_epoch`]) or marks it down.
+
+use std::sync::atomic::Ordering;
+
+use http::{HeaderName, Method};
+use sticky_proto::control::FENCE_PATH;
+
+use crate::backend::Backend;
+use crate::control::control;
+use crate::state::State;
+use crate::status::AdminState;
+
+/// The fencing token sent with every request: the epoch the server last
+/// reported.
+pub(crate) static STICKY_EPOCH: HeaderName =
+    HeaderName::from_static(sticky_proto::control::EPOCH_HEADER);
+/// A server's answer to a request routed for an epoch it has left behind.
+pub(crate) static STICKY_FENCED: HeaderName =
+    HeaderName::from_static(sticky_proto::control::FENCED_HEADER);
+
+/// Asks `backend` to fence itself and makes it routable once it reports a
+/// new epoch.
+pub(crate) async fn fence(shared: &State, backend: &Backend) {
+    let limit = shared.config.health.timeout;
+    let result = control(backend, &shared.token, Method::POST, FENCE_PATH, limit).await;
+    let mut h = backend.health();
+    match result {
+        Ok(report) => {
+            h.epoch = Some(report.epoch);
+            backend.epoch_hint.store(report.epoch, Ordering::Release);
+            h.sessions = report.sessions;
+            h.ready = report.ready;
+            match h.fence_from {
+                Some(old) if old != report.epoch => {
+                    h.fence_from = None;
+                    h.fencing = false;
+                    tracing::info!(
+                        server = %backend.name,
+                        old_epoch = old,
+                        epoch = report.epoch,
+                        "web server fenced itself: routing to it again"
+                    );
+                    drop(h);
+                    shared.publish();
+                }
+                Some(_) if !h.fencing => {
+                    tracing::warn!(
+                        server = %backend.name,
+                        "web server answered the fence request without a new epoch; asking again"
+                    );
+                    h.fencing = true;
+                }
+                _ => {}
+            }
+        }
+        Err(e) => {
+            if !h.fencing {
+                tracing::warn!(server = %backend.name, error = %e, "fence request failed; will retry");
+                h.fencing = true;
+            }
+        }
+    }
+}
+
+/// A `sticky-fenced` answer carried `epoch`. If the server is routable
+/// (up, fenced since it last stopped being routable, not evacuating),
+/// the director has moved none of its sessions since it learned the
+/// epoch it sent: the server fenced itself on its own (its lease ran
+/// out because our checks did not reach it), its cache is empty, and
+/// it may be routed to with the new epoch — as a health check would
+/// record it. Returns whether the server stays routable; if not, the
+/// caller marks it down and routes elsewhere.
+pub(crate) fn adopt_epoch(backend: &Backend, epoch: Option<u64>) -> bool {
+    let Some(epoch) = epoch else {
+        return false;
+    };
+    if backend.admin() == AdminState::Evacuating {
+        return false;
+    }
+    let mut h = backend.health();
+    if !h.routable() {
+        return false;
+    }
+    h.epoch = Some(epoch);
+    backend.epoch_hint.store(epoch, Ordering::Release);
+    true
+}

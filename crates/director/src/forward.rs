@@ -1,0 +1,363 @@
+//! The rules both request paths obey, the hyper path (`proxy.rs`) and
+//! the fast path (`fast_path.rs`): which paths are reserved, which headers
+//! are hop-by-hop, which methods may be retried, how a request's attempts
+//! are counted and routed ([`Attempts`]: a refused connection re-routed,
+//! other failures retried at most [`MAX_RETRIES`] times), what a server
+//! that refused a request as fenced means ([`refused_as_fenced`]), and the
+//! director's own answers ([`Answer`]).
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::{Method, Response, StatusCode};
+use sticky_proto::control::RESERVED_PREFIX;
+
+use crate::backend::Backend;
+use crate::body::Body;
+use crate::fencing::adopt_epoch;
+use crate::health::mark_down_now;
+use crate::pool::ConnectError;
+use crate::route_cookie::RequestCookies;
+use crate::state::State;
+
+/// Retries after a failure other than a refused connection (which is
+/// always re-routed) or a connection found closed before use.
+pub(crate) const MAX_RETRIES: usize = 2;
+
+/// The director's own answers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Answer {
+    NotFound,
+    ConnectNotAllowed,
+    BadGateway,
+    Unavailable,
+    ConnectTimeout,
+    ResponseTimeout,
+}
+
+impl Answer {
+    /// Its status and text, counted as a gateway error if it is one.
+    pub(crate) fn counted(self, shared: &State) -> (StatusCode, &'static str) {
+        let (status, text) = match self {
+            Answer::NotFound => (StatusCode::NOT_FOUND, "404 Not Found\n"),
+            Answer::ConnectNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "405 Method Not Allowed: this is a reverse proxy, not a forward proxy.\n",
+            ),
+            Answer::BadGateway => (
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the web server failed while answering. Please retry.\n",
+            ),
+            Answer::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: no web server is available right now. Please retry shortly.\n",
+            ),
+            Answer::ConnectTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "504 Gateway Timeout: the web server did not accept the connection in time.\n",
+            ),
+            Answer::ResponseTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "504 Gateway Timeout: the web server did not answer in time.\n",
+            ),
+        };
+        if status.is_server_error() {
+            shared.stats.gateway_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        (status, text)
+    }
+
+    /// The hyper path's response, counted.
+    pub(crate) fn response(self, shared: &State) -> Response<Body> {
+        let (status, text) = self.counted(shared);
+        text_response(status, text)
+    }
+}
+
+/// A short plain-text response.
+pub(crate) fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Body::full(text));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// A web server answered `sticky-fenced` (with its new `epoch`): it
+/// fenced itself after the epoch the request carried, and refused the
+/// request untouched. If it is still routable (it fenced on its own: we
+/// moved none of its sessions), it is routed to with the new epoch;
+/// otherwise it is marked down, like a refused connection. The caller
+/// re-sends the request if it still can.
+pub(crate) fn refused_as_fenced(shared: &State, backend: &Arc<Backend>, epoch: Option<u64>) {
+    backend.errors.fetch_add(1, Ordering::Relaxed);
+    if adopt_epoch(backend, epoch) {
+        tracing::info!(
+            server = %backend.name,
+            epoch,
+            "web server fenced itself while up: routing to it with its new epoch"
+        );
+    } else {
+        mark_down_now(
+            shared,
+            backend,
+            "fenced: it refused a request routed for its old epoch",
+        );
+    }
+}
+
+/// The attempts of one request: where it was sent, how often it was
+/// retried, and what the client gets if the attempts run out.
+pub(crate) struct Attempts {
+    /// Bounds the loop: each refused connection marks a server down, so a
+    /// request can at most visit every server once, plus a retry and a
+    /// replaced stale connection or two.
+    max: usize,
+    made: usize,
+    retries: usize,
+    fresh_connection: bool,
+    last_failure: Answer,
+    /// The server the client's cookie named, if it was routed elsewhere.
+    moved_from: Option<Arc<Backend>>,
+}
+
+impl Attempts {
+    pub(crate) fn new(shared: &State) -> Self {
+        Self {
+            max: shared.table.load().entries.len() + 4,
+            made: 0,
+            retries: 0,
+            fresh_connection: false,
+            last_failure: Answer::Unavailable,
+            moved_from: None,
+        }
+    }
+
+    /// The server for the next attempt and whether the client gets a route
+    /// cookie; `Err` with the client's answer when the attempts ran out or
+    /// no server can take the request.
+    pub(crate) fn next(
+        &mut self,
+        shared: &State,
+        cookies: &RequestCookies<'_>,
+        client: IpAddr,
+    ) -> Result<(Arc<Backend>, bool), Answer> {
+        self.made += 1;
+        if self.made > self.max {
+            return Err(self.last_failure);
+        }
+        let table = shared.table.load();
+        let decision = table
+            .route(cookies, client, &shared.signer, &shared.rotation)
+            .ok_or(Answer::Unavailable)?;
+        if let Some(moved) = decision.moved {
+            if self.moved_from.is_none() {
+                self.moved_from = moved.from.map(|i| Arc::clone(&table.entries[i].backend));
+            }
+        }
+        Ok((
+            Arc::clone(&table.entries[decision.index].backend),
+            decision.set_cookie,
+        ))
+    }
+
+    /// Whether this attempt must open a new connection (once asked).
+    pub(crate) fn take_fresh(&mut self) -> bool {
+        std::mem::take(&mut self.fresh_connection)
+    }
+
+    /// Counts a failed connection attempt and decides what follows:
+    /// `Ok` to try again, `Err` to give up with that answer. A refused
+    /// connection marks the server down at once and is always re-routed;
+    /// other failures get [`MAX_RETRIES`] more tries. Either way the
+    /// request never reached the server, so this is safe whatever the
+    /// method.
+    pub(crate) fn connect_failed(
+        &mut self,
+        shared: &State,
+        backend: &Arc<Backend>,
+        error: ConnectError,
+    ) -> Result<(), Answer> {
+        let stats = &shared.stats;
+        backend.errors.fetch_add(1, Ordering::Relaxed);
+        if matches!(error, ConnectError::Refused) {
+            stats.upstream_refused.fetch_add(1, Ordering::Relaxed);
+            mark_down_now(shared, backend, "connection refused");
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            self.last_failure = Answer::Unavailable;
+            return Ok(());
+        }
+        stats
+            .upstream_connect_failed
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(server = %backend.name, %error, "cannot connect to web server");
+        self.last_failure = match error {
+            ConnectError::Timeout(_) => Answer::ConnectTimeout,
+            _ => Answer::BadGateway,
+        };
+        if self.retries < MAX_RETRIES {
+            self.retries += 1;
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        } else {
+            Err(self.last_failure)
+        }
+    }
+
+    /// A pooled connection was found closed before the request went out:
+    /// the same request goes again on a new connection.
+    pub(crate) fn replace_connection(&mut self) {
+        self.fresh_connection = true;
+        self.last_failure = Answer::BadGateway;
+    }
+
+    /// After any other failure of a sent request: true if it may be sent
+    /// again on a new connection (idempotent, no body spent, retries
+    /// left).
+    pub(crate) fn retry(&mut self, shared: &State, replayable: bool) -> bool {
+        if !replayable || self.retries >= MAX_RETRIES {
+            return false;
+        }
+        self.retries += 1;
+        shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+        self.replace_connection();
+        true
+    }
+
+    /// The server refused the request untouched (fenced): it is routed
+    /// again.
+    pub(crate) fn rerouted(&mut self, shared: &State) {
+        shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+        self.last_failure = Answer::Unavailable;
+    }
+
+    /// A response came: a client moved off its server is a failover.
+    pub(crate) fn answered(&self, shared: &State) {
+        if let Some(from) = &self.moved_from {
+            from.failovers.fetch_add(1, Ordering::Relaxed);
+            shared.stats.failovers.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The standard hop-by-hop headers (RFC 9110 section 7.6.1, plus the
+/// non-standard `Keep-Alive` and `Proxy-Connection`), in lower case.
+const HOP_BY_HOP: [&[u8]; 9] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+];
+
+/// Whether `name` is a standard hop-by-hop header (any letter case).
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// RFC 9110's idempotent methods.
+pub(crate) fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Whether `path` reaches the reserved prefix on a web server, however it
+/// is spelled: percent-encoding, doubled slashes, backslashes, dot
+/// segments, `;` parameters, letter case.
+pub(crate) fn is_reserved(path: &str) -> bool {
+    let reserved = RESERVED_PREFIX.trim_matches('/').as_bytes(); // ".sticky"
+    let b = path.as_bytes();
+    // Every spelling of ".sticky" has a '.' or a '%'.
+    if !b.iter().any(|&c| c == b'.' || c == b'%') {
+        return false;
+    }
+    let mut decoded = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(hi), Some(lo)) = (hex_val(b[i + 1]), hex_val(b[i + 2])) {
+                decoded.push(hi << 4 | lo);
+                i += 3;
+                continue;
+            }
+        }
+        decoded.push(b[i]);
+        i += 1;
+    }
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for raw in decoded.split(|&c| c == b'/' || c == b'\\') {
+        let seg = raw.split(|&c| c == b';').next().unwrap_or_default();
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    segments
+        .first()
+        .is_some_and(|s| s.eq_ignore_ascii_case(reserved))
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_paths_in_every_spelling() {
+        for p in [
+            "/.sticky/health",
+            "/.sticky/fence",
+            "/.sticky",
+            "/.sticky/",
+            "//.sticky/health",
+            "/%2Esticky/health",
+            "/%2esticky%2fhealth",
+            "/a/../.sticky/health",
+            "/./.sticky/health",
+            "/.STICKY/health",
+            "\\.sticky\\health",
+            "/.sticky;x=1/health",
+        ] {
+            assert!(is_reserved(p), "{p} must be reserved");
+        }
+        for p in [
+            "/",
+            "/health",
+            "/a/.sticky/health",
+            "/.stickyx/health",
+            "/static/app.js",
+            "/%",
+            "/%2",
+            "/%zz",
+            "/.sticky.html",
+        ] {
+            assert!(!is_reserved(p), "{p} must not be reserved");
+        }
+    }
+}
