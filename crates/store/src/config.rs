@@ -41,6 +41,16 @@ pub struct StoreConfig {
     /// preempted. Only on a single-threaded runtime (`--threads 1`).
     /// Default `None`: never spin.
     pub busy_poll: Option<Duration>,
+    /// How long takeover promises and dead-lease records are kept, and how
+    /// long a restarted store grants no lease and accepts no kill or
+    /// prepare: twice the web servers' claim timeout (`docs/safety.md`
+    /// §3). Default 4 s.
+    pub claim_window: Duration,
+    /// Whether this start is a restart, after which the store may have
+    /// forgotten copies, promises and dead-lease records. `sticky store`
+    /// knows it from the run file in `--state-dir`; without one every start
+    /// counts as a restart. Default `true` (the safe answer).
+    pub restarted: bool,
 }
 
 impl Default for StoreConfig {
@@ -57,6 +67,8 @@ impl Default for StoreConfig {
             shards: 0,
             shutdown_grace: Duration::from_secs(5),
             busy_poll: None,
+            claim_window: Duration::from_secs(4),
+            restarted: true,
         }
     }
 }

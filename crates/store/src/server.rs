@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use crate::cmd::{self, Client};
 use crate::config::StoreConfig;
 use crate::keyspace::Keyspace;
+use crate::ownership::Leases;
 use crate::stats::{rss_bytes, Snapshot, Stats};
 
 /// State shared by every connection of one store.
@@ -29,6 +30,8 @@ use crate::stats::{rss_bytes, Snapshot, Stats};
 pub(crate) struct Shared {
     pub(crate) config: StoreConfig,
     pub(crate) keyspace: Keyspace,
+    /// Server leases and the recovery window (`docs/safety.md`).
+    pub(crate) leases: Leases,
     pub(crate) stats: Arc<Stats>,
     pub(crate) started: Instant,
     next_client_id: AtomicU64,
@@ -82,6 +85,10 @@ impl Store {
         Self {
             shared: Arc::new(Shared {
                 keyspace: Keyspace::new(shards, config.max_memory, stats.clone()),
+                leases: Leases::new(
+                    u64::try_from(config.claim_window.as_millis()).unwrap_or(u64::MAX),
+                    config.restarted,
+                ),
                 spin: config.busy_poll.map(|_| Spin::default()),
                 config,
                 stats,
@@ -218,6 +225,7 @@ async fn active_expiry(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         // Like Redis: keep going while a quarter or more of what we looked
         // at had expired, within a time budget per tick.
+        shared.leases.sweep();
         let started = Instant::now();
         loop {
             let (removed, seen) = shared.keyspace.expire_cycle(EXPIRY_BUDGET);
