@@ -36,6 +36,32 @@ pub(crate) struct Client {
     pub(crate) name: Option<Bytes>,
     /// Set by `QUIT`: close after flushing the reply.
     pub(crate) quit: bool,
+    /// Wrong passwords presented on this connection.
+    pub(crate) auth_failures: u32,
+}
+
+/// Wrong passwords one connection may present before it is closed: enough
+/// for a typo, too few to guess.
+pub(crate) const MAX_AUTH_FAILURES: u32 = 10;
+
+/// Whether a request is a line of HTTP (`POST /`, `GET / HTTP/1.1`,
+/// `Host: ...`): a web page making the browser send a request to the store
+/// (cross-protocol scripting). Like Redis, the store closes the connection
+/// at such a line, before anything after it (a request body full of
+/// commands) runs.
+pub(crate) fn is_http(args: &[&[u8]]) -> bool {
+    match args {
+        [name, ..] if name.eq_ignore_ascii_case(b"POST") || name.eq_ignore_ascii_case(b"HOST:") => {
+            true
+        }
+        // A request line has three words; Redis's GET takes one argument.
+        [name, _, version]
+            if name.eq_ignore_ascii_case(b"GET") || name.eq_ignore_ascii_case(b"PUT") =>
+        {
+            version.len() >= 5 && version[..5].eq_ignore_ascii_case(b"HTTP/")
+        }
+        _ => false,
+    }
 }
 
 impl Client {
@@ -46,6 +72,7 @@ impl Client {
             version: Version::Resp2,
             name: None,
             quit: false,
+            auth_failures: 0,
         }
     }
 }
