@@ -61,6 +61,27 @@ pub(crate) struct StoreArgs {
     /// on a store with a core to itself; only with `--threads 1`.
     #[arg(long, env = "STICKY_STORE_BUSY_POLL_US", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     busy_poll_us: u64,
+    /// Directory for the store's run file, which tells a first start from
+    /// a restart: a restarted store may have forgotten copies, takeover
+    /// promises and lease records, and says so (`docs/safety.md`, §3).
+    /// Without it, every start counts as a restart.
+    #[arg(long, env = "STICKY_STORE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// Whether this start is a restart (the run file in `dir` exists; no
+/// directory: always). Creates the run file.
+fn mark_run(dir: Option<&std::path::Path>) -> anyhow::Result<bool> {
+    let Some(dir) = dir else {
+        return Ok(true);
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    let file = dir.join("store.run");
+    let restarted = file.exists();
+    std::fs::write(&file, format!("pid {}\n", std::process::id()))
+        .with_context(|| format!("cannot write the run file {}", file.display()))?;
+    Ok(restarted)
 }
 
 fn read_secret(path: &PathBuf) -> anyhow::Result<String> {
@@ -135,7 +156,15 @@ fn resolve(args: &StoreArgs) -> anyhow::Result<(StoreConfig, Option<SocketAddr>)
 
 /// Runs a store until SIGINT or SIGTERM.
 pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
-    let (config, metrics) = resolve(&args)?;
+    let (mut config, metrics) = resolve(&args)?;
+    config.restarted = mark_run(args.state_dir.as_deref())?;
+    if config.restarted {
+        tracing::info!(
+            state_dir = ?args.state_dir,
+            window_ms = config.claim_window.as_millis() as u64,
+            "starting as a restarted store: no leases, kills or takeover promises during the recovery window, and a missing session is reported as possibly forgotten"
+        );
+    }
     if !config.listen.ip().is_loopback() {
         tracing::warn!(
             addr = %config.listen,

@@ -19,6 +19,12 @@ pub struct StoreConfig {
     pub max_clients: usize,
     /// Close a connection idle this long; `None` = never. Default 300 s.
     pub idle_timeout: Option<Duration>,
+    /// How long a connection may stay unauthenticated when `requirepass`
+    /// is set; it is closed then. Default 10 s.
+    pub auth_timeout: Duration,
+    /// Most bytes of unparsed input an unauthenticated connection may
+    /// buffer. Default 64 KiB: enough for any `AUTH` or `HELLO`.
+    pub max_pre_auth_buffer: usize,
     /// Per-request limits. Default: 16 MiB bulk, 4096 arguments, 64 KiB inline.
     pub limits: Limits,
     /// Most bytes of unparsed input one connection may buffer (a pipeline
@@ -41,6 +47,16 @@ pub struct StoreConfig {
     /// preempted. Only on a single-threaded runtime (`--threads 1`).
     /// Default `None`: never spin.
     pub busy_poll: Option<Duration>,
+    /// How long takeover promises and dead-lease records are kept, and how
+    /// long a restarted store grants no lease and accepts no kill or
+    /// prepare: twice the web servers' claim timeout (`docs/safety.md`
+    /// §3). Default 4 s.
+    pub claim_window: Duration,
+    /// Whether this start is a restart, after which the store may have
+    /// forgotten copies, promises and dead-lease records. `sticky store`
+    /// knows it from the run file in `--state-dir`; without one every start
+    /// counts as a restart. Default `true` (the safe answer).
+    pub restarted: bool,
 }
 
 impl Default for StoreConfig {
@@ -51,12 +67,16 @@ impl Default for StoreConfig {
             max_memory: 0,
             max_clients: 10_000,
             idle_timeout: Some(Duration::from_secs(300)),
+            auth_timeout: Duration::from_secs(10),
+            max_pre_auth_buffer: 64 * 1024,
             limits: Limits::default(),
             max_query_buffer: 64 << 20,
             tombstone_ttl: Duration::from_secs(60),
             shards: 0,
             shutdown_grace: Duration::from_secs(5),
             busy_poll: None,
+            claim_window: Duration::from_secs(4),
+            restarted: true,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The data: a fixed number of shards, each a mutex around an insertion-
 //! ordered hash map, with lazy expiry on access, an incremental active-expiry
 //! scan, memory accounting against `--max-memory`, and the session rules
-//! (stamps, claim, tombstones) of `docs/protocol.md`.
+//! (stamps, claim, tombstones, takeover promises) of `docs/protocol.md`.
 
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -106,6 +107,26 @@ pub(crate) enum WriteError {
     /// A claim whose new stamp is not above the expected one.
     #[error("ERR the new stamp must be higher than the expected stamp")]
     StampNotIncreasing,
+    /// A takeover promised this generation to another claimer: a write
+    /// below it (or of it, by another owner) and lower prepares are refused.
+    #[error("PROMISED {0} a takeover of this session is in progress")]
+    Promised(u64),
+    /// Too many takeovers in progress in one shard.
+    #[error("ERR too many takeovers in progress")]
+    TooManyPromises,
+}
+
+/// Most promises one shard holds at once (they live for the claim window).
+const MAX_PROMISES_PER_SHARD: usize = 4096;
+
+/// A takeover's promise (`SESS.PREPARE`): no write below `generation`, and
+/// none of `generation` by another owner, until `until`.
+#[derive(Debug)]
+struct Promise {
+    generation: u64,
+    owner: Box<[u8]>,
+    /// Deadline in [`now_ms`] time.
+    until: u64,
 }
 
 /// Condition of a plain `SET`.
@@ -152,6 +173,8 @@ struct Shard {
     cursor: usize,
     /// Keys with a deadline (for INFO's `expires=`).
     volatile: usize,
+    /// Takeover promises, by session key; empty almost always.
+    promises: HashMap<Key, Promise>,
 }
 
 /// A shard, locked, with the accounting it needs.
@@ -222,6 +245,48 @@ impl Locked<'_> {
         self.ks.used.fetch_add(new_size, Ordering::Relaxed);
         self.ks.used.fetch_sub(old_size, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Refuses a write of `generation` by `owner` (`None`: a destroy, which
+    /// names no owner) that a live promise forbids.
+    fn check_promise(
+        &mut self,
+        key: &[u8],
+        generation: u64,
+        owner: Option<&[u8]>,
+    ) -> Result<(), WriteError> {
+        if self.shard.promises.is_empty() {
+            return Ok(());
+        }
+        let Some(p) = self.shard.promises.get(key) else {
+            return Ok(());
+        };
+        if p.until <= self.now {
+            self.shard.promises.remove(key);
+            return Ok(());
+        }
+        let other_owner = owner.is_some_and(|o| o != &*p.owner);
+        if generation < p.generation || (generation == p.generation && other_owner) {
+            self.ks.stats.stale_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(WriteError::Promised(p.generation));
+        }
+        Ok(())
+    }
+
+    /// Forgets the promise at `key` once a write of its generation or a
+    /// later one landed.
+    fn fulfil_promise(&mut self, key: &[u8], generation: u64) {
+        if self.shard.promises.is_empty() {
+            return;
+        }
+        if self
+            .shard
+            .promises
+            .get(key)
+            .is_some_and(|p| generation >= p.generation)
+        {
+            self.shard.promises.remove(key);
+        }
     }
 
     /// Sets the deadline of the entry at `idx`, keeping `volatile` right.
@@ -405,6 +470,7 @@ impl Keyspace {
                 return Err(WriteError::Stale(stored));
             }
         }
+        s.check_promise(key, stamp.generation, Some(owner))?;
         let now = s.now;
         s.store_at(
             idx,
@@ -417,7 +483,9 @@ impl Keyspace {
                 }),
                 expires_at: deadline(now, ttl_ms),
             },
-        )
+        )?;
+        s.fulfil_promise(key, stamp.generation);
+        Ok(())
     }
 
     /// `SESS.GET`.
@@ -462,19 +530,21 @@ impl Keyspace {
         }
         let idx = s.shard.map.get_index_of(key).ok_or(WriteError::NoSession)?;
         let old_size = s.shard.map.get_index(idx).map_or(0, |(k, e)| e.size(k));
-        let entry = &mut s.shard.map[idx];
-        match &mut entry.value {
+        match &s.shard.map[idx].value {
             Value::Plain(_) => return Err(WriteError::WrongType),
             Value::Tombstone(t) => return Err(WriteError::Deleted(*t)),
             Value::Session(c) if c.stamp != expected => {
                 self.stats.stale_refused.fetch_add(1, Ordering::Relaxed);
                 return Err(WriteError::Stale(c.stamp));
             }
-            Value::Session(c) => {
-                c.stamp = new;
-                c.owner = owner.into();
-            }
+            Value::Session(_) => {}
         }
+        s.check_promise(key, new.generation, Some(owner))?;
+        if let Some(Value::Session(c)) = s.shard.map.get_index_mut(idx).map(|(_, e)| &mut e.value) {
+            c.stamp = new;
+            c.owner = owner.into();
+        }
+        s.fulfil_promise(key, new.generation);
         let new_size = s.shard.map.get_index(idx).map_or(0, |(k, e)| e.size(k));
         self.used.fetch_add(new_size, Ordering::Relaxed);
         self.used.fetch_sub(old_size, Ordering::Relaxed);
@@ -506,6 +576,8 @@ impl Keyspace {
                 return Err(WriteError::Stale(stored));
             }
         }
+        s.check_promise(key, stamp.generation, None)?;
+        s.fulfil_promise(key, stamp.generation);
         let now = s.now;
         // A tombstone never counts against --max-memory: deleting must
         // always be possible, and it frees the payload.
@@ -521,6 +593,93 @@ impl Keyspace {
         Ok(())
     }
 
+    /// `SESS.PREPARE`: a takeover's promise. Refused if the stored copy's
+    /// generation is already `generation` or higher (someone claimed it:
+    /// `STALE`) or a higher ballot `(generation, owner)` was promised
+    /// (`PROMISED`). Otherwise records the promise for `window_ms` and
+    /// returns what `SESS.GET` would. A tombstone is returned without a
+    /// promise: a destroyed session is not taken over.
+    pub(crate) fn sess_prepare(
+        &self,
+        key: &[u8],
+        generation: u64,
+        owner: &[u8],
+        window_ms: u64,
+    ) -> Result<Option<SessionView>, WriteError> {
+        let mut s = self.lock(key);
+        let now = s.now;
+        let view = match s.entry(key) {
+            None => None,
+            Some(e) => {
+                let pttl = e.pttl(now);
+                match &e.value {
+                    Value::Plain(_) => return Err(WriteError::WrongType),
+                    Value::Tombstone(t) => {
+                        return Ok(Some(SessionView {
+                            stamp: *t,
+                            live: None,
+                            pttl,
+                        }))
+                    }
+                    Value::Session(c) if c.stamp.generation >= generation => {
+                        self.stats.stale_refused.fetch_add(1, Ordering::Relaxed);
+                        return Err(WriteError::Stale(c.stamp));
+                    }
+                    Value::Session(c) => Some(SessionView {
+                        stamp: c.stamp,
+                        live: Some((Bytes::copy_from_slice(&c.owner), c.payload.clone())),
+                        pttl,
+                    }),
+                }
+            }
+        };
+        if let Some(p) = s.shard.promises.get(key) {
+            if p.until > now && (p.generation, &*p.owner) > (generation, owner) {
+                return Err(WriteError::Promised(p.generation));
+            }
+        }
+        if s.shard.promises.len() >= MAX_PROMISES_PER_SHARD {
+            s.shard.promises.retain(|_, p| p.until > now);
+            if s.shard.promises.len() >= MAX_PROMISES_PER_SHARD {
+                return Err(WriteError::TooManyPromises);
+            }
+        }
+        s.shard.promises.insert(
+            Key::from_slice(key),
+            Promise {
+                generation,
+                owner: owner.into(),
+                until: now.saturating_add(window_ms),
+            },
+        );
+        Ok(view)
+    }
+
+    /// `SESS.OWNED`: the keys of live copies owned by `owner` in shard
+    /// `cursor`, and the next cursor (0 after the last shard). A whole
+    /// shard is read under one lock, so a scan misses no key that stayed
+    /// owned by `owner` throughout (unlike a position cursor inside a map
+    /// that moves entries when it removes one).
+    pub(crate) fn sess_owned(&self, owner: &[u8], cursor: usize) -> (usize, Vec<Bytes>) {
+        let Some(i) = (cursor < self.shards.len()).then_some(cursor) else {
+            return (0, Vec::new());
+        };
+        let s = self.lock_index(i);
+        let now = s.now;
+        let keys = s
+            .shard
+            .map
+            .iter()
+            .filter(|(_, e)| !e.expired(now))
+            .filter_map(|(k, e)| match &e.value {
+                Value::Session(c) if &*c.owner == owner => Some(Bytes::copy_from_slice(k)),
+                _ => None,
+            })
+            .collect();
+        let next = if i + 1 < self.shards.len() { i + 1 } else { 0 };
+        (next, keys)
+    }
+
     // ---- active expiry ----
 
     /// Scans up to `budget` entries of every shard from where the last scan
@@ -530,6 +689,10 @@ impl Keyspace {
         let (mut removed, mut seen) = (0, 0);
         for i in 0..self.shards.len() {
             let mut s = self.lock_index(i);
+            if !s.shard.promises.is_empty() {
+                let now = s.now;
+                s.shard.promises.retain(|_, p| p.until > now);
+            }
             if s.shard.volatile == 0 {
                 continue;
             }
@@ -653,6 +816,97 @@ mod tests {
         );
         k.sess_put(b"s", Stamp::new(1, 1), b"w", 0, b"x").unwrap();
         assert_eq!(k.get(b"s"), Err(WriteError::WrongType));
+    }
+
+    #[test]
+    fn a_promise_refuses_older_writes_and_other_claimers() {
+        let k = ks(0);
+        k.sess_put(b"s", Stamp::new(1, 4), b"ws1@1", 0, b"a")
+            .unwrap();
+        let v = k.sess_prepare(b"s", 2, b"ws2@1", 60_000).unwrap().unwrap();
+        assert_eq!(v.stamp, Stamp::new(1, 4));
+        // The old host's next write is refused once the promise is made.
+        assert_eq!(
+            k.sess_put(b"s", Stamp::new(1, 5), b"ws1@1", 0, b"late"),
+            Err(WriteError::Promised(2))
+        );
+        assert_eq!(
+            k.sess_del(b"s", Stamp::new(1, 5), 60_000),
+            Err(WriteError::Promised(2))
+        );
+        // A lower ballot of the same generation is refused; a higher one wins.
+        assert_eq!(
+            k.sess_prepare(b"s", 2, b"ws0@9", 60_000),
+            Err(WriteError::Promised(2))
+        );
+        k.sess_prepare(b"s", 2, b"ws3@1", 60_000).unwrap();
+        assert_eq!(
+            k.sess_put(b"s", Stamp::new(2, 0), b"ws2@1", 0, b"a"),
+            Err(WriteError::Promised(2)),
+            "the promise now belongs to ws3"
+        );
+        k.sess_put(b"s", Stamp::new(2, 0), b"ws3@1", 0, b"a")
+            .unwrap();
+        // Fulfilled: the promise is gone, the stamp rules alone remain.
+        assert_eq!(
+            k.sess_prepare(b"s", 2, b"ws4@1", 60_000),
+            Err(WriteError::Stale(Stamp::new(2, 0)))
+        );
+        k.sess_put(b"s", Stamp::new(2, 1), b"ws3@1", 0, b"b")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_promise_on_a_missing_session_holds_and_expires() {
+        let k = ks(0);
+        assert_eq!(k.sess_prepare(b"s", 3, b"ws2@1", 1).unwrap(), None);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        // Expired: an older write lands again (it can no longer be acked by
+        // a host whose lease was killed, docs/safety.md).
+        k.sess_put(b"s", Stamp::new(2, 9), b"ws1@1", 0, b"a")
+            .unwrap();
+        assert_eq!(
+            k.sess_prepare(b"s", 3, b"ws2@1", 60_000)
+                .unwrap()
+                .map(|v| v.stamp),
+            Some(Stamp::new(2, 9))
+        );
+        assert_eq!(
+            k.sess_put(b"s", Stamp::new(2, 10), b"ws1@1", 0, b"b"),
+            Err(WriteError::Promised(3))
+        );
+    }
+
+    #[test]
+    fn a_tombstone_is_returned_without_a_promise() {
+        let k = ks(0);
+        k.sess_put(b"s", Stamp::new(1, 1), b"ws1@1", 0, b"a")
+            .unwrap();
+        k.sess_del(b"s", Stamp::new(1, 2), 60_000).unwrap();
+        let v = k.sess_prepare(b"s", 2, b"ws2@1", 60_000).unwrap().unwrap();
+        assert_eq!(v.live, None);
+        assert_eq!(v.stamp, Stamp::new(1, 2));
+    }
+
+    #[test]
+    fn owned_lists_every_key_of_an_owner_shard_by_shard() {
+        let k = ks(0);
+        for i in 0..200u32 {
+            let owner: &[u8] = if i % 3 == 0 { b"ws1@1" } else { b"ws2@1" };
+            k.sess_put(&i.to_be_bytes(), Stamp::new(1, 1), owner, 0, b"x")
+                .unwrap();
+        }
+        let (mut cursor, mut found) = (0, 0);
+        loop {
+            let (next, keys) = k.sess_owned(b"ws1@1", cursor);
+            found += keys.len();
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        assert_eq!(found, (0..200).filter(|i| i % 3 == 0).count());
+        assert_eq!(k.sess_owned(b"ws1@1", 999), (0, Vec::new()));
     }
 
     #[test]

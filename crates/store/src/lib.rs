@@ -12,8 +12,10 @@
 //! - `server`: [`Store`]: accept loop, connection tasks, pipelining, idle
 //!   timeout, active expiry, graceful shutdown.
 //! - `cmd`: one file per command family; parses arguments and replies.
-//! - `keyspace`: the sharded data, stamps and tombstones, expiry and memory
-//!   accounting.
+//! - `keyspace`: the sharded data, stamps, tombstones and takeover
+//!   promises, expiry and memory accounting.
+//! - `ownership`: server leases, dead-lease records and the recovery window
+//!   of a restarted store (`docs/safety.md`).
 //! - `stats`: counters for `INFO`; `metrics`: the Prometheus endpoint.
 //!
 //! # Example
@@ -32,6 +34,7 @@ mod config;
 mod io;
 mod keyspace;
 mod metrics;
+mod ownership;
 mod server;
 mod stats;
 

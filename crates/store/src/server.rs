@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use crate::cmd::{self, Client};
 use crate::config::StoreConfig;
 use crate::keyspace::Keyspace;
+use crate::ownership::Leases;
 use crate::stats::{rss_bytes, Snapshot, Stats};
 
 /// State shared by every connection of one store.
@@ -29,6 +30,8 @@ use crate::stats::{rss_bytes, Snapshot, Stats};
 pub(crate) struct Shared {
     pub(crate) config: StoreConfig,
     pub(crate) keyspace: Keyspace,
+    /// Server leases and the recovery window (`docs/safety.md`).
+    pub(crate) leases: Leases,
     pub(crate) stats: Arc<Stats>,
     pub(crate) started: Instant,
     next_client_id: AtomicU64,
@@ -66,6 +69,8 @@ const MAX_KEPT_ARGS: usize = 256;
 /// How often active expiry runs, and how many entries per shard it looks at.
 const EXPIRY_TICK: Duration = Duration::from_millis(100);
 const EXPIRY_BUDGET: usize = 64;
+/// Write timeout when no idle timeout is set.
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Store {
     /// A new, empty store with these settings.
@@ -82,6 +87,10 @@ impl Store {
         Self {
             shared: Arc::new(Shared {
                 keyspace: Keyspace::new(shards, config.max_memory, stats.clone()),
+                leases: Leases::new(
+                    u64::try_from(config.claim_window.as_millis()).unwrap_or(u64::MAX),
+                    config.restarted,
+                ),
                 spin: config.busy_poll.map(|_| Spin::default()),
                 config,
                 stats,
@@ -218,6 +227,7 @@ async fn active_expiry(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         // Like Redis: keep going while a quarter or more of what we looked
         // at had expired, within a time budget per tick.
+        shared.leases.sweep();
         let started = Instant::now();
         loop {
             let (removed, seen) = shared.keyspace.expire_cycle(EXPIRY_BUDGET);
@@ -323,8 +333,17 @@ async fn handle(
     // Where each argument of the request being executed lies in `input`.
     let mut ranges: Vec<Range<usize>> = Vec::with_capacity(MAX_INLINE_ARGS);
     let idle = shared.config.idle_timeout;
+    // A client that cannot take its replies is dropped after this long.
+    let write_limit = idle.unwrap_or(DEFAULT_WRITE_TIMEOUT);
+    let auth_by = (!client.authenticated).then(|| Instant::now() + shared.config.auth_timeout);
     let mut last_input = Instant::now();
-    let idle_timer = tokio::time::sleep(idle.unwrap_or(Duration::from_secs(86_400)));
+    let first_deadline = match (idle, auth_by) {
+        (Some(i), Some(a)) => (last_input + i).min(a),
+        (Some(i), None) => last_input + i,
+        (None, Some(a)) => a,
+        (None, None) => last_input + Duration::from_secs(86_400),
+    };
+    let idle_timer = tokio::time::sleep_until(first_deadline.into());
     tokio::pin!(idle_timer);
     // `stopped` is only polled to register this task's waker; whether the
     // store is stopping is read from `stop_seen`.
@@ -345,9 +364,24 @@ async fn handle(
                     }
                     let args: SmallVec<[&[u8]; MAX_INLINE_ARGS]> =
                         ranges.iter().map(|r| &frame[r.clone()]).collect();
+                    if cmd::is_http(&args) {
+                        Stats::add(&shared.stats.protocol_errors, 1);
+                        Stats::add(&shared.stats.commands_processed, executed);
+                        tracing::warn!(%peer, "an HTTP request reached the store (possible cross-protocol attack from a web page); closing the connection");
+                        write_within(&mut socket, &output, write_limit).await?;
+                        return Ok(());
+                    }
                     let reply = cmd::execute(shared, &mut client, &args);
                     reply.encode(client.version, &mut output);
                     executed += 1;
+                    if client.auth_failures >= cmd::MAX_AUTH_FAILURES {
+                        Stats::add(&shared.stats.commands_processed, executed);
+                        tracing::warn!(%peer, failures = client.auth_failures, "too many wrong passwords; closing the connection");
+                        Reply::error("ERR too many failed AUTH attempts; closing the connection")
+                            .encode(client.version, &mut output);
+                        write_within(&mut socket, &output, write_limit).await?;
+                        return Ok(());
+                    }
                     if ranges.capacity() > MAX_KEPT_ARGS {
                         // A request with thousands of arguments: do not
                         // keep its bookkeeping for the connection's life.
@@ -357,7 +391,7 @@ async fn handle(
                         break;
                     }
                     if output.len() >= FLUSH_AT {
-                        socket.write_all(&output).await?;
+                        write_within(&mut socket, &output, write_limit).await?;
                         output.clear();
                     }
                 }
@@ -368,7 +402,7 @@ async fn handle(
                     tracing::debug!(%peer, error = %e, "protocol error; closing the connection");
                     Reply::error(format!("ERR Protocol error: {e}"))
                         .encode(client.version, &mut output);
-                    socket.write_all(&output).await?;
+                    write_within(&mut socket, &output, write_limit).await?;
                     return Ok(());
                 }
             }
@@ -379,7 +413,7 @@ async fn handle(
             spin.served();
         }
         if !output.is_empty() {
-            socket.write_all(&output).await?;
+            write_within(&mut socket, &output, write_limit).await?;
             output.clear();
         }
         if client.quit {
@@ -397,7 +431,8 @@ async fn handle(
             if stop_seen.has_changed().unwrap_or(true) {
                 return Poll::Ready(Ok(Wake::Stop));
             }
-            if idle.is_some() && idle_timer.is_elapsed() {
+            let timed = idle.is_some() || auth_by.is_some();
+            if timed && idle_timer.is_elapsed() {
                 return Poll::Ready(Ok(Wake::Idle));
             }
             // The stop signal and the idle timer wake the waker they were
@@ -408,7 +443,7 @@ async fn handle(
                 if stopped.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Ok(Wake::Stop));
                 }
-                if idle.is_some() && idle_timer.as_mut().poll(cx).is_ready() {
+                if timed && idle_timer.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Ok(Wake::Idle));
                 }
                 waker_seen = Some(cx.waker().clone());
@@ -420,26 +455,54 @@ async fn handle(
             Wake::Input(0) | Wake::Stop => return Ok(()),
             Wake::Input(_) => {
                 last_input = Instant::now();
-                if input.len() > shared.config.max_query_buffer {
+                let limit = if client.authenticated {
+                    shared.config.max_query_buffer
+                } else {
+                    shared.config.max_pre_auth_buffer
+                };
+                if input.len() > limit {
                     Stats::add(&shared.stats.protocol_errors, 1);
                     tracing::debug!(%peer, buffered = input.len(), "query buffer limit reached; closing");
                     Reply::error("ERR Protocol error: query buffer limit reached")
                         .encode(client.version, &mut output);
-                    socket.write_all(&output).await?;
+                    write_within(&mut socket, &output, write_limit).await?;
                     return Ok(());
                 }
             }
             Wake::Idle => {
-                let Some(idle) = idle else { continue };
-                if last_input.elapsed() >= idle {
+                let auth_by = auth_by.filter(|_| !client.authenticated);
+                if auth_by.is_some_and(|at| Instant::now() >= at) {
+                    tracing::debug!(%peer, "no AUTH within the auth timeout; closing");
+                    return Ok(());
+                }
+                if idle.is_some_and(|i| last_input.elapsed() >= i) {
                     tracing::debug!(%peer, "idle client timeout");
                     return Ok(());
                 }
-                idle_timer.as_mut().reset((last_input + idle).into());
+                let next = match (idle, auth_by) {
+                    (Some(i), Some(a)) => (last_input + i).min(a),
+                    (Some(i), None) => last_input + i,
+                    (None, Some(a)) => a,
+                    (None, None) => last_input + Duration::from_secs(86_400),
+                };
+                idle_timer.as_mut().reset(next.into());
                 // Re-armed: it must be polled to register a waker again.
                 waker_seen = None;
             }
         }
+    }
+}
+
+/// Writes `out` whole, or fails once `limit` passed: a client that sends
+/// requests and never reads its replies does not hold a connection (and
+/// its buffers) forever.
+async fn write_within(socket: &mut TcpStream, out: &[u8], limit: Duration) -> io::Result<()> {
+    match tokio::time::timeout(limit, socket.write_all(out)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client did not read its replies within the timeout",
+        )),
     }
 }
 

@@ -106,6 +106,16 @@ fn spawn(exe: &Path, config: &Path, member: &Member, log: &Path) -> anyhow::Resu
     if member.role != Role::Director {
         cmd.arg("--name").arg(&member.name);
     }
+    if member.role == Role::Store {
+        // The run file tells the store a restart (by the dashboard or
+        // chaos) from its first start (docs/safety.md, §3).
+        let dir = config
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("state")
+            .join(&member.name);
+        cmd.arg("--state-dir").arg(dir);
+    }
     // Settings come from the cluster file alone: a STICKY_* variable in our
     // environment (say STICKY_STORE_LISTEN) would apply to every child.
     for (k, _) in std::env::vars_os() {

@@ -37,6 +37,7 @@ fn check_password(shared: &Shared, client: &mut Client, user: &[u8], pass: &[u8]
         client.authenticated = true;
         Reply::OK
     } else {
+        client.auth_failures = client.auth_failures.saturating_add(1);
         tracing::debug!(client = client.id, "AUTH with a wrong password");
         Reply::error("WRONGPASS invalid username-password pair or user is disabled.")
     }

@@ -36,6 +36,32 @@ pub(crate) struct Client {
     pub(crate) name: Option<Bytes>,
     /// Set by `QUIT`: close after flushing the reply.
     pub(crate) quit: bool,
+    /// Wrong passwords presented on this connection.
+    pub(crate) auth_failures: u32,
+}
+
+/// Wrong passwords one connection may present before it is closed: enough
+/// for a typo, too few to guess.
+pub(crate) const MAX_AUTH_FAILURES: u32 = 10;
+
+/// Whether a request is a line of HTTP (`POST /`, `GET / HTTP/1.1`,
+/// `Host: ...`): a web page making the browser send a request to the store
+/// (cross-protocol scripting). Like Redis, the store closes the connection
+/// at such a line, before anything after it (a request body full of
+/// commands) runs.
+pub(crate) fn is_http(args: &[&[u8]]) -> bool {
+    match args {
+        [name, ..] if name.eq_ignore_ascii_case(b"POST") || name.eq_ignore_ascii_case(b"HOST:") => {
+            true
+        }
+        // A request line has three words; Redis's GET takes one argument.
+        [name, _, version]
+            if name.eq_ignore_ascii_case(b"GET") || name.eq_ignore_ascii_case(b"PUT") =>
+        {
+            version.len() >= 5 && version[..5].eq_ignore_ascii_case(b"HTTP/")
+        }
+        _ => false,
+    }
 }
 
 impl Client {
@@ -46,6 +72,7 @@ impl Client {
             version: Version::Resp2,
             name: None,
             quit: false,
+            auth_failures: 0,
         }
     }
 }
@@ -83,7 +110,7 @@ pub(crate) fn execute(shared: &Shared, client: &mut Client, args: &[&[u8]]) -> R
         }
         b"SESS.GET" => {
             count(shared, 1);
-            session::get(ks, a)
+            session::get(shared, a)
         }
         b"SESS.CLAIM" => {
             count(shared, 2);
@@ -97,6 +124,10 @@ pub(crate) fn execute(shared: &Shared, client: &mut Client, args: &[&[u8]]) -> R
             count(shared, 4);
             session::del(shared, a)
         }
+        b"SESS.LEASE" => session::lease(shared, a),
+        b"SESS.KILL" => session::kill(shared, a),
+        b"SESS.PREPARE" => session::prepare(shared, a),
+        b"SESS.OWNED" => session::owned(ks, a),
         b"PING" => connection::ping(a),
         b"ECHO" => connection::echo(a),
         b"AUTH" => connection::auth(shared, client, a),
@@ -162,9 +193,29 @@ pub(crate) fn uint_arg(arg: &[u8]) -> Result<u64, Reply> {
     }
 }
 
+/// Largest stamp part accepted: 2^53 − 1. Far above any real count of
+/// takeovers or writes, and it leaves room above it, so a client cannot
+/// write a stamp that no later claim can exceed.
+pub(crate) const MAX_STAMP_PART: u64 = (1 << 53) - 1;
+
+/// Parses one part of a stamp: plain decimal digits (no sign), at most
+/// [`MAX_STAMP_PART`].
+pub(crate) fn stamp_part(arg: &[u8]) -> Result<u64, Reply> {
+    let digits = !arg.is_empty() && arg.len() <= 16 && arg.iter().all(u8::is_ascii_digit);
+    let n = digits
+        .then(|| std::str::from_utf8(arg).ok()?.parse::<u64>().ok())
+        .flatten();
+    match n {
+        Some(n) if n <= MAX_STAMP_PART => Ok(n),
+        _ => Err(Reply::error(format!(
+            "ERR a stamp part must be decimal digits from 0 to {MAX_STAMP_PART}"
+        ))),
+    }
+}
+
 /// Parses a `gen seq` pair.
 pub(crate) fn stamp_args(g: &[u8], s: &[u8]) -> Result<Stamp, Reply> {
-    Ok(Stamp::new(uint_arg(g)?, uint_arg(s)?))
+    Ok(Stamp::new(stamp_part(g)?, stamp_part(s)?))
 }
 
 impl From<WriteError> for Reply {

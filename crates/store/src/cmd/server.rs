@@ -167,6 +167,17 @@ pub(super) fn info(shared: &Shared, a: &[&[u8]]) -> Reply {
         }
         let _ = write!(out, "\r\n");
     }
+    if want("ownership") {
+        let leases = &shared.leases;
+        let now = crate::keyspace::now_ms();
+        let _ = write!(
+            out,
+            "# Ownership\r\nleases:{}\r\nrestarted:{}\r\nrecovering_ms:{}\r\n\r\n",
+            leases.len(),
+            u8::from(leases.restarted()),
+            leases.recovering(now).unwrap_or(0)
+        );
+    }
     if want("keyspace") {
         let _ = write!(out, "# Keyspace\r\n");
         if s.keys > 0 {

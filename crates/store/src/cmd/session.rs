@@ -1,12 +1,14 @@
-//! `SESS.PUT`, `SESS.GET`, `SESS.CLAIM`, `SESS.TOUCH`, `SESS.DEL`
-//! (see `docs/protocol.md`).
+//! `SESS.PUT`, `SESS.GET`, `SESS.CLAIM`, `SESS.TOUCH`, `SESS.DEL`, and the
+//! ownership commands `SESS.LEASE`, `SESS.KILL`, `SESS.PREPARE`,
+//! `SESS.OWNED` (see `docs/protocol.md` and `docs/safety.md`).
 
 use bytes::Bytes;
 use sticky_proto::command::{KIND_LIVE, KIND_TOMBSTONE};
 use sticky_proto::resp::Reply;
 
 use super::{arity, stamp_args, uint_arg};
-use crate::keyspace::Keyspace;
+use crate::keyspace::{now_ms, Keyspace, SessionView};
+use crate::ownership::{Leases, MAX_OWNER_LEN};
 use crate::server::Shared;
 
 /// `SESS.PUT key gen seq owner ttl_ms payload`
@@ -22,29 +24,132 @@ pub(super) fn put(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     }
 }
 
-/// `SESS.GET key`
-pub(super) fn get(ks: &Keyspace, a: &[&[u8]]) -> Reply {
-    let [key] = a else {
-        return arity("sess.get");
+/// `SESS.GET key [WITHLEASE]`
+pub(super) fn get(shared: &Shared, a: &[&[u8]]) -> Reply {
+    let (key, with_lease) = match a {
+        [key] => (key, false),
+        [key, opt] if opt.eq_ignore_ascii_case(b"WITHLEASE") => (key, true),
+        [_, _] => return Reply::error("ERR syntax error"),
+        _ => return arity("sess.get"),
     };
-    match ks.sess_get(key) {
+    match shared.keyspace.sess_get(key) {
         Ok(None) => Reply::Null,
-        Ok(Some(v)) => {
-            let (kind, owner, payload) = match v.live {
-                Some((owner, payload)) => (KIND_LIVE, owner, payload),
-                None => (KIND_TOMBSTONE, Bytes::new(), Bytes::new()),
-            };
-            Reply::Array(vec![
-                Reply::Bulk(Bytes::from_static(kind.as_bytes())),
-                Reply::Int(v.stamp.generation as i64),
-                Reply::Int(v.stamp.seq as i64),
-                Reply::Bulk(owner),
-                Reply::Int(v.pttl.map_or(-1, crate::keyspace::clamp_i64)),
-                Reply::Bulk(payload),
-            ])
-        }
+        Ok(Some(v)) => view_reply(v, with_lease.then_some(&shared.leases)),
         Err(e) => e.into(),
     }
+}
+
+/// The `SESS.GET` array of a copy; with `leases`, a seventh element: what
+/// this store knows of the owner's lease (ms left, -1 none, -2 dead).
+fn view_reply(v: SessionView, leases: Option<&Leases>) -> Reply {
+    let (kind, owner, payload) = match v.live {
+        Some((owner, payload)) => (KIND_LIVE, owner, payload),
+        None => (KIND_TOMBSTONE, Bytes::new(), Bytes::new()),
+    };
+    let lease = leases.map(|l| {
+        if owner.is_empty() {
+            -1
+        } else {
+            l.status(&owner).as_int()
+        }
+    });
+    let mut out = vec![
+        Reply::Bulk(Bytes::from_static(kind.as_bytes())),
+        Reply::Int(v.stamp.generation as i64),
+        Reply::Int(v.stamp.seq as i64),
+        Reply::Bulk(owner),
+        Reply::Int(v.pttl.map_or(-1, crate::keyspace::clamp_i64)),
+        Reply::Bulk(payload),
+    ];
+    out.extend(lease.map(Reply::Int));
+    Reply::Array(out)
+}
+
+/// An owner argument (`name@epoch`), bounded.
+fn owner_arg(owner: &[u8]) -> Result<&[u8], Reply> {
+    if owner.is_empty() || owner.len() > MAX_OWNER_LEN {
+        return Err(Reply::error(format!(
+            "ERR owner must be 1 to {MAX_OWNER_LEN} bytes"
+        )));
+    }
+    Ok(owner)
+}
+
+/// `SESS.LEASE owner ttl_ms`: grants or extends `owner`'s lease.
+pub(super) fn lease(shared: &Shared, a: &[&[u8]]) -> Reply {
+    let [owner, ttl] = a else {
+        return arity("sess.lease");
+    };
+    let owner = tri!(owner_arg(owner));
+    let ttl = tri!(uint_arg(ttl));
+    match shared.leases.renew(owner, ttl) {
+        Ok(()) => Reply::OK,
+        Err(e) => Reply::error(e.to_string()),
+    }
+}
+
+/// `SESS.KILL owner [FORCE]`: records `owner`'s lease dead, if it is not
+/// live here (or always, with `FORCE`: proven death).
+pub(super) fn kill(shared: &Shared, a: &[&[u8]]) -> Reply {
+    let (owner, force) = match a {
+        [owner] => (owner, false),
+        [owner, f] if f.eq_ignore_ascii_case(b"FORCE") => (owner, true),
+        [_, _] => return Reply::error("ERR syntax error"),
+        _ => return arity("sess.kill"),
+    };
+    let owner = tri!(owner_arg(owner));
+    match shared.leases.kill(owner, force) {
+        Ok(()) => Reply::OK,
+        Err(e) => Reply::error(e.to_string()),
+    }
+}
+
+/// `SESS.PREPARE key gen owner horizon_ms`: a takeover's promise; replies
+/// as `SESS.GET key WITHLEASE`. A restarted store younger than
+/// `horizon_ms` that holds no copy answers `-FORGETFUL <uptime_ms>`: its
+/// "no copy" may be a copy it forgot.
+pub(super) fn prepare(shared: &Shared, a: &[&[u8]]) -> Reply {
+    let [key, g, owner, horizon] = a else {
+        return arity("sess.prepare");
+    };
+    let generation = tri!(super::stamp_part(g));
+    let owner = tri!(owner_arg(owner));
+    let horizon = tri!(uint_arg(horizon));
+    let leases = &shared.leases;
+    let now = now_ms();
+    if let Some(left) = leases.recovering(now) {
+        return Reply::error(format!(
+            "RECOVERING {left} the store restarted and is inside its recovery window"
+        ));
+    }
+    match shared
+        .keyspace
+        .sess_prepare(key, generation, owner, leases.window_ms())
+    {
+        Ok(Some(v)) => view_reply(v, Some(leases)),
+        Ok(None) if leases.restarted() && leases.uptime_ms(now) < horizon => Reply::error(format!(
+            "FORGETFUL {} the store restarted and may have forgotten this session",
+            leases.uptime_ms(now)
+        )),
+        Ok(None) => Reply::Null,
+        Err(e) => e.into(),
+    }
+}
+
+/// `SESS.OWNED owner cursor`: `[next_cursor, [key, ...]]`, the keys of the
+/// live copies owned by `owner`, one shard per call; cursor 0 starts, and a
+/// next cursor of 0 means done.
+pub(super) fn owned(ks: &Keyspace, a: &[&[u8]]) -> Reply {
+    let [owner, cursor] = a else {
+        return arity("sess.owned");
+    };
+    let owner = tri!(owner_arg(owner));
+    let cursor = tri!(uint_arg(cursor));
+    let (next, keys) = ks.sess_owned(owner, usize::try_from(cursor).unwrap_or(usize::MAX));
+    Reply::Array(vec![
+        Reply::Bulk(Bytes::from(next.to_string())),
+        Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
+    ])
 }
 
 /// `SESS.CLAIM key exp_gen exp_seq new_gen new_seq owner ttl_ms`
