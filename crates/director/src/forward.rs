@@ -276,10 +276,14 @@ pub(crate) fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-/// Whether `path` reaches the reserved prefix on a web server, however it
+/// Whether the request target (path, with any query or fragment) reaches the
+/// reserved prefix on a web server, however it
 /// is spelled: percent-encoding, doubled slashes, backslashes, dot
 /// segments, `;` parameters, letter case.
-pub(crate) fn is_reserved(path: &str) -> bool {
+pub(crate) fn is_reserved(target: &str) -> bool {
+    // The decision is on the path alone: a query or fragment is cut off
+    // first, so `/.sticky/health?/../..` stays reserved on both paths.
+    let path = target.split(['?', '#']).next().unwrap_or_default();
     let reserved = RESERVED_PREFIX.trim_matches('/').as_bytes(); // ".sticky"
     let b = path.as_bytes();
     // Every spelling of ".sticky" has a '.' or a '%'.
@@ -343,6 +347,9 @@ mod tests {
             "/.STICKY/health",
             "\\.sticky\\health",
             "/.sticky;x=1/health",
+            "/.sticky/health?/../..",
+            "/.sticky/fence#/../..",
+            "/.sticky?",
         ] {
             assert!(is_reserved(p), "{p} must be reserved");
         }
@@ -356,6 +363,8 @@ mod tests {
             "/%2",
             "/%zz",
             "/.sticky.html",
+            "/?/.sticky/health",
+            "/a#/.sticky",
         ] {
             assert!(!is_reserved(p), "{p} must not be reserved");
         }

@@ -153,6 +153,12 @@ async fn the_reserved_path_is_answered_404(fast_path: bool) {
         "/.sticky/fence",
         "/%2Esticky/health",
         "/a/../.sticky/x",
+        // Regression (issue 15, item 4): dot segments in the query or the
+        // fragment do not make a reserved path ordinary.
+        "/.sticky/health?/../..",
+        "/.sticky/fence?/../..",
+        "/.sticky/health#/../..",
+        "/.sticky/health?x=/../../a",
     ] {
         let a = get(director.public, path, &[]).await;
         assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}");
