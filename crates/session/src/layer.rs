@@ -14,7 +14,8 @@ use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use tower::{Layer, Service};
 
-use crate::manager::{SessionError, SessionManager};
+use crate::error::SessionError;
+use crate::manager::SessionManager;
 use crate::session::{CookieUpdate, Session};
 use sticky_proto::control::{EPOCH_HEADER, FENCED_HEADER};
 
