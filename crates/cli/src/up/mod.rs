@@ -115,3 +115,34 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     rt.block_on(plan::check_external_stores(&plan))?;
     rt.block_on(supervisor::supervise(plan, config, dir))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+    use sticky_config::Mode;
+
+    use super::UpArgs;
+
+    #[derive(Debug, Parser)]
+    struct Up {
+        #[command(flatten)]
+        args: UpArgs,
+    }
+
+    #[test]
+    fn mode_takes_the_cluster_file_names_and_lists_them() {
+        let mode = |argv: &[&str]| Up::try_parse_from(argv).map(|u| u.args.mode);
+        assert_eq!(mode(&["up"]).ok(), Some(Mode::Sync), "the default");
+        for m in Mode::ALL {
+            assert_eq!(mode(&["up", "--mode", m.as_str()]).ok(), Some(m));
+        }
+        let e = mode(&["up", "--mode", "fast"]).err().map(|e| e.to_string());
+        let e = e.unwrap_or_default();
+        assert!(e.contains("possible values: sync, async"), "{e}");
+        let help = Up::command().render_long_help().to_string();
+        for m in Mode::ALL {
+            let listed = format!("- {}:", m.as_str());
+            assert!(help.contains(&listed) && help.contains(m.help()), "{help}");
+        }
+    }
+}
