@@ -11,8 +11,8 @@ use sticky_proto::Stamp;
 use crate::cache::{Entry, SessionState, Stored};
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::manager::SessionManager;
 use crate::open::{Held, Opened, Source};
+use crate::state::SessionManager;
 
 /// What the request did to its session.
 #[derive(Debug, Default, Clone, Copy)]

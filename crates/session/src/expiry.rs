@@ -6,8 +6,8 @@
 use crate::cache::SessionState;
 use crate::clock::unix_ms;
 use crate::id::SessionId;
-use crate::manager::SessionManager;
 use crate::open::Opened;
+use crate::state::SessionManager;
 use crate::stores::Stores;
 
 impl SessionManager {
@@ -77,7 +77,7 @@ mod tests {
     use crate::id::SessionId;
     use crate::state::tests::{config, manager};
 
-    fn host(m: &crate::SessionManager, id: SessionId) -> std::sync::Arc<Entry> {
+    fn host(m: &crate::state::SessionManager, id: SessionId) -> std::sync::Arc<Entry> {
         let entry = Entry::new(Some(SessionState::new()), m.inner.clock.now_ms());
         m.inner.cache.insert(id, entry.clone());
         entry

@@ -1,20 +1,21 @@
 //! Fencing (invariants 2 and 4 of `docs/session.md`): this server's epoch,
-//! the lease that health checks renew, and the fence that drops the whole
+//! the lease that health checks renew, the fence that drops the whole
 //! local cache and takes a new epoch — asked by the director, or on its
-//! own when the lease runs out. Also the check that refuses a request the
+//! own when the lease runs out — and the check that refuses a request the
 //! director routed for an epoch this server has left.
 //!
-//! The HTTP faces of fencing live elsewhere: `control` answers
-//! `/.sticky/health` and `/.sticky/fence`, `layer` turns
+//! The faces of fencing live elsewhere: `manager` offers
+//! [`SessionManager::fence`](crate::SessionManager::fence) and
+//! [`SessionManager::health`](crate::SessionManager::health), `control`
+//! answers `/.sticky/health` and `/.sticky/fence`, and `layer` turns
 //! [`SessionError::Fenced`] into a 503 with the `sticky-fenced` header.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use sticky_proto::control::HealthReport;
-
+use crate::cache::Cache;
 use crate::clock::unix_ms;
 use crate::error::SessionError;
-use crate::manager::SessionManager;
 
 /// The epoch and the lease of one server.
 #[derive(Debug)]
@@ -32,30 +33,43 @@ impl Fencing {
         Self::with_epoch(random_epoch())
     }
 
-    pub(crate) fn with_epoch(epoch: u64) -> Self {
+    fn with_epoch(epoch: u64) -> Self {
         Self {
             epoch: AtomicU64::new(epoch),
             last_health_ms: AtomicU64::new(0),
         }
     }
 
+    /// The current epoch (changes at every fence).
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Takes the next epoch; returns it.
-    fn next_epoch(&self) -> u64 {
-        self.epoch.fetch_add(1, Ordering::AcqRel) + 1
+    /// Drops the whole local `cache` and takes a new epoch; returns it.
+    pub(crate) fn fence(&self, cache: &Cache, why: &str) -> u64 {
+        let dropped = cache.len();
+        cache.clear();
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        metrics::counter!("sticky_fences_total").increment(1);
+        tracing::warn!(epoch, dropped, reason = why, "fenced: local cache dropped");
+        epoch
     }
 
     /// Records an authenticated health check at `now_ms` (arms the lease).
-    fn renew(&self, now_ms: u64) {
+    pub(crate) fn renew(&self, now_ms: u64) {
         self.last_health_ms.store(now_ms, Ordering::Release);
     }
 
-    /// True, once, if the lease is armed and more than `lease_ms` passed
-    /// since the last renewal at `now_ms`: the lease is disarmed first, so
-    /// that of concurrent callers only one fences.
+    /// Fences (dropping `cache`) if the lease is armed and more than
+    /// `lease` passed between the last renewal and `now_ms`.
+    pub(crate) fn check_lease(&self, now_ms: u64, lease: Duration, cache: &Cache) {
+        if self.lease_ran_out(now_ms, lease.as_millis() as u64) {
+            self.fence(cache, "lease expired: no health check heard");
+        }
+    }
+
+    /// True, once, if the lease is armed and has run out: it is disarmed
+    /// first, so that of concurrent callers only one fences.
     fn lease_ran_out(&self, now_ms: u64, lease_ms: u64) -> bool {
         let last = self.last_health_ms.load(Ordering::Acquire);
         last != 0
@@ -64,59 +78,6 @@ impl Fencing {
                 .last_health_ms
                 .compare_exchange(last, 0, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
-    }
-}
-
-fn random_epoch() -> u64 {
-    let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        return unix_ms();
-    }
-    u64::from_le_bytes(b) >> 1
-}
-
-impl SessionManager {
-    /// The current epoch (changes at every fence).
-    pub fn epoch(&self) -> u64 {
-        self.inner.fencing.epoch()
-    }
-
-    /// Drops the whole local cache and takes a new epoch. Sessions are
-    /// re-loaded from the stores on demand, with a new generation.
-    pub fn fence(&self, why: &str) -> u64 {
-        let dropped = self.inner.cache.len();
-        self.inner.cache.clear();
-        let epoch = self.inner.fencing.next_epoch();
-        metrics::counter!("sticky_fences_total").increment(1);
-        tracing::warn!(epoch, dropped, reason = why, "fenced: local cache dropped");
-        epoch
-    }
-
-    /// The health report; `renew_lease` records an authenticated check.
-    pub fn health(&self, renew_lease: bool) -> HealthReport {
-        if renew_lease {
-            self.check_lease();
-            self.inner.fencing.renew(self.inner.clock.now_ms());
-        }
-        HealthReport {
-            name: self.inner.config.server_name.clone(),
-            epoch: self.epoch(),
-            sessions: self.sessions() as u64,
-            ready: self.inner.stores.live() != 0,
-            standby: self.inner.config.standby,
-        }
-    }
-
-    /// Fences if the lease is armed and has run out. One clock read.
-    pub(crate) fn check_lease(&self) {
-        let lease_ms = self.inner.config.lease.as_millis() as u64;
-        if self
-            .inner
-            .fencing
-            .lease_ran_out(self.inner.clock.now_ms(), lease_ms)
-        {
-            self.fence("lease expired: no health check heard");
-        }
     }
 
     /// Refuses with [`SessionError::Fenced`] a request the director routed
@@ -130,9 +91,20 @@ impl SessionManager {
     }
 }
 
+fn random_epoch() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return unix_ms();
+    }
+    u64::from_le_bytes(b) >> 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::Entry;
+    use crate::clock::Clock;
+    use crate::id::SessionId;
 
     #[test]
     fn the_lease_runs_out_once_and_only_when_armed() {
@@ -153,8 +125,26 @@ mod tests {
             !f.lease_ran_out(19_000, 3000),
             "a clock read before the renewal"
         );
-        assert_eq!(f.next_epoch(), 11);
-        assert_eq!(f.epoch(), 11);
+    }
+
+    #[tokio::test]
+    async fn a_fence_drops_the_cache_and_refuses_older_routes() {
+        let cache = Cache::new(Clock::new());
+        cache.insert(SessionId::from_bytes([1; 16]), Entry::new(None, 1));
+        let f = Fencing::with_epoch(10);
+        assert!(f.check_routed(10).is_ok());
+        assert_eq!(f.fence(&cache, "test"), 11);
+        assert_eq!((f.epoch(), cache.len()), (11, 0));
+        assert!(matches!(
+            f.check_routed(10),
+            Err(SessionError::Fenced { epoch: 11 })
+        ));
+        assert!(f.check_routed(11).is_ok());
+        f.renew(5);
+        f.check_lease(3005, Duration::from_secs(3), &cache);
+        assert_eq!(f.epoch(), 11, "within the lease");
+        f.check_lease(3006, Duration::from_secs(3), &cache);
+        assert_eq!(f.epoch(), 12, "lease ran out: fenced");
     }
 
     #[test]
@@ -162,6 +152,6 @@ mod tests {
         let a = Fencing::new().epoch();
         let b = Fencing::new().epoch();
         assert_ne!(a, b);
-        assert!(a < u64::MAX / 2 + 1 && b < u64::MAX / 2 + 1);
+        assert!(a <= u64::MAX >> 1 && b <= u64::MAX >> 1);
     }
 }

@@ -15,8 +15,8 @@ use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use tower::{Layer, Service};
 
 use crate::error::SessionError;
-use crate::manager::SessionManager;
 use crate::session::{CookieUpdate, Session};
+use crate::state::SessionManager;
 use sticky_proto::control::{EPOCH_HEADER, FENCED_HEADER};
 
 /// Adds a [`Session`] to every request of the routes it wraps.

@@ -16,22 +16,26 @@
 //! - `placement`: rendezvous hashing of ids over the stores (R = 1 or 2).
 //! - `stores`: one client per store, the live set, the pinger, and the
 //!   fan-out of one request to several stores.
-//! - `state`: the state a [`SessionManager`]'s clones share, built from a
-//!   checked [`Config`].
-//! - `manager`: [`SessionManager`], its start and background tasks.
-//! - `open`: opening a request's session (cache hit, takeover or new).
+//! - `fencing`: epoch, lease and fence; refusing requests routed for an
+//!   old epoch.
+//! - `state`: the [`SessionManager`] handle and the state its clones
+//!   share, built from a checked [`Config`]; spawns nothing.
 //! - `takeover`: loading a session from the stores with a claim.
+//! - `open`: opening a request's session (cache hit, takeover or new).
 //! - `commit`: saving a request's changes (destroy, new id, new version).
 //! - `replicator`: sync and async copies of a version to its replicas,
 //!   and the rule for writes refused as stale.
 //! - `recopy`: re-copy on store failure (claim 9).
 //! - `expiry`: idle and absolute timeouts, lazy touches.
-//! - `fencing`: epoch, lease and fence; refusing requests routed for an
-//!   old epoch.
 //! - `session`: the [`Session`] handle and the framework-neutral
 //!   [`SessionManager::load`]/[`SessionManager::save`].
 //! - `layer`: axum integration: [`SessionLayer`] and the extractor.
 //! - `control`: `/.sticky/health`, `/.sticky/fence`, `/.sticky/metrics`.
+//! - `manager`: [`SessionManager::start`] and the background tasks, and
+//!   the server-level API (settings, health, fence).
+//!
+//! Modules depend on those above them in this list only (no import
+//! circles); `manager` is the top, `state` the hub every operation uses.
 //!
 //! # Example
 //!
@@ -85,6 +89,6 @@ pub use config::{Config, Mode, StoreSpec};
 pub use error::SessionError;
 pub use id::SessionId;
 pub use layer::{SessionLayer, SessionService};
-pub use manager::SessionManager;
 pub use open::Source;
 pub use session::{CookieUpdate, Session};
+pub use state::SessionManager;

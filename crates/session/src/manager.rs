@@ -1,33 +1,19 @@
-//! [`SessionManager`]: one web server's sessions — the handle every module
-//! adds its operations to (`open`, `commit`, `replicator`, `fencing`,
-//! `expiry`, `session`, `control`), its start, and the background tasks it
-//! spawns (sweeper, lease check and pinger here; re-copy in `recopy`; the
-//! async replicator in `replicator`). The shared state is
-//! [`Inner`](crate::state::Inner).
+//! Starting a [`SessionManager`] and the background tasks it spawns
+//! (sweeper, lease check and pinger here; re-copy in `recopy`; the async
+//! replicator in `replicator`), and its server-level API: settings,
+//! health, fence. The handle and its shared state are in `state`; each
+//! request's operations in `open`, `commit` and `session`.
 
 use std::sync::{Arc, Weak};
+
+use sticky_proto::control::HealthReport;
 
 use crate::config::Config;
 use crate::error::SessionError;
 use crate::recopy::recopy_loop;
 use crate::replicator::async_replicator;
-use crate::state::Inner;
+use crate::state::{Inner, SessionManager};
 use crate::stores::PING_INTERVAL;
-
-/// One web server's sessions. Cheap to clone; background tasks stop when
-/// the last clone is dropped.
-#[derive(Clone)]
-pub struct SessionManager {
-    pub(crate) inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for SessionManager {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionManager")
-            .field("server", &self.inner.config.server_name)
-            .finish_non_exhaustive()
-    }
-}
 
 impl SessionManager {
     /// Checks `config`, connects lazily to the stores, pings them once, and
@@ -69,6 +55,40 @@ impl SessionManager {
         self.inner.cache.len()
     }
 
+    /// The current epoch (changes at every fence).
+    pub fn epoch(&self) -> u64 {
+        self.inner.fencing.epoch()
+    }
+
+    /// Drops the whole local cache and takes a new epoch. Sessions are
+    /// re-loaded from the stores on demand, with a new generation.
+    pub fn fence(&self, why: &str) -> u64 {
+        self.inner.fencing.fence(&self.inner.cache, why)
+    }
+
+    /// The health report; `renew_lease` records an authenticated check.
+    pub fn health(&self, renew_lease: bool) -> HealthReport {
+        if renew_lease {
+            self.check_lease();
+            self.inner.fencing.renew(self.inner.clock.now_ms());
+        }
+        HealthReport {
+            name: self.inner.config.server_name.clone(),
+            epoch: self.epoch(),
+            sessions: self.sessions() as u64,
+            ready: self.inner.stores.live() != 0,
+            standby: self.inner.config.standby,
+        }
+    }
+
+    /// Fences if the lease is armed and has run out. One clock read.
+    pub(crate) fn check_lease(&self) {
+        let inner = &self.inner;
+        inner
+            .fencing
+            .check_lease(inner.clock.now_ms(), inner.config.lease, &inner.cache);
+    }
+
     /// Is `header` (an `Authorization` value) the admin token?
     pub(crate) fn authorized(&self, header: Option<&[u8]>) -> bool {
         sticky_proto::control::authorized(header, &self.inner.admin_token)
@@ -98,7 +118,9 @@ mod tests {
     use std::time::Duration;
 
     use crate::cache::{Entry, SessionState};
+    use crate::error::SessionError;
     use crate::id::SessionId;
+    use crate::open::Source;
     use crate::state::tests::{config, manager};
 
     #[tokio::test(start_paused = true)]
@@ -140,18 +162,13 @@ mod tests {
     async fn a_request_routed_for_an_old_epoch_is_refused() {
         let m = manager(config(1));
         let epoch = m.epoch();
-        assert!(m.check_routed(epoch).is_ok());
         let now = m.fence("test");
         assert_eq!(now, epoch + 1);
-        match m.check_routed(epoch) {
-            Err(crate::SessionError::Fenced { epoch: e }) => assert_eq!(e, now),
-            other => panic!("{other:?}"),
-        }
         match m.load_routed(None, Some(epoch)).await {
-            Err(crate::SessionError::Fenced { epoch: e }) => assert_eq!(e, now),
+            Err(SessionError::Fenced { epoch: e }) => assert_eq!(e, now),
             other => panic!("{:?}", other.map(|s| s.source())),
         }
         let s = m.load_routed(None, Some(now)).await;
-        assert_eq!(s.map(|s| s.source()).ok(), Some(crate::Source::New));
+        assert_eq!(s.map(|s| s.source()).ok(), Some(Source::New));
     }
 }

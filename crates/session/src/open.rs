@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::cache::{Entry, SessionState, Slot};
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::manager::SessionManager;
+use crate::state::SessionManager;
 use crate::takeover;
 
 /// Where a request found its session.

@@ -11,9 +11,8 @@ use tokio::time::Instant;
 
 use crate::cache::Entry;
 use crate::id::SessionId;
-use crate::manager::SessionManager;
 use crate::replicator::{put_outcome, PutOutcome};
-use crate::state::Inner;
+use crate::state::{Inner, SessionManager};
 use crate::stores::Stores;
 
 /// Sessions re-copied at once by [`recopy_loop`].

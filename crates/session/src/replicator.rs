@@ -3,7 +3,8 @@
 //! - Sync mode ([`SessionManager::write`]): a commit waits until every
 //!   current replica acknowledged the version, re-placing around stores
 //!   that fail.
-//! - Async mode ([`Queue`], [`async_replicator`]): a commit queues the
+//! - Async mode ([`AsyncQueue`](crate::state::AsyncQueue),
+//!   [`async_replicator`]): a commit queues the
 //!   session and a background task copies its newest version; a writer
 //!   waits for its own copy only while the queue lags too far behind.
 //!
@@ -11,24 +12,21 @@
 //! store holding our own version (or a later one of the same tenure) has
 //! the change; any other stamp means the session moved.
 //!
-//! A third mode is a variant of [`Mode`] in `sticky-config` plus its
-//! behaviour here ([`Queue::for_mode`], [`SessionManager::replicate`]).
+//! A third mode is a variant of `sticky_config::Mode` plus its behaviour
+//! here ([`SessionManager::replicate`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use sticky_proto::client::ClientError;
 use sticky_proto::Stamp;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::cache::Entry;
-use crate::config::Mode;
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::manager::SessionManager;
-use crate::state::Inner;
+use crate::state::{Inner, QueueReceiver, SessionManager};
 
 /// Attempts of a write before giving up (each after re-placing around
 /// stores that failed).
@@ -66,36 +64,6 @@ pub(crate) fn put_outcome(ours: Stamp, r: Result<(), ClientError>) -> PutOutcome
         }
         Err(ClientError::Stale { stored }) => PutOutcome::Moved(stored),
         Err(e) => PutOutcome::Failed(e),
-    }
-}
-
-/// A session waiting in the async queue, with when it was queued.
-type Queued = (SessionId, Arc<Entry>, Instant);
-
-/// The receiving end of the async queue, for [`async_replicator`].
-pub(crate) type QueueReceiver = mpsc::Receiver<Queued>;
-
-/// Async mode: the sending end of the replication queue, and whether the
-/// replicator lags more than [`Config::async_max_lag`](crate::Config::async_max_lag).
-pub(crate) struct Queue {
-    tx: mpsc::Sender<Queued>,
-    lag_exceeded: AtomicBool,
-}
-
-impl Queue {
-    /// The queue `mode` needs, if any, holding at most `capacity` sessions.
-    pub(crate) fn for_mode(mode: Mode, capacity: usize) -> (Option<Self>, Option<QueueReceiver>) {
-        match mode {
-            Mode::Async => {
-                let (tx, rx) = mpsc::channel(capacity.max(1));
-                let queue = Self {
-                    tx,
-                    lag_exceeded: AtomicBool::new(false),
-                };
-                (Some(queue), Some(rx))
-            }
-            Mode::Sync => (None, None),
-        }
     }
 }
 

@@ -12,8 +12,8 @@ use crate::cache::SessionState;
 use crate::commit::{Changes, CookieAction};
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::manager::SessionManager;
 use crate::open::{Held, Opened, Source};
+use crate::state::SessionManager;
 
 /// One request's session. Cheap to clone (all clones are the same session);
 /// reads and writes touch only local memory. Changes are copied to the
@@ -237,9 +237,9 @@ impl SessionManager {
             return self.load(cookie_value).await;
         };
         self.check_lease();
-        self.check_routed(routed)?;
+        self.inner.fencing.check_routed(routed)?;
         let mut opened = self.open(cookie_value).await?;
-        if let Err(fenced) = self.check_routed(routed) {
+        if let Err(fenced) = self.inner.fencing.check_routed(routed) {
             self.drop_local(&mut opened);
             return Err(fenced);
         }

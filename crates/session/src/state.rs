@@ -1,20 +1,69 @@
-//! [`Inner`]: the state one web server's [`SessionManager`] clones share —
-//! settings, cookie signer, local cache, stores, clock, fencing and the
-//! async queue — and its construction from a checked [`Config`]. Spawns
-//! nothing: `manager` starts the background tasks.
-//!
-//! [`SessionManager`]: crate::SessionManager
+//! [`SessionManager`], the handle of one web server's sessions, and
+//! [`Inner`], the state its clones share — settings, cookie signer, local
+//! cache, stores, clock, fencing and the async queue — built from a
+//! checked [`Config`]. Spawns nothing: `manager` starts the background
+//! tasks. Every other module adds the operations of its concept to
+//! [`SessionManager`] (`open`, `commit`, `replicator`, `expiry`, ...).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use sticky_proto::client::ClientOptions;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Entry};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::error::SessionError;
 use crate::fencing::Fencing;
-use crate::id::CookieSigner;
-use crate::replicator::{Queue, QueueReceiver};
+use crate::id::{CookieSigner, SessionId};
 use crate::stores::Stores;
+
+/// One web server's sessions. Cheap to clone; background tasks stop when
+/// the last clone is dropped.
+#[derive(Clone)]
+pub struct SessionManager {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("server", &self.inner.config.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session waiting in the async queue, with when it was queued.
+pub(crate) type Queued = (SessionId, Arc<Entry>, Instant);
+
+/// The receiving end of the async queue, for the replicator task.
+pub(crate) type QueueReceiver = mpsc::Receiver<Queued>;
+
+/// Async mode: the sending end of the replication queue, and whether the
+/// replicator lags more than [`Config::async_max_lag`]. The replicator
+/// (`replicator`) gives them their meaning.
+pub(crate) struct AsyncQueue {
+    pub(crate) tx: mpsc::Sender<Queued>,
+    pub(crate) lag_exceeded: AtomicBool,
+}
+
+impl AsyncQueue {
+    /// The queue `mode` needs: one, holding at most `capacity` sessions,
+    /// unless commits wait for the replicas themselves.
+    fn for_mode(mode: Mode, capacity: usize) -> (Option<Self>, Option<QueueReceiver>) {
+        if mode.waits_for_replicas() {
+            return (None, None);
+        }
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let queue = Self {
+            tx,
+            lag_exceeded: AtomicBool::new(false),
+        };
+        (Some(queue), Some(rx))
+    }
+}
 
 pub(crate) struct Inner {
     pub(crate) config: Config,
@@ -25,7 +74,7 @@ pub(crate) struct Inner {
     pub(crate) stores: Stores,
     pub(crate) fencing: Fencing,
     /// Async mode: the replication queue; `None` in sync mode.
-    pub(crate) queue: Option<Queue>,
+    pub(crate) queue: Option<AsyncQueue>,
 }
 
 impl Inner {
@@ -58,7 +107,7 @@ impl Inner {
             .map_err(|e| SessionError::Config(e.to_string()))?;
         let signer =
             CookieSigner::new(&config.secret).map_err(|e| SessionError::Config(e.to_string()))?;
-        let (queue, rx) = Queue::for_mode(config.mode, config.async_queue);
+        let (queue, rx) = AsyncQueue::for_mode(config.mode, config.async_queue);
         let clock = Clock::new();
         let inner = Self {
             admin_token: sticky_proto::control::admin_token(&config.secret),
@@ -78,11 +127,8 @@ impl Inner {
 pub(crate) mod tests {
     //! Building blocks for the unit tests of the modules that use [`Inner`].
 
-    use std::sync::Arc;
-
     use super::*;
     use crate::config::StoreSpec;
-    use crate::manager::SessionManager;
 
     /// Settings with `stores` stores at addresses nothing listens on
     /// (never connected to unless a test sends a request).
@@ -136,7 +182,7 @@ pub(crate) mod tests {
         let mut c = config(2);
         let (sync, rx) = Inner::new(c.clone()).unwrap_or_else(|e| panic!("{e}"));
         assert!(sync.queue.is_none() && rx.is_none());
-        c.mode = crate::Mode::Async;
+        c.mode = Mode::Async;
         let (a, rx) = Inner::new(c).unwrap_or_else(|e| panic!("{e}"));
         assert!(a.queue.is_some() && rx.is_some());
     }
