@@ -204,3 +204,69 @@ impl SessionManager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::state::tests::{config, manager};
+
+    fn modified() -> Changes {
+        Changes {
+            modified: true,
+            ..Changes::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_session_that_was_not_changed_or_was_destroyed_stores_nothing() {
+        let m = manager(config(2));
+        let opened = m.fresh().unwrap_or_else(|e| panic!("{e}"));
+        let r = m.commit(opened, Changes::default()).await;
+        assert_eq!(r.ok(), Some(CookieAction::None));
+        let opened = m.fresh().unwrap_or_else(|e| panic!("{e}"));
+        let destroyed = Changes {
+            destroyed: true,
+            ..modified()
+        };
+        let r = m.commit(opened, destroyed).await;
+        assert_eq!(r.ok(), Some(CookieAction::None), "no cookie to remove");
+        assert_eq!(m.sessions(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_too_large_session_is_refused_and_this_servers_copy_dropped() {
+        let mut c = config(2);
+        c.max_size = 64;
+        let m = manager(c);
+        let big = Value::String("x".repeat(100));
+
+        let mut opened = m.fresh().unwrap_or_else(|e| panic!("{e}"));
+        if let Some(s) = opened.held.state_mut() {
+            s.data.insert("k".into(), big.clone());
+        }
+        match m.commit(opened, modified()).await {
+            Err(SessionError::TooLarge { limit: 64, size }) => assert!(size > 100),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(m.sessions(), 0, "a new session never enters the cache");
+
+        let id = SessionId::from_bytes([8; 16]);
+        m.inner.cache.insert(
+            id,
+            Entry::new(Some(SessionState::new()), m.inner.clock.now_ms()),
+        );
+        let opened = m.open_id(id).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut opened = opened.unwrap_or_else(|| panic!("cached"));
+        if let Some(s) = opened.held.state_mut() {
+            s.data.insert("k".into(), big);
+        }
+        let r = m.commit(opened, modified()).await;
+        assert!(matches!(r, Err(SessionError::TooLarge { .. })));
+        assert!(
+            m.inner.cache.get(&id).is_none(),
+            "the unsaved version is not served"
+        );
+    }
+}

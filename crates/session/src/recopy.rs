@@ -134,3 +134,55 @@ pub(crate) async fn recopy_loop(weak: Weak<Inner>, mut changes: watch::Receiver<
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sticky_proto::Stamp;
+
+    use super::*;
+    use crate::cache::SessionState;
+    use crate::state::tests::{config, manager};
+
+    fn hosted(m: &SessionManager, id: SessionId, stamp: Stamp, stored_on: u64) -> Arc<Entry> {
+        let mut state = SessionState::new();
+        state.stamp = stamp;
+        state.stored_on = stored_on;
+        let entry = Entry::new(Some(state), m.inner.clock.now_ms());
+        m.inner.cache.insert(id, entry.clone());
+        entry
+    }
+
+    async fn stored_on(entry: &Entry) -> u64 {
+        entry.slot.lock().await.as_ref().map_or(0, |s| s.stored_on)
+    }
+
+    #[tokio::test]
+    async fn only_stored_sessions_missing_a_replica_are_copied() {
+        let m = manager(config(3));
+        let id = SessionId::from_bytes([7; 16]);
+        let want = m.inner.stores.replicas(&id, 2);
+        assert_eq!(want.count_ones(), 2);
+
+        let unsaved = hosted(&m, id, Stamp::default(), 0);
+        assert!(!recopy_one(&m, id, unsaved, 0).await, "never stored");
+        let queued = hosted(&m, id, Stamp::new(1, 1), 0);
+        assert!(
+            !recopy_one(&m, id, queued, 0).await,
+            "async: the queue places it"
+        );
+
+        let complete = hosted(&m, id, Stamp::new(1, 1), want | 0b100_0000);
+        assert!(
+            !recopy_one(&m, id, complete.clone(), 0).await,
+            "every replica has it"
+        );
+        assert_eq!(stored_on(&complete).await, want, "only live stores count");
+
+        // One replica may have lost its copy: copied again (to a store that
+        // is not there, so the copy fails and the replica stays missing).
+        let lost = 1u64 << want.trailing_zeros();
+        let partial = hosted(&m, id, Stamp::new(1, 1), want);
+        assert!(recopy_one(&m, id, partial.clone(), lost).await);
+        assert_eq!(stored_on(&partial).await, want & !lost);
+    }
+}
