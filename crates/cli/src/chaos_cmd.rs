@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use sticky_config::Mode;
 
 use crate::bench_cmd::parse_duration;
-use crate::up::ModeArg;
+use crate::up::mode_parser;
 use cluster::{Cluster, Source};
 use history::{History, HistoryEvent};
 use nemesis::{FaultList, Nemesis};
@@ -92,8 +93,8 @@ pub(crate) struct ChaosArgs {
     #[arg(long, default_value_t = 2)]
     replicas: u16,
     /// Replication mode of the cluster chaos starts.
-    #[arg(long, value_enum, default_value_t = ModeArg::Sync)]
-    mode: ModeArg,
+    #[arg(long, default_value_t = Mode::Sync, value_parser = mode_parser())]
+    mode: Mode,
     /// Base port of the cluster chaos starts (as `sticky up --port`).
     #[arg(long, default_value_t = 9080)]
     port: u16,
@@ -201,10 +202,7 @@ impl ChaosArgs {
                 "--replicas".into(),
                 self.replicas.to_string(),
                 "--mode".into(),
-                match self.mode {
-                    ModeArg::Sync => "sync".into(),
-                    ModeArg::Async => "async".into(),
-                },
+                self.mode.to_string(),
                 "--port".into(),
                 self.port.to_string(),
             ],

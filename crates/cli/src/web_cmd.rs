@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use sticky_config::{ClusterFile, ReplicationMode};
-use sticky_session::{Config, Mode, SessionManager, StoreSpec};
+use sticky_config::ClusterFile;
+use sticky_session::{Config, SessionManager, StoreSpec};
 
 /// `sticky web` options.
 #[derive(Debug, Args)]
@@ -59,10 +59,7 @@ pub(crate) fn session_config(
     let s = &file.session;
     let mut c = Config::new(name, secret.into_bytes(), stores);
     c.replicas = file.replicas;
-    c.mode = match file.mode {
-        ReplicationMode::Sync => Mode::Sync,
-        ReplicationMode::Async => Mode::Async,
-    };
+    c.mode = file.mode;
     c.cookie_name = s.cookie_name.clone();
     c.cookie_path = s.cookie_path.clone();
     c.cookie_domain = s.cookie_domain.clone();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::ByteSize;
+use crate::{ByteSize, Mode};
 
 /// A cluster file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +52,7 @@ pub struct ClusterFile {
     /// `sync` (default): a response carrying a change leaves only after every
     /// replica acknowledged it. `async`: replication in the background.
     #[serde(default)]
-    pub mode: ReplicationMode,
+    pub mode: Mode,
     /// Session settings shared by every web server (`[session]`).
     #[serde(default)]
     pub session: SessionSection,
@@ -68,17 +68,6 @@ pub struct ClusterFile {
 
 fn default_replicas() -> usize {
     2
-}
-
-/// How session changes reach the stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReplicationMode {
-    /// The response leaves after every replica acknowledged the change.
-    #[default]
-    Sync,
-    /// Changes are copied in the background, with a bounded queue and lag.
-    Async,
 }
 
 /// `[session]`: settings every web server shares.

@@ -5,13 +5,16 @@
 //!
 //! - `cluster`: [`ClusterFile`] and its sections, loaded with
 //!   [`ClusterFile::load`].
+//! - `mode`: [`Mode`], the replication mode (`sync`, `async`) that the
+//!   cluster file, the session library and the command line share.
 //! - `size`: [`ByteSize`], sizes such as `64MiB` or `1gb`.
 
 mod cluster;
+mod mode;
 mod size;
 
 pub use cluster::{
-    ClusterFile, ConfigError, DirectorSection, ReplicationMode, SessionSection, StoreEntry,
-    WebEntry,
+    ClusterFile, ConfigError, DirectorSection, SessionSection, StoreEntry, WebEntry,
 };
+pub use mode::{Mode, ParseModeError};
 pub use size::{ByteSize, ParseSizeError};

@@ -8,27 +8,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use sticky_proto::Stamp;
 use tokio::sync::Mutex;
 
+use crate::clock::{unix_ms, Clock};
 use crate::id::SessionId;
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Milliseconds on a monotonic clock private to this process.
-pub(crate) fn mono_ms() -> u64 {
-    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
-}
 
 /// One session's data and bookkeeping.
 #[derive(Debug, Clone)]
@@ -43,7 +30,7 @@ pub(crate) struct SessionState {
     pub(crate) payload: Bytes,
     /// Stores known to hold `stamp`.
     pub(crate) stored_on: u64,
-    /// When the copies at the stores expire ([`mono_ms`]); lazy touches
+    /// When the copies at the stores expire ([`Clock::now_ms`]); lazy touches
     /// extend it once less than half the idle time is left.
     pub(crate) store_deadline_ms: u64,
 }
@@ -82,23 +69,26 @@ pub(crate) type Slot = Option<SessionState>;
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) slot: Arc<Mutex<Slot>>,
-    /// [`mono_ms`] of the last request; read by the sweeper without locking.
+    /// [`Clock::now_ms`] of the last request; read by the sweeper without
+    /// locking.
     pub(crate) last_access: AtomicU64,
     /// Async mode: already waiting in the replication queue.
     pub(crate) queued: AtomicBool,
 }
 
 impl Entry {
-    pub(crate) fn new(slot: Slot) -> Arc<Self> {
+    /// An entry last used at `now_ms` ([`Clock::now_ms`]).
+    pub(crate) fn new(slot: Slot, now_ms: u64) -> Arc<Self> {
         Arc::new(Self {
             slot: Arc::new(Mutex::new(slot)),
-            last_access: AtomicU64::new(mono_ms()),
+            last_access: AtomicU64::new(now_ms),
             queued: AtomicBool::new(false),
         })
     }
 
-    pub(crate) fn touch(&self) {
-        self.last_access.store(mono_ms(), Ordering::Relaxed);
+    /// Records a request at `now_ms` ([`Clock::now_ms`]).
+    pub(crate) fn touch(&self, now_ms: u64) {
+        self.last_access.store(now_ms, Ordering::Relaxed);
     }
 }
 
@@ -107,12 +97,15 @@ const SHARDS: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Cache {
     shards: Vec<RwLock<HashMap<SessionId, Arc<Entry>>>>,
+    /// The clock of [`Entry::last_access`].
+    clock: Clock,
 }
 
 impl Cache {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(clock: Clock) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            clock,
         }
     }
 
@@ -132,7 +125,7 @@ impl Cache {
         match map.get(&id) {
             Some(e) => (e.clone(), false),
             None => {
-                let e = Entry::new(None);
+                let e = Entry::new(None, self.clock.now_ms());
                 map.insert(id, e.clone());
                 (e, true)
             }
@@ -150,6 +143,15 @@ impl Cache {
         if map.get(id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
             map.remove(id);
         }
+    }
+
+    /// Drops this server's copy of `id`: empties its slot (locked by the
+    /// caller) and removes `entry` from the cache, so that the next request
+    /// re-loads the last acknowledged version from the stores. The one way
+    /// a copy that is moved, failed, destroyed or expired leaves the cache.
+    pub(crate) fn drop_copy(&self, id: &SessionId, entry: &Arc<Entry>, slot: &mut Slot) {
+        *slot = None;
+        self.remove_if(id, entry);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -175,7 +177,7 @@ impl Cache {
         all
     }
 
-    /// Removes entries idle since before `cutoff_ms` ([`mono_ms`] time).
+    /// Removes entries idle since before `cutoff_ms` ([`Clock::now_ms`] time).
     pub(crate) fn sweep_idle(&self, cutoff_ms: u64) -> usize {
         let mut removed = 0;
         for s in &self.shards {

@@ -2,17 +2,7 @@
 
 use std::time::Duration;
 
-/// How session changes reach the stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// A response carrying a change leaves only after every replica
-    /// acknowledged it (default).
-    #[default]
-    Sync,
-    /// Changes are copied in the background; see [`Config::async_queue`]
-    /// and [`Config::async_max_lag`].
-    Async,
-}
+pub use sticky_config::Mode;
 
 /// One session store the library writes to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sticky_proto::control::{FENCE_PATH, HEALTH_PATH};
 
-use crate::manager::SessionManager;
+use crate::state::SessionManager;
 
 #[derive(Clone)]
 struct Ctl {

@@ -14,8 +14,9 @@ use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use tower::{Layer, Service};
 
-use crate::manager::{SessionError, SessionManager};
+use crate::error::SessionError;
 use crate::session::{CookieUpdate, Session};
+use crate::state::SessionManager;
 use sticky_proto::control::{EPOCH_HEADER, FENCED_HEADER};
 
 /// Adds a [`Session`] to every request of the routes it wraps.

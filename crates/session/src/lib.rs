@@ -4,20 +4,38 @@
 //!
 //! # Layout
 //!
-//! - `config`: [`Config`], every setting with its default.
+//! - `config`: [`Config`], every setting with its default; [`Mode`] is
+//!   `sticky-config`'s, re-exported.
+//! - `error`: [`SessionError`] and the HTTP status of each.
 //! - `id`: [`SessionId`] (128 CSPRNG bits) and the HMAC-signed cookie value.
+//! - `clock`: the monotonic clock of expiry and leases (tokio's, so tests
+//!   can pause it) and Unix time for the absolute timeout.
 //! - `cache`: the local cache: unbounded sharded map, one async lock per
-//!   session (requests of one session never lose each other's changes).
+//!   session (requests of one session never lose each other's changes),
+//!   and the one way a copy leaves it (`drop_copy`).
 //! - `placement`: rendezvous hashing of ids over the stores (R = 1 or 2).
-//! - `stores`: one client per store, the live set, the pinger.
-//! - `manager`: [`SessionManager`]: open (cache hit or takeover), commit
-//!   (sync or async replication), fencing and lease, re-copy on store
-//!   failure, idle/absolute expiry.
+//! - `stores`: one client per store, the live set, the pinger, and the
+//!   fan-out of one request to several stores.
+//! - `fencing`: epoch, lease and fence; refusing requests routed for an
+//!   old epoch.
+//! - `state`: the [`SessionManager`] handle and the state its clones
+//!   share, built from a checked [`Config`]; spawns nothing.
 //! - `takeover`: loading a session from the stores with a claim.
+//! - `open`: opening a request's session (cache hit, takeover or new).
+//! - `commit`: saving a request's changes (destroy, new id, new version).
+//! - `replicator`: sync and async copies of a version to its replicas,
+//!   and the rule for writes refused as stale.
+//! - `recopy`: re-copy on store failure (claim 9).
+//! - `expiry`: idle and absolute timeouts, lazy touches.
 //! - `session`: the [`Session`] handle and the framework-neutral
 //!   [`SessionManager::load`]/[`SessionManager::save`].
 //! - `layer`: axum integration: [`SessionLayer`] and the extractor.
 //! - `control`: `/.sticky/health`, `/.sticky/fence`, `/.sticky/metrics`.
+//! - `manager`: [`SessionManager::start`] and the background tasks, and
+//!   the server-level API (settings, health, fence).
+//!
+//! Modules depend on those above them in this list only (no import
+//! circles); `manager` is the top, `state` the hub every operation uses.
 //!
 //! # Example
 //!
@@ -48,18 +66,29 @@
 //! ```
 
 mod cache;
+mod clock;
+mod commit;
 mod config;
 mod control;
+mod error;
+mod expiry;
+mod fencing;
 mod id;
 mod layer;
 mod manager;
+mod open;
 mod placement;
+mod recopy;
+mod replicator;
 mod session;
+mod state;
 mod stores;
 mod takeover;
 
 pub use config::{Config, Mode, StoreSpec};
+pub use error::SessionError;
 pub use id::SessionId;
 pub use layer::{SessionLayer, SessionService};
-pub use manager::{SessionError, SessionManager, Source};
+pub use open::Source;
 pub use session::{CookieUpdate, Session};
+pub use state::SessionManager;

@@ -9,8 +9,11 @@ use serde_json::Value;
 use sticky_proto::Stamp;
 
 use crate::cache::SessionState;
+use crate::commit::{Changes, CookieAction};
+use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::manager::{Changes, CookieAction, Held, Opened, SessionError, SessionManager, Source};
+use crate::open::{Held, Opened, Source};
+use crate::state::SessionManager;
 
 /// One request's session. Cheap to clone (all clones are the same session);
 /// reads and writes touch only local memory. Changes are copied to the
@@ -234,15 +237,11 @@ impl SessionManager {
             return self.load(cookie_value).await;
         };
         self.check_lease();
-        let fenced = |epoch| SessionError::Fenced { epoch };
-        if self.epoch() != routed {
-            return Err(fenced(self.epoch()));
-        }
+        self.inner.fencing.check_routed(routed)?;
         let mut opened = self.open(cookie_value).await?;
-        let now = self.epoch();
-        if now != routed {
+        if let Err(fenced) = self.inner.fencing.check_routed(routed) {
             self.drop_local(&mut opened);
-            return Err(fenced(now));
+            return Err(fenced);
         }
         Ok(Session::from_opened(opened))
     }

@@ -2,6 +2,7 @@
 //! background pinger that finds out (with the client's own backoff for
 //! stores that are down).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -107,6 +108,30 @@ impl Stores {
                 self.mark_down(i, e);
             }
         }
+    }
+
+    /// Sends one request to each store of `set` at once and waits for all
+    /// of them: `(store index, outcome)` in index order. Each outcome is
+    /// [observed](Stores::observe) as the caller takes it from the
+    /// iterator, so a caller that stops early (e.g. at a refusal) leaves
+    /// the outcomes after it unobserved.
+    pub(crate) async fn fan_out<'a, T, Fut>(
+        &'a self,
+        set: u64,
+        call: impl Fn(&'a StoreClient) -> Fut,
+    ) -> impl Iterator<Item = (usize, Result<T, ClientError>)> + 'a
+    where
+        Fut: Future<Output = Result<T, ClientError>>,
+        T: 'a,
+    {
+        let calls = Self::members(set).map(|i| {
+            let request = call(&self.clients[i]);
+            async move { (i, request.await) }
+        });
+        futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .inspect(move |(i, r)| self.observe(*i, r))
     }
 
     /// Pings every store once, concurrently, updating the live set.

@@ -18,10 +18,10 @@
 
 use sticky_proto::client::{ClientError, StoredSession};
 
-use crate::cache::{mono_ms, SessionState, Stored};
+use crate::cache::{SessionState, Stored};
+use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::manager::{Inner, SessionError};
-use crate::stores::Stores;
+use crate::state::Inner;
 
 /// Claim attempts before giving up (each re-reads the stores).
 const ATTEMPTS: usize = 5;
@@ -47,15 +47,13 @@ pub(crate) async fn load(
         if (inner.stores.live().count_ones() as usize) < needed {
             inner.stores.ping_all().await;
         }
-        let gets = Stores::members(inner.stores.live()).map(|i| {
-            let c = &inner.stores.clients[i];
-            let key = key.as_bytes();
-            async move { (i, c.get(key).await) }
-        });
+        let gets = inner
+            .stores
+            .fan_out(inner.stores.live(), |c| c.get(key.as_bytes()))
+            .await;
         let mut best: Option<(usize, StoredSession)> = None;
         let mut answered = 0;
-        for (i, r) in futures_util::future::join_all(gets).await {
-            inner.stores.observe(i, &r);
+        for (i, r) in gets {
             match r {
                 Ok(found) => {
                     answered += 1;
@@ -116,16 +114,18 @@ pub(crate) async fn load(
         // Repair: put the claimed version on every current replica.
         let mut stored_on = 1u64 << holder;
         let targets = inner.stores.replicas(id, inner.config.replicas) & !stored_on;
-        let puts = Stores::members(targets).map(|i| {
-            let c = &inner.stores.clients[i];
-            let key = key.as_bytes();
-            let payload = &copy.payload;
-            async move { (i, c.put(key, new, owner, ttl, payload).await) }
-        });
-        for (i, r) in futures_util::future::join_all(puts).await {
-            inner.stores.observe(i, &r);
+        let puts = inner
+            .stores
+            .fan_out(targets, |c| {
+                c.put(key.as_bytes(), new, owner, ttl, &copy.payload)
+            })
+            .await;
+        for (i, r) in puts {
             match r {
                 Ok(()) => stored_on |= 1 << i,
+                // Not the replicator's rule (`put_outcome`): right after a
+                // claim no later version of ours can exist, so any higher
+                // stamp, even of the same generation, is another server's.
                 Err(ClientError::Stale { stored }) if stored > new => {
                     // Someone claimed after us: they win; so do we not.
                     return Err(SessionError::Moved { stored });
@@ -141,7 +141,7 @@ pub(crate) async fn load(
             stamp: new,
             payload: copy.payload,
             stored_on,
-            store_deadline_ms: mono_ms() + inner.config.idle_timeout.as_millis() as u64,
+            store_deadline_ms: inner.clock.now_ms() + inner.config.idle_timeout.as_millis() as u64,
         }));
     }
     Err(SessionError::Unavailable(format!(

@@ -15,6 +15,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use sticky_config::Mode;
 use tokio::process::{Child, Command};
 
 use crate::up::state::{ProcState, ProcessInfo, UpState};
@@ -52,8 +53,8 @@ pub(crate) struct Cluster {
     token: String,
     /// Stores per session.
     pub(crate) replicas: usize,
-    /// `sync` or `async`.
-    pub(crate) mode: &'static str,
+    /// The cluster's replication mode.
+    pub(crate) mode: Mode,
 }
 
 /// One HTTP/1.1 request over a fresh connection; the status and body.
@@ -207,10 +208,7 @@ impl Cluster {
             supervisor: state.supervisor,
             token: sticky_proto::control::admin_token(secret.as_bytes()),
             replicas: file.replicas,
-            mode: match file.mode {
-                sticky_config::ReplicationMode::Sync => "sync",
-                sticky_config::ReplicationMode::Async => "async",
-            },
+            mode: file.mode,
         })
     }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use sticky_config::Mode;
 
 use super::nemesis;
 use super::user::{OpCounts, Tally};
@@ -20,7 +21,7 @@ pub(crate) struct Settings {
     pub(crate) interval_ms: f64,
     pub(crate) max_faults: usize,
     pub(crate) replicas: usize,
-    pub(crate) mode: &'static str,
+    pub(crate) mode: Mode,
     pub(crate) cluster_dir: PathBuf,
     pub(crate) history: PathBuf,
     pub(crate) interrupted: bool,
@@ -215,7 +216,7 @@ impl Summary {
             let _ = writeln!(t, "  {k:<18} {v}");
         }
         let _ = writeln!(t, "  {:<18} {}", "unverified", self.unverified);
-        if self.lost_increments > 0 || s.mode == "async" {
+        if self.lost_increments > 0 || !s.mode.waits_for_replicas() {
             let _ = writeln!(
                 t,
                 "loss: {} acknowledged increments lost, {:.3} anomalies per fault",

@@ -19,17 +19,18 @@ mod supervisor;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::Args;
+use sticky_config::Mode;
 
 pub(crate) use plan::Plan;
 
-/// Replication mode, as the cluster file spells it.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum ModeArg {
-    /// A response leaves after every replica acknowledged the change.
-    Sync,
-    /// Changes are copied in the background.
-    Async,
+/// The parser of `--mode` (of `up` and `chaos`): the names, help lines and
+/// error texts come from [`Mode`] itself, so a new mode needs no change
+/// here.
+pub(crate) fn mode_parser() -> impl TypedValueParser<Value = Mode> {
+    PossibleValuesParser::new(Mode::ALL.map(|m| PossibleValue::new(m.as_str()).help(m.help())))
+        .try_map(|name| name.parse::<Mode>())
 }
 
 /// `sticky up` options.
@@ -63,8 +64,8 @@ pub(crate) struct UpArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=2))]
     replicas: u16,
     /// Replication mode.
-    #[arg(long, value_enum, default_value_t = ModeArg::Sync)]
-    mode: ModeArg,
+    #[arg(long, default_value_t = Mode::Sync, value_parser = mode_parser())]
+    mode: Mode,
     /// The shop's port (the director); the admin listener (dashboard) is
     /// PORT+1, the supervisor's control API PORT+2, web servers PORT+11..,
     /// stores PORT+41...
@@ -113,4 +114,35 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     rt.block_on(plan::check_external_stores(&plan))?;
     rt.block_on(supervisor::supervise(plan, config, dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+    use sticky_config::Mode;
+
+    use super::UpArgs;
+
+    #[derive(Debug, Parser)]
+    struct Up {
+        #[command(flatten)]
+        args: UpArgs,
+    }
+
+    #[test]
+    fn mode_takes_the_cluster_file_names_and_lists_them() {
+        let mode = |argv: &[&str]| Up::try_parse_from(argv).map(|u| u.args.mode);
+        assert_eq!(mode(&["up"]).ok(), Some(Mode::Sync), "the default");
+        for m in Mode::ALL {
+            assert_eq!(mode(&["up", "--mode", m.as_str()]).ok(), Some(m));
+        }
+        let e = mode(&["up", "--mode", "fast"]).err().map(|e| e.to_string());
+        let e = e.unwrap_or_default();
+        assert!(e.contains("possible values: sync, async"), "{e}");
+        let help = Up::command().render_long_help().to_string();
+        for m in Mode::ALL {
+            let listed = format!("- {}:", m.as_str());
+            assert!(help.contains(&listed) && help.contains(m.help()), "{help}");
+        }
+    }
 }

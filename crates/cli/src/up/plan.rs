@@ -5,8 +5,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use sticky_config::Mode;
 
-use super::{ModeArg, UpArgs};
+use super::UpArgs;
 
 /// What a process is in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +125,7 @@ pub(crate) struct Plan {
     pub(crate) supervisor: SocketAddr,
     pub(crate) secret: String,
     replicas: u16,
-    mode: &'static str,
+    mode: Mode,
 }
 
 fn local(port: u32) -> anyhow::Result<SocketAddr> {
@@ -196,10 +197,7 @@ impl Plan {
             supervisor,
             secret: hex::encode(secret),
             replicas: a.replicas,
-            mode: match a.mode {
-                ModeArg::Sync => "sync",
-                ModeArg::Async => "async",
-            },
+            mode: a.mode,
         })
     }
 
@@ -275,10 +273,7 @@ impl Plan {
             supervisor,
             secret,
             replicas: u16::try_from(file.replicas).unwrap_or(u16::MAX),
-            mode: match file.mode {
-                sticky_config::ReplicationMode::Sync => "sync",
-                sticky_config::ReplicationMode::Async => "async",
-            },
+            mode: file.mode,
         })
     }
 
@@ -392,7 +387,7 @@ mod tests {
             supervisor: "127.0.0.1:2".parse().unwrap(),
             secret: "x".repeat(64),
             replicas: 1,
-            mode: "sync",
+            mode: Mode::Sync,
         };
         let text = plan.toml();
         let file = sticky_config::ClusterFile::parse(&text, Path::new("c.toml")).unwrap();

@@ -1,0 +1,98 @@
+//! [`SessionError`]: why a session could not be opened or committed, and
+//! the HTTP status each reason answers with.
+
+use sticky_proto::Stamp;
+
+/// Why a session could not be opened or committed. Each maps to one HTTP
+/// status (see [`SessionError::status`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The serialized session is larger than [`Config::max_size`](crate::Config::max_size).
+    #[error("session too large: {size} bytes (limit {limit})")]
+    TooLarge {
+        /// Serialized size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Another server took the session over; this server's copy was dropped.
+    #[error("the session moved to another server (stored stamp {stored})")]
+    Moved {
+        /// The stamp the stores hold.
+        stored: Stamp,
+    },
+    /// No store could be reached to load or save the session.
+    #[error("session stores unavailable: {0}")]
+    Unavailable(String),
+    /// The session data could not be (de)serialized.
+    #[error("session data error: {0}")]
+    Data(String),
+    /// Invalid settings.
+    #[error("invalid session configuration: {0}")]
+    Config(String),
+    /// The request was routed for an epoch this server has left (it
+    /// fenced itself since): refused before touching any session.
+    #[error("this server fenced itself (now epoch {epoch}); the request was routed before that")]
+    Fenced {
+        /// The server's current epoch.
+        epoch: u64,
+    },
+}
+
+impl SessionError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            SessionError::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
+            SessionError::Moved { .. } => S::CONFLICT,
+            SessionError::Unavailable(_) | SessionError::Fenced { .. } => S::SERVICE_UNAVAILABLE,
+            SessionError::Data(_) | SessionError::Config(_) => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    #[test]
+    fn each_error_answers_with_its_status() {
+        let cases = [
+            (
+                SessionError::TooLarge { size: 2, limit: 1 },
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                SessionError::Moved {
+                    stored: Stamp::new(2, 1),
+                },
+                StatusCode::CONFLICT,
+            ),
+            (
+                SessionError::Unavailable("x".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                SessionError::Fenced { epoch: 7 },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                SessionError::Data("x".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                SessionError::Config("x".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (e, status) in cases {
+            assert_eq!(e.status(), status, "{e}");
+        }
+        assert_eq!(
+            SessionError::Fenced { epoch: 7 }.to_string(),
+            "this server fenced itself (now epoch 7); the request was routed before that"
+        );
+    }
+}

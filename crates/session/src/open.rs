@@ -1,0 +1,224 @@
+//! Opening a request's session: from the local cache (no network I/O), by
+//! [takeover](crate::takeover) from the stores, or new; and [`Opened`],
+//! the session a request holds (locked) until it is committed.
+
+use std::sync::Arc;
+
+use tokio::sync::OwnedMutexGuard;
+use tokio::time::Instant;
+
+use crate::cache::{Entry, SessionState, Slot};
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::state::SessionManager;
+use crate::takeover;
+
+/// Where a request found its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The local cache: no network I/O.
+    Cache,
+    /// The stores (a takeover).
+    Store,
+    /// Nowhere: a new session.
+    New,
+}
+
+impl Source {
+    /// `cache`, `store` or `new`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Cache => "cache",
+            Source::Store => "store",
+            Source::New => "new",
+        }
+    }
+}
+
+/// A session opened for one request: holds its lock until committed.
+pub(crate) struct Opened {
+    pub(crate) id: SessionId,
+    pub(crate) source: Source,
+    /// The cache entry; `None` for a new session not yet in the cache.
+    pub(crate) entry: Option<Arc<Entry>>,
+    pub(crate) held: Held,
+}
+
+impl Opened {
+    fn cached(
+        id: SessionId,
+        source: Source,
+        entry: Arc<Entry>,
+        guard: OwnedMutexGuard<Slot>,
+    ) -> Self {
+        Self {
+            id,
+            source,
+            entry: Some(entry),
+            held: Held::Cached(guard),
+        }
+    }
+}
+
+/// The session state a request works on.
+pub(crate) enum Held {
+    /// Locked in the cache.
+    Cached(OwnedMutexGuard<Slot>),
+    /// New, private to the request until committed.
+    Fresh(SessionState),
+}
+
+impl Held {
+    pub(crate) fn state(&self) -> Option<&SessionState> {
+        match self {
+            Held::Cached(g) => g.as_ref(),
+            Held::Fresh(s) => Some(s),
+        }
+    }
+
+    pub(crate) fn state_mut(&mut self) -> Option<&mut SessionState> {
+        match self {
+            Held::Cached(g) => g.as_mut(),
+            Held::Fresh(s) => Some(s),
+        }
+    }
+}
+
+impl SessionManager {
+    /// Opens the session a request's cookie names: from the cache, by
+    /// takeover from the stores, or new.
+    pub(crate) async fn open(&self, cookie: Option<&str>) -> Result<Opened, SessionError> {
+        let inner = &self.inner;
+        let Some(id) = cookie.and_then(|v| inner.signer.verify(v)) else {
+            if cookie.is_some() {
+                metrics::counter!("sticky_invalid_cookies_total").increment(1);
+            }
+            return self.fresh();
+        };
+        match self.open_id(id).await? {
+            Some(opened) => self.check_absolute(opened),
+            None => self.fresh(),
+        }
+    }
+
+    /// Opens session `id` from the cache or by takeover from the stores;
+    /// `None` when no store has a live copy (expired, destroyed, never
+    /// saved). Does not check the absolute timeout.
+    pub(crate) async fn open_id(&self, id: SessionId) -> Result<Option<Opened>, SessionError> {
+        let inner = &self.inner;
+        if let Some(entry) = inner.cache.get(&id) {
+            let guard = entry.slot.clone().lock_owned().await;
+            if guard.is_some() {
+                entry.touch(inner.clock.now_ms());
+                metrics::counter!("sticky_cache_hits_total").increment(1);
+                return Ok(Some(Opened::cached(id, Source::Cache, entry, guard)));
+            }
+            // A load that found nothing, or one that failed: load again below.
+        }
+        let (entry, _) = inner.cache.get_or_insert(id);
+        let mut guard = entry.slot.clone().lock_owned().await;
+        if guard.is_some() {
+            // Someone else loaded it while we waited.
+            entry.touch(inner.clock.now_ms());
+            return Ok(Some(Opened::cached(id, Source::Cache, entry, guard)));
+        }
+        let started = Instant::now();
+        match takeover::load(inner, &id).await {
+            Ok(Some(state)) => {
+                metrics::counter!("sticky_takeovers_total").increment(1);
+                metrics::histogram!("sticky_takeover_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                tracing::info!(session = ?id, stamp = %state.stamp, "session taken over from the stores");
+                *guard = Some(state);
+                entry.touch(inner.clock.now_ms());
+                Ok(Some(Opened::cached(id, Source::Store, entry, guard)))
+            }
+            Ok(None) => {
+                // Expired, destroyed, or never saved.
+                drop(guard);
+                inner.cache.remove_if(&id, &entry);
+                metrics::counter!("sticky_sessions_not_found_total").increment(1);
+                Ok(None)
+            }
+            Err(e) => {
+                drop(guard);
+                inner.cache.remove_if(&id, &entry);
+                Err(e)
+            }
+        }
+    }
+
+    /// A new session, private to the request until committed.
+    pub(crate) fn fresh(&self) -> Result<Opened, SessionError> {
+        let id = SessionId::generate()
+            .map_err(|e| SessionError::Unavailable(format!("no randomness: {e}")))?;
+        Ok(Opened {
+            id,
+            source: Source::New,
+            entry: None,
+            held: Held::Fresh(SessionState::new()),
+        })
+    }
+
+    /// Replaces a session past its absolute timeout by a new one.
+    fn check_absolute(&self, opened: Opened) -> Result<Opened, SessionError> {
+        match self.unless_too_old(opened) {
+            Some(opened) => Ok(opened),
+            None => self.fresh(),
+        }
+    }
+
+    /// Drops this server's copy of an opened session (after a failed or
+    /// refused write, a destroy, a fence that raced with the load, or the
+    /// absolute timeout), so that the next request re-loads the last
+    /// acknowledged version from the stores. A new session has no copy.
+    pub(crate) fn drop_local(&self, opened: &mut Opened) {
+        if let (Some(entry), Held::Cached(g)) = (&opened.entry, &mut opened.held) {
+            self.inner.cache.drop_copy(&opened.id, entry, g);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::tests::{config, manager};
+
+    #[tokio::test]
+    async fn a_forged_or_missing_cookie_opens_a_new_session_without_store_io() {
+        let m = manager(config(3));
+        let real = m.inner.signer.sign(&SessionId::from_bytes([9; 16]));
+        let mut forged = real.clone().into_bytes();
+        forged[40] = if forged[40] == b'0' { b'1' } else { b'0' };
+        let forged = String::from_utf8(forged).unwrap_or_default();
+        for cookie in [None, Some("garbage"), Some(forged.as_str())] {
+            let opened = m.open(cookie).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(opened.source, Source::New);
+            assert!(opened.entry.is_none());
+        }
+        assert_eq!(m.sessions(), 0, "nothing was looked up or cached");
+    }
+
+    #[tokio::test]
+    async fn a_cached_session_opens_from_the_cache_and_drop_local_removes_it() {
+        let m = manager(config(3));
+        let id = SessionId::from_bytes([5; 16]);
+        let entry = Entry::new(Some(SessionState::new()), m.inner.clock.now_ms());
+        m.inner.cache.insert(id, entry);
+        let cookie = m.inner.signer.sign(&id);
+        let mut opened = m
+            .open(Some(&cookie))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((opened.id, opened.source), (id, Source::Cache));
+        m.drop_local(&mut opened);
+        assert!(opened.held.state().is_none(), "the slot is emptied");
+        assert!(m.inner.cache.get(&id).is_none(), "and the entry removed");
+        let mut fresh = m.fresh().unwrap_or_else(|e| panic!("{e}"));
+        m.drop_local(&mut fresh);
+        assert!(
+            fresh.held.state().is_some(),
+            "a new session has no copy to drop"
+        );
+    }
+}

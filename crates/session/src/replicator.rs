@@ -1,0 +1,245 @@
+//! Replication: copying a session's newest version to its R replicas.
+//!
+//! - Sync mode ([`SessionManager::write`]): a commit waits until every
+//!   current replica acknowledged the version, re-placing around stores
+//!   that fail.
+//! - Async mode ([`AsyncQueue`](crate::state::AsyncQueue),
+//!   [`async_replicator`]): a commit queues the
+//!   session and a background task copies its newest version; a writer
+//!   waits for its own copy only while the queue lags too far behind.
+//!
+//! Both apply one rule to a write refused as stale ([`put_outcome`]): a
+//! store holding our own version (or a later one of the same tenure) has
+//! the change; any other stamp means the session moved.
+//!
+//! A third mode is a variant of `sticky_config::Mode` plus its behaviour
+//! here ([`SessionManager::replicate`]).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use sticky_proto::client::ClientError;
+use sticky_proto::Stamp;
+use tokio::time::Instant;
+
+use crate::cache::Entry;
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::state::{Inner, QueueReceiver, SessionManager};
+
+/// Attempts of a write before giving up (each after re-placing around
+/// stores that failed).
+const WRITE_ROUNDS: usize = 3;
+
+/// Most async copies in flight per web server.
+const ASYNC_COPIES_IN_FLIGHT: usize = 4096;
+
+/// What a store's answer to a write of our version means.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PutOutcome {
+    /// The store holds the version (or a later one of ours).
+    Stored,
+    /// Another server claimed the session: the store holds `stored`.
+    Moved(Stamp),
+    /// The store did not take it (down, timed out, ...).
+    Failed(ClientError),
+}
+
+/// Classifies the answer to writing version `ours`.
+///
+/// A store that refused `ours` as stale and holds a version written by the
+/// same host tenure (same generation) at least as new has our change: a
+/// retried or reordered copy of our own, e.g. an async copy that timed out
+/// on a paused store, was applied when it resumed, and is overtaken by the
+/// next change. Not a move. A higher generation means another server
+/// claimed the session (it moved).
+pub(crate) fn put_outcome(ours: Stamp, r: Result<(), ClientError>) -> PutOutcome {
+    match r {
+        Ok(()) => PutOutcome::Stored,
+        Err(ClientError::Stale { stored })
+            if stored.generation == ours.generation && stored.seq >= ours.seq =>
+        {
+            PutOutcome::Stored
+        }
+        Err(ClientError::Stale { stored }) => PutOutcome::Moved(stored),
+        Err(e) => PutOutcome::Failed(e),
+    }
+}
+
+impl SessionManager {
+    /// Whether a commit must copy its change itself before answering: in
+    /// sync mode always, in async mode while the queue lags too far behind.
+    pub(crate) fn replicates_in_line(&self) -> bool {
+        self.inner
+            .queue
+            .as_ref()
+            .is_none_or(|q| q.lag_exceeded.load(Ordering::Relaxed))
+    }
+
+    /// Copies version `stamp` of session `id` as a commit must: in line (see
+    /// [`SessionManager::replicates_in_line`]), returning the stores that
+    /// acknowledged it, or left to the async queue (after the commit
+    /// caches it, [`SessionManager::enqueue`]), returning `None`.
+    pub(crate) async fn replicate(
+        &self,
+        id: &SessionId,
+        stamp: Stamp,
+        payload: &Bytes,
+    ) -> Result<Option<u64>, SessionError> {
+        if !self.replicates_in_line() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let stored_on = self.write(id, stamp, payload).await?;
+        metrics::histogram!("sticky_replication_seconds").record(started.elapsed().as_secs_f64());
+        Ok(Some(stored_on))
+    }
+
+    /// Writes one version to the session's replicas, re-placing around
+    /// stores that fail. Returns the stores that acknowledged it.
+    pub(crate) async fn write(
+        &self,
+        id: &SessionId,
+        stamp: Stamp,
+        payload: &Bytes,
+    ) -> Result<u64, SessionError> {
+        let inner = &self.inner;
+        let key = id.key();
+        let ttl = Some(inner.config.idle_timeout);
+        let owner = inner.config.server_name.as_str();
+        let mut acked = 0u64;
+        let mut last_err = String::from("no live store");
+        for _ in 0..WRITE_ROUNDS {
+            let targets = inner.stores.replicas(id, inner.config.replicas) & !acked;
+            if targets == 0 {
+                break;
+            }
+            let puts = inner
+                .stores
+                .fan_out(targets, |c| {
+                    c.put(key.as_bytes(), stamp, owner, ttl, payload)
+                })
+                .await;
+            for (i, r) in puts {
+                match put_outcome(stamp, r) {
+                    PutOutcome::Stored => acked |= 1 << i,
+                    PutOutcome::Moved(stored) => {
+                        metrics::counter!("sticky_stale_refusals_total").increment(1);
+                        tracing::warn!(session = ?id, %stamp, %stored, "write refused as stale: the session moved");
+                        return Err(SessionError::Moved { stored });
+                    }
+                    PutOutcome::Failed(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
+                }
+            }
+            // Done once every current replica has it.
+            if inner.stores.replicas(id, inner.config.replicas) & !acked == 0 && acked != 0 {
+                return Ok(acked);
+            }
+        }
+        if acked != 0 && inner.stores.replicas(id, inner.config.replicas) & !acked == 0 {
+            return Ok(acked);
+        }
+        Err(SessionError::Unavailable(last_err))
+    }
+
+    /// Async mode: queues `entry` for the replicator, unless it is queued
+    /// already (then the queued copy will send the newest version).
+    pub(crate) async fn enqueue(&self, id: SessionId, entry: Arc<Entry>) {
+        let Some(queue) = &self.inner.queue else {
+            return;
+        };
+        if entry.queued.swap(true, Ordering::AcqRel) {
+            return; // coalesced: the queued copy will send the newest version
+        }
+        metrics::gauge!("sticky_replication_queue").increment(1.0);
+        if queue.tx.send((id, entry, Instant::now())).await.is_err() {
+            tracing::error!("replication queue closed");
+        }
+    }
+}
+
+/// Async mode: copies queued sessions, newest version only, up to
+/// [`ASYNC_COPIES_IN_FLIGHT`] at once, until the manager is dropped.
+pub(crate) async fn async_replicator(weak: Weak<Inner>, mut rx: QueueReceiver) {
+    // Copies in flight. Each session has at most one queued or in flight
+    // (changes coalesce), so this bounds how many sessions a slow store can
+    // hold back: with 64, a paused store held every copy for its 1 s
+    // timeout and a web server's kill then lost ~0.9 s of acknowledged
+    // changes (measured with `sticky chaos --mode async`).
+    let limit = Arc::new(tokio::sync::Semaphore::new(ASYNC_COPIES_IN_FLIGHT));
+    while let Some((id, entry, queued_at)) = rx.recv().await {
+        let Some(inner) = weak.upgrade() else { return };
+        let m = SessionManager { inner };
+        metrics::gauge!("sticky_replication_queue").decrement(1.0);
+        let lag = queued_at.elapsed();
+        metrics::gauge!("sticky_replication_lag_seconds").set(lag.as_secs_f64());
+        if let Some(queue) = &m.inner.queue {
+            queue
+                .lag_exceeded
+                .store(lag > m.inner.config.async_max_lag, Ordering::Relaxed);
+        }
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            entry.queued.store(false, Ordering::Release);
+            let snapshot = {
+                let g = entry.slot.lock().await;
+                g.as_ref().map(|s| (s.stamp, s.payload.clone()))
+            };
+            if let Some((stamp, payload)) = snapshot {
+                let r = m.write(&id, stamp, &payload).await;
+                let mut g = entry.slot.lock().await;
+                match r {
+                    Ok(on) => {
+                        if let Some(s) = g.as_mut().filter(|s| s.stamp == stamp) {
+                            s.stored_on = on;
+                        }
+                    }
+                    Err(SessionError::Moved { .. }) => m.inner.cache.drop_copy(&id, &entry, &mut g),
+                    Err(e) => {
+                        tracing::warn!(session = ?id, error = %e, "async copy failed; will retry on the next change");
+                        metrics::counter!("sticky_async_copy_failures_total").increment(1);
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_refusal_is_ours_only_within_the_same_generation() {
+        let ours = Stamp::new(3, 5);
+        let stale = |g, s| {
+            Err(ClientError::Stale {
+                stored: Stamp::new(g, s),
+            })
+        };
+        assert_eq!(put_outcome(ours, Ok(())), PutOutcome::Stored);
+        assert_eq!(
+            put_outcome(ours, stale(3, 5)),
+            PutOutcome::Stored,
+            "this very version"
+        );
+        assert_eq!(
+            put_outcome(ours, stale(3, 9)),
+            PutOutcome::Stored,
+            "a later one of ours"
+        );
+        assert_eq!(
+            put_outcome(ours, stale(4, 1)),
+            PutOutcome::Moved(Stamp::new(4, 1)),
+            "claimed by another server"
+        );
+        assert!(matches!(
+            put_outcome(ours, Err(ClientError::NoSession)),
+            PutOutcome::Failed(ClientError::NoSession)
+        ));
+    }
+}

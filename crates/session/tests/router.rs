@@ -1,0 +1,328 @@
+//! In-process tests of the session layer, the tower-sessions way: an axum
+//! router with [`SessionLayer`], driven request by request with
+//! `tower::ServiceExt::oneshot`, against real `sticky_store::Store`s served
+//! on port 0 in the same runtime. Store I/O is counted with the stores' own
+//! counters ([`Store::snapshot`]).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use axum::body::Body;
+use axum::routing::{get, post};
+use axum::Router;
+use http::header::{COOKIE, SET_COOKIE};
+use http::{Request, Response, StatusCode};
+use sticky_proto::control::{EPOCH_HEADER, FENCED_HEADER};
+use sticky_session::{Config, Session, SessionLayer, SessionManager, StoreSpec};
+use sticky_store::{Store, StoreConfig, SESSION_COMMANDS};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+const SECRET: [u8; 32] = [42; 32];
+
+/// A store serving on an ephemeral port until the test's runtime ends.
+async fn store() -> (Store, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr").to_string();
+    let store = Store::new(StoreConfig::default());
+    let serving = store.clone();
+    tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
+    (store, addr)
+}
+
+async fn stores(n: usize) -> (Vec<Store>, Vec<StoreSpec>) {
+    let mut all = Vec::new();
+    let mut specs = Vec::new();
+    for i in 1..=n {
+        let (s, addr) = store().await;
+        all.push(s);
+        specs.push(StoreSpec {
+            name: format!("s{i}"),
+            addr,
+        });
+    }
+    (all, specs)
+}
+
+async fn manager(name: &str, specs: &[StoreSpec], replicas: usize) -> SessionManager {
+    let mut config = Config::new(name, SECRET.to_vec(), specs.to_vec());
+    config.replicas = replicas;
+    SessionManager::start(config).await.expect("manager starts")
+}
+
+/// `POST /count` adds one to `n`; `GET /read` only reads it. Both answer
+/// `<source>:<n>`. `POST /logout` destroys the session.
+fn app(manager: &SessionManager) -> Router {
+    async fn count(session: Session) -> String {
+        let n = session.get::<u64>("n").expect("a number").unwrap_or(0) + 1;
+        session.insert("n", n).expect("serializable");
+        format!("{}:{n}", session.source().as_str())
+    }
+    async fn read(session: Session) -> String {
+        let n = session.get::<u64>("n").expect("a number").unwrap_or(0);
+        format!("{}:{n}", session.source().as_str())
+    }
+    Router::new()
+        .route("/count", post(count))
+        .route("/read", get(read))
+        .route(
+            "/logout",
+            post(|session: Session| async move { session.destroy() }),
+        )
+        .layer(SessionLayer::new(manager.clone()))
+}
+
+fn request(method: &str, path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(path);
+    if let Some(c) = cookie {
+        b = b.header(COOKIE, format!("sticky.sid={c}"));
+    }
+    b.body(Body::empty()).expect("request")
+}
+
+async fn body(resp: Response<Body>) -> String {
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    String::from_utf8(bytes.to_vec()).expect("utf-8")
+}
+
+/// The session cookie's value in a response, if it sets one.
+fn set_cookie(resp: &Response<Body>) -> Option<String> {
+    let v = resp.headers().get(SET_COOKIE)?.to_str().ok()?;
+    let first = v.split(';').next()?;
+    first.strip_prefix("sticky.sid=").map(str::to_owned)
+}
+
+/// Session commands each store executed so far.
+fn session_calls(stores: &[Store]) -> Vec<[u64; 5]> {
+    stores.iter().map(|s| s.snapshot().session_calls).collect()
+}
+
+fn calls_of(stores: &[Store], command: &str) -> u64 {
+    let i = SESSION_COMMANDS
+        .iter()
+        .position(|c| *c == command)
+        .expect("a session command");
+    stores.iter().map(|s| s.snapshot().session_calls[i]).sum()
+}
+
+/// A session with `n = 1`, created by `POST /count`; its cookie value.
+async fn counted_once(app: &Router) -> String {
+    let resp = app
+        .clone()
+        .oneshot(request("POST", "/count", None))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = set_cookie(&resp).expect("a new session sets its cookie");
+    assert_eq!(body(resp).await, "new:1");
+    cookie
+}
+
+#[tokio::test]
+async fn a_new_session_sets_a_signed_http_only_cookie() {
+    let (stores, specs) = stores(2).await;
+    let m = manager("ws1", &specs, 2).await;
+    let app = app(&m);
+
+    let resp = app
+        .clone()
+        .oneshot(request("POST", "/count", None))
+        .await
+        .unwrap();
+    let header = resp.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    let value = set_cookie(&resp).unwrap();
+    assert_eq!(body(resp).await, "new:1");
+    assert_eq!(value.len(), 65, "<32 hex id>.<32 hex MAC>: {value}");
+    assert_eq!(
+        header,
+        format!("sticky.sid={value}; Path=/; HttpOnly; SameSite=Lax")
+    );
+    assert_eq!(m.sessions(), 1, "the new session is hosted here");
+
+    // A request that does not change a new session stores nothing and
+    // sets no cookie.
+    let before = session_calls(&stores);
+    let resp = app
+        .clone()
+        .oneshot(request("GET", "/read", None))
+        .await
+        .unwrap();
+    assert!(resp.headers().get(SET_COOKIE).is_none());
+    assert_eq!(body(resp).await, "new:0");
+    assert_eq!(session_calls(&stores), before);
+    assert_eq!(m.sessions(), 1);
+}
+
+#[tokio::test]
+async fn a_cached_read_does_no_store_io() {
+    let (stores, specs) = stores(3).await;
+    let m = manager("ws1", &specs, 2).await;
+    let app = app(&m);
+    let cookie = counted_once(&app).await;
+
+    let before = session_calls(&stores);
+    let puts_before = calls_of(&stores, "sess.put");
+    for _ in 0..5 {
+        let resp = app
+            .clone()
+            .oneshot(request("GET", "/read", Some(&cookie)))
+            .await
+            .unwrap();
+        assert!(resp.headers().get(SET_COOKIE).is_none(), "cookie kept");
+        assert_eq!(body(resp).await, "cache:1");
+    }
+    assert_eq!(
+        session_calls(&stores),
+        before,
+        "reads of a hosted session never reach a store"
+    );
+
+    // A write of a cached session goes to the stores, without a new cookie.
+    let resp = app
+        .clone()
+        .oneshot(request("POST", "/count", Some(&cookie)))
+        .await
+        .unwrap();
+    assert!(resp.headers().get(SET_COOKIE).is_none());
+    assert_eq!(body(resp).await, "cache:2");
+    assert_eq!(calls_of(&stores, "sess.put") - puts_before, 2, "R=2");
+}
+
+#[tokio::test]
+async fn a_write_is_copied_to_exactly_r_stores() {
+    for replicas in [1, 2] {
+        let (stores, specs) = stores(3).await;
+        let m = manager("ws1", &specs, replicas).await;
+        let app = app(&m);
+        counted_once(&app).await;
+        let holding: Vec<u64> = stores.iter().map(|s| s.snapshot().keys).collect();
+        assert_eq!(
+            holding.iter().filter(|&&k| k == 1).count(),
+            replicas,
+            "R={replicas}: copies on {holding:?}"
+        );
+        assert_eq!(holding.iter().sum::<u64>(), replicas as u64);
+        assert_eq!(calls_of(&stores, "sess.put"), replicas as u64);
+        assert_eq!(
+            calls_of(&stores, "sess.get"),
+            0,
+            "a new session reads nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_second_server_takes_the_session_over_after_the_first_is_gone() {
+    let (stores, specs) = stores(3).await;
+    let first = manager("ws1", &specs, 2).await;
+    let cookie = counted_once(&app(&first)).await;
+    drop(first);
+
+    let second = manager("ws2", &specs, 2).await;
+    let app = app(&second);
+    assert_eq!(second.sessions(), 0);
+    let resp = app
+        .clone()
+        .oneshot(request("POST", "/count", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers().get(SET_COOKIE).is_none(),
+        "same id, same cookie"
+    );
+    assert_eq!(body(resp).await, "store:2", "taken over with its data");
+    assert_eq!(calls_of(&stores, "sess.claim"), 1, "claimed once");
+    assert!(calls_of(&stores, "sess.get") >= 2, "read from a quorum");
+
+    // Now hosted by the second server: served from its cache.
+    let resp = app
+        .clone()
+        .oneshot(request("GET", "/read", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(body(resp).await, "cache:2");
+}
+
+#[tokio::test]
+async fn a_forged_cookie_never_reaches_a_store() {
+    let (stores, specs) = stores(3).await;
+    let m = manager("ws1", &specs, 2).await;
+    let app = app(&m);
+    let real = counted_once(&app).await;
+
+    let mut flipped = real.clone().into_bytes();
+    let last = flipped.len() - 1;
+    flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let unknown = format!("{}.{}", "ab".repeat(16), "cd".repeat(16));
+    let before = session_calls(&stores);
+    for forged in [flipped.as_str(), unknown.as_str(), "garbage", ""] {
+        let resp = app
+            .clone()
+            .oneshot(request("GET", "/read", Some(forged)))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(body(resp).await, "new:0", "{forged:?} counts as no session");
+    }
+    assert_eq!(session_calls(&stores), before, "no store was asked");
+    assert_eq!(m.sessions(), 1, "only the real session is hosted");
+}
+
+#[tokio::test]
+async fn a_request_routed_for_an_old_epoch_is_refused_as_fenced() {
+    let (_stores, specs) = stores(2).await;
+    let m = manager("ws1", &specs, 2).await;
+    let app = app(&m);
+    let cookie = counted_once(&app).await;
+    let old = m.epoch();
+    let now = m.fence("test");
+
+    let mut req = request("GET", "/read", Some(&cookie));
+    req.headers_mut()
+        .insert(EPOCH_HEADER, old.to_string().parse().unwrap());
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        resp.headers()[FENCED_HEADER].to_str().unwrap(),
+        now.to_string()
+    );
+    assert_eq!(m.sessions(), 0, "the fence dropped the cache");
+
+    // Routed for the current epoch: re-loaded from the stores.
+    let mut req = request("GET", "/read", Some(&cookie));
+    req.headers_mut()
+        .insert(EPOCH_HEADER, now.to_string().parse().unwrap());
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body(resp).await, "store:1");
+}
+
+#[tokio::test]
+async fn destroying_a_session_removes_its_cookie_and_its_copies() {
+    let (stores, specs) = stores(2).await;
+    let m = manager("ws1", &specs, 2).await;
+    let app = app(&m);
+    let cookie = counted_once(&app).await;
+    let resp = app
+        .clone()
+        .oneshot(request("POST", "/logout", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let removal = resp.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(removal.starts_with("sticky.sid=; Max-Age=0"), "{removal}");
+    assert_eq!(m.sessions(), 0);
+    assert_eq!(
+        calls_of(&stores, "sess.del"),
+        2,
+        "a tombstone on each replica"
+    );
+    let resp = app
+        .clone()
+        .oneshot(request("GET", "/read", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(body(resp).await, "new:0", "the destroyed session is gone");
+}
