@@ -62,7 +62,7 @@ use redis::aio::MultiplexedConnection;
 use redis::io::tcp::TcpSettings;
 use redis::{AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, RedisError, Value};
 
-use crate::command;
+use crate::command::{self, SessionCommand};
 use crate::scripts;
 use crate::Stamp;
 
@@ -235,11 +235,11 @@ impl Op {
     /// The native command's name.
     fn native(self) -> &'static str {
         match self {
-            Self::Put => command::PUT,
-            Self::Get => command::GET,
-            Self::Claim => command::CLAIM,
-            Self::Touch => command::TOUCH,
-            Self::Del => command::DEL,
+            Self::Put => SessionCommand::Put.as_str(),
+            Self::Get => SessionCommand::Get.as_str(),
+            Self::Claim => SessionCommand::Claim.as_str(),
+            Self::Touch => SessionCommand::Touch.as_str(),
+            Self::Del => SessionCommand::Del.as_str(),
         }
     }
 
@@ -362,7 +362,7 @@ impl StoreClient {
         match self
             .call(Op::Put, key, args)
             .await
-            .and_then(|v| expect_ok(v, command::PUT))
+            .and_then(|v| expect_ok(v, SessionCommand::Put.as_str()))
         {
             Err(ClientError::Stale { stored }) if stored == stamp => Ok(()),
             other => other,
@@ -417,7 +417,7 @@ impl StoreClient {
                 .arg(ttl_ms(ttl));
         };
         let reply = self.call(Op::Claim, key, args).await?;
-        expect_ok(reply, command::CLAIM)
+        expect_ok(reply, SessionCommand::Claim.as_str())
     }
 
     /// `SESS.TOUCH`: sets the TTL of the live copy of `key` (`None`: never
@@ -463,7 +463,7 @@ impl StoreClient {
         match self
             .call(Op::Del, key, args)
             .await
-            .and_then(|v| expect_ok(v, command::DEL))
+            .and_then(|v| expect_ok(v, SessionCommand::Del.as_str()))
         {
             Err(ClientError::Stale { stored }) if stored == stamp => Ok(()),
             other => other,
@@ -1101,7 +1101,11 @@ fn parse_touch(reply: Value) -> Result<bool, ClientError> {
     match reply {
         Value::Int(1) | Value::Boolean(true) => Ok(true),
         Value::Int(0) | Value::Boolean(false) => Ok(false),
-        other => Err(unexpected(command::TOUCH, ":0 or :1", &other)),
+        other => Err(unexpected(
+            SessionCommand::Touch.as_str(),
+            ":0 or :1",
+            &other,
+        )),
     }
 }
 
@@ -1111,17 +1115,26 @@ fn parse_session(reply: Value) -> Result<Option<StoredSession>, ClientError> {
     let items = match reply {
         Value::Nil => return Ok(None),
         Value::Array(items) => items,
-        other => return Err(unexpected(command::GET, "an array or null", &other)),
+        other => {
+            return Err(unexpected(
+                SessionCommand::Get.as_str(),
+                "an array or null",
+                &other,
+            ))
+        }
     };
     let n = items.len();
     let [kind, generation, seq, owner, pttl, payload]: [Value; 6] =
         items.try_into().map_err(|_| {
-            ClientError::Protocol(format!("{}: expected 6 elements, got {n}", command::GET))
+            ClientError::Protocol(format!(
+                "{}: expected 6 elements, got {n}",
+                SessionCommand::Get.as_str()
+            ))
         })?;
     let bad = |field: &str, expected: &str, got: &Value| {
         ClientError::Protocol(format!(
             "{}: {field}: expected {expected}, got {}",
-            command::GET,
+            SessionCommand::Get.as_str(),
             describe(got)
         ))
     };
@@ -1131,7 +1144,7 @@ fn parse_session(reply: Value) -> Result<Option<StoredSession>, ClientError> {
         Some(other) => {
             return Err(ClientError::Protocol(format!(
                 "{}: unknown kind ({} bytes)",
-                command::GET,
+                SessionCommand::Get.as_str(),
                 other.len()
             )))
         }
@@ -1149,8 +1162,12 @@ fn parse_session(reply: Value) -> Result<Option<StoredSession>, ClientError> {
     };
     let owner = match owner {
         Value::Nil => String::new(),
-        Value::BulkString(b) => String::from_utf8(b)
-            .map_err(|_| ClientError::Protocol(format!("{}: owner is not UTF-8", command::GET)))?,
+        Value::BulkString(b) => String::from_utf8(b).map_err(|_| {
+            ClientError::Protocol(format!(
+                "{}: owner is not UTF-8",
+                SessionCommand::Get.as_str()
+            ))
+        })?,
         Value::SimpleString(s) => s,
         other => return Err(bad("owner", "a string", &other)),
     };
