@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sticky_proto::client::{ClientError, ClientOptions};
+use sticky_client::{ClientError, ClientOptions};
 use sticky_proto::control::HealthReport;
 use sticky_proto::Stamp;
 use tokio::sync::{mpsc, OwnedMutexGuard};
