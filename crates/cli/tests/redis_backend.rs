@@ -38,7 +38,7 @@ use cluster_support::{
 use redis_support::{
     have_redis, redis_copies_by_store, RedisCluster, RedisClusterNodes, RedisProcess,
 };
-use sticky_proto::client::{ClientError, ClientOptions, StoreClient, StoredSession};
+use sticky_client::{ClientError, ClientOptions, StoreClient, StoredSession};
 use support::{wait_until, StoreProcess, DEADLINE};
 
 /// Re-copying after a store failure must finish within this.

@@ -641,7 +641,7 @@ fn huge_tombstone_ttl_gives_a_valid_pttl() {
 mod store_client {
     use std::time::Duration;
 
-    use sticky_proto::client::{ClientError, ClientOptions, StoreClient};
+    use sticky_client::{ClientError, ClientOptions, StoreClient};
     use sticky_proto::Stamp;
 
     use super::support::StoreProcess;

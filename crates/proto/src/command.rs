@@ -1,16 +1,71 @@
-//! Names and reply words of the session commands (see `docs/protocol.md`).
+//! Names and reply words of the session commands (see `docs/protocol.md`):
+//! the one place the `SESS.*` names are written, for the store's dispatch
+//! and counters and for the client.
 
-/// Store a session copy: `SESS.PUT key gen seq owner ttl_ms payload`.
-pub const PUT: &str = "SESS.PUT";
-/// Read a session copy: `SESS.GET key`.
-pub const GET: &str = "SESS.GET";
-/// Compare-and-set of the stamp:
-/// `SESS.CLAIM key exp_gen exp_seq new_gen new_seq owner ttl_ms`.
-pub const CLAIM: &str = "SESS.CLAIM";
-/// Extend the TTL of a live copy: `SESS.TOUCH key ttl_ms`.
-pub const TOUCH: &str = "SESS.TOUCH";
-/// Destroy, leaving a tombstone: `SESS.DEL key gen seq [tombstone_ttl_ms]`.
-pub const DEL: &str = "SESS.DEL";
+use std::fmt;
+
+/// One of the session commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionCommand {
+    /// Store a session copy: `SESS.PUT key gen seq owner ttl_ms payload`.
+    Put,
+    /// Read a session copy: `SESS.GET key`.
+    Get,
+    /// Compare-and-set of the stamp:
+    /// `SESS.CLAIM key exp_gen exp_seq new_gen new_seq owner ttl_ms`.
+    Claim,
+    /// Extend the TTL of a live copy: `SESS.TOUCH key ttl_ms`.
+    Touch,
+    /// Destroy, leaving a tombstone: `SESS.DEL key gen seq [tombstone_ttl_ms]`.
+    Del,
+}
+
+impl SessionCommand {
+    /// Every session command, in the order of [`index`](Self::index).
+    pub const ALL: [Self; 5] = [Self::Put, Self::Get, Self::Claim, Self::Touch, Self::Del];
+
+    /// The command's name on the wire: `SESS.PUT`, `SESS.GET`, ...
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Put => "SESS.PUT",
+            Self::Get => "SESS.GET",
+            Self::Claim => "SESS.CLAIM",
+            Self::Touch => "SESS.TOUCH",
+            Self::Del => "SESS.DEL",
+        }
+    }
+
+    /// The name in lower case (`sess.put`), as `INFO commandstats` and the
+    /// store's metrics labels show commands.
+    pub const fn lowercase(self) -> &'static str {
+        match self {
+            Self::Put => "sess.put",
+            Self::Get => "sess.get",
+            Self::Claim => "sess.claim",
+            Self::Touch => "sess.touch",
+            Self::Del => "sess.del",
+        }
+    }
+
+    /// Position in [`ALL`](Self::ALL), for per-command counters.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The session command called `name` (in any case, as RESP command
+    /// names are); `None` for any other command.
+    pub fn from_name(name: &[u8]) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|c| name.eq_ignore_ascii_case(c.as_str().as_bytes()))
+    }
+}
+
+impl fmt::Display for SessionCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Error code: the stored stamp is higher than or equal to the one sent.
 /// Followed by the stored `gen seq`.
@@ -26,3 +81,22 @@ pub const ERR_OOM: &str = "OOM";
 pub const KIND_LIVE: &str = "live";
 /// `kind` word of a tombstone in a `SESS.GET` reply.
 pub const KIND_TOMBSTONE: &str = "tombstone";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_index_and_lookup_agree() {
+        for (i, c) in SessionCommand::ALL.into_iter().enumerate() {
+            assert_eq!(c.index(), i);
+            assert_eq!(c.lowercase(), c.as_str().to_ascii_lowercase());
+            assert_eq!(c.to_string(), c.as_str());
+            assert_eq!(SessionCommand::from_name(c.as_str().as_bytes()), Some(c));
+            assert_eq!(SessionCommand::from_name(c.lowercase().as_bytes()), Some(c));
+        }
+        for other in [&b"GET"[..], b"SESS.", b"SESS.PUTX", b"", b"sess_put"] {
+            assert_eq!(SessionCommand::from_name(other), None, "{other:?}");
+        }
+    }
+}

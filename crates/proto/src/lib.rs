@@ -1,4 +1,6 @@
-//! Sticky's store protocol, shared by the store server and its clients.
+//! Sticky's store protocol, shared by the store server and its clients
+//! (the session client itself is the `sticky-client` crate, which alone
+//! links the `redis` crate).
 //!
 //! # Layout
 //!
@@ -6,23 +8,18 @@
 //!   session copy carries.
 //! - [`resp`]: RESP2/RESP3 request parsing with hard limits on every size a
 //!   peer controls, and reply encoding.
-//! - [`command`]: names and reply words of the session commands
-//!   (`SESS.PUT`, `SESS.GET`, ...), documented in `docs/protocol.md`.
+//! - [`command`]: the session commands ([`command::SessionCommand`]:
+//!   `SESS.PUT`, `SESS.GET`, ...) and their reply words, documented in
+//!   `docs/protocol.md`.
 //! - [`control`]: the web servers' control endpoints (`/.sticky/health`,
 //!   `/.sticky/fence`): paths, the admin token, the health report.
-//! - [`client`]: the async client for the session commands used by web
-//!   servers: one multiplexed, pipelined connection per store.
-//! - [`scripts`]: the session commands as Redis Lua scripts, used by the
-//!   client for `redis://` stores, and the Redis key layout.
 //! - [`probe`]: a one-shot `PING` and `INFO` of a store, for operators'
 //!   tools (dashboard, `sticky status`).
 
-pub mod client;
 pub mod command;
 pub mod control;
 pub mod probe;
 pub mod resp;
-pub mod scripts;
 pub mod stamp;
 
 pub use stamp::Stamp;

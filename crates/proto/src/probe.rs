@@ -2,8 +2,9 @@
 //! dashboard, `sticky status`): `AUTH` if a password is given, `PING`, and
 //! `INFO`, pipelined on a fresh connection that is closed afterwards.
 //!
-//! It is not the session client ([`crate::client`]): it keeps no
-//! connection and every call is bounded by one deadline.
+//! It is not the session client (the `sticky-client` crate): it keeps no
+//! connection, every call is bounded by one deadline, and it needs no
+//! `redis` crate, so the director can use it.
 
 use std::net::SocketAddr;
 use std::time::Duration;

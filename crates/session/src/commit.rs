@@ -5,7 +5,7 @@
 //! unacknowledged version is ever served.
 
 use bytes::Bytes;
-use sticky_proto::client::ClientError;
+use sticky_client::ClientError;
 use sticky_proto::Stamp;
 
 use crate::cache::{Entry, SessionState, Stored};

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
-use sticky_proto::client::ClientError;
+use sticky_client::ClientError;
 use sticky_proto::Stamp;
 use tokio::time::Instant;
 

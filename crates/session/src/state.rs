@@ -8,7 +8,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use sticky_proto::client::ClientOptions;
+use sticky_client::ClientOptions;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 

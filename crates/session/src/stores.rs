@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sticky_proto::client::{ClientError, ClientOptions, StoreClient};
+use sticky_client::{ClientError, ClientOptions, StoreClient};
 use tokio::sync::watch;
 
 use crate::config::StoreSpec;

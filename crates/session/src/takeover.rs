@@ -16,7 +16,7 @@
 //! up now first looks at the others again, and answers 503 (retry later)
 //! if it still cannot reach a quorum.
 
-use sticky_proto::client::{ClientError, StoredSession};
+use sticky_client::{ClientError, StoredSession};
 
 use crate::cache::{SessionState, Stored};
 use crate::error::SessionError;

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use sticky_proto::command::SessionCommand;
+
 /// Counters of one store, updated lock-free.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -14,17 +16,23 @@ pub(crate) struct Stats {
     pub(crate) oom_refused: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
     /// Calls of each session command, indexed like [`SESSION_COMMANDS`].
-    pub(crate) session_calls: [AtomicU64; 5],
+    pub(crate) session_calls: [AtomicU64; SESSIONS],
 }
 
-/// The session commands counted in [`Snapshot::session_calls`].
-pub const SESSION_COMMANDS: [&str; 5] = [
-    "sess.put",
-    "sess.get",
-    "sess.claim",
-    "sess.touch",
-    "sess.del",
-];
+/// The session commands counted in [`Snapshot::session_calls`], named as
+/// `INFO` and the metrics show them (`sess.put`, ...).
+pub const SESSION_COMMANDS: [&str; SESSIONS] = {
+    let mut names = [""; SESSIONS];
+    let mut i = 0;
+    while i < SESSIONS {
+        names[i] = SessionCommand::ALL[i].lowercase();
+        i += 1;
+    }
+    names
+};
+
+/// How many session commands there are.
+const SESSIONS: usize = SessionCommand::ALL.len();
 
 /// A point-in-time copy of [`Stats`] plus the keyspace figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,7 +54,7 @@ pub struct Snapshot {
     /// Connections closed for a malformed or oversized frame.
     pub protocol_errors: u64,
     /// Calls of each session command, indexed like [`SESSION_COMMANDS`].
-    pub session_calls: [u64; 5],
+    pub session_calls: [u64; SESSIONS],
     /// Keys stored (copies, tombstones and plain values).
     pub keys: u64,
     /// Keys with a TTL.

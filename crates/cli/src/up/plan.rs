@@ -89,7 +89,7 @@ fn store_host_port(url: &str) -> anyhow::Result<SocketAddr> {
 /// Fails unless every `--store-url` store answers `PING` within a few
 /// seconds, naming the first that does not.
 pub(crate) async fn check_external_stores(plan: &Plan) -> anyhow::Result<()> {
-    use sticky_proto::client::{ClientOptions, StoreClient};
+    use sticky_client::{ClientOptions, StoreClient};
     let options = ClientOptions {
         request_timeout: std::time::Duration::from_secs(3),
         connect_timeout: std::time::Duration::from_secs(3),

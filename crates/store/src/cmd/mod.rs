@@ -21,6 +21,7 @@ mod server;
 mod session;
 
 use bytes::Bytes;
+use sticky_proto::command::SessionCommand;
 use sticky_proto::resp::{Reply, Version};
 use sticky_proto::Stamp;
 
@@ -94,6 +95,16 @@ pub(crate) fn execute(shared: &Shared, client: &mut Client, args: &[&[u8]]) -> R
     }
     let a = &args[1..];
     let ks = &shared.keyspace;
+    if let Some(session_cmd) = SessionCommand::from_name(cmd) {
+        count(shared, session_cmd);
+        return match session_cmd {
+            SessionCommand::Put => session::put(ks, a),
+            SessionCommand::Get => session::get(shared, a),
+            SessionCommand::Claim => session::claim(ks, a),
+            SessionCommand::Touch => session::touch(ks, a),
+            SessionCommand::Del => session::del(shared, a),
+        };
+    }
     match cmd {
         b"GET" => keys::get(ks, a),
         b"SET" => keys::set(ks, a),
@@ -104,26 +115,6 @@ pub(crate) fn execute(shared: &Shared, client: &mut Client, args: &[&[u8]]) -> R
         b"TTL" => keys::ttl(ks, a, 1000),
         b"PTTL" => keys::ttl(ks, a, 1),
         b"TYPE" => keys::key_type(ks, a),
-        b"SESS.PUT" => {
-            count(shared, 0);
-            session::put(ks, a)
-        }
-        b"SESS.GET" => {
-            count(shared, 1);
-            session::get(shared, a)
-        }
-        b"SESS.CLAIM" => {
-            count(shared, 2);
-            session::claim(ks, a)
-        }
-        b"SESS.TOUCH" => {
-            count(shared, 3);
-            session::touch(ks, a)
-        }
-        b"SESS.DEL" => {
-            count(shared, 4);
-            session::del(shared, a)
-        }
         b"SESS.LEASE" => session::lease(shared, a),
         b"SESS.KILL" => session::kill(shared, a),
         b"SESS.PREPARE" => session::prepare(shared, a),
@@ -147,8 +138,8 @@ pub(crate) fn execute(shared: &Shared, client: &mut Client, args: &[&[u8]]) -> R
     }
 }
 
-fn count(shared: &Shared, i: usize) {
-    crate::stats::Stats::add(&shared.stats.session_calls[i], 1);
+fn count(shared: &Shared, cmd: SessionCommand) {
+    crate::stats::Stats::add(&shared.stats.session_calls[cmd.index()], 1);
 }
 
 fn unknown(name: &[u8], args: &[&[u8]]) -> Reply {

@@ -3,7 +3,7 @@
 //! `SESS.OWNED` (see `docs/protocol.md` and `docs/safety.md`).
 
 use bytes::Bytes;
-use sticky_proto::command::{KIND_LIVE, KIND_TOMBSTONE};
+use sticky_proto::command::{SessionCommand, KIND_LIVE, KIND_TOMBSTONE};
 use sticky_proto::resp::Reply;
 
 use super::{arity, stamp_args, uint_arg};
@@ -14,7 +14,7 @@ use crate::server::Shared;
 /// `SESS.PUT key gen seq owner ttl_ms payload`
 pub(super) fn put(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     let [key, g, s, owner, ttl, payload] = a else {
-        return arity("sess.put");
+        return arity(SessionCommand::Put.lowercase());
     };
     let stamp = tri!(stamp_args(g, s));
     let ttl = tri!(uint_arg(ttl));
@@ -30,7 +30,7 @@ pub(super) fn get(shared: &Shared, a: &[&[u8]]) -> Reply {
         [key] => (key, false),
         [key, opt] if opt.eq_ignore_ascii_case(b"WITHLEASE") => (key, true),
         [_, _] => return Reply::error("ERR syntax error"),
-        _ => return arity("sess.get"),
+        _ => return arity(SessionCommand::Get.lowercase()),
     };
     match shared.keyspace.sess_get(key) {
         Ok(None) => Reply::Null,
@@ -155,7 +155,7 @@ pub(super) fn owned(ks: &Keyspace, a: &[&[u8]]) -> Reply {
 /// `SESS.CLAIM key exp_gen exp_seq new_gen new_seq owner ttl_ms`
 pub(super) fn claim(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     let [key, eg, es, ng, ns, owner, ttl] = a else {
-        return arity("sess.claim");
+        return arity(SessionCommand::Claim.lowercase());
     };
     let expected = tri!(stamp_args(eg, es));
     let new = tri!(stamp_args(ng, ns));
@@ -169,7 +169,7 @@ pub(super) fn claim(ks: &Keyspace, a: &[&[u8]]) -> Reply {
 /// `SESS.TOUCH key ttl_ms`
 pub(super) fn touch(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     let [key, ttl] = a else {
-        return arity("sess.touch");
+        return arity(SessionCommand::Touch.lowercase());
     };
     let ttl = tri!(uint_arg(ttl));
     Reply::Int(i64::from(ks.sess_touch(key, ttl)))
@@ -180,7 +180,7 @@ pub(super) fn del(shared: &Shared, a: &[&[u8]]) -> Reply {
     let (key, g, s, ttl) = match a {
         [key, g, s] => (key, g, s, None),
         [key, g, s, ttl] => (key, g, s, Some(ttl)),
-        _ => return arity("sess.del"),
+        _ => return arity(SessionCommand::Del.lowercase()),
     };
     let stamp = tri!(stamp_args(g, s));
     let ttl = match ttl {

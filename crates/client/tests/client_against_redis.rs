@@ -13,7 +13,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sticky_proto::client::{ClientError, ClientOptions, StoreClient, StoredSession};
+use sticky_client::{ClientError, ClientOptions, StoreClient, StoredSession};
 use sticky_proto::Stamp;
 
 /// Whether `redis-server` can be run; panics under CI when it cannot.

@@ -1,5 +1,5 @@
 //! The session commands of `docs/protocol.md` as Redis server-side Lua
-//! scripts, for stores given to [`StoreClient`](crate::client::StoreClient)
+//! scripts, for stores given to [`StoreClient`](crate::StoreClient)
 //! as `redis://` URLs (Redis, Valkey, and Redis-compatible servers).
 //!
 //! Each session is one Redis hash under [`redis_key`] (`sticky:{<key>}`:
@@ -25,6 +25,10 @@
 //! run to its end.
 //!
 //! See `docs/redis.md`.
+
+use std::sync::LazyLock;
+
+use sticky_proto::command::SessionCommand;
 
 /// Prefix of a session's Redis key (then the session key, then `}`).
 pub const KEY_PREFIX: &[u8] = b"sticky:{";
@@ -227,6 +231,20 @@ return redis.status_reply('OK')
 "#
 );
 
+/// The source of the script implementing `cmd`, for `EVAL`.
+pub(crate) fn source(cmd: SessionCommand) -> &'static str {
+    match cmd {
+        SessionCommand::Put => PUT,
+        SessionCommand::Get => GET,
+        SessionCommand::Claim => CLAIM,
+        SessionCommand::Touch => TOUCH,
+        SessionCommand::Del => DEL,
+    }
+}
+
+/// The scripts with their digests, computed once per process.
+pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(Scripts::new);
+
 /// The five scripts with their SHA1 digests, as `EVALSHA` wants them.
 #[derive(Debug)]
 pub(crate) struct Scripts {
@@ -245,6 +263,17 @@ impl Scripts {
             claim: redis::Script::new(CLAIM),
             touch: redis::Script::new(TOUCH),
             del: redis::Script::new(DEL),
+        }
+    }
+
+    /// The script implementing `cmd`.
+    pub(crate) fn of(&self, cmd: SessionCommand) -> &redis::Script {
+        match cmd {
+            SessionCommand::Put => &self.put,
+            SessionCommand::Get => &self.get,
+            SessionCommand::Claim => &self.claim,
+            SessionCommand::Touch => &self.touch,
+            SessionCommand::Del => &self.del,
         }
     }
 
@@ -281,5 +310,15 @@ mod tests {
         assert_eq!(hashes.len(), 5);
         // SHA1 of the source, as Redis computes it for SCRIPT LOAD.
         assert_eq!(Scripts::new().put.get_hash(), s.put.get_hash());
+    }
+
+    #[test]
+    fn each_command_has_its_own_script() {
+        for cmd in SessionCommand::ALL {
+            let from_source = redis::Script::new(source(cmd));
+            assert_eq!(from_source.get_hash(), SCRIPTS.of(cmd).get_hash(), "{cmd}");
+        }
+        assert_eq!(source(SessionCommand::Put), PUT);
+        assert_eq!(source(SessionCommand::Del), DEL);
     }
 }

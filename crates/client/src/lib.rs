@@ -1,0 +1,90 @@
+//! The async client web servers use to talk to one session store, split
+//! off `sticky-proto` so that only its users link the `redis` crate (a
+//! `sticky store` does not).
+//!
+//! [`StoreClient`] speaks the session commands of `docs/protocol.md`
+//! (`SESS.PUT`, `SESS.GET`, `SESS.CLAIM`, `SESS.TOUCH`, `SESS.DEL`) over one
+//! multiplexed, pipelined connection (a [`redis::aio::MultiplexedConnection`])
+//! shared by all clones of the client.
+//!
+//! # Backends
+//!
+//! - `host:port` or `sticky://[user:password@]host:port[/?protocol=resp3]`:
+//!   a `sticky store`, sent the native `SESS.*` commands.
+//! - `redis://[user:password@]host:port[/?protocol=resp3]` (or `valkey://`,
+//!   `redis+unix://`...): Redis or a Redis-compatible server. The same
+//!   commands run as server-side Lua scripts ([`scripts`]), loaded
+//!   with `SCRIPT LOAD` on every new connection and called with `EVALSHA`
+//!   (falling back to `EVAL` on `NOSCRIPT`); each session is a hash under
+//!   `sticky:{<key>}`. Replies, errors and fencing are the same, so callers
+//!   cannot tell the two apart (see `docs/redis.md`).
+//! - `redis+cluster://[user:password@]host:port,host:port[/?protocol=resp3]`:
+//!   a Redis Cluster as one store, the same scripts sent through the
+//!   `redis` crate's cluster client (a connection per master, commands
+//!   routed by slot). "The connection" below is then that client.
+//!
+//! # Connection behaviour
+//!
+//! - [`StoreClient::new`] does not connect: the connection is opened by the
+//!   first request, so a web server can start while a store is down.
+//! - Concurrent requests share the connection; requests that arrive while
+//!   it is being opened wait for that single attempt.
+//! - A failed attempt (refused, timed out after
+//!   [`ClientOptions::connect_timeout`], or authentication refused) fails
+//!   the requests waiting for it and starts a backoff: until it ends,
+//!   requests fail at once with [`ClientError::ConnectionLost`] (or
+//!   [`ClientError::Auth`]) without touching the network. The first request
+//!   after the backoff makes the next attempt. Backoffs double from 100 ms up
+//!   to [`ClientOptions::max_backoff`], with jitter, and reset once a
+//!   connection is established.
+//! - A connection that breaks (reset, closed by the store, or silent for a
+//!   whole [`ClientOptions::request_timeout`] while a request waited) is
+//!   dropped; the requests in flight on it fail with a retryable error and
+//!   the next request reconnects at once.
+//! - Every request, connecting included, is bounded by
+//!   [`ClientOptions::request_timeout`].
+//!
+//! The client never retries a command by itself: a command that may have
+//! reached the store is reported as [`ClientError::Timeout`] or
+//! [`ClientError::ConnectionLost`] and the caller decides (stamps make a
+//! retried `put` or `delete` safe, see [`StoreClient::put`]).
+//!
+//! Error messages never contain keys (session ids) or payloads.
+
+//!
+//! # Layout
+//!
+//! - `client`: [`StoreClient`], the API: one method per
+//!   session command, their arguments and what their replies mean.
+//! - `options`: [`ClientOptions`], credentials and time limits.
+//! - `error`: [`ClientError`], and how error replies and the `redis`
+//!   crate's errors map to it.
+//! - `reply`: decoding of replies; [`StoredSession`], a decoded `SESS.GET`.
+//! - `addr`: store addresses: the backend an address selects and its
+//!   connection settings.
+//! - `backend`: how a command reaches each backend (native `SESS.*`, or
+//!   `EVALSHA`/`EVAL` of a script).
+//! - `connection`: the connection state machine (lazy connect, backoff,
+//!   dropping broken or silent connections) and the request timeout.
+//! - [`scripts`]: the session commands as Redis Lua scripts, and the Redis
+//!   key layout.
+//!
+//! Module dependencies point one way (no circles): `client` -> `addr`,
+//! `connection` -> `backend` -> `scripts`; `client`, `connection` ->
+//! `reply` -> `error`; `error` and `options` use no other module.
+
+mod addr;
+mod backend;
+mod client;
+mod connection;
+mod error;
+#[cfg(test)]
+mod fake_store;
+mod options;
+mod reply;
+pub mod scripts;
+
+pub use client::StoreClient;
+pub use error::ClientError;
+pub use options::ClientOptions;
+pub use reply::StoredSession;

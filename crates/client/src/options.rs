@@ -1,0 +1,46 @@
+//! [`ClientOptions`]: credentials and the time limits of a [`StoreClient`](crate::StoreClient).
+
+use std::fmt;
+use std::time::Duration;
+
+/// Settings of a [`StoreClient`](crate::StoreClient).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Password for `AUTH` (the store's `--requirepass`). Takes precedence
+    /// over a password in a `redis://` URL.
+    pub password: Option<String>,
+    /// ACL user name sent with the password; ignored without a password.
+    pub username: Option<String>,
+    /// Upper bound on every request, connecting included. Default 1 s.
+    pub request_timeout: Duration,
+    /// Upper bound on one connection attempt (TCP connect and handshake).
+    /// Default 1 s.
+    pub connect_timeout: Duration,
+    /// Longest wait between two connection attempts to a store that is
+    /// down. Default 2 s.
+    pub max_backoff: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            password: None,
+            username: None,
+            request_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("username", &self.username)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_backoff", &self.max_backoff)
+            .finish()
+    }
+}
