@@ -16,11 +16,15 @@
 //!   client for `redis://` stores, and the Redis key layout.
 //! - [`probe`]: a one-shot `PING` and `INFO` of a store, for operators'
 //!   tools (dashboard, `sticky status`).
+//! - [`rendezvous`]: rendezvous (highest-random-weight) hashing, shared by
+//!   session placement over stores and the director's routing of moved
+//!   clients, with both pinned hashes.
 
 pub mod client;
 pub mod command;
 pub mod control;
 pub mod probe;
+pub mod rendezvous;
 pub mod resp;
 pub mod scripts;
 pub mod stamp;
