@@ -1,6 +1,11 @@
-//! The web servers' control endpoints, shared by the director and the
-//! web-server library (see "The web-server control endpoints" in
-//! `docs/protocol.md`).
+//! The control endpoints: the web servers' (paths, the admin token, the
+//! health report), shared by the director and the web-server library (see
+//! "The web-server control endpoints" in `docs/protocol.md`), and the
+//! actions of the `sticky up` supervisor's control API ([`ProcessAction`]),
+//! shared by `sticky up`, `sticky chaos` and the director's dashboard.
+
+use std::fmt;
+use std::str::FromStr;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -63,6 +68,72 @@ pub struct HealthReport {
     pub standby: bool,
 }
 
+/// What the `sticky up` supervisor's control API does to a process
+/// (`POST /api/processes/{name}/{action}`): the dashboard's buttons, and
+/// the faults `sticky chaos` injects and heals. On the wire it is the
+/// lowercase word ([`as_str`](Self::as_str)); see `docs/up.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessAction {
+    /// SIGKILL; as a fault, healed by a restart.
+    Kill,
+    /// SIGSTOP; as a fault, healed by a resume.
+    Pause,
+    /// SIGCONT: heals a pause.
+    Resume,
+    /// Stop if running (SIGTERM, then SIGKILL), start again with the same
+    /// arguments; as a fault, it heals itself.
+    Restart,
+}
+
+impl ProcessAction {
+    /// Every action, in the order the dashboard shows them.
+    pub const ALL: [Self; 4] = [Self::Kill, Self::Pause, Self::Resume, Self::Restart];
+
+    /// The wire name: `kill`, `pause`, `resume` or `restart`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Kill => "kill",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Restart => "restart",
+        }
+    }
+
+    /// The action that ends a fault made by this one: a restart after a
+    /// kill, a resume after a pause; none after a restart (it ends by
+    /// itself) or a resume (no fault).
+    pub const fn heal(self) -> Option<Self> {
+        match self {
+            Self::Kill => Some(Self::Restart),
+            Self::Pause => Some(Self::Resume),
+            Self::Resume | Self::Restart => None,
+        }
+    }
+}
+
+impl fmt::Display for ProcessAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A word that names no [`ProcessAction`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown action {0:?}: use kill, pause, resume or restart")]
+pub struct UnknownAction(pub String);
+
+impl FromStr for ProcessAction {
+    type Err = UnknownAction;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| UnknownAction(s.to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +164,27 @@ mod tests {
             json,
             r#"{"name":"ws1","epoch":7,"sessions":3,"ready":true,"standby":false}"#
         );
+    }
+
+    #[test]
+    fn process_actions_keep_their_wire_names() {
+        let words: Vec<String> = ProcessAction::ALL.iter().map(|a| a.to_string()).collect();
+        assert_eq!(words, ["kill", "pause", "resume", "restart"]);
+        for a in ProcessAction::ALL {
+            assert_eq!(a.as_str().parse::<ProcessAction>(), Ok(a));
+            let json = serde_json::to_string(&a).unwrap_or_default();
+            assert_eq!(json, format!("\"{a}\""));
+        }
+        assert!("Kill".parse::<ProcessAction>().is_err(), "case matters");
+        assert!(" kill".parse::<ProcessAction>().is_err());
+        assert!("stop".parse::<ProcessAction>().is_err());
+    }
+
+    #[test]
+    fn faults_heal_with_their_counterpart() {
+        assert_eq!(ProcessAction::Kill.heal(), Some(ProcessAction::Restart));
+        assert_eq!(ProcessAction::Pause.heal(), Some(ProcessAction::Resume));
+        assert_eq!(ProcessAction::Restart.heal(), None);
+        assert_eq!(ProcessAction::Resume.heal(), None);
     }
 }

@@ -9,7 +9,9 @@
 //! - [`command`]: names and reply words of the session commands
 //!   (`SESS.PUT`, `SESS.GET`, ...), documented in `docs/protocol.md`.
 //! - [`control`]: the web servers' control endpoints (`/.sticky/health`,
-//!   `/.sticky/fence`): paths, the admin token, the health report.
+//!   `/.sticky/fence`): paths, the admin token, the health report; and the
+//!   `sticky up` supervisor's process actions (kill, pause, resume,
+//!   restart), the one fault vocabulary of `up`, `chaos` and the dashboard.
 //! - [`client`]: the async client for the session commands used by web
 //!   servers: one multiplexed, pipelined connection per store.
 //! - [`scripts`]: the session commands as Redis Lua scripts, used by the

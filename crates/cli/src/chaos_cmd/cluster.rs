@@ -15,6 +15,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use sticky_proto::control::ProcessAction;
 use tokio::process::{Child, Command};
 
 use crate::up::state::{ProcState, ProcessInfo, UpState};
@@ -250,7 +251,7 @@ impl Cluster {
     }
 
     /// Kills, pauses, resumes or restarts process `name`.
-    pub(crate) async fn act(&self, name: &str, action: &str) -> anyhow::Result<()> {
+    pub(crate) async fn act(&self, name: &str, action: ProcessAction) -> anyhow::Result<()> {
         let path = format!("/api/processes/{name}/{action}");
         let (status, body) =
             request(self.supervisor, Method::POST, &path, Some(&self.token)).await?;

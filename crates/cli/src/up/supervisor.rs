@@ -17,7 +17,9 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use super::control::{self, Action, ControlError};
+use sticky_proto::control::ProcessAction;
+
+use super::control::{self, ControlError};
 use super::plan::{Member, Plan, Role};
 use super::state::{self, ProcState, ProcessInfo, UpState};
 
@@ -374,34 +376,38 @@ impl Supervisor {
         p.state = ProcState::Stopped;
     }
 
-    async fn act(&mut self, name: &str, action: Action) -> Result<ProcessInfo, ControlError> {
+    async fn act(
+        &mut self,
+        name: &str,
+        action: ProcessAction,
+    ) -> Result<ProcessInfo, ControlError> {
         let i = self.find(name)?;
         let state = self.procs[i].state;
         let not = |what: &str| {
             ControlError::Conflict(format!("{name} is {}: cannot {what} it", state.as_str()))
         };
         match action {
-            Action::Kill => {
+            ProcessAction::Kill => {
                 if !self.procs[i].alive() {
                     return Err(not("kill"));
                 }
                 self.kill(i).await;
             }
-            Action::Pause => {
+            ProcessAction::Pause => {
                 if !matches!(state, ProcState::Running | ProcState::Starting) {
                     return Err(not("pause"));
                 }
                 signal(self.procs[i].pid, Signal::SIGSTOP);
                 self.procs[i].state = ProcState::Paused;
             }
-            Action::Resume => {
+            ProcessAction::Resume => {
                 if state != ProcState::Paused {
                     return Err(not("resume"));
                 }
                 signal(self.procs[i].pid, Signal::SIGCONT);
                 self.procs[i].state = ProcState::Running;
             }
-            Action::Restart => {
+            ProcessAction::Restart => {
                 if self.procs[i].alive() {
                     self.stop(i).await;
                 }
