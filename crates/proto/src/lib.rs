@@ -11,7 +11,9 @@
 //! - [`control`]: the web servers' control endpoints (`/.sticky/health`,
 //!   `/.sticky/fence`): paths, the admin token, the health report; and the
 //!   `sticky up` supervisor's process actions (kill, pause, resume,
-//!   restart), the one fault vocabulary of `up`, `chaos` and the dashboard.
+//!   restart), the one fault vocabulary of `up`, `chaos` and the dashboard;
+//!   and `request`, the one-shot HTTP request to a control endpoint that
+//!   `up`, `status`, `chaos` and the director's supervisor proxy send.
 //! - [`client`]: the async client for the session commands used by web
 //!   servers: one multiplexed, pipelined connection per store.
 //! - [`scripts`]: the session commands as Redis Lua scripts, used by the
