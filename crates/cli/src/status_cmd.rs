@@ -16,14 +16,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
 use clap::Args;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 use sticky_config::ClusterFile;
+use sticky_proto::control::{self, RequestError};
 
 use crate::up::state::{self, ProcState, ProcessInfo, UpState};
 
@@ -132,41 +130,26 @@ async fn http_json(
     path: &str,
     token: Option<&str>,
 ) -> anyhow::Result<(StatusCode, Value)> {
-    let exchange = async {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to {addr}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .context("HTTP handshake failed")?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, addr.to_string());
-        if let Some(t) = token {
-            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = req
-            .body(Empty::<Bytes>::new())
-            .context("cannot build the request")?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .with_context(|| format!("no answer from {addr}"))?;
-        let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot read the answer of {addr}: {e}"))?
-            .to_bytes();
-        anyhow::Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
-    };
-    tokio::time::timeout(LIMIT, exchange)
+    let auth = token
+        .map(control::bearer)
+        .transpose()
+        .context("cannot build the request")?;
+    let resp = control::request(addr, method, path, auth.as_ref(), LIMIT, MAX_ANSWER)
         .await
-        .map_err(|_| anyhow::anyhow!("{addr} did not answer within {LIMIT:?}"))?
+        .map_err(|e| match e {
+            RequestError::Connect(e) => {
+                anyhow::Error::new(e).context(format!("cannot connect to {addr}"))
+            }
+            RequestError::Handshake(e) => anyhow::Error::new(e).context("HTTP handshake failed"),
+            RequestError::Path(e) => anyhow::Error::new(e).context("cannot build the request"),
+            RequestError::Send(e) => {
+                anyhow::Error::new(e).context(format!("no answer from {addr}"))
+            }
+            RequestError::Body(e) => anyhow::anyhow!("cannot read the answer of {addr}: {e}"),
+            RequestError::Timeout(_) => anyhow::anyhow!("{addr} did not answer within {LIMIT:?}"),
+        })?;
+    let value = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
+    Ok((resp.status(), value))
 }
 
 /// The processes as the supervisor lists them (`GET /api/processes`).

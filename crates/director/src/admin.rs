@@ -24,6 +24,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
+use sticky_proto::control::ProcessAction;
 
 use crate::body::Body;
 use crate::state::State;
@@ -76,9 +77,7 @@ pub(crate) async fn handle(shared: Arc<State>, req: Request<Incoming>) -> Respon
             processes(&shared, Method::GET, "/api/processes".into()).await
         }
         (&Method::POST, ["api", "processes", name, action]) => {
-            if !crate::supervisor::valid_name(name)
-                || !matches!(*action, "kill" | "pause" | "resume" | "restart")
-            {
+            if !crate::supervisor::valid_name(name) || action.parse::<ProcessAction>().is_err() {
                 return json_error(
                     StatusCode::NOT_FOUND,
                     "unknown process or action: use kill, pause, resume or restart",

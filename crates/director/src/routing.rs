@@ -27,7 +27,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
+use sticky_proto::rendezvous;
 
 use crate::backend::Backend;
 use crate::route_cookie::{same_value, split_value, RequestCookies, RouteSigner};
@@ -198,20 +198,13 @@ impl Table {
     /// `candidates`: the same key picks the same server on every director,
     /// and removing a server only moves the keys it had.
     fn rendezvous(&self, candidates: &[usize], key: &[u8]) -> Option<usize> {
-        let mut best: Option<(f64, u64, usize)> = None;
-        for &i in candidates {
+        let scores = candidates.iter().map(|&i| {
             let e = &self.entries[i];
-            let h = rendezvous_hash(key, e.backend.name.as_bytes());
-            let score = weighted_score(h, e.weight.max(1));
-            let better = match best {
-                None => true,
-                Some((s, bh, _)) => score > s || (score == s && h > bh),
-            };
-            if better {
-                best = Some((score, h, i));
-            }
-        }
-        best.map(|(_, _, i)| i)
+            let h = rendezvous::sha256_hash(key, e.backend.name.as_bytes());
+            // Equal scores: the higher hash.
+            (rendezvous::weighted_score(h, e.weight.max(1)), h)
+        });
+        rendezvous::best(scores).map(|p| candidates[p])
     }
 
     /// Fewest requests in flight relative to the weight; ties (the usual
@@ -263,27 +256,6 @@ impl Table {
         }
         last.or_else(|| candidates.first().copied())
     }
-}
-
-/// The first 8 bytes of SHA-256(key ‖ 0xff ‖ name): stable across
-/// processes, builds and platforms (unlike `RandomState` or `DefaultHasher`).
-pub(crate) fn rendezvous_hash(key: &[u8], name: &[u8]) -> u64 {
-    let mut h = Sha256::new();
-    h.update(key);
-    h.update([0xff]);
-    h.update(name);
-    let digest = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
-}
-
-/// Weighted rendezvous score `w / -ln(u)` with `u` in (0, 1) from the hash.
-/// For equal weights the order is that of the hashes.
-fn weighted_score(hash: u64, weight: u32) -> f64 {
-    // 53 significant bits; +0.5 keeps u strictly inside (0, 1).
-    let u = ((hash >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-    f64::from(weight) / -u.ln()
 }
 
 #[cfg(test)]
@@ -488,20 +460,5 @@ mod tests {
         let t = Table::build(&bs);
         assert_eq!(t.route(&c, IP, &signer, &rot), None);
         assert_eq!(t.route(&RequestCookies::default(), IP, &signer, &rot), None);
-    }
-
-    #[test]
-    fn rendezvous_hash_is_stable() {
-        // Pinned: a change here would make directors of different
-        // versions disagree on where moved sessions go.
-        assert_eq!(rendezvous_hash(b"key", b"ws1"), 0x6476_dbbb_0ae3_45b9);
-        assert_ne!(
-            rendezvous_hash(b"key", b"ws1"),
-            rendezvous_hash(b"key", b"ws2")
-        );
-        assert_ne!(
-            rendezvous_hash(b"ke", b"yws1"),
-            rendezvous_hash(b"key", b"ws1")
-        );
     }
 }

@@ -8,10 +8,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Method, Response, StatusCode};
+use sticky_proto::control::{self, RequestError};
 
 use crate::body::Body;
 
@@ -38,62 +37,31 @@ pub(crate) async fn forward(
     method: Method,
     path: &str,
 ) -> Response<Body> {
-    match tokio::time::timeout(LIMIT, exchange(addr, token, method, path)).await {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => unavailable(&format!("the sticky up supervisor at {addr}: {e}")),
-        Err(_) => unavailable(&format!(
+    match control::request(addr, method, path, Some(token), LIMIT, MAX_ANSWER).await {
+        Ok(resp) => pass_through(resp),
+        Err(RequestError::Timeout(_)) => unavailable(&format!(
             "the sticky up supervisor at {addr} did not answer within {LIMIT:?}"
         )),
+        Err(e) => unavailable(&format!("the sticky up supervisor at {addr}: {e}")),
     }
 }
 
-async fn exchange(
-    addr: SocketAddr,
-    token: &HeaderValue,
-    method: Method,
-    path: &str,
-) -> Result<Response<Body>, String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let is_post = method == Method::POST;
-    let mut req = Request::new(Empty::<Bytes>::new());
-    *req.method_mut() = method;
-    *req.uri_mut() = path.parse().map_err(|_| "bad path".to_owned())?;
-    let h = req.headers_mut();
-    h.insert(AUTHORIZATION, token.clone());
-    if let Ok(host) = HeaderValue::from_str(&addr.to_string()) {
-        h.insert(HOST, host);
-    }
-    if is_post {
-        h.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-    }
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
-    let status = resp.status();
-    let content_type = resp.headers().get(CONTENT_TYPE).cloned();
-    let body = Limited::new(resp.into_body(), MAX_ANSWER)
-        .collect()
-        .await
-        .map_err(|e| format!("unreadable answer: {e}"))?
-        .to_bytes();
+/// The supervisor's answer as it is, JSON unless it says otherwise, not
+/// to be cached.
+fn pass_through(resp: Response<Bytes>) -> Response<Body> {
+    let (head, body) = resp.into_parts();
     let mut out = Response::new(Body::full(body));
-    *out.status_mut() = status;
+    *out.status_mut() = head.status;
     let h = out.headers_mut();
     h.insert(
         CONTENT_TYPE,
-        content_type.unwrap_or(HeaderValue::from_static("application/json")),
+        head.headers
+            .get(CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("application/json")),
     );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(out)
+    out
 }
 
 fn unavailable(message: &str) -> Response<Body> {

@@ -1,8 +1,22 @@
-//! The web servers' control endpoints, shared by the director and the
-//! web-server library (see "The web-server control endpoints" in
-//! `docs/protocol.md`).
+//! The control endpoints: the web servers' (paths, the admin token, the
+//! health report), shared by the director and the web-server library (see
+//! "The web-server control endpoints" in `docs/protocol.md`), and the
+//! actions of the `sticky up` supervisor's control API ([`ProcessAction`]),
+//! shared by `sticky up`, `sticky chaos` and the director's dashboard;
+//! and [`request`], the one-shot HTTP request every tool sends to one of
+//! these endpoints (or to the director's admin API).
 
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, HOST};
+use http::{HeaderValue, Method, Request, Response};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -63,7 +77,166 @@ pub struct HealthReport {
     pub standby: bool,
 }
 
+/// What the `sticky up` supervisor's control API does to a process
+/// (`POST /api/processes/{name}/{action}`): the dashboard's buttons, and
+/// the faults `sticky chaos` injects and heals. On the wire it is the
+/// lowercase word ([`as_str`](Self::as_str)); see `docs/up.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessAction {
+    /// SIGKILL; as a fault, healed by a restart.
+    Kill,
+    /// SIGSTOP; as a fault, healed by a resume.
+    Pause,
+    /// SIGCONT: heals a pause.
+    Resume,
+    /// Stop if running (SIGTERM, then SIGKILL), start again with the same
+    /// arguments; as a fault, it heals itself.
+    Restart,
+}
+
+impl ProcessAction {
+    /// Every action, in the order the dashboard shows them.
+    pub const ALL: [Self; 4] = [Self::Kill, Self::Pause, Self::Resume, Self::Restart];
+
+    /// The wire name: `kill`, `pause`, `resume` or `restart`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Kill => "kill",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Restart => "restart",
+        }
+    }
+
+    /// The action that ends a fault made by this one: a restart after a
+    /// kill, a resume after a pause; none after a restart (it ends by
+    /// itself) or a resume (no fault).
+    pub const fn heal(self) -> Option<Self> {
+        match self {
+            Self::Kill => Some(Self::Restart),
+            Self::Pause => Some(Self::Resume),
+            Self::Resume | Self::Restart => None,
+        }
+    }
+}
+
+impl fmt::Display for ProcessAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A word that names no [`ProcessAction`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown action {0:?}: use kill, pause, resume or restart")]
+pub struct UnknownAction(pub String);
+
+impl FromStr for ProcessAction {
+    type Err = UnknownAction;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| UnknownAction(s.to_owned()))
+    }
+}
+
+/// Why a [`request`] brought no answer. The messages are those the
+/// director's dashboard shows for the supervisor.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The TCP connection could not be made.
+    #[error("cannot connect: {0}")]
+    Connect(#[source] std::io::Error),
+    /// The HTTP/1.1 handshake failed.
+    #[error("HTTP handshake failed: {0}")]
+    Handshake(#[source] hyper::Error),
+    /// The path is not a valid request target.
+    #[error("bad path")]
+    Path(#[source] http::uri::InvalidUri),
+    /// The request failed before an answer came.
+    #[error("request failed: {0}")]
+    Send(#[source] hyper::Error),
+    /// The answer's body could not be read or was over the size limit.
+    #[error("unreadable answer: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// No whole answer within the time limit.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// `Bearer <token>`: the `Authorization` value of a [`request`] with the
+/// admin token.
+///
+/// # Errors
+///
+/// If the token has bytes a header value cannot carry.
+pub fn bearer(token: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    HeaderValue::from_str(&format!("Bearer {token}"))
+}
+
+/// One request to a control endpoint (`/.sticky/health`, the `sticky up`
+/// supervisor's `/api/processes`, the director's `/api/cluster`...) over
+/// a fresh HTTP/1.1 connection: `method path` with `Host`, the
+/// `authorization` value if given (see [`bearer`]), no body
+/// (`Content-Length: 0` on a `POST`). The whole exchange, connecting
+/// included, must end within `limit`, and the answer's body may have at
+/// most `max_answer` bytes.
+///
+/// # Errors
+///
+/// [`RequestError`] says which step failed; an answer of any status is
+/// `Ok`.
+pub async fn request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    authorization: Option<&HeaderValue>,
+    limit: Duration,
+    max_answer: usize,
+) -> Result<Response<Bytes>, RequestError> {
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(RequestError::Connect)?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(RequestError::Handshake)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let is_post = method == Method::POST;
+        let mut req = Request::new(Empty::<Bytes>::new());
+        *req.method_mut() = method;
+        *req.uri_mut() = path.parse().map_err(RequestError::Path)?;
+        let h = req.headers_mut();
+        if let Ok(host) = HeaderValue::from_str(&addr.to_string()) {
+            h.insert(HOST, host);
+        }
+        if let Some(value) = authorization {
+            h.insert(AUTHORIZATION, value.clone());
+        }
+        if is_post {
+            h.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        let resp = sender.send_request(req).await.map_err(RequestError::Send)?;
+        let (head, body) = resp.into_parts();
+        let body = Limited::new(body, max_answer)
+            .collect()
+            .await
+            .map_err(RequestError::Body)?
+            .to_bytes();
+        Ok(Response::from_parts(head, body))
+    };
+    tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| RequestError::Timeout(limit))?
+}
+
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -92,6 +265,135 @@ mod tests {
         assert_eq!(
             json,
             r#"{"name":"ws1","epoch":7,"sessions":3,"ready":true,"standby":false}"#
+        );
+    }
+
+    #[test]
+    fn process_actions_keep_their_wire_names() {
+        let words: Vec<String> = ProcessAction::ALL.iter().map(|a| a.to_string()).collect();
+        assert_eq!(words, ["kill", "pause", "resume", "restart"]);
+        for a in ProcessAction::ALL {
+            assert_eq!(a.as_str().parse::<ProcessAction>(), Ok(a));
+            let json = serde_json::to_string(&a).unwrap_or_default();
+            assert_eq!(json, format!("\"{a}\""));
+        }
+        assert!("Kill".parse::<ProcessAction>().is_err(), "case matters");
+        assert!(" kill".parse::<ProcessAction>().is_err());
+        assert!("stop".parse::<ProcessAction>().is_err());
+    }
+
+    #[test]
+    fn faults_heal_with_their_counterpart() {
+        assert_eq!(ProcessAction::Kill.heal(), Some(ProcessAction::Restart));
+        assert_eq!(ProcessAction::Pause.heal(), Some(ProcessAction::Resume));
+        assert_eq!(ProcessAction::Restart.heal(), None);
+        assert_eq!(ProcessAction::Resume.heal(), None);
+    }
+
+    /// A server on port 0 that answers one request with `answer` (or never,
+    /// if `None`) and hands back the request head it read.
+    async fn one_shot_server(
+        answer: Option<&'static str>,
+    ) -> (SocketAddr, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            match answer {
+                Some(a) => s.write_all(a.as_bytes()).await.expect("write"),
+                // Hold the connection open without answering.
+                None => std::future::pending::<()>().await,
+            }
+            String::from_utf8_lossy(&head).to_lowercase()
+        });
+        (addr, task)
+    }
+
+    const OK_JSON: &str =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+    const SECOND: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn request_sends_host_token_and_an_empty_post() {
+        let (addr, head) = one_shot_server(Some(OK_JSON)).await;
+        let token = bearer("abc").expect("token");
+        let path = "/api/processes/ws1/kill";
+        let resp = request(addr, Method::POST, path, Some(&token), SECOND, 1024)
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), http::StatusCode::OK);
+        assert_eq!(
+            resp.headers().get(http::header::CONTENT_TYPE),
+            Some(&HeaderValue::from_static("application/json"))
+        );
+        assert_eq!(resp.body().as_ref(), b"{}");
+        let head = head.await.expect("server");
+        assert!(
+            head.starts_with("post /api/processes/ws1/kill http/1.1\r\n"),
+            "{head}"
+        );
+        assert!(head.contains(&format!("host: {addr}\r\n")), "{head}");
+        assert!(head.contains("authorization: bearer abc\r\n"), "{head}");
+        assert!(head.contains("content-length: 0\r\n"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn a_get_without_token_carries_neither() {
+        let (addr, head) = one_shot_server(Some(OK_JSON)).await;
+        let resp = request(addr, Method::GET, HEALTH_PATH, None, SECOND, 1024)
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), http::StatusCode::OK);
+        let head = head.await.expect("server");
+        assert!(
+            head.starts_with("get /.sticky/health http/1.1\r\n"),
+            "{head}"
+        );
+        assert!(!head.contains("authorization:"), "{head}");
+        assert!(!head.contains("content-length:"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn each_failed_step_has_its_error() {
+        let closed = {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let e = request(closed, Method::GET, "/", None, SECOND, 1024).await;
+        assert!(matches!(e, Err(RequestError::Connect(_))), "{e:?}");
+
+        let (addr, _head) = one_shot_server(Some(OK_JSON)).await;
+        let e = request(addr, Method::GET, "/a b", None, SECOND, 1024).await;
+        assert!(matches!(e, Err(RequestError::Path(_))), "{e:?}");
+
+        let (addr, _head) = one_shot_server(Some(OK_JSON)).await;
+        let e = request(addr, Method::GET, "/", None, SECOND, 1).await;
+        assert!(matches!(e, Err(RequestError::Body(_))), "{e:?}");
+
+        let (addr, _head) = one_shot_server(None).await;
+        let limit = Duration::from_millis(200);
+        let e = request(addr, Method::GET, "/", None, limit, 1024).await;
+        assert!(
+            matches!(e, Err(RequestError::Timeout(l)) if l == limit),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.map(|_| ()).err().map(|e| e.to_string()),
+            Some("no answer within 200ms".to_owned())
         );
     }
 }

@@ -12,13 +12,21 @@
 //!   `SESS.PUT`, `SESS.GET`, ...) and their reply words, documented in
 //!   `docs/protocol.md`.
 //! - [`control`]: the web servers' control endpoints (`/.sticky/health`,
-//!   `/.sticky/fence`): paths, the admin token, the health report.
+//!   `/.sticky/fence`): paths, the admin token, the health report; and the
+//!   `sticky up` supervisor's process actions (kill, pause, resume,
+//!   restart), the one fault vocabulary of `up`, `chaos` and the dashboard;
+//!   and `request`, the one-shot HTTP request to a control endpoint that
+//!   `up`, `status`, `chaos` and the director's supervisor proxy send.
 //! - [`probe`]: a one-shot `PING` and `INFO` of a store, for operators'
 //!   tools (dashboard, `sticky status`).
+//! - [`rendezvous`]: rendezvous (highest-random-weight) hashing, shared by
+//!   session placement over stores and the director's routing of moved
+//!   clients, with both pinned hashes.
 
 pub mod command;
 pub mod control;
 pub mod probe;
+pub mod rendezvous;
 pub mod resp;
 pub mod stamp;
 

@@ -1,38 +1,26 @@
 //! Placement: which stores hold a session.
 //!
-//! Rendezvous (highest-random-weight) hashing: every store gets a score for
-//! the session id, and the session's replicas are the first R *live* stores
-//! in descending score order. Every web server computes the same answer
+//! Rendezvous (highest-random-weight) hashing ([`sticky_proto::rendezvous`]):
+//! every store gets a score for the session id, and the session's replicas
+//! are the first R *live* stores in descending score order. Every web server computes the same answer
 //! from the same names, a store's failure moves only the sessions it held,
 //! and its return moves them back.
 
+use sticky_proto::rendezvous;
+
 use crate::id::SessionId;
 
-/// A 64-bit finalizer (from SplitMix64): stable across versions and
-/// processes, unlike the std hashers.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// FNV-1a of a store name.
-pub(crate) fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
+pub(crate) use rendezvous::name_hash;
 
 /// Store indexes in descending score order for `id`.
 pub(crate) fn ranked(id: &SessionId, store_hashes: &[u64]) -> Vec<usize> {
     let key = id.prefix_u64();
-    let mut order: Vec<(u64, usize)> = store_hashes
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (mix(key ^ h), i))
-        .collect();
-    order.sort_unstable_by(|a, b| b.cmp(a));
-    order.into_iter().map(|(_, i)| i).collect()
+    rendezvous::ranked(
+        store_hashes
+            .iter()
+            .map(|&h| rendezvous::mixed_score(key, h)),
+    )
 }
 
 /// The first `replicas` stores for `id` among those `live` says are up,
@@ -51,7 +39,7 @@ mod tests {
     use super::*;
 
     fn hashes() -> Vec<u64> {
-        ["s1", "s2", "s3"].iter().map(|n| name_hash(n)).collect()
+        ["s1", "s2", "s3"].iter().map(name_hash).collect()
     }
 
     #[test]

@@ -11,11 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode};
 use sticky_config::Mode;
+use sticky_proto::control::{self, ProcessAction, RequestError};
 use tokio::process::{Child, Command};
 
 use crate::up::state::{ProcState, ProcessInfo, UpState};
@@ -64,43 +62,33 @@ pub(crate) async fn request(
     path: &str,
     token: Option<&str>,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let io = async {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to {addr}"))?;
-        let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .with_context(|| format!("no HTTP from {addr}"))?;
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut req = Request::new(Full::new(Bytes::new()));
-        *req.method_mut() = method;
-        *req.uri_mut() = path.parse().with_context(|| format!("bad path {path:?}"))?;
-        let host = http::HeaderValue::from_str(&addr.to_string())
-            .context("an address is not a valid Host")?;
-        req.headers_mut().insert(http::header::HOST, host);
-        if let Some(t) = token {
-            let v = http::HeaderValue::from_str(&format!("Bearer {t}"))
-                .context("the admin token is not a valid header")?;
-            req.headers_mut().insert(http::header::AUTHORIZATION, v);
+    let auth = token
+        .map(control::bearer)
+        .transpose()
+        .context("the admin token is not a valid header")?;
+    let resp = control::request(
+        addr,
+        method,
+        path,
+        auth.as_ref(),
+        CONTROL_TIMEOUT,
+        MAX_ANSWER,
+    )
+    .await
+    .map_err(|e| match e {
+        RequestError::Connect(e) => {
+            anyhow::Error::new(e).context(format!("cannot connect to {addr}"))
         }
-        let resp = sender
-            .send_request(req)
-            .await
-            .with_context(|| format!("{path} at {addr} failed"))?;
-        let status = resp.status();
-        let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading {path} at {addr}: {e}"))?
-            .to_bytes();
-        driver.abort();
-        anyhow::Ok((status, body))
-    };
-    tokio::time::timeout(CONTROL_TIMEOUT, io)
-        .await
-        .with_context(|| format!("{path} at {addr}: no answer within {CONTROL_TIMEOUT:?}"))?
+        RequestError::Handshake(e) => anyhow::Error::new(e).context(format!("no HTTP from {addr}")),
+        RequestError::Path(e) => anyhow::Error::new(e).context(format!("bad path {path:?}")),
+        RequestError::Send(e) => anyhow::Error::new(e).context(format!("{path} at {addr} failed")),
+        RequestError::Body(e) => anyhow::anyhow!("reading {path} at {addr}: {e}"),
+        RequestError::Timeout(_) => {
+            anyhow::anyhow!("{path} at {addr}: no answer within {CONTROL_TIMEOUT:?}")
+        }
+    })?;
+    let status = resp.status();
+    Ok((status, resp.into_body()))
 }
 
 /// The value of an unlabelled sample `name` in Prometheus text.
@@ -248,7 +236,7 @@ impl Cluster {
     }
 
     /// Kills, pauses, resumes or restarts process `name`.
-    pub(crate) async fn act(&self, name: &str, action: &str) -> anyhow::Result<()> {
+    pub(crate) async fn act(&self, name: &str, action: ProcessAction) -> anyhow::Result<()> {
         let path = format!("/api/processes/{name}/{action}");
         let (status, body) =
             request(self.supervisor, Method::POST, &path, Some(&self.token)).await?;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::Serialize;
+use sticky_proto::control::ProcessAction;
 
 use super::cluster::{metric, Cluster, Process};
 use super::{HistoryEvent, Shared};
@@ -39,18 +40,6 @@ const SETTLED_LOOKS: u32 = 2;
 /// A fault not settled after this is reported and counted as over.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 
-/// What a fault does to its process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Action {
-    /// SIGKILL; restarted when healed.
-    Kill,
-    /// SIGSTOP; continued when healed.
-    Pause,
-    /// SIGTERM and a start again (the supervisor's restart).
-    Restart,
-}
-
 /// Which processes a fault hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -61,35 +50,40 @@ pub(crate) enum Target {
     Store,
 }
 
-/// One kind of fault, as `--faults` names it (`kill-web`...).
+/// One kind of fault, as `--faults` names it (`kill-web`...): an action
+/// of the supervisor's control API (kill, pause or restart; the healing
+/// is [`ProcessAction::heal`]) on a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub(crate) struct FaultKind {
-    pub(crate) action: Action,
+    pub(crate) action: ProcessAction,
     pub(crate) target: Target,
 }
 
 impl FaultKind {
     pub(crate) const ALL: [FaultKind; 6] = [
-        FaultKind::new(Action::Kill, Target::Web),
-        FaultKind::new(Action::Kill, Target::Store),
-        FaultKind::new(Action::Pause, Target::Web),
-        FaultKind::new(Action::Pause, Target::Store),
-        FaultKind::new(Action::Restart, Target::Web),
-        FaultKind::new(Action::Restart, Target::Store),
+        FaultKind::new(ProcessAction::Kill, Target::Web),
+        FaultKind::new(ProcessAction::Kill, Target::Store),
+        FaultKind::new(ProcessAction::Pause, Target::Web),
+        FaultKind::new(ProcessAction::Pause, Target::Store),
+        FaultKind::new(ProcessAction::Restart, Target::Web),
+        FaultKind::new(ProcessAction::Restart, Target::Store),
     ];
 
-    const fn new(action: Action, target: Target) -> Self {
+    const fn new(action: ProcessAction, target: Target) -> Self {
         Self { action, target }
     }
 
     pub(crate) fn name(self) -> &'static str {
         match (self.action, self.target) {
-            (Action::Kill, Target::Web) => "kill-web",
-            (Action::Kill, Target::Store) => "kill-store",
-            (Action::Pause, Target::Web) => "pause-web",
-            (Action::Pause, Target::Store) => "pause-store",
-            (Action::Restart, Target::Web) => "restart-web",
-            (Action::Restart, Target::Store) => "restart-store",
+            (ProcessAction::Kill, Target::Web) => "kill-web",
+            (ProcessAction::Kill, Target::Store) => "kill-store",
+            (ProcessAction::Pause, Target::Web) => "pause-web",
+            (ProcessAction::Pause, Target::Store) => "pause-store",
+            (ProcessAction::Restart, Target::Web) => "restart-web",
+            (ProcessAction::Restart, Target::Store) => "restart-store",
+            // A resume heals a pause; it is no fault of its own.
+            (ProcessAction::Resume, Target::Web) => "resume-web",
+            (ProcessAction::Resume, Target::Store) => "resume-store",
         }
     }
 
@@ -277,18 +271,13 @@ impl Nemesis {
             }
             self.deck.remove(d);
             let name = options[rng.random_range(0..options.len())].name.clone();
-            let action = match kind.action {
-                Action::Kill => "kill",
-                Action::Pause => "pause",
-                Action::Restart => "restart",
-            };
             let at = Instant::now();
-            if kind.action == Action::Kill && kind.target == Target::Web {
+            if kind.action == ProcessAction::Kill && kind.target == Target::Web {
                 // Before the kill: a user answered by the process after
                 // this moment must not count as moved.
                 shared.failover.record_kill(&name, at);
             }
-            let result = cluster.act(&name, action).await;
+            let result = cluster.act(&name, kind.action).await;
             shared.history.event(HistoryEvent::Fault {
                 at: shared.since_start(at),
                 fault: kind.name(),
@@ -303,14 +292,14 @@ impl Nemesis {
             }
             *self.tally.started.entry(kind.name()).or_default() += 1;
             let down = match kind.action {
-                Action::Restart => Duration::ZERO,
+                ProcessAction::Restart => Duration::ZERO,
                 _ => self.down_time(rng),
             };
             self.active.push(Active {
                 kind,
                 name: name.clone(),
                 heal_at: at + down,
-                healed: (kind.action == Action::Restart).then(Instant::now),
+                healed: (kind.action == ProcessAction::Restart).then(Instant::now),
                 settled_looks: 0,
             });
             self.tally.max_concurrent = self.tally.max_concurrent.max(self.active.len());
@@ -328,10 +317,8 @@ impl Nemesis {
             if a.healed.is_some() || (!all && a.heal_at > now) {
                 continue;
             }
-            let action = match a.kind.action {
-                Action::Kill => "restart",
-                Action::Pause => "resume",
-                Action::Restart => continue,
+            let Some(action) = a.kind.action.heal() else {
+                continue;
             };
             let result = cluster.act(&a.name, action).await;
             shared.history.event(HistoryEvent::Fault {
@@ -401,9 +388,10 @@ impl Nemesis {
             .map(|a| {
                 let what = match (a.kind.action, a.healed.is_some()) {
                     (_, true) => "settling",
-                    (Action::Kill, false) => "killed",
-                    (Action::Pause, false) => "paused",
-                    (Action::Restart, false) => "restarting",
+                    (ProcessAction::Kill, false) => "killed",
+                    (ProcessAction::Pause, false) => "paused",
+                    (ProcessAction::Restart, false) => "restarting",
+                    (ProcessAction::Resume, false) => "resumed",
                 };
                 format!("{} {what}", a.name)
             })
@@ -539,8 +527,8 @@ mod tests {
         c.iter().map(|p| p.name.clone()).collect()
     }
 
-    const KILL_WEB: FaultKind = FaultKind::new(Action::Kill, Target::Web);
-    const KILL_STORE: FaultKind = FaultKind::new(Action::Kill, Target::Store);
+    const KILL_WEB: FaultKind = FaultKind::new(ProcessAction::Kill, Target::Web);
+    const KILL_STORE: FaultKind = FaultKind::new(ProcessAction::Kill, Target::Store);
 
     #[test]
     fn fault_names_parse() {
@@ -549,7 +537,7 @@ mod tests {
             parse_faults("kill-web, pause-store,kill-web"),
             Ok(FaultList(vec![
                 KILL_WEB,
-                FaultKind::new(Action::Pause, Target::Store)
+                FaultKind::new(ProcessAction::Pause, Target::Store)
             ]))
         );
         assert!(parse_faults("kill-director").is_err());

@@ -24,44 +24,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use sticky_proto::control::ProcessAction;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use super::state::ProcessInfo;
-
-/// What the dashboard can do to a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
-    /// SIGKILL.
-    Kill,
-    /// SIGSTOP.
-    Pause,
-    /// SIGCONT.
-    Resume,
-    /// Stop if running, start again.
-    Restart,
-}
-
-impl Action {
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "kill" => Action::Kill,
-            "pause" => Action::Pause,
-            "resume" => Action::Resume,
-            "restart" => Action::Restart,
-            _ => return None,
-        })
-    }
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Action::Kill => "kill",
-            Action::Pause => "pause",
-            Action::Resume => "resume",
-            Action::Restart => "restart",
-        }
-    }
-}
 
 /// Why an action was not carried out.
 #[derive(Debug)]
@@ -81,7 +48,7 @@ pub(crate) enum Command {
     /// Act on one process.
     Act {
         name: String,
-        action: Action,
+        action: ProcessAction,
         reply: oneshot::Sender<Result<ProcessInfo, ControlError>>,
     },
 }
@@ -133,7 +100,7 @@ async fn list(State(api): State<Api>) -> Response {
 }
 
 async fn act(State(api): State<Api>, Path((name, action)): Path<(String, String)>) -> Response {
-    let Some(action) = Action::parse(&action) else {
+    let Ok(action) = action.parse::<ProcessAction>() else {
         return error(
             StatusCode::NOT_FOUND,
             "unknown action: use kill, pause, resume or restart",

@@ -17,7 +17,10 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use super::control::{self, Action, ControlError};
+use http::Method;
+use sticky_proto::control::{self as proto_control, ProcessAction};
+
+use super::control::{self, ControlError};
 use super::plan::{Member, Plan, Role};
 use super::state::{self, ProcState, ProcessInfo, UpState};
 
@@ -34,6 +37,9 @@ const CHECK_LIMIT: Duration = Duration::from_secs(2);
 /// Health checks of restarted processes, made from the watch loop, may
 /// take this long each (the loop also serves the control API).
 const WATCH_CHECK_LIMIT: Duration = Duration::from_millis(500);
+/// Largest health answer read (a web server's report, the director's
+/// `/api/cluster`).
+const MAX_ANSWER: usize = 4 << 20;
 
 /// One process of the cluster and its current incarnation.
 struct Proc {
@@ -144,18 +150,11 @@ async fn http_status(
     token: Option<&str>,
     limit: Duration,
 ) -> Option<u16> {
-    let io = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head).await.ok()?;
-        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-    };
-    tokio::time::timeout(limit, io).await.ok().flatten()
+    let auth = token.map(proto_control::bearer).transpose().ok()?;
+    let resp = proto_control::request(addr, Method::GET, path, auth.as_ref(), limit, MAX_ANSWER)
+        .await
+        .ok()?;
+    Some(resp.status().as_u16())
 }
 
 async fn store_ready(addr: SocketAddr, limit: Duration) -> bool {
@@ -384,34 +383,38 @@ impl Supervisor {
         p.state = ProcState::Stopped;
     }
 
-    async fn act(&mut self, name: &str, action: Action) -> Result<ProcessInfo, ControlError> {
+    async fn act(
+        &mut self,
+        name: &str,
+        action: ProcessAction,
+    ) -> Result<ProcessInfo, ControlError> {
         let i = self.find(name)?;
         let state = self.procs[i].state;
         let not = |what: &str| {
             ControlError::Conflict(format!("{name} is {}: cannot {what} it", state.as_str()))
         };
         match action {
-            Action::Kill => {
+            ProcessAction::Kill => {
                 if !self.procs[i].alive() {
                     return Err(not("kill"));
                 }
                 self.kill(i).await;
             }
-            Action::Pause => {
+            ProcessAction::Pause => {
                 if !matches!(state, ProcState::Running | ProcState::Starting) {
                     return Err(not("pause"));
                 }
                 signal(self.procs[i].pid, Signal::SIGSTOP);
                 self.procs[i].state = ProcState::Paused;
             }
-            Action::Resume => {
+            ProcessAction::Resume => {
                 if state != ProcState::Paused {
                     return Err(not("resume"));
                 }
                 signal(self.procs[i].pid, Signal::SIGCONT);
                 self.procs[i].state = ProcState::Running;
             }
-            Action::Restart => {
+            ProcessAction::Restart => {
                 if self.procs[i].alive() {
                     self.stop(i).await;
                 }
