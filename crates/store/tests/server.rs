@@ -1,6 +1,8 @@
 //! In-process tests of `sticky store` over a real socket (the mini-redis
 //! way): `Store::serve` on port 0, bytes in, bytes out.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use sticky_store::{Store, StoreConfig};

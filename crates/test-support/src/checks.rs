@@ -1,9 +1,8 @@
 //! Session checks shared by the tests on either store backend: sessions
 //! created with known values ([`create_sessions`]), which stores hold the
 //! acknowledged versions ([`holders`]), nothing written behind a client's
-//! back ([`assert_no_newer_copy`]), and the old host's late write
-//! ([`old_hosts_late_write_is_refused`]). Each reads the copies the way
-//! its [`StoreBackend`] lays them out.
+//! back ([`assert_no_newer_copy`]). Each reads the copies the way its
+//! [`StoreBackend`] lays them out.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -71,39 +70,4 @@ pub fn assert_no_newer_copy(addrs: &[SocketAddr], acked: &Acked, backend: StoreB
             );
         }
     }
-}
-
-/// The scenario of a late write by the old host, on the stores at `addrs`
-/// of `backend`, R=2: a session made on `ws1` moves to `ws2`; ws1, which
-/// still caches it (no lease runs out, so it is not fenced), must lose its
-/// write visibly (409), the servers keep ws2's value on both replicas, and
-/// ws1 then serves the stored copy.
-pub fn old_hosts_late_write_is_refused(
-    ws1: SocketAddr,
-    ws2: SocketAddr,
-    addrs: &[SocketAddr],
-    backend: StoreBackend,
-) {
-    let mut b = Browser::new();
-    for i in 1..=3 {
-        assert_eq!(b.increment(ws1).value, i);
-    }
-    let id = b.id();
-    let a = b.increment(ws2);
-    assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
-    let moved = a.stamp;
-
-    let r = b.post(ws1, "/api/counter", None);
-    assert_eq!(r.status, 409, "the old host's write is refused: {r:?}");
-    assert!(r.text().contains("moved"), "a clear error: {r:?}");
-
-    let copies = &backend.copies(addrs, std::slice::from_ref(&id))[&id];
-    let live: Vec<_> = copies.iter().flatten().collect();
-    assert_eq!(live.len(), 2, "{copies:?}");
-    for copy in live {
-        assert_eq!((copy.stamp, copy.counter()), (moved, 4), "{copies:?}");
-    }
-    // ws1 dropped its copy: it now serves the stored one.
-    let a = b.counter(ws1);
-    assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
 }

@@ -45,8 +45,7 @@
 //! - `copies`: what the stores hold ([`StoredCopy`], [`copies_by_store`],
 //!   [`redis_copies_by_store`], [`sess_command_calls`]).
 //! - `checks`: session checks shared by both backends ([`create_sessions`],
-//!   [`holders`], [`assert_no_newer_copy`],
-//!   [`old_hosts_late_write_is_refused`]).
+//!   [`holders`], [`assert_no_newer_copy`]).
 //! - `up`: [`UpProcess`], a whole `sticky up` cluster.
 //! - [`director`]: `sticky director` in front of stand-in web servers.
 //! - `random`: random values for tests.
@@ -73,7 +72,7 @@ mod wait;
 mod web;
 
 pub use backend::{StoreBackend, StoreNode};
-pub use checks::{assert_no_newer_copy, create_sessions, holders, old_hosts_late_write_is_refused};
+pub use checks::{assert_no_newer_copy, create_sessions, holders};
 pub use cluster::{admin_token, run_bench, sign_cookie, Cluster, ClusterConfig};
 pub use copies::{
     copies_by_id, copies_by_store, redis_copies_by_store, redis_copy, redis_try_copy,

@@ -269,14 +269,16 @@ pub struct StoreServer {
 }
 
 impl StoreServer {
-    /// Serves a store with `config` (its `listen` is ignored: the server
-    /// binds `127.0.0.1:0`). It accepts connections when this returns.
-    pub fn start(config: StoreConfig) -> StoreServer {
+    /// Serves a store with `config` on `127.0.0.1:0` (its `listen` becomes
+    /// the address bound, as `INFO` reports it). It accepts connections
+    /// when this returns.
+    pub fn start(mut config: StoreConfig) -> StoreServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener
             .set_nonblocking(true)
             .expect("nonblocking listener");
         let addr = listener.local_addr().expect("local_addr");
+        config.listen = addr;
         let password = config.requirepass.clone();
         let store = Store::new(config);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -333,6 +335,11 @@ impl StoreServer {
     /// The store itself (e.g. for [`Store::snapshot`]).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Whether the store still serves (its thread has not ended).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
     /// The process the store runs in: this one.
