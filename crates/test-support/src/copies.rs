@@ -100,12 +100,6 @@ pub fn store_sessions(addr: SocketAddr, ids: &[String]) -> HashMap<String, Store
 /// `sess.touch`, `sess.del`) served by the store at `addr`, from
 /// `INFO commandstats` (0 when absent).
 pub fn sess_command_calls(addr: SocketAddr) -> BTreeMap<String, u64> {
-    let mut c = RespConn::connect(addr).unwrap_or_else(|e| panic!("connect to store {addr}: {e}"));
-    let info = c
-        .cmd(&[b"INFO", b"commandstats"])
-        .expect("INFO commandstats");
-    let text =
-        String::from_utf8_lossy(info.as_bytes().expect("INFO answers a bulk string")).into_owned();
     let mut calls: BTreeMap<String, u64> = [
         "sess.get",
         "sess.put",
@@ -116,6 +110,25 @@ pub fn sess_command_calls(addr: SocketAddr) -> BTreeMap<String, u64> {
     .iter()
     .map(|c| ((*c).to_owned(), 0))
     .collect();
+    calls.extend(
+        command_calls(addr)
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("sess.")),
+    );
+    calls
+}
+
+/// Calls of every command the server at `addr` (a `sticky store` or a
+/// Redis, no password) has served, by lowercase name, from `INFO
+/// commandstats`.
+pub fn command_calls(addr: SocketAddr) -> BTreeMap<String, u64> {
+    let mut c = RespConn::connect(addr).unwrap_or_else(|e| panic!("connect to store {addr}: {e}"));
+    let info = c
+        .cmd(&[b"INFO", b"commandstats"])
+        .expect("INFO commandstats");
+    let text =
+        String::from_utf8_lossy(info.as_bytes().expect("INFO answers a bulk string")).into_owned();
+    let mut calls = BTreeMap::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("cmdstat_") else {
             continue;
@@ -123,16 +136,12 @@ pub fn sess_command_calls(addr: SocketAddr) -> BTreeMap<String, u64> {
         let Some((name, fields)) = rest.split_once(':') else {
             continue;
         };
-        let name = name.to_ascii_lowercase();
-        if !name.starts_with("sess.") {
-            continue;
-        }
         let n = fields
             .split(',')
             .find_map(|f| f.strip_prefix("calls="))
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or_else(|| panic!("no calls= in {line:?}"));
-        calls.insert(name, n);
+        calls.insert(name.to_ascii_lowercase(), n);
     }
     calls
 }

@@ -43,7 +43,7 @@
 //! - `cluster`: [`ClusterConfig`] (a cluster file), [`Cluster`] (stores and
 //!   web servers), [`run_bench`], admin tokens and signed cookies.
 //! - `copies`: what the stores hold ([`StoredCopy`], [`copies_by_store`],
-//!   [`redis_copies_by_store`], [`sess_command_calls`]).
+//!   [`redis_copies_by_store`], [`sess_command_calls`], [`command_calls`]).
 //! - `checks`: session checks shared by both backends ([`create_sessions`],
 //!   [`holders`], [`assert_no_newer_copy`]).
 //! - `up`: [`UpProcess`], a whole `sticky up` cluster.
@@ -75,8 +75,8 @@ pub use backend::{StoreBackend, StoreNode};
 pub use checks::{assert_no_newer_copy, create_sessions, holders};
 pub use cluster::{admin_token, run_bench, sign_cookie, Cluster, ClusterConfig};
 pub use copies::{
-    copies_by_id, copies_by_store, redis_copies_by_store, redis_copy, redis_try_copy,
-    sess_command_calls, sess_get, store_sessions, Acked, CopiesById, StoredCopy,
+    command_calls, copies_by_id, copies_by_store, redis_copies_by_store, redis_copy,
+    redis_try_copy, sess_command_calls, sess_get, store_sessions, Acked, CopiesById, StoredCopy,
 };
 pub use demo::{Answer, Browser, CookieJar, Stamp, COOKIE_NAME};
 pub use fake_store::{FakeStore, Misbehavior};
