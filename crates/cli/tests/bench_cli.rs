@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use sticky_test_support::Sticky;
-use sticky_test_support::{run_bench, sess_command_calls, Cluster};
+use sticky_test_support::{run_bench, sess_command_calls, Cluster, Sticky};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));

@@ -7,8 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::json;
-use sticky_test_support::Sticky;
-use sticky_test_support::{run_bench, Browser, Cluster};
+use sticky_test_support::{run_bench, Browser, Cluster, Sticky};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));

@@ -8,8 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
-use sticky_test_support::Sticky;
-use sticky_test_support::{random_u64, UpProcess};
+use sticky_test_support::{random_u64, Sticky, UpProcess};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));

@@ -9,9 +9,7 @@ use std::collections::BTreeSet;
 use sticky_test_support::director::{
     cluster_file, metric, route_target, BackendProcess, DirectorProcess,
 };
-use sticky_test_support::HttpClient;
-use sticky_test_support::Sticky;
-use sticky_test_support::{wait_until, DEADLINE};
+use sticky_test_support::{wait_until, HttpClient, Sticky, DEADLINE};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));

@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use sticky_test_support::director::{
     cluster_file, route_target, BackendProcess, DirectorProcess, SECRET,
 };
-use sticky_test_support::raw_exchange;
-use sticky_test_support::Sticky;
+use sticky_test_support::{raw_exchange, Sticky};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));

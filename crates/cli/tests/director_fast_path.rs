@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sticky_test_support::director::{metric, DirectorProcess, SECRET};
-use sticky_test_support::Sticky;
-use sticky_test_support::{read_response, Response};
+use sticky_test_support::{read_response, Response, Sticky};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));

@@ -8,8 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use sticky_test_support::director::{cluster_file, BackendProcess, DirectorProcess};
-use sticky_test_support::read_response;
-use sticky_test_support::Sticky;
+use sticky_test_support::{read_response, Sticky};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));

@@ -6,9 +6,7 @@
 
 use std::collections::HashMap;
 
-use sticky_test_support::Sticky;
-use sticky_test_support::{copies_by_store, Browser, Cluster, Stamp};
-use sticky_test_support::{wait_until, DEADLINE};
+use sticky_test_support::{copies_by_store, wait_until, Browser, Cluster, Stamp, Sticky, DEADLINE};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));

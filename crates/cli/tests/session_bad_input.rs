@@ -9,12 +9,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sticky_test_support::Sticky;
 use sticky_test_support::{
-    copies_by_store, random_hex, sess_command_calls, sign_cookie, signal, Answer, Browser, Cluster,
-    ClusterConfig, FakeStore, Misbehavior, WebProcess,
+    copies_by_store, random_hex, sess_command_calls, sign_cookie, signal, wait_until, Answer,
+    Browser, Cluster, ClusterConfig, FakeStore, Misbehavior, Sticky, StoreProcess, WebProcess,
+    DEADLINE,
 };
-use sticky_test_support::{wait_until, StoreProcess, DEADLINE};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));

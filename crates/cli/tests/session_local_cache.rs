@@ -6,8 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use sticky_test_support::Sticky;
-use sticky_test_support::{sess_command_calls, Browser, Cluster};
+use sticky_test_support::{sess_command_calls, Browser, Cluster, Sticky};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));

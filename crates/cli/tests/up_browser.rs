@@ -20,12 +20,10 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use sticky_test_support::Sticky;
 use sticky_test_support::{
-    find_program, free_port, log_to, read_text, require_program_from, temp_path, wait_until,
-    ChildProcess, NotReady, DEADLINE,
+    find_program, free_port, log_to, read_text, require_program_from, signal, temp_path,
+    wait_until, ChildProcess, NotReady, Sticky, UpProcess, DEADLINE,
 };
-use sticky_test_support::{signal, UpProcess};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));

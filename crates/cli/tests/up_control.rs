@@ -8,9 +8,9 @@
 use std::net::SocketAddr;
 
 use serde_json::Value;
-use sticky_test_support::Sticky;
-use sticky_test_support::{http_request, pid_alive, signal, CookieJar, Response, UpProcess};
-use sticky_test_support::{wait_until, DEADLINE};
+use sticky_test_support::{
+    http_request, pid_alive, signal, wait_until, CookieJar, Response, Sticky, UpProcess, DEADLINE,
+};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));

@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use sticky_test_support::Sticky;
-use sticky_test_support::{signal, Answer, CookieJar, UpProcess};
-use sticky_test_support::{wait_until, DEADLINE, POLL};
+use sticky_test_support::{
+    signal, wait_until, Answer, CookieJar, Sticky, UpProcess, DEADLINE, POLL,
+};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));

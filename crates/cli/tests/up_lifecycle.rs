@@ -7,9 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use sticky_test_support::Sticky;
-use sticky_test_support::{pid_alive, UpProcess, UP_DEADLINE};
-use sticky_test_support::{wait_until, DEADLINE};
+use sticky_test_support::{pid_alive, wait_until, Sticky, UpProcess, DEADLINE, UP_DEADLINE};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
