@@ -4,17 +4,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod cluster_support;
-mod support;
+use sticky_test_support::{run_bench, sess_command_calls, Cluster, Sticky};
 
-use cluster_support::{run_bench, sess_command_calls, Cluster};
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 #[test]
 fn bench_runs_against_a_real_cluster() {
-    let cluster = Cluster::start(3, &["ws1"], |c| c);
+    let cluster = Cluster::start(STICKY, 3, &["ws1"], |c| c);
     let web = cluster.web("ws1");
     let users = 8;
     let (stdout, report) = run_bench(
+        STICKY,
         web,
         &[
             "--users",

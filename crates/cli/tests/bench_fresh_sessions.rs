@@ -6,15 +6,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod cluster_support;
-mod support;
-
-use cluster_support::{run_bench, Browser, Cluster};
 use serde_json::json;
+use sticky_test_support::{run_bench, Browser, Cluster, Sticky};
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 #[test]
 fn notes_are_stored_and_capped() {
-    let cluster = Cluster::start(3, &["ws1"], |c| c);
+    let cluster = Cluster::start(STICKY, 3, &["ws1"], |c| c);
     let addr = cluster.web("ws1").addr();
     let mut b = Browser::new();
     let empty = b.get(addr, "/api/note").json_ok();
@@ -48,12 +48,13 @@ fn notes_are_stored_and_capped() {
 
 #[test]
 fn fresh_sessions_create_one_session_per_request() {
-    let cluster = Cluster::start(3, &["ws1"], |c| c);
+    let cluster = Cluster::start(STICKY, 3, &["ws1"], |c| c);
     let web = cluster.web("ws1");
     let requests = 300;
     let body = json!({ "text": "n".repeat(1024) }).to_string();
     let requests_arg = requests.to_string();
     let (stdout, report) = run_bench(
+        STICKY,
         web,
         &[
             "--fresh-sessions",

@@ -4,18 +4,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod cluster_support;
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
-use cluster_support::{random_u64, UpProcess};
 use serde_json::Value;
-use support::sticky_command;
+use sticky_test_support::{random_u64, Sticky, UpProcess};
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 fn chaos(args: &[&str]) -> Output {
-    sticky_command()
+    STICKY
+        .command()
         .arg("chaos")
         .args(args)
         .output()
@@ -56,18 +56,21 @@ fn assert_no_anomaly(s: &Value, out: &str) {
 
 #[test]
 fn a_short_sync_schedule_with_two_replicas_shows_no_anomaly() {
-    let up = UpProcess::start(&[
-        "--web",
-        "3",
-        "--standby",
-        "1",
-        "--stores",
-        "3",
-        "--replicas",
-        "2",
-        "--mode",
-        "sync",
-    ]);
+    let up = UpProcess::start(
+        STICKY,
+        &[
+            "--web",
+            "3",
+            "--standby",
+            "1",
+            "--stores",
+            "3",
+            "--replicas",
+            "2",
+            "--mode",
+            "sync",
+        ],
+    );
     let dir = up.dir.to_str().expect("a UTF-8 temp path").to_owned();
     let json = up.dir.join("chaos.json");
     let history = up.dir.join("chaos-history.jsonl");
@@ -146,7 +149,7 @@ fn a_short_sync_schedule_with_two_replicas_shows_no_anomaly() {
 
 #[test]
 fn chaos_starts_and_stops_its_own_cluster() {
-    let dir = support::temp_path("chaos-own", "d");
+    let dir = sticky_test_support::temp_path("chaos-own", "d");
     let json = dir.join("chaos.json");
     let mut last = String::new();
     for _ in 0..5 {

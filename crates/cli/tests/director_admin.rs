@@ -4,29 +4,30 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod director_support;
-mod support;
-
 use std::collections::BTreeSet;
 
-use director_support::http::HttpClient;
-use director_support::{cluster_file, metric, route_target, BackendProcess, DirectorProcess};
-use support::{wait_until, DEADLINE};
+use sticky_test_support::director::{
+    cluster_file, metric, route_target, BackendProcess, DirectorProcess,
+};
+use sticky_test_support::{wait_until, HttpClient, Sticky, DEADLINE};
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 /// Not a test of its own: the backend process the other tests start
 /// (returns at once in a normal run).
 #[test]
 fn director_test_backend() {
-    director_support::backend::run_if_requested();
+    sticky_test_support::director::stand_in::run_if_requested();
 }
 
 #[test]
 fn api_dashboard_and_metrics_show_the_cluster() {
     let [ws1, ws2, sb] = ["ws1", "ws2", "sb"].map(BackendProcess::start);
-    let d = DirectorProcess::start(&cluster_file(
-        &[(&ws1, false), (&ws2, false), (&sb, true)],
-        "",
-    ));
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(&[(&ws1, false), (&ws2, false), (&sb, true)], ""),
+    );
     let mut c = d.client();
     for _ in 0..10 {
         assert_eq!(c.get("/").unwrap().status, 200);
@@ -98,7 +99,7 @@ fn api_dashboard_and_metrics_show_the_cluster() {
 #[test]
 fn the_response_time_histogram_puts_a_slow_answer_in_its_bucket() {
     let ws1 = BackendProcess::start("ws1");
-    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false)], ""));
+    let d = DirectorProcess::start(STICKY, &cluster_file(&[(&ws1, false)], ""));
     let mut c = d.client();
     for _ in 0..5 {
         assert_eq!(c.get("/").unwrap().status, 200);
@@ -151,7 +152,7 @@ fn the_response_time_histogram_puts_a_slow_answer_in_its_bucket() {
 #[test]
 fn drain_stops_new_clients_but_keeps_existing_ones() {
     let [ws1, ws2] = ["ws1", "ws2"].map(BackendProcess::start);
-    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false), (&ws2, false)], ""));
+    let d = DirectorProcess::start(STICKY, &cluster_file(&[(&ws1, false), (&ws2, false)], ""));
     let mut on_ws1 = loop {
         let mut c = d.client();
         if c.get("/").unwrap().backend() == Some("ws1") {
@@ -188,7 +189,7 @@ fn drain_stops_new_clients_but_keeps_existing_ones() {
 #[test]
 fn the_server_list_reloads_by_api_and_by_sighup() {
     let [ws1, ws2, ws3] = ["ws1", "ws2", "ws3"].map(BackendProcess::start);
-    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false), (&ws2, false)], ""));
+    let d = DirectorProcess::start(STICKY, &cluster_file(&[(&ws1, false), (&ws2, false)], ""));
     let ws1_epoch = d.server("ws1")["epoch"].clone();
     let mut on_ws1 = loop {
         let mut c = d.client();
@@ -237,7 +238,7 @@ fn the_server_list_reloads_by_api_and_by_sighup() {
 #[test]
 fn sigterm_finishes_requests_in_flight_then_exits() {
     let ws1 = BackendProcess::start("ws1");
-    let mut d = DirectorProcess::start(&cluster_file(&[(&ws1, false)], ""));
+    let mut d = DirectorProcess::start(STICKY, &cluster_file(&[(&ws1, false)], ""));
     let addr = d.public;
     let slow = std::thread::spawn(move || HttpClient::new(addr).get("/_test/slow?ms=1500"));
     wait_until(DEADLINE, "the slow request is in flight", || {

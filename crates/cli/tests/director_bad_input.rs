@@ -4,9 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod director_support;
-mod support;
-
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,22 +11,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use director_support::http::raw_exchange;
-use director_support::{cluster_file, route_target, BackendProcess, DirectorProcess, SECRET};
+use sticky_test_support::director::{
+    cluster_file, route_target, BackendProcess, DirectorProcess, SECRET,
+};
+use sticky_test_support::{raw_exchange, Sticky};
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 /// Not a test of its own: the backend process the other tests start
 /// (returns at once in a normal run).
 #[test]
 fn director_test_backend() {
-    director_support::backend::run_if_requested();
+    sticky_test_support::director::stand_in::run_if_requested();
 }
 
 fn three(extra: &str) -> ([BackendProcess; 3], DirectorProcess) {
     let b = ["ws1", "ws2", "ws3"].map(BackendProcess::start);
-    let d = DirectorProcess::start(&cluster_file(
-        &[(&b[0], false), (&b[1], false), (&b[2], false)],
-        extra,
-    ));
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(&[(&b[0], false), (&b[1], false), (&b[2], false)], extra),
+    );
     (b, d)
 }
 

@@ -4,22 +4,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod director_support;
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use director_support::http::HttpClient;
-use director_support::{
-    cluster_file, route_target, temp_dir, BackendOptions, BackendProcess, DirectorProcess, Load,
+use sticky_test_support::director::{
+    cluster_file, route_target, BackendOptions, BackendProcess, DirectorProcess, Load,
 };
-use support::{wait_until, DEADLINE};
+use sticky_test_support::{temp_dir, wait_until, HttpClient, Sticky, DEADLINE};
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 /// Not a test of its own: the backend process the other tests start
 /// (returns at once in a normal run).
 #[test]
 fn director_test_backend() {
-    director_support::backend::run_if_requested();
+    sticky_test_support::director::stand_in::run_if_requested();
 }
 
 const CLIENTS: usize = 30;
@@ -97,10 +96,10 @@ fn kill_under_load(d: &DirectorProcess, ws1: &mut BackendProcess) -> Vec<String>
 #[test]
 fn kill9_under_load_spreads_the_clients_over_the_others_without_a_failed_request() {
     let [mut ws1, ws2, ws3] = ["ws1", "ws2", "ws3"].map(BackendProcess::start);
-    let d = DirectorProcess::start(&cluster_file(
-        &[(&ws1, false), (&ws2, false), (&ws3, false)],
-        "",
-    ));
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(&[(&ws1, false), (&ws2, false), (&ws3, false)], ""),
+    );
     let ends = kill_under_load(&d, &mut ws1);
     let used: BTreeSet<&str> = ends.iter().map(String::as_str).collect();
     assert_eq!(
@@ -113,10 +112,13 @@ fn kill9_under_load_spreads_the_clients_over_the_others_without_a_failed_request
 #[test]
 fn kill9_under_load_moves_every_client_to_the_standby() {
     let [mut ws1, ws2, ws3, sb] = ["ws1", "ws2", "ws3", "sb"].map(BackendProcess::start);
-    let d = DirectorProcess::start(&cluster_file(
-        &[(&ws1, false), (&ws2, false), (&ws3, false), (&sb, true)],
-        "",
-    ));
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(
+            &[(&ws1, false), (&ws2, false), (&ws3, false), (&sb, true)],
+            "",
+        ),
+    );
     let ends = kill_under_load(&d, &mut ws1);
     assert!(
         ends.iter().all(|s| s == "sb"),
@@ -146,10 +148,10 @@ fn a_server_back_with_its_old_epoch_is_fenced_before_it_gets_a_request() {
     };
     let [ws1, ws2, ws3] =
         ["ws1", "ws2", "ws3"].map(|n| BackendProcess::start_with(n, opts.clone()));
-    let d = DirectorProcess::start(&cluster_file(
-        &[(&ws1, false), (&ws2, false), (&ws3, false)],
-        "",
-    ));
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(&[(&ws1, false), (&ws2, false), (&ws3, false)], ""),
+    );
 
     let mut a = client_on(&d, "ws1", "/count");
     let r = a.get("/count").unwrap();
@@ -212,7 +214,7 @@ fn two_servers_sharing_a_store() -> (
         ..Default::default()
     };
     let [ws1, ws2] = ["ws1", "ws2"].map(|n| BackendProcess::start_with(n, opts.clone()));
-    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false), (&ws2, false)], ""));
+    let d = DirectorProcess::start(STICKY, &cluster_file(&[(&ws1, false), (&ws2, false)], ""));
     d.wait_all_up();
     (store, ws1, ws2, d)
 }
@@ -290,7 +292,7 @@ fn a_restarted_server_with_the_same_epoch_is_fenced_too() {
     };
     let mut ws1 = BackendProcess::start_with("ws1", opts(Some(4242)));
     let ws2 = BackendProcess::start_with("ws2", opts(None));
-    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false), (&ws2, false)], ""));
+    let d = DirectorProcess::start(STICKY, &cluster_file(&[(&ws1, false), (&ws2, false)], ""));
 
     let mut a = client_on(&d, "ws1", "/count");
     let old_cookies = a.cookies.clone();
@@ -328,10 +330,10 @@ fn evacuating_a_server_moves_every_client_and_loses_nothing() {
     };
     let [ws1, ws2, ws3] =
         ["ws1", "ws2", "ws3"].map(|n| BackendProcess::start_with(n, opts.clone()));
-    let d = DirectorProcess::start(&cluster_file(
-        &[(&ws1, false), (&ws2, false), (&ws3, false)],
-        "",
-    ));
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(&[(&ws1, false), (&ws2, false), (&ws3, false)], ""),
+    );
     let load = Load::start(d.public, CLIENTS, "/count");
     load.wait_progress(&vec![0; CLIENTS], 5);
     let on_ws1 = (0..CLIENTS)

@@ -5,23 +5,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod director_support;
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use director_support::http::{read_response, Response};
-use director_support::{metric, DirectorProcess, SECRET};
+use sticky_test_support::director::{metric, DirectorProcess, SECRET};
+use sticky_test_support::{read_response, Response, Sticky};
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 /// Not a test of its own: the backend process of the other director tests
 /// (returns at once in a normal run).
 #[test]
 fn director_test_backend() {
-    director_support::backend::run_if_requested();
+    sticky_test_support::director::stand_in::run_if_requested();
 }
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -274,7 +274,7 @@ fn echoed_header(resp: &Response, name: &str) -> Vec<String> {
 #[test]
 fn plain_requests_take_the_fast_path_with_the_general_paths_rules() {
     let ws1 = RawBackend::start();
-    let d = DirectorProcess::start(&ws1.cluster(""));
+    let d = DirectorProcess::start(STICKY, &ws1.cluster(""));
     let mut c = Client::connect(d.public);
     c.send(
         b"GET /echo?q=1 HTTP/1.1\r\nHost: shop.example\r\nConnection: keep-alive\r\n\
@@ -336,7 +336,7 @@ fn plain_requests_take_the_fast_path_with_the_general_paths_rules() {
 #[test]
 fn every_response_framing_reaches_the_client_whole() {
     let ws1 = RawBackend::start();
-    let d = DirectorProcess::start(&ws1.cluster(""));
+    let d = DirectorProcess::start(STICKY, &ws1.cluster(""));
     let mut c = Client::connect(d.public);
 
     let resp = c.get("/chunked");
@@ -385,7 +385,7 @@ fn every_response_framing_reaches_the_client_whole() {
 #[test]
 fn malformed_responses_are_never_passed_on_as_whole() {
     let ws1 = RawBackend::start();
-    let d = DirectorProcess::start(&ws1.cluster(""));
+    let d = DirectorProcess::start(STICKY, &ws1.cluster(""));
     for path in ["/ambiguous", "/two-lengths", "/bad-chunk", "/truncated"] {
         let mut c = Client::connect(d.public);
         let resp = c.get(path);
@@ -399,15 +399,17 @@ fn malformed_responses_are_never_passed_on_as_whole() {
 #[test]
 fn anything_unusual_is_handed_to_the_general_path() {
     let ws1 = RawBackend::start();
-    let d = DirectorProcess::start(&ws1.cluster(""));
+    let d = DirectorProcess::start(STICKY, &ws1.cluster(""));
 
     // A head that arrives in two parts: the first is handed over before
     // the second is sent.
     let mut c = Client::connect(d.public);
     c.send(b"GET /split HTTP/1.1\r\nHo");
-    support::wait_until(support::DEADLINE, "the partial head handed over", || {
-        fast_path_counts(&d).1 == 1.0
-    });
+    sticky_test_support::wait_until(
+        sticky_test_support::DEADLINE,
+        "the partial head handed over",
+        || fast_path_counts(&d).1 == 1.0,
+    );
     c.send(b"st: shop.example\r\n\r\n");
     let resp = c.read(false);
     assert!(resp.text().starts_with("GET /split\n"), "{}", resp.text());
@@ -440,7 +442,7 @@ fn anything_unusual_is_handed_to_the_general_path() {
 #[test]
 fn the_fast_path_can_be_turned_off() {
     let ws1 = RawBackend::start();
-    let d = DirectorProcess::start(&ws1.cluster("fast_path = false"));
+    let d = DirectorProcess::start(STICKY, &ws1.cluster("fast_path = false"));
     let mut c = Client::connect(d.public);
     for _ in 0..3 {
         assert_eq!(c.get("/x").status, 200);
@@ -451,7 +453,7 @@ fn the_fast_path_can_be_turned_off() {
 #[test]
 fn a_closed_client_and_an_idle_one_are_let_go() {
     let ws1 = RawBackend::start();
-    let d = DirectorProcess::start(&ws1.cluster("header_timeout_ms = 300"));
+    let d = DirectorProcess::start(STICKY, &ws1.cluster("header_timeout_ms = 300"));
     let mut c = Client::connect(d.public);
     assert_eq!(c.get("/x").status, 200);
     // Idle past the header timeout: closed by the director.
@@ -462,8 +464,8 @@ fn a_closed_client_and_an_idle_one_are_let_go() {
             "sticky_director_connections",
         )
     };
-    support::wait_until(
-        support::DEADLINE,
+    sticky_test_support::wait_until(
+        sticky_test_support::DEADLINE,
         "the director counts no open connection",
         || gauge() == 0.0,
     );

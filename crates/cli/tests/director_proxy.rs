@@ -3,27 +3,27 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod director_support;
-mod support;
-
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use director_support::http::read_response;
-use director_support::{cluster_file, BackendProcess, DirectorProcess};
+use sticky_test_support::director::{cluster_file, BackendProcess, DirectorProcess};
+use sticky_test_support::{read_response, Sticky};
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 /// Not a test of its own: the backend process the other tests start
 /// (returns at once in a normal run).
 #[test]
 fn director_test_backend() {
-    director_support::backend::run_if_requested();
+    sticky_test_support::director::stand_in::run_if_requested();
 }
 
 #[test]
 fn headers_are_cleaned_and_forwarded_headers_set() {
     let ws1 = BackendProcess::start("ws1");
-    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false)], ""));
+    let d = DirectorProcess::start(STICKY, &cluster_file(&[(&ws1, false)], ""));
     let resp = d
         .client()
         .request(
@@ -67,7 +67,7 @@ fn headers_are_cleaned_and_forwarded_headers_set() {
 #[test]
 fn large_bodies_stream_both_ways() {
     let ws1 = BackendProcess::start("ws1");
-    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false)], ""));
+    let d = DirectorProcess::start(STICKY, &cluster_file(&[(&ws1, false)], ""));
     let body: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
     let resp = d.client().request("POST", "/echo", &[], &body).unwrap();
     assert_eq!(resp.status, 200);
@@ -89,7 +89,7 @@ fn large_bodies_stream_both_ways() {
 #[test]
 fn websocket_upgrades_become_a_tunnel() {
     let ws1 = BackendProcess::start("ws1");
-    let d = DirectorProcess::start(&cluster_file(&[(&ws1, false)], ""));
+    let d = DirectorProcess::start(STICKY, &cluster_file(&[(&ws1, false)], ""));
     let mut s = TcpStream::connect(d.public).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(
@@ -121,18 +121,20 @@ fn websocket_upgrades_become_a_tunnel() {
     );
     drop(reader);
     drop(s);
-    support::wait_until(support::DEADLINE, "the tunnel is closed", || {
-        d.server("ws1")["active"] == 0
-    });
+    sticky_test_support::wait_until(
+        sticky_test_support::DEADLINE,
+        "the tunnel is closed",
+        || d.server("ws1")["active"] == 0,
+    );
 }
 
 #[test]
 fn upstream_failures_get_clear_502_504_and_503_answers() {
     let mut ws1 = BackendProcess::start("ws1");
-    let d = DirectorProcess::start(&cluster_file(
-        &[(&ws1, false)],
-        "response_timeout_ms = 1000",
-    ));
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(&[(&ws1, false)], "response_timeout_ms = 1000"),
+    );
     let mut c = d.client();
     // The server closes the connection without answering: a POST is not
     // retried (it may have been processed), a GET is, twice.

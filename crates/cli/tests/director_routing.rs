@@ -4,18 +4,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod director_support;
-mod support;
-
 use std::collections::HashMap;
 
-use director_support::{cluster_file, route_target, BackendProcess, DirectorProcess};
+use sticky_test_support::director::{cluster_file, route_target, BackendProcess, DirectorProcess};
+use sticky_test_support::Sticky;
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 /// Not a test of its own: the backend process the other tests start
 /// (returns at once in a normal run).
 #[test]
 fn director_test_backend() {
-    director_support::backend::run_if_requested();
+    sticky_test_support::director::stand_in::run_if_requested();
 }
 
 fn three() -> [BackendProcess; 3] {
@@ -25,10 +26,10 @@ fn three() -> [BackendProcess; 3] {
 #[test]
 fn one_client_sticks_to_one_server_for_1000_requests() {
     let [ws1, ws2, ws3] = three();
-    let d = DirectorProcess::start(&cluster_file(
-        &[(&ws1, false), (&ws2, false), (&ws3, false)],
-        "",
-    ));
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(&[(&ws1, false), (&ws2, false), (&ws3, false)], ""),
+    );
     let mut client = d.client();
     let first = client.get("/").unwrap();
     assert_eq!(first.status, 200);
@@ -58,17 +59,17 @@ fn one_client_sticks_to_one_server_for_1000_requests() {
 #[test]
 fn three_hundred_new_clients_spread_evenly_over_three_servers() {
     let [ws1, ws2, ws3] = three();
-    let d = DirectorProcess::start(&cluster_file(
-        &[(&ws1, false), (&ws2, false), (&ws3, false)],
-        "",
-    ));
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(&[(&ws1, false), (&ws2, false), (&ws3, false)], ""),
+    );
     let addr = d.public;
     // One new client after another. (With concurrent clients the split
     // follows least-in-flight, which on a loaded machine rightly favours
     // whichever backend the scheduler ran last: timing, not routing.)
     let mut counts: HashMap<String, usize> = HashMap::new();
     for _ in 0..300 {
-        let mut c = director_support::http::HttpClient::new(addr);
+        let mut c = sticky_test_support::HttpClient::new(addr);
         let resp = c.get("/").unwrap();
         assert_eq!(resp.status, 200);
         let server = resp.backend().unwrap().to_owned();

@@ -4,17 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod cluster_support;
-mod support;
-
 use std::collections::HashMap;
 
-use cluster_support::{copies_by_store, Browser, Cluster, Stamp};
-use support::{wait_until, DEADLINE};
+use sticky_test_support::{copies_by_store, wait_until, Browser, Cluster, Stamp, Sticky, DEADLINE};
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 #[test]
 fn async_writes_reach_the_stores_within_a_deadline() {
-    let mut c = Cluster::start(3, &["ws1", "ws2"], |cfg| {
+    let mut c = Cluster::start(STICKY, 3, &["ws1", "ws2"], |cfg| {
         cfg.replicas(2)
             .mode("async")
             .session("store_timeout_ms", "5000")

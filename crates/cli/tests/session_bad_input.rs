@@ -6,17 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod cluster_support;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use cluster_support::{
-    copies_by_store, random_hex, sess_command_calls, sign_cookie, signal, Answer, Browser, Cluster,
-    ClusterConfig, FakeStore, Misbehavior, WebProcess,
-};
 use serde_json::json;
-use support::{wait_until, StoreProcess, DEADLINE};
+use sticky_test_support::{
+    copies_by_store, random_hex, sess_command_calls, sign_cookie, signal, wait_until, Answer,
+    Browser, Cluster, ClusterConfig, FakeStore, Misbehavior, Sticky, StoreProcess, WebProcess,
+    DEADLINE,
+};
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 /// "Within a few seconds": the store timeout is 0.5-1 s; the rest is slack
 /// for a loaded machine.
@@ -24,7 +24,7 @@ const FAIL_FAST: Duration = Duration::from_secs(8);
 
 #[test]
 fn forged_and_garbled_cookies_get_a_new_session_and_no_store_lookup() {
-    let c = Cluster::start(3, &["ws1"], |cfg| {
+    let c = Cluster::start(STICKY, 3, &["ws1"], |cfg| {
         cfg.replicas(2).session("store_timeout_ms", "5000")
     });
     let ws1 = c.web("ws1").addr();
@@ -128,7 +128,7 @@ fn forged_and_garbled_cookies_get_a_new_session_and_no_store_lookup() {
 
 #[test]
 fn a_session_over_the_size_limit_answers_413_and_stores_nothing() {
-    let c = Cluster::start(3, &["ws1"], |cfg| {
+    let c = Cluster::start(STICKY, 3, &["ws1"], |cfg| {
         cfg.replicas(2)
             .session("max_size", "\"1KiB\"")
             .session("store_timeout_ms", "5000")
@@ -186,7 +186,7 @@ fn broken_store_gives_503(how: Misbehavior) {
         .replicas(1)
         .session("store_timeout_ms", "500")
         .write();
-    let mut web = WebProcess::start(cfg.path(), "ws1");
+    let mut web = WebProcess::start(STICKY, cfg.path(), "ws1");
     let ws1 = web.addr();
     wait_until(DEADLINE, "ws1 reports it is not ready", || {
         web.health()["ready"] == json!(false)
@@ -234,12 +234,12 @@ fn a_store_that_answers_garbage_gives_503_and_no_panic() {
 
 #[test]
 fn a_paused_store_gives_503_then_recovers_without_losing_acknowledged_writes() {
-    let store = StoreProcess::start(&[]);
+    let store = StoreProcess::start(STICKY, &[]);
     let cfg = ClusterConfig::new(&[store.addr()], &["ws1"])
         .replicas(1)
         .session("store_timeout_ms", "1000")
         .write();
-    let mut web = WebProcess::start(cfg.path(), "ws1");
+    let mut web = WebProcess::start(STICKY, cfg.path(), "ws1");
     let ws1 = web.addr();
     let mut b = Browser::new();
     for i in 1..=3 {

@@ -1,211 +1,22 @@
-//! Web server failures with real processes: a session written on ws1
-//! continues on ws2 after ws1 is killed with `kill -9` (C6, C7, invariant
-//! 1), and a paused ws1 whose session was taken over never serves its old
-//! copy once resumed (fencing, invariants 2-4).
+//! Web server failures with real processes, on `sticky store`: a request
+//! routed for an old epoch is refused untouched, a store already holding a
+//! later copy of our own is not a move, and a takeover that reaches too few
+//! stores refuses rather than lose the session. The takeover and fencing
+//! cases that run on both store backends are in `session_backends.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod cluster_support;
-mod support;
-
-use std::time::{Duration, Instant};
-
-use cluster_support::{
-    copies_by_store, old_hosts_late_write_is_refused, Browser, Cluster, ClusterConfig, Stamp,
-    StoredCopy, WebProcess,
+use sticky_test_support::{
+    copies_by_store, free_port, Browser, Cluster, ClusterConfig, Sticky, StoreProcess, StoredCopy,
+    WebProcess,
 };
-use support::{free_port, wait_until, StoreProcess, DEADLINE};
 
-/// 5 increments on ws1, `kill -9` ws1, the same cookie on ws2 continues at 6.
-fn counter_continues_on_ws2_after_kill9(replicas: usize) {
-    let mut c = Cluster::start(3, &["ws1", "ws2"], |cfg| {
-        cfg.replicas(replicas).session("store_timeout_ms", "3000")
-    });
-    let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
-    let mut b = Browser::new();
-    let mut last = None;
-    for i in 1..=5 {
-        let a = b.increment(ws1);
-        assert_eq!(a.value, i, "{a:?}");
-        assert_eq!(a.server, "ws1");
-        assert_eq!(a.source, if i == 1 { "new" } else { "cache" }, "{a:?}");
-        last = Some(a);
-    }
-    let last = last.unwrap();
-    let cookie = b.cookie.clone().expect("ws1 set a session cookie");
-    let id = b.id();
-
-    // Sync mode: the 5th answer left ws1 only after `replicas` stores had it.
-    let copies = &copies_by_store(&c.store_addrs(), std::slice::from_ref(&id))[&id];
-    let holding: Vec<_> = copies
-        .iter()
-        .flatten()
-        .filter(|s| s.live && s.stamp == last.stamp)
-        .collect();
-    assert_eq!(
-        holding.len(),
-        replicas,
-        "copies of the acknowledged version: {copies:?}"
-    );
-    for copy in holding {
-        assert_eq!(copy.counter(), 5);
-        assert_eq!(copy.owner, "ws1");
-    }
-
-    let status = c.web_mut("ws1").kill9();
-    assert!(!status.success(), "ws1 was killed: {status}");
-
-    let a = b.increment(ws2);
-    assert_eq!(
-        (a.value, a.server.as_str(), a.source.as_str()),
-        (6, "ws2", "store"),
-        "ws2 continues from the last acknowledged value: {a:?}"
-    );
-    assert!(
-        a.stamp.generation > last.stamp.generation,
-        "a takeover claims a new generation: {} after {}",
-        a.stamp,
-        last.stamp
-    );
-    assert_eq!(
-        b.cookie.as_deref(),
-        Some(cookie.as_str()),
-        "the session keeps its id"
-    );
-    let a2 = b.counter(ws2);
-    assert_eq!((a2.value, a2.source.as_str()), (6, "cache"), "{a2:?}");
-
-    // The stores hold ws2's version on `replicas` of them.
-    let copies = &copies_by_store(&c.store_addrs(), std::slice::from_ref(&id))[&id];
-    let holding = copies
-        .iter()
-        .flatten()
-        .filter(|s| s.live && s.stamp == a.stamp && s.counter() == 6 && s.owner == "ws2")
-        .count();
-    assert_eq!(holding, replicas, "copies of ws2's version: {copies:?}");
-}
-
-#[test]
-fn r1_counter_continues_on_another_server_after_kill9() {
-    counter_continues_on_ws2_after_kill9(1);
-}
-
-#[test]
-fn r2_counter_continues_on_another_server_after_kill9() {
-    counter_continues_on_ws2_after_kill9(2);
-}
-
-#[test]
-fn an_old_hosts_late_write_is_refused_and_the_new_hosts_value_kept() {
-    let c = Cluster::start(3, &["ws1", "ws2"], |cfg| {
-        cfg.session("store_timeout_ms", "3000")
-    });
-    let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
-    old_hosts_late_write_is_refused(ws1, ws2, &c.store_addrs(), copies_by_store);
-}
-
-#[test]
-fn paused_server_never_serves_its_old_copy_after_a_takeover() {
-    const LEASE: Duration = Duration::from_millis(1000);
-    let c = Cluster::start(3, &["ws1", "ws2"], |cfg| {
-        cfg.session("lease_ms", "1000")
-            .session("store_timeout_ms", "3000")
-    });
-    let (ws1, ws2) = (c.web("ws1"), c.web("ws2"));
-    // ws2 is kept healthy, as a director would; ws1's lease is the subject.
-    let _ws2_lease = ws2.heartbeat();
-    let mut b = Browser::new();
-    for i in 1..=3 {
-        assert_eq!(b.increment(ws1.addr()).value, i);
-    }
-    let id = b.id();
-
-    // Arm ws1's lease with an authenticated health check, then freeze ws1.
-    let epoch_before = ws1.health()["epoch"].as_u64().expect("epoch");
-    let armed = Instant::now();
-    ws1.sigstop();
-
-    // The session moves to ws2 and changes there.
-    let a = b.increment(ws2.addr());
-    assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
-    let a = b.increment(ws2.addr());
-    assert_eq!(a.value, 5, "{a:?}");
-    let (moved_value, moved_stamp) = (a.value, a.stamp);
-
-    // Wait out ws1's lease (no health check reaches it), then resume it.
-    wait_until(DEADLINE, "ws1's lease has run out", || {
-        armed.elapsed() > LEASE * 2
-    });
-    ws1.sigcont();
-
-    // ws1 must never answer its old copy (3): ws2's value, or an error.
-    let mut newest: (u64, Stamp) = (moved_value, moved_stamp);
-    let r = b.get(ws1.addr(), "/api/counter");
-    if r.status == 200 {
-        let a = cluster_support::Answer::from(&r);
-        assert_eq!(a.value, moved_value, "ws1 served a stale copy: {a:?}");
-        assert_eq!(a.source, "store", "ws1 must re-load the session: {a:?}");
-        assert!(a.stamp > moved_stamp, "ws1 claimed the session anew: {a:?}");
-        newest = (a.value, a.stamp);
-    } else {
-        assert!(r.status >= 400, "{r:?}");
-    }
-    // A write through ws1 builds on ws2's value, or fails.
-    let r = b.post(ws1.addr(), "/api/counter", None);
-    if r.status == 200 {
-        let a = cluster_support::Answer::from(&r);
-        assert_eq!(
-            a.value,
-            moved_value + 1,
-            "ws1 wrote on top of a stale copy: {a:?}"
-        );
-        newest = (a.value, a.stamp);
-    } else {
-        assert!(r.status >= 400, "{r:?}");
-    }
-
-    let epoch_after = ws1.health()["epoch"].as_u64().expect("epoch");
-    assert_ne!(
-        epoch_before, epoch_after,
-        "ws1 fenced itself when its lease ran out"
-    );
-
-    // The stores keep ws2's value (or ws1's later change on top of it):
-    // never the old one, never lower.
-    let copies = &copies_by_store(&c.store_addrs(), std::slice::from_ref(&id))[&id];
-    let best = copies
-        .iter()
-        .flatten()
-        .filter(|s| s.live)
-        .max_by_key(|s| s.stamp)
-        .expect("a live copy");
-    assert_eq!(
-        (best.counter(), best.stamp),
-        newest,
-        "newest stored copy: {copies:?}"
-    );
-    for copy in copies.iter().flatten() {
-        if copy.stamp >= moved_stamp {
-            assert!(
-                copy.counter() >= moved_value,
-                "a copy went back: {copies:?}"
-            );
-        }
-    }
-    let at_newest = copies
-        .iter()
-        .flatten()
-        .filter(|s| s.stamp == newest.1)
-        .count();
-    assert_eq!(
-        at_newest, 2,
-        "the newest version is on both replicas: {copies:?}"
-    );
-}
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 #[test]
 fn a_request_routed_for_an_old_epoch_is_refused_untouched() {
-    let c = Cluster::start(2, &["ws1"], |cfg| {
+    let c = Cluster::start(STICKY, 2, &["ws1"], |cfg| {
         cfg.replicas(2).session("store_timeout_ms", "3000")
     });
     let ws1 = c.web("ws1");
@@ -215,7 +26,7 @@ fn a_request_routed_for_an_old_epoch_is_refused_untouched() {
     let cookie = format!("sticky.sid={}", b.cookie.clone().expect("a session cookie"));
     let routed = |epoch: u64| {
         let e = epoch.to_string();
-        cluster_support::http_request(
+        sticky_test_support::http_request(
             ws1.addr(),
             "GET",
             "/api/counter",
@@ -225,7 +36,7 @@ fn a_request_routed_for_an_old_epoch_is_refused_untouched() {
         .expect("GET /api/counter")
     };
     let old = ws1.health()["epoch"].as_u64().expect("epoch");
-    let a = cluster_support::Answer::from(&routed(old));
+    let a = sticky_test_support::Answer::from(&routed(old));
     assert_eq!((a.value, a.source.as_str()), (2, "cache"), "{a:?}");
 
     // ws1 fences itself (as on a lease expiry); the director still knows
@@ -241,7 +52,7 @@ fn a_request_routed_for_an_old_epoch_is_refused_untouched() {
         "the refused request must not load the session"
     );
     // Routed for the new epoch: loaded from the stores.
-    let a = cluster_support::Answer::from(&routed(new));
+    let a = sticky_test_support::Answer::from(&routed(new));
     assert_eq!((a.value, a.source.as_str()), (2, "store"), "{a:?}");
     // Without the header (no director in front), as before.
     assert_eq!(b.counter(ws1.addr()).value, 2);
@@ -256,7 +67,7 @@ fn a_request_routed_for_an_old_epoch_is_refused_untouched() {
 /// treating it as a move dropped the cache and lost acknowledged writes.
 #[test]
 fn a_store_holding_a_later_copy_of_our_own_is_not_a_move() {
-    let c = Cluster::start(2, &["ws1"], |cfg| {
+    let c = Cluster::start(STICKY, 2, &["ws1"], |cfg| {
         cfg.replicas(2).session("store_timeout_ms", "3000")
     });
     let ws1 = c.web("ws1").addr();
@@ -267,10 +78,10 @@ fn a_store_holding_a_later_copy_of_our_own_is_not_a_move() {
     let id = b.id();
     // On one store, the same generation with a higher seq, same data.
     let s1 = c.store_addrs()[0];
-    let copy = cluster_support::sess_get(s1, &id).expect("s1 holds the session");
+    let copy = sticky_test_support::sess_get(s1, &id).expect("s1 holds the session");
     let ahead = (a.stamp.seq + 10).to_string();
     let generation = a.stamp.generation.to_string();
-    let mut conn = support::RespConn::connect(s1).unwrap();
+    let mut conn = sticky_test_support::RespConn::connect(s1).unwrap();
     let reply = conn
         .cmd(&[
             b"SESS.PUT",
@@ -315,10 +126,10 @@ fn a_store_holding_a_later_copy_of_our_own_is_not_a_move() {
 /// cookie continues where ws1 left off.
 #[test]
 fn a_takeover_that_reaches_too_few_stores_refuses_rather_than_lose_the_session() {
-    let stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(&[])).collect();
+    let stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(STICKY, &[])).collect();
     let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
     let cfg = ClusterConfig::new(&addrs, &["ws1", "ws2"]).write();
-    let mut ws1 = WebProcess::start(cfg.path(), "ws1");
+    let mut ws1 = WebProcess::start(STICKY, cfg.path(), "ws1");
     let mut b = Browser::new();
     for i in 1..=3 {
         assert_eq!(b.increment(ws1.addr()).value, i);
@@ -335,7 +146,7 @@ fn a_takeover_that_reaches_too_few_stores_refuses_rather_than_lose_the_session()
         partial = partial.store_addr(&format!("s{}", i + 1), nowhere);
     }
     let partial = partial.write();
-    let mut ws2 = WebProcess::start(partial.path(), "ws2");
+    let mut ws2 = WebProcess::start(STICKY, partial.path(), "ws2");
     for _ in 0..3 {
         let r = b.get(ws2.addr(), "/api/counter");
         assert_eq!(
@@ -368,7 +179,7 @@ fn a_takeover_that_reaches_too_few_stores_refuses_rather_than_lose_the_session()
 
     // ws2 again, now reaching every store: the session continues at 4.
     assert!(ws2.kill9().code().is_none(), "ws2 was killed");
-    let ws2 = WebProcess::start(cfg.path(), "ws2");
+    let ws2 = WebProcess::start(STICKY, cfg.path(), "ws2");
     let a = b.increment(ws2.addr());
     assert_eq!(
         (a.value, a.server.as_str(), a.source.as_str()),

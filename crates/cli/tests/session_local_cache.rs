@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod cluster_support;
-mod support;
-
 use std::collections::BTreeMap;
 
-use cluster_support::{sess_command_calls, Browser, Cluster};
+use sticky_test_support::{sess_command_calls, Browser, Cluster, Sticky};
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 fn all_calls(c: &Cluster) -> Vec<BTreeMap<String, u64>> {
     c.store_addrs()
@@ -20,7 +20,7 @@ fn all_calls(c: &Cluster) -> Vec<BTreeMap<String, u64>> {
 
 #[test]
 fn cache_hits_make_zero_store_round_trips() {
-    let c = Cluster::start(3, &["ws1"], |cfg| {
+    let c = Cluster::start(STICKY, 3, &["ws1"], |cfg| {
         cfg.replicas(2).session("store_timeout_ms", "5000")
     });
     let ws1 = c.web("ws1").addr();
@@ -49,7 +49,7 @@ fn cache_hits_make_zero_store_round_trips() {
         );
     }
     for _ in 0..10 {
-        let a = cluster_support::Answer::from(&b.get(ws1, "/api/cart"));
+        let a = sticky_test_support::Answer::from(&b.get(ws1, "/api/cart"));
         assert_eq!(
             (a.items(), a.source.as_str()),
             (vec!["tea".to_owned()], "cache")
@@ -61,7 +61,7 @@ fn cache_hits_make_zero_store_round_trips() {
 
 #[test]
 fn concurrent_requests_of_one_session_lose_no_change() {
-    let c = Cluster::start(2, &["ws1"], |cfg| {
+    let c = Cluster::start(STICKY, 2, &["ws1"], |cfg| {
         cfg.replicas(2).session("store_timeout_ms", "5000")
     });
     let ws1 = c.web("ws1").addr();
@@ -84,7 +84,8 @@ fn concurrent_requests_of_one_session_lose_no_change() {
     assert_eq!((a.value, a.source.as_str()), (41, "cache"), "{a:?}");
     let id = b.id();
     for addr in c.store_addrs() {
-        let copy = cluster_support::sess_get(addr, &id).expect("a copy on each of the 2 stores");
+        let copy =
+            sticky_test_support::sess_get(addr, &id).expect("a copy on each of the 2 stores");
         assert_eq!((copy.stamp, copy.counter()), (a.stamp, 41));
     }
 }

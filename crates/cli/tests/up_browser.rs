@@ -12,22 +12,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod cluster_support;
-mod support;
-
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cluster_support::{signal, UpProcess};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use support::{
-    find_program, free_port, log_to, read_text, require_program_from, temp_path, wait_until,
-    ChildProcess, NotReady, DEADLINE,
+use sticky_test_support::{
+    find_program, free_port, log_to, read_text, require_program_from, signal, temp_path,
+    wait_until, ChildProcess, NotReady, Sticky, UpProcess, DEADLINE,
 };
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 /// How long the browser may take to show what a step expects.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(30);
@@ -200,7 +199,7 @@ fn browser_keeps_its_cart_when_its_server_is_killed_and_dashboard_renders() {
     {
         return;
     }
-    let up = UpProcess::start(&[]);
+    let up = UpProcess::start(STICKY, &[]);
     up.wait_all_up();
     let driver = Driver::start();
     let profile = temp_path("chromium-profile", "d");
@@ -309,7 +308,7 @@ fn browser_keeps_its_cart_when_its_server_is_killed_and_dashboard_renders() {
                 .unwrap_or(0);
             // The p99 tile shows the last second's response times: one
             // request through the director each round keeps it filled.
-            let _ = cluster_support::http_request(up.shop(), "GET", "/", &[], None);
+            let _ = sticky_test_support::http_request(up.shop(), "GET", "/", &[], None);
             let p99 = c
                 .execute(
                     "const t = Array.from(document.querySelectorAll('#totals .tile'))\

@@ -5,16 +5,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod cluster_support;
-mod support;
-
 use std::net::SocketAddr;
 
-use cluster_support::{http_request, pid_alive, signal, CookieJar, HttpResponse, UpProcess};
 use serde_json::Value;
-use support::{wait_until, DEADLINE};
+use sticky_test_support::{
+    http_request, pid_alive, signal, wait_until, CookieJar, Response, Sticky, UpProcess, DEADLINE,
+};
 
-fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> HttpResponse {
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
+
+fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Response {
     let auth = token.map(|t| format!("Bearer {t}"));
     let mut headers = Vec::new();
     if let Some(a) = &auth {
@@ -62,7 +63,7 @@ fn server_state(up: &UpProcess, name: &str) -> String {
 
 #[test]
 fn control_api_kills_pauses_resumes_and_restarts_processes() {
-    let up = UpProcess::start(&[]);
+    let up = UpProcess::start(STICKY, &[]);
     up.wait_all_up();
     let token = up.token();
 
@@ -210,7 +211,7 @@ fn control_api_kills_pauses_resumes_and_restarts_processes() {
 
 #[test]
 fn director_proxies_the_control_api_and_ctrl_c_stops_paused_processes() {
-    let mut up = UpProcess::start(&[]);
+    let mut up = UpProcess::start(STICKY, &[]);
     up.wait_all_up();
 
     // Through the director's admin listener: no token needed.

@@ -7,14 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod cluster_support;
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use cluster_support::{signal, Answer, CookieJar, UpProcess};
-use support::{wait_until, DEADLINE, POLL};
+use sticky_test_support::{
+    signal, wait_until, Answer, CookieJar, Sticky, UpProcess, DEADLINE, POLL,
+};
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 /// Shoppers per test: enough that every web server gets some.
 const SHOPPERS: usize = 9;
@@ -131,7 +132,7 @@ fn kill_serving_server_and_check(up: &UpProcess, shoppers: &mut [Shopper], stand
 
 #[test]
 fn killed_web_server_moves_its_carts_to_the_standby() {
-    let up = UpProcess::start(&[]);
+    let up = UpProcess::start(STICKY, &[]);
     up.wait_all_up();
     let mut shoppers = go_shopping(&up);
     let servers: BTreeSet<&str> = shoppers.iter().map(|s| s.server.as_str()).collect();
@@ -145,7 +146,7 @@ fn killed_web_server_moves_its_carts_to_the_standby() {
 
 #[test]
 fn killed_web_server_moves_its_carts_to_the_others_without_standby() {
-    let up = UpProcess::start(&["--standby", "0"]);
+    let up = UpProcess::start(STICKY, &["--standby", "0"]);
     up.wait_all_up();
     let names: Vec<String> = up.table().into_iter().map(|r| r.0).collect();
     assert!(!names.contains(&"ws4".to_owned()), "no standby: {names:?}");
@@ -155,7 +156,7 @@ fn killed_web_server_moves_its_carts_to_the_others_without_standby() {
 
 #[test]
 fn carts_survive_a_killed_store_and_then_a_killed_web_server() {
-    let up = UpProcess::start(&[]);
+    let up = UpProcess::start(STICKY, &[]);
     up.wait_all_up();
     let mut shoppers = go_shopping(&up);
     kill9(&up, "s1");

@@ -5,17 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod cluster_support;
-mod support;
-
 use std::collections::BTreeMap;
 
-use cluster_support::{pid_alive, UpProcess, UP_DEADLINE};
-use support::{wait_until, DEADLINE};
+use sticky_test_support::{pid_alive, wait_until, Sticky, UpProcess, DEADLINE, UP_DEADLINE};
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 #[test]
 fn up_prints_its_table_in_time_and_ctrl_c_stops_every_process() {
-    let mut up = UpProcess::start(&[]);
+    let mut up = UpProcess::start(STICKY, &[]);
     eprintln!("sticky up printed its table after {:?}", up.started_in);
     assert!(
         up.started_in < UP_DEADLINE,
@@ -148,9 +147,10 @@ fn up_prints_its_table_in_time_and_ctrl_c_stops_every_process() {
 
 #[test]
 fn status_without_a_cluster_explains_what_to_do() {
-    let home = support::temp_path("sticky-status-home", "d");
+    let home = sticky_test_support::temp_path("sticky-status-home", "d");
     std::fs::create_dir_all(&home).unwrap();
-    let out = support::sticky_command()
+    let out = STICKY
+        .command()
         .env("HOME", &home)
         .env_remove("XDG_RUNTIME_DIR")
         .arg("status")
@@ -164,14 +164,14 @@ fn status_without_a_cluster_explains_what_to_do() {
 
 #[test]
 fn a_killed_sticky_up_leaves_no_process_behind() {
-    let up = UpProcess::start(&["--web", "2", "--standby", "0", "--stores", "2"]);
+    let up = UpProcess::start(STICKY, &["--web", "2", "--standby", "0", "--stores", "2"]);
     let table = up.table();
     assert_eq!(table.len(), 5, "{table:?}");
-    cluster_support::signal(up.pid(), "KILL");
+    sticky_test_support::signal(up.pid(), "KILL");
     // Each child notices within about half a second that its parent is
     // gone and stops as on SIGTERM.
-    support::wait_until(
-        support::DEADLINE,
+    sticky_test_support::wait_until(
+        sticky_test_support::DEADLINE,
         "every child of the killed sticky up exits",
         || table.iter().all(|(_, _, _, pid)| !pid_alive(*pid)),
     );

@@ -10,150 +10,36 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::Value;
+use sticky_test_support::{
+    command_calls, free_port, have_redis, http_request, redis_copy, temp_dir, wait_until,
+    ChildProcess, RedisProcess, StoredCopy,
+};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn have_redis() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        let msg = "SKIPPED: redis-server is not installed (apt-get install redis-server)";
-        assert!(std::env::var_os("CI").is_none(), "{msg}; CI is set");
-        eprintln!("\n{}\n{msg}\n{}\n", "=".repeat(72), "=".repeat(72));
-    }
-    found
+/// Calls of `command` the Redis server has served (`INFO commandstats`).
+fn calls(redis: &RedisProcess, command: &str) -> u64 {
+    command_calls(redis.addr())
+        .get(command)
+        .copied()
+        .unwrap_or(0)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn temp_dir(what: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "{what}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A child process, killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Redis {
-    _proc: Proc,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let dir = temp_dir("redis");
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let r = Redis {
-            _proc: Proc(child),
-            port,
-        };
-        wait_until("redis-server answers PING", || {
-            redis::Client::open(r.url())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
-        });
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_connection_with_timeout(Duration::from_secs(5))
-            .unwrap()
-    }
-
-    /// `kind`, `gen`, `seq`, `owner` and the counter of the session with
-    /// Sticky key `key`, if this server holds it.
-    fn copy(&self, key: &str) -> Option<HashMap<String, String>> {
-        let mut fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(format!("sticky:{{{key}}}"))
-            .query(&mut self.conn())
-            .unwrap();
-        if fields.is_empty() {
-            return None;
-        }
-        if let Some(p) = fields.get("payload") {
-            let v: Value = serde_json::from_str(p).unwrap();
-            let counter = v["d"]["counter"].as_u64().unwrap_or(0);
-            fields.insert("counter".into(), counter.to_string());
-        }
-        Some(fields)
-    }
-
-    fn calls(&self, command: &str) -> u64 {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut self.conn())
-            .unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
+/// The demo app (`sticky-tower-demo`), its stores the Redis servers given.
 struct Demo {
-    proc: Proc,
+    proc: ChildProcess,
     addr: SocketAddr,
 }
 
 impl Demo {
-    fn start(name: &str, secret_file: &PathBuf, redis: &[Redis]) -> Demo {
+    fn start(name: &str, secret_file: &Path, redis: &[RedisProcess]) -> Demo {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sticky-tower-demo"));
         cmd.args([
@@ -168,35 +54,32 @@ impl Demo {
         for (i, r) in redis.iter().enumerate() {
             cmd.arg("--store").arg(format!("s{}={}", i + 1, r.url()));
         }
-        let child = cmd
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn sticky-tower-demo");
+            .stderr(Stdio::null());
         let d = Demo {
-            proc: Proc(child),
+            proc: ChildProcess::spawn(&mut cmd, "sticky-tower-demo"),
             addr,
         };
-        wait_until("the demo answers", || {
+        wait_until(DEADLINE, "the demo answers", || {
             request(d.addr, "GET", "/api/counter", None, None).is_ok()
         });
         d
     }
 
     fn kill9(&mut self) {
-        let _ = self.proc.0.kill();
-        let _ = self.proc.0.wait();
+        self.proc.kill9();
     }
 }
 
 struct Reply {
     status: u16,
+    /// The value `Set-Cookie` gives the `id` cookie (empty: removed).
     set_cookie: Option<String>,
     body: Value,
 }
 
-/// One HTTP/1.1 request with `cookie`; `Connection: close`.
+/// One HTTP/1.1 request with tower-sessions' `id` cookie.
 fn request(
     addr: SocketAddr,
     method: &str,
@@ -204,42 +87,31 @@ fn request(
     cookie: Option<&str>,
     json: Option<&Value>,
 ) -> std::io::Result<Reply> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(DEADLINE))?;
-    let body = json.map(|j| j.to_string()).unwrap_or_default();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(c) = cookie {
-        req.push_str(&format!("Cookie: id={c}\r\n"));
+    let cookie = cookie.map(|c| format!("id={c}"));
+    let mut headers = Vec::new();
+    if let Some(c) = &cookie {
+        headers.push(("Cookie", c.as_str()));
     }
-    if json.is_some() {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+    let body = json.map(Value::to_string);
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
     }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response: {text:?}")))?;
-    let set_cookie = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        if !k.eq_ignore_ascii_case("set-cookie") {
-            return None;
-        }
-        let v = v.trim().strip_prefix("id=")?;
-        Some(v.split(';').next().unwrap_or_default().to_owned())
-    });
+    let r = http_request(
+        addr,
+        method,
+        path,
+        &headers,
+        body.as_deref().map(str::as_bytes),
+    )?;
+    let set_cookie = r
+        .set_cookies()
+        .into_iter()
+        .find(|(name, _)| name == "id")
+        .map(|(_, value)| value);
     Ok(Reply {
-        status,
+        status: r.status,
         set_cookie,
-        body: serde_json::from_str(body).unwrap_or(Value::Null),
+        body: serde_json::from_slice(&r.body).unwrap_or(Value::Null),
     })
 }
 
@@ -275,13 +147,13 @@ impl Browser {
 }
 
 struct Setup {
-    redis: Vec<Redis>,
+    redis: Vec<RedisProcess>,
     ws1: Demo,
     ws2: Demo,
 }
 
 fn setup() -> Setup {
-    let redis: Vec<Redis> = (0..3).map(|_| Redis::start()).collect();
+    let redis: Vec<RedisProcess> = (0..3).map(|_| RedisProcess::start(&[])).collect();
     let secret = temp_dir("secret").join("secret");
     std::fs::write(&secret, format!("tower-test-secret-{}\n", "x".repeat(40))).unwrap();
     let ws1 = Demo::start("ws1", &secret, &redis);
@@ -290,13 +162,16 @@ fn setup() -> Setup {
 }
 
 /// The copies of `key` on the Redis servers.
-fn copies(redis: &[Redis], key: &str) -> Vec<HashMap<String, String>> {
-    redis.iter().filter_map(|r| r.copy(key)).collect()
+fn copies(redis: &[RedisProcess], key: &str) -> Vec<StoredCopy> {
+    redis
+        .iter()
+        .filter_map(|r| redis_copy(&mut r.conn(), key))
+        .collect()
 }
 
 #[test]
 fn a_tower_sessions_app_keeps_its_sessions_when_its_server_is_killed() {
-    if !have_redis() {
+    if !have_redis(false) {
         return;
     }
     let mut s = setup();
@@ -313,23 +188,16 @@ fn a_tower_sessions_app_keeps_its_sessions_when_its_server_is_killed() {
     let held = copies(&s.redis, &key);
     assert_eq!(held.len(), 2, "{held:?}");
     for c in &held {
-        assert_eq!(
-            (
-                c["kind"].as_str(),
-                c["counter"].as_str(),
-                c["owner"].as_str()
-            ),
-            ("live", "3", "ws1")
-        );
+        assert_eq!((c.live, c.counter(), c.owner.as_str()), (true, 3, "ws1"));
     }
 
     // Reads are served from ws1's cache: no script runs on any store.
-    let before: u64 = s.redis.iter().map(|r| r.calls("evalsha")).sum();
+    let before: u64 = s.redis.iter().map(|r| calls(r, "evalsha")).sum();
     for _ in 0..5 {
         let r = b.send(s.ws1.addr, "GET", "/api/counter", None);
         assert_eq!(r.body["value"].as_u64(), Some(3));
     }
-    let after: u64 = s.redis.iter().map(|r| r.calls("evalsha")).sum();
+    let after: u64 = s.redis.iter().map(|r| calls(r, "evalsha")).sum();
     assert_eq!(after, before, "cached reads touched the stores");
 
     s.ws1.kill9();
@@ -342,14 +210,17 @@ fn a_tower_sessions_app_keeps_its_sessions_when_its_server_is_killed() {
     let held = copies(&s.redis, &key);
     assert_eq!(held.len(), 2, "{held:?}");
     for c in &held {
-        assert_eq!((c["counter"].as_str(), c["owner"].as_str()), ("4", "ws2"));
-        assert_ne!(c["gen"], "1", "a takeover claims a new generation: {c:?}");
+        assert_eq!((c.counter(), c.owner.as_str()), (4, "ws2"));
+        assert_ne!(
+            c.stamp.generation, 1,
+            "a takeover claims a new generation: {c:?}"
+        );
     }
 }
 
 #[test]
 fn an_old_servers_late_write_is_refused_and_logout_leaves_tombstones() {
-    if !have_redis() {
+    if !have_redis(false) {
         return;
     }
     let s = setup();
@@ -367,7 +238,7 @@ fn an_old_servers_late_write_is_refused_and_logout_leaves_tombstones() {
         "tower-sessions answers a failed save with 500"
     );
     for c in copies(&s.redis, &key) {
-        assert_eq!((c["counter"].as_str(), c["owner"].as_str()), ("3", "ws2"));
+        assert_eq!((c.counter(), c.owner.as_str()), (3, "ws2"));
     }
     // ws1 dropped its copy: it re-loads ws2's version.
     let r = b.send(s.ws1.addr, "GET", "/api/counter", None);
@@ -385,7 +256,7 @@ fn an_old_servers_late_write_is_refused_and_logout_leaves_tombstones() {
     let held = copies(&s.redis, &key);
     assert_eq!(held.len(), 2, "{held:?}");
     for c in &held {
-        assert_eq!(c["kind"], "tombstone", "{c:?}");
+        assert!(!c.live, "a tombstone: {c:?}");
     }
     let r = request(s.ws1.addr, "GET", "/api/counter", Some(&cookie), None).unwrap();
     assert_eq!(

@@ -1,31 +1,12 @@
-//! Helpers for the director's integration tests: real processes on
-//! loopback ports.
-//!
-//! - [`BackendProcess`]: a stand-in web server ([`backend`]) in its own
-//!   process: the test binary re-executed with `--exact
-//!   director_test_backend`. Every test file using it must define:
-//!
-//!   ```ignore
-//!   #[test]
-//!   fn director_test_backend() {
-//!       director_support::backend::run_if_requested();
-//!   }
-//!   ```
-//!
-//! - [`DirectorProcess`]: `sticky director --config FILE` on ports chosen by
-//!   the OS (`127.0.0.1:0`, read back from its log), with helpers for the
-//!   admin API.
-//! - [`cluster_file`]: the cluster file for a set of backends.
-//! - [`http`]: a blocking HTTP client that shows what came back.
+//! The director's tests: `sticky director` as a child process
+//! ([`DirectorProcess`]) in front of stand-in web servers
+//! ([`BackendProcess`], see [`stand_in`]), the cluster file for them
+//! ([`cluster_file`]), and virtual users ([`Load`]).
 //!
 //! Conditions are waited for with deadlines ([`wait_until`]), never with
 //! fixed sleeps; deadlines are generous for a loaded 2-core machine.
 
-#![allow(dead_code, unreachable_pub)]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-pub mod backend;
-pub mod http;
+pub mod stand_in;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,11 +15,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{
-    log_tail, log_to, log_to_path, read_text, signal, sticky_command, temp_path, wait_until,
-    ChildProcess, NotReady, DEADLINE, POLL, STARTUP_DEADLINE,
+use crate::http::{HttpClient, Response};
+use crate::process::{
+    log_tail, log_to, log_to_path, read_text, signal, temp_path, ChildProcess, NotReady, Sticky,
 };
-use http::{HttpClient, Response};
+use crate::wait::{wait_until, DEADLINE, POLL, STARTUP_DEADLINE};
 
 /// The cluster secret of every test cluster.
 pub const SECRET: &str = "director-tests-cluster-secret-0123456789";
@@ -56,6 +37,7 @@ pub struct BackendOptions {
 
 /// A stand-in web server in its own process. Killed when dropped.
 pub struct BackendProcess {
+    /// Its name in the cluster file (`ws1`).
     pub name: String,
     port: u16,
     options: BackendOptions,
@@ -64,10 +46,13 @@ pub struct BackendProcess {
 }
 
 impl BackendProcess {
+    /// Starts the stand-in web server `name` (random epoch, no shared
+    /// store) and waits until it answers.
     pub fn start(name: &str) -> Self {
         Self::start_with(name, BackendOptions::default())
     }
 
+    /// [`start`](Self::start) with `options`.
     pub fn start_with(name: &str, options: BackendOptions) -> Self {
         let mut b = Self {
             name: name.to_owned(),
@@ -84,16 +69,16 @@ impl BackendProcess {
         let exe = std::env::current_exe().expect("current_exe");
         let mut cmd = Command::new(exe);
         cmd.args([BACKEND_TEST, "--exact", "--nocapture", "--test-threads=1"])
-            .env(backend::ENV_NAME, &self.name)
-            .env(backend::ENV_PORT, self.port.to_string())
-            .env(backend::ENV_SECRET, SECRET)
-            .env_remove(backend::ENV_EPOCH)
-            .env_remove(backend::ENV_STORE);
+            .env(stand_in::ENV_NAME, &self.name)
+            .env(stand_in::ENV_PORT, self.port.to_string())
+            .env(stand_in::ENV_SECRET, SECRET)
+            .env_remove(stand_in::ENV_EPOCH)
+            .env_remove(stand_in::ENV_STORE);
         if let Some(e) = self.options.epoch {
-            cmd.env(backend::ENV_EPOCH, e.to_string());
+            cmd.env(stand_in::ENV_EPOCH, e.to_string());
         }
         if let Some(dir) = &self.options.store {
-            cmd.env(backend::ENV_STORE, dir);
+            cmd.env(stand_in::ENV_STORE, dir);
         }
         log_to_path(&mut cmd, &self.log);
         let proc = self
@@ -103,7 +88,7 @@ impl BackendProcess {
         let listening = || {
             read_text(log)
                 .lines()
-                .find_map(|l| l.split_once(backend::LISTENING).map(|(_, p)| p))
+                .find_map(|l| l.split_once(stand_in::LISTENING).map(|(_, p)| p))
                 .and_then(|p| p.trim().parse::<u16>().ok())
         };
         self.port = match proc.wait_for(STARTUP_DEADLINE, POLL, listening) {
@@ -131,6 +116,7 @@ impl BackendProcess {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -146,14 +132,17 @@ impl BackendProcess {
             .unwrap_or_else(|| panic!("backend {} does not answer", self.name))
     }
 
+    /// Requests it served.
     pub fn requests(&self) -> u64 {
         self.stats()["requests"].as_u64().unwrap()
     }
 
+    /// Its epoch now.
     pub fn epoch(&self) -> u64 {
         self.stats()["epoch"].as_u64().unwrap()
     }
 
+    /// How many times it was fenced.
     pub fn fences(&self) -> u64 {
         self.stats()["fences"].as_u64().unwrap()
     }
@@ -203,8 +192,6 @@ impl Drop for BackendProcess {
     }
 }
 
-/// A cluster file for these backends: `(name, backend, standby)`.
-/// `director_extra` is appended to `[director]` (keys not set here).
 /// The value of one metric line, e.g. `name{le="0.25"}`.
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
@@ -214,6 +201,8 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .unwrap()
 }
 
+/// A cluster file for these backends: `(backend, standby)`.
+/// `director_extra` is appended to `[director]` (keys not set here).
 pub fn cluster_file(webs: &[(&BackendProcess, bool)], director_extra: &str) -> String {
     let mut text = format!(
         "secret = \"{SECRET}\"\n\n[director]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
@@ -233,6 +222,7 @@ pub fn cluster_file(webs: &[(&BackendProcess, bool)], director_extra: &str) -> S
 pub struct DirectorProcess {
     proc: ChildProcess,
     log: PathBuf,
+    /// The cluster file it reads.
     pub config: PathBuf,
     /// The public listener.
     pub public: SocketAddr,
@@ -243,21 +233,23 @@ pub struct DirectorProcess {
 impl DirectorProcess {
     /// Starts a director on `cluster` (a cluster file's text) and waits
     /// until every server is up.
-    pub fn start(cluster: &str) -> Self {
-        let d = Self::start_no_wait(cluster);
+    pub fn start(sticky: Sticky, cluster: &str) -> Self {
+        let d = Self::start_no_wait(sticky, cluster);
         d.wait_all_up();
         d
     }
 
     /// Starts a director and waits only until it listens.
-    pub fn start_no_wait(cluster: &str) -> Self {
-        Self::start_with_args(cluster, &[])
+    pub fn start_no_wait(sticky: Sticky, cluster: &str) -> Self {
+        Self::start_with_args(sticky, cluster, &[])
     }
 
-    pub fn start_with_args(cluster: &str, args: &[&str]) -> Self {
+    /// `sticky director --config FILE ARGS...`, waited for until it
+    /// listens (its ports are read back from its log).
+    pub fn start_with_args(sticky: Sticky, cluster: &str, args: &[&str]) -> Self {
         let config = temp_path("director-cluster", "toml");
         std::fs::write(&config, cluster).expect("write the cluster file");
-        let mut cmd = sticky_command();
+        let mut cmd = sticky.command();
         cmd.args([
             "--log",
             "info,sticky_director=debug",
@@ -306,10 +298,12 @@ impl DirectorProcess {
         HttpClient::new(self.public)
     }
 
+    /// `GET path` on the admin listener.
     pub fn admin_get(&self, path: &str) -> Response {
         HttpClient::new(self.admin).get(path).expect("admin GET")
     }
 
+    /// `POST path` on the admin listener.
     pub fn admin_post(&self, path: &str) -> Response {
         HttpClient::new(self.admin)
             .request("POST", path, &[], b"")
@@ -334,6 +328,8 @@ impl DirectorProcess {
             .unwrap_or(Value::Null)
     }
 
+    /// The state of server `name` in `/api/cluster` (`absent` if not
+    /// there).
     pub fn state(&self, name: &str) -> String {
         self.server(name)["state"]
             .as_str()
@@ -364,6 +360,7 @@ impl DirectorProcess {
         std::fs::write(&self.config, cluster).expect("rewrite the cluster file");
     }
 
+    /// The director's process id.
     pub fn pid(&self) -> u32 {
         self.proc.pid()
     }
@@ -380,6 +377,7 @@ impl DirectorProcess {
             .unwrap_or_else(|| panic!("director still running:\n{}", self.log_text()))
     }
 
+    /// Everything it has logged so far.
     pub fn log_text(&self) -> String {
         read_text(&self.log)
     }
@@ -406,13 +404,6 @@ pub fn route_target(value: &str) -> &str {
     value.rsplit_once('.').map_or(value, |(name, _)| name)
 }
 
-/// A fresh empty directory.
-pub fn temp_dir(prefix: &str) -> PathBuf {
-    let dir = temp_path(prefix, "d");
-    std::fs::create_dir_all(&dir).expect("create a temp dir");
-    dir
-}
-
 /// What one virtual user of a [`Load`] saw.
 #[derive(Debug, Default, Clone)]
 pub struct ClientReport {
@@ -435,6 +426,7 @@ pub struct Load {
 }
 
 impl Load {
+    /// `clients` virtual users sending `GET path` to `addr`.
     pub fn start(addr: SocketAddr, clients: usize, path: &str) -> Self {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{Arc, Mutex};
@@ -494,6 +486,7 @@ impl Load {
         }
     }
 
+    /// How many virtual users there are.
     pub fn clients(&self) -> usize {
         self.reports.len()
     }

@@ -1,4 +1,5 @@
-//! Bad input over raw TCP against a real `sticky store`: garbage, truncated
+//! Bad input over raw TCP against a store served in this process on a free
+//! port ([`StoreServer`]): garbage, truncated
 //! and malformed frames, oversized declarations, connection floods and idle
 //! clients. Each time the offending connection gets an error or is closed,
 //! while a client connected before keeps working and the data written
@@ -6,12 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use support::{encode_request, wait_until, Resp, RespConn, StoreProcess, DEADLINE};
+use sticky_proto::resp::Limits;
+use sticky_store::StoreConfig;
+use sticky_test_support::{encode_request, wait_until, Resp, RespConn, StoreServer, DEADLINE};
 
 /// A client connected, with data written, before an attack.
 struct Bystander {
@@ -20,7 +21,7 @@ struct Bystander {
 }
 
 impl Bystander {
-    fn new(store: &StoreProcess, tag: &str) -> Bystander {
+    fn new(store: &StoreServer, tag: &str) -> Bystander {
         let mut conn = store.client();
         assert_eq!(
             conn.cmd(&[b"SET", format!("before:{tag}").as_bytes(), b"plain value"])
@@ -48,8 +49,8 @@ impl Bystander {
 
     /// The store still runs, this connection still works, the data is
     /// still there, and new clients are served.
-    fn check(&mut self, store: &mut StoreProcess) {
-        assert!(store.is_running(), "the store died: {}", store.log_text());
+    fn check(&mut self, store: &StoreServer) {
+        assert!(store.is_running(), "the store stopped serving");
         let tag = &self.tag;
         let c = &mut self.conn;
         assert_eq!(c.cmd_str("PING"), Resp::simple("PONG"), "[{tag}]");
@@ -79,7 +80,7 @@ impl Bystander {
 }
 
 /// A raw connection that has not sent anything yet.
-fn attacker(store: &StoreProcess) -> RespConn {
+fn attacker(store: &StoreServer) -> RespConn {
     RespConn::from_stream(store.connect()).unwrap()
 }
 
@@ -115,7 +116,7 @@ fn expect_close_maybe_error(c: &mut RespConn, expected: &str, what: &str) {
     );
 }
 
-fn info_field(store: &StoreProcess, section: &str, name: &str) -> String {
+fn info_field(store: &StoreServer, section: &str, name: &str) -> String {
     store
         .client()
         .cmd(&[b"INFO", section.as_bytes()])
@@ -138,7 +139,7 @@ fn garbage(len: usize, mut seed: u64) -> Vec<u8> {
 
 #[test]
 fn garbage_bytes() {
-    let mut store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut by = Bystander::new(&store, "garbage");
 
     // A line of binary junk is an unknown inline command: an error reply,
@@ -169,7 +170,7 @@ fn garbage_bytes() {
             );
         }
     }
-    by.check(&mut store);
+    by.check(&store);
     let errors: u64 = info_field(&store, "stats", "protocol_errors")
         .parse()
         .unwrap();
@@ -178,7 +179,7 @@ fn garbage_bytes() {
 
 #[test]
 fn malformed_frames_get_a_protocol_error_and_are_closed() {
-    let mut store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut by = Bystander::new(&store, "malformed");
     let cases: &[(&str, &[u8], &str)] = &[
         (
@@ -260,7 +261,7 @@ fn malformed_frames_get_a_protocol_error_and_are_closed() {
     assert_eq!(c.read_reply().unwrap(), Resp::ok());
     assert_eq!(c.cmd_str("GET quoted"), Resp::bulk("a b\n"));
 
-    by.check(&mut store);
+    by.check(&store);
     let errors: u64 = info_field(&store, "stats", "protocol_errors")
         .parse()
         .unwrap();
@@ -269,7 +270,7 @@ fn malformed_frames_get_a_protocol_error_and_are_closed() {
 
 #[test]
 fn truncated_frames_then_disconnect() {
-    let mut store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut by = Bystander::new(&store, "truncated");
     let full = encode_request(&[b"SET", b"t", b"hello"]);
     // Every strict prefix, each on its own connection, then a disconnect.
@@ -283,7 +284,7 @@ fn truncated_frames_then_disconnect() {
     send(&mut c, b"*3\r\n$3\r\nSET\r\n$1\r\nt\r\n$10000000\r\n");
     send(&mut c, &vec![b'x'; 1_000_000]);
     drop(c);
-    by.check(&mut store);
+    by.check(&store);
     assert_eq!(
         by.conn.cmd_str("GET t"),
         Resp::NilBulk,
@@ -299,12 +300,12 @@ fn truncated_frames_then_disconnect() {
         assert_eq!(c.read_reply().unwrap(), Resp::ok(), "cut at {cut}");
     }
     assert_eq!(by.conn.cmd_str("GET t"), Resp::bulk("hello"));
-    by.check(&mut store);
+    by.check(&store);
 }
 
 #[test]
 fn a_1_gb_bulk_length_is_refused_from_the_header_alone() {
-    let mut store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut by = Bystander::new(&store, "huge-bulk");
     let rss_before = store.rss_bytes();
     let mut c = attacker(&store);
@@ -341,12 +342,18 @@ fn a_1_gb_bulk_length_is_refused_from_the_header_alone() {
         "RSS grew from {rss_before} to {rss_after} bytes"
     );
     assert!(rss_after < 256 * 1024 * 1024, "RSS {rss_after} bytes");
-    by.check(&mut store);
+    by.check(&store);
 }
 
 #[test]
-fn max_bulk_flag_is_enforced() {
-    let mut store = StoreProcess::start(&["--max-bulk", "1KiB"]);
+fn max_bulk_is_enforced() {
+    let store = StoreServer::start(StoreConfig {
+        limits: Limits {
+            max_bulk: 1024,
+            ..Limits::default()
+        },
+        ..StoreConfig::default()
+    });
     let mut by = Bystander::new(&store, "max-bulk");
     let mut c = attacker(&store);
     assert_eq!(c.cmd(&[b"SET", b"k", &[b'a'; 1024]]).unwrap(), Resp::ok());
@@ -355,14 +362,14 @@ fn max_bulk_flag_is_enforced() {
     expect_error_then_close(
         &mut c,
         "ERR Protocol error: bulk length 1025 over the limit of 1024 bytes",
-        "--max-bulk 1KiB",
+        "max_bulk 1 KiB",
     );
-    by.check(&mut store);
+    by.check(&store);
 }
 
 #[test]
 fn a_frame_declaring_100000_arguments() {
-    let mut store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut by = Bystander::new(&store, "many-args");
     let expected = "ERR Protocol error: too many arguments: 100000 (limit 4096)";
     let rss_before = store.rss_bytes();
@@ -396,12 +403,12 @@ fn a_frame_declaring_100000_arguments() {
         rss_after < rss_before + 64 * 1024 * 1024,
         "RSS grew from {rss_before} to {rss_after} bytes"
     );
-    by.check(&mut store);
+    by.check(&store);
 }
 
 #[test]
 fn an_over_long_inline_line() {
-    let mut store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut by = Bystander::new(&store, "inline");
     let expected = "ERR Protocol error: too big inline request";
     // One byte over 64 KiB, without a newline: all of it must be read
@@ -427,12 +434,15 @@ fn an_over_long_inline_line() {
         .unwrap()
         .is_error_starting("ERR unknown command"));
     assert_eq!(c.cmd_str("PING"), Resp::simple("PONG"));
-    by.check(&mut store);
+    by.check(&store);
 }
 
 #[test]
 fn connection_flood_beyond_max_clients() {
-    let mut store = StoreProcess::start(&["--max-clients", "5"]);
+    let store = StoreServer::start(StoreConfig {
+        max_clients: 5,
+        ..StoreConfig::default()
+    });
     let mut first = store.client();
     // The readiness probe's connection may still hold a slot: wait until
     // it is gone.
@@ -513,7 +523,10 @@ fn connection_flood_beyond_max_clients() {
 
 #[test]
 fn idle_timeout_closes_idle_connections() {
-    let mut store = StoreProcess::start(&["--idle-timeout", "1"]);
+    let store = StoreServer::start(StoreConfig {
+        idle_timeout: Some(Duration::from_secs(1)),
+        ..StoreConfig::default()
+    });
     let mut c = store.client();
     assert_eq!(c.cmd_str("SET before idle"), Resp::ok());
     let idle_since = Instant::now();
@@ -537,7 +550,10 @@ fn idle_timeout_closes_idle_connections() {
 
 #[test]
 fn idle_timeout_spares_active_connections() {
-    let store = StoreProcess::start(&["--idle-timeout", "2"]);
+    let store = StoreServer::start(StoreConfig {
+        idle_timeout: Some(Duration::from_secs(2)),
+        ..StoreConfig::default()
+    });
     let mut c = store.client();
     // A request every 100 ms for 3 s, longer than the 2 s timeout.
     let start = Instant::now();

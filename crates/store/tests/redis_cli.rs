@@ -1,4 +1,5 @@
-//! The real `redis-cli` drives a real `sticky store`: what it prints must be
+//! The real `redis-cli` drives a store served in this process on a free
+//! port ([`StoreServer`]): what it prints must be
 //! exactly what it prints against Redis. Skipped (loudly) when `redis-cli`
 //! is not installed, except in CI (`CI` set), where that is a failure.
 //!
@@ -7,15 +8,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::process::{Command, Output, Stdio};
 
-use support::{require_program, StoreProcess};
+use sticky_store::StoreConfig;
+use sticky_test_support::{require_program, StoreServer};
 
 /// Runs `redis-cli -h 127.0.0.1 -p PORT ARGS...` and returns its output;
 /// fails the test if it does not exit 0.
-fn cli(store: &StoreProcess, args: &[&str]) -> Output {
+fn cli(store: &StoreServer, args: &[&str]) -> Output {
     let out = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &store.port().to_string()])
         .args(args)
@@ -36,7 +36,7 @@ fn cli(store: &StoreProcess, args: &[&str]) -> Output {
 }
 
 /// stdout of `redis-cli ARGS...`.
-fn run(store: &StoreProcess, args: &[&str]) -> String {
+fn run(store: &StoreServer, args: &[&str]) -> String {
     String::from_utf8(cli(store, args).stdout).expect("redis-cli printed UTF-8")
 }
 
@@ -45,7 +45,7 @@ fn redis_cli_plain_commands() {
     if !require_program("redis-cli") {
         return;
     }
-    let store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     assert_eq!(run(&store, &["PING"]), "PONG\n");
     assert_eq!(run(&store, &["PING", "hello world"]), "hello world\n");
     assert_eq!(run(&store, &["SET", "k", "v"]), "OK\n");
@@ -93,7 +93,7 @@ fn redis_cli_interactive_format_with_no_raw() {
     if !require_program("redis-cli") {
         return;
     }
-    let store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let nr = |args: &[&str]| {
         let mut all = vec!["--no-raw"];
         all.extend_from_slice(args);
@@ -133,7 +133,7 @@ fn redis_cli_session_commands_raw() {
     if !require_program("redis-cli") {
         return;
     }
-    let store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     assert_eq!(run(&store, &["SESS.GET", "s"]), "\n");
     assert_eq!(
         run(&store, &["SESS.PUT", "s", "1", "2", "ws1", "0", "pay load"]),
@@ -182,7 +182,11 @@ fn redis_cli_info() {
     if !require_program("redis-cli") {
         return;
     }
-    let store = StoreProcess::start(&["--max-memory", "1MiB", "--max-clients", "77"]);
+    let store = StoreServer::start(StoreConfig {
+        max_memory: 1 << 20,
+        max_clients: 77,
+        ..StoreConfig::default()
+    });
     assert_eq!(run(&store, &["SET", "a", "1"]), "OK\n");
     assert_eq!(run(&store, &["SET", "b", "2", "EX", "1000"]), "OK\n");
     let info = run(&store, &["INFO"]);
@@ -224,7 +228,10 @@ fn redis_cli_with_a_password() {
         return;
     }
     let pass = "pa ss!word";
-    let store = StoreProcess::start(&["--requirepass", pass]);
+    let store = StoreServer::start(StoreConfig {
+        requirepass: Some(pass.into()),
+        ..StoreConfig::default()
+    });
     // Without the password: NOAUTH, printed on stdout.
     assert_eq!(
         run(&store, &["PING"]),
@@ -290,7 +297,7 @@ fn redis_cli_reads_commands_from_stdin_and_pipes() {
         return;
     }
     use std::io::Write;
-    let store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     // Several commands on stdin, one per line: one reply line each.
     let mut child = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &store.port().to_string()])
@@ -313,7 +320,7 @@ fn redis_cli_reads_commands_from_stdin_and_pipes() {
     // --pipe mode (mass insertion) with raw RESP.
     let mut data = Vec::new();
     for i in 0..1000 {
-        data.extend(support::encode_request(&[
+        data.extend(sticky_test_support::encode_request(&[
             b"SET",
             format!("key:{i}").as_bytes(),
             format!("value:{i}").as_bytes(),

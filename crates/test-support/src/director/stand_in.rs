@@ -1,7 +1,15 @@
 //! A tiny web server standing in for a Sticky web server, run as a real
 //! separate process: the test binary re-executes itself with
 //! `--exact director_test_backend` and the `STICKY_TEST_BACKEND*` variables,
-//! and that one test serves forever.
+//! and that one test serves forever. Every test file that starts one
+//! ([`BackendProcess`](super::BackendProcess)) must define that test:
+//!
+//! ```ignore
+//! #[test]
+//! fn director_test_backend() {
+//!     sticky_test_support::director::stand_in::run_if_requested();
+//! }
+//! ```
 //!
 //! It implements the control endpoints of `docs/protocol.md` (health with
 //! an epoch, fence that takes a new epoch and drops the "cache"), accepting
@@ -25,7 +33,6 @@
 //! its epoch with `503` and `sticky-fenced`, untouched.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +45,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+
+use crate::random::random_u64;
 
 /// Environment variable naming the backend; its presence turns the special
 /// test into a server.
@@ -133,17 +142,6 @@ async fn serve(state: Arc<State>, port: u16) {
                 .await;
         });
     }
-}
-
-fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {

@@ -1,39 +1,108 @@
-//! A small blocking HTTP/1.1 client that shows exactly what came back:
-//! keep-alive, a cookie jar, `Content-Length` and chunked bodies.
+//! The one HTTP/1.1 client of the tests, blocking, showing exactly what
+//! came back: one-shot requests ([`http_request`], `Connection: close`),
+//! a keep-alive client with a cookie jar ([`HttpClient`]), raw bytes in
+//! and one response out ([`raw_exchange`]); one response parser
+//! ([`read_response`]: `Content-Length`, chunked, or until close).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// Socket timeouts: a bound on a hung test, never a wait a passing test
-/// sits through.
+use serde_json::Value;
+
+/// Socket timeouts of one request: a bound on a hung test, never a wait a
+/// passing test sits through.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One response.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Response {
+    /// Status code.
     pub status: u16,
-    /// Header names in lower case, in order.
+    /// Header names (lower case) and values, in order.
     pub headers: Vec<(String, String)>,
+    /// The body (de-chunked).
     pub body: Vec<u8>,
 }
 
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "HTTP {} {:?} {:?}",
+            self.status,
+            self.headers,
+            self.text()
+        )
+    }
+}
+
 impl Response {
-    /// The first header called `name` (lower case).
+    /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    /// Every `Set-Cookie` as `(name, value)`.
-    pub fn set_cookies(&self) -> Vec<(String, String)> {
+    /// Every value of header `name`.
+    pub fn headers_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
-            .filter(|(k, _)| k == "set-cookie")
-            .filter_map(|(_, v)| {
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; panics showing the response if it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {self:?}"))
+    }
+
+    /// Asserts status 200 and returns the JSON body.
+    pub fn json_ok(&self) -> Value {
+        assert_eq!(self.status, 200, "expected 200: {self:?}");
+        self.json()
+    }
+
+    /// The value the response sets cookie `name` to: `Some(Some(v))` for a
+    /// new value, `Some(None)` for a removal (`Max-Age=0` or empty value),
+    /// `None` if it does not set it.
+    pub fn set_cookie(&self, name: &str) -> Option<Option<String>> {
+        self.cookies_set()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Every cookie the response sets, in order, as in
+    /// [`set_cookie`](Self::set_cookie): `(name, Some(value))` for a new
+    /// value, `(name, None)` for a removal.
+    pub fn cookies_set(&self) -> Vec<(String, Option<String>)> {
+        self.headers_all("set-cookie")
+            .filter_map(|line| {
+                let mut parts = line.split(';');
+                let (k, v) = parts.next()?.trim().split_once('=')?;
+                let removed =
+                    v.is_empty() || parts.any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+                Some((k.to_owned(), (!removed).then(|| v.to_owned())))
+            })
+            .collect()
+    }
+
+    /// Every `Set-Cookie` as `(name, value)`, removals included (with
+    /// their empty or stale value).
+    pub fn set_cookies(&self) -> Vec<(String, String)> {
+        self.headers_all("set-cookie")
+            .filter_map(|v| {
                 let pair = v.split(';').next()?;
                 let (n, val) = pair.split_once('=')?;
                 Some((n.trim().to_owned(), val.trim().to_owned()))
@@ -43,16 +112,9 @@ impl Response {
 
     /// The whole `Set-Cookie` header for cookie `name`.
     pub fn set_cookie_line(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k == "set-cookie")
-            .map(|(_, v)| v.as_str())
-            .find(|v| v.starts_with(&format!("{name}=")))
-    }
-
-    /// The body as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
+        let prefix = format!("{name}=");
+        self.headers_all("set-cookie")
+            .find(|v| v.starts_with(&prefix))
     }
 
     /// Which backend answered (`x-backend`).
@@ -70,6 +132,75 @@ impl Response {
     }
 }
 
+/// [`http_request_timeout`] with [`HTTP_TIMEOUT`].
+///
+/// # Errors
+///
+/// Connecting, sending or reading failed, or the response is malformed.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> io::Result<Response> {
+    http_request_timeout(addr, method, path, headers, body, HTTP_TIMEOUT)
+}
+
+/// One HTTP/1.1 request on a new connection (`Connection: close`, `Host`
+/// the address, `Content-Length` always): the whole response. Header
+/// values are sent as given, byte for byte.
+///
+/// # Errors
+///
+/// Connecting, sending or reading failed, or the response is malformed.
+pub fn http_request_timeout(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> io::Result<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.set_nodelay(true)?;
+    let body = body.unwrap_or_default();
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n").into_bytes();
+    for (k, v) in headers {
+        req.extend_from_slice(k.as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(v.as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    req.extend_from_slice(body);
+    s.write_all(&req)?;
+    read_response(&mut BufReader::new(s), method == "HEAD")
+}
+
+/// `method path` on `addr` (see [`http_request`]) with `Cookie: cookie`
+/// unless `cookie` is empty, and `json` as the body if given.
+pub(crate) fn request_with_cookie(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    json: Option<&Value>,
+) -> io::Result<Response> {
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if !cookie.is_empty() {
+        headers.push(("Cookie", cookie));
+    }
+    let body = json.map(|j| serde_json::to_vec(j).expect("JSON serializes"));
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    http_request(addr, method, path, &headers, body.as_deref())
+}
+
 /// A client: one keep-alive connection, reopened when the server closed
 /// it while idle (as browsers do), and a cookie jar.
 pub struct HttpClient {
@@ -80,6 +211,7 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
+    /// A client of `addr`, not connected yet, with an empty jar.
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
@@ -89,11 +221,20 @@ impl HttpClient {
     }
 
     /// `GET path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Self::request).
     pub fn get(&mut self, path: &str) -> io::Result<Response> {
         self.request("GET", path, &[], b"")
     }
 
     /// Sends a request with these extra headers and body; reads the answer.
+    ///
+    /// # Errors
+    ///
+    /// Connecting, sending or reading failed (the connection is then
+    /// dropped), or the response is malformed.
     pub fn request(
         &mut self,
         method: &str,
@@ -184,7 +325,11 @@ fn read_line(r: &mut impl BufRead) -> io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-/// Reads one response from `r`.
+/// Reads one response from `r` (without its body if `head_only`).
+///
+/// # Errors
+///
+/// Reading failed, or the response is malformed.
 pub fn read_response(r: &mut impl BufRead, head_only: bool) -> io::Result<Response> {
     let status_line = read_line(r)?;
     let status: u16 = status_line
@@ -242,6 +387,10 @@ pub fn read_response(r: &mut impl BufRead, head_only: bool) -> io::Result<Respon
 }
 
 /// Sends `bytes` on a new connection and reads one response.
+///
+/// # Errors
+///
+/// Connecting or reading failed, or the response is malformed.
 pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> io::Result<Response> {
     let s = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)?;
     s.set_read_timeout(Some(HTTP_TIMEOUT))?;

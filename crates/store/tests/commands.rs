@@ -1,16 +1,17 @@
-//! Every store command round-trips through a real `sticky store` process
-//! over TCP: the session commands with their stamps, tombstones and TTLs,
-//! expiry (lazy and active), AUTH, the memory limit, RESP3 and graceful
-//! shutdown; first on the wire (exact replies), then through the async
-//! `StoreClient` that web servers use.
+//! Every store command round-trips over TCP through a store served in
+//! this process on a free port ([`StoreServer`]): the session commands with
+//! their stamps, tombstones and TTLs, expiry (lazy and active), AUTH, the
+//! memory limit and RESP3; first on the wire (exact replies), then through
+//! the async `StoreClient` that web servers use. The `sticky store`
+//! process (its flags, signals and exit codes) is tested in the `sticky`
+//! crate's `tests/store_process.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use support::{wait_until, Resp, RespConn, StoreProcess, DEADLINE};
+use sticky_store::StoreConfig;
+use sticky_test_support::{wait_until, Resp, RespConn, StoreServer, DEADLINE};
 
 /// A `SESS.GET` reply, decoded.
 #[derive(Debug, PartialEq)]
@@ -75,7 +76,7 @@ fn dbsize(c: &mut RespConn) -> i64 {
 
 #[test]
 fn sess_put_and_get_round_trip_binary_payloads_with_stamps() {
-    let store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut c = store.client();
     assert_eq!(sess_get(&mut c, b"absent"), None);
     assert_eq!(c.cmd_str("SESS.GET absent"), Resp::NilBulk);
@@ -110,23 +111,29 @@ fn sess_put_and_get_round_trip_binary_payloads_with_stamps() {
     let again = sess_get(&mut c, b"e").unwrap();
     assert!(again.pttl <= got.pttl, "{} > {}", again.pttl, got.pttl);
 
-    // Stamps use the full range below 2^63.
-    let big = i64::MAX as u64;
+    // Stamp parts go up to 2^53 - 1 (issue 15, item 11): beyond, a client
+    // could store a stamp no later claim can exceed.
+    let big = (1u64 << 53) - 1;
     assert_eq!(put(&mut c, "big", big, big, "ws1", 0, b"x"), Resp::ok());
     assert_eq!(
         sess_get(&mut c, b"big"),
-        Some(live(i64::MAX, i64::MAX, "ws1", b"x"))
+        Some(live(big as i64, big as i64, "ws1", b"x"))
     );
     assert_eq!(
         put(&mut c, "big", big, big, "ws1", 0, b"x"),
         Resp::error(&format!("STALE {big} {big}"))
+    );
+    let beyond = put(&mut c, "huge", big + 1, 0, "ws1", 0, b"x");
+    assert!(
+        format!("{beyond:?}").contains("a stamp part must be decimal digits"),
+        "{beyond:?}"
     );
     assert_eq!(c.cmd_str("TYPE s"), Resp::simple("session"));
 }
 
 #[test]
 fn stale_and_equal_stamps_are_refused_with_the_stored_stamp() {
-    let store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut c = store.client();
     assert_eq!(put(&mut c, "s", 2, 5, "ws1", 0, b"kept"), Resp::ok());
     // Lower generation (even with a higher seq), lower seq, equal stamp.
@@ -150,7 +157,7 @@ fn stale_and_equal_stamps_are_refused_with_the_stored_stamp() {
 
 #[test]
 fn claim_succeeds_only_on_the_expected_stamp() {
-    let store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut c = store.client();
     assert_eq!(
         c.cmd_str("SESS.CLAIM s 1 1 2 0 ws2 0"),
@@ -205,7 +212,10 @@ fn claim_succeeds_only_on_the_expected_stamp() {
 
 #[test]
 fn tombstones_block_resurrection_until_they_expire() {
-    let store = StoreProcess::start(&["--tombstone-ttl", "30"]);
+    let store = StoreServer::start(StoreConfig {
+        tombstone_ttl: Duration::from_secs(30),
+        ..StoreConfig::default()
+    });
     let mut c = store.client();
     assert_eq!(put(&mut c, "s", 1, 1, "ws1", 0, b"data"), Resp::ok());
     // A delete with a stamp not above the stored one is refused.
@@ -225,7 +235,7 @@ fn tombstones_block_resurrection_until_they_expire() {
     );
     assert!(
         t.pttl > 0 && t.pttl <= 30_000,
-        "tombstone pttl {} should come from --tombstone-ttl 30",
+        "tombstone pttl {} should come from a tombstone TTL of 30 s",
         t.pttl
     );
     // A delayed older put (or one with the delete's own stamp) is refused.
@@ -264,7 +274,7 @@ fn tombstones_block_resurrection_until_they_expire() {
 
 #[test]
 fn touch_sets_the_ttl_of_live_copies_only() {
-    let store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut c = store.client();
     assert_eq!(c.cmd_str("SESS.TOUCH absent 1000"), Resp::Int(0));
     assert_eq!(c.cmd_str("SET plain v"), Resp::ok());
@@ -296,7 +306,7 @@ fn touch_sets_the_ttl_of_live_copies_only() {
 
 #[test]
 fn short_ttls_expire_lazily_and_actively() {
-    let store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut c = store.client();
     // Lazy: a read after the deadline sees nothing.
     assert_eq!(put(&mut c, "s", 3, 3, "ws1", 100, b"data"), Resp::ok());
@@ -330,7 +340,7 @@ fn short_ttls_expire_lazily_and_actively() {
 
 #[test]
 fn plain_redis_commands_and_pipelining() {
-    let store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut c = store.client();
     assert_eq!(c.cmd_str("SET k v"), Resp::ok());
     assert_eq!(c.cmd_str("SET k w NX"), Resp::NilBulk);
@@ -356,11 +366,11 @@ fn plain_redis_commands_and_pipelining() {
     // Errors for bad arguments keep the connection usable.
     assert_eq!(
         c.cmd_str("SESS.PUT s x 1 ws1 0 p"),
-        Resp::error("ERR value is not an integer or out of range")
+        Resp::error("ERR a stamp part must be decimal digits from 0 to 9007199254740991")
     );
     assert_eq!(
         c.cmd_str("SESS.PUT s -1 1 ws1 0 p"),
-        Resp::error("ERR value is out of range, must be positive")
+        Resp::error("ERR a stamp part must be decimal digits from 0 to 9007199254740991")
     );
     assert_eq!(
         c.cmd_str("SESS.PUT s 1 1"),
@@ -373,12 +383,12 @@ fn plain_redis_commands_and_pipelining() {
     // 200 pipelined requests in one write get 200 replies in order.
     let mut batch = Vec::new();
     for i in 0..100 {
-        batch.extend(support::encode_request(&[
+        batch.extend(sticky_test_support::encode_request(&[
             b"SET",
             format!("p{i}").as_bytes(),
             format!("v{i}").as_bytes(),
         ]));
-        batch.extend(support::encode_request(&[
+        batch.extend(sticky_test_support::encode_request(&[
             b"GET",
             format!("p{i}").as_bytes(),
         ]));
@@ -392,7 +402,7 @@ fn plain_redis_commands_and_pipelining() {
     assert_eq!(c.cmd_str("DBSIZE"), Resp::Int(0));
 
     // The same through the redis crate (as any Redis client would).
-    let mut r = support::redis_connection(&store);
+    let mut r = store.redis_connection();
     let _: () = redis::cmd("SET")
         .arg("rk")
         .arg(b"\x00bin")
@@ -410,7 +420,10 @@ fn plain_redis_commands_and_pipelining() {
 
 #[test]
 fn auth_is_required_with_requirepass() {
-    let store = StoreProcess::start(&["--requirepass", "s3cret pass"]);
+    let store = StoreServer::start(StoreConfig {
+        requirepass: Some("s3cret pass".into()),
+        ..StoreConfig::default()
+    });
     let mut c = RespConn::from_stream(store.connect()).unwrap();
     let noauth = Resp::error("NOAUTH Authentication required.");
     assert_eq!(c.cmd_str("PING"), noauth);
@@ -460,7 +473,7 @@ fn auth_is_required_with_requirepass() {
     assert!(q.read_to_close().is_empty());
 
     // A store without a password says so on AUTH.
-    let open = StoreProcess::start(&[]);
+    let open = StoreServer::start_default();
     let mut o = open.client();
     assert!(o
         .cmd_str("AUTH x")
@@ -468,24 +481,11 @@ fn auth_is_required_with_requirepass() {
 }
 
 #[test]
-fn requirepass_file_is_read() {
-    let path = support::temp_path("password", "txt");
-    std::fs::write(&path, "from-file\nignored second line\n").unwrap();
-    let store = StoreProcess::start(&["--requirepass-file", path.to_str().unwrap()]);
-    let mut c = RespConn::from_stream(store.connect()).unwrap();
-    assert_eq!(
-        c.cmd_str("PING"),
-        Resp::error("NOAUTH Authentication required.")
-    );
-    assert!(c.cmd_str("AUTH ignored").is_error_starting("WRONGPASS "));
-    assert_eq!(c.cmd_str("AUTH from-file"), Resp::ok());
-    assert_eq!(c.cmd_str("PING"), Resp::simple("PONG"));
-    let _ = std::fs::remove_file(path);
-}
-
-#[test]
 fn max_memory_refuses_writes_but_deletes_still_work() {
-    let store = StoreProcess::start(&["--max-memory", "20KiB"]);
+    let store = StoreServer::start(StoreConfig {
+        max_memory: 20 * 1024,
+        ..StoreConfig::default()
+    });
     let mut c = store.client();
     let value = vec![b'x'; 1000];
     let mut stored = Vec::new();
@@ -535,7 +535,7 @@ fn max_memory_refuses_writes_but_deletes_still_work() {
 
 #[test]
 fn resp3_via_hello_3() {
-    let store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut c = store.client();
     match c.cmd_str("HELLO 3") {
         Resp::Map(pairs) => {
@@ -565,40 +565,6 @@ fn resp3_via_hello_3() {
     assert!(c.cmd_str("HELLO 4").is_error_starting("NOPROTO "));
 }
 
-#[test]
-fn sigterm_shuts_down_gracefully_and_exits_0() {
-    let mut store = StoreProcess::start(&[]);
-    let mut idle = store.client();
-    assert_eq!(put(&mut idle, "s", 1, 1, "ws1", 0, b"data"), Resp::ok());
-    let started = Instant::now();
-    store.sigterm();
-    let status = store.wait_exit(DEADLINE);
-    let took = started.elapsed();
-    assert!(status.success(), "exit status {status} after SIGTERM");
-    // Open connections are closed at once, not after the 5 s grace period.
-    assert!(
-        took < Duration::from_millis(4500),
-        "shutdown took {took:?} with an idle client connected"
-    );
-    assert!(idle.read_to_close().is_empty());
-    assert!(
-        store.log_text().contains("store stopped"),
-        "{}",
-        store.log_text()
-    );
-}
-
-#[test]
-fn sigkill_stops_the_store_at_once() {
-    use std::os::unix::process::ExitStatusExt;
-    let mut store = StoreProcess::start(&[]);
-    let mut c = store.client();
-    let status = store.kill9();
-    assert_eq!(status.signal(), Some(9), "{status}");
-    assert!(!store.is_running());
-    assert!(c.cmd(&[b"PING"]).is_err(), "a killed store answered");
-}
-
 // ---- Known store bugs: these fail until the store is fixed. ----
 
 /// `TTL` rounds with `(pttl_ms + 500) / 1000` in `i64`: a key whose PTTL is
@@ -608,7 +574,7 @@ fn sigkill_stops_the_store_at_once() {
 /// negative TTL.
 #[test]
 fn ttl_of_a_far_deadline_does_not_overflow() {
-    let store = StoreProcess::start(&[]);
+    let store = StoreServer::start_default();
     let mut c = store.client();
     assert_eq!(c.cmd_str("SET p v PX 9223372036854775807"), Resp::ok());
     let ttl = c.cmd(&[b"TTL", b"p"]).expect("TTL closed the connection");
@@ -619,13 +585,16 @@ fn ttl_of_a_far_deadline_does_not_overflow() {
     );
 }
 
-/// `--tombstone-ttl` seconds are turned into ms with `as_millis() as u64`
-/// and the deadline's remaining time into `i64` with `as`: a huge
-/// `--tombstone-ttl` gives tombstones a negative `pttl_ms` in `SESS.GET`
+/// The tombstone TTL (`--tombstone-ttl` seconds) was turned into ms with
+/// `as_millis() as u64` and the deadline's remaining time into `i64` with
+/// `as`: a huge tombstone TTL gave tombstones a negative `pttl_ms` in `SESS.GET`
 /// (which the protocol does not allow: `-1` or non-negative), and `PTTL`.
 #[test]
 fn huge_tombstone_ttl_gives_a_valid_pttl() {
-    let store = StoreProcess::start(&["--tombstone-ttl", "10000000000000000"]);
+    let store = StoreServer::start(StoreConfig {
+        tombstone_ttl: Duration::from_secs(10_000_000_000_000_000),
+        ..StoreConfig::default()
+    });
     let mut c = store.client();
     assert_eq!(c.cmd_str("SESS.DEL s 1 1"), Resp::ok());
     let t = sess_get(&mut c, b"s").unwrap();
@@ -644,7 +613,8 @@ mod store_client {
     use sticky_client::{ClientError, ClientOptions, StoreClient};
     use sticky_proto::Stamp;
 
-    use super::support::StoreProcess;
+    use sticky_store::StoreConfig;
+    use sticky_test_support::StoreServer;
 
     fn options(password: Option<&str>) -> ClientOptions {
         // Generous: the machine running the tests is small and busy.
@@ -656,13 +626,13 @@ mod store_client {
         }
     }
 
-    fn client(store: &StoreProcess) -> StoreClient {
+    fn client(store: &StoreServer) -> StoreClient {
         StoreClient::new(&store.addr().to_string(), options(store.password())).unwrap()
     }
 
     #[tokio::test]
     async fn put_get_stale_and_retried_puts() {
-        let store = StoreProcess::start(&[]);
+        let store = StoreServer::start_default();
         let c = client(&store);
         c.ping().await.unwrap();
         assert_eq!(c.get(b"s").await.unwrap(), None);
@@ -736,13 +706,13 @@ mod store_client {
                 tokio::time::Instant::now() < deadline,
                 "100 ms session never expired"
             );
-            tokio::time::sleep(super::support::POLL).await;
+            tokio::time::sleep(sticky_test_support::POLL).await;
         }
     }
 
     #[tokio::test]
     async fn claim_and_delete_with_typed_errors() {
-        let store = StoreProcess::start(&[]);
+        let store = StoreServer::start_default();
         let c = client(&store);
         assert_eq!(
             c.claim(b"s", Stamp::new(1, 1), Stamp::new(2, 0), "ws2", None)
@@ -824,13 +794,16 @@ mod store_client {
                 tokio::time::Instant::now() < deadline,
                 "50 ms tombstone never expired"
             );
-            tokio::time::sleep(super::support::POLL).await;
+            tokio::time::sleep(sticky_test_support::POLL).await;
         }
     }
 
     #[tokio::test]
     async fn auth_errors_and_success() {
-        let store = StoreProcess::start(&["--requirepass", "pw"]);
+        let store = StoreServer::start(StoreConfig {
+            requirepass: Some("pw".into()),
+            ..StoreConfig::default()
+        });
         let addr = store.addr().to_string();
         let none = StoreClient::new(&addr, options(None)).unwrap();
         let err = none
@@ -861,7 +834,10 @@ mod store_client {
 
     #[tokio::test]
     async fn out_of_memory_is_a_typed_error() {
-        let store = StoreProcess::start(&["--max-memory", "16KiB"]);
+        let store = StoreServer::start(StoreConfig {
+            max_memory: 16 * 1024,
+            ..StoreConfig::default()
+        });
         let c = client(&store);
         let payload = vec![7u8; 1000];
         let mut n = 0u64;
@@ -892,7 +868,7 @@ mod store_client {
 
     #[tokio::test]
     async fn resp3_url() {
-        let store = StoreProcess::start(&[]);
+        let store = StoreServer::start_default();
         let c = StoreClient::new(
             &format!("sticky://{}/?protocol=resp3", store.addr()),
             options(None),

@@ -1,55 +1,19 @@
-//! Support for integration tests that use Redis as the session store
-//! (`docs/redis.md`).
-//!
-//! Use it from a test file with `mod support; mod cluster_support; mod
-//! redis_support;`. What it offers:
-//!
-//! - [`have_redis`]: whether `redis-server` (and `redis-cli`) are installed;
-//!   skips loudly, or panics when `CI` is set.
-//! - [`RedisProcess`]: a `redis-server` child on a free loopback port, in a
-//!   directory of its own, started and waited for (it answers `PING` and
-//!   reports our child's pid), killed on drop; its log is printed when the
-//!   test fails.
-//! - [`redis_copy`], [`redis_copies_by_store`]: what the Redis servers hold
-//!   of a session, read with `HGETALL` and `PTTL` from the documented key
-//!   layout (`sticky:{<id>}`), as [`StoredCopy`]s like `SESS.GET` gives.
-//! - [`RedisClusterNodes`]: three `redis-server`s with `cluster-enabled`,
-//!   formed into a Redis Cluster of three masters with `redis-cli --cluster
-//!   create`; [`RedisClusterNodes::owner_of`] finds which master holds a
-//!   session.
-//! - [`RedisCluster`]: Redis servers, a cluster file whose `[[store]]`
-//!   tables point web servers at them with `url = "redis://..."`, and
-//!   `sticky web` processes started from it.
+//! Redis servers for the tests on Redis as the session store
+//! (`docs/redis.md`): [`RedisProcess`], a `redis-server` child on a free
+//! loopback port in a directory of its own, and [`RedisClusterNodes`],
+//! masters formed into a Redis Cluster with `redis-cli --cluster create`.
 
-// Not every test binary uses every helper.
-#![allow(dead_code, unreachable_pub)]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cluster_support::{
-    copies_by_id, start_webs, web_named, web_named_mut, ClusterConfig, Stamp, StoredCopy,
-    WebProcess,
-};
-use crate::support::{
-    free_port, read_text, require_program_from, tail, temp_path, ChildProcess, NotReady, POLL,
-    STARTUP_DEADLINE,
-};
+use crate::copies::{redis_try_copy, StoredCopy};
+use crate::process::{free_port, read_text, tail, temp_path, ChildProcess, NotReady};
+use crate::wait::{POLL, STARTUP_DEADLINE};
 
 /// How many free ports [`RedisProcess::start`] tries.
 const PORT_ATTEMPTS: usize = 5;
-
-/// Whether the Redis programs are installed: `redis-server` (and, if
-/// `with_cli`, `redis-cli`). Prints a loud `SKIPPED` line when they are
-/// not, or panics if `CI` is set.
-pub fn have_redis(with_cli: bool) -> bool {
-    require_program_from("redis-server", "redis-server")
-        && (!with_cli || require_program_from("redis-cli", "redis-tools"))
-}
 
 /// A running `redis-server`. Killed (SIGKILL) when dropped.
 pub struct RedisProcess {
@@ -197,119 +161,6 @@ impl Drop for RedisProcess {
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
-    }
-}
-
-/// What `conn` holds of the session `id` (32 hex characters), read from
-/// the documented layout: the hash `sticky:{<id>}` and its `PTTL`.
-pub fn redis_copy(conn: &mut redis::Connection, id: &str) -> Option<StoredCopy> {
-    redis_try_copy(conn, id).expect("HGETALL and PTTL")
-}
-
-/// [`redis_copy`], with Redis's errors (e.g. `MOVED` from a cluster node
-/// that does not own the key's slot) returned.
-pub fn redis_try_copy(
-    conn: &mut redis::Connection,
-    id: &str,
-) -> redis::RedisResult<Option<StoredCopy>> {
-    let key = format!("sticky:{{{id}}}");
-    let (fields, pttl): (HashMap<String, Vec<u8>>, i64) = redis::pipe()
-        .cmd("HGETALL")
-        .arg(&key)
-        .cmd("PTTL")
-        .arg(&key)
-        .query(conn)?;
-    if fields.is_empty() {
-        return Ok(None);
-    }
-    let text = |f: &str| String::from_utf8(fields.get(f).cloned().unwrap_or_default()).unwrap();
-    let kind = text("kind");
-    assert!(
-        kind == "live" || kind == "tombstone",
-        "{key}: bad kind {kind:?}: {fields:?}"
-    );
-    let expected = if kind == "live" { 5 } else { 3 };
-    assert_eq!(fields.len(), expected, "{key}: fields {:?}", fields.keys());
-    Ok(Some(StoredCopy {
-        live: kind == "live",
-        stamp: Stamp {
-            generation: text("gen").parse().unwrap(),
-            seq: text("seq").parse().unwrap(),
-        },
-        owner: text("owner"),
-        pttl,
-        payload: fields.get("payload").cloned().unwrap_or_default(),
-    }))
-}
-
-/// Every copy of each of `ids` on the Redis servers at `addrs`: for each
-/// id, the copies by server index (`None` where a server has none).
-pub fn redis_copies_by_store(
-    addrs: &[SocketAddr],
-    ids: &[String],
-) -> HashMap<String, Vec<Option<StoredCopy>>> {
-    let per_server: Vec<HashMap<String, StoredCopy>> = addrs
-        .iter()
-        .map(|a| {
-            let client = redis::Client::open(format!("redis://{a}/")).unwrap();
-            let mut c = client
-                .get_connection_with_timeout(Duration::from_secs(5))
-                .unwrap_or_else(|e| panic!("connect to redis-server {a}: {e}"));
-            ids.iter()
-                .filter_map(|id| redis_copy(&mut c, id).map(|copy| (id.clone(), copy)))
-                .collect()
-        })
-        .collect();
-    copies_by_id(&per_server, ids)
-}
-
-/// Redis servers, a cluster file whose stores `s1`, `s2`... are them
-/// (`url = "redis://..."`), and web servers started from it. Everything is
-/// killed on drop.
-pub struct RedisCluster {
-    /// The web servers, in the order given.
-    pub webs: Vec<WebProcess>,
-    /// The Redis servers behind `s1`, `s2`... in order.
-    pub redis: Vec<RedisProcess>,
-    /// The cluster file.
-    pub config: ClusterConfig,
-}
-
-impl RedisCluster {
-    /// Starts `n` Redis servers, writes a cluster file for them and the web
-    /// servers `webs` (adjusted by `configure`), starts the web servers.
-    pub fn start(
-        n: usize,
-        webs: &[&str],
-        configure: impl FnOnce(ClusterConfig) -> ClusterConfig,
-    ) -> RedisCluster {
-        let redis: Vec<RedisProcess> = (0..n).map(|_| RedisProcess::start(&[])).collect();
-        let addrs: Vec<SocketAddr> = redis.iter().map(RedisProcess::addr).collect();
-        let mut config = ClusterConfig::new(&addrs, webs);
-        for (i, r) in redis.iter().enumerate() {
-            config = config.store_url(&format!("s{}", i + 1), &r.url());
-        }
-        let config = configure(config).write();
-        RedisCluster {
-            webs: start_webs(&config, webs),
-            redis,
-            config,
-        }
-    }
-
-    /// The web server called `name`.
-    pub fn web(&self, name: &str) -> &WebProcess {
-        web_named(&self.webs, name)
-    }
-
-    /// The web server called `name`, mutably (to kill it).
-    pub fn web_mut(&mut self, name: &str) -> &mut WebProcess {
-        web_named_mut(&mut self.webs, name)
-    }
-
-    /// The Redis servers' addresses, `s1` first.
-    pub fn redis_addrs(&self) -> Vec<SocketAddr> {
-        self.redis.iter().map(RedisProcess::addr).collect()
     }
 }
 

@@ -1,0 +1,441 @@
+//! One suite of session cases, run on each store backend: `sticky store`
+//! processes and `redis-server` processes (named in the cluster file with
+//! `url = "redis://..."`, `docs/redis.md`), behind real `sticky web`
+//! processes, checked on the stores themselves (`SESS.GET`, or `HGETALL`
+//! and `PTTL` on Redis).
+//!
+//! - Takeover: a session written on ws1 continues on ws2 after ws1 is
+//!   killed with `kill -9`, R=1 and R=2 (C6, C7, invariant 1).
+//! - Fencing: the old host's late write is refused with 409; a paused host
+//!   whose session was taken over never serves its old copy once resumed
+//!   (invariants 2-4).
+//! - Store failover, R=2: a killed store loses nothing, every session is
+//!   back on two live stores within a bounded time, and a restarted store
+//!   is brought up to date (C9); a store and the host killed together lose
+//!   nothing.
+//!
+//! Each case is a function of the backend; [`backend_suite!`] makes one
+//! `#[test]` of each case per backend. The Redis ones are skipped loudly
+//! when `redis-server` is not installed, unless `CI` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use sticky_test_support::{Sticky, StoreBackend};
+
+/// The `sticky` binary under test.
+const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
+
+/// One `#[test]` per case of [`cases`], on the backend `$backend`.
+macro_rules! backend_suite {
+    ($backend:expr) => {
+        use super::{cases, StoreBackend};
+
+        const BACKEND: StoreBackend = $backend;
+
+        #[test]
+        fn r1_counter_continues_on_another_server_after_kill9() {
+            if BACKEND.available() {
+                cases::counter_continues_on_ws2_after_kill9(BACKEND, 1);
+            }
+        }
+
+        #[test]
+        fn r2_counter_continues_on_another_server_after_kill9() {
+            if BACKEND.available() {
+                cases::counter_continues_on_ws2_after_kill9(BACKEND, 2);
+            }
+        }
+
+        #[test]
+        fn an_old_hosts_late_write_is_refused_and_the_new_hosts_value_kept() {
+            if BACKEND.available() {
+                cases::an_old_hosts_late_write_is_refused_and_the_new_hosts_value_kept(BACKEND);
+            }
+        }
+
+        #[test]
+        fn paused_server_never_serves_its_old_copy_after_a_takeover() {
+            if BACKEND.available() {
+                cases::paused_server_never_serves_its_old_copy_after_a_takeover(BACKEND);
+            }
+        }
+
+        #[test]
+        fn r2_a_killed_store_loses_nothing_and_a_restarted_one_is_brought_up_to_date() {
+            if BACKEND.available() {
+                cases::r2_a_killed_store_loses_nothing_and_a_restarted_one_is_brought_up_to_date(
+                    BACKEND,
+                );
+            }
+        }
+
+        #[test]
+        fn r2_a_store_and_the_host_killed_together_lose_nothing() {
+            if BACKEND.available() {
+                cases::r2_a_store_and_the_host_killed_together_lose_nothing(BACKEND);
+            }
+        }
+    };
+}
+
+mod on_sticky_store {
+    backend_suite!(StoreBackend::Sticky);
+}
+
+mod on_redis {
+    backend_suite!(StoreBackend::Redis);
+}
+
+/// The cases, each a function of the store backend.
+mod cases {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use sticky_test_support::{
+        assert_no_newer_copy, holders, wait_until, Acked, Answer, Browser, Cluster, Stamp,
+        StoreBackend, DEADLINE,
+    };
+
+    use super::STICKY;
+
+    /// Re-copying after a store failure (detection by the 500 ms pinger,
+    /// then a rate-limited background scan) must finish within this.
+    const RECOPY_DEADLINE: Duration = Duration::from_secs(40);
+
+    /// Three stores of `backend` and the web servers ws1 and ws2, with
+    /// `replicas` copies of each session and a 3 s store timeout.
+    fn cluster(backend: StoreBackend, replicas: usize) -> Cluster {
+        Cluster::start_on(STICKY, backend, 3, &["ws1", "ws2"], |cfg| {
+            cfg.replicas(replicas).session("store_timeout_ms", "3000")
+        })
+    }
+
+    /// `n` new sessions on `web` ([`sticky_test_support::create_sessions`]),
+    /// each with its own id.
+    fn create_sessions(web: SocketAddr, n: usize) -> (Vec<Browser>, Acked) {
+        let (browsers, acked) = sticky_test_support::create_sessions(web, n);
+        assert_eq!(acked.len(), n, "every session has its own id");
+        (browsers, acked)
+    }
+
+    /// 5 increments on ws1, `kill -9` ws1, the same cookie on ws2 continues
+    /// at 6; the stores hold each acknowledged version on `replicas` of
+    /// them.
+    pub(super) fn counter_continues_on_ws2_after_kill9(backend: StoreBackend, replicas: usize) {
+        let mut c = cluster(backend, replicas);
+        let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
+        let mut b = Browser::new();
+        let mut last = None;
+        for i in 1..=5 {
+            let a = b.increment(ws1);
+            assert_eq!(a.value, i, "{a:?}");
+            assert_eq!(a.server, "ws1");
+            assert_eq!(a.source, if i == 1 { "new" } else { "cache" }, "{a:?}");
+            last = Some(a);
+        }
+        let last = last.unwrap();
+        let cookie = b.cookie.clone().expect("ws1 set a session cookie");
+        let id = b.id();
+
+        // Sync mode: the 5th answer left ws1 only after `replicas` stores
+        // had it.
+        let copies = &backend.copies(&c.store_addrs(), std::slice::from_ref(&id))[&id];
+        let holding: Vec<_> = copies
+            .iter()
+            .flatten()
+            .filter(|s| s.live && s.stamp == last.stamp)
+            .collect();
+        assert_eq!(
+            holding.len(),
+            replicas,
+            "copies of the acknowledged version: {copies:?}"
+        );
+        for copy in holding {
+            assert_eq!(copy.counter(), 5);
+            assert_eq!(copy.owner, "ws1");
+            assert!(
+                copy.pttl > 0,
+                "the idle timeout travels as the TTL: {copy:?}"
+            );
+        }
+
+        let status = c.web_mut("ws1").kill9();
+        assert!(!status.success(), "ws1 was killed: {status}");
+
+        let a = b.increment(ws2);
+        assert_eq!(
+            (a.value, a.server.as_str(), a.source.as_str()),
+            (6, "ws2", "store"),
+            "ws2 continues from the last acknowledged value: {a:?}"
+        );
+        assert!(
+            a.stamp.generation > last.stamp.generation,
+            "a takeover claims a new generation: {} after {}",
+            a.stamp,
+            last.stamp
+        );
+        assert_eq!(
+            b.cookie.as_deref(),
+            Some(cookie.as_str()),
+            "the session keeps its id"
+        );
+        let a2 = b.counter(ws2);
+        assert_eq!((a2.value, a2.source.as_str()), (6, "cache"), "{a2:?}");
+
+        // The stores hold ws2's version on `replicas` of them.
+        let copies = &backend.copies(&c.store_addrs(), std::slice::from_ref(&id))[&id];
+        let holding = copies
+            .iter()
+            .flatten()
+            .filter(|s| s.live && s.stamp == a.stamp && s.counter() == 6 && s.owner == "ws2")
+            .count();
+        assert_eq!(holding, replicas, "copies of ws2's version: {copies:?}");
+    }
+
+    /// R=2: a session made on ws1 moves to ws2; ws1, which still caches it
+    /// (no lease runs out, so it is not fenced), must lose its write
+    /// visibly (409), the stores keep ws2's value on both replicas, and ws1
+    /// then serves the stored copy.
+    pub(super) fn an_old_hosts_late_write_is_refused_and_the_new_hosts_value_kept(
+        backend: StoreBackend,
+    ) {
+        let c = Cluster::start_on(STICKY, backend, 3, &["ws1", "ws2"], |cfg| {
+            cfg.session("store_timeout_ms", "3000")
+        });
+        let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
+        let mut b = Browser::new();
+        for i in 1..=3 {
+            assert_eq!(b.increment(ws1).value, i);
+        }
+        let id = b.id();
+        let a = b.increment(ws2);
+        assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
+        let moved = a.stamp;
+
+        let r = b.post(ws1, "/api/counter", None);
+        assert_eq!(r.status, 409, "the old host's write is refused: {r:?}");
+        assert!(r.text().contains("moved"), "a clear error: {r:?}");
+
+        let copies = &backend.copies(&c.store_addrs(), std::slice::from_ref(&id))[&id];
+        let live: Vec<_> = copies.iter().flatten().collect();
+        assert_eq!(live.len(), 2, "{copies:?}");
+        for copy in live {
+            assert_eq!((copy.stamp, copy.counter()), (moved, 4), "{copies:?}");
+        }
+        // ws1 dropped its copy: it now serves the stored one.
+        let a = b.counter(ws1);
+        assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
+    }
+
+    /// ws1 is frozen (`SIGSTOP`) with its lease armed, its session moves to
+    /// ws2 and changes there; once the lease has run out ws1 resumes, and
+    /// must never serve or write on its old copy.
+    pub(super) fn paused_server_never_serves_its_old_copy_after_a_takeover(backend: StoreBackend) {
+        const LEASE: Duration = Duration::from_millis(1000);
+        let c = Cluster::start_on(STICKY, backend, 3, &["ws1", "ws2"], |cfg| {
+            cfg.session("lease_ms", "1000")
+                .session("store_timeout_ms", "3000")
+        });
+        let (ws1, ws2) = (c.web("ws1"), c.web("ws2"));
+        // ws2 is kept healthy, as a director would; ws1's lease is the
+        // subject.
+        let _ws2_lease = ws2.heartbeat();
+        let mut b = Browser::new();
+        for i in 1..=3 {
+            assert_eq!(b.increment(ws1.addr()).value, i);
+        }
+        let id = b.id();
+
+        // Arm ws1's lease with an authenticated health check, then freeze
+        // ws1.
+        let epoch_before = ws1.health()["epoch"].as_u64().expect("epoch");
+        let armed = Instant::now();
+        ws1.sigstop();
+
+        // The session moves to ws2 and changes there.
+        let a = b.increment(ws2.addr());
+        assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
+        let a = b.increment(ws2.addr());
+        assert_eq!(a.value, 5, "{a:?}");
+        let (moved_value, moved_stamp) = (a.value, a.stamp);
+
+        // Wait out ws1's lease (no health check reaches it), then resume it.
+        wait_until(DEADLINE, "ws1's lease has run out", || {
+            armed.elapsed() > LEASE * 2
+        });
+        ws1.sigcont();
+
+        // ws1 must never answer its old copy (3): ws2's value, or an error.
+        let mut newest: (u64, Stamp) = (moved_value, moved_stamp);
+        let r = b.get(ws1.addr(), "/api/counter");
+        if r.status == 200 {
+            let a = Answer::from(&r);
+            assert_eq!(a.value, moved_value, "ws1 served a stale copy: {a:?}");
+            assert_eq!(a.source, "store", "ws1 must re-load the session: {a:?}");
+            assert!(a.stamp > moved_stamp, "ws1 claimed the session anew: {a:?}");
+            newest = (a.value, a.stamp);
+        } else {
+            assert!(r.status >= 400, "{r:?}");
+        }
+        // A write through ws1 builds on ws2's value, or fails.
+        let r = b.post(ws1.addr(), "/api/counter", None);
+        if r.status == 200 {
+            let a = Answer::from(&r);
+            assert_eq!(
+                a.value,
+                moved_value + 1,
+                "ws1 wrote on top of a stale copy: {a:?}"
+            );
+            newest = (a.value, a.stamp);
+        } else {
+            assert!(r.status >= 400, "{r:?}");
+        }
+
+        let epoch_after = ws1.health()["epoch"].as_u64().expect("epoch");
+        assert_ne!(
+            epoch_before, epoch_after,
+            "ws1 fenced itself when its lease ran out"
+        );
+
+        // The stores keep ws2's value (or ws1's later change on top of it):
+        // never the old one, never lower.
+        let copies = &backend.copies(&c.store_addrs(), std::slice::from_ref(&id))[&id];
+        let best = copies
+            .iter()
+            .flatten()
+            .filter(|s| s.live)
+            .max_by_key(|s| s.stamp)
+            .expect("a live copy");
+        assert_eq!(
+            (best.counter(), best.stamp),
+            newest,
+            "newest stored copy: {copies:?}"
+        );
+        for copy in copies.iter().flatten() {
+            if copy.stamp >= moved_stamp {
+                assert!(
+                    copy.counter() >= moved_value,
+                    "a copy went back: {copies:?}"
+                );
+            }
+        }
+        let at_newest = copies
+            .iter()
+            .flatten()
+            .filter(|s| s.stamp == newest.1)
+            .count();
+        assert_eq!(
+            at_newest, 2,
+            "the newest version is on both replicas: {copies:?}"
+        );
+    }
+
+    /// R=2, 50 sessions: store s2 is killed; nothing is lost, every session
+    /// is back on the 2 live stores within [`RECOPY_DEADLINE`], s2 restarted
+    /// empty gets its sessions back, and with ws1 gone ws2 reads every
+    /// session at its last acknowledged value.
+    pub(super) fn r2_a_killed_store_loses_nothing_and_a_restarted_one_is_brought_up_to_date(
+        backend: StoreBackend,
+    ) {
+        let mut c = cluster(backend, 2);
+        let ws1 = c.web("ws1").addr();
+        let ws2 = c.web("ws2").addr();
+        let (mut browsers, mut acked) = create_sessions(ws1, 50);
+        let addrs = c.store_addrs();
+        let before = holders(&addrs, &acked, backend);
+        for (id, on) in &before {
+            assert_eq!(
+                on.len(),
+                2,
+                "session {id} on two stores before the failure: {on:?}"
+            );
+        }
+        // The sessions whose replica set includes s2.
+        let on_s2: Vec<String> = before
+            .iter()
+            .filter(|(_, on)| on.contains(&1))
+            .map(|(id, _)| id.clone())
+            .collect();
+        assert!(!on_s2.is_empty());
+
+        c.stores[1].kill9();
+
+        // Nothing is lost: every session still answers its value on ws1,
+        // and half of them are changed (written to the live stores in sync
+        // mode); the other half must be re-copied in the background.
+        for (i, b) in browsers.iter_mut().enumerate() {
+            let id = b.id();
+            if i % 2 == 0 {
+                let a = b.increment(ws1);
+                assert_eq!(a.value, acked[&id].0 + 1, "{a:?}");
+                assert_eq!(a.source, "cache", "{a:?}");
+                acked.insert(id, (a.value, a.stamp));
+            } else {
+                let a = b.counter(ws1);
+                assert_eq!((a.value, a.stamp), acked[&id], "{a:?}");
+            }
+        }
+
+        // Within a bounded time every session is on both live stores again.
+        let live = [addrs[0], addrs[2]];
+        wait_until(
+            RECOPY_DEADLINE,
+            "every session is on the 2 live stores",
+            || {
+                holders(&live, &acked, backend)
+                    .values()
+                    .all(|on| on.len() == 2)
+            },
+        );
+        assert_no_newer_copy(&live, &acked, backend);
+
+        // s2 comes back empty on the same port; the sessions placed on it
+        // are copied back to it.
+        c.restart_store(1);
+        let s2_acked: Acked = on_s2.iter().map(|id| (id.clone(), acked[id])).collect();
+        wait_until(
+            RECOPY_DEADLINE,
+            "the restarted s2 holds its sessions again",
+            || {
+                holders(&[addrs[1]], &s2_acked, backend)
+                    .values()
+                    .all(|on| on.len() == 1)
+            },
+        );
+        assert_no_newer_copy(&addrs, &acked, backend);
+
+        // End to end: with ws1 gone, ws2 reads every session from the
+        // stores at its last acknowledged value.
+        c.web_mut("ws1").kill9();
+        for b in &mut browsers {
+            let id = b.id();
+            let a = b.counter(ws2);
+            assert_eq!(
+                (a.value, a.source.as_str()),
+                (acked[&id].0, "store"),
+                "{a:?}"
+            );
+        }
+    }
+
+    /// R=2, 30 sessions: store s2 and the host ws1 are killed together. No
+    /// time for any re-copy: the surviving replica alone carries each
+    /// session of the killed store (invariant 1).
+    pub(super) fn r2_a_store_and_the_host_killed_together_lose_nothing(backend: StoreBackend) {
+        let mut c = cluster(backend, 2);
+        let ws1 = c.web("ws1").addr();
+        let ws2 = c.web("ws2").addr();
+        let (mut browsers, acked) = create_sessions(ws1, 30);
+        c.stores[1].kill9();
+        c.web_mut("ws1").kill9();
+        for b in &mut browsers {
+            let id = b.id();
+            let a = b.increment(ws2);
+            assert_eq!(
+                (a.value, a.source.as_str()),
+                (acked[&id].0 + 1, "store"),
+                "{a:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Dev-only support for Sticky's tests (never published): real processes
+//! on loopback ports, an in-process store, one HTTP client, one fake store,
+//! and the checks the tests share.
+//!
+//! The `sticky` crate's tests pass the binary Cargo built for them, since
+//! only they see `CARGO_BIN_EXE_sticky`:
+//!
+//! ```ignore
+//! use sticky_test_support::{Cluster, Browser, Sticky};
+//!
+//! const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
+//!
+//! let c = Cluster::start(STICKY, 3, &["ws1"], |cfg| cfg.replicas(2));
+//! assert_eq!(Browser::new().increment(c.web("ws1").addr()).value, 1);
+//! ```
+//!
+//! Timeouts are generous on purpose: tests run in parallel with each other
+//! and with builds on a small, loaded machine. A failed expectation here is
+//! a failed test, so this crate panics (with what it saw) instead of
+//! returning errors.
+//!
+//! # Layout
+//!
+//! - `process`: [`Sticky`] (the binary under test), [`ChildProcess`]
+//!   (reaped once, killed on drop), signals, log files, temporary paths,
+//!   free ports.
+//! - `wait`: deadlines and [`wait_until`].
+//! - `skip`: skipping loudly when a program is missing
+//!   ([`require_program`], [`have_redis`]), failing instead in CI.
+//! - `resp`: a blocking RESP client showing replies as sent ([`Resp`],
+//!   [`RespConn`]).
+//! - `store`: [`StoreProcess`] (a `sticky store` child) and [`StoreServer`]
+//!   (a [`sticky_store::Store`] served in-process on port 0).
+//! - `redis_server`: [`RedisProcess`] and [`RedisClusterNodes`].
+//! - `backend`: [`StoreBackend`], the store backend a suite runs on, and
+//!   [`StoreNode`], one store of either.
+//! - `fake_store`: [`FakeStore`], a store that hangs or answers garbage.
+//! - `http`: the one HTTP client ([`http_request`], [`HttpClient`],
+//!   [`raw_exchange`]) and its [`Response`].
+//! - `demo`: clients of the demo shop ([`Browser`], [`CookieJar`]) and its
+//!   [`Answer`]s with their [`Stamp`].
+//! - `web`: [`WebProcess`], a `sticky web` child, and its [`Heartbeat`].
+//! - `cluster`: [`ClusterConfig`] (a cluster file), [`Cluster`] (stores and
+//!   web servers), [`run_bench`], admin tokens and signed cookies.
+//! - `copies`: what the stores hold ([`StoredCopy`], [`copies_by_store`],
+//!   [`redis_copies_by_store`], [`sess_command_calls`], [`command_calls`]).
+//! - `checks`: session checks shared by both backends ([`create_sessions`],
+//!   [`holders`], [`assert_no_newer_copy`]).
+//! - `up`: [`UpProcess`], a whole `sticky up` cluster.
+//! - [`director`]: `sticky director` in front of stand-in web servers.
+//! - `random`: random values for tests.
+
+// Test support: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod backend;
+mod checks;
+mod cluster;
+mod copies;
+mod demo;
+pub mod director;
+mod fake_store;
+mod http;
+mod process;
+mod random;
+mod redis_server;
+mod resp;
+mod skip;
+mod store;
+mod up;
+mod wait;
+mod web;
+
+pub use backend::{StoreBackend, StoreNode};
+pub use checks::{assert_no_newer_copy, create_sessions, holders};
+pub use cluster::{admin_token, run_bench, sign_cookie, Cluster, ClusterConfig};
+pub use copies::{
+    command_calls, copies_by_id, copies_by_store, redis_copies_by_store, redis_copy,
+    redis_try_copy, sess_command_calls, sess_get, store_sessions, Acked, CopiesById, StoredCopy,
+};
+pub use demo::{Answer, Browser, CookieJar, Stamp, COOKIE_NAME};
+pub use fake_store::{FakeStore, Misbehavior};
+pub use http::{
+    http_request, http_request_timeout, raw_exchange, read_response, HttpClient, Response,
+    HTTP_TIMEOUT,
+};
+pub use process::{
+    free_port, log_tail, log_to, log_to_path, pid_alive, read_text, rss_bytes, signal, tail,
+    temp_dir, temp_path, tmp_root, ChildProcess, NotReady, Sticky,
+};
+pub use random::{random_hex, random_u64};
+pub use redis_server::{RedisClusterNodes, RedisProcess};
+pub use resp::{encode_request, read_reply, read_to_close, resp_cmd, Resp, RespConn};
+pub use skip::{find_program, have_redis, require_program, require_program_from};
+pub use store::{StoreProcess, StoreServer};
+pub use up::{UpProcess, UP_DEADLINE, UP_READY_LINE, UP_STOP_DEADLINE};
+pub use wait::{wait_until, DEADLINE, IO_TIMEOUT, POLL, STARTUP_DEADLINE};
+pub use web::{Heartbeat, WebProcess, WEB_STARTUP_DEADLINE};
