@@ -35,6 +35,12 @@ const WRITE_ROUNDS: usize = 3;
 /// Most async copies in flight per web server.
 const ASYNC_COPIES_IN_FLIGHT: usize = 4096;
 
+/// The stores that must acknowledge a write: `replicas`, or every store
+/// when there are fewer (`docs/safety.md`, §1).
+pub(crate) fn write_quorum(stores: usize, replicas: usize) -> usize {
+    replicas.clamp(1, stores.max(1))
+}
+
 /// What a store's answer to a write of our version means.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum PutOutcome {
@@ -98,6 +104,15 @@ impl SessionManager {
 
     /// Writes one version to the session's replicas, re-placing around
     /// stores that fail. Returns the stores that acknowledged it.
+    ///
+    /// A version counts as written only once **`W = R` distinct stores**
+    /// acknowledged it (`docs/safety.md`, §1), whatever this server
+    /// believes about which stores are up: a takeover reads `stores - R +
+    /// 1` of them, and only a write on R stores is sure to meet that read.
+    /// Which R stores is placement's choice (the session's replicas among
+    /// the stores believed up, re-placed around those that fail). With
+    /// fewer acknowledgements the write answers 503; the caller drops its
+    /// copy, so the version is never served from the cache.
     pub(crate) async fn write(
         &self,
         id: &SessionId,
@@ -108,10 +123,25 @@ impl SessionManager {
         let key = id.key();
         let ttl = Some(inner.config.idle_timeout);
         let owner = inner.config.server_name.as_str();
+        let needed = write_quorum(inner.stores.len(), inner.config.replicas);
         let mut acked = 0u64;
         let mut last_err = String::from("no live store");
         for _ in 0..WRITE_ROUNDS {
-            let targets = inner.stores.replicas(id, inner.config.replicas) & !acked;
+            let have = acked.count_ones() as usize;
+            if have >= needed {
+                break;
+            }
+            // This server's belief that stores are down may be stale (its
+            // own pause made its requests time out): with too few believed
+            // up to reach the quorum, look at them all again first.
+            let believed_up = (inner.stores.live() & !acked).count_ones() as usize;
+            if have + believed_up < needed {
+                inner.stores.ping_all().await;
+            }
+            let targets = inner
+                .stores
+                .replicas(id, needed.max(inner.config.replicas) + have)
+                & !acked;
             if targets == 0 {
                 break;
             }
@@ -132,15 +162,23 @@ impl SessionManager {
                     PutOutcome::Failed(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
                 }
             }
-            // Done once every current replica has it.
-            if inner.stores.replicas(id, inner.config.replicas) & !acked == 0 && acked != 0 {
-                return Ok(acked);
-            }
         }
-        if acked != 0 && inner.stores.replicas(id, inner.config.replicas) & !acked == 0 {
+        let have = acked.count_ones() as usize;
+        if have >= needed {
             return Ok(acked);
         }
-        Err(SessionError::Unavailable(last_err))
+        metrics::counter!("sticky_write_no_quorum_total").increment(1);
+        tracing::warn!(
+            session = ?id,
+            %stamp,
+            acknowledged = have,
+            needed,
+            stores = inner.stores.len(),
+            "write refused: too few stores acknowledged it to be sure a takeover finds it"
+        );
+        Err(SessionError::Unavailable(format!(
+            "{have} of the {needed} stores a write needs (replicas) acknowledged it ({last_err})"
+        )))
     }
 
     /// Async mode: queues `entry` for the replicator, unless it is queued
@@ -212,6 +250,28 @@ pub(crate) async fn async_replicator(weak: Weak<Inner>, mut rx: QueueReceiver) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_quorum_meets_every_takeover_read() {
+        assert_eq!(write_quorum(3, 2), 2);
+        assert_eq!(write_quorum(3, 1), 1);
+        assert_eq!(
+            write_quorum(1, 2),
+            1,
+            "fewer stores than replicas: all of them"
+        );
+        assert_eq!(write_quorum(0, 2), 1);
+        // A takeover reads stores - R + 1 (at least 1): the two always meet.
+        for stores in 1..=8usize {
+            for r in 1..=stores {
+                let read = stores - r + 1;
+                assert!(
+                    write_quorum(stores, r) + read > stores,
+                    "{stores} stores, R={r}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_stale_refusal_is_ours_only_within_the_same_generation() {

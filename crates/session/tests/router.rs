@@ -326,3 +326,66 @@ async fn destroying_a_session_removes_its_cookie_and_its_copies() {
         .unwrap();
     assert_eq!(body(resp).await, "new:0", "the destroyed session is gone");
 }
+
+/// A store that stops (closing its connections and its port) when the
+/// returned sender is sent to or dropped.
+async fn stoppable_store() -> (tokio::sync::oneshot::Sender<()>, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr").to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        Store::new(StoreConfig::default())
+            .serve(listener, async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    (tx, addr)
+}
+
+/// Regression (issue 14, the 53 writes acknowledged with one copy): a web
+/// server that reaches only one of three stores must not acknowledge a
+/// change with R=2. A takeover reads two stores and could miss it.
+#[tokio::test]
+async fn a_write_needs_replicas_acknowledgements_whatever_this_server_sees() {
+    let mut stops = Vec::new();
+    let mut specs = Vec::new();
+    for i in 1..=3 {
+        let (stop, addr) = stoppable_store().await;
+        stops.push(Some(stop));
+        specs.push(StoreSpec {
+            name: format!("s{i}"),
+            addr,
+        });
+    }
+    let m = manager("ws1", &specs, 2).await;
+    let app = app(&m);
+    let cookie = counted_once(&app).await;
+    // Two of the three stores go away: only one can acknowledge.
+    for stop in stops.iter_mut().take(2) {
+        let _ = stop.take().expect("running").send(());
+    }
+    let resp = app
+        .clone()
+        .oneshot(request("POST", "/count", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a change stored on one store of three (R=2) must not be acknowledged: {}",
+        body(resp).await
+    );
+    // Nor is the unacknowledged version served from the cache afterwards.
+    let resp = app
+        .clone()
+        .oneshot(request("GET", "/read", Some(&cookie)))
+        .await
+        .unwrap();
+    let status = resp.status();
+    let text = body(resp).await;
+    assert!(
+        status == StatusCode::SERVICE_UNAVAILABLE || text.ends_with(":1"),
+        "after the refused write: {status} {text}"
+    );
+}
