@@ -348,10 +348,13 @@ async fn client_connection(
     ));
     let svc_shared = Arc::clone(&shared);
     let forwarded_for = proxy::forwarded_for(peer);
+    let trusted = crate::forward::trusted_proxy(&shared, peer.ip());
     let service = service_fn(move |req| {
         let shared = Arc::clone(&svc_shared);
         let forwarded_for = forwarded_for.clone();
-        async move { Ok::<_, Infallible>(proxy::handle(shared, peer, forwarded_for, req).await) }
+        async move {
+            Ok::<_, Infallible>(proxy::handle(shared, peer, forwarded_for, trusted, req).await)
+        }
     });
     let conn = common.builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);

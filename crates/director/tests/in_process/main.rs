@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod hardening;
 mod support;
 
 use http::{Method, StatusCode};
