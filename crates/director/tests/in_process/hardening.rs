@@ -172,3 +172,32 @@ async fn trusted_proxies_keep_forwarded_headers_fast_path() {
 async fn trusted_proxies_keep_forwarded_headers_hyper_path() {
     trusted_proxies_keep_forwarded_headers(false).await;
 }
+
+#[tokio::test]
+async fn idle_connections_do_not_block_the_admin_listener() {
+    let ws1 = WebServer::start("ws1").await;
+    let director = Running::start(config(&[&ws1], true)).await;
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(
+            tokio::net::TcpStream::connect(director.admin)
+                .await
+                .expect("connect"),
+        );
+    }
+    // Each of these is a new connection while 100 idle ones are open.
+    for _ in 0..5 {
+        let health = get(director.admin, "/healthz", &[]).await;
+        assert_eq!(health.status, StatusCode::OK, "{health:?}");
+        assert_eq!(health.body, "ok\n");
+    }
+    // An idle connection opened after the others still gets answered.
+    let late = raw(director.admin, &healthz(director.admin)).await;
+    assert_eq!(late.map(|a| a.0), Some(200));
+    drop(idle);
+    director.stop().await;
+}
+
+fn healthz(admin: std::net::SocketAddr) -> Vec<u8> {
+    format!("GET /healthz HTTP/1.1\r\nHost: {admin}\r\n\r\n").into_bytes()
+}
