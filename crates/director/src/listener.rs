@@ -49,8 +49,11 @@ pub(crate) struct AdminSlots {
     next: AtomicU64,
     /// Open connections by age (ids grow), each with its count of
     /// requests in progress and the signal that closes it.
-    open: Mutex<BTreeMap<u64, (Arc<AtomicUsize>, Arc<Notify>)>>,
+    open: Mutex<BTreeMap<u64, OpenSlot>>,
 }
+
+/// An open admin connection's requests in progress and closing signal.
+type OpenSlot = (Arc<AtomicUsize>, Arc<Notify>);
 
 /// One admin connection's slot; dropping it frees the slot.
 struct AdminSlot {
@@ -484,6 +487,14 @@ async fn accept_admin(
     slots: Arc<AdminSlots>,
     stop: watch::Receiver<bool>,
 ) {
+    let local = match listener.local_addr() {
+        Ok(local) => local,
+        Err(e) => {
+            tracing::error!(error = %e, "the admin listener has no address: not serving it");
+            return std::future::pending().await;
+        }
+    };
+    let access = Arc::new(admin::Access::new(&shared, local));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -498,6 +509,7 @@ async fn accept_admin(
         };
         let shared = Arc::clone(&shared);
         let builder = Arc::clone(&builder);
+        let access = Arc::clone(&access);
         let mut stop = stop.clone();
         shared
             .stats
@@ -508,9 +520,10 @@ async fn accept_admin(
             let busy = Arc::clone(&slot.busy);
             let service = service_fn(move |req| {
                 let shared = Arc::clone(&svc_shared);
+                let access = Arc::clone(&access);
                 let busy = Busy::new(&busy);
                 async move {
-                    let resp = admin::handle(shared, req).await;
+                    let resp = admin::handle(shared, &access, req).await;
                     drop(busy);
                     Ok::<_, Infallible>(resp)
                 }

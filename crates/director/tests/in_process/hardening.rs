@@ -201,3 +201,130 @@ async fn idle_connections_do_not_block_the_admin_listener() {
 fn healthz(admin: std::net::SocketAddr) -> Vec<u8> {
     format!("GET /healthz HTTP/1.1\r\nHost: {admin}\r\n\r\n").into_bytes()
 }
+
+/// `METHOD path` on the admin listener with this `Host` and these headers.
+async fn admin(
+    director: &Running,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if method != "GET" {
+        text.push_str("Content-Length: 0\r\n");
+    }
+    text.push_str("\r\n");
+    raw(director.admin, text.as_bytes())
+        .await
+        .expect("an answer")
+}
+
+#[tokio::test]
+async fn the_admin_listener_checks_host_and_token() {
+    let ws1 = WebServer::start("ws1").await;
+    let mut cfg = config(&[&ws1], true);
+    cfg.admin_hosts = vec!["Director.Internal".into()];
+    let director = Running::start(cfg).await;
+    let own = director.admin.to_string();
+    let port = director.admin.port();
+    let token = sticky_proto::control::admin_token(crate::support::SECRET.as_bytes());
+    let bearer = format!("Bearer {token}");
+
+    // DNS rebinding: the page's own name in Host.
+    let rebound = format!("rebind.attacker.example:{port}");
+    let (status, _) = admin(&director, "GET", "/api/cluster", &rebound, &[]).await;
+    assert_eq!(status, 403);
+    let (status, _) = admin(
+        &director,
+        "POST",
+        "/api/servers/ws1/drain",
+        &rebound,
+        &[("Authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(status, 403);
+    // The listener's own names and the configured ones.
+    for host in [
+        own.clone(),
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+        format!("[::1]:{port}"),
+        "director.internal".into(),
+    ] {
+        let (status, body) = admin(&director, "GET", "/healthz", &host, &[]).await;
+        assert_eq!((status, body.as_str()), (200, "ok\n"), "{host}");
+    }
+
+    // State changes need the token.
+    for headers in [
+        vec![],
+        vec![("Authorization", "Bearer 00")],
+        vec![("Authorization", token.as_str())],
+        vec![("X-Requested-With", "XMLHttpRequest")],
+    ] {
+        let (status, body) =
+            admin(&director, "POST", "/api/servers/ws1/drain", &own, &headers).await;
+        assert_eq!(status, 401, "{headers:?}: {body}");
+    }
+    // The supervisor's API too (forwarded with the director's token).
+    let (status, _) = admin(&director, "POST", "/api/processes/ws3/pause", &own, &[]).await;
+    assert_eq!(status, 401);
+    for method in ["PUT", "DELETE"] {
+        let (status, _) = admin(&director, method, "/api/reload", &own, &[]).await;
+        assert_eq!(status, 401, "{method}");
+    }
+    assert_eq!(
+        director.status().servers[0].admin,
+        sticky_director::AdminState::Enabled
+    );
+    let (status, body) = admin(
+        &director,
+        "POST",
+        "/api/servers/ws1/drain",
+        &own,
+        &[("Authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        director.status().servers[0].admin,
+        sticky_director::AdminState::Draining
+    );
+    // The dashboard carries the token for its buttons.
+    let (status, page) = admin(&director, "GET", "/", &own, &[]).await;
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("\"{token}\"")), "token embedded");
+    director.stop().await;
+
+    // A configured admin_token replaces the derived one and is not embedded.
+    let mut cfg = config(&[&ws1], true);
+    cfg.admin_token = Some("an-operator-chosen-admin-token".into());
+    let director = Running::start(cfg).await;
+    let own = director.admin.to_string();
+    let (status, _) = admin(
+        &director,
+        "POST",
+        "/api/servers/ws1/drain",
+        &own,
+        &[("Authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = admin(
+        &director,
+        "POST",
+        "/api/servers/ws1/drain",
+        &own,
+        &[("Authorization", "Bearer an-operator-chosen-admin-token")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, page) = admin(&director, "GET", "/", &own, &[]).await;
+    assert!(!page.contains("an-operator-chosen-admin-token"));
+    assert!(!page.contains(&token));
+    director.stop().await;
+}
