@@ -22,8 +22,8 @@
 //!   bound address) or one of `[director] admin_hosts`. A page that
 //!   rebinds its own name to 127.0.0.1 (DNS rebinding) sends its own name:
 //!   `403`.
-//! - **Token.** Every request other than `GET` (`POST`, `PUT`, `DELETE`,
-//!   ...) must carry `Authorization: Bearer TOKEN`: `[director]
+//! - **Token.** Every request other than `GET` and `HEAD` (`POST`, `PUT`,
+//!   `DELETE`, ...) must carry `Authorization: Bearer TOKEN`: `[director]
 //!   admin_token`, or else the admin token derived from the cluster
 //!   secret; `401` otherwise. A cross-origin page cannot send that header
 //!   without a CORS preflight, which this listener never grants, and does
@@ -128,7 +128,8 @@ pub(crate) async fn handle(
             "Host is not a name of this admin listener: add it to [director] admin_hosts",
         );
     }
-    if method != Method::GET {
+    // GET and HEAD change nothing; every other method may.
+    if method != Method::GET && method != Method::HEAD {
         if !same_origin(&req) {
             return json_error(StatusCode::FORBIDDEN, "cross-origin request refused");
         }

@@ -1,10 +1,13 @@
 //! The public side: one function per request, from the client's request to
 //! the web server's response (or the director's own 404, 502, 503, 504).
 //!
-//! Per request: reserved paths are refused; hop-by-hop headers, `Expect`
-//! and the client's `sticky-*` headers are removed; `X-Forwarded-For`,
-//! `-Proto` and `-Host` are set (replacing whatever the client sent: the
-//! director is the edge); the routing table picks a server; the request is
+//! Per request: reserved paths are refused; a missing or repeated `Host`,
+//! or one that contradicts an absolute-form target, gets `400` (RFC 9112
+//! section 3.2); hop-by-hop headers, `Expect` and the client's `sticky-*`
+//! headers are removed; `X-Forwarded-For`, `-Proto` and `-Host` are set
+//! (replacing whatever the client sent: the director is the edge; only a
+//! peer in `trusted_proxies` has its own kept, its `X-Forwarded-For`
+//! appended to); the routing table picks a server; the request is
 //! sent on a pooled connection and the response streamed back, with a
 //! route cookie when the client is new or moved. WebSocket (and other
 //! `Upgrade`) requests become a tunnel after the server's `101`.
@@ -19,6 +22,11 @@
 //! server dying mid-request is soon found refusing and routed around) only
 //! for idempotent requests without a body; otherwise the client gets `502` (or `504` after the
 //! response timeout).
+//!
+//! A request body that fails while it is read from the client (a malformed
+//! chunk, a connection closed mid-body) is the client's fault: `400`, the
+//! connection closed, and the web server neither counted against nor its
+//! idle connections dropped.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
