@@ -412,6 +412,9 @@ mod tests {
             listen = "127.0.0.1:9000"
             fall = 3
             header_timeout_ms = 2000
+            admin_hosts = ["director.internal:8081"]
+            admin_token = "an-operator-chosen-token"
+            trusted_proxies = ["10.0.0.0/8", "::1"]
             [[web]]
             name = "ws1"
             listen = "127.0.0.1:9001"
@@ -440,10 +443,26 @@ mod tests {
         assert_eq!(c.servers.len(), 2);
         assert!(c.servers[1].standby);
         assert_eq!(c.servers[1].weight, 3);
+        assert_eq!(c.admin_hosts, ["director.internal:8081"]);
+        assert_eq!(c.admin_token.as_deref(), Some("an-operator-chosen-token"));
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(c.trusted_proxies[0].contains("10.1.2.3".parse().unwrap_or(IpAddr::from([0; 4]))));
+        let debug = format!("{c:?}");
         assert!(
-            !format!("{c:?}").contains("0123456789abcdef"),
+            !debug.contains("0123456789abcdef"),
             "Debug hides the secret"
         );
+        assert!(
+            !debug.contains("an-operator-chosen-token"),
+            "and the admin token"
+        );
+        // A trusted proxy that is not an address is refused.
+        let bad = text.replace("\"::1\"", "\"proxy.example\"");
+        let file = match ClusterFile::parse(&bad, Path::new("c.toml")) {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(DirectorConfig::from_cluster(&file, &secret).is_err());
     }
 
     #[test]
@@ -462,6 +481,13 @@ mod tests {
         assert!(twice.check().is_err());
         let short = DirectorConfig::new(vec![b'x'; 31], vec![]);
         assert!(short.check().is_err());
+        let mut weak = DirectorConfig::new(vec![b'x'; 32], vec![]);
+        weak.admin_token = Some("short".into());
+        assert!(weak.check().is_err(), "an admin token under 16 characters");
+        weak.admin_token = Some("sixteen chars ok".into());
+        assert!(weak.check().is_err(), "spaces are refused");
+        weak.admin_token = Some("sixteen-chars-ok".into());
+        assert!(weak.check().is_ok());
     }
 
     #[test]
