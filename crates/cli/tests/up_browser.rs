@@ -3,9 +3,10 @@
 //! director and adds items by clicking; the test kills the web server the
 //! page names with `kill -9`; the browser reloads and shows the same cart,
 //! now from another server which found the session in a store. Then it
-//! opens the dashboard, checks that it renders the cluster, and saves a
+//! opens the dashboard, checks that it renders the cluster, saves a
 //! screenshot as `target/test-artifacts/dashboard.png` (and the shop's as
-//! `shop-after-failover.png`).
+//! `shop-after-failover.png`), and presses a drain button (which must send
+//! the admin token the page embeds).
 //!
 //! Needs Debian's `chromium` and `chromium-driver`: skipped loudly when
 //! they are missing, except in CI, where it must run.
@@ -337,6 +338,41 @@ fn browser_keeps_its_cart_when_its_server_is_killed_and_dashboard_renders() {
             std::fs::metadata(png).unwrap().len() > 10_000,
             "a real picture"
         );
+        // Its buttons still work: they send the admin token the page
+        // embeds (state changes need it, #15 item 5).
+        let clicked = c
+            .execute(
+                "const row = Array.from(document.querySelectorAll('tr'))\
+                 .find(r => r.firstChild && r.firstChild.textContent.startsWith('ws4'));\
+                 const b = row && Array.from(row.querySelectorAll('button'))\
+                 .find(b => b.textContent === 'drain');\
+                 if (b) b.click();\
+                 return !!b;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(clicked, json!(true), "a drain button for ws4");
+        let start = Instant::now();
+        loop {
+            let cluster =
+                cluster_support::http_request(up.admin(), "GET", "/api/cluster", &[], None)
+                    .unwrap()
+                    .json_ok();
+            let ws4 = cluster["servers"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["name"] == "ws4"))
+                .cloned()
+                .unwrap_or_default();
+            if ws4["admin"] == "draining" {
+                break;
+            }
+            assert!(
+                start.elapsed() < BROWSER_DEADLINE,
+                "the dashboard's drain button did not drain ws4: {ws4}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         c.close().await.unwrap();
     });
     let _ = std::fs::remove_dir_all(&profile);

@@ -1,7 +1,8 @@
 //! The `sticky up` supervisor's control API (what the dashboard's kill,
 //! pause, resume and restart buttons call), directly with the admin token
-//! and through the director's admin listener, which proxies it without
-//! one; and that the supervisor keeps watching the processes it restarted.
+//! and through the director's admin listener, which proxies it with the
+//! same token (its own admin token, since the cluster has no
+//! `admin_token`); and that the supervisor keeps watching the processes it restarted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -214,17 +215,26 @@ fn director_proxies_the_control_api_and_ctrl_c_stops_paused_processes() {
     let mut up = UpProcess::start(STICKY, &[]);
     up.wait_all_up();
 
-    // Through the director's admin listener: no token needed.
+    // Through the director's admin listener: reading needs no token,
+    // acting does (#15 item 5).
     let list = call(up.admin(), "GET", "/api/processes", None).json_ok();
     assert_eq!(list["processes"].as_array().unwrap().len(), 8, "{list}");
     let ws3 = up.pid_of("ws3");
     let r = call(up.admin(), "POST", "/api/processes/ws3/pause", None);
+    assert_eq!(r.status, 401, "{r:?}");
+    let token = up.token();
+    let r = call(up.admin(), "POST", "/api/processes/ws3/pause", Some(&token));
     assert_eq!(r.json_ok()["state"], "paused", "{r:?}");
     wait_until(DEADLINE, "ws3 is stopped", || proc_state(ws3) == "T");
     // Errors come through as they are.
-    let r = call(up.admin(), "POST", "/api/processes/ws3/pause", None);
+    let r = call(up.admin(), "POST", "/api/processes/ws3/pause", Some(&token));
     assert_eq!(r.status, 409, "{r:?}");
-    let r = call(up.admin(), "POST", "/api/processes/nobody/kill", None);
+    let r = call(
+        up.admin(),
+        "POST",
+        "/api/processes/nobody/kill",
+        Some(&token),
+    );
     assert_eq!(r.status, 404, "{r:?}");
     // A web page elsewhere cannot press the buttons.
     let r = http_request(

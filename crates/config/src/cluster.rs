@@ -171,6 +171,22 @@ pub struct DirectorSection {
     /// cluster (loopback): the dashboard then offers to kill, pause,
     /// resume and restart each process. Default: none. `sticky up` sets it.
     pub supervisor: Option<SocketAddr>,
+    /// `Host` values the admin listener accepts besides its own address
+    /// forms (`localhost:PORT`, `127.0.0.1:PORT`, `[::1]:PORT` and the
+    /// address it is bound to), e.g. `"director.internal:8081"`; compared
+    /// whole, ignoring letter case. Default: none.
+    pub admin_hosts: Vec<String>,
+    /// Token that state-changing admin requests must carry
+    /// (`Authorization: Bearer TOKEN`); the dashboard then asks for it.
+    /// Default: none, the admin token derived from the cluster secret,
+    /// which the dashboard embeds.
+    pub admin_token: Option<String>,
+    /// Peers (addresses or CIDR blocks, `"10.0.0.0/8"`, `"::1"`) whose
+    /// `X-Forwarded-For`, `-Proto` and `-Host` are kept (the client's
+    /// address appended to `X-Forwarded-For`): a TLS terminator or load
+    /// balancer in front of the director. Default: none, every client's
+    /// are replaced.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for DirectorSection {
@@ -193,6 +209,9 @@ impl Default for DirectorSection {
             max_idle_per_server: 256,
             fast_path: true,
             supervisor: None,
+            admin_hosts: Vec::new(),
+            admin_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

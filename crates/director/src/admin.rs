@@ -13,14 +13,31 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz` | `ok`: the director itself is alive |
 //!
-//! The listener binds loopback by default and has no authentication of its
-//! own: reach it through a firewall or SSH. A `POST` carrying an `Origin`
-//! header that does not match its `Host` is refused, so a web page open in
-//! an operator's browser cannot drive it (cross-site request forgery).
+//! The listener binds loopback by default: reach it through a firewall or
+//! SSH. Two rules keep web pages in an operator's browser from driving it
+//! (see `docs/director.md`, "Operations"):
+//!
+//! - **Host.** Every request must name the listener in `Host`: its own
+//!   address forms (`localhost:PORT`, `127.0.0.1:PORT`, `[::1]:PORT`, the
+//!   bound address) or one of `[director] admin_hosts`. A page that
+//!   rebinds its own name to 127.0.0.1 (DNS rebinding) sends its own name:
+//!   `403`.
+//! - **Token.** Every request other than `GET` and `HEAD` (`POST`, `PUT`,
+//!   `DELETE`, ...) must carry `Authorization: Bearer TOKEN`: `[director]
+//!   admin_token`, or else the admin token derived from the cluster
+//!   secret; `401` otherwise. A cross-origin page cannot send that header
+//!   without a CORS preflight, which this listener never grants, and does
+//!   not know the token. The dashboard (served here, readable only by a
+//!   same-origin page) embeds the derived token; a configured
+//!   `admin_token` it asks the operator for instead.
+//!
+//! A `POST` carrying an `Origin` that does not match its `Host` is also
+//! refused, as before.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
@@ -33,16 +50,103 @@ use crate::DirectorError;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
+/// Where the dashboard's script learns the token (`null`: it asks).
+const TOKEN_SLOT: &str = "/*STICKY_ADMIN_TOKEN*/null";
+
+/// Who may use the admin listener: the `Host` values it answers to and
+/// the token state-changing requests must carry.
+pub(crate) struct Access {
+    /// Lower-case.
+    hosts: Vec<String>,
+    token: String,
+    /// The dashboard, with the token embedded unless it was configured.
+    dashboard: String,
+}
+
+impl Access {
+    /// The rules for an admin listener bound to `local`.
+    pub(crate) fn new(shared: &State, local: SocketAddr) -> Self {
+        let port = local.port();
+        let mut hosts = vec![
+            format!("localhost:{port}"),
+            format!("127.0.0.1:{port}"),
+            format!("[::1]:{port}"),
+            local.to_string(),
+        ];
+        hosts.extend(
+            shared
+                .config
+                .admin_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase()),
+        );
+        let (token, dashboard) = match &shared.config.admin_token {
+            Some(t) => (t.clone(), DASHBOARD.to_owned()),
+            None => {
+                // Hex: nothing to escape inside the script.
+                let t = sticky_proto::control::admin_token(shared.config.secret());
+                let dashboard = DASHBOARD.replacen(TOKEN_SLOT, &format!("\"{t}\""), 1);
+                (t, dashboard)
+            }
+        };
+        Self {
+            hosts,
+            token,
+            dashboard,
+        }
+    }
+
+    fn host_allowed<B>(&self, req: &Request<B>) -> bool {
+        let mut values = req.headers().get_all(HOST).iter();
+        let (Some(host), None) = (values.next(), values.next()) else {
+            return false;
+        };
+        self.hosts
+            .iter()
+            .any(|h| h.as_bytes().eq_ignore_ascii_case(host.as_bytes()))
+    }
+
+    fn token_ok<B>(&self, req: &Request<B>) -> bool {
+        let mut values = req.headers().get_all(AUTHORIZATION).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => sticky_proto::control::authorized(Some(v.as_bytes()), &self.token),
+            _ => false,
+        }
+    }
+}
+
 /// Answers one admin request.
-pub(crate) async fn handle(shared: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(
+    shared: Arc<State>,
+    access: &Access,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    if method == Method::POST && !same_origin(&req) {
-        return json_error(StatusCode::FORBIDDEN, "cross-origin request refused");
+    if !access.host_allowed(&req) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "Host is not a name of this admin listener: add it to [director] admin_hosts",
+        );
+    }
+    // GET and HEAD change nothing; every other method may.
+    if method != Method::GET && method != Method::HEAD {
+        if !same_origin(&req) {
+            return json_error(StatusCode::FORBIDDEN, "cross-origin request refused");
+        }
+        if !access.token_ok(&req) {
+            let mut resp = json_error(
+                StatusCode::UNAUTHORIZED,
+                "this request needs Authorization: Bearer <admin token>",
+            );
+            resp.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (&method, segments.as_slice()) {
-        (&Method::GET, [""]) => html(DASHBOARD),
+        (&Method::GET, [""]) => html(access.dashboard.clone()),
         (&Method::GET, ["api", "cluster"]) => json(StatusCode::OK, &shared.status()),
         (&Method::GET, ["metrics"]) => {
             let mut resp = Response::new(Body::full(crate::metrics::render(&shared)));
@@ -134,7 +238,7 @@ fn same_origin(req: &Request<Incoming>) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-fn html(page: &'static str) -> Response<Body> {
+fn html(page: String) -> Response<Body> {
     let mut resp = Response::new(Body::full(page));
     let h = resp.headers_mut();
     h.insert(

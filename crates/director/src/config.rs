@@ -2,7 +2,8 @@
 //! ([`ServerSpec`]), read from the cluster file or built by hand.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
 use std::time::Duration;
 
 use sticky_config::{ClusterFile, DirectorSection, WebEntry};
@@ -142,7 +143,75 @@ pub struct DirectorConfig {
     /// The `sticky up` supervisor's control API, proxied under
     /// `/api/processes` on the admin listener. Default: none.
     pub supervisor: Option<SocketAddr>,
+    /// `Host` values the admin listener accepts besides its own address
+    /// forms (`localhost:PORT`, `127.0.0.1:PORT`, `[::1]:PORT`, the bound
+    /// address); compared whole, ignoring letter case. Default: none.
+    pub admin_hosts: Vec<String>,
+    /// The token state-changing admin requests must carry as
+    /// `Authorization: Bearer TOKEN`. Default: none, the admin token
+    /// derived from the cluster secret (which the dashboard embeds; a
+    /// configured one it asks the operator for).
+    pub admin_token: Option<String>,
+    /// Peers whose `X-Forwarded-For`, `-Proto` and `-Host` are kept (the
+    /// peer's address appended to `X-Forwarded-For`). Default: none.
+    pub trusted_proxies: Vec<ProxyNet>,
     secret: Vec<u8>,
+}
+
+/// An address or CIDR block of trusted proxies (`10.0.0.0/8`, `::1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl ProxyNet {
+    /// Whether `ip` is inside this block (IPv4-mapped IPv6 addresses
+    /// count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for ProxyNet {
+    type Err = DirectorError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            DirectorError::Config(format!(
+                "trusted proxy {s:?} is not an address or CIDR block (10.0.0.0/8, ::1)"
+            ))
+        };
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().map_err(|_| bad())?,
+            None => max,
+        };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Self { addr, prefix })
+    }
 }
 
 impl fmt::Debug for DirectorConfig {
@@ -171,6 +240,12 @@ impl fmt::Debug for DirectorConfig {
                 &self.store_password.as_ref().map(|_| "<redacted>"),
             )
             .field("supervisor", &self.supervisor)
+            .field("admin_hosts", &self.admin_hosts)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("secret", &"<redacted>")
             .finish()
     }
@@ -186,6 +261,8 @@ impl DirectorConfig {
         config
     }
 
+    /// The section's settings but `trusted_proxies` (which need parsing:
+    /// [`Self::from_cluster`]).
     fn from_section(d: &DirectorSection) -> Self {
         let ms = Duration::from_millis;
         Self {
@@ -214,6 +291,9 @@ impl DirectorConfig {
             stores: Vec::new(),
             store_password: None,
             supervisor: d.supervisor,
+            admin_hosts: d.admin_hosts.clone(),
+            admin_token: d.admin_token.clone(),
+            trusted_proxies: Vec::new(),
             secret: Vec::new(),
         }
     }
@@ -229,6 +309,11 @@ impl DirectorConfig {
     pub fn from_cluster(file: &ClusterFile, secret: &str) -> Result<Self, DirectorError> {
         let section = file.director.clone().unwrap_or_default();
         let mut config = Self::from_section(&section);
+        config.trusted_proxies = section
+            .trusted_proxies
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<Vec<ProxyNet>, _>>()?;
         config.session_cookie = file.session.cookie_name.clone();
         config.cookie_secure = file.session.cookie_secure;
         config.secret = secret.as_bytes().to_vec();
@@ -272,6 +357,15 @@ impl DirectorConfig {
         if self.max_connections == 0 || self.health.fall == 0 || self.health.rise == 0 {
             return Err(DirectorError::Config(
                 "max_connections, fall and rise must be at least 1".into(),
+            ));
+        }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(DirectorError::Config(
+                "admin_token must be at least 16 visible ASCII characters".into(),
             ));
         }
         check_servers(&self.servers)
@@ -318,6 +412,9 @@ mod tests {
             listen = "127.0.0.1:9000"
             fall = 3
             header_timeout_ms = 2000
+            admin_hosts = ["director.internal:8081"]
+            admin_token = "an-operator-chosen-token"
+            trusted_proxies = ["10.0.0.0/8", "::1"]
             [[web]]
             name = "ws1"
             listen = "127.0.0.1:9001"
@@ -346,10 +443,26 @@ mod tests {
         assert_eq!(c.servers.len(), 2);
         assert!(c.servers[1].standby);
         assert_eq!(c.servers[1].weight, 3);
+        assert_eq!(c.admin_hosts, ["director.internal:8081"]);
+        assert_eq!(c.admin_token.as_deref(), Some("an-operator-chosen-token"));
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(c.trusted_proxies[0].contains("10.1.2.3".parse().unwrap_or(IpAddr::from([0; 4]))));
+        let debug = format!("{c:?}");
         assert!(
-            !format!("{c:?}").contains("0123456789abcdef"),
+            !debug.contains("0123456789abcdef"),
             "Debug hides the secret"
         );
+        assert!(
+            !debug.contains("an-operator-chosen-token"),
+            "and the admin token"
+        );
+        // A trusted proxy that is not an address is refused.
+        let bad = text.replace("\"::1\"", "\"proxy.example\"");
+        let file = match ClusterFile::parse(&bad, Path::new("c.toml")) {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(DirectorConfig::from_cluster(&file, &secret).is_err());
     }
 
     #[test]
@@ -368,5 +481,30 @@ mod tests {
         assert!(twice.check().is_err());
         let short = DirectorConfig::new(vec![b'x'; 31], vec![]);
         assert!(short.check().is_err());
+        let mut weak = DirectorConfig::new(vec![b'x'; 32], vec![]);
+        weak.admin_token = Some("short".into());
+        assert!(weak.check().is_err(), "an admin token under 16 characters");
+        weak.admin_token = Some("sixteen chars ok".into());
+        assert!(weak.check().is_err(), "spaces are refused");
+        weak.admin_token = Some("sixteen-chars-ok".into());
+        assert!(weak.check().is_ok());
+    }
+
+    #[test]
+    fn trusted_proxy_blocks() {
+        let net = |s: &str| s.parse::<ProxyNet>().unwrap_or_else(|e| panic!("{s}: {e}"));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert!(net("10.0.0.0/8").contains(ip("10.200.1.2")));
+        assert!(!net("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(net("10.0.0.0/8").contains(ip("::ffff:10.0.0.1")));
+        assert!(net("127.0.0.1").contains(ip("127.0.0.1")));
+        assert!(!net("127.0.0.1").contains(ip("127.0.0.2")));
+        assert!(net("0.0.0.0/0").contains(ip("8.8.8.8")));
+        assert!(net("fd00::/8").contains(ip("fd12::1")));
+        assert!(!net("fd00::/8").contains(ip("10.0.0.1")));
+        assert!(net("::1").contains(ip("::1")));
+        for bad in ["", "10.0.0.0/33", "::/129", "host.example", "10.0.0.0/x"] {
+            assert!(bad.parse::<ProxyNet>().is_err(), "{bad:?}");
+        }
     }
 }

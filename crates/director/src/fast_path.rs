@@ -93,6 +93,7 @@ pub(crate) async fn serve(
         shared,
         peer,
         forwarded_for: peer.ip().to_canonical().to_string(),
+        trusted: crate::forward::trusted_proxy(shared, peer.ip()),
         request: Vec::new(),
         response: Vec::new(),
         out: Vec::new(),
@@ -267,6 +268,8 @@ struct Connection<'s> {
     shared: &'s Arc<State>,
     peer: SocketAddr,
     forwarded_for: String,
+    /// The peer is a trusted proxy: its `X-Forwarded-*` headers are kept.
+    trusted: bool,
     /// The request as sent to a web server.
     request: Vec<u8>,
     /// What is read from the web server.
@@ -376,20 +379,51 @@ impl Connection<'_> {
         r.push(b' ');
         r.extend_from_slice(req.target.as_bytes());
         r.extend_from_slice(b" HTTP/1.1\r\n");
+        // From a trusted proxy: its `X-Forwarded-Proto` and `-Host` kept,
+        // its `X-Forwarded-For` values the start of ours.
+        let (mut proto_kept, mut host_kept) = (false, false);
         for h in req.headers {
-            if dropped_request_header(h.name.as_bytes()) {
+            let name = h.name.as_bytes();
+            if self.trusted {
+                let proto = name.eq_ignore_ascii_case(b"x-forwarded-proto");
+                let host = name.eq_ignore_ascii_case(b"x-forwarded-host");
+                proto_kept |= proto;
+                host_kept |= host;
+                if proto || host {
+                    r.extend_from_slice(name);
+                    r.extend_from_slice(b": ");
+                    r.extend_from_slice(h.value);
+                    r.extend_from_slice(b"\r\n");
+                    continue;
+                }
+            }
+            if dropped_request_header(name) {
                 continue;
             }
-            r.extend_from_slice(h.name.as_bytes());
+            r.extend_from_slice(name);
             r.extend_from_slice(b": ");
             r.extend_from_slice(h.value);
             r.extend_from_slice(b"\r\n");
         }
         r.extend_from_slice(b"x-forwarded-for: ");
+        if self.trusted {
+            for h in req.headers {
+                if h.name.eq_ignore_ascii_case("x-forwarded-for") {
+                    r.extend_from_slice(h.value);
+                    r.extend_from_slice(b", ");
+                }
+            }
+        }
         r.extend_from_slice(self.forwarded_for.as_bytes());
-        r.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ");
-        r.extend_from_slice(req.host);
         r.extend_from_slice(b"\r\n");
+        if !proto_kept {
+            r.extend_from_slice(b"x-forwarded-proto: http\r\n");
+        }
+        if !host_kept {
+            r.extend_from_slice(b"x-forwarded-host: ");
+            r.extend_from_slice(req.host);
+            r.extend_from_slice(b"\r\n");
+        }
         if epoch != 0 {
             let _ = write!(r, "{}: {epoch}\r\n", sticky_proto::control::EPOCH_HEADER);
         }

@@ -29,6 +29,12 @@ pub(crate) const MAX_RETRIES: usize = 2;
 /// The director's own answers.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Answer {
+    /// No `Host` (HTTP/1.1), several, or one that differs from an
+    /// absolute-form target's authority (RFC 9112 section 3.2).
+    BadHost,
+    /// The client's request body was malformed or cut short: the
+    /// client's fault, not the web server's.
+    BadBody,
     NotFound,
     ConnectNotAllowed,
     BadGateway,
@@ -41,6 +47,14 @@ impl Answer {
     /// Its status and text, counted as a gateway error if it is one.
     pub(crate) fn counted(self, shared: &State) -> (StatusCode, &'static str) {
         let (status, text) = match self {
+            Answer::BadHost => (
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: a request needs exactly one Host header, matching an absolute-form target.\n",
+            ),
+            Answer::BadBody => (
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: the request body is malformed or incomplete.\n",
+            ),
             Answer::NotFound => (StatusCode::NOT_FOUND, "404 Not Found\n"),
             Answer::ConnectNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -247,6 +261,16 @@ impl Attempts {
             shared.stats.failovers.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Whether `peer` is one of the configured trusted proxies, whose
+/// `X-Forwarded-*` headers are kept.
+pub(crate) fn trusted_proxy(shared: &State, peer: IpAddr) -> bool {
+    shared
+        .config
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(peer))
 }
 
 /// The standard hop-by-hop headers (RFC 9110 section 7.6.1, plus the

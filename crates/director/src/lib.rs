@@ -99,7 +99,7 @@ mod stores;
 mod supervisor;
 mod worker;
 
-pub use config::{servers_of, DirectorConfig, HealthSettings, ServerSpec, StoreSpec};
+pub use config::{servers_of, DirectorConfig, HealthSettings, ProxyNet, ServerSpec, StoreSpec};
 pub use director::Director;
 pub use error::DirectorError;
 pub use latency::ResponseTimes;

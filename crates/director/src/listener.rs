@@ -9,30 +9,123 @@
 //! `max_header_size` get `431`. At `max_connections`, new connections get
 //! a one-line `503` and are closed.
 //!
+//! The admin listener keeps at most 64 connections; at that limit a new
+//! one takes the slot of the oldest connection with no request in
+//! progress (which is closed), so idle connections cannot lock operators
+//! out; only 64 requests in progress at once do.
+//!
 //! On shutdown both listeners close at once, every client connection is
 //! told to finish its current request and close, and `serve` returns when
 //! all have, or after `drain_timeout`.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::DirectorConfig;
 use crate::io::{Activity, ActivityIo};
 use crate::state::State;
 use crate::{admin, fast_path, proxy, worker};
 
-/// Admin connections at once (it is an operator's listener).
+/// Admin connections at once (it is an operator's listener). At the
+/// limit, a new connection takes the slot of the oldest one that has no
+/// request in progress, so idle connections can never lock operators
+/// (and health checkers of `/healthz`) out.
 const MAX_ADMIN_CONNECTIONS: usize = 64;
+
+/// The admin listener's connection slots.
+pub(crate) struct AdminSlots {
+    max: usize,
+    next: AtomicU64,
+    /// Open connections by age (ids grow), each with its count of
+    /// requests in progress and the signal that closes it.
+    open: Mutex<BTreeMap<u64, OpenSlot>>,
+}
+
+/// An open admin connection's requests in progress and closing signal.
+type OpenSlot = (Arc<AtomicUsize>, Arc<Notify>);
+
+/// One admin connection's slot; dropping it frees the slot.
+struct AdminSlot {
+    slots: Arc<AdminSlots>,
+    id: u64,
+    busy: Arc<AtomicUsize>,
+    close: Arc<Notify>,
+}
+
+impl AdminSlots {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            next: AtomicU64::new(0),
+            open: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A slot for a new connection: a free one, or the oldest idle
+    /// connection's (which is told to close); `None` if every connection
+    /// is busy with a request.
+    fn admit(self: &Arc<Self>) -> Option<AdminSlot> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.len() >= self.max {
+            let idle = open
+                .iter()
+                .find(|(_, (busy, _))| busy.load(Ordering::Acquire) == 0)
+                .map(|(id, _)| *id)?;
+            if let Some((_, close)) = open.remove(&idle) {
+                // Stored if the connection is not waiting yet: never lost.
+                close.notify_one();
+            }
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let busy = Arc::new(AtomicUsize::new(0));
+        let close = Arc::new(Notify::new());
+        open.insert(id, (Arc::clone(&busy), Arc::clone(&close)));
+        Some(AdminSlot {
+            slots: Arc::clone(self),
+            id,
+            busy,
+            close,
+        })
+    }
+}
+
+impl Drop for AdminSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        open.remove(&self.id);
+    }
+}
+
+/// Counts a request in progress on an admin connection while it lives.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 53\r\nretry-after: 1\r\nconnection: close\r\n\r\n503 Service Unavailable: too many connections. Retry\n";
 
@@ -74,7 +167,7 @@ impl Dispatch {
 pub(crate) struct Common {
     builder: Arc<http1::Builder>,
     limit: Arc<Semaphore>,
-    admin_limit: Arc<Semaphore>,
+    admin_slots: Arc<AdminSlots>,
     dispatch: Arc<Dispatch>,
 }
 
@@ -99,7 +192,7 @@ impl Common {
         let common = Self {
             builder: Arc::new(builder),
             limit: Arc::new(Semaphore::new(config.max_connections)),
-            admin_limit: Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS)),
+            admin_slots: Arc::new(AdminSlots::new(MAX_ADMIN_CONNECTIONS)),
             dispatch: Arc::new(Dispatch { senders, open }),
         };
         (common, inboxes)
@@ -171,7 +264,7 @@ pub(crate) async fn worker_loop(
                     Arc::clone(&shared),
                     admin,
                     Arc::clone(&common.builder),
-                    Arc::clone(&common.admin_limit),
+                    Arc::clone(&common.admin_slots),
                     stop.clone(),
                 );
                 tokio::select! {
@@ -348,10 +441,13 @@ async fn client_connection(
     ));
     let svc_shared = Arc::clone(&shared);
     let forwarded_for = proxy::forwarded_for(peer);
+    let trusted = crate::forward::trusted_proxy(&shared, peer.ip());
     let service = service_fn(move |req| {
         let shared = Arc::clone(&svc_shared);
         let forwarded_for = forwarded_for.clone();
-        async move { Ok::<_, Infallible>(proxy::handle(shared, peer, forwarded_for, req).await) }
+        async move {
+            Ok::<_, Infallible>(proxy::handle(shared, peer, forwarded_for, trusted, req).await)
+        }
     });
     let conn = common.builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
@@ -388,9 +484,17 @@ async fn accept_admin(
     shared: Arc<State>,
     listener: TcpListener,
     builder: Arc<http1::Builder>,
-    limit: Arc<Semaphore>,
+    slots: Arc<AdminSlots>,
     stop: watch::Receiver<bool>,
 ) {
+    let local = match listener.local_addr() {
+        Ok(local) => local,
+        Err(e) => {
+            tracing::error!(error = %e, "the admin listener has no address: not serving it");
+            return std::future::pending().await;
+        }
+    };
+    let access = Arc::new(admin::Access::new(&shared, local));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -399,12 +503,13 @@ async fn accept_admin(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+        let Some(slot) = slots.admit() else {
             let _ = stream.try_write(TOO_MANY);
             continue;
         };
         let shared = Arc::clone(&shared);
         let builder = Arc::clone(&builder);
+        let access = Arc::clone(&access);
         let mut stop = stop.clone();
         shared
             .stats
@@ -412,9 +517,16 @@ async fn accept_admin(
             .fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let svc_shared = Arc::clone(&shared);
+            let busy = Arc::clone(&slot.busy);
             let service = service_fn(move |req| {
                 let shared = Arc::clone(&svc_shared);
-                async move { Ok::<_, Infallible>(admin::handle(shared, req).await) }
+                let access = Arc::clone(&access);
+                let busy = Busy::new(&busy);
+                async move {
+                    let resp = admin::handle(shared, &access, req).await;
+                    drop(busy);
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
@@ -423,6 +535,10 @@ async fn accept_admin(
                     if let Err(e) = result {
                         tracing::debug!(%peer, error = %e, "admin connection ended");
                     }
+                    true
+                }
+                () = slot.close.notified() => {
+                    tracing::debug!(%peer, "idle admin connection closed for a new one");
                     true
                 }
                 stopped = stop.wait_for(|stop| *stop) => {
@@ -438,7 +554,7 @@ async fn accept_admin(
                 .stats
                 .admin_connections
                 .fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
+            drop(slot);
         });
     }
 }

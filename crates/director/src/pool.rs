@@ -16,7 +16,8 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -61,8 +62,11 @@ pub(crate) enum ConnectError {
 pub(crate) enum RequestBody {
     /// No body.
     Empty,
-    /// A client's request body, streamed to a web server.
-    Request(Incoming),
+    /// A client's request body, streamed to a web server; the flag is
+    /// set when reading it failed (the client's fault: a malformed chunk,
+    /// a connection closed mid-body), so that the failed exchange is not
+    /// blamed on the web server.
+    Request(Incoming, Arc<AtomicBool>),
 }
 
 impl http_body::Body for RequestBody {
@@ -75,21 +79,27 @@ impl http_body::Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
-            RequestBody::Request(incoming) => Pin::new(incoming).poll_frame(cx),
+            RequestBody::Request(incoming, failed) => {
+                let frame = Pin::new(incoming).poll_frame(cx);
+                if let Poll::Ready(Some(Err(_))) = &frame {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                frame
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Empty => true,
-            RequestBody::Request(incoming) => incoming.is_end_stream(),
+            RequestBody::Request(incoming, _) => incoming.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
-            RequestBody::Request(incoming) => incoming.size_hint(),
+            RequestBody::Request(incoming, _) => incoming.size_hint(),
         }
     }
 }

@@ -1,10 +1,13 @@
 //! The public side: one function per request, from the client's request to
 //! the web server's response (or the director's own 404, 502, 503, 504).
 //!
-//! Per request: reserved paths are refused; hop-by-hop headers, `Expect`
-//! and the client's `sticky-*` headers are removed; `X-Forwarded-For`,
-//! `-Proto` and `-Host` are set (replacing whatever the client sent: the
-//! director is the edge); the routing table picks a server; the request is
+//! Per request: reserved paths are refused; a missing or repeated `Host`,
+//! or one that contradicts an absolute-form target, gets `400` (RFC 9112
+//! section 3.2); hop-by-hop headers, `Expect` and the client's `sticky-*`
+//! headers are removed; `X-Forwarded-For`, `-Proto` and `-Host` are set
+//! (replacing whatever the client sent: the director is the edge; only a
+//! peer in `trusted_proxies` has its own kept, its `X-Forwarded-For`
+//! appended to); the routing table picks a server; the request is
 //! sent on a pooled connection and the response streamed back, with a
 //! route cookie when the client is new or moved. WebSocket (and other
 //! `Upgrade`) requests become a tunnel after the server's `101`.
@@ -19,9 +22,14 @@
 //! server dying mid-request is soon found refusing and routed around) only
 //! for idempotent requests without a body; otherwise the client gets `502` (or `504` after the
 //! response timeout).
+//!
+//! A request body that fails while it is read from the client (a malformed
+//! chunk, a connection closed mid-body) is the client's fault: `400`, the
+//! connection closed, and the web server neither counted against nor its
+//! idle connections dropped.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,11 +60,12 @@ pub(crate) async fn handle(
     shared: Arc<State>,
     peer: SocketAddr,
     forwarded_for: HeaderValue,
+    trusted: bool,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let resp = proxy(&shared, peer, forwarded_for, req).await;
+    let resp = proxy(&shared, peer, forwarded_for, trusted, req).await;
     shared.stats.count_response(resp.status());
     shared.stats.response_time.record(started.elapsed());
     resp
@@ -66,6 +75,7 @@ async fn proxy(
     shared: &Arc<State>,
     peer: SocketAddr,
     forwarded_for: HeaderValue,
+    trusted: bool,
     req: Request<Incoming>,
 ) -> Response<Body> {
     if is_reserved(req.uri().path()) {
@@ -78,20 +88,24 @@ async fn proxy(
     if req.method() == Method::CONNECT {
         return Answer::ConnectNotAllowed.response(shared);
     }
+    if !host_is_sound(&req) {
+        return Answer::BadHost.response(shared);
+    }
     let (mut parts, incoming) = req.into_parts();
     let upgrade = upgrade_protocol(&parts.headers);
     let client_upgrade = match upgrade {
         Some(_) => parts.extensions.remove::<OnUpgrade>(),
         None => None,
     };
-    prepare_request_headers(&mut parts.headers, forwarded_for, upgrade);
+    prepare_request_headers(&mut parts.headers, forwarded_for, trusted, upgrade);
     let uri = origin_form(&parts.uri);
     let bodiless = incoming.is_end_stream();
     let replayable = bodiless && is_idempotent(&parts.method);
+    let body_failed = Arc::new(AtomicBool::new(false));
     let mut body = Some(if bodiless {
         RequestBody::Empty
     } else {
-        RequestBody::Request(incoming)
+        RequestBody::Request(incoming, Arc::clone(&body_failed))
     });
 
     let config = &shared.config;
@@ -186,6 +200,17 @@ async fn proxy(
                     continue;
                 }
                 let error = e.into_error();
+                if body_failed.load(Ordering::Relaxed) {
+                    // The client's body broke off (a malformed chunk, a
+                    // connection closed mid-body): its fault, so the web
+                    // server is not counted against, nor its pool emptied.
+                    tracing::debug!(server = %backend.name, error = %error, "client's request body failed");
+                    conn.abort();
+                    let mut resp = Answer::BadBody.response(shared);
+                    resp.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                    return resp;
+                }
                 stats.upstream_send_failed.fetch_add(1, Ordering::Relaxed);
                 backend.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(server = %backend.name, error = %error, replayable, "request to web server failed");
@@ -205,6 +230,25 @@ async fn proxy(
                 return Answer::ResponseTimeout.response(shared);
             }
         }
+    }
+}
+
+/// RFC 9112 section 3.2: an HTTP/1.1 request has a `Host`; no request
+/// has two; and with an absolute-form target, the `Host` (if any) names
+/// the same authority (ignoring letter case). False answers `400`.
+fn host_is_sound<B>(req: &Request<B>) -> bool {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return false;
+    }
+    match (req.uri().authority(), host) {
+        (Some(authority), Some(host)) => authority
+            .as_str()
+            .as_bytes()
+            .eq_ignore_ascii_case(host.as_bytes()),
+        (None, Some(_)) => true,
+        (_, None) => req.version() < http::Version::HTTP_11,
     }
 }
 
@@ -344,21 +388,45 @@ pub(crate) fn forwarded_for(peer: SocketAddr) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// Readies a client's headers for the web server.
+/// Readies a client's headers for the web server. From a `trusted` proxy
+/// the `X-Forwarded-*` headers it sent are kept, the peer's address
+/// appended to `X-Forwarded-For`; from anyone else they are replaced.
 fn prepare_request_headers(
     h: &mut HeaderMap,
     forwarded_for: HeaderValue,
+    trusted: bool,
     upgrade: Option<HeaderValue>,
 ) {
     remove_hop_by_hop(h, true);
-    h.insert(X_FORWARDED_FOR.clone(), forwarded_for);
-    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    match h.get(HOST).cloned() {
-        Some(host) => {
-            h.insert(X_FORWARDED_HOST.clone(), host);
+    let chain = if trusted {
+        let sent: Vec<&[u8]> = h
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        if sent.is_empty() {
+            None
+        } else {
+            let mut chain = sent.join(&b", "[..]);
+            chain.extend_from_slice(b", ");
+            chain.extend_from_slice(forwarded_for.as_bytes());
+            HeaderValue::from_bytes(&chain).ok()
         }
-        None => {
-            h.remove(&X_FORWARDED_HOST);
+    } else {
+        None
+    };
+    h.insert(X_FORWARDED_FOR.clone(), chain.unwrap_or(forwarded_for));
+    if !(trusted && h.contains_key(&X_FORWARDED_PROTO)) {
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !(trusted && h.contains_key(&X_FORWARDED_HOST)) {
+        match h.get(HOST).cloned() {
+            Some(host) => {
+                h.insert(X_FORWARDED_HOST.clone(), host);
+            }
+            None => {
+                h.remove(&X_FORWARDED_HOST);
+            }
         }
     }
     if let Some(protocol) = upgrade {
@@ -400,7 +468,7 @@ mod tests {
         h.insert(EXPECT, HeaderValue::from_static("100-continue"));
         h.insert("x-app", HeaderValue::from_static("kept"));
         let peer = SocketAddr::from(([10, 1, 2, 3], 5555));
-        prepare_request_headers(&mut h, forwarded_for(peer), None);
+        prepare_request_headers(&mut h, forwarded_for(peer), false, None);
         assert_eq!(
             h.get("x-forwarded-for").map(|v| v.as_bytes()),
             Some(&b"10.1.2.3"[..])
@@ -438,6 +506,7 @@ mod tests {
         prepare_request_headers(
             &mut h,
             forwarded_for(SocketAddr::from(([127, 0, 0, 1], 1))),
+            false,
             up,
         );
         assert_eq!(

@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod hardening;
 mod support;
 
 use http::{Method, StatusCode};
@@ -303,8 +304,14 @@ async fn the_admin_api_answers() {
         assert!(metrics.body.contains(line), "{line} in:\n{}", metrics.body);
     }
 
-    // Drain ws1: its state changes, and new clients all go to ws2.
-    let drained = request(director.admin, Method::POST, "/api/servers/ws1/drain", &[]).await;
+    // Drain ws1 (state changes carry the admin token): its state changes,
+    // and new clients all go to ws2.
+    let auth = format!(
+        "Bearer {}",
+        sticky_proto::control::admin_token(support::SECRET.as_bytes())
+    );
+    let auth: &[(&str, &str)] = &[("authorization", &auth)];
+    let drained = request(director.admin, Method::POST, "/api/servers/ws1/drain", auth).await;
     assert_eq!(drained.status, StatusCode::OK, "{drained:?}");
     assert!(drained.body.contains("\"draining\""), "{}", drained.body);
     assert_eq!(director.state_of("ws1"), ServerState::Draining);
@@ -318,13 +325,19 @@ async fn the_admin_api_answers() {
         .expect("enable");
     assert_eq!(enabled.state, ServerState::Up);
 
-    let unknown = request(director.admin, Method::POST, "/api/servers/nope/drain", &[]).await;
+    let unknown = request(
+        director.admin,
+        Method::POST,
+        "/api/servers/nope/drain",
+        auth,
+    )
+    .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let cross = request(
         director.admin,
         Method::POST,
         "/api/servers/ws1/drain",
-        &[("origin", "http://evil.example")],
+        &[auth[0], ("origin", "http://evil.example")],
     )
     .await;
     assert_eq!(cross.status, StatusCode::FORBIDDEN);
@@ -333,7 +346,7 @@ async fn the_admin_api_answers() {
         ServerState::Up,
         "refused: nothing changed"
     );
-    let wrong_method = request(director.admin, Method::DELETE, "/api/cluster", &[]).await;
+    let wrong_method = request(director.admin, Method::DELETE, "/api/cluster", auth).await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
     let no_supervisor = get(director.admin, "/api/processes", &[]).await;
     assert_eq!(no_supervisor.status, StatusCode::NOT_FOUND);

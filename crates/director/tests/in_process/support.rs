@@ -6,7 +6,6 @@
 //! Conditions are waited for with deadlines ([`wait_until`]), never with
 //! fixed sleeps.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +15,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use sticky_director::{ClusterStatus, Director, DirectorConfig, ServerSpec, ServerState};
@@ -90,9 +88,18 @@ impl WebServer {
                 };
                 let app = app.clone();
                 connections.spawn(async move {
-                    let service = service_fn(move |req| {
+                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let app = app.clone();
-                        async move { Ok::<_, Infallible>(app.answer(req)) }
+                        async move {
+                            // The whole body first, as a real application
+                            // would: a body that breaks off never answers.
+                            let (parts, body) = req.into_parts();
+                            let Ok(body) = body.collect().await else {
+                                return Err("request body failed");
+                            };
+                            let req = Request::from_parts(parts, body.to_bytes());
+                            Ok::<_, &str>(app.answer(req))
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -134,7 +141,7 @@ struct App {
 }
 
 impl App {
-    fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    fn answer(&self, req: Request<Bytes>) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_owned();
         if path.starts_with(RESERVED_PREFIX) {
             if req.headers().get(http::header::AUTHORIZATION) != Some(&self.token) {
@@ -342,4 +349,42 @@ pub(crate) async fn request(
 /// `GET path` with these headers.
 pub(crate) async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answer {
     request(addr, Method::GET, path, headers).await
+}
+
+/// Writes `bytes` on a new connection to `addr` and reads one response:
+/// its status and body (framed by `Content-Length`, or by the end of the
+/// connection). `None` if the connection closed without a response.
+pub(crate) async fn raw(addr: SocketAddr, bytes: &[u8]) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut got = Vec::new();
+    let read = async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head.lines().find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                });
+                if length.is_some_and(|n| body.len() >= n) {
+                    break;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("a response in time");
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
 }

@@ -204,9 +204,11 @@ pub fn metric(text: &str, series: &str) -> f64 {
 /// A cluster file for these backends: `(backend, standby)`.
 /// `director_extra` is appended to `[director]` (keys not set here).
 pub fn cluster_file(webs: &[(&BackendProcess, bool)], director_extra: &str) -> String {
+    // `HttpClient` sends `Host: sticky.test`, which the admin listener
+    // must be told to accept (`admin_hosts`).
     let mut text = format!(
         "secret = \"{SECRET}\"\n\n[director]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
-         health_interval_ms = 300\nhealth_timeout_ms = 2000\nfall = 2\nrise = 2\n{director_extra}\n"
+         admin_hosts = [\"sticky.test\"]\nhealth_interval_ms = 300\nhealth_timeout_ms = 2000\nfall = 2\nrise = 2\n{director_extra}\n"
     );
     for (b, standby) in webs {
         text.push_str(&format!(
@@ -305,8 +307,13 @@ impl DirectorProcess {
 
     /// `POST path` on the admin listener.
     pub fn admin_post(&self, path: &str) -> Response {
+        // State changes on the admin listener need the admin token.
+        let auth = format!(
+            "Bearer {}",
+            sticky_proto::control::admin_token(SECRET.as_bytes())
+        );
         HttpClient::new(self.admin)
-            .request("POST", path, &[], b"")
+            .request("POST", path, &[("Authorization", &auth)], b"")
             .expect("admin POST")
     }
 
