@@ -356,7 +356,7 @@ fn browser_keeps_its_cart_when_its_server_is_killed_and_dashboard_renders() {
         let start = Instant::now();
         loop {
             let cluster =
-                cluster_support::http_request(up.admin(), "GET", "/api/cluster", &[], None)
+                sticky_test_support::http_request(up.admin(), "GET", "/api/cluster", &[], None)
                     .unwrap()
                     .json_ok();
             let ws4 = cluster["servers"]

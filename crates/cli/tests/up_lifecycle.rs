@@ -56,6 +56,23 @@ fn up_prints_its_table_in_time_and_ctrl_c_stops_every_process() {
 
     // `sticky status --json` agrees with the table, and sees everything up.
     up.wait_all_up();
+
+    // The stores `sticky up` starts have a password (issue 15, item 2): a
+    // local process, or a web page through the browser, cannot empty them.
+    for (name, _, addr, _) in table.iter().filter(|r| r.1 == "store") {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        c.write_all(b"FLUSHALL\r\n").unwrap();
+        let mut buf = [0u8; 128];
+        let n = c.read(&mut buf).unwrap();
+        assert!(
+            buf[..n].starts_with(b"-NOAUTH"),
+            "{name} without a password: {}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
     wait_until(DEADLINE, "sticky status shows every process up", || {
         let s = up.status_json();
         s["processes"]

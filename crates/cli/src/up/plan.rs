@@ -124,6 +124,9 @@ pub(crate) struct Plan {
     /// The supervisor's control API (kill, pause, resume, restart).
     pub(crate) supervisor: SocketAddr,
     pub(crate) secret: String,
+    /// The password of the stores `sticky up` starts (generated for a new
+    /// cluster; `[session] store_password` of a `--config` file).
+    pub(crate) store_password: Option<String>,
     replicas: u16,
     mode: Mode,
 }
@@ -190,12 +193,18 @@ impl Plan {
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret)
             .map_err(|e| anyhow::anyhow!("no randomness for the cluster secret: {e}"))?;
+        // The stores get a password of their own: without one, any local
+        // process (or a web page, through the browser) could empty them.
+        let mut store_password = [0u8; 24];
+        getrandom::fill(&mut store_password)
+            .map_err(|e| anyhow::anyhow!("no randomness for the store password: {e}"))?;
         Ok(Self {
             members,
             external,
             admin,
             supervisor,
             secret: hex::encode(secret),
+            store_password: Some(hex::encode(store_password)),
             replicas: a.replicas,
             mode: a.mode,
         })
@@ -272,6 +281,7 @@ impl Plan {
             admin: director.admin,
             supervisor,
             secret,
+            store_password: file.session.store_password.clone(),
             replicas: u16::try_from(file.replicas).unwrap_or(u16::MAX),
             mode: file.mode,
         })
@@ -290,6 +300,11 @@ impl Plan {
             "# Written by `sticky up`.\nsecret = \"{}\"\nreplicas = {}\nmode = \"{}\"\n",
             self.secret, self.replicas, self.mode
         );
+        let started_stores = self.members.iter().any(|m| m.role == Role::Store);
+        let password = self.store_password.as_deref().filter(|_| started_stores);
+        if let Some(p) = password {
+            let _ = writeln!(t, "[session]\nstore_password = \"{p}\"\n");
+        }
         for m in &self.members {
             match m.role {
                 Role::Director => {
@@ -314,9 +329,13 @@ impl Plan {
                 Role::Store => {
                     let _ = writeln!(
                         t,
-                        "[[store]]\nname = \"{}\"\nlisten = \"{}\"\n",
+                        "[[store]]\nname = \"{}\"\nlisten = \"{}\"",
                         m.name, m.addr
                     );
+                    if let Some(p) = password {
+                        let _ = writeln!(t, "requirepass = \"{p}\"");
+                    }
+                    let _ = writeln!(t);
                 }
             }
         }
@@ -386,14 +405,40 @@ mod tests {
             admin: "127.0.0.1:1".parse().unwrap(),
             supervisor: "127.0.0.1:2".parse().unwrap(),
             secret: "x".repeat(64),
+            store_password: Some("generated".into()),
             replicas: 1,
             mode: Mode::Sync,
         };
         let text = plan.toml();
+        assert!(
+            !text.contains("generated"),
+            "no store password for stores `sticky up` does not start"
+        );
         let file = sticky_config::ClusterFile::parse(&text, Path::new("c.toml")).unwrap();
         assert_eq!(file.store.len(), 1);
         assert_eq!(file.store[0].client_addr(), "redis://u:p\"w@127.0.0.1:6390");
         assert_eq!(file.store[0].listen.port(), 6390);
         assert!(!format!("{:?}", plan.external).contains("p\\\"w"));
+    }
+
+    #[test]
+    fn stores_it_starts_get_a_password_the_web_servers_know() {
+        let plan = Plan {
+            members: vec![Member {
+                name: "s1".into(),
+                role: Role::Store,
+                addr: "127.0.0.1:7001".parse().unwrap(),
+            }],
+            external: Vec::new(),
+            admin: "127.0.0.1:1".parse().unwrap(),
+            supervisor: "127.0.0.1:2".parse().unwrap(),
+            secret: "x".repeat(64),
+            store_password: Some("p4ss".into()),
+            replicas: 1,
+            mode: Mode::Sync,
+        };
+        let file = sticky_config::ClusterFile::parse(&plan.toml(), Path::new("c.toml")).unwrap();
+        assert_eq!(file.session.store_password.as_deref(), Some("p4ss"));
+        assert_eq!(file.store[0].requirepass.as_deref(), Some("p4ss"));
     }
 }

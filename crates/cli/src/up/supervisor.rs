@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
@@ -157,15 +155,12 @@ async fn http_status(
     Some(resp.status().as_u16())
 }
 
-async fn store_ready(addr: SocketAddr, limit: Duration) -> bool {
-    let io = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        s.write_all(b"PING\r\n").await.ok()?;
-        let mut b = [0u8; 7];
-        s.read_exact(&mut b).await.ok()?;
-        Some(&b == b"+PONG\r\n")
-    };
-    tokio::time::timeout(limit, io).await.ok().flatten() == Some(true)
+/// Whether the store at `addr` answers `PING` (after `AUTH` with
+/// `password`, when it has one) within `limit`.
+async fn store_ready(addr: SocketAddr, password: Option<&str>, limit: Duration) -> bool {
+    sticky_proto::probe::probe_store(addr, password, limit)
+        .await
+        .is_ok()
 }
 
 fn tail(path: &Path) -> String {
@@ -210,7 +205,9 @@ impl Supervisor {
 
     async fn healthy(&self, p: &Proc, limit: Duration) -> bool {
         match p.member.role {
-            Role::Store => store_ready(p.member.addr, limit).await,
+            Role::Store => {
+                store_ready(p.member.addr, self.plan.store_password.as_deref(), limit).await
+            }
             Role::Web | Role::Standby => {
                 http_status(
                     p.member.addr,
