@@ -177,3 +177,37 @@ fn carts_survive_a_killed_store_and_then_a_killed_web_server() {
     // loses nothing either.
     kill_serving_server_and_check(&up, &mut shoppers, Some("ws4"));
 }
+
+/// Issue 14, item 6: right after `kill -9` of an idle web server, one
+/// change per user — a POST, which the director may not re-send once it
+/// reached a server — fails for none of them. The director must find its
+/// pooled connections to the dead process closed before it uses them.
+#[test]
+fn right_after_kill_9_of_an_idle_web_server_one_post_per_user_never_fails() {
+    let up = UpProcess::start(STICKY, &[]);
+    up.wait_all_up();
+    let mut shoppers = go_shopping(&up);
+    let victim = shoppers[0].server.clone();
+    kill9(&up, &victim);
+    let mut failures = Vec::new();
+    for (i, s) in shoppers.iter_mut().enumerate() {
+        let item = format!("right-after-{i}");
+        let body = serde_json::json!({ "item": item });
+        match s
+            .jar
+            .try_request(up.shop(), "POST", "/api/cart/items", Some(&body))
+        {
+            Ok(r) if r.status == 200 => {
+                s.items.push(item);
+                let a = Answer::from(&r);
+                assert_eq!(a.items(), s.items, "shopper {i}");
+            }
+            Ok(r) => failures.push(format!("shopper {i} (on {}): {}", s.server, r.status)),
+            Err(e) => failures.push(format!("shopper {i} (on {}): {e}", s.server)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "after kill -9 of {victim}: {failures:?}"
+    );
+}

@@ -316,20 +316,20 @@ async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectE
 }
 
 /// Whether an idle keep-alive connection is still open: nothing (no bytes,
-/// no end of stream) may arrive on it between two exchanges. Costs no
-/// system call when the event loop has seen nothing on the socket, the
-/// usual case.
+/// no end of stream) may arrive on it between two exchanges.
+///
+/// Asks the kernel (a non-blocking `MSG_PEEK`), not tokio's readiness: the
+/// event loop learns of a web server's FIN only when it next polls, and a
+/// server killed just before a request would otherwise be sent that request
+/// on a connection its kernel then resets — a 502 for a request that never
+/// reached a live server (issue 14, item 6). One system call per reused
+/// connection.
 fn looks_open(stream: &TcpStream) -> bool {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match stream.poll_read_ready(&mut cx) {
-        std::task::Poll::Pending => true,
-        std::task::Poll::Ready(Err(_)) => false,
-        // Readable: the end of the stream, stray bytes, or only a
-        // readiness left over from the last read. One look tells.
-        std::task::Poll::Ready(Ok(())) => {
-            let mut byte = [0u8; 1];
-            matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        }
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match socket2::SockRef::from(stream).peek(&mut byte) {
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        // The end of the stream, or stray bytes: not reusable.
+        Ok(_) => false,
     }
 }
 
