@@ -148,19 +148,20 @@ async fn redis_backend_sends_evalsha_and_falls_back_to_eval() {
         .iter()
         .map(|c| String::from_utf8_lossy(&c[0]).to_ascii_uppercase())
         .collect();
-    // SCRIPT LOAD x5 on connect (refused, logged), then EVALSHA, EVAL.
+    // SCRIPT LOAD of every script on connect (refused, logged), then
+    // EVALSHA, EVAL.
+    let loads = Script::ALL.len();
+    let mut want = vec!["SCRIPT"; loads];
+    want.extend(["EVALSHA", "EVAL"]);
+    assert_eq!(names, want, "{names:?}");
     assert_eq!(
-        names,
-        ["SCRIPT", "SCRIPT", "SCRIPT", "SCRIPT", "SCRIPT", "EVALSHA", "EVAL"],
-        "{names:?}"
-    );
-    assert_eq!(
-        sent[5],
+        sent[loads],
         args(&[
             b"EVALSHA",
-            SCRIPTS.put.get_hash().as_bytes(),
-            b"1",
+            SCRIPTS.get(Script::Put).get_hash().as_bytes(),
+            b"2",
             b"sticky:{k}",
+            b"sticky:promise:{k}",
             b"4",
             b"1",
             b"ws1",
@@ -168,8 +169,8 @@ async fn redis_backend_sends_evalsha_and_falls_back_to_eval() {
             b"p"
         ])
     );
-    assert_eq!(&sent[6][1][..], scripts::PUT.as_bytes());
-    assert_eq!(&sent[6][2..], &sent[5][2..]);
+    assert_eq!(&sent[loads + 1][1][..], scripts::PUT.as_bytes());
+    assert_eq!(&sent[loads + 1][2..], &sent[loads][2..]);
     assert_eq!(c.get(b"gone").await, Ok(None));
     // Deletes without a TTL leave it to the script's default.
     let _ = c.delete(b"k", Stamp::new(9, 0), None).await;
@@ -178,8 +179,9 @@ async fn redis_backend_sends_evalsha_and_falls_back_to_eval() {
         args(&[
             b"EVAL",
             scripts::DEL.as_bytes(),
-            b"1",
+            b"2",
             b"sticky:{k}",
+            b"sticky:promise:{k}",
             b"9",
             b"0"
         ])
