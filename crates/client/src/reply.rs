@@ -386,6 +386,110 @@ mod tests {
     }
 
     #[test]
+    fn ownership_error_replies_map_to_client_errors() {
+        let cases = [
+            (
+                &b"-DEAD the lease was ended at this store; take a new epoch\r\n"[..],
+                ClientError::Dead,
+            ),
+            (
+                b"-LIVE 2990 the lease is live at this store\r\n",
+                ClientError::Live {
+                    remaining: Duration::from_millis(2990),
+                },
+            ),
+            (
+                b"-RECOVERING 17 the store restarted and is inside its recovery window\r\n",
+                ClientError::Recovering {
+                    remaining: Duration::from_millis(17),
+                },
+            ),
+            (
+                b"-PROMISED 9007199254740991 a takeover of this session is in progress\r\n",
+                ClientError::Promised {
+                    generation: (1 << 53) - 1,
+                },
+            ),
+            (b"-PROMISED 5\r\n", ClientError::Promised { generation: 5 }),
+        ];
+        for (wire, want) in cases {
+            assert_eq!(reply_value(parse(wire)), Err(want), "{wire:?}");
+        }
+        for wire in [
+            &b"-LIVE\r\n"[..],
+            b"-LIVE soon\r\n",
+            b"-RECOVERING -1 x\r\n",
+            b"-PROMISED x a takeover\r\n",
+        ] {
+            assert!(
+                matches!(reply_value(parse(wire)), Err(ClientError::Protocol(_))),
+                "{wire:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn with_lease_and_owned_replies_parse() {
+        let with = |lease: Value| match get_reply("live", 3, 7, "ws1@2", 1500, b"p") {
+            Value::Array(mut items) => {
+                items.push(lease);
+                Value::Array(items)
+            }
+            _ => unreachable!(),
+        };
+        let w = "SESS.GET WITHLEASE";
+        assert_eq!(parse_session_with_lease(Value::Nil, w), Ok(None));
+        for (lease, want) in [
+            (Value::Int(-1), LeaseState::Absent),
+            (Value::Int(-2), LeaseState::Dead),
+            (Value::Int(0), LeaseState::Live(Duration::ZERO)),
+            (bulk(b"2500"), LeaseState::Live(Duration::from_millis(2500))),
+        ] {
+            let (s, l) = parse_session_with_lease(with(lease), w).unwrap().unwrap();
+            assert_eq!(
+                (s.stamp, s.owner.as_str(), l),
+                (Stamp::new(3, 7), "ws1@2", want)
+            );
+        }
+        for bad in [
+            with(Value::Int(-3)),
+            with(Value::Nil),
+            get_reply("live", 3, 7, "w", 5, b"SECRET"),
+            Value::Okay,
+        ] {
+            let err = parse_session_with_lease(bad, w).unwrap_err();
+            assert!(matches!(err, ClientError::Protocol(_)), "{err:?}");
+            assert!(!err.to_string().contains("SECRET"));
+        }
+        assert!(LeaseState::Live(Duration::ZERO).is_live() && !LeaseState::Dead.is_live());
+
+        let owned = parse(b"*2\r\n$2\r\n12\r\n*2\r\n$1\r\na\r\n$2\r\nb\x00\r\n");
+        assert_eq!(
+            parse_owned(owned),
+            Ok((
+                12,
+                vec![Bytes::from_static(b"a"), Bytes::from_static(b"b\x00")]
+            ))
+        );
+        assert_eq!(
+            parse_owned(Value::Array(vec![bulk(b"0"), Value::Array(vec![])])),
+            Ok((0, vec![]))
+        );
+        for bad in [
+            Value::Nil,
+            Value::Array(vec![bulk(b"0")]),
+            Value::Array(vec![bulk(b"-1"), Value::Array(vec![])]),
+            Value::Array(vec![bulk(b"0"), bulk(b"k")]),
+            Value::Array(vec![bulk(b"0"), Value::Array(vec![Value::Int(1)])]),
+        ] {
+            assert!(
+                matches!(parse_owned(bad.clone()), Err(ClientError::Protocol(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn malformed_stamps_in_errors_are_protocol_errors() {
         for wire in [
             &b"-STALE\r\n"[..],
