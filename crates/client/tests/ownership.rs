@@ -516,3 +516,55 @@ async fn a_restarted_stores_no_copy_is_forgetful() {
         Ok(Prepared::Copy { .. })
     ));
 }
+
+/// On a Redis Cluster every ownership script stays in one slot: a
+/// session's promise in the session's, a lease and its dead record in the
+/// owner's. Sessions and owners spread over the three masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ownership_on_a_redis_cluster() {
+    if !have_redis(true) {
+        return;
+    }
+    let cluster = sticky_test_support::RedisClusterNodes::start(3);
+    let c = StoreClient::new(&cluster.url(), options(MINUTE)).unwrap();
+    for i in 0..12 {
+        let owner = format!("ws{i}@7");
+        let key = format!("{i:032x}");
+        let key = key.as_bytes();
+        c.put(key, Stamp::new(1, 1), &owner, None, b"x")
+            .await
+            .unwrap();
+        c.lease(&owner, MINUTE).await.unwrap();
+        assert!(c.get_with_lease(key).await.unwrap().unwrap().1.is_live());
+        assert!(matches!(
+            c.kill(&owner, false).await,
+            Err(ClientError::Live { .. })
+        ));
+        match c.prepare(key, 2, "claimer@1", Duration::ZERO).await {
+            Ok(Prepared::Copy { session, lease }) => {
+                assert_eq!(session.owner, owner);
+                assert!(lease.is_live(), "{lease:?}");
+            }
+            other => panic!("{owner}: {other:?}"),
+        }
+        assert_eq!(
+            c.put(key, Stamp::new(1, 2), &owner, None, b"late").await,
+            Err(promised(2))
+        );
+        c.kill(&owner, true).await.unwrap();
+        assert_eq!(c.lease(&owner, MINUTE).await, Err(ClientError::Dead));
+        assert_eq!(
+            c.get_with_lease(key).await.unwrap().unwrap().1,
+            LeaseState::Dead
+        );
+        c.claim(key, Stamp::new(1, 1), Stamp::new(2, 0), "claimer@1", None)
+            .await
+            .unwrap();
+        let id = String::from_utf8(key.to_vec()).unwrap();
+        assert!(cluster.owner_of(&id).is_some(), "{id} is on one master");
+    }
+    assert!(matches!(
+        c.owned("claimer@1", 0).await,
+        Err(ClientError::Server(_))
+    ));
+}
