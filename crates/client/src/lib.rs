@@ -59,7 +59,8 @@
 //!
 //! - `client`: [`StoreClient`], the API: one method per
 //!   session command, their arguments and what their replies mean.
-//! - `options`: [`ClientOptions`], credentials and time limits.
+//! - `options`: [`ClientOptions`], credentials, time limits, and the claim
+//!   window the Redis scripts keep promises and dead leases for.
 //! - `error`: [`ClientError`], and how error replies and the `redis`
 //!   crate's errors map to it.
 //! - `reply`: decoding of replies; [`StoredSession`], a decoded `SESS.GET`;
@@ -70,11 +71,12 @@
 //!   `EVALSHA`/`EVAL` of a script).
 //! - `connection`: the connection state machine (lazy connect, backoff,
 //!   dropping broken or silent connections) and the request timeout.
-//! - [`scripts`]: the session commands as Redis Lua scripts, and the Redis
-//!   key layout.
+//! - [`scripts`]: the session and ownership commands as Redis Lua
+//!   scripts, the keys each touches, and the Redis key layout.
 //!
 //! Module dependencies point one way (no circles): `client` -> `addr`,
-//! `connection` -> `backend` -> `scripts`; `client`, `connection` ->
+//! `connection` -> `backend` -> `scripts`; `client` -> `scripts` (the
+//! lease-state script, the `SCAN` page size); `client`, `connection` ->
 //! `reply` -> `error`; `error` and `options` use no other module.
 
 mod addr;

@@ -22,7 +22,7 @@
 //! | [`dead_key`] `sticky:dead:{<owner>}` | a killed lease | the owner's |
 //!
 //! The scripts take the same arguments in the same order as the `SESS.*`
-//! commands, the keys they touch as `KEYS` (see [`Script::keys`]), and
+//! commands, the keys they touch as `KEYS` (see each script), and
 //! answer the same replies, so the client parses both alike. Arguments a
 //! script needs beyond the command's (the claim window of `SESS.KILL` and
 //! `SESS.PREPARE`) come last. Stamps are compared as decimal strings
@@ -363,7 +363,7 @@ return redis.status_reply('OK')
 "#
 );
 
-/// `SESS.KILL`: `KEYS` = lease, dead record; `ARGV` = owner [FORCE]
+/// `SESS.KILL`: `KEYS` = lease, dead record; `ARGV` = owner `[FORCE]`
 /// window_ms. The dead record is kept for `window_ms` (or longer, if an
 /// earlier kill asked for longer).
 pub const KILL: &str = concat!(
