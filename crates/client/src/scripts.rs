@@ -358,7 +358,12 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   return redis.error_reply('DEAD the lease was ended at this store; take a new epoch')
 end
 local px = math.max(1, math.min(ms(ttl), 600000))
-redis.call('SET', KEYS[1], '1', 'PX', px)
+-- PEXPIRE first: it is allowed at maxmemory, and once a script has
+-- written Redis lets it finish, so a full Redis still renews and grants
+-- leases (sticky store does not count them against --max-memory).
+if redis.call('PEXPIRE', KEYS[1], px) == 0 then
+  redis.call('SET', KEYS[1], '1', 'PX', px)
+end
 return redis.status_reply('OK')
 "#
 );

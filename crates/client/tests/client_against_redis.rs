@@ -743,6 +743,7 @@ async fn at_maxmemory_puts_are_refused_but_claims_and_deletes_work() {
     }
     let server = RedisServer::start(free_port(), None);
     let c = StoreClient::new(&server.url(), options(3000)).unwrap();
+    c.lease("w@1", Duration::from_secs(60)).await.unwrap();
     c.put(b"a", Stamp::new(1, 1), "w", None, b"x")
         .await
         .unwrap();
@@ -776,4 +777,30 @@ async fn at_maxmemory_puts_are_refused_but_claims_and_deletes_work() {
     assert!(c.get(b"b").await.unwrap().unwrap().deleted);
     c.delete(b"never", Stamp::new(1, 0), None).await.unwrap();
     assert!(c.get(b"never").await.unwrap().unwrap().deleted);
+    // The ownership records are never refused for memory either (as in
+    // sticky store, whose leases and promises are not counted against
+    // --max-memory): a full Redis must not make web servers lose their
+    // leases, nor block a takeover.
+    c.lease("w@1", Duration::from_secs(60)).await.unwrap();
+    c.lease("w@2", Duration::from_secs(60)).await.unwrap();
+    assert!(c.get_with_lease(b"a").await.unwrap().is_some());
+    c.kill("w@3", false).await.unwrap();
+    c.kill("w@1", true).await.unwrap();
+    assert_eq!(
+        c.lease("w@1", Duration::from_secs(60)).await,
+        Err(ClientError::Dead)
+    );
+    assert!(matches!(
+        c.prepare(b"a", 3, "w3", Duration::ZERO).await,
+        Ok(sticky_client::Prepared::Copy { .. })
+    ));
+    assert_eq!(
+        c.prepare(b"fresh", 1, "w3", Duration::ZERO).await,
+        Ok(sticky_client::Prepared::NoCopy)
+    );
+    assert_eq!(
+        c.claim(b"a", Stamp::new(2, 0), Stamp::new(2, 1), "w2", None)
+            .await,
+        Err(ClientError::Promised { generation: 3 })
+    );
 }
