@@ -1,5 +1,7 @@
 //! [`StoreClient`], the API web servers call: one method per session
-//! command (`put`, `get`, `claim`, `touch`, `delete`) plus `ping`, their
+//! command (`put`, `get`, `claim`, `touch`, `delete`; the ownership
+//! commands `lease`, `kill`, `get_with_lease`, `prepare`, `owned`) plus
+//! `ping`, their
 //! arguments as sent (TTLs in milliseconds) and what their replies mean
 //! (a `STALE` naming the caller's own stamp is a success for `put` and
 //! `delete`). How a command reaches the store is [`crate::backend`]'s
@@ -9,22 +11,29 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use redis::{AsyncConnectionConfig, Cmd, Value};
-use sticky_proto::command::SessionCommand;
+use sticky_proto::command::{self, SessionCommand};
 use sticky_proto::Stamp;
 
 use crate::addr::{cluster_client, connection_info, CLUSTER_SCHEME};
-use crate::backend::Backend;
+use crate::backend::{self, Backend};
 use crate::connection::{Connector, Inner};
-use crate::error::{clip, ClientError};
+use crate::error::{clip, first_number, ClientError};
 use crate::options::ClientOptions;
-use crate::reply::{expect_ok, parse_session, parse_touch, unexpected, StoredSession};
+use crate::reply::{
+    expect_ok, parse_lease_state, parse_owned, parse_session, parse_session_with_lease,
+    parse_touch, unexpected, LeaseState, Prepared, StoredSession,
+};
+use crate::scripts::{Script, OWNED_SCAN_COUNT};
 
 /// Async client of one session store. Cheap to clone: clones share one
 /// connection.
 #[derive(Clone)]
 pub struct StoreClient {
     inner: Arc<Inner>,
+    /// [`ClientOptions::claim_window`] in ms, sent to the Redis scripts.
+    claim_window_ms: u64,
 }
 
 impl fmt::Debug for StoreClient {
@@ -77,6 +86,7 @@ impl StoreClient {
                 )
             };
         Ok(Self {
+            claim_window_ms: duration_ms(options.claim_window),
             inner: Arc::new(Inner::new(
                 public_addr,
                 display_addr,
@@ -103,6 +113,8 @@ impl StoreClient {
     /// # Errors
     ///
     /// [`ClientError::Stale`] when the store holds a higher stamp,
+    /// [`ClientError::Promised`] when a takeover promised a higher
+    /// generation (or this one to another owner),
     /// [`ClientError::OutOfMemory`], or any transport error.
     pub async fn put(
         &self,
@@ -120,7 +132,7 @@ impl StoreClient {
                 .arg(payload);
         };
         match self
-            .call(SessionCommand::Put, key, args)
+            .call(SessionCommand::Put, key, args, |_| {})
             .await
             .and_then(|v| expect_ok(v, SessionCommand::Put.as_str()))
         {
@@ -137,12 +149,8 @@ impl StoreClient {
     /// [`ClientError::Protocol`] for a malformed reply, or any transport
     /// error.
     pub async fn get(&self, key: &[u8]) -> Result<Option<StoredSession>, ClientError> {
-        let reply = match self.call(SessionCommand::Get, key, |_| {}).await? {
-            // A script's "nothing" (Lua false) on a RESP3 connection.
-            Value::Boolean(false) if self.inner.backend == Backend::Scripts => Value::Nil,
-            other => other,
-        };
-        parse_session(reply)
+        let reply = self.call(SessionCommand::Get, key, |_| {}, |_| {}).await?;
+        parse_session(self.nil_if_false(reply))
     }
 
     /// `SESS.CLAIM`: compare-and-set used by a takeover. If the store's live
@@ -158,6 +166,8 @@ impl StoreClient {
     /// [`ClientError::Stale`] when the copy has another stamp,
     /// [`ClientError::Deleted`] when the session was destroyed,
     /// [`ClientError::NoSession`] when there is nothing stored,
+    /// [`ClientError::Promised`] when a takeover promised a higher
+    /// generation than `new`'s (or `new`'s to another owner),
     /// [`ClientError::Server`] when `new` is not higher than `expected`, or
     /// any transport error.
     pub async fn claim(
@@ -176,7 +186,7 @@ impl StoreClient {
                 .arg(owner)
                 .arg(ttl_ms(ttl));
         };
-        let reply = self.call(SessionCommand::Claim, key, args).await?;
+        let reply = self.call(SessionCommand::Claim, key, args, |_| {}).await?;
         expect_ok(reply, SessionCommand::Claim.as_str())
     }
 
@@ -191,7 +201,7 @@ impl StoreClient {
         let args = |cmd: &mut Cmd| {
             cmd.arg(ttl_ms(ttl));
         };
-        let reply = self.call(SessionCommand::Touch, key, args).await?;
+        let reply = self.call(SessionCommand::Touch, key, args, |_| {}).await?;
         parse_touch(reply)
     }
 
@@ -206,8 +216,9 @@ impl StoreClient {
     ///
     /// # Errors
     ///
-    /// [`ClientError::Stale`] when the store holds a higher stamp, or any
-    /// transport error.
+    /// [`ClientError::Stale`] when the store holds a higher stamp,
+    /// [`ClientError::Promised`] when a takeover promised a higher
+    /// generation, or any transport error.
     pub async fn delete(
         &self,
         key: &[u8],
@@ -221,13 +232,200 @@ impl StoreClient {
             }
         };
         match self
-            .call(SessionCommand::Del, key, args)
+            .call(SessionCommand::Del, key, args, |_| {})
             .await
             .and_then(|v| expect_ok(v, SessionCommand::Del.as_str()))
         {
             Err(ClientError::Stale { stored }) if stored == stamp => Ok(()),
             other => other,
         }
+    }
+
+    /// `SESS.LEASE`: grants or extends the lease of web-server process
+    /// `owner` (`name@epoch`) at this store for `ttl` (at most 10 minutes;
+    /// rounded up to a whole millisecond), measured on the store's clock
+    /// from when the store receives the command. See `docs/safety.md` §2 for
+    /// what a web server may conclude from a quorum of these.
+    ///
+    /// On Redis the lease is a key with a `PX` expiry, so Redis's own clock
+    /// measures it (`docs/redis.md`).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Dead`] when the lease was killed here (take a new
+    /// epoch), [`ClientError::Recovering`] when the store restarted and is
+    /// inside its recovery window, [`ClientError::Server`] for a bad owner
+    /// or a store holding too many leases, or any transport error.
+    pub async fn lease(&self, owner: &str, ttl: Duration) -> Result<(), ClientError> {
+        let args = |cmd: &mut Cmd| {
+            cmd.arg(duration_ms(ttl));
+        };
+        let reply = self
+            .call(SessionCommand::Lease, owner.as_bytes(), args, |_| {})
+            .await?;
+        expect_ok(reply, SessionCommand::Lease.as_str())
+    }
+
+    /// `SESS.KILL`: records the lease of `owner` **dead** at this store, so
+    /// that it refuses every later renewal for the claim window. Without
+    /// `force`, only if the lease is not live here (a takeover's step 1);
+    /// with `force`, whatever its state: for proven death only (the process
+    /// is gone, or it was fenced and reported its new epoch).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Live`] when the lease is live here (without `force`),
+    /// [`ClientError::Recovering`] when a restarted store is inside its
+    /// recovery window (without `force`), [`ClientError::Server`] for a bad
+    /// owner, or any transport error.
+    pub async fn kill(&self, owner: &str, force: bool) -> Result<(), ClientError> {
+        let args = |cmd: &mut Cmd| {
+            if force {
+                cmd.arg(command::OPT_FORCE);
+            }
+        };
+        let window = self.claim_window_ms;
+        let reply = self
+            .call(SessionCommand::Kill, owner.as_bytes(), args, |cmd| {
+                cmd.arg(window);
+            })
+            .await?;
+        expect_ok(reply, SessionCommand::Kill.as_str())
+    }
+
+    /// `SESS.GET key WITHLEASE`: as [`get`](Self::get), with what this store
+    /// knows of the copy owner's lease ([`LeaseState::Absent`] for a
+    /// tombstone). A takeover's step 0: if the owner's lease is live at any
+    /// store, the claimer stops.
+    ///
+    /// On Redis this is two round trips (the copy, then the lease, which
+    /// lives in its owner's slot).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Protocol`] for a malformed reply, or any transport
+    /// error.
+    pub async fn get_with_lease(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<(StoredSession, LeaseState)>, ClientError> {
+        const WHAT: &str = "SESS.GET WITHLEASE";
+        match self.inner.backend {
+            Backend::Native => {
+                let reply = self
+                    .call(
+                        SessionCommand::Get,
+                        key,
+                        |cmd| {
+                            cmd.arg(command::OPT_WITHLEASE);
+                        },
+                        |_| {},
+                    )
+                    .await?;
+                parse_session_with_lease(reply, WHAT)
+            }
+            Backend::Scripts => match self.get(key).await? {
+                None => Ok(None),
+                Some(session) => {
+                    let lease = self.script_lease_state(&session).await?;
+                    Ok(Some((session, lease)))
+                }
+            },
+        }
+    }
+
+    /// `SESS.PREPARE`: a takeover's promise for the ballot `(generation,
+    /// owner)`, `owner` being the claimer. Unless refused, the store
+    /// refuses, for its claim window, writes of `key` below `generation`,
+    /// writes of `generation` by any other owner, and prepares with a lower
+    /// ballot; a write of `generation` or higher fulfils the promise.
+    ///
+    /// `horizon` is how long ago a restarted store must have started for
+    /// its "no copy" to count (the longest a session can live,
+    /// `docs/safety.md` §3): a younger one answers [`Prepared::Forgetful`].
+    /// Redis never does.
+    ///
+    /// On Redis this is two round trips when there is a copy (the promise
+    /// with the copy, then the owner's lease).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Stale`] when the copy's generation is already
+    /// `generation` or higher (another claim won: start over),
+    /// [`ClientError::Promised`] when a higher ballot was promised,
+    /// [`ClientError::Recovering`] when a restarted store is inside its
+    /// recovery window, [`ClientError::Server`] for a bad generation or
+    /// owner, or any transport error.
+    pub async fn prepare(
+        &self,
+        key: &[u8],
+        generation: u64,
+        owner: &str,
+        horizon: Duration,
+    ) -> Result<Prepared, ClientError> {
+        const WHAT: &str = SessionCommand::Prepare.as_str();
+        let horizon_ms = horizon_ms(horizon);
+        let args = |cmd: &mut Cmd| {
+            cmd.arg(generation).arg(owner).arg(horizon_ms);
+        };
+        let window = self.claim_window_ms;
+        let reply = match self
+            .call(SessionCommand::Prepare, key, args, |cmd| {
+                cmd.arg(window);
+            })
+            .await
+        {
+            Ok(reply) => self.nil_if_false(reply),
+            Err(ClientError::Server(msg)) => return forgetful(msg),
+            Err(e) => return Err(e),
+        };
+        let found = match self.inner.backend {
+            Backend::Native => parse_session_with_lease(reply, WHAT)?,
+            Backend::Scripts => match parse_session(reply)? {
+                None => None,
+                Some(session) => {
+                    let lease = self.script_lease_state(&session).await?;
+                    Some((session, lease))
+                }
+            },
+        };
+        Ok(match found {
+            Some((session, lease)) => Prepared::Copy { session, lease },
+            None => Prepared::NoCopy,
+        })
+    }
+
+    /// `SESS.OWNED`: one page of the keys of the live copies owned by
+    /// `owner`, and the cursor of the next page. Start with cursor `0`; a
+    /// next cursor of `0` means the scan is done. A key owned by `owner`
+    /// throughout the scan is listed at least once.
+    ///
+    /// On `sticky store` a page is one shard, and no key comes twice. On
+    /// Redis a page is one `SCAN` step over the session keys (the cursor is
+    /// Redis's), and a key may come twice. Not available on a Redis
+    /// Cluster, whose keys are spread over nodes that one cursor cannot
+    /// walk: [`ClientError::Server`].
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] for a bad owner or on a Redis Cluster,
+    /// [`ClientError::Protocol`] for a malformed reply, or any transport
+    /// error.
+    pub async fn owned(&self, owner: &str, cursor: u64) -> Result<(u64, Vec<Bytes>), ClientError> {
+        if matches!(self.inner.connector, Connector::Cluster(_)) {
+            return Err(ClientError::Server(String::from(
+                "SESS.OWNED is not available on a Redis Cluster store",
+            )));
+        }
+        let args = |cmd: &mut Cmd| {
+            cmd.arg(cursor);
+        };
+        let reply = self
+            .call(SessionCommand::Owned, owner.as_bytes(), args, |cmd| {
+                cmd.arg(OWNED_SCAN_COUNT);
+            })
+            .await?;
+        parse_owned(reply)
     }
 
     /// `PING`: the round trip time of one command on the connection (not
@@ -246,20 +444,36 @@ impl StoreClient {
         }
     }
 
-    /// Runs session command `cmd` on `key` with the arguments `args` adds,
-    /// as the backend sends it ([`Backend::request`]); on Redis, sent again
-    /// by `EVAL` if the store answers `NOSCRIPT` ([`Backend::fallback`]).
+    /// Runs session command `cmd` on `subject` (the key or owner it names
+    /// first) with the arguments `args` adds, as the backend sends it
+    /// ([`Backend::request`]; a script gets the arguments `script_args`
+    /// adds after them); on Redis, sent again by `EVAL` if the store
+    /// answers `NOSCRIPT` ([`Backend::fallback`]).
     async fn call(
         &self,
         cmd: SessionCommand,
-        key: &[u8],
+        subject: &[u8],
         args: impl Fn(&mut Cmd),
+        script_args: impl Fn(&mut Cmd),
     ) -> Result<Value, ClientError> {
         let backend = self.inner.backend;
-        let request = backend.request(cmd, key, &args);
-        match self.inner.execute(&request).await {
+        let request = backend.request(cmd, subject, &args, &script_args);
+        self.run(&request, || {
+            backend.fallback(cmd, subject, &args, &script_args)
+        })
+        .await
+    }
+
+    /// Sends `request`; if the store answers `NOSCRIPT`, sends what
+    /// `fallback` makes (the script by `EVAL`) instead.
+    async fn run(
+        &self,
+        request: &Cmd,
+        fallback: impl FnOnce() -> Option<Cmd>,
+    ) -> Result<Value, ClientError> {
+        match self.inner.execute(request).await {
             Err(ClientError::Server(msg)) if msg.starts_with("NOSCRIPT") => {
-                let Some(eval) = backend.fallback(cmd, key, &args) else {
+                let Some(eval) = fallback() else {
                     return Err(ClientError::Server(msg));
                 };
                 tracing::debug!(store = %self.inner.display_addr, "script not loaded; sending it with EVAL");
@@ -268,12 +482,66 @@ impl StoreClient {
             other => other.map(|(v, _)| v),
         }
     }
+
+    /// On Redis, what the store knows of the lease of `session`'s owner
+    /// (none for a tombstone): the lease part of `SESS.GET ... WITHLEASE`.
+    async fn script_lease_state(&self, session: &StoredSession) -> Result<LeaseState, ClientError> {
+        if session.deleted || session.owner.is_empty() {
+            return Ok(LeaseState::Absent);
+        }
+        let owner = session.owner.as_bytes();
+        let request = backend::evalsha(Script::LeaseState, owner);
+        let reply = self
+            .run(&request, || {
+                Some(backend::eval(Script::LeaseState, owner, |_| {}, |_| {}))
+            })
+            .await?;
+        parse_lease_state(reply, "SESS.GET WITHLEASE")
+    }
+
+    /// A script's "nothing" (Lua `false`) arrives as a RESP3 boolean: null.
+    fn nil_if_false(&self, reply: Value) -> Value {
+        match reply {
+            Value::Boolean(false) if self.inner.backend == Backend::Scripts => Value::Nil,
+            other => other,
+        }
+    }
 }
 
 /// A TTL as sent: milliseconds, `0` for none. A TTL is rounded up to a
 /// whole millisecond, so that a tiny TTL never becomes "no expiry".
 fn ttl_ms(ttl: Option<Duration>) -> u64 {
     ttl.map_or(0, duration_ms)
+}
+
+/// A prepare's horizon in milliseconds, rounded up (`0` stays `0`: a
+/// horizon already passed).
+fn horizon_ms(d: Duration) -> u64 {
+    if d.is_zero() {
+        0
+    } else {
+        duration_ms(d)
+    }
+}
+
+/// A prepare's error reply `msg`: [`Prepared::Forgetful`] for
+/// `FORGETFUL <uptime_ms> ...`, else the error itself.
+fn forgetful(msg: String) -> Result<Prepared, ClientError> {
+    let Some(detail) = msg
+        .strip_prefix(command::ERR_FORGETFUL)
+        .filter(|d| d.is_empty() || d.starts_with(' '))
+    else {
+        return Err(ClientError::Server(msg));
+    };
+    match first_number(detail) {
+        Some(ms) => Ok(Prepared::Forgetful {
+            uptime: Duration::from_millis(ms),
+        }),
+        None => Err(ClientError::Protocol(format!(
+            "{} error without a valid uptime",
+            command::ERR_FORGETFUL
+        ))),
+    }
 }
 
 /// `d` in milliseconds, rounded up, at least 1, at most `i64::MAX` (which

@@ -291,7 +291,7 @@ impl Inner {
         }
     }
 
-    /// `SCRIPT LOAD`s the session scripts on a new connection to Redis (one
+    /// `SCRIPT LOAD`s the scripts on a new connection to Redis (one
     /// pipelined round trip), so that requests can use `EVALSHA` at once.
     /// A transport error fails the connection; an error reply (scripting
     /// disabled, or denied by an ACL) is only logged: the requests then
@@ -306,7 +306,7 @@ impl Inner {
                 for (source, _) in SCRIPTS.all() {
                     pipe.cmd("SCRIPT").arg("LOAD").arg(source);
                 }
-                c.send_packed_commands(&pipe, 0, 5).await
+                c.send_packed_commands(&pipe, 0, SCRIPTS.all().len()).await
             }
             Conn::Cluster(c) => {
                 let mut replies = Vec::new();

@@ -2,6 +2,8 @@
 //! error replies (`-STALE 3 7`, `-NOAUTH ...`) and the `redis` crate's
 //! errors become one. Messages never contain keys or payloads.
 
+use std::time::Duration;
+
 use redis::{ErrorKind, RedisError};
 use sticky_proto::command;
 use sticky_proto::Stamp;
@@ -29,6 +31,33 @@ pub enum ClientError {
     /// The store holds neither a copy nor a tombstone of the session.
     #[error("no such session in the store")]
     NoSession,
+    /// The lease was killed at this store (`SESS.LEASE`): the web server must
+    /// stop serving from its cache and take a new epoch.
+    #[error("lease dead at this store: take a new epoch")]
+    Dead,
+    /// The lease is live at this store for `remaining` more (`SESS.KILL`
+    /// without force): its owner may still serve; do not take over.
+    #[error("lease live at this store for {} ms more", .remaining.as_millis())]
+    Live {
+        /// How long the lease has left at this store.
+        remaining: Duration,
+    },
+    /// The store restarted without its records and is inside its recovery
+    /// window for `remaining` more: it grants no lease and accepts no kill
+    /// or prepare until then.
+    #[error("store recovering from a restart for {} ms more", .remaining.as_millis())]
+    Recovering {
+        /// How long the recovery window has left.
+        remaining: Duration,
+    },
+    /// A takeover of the session promised `generation` (`SESS.PREPARE`):
+    /// the store refuses writes below it (and of it by another owner) and
+    /// lower prepares.
+    #[error("a takeover of the session is in progress at generation {generation}")]
+    Promised {
+        /// The promised generation.
+        generation: u64,
+    },
     /// The store is at its memory limit and refused the write.
     #[error("store out of memory: {0}")]
     OutOfMemory(String),
@@ -99,11 +128,40 @@ pub(crate) fn server_error(code: &str, detail: Option<&str>) -> ClientError {
             )),
         },
         command::ERR_NOSESSION => ClientError::NoSession,
+        command::ERR_DEAD => ClientError::Dead,
+        command::ERR_LIVE => match first_number(detail) {
+            Some(ms) => ClientError::Live {
+                remaining: Duration::from_millis(ms),
+            },
+            None => bad_number(code, detail),
+        },
+        command::ERR_RECOVERING => match first_number(detail) {
+            Some(ms) => ClientError::Recovering {
+                remaining: Duration::from_millis(ms),
+            },
+            None => bad_number(code, detail),
+        },
+        command::ERR_PROMISED => match first_number(detail) {
+            Some(generation) => ClientError::Promised { generation },
+            None => bad_number(code, detail),
+        },
         command::ERR_OOM => ClientError::OutOfMemory(clip(detail)),
         "NOAUTH" | "WRONGPASS" => ClientError::Auth(clip(&format!("{code} {detail}"))),
         _ if detail.is_empty() => ClientError::Server(clip(code)),
         _ => ClientError::Server(clip(&format!("{code} {detail}"))),
     }
+}
+
+/// The number an error's detail starts with (`LIVE 2990 the lease ...`).
+pub(crate) fn first_number(detail: &str) -> Option<u64> {
+    detail.split_ascii_whitespace().next()?.parse().ok()
+}
+
+fn bad_number(code: &str, detail: &str) -> ClientError {
+    ClientError::Protocol(format!(
+        "{code} error without a valid number: {:?}",
+        clip(detail)
+    ))
 }
 
 /// The stamp in the `<gen> <seq>` detail of a `STALE` or `DELETED` error.

@@ -3,7 +3,9 @@
 //! `sticky store` does not).
 //!
 //! [`StoreClient`] speaks the session commands of `docs/protocol.md`
-//! (`SESS.PUT`, `SESS.GET`, `SESS.CLAIM`, `SESS.TOUCH`, `SESS.DEL`) over one
+//! (`SESS.PUT`, `SESS.GET`, `SESS.CLAIM`, `SESS.TOUCH`, `SESS.DEL`, and the
+//! ownership commands of `docs/safety.md`: `SESS.LEASE`, `SESS.KILL`,
+//! `SESS.GET ... WITHLEASE`, `SESS.PREPARE`, `SESS.OWNED`) over one
 //! multiplexed, pipelined connection (a [`redis::aio::MultiplexedConnection`])
 //! shared by all clones of the client.
 //!
@@ -16,7 +18,8 @@
 //!   commands run as server-side Lua scripts ([`scripts`]), loaded
 //!   with `SCRIPT LOAD` on every new connection and called with `EVALSHA`
 //!   (falling back to `EVAL` on `NOSCRIPT`); each session is a hash under
-//!   `sticky:{<key>}`. Replies, errors and fencing are the same, so callers
+//!   `sticky:{<key>}` (leases, dead records and promises are keys of their
+//!   own, see [`scripts`]). Replies, errors and fencing are the same, so callers
 //!   cannot tell the two apart (see `docs/redis.md`).
 //! - `redis+cluster://[user:password@]host:port,host:port[/?protocol=resp3]`:
 //!   a Redis Cluster as one store, the same scripts sent through the
@@ -56,21 +59,24 @@
 //!
 //! - `client`: [`StoreClient`], the API: one method per
 //!   session command, their arguments and what their replies mean.
-//! - `options`: [`ClientOptions`], credentials and time limits.
+//! - `options`: [`ClientOptions`], credentials, time limits, and the claim
+//!   window the Redis scripts keep promises and dead leases for.
 //! - `error`: [`ClientError`], and how error replies and the `redis`
 //!   crate's errors map to it.
-//! - `reply`: decoding of replies; [`StoredSession`], a decoded `SESS.GET`.
+//! - `reply`: decoding of replies; [`StoredSession`], a decoded `SESS.GET`;
+//!   [`LeaseState`] and [`Prepared`], what the ownership commands answer.
 //! - `addr`: store addresses: the backend an address selects and its
 //!   connection settings.
 //! - `backend`: how a command reaches each backend (native `SESS.*`, or
 //!   `EVALSHA`/`EVAL` of a script).
 //! - `connection`: the connection state machine (lazy connect, backoff,
 //!   dropping broken or silent connections) and the request timeout.
-//! - [`scripts`]: the session commands as Redis Lua scripts, and the Redis
-//!   key layout.
+//! - [`scripts`]: the session and ownership commands as Redis Lua
+//!   scripts, the keys each touches, and the Redis key layout.
 //!
 //! Module dependencies point one way (no circles): `client` -> `addr`,
-//! `connection` -> `backend` -> `scripts`; `client`, `connection` ->
+//! `connection` -> `backend` -> `scripts`; `client` -> `scripts` (the
+//! lease-state script, the `SCAN` page size); `client`, `connection` ->
 //! `reply` -> `error`; `error` and `options` use no other module.
 
 mod addr;
@@ -87,4 +93,4 @@ pub mod scripts;
 pub use client::StoreClient;
 pub use error::ClientError;
 pub use options::ClientOptions;
-pub use reply::StoredSession;
+pub use reply::{LeaseState, Prepared, StoredSession};

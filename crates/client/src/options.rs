@@ -19,6 +19,12 @@ pub struct ClientOptions {
     /// Longest wait between two connection attempts to a store that is
     /// down. Default 2 s.
     pub max_backoff: Duration,
+    /// Redis only: how long a takeover's promise (`prepare`) and a dead
+    /// lease record (`kill`) are kept, as `sticky store --claim-window`
+    /// keeps them: twice the web servers' claim timeout
+    /// (`docs/safety.md` §3). A `sticky store` uses its own setting and
+    /// ignores this one. Default 4 s, the store's default.
+    pub claim_window: Duration,
 }
 
 impl Default for ClientOptions {
@@ -29,6 +35,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             max_backoff: Duration::from_secs(2),
+            claim_window: Duration::from_secs(4),
         }
     }
 }
@@ -41,6 +48,7 @@ impl fmt::Debug for ClientOptions {
             .field("request_timeout", &self.request_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("max_backoff", &self.max_backoff)
+            .field("claim_window", &self.claim_window)
             .finish()
     }
 }

@@ -1,6 +1,7 @@
 //! Decoding of the store's replies: RESP3 attributes and error replies
-//! ([`reply_value`]), `+OK`, the `SESS.TOUCH` integer, and the `SESS.GET`
-//! array as a [`StoredSession`]. Messages name a reply's type, never its
+//! ([`reply_value`]), `+OK`, the `SESS.TOUCH` integer, the `SESS.GET`
+//! array as a [`StoredSession`] (with `WITHLEASE`, and a `SESS.PREPARE`
+//! answer: also a [`LeaseState`]), and the `SESS.OWNED` page. Messages name a reply's type, never its
 //! content (which may be a payload).
 
 use std::fmt;
@@ -40,6 +41,63 @@ impl fmt::Debug for StoredSession {
             .field("deleted", &self.deleted)
             .finish()
     }
+}
+
+/// What a store knows of a web server's lease (`SESS.GET key WITHLEASE`):
+/// the lease of the copy's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Live at this store for this much longer.
+    Live(Duration),
+    /// No lease here: never granted, expired, or the copy is a tombstone
+    /// (which has no owner).
+    Absent,
+    /// Killed here: its owner can no longer renew it at this store.
+    Dead,
+}
+
+impl LeaseState {
+    /// The state the store's integer names: remaining ms, `-1` none, `-2`
+    /// dead.
+    pub(crate) fn from_int(ms: i64) -> Option<Self> {
+        match ms {
+            -2 => Some(Self::Dead),
+            -1 => Some(Self::Absent),
+            ms if ms >= 0 => Some(Self::Live(Duration::from_millis(ms.unsigned_abs()))),
+            _ => None,
+        }
+    }
+
+    /// Whether the lease is live here.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Live(_))
+    }
+}
+
+/// A store's answer to a takeover's prepare
+/// ([`StoreClient::prepare`](crate::StoreClient::prepare)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    /// The store holds this copy, and promised. A tombstone
+    /// (`session.deleted`) comes without a promise: a destroyed session is
+    /// not taken over. `lease` is what the store knows of the copy owner's
+    /// lease.
+    Copy {
+        /// The copy or tombstone.
+        session: StoredSession,
+        /// The copy owner's lease at this store.
+        lease: LeaseState,
+    },
+    /// No copy here, and promised all the same: this "no" counts.
+    NoCopy,
+    /// No copy, but the store restarted less than the horizon ago and may
+    /// have forgotten one: this "no" must not count toward the quorum.
+    /// Nothing was promised. Never answered by Redis, which has no notion of
+    /// a restart here (`docs/redis.md`).
+    Forgetful {
+        /// How long ago the store started.
+        uptime: Duration,
+    },
 }
 
 /// A reply with RESP3 attributes removed and an error reply turned into
@@ -84,12 +142,78 @@ pub(crate) fn parse_session(reply: Value) -> Result<Option<StoredSession>, Clien
         other => return Err(unexpected(GET, "an array or null", &other)),
     };
     let n = items.len();
-    let [kind, generation, seq, owner, pttl, payload]: [Value; 6] = items
+    let fields: [Value; 6] = items
         .try_into()
         .map_err(|_| ClientError::Protocol(format!("{GET}: expected 6 elements, got {n}")))?;
+    parse_fields(fields, GET).map(Some)
+}
+
+/// The reply of `SESS.GET key WITHLEASE` and `SESS.PREPARE`: null, or
+/// `[kind, gen, seq, owner, pttl_ms, payload, lease]`.
+pub(crate) fn parse_session_with_lease(
+    reply: Value,
+    what: &str,
+) -> Result<Option<(StoredSession, LeaseState)>, ClientError> {
+    let mut items = match reply {
+        Value::Nil => return Ok(None),
+        Value::Array(items) => items,
+        other => return Err(unexpected(what, "an array or null", &other)),
+    };
+    let n = items.len();
+    if n != 7 {
+        return Err(ClientError::Protocol(format!(
+            "{what}: expected 7 elements, got {n}"
+        )));
+    }
+    let lease = items.pop().unwrap_or(Value::Nil);
+    let lease = parse_lease_state(lease, what)?;
+    let fields: [Value; 6] = items
+        .try_into()
+        .map_err(|_| ClientError::Protocol(format!("{what}: expected 7 elements, got {n}")))?;
+    Ok(Some((parse_fields(fields, what)?, lease)))
+}
+
+/// A lease state integer: remaining ms, `-1` none, `-2` dead.
+pub(crate) fn parse_lease_state(v: Value, what: &str) -> Result<LeaseState, ClientError> {
+    signed(&v)
+        .and_then(LeaseState::from_int)
+        .ok_or_else(|| unexpected(what, "a lease state (ms, -1 or -2)", &v))
+}
+
+/// The reply of `SESS.OWNED`: `[next_cursor, [key, ...]]`.
+pub(crate) fn parse_owned(reply: Value) -> Result<(u64, Vec<Bytes>), ClientError> {
+    const OWNED: &str = SessionCommand::Owned.as_str();
+    let items = match reply {
+        Value::Array(items) => items,
+        other => return Err(unexpected(OWNED, "an array", &other)),
+    };
+    let n = items.len();
+    let [cursor, keys]: [Value; 2] = items
+        .try_into()
+        .map_err(|_| ClientError::Protocol(format!("{OWNED}: expected 2 elements, got {n}")))?;
+    let next = unsigned(&cursor).ok_or_else(|| unexpected(OWNED, "a cursor", &cursor))?;
+    let keys = match keys {
+        Value::Array(keys) => keys,
+        other => return Err(unexpected(OWNED, "an array of keys", &other)),
+    };
+    let keys = keys
+        .into_iter()
+        .map(|k| match k {
+            Value::BulkString(b) => Ok(Bytes::from(b)),
+            Value::SimpleString(s) => Ok(Bytes::from(s.into_bytes())),
+            other => Err(unexpected(OWNED, "a key", &other)),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((next, keys))
+}
+
+/// The six fields of a copy, as `SESS.GET` sends them; `what` names the
+/// command in messages.
+fn parse_fields(fields: [Value; 6], what: &str) -> Result<StoredSession, ClientError> {
+    let [kind, generation, seq, owner, pttl, payload] = fields;
     let bad = |field: &str, expected: &str, got: &Value| {
         ClientError::Protocol(format!(
-            "{GET}: {field}: expected {expected}, got {}",
+            "{what}: {field}: expected {expected}, got {}",
             describe(got)
         ))
     };
@@ -98,7 +222,7 @@ pub(crate) fn parse_session(reply: Value) -> Result<Option<StoredSession>, Clien
         Some(command::KIND_TOMBSTONE) => true,
         Some(other) => {
             return Err(ClientError::Protocol(format!(
-                "{GET}: unknown kind ({} bytes)",
+                "{what}: unknown kind ({} bytes)",
                 other.len()
             )))
         }
@@ -117,7 +241,7 @@ pub(crate) fn parse_session(reply: Value) -> Result<Option<StoredSession>, Clien
     let owner = match owner {
         Value::Nil => String::new(),
         Value::BulkString(b) => String::from_utf8(b)
-            .map_err(|_| ClientError::Protocol(format!("{GET}: owner is not UTF-8")))?,
+            .map_err(|_| ClientError::Protocol(format!("{what}: owner is not UTF-8")))?,
         Value::SimpleString(s) => s,
         other => return Err(bad("owner", "a string", &other)),
     };
@@ -127,13 +251,13 @@ pub(crate) fn parse_session(reply: Value) -> Result<Option<StoredSession>, Clien
         Value::SimpleString(s) => Bytes::from(s.into_bytes()),
         other => return Err(bad("payload", "a bulk string", &other)),
     };
-    Ok(Some(StoredSession {
+    Ok(StoredSession {
         stamp,
         owner,
         ttl,
         payload,
         deleted,
-    }))
+    })
 }
 
 /// A short text value (bulk or simple string), if `v` is one.
@@ -258,6 +382,110 @@ mod tests {
         ];
         for (wire, want) in cases {
             assert_eq!(reply_value(parse(wire)), Err(want), "{wire:?}");
+        }
+    }
+
+    #[test]
+    fn ownership_error_replies_map_to_client_errors() {
+        let cases = [
+            (
+                &b"-DEAD the lease was ended at this store; take a new epoch\r\n"[..],
+                ClientError::Dead,
+            ),
+            (
+                b"-LIVE 2990 the lease is live at this store\r\n",
+                ClientError::Live {
+                    remaining: Duration::from_millis(2990),
+                },
+            ),
+            (
+                b"-RECOVERING 17 the store restarted and is inside its recovery window\r\n",
+                ClientError::Recovering {
+                    remaining: Duration::from_millis(17),
+                },
+            ),
+            (
+                b"-PROMISED 9007199254740991 a takeover of this session is in progress\r\n",
+                ClientError::Promised {
+                    generation: (1 << 53) - 1,
+                },
+            ),
+            (b"-PROMISED 5\r\n", ClientError::Promised { generation: 5 }),
+        ];
+        for (wire, want) in cases {
+            assert_eq!(reply_value(parse(wire)), Err(want), "{wire:?}");
+        }
+        for wire in [
+            &b"-LIVE\r\n"[..],
+            b"-LIVE soon\r\n",
+            b"-RECOVERING -1 x\r\n",
+            b"-PROMISED x a takeover\r\n",
+        ] {
+            assert!(
+                matches!(reply_value(parse(wire)), Err(ClientError::Protocol(_))),
+                "{wire:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn with_lease_and_owned_replies_parse() {
+        let with = |lease: Value| match get_reply("live", 3, 7, "ws1@2", 1500, b"p") {
+            Value::Array(mut items) => {
+                items.push(lease);
+                Value::Array(items)
+            }
+            _ => unreachable!(),
+        };
+        let w = "SESS.GET WITHLEASE";
+        assert_eq!(parse_session_with_lease(Value::Nil, w), Ok(None));
+        for (lease, want) in [
+            (Value::Int(-1), LeaseState::Absent),
+            (Value::Int(-2), LeaseState::Dead),
+            (Value::Int(0), LeaseState::Live(Duration::ZERO)),
+            (bulk(b"2500"), LeaseState::Live(Duration::from_millis(2500))),
+        ] {
+            let (s, l) = parse_session_with_lease(with(lease), w).unwrap().unwrap();
+            assert_eq!(
+                (s.stamp, s.owner.as_str(), l),
+                (Stamp::new(3, 7), "ws1@2", want)
+            );
+        }
+        for bad in [
+            with(Value::Int(-3)),
+            with(Value::Nil),
+            get_reply("live", 3, 7, "w", 5, b"SECRET"),
+            Value::Okay,
+        ] {
+            let err = parse_session_with_lease(bad, w).unwrap_err();
+            assert!(matches!(err, ClientError::Protocol(_)), "{err:?}");
+            assert!(!err.to_string().contains("SECRET"));
+        }
+        assert!(LeaseState::Live(Duration::ZERO).is_live() && !LeaseState::Dead.is_live());
+
+        let owned = parse(b"*2\r\n$2\r\n12\r\n*2\r\n$1\r\na\r\n$2\r\nb\x00\r\n");
+        assert_eq!(
+            parse_owned(owned),
+            Ok((
+                12,
+                vec![Bytes::from_static(b"a"), Bytes::from_static(b"b\x00")]
+            ))
+        );
+        assert_eq!(
+            parse_owned(Value::Array(vec![bulk(b"0"), Value::Array(vec![])])),
+            Ok((0, vec![]))
+        );
+        for bad in [
+            Value::Nil,
+            Value::Array(vec![bulk(b"0")]),
+            Value::Array(vec![bulk(b"-1"), Value::Array(vec![])]),
+            Value::Array(vec![bulk(b"0"), bulk(b"k")]),
+            Value::Array(vec![bulk(b"0"), Value::Array(vec![Value::Int(1)])]),
+        ] {
+            assert!(
+                matches!(parse_owned(bad.clone()), Err(ClientError::Protocol(_))),
+                "{bad:?}"
+            );
         }
     }
 

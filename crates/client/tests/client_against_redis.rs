@@ -481,8 +481,10 @@ async fn redis_url_runs_every_session_command_with_the_protocols_rules() {
     let t = c.get(b"fresh").await.unwrap().unwrap();
     assert!(t.deleted && t.ttl.unwrap() <= Duration::from_millis(1_500));
 
-    // Stamps up to 2^63 - 1 compare exactly (Lua numbers would not).
-    let big = i64::MAX.unsigned_abs();
+    // Stamp parts up to 2^53 - 1 compare exactly; above it, or with a
+    // sign, they are refused as `sticky store` refuses them (so that no
+    // stamp is ever stored that a later claim could not exceed).
+    let big = (1u64 << 53) - 1;
     c.put(b"big", Stamp::new(big, big - 1), "w", None, b"x")
         .await
         .unwrap();
@@ -498,17 +500,16 @@ async fn redis_url_runs_every_session_command_with_the_protocols_rules() {
         c.get(b"big").await.unwrap().unwrap().stamp,
         Stamp::new(big, big)
     );
-    c.put(b"near", Stamp::new(1 << 53, 1), "w", None, b"x")
-        .await
-        .unwrap();
-    assert_eq!(
-        c.put(b"near", Stamp::new(1 << 53, 0), "w", None, b"x")
-            .await,
-        Err(stale(1 << 53, 1))
-    );
-    c.put(b"near", Stamp::new((1 << 53) + 1, 0), "w", None, b"x")
-        .await
-        .unwrap();
+    for (g, s) in [(big + 1, 0), (0, big + 1), (i64::MAX.unsigned_abs(), 0)] {
+        assert_eq!(
+            c.put(b"near", Stamp::new(g, s), "w", None, b"x").await,
+            Err(ClientError::Server(
+                "ERR a stamp part must be decimal digits from 0 to 9007199254740991".into()
+            )),
+            "{g} {s}"
+        );
+    }
+    assert_eq!(c.get(b"near").await, Ok(None));
 
     // The layout: one hash per session under a hash-tagged key.
     let mut raw = server.raw();
@@ -615,14 +616,20 @@ async fn resp3_auth_and_acl_users() {
             "+pexpire",
             "+persist",
             "+del",
+            "+exists",
+            "+set",
+            "+scan",
         ])
         .query(&mut raw)
         .unwrap();
-    for url in [
+    for (i, url) in [
         format!("redis://:s3cret@127.0.0.1:{port}/?protocol=resp3"),
         format!("redis://app:apppw@127.0.0.1:{port}/"),
         format!("redis://app:apppw@127.0.0.1:{port}/?protocol=resp3"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let c = StoreClient::new(&url, options(3000)).unwrap();
         assert!(!c.addr().contains("pw") && !c.addr().contains("s3cret"));
         assert_eq!(c.get(b"r3").await, Ok(None), "{url}");
@@ -638,6 +645,35 @@ async fn resp3_auth_and_acl_users() {
                 .await,
             Err(ClientError::NoSession)
         );
+        // The ownership scripts need no more than that either.
+        let owner = format!("w@{i}");
+        let (r5, r6) = (format!("r5-{i}"), format!("r6-{i}"));
+        let (r5, r6) = (r5.as_bytes(), r6.as_bytes());
+        c.put(r5, Stamp::new(1, 1), &owner, None, b"p")
+            .await
+            .unwrap();
+        c.lease(&owner, Duration::from_secs(60)).await.unwrap();
+        let (_, lease) = c.get_with_lease(r5).await.unwrap().unwrap();
+        assert!(lease.is_live(), "{url}: {lease:?}");
+        let (_, keys) = c.owned(&owner, 0).await.unwrap();
+        assert!(keys.len() <= 1, "{url}: {keys:?}");
+        assert!(matches!(
+            c.prepare(r5, 2, "w@9", Duration::ZERO).await,
+            Ok(sticky_client::Prepared::Copy { .. })
+        ));
+        assert_eq!(
+            c.prepare(r6, 2, "w@9", Duration::ZERO).await,
+            Ok(sticky_client::Prepared::NoCopy),
+            "{url}: a null reply on RESP3 too"
+        );
+        c.kill(&owner, true).await.unwrap();
+        assert_eq!(
+            c.get_with_lease(r5).await.unwrap().unwrap().1,
+            sticky_client::LeaseState::Dead
+        );
+        c.claim(r5, Stamp::new(1, 1), Stamp::new(2, 0), "w@9", None)
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let wrong = StoreClient::new(
@@ -689,7 +725,9 @@ async fn flushed_scripts_are_sent_again() {
         .query(&mut raw)
         .unwrap();
     assert!(
-        info.contains("cmdstat_script|load:calls=5") || info.contains("cmdstat_script:calls=5"),
+        // One SCRIPT LOAD per script: the five session commands, the four
+        // ownership commands, and the lease part of GET WITHLEASE.
+        info.contains("cmdstat_script|load:calls=10") || info.contains("cmdstat_script:calls=10"),
         "{info}"
     );
     assert!(
@@ -705,6 +743,7 @@ async fn at_maxmemory_puts_are_refused_but_claims_and_deletes_work() {
     }
     let server = RedisServer::start(free_port(), None);
     let c = StoreClient::new(&server.url(), options(3000)).unwrap();
+    c.lease("w@1", Duration::from_secs(60)).await.unwrap();
     c.put(b"a", Stamp::new(1, 1), "w", None, b"x")
         .await
         .unwrap();
@@ -738,4 +777,30 @@ async fn at_maxmemory_puts_are_refused_but_claims_and_deletes_work() {
     assert!(c.get(b"b").await.unwrap().unwrap().deleted);
     c.delete(b"never", Stamp::new(1, 0), None).await.unwrap();
     assert!(c.get(b"never").await.unwrap().unwrap().deleted);
+    // The ownership records are never refused for memory either (as in
+    // sticky store, whose leases and promises are not counted against
+    // --max-memory): a full Redis must not make web servers lose their
+    // leases, nor block a takeover.
+    c.lease("w@1", Duration::from_secs(60)).await.unwrap();
+    c.lease("w@2", Duration::from_secs(60)).await.unwrap();
+    assert!(c.get_with_lease(b"a").await.unwrap().is_some());
+    c.kill("w@3", false).await.unwrap();
+    c.kill("w@1", true).await.unwrap();
+    assert_eq!(
+        c.lease("w@1", Duration::from_secs(60)).await,
+        Err(ClientError::Dead)
+    );
+    assert!(matches!(
+        c.prepare(b"a", 3, "w3", Duration::ZERO).await,
+        Ok(sticky_client::Prepared::Copy { .. })
+    ));
+    assert_eq!(
+        c.prepare(b"fresh", 1, "w3", Duration::ZERO).await,
+        Ok(sticky_client::Prepared::NoCopy)
+    );
+    assert_eq!(
+        c.claim(b"a", Stamp::new(2, 0), Stamp::new(2, 1), "w2", None)
+            .await,
+        Err(ClientError::Promised { generation: 3 })
+    );
 }

@@ -18,11 +18,30 @@ pub enum SessionCommand {
     Touch,
     /// Destroy, leaving a tombstone: `SESS.DEL key gen seq [tombstone_ttl_ms]`.
     Del,
+    /// Grant or extend a web server's lease: `SESS.LEASE owner ttl_ms`.
+    Lease,
+    /// Record a lease dead: `SESS.KILL owner [FORCE]`.
+    Kill,
+    /// A takeover's promise: `SESS.PREPARE key gen owner horizon_ms`.
+    Prepare,
+    /// The keys of an owner's live copies, one shard per call:
+    /// `SESS.OWNED owner cursor`.
+    Owned,
 }
 
 impl SessionCommand {
     /// Every session command, in the order of [`index`](Self::index).
-    pub const ALL: [Self; 5] = [Self::Put, Self::Get, Self::Claim, Self::Touch, Self::Del];
+    pub const ALL: [Self; 9] = [
+        Self::Put,
+        Self::Get,
+        Self::Claim,
+        Self::Touch,
+        Self::Del,
+        Self::Lease,
+        Self::Kill,
+        Self::Prepare,
+        Self::Owned,
+    ];
 
     /// The command's name on the wire: `SESS.PUT`, `SESS.GET`, ...
     pub const fn as_str(self) -> &'static str {
@@ -32,6 +51,10 @@ impl SessionCommand {
             Self::Claim => "SESS.CLAIM",
             Self::Touch => "SESS.TOUCH",
             Self::Del => "SESS.DEL",
+            Self::Lease => "SESS.LEASE",
+            Self::Kill => "SESS.KILL",
+            Self::Prepare => "SESS.PREPARE",
+            Self::Owned => "SESS.OWNED",
         }
     }
 
@@ -44,6 +67,10 @@ impl SessionCommand {
             Self::Claim => "sess.claim",
             Self::Touch => "sess.touch",
             Self::Del => "sess.del",
+            Self::Lease => "sess.lease",
+            Self::Kill => "sess.kill",
+            Self::Prepare => "sess.prepare",
+            Self::Owned => "sess.owned",
         }
     }
 
@@ -76,6 +103,28 @@ pub const ERR_DELETED: &str = "DELETED";
 pub const ERR_NOSESSION: &str = "NOSESSION";
 /// Error code: the store is at its memory limit.
 pub const ERR_OOM: &str = "OOM";
+
+/// Error code: the owner's lease was killed at this store; it must take a
+/// new epoch (`SESS.LEASE`).
+pub const ERR_DEAD: &str = "DEAD";
+/// Error code: the owner's lease is live at this store; followed by the
+/// milliseconds it has left (`SESS.KILL` without `FORCE`).
+pub const ERR_LIVE: &str = "LIVE";
+/// Error code: the store restarted and is inside its recovery window;
+/// followed by the milliseconds left.
+pub const ERR_RECOVERING: &str = "RECOVERING";
+/// Error code: a takeover promised this session to a higher ballot;
+/// followed by the promised generation.
+pub const ERR_PROMISED: &str = "PROMISED";
+/// Error code: no copy, but the store restarted within the horizon and may
+/// have forgotten one; followed by its uptime in milliseconds
+/// (`SESS.PREPARE`).
+pub const ERR_FORGETFUL: &str = "FORGETFUL";
+
+/// `WITHLEASE` option of `SESS.GET`.
+pub const OPT_WITHLEASE: &str = "WITHLEASE";
+/// `FORCE` option of `SESS.KILL`.
+pub const OPT_FORCE: &str = "FORCE";
 
 /// `kind` word of a live copy in a `SESS.GET` reply.
 pub const KIND_LIVE: &str = "live";

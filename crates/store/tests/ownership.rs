@@ -136,6 +136,20 @@ async fn a_live_lease_blocks_a_kill_and_a_killed_lease_cannot_be_renewed() {
         &c.cmd(&["SESS.LEASE", "ws1@8"]).await,
         "ERR wrong number"
     ));
+    // Counted per command, as the session commands are.
+    let R::Bulk(Some(info)) = c.cmd(&["INFO", "commandstats"]).await else {
+        panic!("INFO answers a bulk string")
+    };
+    let info = String::from_utf8(info).expect("INFO is text");
+    for line in [
+        "cmdstat_sess.lease:calls=5\r\n",
+        "cmdstat_sess.kill:calls=4\r\n",
+        "cmdstat_sess.prepare:calls=0\r\n",
+        "cmdstat_sess.owned:calls=0\r\n",
+        "cmdstat_sess.put:calls=0\r\n",
+    ] {
+        assert!(info.contains(line), "{line:?} in {info}");
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! random sequence of session commands, sent through the async client to
 //! a store served in this process ([`StoreServer`]) and to a real
 //! `redis-server` (the client's scripts, `docs/redis.md`), gives the same
-//! replies. Skipped loudly when `redis-server` is not installed, unless
+//! replies; takeover promises (`prepare`) included. Skipped loudly when `redis-server` is not installed, unless
 //! `CI` is set.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sticky_client::{ClientError, ClientOptions, StoreClient, StoredSession};
+use sticky_client::{ClientError, ClientOptions, Prepared, StoreClient, StoredSession};
 use sticky_test_support::{have_redis, random_u64, RedisProcess, StoreServer};
 
 /// A small deterministic generator (xorshift64*).
@@ -47,16 +47,34 @@ fn normalized(r: Result<Option<StoredSession>, ClientError>) -> String {
     }
 }
 
+/// A prepare's answer with the copy's TTL rounded as by [`normalized`].
+fn normalized_prepare(r: Result<Prepared, ClientError>) -> String {
+    match r {
+        Ok(Prepared::Copy { session, lease }) => {
+            format!("Ok(Copy {} {lease:?})", normalized(Ok(Some(session))))
+        }
+        other => format!("{other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_scripts_answer_exactly_like_sticky_store() {
     if !have_redis(false) {
         return;
     }
-    let store = StoreServer::start_default();
+    // A first start (no recovery window), and promises that outlive the
+    // run on both stores, so that no answer depends on when one expires.
+    let claim_window = Duration::from_secs(600);
+    let store = StoreServer::start(sticky_store::StoreConfig {
+        restarted: false,
+        claim_window,
+        ..sticky_store::StoreConfig::default()
+    });
     let redis = RedisProcess::start(&[]);
     let options = ClientOptions {
         request_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(10),
+        claim_window,
         ..ClientOptions::default()
     };
     let native = StoreClient::new(&store.addr().to_string(), options.clone()).unwrap();
@@ -91,7 +109,7 @@ async fn redis_scripts_answer_exactly_like_sticky_store() {
         key.extend_from_slice(format!("/{}", step / 100).as_bytes());
         let key = &key[..];
         let current = native.get(key).await.unwrap().map(|c| c.stamp);
-        let op = rng.below(6);
+        let op = rng.below(7);
         let (what, a, b) = match op {
             0 | 1 => {
                 let s = near(&mut rng, current);
@@ -136,6 +154,18 @@ async fn redis_scripts_answer_exactly_like_sticky_store() {
                     format!("{:?}", scripted.touch(key, t).await),
                 )
             }
+            5 => {
+                // A takeover's promise at, just above or well above the
+                // stored generation, by one of three claimers: later puts,
+                // claims and deletes meet it.
+                let g = current.map_or(0, |c| c.generation) + rng.below(3);
+                let owner = format!("wsp{}", rng.below(3));
+                (
+                    format!("prepare {g} {owner}"),
+                    normalized_prepare(native.prepare(key, g, &owner, Duration::ZERO).await),
+                    normalized_prepare(scripted.prepare(key, g, &owner, Duration::ZERO).await),
+                )
+            }
             _ => {
                 let s = near(&mut rng, current);
                 let t = match rng.below(2) {
@@ -176,6 +206,12 @@ async fn redis_scripts_answer_exactly_like_sticky_store() {
         "touch Ok",
         "delete Ok",
         "delete Err:Stale",
+        "prepare Ok",
+        "prepare Err:Stale",
+        "prepare Err:Promised",
+        "put Err:Promised",
+        "claim Err:Promised",
+        "delete Err:Promised",
     ] {
         assert!(seen.contains_key(must), "{must} never happened: {seen:?}");
     }

@@ -148,19 +148,20 @@ async fn redis_backend_sends_evalsha_and_falls_back_to_eval() {
         .iter()
         .map(|c| String::from_utf8_lossy(&c[0]).to_ascii_uppercase())
         .collect();
-    // SCRIPT LOAD x5 on connect (refused, logged), then EVALSHA, EVAL.
+    // SCRIPT LOAD of every script on connect (refused, logged), then
+    // EVALSHA, EVAL.
+    let loads = Script::ALL.len();
+    let mut want = vec!["SCRIPT"; loads];
+    want.extend(["EVALSHA", "EVAL"]);
+    assert_eq!(names, want, "{names:?}");
     assert_eq!(
-        names,
-        ["SCRIPT", "SCRIPT", "SCRIPT", "SCRIPT", "SCRIPT", "EVALSHA", "EVAL"],
-        "{names:?}"
-    );
-    assert_eq!(
-        sent[5],
+        sent[loads],
         args(&[
             b"EVALSHA",
-            SCRIPTS.put.get_hash().as_bytes(),
-            b"1",
+            SCRIPTS.get(Script::Put).get_hash().as_bytes(),
+            b"2",
             b"sticky:{k}",
+            b"sticky:promise:{k}",
             b"4",
             b"1",
             b"ws1",
@@ -168,8 +169,8 @@ async fn redis_backend_sends_evalsha_and_falls_back_to_eval() {
             b"p"
         ])
     );
-    assert_eq!(&sent[6][1][..], scripts::PUT.as_bytes());
-    assert_eq!(&sent[6][2..], &sent[5][2..]);
+    assert_eq!(&sent[loads + 1][1][..], scripts::PUT.as_bytes());
+    assert_eq!(&sent[loads + 1][2..], &sent[loads][2..]);
     assert_eq!(c.get(b"gone").await, Ok(None));
     // Deletes without a TTL leave it to the script's default.
     let _ = c.delete(b"k", Stamp::new(9, 0), None).await;
@@ -178,8 +179,9 @@ async fn redis_backend_sends_evalsha_and_falls_back_to_eval() {
         args(&[
             b"EVAL",
             scripts::DEL.as_bytes(),
-            b"1",
+            b"2",
             b"sticky:{k}",
+            b"sticky:promise:{k}",
             b"9",
             b"0"
         ])
@@ -555,4 +557,154 @@ async fn backoff_does_not_hammer_a_failing_store() {
         "{attempts} connection attempts for {requests} requests"
     );
     assert!(requests > 100);
+}
+
+/// What the ownership commands send: the native commands to a `sticky
+/// store`, the scripts with their keys (and the claim window last) to
+/// Redis; and how a `FORGETFUL` prepare and a Redis Cluster's `owned` are
+/// answered.
+#[tokio::test]
+async fn ownership_commands_on_the_wire() {
+    let store = FakeStore::start(|args: &[Bytes]| {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        Act::Reply(match name.as_str() {
+            "SESS.PREPARE" if &args[1][..] == b"gone" => Reply::error(
+                "FORGETFUL 1234 the store restarted and may have forgotten this session",
+            ),
+            "SESS.PREPARE" if &args[1][..] == b"busy" => {
+                Reply::error("FORGETFULNESS 1 is not an answer")
+            }
+            "SESS.PREPARE" => Reply::Null,
+            "SESS.OWNED" => {
+                Reply::Array(vec![Reply::bulk("3"), Reply::Array(vec![Reply::bulk("a")])])
+            }
+            "SESS.GET" => Reply::Array(vec![
+                Reply::bulk("live"),
+                Reply::Int(2),
+                Reply::Int(9),
+                Reply::bulk("web-2@1"),
+                Reply::Int(60_000),
+                Reply::bulk("p"),
+                Reply::Int(-2),
+            ]),
+            "SCRIPT" => Reply::error("ERR scripting is disabled"),
+            "EVALSHA" | "EVAL" => Reply::OK,
+            _ => Reply::OK,
+        })
+    })
+    .await;
+    let mut opts = options(2000);
+    opts.claim_window = Duration::from_millis(1500);
+    let native = StoreClient::new(&store.addr.to_string(), opts.clone()).unwrap();
+    native.lease("ws1@7", Duration::from_secs(3)).await.unwrap();
+    assert_eq!(
+        store.last_command(),
+        args(&[b"SESS.LEASE", b"ws1@7", b"3000"])
+    );
+    native.kill("ws1@7", false).await.unwrap();
+    assert_eq!(store.last_command(), args(&[b"SESS.KILL", b"ws1@7"]));
+    native.kill("ws1@7", true).await.unwrap();
+    assert_eq!(
+        store.last_command(),
+        args(&[b"SESS.KILL", b"ws1@7", b"FORCE"])
+    );
+    let (s, lease) = native.get_with_lease(b"k").await.unwrap().unwrap();
+    assert_eq!((s.owner.as_str(), lease), ("web-2@1", LeaseState::Dead));
+    assert_eq!(
+        store.last_command(),
+        args(&[b"SESS.GET", b"k", b"WITHLEASE"])
+    );
+    assert_eq!(
+        native
+            .prepare(b"k", 4, "ws2@1", Duration::from_secs(86_400))
+            .await,
+        Ok(Prepared::NoCopy)
+    );
+    assert_eq!(
+        store.last_command(),
+        args(&[b"SESS.PREPARE", b"k", b"4", b"ws2@1", b"86400000"])
+    );
+    assert_eq!(
+        native.prepare(b"gone", 4, "ws2@1", Duration::ZERO).await,
+        Ok(Prepared::Forgetful {
+            uptime: Duration::from_millis(1234)
+        })
+    );
+    assert_eq!(store.last_command()[4], Bytes::from_static(b"0"));
+    assert!(matches!(
+        native.prepare(b"busy", 4, "ws2@1", Duration::ZERO).await,
+        Err(ClientError::Server(m)) if m.starts_with("FORGETFULNESS")
+    ));
+    assert_eq!(
+        native.owned("ws1@7", 2).await,
+        Ok((3, vec![Bytes::from_static(b"a")]))
+    );
+    assert_eq!(store.last_command(), args(&[b"SESS.OWNED", b"ws1@7", b"2"]));
+
+    let redis = StoreClient::new(&format!("redis://{}", store.addr), opts).unwrap();
+    let sha = |s: Script| SCRIPTS.get(s).get_hash().as_bytes().to_vec();
+    redis.lease("ws1@7", Duration::from_secs(3)).await.unwrap();
+    assert_eq!(
+        store.last_command(),
+        args(&[
+            b"EVALSHA",
+            &sha(Script::Lease),
+            b"2",
+            b"sticky:lease:{ws1@7}",
+            b"sticky:dead:{ws1@7}",
+            b"ws1@7",
+            b"3000"
+        ])
+    );
+    redis.kill("ws1@7", true).await.unwrap();
+    assert_eq!(
+        store.last_command(),
+        args(&[
+            b"EVALSHA",
+            &sha(Script::Kill),
+            b"2",
+            b"sticky:lease:{ws1@7}",
+            b"sticky:dead:{ws1@7}",
+            b"ws1@7",
+            b"FORCE",
+            b"1500"
+        ])
+    );
+    let _ = redis.prepare(b"k", 4, "ws2@1", Duration::ZERO).await;
+    assert_eq!(
+        store
+            .commands()
+            .iter()
+            .rev()
+            .find(|c| c.len() > 3 && c[1] == sha(Script::Prepare)),
+        Some(&args(&[
+            b"EVALSHA",
+            &sha(Script::Prepare),
+            b"2",
+            b"sticky:{k}",
+            b"sticky:promise:{k}",
+            b"4",
+            b"ws2@1",
+            b"0",
+            b"1500"
+        ]))
+    );
+    let _ = redis.owned("ws1@7", 0).await;
+    assert_eq!(
+        store.last_command(),
+        args(&[
+            b"EVALSHA",
+            &sha(Script::Owned),
+            b"0",
+            b"ws1@7",
+            b"0",
+            OWNED_SCAN_COUNT.to_string().as_bytes()
+        ])
+    );
+
+    let cluster = StoreClient::new("redis+cluster://127.0.0.1:1", options(200)).unwrap();
+    assert!(matches!(
+        cluster.owned("ws1@7", 0).await,
+        Err(ClientError::Server(m)) if m.contains("Redis Cluster")
+    ));
 }

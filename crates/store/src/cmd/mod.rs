@@ -103,6 +103,10 @@ pub(crate) fn execute(shared: &Shared, client: &mut Client, args: &[&[u8]]) -> R
             SessionCommand::Claim => session::claim(ks, a),
             SessionCommand::Touch => session::touch(ks, a),
             SessionCommand::Del => session::del(shared, a),
+            SessionCommand::Lease => session::lease(shared, a),
+            SessionCommand::Kill => session::kill(shared, a),
+            SessionCommand::Prepare => session::prepare(shared, a),
+            SessionCommand::Owned => session::owned(ks, a),
         };
     }
     match cmd {
@@ -115,10 +119,6 @@ pub(crate) fn execute(shared: &Shared, client: &mut Client, args: &[&[u8]]) -> R
         b"TTL" => keys::ttl(ks, a, 1000),
         b"PTTL" => keys::ttl(ks, a, 1),
         b"TYPE" => keys::key_type(ks, a),
-        b"SESS.LEASE" => session::lease(shared, a),
-        b"SESS.KILL" => session::kill(shared, a),
-        b"SESS.PREPARE" => session::prepare(shared, a),
-        b"SESS.OWNED" => session::owned(ks, a),
         b"PING" => connection::ping(a),
         b"ECHO" => connection::echo(a),
         b"AUTH" => connection::auth(shared, client, a),

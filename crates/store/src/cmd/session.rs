@@ -78,7 +78,7 @@ fn owner_arg(owner: &[u8]) -> Result<&[u8], Reply> {
 /// `SESS.LEASE owner ttl_ms`: grants or extends `owner`'s lease.
 pub(super) fn lease(shared: &Shared, a: &[&[u8]]) -> Reply {
     let [owner, ttl] = a else {
-        return arity("sess.lease");
+        return arity(SessionCommand::Lease.lowercase());
     };
     let owner = tri!(owner_arg(owner));
     let ttl = tri!(uint_arg(ttl));
@@ -95,7 +95,7 @@ pub(super) fn kill(shared: &Shared, a: &[&[u8]]) -> Reply {
         [owner] => (owner, false),
         [owner, f] if f.eq_ignore_ascii_case(b"FORCE") => (owner, true),
         [_, _] => return Reply::error("ERR syntax error"),
-        _ => return arity("sess.kill"),
+        _ => return arity(SessionCommand::Kill.lowercase()),
     };
     let owner = tri!(owner_arg(owner));
     match shared.leases.kill(owner, force) {
@@ -110,7 +110,7 @@ pub(super) fn kill(shared: &Shared, a: &[&[u8]]) -> Reply {
 /// "no copy" may be a copy it forgot.
 pub(super) fn prepare(shared: &Shared, a: &[&[u8]]) -> Reply {
     let [key, g, owner, horizon] = a else {
-        return arity("sess.prepare");
+        return arity(SessionCommand::Prepare.lowercase());
     };
     let generation = tri!(super::stamp_part(g));
     let owner = tri!(owner_arg(owner));
@@ -141,7 +141,7 @@ pub(super) fn prepare(shared: &Shared, a: &[&[u8]]) -> Reply {
 /// next cursor of 0 means done.
 pub(super) fn owned(ks: &Keyspace, a: &[&[u8]]) -> Reply {
     let [owner, cursor] = a else {
-        return arity("sess.owned");
+        return arity(SessionCommand::Owned.lowercase());
     };
     let owner = tri!(owner_arg(owner));
     let cursor = tri!(uint_arg(cursor));
