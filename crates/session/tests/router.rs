@@ -93,7 +93,7 @@ fn set_cookie(resp: &Response<Body>) -> Option<String> {
 }
 
 /// Session commands each store executed so far.
-fn session_calls(stores: &[Store]) -> Vec<[u64; 5]> {
+fn session_calls(stores: &[Store]) -> Vec<[u64; sticky_store::SESSION_COMMANDS.len()]> {
     stores.iter().map(|s| s.snapshot().session_calls).collect()
 }
 
