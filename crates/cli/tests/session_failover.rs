@@ -187,3 +187,89 @@ fn a_takeover_that_reaches_too_few_stores_refuses_rather_than_lose_the_session()
         "{a:?}"
     );
 }
+
+/// Issue 15, item 12: a logout while one of the session's stores is
+/// paused. The logout is acknowledged (two other stores took the
+/// tombstone), the paused store gets its tombstone once it resumes (a
+/// retried write, not a lost one), every tombstone lives as long as a live
+/// copy could, and another web server finds the session destroyed.
+#[test]
+fn a_logout_reaches_a_store_that_was_paused_and_outlives_its_copy() {
+    let c = Cluster::start(STICKY, 3, &["ws1", "ws2"], |cfg| {
+        cfg.replicas(2).session("store_timeout_ms", "500")
+    });
+    let ws1 = c.web("ws1").addr();
+    let mut b = Browser::new();
+    b.increment(ws1);
+    assert_eq!(b.increment(ws1).value, 2);
+    let id = b.id();
+    let addrs = c.store_addrs();
+    let copies = &copies_by_store(&addrs, std::slice::from_ref(&id))[&id];
+    let replica = copies
+        .iter()
+        .position(|c| c.as_ref().is_some_and(|c| c.live))
+        .expect("a store holds the session");
+
+    let cookie = b.cookie.clone();
+    sticky_test_support::signal(c.stores[replica].pid(), "STOP");
+    let r = b.post(ws1, "/api/logout", None);
+    sticky_test_support::signal(c.stores[replica].pid(), "CONT");
+    assert_eq!(r.status, 200, "the logout is acknowledged: {r:?}");
+
+    // Every store that may have held a copy ends with the tombstone,
+    // including the one that was paused.
+    sticky_test_support::wait_until(
+        sticky_test_support::DEADLINE,
+        "the paused store holds the tombstone",
+        || {
+            let copies = &copies_by_store(&addrs, std::slice::from_ref(&id))[&id];
+            copies[replica].as_ref().is_some_and(|c| !c.live)
+        },
+    );
+    let copies = &copies_by_store(&addrs, std::slice::from_ref(&id))[&id];
+    let tombstones: Vec<&StoredCopy> = copies.iter().flatten().collect();
+    assert!(tombstones.len() >= 2, "{copies:?}");
+    for t in &tombstones {
+        assert!(!t.live, "no live copy is left: {copies:?}");
+        // The idle timeout (1800 s by default), not the store's 60 s.
+        assert!(
+            t.pttl > 600_000,
+            "a tombstone lives as long as a copy could: {t:?}"
+        );
+    }
+    // The destroyed session is not taken over anywhere.
+    let mut old = Browser::new();
+    old.cookie = cookie;
+    let a = old.counter(c.web("ws2").addr());
+    assert_eq!((a.value, a.source.as_str()), (0, "new"), "{a:?}");
+}
+
+/// The demo app's login gives the session a new id (the old one is
+/// destroyed and leads nowhere), keeping its data; logout ends it.
+#[test]
+fn login_rotates_the_id_and_logout_ends_the_session() {
+    let c = Cluster::start(STICKY, 2, &["ws1"], |cfg| cfg.replicas(2));
+    let ws1 = c.web("ws1").addr();
+    let mut b = Browser::new();
+    assert_eq!(b.increment(ws1).value, 1);
+    let before = b.cookie.clone().expect("a session cookie");
+    let r = b.post(
+        ws1,
+        "/api/login",
+        Some(&serde_json::json!({ "user": "ada" })),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let after = b.cookie.clone().expect("a session cookie");
+    assert_ne!(before, after, "login gives a new id");
+    assert_eq!(b.counter(ws1).value, 1, "the data follows the new id");
+    let mut planted = Browser::new();
+    planted.cookie = Some(before);
+    assert_eq!(planted.counter(ws1).source, "new", "the old id is gone");
+
+    let r = b.post(ws1, "/api/logout", None);
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut replay = Browser::new();
+    replay.cookie = Some(after);
+    let a = replay.counter(ws1);
+    assert_eq!((a.value, a.source.as_str()), (0, "new"), "{a:?}");
+}

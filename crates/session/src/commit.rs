@@ -12,6 +12,7 @@ use crate::cache::{Entry, SessionState, Stored};
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::open::{Held, Opened, Source};
+use crate::replicator::write_quorum;
 use crate::state::SessionManager;
 
 /// What the request did to its session.
@@ -165,9 +166,14 @@ impl SessionManager {
     /// like any other refused write, never a silent success.
     ///
     /// Unlike a put ([`put_outcome`](crate::replicator::put_outcome)), any
-    /// stale refusal of a tombstone counts as a move: the tombstone's stamp
-    /// is the next of the newest version this server knows, so no later
-    /// version of its own can be stored.
+    /// stale refusal of a tombstone other than our own counts as a move:
+    /// the tombstone's stamp is the next of the newest version this server
+    /// knows, so no later version of its own can be stored.
+    ///
+    /// Tombstones go to every store (believed up or not) and live as long
+    /// as a copy could; a logout needs `replicas`
+    /// of them acknowledged (else 503), and the stores that did not take
+    /// one get it in the background (issue 15, item 12).
     async fn destroy(&self, id: &SessionId, state: &SessionState) -> Result<(), SessionError> {
         if state.is_unsaved() {
             return Ok(());
@@ -176,33 +182,88 @@ impl SessionManager {
             return Ok(());
         };
         let inner = &self.inner;
-        let targets = inner.stores.replicas(id, inner.config.replicas) | state.stored_on;
+        // Every store, believed up or not: a store that was down at logout
+        // must not bring the session back, and the tombstone needs
+        // `replicas` acknowledgements wherever the replicas are. A
+        // tombstone is a few bytes, and logouts are rare.
+        let targets = inner.stores.all();
+        let needed = write_quorum(inner.stores.len(), inner.config.replicas);
         let key = id.key();
+        let ttl = tombstone_ttl(&inner.config);
         let dels = inner
             .stores
-            .fan_out(targets & inner.stores.live(), |c| {
-                c.delete(key.as_bytes(), stamp, None)
-            })
+            .fan_out(targets, |c| c.delete(key.as_bytes(), stamp, Some(ttl)))
             .await;
         let mut moved = None;
+        let mut stored = 0u64;
         for (i, r) in dels {
             match r {
-                Ok(()) => {}
+                Ok(()) => stored |= 1 << i,
+                // Our own tombstone, already there (a retried delete).
+                Err(ClientError::Stale { stored: s }) if s == stamp => stored |= 1 << i,
                 Err(ClientError::Stale { stored }) => moved = Some(stored),
                 Err(e) => {
-                    tracing::debug!(session = ?id, store = %inner.stores.names[i], error = %e, "delete not stored")
+                    tracing::debug!(session = ?id, store = %inner.stores.names[i], error = %e, "tombstone not stored yet; retrying in the background")
                 }
             }
         }
-        match moved {
-            Some(stored) => {
-                metrics::counter!("sticky_stale_refusals_total").increment(1);
-                tracing::warn!(session = ?id, %stamp, %stored, "destroy refused as stale: the session moved");
-                Err(SessionError::Moved { stored })
-            }
-            None => Ok(()),
+        if let Some(stored) = moved {
+            metrics::counter!("sticky_stale_refusals_total").increment(1);
+            tracing::warn!(session = ?id, %stamp, %stored, "destroy refused as stale: the session moved");
+            return Err(SessionError::Moved { stored });
         }
+        let missing = targets & !stored;
+        if missing != 0 {
+            self.retry_tombstones(*id, stamp, missing);
+        }
+        if (stored.count_ones() as usize) < needed {
+            return Err(SessionError::Unavailable(format!(
+                "the logout reached {} of the {needed} stores it needs; it is retried in the background",
+                stored.count_ones()
+            )));
+        }
+        Ok(())
     }
+
+    /// Keeps writing tombstone `stamp` of `id` to the stores of `missing`
+    /// that did not take it, with backoff, for as long as a live copy there
+    /// could outlive it (the idle timeout); then gives up with a warning.
+    fn retry_tombstones(&self, id: SessionId, stamp: Stamp, mut missing: u64) {
+        let me = self.clone();
+        metrics::counter!("sticky_tombstone_retries_total").increment(1);
+        tokio::spawn(async move {
+            let inner = &me.inner;
+            let give_up = tokio::time::Instant::now() + inner.config.idle_timeout;
+            let key = id.key();
+            let mut wait = std::time::Duration::from_millis(250);
+            while missing != 0 && tokio::time::Instant::now() < give_up {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(10));
+                let ttl = tombstone_ttl(&inner.config);
+                for (i, r) in inner
+                    .stores
+                    .fan_out(missing, |c| c.delete(key.as_bytes(), stamp, Some(ttl)))
+                    .await
+                {
+                    // Stored, or anything at least as new is there: done.
+                    match r {
+                        Ok(()) | Err(ClientError::Stale { .. }) => missing &= !(1 << i),
+                        Err(_) => {}
+                    }
+                }
+            }
+            if missing != 0 {
+                tracing::warn!(session = ?id, stores = missing.count_ones(), "gave up writing a logout's tombstone to stores that stayed unreachable");
+            }
+        });
+    }
+}
+
+/// How long a tombstone lives: as long as a live copy could (its TTL is
+/// the idle timeout), so that a copy on a store that missed the logout
+/// expires before the tombstone that outranks it.
+fn tombstone_ttl(config: &crate::config::Config) -> std::time::Duration {
+    config.idle_timeout.max(std::time::Duration::from_secs(60))
 }
 
 #[cfg(test)]

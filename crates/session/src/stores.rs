@@ -56,6 +56,15 @@ impl Stores {
         self.clients.len()
     }
 
+    /// Bit set of every configured store.
+    pub(crate) fn all(&self) -> u64 {
+        if self.clients.len() >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.clients.len()) - 1
+        }
+    }
+
     /// Bit set of the stores believed up.
     pub(crate) fn live(&self) -> u64 {
         self.live.load(Ordering::Acquire)

@@ -133,13 +133,40 @@ pub fn log_tail(path: &Path, n: usize) -> String {
     tail(&read_text(path), n)
 }
 
-/// Sends `SIG<sig>` to `pid` with `kill(1)`; panics if it fails.
+/// Sends `SIG<sig>` to `pid` with `kill(1)`; panics if it fails. For
+/// `STOP`, returns only once every thread of `pid` is stopped: `kill`
+/// returns when the signal is queued, and a thread running on another core
+/// may still answer a request or two after that.
 pub fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
         .args([&format!("-{sig}"), &pid.to_string()])
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{sig} {pid} failed: {status}");
+    if sig == "STOP" {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !all_threads_stopped(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process {pid} not stopped 10 s after SIGSTOP"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+/// Whether every thread of `pid` is stopped (`T`), or the process is gone.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).map_or(true, |stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_none_or(|state| state == "T" || state == "t" || state == "Z" || state == "X")
+        })
+    })
 }
 
 /// Whether process `pid` exists (and is not a zombie).

@@ -8,8 +8,11 @@
 //! "..."}`, `""` when none), `POST /api/note` `{"text": "..."}` (sets the
 //! session's note, at most 4096 characters, else 400; answers `{"chars": N}`
 //! — one request gives a new session a payload of a chosen size, as
-//! `bench/scale.sh` does). Every answer carries `server`, `stamp` and
-//! `source` (`cache`, `store` or `new`).
+//! `bench/scale.sh` does), `POST /api/login` `{"user": "..."}` (records the
+//! user and gives the session a new id, as a login must: the old id is
+//! destroyed), `POST /api/logout` (destroys the session: its copies become
+//! tombstones and the cookie is removed). Every answer carries `server`,
+//! `stamp` and `source` (`cache`, `store` or `new`).
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -47,6 +50,8 @@ pub(crate) fn app(manager: &SessionManager) -> Router {
         .route("/api/cart/clear", post(clear_cart))
         .route("/api/counter", get(counter).post(increment))
         .route("/api/note", get(note).post(set_note))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
         .with_state(app.clone())
         .layer(SessionLayer::new(manager.clone()));
     Router::new()
@@ -160,6 +165,32 @@ async fn set_note(State(app): State<App>, session: Session, body: Json<NoteBody>
         return e.into_response();
     }
     answer(&app, &session, json!({ "chars": chars })).into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    user: String,
+}
+
+/// Longest user name, in characters.
+const MAX_USER_LEN: usize = 64;
+
+async fn login(State(app): State<App>, session: Session, body: Json<LoginBody>) -> Response {
+    let user = body.0.user;
+    if user.is_empty() || user.chars().count() > MAX_USER_LEN {
+        return bad("the user must be 1 to 64 characters");
+    }
+    if let Err(e) = session.insert("user", user.clone()) {
+        return e.into_response();
+    }
+    // A new id at login: an id an attacker planted before it is worthless.
+    session.cycle_id();
+    answer(&app, &session, json!({ "user": user })).into_response()
+}
+
+async fn logout(State(app): State<App>, session: Session) -> Json<Value> {
+    session.destroy();
+    answer(&app, &session, json!({ "logged_out": true }))
 }
 
 async fn page(State(app): State<App>) -> Html<String> {
