@@ -49,6 +49,9 @@
 //!   [`holders`], [`assert_no_newer_copy`]).
 //! - `up`: [`UpProcess`], a whole `sticky up` cluster.
 //! - [`director`]: `sticky director` in front of stand-in web servers.
+//! - [`module_graph`]: no import circles between a crate's modules
+//!   ([`module_graph::assert_no_cycles`]), run by each crate's
+//!   `tests/module_graph.rs`.
 //! - `random`: random values for tests.
 
 // Test support: a failed expectation is a failed test.
@@ -62,6 +65,7 @@ mod demo;
 pub mod director;
 mod fake_store;
 mod http;
+pub mod module_graph;
 mod process;
 mod random;
 mod redis_server;
