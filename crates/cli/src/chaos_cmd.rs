@@ -10,15 +10,16 @@
 //! - `checker`: the per-session model that names anomalies.
 //! - `history`: the JSON-lines history file.
 //! - `report`: the summary table and JSON.
+//! - `shared`: what the users, the nemesis and the progress bar share.
 
 mod checker;
 mod cluster;
 mod history;
 mod nemesis;
 mod report;
+mod shared;
 mod user;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use crate::up::mode_parser;
 use cluster::{Cluster, Source};
 use history::{History, HistoryEvent};
 use nemesis::{FaultList, Nemesis};
+use shared::{Failover, Shared};
 use user::{Tally, User};
 
 /// `sticky chaos` options.
@@ -112,61 +114,6 @@ pub(crate) struct ChaosArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
-}
-
-/// The last kill -9 of each web server, to time failovers.
-#[derive(Default)]
-pub(crate) struct Failover {
-    kills: Mutex<HashMap<String, Instant>>,
-}
-
-impl Failover {
-    /// Records a kill -9 of `server` at `at`.
-    pub(crate) fn record_kill(&self, server: &str, at: Instant) {
-        if let Ok(mut k) = self.kills.lock() {
-            k.insert(server.to_owned(), at);
-        }
-    }
-
-    /// When `server` was last killed, if after `since`.
-    pub(crate) fn killed_since(&self, server: &str, since: Instant) -> Option<Instant> {
-        let k = self.kills.lock().ok()?;
-        k.get(server).copied().filter(|t| *t > since)
-    }
-}
-
-/// What the users, the nemesis and the progress bar share.
-pub(crate) struct Shared {
-    start: Instant,
-    timeout: Duration,
-    think: Duration,
-    write_ratio: f64,
-    pub(crate) stop_users: AtomicBool,
-    pub(crate) stop_faults: AtomicBool,
-    pub(crate) history: History,
-    pub(crate) failover: Failover,
-    pub(crate) ops: AtomicU64,
-    pub(crate) not_ok: AtomicU64,
-    pub(crate) anomalies: AtomicU64,
-    faults: Mutex<String>,
-}
-
-impl Shared {
-    /// Milliseconds from the start of the run to `at`.
-    pub(crate) fn since_start(&self, at: Instant) -> f64 {
-        at.saturating_duration_since(self.start).as_secs_f64() * 1e3
-    }
-
-    /// What the progress bar shows as the active faults.
-    pub(crate) fn set_faults(&self, text: String) {
-        if let Ok(mut f) = self.faults.lock() {
-            *f = text;
-        }
-    }
-
-    fn faults(&self) -> String {
-        self.faults.lock().map(|f| f.clone()).unwrap_or_default()
-    }
 }
 
 impl ChaosArgs {

@@ -73,7 +73,7 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<()> {
     // live there.
     let shutdown = async move {
         reload_on_sighup(handle, path);
-        crate::shutdown_signal().await;
+        crate::shutdown::shutdown_signal().await;
     };
     director.run(public, admin, shutdown)?;
     tracing::info!("director stopped");

@@ -5,6 +5,7 @@ mod bench_cmd;
 mod chaos_cmd;
 mod demo;
 mod director_cmd;
+mod shutdown;
 mod status_cmd;
 mod store_cmd;
 mod up;
@@ -104,31 +105,6 @@ fn watch_parent(parent: i32) {
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot watch the parent process");
     }
-}
-
-/// Completes on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops me");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutdown signal received");
 }
 
 #[cfg(test)]

@@ -195,7 +195,9 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
         if let Some(addr) = metrics {
             sticky_store::serve_metrics(store.clone(), addr)?;
         }
-        store.serve(listener, crate::shutdown_signal()).await?;
+        store
+            .serve(listener, crate::shutdown::shutdown_signal())
+            .await?;
         tracing::info!("store stopped");
         Ok(())
     })

@@ -108,7 +108,7 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
         let app = crate::demo::app(&manager).merge(manager.control_routes(metrics));
         tracing::info!(server = %args.name, addr = %listen, epoch = manager.epoch(), "web server listening");
         axum::serve(listener, app)
-            .with_graceful_shutdown(crate::shutdown_signal())
+            .with_graceful_shutdown(crate::shutdown::shutdown_signal())
             .await
             .context("web server failed")?;
         tracing::info!("web server stopped");

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use sticky_proto::resp::Limits;
 
+/// The Redis version we report to clients (`INFO`, `HELLO`): the command
+/// set we implement behaves as Redis 7.0's does.
+pub const REDIS_VERSION: &str = "7.0.0";
+
 /// Everything `sticky store` can be told. `Default` gives the documented
 /// defaults: loopback port 7379, no password, no memory limit.
 #[derive(Debug, Clone)]

@@ -8,7 +8,9 @@
 //!
 //! # Layout
 //!
-//! - `config`: [`StoreConfig`], every setting with its default.
+//! - `config`: [`StoreConfig`], every setting with its default;
+//!   [`REDIS_VERSION`], the version the store reports.
+//! - `shared`: the state every connection of one store shares.
 //! - `server`: [`Store`]: accept loop, connection tasks, pipelining, idle
 //!   timeout, active expiry, graceful shutdown.
 //! - `cmd`: one file per command family; parses arguments and replies.
@@ -36,13 +38,10 @@ mod keyspace;
 mod metrics;
 mod ownership;
 mod server;
+mod shared;
 mod stats;
 
-pub use config::StoreConfig;
+pub use config::{StoreConfig, REDIS_VERSION};
 pub use metrics::serve_metrics;
 pub use server::Store;
 pub use stats::{Snapshot, SESSION_COMMANDS};
-
-/// The Redis version we report to clients (`INFO`, `HELLO`): the command
-/// set we implement behaves as Redis 7.0's does.
-pub const REDIS_VERSION: &str = "7.0.0";

@@ -6,7 +6,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -17,41 +17,14 @@ use sticky_proto::resp::{parse_request_in_place, Reply};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Handle, RuntimeFlavor};
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::cmd::{self, Client};
 use crate::config::StoreConfig;
 use crate::keyspace::Keyspace;
 use crate::ownership::Leases;
-use crate::stats::{rss_bytes, Snapshot, Stats};
-
-/// State shared by every connection of one store.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: StoreConfig,
-    pub(crate) keyspace: Keyspace,
-    /// Server leases and the recovery window (`docs/safety.md`).
-    pub(crate) leases: Leases,
-    pub(crate) stats: Arc<Stats>,
-    pub(crate) started: Instant,
-    next_client_id: AtomicU64,
-    /// Present when busy polling is on and the runtime is single-threaded.
-    spin: Option<Spin>,
-}
-
-impl Shared {
-    pub(crate) fn snapshot(&self) -> Snapshot {
-        let (keys, volatile) = self.keyspace.counts();
-        Snapshot {
-            keys: keys as u64,
-            keys_with_ttl: volatile as u64,
-            used_memory: self.keyspace.used_memory() as u64,
-            max_memory: self.keyspace.max_memory() as u64,
-            rss: rss_bytes(),
-            ..self.stats.snapshot()
-        }
-    }
-}
+use crate::shared::{Shared, Spin, PREEMPTED};
+use crate::stats::{Snapshot, Stats};
 
 /// A session store: its data and settings. Serve it with [`Store::serve`].
 #[derive(Debug, Clone)]
@@ -235,41 +208,6 @@ async fn active_expiry(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 break;
             }
             tokio::task::yield_now().await;
-        }
-    }
-}
-
-/// A spin iteration (one zero-timeout poll) longer than this means another
-/// thread had the CPU: stop spinning rather than compete for it.
-const PREEMPTED: Duration = Duration::from_micros(200);
-
-/// What the connections tell the busy poller.
-#[derive(Debug)]
-pub(crate) struct Spin {
-    /// Batches served; the poller spins while this keeps changing.
-    batches: AtomicU64,
-    /// False only while the poller sleeps (so true when there is none).
-    spinning: AtomicBool,
-    /// Wakes the poller when a batch is served while it sleeps.
-    wake: Notify,
-}
-
-impl Default for Spin {
-    fn default() -> Self {
-        Self {
-            batches: AtomicU64::new(0),
-            spinning: AtomicBool::new(true),
-            wake: Notify::new(),
-        }
-    }
-}
-
-impl Spin {
-    /// Called by a connection after each batch.
-    fn served(&self) {
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        if !self.spinning.load(Ordering::Relaxed) {
-            self.wake.notify_one();
         }
     }
 }

@@ -12,12 +12,7 @@ use crate::backend::{StoreBackend, StoreNode};
 use crate::process::{free_port, temp_path, Sticky};
 use crate::random::random_hex;
 use crate::resp;
-use crate::web::WebProcess;
-
-/// The admin token for `secret` (see `docs/protocol.md`).
-pub fn admin_token(secret: &str) -> String {
-    sticky_proto::control::admin_token(secret.as_bytes())
-}
+use crate::web::{admin_token, WebProcess};
 
 /// The session cookie value for the 32-hex-character `id` signed with
 /// `secret`: `<id>.<first 128 bits of HMAC-SHA256(secret, "sticky/sid/v1" || id bytes), hex>`.

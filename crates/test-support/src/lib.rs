@@ -39,15 +39,19 @@
 //!   [`raw_exchange`]) and its [`Response`].
 //! - `demo`: clients of the demo shop ([`Browser`], [`CookieJar`]) and its
 //!   [`Answer`]s with their [`Stamp`].
-//! - `web`: [`WebProcess`], a `sticky web` child, and its [`Heartbeat`].
+//! - `web`: [`WebProcess`], a `sticky web` child, its [`Heartbeat`], and
+//!   the [`admin_token`] of its control endpoints.
 //! - `cluster`: [`ClusterConfig`] (a cluster file), [`Cluster`] (stores and
-//!   web servers), [`run_bench`], admin tokens and signed cookies.
+//!   web servers), [`run_bench`] and signed cookies.
 //! - `copies`: what the stores hold ([`StoredCopy`], [`copies_by_store`],
 //!   [`redis_copies_by_store`], [`sess_command_calls`], [`command_calls`]).
 //! - `checks`: session checks shared by both backends ([`create_sessions`],
 //!   [`holders`], [`assert_no_newer_copy`]).
 //! - `up`: [`UpProcess`], a whole `sticky up` cluster.
 //! - [`director`]: `sticky director` in front of stand-in web servers.
+//! - [`module_graph`]: no import circles between a crate's modules
+//!   ([`module_graph::assert_no_cycles`]), run by each crate's
+//!   `tests/module_graph.rs`.
 //! - `random`: random values for tests.
 
 // Test support: a failed expectation is a failed test.
@@ -61,6 +65,7 @@ mod demo;
 pub mod director;
 mod fake_store;
 mod http;
+pub mod module_graph;
 mod process;
 mod random;
 mod redis_server;
@@ -73,7 +78,7 @@ mod web;
 
 pub use backend::{StoreBackend, StoreNode};
 pub use checks::{assert_no_newer_copy, create_sessions, holders};
-pub use cluster::{admin_token, run_bench, sign_cookie, Cluster, ClusterConfig};
+pub use cluster::{run_bench, sign_cookie, Cluster, ClusterConfig};
 pub use copies::{
     command_calls, copies_by_id, copies_by_store, redis_copies_by_store, redis_copy,
     redis_try_copy, sess_command_calls, sess_get, store_sessions, Acked, CopiesById, StoredCopy,
@@ -95,4 +100,4 @@ pub use skip::{find_program, have_redis, require_program, require_program_from};
 pub use store::{StoreProcess, StoreServer};
 pub use up::{UpProcess, UP_DEADLINE, UP_READY_LINE, UP_STOP_DEADLINE};
 pub use wait::{wait_until, DEADLINE, IO_TIMEOUT, POLL, STARTUP_DEADLINE};
-pub use web::{Heartbeat, WebProcess, WEB_STARTUP_DEADLINE};
+pub use web::{admin_token, Heartbeat, WebProcess, WEB_STARTUP_DEADLINE};

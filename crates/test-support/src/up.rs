@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::admin_token;
 use crate::http::http_request;
 use crate::process::{
     log_tail, pid_alive, read_text, signal, temp_path, ChildProcess, NotReady, Sticky,
 };
 use crate::random::random_u64;
 use crate::wait::POLL;
+use crate::web::admin_token;
 /// How long `sticky up` may take to print its table (the promise).
 pub const UP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long `sticky up` may take to stop everything after SIGINT.

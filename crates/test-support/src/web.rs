@@ -12,12 +12,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cluster::admin_token;
 use crate::http::{http_request, http_request_timeout, HTTP_TIMEOUT};
 use crate::process::{
     free_port, log_tail, log_to, read_text, signal, ChildProcess, NotReady, Sticky,
 };
 use crate::wait::POLL;
+
+/// The admin token for `secret` (see `docs/protocol.md`).
+pub fn admin_token(secret: &str) -> String {
+    sticky_proto::control::admin_token(secret.as_bytes())
+}
 
 /// How long a web server may take to answer its first health check.
 pub const WEB_STARTUP_DEADLINE: Duration = Duration::from_secs(40);

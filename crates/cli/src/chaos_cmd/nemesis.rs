@@ -27,7 +27,8 @@ use serde::Serialize;
 use sticky_proto::control::ProcessAction;
 
 use super::cluster::{metric, Cluster, Process};
-use super::{HistoryEvent, Shared};
+use super::history::HistoryEvent;
+use super::shared::Shared;
 use crate::up::state::ProcState;
 
 /// How often the nemesis looks at the cluster.

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::checker::{AnomalyKind, Counter, Finding, Outcome};
 use super::history::HistoryEvent;
-use super::Shared;
+use super::shared::Shared;
 use crate::bench_cmd::jar::CookieJar;
 
 /// Largest answer body read.

@@ -3,6 +3,7 @@
 //! this binary — with a table of what runs where, and a clean stop on
 //! Ctrl-C.
 //!
+//! - `args`: the command line ([`UpArgs`]) and the `--mode` parser.
 //! - `plan`: the cluster file `up` generates (ports, names, secret).
 //! - `supervisor`: spawning, health waits, watching, stopping children;
 //!   carrying out the control API's actions.
@@ -11,76 +12,16 @@
 //! - `state`: the state file `<dir>/up.json` and the pointer to the latest
 //!   run dir, which `sticky status` reads.
 
+mod args;
 mod control;
 mod plan;
 pub(crate) mod state;
 mod supervisor;
 
-use std::path::PathBuf;
-
 use anyhow::Context;
-use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-use clap::Args;
-use sticky_config::Mode;
 
+pub(crate) use args::{mode_parser, UpArgs};
 pub(crate) use plan::Plan;
-
-/// The parser of `--mode` (of `up` and `chaos`): the names, help lines and
-/// error texts come from [`Mode`] itself, so a new mode needs no change
-/// here.
-pub(crate) fn mode_parser() -> impl TypedValueParser<Value = Mode> {
-    PossibleValuesParser::new(Mode::ALL.map(|m| PossibleValue::new(m.as_str()).help(m.help())))
-        .try_map(|name| name.parse::<Mode>())
-}
-
-/// `sticky up` options.
-#[derive(Debug, Args)]
-pub(crate) struct UpArgs {
-    /// Start the processes of this cluster file instead of the embedded
-    /// default: its director, every `[[web]]` and every `[[store]]`
-    /// without `url`, all on this machine (docs/configuration.md).
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with_all = ["web", "standby", "stores", "store_url", "replicas", "mode", "port"]
-    )]
-    config: Option<PathBuf>,
-    /// Web servers running the demo shop.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
-    web: u16,
-    /// Standby web servers (take over failed servers' sessions).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=8))]
-    standby: u16,
-    /// Session stores.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
-    stores: u16,
-    /// Run on this existing store instead of starting `sticky store`s
-    /// (repeatable; one `[[store]]` each, named s1, s2...): any address
-    /// the session library takes, e.g. `redis://[user:pass@]HOST:PORT` for
-    /// Redis (docs/redis.md) or `HOST:PORT` for a running `sticky store`.
-    #[arg(long = "store-url", value_name = "URL", conflicts_with = "stores")]
-    store_url: Vec<String>,
-    /// Stores per session (1 = disjoint subsets, 2 = overlapping).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=2))]
-    replicas: u16,
-    /// Replication mode.
-    #[arg(long, default_value_t = Mode::Sync, value_parser = mode_parser())]
-    mode: Mode,
-    /// The shop's port (the director); the admin listener (dashboard) is
-    /// PORT+1, the supervisor's control API PORT+2, web servers PORT+11..,
-    /// stores PORT+41...
-    #[arg(long, default_value_t = 8080)]
-    port: u16,
-    /// Also write the cluster file used here, to start the same cluster
-    /// process by process (on several machines, after editing addresses).
-    #[arg(long)]
-    write_config: Option<PathBuf>,
-    /// Directory for the cluster file, the state file (`up.json`, read by
-    /// `sticky status`) and the processes' logs [default: a new directory
-    /// under the system's temp dir].
-    #[arg(long)]
-    dir: Option<PathBuf>,
-}
 
 /// Runs the cluster until Ctrl-C or SIGTERM.
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use sticky_config::Mode;
 
-use super::UpArgs;
+use super::args::UpArgs;
 
 /// What a process is in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,10 @@ use bytes::Bytes;
 use sticky_proto::resp::{Reply, Version};
 use subtle::ConstantTimeEq;
 
-use super::{arity, Client};
-use crate::server::Shared;
+use super::args::arity;
+use super::client::Client;
+use crate::config::REDIS_VERSION;
+use crate::shared::Shared;
 
 /// `PING [message]`
 pub(super) fn ping(a: &[&[u8]]) -> Reply {
@@ -104,7 +106,7 @@ pub(super) fn hello(shared: &Shared, client: &mut Client, a: &[&[u8]]) -> Reply 
     let proto = if version == Version::Resp3 { 3 } else { 2 };
     Reply::Map(vec![
         (Reply::bulk("server"), Reply::bulk("redis")),
-        (Reply::bulk("version"), Reply::bulk(crate::REDIS_VERSION)),
+        (Reply::bulk("version"), Reply::bulk(REDIS_VERSION)),
         (Reply::bulk("proto"), Reply::Int(proto)),
         (Reply::bulk("id"), Reply::Int(client.id as i64)),
         (Reply::bulk("mode"), Reply::bulk("standalone")),

@@ -2,7 +2,7 @@
 
 use sticky_proto::resp::Reply;
 
-use super::{arity, int_arg};
+use super::args::{arity, int_arg};
 use crate::keyspace::{KeyType, Keyspace, SetCondition};
 
 /// `GET key`

@@ -3,7 +3,8 @@
 //! One file per family: [`session`] (`SESS.*`), [`keys`] (plain Redis data
 //! commands), [`connection`] (AUTH, HELLO, CLIENT...), [`server`] (INFO,
 //! CONFIG, DBSIZE...). [`execute`] dispatches on the command name; an unknown
-//! name is an error reply, never a crash.
+//! name is an error reply, never a crash. `args` parses arguments for all
+//! of them; `client` is the per-connection state they read and change.
 
 /// Unwraps an argument-parsing result or returns its error reply.
 macro_rules! tri {
@@ -15,35 +16,20 @@ macro_rules! tri {
     };
 }
 
+mod args;
+mod client;
 mod connection;
 mod keys;
 mod server;
 mod session;
 
-use bytes::Bytes;
 use sticky_proto::command::SessionCommand;
-use sticky_proto::resp::{Reply, Version};
-use sticky_proto::Stamp;
+use sticky_proto::resp::Reply;
 
 use crate::keyspace::WriteError;
-use crate::server::Shared;
+use crate::shared::Shared;
 
-/// Per-connection state that commands read and change.
-#[derive(Debug)]
-pub(crate) struct Client {
-    pub(crate) id: u64,
-    pub(crate) authenticated: bool,
-    pub(crate) version: Version,
-    pub(crate) name: Option<Bytes>,
-    /// Set by `QUIT`: close after flushing the reply.
-    pub(crate) quit: bool,
-    /// Wrong passwords presented on this connection.
-    pub(crate) auth_failures: u32,
-}
-
-/// Wrong passwords one connection may present before it is closed: enough
-/// for a typo, too few to guess.
-pub(crate) const MAX_AUTH_FAILURES: u32 = 10;
+pub(crate) use client::{Client, MAX_AUTH_FAILURES};
 
 /// Whether a request is a line of HTTP (`POST /`, `GET / HTTP/1.1`,
 /// `Host: ...`): a web page making the browser send a request to the store
@@ -62,19 +48,6 @@ pub(crate) fn is_http(args: &[&[u8]]) -> bool {
             version.len() >= 5 && version[..5].eq_ignore_ascii_case(b"HTTP/")
         }
         _ => false,
-    }
-}
-
-impl Client {
-    pub(crate) fn new(id: u64, needs_auth: bool) -> Self {
-        Self {
-            id,
-            authenticated: !needs_auth,
-            version: Version::Resp2,
-            name: None,
-            quit: false,
-            auth_failures: 0,
-        }
     }
 }
 
@@ -163,98 +136,8 @@ fn unknown(name: &[u8], args: &[&[u8]]) -> Reply {
     ))
 }
 
-/// `-ERR wrong number of arguments for '<cmd>' command`.
-pub(crate) fn arity(cmd: &str) -> Reply {
-    Reply::error(format!("ERR wrong number of arguments for '{cmd}' command"))
-}
-
-/// Parses a signed decimal argument.
-pub(crate) fn int_arg(arg: &[u8]) -> Result<i64, Reply> {
-    std::str::from_utf8(arg)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Reply::error("ERR value is not an integer or out of range"))
-}
-
-/// Parses an unsigned decimal argument below 2^63.
-pub(crate) fn uint_arg(arg: &[u8]) -> Result<u64, Reply> {
-    match int_arg(arg)? {
-        n if n >= 0 => Ok(n as u64),
-        _ => Err(Reply::error("ERR value is out of range, must be positive")),
-    }
-}
-
-/// Largest stamp part accepted: 2^53 − 1. Far above any real count of
-/// takeovers or writes, and it leaves room above it, so a client cannot
-/// write a stamp that no later claim can exceed.
-pub(crate) const MAX_STAMP_PART: u64 = (1 << 53) - 1;
-
-/// Parses one part of a stamp: plain decimal digits (no sign), at most
-/// [`MAX_STAMP_PART`].
-pub(crate) fn stamp_part(arg: &[u8]) -> Result<u64, Reply> {
-    let digits = !arg.is_empty() && arg.len() <= 16 && arg.iter().all(u8::is_ascii_digit);
-    let n = digits
-        .then(|| std::str::from_utf8(arg).ok()?.parse::<u64>().ok())
-        .flatten();
-    match n {
-        Some(n) if n <= MAX_STAMP_PART => Ok(n),
-        _ => Err(Reply::error(format!(
-            "ERR a stamp part must be decimal digits from 0 to {MAX_STAMP_PART}"
-        ))),
-    }
-}
-
-/// Parses a `gen seq` pair.
-pub(crate) fn stamp_args(g: &[u8], s: &[u8]) -> Result<Stamp, Reply> {
-    Ok(Stamp::new(stamp_part(g)?, stamp_part(s)?))
-}
-
 impl From<WriteError> for Reply {
     fn from(e: WriteError) -> Self {
         Reply::error(e.to_string())
-    }
-}
-
-/// Redis-style glob match with `*`, `?` and `[...]`-less patterns.
-pub(crate) fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some(p);
-                mark = t;
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c.eq_ignore_ascii_case(&text[t]) => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some(s) => {
-                    p = s + 1;
-                    mark += 1;
-                    t = mark;
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn glob_matches_like_redis() {
-        assert!(glob(b"*", b"anything"));
-        assert!(glob(b"max*", b"maxmemory"));
-        assert!(glob(b"save", b"SAVE"));
-        assert!(glob(b"a?c", b"abc"));
-        assert!(!glob(b"a?c", b"abbc"));
-        assert!(glob(b"*mem*", b"maxmemory"));
-        assert!(!glob(b"appendonly", b"save"));
     }
 }

@@ -5,9 +5,10 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use sticky_proto::resp::Reply;
 
-use super::{arity, glob};
+use super::args::{arity, glob};
+use crate::config::REDIS_VERSION;
 use crate::keyspace::Keyspace;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// `DBSIZE`
 pub(super) fn dbsize(ks: &Keyspace, a: &[&[u8]]) -> Reply {
@@ -120,7 +121,7 @@ pub(super) fn info(shared: &Shared, a: &[&[u8]]) -> Reply {
             out,
             "# Server\r\nredis_version:{}\r\nsticky_version:{}\r\nredis_mode:standalone\r\n\
              process_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n",
-            crate::REDIS_VERSION,
+            REDIS_VERSION,
             env!("CARGO_PKG_VERSION"),
             std::process::id(),
             shared.config.listen.port(),

@@ -6,10 +6,10 @@ use bytes::Bytes;
 use sticky_proto::command::{SessionCommand, KIND_LIVE, KIND_TOMBSTONE};
 use sticky_proto::resp::Reply;
 
-use super::{arity, stamp_args, uint_arg};
+use super::args::{arity, stamp_args, stamp_part, uint_arg};
 use crate::keyspace::{now_ms, Keyspace, SessionView};
 use crate::ownership::{Leases, MAX_OWNER_LEN};
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// `SESS.PUT key gen seq owner ttl_ms payload`
 pub(super) fn put(ks: &Keyspace, a: &[&[u8]]) -> Reply {
@@ -112,7 +112,7 @@ pub(super) fn prepare(shared: &Shared, a: &[&[u8]]) -> Reply {
     let [key, g, owner, horizon] = a else {
         return arity(SessionCommand::Prepare.lowercase());
     };
-    let generation = tri!(super::stamp_part(g));
+    let generation = tri!(stamp_part(g));
     let owner = tri!(owner_arg(owner));
     let horizon = tri!(uint_arg(horizon));
     let leases = &shared.leases;
