@@ -367,25 +367,12 @@ impl Net {
     }
 
     /// Removes what runs with `prefix` left behind when their creator is
-    /// gone: kills the processes in their namespaces, deletes the
-    /// namespaces (and so their links) and their root-namespace link.
+    /// gone: deletes their root-namespace link, kills the processes in
+    /// their namespaces, deletes the namespaces (and so their links).
     /// Returns how many namespaces and links it deleted.
     pub fn remove_leftovers(prefix: &str) -> Result<usize, NetError> {
         check_prefix(prefix)?;
         let mut removed = 0;
-        for ns in cmd::netns_names()? {
-            let Some((tag, owner)) = owner::parse_netns_name(&ns) else {
-                continue;
-            };
-            if tag.starts_with(prefix) && !owner.alive() {
-                eprintln!(
-                    "netns: removing namespace {ns} left by dead process {}",
-                    owner.pid
-                );
-                remove_netns(&ns)?;
-                removed += 1;
-            }
-        }
         for link in cmd::root_links()? {
             let Some((tag, owner)) = link.alias.as_deref().and_then(owner::parse_alias) else {
                 continue;
@@ -396,6 +383,19 @@ impl Net {
                     link.name, owner.pid
                 );
                 delete_link(&link.name)?;
+                removed += 1;
+            }
+        }
+        for ns in cmd::netns_names()? {
+            let Some((tag, owner)) = owner::parse_netns_name(&ns) else {
+                continue;
+            };
+            if tag.starts_with(prefix) && !owner.alive() {
+                eprintln!(
+                    "netns: removing namespace {ns} left by dead process {}",
+                    owner.pid
+                );
+                remove_netns(&ns)?;
                 removed += 1;
             }
         }
@@ -636,9 +636,10 @@ impl Net {
         Ok(())
     }
 
-    /// Removes everything of this run: processes left in its namespaces,
-    /// the namespaces (the switch first: its ports are the other ends of
-    /// every veth), the root link. Carries on past errors; returns the
+    /// Removes everything of this run: its root link (and so, at once,
+    /// the other end, port `p0`), the processes left in its namespaces,
+    /// the namespaces (the kernel then destroys their links, and so every
+    /// veth, in the background). Carries on past errors; returns the
     /// first.
     fn remove(&self) -> Result<(), NetError> {
         let mut first = None;
@@ -647,29 +648,16 @@ impl Net {
                 first.get_or_insert(e);
             }
         };
+        note(delete_link(&self.root_link));
         match cmd::netns_names() {
             Ok(names) => {
-                let mut ours: Vec<String> = names
-                    .into_iter()
-                    .filter(|n| {
-                        owner::parse_netns_name(n)
-                            .is_some_and(|(tag, o)| tag == self.tag && o == self.owner)
-                    })
-                    .collect();
-                ours.sort_by_key(|n| *n != self.switch);
-                for ns in ours {
-                    note(remove_netns(&ns));
+                for ns in names.iter().filter(|n| {
+                    owner::parse_netns_name(n)
+                        .is_some_and(|(tag, o)| tag == self.tag && o == self.owner)
+                }) {
+                    note(remove_netns(ns));
                 }
             }
-            Err(e) => note(Err(e)),
-        }
-        // Deleting the switch deleted p0 and so the root link; if it
-        // still exists (the switch namespace was kept alive), delete it.
-        match cmd::root_links() {
-            Ok(links) if links.iter().any(|l| l.name == self.root_link) => {
-                note(delete_link(&self.root_link));
-            }
-            Ok(_) => {}
             Err(e) => note(Err(e)),
         }
         first.map_or(Ok(()), Err)
@@ -684,8 +672,17 @@ impl Drop for Net {
     }
 }
 
-/// Kills what runs in namespace `ns` and deletes it.
+/// Kills what runs in namespace `ns` and deletes it. Gone already (another
+/// run removing the same leftovers): not an error.
 fn remove_netns(ns: &str) -> Result<(), NetError> {
+    let result = kill_and_delete_netns(ns);
+    match result {
+        Err(_) if !cmd::netns_names()?.iter().any(|n| n == ns) => Ok(()),
+        other => other,
+    }
+}
+
+fn kill_and_delete_netns(ns: &str) -> Result<(), NetError> {
     // Processes keep a namespace (and its links) alive after its name is
     // gone: kill them first.
     for pid in cmd::netns_pids(ns)? {
@@ -697,9 +694,13 @@ fn remove_netns(ns: &str) -> Result<(), NetError> {
     cmd::ip(&["netns", "delete", ns]).map(drop)
 }
 
-/// Deletes a link of the root namespace (a veth: its peer too).
+/// Deletes a link of the root namespace (a veth: its peer too), if it
+/// exists.
 fn delete_link(name: &str) -> Result<(), NetError> {
-    cmd::ip(&["link", "delete", name]).map(drop)
+    match cmd::ip(&["link", "delete", name]) {
+        Err(NetError::Failed { stderr, .. }) if stderr.contains("Cannot find device") => Ok(()),
+        other => other.map(drop),
+    }
 }
 
 fn check_prefix(prefix: &str) -> Result<(), NetError> {
