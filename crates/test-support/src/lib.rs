@@ -52,7 +52,9 @@
 //! - `random`: random values for tests.
 //! - `netns`: [`Net`], hosts in network namespaces on one bridge, and the
 //!   network faults between them (cut, cut one way, isolate, slow); needs
-//!   root ([`require_root`]).
+//!   root ([`require_root`]). Unlike the rest it returns errors
+//!   ([`NetError`]) and depends only on std, `thiserror`, `serde_json` and
+//!   `tokio`, so that `sticky chaos` can take it over.
 
 // Test support: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
