@@ -56,6 +56,44 @@
 //! time (`netns/owner.rs`); [`Net::with_prefix`] first removes leftovers of
 //! runs with the same prefix whose creator is gone (a crashed or killed
 //! test), and [`Net::remove_leftovers`] does only that.
+//!
+//! # In `sticky chaos` (a sketch; not built)
+//!
+//! - Where: chaos is in the `sticky` binary, which cannot use this
+//!   dev-only crate. This module uses only std, `thiserror`, `serde_json`
+//!   and `tokio`, so it moves as is to `crates/cli/src/chaos_cmd/netns.rs`
+//!   (or a small crate) and this crate re-exports it for the tests.
+//! - Setup (`sticky chaos --net`, root only; without root an error says
+//!   so, and the CI test skips loudly unless `CI` is set): one host per
+//!   process, `Net::new(&["d1", "d2", "ws1", .., "ws4", "s1", "s2",
+//!   "s3"])`; the cluster file gives each process its host's address; the
+//!   `sticky up` supervisor (in the root namespace) starts each process
+//!   with [`Host::command`] (a per-process namespace in its process
+//!   table), so its kill/pause/restart faults keep working on PIDs. The
+//!   virtual users and the supervisor's health checks run in the root
+//!   namespace: they reach the directors and servers as the endpoint
+//!   [`Net::ROOT`].
+//! - The fault kinds of issue 14, item 7, each started by the nemesis and
+//!   healed after `--down-min`..`--down-max`:
+//!   `isolate("ws2")` / `heal_isolation`; a web server from the
+//!   director(s) only: `cut("ws2", "d1")`, `cut("ws2", "d2")`; from some
+//!   stores: `cut("ws2", "s1")`, `cut("ws2", "s2")`; one store from one
+//!   web server only: `cut_one_way("s1", "ws3")` (and the other way);
+//!   `isolate("s3")`; a slow, lossy link: `slow("ws1", "s2", 500_000,
+//!   8)`; one of two directors from one web server: `cut("d1", "ws3")`.
+//!   Each fault heals with its own `heal*` call, so overlapping faults
+//!   heal in any order.
+//! - Bounds, as for process faults: the nemesis counts a store cut from a
+//!   web server as a store fault for that server (at most R - 1 stores out
+//!   of its reach at once), a web server isolated or cut from every
+//!   director as a web fault; every fault heals before the closing reads
+//!   (`heal_all`), and "settled" also waits for every server to see every
+//!   store again.
+//! - History: `{"type":"fault","fault":"cut","a":"ws2","b":"s1",
+//!   "phase":"start"}`, then `heal` and `settled`, as now.
+//! - Exit: dropping the `Net` removes everything; on SIGINT chaos must
+//!   drop it before exiting (the signal handler it has for the cluster);
+//!   after a `kill -9` of chaos the next run removes the leftovers.
 
 mod cmd;
 mod faults;
@@ -173,7 +211,8 @@ struct Endpoint {
 
 /// A test network: hosts in their own namespaces on one bridge, with the
 /// root namespace on it too, and the faults between them. Removed on drop.
-/// See the [module documentation](self).
+/// How it works: the module documentation of `netns.rs` and "Network
+/// faults" in `docs/reliability.md`.
 #[derive(Debug)]
 pub struct Net {
     tag: String,
