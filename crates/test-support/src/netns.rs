@@ -1,6 +1,6 @@
 //! Network faults between processes of one machine (needs root): one
 //! network namespace per named host, all on one bridge, and links cut,
-//! cut one way, or slowed with `tc`.
+//! cut one way, slowed or made lossy with `tc`.
 //!
 //! ```ignore
 //! use sticky_test_support::Net;
@@ -12,6 +12,8 @@
 //! net.cut_one_way("s2", "ws1")?;    // packets from s2 to ws1 only
 //! net.isolate("s2")?;               // from every host and from this process
 //! net.slow("ws1", "s2", 1_000_000, 20)?; // 1 Mbit/s, 20-packet queue
+//! net.lossy("ws1", "s2", 16)?;      // and one packet in 16 lost
+//! assert!(net.dropped_to("s1")? > 0);
 //! net.heal_all()?;
 //! // dropping `net` removes every namespace and link it created
 //! ```
@@ -39,10 +41,11 @@
 //! of limit 0 (every packet steered there is dropped), and per slow link
 //! a class of the slow rate with a small `pfifo`. A `u32` filter on the
 //! source address steers a directed pair's packets: packets from A to B
-//! are filtered on B's port. Only IPv4 is filtered (ARP passes, so a
-//! healed link works at once). This kernel has no `netem`, `tbf` or
-//! `ingress`: loss is only the slow queue's overflow, not random, and no
-//! delay beyond queueing can be added.
+//! are filtered on B's port. A lossy link is such a drop filter that also
+//! matches the low bits of the IP identification ([`Net::lossy`]). Only
+//! IPv4 is filtered (ARP passes, so a healed link works at once). This
+//! kernel has no `netem`, `tbf`, `ingress`, filter actions or `matchall`:
+//! no random loss, and no delay beyond queueing.
 //!
 //! Faults compose: each one is healed on its own (a link cut by
 //! [`Net::cut`] and by [`Net::isolate`] stays cut until both are healed),
@@ -80,7 +83,9 @@
 //!   stores: `cut("ws2", "s1")`, `cut("ws2", "s2")`; one store from one
 //!   web server only: `cut_one_way("s1", "ws3")` (and the other way);
 //!   `isolate("s3")`; a slow, lossy link: `slow("ws1", "s2", 500_000,
-//!   8)`; one of two directors from one web server: `cut("d1", "ws3")`.
+//!   8)` and `lossy("ws1", "s2", 8)`; one of two directors from one web
+//!   server: `cut("d1", "ws3")`. The summary can show
+//!   [`Net::dropped_to`] per host as evidence that the faults bit.
 //!   Each fault heals with its own `heal*` call, so overlapping faults
 //!   heal in any order.
 //! - Bounds, as for process faults: the nemesis counts a store cut from a
@@ -153,6 +158,9 @@ pub enum NetError {
     /// A slow link's rate or queue out of range.
     #[error("invalid slow link: {0}")]
     InvalidSlow(&'static str),
+    /// A loss that is not one packet in a power of two.
+    #[error("invalid loss: one packet in {0}; use a power of two from 2 to 32768")]
+    InvalidLoss(u32),
     /// Every candidate /24 was in use.
     #[error("no free /24 in 10.213.0.0/16 after {0} tries")]
     NoSubnet(u32),
@@ -243,6 +251,9 @@ const MAX_HOST_NAME: usize = 32;
 
 /// The u32 filter priority of the drop filter for packets from endpoint i.
 const DROP_PRIO: usize = 10;
+/// The u32 filter priority of the loss filter for packets from endpoint
+/// i (after the drop filters, before the slow ones).
+const LOSS_PRIO: usize = 500;
 /// The u32 filter priority of the slow filter for packets from endpoint i
 /// (after every drop filter: a cut beats a slow link).
 const SLOW_PRIO: usize = 1000;
@@ -544,8 +555,54 @@ impl Net {
         self.change(|f| f.slow(pair, slow))
     }
 
-    /// Heals the cuts and slow links between `a` and `b`, both directions
-    /// (not an isolation of either).
+    /// Makes the link between `a` and `b` lose one IPv4 packet in
+    /// `one_in` (a power of two from 2 to 32768), each direction. This
+    /// kernel has no random loss (`netem`, `gact`): the packets lost are
+    /// those whose IP identification ends in as many 1 bits. Linux numbers
+    /// the packets of each TCP connection from a random start, so every
+    /// connection loses one in `one_in` of its segments, retransmissions
+    /// included (each has a new number), at a place that differs from one
+    /// connection to the next. A GSO batch is one packet here. Packets
+    /// with the number 0 (SYN-ACKs, unconnected UDP) are never lost.
+    /// Replaces an earlier loss between them; a cut takes precedence.
+    pub fn lossy(&self, a: &str, b: &str, one_in: u32) -> Result<(), NetError> {
+        let (x, y) = self.pair(a, b)?;
+        let one_in = check_loss(one_in)?;
+        self.change(|f| {
+            f.lose((x, y), one_in);
+            f.lose((y, x), one_in);
+        })
+    }
+
+    /// [`Net::lossy`] for the packets from `from` to `to` only.
+    pub fn lossy_one_way(&self, from: &str, to: &str, one_in: u32) -> Result<(), NetError> {
+        let pair = self.pair(from, to)?;
+        let one_in = check_loss(one_in)?;
+        self.change(|f| f.lose(pair, one_in))
+    }
+
+    /// How many packets on their way to endpoint `to` were dropped so
+    /// far (by cuts, isolations, losses and full slow-link queues): the
+    /// evidence that a fault bit.
+    pub fn dropped_to(&self, to: &str) -> Result<u64, NetError> {
+        let port = &self.endpoints[self.index(to)?].port;
+        let command = format!("tc -s -j qdisc show dev {port}");
+        let out = cmd::tc_in(&self.switch, &["-s", "-j", "qdisc", "show", "dev", port])?;
+        let qdiscs: Vec<serde_json::Value> =
+            serde_json::from_str(&out).map_err(|e| NetError::Output {
+                command,
+                detail: e.to_string(),
+            })?;
+        // The leaves: the root htb counts its children's drops again.
+        Ok(qdiscs
+            .iter()
+            .filter(|q| q.get("kind").and_then(|k| k.as_str()) == Some("pfifo"))
+            .filter_map(|q| q.get("drops").and_then(serde_json::Value::as_u64))
+            .sum())
+    }
+
+    /// Heals the cuts, slow and lossy links between `a` and `b`, both
+    /// directions (not an isolation of either).
     pub fn heal(&self, a: &str, b: &str) -> Result<(), NetError> {
         let (x, y) = self.pair(a, b)?;
         self.change(|f| {
@@ -554,7 +611,7 @@ impl Net {
         })
     }
 
-    /// Heals the cut and slow link from `from` to `to` only.
+    /// Heals the cut, slow and lossy link from `from` to `to` only.
     pub fn heal_one_way(&self, from: &str, to: &str) -> Result<(), NetError> {
         let pair = self.pair(from, to)?;
         self.change(|f| f.heal_pair(pair))
@@ -605,6 +662,7 @@ impl Net {
         let sw = self.switch.as_str();
         let drop_prio = (DROP_PRIO + from).to_string();
         let slow_prio = (SLOW_PRIO + from).to_string();
+        let loss_prio = (LOSS_PRIO + from).to_string();
         let slow_class = format!("1:{:x}", SLOW_CLASS + from);
         let slow_qdisc = format!("{:x}:", SLOW_CLASS + from);
         let filter = |prio: &str, flow: &str| {
@@ -667,6 +725,19 @@ impl Net {
                 )?;
                 filter(&slow_prio, &slow_class)?
             }
+            TcOp::AddLoss(_, one_in) => {
+                // The IP identification is the 16 bits at offset 4.
+                let ones = format!("0x{:x}", one_in - 1);
+                cmd::tc_in(
+                    sw,
+                    &[
+                        "filter", "add", "dev", port, "parent", "1:", "protocol", "ip", "prio",
+                        &loss_prio, "u32", "match", "ip", "src", &src, "match", "u16", &ones,
+                        &ones, "at", "4", "flowid", "1:2",
+                    ],
+                )?
+            }
+            TcOp::DelLoss(_) => unfilter(&loss_prio)?,
             TcOp::DelSlow(_) => {
                 unfilter(&slow_prio)?;
                 cmd::tc_in(sw, &["class", "del", "dev", port, "classid", &slow_class])?
@@ -807,9 +878,25 @@ fn check_slow(rate_bits: u64, queue: u32) -> Result<Slow, NetError> {
     Ok(Slow { rate_bits, queue })
 }
 
+fn check_loss(one_in: u32) -> Result<u16, NetError> {
+    match u16::try_from(one_in) {
+        Ok(n) if n >= 2 && n.is_power_of_two() => Ok(n),
+        _ => Err(NetError::InvalidLoss(one_in)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loss_is_one_packet_in_a_power_of_two() {
+        assert_eq!(check_loss(16).ok(), Some(16));
+        assert_eq!(check_loss(32768).ok(), Some(32768));
+        assert!(check_loss(1).is_err());
+        assert!(check_loss(12).is_err());
+        assert!(check_loss(65536).is_err());
+    }
 
     #[test]
     fn names_that_would_break_a_netns_or_interface_name_are_refused() {

@@ -309,6 +309,7 @@ fn faults_cut_isolate_and_slow_links_and_heal_and_drop_removes_everything() {
             ("c", "b", Open),
         ],
     );
+    assert!(net.dropped_to("b").unwrap() > 0, "the cut dropped packets");
     net.heal("a", "b").unwrap();
     expect(&net, "heal(a, b)", &everything_open);
 
@@ -400,6 +401,24 @@ fn faults_cut_isolate_and_slow_links_and_heal_and_drop_removes_everything() {
     assert!(
         slow > fast * 4 && slow > healed * 4 && slow > b_meanwhile * 4,
         "the slow link is not slower: {slow:?} vs {fast:?} before, {healed:?} after, {b_meanwhile:?} from b"
+    );
+
+    // A lossy link: one packet in 4 from a to the root namespace is
+    // dropped; TCP retransmits them and the transfer completes.
+    let dropped_before = net.dropped_to(root).unwrap();
+    net.lossy_one_way("a", root, 4).unwrap();
+    let lossy = fetch(&net, "a", bytes);
+    expect(&net, "lossy_one_way(a, root, 4)", &[(root, "a", Open)]);
+    let lost = net.dropped_to(root).unwrap() - dropped_before;
+    net.heal_one_way("a", root).unwrap();
+    eprintln!("256 KiB through a link losing 1 in 4: {lossy:?}, {lost} packets lost");
+    assert!(lost > 0, "the lossy link lost nothing");
+    let before_heal = net.dropped_to(root).unwrap();
+    fetch(&net, "a", bytes);
+    assert_eq!(
+        net.dropped_to(root).unwrap(),
+        before_heal,
+        "healed: no loss"
     );
 
     // Dropping the network kills what runs in it and removes every

@@ -1,7 +1,7 @@
 //! Which links are faulted, as two layers: what the caller asked for
-//! (cuts, isolations, slow links, each healable on its own) and what is
-//! installed in the kernel (one drop filter or one slow class per directed
-//! pair of endpoints). [`Faults::reconcile`] turns the difference into
+//! (cuts, isolations, slow links, lossy links, each healable on its own)
+//! and what is installed in the kernel (per directed pair of endpoints: a
+//! drop filter, a loss filter, a slow class). [`Faults::reconcile`] turns the difference into
 //! [`TcOp`]s, so overlapping faults compose: a link cut by `cut(a, b)` and
 //! by `isolate(a)` stays cut until both are healed.
 //!
@@ -34,13 +34,22 @@ pub(super) enum TcOp {
     AddSlow(Pair, Slow),
     /// Stop shaping them.
     DelSlow(Pair),
+    /// Drop one in this many of the pair's packets.
+    AddLoss(Pair, u16),
+    /// Stop it.
+    DelLoss(Pair),
 }
 
 impl TcOp {
     /// The pair it acts on.
     pub(super) fn pair(self) -> Pair {
         match self {
-            TcOp::AddDrop(p) | TcOp::DelDrop(p) | TcOp::AddSlow(p, _) | TcOp::DelSlow(p) => p,
+            TcOp::AddDrop(p)
+            | TcOp::DelDrop(p)
+            | TcOp::AddSlow(p, _)
+            | TcOp::DelSlow(p)
+            | TcOp::AddLoss(p, _)
+            | TcOp::DelLoss(p) => p,
         }
     }
 }
@@ -51,8 +60,10 @@ pub(super) struct Faults {
     cuts: BTreeSet<Pair>,
     isolated: BTreeSet<usize>,
     slows: BTreeMap<Pair, Slow>,
+    losses: BTreeMap<Pair, u16>,
     installed_drops: BTreeSet<Pair>,
     installed_slows: BTreeMap<Pair, Slow>,
+    installed_losses: BTreeMap<Pair, u16>,
 }
 
 impl Faults {
@@ -71,10 +82,18 @@ impl Faults {
         self.slows.insert(pair, slow);
     }
 
-    /// Heals the cut and the slow link of the pair (not an isolation).
+    /// Makes the pair lose one packet in `one_in`; replaces an earlier
+    /// loss.
+    pub(super) fn lose(&mut self, pair: Pair, one_in: u16) {
+        self.losses.insert(pair, one_in);
+    }
+
+    /// Heals the cut, the slow link and the loss of the pair (not an
+    /// isolation).
     pub(super) fn heal_pair(&mut self, pair: Pair) {
         self.cuts.remove(&pair);
         self.slows.remove(&pair);
+        self.losses.remove(&pair);
     }
 
     /// Ends the isolation of `e` (its cuts and slow links stay).
@@ -87,6 +106,7 @@ impl Faults {
         self.cuts.clear();
         self.isolated.clear();
         self.slows.clear();
+        self.losses.clear();
     }
 
     /// Whether the pair's packets are to be dropped.
@@ -99,7 +119,7 @@ impl Faults {
 
     /// The operations that make the installed state what was asked for,
     /// among `endpoints` endpoints: drops first, so a link being cut is
-    /// never briefly left open, then slow links. Each is to be applied in
+    /// never briefly left open, then slow and lossy links. Each is to be applied in
     /// order and then reported with [`Faults::applied`].
     pub(super) fn reconcile(&self, endpoints: usize) -> Vec<TcOp> {
         let mut ops = Vec::new();
@@ -121,6 +141,16 @@ impl Faults {
         for (&pair, &want) in &self.slows {
             if self.installed_slows.get(&pair) != Some(&want) {
                 ops.push(TcOp::AddSlow(pair, want));
+            }
+        }
+        for (&pair, &have) in &self.installed_losses {
+            if self.losses.get(&pair) != Some(&have) {
+                ops.push(TcOp::DelLoss(pair));
+            }
+        }
+        for (&pair, &want) in &self.losses {
+            if self.installed_losses.get(&pair) != Some(&want) {
+                ops.push(TcOp::AddLoss(pair, want));
             }
         }
         for &pair in &self.installed_drops {
@@ -145,6 +175,12 @@ impl Faults {
             }
             TcOp::DelSlow(pair) => {
                 self.installed_slows.remove(&pair);
+            }
+            TcOp::AddLoss(pair, one_in) => {
+                self.installed_losses.insert(pair, one_in);
+            }
+            TcOp::DelLoss(pair) => {
+                self.installed_losses.remove(&pair);
             }
         }
     }
@@ -246,6 +282,24 @@ mod tests {
         );
         f.heal_all();
         assert_eq!(settle(&mut f, 2), vec![TcOp::DelSlow((0, 1))]);
+    }
+
+    #[test]
+    fn a_loss_is_kept_replaced_and_healed_with_its_pair() {
+        let mut f = Faults::default();
+        f.lose((1, 0), 16);
+        assert_eq!(settle(&mut f, 2), vec![TcOp::AddLoss((1, 0), 16)]);
+        f.lose((1, 0), 16);
+        assert_eq!(settle(&mut f, 2), vec![]);
+        f.lose((1, 0), 4);
+        assert_eq!(
+            settle(&mut f, 2),
+            vec![TcOp::DelLoss((1, 0)), TcOp::AddLoss((1, 0), 4)]
+        );
+        f.heal_pair((0, 1));
+        assert_eq!(settle(&mut f, 2), vec![], "the other direction");
+        f.heal_pair((1, 0));
+        assert_eq!(settle(&mut f, 2), vec![TcOp::DelLoss((1, 0))]);
     }
 
     #[test]
