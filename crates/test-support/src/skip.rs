@@ -1,6 +1,7 @@
 //! Skipping loudly: a test that needs an external program (`redis-cli`,
-//! `redis-server`, `chromedriver`) returns early with a `SKIPPED` banner
-//! when it is missing, except in CI (`CI` set), where it fails instead.
+//! `redis-server`, `chromedriver`) or root (network namespaces) returns
+//! early with a `SKIPPED` banner when it is missing, except in CI (`CI`
+//! set), where it fails instead.
 
 use std::path::PathBuf;
 
@@ -19,12 +20,34 @@ pub fn require_program_from(name: &str, package: &str) -> bool {
     if find_program(name).is_some() {
         return true;
     }
-    let msg = format!("SKIPPED: {name} is not installed (apt-get install {package})");
+    skip(&format!(
+        "SKIPPED: {name} is not installed (apt-get install {package})"
+    ));
+    false
+}
+
+/// Whether this process runs as root (`id -u` prints 0), which `what`
+/// needs. If not, prints a loud `SKIPPED` line and returns `false`; but
+/// when the `CI` variable is set, panics instead (CI runs as root).
+pub fn require_root(what: &str) -> bool {
+    let uid = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|e| format!("unknown ({e})"));
+    if uid == "0" {
+        return true;
+    }
+    skip(&format!("SKIPPED: {what} needs root (uid {uid})"));
+    false
+}
+
+/// Prints `msg` in a loud banner, or panics with it when `CI` is set.
+fn skip(msg: &str) {
     if std::env::var_os("CI").is_some() {
         panic!("{msg}; CI is set, so this test must run");
     }
     eprintln!("\n{}\n{msg}\n{}\n", "=".repeat(72), "=".repeat(72));
-    false
 }
 
 /// Whether the Redis programs are installed: `redis-server` (and, if
