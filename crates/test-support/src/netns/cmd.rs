@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use super::NetError;
+use super::error::NetError;
 
 /// Runs `program args...`; its standard output if it exits with 0.
 pub(super) fn run<S: AsRef<str>>(program: &str, args: &[S]) -> Result<String, NetError> {
