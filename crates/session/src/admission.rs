@@ -106,7 +106,13 @@ pub(crate) struct Admission {
     limiter: Option<Mutex<Limiter>>,
     reserved_sessions: AtomicUsize,
     reserved_bytes: AtomicU64,
+    /// When a refusal by a cap was last logged at `warn` (at most one per
+    /// [`WARN_EVERY_MS`]: a flood must not flood the log too).
+    last_warn_ms: AtomicU64,
 }
+
+/// Least time between two `warn` logs of refusals by a cap.
+const WARN_EVERY_MS: u64 = 10_000;
 
 /// A new session admitted and on its way to the cache: counted against the
 /// caps until dropped (after it entered the cache, or failed to).
@@ -145,7 +151,18 @@ impl Admission {
             limiter,
             reserved_sessions: AtomicUsize::new(0),
             reserved_bytes: AtomicU64::new(0),
+            last_warn_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Whether to log this refusal at `warn` (else `debug`).
+    fn warn_now(&self, now_ms: u64) -> bool {
+        let last = self.last_warn_ms.load(Ordering::Relaxed);
+        (last == 0 || now_ms.saturating_sub(last) >= WARN_EVERY_MS)
+            && self
+                .last_warn_ms
+                .compare_exchange(last, now_ms.max(1), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Admits a new session of `bytes` serialized bytes from `client`
@@ -178,10 +195,12 @@ impl Admission {
         let sessions = cache.len() + self.reserved_sessions.load(Ordering::Acquire);
         if sessions > config.max_sessions {
             refused("max_sessions");
-            tracing::warn!(
-                max_sessions = config.max_sessions,
-                "new session refused: this server hosts as many sessions as it may"
-            );
+            if self.warn_now(now_ms) {
+                tracing::warn!(
+                    max_sessions = config.max_sessions,
+                    "new sessions refused: this server hosts as many sessions as it may (logged at most every 10 s; see sticky_new_sessions_refused_total)"
+                );
+            }
             return Err(SessionError::Full(format!(
                 "this server hosts its maximum of {} sessions (max_sessions); existing sessions are served, new ones are refused until some expire",
                 config.max_sessions
@@ -192,10 +211,12 @@ impl Admission {
             .saturating_add(self.reserved_bytes.load(Ordering::Acquire));
         if total > config.max_bytes {
             refused("max_bytes");
-            tracing::warn!(
-                max_bytes = config.max_bytes,
-                "new session refused: this server hosts as many session bytes as it may"
-            );
+            if self.warn_now(now_ms) {
+                tracing::warn!(
+                    max_bytes = config.max_bytes,
+                    "new sessions refused: this server hosts as many session bytes as it may (logged at most every 10 s; see sticky_new_sessions_refused_total)"
+                );
+            }
             return Err(SessionError::Full(format!(
                 "this server hosts its maximum of {} session bytes (max_bytes); existing sessions are served, new ones are refused until some expire",
                 config.max_bytes
