@@ -178,7 +178,7 @@ impl Admission {
         if let (Some(ip), Some(limiter)) = (client, &self.limiter) {
             if !trusted(&config.trusted_proxies, ip) {
                 let mut l = limiter.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(retry_after_secs) = l.take(ip.to_canonical(), now_ms) {
+                if let Err(retry_after_secs) = l.take(bucket_key(ip), now_ms) {
                     drop(l);
                     refused("rate");
                     tracing::debug!(client = %ip, "new session refused: too many from this address");
@@ -231,6 +231,16 @@ impl Admission {
         self.limiter.as_ref().map_or(0, |l| {
             l.lock().unwrap_or_else(|p| p.into_inner()).table.len()
         })
+    }
+}
+
+/// The bucket an address counts against: an IPv4 address, or an IPv6
+/// address's /64 (one subscriber or host typically has a whole /64, so
+/// per-address buckets would let it create sessions without limit).
+fn bucket_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
     }
 }
 
@@ -363,6 +373,28 @@ mod tests {
         assert!(a
             .admit(&c, &cache, Some(ip("127.0.0.1")), 1, clock.now_ms())
             .is_ok());
+        // IPv6: one bucket per /64.
+        for _ in 0..3 {
+            assert!(a
+                .admit(&c, &cache, Some(ip("2001:db8:1:2::1")), 1, clock.now_ms())
+                .is_ok());
+        }
+        assert!(
+            a.admit(
+                &c,
+                &cache,
+                Some(ip("2001:db8:1:2:ffff::9")),
+                1,
+                clock.now_ms()
+            )
+            .is_err(),
+            "same /64"
+        );
+        assert!(
+            a.admit(&c, &cache, Some(ip("2001:db8:1:3::1")), 1, clock.now_ms())
+                .is_ok(),
+            "another /64"
+        );
         tokio::time::advance(std::time::Duration::from_millis(100)).await;
         assert!(
             a.admit(&c, &cache, client, 1, clock.now_ms()).is_ok(),

@@ -141,8 +141,8 @@ pub struct Config {
     /// existing sessions are not refused by it (each is bounded by
     /// `max_size`). Default 1 GiB.
     pub max_bytes: u64,
-    /// New sessions per second one client address may create (a token
-    /// bucket per address); beyond it, 429 with `Retry-After`. 0: no
+    /// New sessions per second one client address (IPv6: one /64) may
+    /// create (a token bucket per address); beyond it, 429 with `Retry-After`. 0: no
     /// limit. Requests with a valid session cookie are never limited.
     /// Default 20.
     pub new_sessions_per_ip: u32,
