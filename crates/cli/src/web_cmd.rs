@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use sticky_config::ClusterFile;
-use sticky_session::{Config, SessionManager, StoreSpec};
+use sticky_session::{Config, IpNet, SessionManager, StoreSpec};
 
 /// `sticky web` options.
 #[derive(Debug, Args)]
@@ -74,6 +74,17 @@ pub(crate) fn session_config(
     c.recopy_rate = s.recopy_rate.max(1);
     c.store_password = s.store_password.clone();
     c.standby = entry.standby;
+    c.max_sessions = s.max_sessions;
+    c.max_bytes = s.max_bytes.0;
+    c.new_sessions_per_ip = s.new_sessions_per_ip;
+    c.new_sessions_burst = s.new_sessions_burst.max(1);
+    c.new_session_ttl = Duration::from_secs(s.new_session_ttl_secs.max(1));
+    c.trusted_proxies = s
+        .trusted_proxies
+        .iter()
+        .map(|p| p.parse::<IpNet>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("[session] trusted_proxies in {}", path.display()))?;
     Ok(c)
 }
 
@@ -107,6 +118,8 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
         let manager = SessionManager::start(config).await?;
         let app = crate::demo::app(&manager).merge(manager.control_routes(metrics));
         tracing::info!(server = %args.name, addr = %listen, epoch = manager.epoch(), "web server listening");
+        // The peer address, for the per-address limit of new sessions.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(crate::shutdown::shutdown_signal())
             .await

@@ -1,8 +1,9 @@
 //! Bad input gets a clear error and changes nothing (invariant 6):
 //! forged and garbled session cookies (a new session, no store lookup), a
 //! session over the size limit (413, the stores keep the previous version),
-//! and stores that hang or answer garbage (503 within seconds, no panic,
-//! the web server keeps answering its health checks).
+//! stores that hang or answer garbage (503 within seconds, no panic,
+//! the web server keeps answering its health checks), and a flood of new
+//! sessions from one address (429; issue 15, item 3).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sticky_test_support::{
-    copies_by_store, random_hex, sess_command_calls, sign_cookie, signal, wait_until, Answer,
-    Browser, Cluster, ClusterConfig, FakeStore, Misbehavior, Sticky, StoreProcess, WebProcess,
-    DEADLINE,
+    copies_by_store, http_request, random_hex, sess_command_calls, sign_cookie, signal, wait_until,
+    Answer, Browser, Cluster, ClusterConfig, FakeStore, Misbehavior, Sticky, StoreProcess,
+    WebProcess, DEADLINE,
 };
 
 /// The `sticky` binary under test.
@@ -274,4 +275,54 @@ fn a_paused_store_gives_503_then_recovers_without_losing_acknowledged_writes() {
     assert_eq!(a.source, "store", "re-loaded after the failed write: {a:?}");
     assert!(web.is_running());
     web.assert_no_panic();
+}
+
+/// Issue 15, item 3, as processes: `sticky web` reads the per-address limit
+/// of new sessions from `[session]` and counts them per TCP peer (here
+/// loopback, which `trusted_proxies = []` does not exempt); cookie-less
+/// requests beyond the burst get 429 with `Retry-After`, while an existing
+/// session from the same address keeps working.
+#[test]
+fn sticky_web_limits_new_sessions_per_client_and_serves_existing_ones() {
+    let c = Cluster::start(STICKY, 2, &["ws1"], |cfg| {
+        cfg.replicas(2)
+            .session("new_sessions_per_ip", "1")
+            .session("new_sessions_burst", "3")
+            .session("trusted_proxies", "[]")
+    });
+    let ws1 = c.web("ws1").addr();
+    let started = Instant::now();
+    let mut user = Browser::new();
+    assert_eq!(user.increment(ws1).value, 1);
+    let mut admitted = 1u64;
+    let refused = loop {
+        let r = http_request(ws1, "POST", "/api/counter", &[], Some(b"")).unwrap();
+        if r.status != 200 {
+            break r;
+        }
+        admitted += 1;
+        assert!(admitted <= 50, "new sessions were never limited");
+    };
+    let refill = started.elapsed().as_secs() + 1;
+    assert!(
+        (3..=3 + refill).contains(&admitted),
+        "{admitted} admitted in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(refused.status, 429, "{refused:?}");
+    let retry: u64 = refused
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!(retry >= 1, "Retry-After {retry}");
+    assert!(refused.set_cookie("sticky.sid").is_none(), "no session");
+    let text = String::from_utf8_lossy(&refused.body);
+    assert!(text.contains("too many new sessions"), "{text}");
+    for n in 2..=6 {
+        assert_eq!(
+            user.increment(ws1).value,
+            n,
+            "the existing session is served"
+        );
+    }
 }

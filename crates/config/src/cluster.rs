@@ -102,6 +102,22 @@ pub struct SessionSection {
     pub recopy_rate: u32,
     /// Store password, if the stores require one.
     pub store_password: Option<String>,
+    /// Most sessions one web server hosts; a new session beyond it is
+    /// refused with 503. Default 1000000.
+    pub max_sessions: usize,
+    /// Most serialized session bytes one web server hosts; a new session
+    /// beyond it is refused with 503. Default 1GiB.
+    pub max_bytes: ByteSize,
+    /// New sessions per second one client address may create (0: no
+    /// limit); beyond it, 429 with `Retry-After`. Default 20.
+    pub new_sessions_per_ip: u32,
+    /// New sessions one client address may create at once. Default 100.
+    pub new_sessions_burst: u32,
+    /// Seconds a new session lives until its second request. Default 300.
+    pub new_session_ttl_secs: u64,
+    /// Addresses or networks (`10.0.0.0/8`) whose `X-Forwarded-For` names
+    /// the client. Default loopback, where `sticky up` runs the director.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for SessionSection {
@@ -120,6 +136,12 @@ impl Default for SessionSection {
             async_max_lag_ms: 1000,
             recopy_rate: 20_000,
             store_password: None,
+            max_sessions: 1_000_000,
+            max_bytes: ByteSize(1 << 30),
+            new_sessions_per_ip: 20,
+            new_sessions_burst: 100,
+            new_session_ttl_secs: 300,
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
         }
     }
 }
@@ -454,6 +476,31 @@ mod tests {
                 "{bad:?} must be refused"
             );
         }
+    }
+
+    #[test]
+    fn session_limits_of_new_sessions_have_defaults_and_parse() {
+        let d = SessionSection::default();
+        assert_eq!(
+            (d.max_sessions, d.max_bytes),
+            (1_000_000, ByteSize(1 << 30))
+        );
+        assert_eq!((d.new_sessions_per_ip, d.new_sessions_burst), (20, 100));
+        assert_eq!(d.new_session_ttl_secs, 300);
+        assert_eq!(d.trusted_proxies, ["127.0.0.0/8", "::1"]);
+        let f = ClusterFile::parse(
+            "[session]\nmax_sessions = 10\nmax_bytes = \"1MiB\"\nnew_sessions_per_ip = 0\n\
+             new_sessions_burst = 5\nnew_session_ttl_secs = 30\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+            Path::new("c.toml"),
+        );
+        let s = match f {
+            Ok(f) => f.session,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!((s.max_sessions, s.max_bytes), (10, ByteSize(1 << 20)));
+        assert_eq!((s.new_sessions_per_ip, s.new_sessions_burst), (0, 5));
+        assert_eq!(s.new_session_ttl_secs, 30);
+        assert_eq!(s.trusted_proxies, ["10.0.0.0/8"]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! one session run one after the other and never lose each other's changes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -33,6 +33,10 @@ pub(crate) struct SessionState {
     /// When the copies at the stores expire ([`Clock::now_ms`]); lazy touches
     /// extend it once less than half the idle time is left.
     pub(crate) store_deadline_ms: u64,
+    /// A new session no second request has touched yet: it lives
+    /// `new_session_ttl` (here and at the stores) instead of the idle
+    /// timeout (issue 15, item 3).
+    pub(crate) untouched: bool,
 }
 
 impl SessionState {
@@ -44,6 +48,7 @@ impl SessionState {
             payload: Bytes::new(),
             stored_on: 0,
             store_deadline_ms: 0,
+            untouched: false,
         }
     }
 
@@ -74,6 +79,12 @@ pub(crate) struct Entry {
     pub(crate) last_access: AtomicU64,
     /// Async mode: already waiting in the replication queue.
     pub(crate) queued: AtomicBool,
+    /// The length of the slot's payload, counted in [`Cache::bytes`];
+    /// changed only through [`Cache::set_bytes`] once in the cache.
+    pub(crate) bytes: AtomicU64,
+    /// Mirrors [`SessionState::untouched`] for the sweeper, which does not
+    /// lock slots.
+    pub(crate) untouched: AtomicBool,
 }
 
 impl Entry {
@@ -83,6 +94,8 @@ impl Entry {
             slot: Arc::new(Mutex::new(slot)),
             last_access: AtomicU64::new(now_ms),
             queued: AtomicBool::new(false),
+            bytes: AtomicU64::new(0),
+            untouched: AtomicBool::new(false),
         })
     }
 
@@ -99,6 +112,10 @@ pub(crate) struct Cache {
     shards: Vec<RwLock<HashMap<SessionId, Arc<Entry>>>>,
     /// The clock of [`Entry::last_access`].
     clock: Clock,
+    /// Entries in the map (kept under the shard locks).
+    count: AtomicUsize,
+    /// Sum of the entries' [`Entry::bytes`].
+    bytes: AtomicU64,
 }
 
 impl Cache {
@@ -106,7 +123,15 @@ impl Cache {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             clock,
+            count: AtomicUsize::new(0),
+            bytes: AtomicU64::new(0),
         }
+    }
+
+    fn counted_out(&self, e: &Entry) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.bytes
+            .fetch_sub(e.bytes.load(Ordering::Acquire), Ordering::AcqRel);
     }
 
     fn shard(&self, id: &SessionId) -> &RwLock<HashMap<SessionId, Arc<Entry>>> {
@@ -127,6 +152,7 @@ impl Cache {
             None => {
                 let e = Entry::new(None, self.clock.now_ms());
                 map.insert(id, e.clone());
+                self.count.fetch_add(1, Ordering::AcqRel);
                 (e, true)
             }
         }
@@ -134,7 +160,32 @@ impl Cache {
 
     pub(crate) fn insert(&self, id: SessionId, entry: Arc<Entry>) {
         let mut map = self.shard(&id).write().unwrap_or_else(|p| p.into_inner());
-        map.insert(id, entry);
+        self.bytes
+            .fetch_add(entry.bytes.load(Ordering::Acquire), Ordering::AcqRel);
+        self.count.fetch_add(1, Ordering::AcqRel);
+        if let Some(old) = map.insert(id, entry) {
+            self.counted_out(&old);
+        }
+    }
+
+    /// Records that `entry`'s payload is now `bytes` long, if `entry` is
+    /// still `id`'s (a removed entry no longer counts).
+    pub(crate) fn set_bytes(&self, id: &SessionId, entry: &Arc<Entry>, bytes: u64) {
+        // Under the shard's lock, so that no removal (write lock) runs
+        // between the check and the update.
+        let map = self.shard(id).read().unwrap_or_else(|p| p.into_inner());
+        if map.get(id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            self.bytes.fetch_add(bytes, Ordering::AcqRel);
+            let old = entry.bytes.swap(bytes, Ordering::AcqRel);
+            self.bytes.fetch_sub(old, Ordering::AcqRel);
+        } else {
+            entry.bytes.store(bytes, Ordering::Release);
+        }
+    }
+
+    /// Serialized bytes of the hosted sessions.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Acquire)
     }
 
     /// Removes `id` only if it still maps to `entry`.
@@ -142,6 +193,7 @@ impl Cache {
         let mut map = self.shard(id).write().unwrap_or_else(|p| p.into_inner());
         if map.get(id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
             map.remove(id);
+            self.counted_out(entry);
         }
     }
 
@@ -154,16 +206,18 @@ impl Cache {
         self.remove_if(id, entry);
     }
 
+    /// Entries (hosted sessions and those being loaded).
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).len())
-            .sum()
+        self.count.load(Ordering::Acquire)
     }
 
     pub(crate) fn clear(&self) {
         for s in &self.shards {
-            s.write().unwrap_or_else(|p| p.into_inner()).clear();
+            let mut map = s.write().unwrap_or_else(|p| p.into_inner());
+            for e in map.values() {
+                self.counted_out(e);
+            }
+            map.clear();
         }
     }
 
@@ -177,14 +231,25 @@ impl Cache {
         all
     }
 
-    /// Removes entries idle since before `cutoff_ms` ([`Clock::now_ms`] time).
-    pub(crate) fn sweep_idle(&self, cutoff_ms: u64) -> usize {
+    /// Removes entries idle since before `cutoff_ms` ([`Clock::now_ms`]
+    /// time), and untouched new sessions created before `new_cutoff_ms`.
+    pub(crate) fn sweep_idle(&self, cutoff_ms: u64, new_cutoff_ms: u64) -> usize {
         let mut removed = 0;
         for s in &self.shards {
             let mut map = s.write().unwrap_or_else(|p| p.into_inner());
-            let before = map.len();
-            map.retain(|_, e| e.last_access.load(Ordering::Relaxed) >= cutoff_ms);
-            removed += before - map.len();
+            map.retain(|_, e| {
+                let cutoff = if e.untouched.load(Ordering::Relaxed) {
+                    new_cutoff_ms
+                } else {
+                    cutoff_ms
+                };
+                let keep = e.last_access.load(Ordering::Relaxed) >= cutoff;
+                if !keep {
+                    self.counted_out(e);
+                    removed += 1;
+                }
+                keep
+            });
         }
         removed
     }

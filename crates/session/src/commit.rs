@@ -4,6 +4,8 @@
 //! the response must carry. Any failure drops this server's copy, so no
 //! unacknowledged version is ever served.
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 use sticky_client::ClientError;
 use sticky_proto::Stamp;
@@ -11,7 +13,7 @@ use sticky_proto::Stamp;
 use crate::cache::{Entry, SessionState, Stored};
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::open::{Held, Opened, Source};
+use crate::open::{Admit, Held, Opened, Source};
 use crate::replicator::write_quorum;
 use crate::state::SessionManager;
 
@@ -68,6 +70,8 @@ impl SessionManager {
                 source: Source::New,
                 entry: None,
                 held: Held::Fresh(moved),
+                // The same user under a new id: not a new session.
+                admit: Admit::Existing,
             };
             return Box::pin(self.commit(
                 opened,
@@ -112,6 +116,19 @@ impl SessionManager {
                 limit: inner.config.max_size,
             });
         }
+        // A new session is admitted (caps, per-address limit) before it
+        // costs anything, and lives `new_session_ttl` until touched again.
+        let untouched = matches!(opened.admit, Admit::New { .. });
+        let _admitted = match opened.admit {
+            Admit::New { client } => Some(inner.admission.admit(
+                &inner.config,
+                &inner.cache,
+                client,
+                payload.len() as u64,
+                inner.clock.now_ms(),
+            )?),
+            Admit::Existing => None,
+        };
         // Exactly its length: `to_vec` grows by doubling, and this copy is
         // kept for the session's life (for re-copies), so the slack would
         // cost up to its size again per session (measured: 4.2 KB -> 3.2 KB
@@ -120,7 +137,8 @@ impl SessionManager {
         metrics::histogram!("sticky_session_bytes").record(payload.len() as f64);
         // Copied in line: the stores that acknowledged; queued: none yet
         // (the queue records them once copied).
-        let copied = match self.replicate(&opened.id, next, &payload).await {
+        let ttl = self.copy_ttl(untouched);
+        let copied = match self.replicate(&opened.id, next, &payload, ttl).await {
             Ok(copied) => copied,
             Err(e) => {
                 self.drop_local(&mut opened);
@@ -134,20 +152,25 @@ impl SessionManager {
         state.stamp = next;
         state.payload = payload;
         state.stored_on = copied.unwrap_or(0);
-        state.store_deadline_ms = self.store_deadline_ms();
+        state.untouched = untouched;
+        state.store_deadline_ms = self.store_deadline_ms(untouched);
+        let bytes = state.payload.len() as u64;
         // A new session (or one under a new id) enters the cache now.
         let entry = match opened.held {
             Held::Fresh(state) => {
                 let entry = Entry::new(Some(state), inner.clock.now_ms());
+                entry.bytes.store(bytes, Ordering::Release);
+                entry.untouched.store(untouched, Ordering::Release);
                 inner.cache.insert(opened.id, entry.clone());
                 entry
             }
             Held::Cached(guard) => {
+                let Some(e) = opened.entry else {
+                    return Err(SessionError::Data("cached session without entry".into()));
+                };
+                inner.cache.set_bytes(&opened.id, &e, bytes);
                 drop(guard);
-                match opened.entry {
-                    Some(e) => e,
-                    None => return Err(SessionError::Data("cached session without entry".into())),
-                }
+                e
             }
         };
         if copied.is_none() {

@@ -1,8 +1,82 @@
 //! Settings of the session library, with their defaults.
 
+use std::net::IpAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 pub use sticky_config::Mode;
+
+/// A network of addresses, `addr/prefix` (`127.0.0.0/8`, `::1/128`; a bare
+/// address is one host), for [`Config::trusted_proxies`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+/// A network that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an address or network (addr/prefix, e.g. 10.0.0.0/8 or ::1)")]
+pub struct BadIpNet(String);
+
+impl IpNet {
+    /// `addr/prefix`; `None` if the prefix is longer than the address.
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= bits).then_some(Self {
+            addr: addr.to_canonical(),
+            prefix,
+        })
+    }
+
+    /// The loopback networks, `127.0.0.0/8` and `::1/128`.
+    pub fn loopback() -> Vec<Self> {
+        vec![
+            Self {
+                addr: IpAddr::from([127, 0, 0, 0]),
+                prefix: 8,
+            },
+            Self {
+                addr: IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                prefix: 128,
+            },
+        ]
+    }
+
+    /// Whether `ip` is in this network (IPv4-mapped IPv6 addresses count
+    /// as their IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (net, ip, len) = match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (u32::from(n).into(), u32::from(i).into(), 32),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+            _ => return false,
+        };
+        let host_bits = len - u32::from(self.prefix);
+        net.checked_shr(host_bits).unwrap_or(0) == ip.checked_shr(host_bits).unwrap_or(0)
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = BadIpNet;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadIpNet(s.to_owned());
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let addr = addr.to_canonical();
+        let prefix = prefix.unwrap_or(if addr.is_ipv4() { 32 } else { 128 });
+        Self::new(addr, prefix).ok_or_else(bad)
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
 
 /// One session store the library writes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +133,35 @@ pub struct Config {
     pub recopy_rate: u32,
     /// A standby server (reported by health). Default false.
     pub standby: bool,
+    /// Most sessions this server hosts: a new session beyond it is refused
+    /// with 503 (existing sessions keep working). Default 1,000,000.
+    pub max_sessions: usize,
+    /// Most serialized session bytes this server hosts: a new session that
+    /// would take the total beyond it is refused with 503. Writes of
+    /// existing sessions are not refused by it (each is bounded by
+    /// `max_size`). Default 1 GiB.
+    pub max_bytes: u64,
+    /// New sessions per second one client address (IPv6: one /64) may
+    /// create (a token bucket per address); beyond it, 429 with `Retry-After`. 0: no
+    /// limit. Requests with a valid session cookie are never limited.
+    /// Default 20.
+    pub new_sessions_per_ip: u32,
+    /// The bucket's size: new sessions one address may create at once.
+    /// Default 100.
+    pub new_sessions_burst: u32,
+    /// Most client addresses the per-address limit tracks; when full, idle
+    /// ones (their bucket refilled), then the least recently seen, are
+    /// forgotten. Default 100,000.
+    pub new_sessions_tracked: usize,
+    /// Lifetime of a new session that no second request touched, in the
+    /// cache and at the stores (its second request extends it to
+    /// `idle_timeout`). Default 5 min.
+    pub new_session_ttl: Duration,
+    /// Peers whose `X-Forwarded-For` names the client: the client is the
+    /// last address in it that is not itself a trusted proxy. A client
+    /// whose address is trusted is not rate-limited. Default loopback
+    /// (`127.0.0.0/8`, `::1`), where `sticky up` runs the director.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl std::fmt::Debug for Config {
@@ -101,6 +204,41 @@ impl Config {
             async_max_lag: Duration::from_secs(1),
             recopy_rate: 20_000,
             standby: false,
+            max_sessions: 1_000_000,
+            max_bytes: 1 << 30,
+            new_sessions_per_ip: 20,
+            new_sessions_burst: 100,
+            new_sessions_tracked: 100_000,
+            new_session_ttl: Duration::from_secs(300),
+            trusted_proxies: IpNet::loopback(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_parse_and_contain_their_addresses() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{s}: {e}"));
+        let net = |s: &str| s.parse::<IpNet>().unwrap_or_else(|e| panic!("{e}"));
+        assert!(net("127.0.0.0/8").contains(ip("127.1.2.3")));
+        assert!(
+            net("127.0.0.0/8").contains(ip("::ffff:127.0.0.1")),
+            "mapped"
+        );
+        assert!(!net("127.0.0.0/8").contains(ip("128.0.0.1")));
+        assert!(net("10.1.2.3").contains(ip("10.1.2.3")));
+        assert!(!net("10.1.2.3").contains(ip("10.1.2.4")));
+        assert!(net("0.0.0.0/0").contains(ip("8.8.8.8")));
+        assert!(!net("0.0.0.0/0").contains(ip("::2")));
+        assert!(net("::1").contains(ip("::1")));
+        assert!(net("fd00::/8").contains(ip("fd12::1")));
+        assert!(!net("fd00::/8").contains(ip("fe80::1")));
+        for bad in ["", "x", "10.0.0.0/33", "::/129", "10.0.0.0/x"] {
+            assert!(bad.parse::<IpNet>().is_err(), "{bad:?}");
+        }
+        assert_eq!(net("::ffff:10.0.0.1").to_string(), "10.0.0.1/32");
     }
 }

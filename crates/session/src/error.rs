@@ -27,6 +27,18 @@ pub enum SessionError {
     /// The session data could not be (de)serialized.
     #[error("session data error: {0}")]
     Data(String),
+    /// A new session was refused: this server hosts as many sessions (or
+    /// session bytes) as it may (`max_sessions`, `max_bytes`). Existing
+    /// sessions are still served.
+    #[error("no new session: {0}")]
+    Full(String),
+    /// A new session was refused: its client address created new sessions
+    /// faster than `new_sessions_per_ip` allows.
+    #[error("too many new sessions from this address; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until the address may create one again (`Retry-After`).
+        retry_after_secs: u64,
+    },
     /// Invalid settings.
     #[error("invalid session configuration: {0}")]
     Config(String),
@@ -46,7 +58,10 @@ impl SessionError {
         match self {
             SessionError::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             SessionError::Moved { .. } => S::CONFLICT,
-            SessionError::Unavailable(_) | SessionError::Fenced { .. } => S::SERVICE_UNAVAILABLE,
+            SessionError::Unavailable(_) | SessionError::Fenced { .. } | SessionError::Full(_) => {
+                S::SERVICE_UNAVAILABLE
+            }
+            SessionError::RateLimited { .. } => S::TOO_MANY_REQUESTS,
             SessionError::Data(_) | SessionError::Config(_) => S::INTERNAL_SERVER_ERROR,
         }
     }
@@ -77,6 +92,16 @@ mod tests {
             (
                 SessionError::Fenced { epoch: 7 },
                 StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                SessionError::Full("x".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                SessionError::RateLimited {
+                    retry_after_secs: 1,
+                },
+                StatusCode::TOO_MANY_REQUESTS,
             ),
             (
                 SessionError::Data("x".into()),

@@ -3,6 +3,8 @@
 //! [lazy touches](SessionManager::lazy_touch) extend) and the absolute
 //! timeout (a session that old is replaced by a new one).
 
+use std::time::Duration;
+
 use crate::cache::SessionState;
 use crate::clock::unix_ms;
 use crate::id::SessionId;
@@ -48,24 +50,40 @@ impl SessionManager {
         });
     }
 
+    /// The TTL of a session's copies at the stores: the idle timeout, or,
+    /// for a new session no second request touched yet, the shorter
+    /// `new_session_ttl`.
+    pub(crate) fn copy_ttl(&self, untouched: bool) -> Duration {
+        let c = &self.inner.config;
+        if untouched {
+            c.new_session_ttl.min(c.idle_timeout)
+        } else {
+            c.idle_timeout
+        }
+    }
+
     /// When the copies at the stores of a version written now expire.
-    pub(crate) fn store_deadline_ms(&self) -> u64 {
-        self.inner.clock.now_ms() + self.inner.config.idle_timeout.as_millis() as u64
+    pub(crate) fn store_deadline_ms(&self, untouched: bool) -> u64 {
+        self.inner.clock.now_ms() + self.copy_ttl(untouched).as_millis() as u64
     }
 
     /// Removes the sessions idle for longer than the idle timeout from the
-    /// cache; the sweeper runs it every second.
+    /// cache, and the new sessions untouched for `new_session_ttl`; the
+    /// sweeper runs it every second.
     pub(crate) fn sweep_idle(&self) {
-        let idle = self.inner.config.idle_timeout.as_millis() as u64;
+        let idle = self.copy_ttl(false).as_millis() as u64;
+        let new = self.copy_ttl(true).as_millis() as u64;
+        let now = self.inner.clock.now_ms();
         let removed = self
             .inner
             .cache
-            .sweep_idle(self.inner.clock.now_ms().saturating_sub(idle));
+            .sweep_idle(now.saturating_sub(idle), now.saturating_sub(new));
         if removed > 0 {
             metrics::counter!("sticky_sessions_expired_total").increment(removed as u64);
             tracing::debug!(removed, "idle sessions expired");
         }
         metrics::gauge!("sticky_sessions_hosted").set(self.inner.cache.len() as f64);
+        metrics::gauge!("sticky_session_bytes_hosted").set(self.inner.cache.bytes() as f64);
     }
 }
 
@@ -108,6 +126,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_untouched_new_session_leaves_the_cache_after_new_session_ttl() {
+        let mut c = config(1);
+        c.idle_timeout = Duration::from_secs(600);
+        c.new_session_ttl = Duration::from_secs(60);
+        let m = manager(c);
+        let (new, used) = (
+            SessionId::from_bytes([5; 16]),
+            SessionId::from_bytes([6; 16]),
+        );
+        host(&m, new)
+            .untouched
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        host(&m, used);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        m.sweep_idle();
+        assert!(
+            m.inner.cache.get(&new).is_none(),
+            "untouched for 61 s: gone"
+        );
+        assert!(m.inner.cache.get(&used).is_some(), "a used one lives on");
+        assert_eq!(m.sessions(), 1, "the count follows");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_lazy_touch_waits_until_half_the_idle_time_is_left() {
         let mut c = config(1);
         c.idle_timeout = Duration::from_secs(100);
@@ -115,7 +157,7 @@ mod tests {
         let id = SessionId::from_bytes([3; 16]);
         let mut state = SessionState::new();
         state.stamp = sticky_proto::Stamp::new(1, 1);
-        state.store_deadline_ms = m.store_deadline_ms();
+        state.store_deadline_ms = m.store_deadline_ms(false);
         let first = state.store_deadline_ms;
         tokio::time::advance(Duration::from_secs(49)).await;
         m.lazy_touch(&id, &mut state);

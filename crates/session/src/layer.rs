@@ -8,13 +8,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::response::{IntoResponse, Response};
-use http::header::{COOKIE, SET_COOKIE};
+use http::header::{COOKIE, RETRY_AFTER, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use tower::{Layer, Service};
 
 use crate::error::SessionError;
+use crate::open::Source;
 use crate::session::{CookieUpdate, Session};
 use crate::state::SessionManager;
 use sticky_proto::control::{EPOCH_HEADER, FENCED_HEADER};
@@ -63,7 +64,14 @@ impl IntoResponse for SessionError {
                 .insert(FENCED_HEADER, HeaderValue::from(epoch));
             return resp;
         }
-        if status.is_server_error() {
+        if let SessionError::RateLimited { retry_after_secs } = self {
+            let mut resp = (status, format!("session error: {self}\n")).into_response();
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            return resp;
+        }
+        if status.is_server_error() && !matches!(self, SessionError::Full(_)) {
+            // (A refused new session is logged, rate-limited, by admission.)
             tracing::warn!(error = %self, "session error");
         }
         (status, format!("session error: {self}\n")).into_response()
@@ -139,6 +147,17 @@ where
                 Ok(s) => s,
                 Err(e) => return Ok(e.into_response()),
             };
+            if session.source() == Source::New {
+                // Counted against its client address if it gets stored.
+                // Without `ConnectInfo` (not served with
+                // `into_make_service_with_connect_info`) the address is
+                // unknown and only the caps apply.
+                if let Some(ConnectInfo(peer)) =
+                    req.extensions().get::<ConnectInfo<std::net::SocketAddr>>()
+                {
+                    session.set_client_addr(manager.client_address(peer.ip(), req.headers()));
+                }
+            }
             req.extensions_mut().insert(session.clone());
             let mut response = inner.call(req).await?;
             match manager.save(&session).await {

@@ -12,7 +12,11 @@
 //!   can pause it) and Unix time for the absolute timeout.
 //! - `cache`: the local cache: unbounded sharded map, one async lock per
 //!   session (requests of one session never lose each other's changes),
-//!   and the one way a copy leaves it (`drop_copy`).
+//!   and the one way a copy leaves it (`drop_copy`); counts hosted
+//!   sessions and their serialized bytes.
+//! - `admission`: admitting new sessions: the caps (`max_sessions`,
+//!   `max_bytes`), the per-client-address token buckets, and the client
+//!   address behind trusted proxies.
 //! - `placement`: rendezvous hashing of ids over the stores (R = 1 or 2).
 //! - `stores`: one client per store, the live set, the pinger, and the
 //!   fan-out of one request to several stores.
@@ -26,7 +30,8 @@
 //! - `replicator`: sync and async copies of a version to its replicas,
 //!   and the rule for writes refused as stale.
 //! - `recopy`: re-copy on store failure (claim 9).
-//! - `expiry`: idle and absolute timeouts, lazy touches.
+//! - `expiry`: idle and absolute timeouts, the short lifetime of an
+//!   untouched new session, lazy touches.
 //! - `session`: the [`Session`] handle and the framework-neutral
 //!   [`SessionManager::load`]/[`SessionManager::save`].
 //! - `layer`: axum integration: [`SessionLayer`] and the extractor.
@@ -65,6 +70,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod cache;
 mod clock;
 mod commit;
@@ -85,7 +91,7 @@ mod state;
 mod stores;
 mod takeover;
 
-pub use config::{Config, Mode, StoreSpec};
+pub use config::{BadIpNet, Config, IpNet, Mode, StoreSpec};
 pub use error::SessionError;
 pub use id::SessionId;
 pub use layer::{SessionLayer, SessionService};

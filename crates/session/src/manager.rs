@@ -55,6 +55,24 @@ impl SessionManager {
         self.inner.cache.len()
     }
 
+    /// Serialized bytes of the sessions in the local cache (what
+    /// [`Config::max_bytes`] caps).
+    pub fn session_bytes(&self) -> u64 {
+        self.inner.cache.bytes()
+    }
+
+    /// The client a request came from, for the per-address limit of new
+    /// sessions: `peer` (the TCP peer), or, when `peer` is one of
+    /// [`Config::trusted_proxies`], the last `X-Forwarded-For` address
+    /// that is not a trusted proxy itself.
+    pub fn client_address(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &http::HeaderMap,
+    ) -> std::net::IpAddr {
+        crate::admission::client_address(&self.inner.config.trusted_proxies, peer, headers)
+    }
+
     /// The current epoch (changes at every fence).
     pub fn epoch(&self) -> u64 {
         self.inner.fencing.epoch()

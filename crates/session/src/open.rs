@@ -2,6 +2,8 @@
 //! [takeover](crate::takeover) from the stores, or new; and [`Opened`],
 //! the session a request holds (locked) until it is committed.
 
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::OwnedMutexGuard;
@@ -35,6 +37,17 @@ impl Source {
     }
 }
 
+/// Whether storing an opened session adds a session to this server, and
+/// so must be admitted ([`crate::admission`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// A session that exists (hosted, taken over, or continued under a
+    /// new id at login): never refused by the caps or the rate limit.
+    Existing,
+    /// A new session, from `client` (`None`: unknown).
+    New { client: Option<IpAddr> },
+}
+
 /// A session opened for one request: holds its lock until committed.
 pub(crate) struct Opened {
     pub(crate) id: SessionId,
@@ -42,6 +55,7 @@ pub(crate) struct Opened {
     /// The cache entry; `None` for a new session not yet in the cache.
     pub(crate) entry: Option<Arc<Entry>>,
     pub(crate) held: Held,
+    pub(crate) admit: Admit,
 }
 
 impl Opened {
@@ -56,6 +70,7 @@ impl Opened {
             source,
             entry: Some(entry),
             held: Held::Cached(guard),
+            admit: Admit::Existing,
         }
     }
 }
@@ -107,8 +122,9 @@ impl SessionManager {
     pub(crate) async fn open_id(&self, id: SessionId) -> Result<Option<Opened>, SessionError> {
         let inner = &self.inner;
         if let Some(entry) = inner.cache.get(&id) {
-            let guard = entry.slot.clone().lock_owned().await;
+            let mut guard = entry.slot.clone().lock_owned().await;
             if guard.is_some() {
+                second_request(&entry, &mut guard);
                 entry.touch(inner.clock.now_ms());
                 metrics::counter!("sticky_cache_hits_total").increment(1);
                 return Ok(Some(Opened::cached(id, Source::Cache, entry, guard)));
@@ -119,6 +135,7 @@ impl SessionManager {
         let mut guard = entry.slot.clone().lock_owned().await;
         if guard.is_some() {
             // Someone else loaded it while we waited.
+            second_request(&entry, &mut guard);
             entry.touch(inner.clock.now_ms());
             return Ok(Some(Opened::cached(id, Source::Cache, entry, guard)));
         }
@@ -129,6 +146,9 @@ impl SessionManager {
                 metrics::histogram!("sticky_takeover_seconds")
                     .record(started.elapsed().as_secs_f64());
                 tracing::info!(session = ?id, stamp = %state.stamp, "session taken over from the stores");
+                inner
+                    .cache
+                    .set_bytes(&id, &entry, state.payload.len() as u64);
                 *guard = Some(state);
                 entry.touch(inner.clock.now_ms());
                 Ok(Some(Opened::cached(id, Source::Store, entry, guard)))
@@ -157,6 +177,7 @@ impl SessionManager {
             source: Source::New,
             entry: None,
             held: Held::Fresh(SessionState::new()),
+            admit: Admit::New { client: None },
         })
     }
 
@@ -176,6 +197,18 @@ impl SessionManager {
         if let (Some(entry), Held::Cached(g)) = (&opened.entry, &mut opened.held) {
             self.inner.cache.drop_copy(&opened.id, entry, g);
         }
+    }
+}
+
+/// A request found a hosted session: if it was a new session no request
+/// had touched since, it now gets the normal lifetime. Its store copies
+/// are extended by this request's write or lazy touch, which a zero
+/// `store_deadline_ms` forces.
+fn second_request(entry: &Entry, slot: &mut Slot) {
+    if let Some(s) = slot.as_mut().filter(|s| s.untouched) {
+        s.untouched = false;
+        s.store_deadline_ms = 0;
+        entry.untouched.store(false, Ordering::Release);
     }
 }
 

@@ -41,7 +41,7 @@ pub(crate) async fn recopy_one(
         return false;
     }
     let key = id.key();
-    let ttl = Some(m.inner.config.idle_timeout);
+    let ttl = Some(m.copy_ttl(state.untouched));
     for i in Stores::members(missing) {
         let r = m.inner.stores.clients[i]
             .put(

@@ -17,6 +17,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use sticky_client::ClientError;
@@ -92,18 +93,20 @@ impl SessionManager {
         id: &SessionId,
         stamp: Stamp,
         payload: &Bytes,
+        ttl: Duration,
     ) -> Result<Option<u64>, SessionError> {
         if !self.replicates_in_line() {
             return Ok(None);
         }
         let started = Instant::now();
-        let stored_on = self.write(id, stamp, payload).await?;
+        let stored_on = self.write(id, stamp, payload, ttl).await?;
         metrics::histogram!("sticky_replication_seconds").record(started.elapsed().as_secs_f64());
         Ok(Some(stored_on))
     }
 
-    /// Writes one version to the session's replicas, re-placing around
-    /// stores that fail. Returns the stores that acknowledged it.
+    /// Writes one version to the session's replicas, with TTL `ttl`,
+    /// re-placing around stores that fail. Returns the stores that
+    /// acknowledged it.
     ///
     /// A version counts as written only once **`W = R` distinct stores**
     /// acknowledged it (`docs/safety.md`, §1), whatever this server
@@ -118,10 +121,11 @@ impl SessionManager {
         id: &SessionId,
         stamp: Stamp,
         payload: &Bytes,
+        ttl: Duration,
     ) -> Result<u64, SessionError> {
         let inner = &self.inner;
         let key = id.key();
-        let ttl = Some(inner.config.idle_timeout);
+        let ttl = Some(ttl);
         let owner = inner.config.server_name.as_str();
         let needed = write_quorum(inner.stores.len(), inner.config.replicas);
         let mut acked = 0u64;
@@ -224,10 +228,11 @@ pub(crate) async fn async_replicator(weak: Weak<Inner>, mut rx: QueueReceiver) {
             entry.queued.store(false, Ordering::Release);
             let snapshot = {
                 let g = entry.slot.lock().await;
-                g.as_ref().map(|s| (s.stamp, s.payload.clone()))
+                g.as_ref()
+                    .map(|s| (s.stamp, s.payload.clone(), m.copy_ttl(s.untouched)))
             };
-            if let Some((stamp, payload)) = snapshot {
-                let r = m.write(&id, stamp, &payload).await;
+            if let Some((stamp, payload, ttl)) = snapshot {
+                let r = m.write(&id, stamp, &payload, ttl).await;
                 let mut g = entry.slot.lock().await;
                 match r {
                     Ok(on) => {

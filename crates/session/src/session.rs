@@ -12,7 +12,7 @@ use crate::cache::SessionState;
 use crate::commit::{Changes, CookieAction};
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::open::{Held, Opened, Source};
+use crate::open::{Admit, Held, Opened, Source};
 use crate::state::SessionManager;
 
 /// One request's session. Cheap to clone (all clones are the same session);
@@ -153,6 +153,18 @@ impl Session {
         self.lock().changes.modified
     }
 
+    /// Records the client address a new session is counted against by the
+    /// per-address limit (`new_sessions_per_ip`); see
+    /// [`SessionManager::client_address`]. The [`SessionLayer`](crate::SessionLayer)
+    /// calls it; a session that already exists ignores it.
+    pub fn set_client_addr(&self, addr: std::net::IpAddr) {
+        if let Some(o) = self.lock().opened.as_mut() {
+            if let Admit::New { client } = &mut o.admit {
+                *client = Some(addr);
+            }
+        }
+    }
+
     /// Where this request found the session.
     pub fn source(&self) -> Source {
         self.lock().source
@@ -278,6 +290,7 @@ impl SessionManager {
             source: Source::New,
             entry: None,
             held: Held::Fresh(SessionState::new()),
+            admit: Admit::New { client: None },
         })
     }
 

@@ -12,6 +12,7 @@ use sticky_client::ClientOptions;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::admission::Admission;
 use crate::cache::{Cache, Entry};
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
@@ -75,6 +76,8 @@ pub(crate) struct Inner {
     pub(crate) fencing: Fencing,
     /// Async mode: the replication queue; `None` in sync mode.
     pub(crate) queue: Option<AsyncQueue>,
+    /// Caps and per-address limit of new sessions.
+    pub(crate) admission: Admission,
 }
 
 impl Inner {
@@ -117,6 +120,7 @@ impl Inner {
             stores,
             fencing: Fencing::new(),
             queue,
+            admission: Admission::new(&config),
             config,
         };
         Ok((inner, rx))

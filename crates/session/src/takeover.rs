@@ -142,6 +142,8 @@ pub(crate) async fn load(
             payload: copy.payload,
             stored_on,
             store_deadline_ms: inner.clock.now_ms() + inner.config.idle_timeout.as_millis() as u64,
+            // A taken-over session was used before: the normal lifetime.
+            untouched: false,
         }));
     }
     Err(SessionError::Unavailable(format!(
