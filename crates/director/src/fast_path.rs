@@ -132,19 +132,19 @@ pub(crate) async fn serve(
 }
 
 /// A request simple enough for this path, parsed in place.
-struct Request<'b> {
-    method: Method,
-    target: &'b str,
-    headers: &'b [httparse::Header<'b>],
-    host: &'b [u8],
-    body: &'b [u8],
+pub(crate) struct Request<'b> {
+    pub(crate) method: Method,
+    pub(crate) target: &'b str,
+    pub(crate) headers: &'b [httparse::Header<'b>],
+    pub(crate) host: &'b [u8],
+    pub(crate) body: &'b [u8],
     /// Head and body.
-    consumed: usize,
+    pub(crate) consumed: usize,
 }
 
 /// The request at the start of `buf` if it is whole and simple enough
 /// (see the module's documentation), else `None`.
-fn parse_request<'b>(
+pub(crate) fn parse_request<'b>(
     buf: &'b [u8],
     headers: &'b mut [httparse::Header<'b>; MAX_HEADERS],
 ) -> Option<Request<'b>> {

@@ -11,6 +11,9 @@
 //! From the facade down; a module imports only modules below it (checked
 //! by `tests/module_graph.rs`).
 //!
+//! - `fuzzing` (hidden): fuzzing-only wrappers around the fast path's
+//!   request parser, the chunked scanner and the route cookie, for
+//!   `fuzz/`; not a stable API.
 //! - `director`: [`Director`], the facade: builds the state, starts and
 //!   stops the listeners, the health checkers and the store probes;
 //!   reloads and admin operations for the library's callers.
@@ -83,6 +86,8 @@ mod error;
 mod fast_path;
 mod fencing;
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod io;
 mod latency;

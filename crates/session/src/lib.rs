@@ -4,6 +4,8 @@
 //!
 //! # Layout
 //!
+//! - `fuzzing` (hidden): fuzzing-only wrappers around session cookie
+//!   parsing and the cookie signer, for `fuzz/`; not a stable API.
 //! - `config`: [`Config`], every setting with its default; [`Mode`] is
 //!   `sticky-config`'s, re-exported.
 //! - `error`: [`SessionError`] and the HTTP status of each.
@@ -79,6 +81,8 @@ mod control;
 mod error;
 mod expiry;
 mod fencing;
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 mod layer;
 mod manager;
