@@ -252,16 +252,17 @@ impl SessionManager {
     /// that did not take it, with backoff, for as long as a live copy there
     /// could outlive it (the idle timeout); then gives up with a warning.
     fn retry_tombstones(&self, id: SessionId, stamp: Stamp, mut missing: u64) {
-        let me = self.clone();
+        // Weak: the retries stop when the manager is dropped.
+        let weak = std::sync::Arc::downgrade(&self.inner);
+        let give_up = tokio::time::Instant::now() + self.inner.config.idle_timeout;
         metrics::counter!("sticky_tombstone_retries_total").increment(1);
         tokio::spawn(async move {
-            let inner = &me.inner;
-            let give_up = tokio::time::Instant::now() + inner.config.idle_timeout;
             let key = id.key();
             let mut wait = std::time::Duration::from_millis(250);
             while missing != 0 && tokio::time::Instant::now() < give_up {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(std::time::Duration::from_secs(10));
+                let Some(inner) = weak.upgrade() else { return };
                 let ttl = tombstone_ttl(&inner.config);
                 for (i, r) in inner
                     .stores
