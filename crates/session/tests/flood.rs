@@ -4,60 +4,22 @@
 //! `oneshot`, against real `sticky_store::Store`s on port 0.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
+use common::{app, body, set_cookie, stores, SECRET};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::routing::{get, post};
 use axum::Router;
-use http::header::{COOKIE, RETRY_AFTER, SET_COOKIE};
+use http::header::{COOKIE, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
-use sticky_session::{Config, Session, SessionLayer, SessionManager, StoreSpec};
-use sticky_store::{Store, StoreConfig};
+use sticky_session::{Config, SessionManager};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tower::ServiceExt;
-
-const SECRET: [u8; 32] = [42; 32];
-
-async fn stores(n: usize) -> Vec<StoreSpec> {
-    let mut specs = Vec::new();
-    for i in 1..=n {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr").to_string();
-        let store = Store::new(StoreConfig::default());
-        tokio::spawn(async move { store.serve(listener, std::future::pending()).await });
-        specs.push(StoreSpec {
-            name: format!("s{i}"),
-            addr,
-        });
-    }
-    specs
-}
-
-/// `POST /count` adds one to `n`; `POST /note` stores the body as `note`;
-/// `GET /read` only reads `n`. Answers `<source>:<n>`.
-fn app(manager: &SessionManager) -> Router {
-    async fn count(session: Session) -> String {
-        let n = session.get::<u64>("n").expect("a number").unwrap_or(0) + 1;
-        session.insert("n", n).expect("serializable");
-        format!("{}:{n}", session.source().as_str())
-    }
-    async fn note(session: Session, body: String) -> String {
-        session.insert("note", body).expect("serializable");
-        session.source().as_str().to_owned()
-    }
-    async fn read(session: Session) -> String {
-        let n = session.get::<u64>("n").expect("a number").unwrap_or(0);
-        format!("{}:{n}", session.source().as_str())
-    }
-    Router::new()
-        .route("/count", post(count))
-        .route("/note", post(note))
-        .route("/read", get(read))
-        .layer(SessionLayer::new(manager.clone()))
-}
 
 /// A request from TCP peer `peer` (as `axum::serve` with connect info
 /// records it), optionally forwarded for `xff` and with session `cookie`.
@@ -80,19 +42,6 @@ fn request(
     let peer: SocketAddr = peer.parse().expect("peer address");
     req.extensions_mut().insert(ConnectInfo(peer));
     req
-}
-
-async fn body(resp: Response<Body>) -> String {
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    String::from_utf8(bytes.to_vec()).expect("utf-8")
-}
-
-fn set_cookie(resp: &Response<Body>) -> Option<String> {
-    let v = resp.headers().get(SET_COOKIE)?.to_str().ok()?;
-    let first = v.split(';').next()?;
-    first.strip_prefix("sticky.sid=").map(str::to_owned)
 }
 
 async fn send(app: &Router, req: Request<Body>) -> Response<Body> {
@@ -130,7 +79,7 @@ async fn pttl(addr: &str, cookie: &str) -> i64 {
 
 #[tokio::test]
 async fn at_the_session_cap_new_sessions_are_refused_and_existing_ones_served() {
-    let specs = stores(2).await;
+    let (_stores, specs) = stores(2).await;
     let mut c = Config::new("ws1", SECRET.to_vec(), specs);
     c.max_sessions = 3;
     c.new_sessions_per_ip = 0;
@@ -200,7 +149,7 @@ async fn at_the_session_cap_new_sessions_are_refused_and_existing_ones_served() 
 
 #[tokio::test]
 async fn at_the_byte_cap_new_sessions_are_refused_and_existing_ones_still_grow() {
-    let specs = stores(2).await;
+    let (_stores, specs) = stores(2).await;
     let mut c = Config::new("ws1", SECRET.to_vec(), specs);
     c.max_bytes = 10_000;
     c.new_sessions_per_ip = 0;
@@ -272,7 +221,7 @@ async fn at_the_byte_cap_new_sessions_are_refused_and_existing_ones_still_grow()
 
 #[tokio::test]
 async fn one_address_gets_its_burst_of_new_sessions_and_no_more() {
-    let specs = stores(2).await;
+    let (_stores, specs) = stores(2).await;
     let mut c = Config::new("ws1", SECRET.to_vec(), specs);
     c.new_sessions_per_ip = 1;
     c.new_sessions_burst = 100;
@@ -387,7 +336,7 @@ async fn one_address_gets_its_burst_of_new_sessions_and_no_more() {
 
 #[tokio::test]
 async fn an_untouched_new_session_has_a_short_ttl_until_its_second_request() {
-    let specs = stores(1).await;
+    let (_stores, specs) = stores(1).await;
     let addr = specs[0].addr.clone();
     let mut c = Config::new("ws1", SECRET.to_vec(), specs);
     c.replicas = 1;

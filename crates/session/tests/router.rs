@@ -5,69 +5,23 @@
 //! counters ([`Store::snapshot`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use axum::body::Body;
-use axum::routing::{get, post};
 use axum::Router;
+use common::{app, body, set_cookie, stores, SECRET};
 use http::header::{COOKIE, SET_COOKIE};
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use sticky_proto::control::{EPOCH_HEADER, FENCED_HEADER};
-use sticky_session::{Config, Session, SessionLayer, SessionManager, StoreSpec};
+use sticky_session::{Config, SessionManager, StoreSpec};
 use sticky_store::{Store, StoreConfig, SESSION_COMMANDS};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-
-const SECRET: [u8; 32] = [42; 32];
-
-/// A store serving on an ephemeral port until the test's runtime ends.
-async fn store() -> (Store, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr").to_string();
-    let store = Store::new(StoreConfig::default());
-    let serving = store.clone();
-    tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
-    (store, addr)
-}
-
-async fn stores(n: usize) -> (Vec<Store>, Vec<StoreSpec>) {
-    let mut all = Vec::new();
-    let mut specs = Vec::new();
-    for i in 1..=n {
-        let (s, addr) = store().await;
-        all.push(s);
-        specs.push(StoreSpec {
-            name: format!("s{i}"),
-            addr,
-        });
-    }
-    (all, specs)
-}
 
 async fn manager(name: &str, specs: &[StoreSpec], replicas: usize) -> SessionManager {
     let mut config = Config::new(name, SECRET.to_vec(), specs.to_vec());
     config.replicas = replicas;
     SessionManager::start(config).await.expect("manager starts")
-}
-
-/// `POST /count` adds one to `n`; `GET /read` only reads it. Both answer
-/// `<source>:<n>`. `POST /logout` destroys the session.
-fn app(manager: &SessionManager) -> Router {
-    async fn count(session: Session) -> String {
-        let n = session.get::<u64>("n").expect("a number").unwrap_or(0) + 1;
-        session.insert("n", n).expect("serializable");
-        format!("{}:{n}", session.source().as_str())
-    }
-    async fn read(session: Session) -> String {
-        let n = session.get::<u64>("n").expect("a number").unwrap_or(0);
-        format!("{}:{n}", session.source().as_str())
-    }
-    Router::new()
-        .route("/count", post(count))
-        .route("/read", get(read))
-        .route(
-            "/logout",
-            post(|session: Session| async move { session.destroy() }),
-        )
-        .layer(SessionLayer::new(manager.clone()))
 }
 
 fn request(method: &str, path: &str, cookie: Option<&str>) -> Request<Body> {
@@ -76,20 +30,6 @@ fn request(method: &str, path: &str, cookie: Option<&str>) -> Request<Body> {
         b = b.header(COOKIE, format!("sticky.sid={c}"));
     }
     b.body(Body::empty()).expect("request")
-}
-
-async fn body(resp: Response<Body>) -> String {
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    String::from_utf8(bytes.to_vec()).expect("utf-8")
-}
-
-/// The session cookie's value in a response, if it sets one.
-fn set_cookie(resp: &Response<Body>) -> Option<String> {
-    let v = resp.headers().get(SET_COOKIE)?.to_str().ok()?;
-    let first = v.split(';').next()?;
-    first.strip_prefix("sticky.sid=").map(str::to_owned)
 }
 
 /// Session commands each store executed so far.
