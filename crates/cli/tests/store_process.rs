@@ -12,20 +12,6 @@ use sticky_test_support::{temp_path, Resp, RespConn, Sticky, StoreProcess, DEADL
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
-/// `SESS.PUT key g s owner ttl payload`.
-fn put(c: &mut RespConn, key: &str, g: u64, s: u64, owner: &str, ttl: u64, payload: &[u8]) -> Resp {
-    c.cmd(&[
-        b"SESS.PUT",
-        key.as_bytes(),
-        g.to_string().as_bytes(),
-        s.to_string().as_bytes(),
-        owner.as_bytes(),
-        ttl.to_string().as_bytes(),
-        payload,
-    ])
-    .unwrap()
-}
-
 /// The limits given as flags are the store's: `--max-clients` and
 /// `--max-memory` in `INFO`, `--max-bulk` refusing a longer bulk string,
 /// `--tombstone-ttl` on a tombstone, `--idle-timeout` closing a silent
@@ -103,7 +89,7 @@ fn requirepass_file_is_read() {
 fn sigterm_shuts_down_gracefully_and_exits_0() {
     let mut store = StoreProcess::start(STICKY, &[]);
     let mut idle = store.client();
-    assert_eq!(put(&mut idle, "s", 1, 1, "ws1", 0, b"data"), Resp::ok());
+    assert_eq!(idle.sess_put("s", 1, 1, "ws1", 0, b"data"), Resp::ok());
     let started = Instant::now();
     store.sigterm();
     let status = store.wait_exit(DEADLINE);

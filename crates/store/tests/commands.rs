@@ -46,19 +46,6 @@ fn sess_get(c: &mut RespConn, key: &[u8]) -> Option<Got> {
     }
 }
 
-fn put(c: &mut RespConn, key: &str, g: u64, s: u64, owner: &str, ttl: u64, payload: &[u8]) -> Resp {
-    c.cmd(&[
-        b"SESS.PUT",
-        key.as_bytes(),
-        g.to_string().as_bytes(),
-        s.to_string().as_bytes(),
-        owner.as_bytes(),
-        ttl.to_string().as_bytes(),
-        payload,
-    ])
-    .unwrap()
-}
-
 fn live(g: i64, s: i64, owner: &str, payload: &[u8]) -> Got {
     Got {
         kind: "live".into(),
@@ -92,14 +79,14 @@ fn sess_put_and_get_round_trip_binary_payloads_with_stamps() {
     assert_eq!(sess_get(&mut c, key), Some(live(1, 5, "ws-1", &payload)));
 
     // A higher seq, then a higher generation, replace the copy.
-    assert_eq!(put(&mut c, "s", 1, 1, "ws1", 0, b"v1"), Resp::ok());
-    assert_eq!(put(&mut c, "s", 1, 2, "ws1", 0, b"v2"), Resp::ok());
+    assert_eq!(c.sess_put("s", 1, 1, "ws1", 0, b"v1"), Resp::ok());
+    assert_eq!(c.sess_put("s", 1, 2, "ws1", 0, b"v2"), Resp::ok());
     assert_eq!(sess_get(&mut c, b"s"), Some(live(1, 2, "ws1", b"v2")));
-    assert_eq!(put(&mut c, "s", 2, 0, "ws2", 0, b"v3"), Resp::ok());
+    assert_eq!(c.sess_put("s", 2, 0, "ws2", 0, b"v3"), Resp::ok());
     assert_eq!(sess_get(&mut c, b"s"), Some(live(2, 0, "ws2", b"v3")));
 
     // An empty payload is a payload; a TTL shows as the remaining pttl.
-    assert_eq!(put(&mut c, "e", 0, 1, "ws1", 60_000, b""), Resp::ok());
+    assert_eq!(c.sess_put("e", 0, 1, "ws1", 60_000, b""), Resp::ok());
     let got = sess_get(&mut c, b"e").unwrap();
     assert_eq!((got.kind.as_str(), &got.payload[..]), ("live", &b""[..]));
     assert!(
@@ -114,16 +101,16 @@ fn sess_put_and_get_round_trip_binary_payloads_with_stamps() {
     // Stamp parts go up to 2^53 - 1 (issue 15, item 11): beyond, a client
     // could store a stamp no later claim can exceed.
     let big = (1u64 << 53) - 1;
-    assert_eq!(put(&mut c, "big", big, big, "ws1", 0, b"x"), Resp::ok());
+    assert_eq!(c.sess_put("big", big, big, "ws1", 0, b"x"), Resp::ok());
     assert_eq!(
         sess_get(&mut c, b"big"),
         Some(live(big as i64, big as i64, "ws1", b"x"))
     );
     assert_eq!(
-        put(&mut c, "big", big, big, "ws1", 0, b"x"),
+        c.sess_put("big", big, big, "ws1", 0, b"x"),
         Resp::error(&format!("STALE {big} {big}"))
     );
-    let beyond = put(&mut c, "huge", big + 1, 0, "ws1", 0, b"x");
+    let beyond = c.sess_put("huge", big + 1, 0, "ws1", 0, b"x");
     assert!(
         format!("{beyond:?}").contains("a stamp part must be decimal digits"),
         "{beyond:?}"
@@ -135,19 +122,19 @@ fn sess_put_and_get_round_trip_binary_payloads_with_stamps() {
 fn stale_and_equal_stamps_are_refused_with_the_stored_stamp() {
     let store = StoreServer::start_default();
     let mut c = store.client();
-    assert_eq!(put(&mut c, "s", 2, 5, "ws1", 0, b"kept"), Resp::ok());
+    assert_eq!(c.sess_put("s", 2, 5, "ws1", 0, b"kept"), Resp::ok());
     // Lower generation (even with a higher seq), lower seq, equal stamp.
     for (g, s) in [(1, 9), (2, 4), (0, 0), (2, 5)] {
         assert_eq!(
-            put(&mut c, "s", g, s, "ws9", 0, b"lost"),
+            c.sess_put("s", g, s, "ws9", 0, b"lost"),
             Resp::error("STALE 2 5"),
             "put with stamp ({g}, {s})"
         );
     }
     assert_eq!(sess_get(&mut c, b"s"), Some(live(2, 5, "ws1", b"kept")));
-    assert_eq!(put(&mut c, "s", 2, 6, "ws1", 0, b"new"), Resp::ok());
+    assert_eq!(c.sess_put("s", 2, 6, "ws1", 0, b"new"), Resp::ok());
     assert_eq!(
-        put(&mut c, "s", 2, 6, "ws1", 0, b"retry"),
+        c.sess_put("s", 2, 6, "ws1", 0, b"retry"),
         Resp::error("STALE 2 6")
     );
     assert_eq!(sess_get(&mut c, b"s"), Some(live(2, 6, "ws1", b"new")));
@@ -163,7 +150,7 @@ fn claim_succeeds_only_on_the_expected_stamp() {
         c.cmd_str("SESS.CLAIM s 1 1 2 0 ws2 0"),
         Resp::error("NOSESSION no such session")
     );
-    assert_eq!(put(&mut c, "s", 1, 3, "ws1", 0, b"data"), Resp::ok());
+    assert_eq!(c.sess_put("s", 1, 3, "ws1", 0, b"data"), Resp::ok());
     // Another stamp than the stored one: STALE with the current stamp.
     assert_eq!(
         c.cmd_str("SESS.CLAIM s 1 2 2 0 ws2 0"),
@@ -188,7 +175,7 @@ fn claim_succeeds_only_on_the_expected_stamp() {
     assert!(got.pttl > 0 && got.pttl <= 60_000, "pttl {}", got.pttl);
     // The old host's late write and a second claim of the old stamp lose.
     assert_eq!(
-        put(&mut c, "s", 1, 4, "ws1", 0, b"late"),
+        c.sess_put("s", 1, 4, "ws1", 0, b"late"),
         Resp::error("STALE 2 0")
     );
     assert_eq!(
@@ -196,7 +183,7 @@ fn claim_succeeds_only_on_the_expected_stamp() {
         Resp::error("STALE 2 0")
     );
     // The new host writes on.
-    assert_eq!(put(&mut c, "s", 2, 1, "ws2", 0, b"more"), Resp::ok());
+    assert_eq!(c.sess_put("s", 2, 1, "ws2", 0, b"more"), Resp::ok());
 
     // A destroyed session cannot be claimed: DELETED with the tombstone's stamp.
     assert_eq!(c.cmd_str("SESS.DEL s 2 2"), Resp::ok());
@@ -217,7 +204,7 @@ fn tombstones_block_resurrection_until_they_expire() {
         ..StoreConfig::default()
     });
     let mut c = store.client();
-    assert_eq!(put(&mut c, "s", 1, 1, "ws1", 0, b"data"), Resp::ok());
+    assert_eq!(c.sess_put("s", 1, 1, "ws1", 0, b"data"), Resp::ok());
     // A delete with a stamp not above the stored one is refused.
     assert_eq!(c.cmd_str("SESS.DEL s 1 1"), Resp::error("STALE 1 1"));
     assert_eq!(c.cmd_str("SESS.DEL s 0 9"), Resp::error("STALE 1 1"));
@@ -240,11 +227,11 @@ fn tombstones_block_resurrection_until_they_expire() {
     );
     // A delayed older put (or one with the delete's own stamp) is refused.
     assert_eq!(
-        put(&mut c, "s", 1, 1, "ws1", 0, b"old"),
+        c.sess_put("s", 1, 1, "ws1", 0, b"old"),
         Resp::error("STALE 1 2")
     );
     assert_eq!(
-        put(&mut c, "s", 1, 2, "ws1", 0, b"old"),
+        c.sess_put("s", 1, 2, "ws1", 0, b"old"),
         Resp::error("STALE 1 2")
     );
     assert_eq!(c.cmd_str("SESS.DEL s 1 2"), Resp::error("STALE 1 2"));
@@ -252,7 +239,7 @@ fn tombstones_block_resurrection_until_they_expire() {
     // GET of a session key is WRONGTYPE, for tombstones too.
     assert!(c.cmd_str("GET s").is_error_starting("WRONGTYPE "));
     // A higher stamp may use the id again.
-    assert_eq!(put(&mut c, "s", 1, 3, "ws1", 0, b"reborn"), Resp::ok());
+    assert_eq!(c.sess_put("s", 1, 3, "ws1", 0, b"reborn"), Resp::ok());
     assert_eq!(sess_get(&mut c, b"s"), Some(live(1, 3, "ws1", b"reborn")));
 
     // Deleting what is not there still leaves a tombstone.
@@ -260,16 +247,16 @@ fn tombstones_block_resurrection_until_they_expire() {
     assert_eq!(sess_get(&mut c, b"never").unwrap().kind, "tombstone");
 
     // A short explicit tombstone TTL: afterwards even a low stamp lands.
-    assert_eq!(put(&mut c, "short", 5, 5, "ws1", 0, b"x"), Resp::ok());
+    assert_eq!(c.sess_put("short", 5, 5, "ws1", 0, b"x"), Resp::ok());
     assert_eq!(c.cmd_str("SESS.DEL short 5 6 100"), Resp::ok());
     assert_eq!(
-        put(&mut c, "short", 0, 1, "ws1", 0, b"y"),
+        c.sess_put("short", 0, 1, "ws1", 0, b"y"),
         Resp::error("STALE 5 6")
     );
     wait_until(DEADLINE, "the 100 ms tombstone expires", || {
         sess_get(&mut c, b"short").is_none()
     });
-    assert_eq!(put(&mut c, "short", 0, 1, "ws1", 0, b"y"), Resp::ok());
+    assert_eq!(c.sess_put("short", 0, 1, "ws1", 0, b"y"), Resp::ok());
 }
 
 #[test]
@@ -281,7 +268,7 @@ fn touch_sets_the_ttl_of_live_copies_only() {
     assert_eq!(c.cmd_str("SESS.TOUCH plain 1000"), Resp::Int(0));
     assert_eq!(c.cmd_str("PTTL plain"), Resp::Int(-1));
 
-    assert_eq!(put(&mut c, "s", 1, 1, "ws1", 0, b"data"), Resp::ok());
+    assert_eq!(c.sess_put("s", 1, 1, "ws1", 0, b"data"), Resp::ok());
     assert_eq!(sess_get(&mut c, b"s").unwrap().pttl, -1);
     assert_eq!(c.cmd_str("SESS.TOUCH s 600000"), Resp::Int(1));
     let got = sess_get(&mut c, b"s").unwrap();
@@ -309,19 +296,19 @@ fn short_ttls_expire_lazily_and_actively() {
     let store = StoreServer::start_default();
     let mut c = store.client();
     // Lazy: a read after the deadline sees nothing.
-    assert_eq!(put(&mut c, "s", 3, 3, "ws1", 100, b"data"), Resp::ok());
+    assert_eq!(c.sess_put("s", 3, 3, "ws1", 100, b"data"), Resp::ok());
     wait_until(DEADLINE, "SESS.GET of a 100 ms session returns nil", || {
         sess_get(&mut c, b"s").is_none()
     });
     // Expiry leaves no tombstone: any stamp may write again.
-    assert_eq!(put(&mut c, "s", 0, 1, "ws1", 0, b"new"), Resp::ok());
+    assert_eq!(c.sess_put("s", 0, 1, "ws1", 0, b"new"), Resp::ok());
 
     // Active: keys nobody reads are removed; DBSIZE counts keys not yet
     // swept, so it only drops through active expiry.
     let mut seeded = 0;
     for i in 0..50 {
         let key = format!("sess-{i}");
-        assert_eq!(put(&mut c, &key, 1, 1, "ws1", 100, b"p"), Resp::ok());
+        assert_eq!(c.sess_put(&key, 1, 1, "ws1", 100, b"p"), Resp::ok());
         assert_eq!(c.cmd_str(&format!("SET plain-{i} v PX 100")), Resp::ok());
         seeded += 2;
     }
@@ -357,7 +344,9 @@ fn plain_redis_commands_and_pipelining() {
     assert_eq!(c.cmd_str("SELECT 0"), Resp::ok());
     assert_eq!(c.cmd_str("DBSIZE"), Resp::Int(1));
     // Plain and session values do not mix.
-    assert!(put(&mut c, "k", 1, 1, "ws1", 0, b"x").is_error_starting("WRONGTYPE "));
+    assert!(c
+        .sess_put("k", 1, 1, "ws1", 0, b"x")
+        .is_error_starting("WRONGTYPE "));
     assert!(c.cmd_str("SESS.GET k").is_error_starting("WRONGTYPE "));
     assert!(c
         .cmd_str("SESS.CLAIM k 1 1 2 0 ws1 0")
@@ -445,7 +434,7 @@ fn auth_is_required_with_requirepass() {
     assert!(c.cmd_str("HELLO 3").is_error_starting("NOAUTH "));
     assert_eq!(c.cmd(&[b"AUTH", b"s3cret pass"]).unwrap(), Resp::ok());
     assert_eq!(c.cmd_str("PING"), Resp::simple("PONG"));
-    assert_eq!(put(&mut c, "s", 1, 1, "ws1", 0, b"data"), Resp::ok());
+    assert_eq!(c.sess_put("s", 1, 1, "ws1", 0, b"data"), Resp::ok());
     assert_eq!(
         c.cmd(&[b"AUTH", b"default", b"s3cret pass"]).unwrap(),
         Resp::ok()
@@ -507,7 +496,9 @@ fn max_memory_refuses_writes_but_deletes_still_work() {
         stored.len()
     );
     // Session writes are refused the same way, with the OOM code.
-    assert!(put(&mut c, "s", 1, 1, "ws1", 0, &value).is_error_starting("OOM "));
+    assert!(c
+        .sess_put("s", 1, 1, "ws1", 0, &value)
+        .is_error_starting("OOM "));
     // Reads still work, and so do deletes.
     assert_eq!(
         c.cmd(&[b"GET", stored[0].as_bytes()]).unwrap(),
@@ -524,7 +515,7 @@ fn max_memory_refuses_writes_but_deletes_still_work() {
     // A tombstone is always possible, even at the limit.
     assert_eq!(c.cmd_str("SESS.DEL gone 1 1"), Resp::ok());
     // With room made, writes land again.
-    assert_eq!(put(&mut c, "s", 1, 1, "ws1", 0, &value), Resp::ok());
+    assert_eq!(c.sess_put("s", 1, 1, "ws1", 0, &value), Resp::ok());
     let info = c.cmd_str("INFO memory");
     assert_eq!(info.info_field("maxmemory").as_deref(), Some("20480"));
     let used: u64 = info.info_field("used_memory").unwrap().parse().unwrap();
@@ -552,10 +543,10 @@ fn resp3_via_hello_3() {
     // Nulls are RESP3 nulls now.
     assert_eq!(c.cmd_str("SESS.GET absent"), Resp::Null);
     assert_eq!(c.cmd_str("GET absent"), Resp::Null);
-    assert_eq!(put(&mut c, "s", 4, 2, "ws1", 0, b"three"), Resp::ok());
+    assert_eq!(c.sess_put("s", 4, 2, "ws1", 0, b"three"), Resp::ok());
     assert_eq!(sess_get(&mut c, b"s"), Some(live(4, 2, "ws1", b"three")));
     assert_eq!(
-        put(&mut c, "s", 4, 1, "ws1", 0, b"old"),
+        c.sess_put("s", 4, 1, "ws1", 0, b"old"),
         Resp::error("STALE 4 2")
     );
     assert!(matches!(c.cmd_str("CONFIG GET maxmemory"), Resp::Map(_)));

@@ -324,6 +324,29 @@ impl RespConn {
             .unwrap_or_else(|e| panic!("request {line:?}: {e}"))
     }
 
+    /// `SESS.PUT key gen seq owner ttl_ms payload`; panics on an I/O error.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sess_put(
+        &mut self,
+        key: &str,
+        generation: u64,
+        seq: u64,
+        owner: &str,
+        ttl_ms: u64,
+        payload: &[u8],
+    ) -> Resp {
+        self.cmd(&[
+            b"SESS.PUT",
+            key.as_bytes(),
+            generation.to_string().as_bytes(),
+            seq.to_string().as_bytes(),
+            owner.as_bytes(),
+            ttl_ms.to_string().as_bytes(),
+            payload,
+        ])
+        .unwrap_or_else(|e| panic!("SESS.PUT {key}: {e}"))
+    }
+
     /// Writes raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)
