@@ -27,6 +27,16 @@ pub const RESERVED_PREFIX: &str = "/.sticky/";
 pub const HEALTH_PATH: &str = "/.sticky/health";
 /// Fence: new epoch, empty cache (`POST`).
 pub const FENCE_PATH: &str = "/.sticky/fence";
+/// Adopt a dead server's sessions (`POST`, JSON [`AdoptRequest`]): the web
+/// server claims, in the background, every session the stores list as owned
+/// by `owner` whose rendezvous over `among` picks it (`docs/safety.md` §5).
+pub const ADOPT_PATH: &str = "/.sticky/adopt";
+
+/// Response header of a `421 Misdirected Request` from a web server: the
+/// name of the server that holds the session's live lease at the stores.
+/// The director re-sends the request there once and strips the header;
+/// a client calling a web server directly sees it (`docs/safety.md` §4).
+pub const OWNER_HEADER: &str = "sticky-owner";
 
 /// Request header the director adds to every request it forwards: the
 /// epoch it last heard the web server report. A web server whose epoch
@@ -75,6 +85,38 @@ pub struct HealthReport {
     pub ready: bool,
     /// Configured as a standby.
     pub standby: bool,
+    /// True while the server holds its lease at a quorum of stores and so
+    /// may serve from its cache (`docs/safety.md` §2). A server that does
+    /// not answers 503 to session requests until it does.
+    #[serde(default = "serving_default")]
+    pub serving: bool,
+}
+
+fn serving_default() -> bool {
+    true
+}
+
+/// The body of `POST /.sticky/adopt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdoptRequest {
+    /// The dead lease, `name@epoch`, whose sessions are adopted.
+    pub owner: String,
+    /// The servers the director routes the dead server's sessions to
+    /// (its failover candidates). A server adopts the sessions for which
+    /// the director's failover choice over these candidates is itself:
+    /// highest [`weighted_score`](crate::rendezvous::weighted_score) of
+    /// [`sha256_hash`](crate::rendezvous::sha256_hash)`(session cookie
+    /// value, name)` and the weight, ties to the higher hash.
+    pub among: Vec<AdoptTarget>,
+}
+
+/// One failover candidate of an [`AdoptRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdoptTarget {
+    /// The web server's name.
+    pub name: String,
+    /// Its routing weight (0 counts as 1).
+    pub weight: u32,
 }
 
 /// What the `sticky up` supervisor's control API does to a process
@@ -260,12 +302,18 @@ mod tests {
             sessions: 3,
             ready: true,
             standby: false,
+            serving: true,
         };
         let json = serde_json::to_string(&r).unwrap_or_default();
         assert_eq!(
             json,
-            r#"{"name":"ws1","epoch":7,"sessions":3,"ready":true,"standby":false}"#
+            r#"{"name":"ws1","epoch":7,"sessions":3,"ready":true,"standby":false,"serving":true}"#
         );
+        let old: HealthReport = serde_json::from_str(
+            r#"{"name":"ws1","epoch":7,"sessions":3,"ready":true,"standby":false}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(old.serving, "a report without the field: serving");
     }
 
     #[test]

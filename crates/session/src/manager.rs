@@ -96,6 +96,7 @@ impl SessionManager {
             sessions: self.sessions() as u64,
             ready: self.inner.stores.live() != 0,
             standby: self.inner.config.standby,
+            serving: true,
         }
     }
 

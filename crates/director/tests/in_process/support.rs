@@ -158,6 +158,7 @@ impl App {
                 sessions: 0,
                 ready: true,
                 standby: false,
+                serving: true,
             };
             let mut resp = text(
                 StatusCode::OK,
