@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use sticky_config::ClusterFile;
-use sticky_session::{Config, IpNet, SessionManager, StoreSpec};
+use sticky_session::{Config, IpNet, Peer, SessionManager, StoreSpec};
 
 /// `sticky web` options.
 #[derive(Debug, Args)]
@@ -68,7 +68,17 @@ pub(crate) fn session_config(
     c.absolute_timeout = Duration::from_secs(s.absolute_timeout_secs.max(1));
     c.max_size = usize::try_from(s.max_size.0).context("[session] max_size is too large")?;
     c.lease = Duration::from_millis(s.lease_ms.max(100));
+    c.claim_timeout = Duration::from_millis(s.claim_timeout_ms.max(10));
     c.store_timeout = Duration::from_millis(s.store_timeout_ms.max(10));
+    c.peers = file
+        .web
+        .iter()
+        .filter(|w| w.name != name)
+        .map(|w| Peer {
+            name: w.name.clone(),
+            addr: connectable(w.listen),
+        })
+        .collect();
     c.async_queue = s.async_queue.max(1);
     c.async_max_lag = Duration::from_millis(s.async_max_lag_ms);
     c.recopy_rate = s.recopy_rate.max(1);
@@ -86,6 +96,17 @@ pub(crate) fn session_config(
         .collect::<Result<_, _>>()
         .with_context(|| format!("[session] trusted_proxies in {}", path.display()))?;
     Ok(c)
+}
+
+/// `addr` as a peer connects to it: an unspecified address (`0.0.0.0`,
+/// `::`) is reached on loopback.
+fn connectable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, addr.port())
 }
 
 /// Runs the demo web server until SIGINT or SIGTERM.
@@ -120,8 +141,14 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
         tracing::info!(server = %args.name, addr = %listen, epoch = manager.epoch(), "web server listening");
         // The peer address, for the per-address limit of new sessions.
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        // On SIGINT/SIGTERM: stop serving sessions and release the lease
+        // first, then close the listener and drain (docs/safety.md §2).
+        let stopping = manager.clone();
         axum::serve(listener, app)
-            .with_graceful_shutdown(crate::shutdown::shutdown_signal())
+            .with_graceful_shutdown(async move {
+                crate::shutdown::shutdown_signal().await;
+                stopping.stop().await;
+            })
             .await
             .context("web server failed")?;
         tracing::info!("web server stopped");

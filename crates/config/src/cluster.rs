@@ -88,9 +88,15 @@ pub struct SessionSection {
     pub absolute_timeout_secs: u64,
     /// Largest serialized session. Default 64KiB.
     pub max_size: ByteSize,
-    /// A web server that heard no health check for this long fences itself.
-    /// Default 3000.
+    /// A web server's lease at the stores, renewed every third of it: it
+    /// serves from its cache only while a quorum of stores holds it, and
+    /// the sessions of a server cut off or paused can be claimed by others
+    /// this long after its last renewal (`docs/safety.md` §2). Default 3000.
     pub lease_ms: u64,
+    /// A takeover that has not finished in this time answers 503; stores
+    /// keep dead leases and promises twice as long (a `sticky store`'s
+    /// `--claim-window` must be at least that). Default 2000.
+    pub claim_timeout_ms: u64,
     /// Per-request timeout towards a store. Default 1000.
     pub store_timeout_ms: u64,
     /// Async mode: most changes waiting to be copied. Default 10000.
@@ -131,6 +137,7 @@ impl Default for SessionSection {
             absolute_timeout_secs: 86_400,
             max_size: ByteSize(64 << 10),
             lease_ms: 3000,
+            claim_timeout_ms: 2000,
             store_timeout_ms: 1000,
             async_queue: 10_000,
             async_max_lag_ms: 1000,

@@ -16,7 +16,11 @@ fn bench(c: &mut Criterion) {
     let (manager, cookie) = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let store = Store::new(StoreConfig::default());
+        let store = Store::new(StoreConfig {
+            // A fresh store, not a restarted one (no recovery window).
+            restarted: false,
+            ..StoreConfig::default()
+        });
         tokio::spawn(async move { store.serve(listener, std::future::pending()).await });
         let stores = vec![StoreSpec {
             name: "s1".into(),

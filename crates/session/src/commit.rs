@@ -46,7 +46,10 @@ impl SessionManager {
             return Ok(CookieAction::None);
         };
         if changes.destroyed {
-            let destroyed = self.destroy(&opened.id, state).await;
+            let destroyed = self
+                .destroy(&opened.id, state)
+                .await
+                .and_then(|()| self.acknowledged_within_lease(opened.epoch));
             // Destroyed, or moved elsewhere: either way this copy is done.
             self.drop_local(&mut opened);
             destroyed?;
@@ -59,7 +62,11 @@ impl SessionManager {
         if changes.cycle_id && !state.is_unsaved() {
             // Login: the session continues under a new id; the old id is destroyed.
             let mut moved = state.clone();
-            let destroyed = self.destroy(&opened.id, state).await;
+            let epoch = opened.epoch;
+            let destroyed = self
+                .destroy(&opened.id, state)
+                .await
+                .and_then(|()| self.acknowledged_within_lease(epoch));
             self.drop_local(&mut opened);
             destroyed?;
             moved.stamp = Stamp::default();
@@ -72,6 +79,7 @@ impl SessionManager {
                 held: Held::Fresh(moved),
                 // The same user under a new id: not a new session.
                 admit: Admit::Existing,
+                epoch,
             };
             return Box::pin(self.commit(
                 opened,
@@ -138,7 +146,17 @@ impl SessionManager {
         // Copied in line: the stores that acknowledged; queued: none yet
         // (the queue records them once copied).
         let ttl = self.copy_ttl(untouched);
-        let copied = match self.replicate(&opened.id, next, &payload, ttl).await {
+        let copied = match self
+            .replicate(&opened.id, next, &payload, ttl)
+            .await
+            .and_then(|c| {
+                // In line: acknowledged only if the lease belief held when
+                // the last store acknowledged (`docs/safety.md` §1).
+                c.map_or(Ok(None), |c| {
+                    self.acknowledged_within_lease(opened.epoch)
+                        .map(|()| Some(c))
+                })
+            }) {
             Ok(copied) => copied,
             Err(e) => {
                 self.drop_local(&mut opened);
@@ -182,6 +200,22 @@ impl SessionManager {
         } else {
             CookieAction::None
         })
+    }
+
+    /// Ok if epoch `epoch`'s lease belief still holds now, when the last
+    /// acknowledgement of a change has arrived: only then may the change be
+    /// acknowledged (a claim cannot have started reading yet). Else 503.
+    fn acknowledged_within_lease(&self, epoch: u64) -> Result<(), SessionError> {
+        let inner = &self.inner;
+        if inner.fencing.holds(epoch, inner.clock.now_ms()) {
+            return Ok(());
+        }
+        metrics::counter!("sticky_acks_after_lease_total").increment(1);
+        tracing::warn!(
+            epoch,
+            "a change was stored after this server's lease belief ended: not acknowledged"
+        );
+        Err(crate::open::not_serving())
     }
 
     /// Replaces the session's copies by tombstones. A refusal as stale

@@ -89,6 +89,16 @@ pub struct StoreSpec {
     pub addr: String,
 }
 
+/// Another web server of the cluster, which this one may have to prove
+/// gone before claiming its sessions (`docs/safety.md` §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its name (`ws2`).
+    pub name: String,
+    /// Where its control endpoints answer.
+    pub addr: std::net::SocketAddr,
+}
+
 /// Everything the library can be told. Build with [`Config::new`], which
 /// states every default.
 #[derive(Clone)]
@@ -118,8 +128,20 @@ pub struct Config {
     pub absolute_timeout: Duration,
     /// Largest serialized session. Default 64 KiB.
     pub max_size: usize,
-    /// Fence after this long without a health check. Default 3 s.
+    /// This server's lease at the stores: renewed every third of it; the
+    /// server serves from its cache only while a quorum of stores holds
+    /// it, and a crashed or cut-off server's sessions can be claimed by
+    /// others at most this long after its last renewal (`docs/safety.md`
+    /// §2). Default 3 s.
     pub lease: Duration,
+    /// A takeover (claim) that has not finished in this time gives up with
+    /// a 503; stores keep dead leases and promises twice as long. Default
+    /// 2 s.
+    pub claim_timeout: Duration,
+    /// The other web servers, whose death this one may prove (a refused
+    /// connection, another epoch) to claim their sessions before their
+    /// leases run out. Default none: it then waits for the lease.
+    pub peers: Vec<Peer>,
     /// Per-request timeout towards a store. Default 1 s.
     pub store_timeout: Duration,
     /// Store password. Default none.
@@ -198,6 +220,8 @@ impl Config {
             absolute_timeout: Duration::from_secs(86_400),
             max_size: 64 << 10,
             lease: Duration::from_secs(3),
+            claim_timeout: Duration::from_secs(2),
+            peers: Vec::new(),
             store_timeout: Duration::from_secs(1),
             store_password: None,
             async_queue: 10_000,

@@ -1,5 +1,5 @@
 //! The control endpoints under `/.sticky/` (see `docs/protocol.md`):
-//! health (renews the lease), fence, and Prometheus metrics. Each answers
+//! health, fence, adopt (a dead server's sessions), and Prometheus metrics. Each answers
 //! only with the admin token.
 
 use axum::extract::State;
@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use sticky_proto::control::{FENCE_PATH, HEALTH_PATH};
+use sticky_proto::control::{AdoptRequest, ADOPT_PATH, FENCE_PATH, HEALTH_PATH};
 
 use crate::state::SessionManager;
 
@@ -34,7 +34,7 @@ async fn health(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
     if !authorized(&ctl, &headers) {
         return denied();
     }
-    Json(ctl.manager.health(true)).into_response()
+    Json(ctl.manager.health()).into_response()
 }
 
 async fn fence(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
@@ -42,7 +42,26 @@ async fn fence(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
         return denied();
     }
     ctl.manager.fence("asked by the director");
-    Json(ctl.manager.health(true)).into_response()
+    Json(ctl.manager.health()).into_response()
+}
+
+async fn adopt(State(ctl): State<Ctl>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !authorized(&ctl, &headers) {
+        return denied();
+    }
+    let req: AdoptRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("bad adopt request: {e}\n")).into_response()
+        }
+    };
+    match ctl.manager.adopt(req) {
+        Ok(()) => (StatusCode::ACCEPTED, "adopting\n").into_response(),
+        Err(crate::SessionError::Data(m)) => {
+            (StatusCode::BAD_REQUEST, format!("bad adopt request: {m}\n")).into_response()
+        }
+        Err(e) => (e.status(), format!("{e}\n")).into_response(),
+    }
 }
 
 async fn metrics(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
@@ -63,6 +82,7 @@ impl SessionManager {
         Router::new()
             .route(HEALTH_PATH, get(health))
             .route(FENCE_PATH, post(fence))
+            .route(ADOPT_PATH, post(adopt))
             .route("/.sticky/metrics", get(self::metrics))
             .with_state(Ctl {
                 manager: self.clone(),

@@ -39,6 +39,14 @@ pub enum SessionError {
         /// Seconds until the address may create one again (`Retry-After`).
         retry_after_secs: u64,
     },
+    /// Another live server holds the session's lease at the stores: this
+    /// server claimed nothing and answers 421 naming it, so the director
+    /// re-sends the request there (`docs/safety.md` §4).
+    #[error("the session is hosted by {owner}")]
+    Misdirected {
+        /// The name of the server that hosts it.
+        owner: String,
+    },
     /// Invalid settings.
     #[error("invalid session configuration: {0}")]
     Config(String),
@@ -58,6 +66,7 @@ impl SessionError {
         match self {
             SessionError::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             SessionError::Moved { .. } => S::CONFLICT,
+            SessionError::Misdirected { .. } => S::MISDIRECTED_REQUEST,
             SessionError::Unavailable(_) | SessionError::Fenced { .. } | SessionError::Full(_) => {
                 S::SERVICE_UNAVAILABLE
             }
@@ -92,6 +101,12 @@ mod tests {
             (
                 SessionError::Fenced { epoch: 7 },
                 StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                SessionError::Misdirected {
+                    owner: "ws2".into(),
+                },
+                StatusCode::MISDIRECTED_REQUEST,
             ),
             (
                 SessionError::Full("x".into()),

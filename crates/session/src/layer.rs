@@ -18,7 +18,7 @@ use crate::error::SessionError;
 use crate::open::Source;
 use crate::session::{CookieUpdate, Session};
 use crate::state::SessionManager;
-use sticky_proto::control::{EPOCH_HEADER, FENCED_HEADER};
+use sticky_proto::control::{EPOCH_HEADER, FENCED_HEADER, OWNER_HEADER};
 
 /// Adds a [`Session`] to every request of the routes it wraps.
 #[derive(Debug, Clone)]
@@ -62,6 +62,13 @@ impl IntoResponse for SessionError {
             let mut resp = (status, format!("session error: {self}\n")).into_response();
             resp.headers_mut()
                 .insert(FENCED_HEADER, HeaderValue::from(epoch));
+            return resp;
+        }
+        if let SessionError::Misdirected { owner } = &self {
+            let mut resp = (status, format!("session error: {self}\n")).into_response();
+            if let Ok(v) = HeaderValue::from_str(owner) {
+                resp.headers_mut().insert(OWNER_HEADER, v);
+            }
             return resp;
         }
         if let SessionError::RateLimited { retry_after_secs } = self {

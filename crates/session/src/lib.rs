@@ -73,6 +73,7 @@
 //! ```
 
 mod admission;
+mod adopt;
 mod cache;
 mod clock;
 mod commit;
@@ -85,6 +86,7 @@ mod fencing;
 pub mod fuzzing;
 mod id;
 mod layer;
+mod lease;
 mod manager;
 mod open;
 mod placement;
@@ -95,7 +97,7 @@ mod state;
 mod stores;
 mod takeover;
 
-pub use config::{BadIpNet, Config, IpNet, Mode, StoreSpec};
+pub use config::{BadIpNet, Config, IpNet, Mode, Peer, StoreSpec};
 pub use error::SessionError;
 pub use id::SessionId;
 pub use layer::{SessionLayer, SessionService};

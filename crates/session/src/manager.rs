@@ -1,6 +1,6 @@
 //! Starting a [`SessionManager`] and the background tasks it spawns
-//! (sweeper, lease check and pinger here; re-copy in `recopy`; the async
-//! replicator in `replicator`), and its server-level API: settings,
+//! (sweeper and pinger here; lease renewal in `lease`; re-copy in
+//! `recopy`; the async replicator in `replicator`), and its server-level API: settings,
 //! health, fence. The handle and its shared state are in `state`; each
 //! request's operations in `open`, `commit` and `session`.
 
@@ -10,6 +10,7 @@ use sticky_proto::control::HealthReport;
 
 use crate::config::Config;
 use crate::error::SessionError;
+use crate::lease::lease_loop;
 use crate::recopy::recopy_loop;
 use crate::replicator::async_replicator;
 use crate::state::{Inner, SessionManager};
@@ -28,8 +29,20 @@ impl SessionManager {
         let (inner, rx) = Inner::new(config)?;
         let inner = Arc::new(inner);
         inner.stores.ping_all().await;
+        // The first renewal before serving: a server that reaches a quorum
+        // of stores serves at once.
+        SessionManager {
+            inner: inner.clone(),
+        }
+        .renew_lease()
+        .await;
         let weak = Arc::downgrade(&inner);
         tokio::spawn(background(weak.clone()));
+        tokio::spawn(lease_loop(
+            weak.clone(),
+            inner.fencing.renew_now.clone(),
+            inner.config.lease,
+        ));
         tokio::spawn(recopy_loop(weak.clone(), inner.stores.subscribe()));
         if let Some(rx) = rx {
             tokio::spawn(async_replicator(weak, rx));
@@ -78,34 +91,35 @@ impl SessionManager {
         self.inner.fencing.epoch()
     }
 
-    /// Drops the whole local cache and takes a new epoch. Sessions are
-    /// re-loaded from the stores on demand, with a new generation.
+    /// Drops the whole local cache and takes a new epoch, and releases the
+    /// old epoch's lease at the stores. Sessions are re-loaded from the
+    /// stores on demand, with a new generation. Returns the new epoch.
     pub fn fence(&self, why: &str) -> u64 {
-        self.inner.fencing.fence(&self.inner.cache, why)
+        let epoch = self.inner.fencing.epoch();
+        self.fence_epoch(epoch, why)
+            .unwrap_or_else(|| self.inner.fencing.epoch())
     }
 
-    /// The health report; `renew_lease` records an authenticated check.
-    pub fn health(&self, renew_lease: bool) -> HealthReport {
-        if renew_lease {
-            self.check_lease();
-            self.inner.fencing.renew(self.inner.clock.now_ms());
-        }
+    /// Whether this server holds its lease at a quorum of stores now, and
+    /// so may serve from its cache (`docs/safety.md` §2).
+    pub fn serving(&self) -> bool {
+        let inner = &self.inner;
+        inner
+            .fencing
+            .holds(inner.fencing.epoch(), inner.clock.now_ms())
+    }
+
+    /// The health report (checks the lease first).
+    pub fn health(&self) -> HealthReport {
+        self.check_lease();
         HealthReport {
             name: self.inner.config.server_name.clone(),
             epoch: self.epoch(),
             sessions: self.sessions() as u64,
             ready: self.inner.stores.live() != 0,
             standby: self.inner.config.standby,
-            serving: true,
+            serving: self.serving(),
         }
-    }
-
-    /// Fences if the lease is armed and has run out. One clock read.
-    pub(crate) fn check_lease(&self) {
-        let inner = &self.inner;
-        inner
-            .fencing
-            .check_lease(inner.clock.now_ms(), inner.config.lease, &inner.cache);
     }
 
     /// Is `header` (an `Authorization` value) the admin token?
@@ -114,7 +128,7 @@ impl SessionManager {
     }
 }
 
-/// Sweeper, lease check and store pinger, until the manager is dropped.
+/// Sweeper and store pinger, until the manager is dropped.
 async fn background(weak: Weak<Inner>) {
     let mut tick = tokio::time::interval(PING_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -123,7 +137,6 @@ async fn background(weak: Weak<Inner>) {
         tick.tick().await;
         let Some(inner) = weak.upgrade() else { return };
         let m = SessionManager { inner };
-        m.check_lease();
         m.inner.stores.ping_all().await;
         n += 1;
         if n % 2 == 0 {
@@ -143,38 +156,26 @@ mod tests {
     use crate::state::tests::{config, manager};
 
     #[tokio::test(start_paused = true)]
-    async fn without_health_checks_for_a_lease_the_server_fences_itself() {
-        let mut c = config(2);
-        c.lease = Duration::from_secs(3);
-        let m = manager(c);
+    async fn when_its_belief_lapses_the_server_fences_itself_once() {
+        let m = manager(config(2));
         let id = SessionId::from_bytes([6; 16]);
         m.inner.cache.insert(
             id,
             Entry::new(Some(SessionState::new()), m.inner.clock.now_ms()),
         );
         let first = m.epoch();
-        tokio::time::advance(Duration::from_secs(60)).await;
         m.check_lease();
-        assert_eq!(m.epoch(), first, "no lease before the first health check");
-        m.health(true);
-        tokio::time::advance(Duration::from_millis(2900)).await;
-        m.health(true);
-        tokio::time::advance(Duration::from_millis(2900)).await;
+        assert!(m.serving() && m.health().serving);
+        assert_eq!((m.epoch(), m.sessions()), (first, 1), "belief holds");
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(!m.serving(), "the test belief ran out");
         m.check_lease();
-        assert_eq!(m.epoch(), first, "renewed in time: no fence");
-        assert_eq!(m.sessions(), 1);
-        tokio::time::advance(Duration::from_millis(200)).await;
-        m.check_lease();
-        assert_eq!(m.epoch(), first + 1, "3.1 s without a check: fenced");
+        assert_eq!(m.epoch(), first + 1, "lapsed: fenced");
         assert_eq!(m.sessions(), 0, "the local cache is dropped");
+        assert!(!m.health().serving, "no belief in the new epoch yet");
         tokio::time::advance(Duration::from_secs(60)).await;
         m.check_lease();
-        assert_eq!(
-            m.epoch(),
-            first + 1,
-            "fenced once; the lease waits to be re-armed"
-        );
-        assert_eq!(m.health(true).epoch, first + 1);
+        assert_eq!(m.epoch(), first + 1, "fenced once; waits for a renewal");
     }
 
     #[tokio::test(start_paused = true)]

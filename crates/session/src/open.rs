@@ -56,6 +56,10 @@ pub(crate) struct Opened {
     pub(crate) entry: Option<Arc<Entry>>,
     pub(crate) held: Held,
     pub(crate) admit: Admit,
+    /// The epoch it was opened in: its change is acknowledged only if this
+    /// epoch's lease belief still holds when the last store acknowledges it
+    /// (`docs/safety.md` §1).
+    pub(crate) epoch: u64,
 }
 
 impl Opened {
@@ -64,6 +68,7 @@ impl Opened {
         source: Source,
         entry: Arc<Entry>,
         guard: OwnedMutexGuard<Slot>,
+        epoch: u64,
     ) -> Self {
         Self {
             id,
@@ -71,6 +76,7 @@ impl Opened {
             entry: Some(entry),
             held: Held::Cached(guard),
             admit: Admit::Existing,
+            epoch,
         }
     }
 }
@@ -121,13 +127,18 @@ impl SessionManager {
     /// saved). Does not check the absolute timeout.
     pub(crate) async fn open_id(&self, id: SessionId) -> Result<Option<Opened>, SessionError> {
         let inner = &self.inner;
+        // The epoch is read before the cache: an entry found below belongs
+        // to this epoch or a later one, and is served only while this
+        // epoch's belief holds, checked after its lock is taken.
+        let epoch = self.serving_epoch().await?;
         if let Some(entry) = inner.cache.get(&id) {
             let mut guard = entry.slot.clone().lock_owned().await;
             if guard.is_some() {
+                self.still_serving(epoch)?;
                 second_request(&entry, &mut guard);
                 entry.touch(inner.clock.now_ms());
                 metrics::counter!("sticky_cache_hits_total").increment(1);
-                return Ok(Some(Opened::cached(id, Source::Cache, entry, guard)));
+                return Ok(Some(Opened::cached(id, Source::Cache, entry, guard, epoch)));
             }
             // A load that found nothing, or one that failed: load again below.
         }
@@ -135,12 +146,35 @@ impl SessionManager {
         let mut guard = entry.slot.clone().lock_owned().await;
         if guard.is_some() {
             // Someone else loaded it while we waited.
+            self.still_serving(epoch)?;
             second_request(&entry, &mut guard);
             entry.touch(inner.clock.now_ms());
-            return Ok(Some(Opened::cached(id, Source::Cache, entry, guard)));
+            return Ok(Some(Opened::cached(id, Source::Cache, entry, guard, epoch)));
         }
         let started = Instant::now();
-        match takeover::load(inner, &id).await {
+        let claimed = match tokio::time::timeout(
+            inner.config.claim_timeout,
+            takeover::load(self, &id, epoch),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                metrics::counter!("sticky_claim_timeouts_total").increment(1);
+                Err(SessionError::Unavailable(format!(
+                    "the takeover did not finish within the claim timeout ({} ms)",
+                    inner.config.claim_timeout.as_millis()
+                )))
+            }
+        };
+        let claimed = match claimed {
+            Ok(Some(state)) if !inner.fencing.holds(epoch, inner.clock.now_ms()) => {
+                drop(state);
+                Err(not_serving())
+            }
+            other => other,
+        };
+        match claimed {
             Ok(Some(state)) => {
                 metrics::counter!("sticky_takeovers_total").increment(1);
                 metrics::histogram!("sticky_takeover_seconds")
@@ -151,7 +185,7 @@ impl SessionManager {
                     .set_bytes(&id, &entry, state.payload.len() as u64);
                 *guard = Some(state);
                 entry.touch(inner.clock.now_ms());
-                Ok(Some(Opened::cached(id, Source::Store, entry, guard)))
+                Ok(Some(Opened::cached(id, Source::Store, entry, guard, epoch)))
             }
             Ok(None) => {
                 // Expired, destroyed, or never saved.
@@ -178,7 +212,46 @@ impl SessionManager {
             entry: None,
             held: Held::Fresh(SessionState::new()),
             admit: Admit::New { client: None },
+            epoch: self.inner.fencing.epoch(),
         })
+    }
+
+    /// The current epoch, once its lease belief holds: checks for a lapse
+    /// (fencing if so), and waits for the first renewal of a new epoch at
+    /// most one store timeout. Else 503: this server may not serve.
+    pub(crate) async fn serving_epoch(&self) -> Result<u64, SessionError> {
+        let inner = &self.inner;
+        if self.stopping() {
+            return Err(SessionError::Unavailable(
+                "this web server is shutting down".into(),
+            ));
+        }
+        self.check_lease();
+        let epoch = inner.fencing.epoch();
+        if inner.fencing.holds(epoch, inner.clock.now_ms()) {
+            return Ok(epoch);
+        }
+        let clock = inner.clock;
+        if inner.fencing.until_ms() == 0
+            && inner
+                .fencing
+                .wait_for_belief(epoch, inner.config.store_timeout, || clock.now_ms())
+                .await
+        {
+            return Ok(epoch);
+        }
+        metrics::counter!("sticky_not_serving_total").increment(1);
+        Err(not_serving())
+    }
+
+    /// 503 unless epoch `epoch`'s belief still holds.
+    fn still_serving(&self, epoch: u64) -> Result<(), SessionError> {
+        let inner = &self.inner;
+        if inner.fencing.holds(epoch, inner.clock.now_ms()) {
+            Ok(())
+        } else {
+            Err(not_serving())
+        }
     }
 
     /// Replaces a session past its absolute timeout by a new one.
@@ -198,6 +271,13 @@ impl SessionManager {
             self.inner.cache.drop_copy(&opened.id, entry, g);
         }
     }
+}
+
+/// The error of a server that does not hold its lease.
+pub(crate) fn not_serving() -> SessionError {
+    SessionError::Unavailable(
+        "this web server does not hold its lease at enough stores to serve sessions".into(),
+    )
 }
 
 /// A request found a hosted session: if it was a new session no request

@@ -42,15 +42,10 @@ pub(crate) async fn recopy_one(
     }
     let key = id.key();
     let ttl = Some(m.copy_ttl(state.untouched));
+    let owner = m.owner();
     for i in Stores::members(missing) {
         let r = m.inner.stores.clients[i]
-            .put(
-                key.as_bytes(),
-                state.stamp,
-                &m.inner.config.server_name,
-                ttl,
-                &state.payload,
-            )
+            .put(key.as_bytes(), state.stamp, &owner, ttl, &state.payload)
             .await;
         m.inner.stores.observe(i, &r);
         match put_outcome(state.stamp, r) {

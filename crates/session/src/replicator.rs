@@ -126,7 +126,8 @@ impl SessionManager {
         let inner = &self.inner;
         let key = id.key();
         let ttl = Some(ttl);
-        let owner = inner.config.server_name.as_str();
+        let owner = self.owner();
+        let owner = owner.as_str();
         let needed = write_quorum(inner.stores.len(), inner.config.replicas);
         let mut acked = 0u64;
         let mut last_err = String::from("no live store");

@@ -291,6 +291,7 @@ impl SessionManager {
             entry: None,
             held: Held::Fresh(SessionState::new()),
             admit: Admit::New { client: None },
+            epoch: self.inner.fencing.epoch(),
         })
     }
 

@@ -78,6 +78,10 @@ pub(crate) struct Inner {
     pub(crate) queue: Option<AsyncQueue>,
     /// Caps and per-address limit of new sessions.
     pub(crate) admission: Admission,
+    /// Set by [`SessionManager::stop`]: no session is served any more.
+    pub(crate) stopping: AtomicBool,
+    /// Dead leases whose sessions are being adopted (`adopt`).
+    pub(crate) adopting: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Inner {
@@ -97,6 +101,9 @@ impl Inner {
         if !(1..=2).contains(&config.replicas) {
             return bad("replicas must be 1 or 2");
         }
+        if config.lease < std::time::Duration::from_millis(30) {
+            return bad("the lease must be at least 30 ms");
+        }
         if config.secret.len() < 32 {
             return bad("the cluster secret must be at least 32 bytes");
         }
@@ -104,6 +111,7 @@ impl Inner {
             password: config.store_password.clone(),
             request_timeout: config.store_timeout,
             connect_timeout: config.store_timeout,
+            claim_window: config.claim_timeout * 2,
             ..ClientOptions::default()
         };
         let stores = Stores::new(&config.stores, &options)
@@ -121,6 +129,8 @@ impl Inner {
             fencing: Fencing::new(),
             queue,
             admission: Admission::new(&config),
+            adopting: std::sync::Mutex::default(),
+            stopping: AtomicBool::new(false),
             config,
         };
         Ok((inner, rx))
@@ -147,12 +157,20 @@ pub(crate) mod tests {
     }
 
     /// A manager over `config` without background tasks and without
-    /// pinging the stores: for tests of local state on paused time.
+    /// pinging the stores: for tests of local state on paused time. It
+    /// believes it holds its lease for an hour (no store is asked).
     pub(crate) fn manager(config: Config) -> SessionManager {
         match Inner::new(config) {
-            Ok((inner, _)) => SessionManager {
-                inner: Arc::new(inner),
-            },
+            Ok((inner, _)) => {
+                let now = inner.clock.now_ms();
+                let epoch = inner.fencing.epoch();
+                inner
+                    .fencing
+                    .extend(epoch, now, now, std::time::Duration::from_secs(3600));
+                SessionManager {
+                    inner: Arc::new(inner),
+                }
+            }
             Err(e) => panic!("test config refused: {e}"),
         }
     }

@@ -1,184 +1,366 @@
 //! Takeover (C7): a validly signed session id that is not in the local
-//! cache is read from the stores in parallel (highest stamp wins), claimed
-//! with a new generation by compare-and-set, repaired onto all of its
-//! replicas, and only then cached.
+//! cache is *claimed* from the stores before it is cached and served. The
+//! claim is the four steps of `docs/safety.md` §2, each counted against a
+//! quorum of answers, never against this server's view of which stores
+//! are up:
 //!
-//! A takeover reads only if it hears from a *read quorum*: at least
-//! `stores - R + 1` stores, so that every set of R stores a host may have
-//! written the newest version to includes one that answered. With fewer,
-//! the highest copy it could see may be an old one, and claiming it (a
-//! higher generation) would override the newest copy everywhere it lies:
-//! an acknowledged write lost although its host and both its replicas are
-//! alive. Found by chaos: a web server resumed after a pause, its requests
-//! to two stores had timed out meanwhile (its own pause, not theirs), and it
-//! took a session over from the third, which held a copy from before a
-//! store failure. A takeover that believes fewer than a quorum of stores
-//! up now first looks at the others again, and answers 503 (retry later)
-//! if it still cannot reach a quorum.
+//! 0. **Read** the copies and what each store knows of their owner's lease.
+//!    A live lease of another server stops the claim: it disturbs nothing
+//!    and answers 421 naming the owner — unless a probe proves that
+//!    owner's process gone, and its lease is then released at the stores.
+//! 1. **Kill** the owner's lease at `P` stores: a store accepts only when the
+//!    lease is not live there, and then refuses its renewals, so the owner
+//!    can no longer believe it holds the session.
+//! 2. **Prepare** generation `g + 1` at `P` stores: each answers its copy and
+//!    promises to refuse older writes and lower claims. A restarted store's
+//!    "no copy" does not count until its horizon has passed.
+//! 3. **Write** the newest copy among the answers as `(g + 1, 0)`, owned by
+//!    this server's epoch, to `W = R` of the stores that promised.
+//!
+//! `P = max(S − R + 1, ⌊S/2⌋ + 1)` meets every acknowledged write (`W + P >
+//! S`) and every other claim (`P + P > S`). A claim that loses a race starts
+//! over; one that cannot reach a quorum answers 503.
 
-use sticky_client::{ClientError, StoredSession};
+use std::collections::HashSet;
+use std::time::Duration;
+
+use sticky_client::{ClientError, Prepared, StoredSession};
+use sticky_proto::Stamp;
 
 use crate::cache::{SessionState, Stored};
 use crate::error::SessionError;
+use crate::fencing::parse_owner;
 use crate::id::SessionId;
-use crate::state::Inner;
+use crate::lease::{claim_quorum, Owner};
+use crate::replicator::write_quorum;
+use crate::state::SessionManager;
 
-/// Claim attempts before giving up (each re-reads the stores).
+/// Claim attempts before giving up (each starts over at step 0).
 const ATTEMPTS: usize = 5;
 
-/// Loads `id` from the stores and claims it for this server. `Ok(None)`
-/// when no store has a live copy (expired, destroyed or never saved).
+/// Loads `id` from the stores and claims it for this server's epoch
+/// `epoch`. `Ok(None)` when no store has a live copy (expired, destroyed or
+/// never saved), as a quorum of stores says.
 pub(crate) async fn load(
-    inner: &Inner,
+    m: &SessionManager,
     id: &SessionId,
+    epoch: u64,
 ) -> Result<Option<SessionState>, SessionError> {
-    let key = id.key();
-    let total = inner.stores.len();
-    let needed = read_quorum(total, inner.config.replicas);
-    let mut last_err = String::from("no live store");
+    let mut last_err = String::from("no answer");
     for attempt in 0..ATTEMPTS {
-        // Every live store is asked, not only the current replicas: after
-        // store failures a newer copy may sit on a former replica. With
-        // fewer live stores than the quorum, those believed down are looked
-        // at again first: the belief may be stale (this process may just
-        // have been paused, its requests timing out for no fault of the
-        // stores'). With a quorum live, a store that is really down costs
-        // the takeover nothing.
-        if (inner.stores.live().count_ones() as usize) < needed {
-            inner.stores.ping_all().await;
+        if attempt > 0 {
+            // Two claimers racing for one session: let one of them win.
+            tokio::time::sleep(backoff(attempt)).await;
         }
-        let gets = inner
-            .stores
-            .fan_out(inner.stores.live(), |c| c.get(key.as_bytes()))
-            .await;
-        let mut best: Option<(usize, StoredSession)> = None;
-        let mut answered = 0;
-        for (i, r) in gets {
-            match r {
-                Ok(found) => {
-                    answered += 1;
-                    if let Some(copy) = found {
-                        if best.as_ref().is_none_or(|(_, b)| copy.stamp > b.stamp) {
-                            best = Some((i, copy));
-                        }
-                    }
-                }
-                Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
-            }
-        }
-        if answered < needed {
-            metrics::counter!("sticky_takeover_no_quorum_total").increment(1);
-            tracing::warn!(
-                session = ?id,
-                answered,
-                needed,
-                stores = total,
-                "takeover refused: too few stores answered to be sure of the newest copy"
-            );
-            return Err(SessionError::Unavailable(format!(
-                "{answered} of {total} stores answered; a takeover needs {needed} \
-                 (stores - replicas + 1) to be sure of the newest copy ({last_err})"
-            )));
-        }
-        let Some((holder, copy)) = best else {
-            return Ok(None);
-        };
-        if copy.deleted {
-            return Ok(None);
-        }
-        let stored: Stored = serde_json::from_slice(&copy.payload)
-            .map_err(|e| SessionError::Data(format!("stored session unreadable: {e}")))?;
-        let new = copy
-            .stamp
-            .next_generation()
-            .ok_or_else(|| SessionError::Data("generation overflow".into()))?;
-        let ttl = Some(inner.config.idle_timeout);
-        let owner = inner.config.server_name.as_str();
-        let claim = inner.stores.clients[holder]
-            .claim(key.as_bytes(), copy.stamp, new, owner, ttl)
-            .await;
-        inner.stores.observe(holder, &claim);
-        match claim {
-            Ok(()) => {}
-            Err(ClientError::Stale { .. } | ClientError::NoSession) => {
-                tracing::debug!(session = ?id, attempt, "claim lost a race; re-reading");
+        match claim_once(m, id, epoch).await? {
+            Claim::Done(state) => return Ok(state),
+            Claim::Retry(why) => {
+                tracing::debug!(session = ?id, attempt, why = %why, "claim lost a race; starting over");
                 metrics::counter!("sticky_claim_retries_total").increment(1);
-                continue;
-            }
-            Err(ClientError::Deleted { .. }) => return Ok(None),
-            Err(e) => {
-                last_err = format!("{}: {e}", inner.stores.names[holder]);
-                continue;
+                last_err = why;
             }
         }
-        // Repair: put the claimed version on every current replica.
-        let mut stored_on = 1u64 << holder;
-        let targets = inner.stores.replicas(id, inner.config.replicas) & !stored_on;
-        let puts = inner
-            .stores
-            .fan_out(targets, |c| {
-                c.put(key.as_bytes(), new, owner, ttl, &copy.payload)
-            })
-            .await;
-        for (i, r) in puts {
-            match r {
-                Ok(()) => stored_on |= 1 << i,
-                // Not the replicator's rule (`put_outcome`): right after a
-                // claim no later version of ours can exist, so any higher
-                // stamp, even of the same generation, is another server's.
-                Err(ClientError::Stale { stored }) if stored > new => {
-                    // Someone claimed after us: they win; so do we not.
-                    return Err(SessionError::Moved { stored });
-                }
-                Err(e) => {
-                    tracing::debug!(session = ?id, store = %inner.stores.names[i], error = %e, "repair failed; re-copy will retry")
-                }
-            }
-        }
-        return Ok(Some(SessionState {
-            data: stored.d,
-            created_ms: stored.c,
-            stamp: new,
-            payload: copy.payload,
-            stored_on,
-            store_deadline_ms: inner.clock.now_ms() + inner.config.idle_timeout.as_millis() as u64,
-            // A taken-over session was used before: the normal lifetime.
-            untouched: false,
-        }));
     }
     Err(SessionError::Unavailable(format!(
         "could not claim the session after {ATTEMPTS} attempts ({last_err})"
     )))
 }
 
-/// The fewest stores a takeover must hear from: `stores - replicas + 1`,
-/// so that it meets every set of `replicas` stores a host may have written
-/// to (at least 1; all of them with R=1).
-fn read_quorum(stores: usize, replicas: usize) -> usize {
-    stores.saturating_sub(replicas.clamp(1, stores.max(1))) + 1
+/// How one claim attempt ended.
+enum Claim {
+    /// Claimed (or found not to exist).
+    Done(Option<SessionState>),
+    /// Lost a race with another claimer: start over.
+    Retry(String),
+}
+
+async fn claim_once(m: &SessionManager, id: &SessionId, epoch: u64) -> Result<Claim, SessionError> {
+    let inner = &m.inner;
+    let key = id.key();
+    let key = key.as_bytes();
+    let total = inner.stores.len();
+    let p = claim_quorum(total, inner.config.replicas);
+    let me = m.owner_in(epoch);
+
+    // Step 0: read.
+    let targets = targets(m, p).await;
+    let mut answered = 0;
+    let mut newest: Option<StoredSession> = None;
+    let mut live_owners: HashSet<String> = HashSet::new();
+    let mut last_err = String::from("no live store");
+    for (i, r) in inner
+        .stores
+        .fan_out(targets, |c| c.get_with_lease(key))
+        .await
+    {
+        match r {
+            Ok(found) => {
+                answered += 1;
+                if let Some((copy, lease)) = found {
+                    if lease.is_live() && !copy.deleted {
+                        live_owners.insert(copy.owner.clone());
+                    }
+                    if newest.as_ref().is_none_or(|b| copy.stamp > b.stamp) {
+                        newest = Some(copy);
+                    }
+                }
+            }
+            Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
+        }
+    }
+    if answered < p {
+        return Err(no_quorum(id, "read", answered, p, total, &last_err));
+    }
+    if newest.as_ref().is_some_and(|c| c.deleted) {
+        return Ok(Claim::Done(None));
+    }
+    let seen = newest.as_ref().map_or(0, |c| c.stamp.generation);
+    let owner = newest
+        .as_ref()
+        .map(|c| c.owner.clone())
+        .filter(|o| !o.is_empty() && *o != me);
+
+    // Step 1: the owner's lease ends, or we stop here.
+    if let Some(owner) = &owner {
+        let mut released = false;
+        if live_owners.contains(owner) {
+            released = release_if_gone(m, owner, p).await?;
+        }
+        if !released {
+            kill(m, targets, owner, p).await?;
+        }
+    }
+
+    // Step 2: prepare generation g + 1.
+    let generation = seen
+        .checked_add(1)
+        .ok_or_else(|| SessionError::Data("generation overflow".into()))?;
+    let horizon = inner.config.absolute_timeout;
+    let mut promised = 0u64;
+    let mut best: Option<StoredSession> = None;
+    for (i, r) in inner
+        .stores
+        .fan_out(targets, |c| c.prepare(key, generation, &me, horizon))
+        .await
+    {
+        match r {
+            Ok(Prepared::Copy { session, .. }) => {
+                promised |= 1 << i;
+                if best.as_ref().is_none_or(|b| session.stamp > b.stamp) {
+                    best = Some(session);
+                }
+            }
+            Ok(Prepared::NoCopy) => promised |= 1 << i,
+            Ok(Prepared::Forgetful { uptime }) => {
+                last_err = format!(
+                    "{} restarted {} s ago and may have forgotten the session",
+                    inner.stores.names[i],
+                    uptime.as_secs()
+                );
+            }
+            Err(ClientError::Stale { stored }) => {
+                return Ok(Claim::Retry(format!("another claim reached {stored}")));
+            }
+            Err(e @ ClientError::Promised { .. }) => {
+                return Ok(Claim::Retry(format!("{}: {e}", inner.stores.names[i])));
+            }
+            Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
+        }
+    }
+    let count = promised.count_ones() as usize;
+    if count < p {
+        return Err(no_quorum(id, "prepare", count, p, total, &last_err));
+    }
+    let Some(copy) = best else {
+        return Ok(Claim::Done(None));
+    };
+    if copy.deleted {
+        return Ok(Claim::Done(None));
+    }
+    let known = newest.as_ref().map(|c| c.stamp);
+    if Some(copy.stamp) > known && !copy.owner.is_empty() && copy.owner != me {
+        // A newer copy than step 0 saw, owned by a lease we did not end.
+        return Ok(Claim::Retry(format!(
+            "a newer copy ({}) appeared",
+            copy.stamp
+        )));
+    }
+
+    // Step 3: write (g + 1, 0) where the promises are.
+    let stored: Stored = serde_json::from_slice(&copy.payload)
+        .map_err(|e| SessionError::Data(format!("stored session unreadable: {e}")))?;
+    let new = Stamp::new(generation, 0);
+    let ttl = Some(inner.config.idle_timeout);
+    let needed = write_quorum(total, inner.config.replicas);
+    // The session's replicas first among the stores that promised; the
+    // others that promised only if those are not enough.
+    let preferred = inner.stores.replicas(id, inner.config.replicas) & promised;
+    let mut stored_on = 0u64;
+    for set in [preferred, promised & !preferred] {
+        if stored_on.count_ones() as usize >= needed || set == 0 {
+            continue;
+        }
+        for (i, r) in inner
+            .stores
+            .fan_out(set, |c| c.put(key, new, &me, ttl, &copy.payload))
+            .await
+        {
+            match r {
+                Ok(()) => stored_on |= 1 << i,
+                Err(ClientError::Stale { stored }) if stored > new => {
+                    return Ok(Claim::Retry(format!("another claim wrote {stored}")));
+                }
+                Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
+            }
+        }
+    }
+    let count = stored_on.count_ones() as usize;
+    if count < needed {
+        return Err(no_quorum(id, "write", count, needed, total, &last_err));
+    }
+    Ok(Claim::Done(Some(SessionState {
+        data: stored.d,
+        created_ms: stored.c,
+        stamp: new,
+        payload: copy.payload,
+        stored_on,
+        store_deadline_ms: inner.clock.now_ms() + inner.config.idle_timeout.as_millis() as u64,
+        // A taken-over session was used before: the normal lifetime.
+        untouched: false,
+    })))
+}
+
+/// The stores a claim asks: those believed up, or, with fewer than `p` of
+/// them, all after looking at them again (the belief may be stale: this
+/// process may just have been paused).
+async fn targets(m: &SessionManager, p: usize) -> u64 {
+    let stores = &m.inner.stores;
+    if (stores.live().count_ones() as usize) < p {
+        stores.ping_all().await;
+    }
+    stores.live()
+}
+
+/// Step 1: kills lease `owner` at the stores of `targets`; `P` must accept.
+/// A store where it is live stops the claim (421, or 503 when the owner
+/// cannot be named).
+async fn kill(m: &SessionManager, targets: u64, owner: &str, p: usize) -> Result<(), SessionError> {
+    let inner = &m.inner;
+    let mut killed = 0;
+    let mut live = false;
+    let mut last_err = String::from("no live store");
+    for (i, r) in inner
+        .stores
+        .fan_out(targets, |c| c.kill(owner, false))
+        .await
+    {
+        match r {
+            Ok(()) => killed += 1,
+            Err(ClientError::Live { .. }) => live = true,
+            Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
+        }
+    }
+    if live {
+        if release_if_gone(m, owner, p).await? {
+            return Ok(());
+        }
+        return Err(misdirected(owner));
+    }
+    if killed < p {
+        metrics::counter!("sticky_takeover_no_quorum_total").increment(1);
+        return Err(SessionError::Unavailable(format!(
+            "{killed} of {} stores ended the owner's lease; a takeover needs {p} ({last_err})",
+            inner.stores.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A live lease of `owner` was seen: if a probe proves its process gone,
+/// releases the lease at every store (`P` must record it) and returns
+/// true; else answers 421 naming the owner.
+async fn release_if_gone(m: &SessionManager, owner: &str, p: usize) -> Result<bool, SessionError> {
+    if m.probe_owner(owner).await != Owner::Gone {
+        return Err(misdirected(owner));
+    }
+    let inner = &m.inner;
+    let released = inner
+        .stores
+        .fan_out(inner.stores.all(), |c| c.kill(owner, true))
+        .await
+        .filter(|(_, r)| r.is_ok())
+        .count();
+    if released < p {
+        return Err(SessionError::Unavailable(format!(
+            "the session's host is gone but only {released} stores recorded it; a takeover needs {p}"
+        )));
+    }
+    Ok(true)
+}
+
+/// The 421 for a session whose owner holds a live lease.
+fn misdirected(owner: &str) -> SessionError {
+    metrics::counter!("sticky_misdirected_total").increment(1);
+    match parse_owner(owner) {
+        Some((name, _)) => SessionError::Misdirected {
+            owner: name.to_owned(),
+        },
+        None => SessionError::Unavailable(format!(
+            "the session is hosted by {owner:?}, which holds its lease"
+        )),
+    }
+}
+
+fn no_quorum(
+    id: &SessionId,
+    step: &str,
+    answered: usize,
+    needed: usize,
+    total: usize,
+    last_err: &str,
+) -> SessionError {
+    metrics::counter!("sticky_takeover_no_quorum_total").increment(1);
+    tracing::warn!(
+        session = ?id,
+        step,
+        answered,
+        needed,
+        stores = total,
+        "takeover refused: too few stores answered"
+    );
+    SessionError::Unavailable(format!(
+        "{answered} of {total} stores answered the takeover's {step}; it needs {needed} ({last_err})"
+    ))
+}
+
+/// A short random pause before claim attempt `attempt`.
+fn backoff(attempt: usize) -> Duration {
+    let mut b = [0u8; 2];
+    let jitter = if getrandom::fill(&mut b).is_ok() {
+        u64::from(u16::from_le_bytes(b)) % 20
+    } else {
+        10
+    };
+    Duration::from_millis(10 * attempt as u64 + jitter)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::read_quorum;
+    use super::*;
+    use sticky_client::LeaseState;
 
     #[test]
-    fn a_read_quorum_meets_every_replica_set() {
-        assert_eq!(read_quorum(3, 2), 2);
-        assert_eq!(read_quorum(3, 1), 3);
-        assert_eq!(read_quorum(3, 3), 1);
-        assert_eq!(read_quorum(2, 2), 1);
-        assert_eq!(read_quorum(1, 1), 1);
-        assert_eq!(read_quorum(5, 2), 4);
-        // R above the number of stores: every store holds a copy.
-        assert_eq!(read_quorum(2, 3), 1);
-        // No store at all: a quorum of one that can never answer.
-        assert_eq!(read_quorum(0, 2), 1);
-        // Any `needed` stores and any `replicas` stores of `total` share one.
-        for total in 1..=8usize {
-            for r in 1..=total {
-                assert!(read_quorum(total, r) + r > total, "{total} stores, R={r}");
-            }
+    fn backoff_grows_and_stays_short() {
+        for attempt in 1..ATTEMPTS {
+            let b = backoff(attempt);
+            assert!(b >= Duration::from_millis(10 * attempt as u64));
+            assert!(b < Duration::from_millis(10 * attempt as u64 + 20));
         }
+    }
+
+    #[test]
+    fn lease_states_that_stop_a_claim_are_only_live_ones() {
+        assert!(LeaseState::Live(Duration::from_millis(1)).is_live());
+        assert!(!LeaseState::Absent.is_live() && !LeaseState::Dead.is_live());
     }
 }

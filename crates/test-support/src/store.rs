@@ -109,6 +109,15 @@ impl StoreProcess {
             &listen,
         ])
         .args(extra_args);
+        if !extra_args.contains(&"--state-dir") {
+            // A state dir per test process and port: the first start is a
+            // first start (no recovery window), and a restart on the same
+            // port is a restart, as in a deployment (docs/safety.md §3).
+            let dir = std::env::temp_dir()
+                .join("sticky-test-store-state")
+                .join(format!("{}-{port}", std::process::id()));
+            cmd.arg("--state-dir").arg(dir);
+        }
         let log = log_to(&mut cmd, "sticky-store");
         StoreProcess {
             proc: ChildProcess::spawn(&mut cmd, "the sticky binary"),

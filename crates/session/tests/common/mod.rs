@@ -17,7 +17,11 @@ pub(crate) const SECRET: [u8; 32] = [42; 32];
 pub(crate) async fn store() -> (Store, String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr").to_string();
-    let store = Store::new(StoreConfig::default());
+    let store = Store::new(StoreConfig {
+        // A fresh store, not a restarted one (no recovery window).
+        restarted: false,
+        ..StoreConfig::default()
+    });
     let serving = store.clone();
     tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
     (store, addr)

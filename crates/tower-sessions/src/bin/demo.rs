@@ -191,9 +191,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     eprintln!("sticky-tower-demo listening on {}", args.listen);
+    let stopping = manager.clone();
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            // Release the lease before the listener closes.
+            stopping.stop().await;
         })
         .await?;
     Ok(())

@@ -1,0 +1,217 @@
+//! Adoption (claim 7 whole, `docs/safety.md` §5): when a director declares
+//! a web server dead, it asks the failover targets to adopt that server's
+//! sessions. Each lists the sessions the stores record as owned by the
+//! dead lease (`SESS.OWNED`), keeps those the director's failover would
+//! send to itself, and claims them in the background, paced. A session
+//! whose user never returns is then hosted by a live server again, which
+//! keeps it on R live stores (claim 9).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use sticky_proto::control::AdoptRequest;
+use sticky_proto::rendezvous;
+use tokio::time::Instant;
+
+use crate::error::SessionError;
+use crate::fencing::parse_owner;
+use crate::id::SessionId;
+use crate::state::{Inner, SessionManager};
+
+/// Most session ids one adoption lists (per dead lease).
+const MAX_LISTED: usize = 2_000_000;
+/// Most `SESS.OWNED` pages read from one store.
+const MAX_PAGES: usize = 100_000;
+/// Claims in flight at once.
+const CONCURRENCY: usize = 16;
+/// Most adoptions running at once on one server.
+const MAX_ADOPTIONS: usize = 16;
+
+impl SessionManager {
+    /// Starts adopting the sessions of dead lease `req.owner` that the
+    /// director's failover over `req.among` sends to this server. Returns
+    /// at once; the claims run in the background.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Data`] for a malformed request (an owner that is not
+    /// `name@epoch`, this server's own current lease, no candidates, or this
+    /// server not among them); [`SessionError::Unavailable`] when too many
+    /// adoptions run already.
+    pub fn adopt(&self, req: AdoptRequest) -> Result<(), SessionError> {
+        let inner = &self.inner;
+        let Some((name, _)) = parse_owner(&req.owner) else {
+            return Err(SessionError::Data(format!(
+                "owner {:?} is not name@epoch",
+                req.owner
+            )));
+        };
+        if req.owner == self.owner() {
+            return Err(SessionError::Data("this server's own live lease".into()));
+        }
+        if !req.among.iter().any(|t| t.name == inner.config.server_name) {
+            return Err(SessionError::Data(
+                "this server is not among the adoption's candidates".into(),
+            ));
+        }
+        {
+            let mut running = inner.adopting.lock().unwrap_or_else(|p| p.into_inner());
+            if running.contains(&req.owner) {
+                return Ok(());
+            }
+            if running.len() >= MAX_ADOPTIONS {
+                return Err(SessionError::Unavailable(
+                    "too many adoptions running; retry later".into(),
+                ));
+            }
+            running.insert(req.owner.clone());
+        }
+        tracing::info!(dead = %req.owner, from = name, candidates = req.among.len(), "adopting a dead server's sessions");
+        tokio::spawn(adopt(Arc::downgrade(&self.inner), req));
+        Ok(())
+    }
+}
+
+/// Whether the director's failover over `among` sends the session of
+/// cookie value `cookie` to `me`: the highest weighted rendezvous score,
+/// ties to the higher hash (crates/director/src/routing.rs).
+pub(crate) fn routed_to(cookie: &str, among: &AdoptRequest, me: &str) -> bool {
+    let scores = among.among.iter().map(|t| {
+        let h = rendezvous::sha256_hash(cookie.as_bytes(), t.name.as_bytes());
+        (rendezvous::weighted_score(h, t.weight.max(1)), h)
+    });
+    rendezvous::best(scores).is_some_and(|i| among.among[i].name == me)
+}
+
+async fn adopt(weak: Weak<Inner>, req: AdoptRequest) {
+    let started = Instant::now();
+    let ids = match weak.upgrade() {
+        Some(inner) => list(&inner, &req).await,
+        None => return,
+    };
+    let listed = ids.len();
+    let mine: Vec<SessionId> = match weak.upgrade() {
+        Some(inner) => ids
+            .into_iter()
+            .filter(|id| routed_to(&inner.signer.sign(id), &req, &inner.config.server_name))
+            .collect(),
+        None => return,
+    };
+    let rate = weak.upgrade().map_or(1, |i| i.config.recopy_rate.max(1));
+    let pace = Duration::from_secs(1) / rate;
+    let mut claimed = 0usize;
+    let mut failed = 0usize;
+    let mut gone = 0usize;
+    let mut results = stream::iter(mine.iter().copied().enumerate())
+        .map(|(n, id)| {
+            let weak = weak.clone();
+            async move {
+                tokio::time::sleep_until(started + pace * n as u32).await;
+                let inner = weak.upgrade()?;
+                let m = SessionManager { inner };
+                Some(m.open_id(id).await.map(|o| o.is_some()))
+            }
+        })
+        .buffer_unordered(CONCURRENCY);
+    while let Some(r) = results.next().await {
+        match r {
+            None => break,
+            Some(Ok(true)) => claimed += 1,
+            Some(Ok(false)) => gone += 1,
+            Some(Err(_)) => failed += 1,
+        }
+    }
+    drop(results);
+    metrics::counter!("sticky_adopted_total").increment(claimed as u64);
+    tracing::info!(
+        dead = %req.owner,
+        listed,
+        mine = mine.len(),
+        claimed,
+        gone,
+        failed,
+        ms = started.elapsed().as_millis() as u64,
+        "adoption done"
+    );
+    if let Some(inner) = weak.upgrade() {
+        inner
+            .adopting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&req.owner);
+    }
+}
+
+/// The ids the stores list as owned by `req.owner`, from every store that
+/// answers, bounded.
+async fn list(inner: &Inner, req: &AdoptRequest) -> HashSet<SessionId> {
+    let mut ids = HashSet::new();
+    for (i, client) in inner.stores.clients.iter().enumerate() {
+        let mut cursor = 0;
+        for _ in 0..MAX_PAGES {
+            match client.owned(&req.owner, cursor).await {
+                Ok((next, keys)) => {
+                    for key in keys {
+                        if ids.len() >= MAX_LISTED {
+                            break;
+                        }
+                        if let Some(id) =
+                            std::str::from_utf8(&key).ok().and_then(SessionId::from_hex)
+                        {
+                            ids.insert(id);
+                        }
+                    }
+                    if next == 0 || ids.len() >= MAX_LISTED {
+                        break;
+                    }
+                    cursor = next;
+                }
+                Err(e) => {
+                    tracing::warn!(store = %inner.stores.names[i], error = %e, "adoption could not list a store's sessions");
+                    break;
+                }
+            }
+        }
+    }
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sticky_proto::control::AdoptTarget;
+
+    fn req(names: &[&str]) -> AdoptRequest {
+        AdoptRequest {
+            owner: "ws1@5".into(),
+            among: names
+                .iter()
+                .map(|n| AdoptTarget {
+                    name: (*n).into(),
+                    weight: 1,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn every_session_goes_to_exactly_one_candidate() {
+        let r = req(&["ws2", "ws3", "ws4"]);
+        let mut counts = [0usize; 3];
+        for n in 0..300 {
+            let cookie = format!("{n:032x}.sig");
+            let winners: Vec<usize> = ["ws2", "ws3", "ws4"]
+                .iter()
+                .enumerate()
+                .filter(|(_, me)| routed_to(&cookie, &r, me))
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(winners.len(), 1, "{cookie}");
+            counts[winners[0]] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 50), "spread: {counts:?}");
+        assert!(!routed_to("x", &req(&[]), "ws2"), "no candidates: nobody");
+    }
+}
