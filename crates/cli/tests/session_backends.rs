@@ -152,7 +152,10 @@ mod cases {
         );
         for copy in holding {
             assert_eq!(copy.counter(), 5);
-            assert_eq!(copy.owner, "ws1");
+            assert!(
+                copy.owner.starts_with("ws1@"),
+                "owned by an epoch of ws1: {copy:?}"
+            );
             assert!(
                 copy.pttl > 0,
                 "the idle timeout travels as the TTL: {copy:?}"
@@ -187,7 +190,7 @@ mod cases {
         let holding = copies
             .iter()
             .flatten()
-            .filter(|s| s.live && s.stamp == a.stamp && s.counter() == 6 && s.owner == "ws2")
+            .filter(|s| s.live && s.stamp == a.stamp && s.counter() == 6 && s.owner.starts_with("ws2@"))
             .count();
         assert_eq!(holding, replicas, "copies of ws2's version: {copies:?}");
     }
@@ -208,23 +211,39 @@ mod cases {
             assert_eq!(b.increment(ws1).value, i);
         }
         let id = b.id();
+        let stamps = || -> Vec<Option<(Stamp, u64)>> {
+            backend.copies(&c.store_addrs(), std::slice::from_ref(&id))[&id]
+                .iter()
+                .map(|s| s.as_ref().map(|s| (s.stamp, s.counter())))
+                .collect()
+        };
+        let before = stamps();
+
+        // ws1 is alive and holds its lease: ws2 claims nothing, changes
+        // nothing at the stores, and names the host (docs/safety.md §4).
+        let r = b.post(ws2, "/api/counter", None);
+        assert_eq!(r.status, 421, "a live owner's session: {r:?}");
+        assert_eq!(r.header("sticky-owner"), Some("ws1"), "{r:?}");
+        assert_eq!(before, stamps(), "a 421 disturbs nothing at the stores");
+
+        // Fenced (as a director does to drain it), ws1 drops its cache and
+        // releases its lease: ws2 takes the session over at once.
+        c.web("ws1").fence();
         let a = b.increment(ws2);
         assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
         let moved = a.stamp;
 
+        // ws1 has no copy left to write from; asked again, it names ws2.
         let r = b.post(ws1, "/api/counter", None);
-        assert_eq!(r.status, 409, "the old host's write is refused: {r:?}");
-        assert!(r.text().contains("moved"), "a clear error: {r:?}");
+        assert_eq!(r.status, 421, "the session lives on ws2: {r:?}");
+        assert_eq!(r.header("sticky-owner"), Some("ws2"), "{r:?}");
 
         let copies = &backend.copies(&c.store_addrs(), std::slice::from_ref(&id))[&id];
-        let live: Vec<_> = copies.iter().flatten().collect();
+        let live: Vec<_> = copies.iter().flatten().filter(|s| s.stamp == moved).collect();
         assert_eq!(live.len(), 2, "{copies:?}");
         for copy in live {
-            assert_eq!((copy.stamp, copy.counter()), (moved, 4), "{copies:?}");
+            assert_eq!(copy.counter(), 4, "{copies:?}");
         }
-        // ws1 dropped its copy: it now serves the stored one.
-        let a = b.counter(ws1);
-        assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
     }
 
     /// ws1 is frozen (`SIGSTOP`) with its lease armed, its session moves to
@@ -252,8 +271,25 @@ mod cases {
         let armed = Instant::now();
         ws1.sigstop();
 
-        // The session moves to ws2 and changes there.
-        let a = b.increment(ws2.addr());
+        // The session moves to ws2 once ws1's lease runs out at the stores
+        // (ws1 is frozen, not gone: until then ws2 answers 421 naming it),
+        // and changes there.
+        let mut a = None;
+        wait_until(DEADLINE, "ws2 claims the session after ws1's lease", || {
+            let r = b.post(ws2.addr(), "/api/counter", None);
+            if r.status == 200 {
+                a = Some(Answer::from(&r));
+                return true;
+            }
+            assert!(matches!(r.status, 421 | 503), "{r:?}");
+            false
+        });
+        let a = a.expect("claimed");
+        assert!(
+            armed.elapsed() >= LEASE / 2,
+            "claimed only once the lease could have run out: {:?}",
+            armed.elapsed()
+        );
         assert_eq!((a.value, a.source.as_str()), (4, "store"), "{a:?}");
         let a = b.increment(ws2.addr());
         assert_eq!(a.value, 5, "{a:?}");
@@ -265,10 +301,13 @@ mod cases {
         });
         ws1.sigcont();
 
-        // ws1 must never answer its old copy (3): ws2's value, or an error.
+        // ws1 must never answer its old copy (3): ws2's value, or an error
+        // (421 naming ws2, which holds the session).
         let mut newest: (u64, Stamp) = (moved_value, moved_stamp);
         let r = b.get(ws1.addr(), "/api/counter");
-        if r.status == 200 {
+        if r.status == 421 {
+            assert_eq!(r.header("sticky-owner"), Some("ws2"), "{r:?}");
+        } else if r.status == 200 {
             let a = Answer::from(&r);
             assert_eq!(a.value, moved_value, "ws1 served a stale copy: {a:?}");
             assert_eq!(a.source, "store", "ws1 must re-load the session: {a:?}");

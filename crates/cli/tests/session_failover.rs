@@ -156,8 +156,12 @@ fn a_takeover_that_reaches_too_few_stores_refuses_rather_than_lose_the_session()
             r.text()
         );
     }
+    // Reaching 1 of 3 stores, ws2 cannot even hold its own lease (it
+    // needs 2), so it serves nothing; with its lease it would still refuse
+    // the takeover for want of a quorum.
+    let log = ws2.log_text();
     assert!(
-        ws2.log_text().contains("takeover refused"),
+        log.contains("takeover refused") || log.contains("does not hold its lease"),
         "ws2 says why:\n{}",
         ws2.log_tail(20)
     );
