@@ -281,7 +281,11 @@ fn sticky_web_on_a_redis_cluster_takeover_and_fencing() {
     let id = b.id();
     // ws1 holds its lease: ws2 names it and claims nothing.
     let r = b.post(ws2.addr(), "/api/counter", None);
-    assert_eq!((r.status, r.header("sticky-owner")), (421, Some("ws1")), "{r:?}");
+    assert_eq!(
+        (r.status, r.header("sticky-owner")),
+        (421, Some("ws1")),
+        "{r:?}"
+    );
     // Fenced, ws1 releases its lease: ws2 takes the session over.
     ws1.fence();
     let a = b.increment(ws2.addr());
@@ -291,7 +295,11 @@ fn sticky_web_on_a_redis_cluster_takeover_and_fencing() {
         "{a:?}"
     );
     let r = b.post(ws1.addr(), "/api/counter", None);
-    assert_eq!((r.status, r.header("sticky-owner")), (421, Some("ws2")), "{r:?}");
+    assert_eq!(
+        (r.status, r.header("sticky-owner")),
+        (421, Some("ws2")),
+        "{r:?}"
+    );
     let (_, copy) = cluster.owner_of(&id).unwrap();
     assert_eq!(copy.stamp, a.stamp);
     assert!(copy.owner.starts_with("ws2@"), "{copy:?}");

@@ -86,6 +86,41 @@ mod on_redis {
     backend_suite!(StoreBackend::Redis);
 }
 
+/// Issue 15, item 2: a store that loses its copies between two pings (a
+/// `FLUSHALL`, or a restart faster than the pinger notices) looks up to
+/// the web servers. They notice its run id or flush count change and copy
+/// their sessions there again. `sticky store` only: Redis counts no
+/// flushes (a Redis restart changes its run id the same way).
+#[test]
+fn a_store_flushed_behind_the_web_servers_back_gets_its_copies_back() {
+    use sticky_test_support::{holders, wait_until, Acked, Cluster, StoreNode};
+    let c = Cluster::start_on(STICKY, StoreBackend::Sticky, 3, &["ws1"], |cfg| cfg);
+    let (_browsers, acked): (_, Acked) =
+        sticky_test_support::create_sessions(c.web("ws1").addr(), 30);
+    let addrs = c.store_addrs();
+    let before = holders(&addrs, &acked, StoreBackend::Sticky);
+    let on_s1 = before.values().filter(|on| on.contains(&0)).count();
+    assert!(on_s1 > 0, "some sessions are on s1: {before:?}");
+    let StoreNode::Sticky(s1) = &c.stores[0] else {
+        panic!("a sticky store")
+    };
+    let flushed = s1.client().cmd_str("FLUSHALL");
+    assert!(!flushed.is_error_starting(""), "{flushed:?}");
+    wait_until(
+        std::time::Duration::from_secs(30),
+        "every session is on 2 stores again after s1 was flushed",
+        || {
+            holders(&addrs, &acked, StoreBackend::Sticky)
+                .values()
+                .all(|on| on.len() == 2)
+        },
+    );
+    assert!(
+        c.web("ws1").log_text().contains("restarted or was flushed"),
+        "ws1 says why it copies"
+    );
+}
+
 /// The cases, each a function of the store backend.
 mod cases {
     use std::net::SocketAddr;
@@ -190,7 +225,9 @@ mod cases {
         let holding = copies
             .iter()
             .flatten()
-            .filter(|s| s.live && s.stamp == a.stamp && s.counter() == 6 && s.owner.starts_with("ws2@"))
+            .filter(|s| {
+                s.live && s.stamp == a.stamp && s.counter() == 6 && s.owner.starts_with("ws2@")
+            })
             .count();
         assert_eq!(holding, replicas, "copies of ws2's version: {copies:?}");
     }
@@ -239,7 +276,11 @@ mod cases {
         assert_eq!(r.header("sticky-owner"), Some("ws2"), "{r:?}");
 
         let copies = &backend.copies(&c.store_addrs(), std::slice::from_ref(&id))[&id];
-        let live: Vec<_> = copies.iter().flatten().filter(|s| s.stamp == moved).collect();
+        let live: Vec<_> = copies
+            .iter()
+            .flatten()
+            .filter(|s| s.stamp == moved)
+            .collect();
         assert_eq!(live.len(), 2, "{copies:?}");
         for copy in live {
             assert_eq!(copy.counter(), 4, "{copies:?}");

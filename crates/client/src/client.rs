@@ -428,6 +428,35 @@ impl StoreClient {
         parse_owned(reply)
     }
 
+    /// Who holds the data now: `INFO server`'s `run_id` (random per process
+    /// start, on `sticky store` and Redis) and, on `sticky store`, its count
+    /// of `FLUSHALL`s. When it changes, the store lost every copy written
+    /// to it before: a web server must copy its sessions there again
+    /// (claim 9). A `FLUSHALL` on Redis does not change it (Redis counts
+    /// none): see `docs/redis.md`. Not available on a Redis Cluster, whose
+    /// nodes each have their own run id: [`ClientError::Server`].
+    ///
+    /// # Errors
+    ///
+    /// Any transport error, [`ClientError::Protocol`] when the answer has
+    /// no `run_id`, or [`ClientError::Server`] on a Redis Cluster.
+    pub async fn data_identity(&self) -> Result<String, ClientError> {
+        if matches!(self.inner.connector, Connector::Cluster(_)) {
+            return Err(ClientError::Server(String::from(
+                "a Redis Cluster store has no single run id",
+            )));
+        }
+        let (reply, _) = self.inner.execute(redis::cmd("INFO").arg("server")).await?;
+        let text = match reply {
+            Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            Value::VerbatimString { text, .. } => text,
+            Value::SimpleString(s) => s,
+            other => return Err(unexpected("INFO server", "a bulk string", &other)),
+        };
+        parse_identity(&text)
+            .ok_or_else(|| ClientError::Protocol(String::from("INFO server has no run_id")))
+    }
+
     /// `PING`: the round trip time of one command on the connection (not
     /// counting the time to connect, if the ping had to).
     ///
@@ -555,3 +584,30 @@ fn duration_ms(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// `run_id[/flushes]` from an `INFO server` answer.
+fn parse_identity(info: &str) -> Option<String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
+    };
+    let run_id = field("run_id")?;
+    Some(match field("sticky_flushes") {
+        Some(f) => format!("{run_id}/{f}"),
+        None => run_id.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::parse_identity;
+
+    #[test]
+    fn the_identity_is_the_run_id_and_the_flush_count() {
+        let sticky = "# Server\r\nredis_version:7.2.0\r\nrun_id:abc\r\nsticky_flushes:2\r\n\r\n";
+        assert_eq!(parse_identity(sticky).as_deref(), Some("abc/2"));
+        let redis = "# Server\r\nredis_version:7.0.15\r\nrun_id:f00d\r\ntcp_port:6379\r\n";
+        assert_eq!(parse_identity(redis).as_deref(), Some("f00d"));
+        assert_eq!(parse_identity("# Server\r\nrun_idx:1\r\n"), None);
+    }
+}

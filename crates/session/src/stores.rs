@@ -26,7 +26,18 @@ pub(crate) struct Stores {
     /// may have lost their copies (a restarted store comes back empty).
     went_down: AtomicU64,
     changed: watch::Sender<u64>,
+    /// What each store last said about who holds its data
+    /// ([`StoreClient::data_identity`]); `None` until it said.
+    identities: std::sync::Mutex<Vec<Option<String>>>,
+    /// Ping rounds so far (identities are asked every
+    /// [`IDENTITY_EVERY`] rounds).
+    rounds: AtomicU64,
 }
+
+/// Every this many ping rounds, each live store is asked who holds its
+/// data: a store that restarted empty or was flushed between two pings
+/// looks up to the pinger, but has lost its copies.
+const IDENTITY_EVERY: u64 = 4;
 
 impl Stores {
     pub(crate) fn new(specs: &[StoreSpec], options: &ClientOptions) -> Result<Self, ClientError> {
@@ -49,6 +60,8 @@ impl Stores {
             live: AtomicU64::new(all),
             went_down: AtomicU64::new(0),
             changed: watch::Sender::new(all),
+            identities: std::sync::Mutex::new(vec![None; specs.len()]),
+            rounds: AtomicU64::new(0),
         })
     }
 
@@ -158,5 +171,41 @@ impl Stores {
             }
         }
         metrics::gauge!("sticky_stores_live").set(f64::from(self.live().count_ones()));
+        if self.rounds.fetch_add(1, Ordering::Relaxed) % IDENTITY_EVERY == 0 {
+            self.check_identities().await;
+        }
+    }
+
+    /// Asks every live store who holds its data; a store whose answer
+    /// changed lost the copies written to it (it restarted, or was
+    /// flushed, faster than the pinger could notice it down): it counts as
+    /// having gone down, and the re-copy loop copies the sessions it held
+    /// to it again (issue 15, item 2).
+    pub(crate) async fn check_identities(&self) {
+        let live = self.live();
+        let asks =
+            Self::members(live).map(|i| async move { (i, self.clients[i].data_identity().await) });
+        let answers = futures_util::future::join_all(asks).await;
+        let mut lost = 0u64;
+        {
+            let mut known = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, r) in answers {
+                let Ok(now) = r else { continue };
+                if let Some(before) = known[i].replace(now.clone()) {
+                    if before != now {
+                        lost |= 1 << i;
+                    }
+                }
+            }
+        }
+        if lost != 0 {
+            for i in Self::members(lost) {
+                tracing::warn!(store = %self.names[i], "store restarted or was flushed since the last look: copying its sessions there again");
+                metrics::counter!("sticky_store_data_lost_total", "store" => self.names[i].clone())
+                    .increment(1);
+            }
+            self.went_down.fetch_or(lost, Ordering::AcqRel);
+            self.changed.send_replace(self.live());
+        }
     }
 }

@@ -164,6 +164,9 @@ pub(crate) struct Keyspace {
     used: AtomicUsize,
     max_memory: usize,
     stats: Arc<Stats>,
+    /// `FLUSHALL`s so far: with the run id, tells web servers that the
+    /// copies they wrote here are gone (`INFO server`).
+    flushes: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -311,6 +314,7 @@ impl Keyspace {
             used: AtomicUsize::new(0),
             max_memory,
             stats,
+            flushes: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -349,7 +353,13 @@ impl Keyspace {
     }
 
     /// Removes every key.
+    /// `FLUSHALL`s so far.
+    pub(crate) fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn flush(&self) {
+        self.flushes.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.shards.len() {
             let mut s = self.lock_index(i);
             let freed: usize = s.shard.map.iter().map(|(k, e)| e.size(k)).sum();

@@ -68,6 +68,7 @@ impl Store {
                 config,
                 stats,
                 started: Instant::now(),
+                run_id: crate::shared::new_run_id(),
                 next_client_id: AtomicU64::new(1),
             }),
         }

@@ -22,9 +22,22 @@ pub(crate) struct Shared {
     pub(crate) leases: Leases,
     pub(crate) stats: Arc<Stats>,
     pub(crate) started: Instant,
+    /// Random per process start (`INFO server`'s `run_id`, as Redis's):
+    /// a web server that sees it change knows this store lost its copies.
+    pub(crate) run_id: String,
     pub(crate) next_client_id: AtomicU64,
     /// Present when busy polling is on and the runtime is single-threaded.
     pub(crate) spin: Option<Spin>,
+}
+
+/// A run id: 40 hex digits, random per process start (not a secret).
+pub(crate) fn new_run_id() -> String {
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    let a = state.hash_one((std::process::id(), Instant::now()));
+    let b = state.hash_one(a);
+    let c = state.hash_one(b);
+    format!("{a:016x}{b:016x}{:08x}", c >> 32)
 }
 
 impl Shared {

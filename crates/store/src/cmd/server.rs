@@ -120,10 +120,13 @@ pub(super) fn info(shared: &Shared, a: &[&[u8]]) -> Reply {
         let _ = write!(
             out,
             "# Server\r\nredis_version:{}\r\nsticky_version:{}\r\nredis_mode:standalone\r\n\
-             process_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n",
+             process_id:{}\r\nrun_id:{}\r\nsticky_flushes:{}\r\ntcp_port:{}\r\n\
+             uptime_in_seconds:{}\r\n\r\n",
             REDIS_VERSION,
             env!("CARGO_PKG_VERSION"),
             std::process::id(),
+            shared.run_id,
+            shared.keyspace.flushes(),
             shared.config.listen.port(),
             shared.started.elapsed().as_secs(),
         );
