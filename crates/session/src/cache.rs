@@ -128,6 +128,11 @@ impl Cache {
         }
     }
 
+    /// Its clock's now, in ms.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
     fn counted_out(&self, e: &Entry) {
         self.count.fetch_sub(1, Ordering::AcqRel);
         self.bytes

@@ -37,6 +37,8 @@ pub(crate) struct Fencing {
     /// of stores is known to hold this epoch's lease; 0: no belief (a new
     /// epoch whose first renewal has not been acknowledged).
     until_ms: AtomicU64,
+    /// Clock ms when the current epoch began (0: at process start).
+    epoch_started_ms: AtomicU64,
     /// Serializes fences and extensions, so that an extension for an old
     /// epoch never lands on a new one.
     write: Mutex<()>,
@@ -70,6 +72,7 @@ impl Fencing {
         Self {
             epoch: AtomicU64::new(epoch),
             until_ms: AtomicU64::new(0),
+            epoch_started_ms: AtomicU64::new(0),
             write: Mutex::new(()),
             renew_now: Arc::new(Notify::new()),
             believed: Notify::new(),
@@ -91,6 +94,11 @@ impl Fencing {
     pub(crate) fn holds(&self, epoch: u64, now_ms: u64) -> bool {
         let until = self.until_ms.load(Ordering::SeqCst);
         self.epoch.load(Ordering::SeqCst) == epoch && now_ms < until
+    }
+
+    /// Clock ms when the current epoch began (0: at process start).
+    pub(crate) fn epoch_started_ms(&self) -> u64 {
+        self.epoch_started_ms.load(Ordering::SeqCst)
     }
 
     /// Until when the current belief holds (0: none).
@@ -151,6 +159,8 @@ impl Fencing {
             let new = old.wrapping_add(1);
             self.epoch.store(new, Ordering::SeqCst);
             self.until_ms.store(0, Ordering::SeqCst);
+            self.epoch_started_ms
+                .store(cache.now_ms(), Ordering::SeqCst);
             let dropped = cache.len();
             cache.clear();
             (old, new, dropped)

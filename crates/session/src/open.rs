@@ -231,8 +231,16 @@ impl SessionManager {
         if inner.fencing.holds(epoch, inner.clock.now_ms()) {
             return Ok(epoch);
         }
+        // A new epoch (just started or fenced) gets its first renewal within
+        // a round trip: wait for it, but only while it is new, so that a
+        // server cut off from the stores answers 503 at once.
         let clock = inner.clock;
+        let young = clock
+            .now_ms()
+            .saturating_sub(inner.fencing.epoch_started_ms())
+            < inner.config.store_timeout.as_millis() as u64;
         if inner.fencing.until_ms() == 0
+            && young
             && inner
                 .fencing
                 .wait_for_belief(epoch, inner.config.store_timeout, || clock.now_ms())

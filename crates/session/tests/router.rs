@@ -337,3 +337,103 @@ async fn a_write_needs_replicas_acknowledgements_whatever_this_server_sees() {
         "after the refused write: {status} {text}"
     );
 }
+
+/// docs/safety.md §2 and §4: while ws1 holds its lease, ws2 asked for
+/// ws1's session claims nothing and writes nothing, and answers 421 naming
+/// ws1 (it knows no peer address, so it cannot prove ws1 gone). Once ws1
+/// stops (releasing its lease), ws2 claims the session, and ws1 serves no
+/// session any more.
+#[tokio::test]
+async fn a_live_owners_session_is_named_not_claimed() {
+    let (stores, specs) = stores(3).await;
+    let ws1 = manager("ws1", &specs, 2).await;
+    let ws2 = manager("ws2", &specs, 2).await;
+    let (app1, app2) = (app(&ws1), app(&ws2));
+    let cookie = counted_once(&app1).await;
+    let puts = calls_of(&stores, "sess.put");
+
+    let resp = app2
+        .clone()
+        .oneshot(request("POST", "/count", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(
+        resp.headers()
+            .get(sticky_proto::control::OWNER_HEADER)
+            .and_then(|v| v.to_str().ok()),
+        Some("ws1")
+    );
+    assert_eq!(calls_of(&stores, "sess.put"), puts, "nothing written");
+    assert_eq!(calls_of(&stores, "sess.prepare"), 0, "nothing promised");
+    assert_eq!(ws2.sessions(), 0);
+
+    // ws1 still serves it from its cache, unchanged.
+    let resp = app1
+        .clone()
+        .oneshot(request("GET", "/read", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(body(resp).await, "cache:1");
+
+    ws1.stop().await;
+    let resp = app2
+        .clone()
+        .oneshot(request("POST", "/count", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(body(resp).await, "store:2", "claimed once ws1 let go");
+    let resp = app1
+        .clone()
+        .oneshot(request("GET", "/read", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a stopped server serves no session"
+    );
+}
+
+/// A server that reaches fewer stores than its lease needs serves nothing:
+/// with 2 of 3 stores gone it cannot hold its lease (it needs 2), so even
+/// the session in its cache answers 503 once the lease has run out.
+#[tokio::test]
+async fn a_server_without_a_lease_quorum_stops_serving_its_cache() {
+    let (tx1, a1) = stoppable_store().await;
+    let (tx2, a2) = stoppable_store().await;
+    let (_tx3, a3) = stoppable_store().await;
+    let specs: Vec<StoreSpec> = [a1, a2, a3]
+        .into_iter()
+        .enumerate()
+        .map(|(i, addr)| StoreSpec {
+            name: format!("s{}", i + 1),
+            addr,
+        })
+        .collect();
+    let mut config = Config::new("ws1", SECRET.to_vec(), specs);
+    config.lease = std::time::Duration::from_millis(300);
+    config.store_timeout = std::time::Duration::from_millis(200);
+    let m = SessionManager::start(config).await.expect("manager starts");
+    let app = app(&m);
+    let cookie = counted_once(&app).await;
+    let epoch = m.epoch();
+    drop((tx1, tx2));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let resp = app
+            .clone()
+            .oneshot(request("GET", "/read", Some(&cookie)))
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert_eq!(body(resp).await, "cache:1");
+        assert!(std::time::Instant::now() < deadline, "still serving");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!m.serving());
+    assert_ne!(m.epoch(), epoch, "the lapse fenced it");
+    assert_eq!(m.sessions(), 0, "and dropped its cache");
+}
