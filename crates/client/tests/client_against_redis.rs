@@ -606,6 +606,7 @@ async fn resp3_auth_and_acl_users() {
             ">apppw",
             "~sticky:*",
             "+ping",
+            "+info",
             "+evalsha",
             "+eval",
             "+script|load",
@@ -639,6 +640,9 @@ async fn resp3_auth_and_acl_users() {
         let got = c.get(b"r3").await.unwrap().unwrap();
         assert_eq!(live(&got), (Stamp::new(1, 1), "w", &b"p"[..], false));
         assert_eq!(c.touch(b"r3", None).await, Ok(true));
+        // Restart detection (a run id that changes) works for this user.
+        let identity = c.data_identity().await.unwrap();
+        assert_eq!(identity.len(), 40, "Redis's run id: {identity}");
         c.delete(b"r3", Stamp::new(1, 2), ms(1)).await.unwrap();
         assert_eq!(
             c.claim(b"r4", Stamp::new(1, 1), Stamp::new(2, 0), "w", None)
