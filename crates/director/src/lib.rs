@@ -29,6 +29,8 @@
 //!   hop-by-hop headers, retries and failover (`Attempts`), the
 //!   director's own answers.
 //! - `health`: active checks and passive detection (server up and down).
+//! - `adopt`: a server declared dead: its failover candidates asked to
+//!   adopt its sessions (`POST /.sticky/adopt`).
 //! - `fencing`: the director's side of fencing: asking a server to fence
 //!   itself, adopting a new epoch, the fencing token headers.
 //! - `control`: one control request to a web server (`/.sticky/health`,
@@ -76,6 +78,7 @@
 //! ```
 
 mod admin;
+mod adopt;
 mod backend;
 mod body;
 mod chunked;

@@ -48,6 +48,10 @@ pub(crate) struct Stats {
     pub(crate) upstream_send_failed: AtomicU64,
     pub(crate) upstream_timeouts: AtomicU64,
     pub(crate) tunnels: AtomicU64,
+    /// `421` answers naming the owner, re-sent there.
+    pub(crate) misdirected_resent: AtomicU64,
+    /// `421` answers (or the owner's failure after one) turned into `503`.
+    pub(crate) misdirected_unavailable: AtomicU64,
     /// Requests served by the fast path (`fast_path.rs`).
     pub(crate) fast_path_requests: AtomicU64,
     /// Client connections the fast path handed to the general path.

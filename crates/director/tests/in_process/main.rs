@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod hardening;
+mod safety;
 mod support;
 
 use http::{Method, StatusCode};
