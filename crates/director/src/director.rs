@@ -163,7 +163,7 @@ impl Director {
     }
 
     fn start(&self, public: SocketAddr, admin: SocketAddr) {
-        self.shared.set_public_addr(public);
+        self.shared.set_addrs(public, admin);
         let state = Arc::downgrade(&self.shared);
         let runtime = tokio::runtime::Handle::current();
         self.shared

@@ -18,7 +18,7 @@ use crate::backend::Backend;
 use crate::config::{check_servers, DirectorConfig, ServerSpec};
 use crate::route_cookie::RouteSigner;
 use crate::routing::Table;
-use crate::status::{AdminState, ClusterStatus, DirectorTotals, ServerStatus};
+use crate::status::{AdminState, ClusterStatus, DirectorInstance, DirectorTotals, ServerStatus};
 use crate::stores::StoreBoard;
 use crate::DirectorError;
 
@@ -84,6 +84,7 @@ pub(crate) struct State {
     checks: Mutex<Option<StartChecks>>,
     reloader: Mutex<Option<Reloader>>,
     public_addr: Mutex<Option<SocketAddr>>,
+    admin_addr: Mutex<SocketAddr>,
     /// The session stores' last known states.
     pub(crate) stores: StoreBoard,
 }
@@ -110,6 +111,7 @@ impl State {
         if backends.is_empty() {
             tracing::warn!("no [[web]] servers configured: every request will get 503");
         }
+        let admin_addr = config.admin;
         Ok(Self {
             config,
             signer,
@@ -122,6 +124,7 @@ impl State {
             checks: Mutex::new(None),
             reloader: Mutex::new(None),
             public_addr: Mutex::new(None),
+            admin_addr: Mutex::new(admin_addr),
             stores,
         })
     }
@@ -178,12 +181,16 @@ impl State {
         *self.reloader.lock().unwrap_or_else(PoisonError::into_inner) = Some(reloader);
     }
 
-    /// Sets the public listener's address shown in the status.
-    pub(crate) fn set_public_addr(&self, addr: SocketAddr) {
+    /// Sets the listeners' addresses shown in the status.
+    pub(crate) fn set_addrs(&self, public: SocketAddr, admin: SocketAddr) {
         *self
             .public_addr
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(addr);
+            .unwrap_or_else(PoisonError::into_inner) = Some(public);
+        *self
+            .admin_addr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = admin;
     }
 
     pub(crate) fn set_admin(
@@ -279,10 +286,35 @@ impl State {
         self.reload_with(specs)
     }
 
+    /// This director and its peers.
+    fn directors(&self) -> Vec<DirectorInstance> {
+        let me = DirectorInstance {
+            name: self.config.name.clone(),
+            listen: *self
+                .public_addr
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            admin: *self
+                .admin_addr
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            this: true,
+        };
+        let peers = self.config.peers.iter().map(|p| DirectorInstance {
+            name: p.name.clone(),
+            listen: Some(p.listen),
+            admin: p.admin,
+            this: false,
+        });
+        std::iter::once(me).chain(peers).collect()
+    }
+
     pub(crate) fn status(&self) -> ClusterStatus {
         let servers: Vec<ServerStatus> = self.backends().iter().map(|b| b.status()).collect();
         let s = &self.stats;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Before the literal: it holds the public address's lock to its end.
+        let directors = self.directors();
         ClusterStatus {
             director: DirectorTotals {
                 listen: *self
@@ -301,6 +333,7 @@ impl State {
             },
             servers,
             stores: self.stores.status(),
+            directors,
         }
     }
 }

@@ -293,10 +293,20 @@ impl Running {
     /// Starts a director for `config` and waits until every configured
     /// server is up.
     pub(crate) async fn start(config: DirectorConfig) -> Self {
-        let expected = config.servers.len();
-        let director = Director::new(config).expect("director");
         let public = TcpListener::bind("127.0.0.1:0").await.expect("bind public");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        Self::start_on(config, public, admin).await
+    }
+
+    /// Like [`start`](Self::start), on listeners bound already (so that
+    /// directors can name each other as peers before they start).
+    pub(crate) async fn start_on(
+        config: DirectorConfig,
+        public: TcpListener,
+        admin: TcpListener,
+    ) -> Self {
+        let expected = config.servers.len();
+        let director = Director::new(config).expect("director");
         let public_addr = public.local_addr().expect("public addr");
         let admin_addr = admin.local_addr().expect("admin addr");
         let (tx, rx) = oneshot::channel::<()>();
