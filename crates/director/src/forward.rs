@@ -309,40 +309,66 @@ impl Attempts {
     ) -> Result<(), Answer> {
         let stats = &shared.stats;
         self.last_failure = Answer::Unavailable;
-        let refuse = |why: &'static str| {
-            stats
-                .misdirected_unavailable
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(server = %from.name, why, "misdirected request not re-sent: 503");
-            Err(Answer::Unavailable)
-        };
+        match self.owner_named(shared, from, owner) {
+            Ok(backend) => {
+                stats.misdirected_resent.fetch_add(1, Ordering::Relaxed);
+                self.owner = Some(backend);
+                Ok(())
+            }
+            Err(why) => {
+                stats
+                    .misdirected_unavailable
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(server = %from.name, why, "misdirected request not re-sent: 503");
+                Err(Answer::Unavailable)
+            }
+        }
+    }
+
+    /// The server a `421` from `from` names, if the request may go there.
+    fn owner_named(
+        &self,
+        shared: &State,
+        from: &Backend,
+        owner: &[u8],
+    ) -> Result<Arc<Backend>, &'static str> {
         if self.owner.is_some() {
-            return refuse("the owner named by a 421 answered 421 too");
+            return Err("the owner named by a 421 answered 421 too");
         }
         let table = shared.table.load();
-        let Some(index) = table.index_of(owner) else {
-            return refuse("the 421 names an unknown server");
-        };
+        let index = table
+            .index_of(owner)
+            .ok_or("the 421 names an unknown server")?;
         let entry = &table.entries[index];
         if entry.backend.name == from.name {
-            return refuse("the 421 names the server that sent it");
+            return Err("the 421 names the server that sent it");
         }
         if !entry.routable {
-            return refuse("the 421 names a server that is not routable here");
+            return Err("the 421 names a server that is not routable here");
         }
-        stats.misdirected_resent.fetch_add(1, Ordering::Relaxed);
-        self.owner = Some(Arc::clone(&entry.backend));
-        Ok(())
+        Ok(Arc::clone(&entry.backend))
     }
 
     /// A `421` that cannot be re-sent (its body was streamed and is
-    /// spent): counted, and the client gets `503`.
-    pub(crate) fn misdirected_spent(&mut self, shared: &State) -> Answer {
+    /// spent): counted, and the client gets `503` — with the route cookie
+    /// of the owner it names when the request could have gone there, so
+    /// that the client's retry goes straight to it.
+    pub(crate) fn misdirected_spent(
+        &mut self,
+        shared: &State,
+        from: &Backend,
+        owner: &[u8],
+    ) -> Response<Body> {
         shared
             .stats
             .misdirected_unavailable
             .fetch_add(1, Ordering::Relaxed);
-        Answer::Unavailable
+        let mut resp = Answer::Unavailable.response(shared);
+        if let Ok(owner) = self.owner_named(shared, from, owner) {
+            resp.headers_mut()
+                .append(http::header::SET_COOKIE, owner.set_cookie.clone());
+        }
+        resp
     }
 
     /// A response came: a client moved off its server is a failover.

@@ -193,8 +193,8 @@ async fn proxy(
             {
                 // Another server holds the session's live lease; this one
                 // processed nothing. Re-sent there once, if the body is
-                // unspent (a streamed body is gone: 503, and the client
-                // retries, now with no body in flight).
+                // unspent (a streamed body is gone: 503 with the owner's
+                // route cookie, so the client's retry goes there).
                 let owner = resp
                     .headers()
                     .get(&STICKY_OWNER)
@@ -202,7 +202,7 @@ async fn proxy(
                     .unwrap_or_default();
                 conn.abort();
                 if !bodiless {
-                    return attempts.misdirected_spent(shared).response(shared);
+                    return attempts.misdirected_spent(shared, &backend, &owner);
                 }
                 if let Err(answer) = attempts.misdirected(shared, &backend, &owner) {
                     return answer.response(shared);

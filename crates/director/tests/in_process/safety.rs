@@ -104,6 +104,23 @@ async fn a_misdirected_request_goes_to_the_owner_once(fast_path: bool) {
         .await;
         assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(a.header("retry-after"), Some("1"));
+        // With the owner's route cookie: the retry goes straight there.
+        let to_owner = a
+            .set_cookie()
+            .unwrap_or_else(|| panic!("the owner route cookie: {a:?}"));
+        assert_eq!(to_owner, moved);
+        let retry = request_with_body(
+            director.public,
+            Method::POST,
+            "/counter",
+            &[("cookie", &to_owner)],
+            Bytes::from_static(b"hello"),
+        )
+        .await;
+        assert_eq!(retry.status, StatusCode::OK);
+        assert_eq!(retry.header("x-backend"), Some("ws2"));
+        let last = ws2.seen().last().cloned().expect("seen");
+        assert_eq!(last.body, Bytes::from_static(b"hello"));
     }
     assert!(
         metric(
