@@ -27,7 +27,10 @@
 //! the fencing token, a refused connection re-routed, other failures
 //! retried only for idempotent requests without a body, the same `502`,
 //! `503` and `504` answers. Since the body is held whole, a request
-//! refused by a fenced server is re-routed even with a body.
+//! refused by a fenced server is re-routed even with a body, and one
+//! answered `421` naming the session's owner is re-sent there with it —
+//! unless the client closed its connection meanwhile: an abandoned
+//! request is never sent again.
 //!
 //! Web servers' responses: `Content-Length` bodies, chunked bodies
 //! (forwarded as they are; [`ChunkedScanner`] finds their end), bodies
