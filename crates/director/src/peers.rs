@@ -5,12 +5,17 @@
 //! carries [`PASSED_HEADER`]; a director that gets one applies it and
 //! passes it on to nobody (no loops, no storms).
 //!
+//! Each second the peers' admin listeners are asked `GET /healthz`
+//! ([`watch`]), for `/api/cluster`'s `directors` and the dashboard.
+//!
 //! The director, not the `sticky up` supervisor, fans out: admin requests
 //! reach directors directly (the dashboard, scripts, `curl`), also in
 //! clusters `sticky up` did not start, and only a director knows when one
 //! arrived.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +25,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::task::JoinSet;
 
-use crate::state::State;
+use crate::state::{State, PEER_DOWN, PEER_UP};
 
 /// Marks an admin request passed on by a peer director.
 pub(crate) const PASSED_HEADER: &str = "sticky-director-peer";
@@ -87,4 +92,59 @@ async fn post(
         .collect()
         .await;
     Ok(status)
+}
+
+/// Time between two looks at the peers.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// Time one look may take.
+const WATCH_LIMIT: Duration = Duration::from_millis(800);
+
+/// Asks every peer director's admin listener for `/healthz` each second,
+/// until the director stops.
+pub(crate) async fn watch(shared: Weak<State>) {
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(s) = shared.upgrade() else {
+            return;
+        };
+        if !s.is_serving() {
+            return;
+        }
+        let mut looks = JoinSet::new();
+        for (i, peer) in s.config.peers.iter().enumerate() {
+            let addr = peer.admin;
+            looks.spawn(async move {
+                let answer = sticky_proto::control::request(
+                    addr,
+                    Method::GET,
+                    "/healthz",
+                    None,
+                    WATCH_LIMIT,
+                    1024,
+                )
+                .await;
+                (i, matches!(answer, Ok(r) if r.status() == StatusCode::OK))
+            });
+        }
+        // Do not keep the director alive while waiting.
+        drop(s);
+        while let Some(done) = looks.join_next().await {
+            if let (Ok((i, up)), Some(s)) = (done, shared.upgrade()) {
+                if let Some(seen) = s.peers_seen.get(i) {
+                    let now = if up { PEER_UP } else { PEER_DOWN };
+                    let before = seen.swap(now, Ordering::Relaxed);
+                    if before != now && before != 0 {
+                        let name = &s.config.peers[i].name;
+                        if up {
+                            tracing::info!(peer = %name, "peer director answers again");
+                        } else {
+                            tracing::warn!(peer = %name, "peer director does not answer");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

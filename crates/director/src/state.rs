@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -87,7 +87,15 @@ pub(crate) struct State {
     admin_addr: Mutex<SocketAddr>,
     /// The session stores' last known states.
     pub(crate) stores: StoreBoard,
+    /// Each peer director's last look ([`PEER_UP`], [`PEER_DOWN`], 0 not
+    /// looked at yet), in `config.peers` order.
+    pub(crate) peers_seen: Box<[AtomicU8]>,
 }
+
+/// A peer director answered its last look.
+pub(crate) const PEER_UP: u8 = 1;
+/// A peer director did not answer its last look.
+pub(crate) const PEER_DOWN: u8 = 2;
 
 impl State {
     /// The state for `config`: every server down until checked, nothing
@@ -112,7 +120,9 @@ impl State {
             tracing::warn!("no [[web]] servers configured: every request will get 503");
         }
         let admin_addr = config.admin;
+        let peers_seen = config.peers.iter().map(|_| AtomicU8::new(0)).collect();
         Ok(Self {
+            peers_seen,
             config,
             signer,
             token,
@@ -299,13 +309,24 @@ impl State {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
             this: true,
+            up: None,
         };
-        let peers = self.config.peers.iter().map(|p| DirectorInstance {
-            name: p.name.clone(),
-            listen: Some(p.listen),
-            admin: p.admin,
-            this: false,
-        });
+        let peers = self
+            .config
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| DirectorInstance {
+                name: p.name.clone(),
+                listen: Some(p.listen),
+                admin: p.admin,
+                this: false,
+                up: match self.peers_seen.get(i).map(|a| a.load(Ordering::Relaxed)) {
+                    Some(PEER_UP) => Some(true),
+                    Some(PEER_DOWN) => Some(false),
+                    _ => None,
+                },
+            });
         std::iter::once(me).chain(peers).collect()
     }
 

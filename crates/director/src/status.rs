@@ -165,6 +165,10 @@ pub struct DirectorInstance {
     pub admin: SocketAddr,
     /// True for the director that answered.
     pub this: bool,
+    /// Whether its admin listener answered `/healthz` at the last look
+    /// (each second); `None` for this one, or before the first look.
+    #[serde(default)]
+    pub up: Option<bool>,
 }
 
 /// A duration in whole milliseconds, saturating.

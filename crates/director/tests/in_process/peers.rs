@@ -40,6 +40,10 @@ async fn a_drain_asked_on_one_director_reaches_its_peers() {
         .collect();
     assert_eq!(names, [("director2", true), ("director", false)]);
     assert_eq!(listed.directors[1].admin, a.admin);
+    a.until("director sees director2 answer", |s| {
+        s.directors.get(1).and_then(|d| d.up) == Some(true)
+    })
+    .await;
 
     let token = format!("Bearer {}", admin_token(SECRET.as_bytes()));
     let admin_state = |r: &Running, name: &str| {
@@ -87,5 +91,9 @@ async fn a_drain_asked_on_one_director_reaches_its_peers() {
     assert_eq!(evacuated.status, StatusCode::OK);
     assert_eq!(evacuated.header("sticky-peers-failed"), Some("director2"));
     assert_eq!(admin_state(&a, "ws2"), AdminState::Evacuating);
+    a.until("director sees director2 gone", |s| {
+        s.directors.get(1).and_then(|d| d.up) == Some(false)
+    })
+    .await;
     a.stop().await;
 }
