@@ -123,6 +123,37 @@ fn two_directors_serve_the_shop_and_share_admin_state_changes() {
     assert_eq!(admin_state(admin1, "ws1"), "enabled");
     assert_eq!(admin_state(admin2, "ws1"), "enabled");
 
+    // Director 2 killed: director 1 still applies a drain, says which
+    // peer missed it, and shows director 2 down; `sticky status` too.
+    let r = http_request(
+        up.supervisor(),
+        "POST",
+        "/api/processes/director2/kill",
+        &[("Authorization", &token)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = http_request(
+        admin1,
+        "POST",
+        "/api/servers/ws2/drain",
+        &[("Authorization", &token)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("sticky-peers-failed"), Some("director2"), "{r:?}");
+    assert_eq!(admin_state(admin1, "ws2"), "draining");
+    wait_until(DEADLINE, "director 1 sees director 2 down", || {
+        cluster(admin1)["directors"][1]["up"] == false
+    });
+    assert_ne!(up.status_of("director2")["state"], "up");
+    assert_eq!(up.status_of("director")["state"], "up");
+    // Shoppers keep going through director 1.
+    let third = jar.add_item(shop1, "plum");
+    assert_eq!(third.server, first.server);
+
     let exit = up.interrupt();
     assert!(exit.success(), "{exit:?}");
 }
