@@ -6,7 +6,10 @@
 //! passes it on to nobody (no loops, no storms).
 //!
 //! Each second the peers' admin listeners are asked `GET /healthz`
-//! ([`watch`]), for `/api/cluster`'s `directors` and the dashboard.
+//! ([`watch`]), for `/api/cluster`'s `directors` and the dashboard. A
+//! director that starts copies the drains and evacuations of the first
+//! peer that answers, once ([`catch_up`]): a restarted director does not
+//! forget them.
 //!
 //! The director, not the `sticky up` supervisor, fans out: admin requests
 //! reach directors directly (the dashboard, scripts, `curl`), also in
@@ -15,7 +18,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +29,7 @@ use hyper_util::rt::TokioIo;
 use tokio::task::JoinSet;
 
 use crate::state::{State, PEER_DOWN, PEER_UP};
+use crate::status::{AdminState, ClusterStatus};
 
 /// Marks an admin request passed on by a peer director.
 pub(crate) const PASSED_HEADER: &str = "sticky-director-peer";
@@ -104,6 +108,7 @@ const WATCH_LIMIT: Duration = Duration::from_millis(800);
 pub(crate) async fn watch(shared: Weak<State>) {
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut caught_up = false;
     loop {
         tick.tick().await;
         let Some(s) = shared.upgrade() else {
@@ -111,6 +116,9 @@ pub(crate) async fn watch(shared: Weak<State>) {
         };
         if !s.is_serving() {
             return;
+        }
+        if !caught_up {
+            caught_up = catch_up(&s).await;
         }
         let mut looks = JoinSet::new();
         for (i, peer) in s.config.peers.iter().enumerate() {
@@ -147,4 +155,53 @@ pub(crate) async fn watch(shared: Weak<State>) {
             }
         }
     }
+}
+
+/// A director that starts (or restarts) knows no drain or evacuation made
+/// before: it copies them from the first peer that answers, once. Only
+/// servers still enabled here take a peer's draining or evacuating state
+/// (a change asked here since the start was passed to the peers anyway).
+/// True once a peer answered (or there is none to ask).
+async fn catch_up(shared: &Arc<State>) -> bool {
+    for peer in &shared.config.peers {
+        let answer = sticky_proto::control::request(
+            peer.admin,
+            Method::GET,
+            "/api/cluster",
+            None,
+            WATCH_LIMIT,
+            4 << 20,
+        )
+        .await;
+        let Ok(resp) = answer else {
+            continue;
+        };
+        if resp.status() != StatusCode::OK {
+            continue;
+        }
+        let Ok(status) = serde_json::from_slice::<ClusterStatus>(resp.body()) else {
+            continue;
+        };
+        for server in status.servers {
+            if server.admin == AdminState::Enabled {
+                continue;
+            }
+            let here = shared
+                .backends()
+                .into_iter()
+                .find(|b| b.name == server.name)
+                .map(|b| b.admin());
+            if here == Some(AdminState::Enabled) {
+                tracing::info!(
+                    server = %server.name,
+                    peer = %peer.name,
+                    state = server.admin.as_str(),
+                    "admin state copied from a peer director"
+                );
+                let _ = shared.set_admin(&server.name, server.admin);
+            }
+        }
+        return true;
+    }
+    shared.config.peers.is_empty()
 }

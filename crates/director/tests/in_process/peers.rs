@@ -95,5 +95,26 @@ async fn a_drain_asked_on_one_director_reaches_its_peers() {
         s.directors.get(1).and_then(|d| d.up) == Some(false)
     })
     .await;
+
+    // A director started (or restarted) later copies the evacuation from
+    // the peer that has it.
+    let (public_c, admin_c) = (bind().await, bind().await);
+    let mut cfg_c = config(&[&ws1, &ws2], true);
+    cfg_c.name = "director3".into();
+    cfg_c.peers = vec![DirectorPeer {
+        name: "director".into(),
+        listen: a.public,
+        admin: a.admin,
+    }];
+    // ws2 evacuated: one server routable.
+    let c = Running::start_expecting(cfg_c, public_c, admin_c, 1).await;
+    c.until("director3 copies ws2's evacuation", |s| {
+        s.servers
+            .iter()
+            .any(|s| s.name == "ws2" && s.admin == AdminState::Evacuating)
+    })
+    .await;
+    assert_eq!(admin_state(&c, "ws1"), AdminState::Enabled);
+    c.stop().await;
     a.stop().await;
 }

@@ -306,6 +306,17 @@ impl Running {
         admin: TcpListener,
     ) -> Self {
         let expected = config.servers.len();
+        Self::start_expecting(config, public, admin, expected).await
+    }
+
+    /// Like [`start_on`](Self::start_on), waiting until `expected`
+    /// servers are routable (some may be evacuated).
+    pub(crate) async fn start_expecting(
+        config: DirectorConfig,
+        public: TcpListener,
+        admin: TcpListener,
+        expected: usize,
+    ) -> Self {
         let director = Director::new(config).expect("director");
         let public_addr = public.local_addr().expect("public addr");
         let admin_addr = admin.local_addr().expect("admin addr");
