@@ -22,6 +22,11 @@ pub(crate) struct DirectorArgs {
     /// Admin address, instead of `[director].admin`.
     #[arg(long, env = "STICKY_DIRECTOR_ADMIN")]
     admin: Option<SocketAddr>,
+    /// Which of the cluster file's directors this is: `director` (the
+    /// `[director]` section's listeners) or the name of a
+    /// `[[director.peers]]` entry.
+    #[arg(long, env = "STICKY_DIRECTOR_NAME", default_value = sticky_config::FIRST_DIRECTOR)]
+    name: String,
     /// Worker threads [default: one per core]; 1 runs a single event loop.
     #[arg(long, env = "STICKY_DIRECTOR_THREADS")]
     threads: Option<usize>,
@@ -32,7 +37,8 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<()> {
     let path = args.config.clone();
     let file = ClusterFile::load(&path)?;
     let secret = file.secret(&path)?;
-    let mut config = DirectorConfig::from_cluster(&file, &secret)?;
+    let mut config =
+        DirectorConfig::from_cluster(&file, &secret)?.for_director(&file, &args.name)?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }

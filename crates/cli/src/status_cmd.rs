@@ -118,9 +118,22 @@ struct Report {
     dashboard: String,
     /// The director's totals (`/api/cluster`'s `director`), if it answered.
     director: Option<Value>,
+    /// The cluster's other directors (`sticky up --directors N`), each
+    /// with its totals if it answered.
+    directors: Vec<DirectorReport>,
     processes: Vec<Row>,
     /// Problems met while gathering the report.
     warnings: Vec<String>,
+}
+
+/// Another director of the cluster, in the report.
+#[derive(Debug, Serialize)]
+struct DirectorReport {
+    name: String,
+    admin: SocketAddr,
+    dashboard: String,
+    /// Its `/api/cluster`'s `director`; null when it did not answer.
+    totals: Option<Value>,
 }
 
 /// One HTTP/1.1 request; the status and the JSON body (null if not JSON).
@@ -188,11 +201,14 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
         shop: None,
         dashboard: String::new(),
         director: None,
+        directors: Vec::new(),
         processes: Vec::new(),
         warnings: Vec::new(),
     };
     // Store passwords, when the cluster file is at hand.
     let mut store_password: Option<String> = None;
+    // Every director, from the state file (empty: ask the director).
+    let mut listed_directors = Vec::new();
     let admin = if let Some(admin) = args.admin {
         match processes(admin, "/api/processes", None).await {
             Ok((pid, list)) => {
@@ -208,6 +224,7 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
             None => state::read_pointer()?,
         };
         let up = UpState::read(&dir)?;
+        listed_directors.clone_from(&up.directors);
         report.dir = Some(up.dir.clone());
         report.up_pid = Some(up.pid);
         report.shop = Some(up.shop.clone());
@@ -282,6 +299,53 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
     }
     merge_director(&mut rows, cluster.as_ref());
 
+    // The other directors, each asked for its own view.
+    let peers = peer_directors(&listed_directors, cluster.as_ref());
+    let asks = peers.into_iter().map(|(name, admin)| async move {
+        let result = http_json(admin, Method::GET, "/api/cluster", None).await;
+        (name, admin, result)
+    });
+    for (name, admin, result) in futures_join(asks).await {
+        match result {
+            Ok((StatusCode::OK, v)) if v.is_object() => {
+                merge_director_totals(&mut rows, &v);
+                report.directors.push(DirectorReport {
+                    name,
+                    admin,
+                    dashboard: format!("http://{admin}/"),
+                    totals: Some(v["director"].clone()),
+                });
+            }
+            other => {
+                let error = match other {
+                    Ok((status, _)) => format!("/api/cluster answered {status}"),
+                    Err(e) => format!("{e:#}"),
+                };
+                warnings.push(format!("director {name} does not answer: {error}"));
+                let i = match rows
+                    .iter()
+                    .position(|r| r.role == "director" && r.name == name)
+                {
+                    Some(i) => i,
+                    None => {
+                        rows.push(Row::new(&name, "director", None));
+                        rows.len() - 1
+                    }
+                };
+                rows[i].health = Some("down".into());
+                if rows[i].error.is_none() {
+                    rows[i].error = Some(error);
+                }
+                report.directors.push(DirectorReport {
+                    name,
+                    admin,
+                    dashboard: format!("http://{admin}/"),
+                    totals: None,
+                });
+            }
+        }
+    }
+
     // The stores: asked directly if we know them from the run dir, else as
     // the director reports them.
     let probes = rows
@@ -355,25 +419,16 @@ where
 /// Adds the director's view to the rows: its own health and counts, every
 /// web server's routing state, and the stores it reports.
 fn merge_director(rows: &mut Vec<Row>, cluster: Option<&Value>) {
-    let director = rows.iter().position(|r| r.role == "director");
     let Some(c) = cluster else {
-        if let Some(i) = director {
+        if let Some(i) = rows
+            .iter()
+            .position(|r| r.role == "director" && r.name == sticky_config::FIRST_DIRECTOR)
+        {
             rows[i].health = Some("down".into());
         }
         return;
     };
-    let d = &c["director"];
-    let i = match director {
-        Some(i) => i,
-        None => {
-            let addr = d["listen"].as_str().and_then(|a| a.parse().ok());
-            rows.insert(0, Row::new("director", "director", addr));
-            0
-        }
-    };
-    rows[i].health = Some("up".into());
-    rows[i].requests = d["requests"].as_u64();
-    rows[i].failovers = d["failovers"].as_u64();
+    merge_director_totals(rows, c);
     for s in c["servers"].as_array().into_iter().flatten() {
         let name = s["name"].as_str().unwrap_or_default();
         let i = match rows.iter().position(|r| r.name == name) {
@@ -413,6 +468,72 @@ fn merge_director(rows: &mut Vec<Row>, cluster: Option<&Value>) {
             r.error = s["error"].as_str().map(str::to_owned);
         }
     }
+}
+
+/// The name of the director whose `/api/cluster` this is (`director`
+/// for a director without the `directors` list).
+fn answering_director(c: &Value) -> String {
+    c["directors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["this"].as_bool() == Some(true))
+        .and_then(|d| d["name"].as_str())
+        .unwrap_or(sticky_config::FIRST_DIRECTOR)
+        .to_owned()
+}
+
+/// Sets the row of the director that answered `c` (added if missing):
+/// up, with its request counts.
+fn merge_director_totals(rows: &mut Vec<Row>, c: &Value) {
+    let d = &c["director"];
+    let name = answering_director(c);
+    let i = match rows
+        .iter()
+        .position(|r| r.role == "director" && r.name == name)
+    {
+        Some(i) => i,
+        None => {
+            let addr = d["listen"].as_str().and_then(|a| a.parse().ok());
+            let at = rows.iter().take_while(|r| r.role == "director").count();
+            rows.insert(at, Row::new(&name, "director", addr));
+            at
+        }
+    };
+    rows[i].health = Some("up".into());
+    rows[i].requests = d["requests"].as_u64();
+    rows[i].failovers = d["failovers"].as_u64();
+}
+
+/// The cluster's other directors (name, admin listener): from the state
+/// file when it lists them, else from the answering director's list.
+fn peer_directors(
+    listed: &[crate::up::state::DirectorInfo],
+    cluster: Option<&Value>,
+) -> Vec<(String, SocketAddr)> {
+    let answered = cluster.map(answering_director);
+    let from_file = listed.iter().map(|d| (d.name.clone(), d.admin));
+    let from_director = cluster
+        .and_then(|c| c["directors"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|d| {
+            Some((
+                d["name"].as_str()?.to_owned(),
+                d["admin"].as_str()?.parse().ok()?,
+            ))
+        });
+    let all: Vec<(String, SocketAddr)> = if listed.is_empty() {
+        from_director.collect()
+    } else {
+        from_file.collect()
+    };
+    all.into_iter()
+        .filter(|(name, _)| {
+            Some(name.as_str()) != answered.as_deref()
+                && (answered.is_some() || name != sticky_config::FIRST_DIRECTOR)
+        })
+        .collect()
 }
 
 /// `1.5 KiB`.
@@ -498,6 +619,9 @@ fn print_table(report: &Report) {
         println!("shop:       {shop}");
     }
     println!("dashboard:  {}", report.dashboard);
+    for d in &report.directors {
+        println!("{:<11} dashboard {}", format!("{}:", d.name), d.dashboard);
+    }
     if let Some(dir) = &report.dir {
         println!("run dir:    {}", dir.display());
     }

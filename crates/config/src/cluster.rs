@@ -216,7 +216,31 @@ pub struct DirectorSection {
     /// balancer in front of the director. Default: none, every client's
     /// are replaced.
     pub trusted_proxies: Vec<String>,
+    /// More directors of the same cluster (`[[director.peers]]`), each its
+    /// own process (`sticky director --name NAME`) with its own listeners
+    /// and every other setting of this section. Admin state changes
+    /// (drain, evacuate, enable) asked on any director are passed to the
+    /// others. Default: none, one director, named `director`.
+    pub peers: Vec<DirectorPeer>,
 }
+
+/// One `[[director.peers]]` table: another director of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorPeer {
+    /// Its name (`director2`): what `sticky director --name` and `sticky
+    /// up`'s process list call it. Not `director` (the `[director]`
+    /// itself) nor the name of a web server or store.
+    pub name: String,
+    /// Its public listener.
+    pub listen: SocketAddr,
+    /// Its admin listener.
+    pub admin: SocketAddr,
+}
+
+/// The name of the director the `[director]` section's own `listen` and
+/// `admin` describe.
+pub const FIRST_DIRECTOR: &str = "director";
 
 impl Default for DirectorSection {
     fn default() -> Self {
@@ -241,11 +265,29 @@ impl Default for DirectorSection {
             admin_hosts: Vec::new(),
             admin_token: None,
             trusted_proxies: Vec::new(),
+            peers: Vec::new(),
         }
     }
 }
 
 impl DirectorSection {
+    /// Every director of the cluster: the section's own (named
+    /// [`FIRST_DIRECTOR`]) first, then its peers.
+    pub fn instances(&self) -> Vec<DirectorPeer> {
+        let mut all = vec![DirectorPeer {
+            name: FIRST_DIRECTOR.into(),
+            listen: self.listen,
+            admin: self.admin,
+        }];
+        all.extend(self.peers.iter().cloned());
+        all
+    }
+
+    /// The director called `name`, if the cluster has one.
+    pub fn instance(&self, name: &str) -> Option<DirectorPeer> {
+        self.instances().into_iter().find(|d| d.name == name)
+    }
+
     /// Checks the values that have a lower bound or a syntax.
     fn check(&self) -> Result<(), String> {
         let cookie_ok = !self.route_cookie.is_empty()
@@ -282,6 +324,34 @@ impl DirectorSection {
                 "[director] max_header_size must be at least 8KiB, not {}",
                 self.max_header_size
             ));
+        }
+        let all = self.instances();
+        for (i, d) in all.iter().enumerate() {
+            let valid = !d.name.is_empty()
+                && d.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                return Err(format!(
+                    "[[director.peers]] name {:?} must be letters, digits, - or _",
+                    d.name
+                ));
+            }
+            for other in &all[..i] {
+                if other.name == d.name {
+                    return Err(format!("director name {:?} is used twice", d.name));
+                }
+                let mine = [d.listen, d.admin];
+                if mine.contains(&other.listen)
+                    || mine.contains(&other.admin)
+                    || d.listen == d.admin
+                {
+                    return Err(format!(
+                        "directors {:?} and {:?} share an address",
+                        other.name, d.name
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -374,6 +444,11 @@ impl ClusterFile {
             d.check().map_err(invalid)?;
         }
         let mut names = std::collections::HashSet::new();
+        if let Some(d) = &file.director {
+            for p in &d.peers {
+                names.insert(p.name.as_str());
+            }
+        }
         for w in &file.web {
             if w.name.is_empty() || !names.insert(w.name.as_str()) {
                 return Err(invalid(format!(
@@ -476,6 +551,40 @@ mod tests {
             "[director]\nroute_cookie = \"a b\"\n",
             "[director]\nmax_header_size = \"1KiB\"\n",
             "[director]\nmax_connections = 0\n",
+        ] {
+            let r = ClusterFile::parse(bad, Path::new("c.toml"));
+            assert!(
+                matches!(r, Err(ConfigError::Invalid { .. })),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn several_directors_are_peers_of_the_director_section() {
+        let one = ClusterFile::parse("[director]\n", Path::new("c.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let one = one.director.unwrap_or_default();
+        assert!(one.peers.is_empty(), "one [director] is one director");
+        assert_eq!(one.instances().len(), 1);
+        assert_eq!(one.instances()[0].name, FIRST_DIRECTOR);
+
+        let text = "[director]\nlisten = \"127.0.0.1:8080\"\nadmin = \"127.0.0.1:8081\"\n\n\
+                    [[director.peers]]\nname = \"director2\"\nlisten = \"127.0.0.1:8083\"\n\
+                    admin = \"127.0.0.1:8084\"\n";
+        let two = ClusterFile::parse(text, Path::new("c.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let two = two.director.unwrap_or_default();
+        let names: Vec<String> = two.instances().into_iter().map(|d| d.name).collect();
+        assert_eq!(names, ["director", "director2"]);
+        let peer = two.instance("director2").unwrap_or_else(|| panic!("peer"));
+        assert_eq!(peer.admin.port(), 8084);
+        for bad in [
+            // The same name twice, an address shared, a bad name.
+            "[director]\n[[director.peers]]\nname = \"director\"\nlisten = \"127.0.0.1:1\"\nadmin = \"127.0.0.1:2\"\n",
+            "[director]\n[[director.peers]]\nname = \"d2\"\nlisten = \"127.0.0.1:8081\"\nadmin = \"127.0.0.1:2\"\n",
+            "[director]\n[[director.peers]]\nname = \"d 2\"\nlisten = \"127.0.0.1:1\"\nadmin = \"127.0.0.1:2\"\n",
+            "[director]\n[[director.peers]]\nname = \"ws1\"\nlisten = \"127.0.0.1:1\"\nadmin = \"127.0.0.1:2\"\n\
+             [[web]]\nname = \"ws1\"\nlisten = \"127.0.0.1:3\"\n",
         ] {
             let r = ClusterFile::parse(bad, Path::new("c.toml"));
             assert!(

@@ -14,7 +14,8 @@ mod mode;
 mod size;
 
 pub use cluster::{
-    ClusterFile, ConfigError, DirectorSection, SessionSection, StoreEntry, WebEntry,
+    ClusterFile, ConfigError, DirectorPeer, DirectorSection, SessionSection, StoreEntry, WebEntry,
+    FIRST_DIRECTOR,
 };
 pub use mode::{Mode, ParseModeError};
 pub use size::{ByteSize, ParseSizeError};

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /` | the live dashboard (HTML, polls `/api/cluster` every second) |
 //! | `GET /api/cluster` | [`ClusterStatus`](crate::ClusterStatus) as JSON |
-//! | `POST /api/servers/{name}/drain` | no new clients for `name` |
+//! | `POST /api/servers/{name}/drain` | no new clients for `name` (drain, evacuate and enable are passed to every peer director: `peers.rs`) |
 //! | `POST /api/servers/{name}/evacuate` | every client of `name` moves away |
 //! | `POST /api/servers/{name}/enable` | back to normal (after an evacuation: once fenced) |
 //! | `POST /api/reload` | re-reads the server list |
@@ -49,6 +49,10 @@ use crate::status::AdminState;
 use crate::DirectorError;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// On an admin state change's answer: the peer directors it could not be
+/// passed to (comma-separated names).
+const PEERS_FAILED: &str = "sticky-peers-failed";
 
 /// Where the dashboard's script learns the token (`null`: it asks).
 const TOKEN_SLOT: &str = "/*STICKY_ADMIN_TOKEN*/null";
@@ -144,6 +148,7 @@ pub(crate) async fn handle(
             return resp;
         }
     }
+    let passed = req.headers().contains_key(crate::peers::PASSED_HEADER);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (&method, segments.as_slice()) {
         (&Method::GET, [""]) => html(access.dashboard.clone()),
@@ -170,7 +175,21 @@ pub(crate) async fn handle(
                 }
             };
             match shared.set_admin(name, state) {
-                Ok(status) => json(StatusCode::OK, &status),
+                Ok(status) => {
+                    // Asked here first: every other director too.
+                    let failed = if passed || shared.config.peers.is_empty() {
+                        Vec::new()
+                    } else {
+                        crate::peers::pass_on(&shared, &path, &access.token).await
+                    };
+                    let mut resp = json(StatusCode::OK, &status);
+                    if let Ok(v) = HeaderValue::from_str(&failed.join(",")) {
+                        if !failed.is_empty() {
+                            resp.headers_mut().insert(PEERS_FAILED, v);
+                        }
+                    }
+                    resp
+                }
                 Err(e @ DirectorError::UnknownServer(_)) => {
                     json_error(StatusCode::NOT_FOUND, &e.to_string())
                 }

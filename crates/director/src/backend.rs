@@ -112,6 +112,9 @@ pub(crate) struct Backend {
     /// as `sticky-epoch` so that the server refuses requests routed before
     /// it fenced itself.
     pub(crate) epoch_hint: AtomicU64,
+    /// The last epoch whose sessions the director asked the failover
+    /// candidates to adopt (0: none), so each death is announced once.
+    pub(crate) adopt_asked: AtomicU64,
     /// Requests in flight (until their response body is sent) and tunnels.
     pub(crate) active: AtomicU64,
     /// Requests sent to it.
@@ -166,6 +169,7 @@ impl Backend {
             wake: Notify::new(),
             retired: AtomicBool::new(false),
             epoch_hint: AtomicU64::new(0),
+            adopt_asked: AtomicU64::new(0),
             active: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failovers: AtomicU64::new(0),

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sticky_config::{ClusterFile, DirectorSection, WebEntry};
+use sticky_config::{ClusterFile, DirectorPeer, DirectorSection, WebEntry, FIRST_DIRECTOR};
 
 use crate::DirectorError;
 
@@ -143,6 +143,13 @@ pub struct DirectorConfig {
     /// The `sticky up` supervisor's control API, proxied under
     /// `/api/processes` on the admin listener. Default: none.
     pub supervisor: Option<SocketAddr>,
+    /// This director's name among the cluster's directors. Default
+    /// `director` (the `[director]` section's own).
+    pub name: String,
+    /// The cluster's other directors (`[[director.peers]]`, and the
+    /// `[director]` itself for a peer): an admin state change asked here
+    /// is passed to each of their admin listeners. Default: none.
+    pub peers: Vec<DirectorPeer>,
     /// `Host` values the admin listener accepts besides its own address
     /// forms (`localhost:PORT`, `127.0.0.1:PORT`, `[::1]:PORT`, the bound
     /// address); compared whole, ignoring letter case. Default: none.
@@ -240,6 +247,8 @@ impl fmt::Debug for DirectorConfig {
                 &self.store_password.as_ref().map(|_| "<redacted>"),
             )
             .field("supervisor", &self.supervisor)
+            .field("name", &self.name)
+            .field("peers", &self.peers)
             .field("admin_hosts", &self.admin_hosts)
             .field(
                 "admin_token",
@@ -291,6 +300,8 @@ impl DirectorConfig {
             stores: Vec::new(),
             store_password: None,
             supervisor: d.supervisor,
+            name: FIRST_DIRECTOR.into(),
+            peers: d.peers.clone(),
             admin_hosts: d.admin_hosts.clone(),
             admin_token: d.admin_token.clone(),
             trusted_proxies: Vec::new(),
@@ -330,6 +341,34 @@ impl DirectorConfig {
             .store_password
             .clone_from(&file.session.store_password);
         Ok(config)
+    }
+
+    /// This configuration for the cluster's director called `name`
+    /// (`[director]`'s own is `director`; the others are
+    /// `[[director.peers]]`): its listeners, and every other director as a
+    /// peer.
+    ///
+    /// # Errors
+    ///
+    /// [`DirectorError::Config`] if the cluster file has no director of
+    /// that name.
+    pub fn for_director(mut self, file: &ClusterFile, name: &str) -> Result<Self, DirectorError> {
+        let section = file.director.clone().unwrap_or_default();
+        let me = section.instance(name).ok_or_else(|| {
+            DirectorError::Config(format!(
+                "the cluster file has no director called {:?}",
+                name.chars().take(64).collect::<String>()
+            ))
+        })?;
+        self.name = me.name;
+        self.listen = me.listen;
+        self.admin = me.admin;
+        self.peers = section
+            .instances()
+            .into_iter()
+            .filter(|d| d.name != name)
+            .collect();
+        Ok(self)
     }
 
     /// The cluster secret.

@@ -14,7 +14,7 @@ use crate::backend::Backend;
 use crate::config::{DirectorConfig, ServerSpec};
 use crate::state::{ReloadSummary, State};
 use crate::status::{AdminState, ClusterStatus, ServerStatus};
-use crate::{health, listener, probes, worker, DirectorError};
+use crate::{health, listener, peers, probes, worker, DirectorError};
 
 /// The director: sticky routing, health checks, failover, admin API.
 ///
@@ -163,7 +163,7 @@ impl Director {
     }
 
     fn start(&self, public: SocketAddr, admin: SocketAddr) {
-        self.shared.set_public_addr(public);
+        self.shared.set_addrs(public, admin);
         let state = Arc::downgrade(&self.shared);
         let runtime = tokio::runtime::Handle::current();
         self.shared
@@ -175,6 +175,9 @@ impl Director {
         }
         if !self.shared.stores.is_empty() {
             tokio::spawn(probes::run(Arc::downgrade(&self.shared)));
+        }
+        if !self.shared.config.peers.is_empty() {
+            tokio::spawn(peers::watch(Arc::downgrade(&self.shared)));
         }
         tracing::info!(
             %public,

@@ -27,7 +27,10 @@
 //! the fencing token, a refused connection re-routed, other failures
 //! retried only for idempotent requests without a body, the same `502`,
 //! `503` and `504` answers. Since the body is held whole, a request
-//! refused by a fenced server is re-routed even with a body.
+//! refused by a fenced server is re-routed even with a body, and one
+//! answered `421` naming the session's owner is re-sent there with it —
+//! unless the client closed its connection meanwhile: an abandoned
+//! request is never sent again.
 //!
 //! Web servers' responses: `Content-Length` bodies, chunked bodies
 //! (forwarded as they are; [`ChunkedScanner`] finds their end), bodies
@@ -239,6 +242,8 @@ struct ResponseHead {
     keep_alive: bool,
     /// `sticky-fenced` was present, with this epoch.
     fenced: Option<Option<u64>>,
+    /// `sticky-owner` was present (never passed on), with this value.
+    owner: Option<Vec<u8>>,
 }
 
 /// Why an exchange with a web server failed.
@@ -359,10 +364,32 @@ impl Connection<'_> {
             };
             if let Some(epoch) = head.fenced {
                 // As in `proxy.rs`: refused untouched by a server that
-                // fenced itself; the body is held, so always re-routed.
+                // fenced itself; the body is held, so re-routed — unless
+                // the client gave up meanwhile: a request nobody waits
+                // for is never sent again (it could otherwise move the
+                // session after its user moved on).
                 refused_as_fenced(shared, &backend, epoch);
-                attempts.rerouted(shared);
+                if client_gone(client) {
+                    tracing::debug!(server = %backend.name, "client gone: its request refused as fenced is not re-sent");
+                    return false;
+                }
+                if let Err(answer) = attempts.rerouted(shared) {
+                    return self.answer(client, answer, started).await;
+                }
                 continue;
+            }
+            if let Some(owner) = head.owner.as_deref() {
+                if head.status == StatusCode::MISDIRECTED_REQUEST {
+                    // Another server holds the session's live lease: sent
+                    // there once (the body is held).
+                    if let Err(answer) = attempts.misdirected(shared, &backend, owner) {
+                        return self.answer(client, answer, started).await;
+                    }
+                    if client_gone(client) {
+                        return false;
+                    }
+                    continue;
+                }
             }
             attempts.answered(shared);
             stats.response_time.record(started.elapsed());
@@ -588,6 +615,19 @@ impl Connection<'_> {
     }
 }
 
+/// Whether the client closed its connection (or it broke) while its
+/// request was with a web server: a look at the socket that neither waits
+/// nor consumes what it holds (a pipelined next request is not a close).
+fn client_gone(client: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    let mut buf = tokio::io::ReadBuf::new(&mut probe);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    matches!(
+        client.poll_peek(&mut cx, &mut buf),
+        std::task::Poll::Ready(Ok(0) | Err(_))
+    )
+}
+
 /// Writes `bytes` to the client, giving up after `idle` without progress
 /// as a whole (a client that stops reading).
 async fn write_client(
@@ -655,6 +695,7 @@ fn rewrite_response_head(
     let mut length: Option<u64> = None;
     let mut chunked: Option<bool> = None;
     let mut fenced = None;
+    let mut owner = None;
     // Header names listed in `Connection` (hop-by-hop by declaration).
     let mut listed: Vec<&[u8]> = Vec::new();
     for h in resp.headers.iter() {
@@ -691,6 +732,8 @@ fn rewrite_response_head(
                     .ok()
                     .and_then(|v| v.trim().parse::<u64>().ok()),
             );
+        } else if name.eq_ignore_ascii_case(sticky_proto::control::OWNER_HEADER.as_bytes()) {
+            owner = Some(h.value.to_vec());
         }
     }
     if chunked.is_some() && length.is_some() {
@@ -721,7 +764,8 @@ fn rewrite_response_head(
         let name = h.name.as_bytes();
         // `Transfer-Encoding` stays: the body is forwarded as it came.
         let hop = is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"transfer-encoding");
-        if hop || listed.iter().any(|l| name.eq_ignore_ascii_case(l)) {
+        let internal = name.eq_ignore_ascii_case(sticky_proto::control::OWNER_HEADER.as_bytes());
+        if hop || internal || listed.iter().any(|l| name.eq_ignore_ascii_case(l)) {
             continue;
         }
         out.extend_from_slice(name);
@@ -744,5 +788,6 @@ fn rewrite_response_head(
         framing,
         keep_alive,
         fenced,
+        owner,
     }))
 }

@@ -3,16 +3,18 @@
 //! are hop-by-hop, which methods may be retried, how a request's attempts
 //! are counted and routed ([`Attempts`]: a refused connection re-routed,
 //! other failures retried at most [`MAX_RETRIES`] times), what a server
-//! that refused a request as fenced means ([`refused_as_fenced`]), and the
-//! director's own answers ([`Answer`]).
+//! that refused a request as fenced means ([`refused_as_fenced`]), what a
+//! `421 Misdirected Request` naming the session's owner means
+//! ([`Attempts::misdirected`]: re-sent there once), and the director's own
+//! answers ([`Answer`]).
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{Method, Response, StatusCode};
-use sticky_proto::control::RESERVED_PREFIX;
+use sticky_proto::control::{OWNER_HEADER, RESERVED_PREFIX};
 
 use crate::backend::Backend;
 use crate::body::Body;
@@ -21,6 +23,10 @@ use crate::health::mark_down_now;
 use crate::pool::ConnectError;
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
+
+/// A web server's `421` names the session's owner in this header; it is
+/// removed from every response a client gets.
+pub(crate) static STICKY_OWNER: HeaderName = HeaderName::from_static(OWNER_HEADER);
 
 /// Retries after a failure other than a refused connection (which is
 /// always re-routed) or a connection found closed before use.
@@ -142,6 +148,10 @@ pub(crate) struct Attempts {
     last_failure: Answer,
     /// The server the client's cookie named, if it was routed elsewhere.
     moved_from: Option<Arc<Backend>>,
+    /// A server answered `421` naming this one as the session's owner:
+    /// every further attempt goes there (a new connection to it is fine),
+    /// and anything that would route the request elsewhere answers `503`.
+    owner: Option<Arc<Backend>>,
 }
 
 impl Attempts {
@@ -153,6 +163,7 @@ impl Attempts {
             fresh_connection: false,
             last_failure: Answer::Unavailable,
             moved_from: None,
+            owner: None,
         }
     }
 
@@ -168,6 +179,11 @@ impl Attempts {
         self.made += 1;
         if self.made > self.max {
             return Err(self.last_failure);
+        }
+        if let Some(owner) = &self.owner {
+            // The response sets the route cookie to the owner, so the
+            // client's next request goes straight there.
+            return Ok((Arc::clone(owner), true));
         }
         let table = shared.table.load();
         let decision = table
@@ -206,8 +222,15 @@ impl Attempts {
         if matches!(error, ConnectError::Refused) {
             stats.upstream_refused.fetch_add(1, Ordering::Relaxed);
             mark_down_now(shared, backend, "connection refused");
-            stats.retries.fetch_add(1, Ordering::Relaxed);
             self.last_failure = Answer::Unavailable;
+            if self.owner.is_some() {
+                // Not routed elsewhere: only the owner may serve it.
+                stats
+                    .misdirected_unavailable
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(Answer::Unavailable);
+            }
+            stats.retries.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         stats
@@ -218,6 +241,14 @@ impl Attempts {
             ConnectError::Timeout(_) => Answer::ConnectTimeout,
             _ => Answer::BadGateway,
         };
+        if self.owner.is_some() {
+            // The owner a 421 named cannot be reached from here: 503, as
+            // while its lease is live no other server may take the session.
+            stats
+                .misdirected_unavailable
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Answer::Unavailable);
+        }
         if self.retries < MAX_RETRIES {
             self.retries += 1;
             stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -247,11 +278,97 @@ impl Attempts {
         true
     }
 
-    /// The server refused the request untouched (fenced): it is routed
-    /// again.
-    pub(crate) fn rerouted(&mut self, shared: &State) {
-        shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+    /// The server refused the request untouched (fenced): `Ok` to route
+    /// it again, `Err` when it must not be: it was sent to the owner a
+    /// `421` named (routing would send it back to the server that refused
+    /// it).
+    pub(crate) fn rerouted(&mut self, shared: &State) -> Result<(), Answer> {
         self.last_failure = Answer::Unavailable;
+        if self.owner.is_some() {
+            shared
+                .stats
+                .misdirected_unavailable
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Answer::Unavailable);
+        }
+        shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `from` answered `421 Misdirected Request` naming `owner` (the
+    /// value of its `sticky-owner` header) as the server holding the
+    /// session's live lease: it processed nothing. `Ok`: the request goes
+    /// to `owner` next, once. `Err(503)` when `owner` is unknown, is
+    /// `from` itself, is not routable here (down, fencing, evacuating), or
+    /// when this is already the owner's answer: never a loop.
+    pub(crate) fn misdirected(
+        &mut self,
+        shared: &State,
+        from: &Backend,
+        owner: &[u8],
+    ) -> Result<(), Answer> {
+        let stats = &shared.stats;
+        self.last_failure = Answer::Unavailable;
+        match self.owner_named(shared, from, owner) {
+            Ok(backend) => {
+                stats.misdirected_resent.fetch_add(1, Ordering::Relaxed);
+                self.owner = Some(backend);
+                Ok(())
+            }
+            Err(why) => {
+                stats
+                    .misdirected_unavailable
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(server = %from.name, why, "misdirected request not re-sent: 503");
+                Err(Answer::Unavailable)
+            }
+        }
+    }
+
+    /// The server a `421` from `from` names, if the request may go there.
+    fn owner_named(
+        &self,
+        shared: &State,
+        from: &Backend,
+        owner: &[u8],
+    ) -> Result<Arc<Backend>, &'static str> {
+        if self.owner.is_some() {
+            return Err("the owner named by a 421 answered 421 too");
+        }
+        let table = shared.table.load();
+        let index = table
+            .index_of(owner)
+            .ok_or("the 421 names an unknown server")?;
+        let entry = &table.entries[index];
+        if entry.backend.name == from.name {
+            return Err("the 421 names the server that sent it");
+        }
+        if !entry.routable {
+            return Err("the 421 names a server that is not routable here");
+        }
+        Ok(Arc::clone(&entry.backend))
+    }
+
+    /// A `421` that cannot be re-sent (its body was streamed and is
+    /// spent): counted, and the client gets `503` — with the route cookie
+    /// of the owner it names when the request could have gone there, so
+    /// that the client's retry goes straight to it.
+    pub(crate) fn misdirected_spent(
+        &mut self,
+        shared: &State,
+        from: &Backend,
+        owner: &[u8],
+    ) -> Response<Body> {
+        shared
+            .stats
+            .misdirected_unavailable
+            .fetch_add(1, Ordering::Relaxed);
+        let mut resp = Answer::Unavailable.response(shared);
+        if let Ok(owner) = self.owner_named(shared, from, owner) {
+            resp.headers_mut()
+                .append(http::header::SET_COOKIE, owner.set_cookie.clone());
+        }
+        resp
     }
 
     /// A response came: a client moved off its server is a failover.

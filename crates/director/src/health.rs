@@ -8,7 +8,9 @@
 //! than the one it had when it stopped being routable. If it comes back
 //! with the same epoch, the director asks it to fence itself (`POST
 //! /.sticky/fence`, `fencing.rs`) and waits for the new epoch (invariant
-//! 4). Only state flips are logged.
+//! 4). Only state flips are logged. A server found down (either way) is
+//! declared dead: its failover candidates are asked to adopt its sessions
+//! (`adopt.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -18,6 +20,7 @@ use http::Method;
 use sticky_proto::control::{HealthReport, HEALTH_PATH};
 use tokio::time::MissedTickBehavior;
 
+use crate::adopt;
 use crate::backend::Backend;
 use crate::control::{control, CheckError};
 use crate::fencing::fence;
@@ -57,6 +60,8 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
     let settings = shared.config.health;
     let mut publish = false;
     let mut must_fence = false;
+    // Declared dead by this check: its last epoch.
+    let mut dead = None;
     {
         let mut h = backend.health();
         let was_routable = h.routable();
@@ -127,6 +132,7 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
                 let message = e.to_string();
                 if h.up && h.failures >= settings.fall {
                     h.mark_down(settings.fall);
+                    dead = Some(h.epoch);
                     tracing::warn!(
                         server = %backend.name,
                         addr = %backend.addr,
@@ -151,19 +157,22 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
     if publish {
         shared.publish();
     }
+    if let Some(epoch) = dead {
+        adopt::declare_dead(shared, backend, epoch);
+    }
     must_fence
 }
 
 /// Passive detection: the request path found nobody listening.
 pub(crate) fn mark_down_now(shared: &State, backend: &Backend, why: &str) {
     let fall = shared.config.health.fall;
-    let flipped = {
+    let (flipped, epoch) = {
         let mut h = backend.health();
         let flipped = h.mark_down(fall);
         if flipped {
             h.last_error = Some(why.to_owned());
         }
-        flipped
+        (flipped, h.epoch)
     };
     if flipped {
         tracing::warn!(
@@ -174,5 +183,6 @@ pub(crate) fn mark_down_now(shared: &State, backend: &Backend, why: &str) {
         );
         backend.clear_pools();
         shared.publish();
+        adopt::declare_dead(shared, backend, epoch);
     }
 }

@@ -22,6 +22,8 @@
 //! - `admin`, `metrics`, `supervisor`: the admin listener (JSON API,
 //!   dashboard, Prometheus) and the `sticky up` supervisor's control API
 //!   (kill, pause, resume, restart) proxied for the dashboard.
+//! - `peers`: admin state changes passed to the cluster's other
+//!   directors.
 //! - `proxy`: one client request on the general (hyper) path: header
 //!   hygiene, streaming, upgrades.
 //! - `fast_path`: plain HTTP/1.1 requests on raw sockets, without hyper.
@@ -29,6 +31,8 @@
 //!   hop-by-hop headers, retries and failover (`Attempts`), the
 //!   director's own answers.
 //! - `health`: active checks and passive detection (server up and down).
+//! - `adopt`: a server declared dead: its failover candidates asked to
+//!   adopt its sessions (`POST /.sticky/adopt`).
 //! - `fencing`: the director's side of fencing: asking a server to fence
 //!   itself, adopting a new epoch, the fencing token headers.
 //! - `control`: one control request to a web server (`/.sticky/health`,
@@ -76,6 +80,7 @@
 //! ```
 
 mod admin;
+mod adopt;
 mod backend;
 mod body;
 mod chunked;
@@ -93,6 +98,7 @@ mod io;
 mod latency;
 mod listener;
 mod metrics;
+mod peers;
 mod pool;
 mod probes;
 mod proxy;
@@ -110,6 +116,7 @@ pub use error::DirectorError;
 pub use latency::ResponseTimes;
 pub use state::{ReloadSummary, Reloader};
 pub use status::{
-    AdminState, ClusterStatus, DirectorTotals, Role, ServerState, ServerStatus, StoreState,
-    StoreStatus,
+    AdminState, ClusterStatus, DirectorInstance, DirectorTotals, Role, ServerState, ServerStatus,
+    StoreState, StoreStatus,
 };
+pub use sticky_config::DirectorPeer;

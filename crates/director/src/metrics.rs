@@ -133,6 +133,21 @@ pub(crate) fn render(shared: &State) -> String {
         load(&s.handovers),
     );
     w.describe(
+        "sticky_director_misdirected_total",
+        "421 Misdirected Request answers naming the session's owner: re-sent to it (resent) or answered 503 (unavailable).",
+        true,
+    );
+    for (outcome, v) in [
+        ("resent", &s.misdirected_resent),
+        ("unavailable", &s.misdirected_unavailable),
+    ] {
+        w.counter(
+            "sticky_director_misdirected_total",
+            &[("outcome", outcome.to_owned())],
+            load(v),
+        );
+    }
+    w.describe(
         "sticky_director_upstream_errors_total",
         "Failed attempts towards web servers, by kind.",
         true,

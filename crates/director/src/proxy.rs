@@ -45,7 +45,9 @@ use hyper_util::rt::TokioIo;
 use crate::backend::ActiveGuard;
 use crate::body::{Body, UpstreamBody};
 use crate::fencing::{STICKY_EPOCH, STICKY_FENCED};
-use crate::forward::{self, is_hop_by_hop, is_idempotent, is_reserved, Answer, Attempts};
+use crate::forward::{
+    self, is_hop_by_hop, is_idempotent, is_reserved, Answer, Attempts, STICKY_OWNER,
+};
 use crate::io::{Activity, ActivityIo};
 use crate::pool::{Conn, RequestBody};
 use crate::route_cookie::RequestCookies;
@@ -175,12 +177,37 @@ async fn proxy(
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok());
                 forward::refused_as_fenced(shared, &backend, epoch);
+                conn.abort();
                 if !bodiless {
                     return Answer::Unavailable.response(shared);
                 }
-                attempts.rerouted(shared);
+                if let Err(answer) = attempts.rerouted(shared) {
+                    return answer.response(shared);
+                }
                 body = Some(RequestBody::Empty);
+                continue;
+            }
+            Ok(Ok(resp))
+                if resp.status() == StatusCode::MISDIRECTED_REQUEST
+                    && resp.headers().contains_key(&STICKY_OWNER) =>
+            {
+                // Another server holds the session's live lease; this one
+                // processed nothing. Re-sent there once, if the body is
+                // unspent (a streamed body is gone: 503 with the owner's
+                // route cookie, so the client's retry goes there).
+                let owner = resp
+                    .headers()
+                    .get(&STICKY_OWNER)
+                    .map(|v| v.as_bytes().to_vec())
+                    .unwrap_or_default();
                 conn.abort();
+                if !bodiless {
+                    return attempts.misdirected_spent(shared, &backend, &owner);
+                }
+                if let Err(answer) = attempts.misdirected(shared, &backend, &owner) {
+                    return answer.response(shared);
+                }
+                body = Some(RequestBody::Empty);
                 continue;
             }
             Ok(Ok(resp)) => {
@@ -272,6 +299,7 @@ fn respond(
         let (mut parts, _) = resp.into_parts();
         let protocol = parts.headers.get(UPGRADE).cloned();
         remove_hop_by_hop(&mut parts.headers, false);
+        parts.headers.remove(&STICKY_OWNER);
         if let Some(p) = protocol {
             parts.headers.insert(UPGRADE, p);
         }
@@ -291,6 +319,7 @@ fn respond(
     }
     let (mut parts, incoming) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers, false);
+    parts.headers.remove(&STICKY_OWNER);
     if let Some(c) = set_cookie {
         parts.headers.append(SET_COOKIE, c);
     }

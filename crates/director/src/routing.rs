@@ -38,7 +38,7 @@ pub(crate) struct Entry {
     pub(crate) backend: Arc<Backend>,
     /// Up, fenced and not evacuating: a cookie naming it is honoured.
     pub(crate) routable: bool,
-    weight: u32,
+    pub(crate) weight: u32,
 }
 
 /// A snapshot of the servers and who may take which clients.
@@ -180,9 +180,10 @@ impl Table {
         client_ip: IpAddr,
         from: Option<usize>,
     ) -> Option<Decision> {
-        let candidates = [&self.standbys, &self.web, &self.last_resort]
-            .into_iter()
-            .find(|c| !c.is_empty())?;
+        let candidates = self.failover_candidates();
+        if candidates.is_empty() {
+            return None;
+        }
         let index = match (cookies.session, cookies.route) {
             (Some(key), _) | (None, Some(key)) => self.rendezvous(candidates, key),
             (None, None) => self.rendezvous(candidates, client_ip.to_string().as_bytes()),
@@ -192,6 +193,16 @@ impl Table {
             set_cookie: true,
             moved: Some(Moved { from }),
         })
+    }
+
+    /// The servers a moved client is routed among (by rendezvous hashing
+    /// of its key): the healthy standbys if any, else the healthy web
+    /// servers, else any routable one. Empty when none is routable.
+    pub(crate) fn failover_candidates(&self) -> &[usize] {
+        [&self.standbys, &self.web, &self.last_resort]
+            .into_iter()
+            .find(|c| !c.is_empty())
+            .map_or(&[], |c| c.as_slice())
     }
 
     /// Weighted rendezvous (highest random weight) hashing of `key` over

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -18,7 +18,7 @@ use crate::backend::Backend;
 use crate::config::{check_servers, DirectorConfig, ServerSpec};
 use crate::route_cookie::RouteSigner;
 use crate::routing::Table;
-use crate::status::{AdminState, ClusterStatus, DirectorTotals, ServerStatus};
+use crate::status::{AdminState, ClusterStatus, DirectorInstance, DirectorTotals, ServerStatus};
 use crate::stores::StoreBoard;
 use crate::DirectorError;
 
@@ -48,6 +48,10 @@ pub(crate) struct Stats {
     pub(crate) upstream_send_failed: AtomicU64,
     pub(crate) upstream_timeouts: AtomicU64,
     pub(crate) tunnels: AtomicU64,
+    /// `421` answers naming the owner, re-sent there.
+    pub(crate) misdirected_resent: AtomicU64,
+    /// `421` answers (or the owner's failure after one) turned into `503`.
+    pub(crate) misdirected_unavailable: AtomicU64,
     /// Requests served by the fast path (`fast_path.rs`).
     pub(crate) fast_path_requests: AtomicU64,
     /// Client connections the fast path handed to the general path.
@@ -80,9 +84,18 @@ pub(crate) struct State {
     checks: Mutex<Option<StartChecks>>,
     reloader: Mutex<Option<Reloader>>,
     public_addr: Mutex<Option<SocketAddr>>,
+    admin_addr: Mutex<SocketAddr>,
     /// The session stores' last known states.
     pub(crate) stores: StoreBoard,
+    /// Each peer director's last look ([`PEER_UP`], [`PEER_DOWN`], 0 not
+    /// looked at yet), in `config.peers` order.
+    pub(crate) peers_seen: Box<[AtomicU8]>,
 }
+
+/// A peer director answered its last look.
+pub(crate) const PEER_UP: u8 = 1;
+/// A peer director did not answer its last look.
+pub(crate) const PEER_DOWN: u8 = 2;
 
 impl State {
     /// The state for `config`: every server down until checked, nothing
@@ -106,7 +119,10 @@ impl State {
         if backends.is_empty() {
             tracing::warn!("no [[web]] servers configured: every request will get 503");
         }
+        let admin_addr = config.admin;
+        let peers_seen = config.peers.iter().map(|_| AtomicU8::new(0)).collect();
         Ok(Self {
+            peers_seen,
             config,
             signer,
             token,
@@ -118,6 +134,7 @@ impl State {
             checks: Mutex::new(None),
             reloader: Mutex::new(None),
             public_addr: Mutex::new(None),
+            admin_addr: Mutex::new(admin_addr),
             stores,
         })
     }
@@ -174,12 +191,16 @@ impl State {
         *self.reloader.lock().unwrap_or_else(PoisonError::into_inner) = Some(reloader);
     }
 
-    /// Sets the public listener's address shown in the status.
-    pub(crate) fn set_public_addr(&self, addr: SocketAddr) {
+    /// Sets the listeners' addresses shown in the status.
+    pub(crate) fn set_addrs(&self, public: SocketAddr, admin: SocketAddr) {
         *self
             .public_addr
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(addr);
+            .unwrap_or_else(PoisonError::into_inner) = Some(public);
+        *self
+            .admin_addr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = admin;
     }
 
     pub(crate) fn set_admin(
@@ -275,10 +296,46 @@ impl State {
         self.reload_with(specs)
     }
 
+    /// This director and its peers.
+    fn directors(&self) -> Vec<DirectorInstance> {
+        let me = DirectorInstance {
+            name: self.config.name.clone(),
+            listen: *self
+                .public_addr
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            admin: *self
+                .admin_addr
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            this: true,
+            up: None,
+        };
+        let peers = self
+            .config
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| DirectorInstance {
+                name: p.name.clone(),
+                listen: Some(p.listen),
+                admin: p.admin,
+                this: false,
+                up: match self.peers_seen.get(i).map(|a| a.load(Ordering::Relaxed)) {
+                    Some(PEER_UP) => Some(true),
+                    Some(PEER_DOWN) => Some(false),
+                    _ => None,
+                },
+            });
+        std::iter::once(me).chain(peers).collect()
+    }
+
     pub(crate) fn status(&self) -> ClusterStatus {
         let servers: Vec<ServerStatus> = self.backends().iter().map(|b| b.status()).collect();
         let s = &self.stats;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Before the literal: it holds the public address's lock to its end.
+        let directors = self.directors();
         ClusterStatus {
             director: DirectorTotals {
                 listen: *self
@@ -297,6 +354,7 @@ impl State {
             },
             servers,
             stores: self.stores.status(),
+            directors,
         }
     }
 }

@@ -148,6 +148,27 @@ pub struct ClusterStatus {
     /// Every configured session store, in configuration order.
     #[serde(default)]
     pub stores: Vec<StoreStatus>,
+    /// Every director of the cluster, this one first (`[director]` and
+    /// `[[director.peers]]`).
+    #[serde(default)]
+    pub directors: Vec<DirectorInstance>,
+}
+
+/// One director of the cluster, as the cluster file lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectorInstance {
+    /// Its name (`director`, `director2`...).
+    pub name: String,
+    /// Its public listener (for this one: where it listens).
+    pub listen: Option<SocketAddr>,
+    /// Its admin listener (dashboard, API).
+    pub admin: SocketAddr,
+    /// True for the director that answered.
+    pub this: bool,
+    /// Whether its admin listener answered `/healthz` at the last look
+    /// (each second); `None` for this one, or before the first look.
+    #[serde(default)]
+    pub up: Option<bool>,
 }
 
 /// A duration in whole milliseconds, saturating.

@@ -24,7 +24,7 @@ pub(crate) struct UpArgs {
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with_all = ["web", "standby", "stores", "store_url", "replicas", "mode", "port"]
+        conflicts_with_all = ["web", "standby", "stores", "store_url", "replicas", "mode", "port", "directors"]
     )]
     pub(super) config: Option<PathBuf>,
     /// Web servers running the demo shop.
@@ -48,9 +48,14 @@ pub(crate) struct UpArgs {
     /// Replication mode.
     #[arg(long, default_value_t = Mode::Sync, value_parser = mode_parser())]
     pub(super) mode: Mode,
+    /// Directors, each its own process serving the same shop (any one
+    /// will do; drain and evacuate asked on one reach all).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=4))]
+    pub(super) directors: u16,
     /// The shop's port (the director); the admin listener (dashboard) is
-    /// PORT+1, the supervisor's control API PORT+2, web servers PORT+11..,
-    /// stores PORT+41...
+    /// PORT+1, the supervisor's control API PORT+2; directors 2, 3 and 4
+    /// serve the shop on PORT+3, PORT+5, PORT+7 and their dashboards on
+    /// PORT+4, PORT+6, PORT+8; web servers PORT+11.., stores PORT+41...
     #[arg(long, default_value_t = 8080)]
     pub(super) port: u16,
     /// Also write the cluster file used here, to start the same cluster

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use sticky_config::Mode;
+use sticky_config::{Mode, FIRST_DIRECTOR};
 
 use super::args::UpArgs;
 
@@ -36,6 +36,8 @@ pub(crate) struct Member {
     pub(crate) role: Role,
     /// Where it serves (the director: its public listener).
     pub(crate) addr: SocketAddr,
+    /// A director's admin listener (dashboard, API); `None` for others.
+    pub(crate) admin: Option<SocketAddr>,
 }
 
 /// A store `up` runs on but does not start (`--store-url`).
@@ -140,10 +142,22 @@ impl Plan {
     pub(crate) fn new(a: &UpArgs) -> anyhow::Result<Self> {
         let base = u32::from(a.port);
         let mut members = vec![Member {
-            name: "director".into(),
+            name: FIRST_DIRECTOR.into(),
             role: Role::Director,
             addr: local(base)?,
+            admin: Some(local(base + 1)?),
         }];
+        // Directors 2.. between the supervisor (PORT+2) and the web
+        // servers (PORT+11): public PORT+3, +5, +7; admin one above.
+        for k in 2..=u32::from(a.directors) {
+            let public = base + 3 + 2 * (k - 2);
+            members.push(Member {
+                name: format!("director{k}"),
+                role: Role::Director,
+                addr: local(public)?,
+                admin: Some(local(public + 1)?),
+            });
+        }
         for i in 1..=u32::from(a.web + a.standby) {
             members.push(Member {
                 name: format!("ws{i}"),
@@ -153,6 +167,7 @@ impl Plan {
                     Role::Web
                 },
                 addr: local(base + 10 + i)?,
+                admin: None,
             });
         }
         let mut external = Vec::new();
@@ -169,6 +184,7 @@ impl Plan {
                     name: format!("s{i}"),
                     role: Role::Store,
                     addr: local(base + 40 + i)?,
+                    admin: None,
                 });
             }
             if a.replicas > a.stores {
@@ -182,7 +198,13 @@ impl Plan {
         }
         let admin = local(base + 1)?;
         let supervisor = local(base + 2)?;
-        for addr in members.iter().map(|m| m.addr).chain([admin, supervisor]) {
+        let peer_admins: Vec<SocketAddr> = members.iter().skip(1).filter_map(|m| m.admin).collect();
+        for addr in members
+            .iter()
+            .map(|m| m.addr)
+            .chain([admin, supervisor])
+            .chain(peer_admins)
+        {
             if let Err(e) = TcpListener::bind(addr) {
                 bail!(
                     "port {} is not free ({e}); is another cluster running? pass --port",
@@ -236,16 +258,22 @@ impl Plan {
                 })?,
             ),
         };
-        let mut members = vec![Member {
-            name: "director".into(),
-            role: Role::Director,
-            addr: director.listen,
-        }];
+        let mut members: Vec<Member> = director
+            .instances()
+            .into_iter()
+            .map(|d| Member {
+                name: d.name,
+                role: Role::Director,
+                addr: d.listen,
+                admin: Some(d.admin),
+            })
+            .collect();
         for w in &file.web {
             members.push(Member {
                 name: w.name.clone(),
                 role: if w.standby { Role::Standby } else { Role::Web },
                 addr: w.listen,
+                admin: None,
             });
         }
         let mut external = Vec::new();
@@ -260,13 +288,16 @@ impl Plan {
                     name: s.name.clone(),
                     role: Role::Store,
                     addr: s.listen,
+                    admin: None,
                 }),
             }
         }
+        let peer_admins: Vec<SocketAddr> = director.peers.iter().map(|p| p.admin).collect();
         for addr in members
             .iter()
             .map(|m| m.addr)
             .chain([director.admin, supervisor])
+            .chain(peer_admins)
         {
             if let Err(e) = TcpListener::bind(addr) {
                 bail!(
@@ -307,6 +338,15 @@ impl Plan {
         }
         for m in &self.members {
             match m.role {
+                Role::Director if m.name != FIRST_DIRECTOR => {
+                    let _ = writeln!(
+                        t,
+                        "[[director.peers]]\nname = \"{}\"\nlisten = \"{}\"\nadmin = \"{}\"\n",
+                        m.name,
+                        m.addr,
+                        m.admin.unwrap_or(self.admin)
+                    );
+                }
                 Role::Director => {
                     let _ = writeln!(
                         t,
@@ -428,6 +468,7 @@ mod tests {
                 name: "s1".into(),
                 role: Role::Store,
                 addr: "127.0.0.1:7001".parse().unwrap(),
+                admin: None,
             }],
             external: Vec::new(),
             admin: "127.0.0.1:1".parse().unwrap(),

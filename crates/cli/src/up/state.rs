@@ -83,9 +83,25 @@ pub(crate) struct UpState {
     pub(crate) admin: SocketAddr,
     /// The supervisor's control API.
     pub(crate) supervisor: SocketAddr,
+    /// Every director (`sticky up --directors N`), the first (whose
+    /// `shop`, `dashboard` and `admin` are above) first. Empty in state
+    /// files of older versions: then the one above.
+    #[serde(default)]
+    pub(crate) directors: Vec<DirectorInfo>,
     /// Every process, in the order they start: stores, web servers, the
-    /// director.
+    /// directors.
     pub(crate) processes: Vec<ProcessInfo>,
+}
+
+/// One director in the state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DirectorInfo {
+    /// `director`, `director2`...
+    pub(crate) name: String,
+    /// Its shop URL (public listener).
+    pub(crate) shop: String,
+    /// Its admin listener (dashboard, API).
+    pub(crate) admin: SocketAddr,
 }
 
 impl UpState {

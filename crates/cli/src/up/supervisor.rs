@@ -20,7 +20,7 @@ use sticky_proto::control::{self as proto_control, ProcessAction};
 
 use super::control::{self, ControlError};
 use super::plan::{Member, Plan, Role};
-use super::state::{self, ProcState, ProcessInfo, UpState};
+use super::state::{self, DirectorInfo, ProcState, ProcessInfo, UpState};
 
 /// How long each group of processes may take to become healthy.
 const START_DEADLINE: Duration = Duration::from_secs(60);
@@ -107,9 +107,9 @@ fn spawn(exe: &Path, config: &Path, member: &Member, log: &Path) -> anyhow::Resu
         .arg(config)
         .arg("--parent-pid")
         .arg(std::process::id().to_string());
-    if member.role != Role::Director {
-        cmd.arg("--name").arg(&member.name);
-    }
+    // A director's name picks its listeners among the cluster file's
+    // directors (`[director]` is `director`).
+    cmd.arg("--name").arg(&member.name);
     if member.role == Role::Store {
         // The run file tells the store a restart (by the dashboard or
         // chaos) from its first start (docs/safety.md, §3).
@@ -219,7 +219,8 @@ impl Supervisor {
                     == Some(200)
             }
             Role::Director => {
-                http_status(self.plan.admin, "/api/cluster", None, limit).await == Some(200)
+                let admin = p.member.admin.unwrap_or(self.plan.admin);
+                http_status(admin, "/api/cluster", None, limit).await == Some(200)
             }
         }
     }
@@ -278,6 +279,17 @@ impl Supervisor {
             dashboard: format!("http://{}/", self.plan.admin),
             admin: self.plan.admin,
             supervisor: self.plan.supervisor,
+            directors: self
+                .plan
+                .members
+                .iter()
+                .filter(|m| m.role == Role::Director)
+                .map(|m| DirectorInfo {
+                    name: m.name.clone(),
+                    shop: format!("http://{}/", m.addr),
+                    admin: m.admin.unwrap_or(self.plan.admin),
+                })
+                .collect(),
             processes: self.procs.iter().map(Proc::info).collect(),
         }
     }
@@ -496,13 +508,25 @@ impl Supervisor {
                 p.pid
             );
         }
-        let shop = self
-            .plan
-            .member("director")
-            .map_or_else(String::new, |d| d.addr.to_string());
         println!();
-        println!("shop:       http://{shop}/");
-        println!("dashboard:  http://{}/", self.plan.admin);
+        for d in self
+            .plan
+            .members
+            .iter()
+            .filter(|m| m.role == Role::Director)
+        {
+            let admin = d.admin.unwrap_or(self.plan.admin);
+            if d.name == sticky_config::FIRST_DIRECTOR {
+                println!("shop:       http://{}/", d.addr);
+                println!("dashboard:  http://{admin}/");
+            } else {
+                println!(
+                    "{:<11} shop http://{}/, dashboard http://{admin}/",
+                    format!("{}:", d.name),
+                    d.addr
+                );
+            }
+        }
         println!("cluster:    {}", self.config.display());
         println!("logs:       {}", self.dir.join("logs").display());
         println!("status:     sticky status --dir {}", self.dir.display());

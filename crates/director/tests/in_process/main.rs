@@ -10,6 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod hardening;
+mod peers;
+mod safety;
 mod support;
 
 use http::{Method, StatusCode};

@@ -18,7 +18,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use sticky_director::{ClusterStatus, Director, DirectorConfig, ServerSpec, ServerState};
-use sticky_proto::control::{admin_token, HealthReport, FENCE_PATH, HEALTH_PATH, RESERVED_PREFIX};
+use sticky_proto::control::{
+    admin_token, AdoptRequest, HealthReport, ADOPT_PATH, FENCED_HEADER, FENCE_PATH, HEALTH_PATH,
+    OWNER_HEADER, RESERVED_PREFIX,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
@@ -50,6 +53,21 @@ where
 pub(crate) struct Seen {
     pub(crate) path: String,
     pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// How a [`WebServer`] answers application requests.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Behavior {
+    /// `200` with its name (and a `sticky-owner` naming itself, which the
+    /// director must never pass on).
+    #[default]
+    Normal,
+    /// `421 Misdirected Request` with `sticky-owner: OWNER`.
+    Misdirect(String),
+    /// Holds the request until the `Notify` fires, then fences itself
+    /// (a new epoch) and refuses it untouched with `sticky-fenced`.
+    HoldThenFence(Arc<tokio::sync::Notify>),
 }
 
 /// A stand-in web server on `127.0.0.1:0`: answers `GET /.sticky/health`
@@ -62,6 +80,9 @@ pub(crate) struct WebServer {
     pub(crate) name: String,
     pub(crate) addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    adopts: Arc<Mutex<Vec<AdoptRequest>>>,
+    behavior: Arc<Mutex<Behavior>>,
+    epoch: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -70,13 +91,17 @@ impl WebServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let adopts = Arc::new(Mutex::new(Vec::new()));
+        let behavior = Arc::new(Mutex::new(Behavior::Normal));
         let epoch = Arc::new(AtomicU64::new(1));
         let token = HeaderValue::from_str(&format!("Bearer {}", admin_token(SECRET.as_bytes())))
             .expect("token");
         let app = App {
             name: name.to_owned(),
             seen: Arc::clone(&seen),
-            epoch,
+            adopts: Arc::clone(&adopts),
+            behavior: Arc::clone(&behavior),
+            epoch: Arc::clone(&epoch),
             token,
         };
         let task = tokio::spawn(async move {
@@ -98,7 +123,7 @@ impl WebServer {
                                 return Err("request body failed");
                             };
                             let req = Request::from_parts(parts, body.to_bytes());
-                            Ok::<_, &str>(app.answer(req))
+                            Ok::<_, &str>(app.answer(req).await)
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -112,6 +137,9 @@ impl WebServer {
             name: name.to_owned(),
             addr,
             seen,
+            adopts,
+            behavior,
+            epoch,
             task,
         }
     }
@@ -119,6 +147,21 @@ impl WebServer {
     /// Application requests received so far (health checks not counted).
     pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().expect("seen").clone()
+    }
+
+    /// The adopt requests received so far.
+    pub(crate) fn adopts(&self) -> Vec<AdoptRequest> {
+        self.adopts.lock().expect("adopts").clone()
+    }
+
+    /// How application requests are answered from now on.
+    pub(crate) fn behave(&self, behavior: Behavior) {
+        *self.behavior.lock().expect("behavior") = behavior;
+    }
+
+    /// The epoch it reports now.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 
     /// Closes the listener and every open connection.
@@ -136,16 +179,25 @@ impl WebServer {
 struct App {
     name: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    adopts: Arc<Mutex<Vec<AdoptRequest>>>,
+    behavior: Arc<Mutex<Behavior>>,
     epoch: Arc<AtomicU64>,
     token: HeaderValue,
 }
 
 impl App {
-    fn answer(&self, req: Request<Bytes>) -> Response<Full<Bytes>> {
+    async fn answer(&self, req: Request<Bytes>) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_owned();
         if path.starts_with(RESERVED_PREFIX) {
             if req.headers().get(http::header::AUTHORIZATION) != Some(&self.token) {
                 return text(StatusCode::UNAUTHORIZED, "bad token".into());
+            }
+            if req.method() == Method::POST && path == ADOPT_PATH {
+                let Ok(adopt) = serde_json::from_slice::<AdoptRequest>(req.body()) else {
+                    return text(StatusCode::BAD_REQUEST, "not an adopt request".into());
+                };
+                self.adopts.lock().expect("adopts").push(adopt);
+                return text(StatusCode::ACCEPTED, String::new());
             }
             let epoch = match (req.method(), path.as_str()) {
                 (&Method::GET, HEALTH_PATH) => self.epoch.load(Ordering::SeqCst),
@@ -173,9 +225,32 @@ impl App {
         self.seen.lock().expect("seen").push(Seen {
             path: path.clone(),
             headers: req.headers().clone(),
+            body: req.body().clone(),
         });
+        let behavior = self.behavior.lock().expect("behavior").clone();
+        match behavior {
+            Behavior::Normal => {}
+            Behavior::Misdirect(owner) => {
+                let mut resp = text(StatusCode::MISDIRECTED_REQUEST, "misdirected".into());
+                resp.headers_mut()
+                    .insert(OWNER_HEADER, HeaderValue::from_str(&owner).expect("owner"));
+                return resp;
+            }
+            Behavior::HoldThenFence(gate) => {
+                gate.notified().await;
+                let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, "fenced".into());
+                resp.headers_mut()
+                    .insert(FENCED_HEADER, HeaderValue::from(epoch));
+                return resp;
+            }
+        }
         let mut resp = text(StatusCode::OK, format!("{} {path}", self.name));
         let h = resp.headers_mut();
+        h.insert(
+            OWNER_HEADER,
+            HeaderValue::from_str(&self.name).expect("name"),
+        );
         h.insert(
             "x-backend",
             HeaderValue::from_str(&self.name).expect("name"),
@@ -218,10 +293,31 @@ impl Running {
     /// Starts a director for `config` and waits until every configured
     /// server is up.
     pub(crate) async fn start(config: DirectorConfig) -> Self {
-        let expected = config.servers.len();
-        let director = Director::new(config).expect("director");
         let public = TcpListener::bind("127.0.0.1:0").await.expect("bind public");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        Self::start_on(config, public, admin).await
+    }
+
+    /// Like [`start`](Self::start), on listeners bound already (so that
+    /// directors can name each other as peers before they start).
+    pub(crate) async fn start_on(
+        config: DirectorConfig,
+        public: TcpListener,
+        admin: TcpListener,
+    ) -> Self {
+        let expected = config.servers.len();
+        Self::start_expecting(config, public, admin, expected).await
+    }
+
+    /// Like [`start_on`](Self::start_on), waiting until `expected`
+    /// servers are routable (some may be evacuated).
+    pub(crate) async fn start_expecting(
+        config: DirectorConfig,
+        public: TcpListener,
+        admin: TcpListener,
+        expected: usize,
+    ) -> Self {
+        let director = Director::new(config).expect("director");
         let public_addr = public.local_addr().expect("public addr");
         let admin_addr = admin.local_addr().expect("admin addr");
         let (tx, rx) = oneshot::channel::<()>();
@@ -313,6 +409,18 @@ pub(crate) async fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Answer {
+    request_with_body(addr, method, path, headers, Bytes::new()).await
+}
+
+/// Sends one request with `body` (framed by `Content-Length`) on a new
+/// connection to `addr`.
+pub(crate) async fn request_with_body(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Answer {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -320,7 +428,7 @@ pub(crate) async fn request(
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let mut req = Request::new(Full::new(Bytes::new()));
+    let mut req = Request::new(Full::new(body));
     *req.method_mut() = method;
     *req.uri_mut() = path.parse().expect("path");
     let h = req.headers_mut();
