@@ -9,7 +9,11 @@ use sticky_session::{Config, CookieUpdate, SessionManager, StoreSpec};
 use sticky_store::{Store, StoreConfig};
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // A worker thread keeps the lease renewed between measurements (a
+    // current-thread runtime would run it only inside `block_on`, and the
+    // server would stop serving when its lease ran out).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
