@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::error::SessionError;
 use crate::fencing::parse_owner;
 use crate::id::SessionId;
+use crate::open::Source;
 use crate::state::{Inner, SessionManager};
 
 /// Most session ids one adoption lists (per dead lease).
@@ -111,7 +112,16 @@ async fn adopt(weak: Weak<Inner>, req: AdoptRequest) {
                 tokio::time::sleep_until(started + pace * n as u32).await;
                 let inner = weak.upgrade()?;
                 let m = SessionManager { inner };
-                Some(m.open_id(id).await.map(|o| o.is_some()))
+                Some(m.open_id(id).await.map(|o| {
+                    // Claimed now (not found in the cache): its first request
+                    // will say it came from the stores.
+                    if let Some(o) = o.as_ref().filter(|o| o.source == Source::Store) {
+                        if let Some(e) = &o.entry {
+                            e.adopted.store(true, std::sync::atomic::Ordering::Release);
+                        }
+                    }
+                    o.is_some()
+                }))
             }
         })
         .buffer_unordered(CONCURRENCY);

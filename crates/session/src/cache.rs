@@ -85,6 +85,10 @@ pub(crate) struct Entry {
     /// Mirrors [`SessionState::untouched`] for the sweeper, which does not
     /// lock slots.
     pub(crate) untouched: AtomicBool,
+    /// Claimed by adoption (`adopt`) and not served since: its first
+    /// request reports [`Source::Store`](crate::Source::Store), where it
+    /// really came from.
+    pub(crate) adopted: AtomicBool,
 }
 
 impl Entry {
@@ -94,6 +98,7 @@ impl Entry {
             slot: Arc::new(Mutex::new(slot)),
             last_access: AtomicU64::new(now_ms),
             queued: AtomicBool::new(false),
+            adopted: AtomicBool::new(false),
             bytes: AtomicU64::new(0),
             untouched: AtomicBool::new(false),
         })

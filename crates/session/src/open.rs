@@ -138,7 +138,8 @@ impl SessionManager {
                 second_request(&entry, &mut guard);
                 entry.touch(inner.clock.now_ms());
                 metrics::counter!("sticky_cache_hits_total").increment(1);
-                return Ok(Some(Opened::cached(id, Source::Cache, entry, guard, epoch)));
+                let source = first_since_adoption(&entry);
+                return Ok(Some(Opened::cached(id, source, entry, guard, epoch)));
             }
             // A load that found nothing, or one that failed: load again below.
         }
@@ -149,7 +150,8 @@ impl SessionManager {
             self.still_serving(epoch)?;
             second_request(&entry, &mut guard);
             entry.touch(inner.clock.now_ms());
-            return Ok(Some(Opened::cached(id, Source::Cache, entry, guard, epoch)));
+            let source = first_since_adoption(&entry);
+            return Ok(Some(Opened::cached(id, source, entry, guard, epoch)));
         }
         let started = Instant::now();
         let claimed = match tokio::time::timeout(
@@ -278,6 +280,17 @@ impl SessionManager {
         if let (Some(entry), Held::Cached(g)) = (&opened.entry, &mut opened.held) {
             self.inner.cache.drop_copy(&opened.id, entry, g);
         }
+    }
+}
+
+/// [`Source::Store`] for the first request of a session adoption loaded
+/// (it came from the stores), [`Source::Cache`] otherwise. One relaxed
+/// load on the usual path.
+fn first_since_adoption(entry: &Entry) -> Source {
+    if entry.adopted.load(Ordering::Relaxed) && entry.adopted.swap(false, Ordering::AcqRel) {
+        Source::Store
+    } else {
+        Source::Cache
     }
 }
 

@@ -55,6 +55,11 @@ struct Args {
     /// Stores per session (1 or 2).
     #[arg(long, default_value_t = 2)]
     replicas: usize,
+    /// Another server of the cluster: NAME=HOST:PORT (repeatable). A
+    /// server proves a crashed peer gone by a refused connection and
+    /// claims its sessions at once; without it, after the peer's lease.
+    #[arg(long = "peer", value_name = "NAME=HOST:PORT")]
+    peers: Vec<String>,
     /// Idle timeout of a session, seconds.
     #[arg(long, default_value_t = 1800)]
     idle_secs: u64,
@@ -170,6 +175,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // The switch: Sticky's manager behind tower-sessions' store interface.
     let mut config = Config::new(args.name.clone(), secret.into_bytes(), stores);
     config.replicas = args.replicas;
+    config.peers = args
+        .peers
+        .iter()
+        .map(|p| {
+            let (name, addr) = p.split_once('=').context("--peer wants NAME=HOST:PORT")?;
+            Ok(sticky_session::Peer {
+                name: name.to_owned(),
+                addr: addr.parse().context("--peer wants NAME=HOST:PORT")?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     config.idle_timeout = Duration::from_secs(args.idle_secs.max(1));
     let manager = SessionManager::start(config).await?;
     let store = StickyStore::new(manager.clone());
