@@ -95,7 +95,6 @@ pub use http::{
     http_request, http_request_timeout, raw_exchange, read_response, HttpClient, Response,
     HTTP_TIMEOUT,
 };
-pub use sticky_netfault::{Host, Net, NetError, Slow};
 pub use process::{
     free_port, log_tail, log_to, log_to_path, pid_alive, read_text, rss_bytes, signal, tail,
     temp_dir, temp_path, tmp_root, ChildProcess, NotReady, Sticky,
@@ -104,6 +103,7 @@ pub use random::{random_hex, random_u64};
 pub use redis_server::{RedisClusterNodes, RedisProcess};
 pub use resp::{encode_request, read_reply, read_to_close, resp_cmd, Resp, RespConn};
 pub use skip::{find_program, have_redis, require_program, require_program_from, require_root};
+pub use sticky_netfault::{Host, Net, NetError, Slow};
 pub use store::{StoreProcess, StoreServer};
 pub use up::{UpProcess, UP_DEADLINE, UP_READY_LINE, UP_STOP_DEADLINE};
 pub use wait::{wait_until, DEADLINE, IO_TIMEOUT, POLL, STARTUP_DEADLINE};

@@ -42,6 +42,9 @@ pub(crate) enum HistoryEvent<'a> {
         fault: &'static str,
         process: &'a str,
         phase: &'static str,
+        /// A network fault's links (`ws2 -x- s1,s3`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },

@@ -162,15 +162,18 @@ async fn net_fault(State(api): State<Api>, Json(fault): Json<NetFault>) -> Respo
     let f = fault.clone();
     match tokio::task::spawn_blocking(move || f.apply(&net)).await {
         Ok(Ok(())) => {
-            eprintln!("network: {}", serde_json::to_string(&fault).unwrap_or_default());
+            eprintln!(
+                "network: {}",
+                serde_json::to_string(&fault).unwrap_or_default()
+            );
             Json(json!({ "ok": true })).into_response()
         }
-        Ok(Err(e @ (sticky_netfault::NetError::UnknownHost(_)
-        | sticky_netfault::NetError::SameEndpoint(_)
-        | sticky_netfault::NetError::InvalidSlow(_)
-        | sticky_netfault::NetError::InvalidLoss(_)))) => {
-            error(StatusCode::BAD_REQUEST, &e.to_string())
-        }
+        Ok(Err(
+            e @ (sticky_netfault::NetError::UnknownHost(_)
+            | sticky_netfault::NetError::SameEndpoint(_)
+            | sticky_netfault::NetError::InvalidSlow(_)
+            | sticky_netfault::NetError::InvalidLoss(_)),
+        )) => error(StatusCode::BAD_REQUEST, &e.to_string()),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }

@@ -45,9 +45,8 @@ pub(crate) fn create(plan: &mut Plan) -> anyhow::Result<Net> {
         );
     }
     for program in ["ip", "tc"] {
-        let found = std::env::var_os("PATH").is_some_and(|path| {
-            std::env::split_paths(&path).any(|d| d.join(program).is_file())
-        });
+        let found = std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()));
         if !found {
             bail!("--netns needs `{program}` (iproute2) on PATH");
         }
