@@ -886,6 +886,96 @@ mod tests {
         assert_eq!(candidates(KILL_STORE, &procs, &[], &s).len(), 3);
     }
 
+    fn net_cluster() -> Vec<Process> {
+        let mut procs = cluster();
+        procs.push(proc("director2", "director"));
+        procs
+    }
+
+    #[test]
+    fn every_network_fault_is_healed_by_its_own_requests() {
+        let procs = net_cluster();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+        for kind in NetKind::ALL {
+            for _ in 0..20 {
+                let victim = if kind == NetKind::IsolateStore {
+                    "s2"
+                } else {
+                    "ws1"
+                };
+                let (start, heal, detail) = net_plan(kind, victim, &procs, &mut rng);
+                assert!(!start.is_empty() && !heal.is_empty(), "{kind:?}");
+                assert!(detail.contains(victim), "{kind:?}: {detail}");
+                let touched = |f: &NetFault| match f {
+                    NetFault::Cut { a, b }
+                    | NetFault::Slow { a, b, .. }
+                    | NetFault::Lossy { a, b, .. }
+                    | NetFault::Heal { a, b } => vec![a.clone(), b.clone()],
+                    NetFault::CutOneWay { from, to } | NetFault::HealOneWay { from, to } => {
+                        vec![from.clone(), to.clone()]
+                    }
+                    NetFault::Isolate { host } | NetFault::HealIsolation { host } => {
+                        vec![host.clone()]
+                    }
+                    NetFault::HealAll => vec![],
+                };
+                for f in &start {
+                    assert!(touched(f).iter().any(|h| h == victim), "{f:?}");
+                    // Each start is undone by one of the heals.
+                    let mut pair = touched(f);
+                    pair.sort();
+                    assert!(
+                        heal.iter().any(|h| {
+                            let mut p = touched(h);
+                            p.sort();
+                            p == pair
+                        }),
+                        "{f:?} not healed by {heal:?}"
+                    );
+                }
+                match kind {
+                    NetKind::CutWebStores => {
+                        // Some stores, never all three.
+                        assert!((1..=2).contains(&start.len()), "{start:?}");
+                    }
+                    NetKind::CutWebDirectors => assert_eq!(start.len(), 2, "both directors"),
+                    NetKind::CutStoreWebOneWay => {
+                        assert!(matches!(start[0], NetFault::CutOneWay { .. }));
+                    }
+                    NetKind::SlowLink => assert_eq!(start.len(), 2, "slow and lossy"),
+                    _ => assert_eq!(start.len(), 1),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_of_two_directors_is_cut_only_when_there_are_two() {
+        let kind = FaultKind::Net(NetKind::CutDirectorWeb);
+        assert!(!applicable(kind, &cluster()));
+        assert!(applicable(kind, &net_cluster()));
+        let s = settings(2, 2);
+        assert!(candidates(kind, &cluster(), &[], &s).is_empty());
+        assert_eq!(
+            names(&candidates(kind, &net_cluster(), &[], &s)),
+            ["ws1", "ws2", "ws3"]
+        );
+        // An isolated store counts as a store fault: with R=2, one at a time.
+        let iso = FaultKind::Net(NetKind::IsolateStore);
+        assert!(candidates(iso, &net_cluster(), &[active(KILL_STORE, "s1")], &s).is_empty());
+        // A web server cut from the directors counts as down.
+        let cut = FaultKind::Net(NetKind::CutWebDirectors);
+        assert_eq!(
+            names(&candidates(
+                KILL_WEB,
+                &net_cluster(),
+                &[active(cut, "ws1")],
+                &s
+            )),
+            ["ws3"]
+        );
+    }
+
     #[test]
     fn max_faults_caps_the_active_ones() {
         let procs = cluster();

@@ -335,14 +335,23 @@ impl User {
 
     /// The `Cookie` header of the next request: the jar's, or, as a client
     /// fault, without the route cookie or with an old one.
-    fn cookies(&mut self, faulty: bool, rng: &mut impl Rng) -> Option<HeaderValue> {
-        let header = self.jar.header()?;
-        let text = header.to_str().ok()?;
+    /// Also returns the client fault's name, if any.
+    fn cookies(
+        &mut self,
+        faulty: bool,
+        rng: &mut impl Rng,
+    ) -> (Option<HeaderValue>, Option<&'static str>) {
+        let Some(header) = self.jar.header() else {
+            return (None, None);
+        };
+        let Ok(text) = header.to_str() else {
+            return (Some(header.clone()), None);
+        };
         let route = route_of(text);
         if faulty && route.is_some() {
             if rng.random::<f64>() < self.faults.drop_route {
                 self.tally.client.dropped_route += 1;
-                return cookie_header(text, None);
+                return (cookie_header(text, None), Some("dropped_route"));
             }
             let current_host = route.map(route_host);
             let old: Vec<&String> = self
@@ -353,10 +362,10 @@ impl User {
             if !old.is_empty() && rng.random::<f64>() < self.faults.replay_route {
                 let pick = old[rng.random_range(0..old.len())].clone();
                 self.tally.client.replayed_route += 1;
-                return cookie_header(text, Some(&pick));
+                return (cookie_header(text, Some(&pick)), Some("replayed_route"));
             }
         }
-        Some(header.clone())
+        (Some(header.clone()), None)
     }
 
     /// Remembers the route cookie the jar held before an answer, if the
@@ -473,7 +482,7 @@ impl User {
         if let Some(c) = self.tally.client.by_director.get_mut(self.current) {
             *c += 1;
         }
-        let cookie = self.cookies(faulty, rng);
+        let (cookie, client_fault) = self.cookies(faulty, rng);
         let started = Instant::now();
         let result = self.send(op, shared.timeout, cookie).await;
         let ended = Instant::now();
@@ -522,6 +531,8 @@ impl User {
             server: result.as_ref().ok().map(|a| a.server.as_str()),
             source: result.as_ref().ok().map(|a| a.source.as_str()),
             latency_us: latency,
+            client_fault,
+            director: (n > 1).then_some(self.current),
         });
         shared.ops.fetch_add(1, Ordering::Relaxed);
         if !matches!(outcome, Outcome::Ok { .. }) {
@@ -692,14 +703,22 @@ mod tests {
         // Replays name another host than the current one only.
         u.faults.replay_route = 1.0;
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
-        let sent = u.cookies(true, &mut rng).unwrap();
-        assert_eq!(sent.to_str().unwrap(), "sticky.sid=s; sticky.route=ws1.a");
+        let (sent, fault) = u.cookies(true, &mut rng);
+        assert_eq!(
+            sent.unwrap().to_str().unwrap(),
+            "sticky.sid=s; sticky.route=ws1.a"
+        );
+        assert_eq!(fault, Some("replayed_route"));
         assert_eq!(u.tally.client.replayed_route, 1);
-        let sent = u.cookies(false, &mut rng).unwrap();
-        assert_eq!(sent.to_str().unwrap(), "sticky.sid=s; sticky.route=ws2.b");
+        let (sent, fault) = u.cookies(false, &mut rng);
+        assert_eq!(
+            sent.unwrap().to_str().unwrap(),
+            "sticky.sid=s; sticky.route=ws2.b"
+        );
+        assert_eq!(fault, None);
         u.faults.drop_route = 1.0;
-        let sent = u.cookies(true, &mut rng).unwrap();
-        assert_eq!(sent.to_str().unwrap(), "sticky.sid=s");
+        let (sent, _) = u.cookies(true, &mut rng);
+        assert_eq!(sent.unwrap().to_str().unwrap(), "sticky.sid=s");
         assert_eq!(u.tally.client.dropped_route, 1);
     }
 
