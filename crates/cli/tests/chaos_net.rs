@@ -5,8 +5,9 @@
 //! between directors), sync mode, R=2: zero anomalies. Two directors when
 //! `sticky up` has `--directors`, else one (said loudly).
 //!
-//! Needs root, `ip` and `tc`: skips loudly without them, except under
-//! `CI`, where it fails instead.
+//! Also: `sticky up --netns` itself, and the removal of what a killed one
+//! left. Needs root, `ip` and `tc`: skips loudly without them, except
+//! under `CI`, where it fails instead.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +15,10 @@ use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
-use sticky_test_support::{random_u64, require_program_from, require_root, Sticky};
+use sticky_test_support::{
+    http_request, pid_alive, random_u64, require_program_from, require_root, signal, wait_until,
+    Sticky, UpProcess, DEADLINE,
+};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
@@ -93,10 +97,7 @@ fn namespaces_of(pid: u64) -> Vec<String> {
 
 #[test]
 fn network_and_client_faults_with_two_replicas_show_no_anomaly() {
-    if !require_root("sticky chaos --net")
-        || !require_program_from("ip", "iproute2")
-        || !require_program_from("tc", "iproute2")
-    {
+    if !can_run("sticky chaos --net") {
         return;
     }
     let directors = directors();
@@ -230,6 +231,67 @@ fn check(dir: &Path, json: &Path, history: &Path, directors: u32, shown: &str, u
         Vec::<String>::new(),
         "namespaces left behind"
     );
+}
+
+/// Whether this machine can run the network tests (root, `ip`, `tc`);
+/// skips loudly otherwise (fails under `CI`).
+fn can_run(what: &str) -> bool {
+    require_root(what)
+        && require_program_from("ip", "iproute2")
+        && require_program_from("tc", "iproute2")
+}
+
+#[test]
+fn up_netns_serves_from_namespaces_and_a_killed_runs_leftovers_go_at_the_next_start() {
+    if !can_run("sticky up --netns") {
+        return;
+    }
+    let args = [
+        "--netns",
+        "--web",
+        "1",
+        "--standby",
+        "0",
+        "--stores",
+        "1",
+        "--replicas",
+        "1",
+    ];
+    let first = UpProcess::start(STICKY, &args);
+    let table = first.table();
+    assert_eq!(table.len(), 3, "{table:?}");
+    // Every process on its own address of the run's /24 (not loopback).
+    let mut ips: Vec<String> = table.iter().map(|r| r.2.ip().to_string()).collect();
+    assert!(ips.iter().all(|ip| ip.starts_with("10.213.")), "{ips:?}");
+    ips.dedup();
+    assert_eq!(ips.len(), 3, "one address each: {ips:?}");
+    let shop = table.iter().find(|r| r.1 == "director").unwrap().2;
+    let r = http_request(shop, "POST", "/api/counter", &[], None).expect("the shop answers");
+    assert_eq!(r.status, 200, "the shop over the bridge");
+    let pid = first.pid();
+    assert_eq!(
+        namespaces_of(u64::from(pid)).len(),
+        4,
+        "3 hosts and the switch"
+    );
+
+    // kill -9: the namespaces stay (nobody removes them)...
+    signal(pid, "KILL");
+    wait_until(DEADLINE, "sticky up dies", || !pid_alive(pid));
+    assert_eq!(namespaces_of(u64::from(pid)).len(), 4);
+    // ... until the next `sticky up --netns` starts.
+    let second = UpProcess::start(STICKY, &args);
+    assert_eq!(
+        namespaces_of(u64::from(pid)),
+        Vec::<String>::new(),
+        "the dead run's namespaces are removed"
+    );
+    let second_pid = second.pid();
+    assert_eq!(namespaces_of(u64::from(second_pid)).len(), 4);
+    drop(first);
+    // A clean stop removes its own.
+    drop(second);
+    assert_eq!(namespaces_of(u64::from(second_pid)), Vec::<String>::new());
 }
 
 fn tail(text: &str, n: usize) -> String {
