@@ -17,7 +17,9 @@
 //!   isolated or cut from the directors counts as down);
 //! - a network fault counts against the process it is about: a store
 //!   isolated is a store fault, every other network fault a fault of the
-//!   web server it cuts (so at most one fault per process at once);
+//!   web server it cuts; a process has one fault at a time, except
+//!   network faults on different links of it (cut from some stores and
+//!   from the directors: [`FaultKind::links`]);
 //! - a fault counts as active from its start until the cluster has
 //!   *settled* after its healing: the process runs again and every
 //!   running web server sees every running store and has finished
@@ -146,6 +148,25 @@ impl FaultKind {
     /// Whether it is a network fault.
     pub(crate) fn is_net(self) -> bool {
         matches!(self, FaultKind::Net(_))
+    }
+
+    /// Which links of its process it changes, as bits: its isolation (1),
+    /// its links to stores (2), to directors (4). Two faults of one
+    /// process may overlap only on no common bit, so that healing one
+    /// never heals the other (`Net` heals a pair's cuts, slow and lossy
+    /// links at once). A process fault changes everything.
+    fn links(self) -> u8 {
+        const ISOLATION: u8 = 1;
+        const STORES: u8 = 2;
+        const DIRECTORS: u8 = 4;
+        match self {
+            FaultKind::Proc { .. } => u8::MAX,
+            FaultKind::Net(NetKind::IsolateWeb | NetKind::IsolateStore) => ISOLATION,
+            FaultKind::Net(NetKind::CutWebStores | NetKind::CutStoreWebOneWay) => STORES,
+            FaultKind::Net(NetKind::CutWebDirectors | NetKind::CutDirectorWeb) => DIRECTORS,
+            // Its peer is a store or a director.
+            FaultKind::Net(NetKind::SlowLink) => STORES | DIRECTORS,
+        }
     }
 
     /// The kind of process it is counted against.
@@ -294,17 +315,26 @@ fn candidates<'a>(
     if !allowed || !applicable(kind, procs) {
         return Vec::new();
     }
-    let busy = |p: &Process| active.iter().any(|a| a.name == p.name);
+    let faulted = |p: &Process| active.iter().any(|a| a.name == p.name);
+    // Network faults on different links of a process may overlap (a web
+    // server cut from some stores, then from the directors too); anything
+    // else waits for the process's fault to be over.
+    let busy = |p: &Process| {
+        active
+            .iter()
+            .any(|a| a.name == p.name && a.kind.links() & kind.links() != 0)
+    };
     let running_web = procs
         .iter()
-        .filter(|p| p.role == "web" && p.state == ProcState::Running && !busy(p))
+        .filter(|p| p.role == "web" && p.state == ProcState::Running && !faulted(p))
         .count();
     procs
         .iter()
         .filter(|p| role_matches(&p.role, kind.target()))
         .filter(|p| p.state == ProcState::Running && !busy(p))
-        // Keep a non-standby web server for new clients.
-        .filter(|p| p.role != "web" || running_web > 1)
+        // Keep a non-standby web server unfaulted for new clients (one
+        // already faulted may get another fault on other links).
+        .filter(|p| p.role != "web" || faulted(p) || running_web > 1)
         .collect()
 }
 
@@ -974,6 +1004,32 @@ mod tests {
             )),
             ["ws3"]
         );
+    }
+
+    #[test]
+    fn network_faults_on_other_links_of_a_server_overlap_and_nothing_else_does() {
+        let procs = net_cluster();
+        let s = settings(2, 3);
+        let cut_stores = FaultKind::Net(NetKind::CutWebStores);
+        let cut_directors = FaultKind::Net(NetKind::CutWebDirectors);
+        let isolate = FaultKind::Net(NetKind::IsolateWeb);
+        let slow = FaultKind::Net(NetKind::SlowLink);
+        let on_ws1 = [active(cut_stores, "ws1")];
+        // ws1 cut from stores may also be cut from the directors, or
+        // isolated, but not slowed towards a store, nor killed.
+        for (kind, has_ws1) in [
+            (cut_directors, true),
+            (isolate, true),
+            (slow, false),
+            (cut_stores, false),
+            (KILL_WEB, false),
+        ] {
+            let c = names(&candidates(kind, &procs, &on_ws1, &s));
+            assert_eq!(c.contains(&"ws1".to_owned()), has_ws1, "{kind:?}: {c:?}");
+        }
+        // A killed server gets no network fault on top.
+        let killed = [active(KILL_WEB, "ws2")];
+        assert!(!names(&candidates(isolate, &procs, &killed, &s)).contains(&"ws2".to_owned()));
     }
 
     #[test]
