@@ -169,6 +169,9 @@ impl ChaosArgs {
                 bail!("{name} must be between 0 and 1");
             }
         }
+        if self.net && !crate::up::netns::is_root() {
+            bail!("--net needs root (network namespaces and tc); run as root or without --net");
+        }
         if !self.net && self.faults.0.iter().all(|k| k.is_net()) {
             bail!("--faults names only network faults: they need --net");
         }

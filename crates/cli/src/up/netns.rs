@@ -22,7 +22,7 @@ use super::plan::Plan;
 pub(crate) const PREFIX: &str = "stkup";
 
 /// Whether this process runs as root (its effective user id is 0).
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // `Uid:` real, effective, saved, filesystem.
     std::fs::read_to_string("/proc/self/status")
         .ok()
