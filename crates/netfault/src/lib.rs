@@ -141,7 +141,7 @@ struct Endpoint {
 
 /// A test network: hosts in their own namespaces on one bridge, with the
 /// root namespace on it too, and the faults between them. Removed on drop.
-/// How it works: the module documentation of `netns.rs` and "Network
+/// How it works: the crate documentation and "Network
 /// faults" in `docs/reliability.md`.
 #[derive(Debug)]
 pub struct Net {

@@ -1,6 +1,8 @@
 //! The supervisor's control API: list the cluster's processes and kill,
 //! pause, resume or restart one of them. It listens on loopback only (the
-//! admin port + 1) and requires the cluster's admin token as
+//! admin port + 1; with `--netns`, on this namespace's address on the
+//! run's bridge, which only this machine and its namespaces reach) and
+//! requires the cluster's admin token as
 //! `Authorization: Bearer`; the director's admin listener proxies it under
 //! the same paths for the dashboard (`[director] supervisor`).
 //!
