@@ -1,7 +1,10 @@
 //! `sticky chaos`: proof under faults. Virtual users increment and read a
-//! per-session counter through the director while a nemesis kills, pauses
-//! and restarts web servers and stores; a checker reports every lost
-//! write, stale read and vanished session (docs/reliability.md).
+//! per-session counter through the director(s) while a nemesis kills,
+//! pauses and restarts web servers and stores and, with `--net`, cuts the
+//! network between them; the users themselves drop and replay route
+//! cookies (`--drop-route`, `--replay-route`) and switch between
+//! directors; a checker reports every lost write, stale read and vanished
+//! session (docs/reliability.md).
 //!
 //! - `cluster`: the cluster under test (a `sticky up` started here, or a
 //!   running one) and the supervisor's control API.
@@ -35,7 +38,7 @@ use cluster::{Cluster, Source};
 use history::{History, HistoryEvent};
 use nemesis::{FaultList, Nemesis};
 use shared::{Failover, Shared};
-use user::{Tally, User};
+use user::{ClientFaults, Tally, User};
 
 /// `sticky chaos` options.
 #[derive(Debug, Args)]
@@ -57,9 +60,30 @@ pub(crate) struct ChaosArgs {
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     timeout: Duration,
     /// Fault kinds, comma-separated, or `all`: kill-web, kill-store,
-    /// pause-web, pause-store, restart-web, restart-store.
+    /// pause-web, pause-store, restart-web, restart-store; with --net also
+    /// isolate-web, cut-web-directors, cut-web-stores,
+    /// cut-store-web-one-way, isolate-store, slow-link, cut-director-web.
     #[arg(long, default_value = "all", value_parser = nemesis::parse_faults)]
     faults: FaultList,
+    /// Network faults too (root only): the cluster chaos starts runs every
+    /// process in its own network namespace (`sticky up --netns`), and
+    /// the nemesis cuts, isolates and slows links between them.
+    #[arg(long)]
+    net: bool,
+    /// Shortest time a network fault is held before it is healed.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    net_hold_min: Duration,
+    /// Longest time a network fault is held.
+    #[arg(long, value_parser = parse_duration, default_value = "8s")]
+    net_hold_max: Duration,
+    /// Fraction of requests that leave out the route cookie (send only
+    /// `sticky.sid`), as clients that drop cookies do.
+    #[arg(long, default_value_t = 0.0)]
+    drop_route: f64,
+    /// Fraction of requests that replay a route cookie the user was given
+    /// earlier, naming another host.
+    #[arg(long, default_value_t = 0.0)]
+    replay_route: f64,
     /// Mean time between the starts of two faults (each wait is 0.5x to
     /// 1.5x this).
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
@@ -91,6 +115,10 @@ pub(crate) struct ChaosArgs {
     /// Stores of the cluster chaos starts.
     #[arg(long, default_value_t = 3)]
     stores: u16,
+    /// Directors side by side in the cluster chaos starts (passed to
+    /// `sticky up --directors` when above 1); users switch between them.
+    #[arg(long, default_value_t = 1)]
+    directors: u16,
     /// Stores per session in the cluster chaos starts.
     #[arg(long, default_value_t = 2)]
     replicas: u16,
@@ -130,14 +158,41 @@ impl ChaosArgs {
         if self.interval.is_zero() {
             bail!("--interval must be positive");
         }
+        if self.net_hold_max < self.net_hold_min {
+            bail!("--net-hold-max must not be shorter than --net-hold-min");
+        }
+        for (name, p) in [
+            ("--drop-route", self.drop_route),
+            ("--replay-route", self.replay_route),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                bail!("{name} must be between 0 and 1");
+            }
+        }
+        if self.net && !crate::up::netns::is_root() {
+            bail!("--net needs root (network namespaces and tc); run as root or without --net");
+        }
+        if !self.net && self.faults.0.iter().all(|k| k.is_net()) {
+            bail!("--faults names only network faults: they need --net");
+        }
         Ok(())
+    }
+
+    /// The fault kinds of this run: the network ones only with `--net`.
+    fn kinds(&self) -> Vec<nemesis::FaultKind> {
+        self.faults
+            .0
+            .iter()
+            .copied()
+            .filter(|k| self.net || !k.is_net())
+            .collect()
     }
 
     fn source(&self, dir: PathBuf) -> Source {
         if let Some(d) = &self.attach {
             return Source::Attach { dir: d.clone() };
         }
-        let args = match &self.config {
+        let mut args = match &self.config {
             Some(file) => vec!["--config".into(), file.display().to_string()],
             None => vec![
                 "--web".into(),
@@ -154,6 +209,12 @@ impl ChaosArgs {
                 self.port.to_string(),
             ],
         };
+        if self.directors > 1 {
+            args.extend(["--directors".into(), self.directors.to_string()]);
+        }
+        if self.net {
+            args.push("--netns".into());
+        }
         Source::Start { args, dir }
     }
 }
@@ -232,7 +293,7 @@ pub(crate) fn run(args: ChaosArgs) -> anyhow::Result<()> {
         if !args.no_progress {
             eprintln!("chaos: starting the cluster (logs in {})", dir.display());
         }
-        let mut cluster = Cluster::open(args.source(dir.join("cluster"))).await?;
+        let mut cluster = Cluster::open(args.source(dir.join("cluster")), args.net).await?;
         let outcome = drive(&args, &cluster, &history_path).await;
         if let Err(e) = cluster.close().await {
             tracing::warn!(error = %format!("{e:#}"), "stopping the cluster");
@@ -295,18 +356,27 @@ async fn drive(
         Arc::clone(&done),
         args.no_progress,
     ));
+    let client_faults = ClientFaults {
+        drop_route: args.drop_route,
+        replay_route: args.replay_route,
+    };
     let users: Vec<_> = (0..args.users)
-        .map(|i| tokio::spawn(User::new(i, cluster.director).run(Arc::clone(&shared))))
+        .map(|i| {
+            let user = User::new(i, &cluster.directors, client_faults);
+            tokio::spawn(user.run(Arc::clone(&shared)))
+        })
         .collect();
     // The cluster as a shared handle for the nemesis task; `cluster` stays
     // borrowed here, so the nemesis gets a view with the same endpoints.
     let nemesis = Nemesis::new(nemesis::Settings {
-        kinds: args.faults.0.clone(),
+        kinds: args.kinds(),
         interval: args.interval,
         down_min: args.down_min,
         down_max: args.down_max,
         max_faults: args.max_faults.max(1),
         replicas: cluster.replicas,
+        net_hold_min: args.net_hold_min,
+        net_hold_max: args.net_hold_max,
     });
     let nemesis_cluster = Arc::new(cluster.view());
     let faults = tokio::spawn(nemesis.run(nemesis_cluster, Arc::clone(&shared)));
@@ -338,18 +408,34 @@ async fn drive(
         fault: "none",
         process: "",
         phase: "end",
+        detail: None,
         error: None,
     });
     if let Err(e) = shared.history.flush() {
         tracing::error!(error = %e, "cannot write the history file");
     }
+    // Evidence that the network faults bit: packets dropped per host.
+    let net_dropped = match &cluster.net {
+        Some(_) => match cluster.net_info().await {
+            Ok(info) => info
+                .hosts
+                .into_iter()
+                .map(|h| (h.name, h.dropped))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot read the network's drop counts");
+                Default::default()
+            }
+        },
+        None => Default::default(),
+    };
     Ok(report::Summary::new(
         report::Settings {
             users: args.users,
             duration_secs: ran_for.as_secs_f64(),
             write_ratio: args.write_ratio,
             think_ms: args.think.as_secs_f64() * 1e3,
-            faults: args.faults.0.iter().map(|k| k.name()).collect(),
+            faults: args.kinds().iter().map(|k| k.name()).collect(),
             interval_ms: args.interval.as_secs_f64() * 1e3,
             max_faults: args.max_faults,
             replicas: cluster.replicas,
@@ -357,8 +443,13 @@ async fn drive(
             cluster_dir: cluster.dir.clone(),
             history: history_path.to_owned(),
             interrupted: interrupted.load(Ordering::Relaxed),
+            net: cluster.net.is_some(),
+            directors: cluster.directors.len(),
+            drop_route: args.drop_route,
+            replay_route: args.replay_route,
         },
         &tally,
         faults,
+        net_dropped,
     ))
 }

@@ -54,11 +54,11 @@
 //!   ([`module_graph::assert_no_cycles`]), run by each crate's
 //!   `tests/module_graph.rs`.
 //! - `random`: random values for tests.
-//! - `netns`: [`Net`], hosts in network namespaces on one bridge, and the
-//!   network faults between them (cut, cut one way, isolate, slow); needs
+//! - [`Net`] (re-exported from `sticky-netfault`, which `sticky up --netns`
+//!   uses too): hosts in network namespaces on one bridge, and the network
+//!   faults between them (cut, cut one way, isolate, slow, lossy); needs
 //!   root ([`require_root`]). Unlike the rest it returns errors
-//!   ([`NetError`]) and depends only on std, `thiserror`, `serde_json` and
-//!   `tokio`, so that `sticky chaos` can take it over.
+//!   ([`NetError`]).
 
 // Test support: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -72,7 +72,6 @@ pub mod director;
 mod fake_store;
 mod http;
 pub mod module_graph;
-mod netns;
 mod process;
 mod random;
 mod redis_server;
@@ -96,7 +95,6 @@ pub use http::{
     http_request, http_request_timeout, raw_exchange, read_response, HttpClient, Response,
     HTTP_TIMEOUT,
 };
-pub use netns::{Host, Net, NetError, Slow};
 pub use process::{
     free_port, log_tail, log_to, log_to_path, pid_alive, read_text, rss_bytes, signal, tail,
     temp_dir, temp_path, tmp_root, ChildProcess, NotReady, Sticky,
@@ -105,6 +103,7 @@ pub use random::{random_hex, random_u64};
 pub use redis_server::{RedisClusterNodes, RedisProcess};
 pub use resp::{encode_request, read_reply, read_to_close, resp_cmd, Resp, RespConn};
 pub use skip::{find_program, have_redis, require_program, require_program_from, require_root};
+pub use sticky_netfault::{Host, Net, NetError, Slow};
 pub use store::{StoreProcess, StoreServer};
 pub use up::{UpProcess, UP_DEADLINE, UP_READY_LINE, UP_STOP_DEADLINE};
 pub use wait::{wait_until, DEADLINE, IO_TIMEOUT, POLL, STARTUP_DEADLINE};

@@ -1,8 +1,9 @@
 //! The cluster under test: a `sticky up` that chaos starts (and stops), or
 //! one already running; reached through the supervisor's control API (to
 //! kill, pause, resume and restart processes), the web servers' metrics
-//! (to know when the cluster has settled) and the director (the users'
-//! target).
+//! (to know when the cluster has settled) and the directors (the users'
+//! targets). A cluster of `sticky up --netns` also takes network faults
+//! through the same API (`/api/net`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use sticky_config::Mode;
 use sticky_proto::control::{self, ProcessAction, RequestError};
 use tokio::process::{Child, Command};
 
+use crate::up::netns::{NetFault, NetInfo};
 use crate::up::state::{ProcState, ProcessInfo, UpState};
 
 /// How long `sticky up` may take to start the cluster.
@@ -24,6 +26,9 @@ const UP_DEADLINE: Duration = Duration::from_secs(120);
 const DOWN_DEADLINE: Duration = Duration::from_secs(60);
 /// Limit of one control or metrics request.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Limit of a web server's metrics request while settling: a server cut
+/// off by a network fault must not hold the nemesis (and its heals) up.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Largest control or metrics answer read.
 const MAX_ANSWER: usize = 4 << 20;
 
@@ -45,8 +50,11 @@ pub(crate) struct Cluster {
     up: Option<Child>,
     /// The run dir (logs, state file, cluster file).
     pub(crate) dir: PathBuf,
-    /// The director's public listener: the users' target.
-    pub(crate) director: SocketAddr,
+    /// The directors' public listeners: the users' targets (one, or
+    /// several side by side).
+    pub(crate) directors: Vec<SocketAddr>,
+    /// The cluster's network, if it runs in namespaces (`up --netns`).
+    pub(crate) net: Option<NetInfo>,
     supervisor: SocketAddr,
     token: String,
     /// Stores per session.
@@ -62,33 +70,84 @@ pub(crate) async fn request(
     path: &str,
     token: Option<&str>,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
+    request_within(addr, method, path, token, CONTROL_TIMEOUT).await
+}
+
+/// [`request`] with its own time limit.
+async fn request_within(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    limit: Duration,
+) -> anyhow::Result<(StatusCode, Bytes)> {
     let auth = token
         .map(control::bearer)
         .transpose()
         .context("the admin token is not a valid header")?;
-    let resp = control::request(
-        addr,
-        method,
-        path,
-        auth.as_ref(),
-        CONTROL_TIMEOUT,
-        MAX_ANSWER,
-    )
-    .await
-    .map_err(|e| match e {
-        RequestError::Connect(e) => {
-            anyhow::Error::new(e).context(format!("cannot connect to {addr}"))
-        }
-        RequestError::Handshake(e) => anyhow::Error::new(e).context(format!("no HTTP from {addr}")),
-        RequestError::Path(e) => anyhow::Error::new(e).context(format!("bad path {path:?}")),
-        RequestError::Send(e) => anyhow::Error::new(e).context(format!("{path} at {addr} failed")),
-        RequestError::Body(e) => anyhow::anyhow!("reading {path} at {addr}: {e}"),
-        RequestError::Timeout(_) => {
-            anyhow::anyhow!("{path} at {addr}: no answer within {CONTROL_TIMEOUT:?}")
-        }
-    })?;
+    let resp = control::request(addr, method, path, auth.as_ref(), limit, MAX_ANSWER)
+        .await
+        .map_err(|e| match e {
+            RequestError::Connect(e) => {
+                anyhow::Error::new(e).context(format!("cannot connect to {addr}"))
+            }
+            RequestError::Handshake(e) => {
+                anyhow::Error::new(e).context(format!("no HTTP from {addr}"))
+            }
+            RequestError::Path(e) => anyhow::Error::new(e).context(format!("bad path {path:?}")),
+            RequestError::Send(e) => {
+                anyhow::Error::new(e).context(format!("{path} at {addr} failed"))
+            }
+            RequestError::Body(e) => anyhow::anyhow!("reading {path} at {addr}: {e}"),
+            RequestError::Timeout(_) => {
+                anyhow::anyhow!("{path} at {addr}: no answer within {limit:?}")
+            }
+        })?;
     let status = resp.status();
     Ok((status, resp.into_body()))
+}
+
+/// `POST path` with a JSON body over a fresh connection, with the admin
+/// token; the status and body.
+async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    use http_body_util::{BodyExt, Full};
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .with_context(|| format!("no HTTP from {addr}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = http::Request::post(path)
+            .header(http::header::HOST, addr.to_string())
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .context("cannot build the request")?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .with_context(|| format!("{path} at {addr} failed"))?;
+        let status = resp.status();
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading {path} at {addr}: {e}"))?
+            .to_bytes();
+        anyhow::Ok((status, body))
+    };
+    tokio::time::timeout(CONTROL_TIMEOUT, exchange)
+        .await
+        .map_err(|_| anyhow::anyhow!("{path} at {addr}: no answer within {CONTROL_TIMEOUT:?}"))?
 }
 
 /// The value of an unlabelled sample `name` in Prometheus text.
@@ -121,7 +180,8 @@ fn ready_state(dir: &Path, up_pid: Option<u32>) -> Option<UpState> {
 impl Cluster {
     /// Starts or attaches to the cluster and waits until every process of
     /// it runs.
-    pub(crate) async fn open(source: Source) -> anyhow::Result<Self> {
+    /// With `want_net`, the cluster must run in network namespaces.
+    pub(crate) async fn open(source: Source, want_net: bool) -> anyhow::Result<Self> {
         let (up, dir) = match source {
             Source::Start { args, dir } => {
                 std::fs::create_dir_all(&dir)
@@ -183,21 +243,64 @@ impl Cluster {
         };
         let file = sticky_config::ClusterFile::load(&state.config)?;
         let secret = file.secret(&state.config)?;
-        let director = state
+        let directors: Vec<SocketAddr> = state
             .processes
             .iter()
-            .find(|p| p.role == "director")
+            .filter(|p| p.role == "director")
             .map(|p| p.addr)
-            .context("the cluster has no director")?;
-        Ok(Self {
+            .collect();
+        if directors.is_empty() {
+            bail!("the cluster has no director");
+        }
+        let mut cluster = Self {
             up: cluster_up,
             dir: state.dir.clone(),
-            director,
+            directors,
+            net: None,
             supervisor: state.supervisor,
             token: sticky_proto::control::admin_token(secret.as_bytes()),
             replicas: file.replicas,
             mode: file.mode,
-        })
+        };
+        if want_net {
+            match cluster.net_info().await {
+                Ok(info) => cluster.net = Some(info),
+                Err(e) => {
+                    let _ = cluster.close().await;
+                    return Err(e.context(
+                        "--net needs a cluster in network namespaces (`sticky up --netns`, as root; chaos starts one so without --attach)",
+                    ));
+                }
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// The network of a cluster in namespaces (`GET /api/net`).
+    pub(crate) async fn net_info(&self) -> anyhow::Result<NetInfo> {
+        let (status, body) =
+            request(self.supervisor, Method::GET, "/api/net", Some(&self.token)).await?;
+        if status != StatusCode::OK {
+            bail!(
+                "the supervisor answered {status} to /api/net: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            );
+        }
+        serde_json::from_slice(&body).context("the supervisor's network is unreadable")
+    }
+
+    /// Injects or heals one network fault (`POST /api/net`).
+    pub(crate) async fn net_fault(&self, fault: &NetFault) -> anyhow::Result<()> {
+        let body = serde_json::to_vec(fault).context("cannot encode a network fault")?;
+        let (status, answer) = post_json(self.supervisor, "/api/net", &self.token, body).await?;
+        if status != StatusCode::OK {
+            bail!(
+                "{}: the supervisor answered {status}: {}",
+                serde_json::to_string(fault).unwrap_or_default(),
+                String::from_utf8_lossy(&answer[..answer.len().min(300)])
+            );
+        }
+        Ok(())
     }
 
     /// The same cluster's endpoints without the ownership of `sticky up`
@@ -206,7 +309,8 @@ impl Cluster {
         Self {
             up: None,
             dir: self.dir.clone(),
-            director: self.director,
+            directors: self.directors.clone(),
+            net: self.net.clone(),
             supervisor: self.supervisor,
             token: self.token.clone(),
             replicas: self.replicas,
@@ -251,8 +355,14 @@ impl Cluster {
 
     /// A web server's Prometheus text.
     pub(crate) async fn web_metrics(&self, addr: SocketAddr) -> anyhow::Result<String> {
-        let (status, body) =
-            request(addr, Method::GET, "/.sticky/metrics", Some(&self.token)).await?;
+        let (status, body) = request_within(
+            addr,
+            Method::GET,
+            "/.sticky/metrics",
+            Some(&self.token),
+            METRICS_TIMEOUT,
+        )
+        .await?;
         if status != StatusCode::OK {
             bail!("{addr} answered {status} to /.sticky/metrics");
         }

@@ -35,6 +35,13 @@ pub(crate) enum HistoryEvent<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         source: Option<&'a str>,
         latency_us: u64,
+        /// A client fault of the request: `dropped_route` (no route
+        /// cookie) or `replayed_route` (an old one).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_fault: Option<&'static str>,
+        /// Which director it went to (its index), with several.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        director: Option<usize>,
     },
     /// A step of a fault: `start`, `heal` or `settled`.
     Fault {
@@ -42,6 +49,9 @@ pub(crate) enum HistoryEvent<'a> {
         fault: &'static str,
         process: &'a str,
         phase: &'static str,
+        /// A network fault's links (`ws2 -x- s1,s3`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },

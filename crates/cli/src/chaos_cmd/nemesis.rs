@@ -1,6 +1,9 @@
 //! The nemesis: kills (SIGKILL, then a restart), pauses (SIGSTOP, then
 //! SIGCONT) and restarts (SIGTERM, then a start) random web servers and
-//! stores on a schedule, through the `sticky up` supervisor.
+//! stores on a schedule, through the `sticky up` supervisor. With `--net`
+//! (a cluster in network namespaces), it also cuts links between them
+//! ([`NetKind`]), each held for `--net-hold-min`..`--net-hold-max` and then
+//! healed.
 //!
 //! It stays inside the fault model the invariants are promised for
 //! (DESIGN.md, invariant 1: a session survives while its host or one of
@@ -10,7 +13,13 @@
 //! - at most `--max-faults` processes are faulted at once;
 //! - with R >= 2, at most R - 1 stores; with R = 1, a store fault and a
 //!   web-server fault never overlap;
-//! - at least one non-standby web server keeps running;
+//! - at least one non-standby web server keeps running (a web server
+//!   isolated or cut from the directors counts as down);
+//! - a network fault counts against the process it is about: a store
+//!   isolated is a store fault, every other network fault a fault of the
+//!   web server it cuts; a process has one fault at a time, except
+//!   network faults on different links of it (cut from some stores and
+//!   from the directors: [`FaultKind::links`]);
 //! - a fault counts as active from its start until the cluster has
 //!   *settled* after its healing: the process runs again and every
 //!   running web server sees every running store and has finished
@@ -29,7 +38,14 @@ use sticky_proto::control::ProcessAction;
 use super::cluster::{metric, Cluster, Process};
 use super::history::HistoryEvent;
 use super::shared::Shared;
+use crate::up::netns::NetFault;
 use crate::up::state::ProcState;
+
+/// A slow link's rate (bits per second) and queue (packets).
+const SLOW_RATE: u64 = 500_000;
+const SLOW_QUEUE: u32 = 8;
+/// A lossy link loses one packet in this many.
+const LOSS_ONE_IN: u32 = 8;
 
 /// How often the nemesis looks at the cluster.
 const TICK: Duration = Duration::from_millis(100);
@@ -51,13 +67,60 @@ pub(crate) enum Target {
     Store,
 }
 
+/// A network fault (`sticky chaos --net`), named after what it cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub(crate) enum NetKind {
+    /// A web server from every other process and from chaos.
+    IsolateWeb,
+    /// A web server from the director(s) only.
+    CutWebDirectors,
+    /// A web server from some stores (1 to all but one).
+    CutWebStores,
+    /// One store from one web server, one direction only.
+    CutStoreWebOneWay,
+    /// A store from every other process and from chaos.
+    IsolateStore,
+    /// A slow (500 kbit/s, 8-packet queue) and lossy (1 in 8) link between
+    /// a web server and a store or director.
+    SlowLink,
+    /// One of several directors from one web server.
+    CutDirectorWeb,
+}
+
+impl NetKind {
+    pub(crate) const ALL: [NetKind; 7] = [
+        NetKind::IsolateWeb,
+        NetKind::CutWebDirectors,
+        NetKind::CutWebStores,
+        NetKind::CutStoreWebOneWay,
+        NetKind::IsolateStore,
+        NetKind::SlowLink,
+        NetKind::CutDirectorWeb,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            NetKind::IsolateWeb => "isolate-web",
+            NetKind::CutWebDirectors => "cut-web-directors",
+            NetKind::CutWebStores => "cut-web-stores",
+            NetKind::CutStoreWebOneWay => "cut-store-web-one-way",
+            NetKind::IsolateStore => "isolate-store",
+            NetKind::SlowLink => "slow-link",
+            NetKind::CutDirectorWeb => "cut-director-web",
+        }
+    }
+}
+
 /// One kind of fault, as `--faults` names it (`kill-web`...): an action
 /// of the supervisor's control API (kill, pause or restart; the healing
-/// is [`ProcessAction::heal`]) on a target.
+/// is [`ProcessAction::heal`]) on a target, or a network fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub(crate) struct FaultKind {
-    pub(crate) action: ProcessAction,
-    pub(crate) target: Target,
+pub(crate) enum FaultKind {
+    Proc {
+        action: ProcessAction,
+        target: Target,
+    },
+    Net(NetKind),
 }
 
 impl FaultKind {
@@ -71,11 +134,56 @@ impl FaultKind {
     ];
 
     const fn new(action: ProcessAction, target: Target) -> Self {
-        Self { action, target }
+        Self::Proc { action, target }
+    }
+
+    /// Every kind: the process faults, then the network faults.
+    fn every() -> Vec<FaultKind> {
+        Self::ALL
+            .into_iter()
+            .chain(NetKind::ALL.map(FaultKind::Net))
+            .collect()
+    }
+
+    /// Whether it is a network fault.
+    pub(crate) fn is_net(self) -> bool {
+        matches!(self, FaultKind::Net(_))
+    }
+
+    /// Which links of its process it changes, as bits: its isolation (1),
+    /// its links to stores (2), to directors (4). Two faults of one
+    /// process may overlap only on no common bit, so that healing one
+    /// never heals the other (`Net` heals a pair's cuts, slow and lossy
+    /// links at once). A process fault changes everything.
+    fn links(self) -> u8 {
+        const ISOLATION: u8 = 1;
+        const STORES: u8 = 2;
+        const DIRECTORS: u8 = 4;
+        match self {
+            FaultKind::Proc { .. } => u8::MAX,
+            FaultKind::Net(NetKind::IsolateWeb | NetKind::IsolateStore) => ISOLATION,
+            FaultKind::Net(NetKind::CutWebStores | NetKind::CutStoreWebOneWay) => STORES,
+            FaultKind::Net(NetKind::CutWebDirectors | NetKind::CutDirectorWeb) => DIRECTORS,
+            // Its peer is a store or a director.
+            FaultKind::Net(NetKind::SlowLink) => STORES | DIRECTORS,
+        }
+    }
+
+    /// The kind of process it is counted against.
+    fn target(self) -> Target {
+        match self {
+            FaultKind::Proc { target, .. } => target,
+            FaultKind::Net(NetKind::IsolateStore) => Target::Store,
+            FaultKind::Net(_) => Target::Web,
+        }
     }
 
     pub(crate) fn name(self) -> &'static str {
-        match (self.action, self.target) {
+        let (action, target) = match self {
+            FaultKind::Net(n) => return n.name(),
+            FaultKind::Proc { action, target } => (action, target),
+        };
+        match (action, target) {
             (ProcessAction::Kill, Target::Web) => "kill-web",
             (ProcessAction::Kill, Target::Store) => "kill-store",
             (ProcessAction::Pause, Target::Web) => "pause-web",
@@ -89,7 +197,7 @@ impl FaultKind {
     }
 
     pub(crate) fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == s.trim())
+        Self::every().into_iter().find(|k| k.name() == s.trim())
     }
 }
 
@@ -97,17 +205,22 @@ impl FaultKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FaultList(pub(crate) Vec<FaultKind>);
 
-/// Parses `--faults`: a comma-separated list of fault kinds, or `all`.
+/// Parses `--faults`: a comma-separated list of fault kinds, or `all`
+/// (every kind; the network faults only apply with `--net`).
 pub(crate) fn parse_faults(text: &str) -> Result<FaultList, String> {
     if text.trim() == "all" {
-        return Ok(FaultList(FaultKind::ALL.to_vec()));
+        return Ok(FaultList(FaultKind::every()));
     }
     let mut kinds = Vec::new();
     for part in text.split(',').filter(|p| !p.trim().is_empty()) {
         let kind = FaultKind::parse(part).ok_or_else(|| {
             format!(
                 "unknown fault {part:?}: use all, or some of {}",
-                FaultKind::ALL.map(FaultKind::name).join(", ")
+                FaultKind::every()
+                    .into_iter()
+                    .map(FaultKind::name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })?;
         if !kinds.contains(&kind) {
@@ -131,16 +244,24 @@ pub(crate) struct Settings {
     pub(crate) down_max: Duration,
     pub(crate) max_faults: usize,
     pub(crate) replicas: usize,
+    /// How long a network fault is held (uniform in range).
+    pub(crate) net_hold_min: Duration,
+    pub(crate) net_hold_max: Duration,
 }
 
 /// A fault from its start until the cluster settled after it.
 #[derive(Debug, Clone)]
 struct Active {
     kind: FaultKind,
+    /// The process it is counted against.
     name: String,
     heal_at: Instant,
     healed: Option<Instant>,
     settled_looks: u32,
+    /// A network fault's healing requests.
+    net_heal: Vec<NetFault>,
+    /// A network fault's links, for the history and the progress line.
+    detail: String,
 }
 
 /// What the nemesis did, for the summary.
@@ -183,29 +304,160 @@ fn candidates<'a>(
     if active.len() >= settings.max_faults {
         return Vec::new();
     }
-    let active_of = |t: Target| active.iter().filter(|a| a.kind.target == t).count();
+    let active_of = |t: Target| active.iter().filter(|a| a.kind.target() == t).count();
     let (stores, webs) = (active_of(Target::Store), active_of(Target::Web));
-    let allowed = match kind.target {
+    let allowed = match kind.target() {
         Target::Store if settings.replicas <= 1 => stores == 0 && webs == 0,
         Target::Store => stores + 1 < settings.replicas.max(1),
         Target::Web if settings.replicas <= 1 => stores == 0,
         Target::Web => true,
     };
-    if !allowed {
+    if !allowed || !applicable(kind, procs) {
         return Vec::new();
     }
-    let busy = |p: &Process| active.iter().any(|a| a.name == p.name);
+    let faulted = |p: &Process| active.iter().any(|a| a.name == p.name);
+    // Network faults on different links of a process may overlap (a web
+    // server cut from some stores, then from the directors too); anything
+    // else waits for the process's fault to be over.
+    let busy = |p: &Process| {
+        active
+            .iter()
+            .any(|a| a.name == p.name && a.kind.links() & kind.links() != 0)
+    };
     let running_web = procs
         .iter()
-        .filter(|p| p.role == "web" && p.state == ProcState::Running && !busy(p))
+        .filter(|p| p.role == "web" && p.state == ProcState::Running && !faulted(p))
         .count();
     procs
         .iter()
-        .filter(|p| role_matches(&p.role, kind.target))
+        .filter(|p| role_matches(&p.role, kind.target()))
         .filter(|p| p.state == ProcState::Running && !busy(p))
-        // Keep a non-standby web server for new clients.
-        .filter(|p| p.role != "web" || running_web > 1)
+        // Keep a non-standby web server unfaulted for new clients (one
+        // already faulted may get another fault on other links).
+        .filter(|p| p.role != "web" || faulted(p) || running_web > 1)
         .collect()
+}
+
+/// Whether the cluster has what a fault of `kind` needs besides its
+/// victim: a store for a web server's links to stores, two directors to
+/// cut one of them.
+fn applicable(kind: FaultKind, procs: &[Process]) -> bool {
+    let count = |role: &str| procs.iter().filter(|p| p.role == role).count();
+    match kind {
+        FaultKind::Proc { target, .. } => procs.iter().any(|p| role_matches(&p.role, target)),
+        FaultKind::Net(NetKind::CutDirectorWeb) => count("director") >= 2,
+        FaultKind::Net(NetKind::CutWebStores | NetKind::CutStoreWebOneWay) => count("store") >= 1,
+        FaultKind::Net(NetKind::IsolateStore) => count("store") >= 1,
+        FaultKind::Net(_) => count("web") + count("standby") >= 1,
+    }
+}
+
+/// The requests that start a network fault of `kind` on `victim` and those
+/// that heal it, and its links as text.
+fn net_plan(
+    kind: NetKind,
+    victim: &str,
+    procs: &[Process],
+    rng: &mut impl Rng,
+) -> (Vec<NetFault>, Vec<NetFault>, String) {
+    let of = |role: &str| -> Vec<String> {
+        procs
+            .iter()
+            .filter(|p| p.role == role)
+            .map(|p| p.name.clone())
+            .collect()
+    };
+    fn pick(names: &[String], rng: &mut impl Rng) -> String {
+        names
+            .get(rng.random_range(0..names.len().max(1)))
+            .cloned()
+            .unwrap_or_default()
+    }
+    let v = victim.to_owned();
+    let cut = |a: &str, b: &str| NetFault::Cut {
+        a: a.to_owned(),
+        b: b.to_owned(),
+    };
+    let heal = |a: &str, b: &str| NetFault::Heal {
+        a: a.to_owned(),
+        b: b.to_owned(),
+    };
+    match kind {
+        NetKind::IsolateWeb | NetKind::IsolateStore => (
+            vec![NetFault::Isolate { host: v.clone() }],
+            vec![NetFault::HealIsolation { host: v.clone() }],
+            format!("{v} isolated"),
+        ),
+        NetKind::CutWebDirectors => {
+            let ds = of("director");
+            (
+                ds.iter().map(|d| cut(&v, d)).collect(),
+                ds.iter().map(|d| heal(&v, d)).collect(),
+                format!("{v} -x- {}", ds.join(",")),
+            )
+        }
+        NetKind::CutWebStores => {
+            let mut stores = of("store");
+            stores.shuffle(rng);
+            // Some stores: one up to all but one (all of them, with one).
+            let most = stores.len().saturating_sub(1).max(1);
+            stores.truncate(rng.random_range(1..=most));
+            (
+                stores.iter().map(|s| cut(&v, s)).collect(),
+                stores.iter().map(|s| heal(&v, s)).collect(),
+                format!("{v} -x- {}", stores.join(",")),
+            )
+        }
+        NetKind::CutStoreWebOneWay => {
+            let store = pick(&of("store"), rng);
+            let (from, to) = if rng.random::<bool>() {
+                (store, v)
+            } else {
+                (v, store)
+            };
+            (
+                vec![NetFault::CutOneWay {
+                    from: from.clone(),
+                    to: to.clone(),
+                }],
+                vec![NetFault::HealOneWay {
+                    from: from.clone(),
+                    to: to.clone(),
+                }],
+                format!("{from} -x-> {to}"),
+            )
+        }
+        NetKind::SlowLink => {
+            let mut peers = of("store");
+            peers.extend(of("director"));
+            let peer = pick(&peers, rng);
+            (
+                vec![
+                    NetFault::Slow {
+                        a: v.clone(),
+                        b: peer.clone(),
+                        rate_bits: SLOW_RATE,
+                        queue: SLOW_QUEUE,
+                    },
+                    NetFault::Lossy {
+                        a: v.clone(),
+                        b: peer.clone(),
+                        one_in: LOSS_ONE_IN,
+                    },
+                ],
+                vec![heal(&v, &peer)],
+                format!("{v} ~slow,lossy~ {peer}"),
+            )
+        }
+        NetKind::CutDirectorWeb => {
+            let d = pick(&of("director"), rng);
+            (
+                vec![cut(&d, &v)],
+                vec![heal(&d, &v)],
+                format!("{d} -x- {v}"),
+            )
+        }
+    }
 }
 
 /// The nemesis's view of the cluster and its faults.
@@ -236,6 +488,14 @@ impl Nemesis {
         lo + (hi - lo).mul_f64(rng.random::<f64>())
     }
 
+    fn hold_time(&self, rng: &mut impl Rng) -> Duration {
+        let (lo, hi) = (self.settings.net_hold_min, self.settings.net_hold_max);
+        if hi <= lo {
+            return lo;
+        }
+        lo + (hi - lo).mul_f64(rng.random::<f64>())
+    }
+
     fn next_gap(&self, rng: &mut impl Rng) -> Duration {
         self.settings.interval.mul_f64(0.5 + rng.random::<f64>())
     }
@@ -256,7 +516,7 @@ impl Nemesis {
                 .kinds
                 .iter()
                 .copied()
-                .filter(|k| procs.iter().any(|p| role_matches(&p.role, k.target)))
+                .filter(|k| applicable(*k, procs))
                 .collect();
             if self.deck.is_empty() {
                 return false;
@@ -273,17 +533,46 @@ impl Nemesis {
             self.deck.remove(d);
             let name = options[rng.random_range(0..options.len())].name.clone();
             let at = Instant::now();
-            if kind.action == ProcessAction::Kill && kind.target == Target::Web {
-                // Before the kill: a user answered by the process after
-                // this moment must not count as moved.
-                shared.failover.record_kill(&name, at);
-            }
-            let result = cluster.act(&name, kind.action).await;
+            let (result, net_heal, detail, down) = match kind {
+                FaultKind::Proc { action, target } => {
+                    if action == ProcessAction::Kill && target == Target::Web {
+                        // Before the kill: a user answered by the process
+                        // after this moment must not count as moved.
+                        shared.failover.record_kill(&name, at);
+                    }
+                    let down = match action {
+                        ProcessAction::Restart => Duration::ZERO,
+                        _ => self.down_time(rng),
+                    };
+                    let result = cluster.act(&name, action).await;
+                    (result, Vec::new(), String::new(), down)
+                }
+                FaultKind::Net(net) => {
+                    let (start, heal, detail) = net_plan(net, &name, procs, rng);
+                    let mut result = Ok(());
+                    for f in &start {
+                        result = cluster.net_fault(f).await;
+                        if result.is_err() {
+                            break;
+                        }
+                    }
+                    if result.is_err() {
+                        // Undo what was applied; a heal of what is not
+                        // there changes nothing.
+                        for h in &heal {
+                            let _ = cluster.net_fault(h).await;
+                        }
+                    }
+                    let down = self.hold_time(rng);
+                    (result, heal, detail, down)
+                }
+            };
             shared.history.event(HistoryEvent::Fault {
                 at: shared.since_start(at),
                 fault: kind.name(),
                 process: &name,
                 phase: "start",
+                detail: (!detail.is_empty()).then_some(detail.as_str()),
                 error: result.as_ref().err().map(|e| format!("{e:#}")),
             });
             if let Err(e) = result {
@@ -292,16 +581,21 @@ impl Nemesis {
                 return false;
             }
             *self.tally.started.entry(kind.name()).or_default() += 1;
-            let down = match kind.action {
-                ProcessAction::Restart => Duration::ZERO,
-                _ => self.down_time(rng),
-            };
+            let restart = matches!(
+                kind,
+                FaultKind::Proc {
+                    action: ProcessAction::Restart,
+                    ..
+                }
+            );
             self.active.push(Active {
                 kind,
                 name: name.clone(),
                 heal_at: at + down,
-                healed: (kind.action == ProcessAction::Restart).then(Instant::now),
+                healed: restart.then(Instant::now),
                 settled_looks: 0,
+                net_heal,
+                detail,
             });
             self.tally.max_concurrent = self.tally.max_concurrent.max(self.active.len());
             shared.set_faults(self.describe());
@@ -318,15 +612,31 @@ impl Nemesis {
             if a.healed.is_some() || (!all && a.heal_at > now) {
                 continue;
             }
-            let Some(action) = a.kind.action.heal() else {
-                continue;
+            let result = match a.kind {
+                FaultKind::Proc { action, .. } => {
+                    let Some(action) = action.heal() else {
+                        continue;
+                    };
+                    cluster.act(&a.name, action).await
+                }
+                FaultKind::Net(_) => {
+                    let mut result = Ok(());
+                    for h in &a.net_heal {
+                        // Each heal on its own: one failing does not keep
+                        // the others cut.
+                        if let Err(e) = cluster.net_fault(h).await {
+                            result = Err(e);
+                        }
+                    }
+                    result
+                }
             };
-            let result = cluster.act(&a.name, action).await;
             shared.history.event(HistoryEvent::Fault {
                 at: shared.since_start(Instant::now()),
                 fault: a.kind.name(),
                 process: &a.name,
                 phase: "heal",
+                detail: (!a.detail.is_empty()).then_some(a.detail.as_str()),
                 error: result.as_ref().err().map(|e| format!("{e:#}")),
             });
             if let Err(e) = result {
@@ -372,6 +682,7 @@ impl Nemesis {
                     fault: a.kind.name(),
                     process: &a.name,
                     phase: "settled",
+                    detail: (!a.detail.is_empty()).then_some(a.detail.as_str()),
                     error: None,
                 });
             } else {
@@ -387,12 +698,15 @@ impl Nemesis {
         self.active
             .iter()
             .map(|a| {
-                let what = match (a.kind.action, a.healed.is_some()) {
+                let what = match (a.kind, a.healed.is_some()) {
                     (_, true) => "settling",
-                    (ProcessAction::Kill, false) => "killed",
-                    (ProcessAction::Pause, false) => "paused",
-                    (ProcessAction::Restart, false) => "restarting",
-                    (ProcessAction::Resume, false) => "resumed",
+                    (FaultKind::Net(_), false) => return a.detail.clone(),
+                    (FaultKind::Proc { action, .. }, false) => match action {
+                        ProcessAction::Kill => "killed",
+                        ProcessAction::Pause => "paused",
+                        ProcessAction::Restart => "restarting",
+                        ProcessAction::Resume => "resumed",
+                    },
                 };
                 format!("{} {what}", a.name)
             })
@@ -432,6 +746,13 @@ impl Nemesis {
                 next_start = Instant::now() + self.next_gap(&mut rng);
             }
             if stopping && self.active.is_empty() {
+                if self.settings.kinds.iter().any(|k| k.is_net()) {
+                    // Every fault was healed one by one; this makes sure.
+                    if let Err(e) = cluster.net_fault(&NetFault::HealAll).await {
+                        tracing::warn!(error = %format!("{e:#}"), "healing the network failed");
+                        self.tally.errors += 1;
+                    }
+                }
                 break;
             }
             tokio::time::sleep(TICK).await;
@@ -511,6 +832,8 @@ mod tests {
             down_max: Duration::from_secs(2),
             max_faults,
             replicas,
+            net_hold_min: Duration::from_secs(3),
+            net_hold_max: Duration::from_secs(8),
         }
     }
 
@@ -521,6 +844,8 @@ mod tests {
             heal_at: Instant::now(),
             healed: None,
             settled_looks: 0,
+            net_heal: Vec::new(),
+            detail: String::new(),
         }
     }
 
@@ -533,7 +858,14 @@ mod tests {
 
     #[test]
     fn fault_names_parse() {
-        assert_eq!(parse_faults("all").map(|k| k.0.len()), Ok(6));
+        assert_eq!(parse_faults("all").map(|k| k.0.len()), Ok(13));
+        assert_eq!(
+            parse_faults("isolate-web,cut-director-web"),
+            Ok(FaultList(vec![
+                FaultKind::Net(NetKind::IsolateWeb),
+                FaultKind::Net(NetKind::CutDirectorWeb)
+            ]))
+        );
         assert_eq!(
             parse_faults("kill-web, pause-store,kill-web"),
             Ok(FaultList(vec![
@@ -582,6 +914,122 @@ mod tests {
         assert!(candidates(KILL_WEB, &procs, &[active(KILL_STORE, "s1")], &s).is_empty());
         assert!(candidates(KILL_STORE, &procs, &[active(KILL_WEB, "ws1")], &s).is_empty());
         assert_eq!(candidates(KILL_STORE, &procs, &[], &s).len(), 3);
+    }
+
+    fn net_cluster() -> Vec<Process> {
+        let mut procs = cluster();
+        procs.push(proc("director2", "director"));
+        procs
+    }
+
+    #[test]
+    fn every_network_fault_is_healed_by_its_own_requests() {
+        let procs = net_cluster();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+        for kind in NetKind::ALL {
+            for _ in 0..20 {
+                let victim = if kind == NetKind::IsolateStore {
+                    "s2"
+                } else {
+                    "ws1"
+                };
+                let (start, heal, detail) = net_plan(kind, victim, &procs, &mut rng);
+                assert!(!start.is_empty() && !heal.is_empty(), "{kind:?}");
+                assert!(detail.contains(victim), "{kind:?}: {detail}");
+                let touched = |f: &NetFault| match f {
+                    NetFault::Cut { a, b }
+                    | NetFault::Slow { a, b, .. }
+                    | NetFault::Lossy { a, b, .. }
+                    | NetFault::Heal { a, b } => vec![a.clone(), b.clone()],
+                    NetFault::CutOneWay { from, to } | NetFault::HealOneWay { from, to } => {
+                        vec![from.clone(), to.clone()]
+                    }
+                    NetFault::Isolate { host } | NetFault::HealIsolation { host } => {
+                        vec![host.clone()]
+                    }
+                    NetFault::HealAll => vec![],
+                };
+                for f in &start {
+                    assert!(touched(f).iter().any(|h| h == victim), "{f:?}");
+                    // Each start is undone by one of the heals.
+                    let mut pair = touched(f);
+                    pair.sort();
+                    assert!(
+                        heal.iter().any(|h| {
+                            let mut p = touched(h);
+                            p.sort();
+                            p == pair
+                        }),
+                        "{f:?} not healed by {heal:?}"
+                    );
+                }
+                match kind {
+                    NetKind::CutWebStores => {
+                        // Some stores, never all three.
+                        assert!((1..=2).contains(&start.len()), "{start:?}");
+                    }
+                    NetKind::CutWebDirectors => assert_eq!(start.len(), 2, "both directors"),
+                    NetKind::CutStoreWebOneWay => {
+                        assert!(matches!(start[0], NetFault::CutOneWay { .. }));
+                    }
+                    NetKind::SlowLink => assert_eq!(start.len(), 2, "slow and lossy"),
+                    _ => assert_eq!(start.len(), 1),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_of_two_directors_is_cut_only_when_there_are_two() {
+        let kind = FaultKind::Net(NetKind::CutDirectorWeb);
+        assert!(!applicable(kind, &cluster()));
+        assert!(applicable(kind, &net_cluster()));
+        let s = settings(2, 2);
+        assert!(candidates(kind, &cluster(), &[], &s).is_empty());
+        assert_eq!(
+            names(&candidates(kind, &net_cluster(), &[], &s)),
+            ["ws1", "ws2", "ws3"]
+        );
+        // An isolated store counts as a store fault: with R=2, one at a time.
+        let iso = FaultKind::Net(NetKind::IsolateStore);
+        assert!(candidates(iso, &net_cluster(), &[active(KILL_STORE, "s1")], &s).is_empty());
+        // A web server cut from the directors counts as down.
+        let cut = FaultKind::Net(NetKind::CutWebDirectors);
+        assert_eq!(
+            names(&candidates(
+                KILL_WEB,
+                &net_cluster(),
+                &[active(cut, "ws1")],
+                &s
+            )),
+            ["ws3"]
+        );
+    }
+
+    #[test]
+    fn network_faults_on_other_links_of_a_server_overlap_and_nothing_else_does() {
+        let procs = net_cluster();
+        let s = settings(2, 3);
+        let cut_stores = FaultKind::Net(NetKind::CutWebStores);
+        let cut_directors = FaultKind::Net(NetKind::CutWebDirectors);
+        let isolate = FaultKind::Net(NetKind::IsolateWeb);
+        let slow = FaultKind::Net(NetKind::SlowLink);
+        let on_ws1 = [active(cut_stores, "ws1")];
+        // ws1 cut from stores may also be cut from the directors, or
+        // isolated, but not slowed towards a store, nor killed.
+        for (kind, has_ws1) in [
+            (cut_directors, true),
+            (isolate, true),
+            (slow, false),
+            (cut_stores, false),
+            (KILL_WEB, false),
+        ] {
+            let c = names(&candidates(kind, &procs, &on_ws1, &s));
+            assert_eq!(c.contains(&"ws1".to_owned()), has_ws1, "{kind:?}: {c:?}");
+        }
+        // A killed server gets no network fault on top.
+        let killed = [active(KILL_WEB, "ws2")];
+        assert!(!names(&candidates(isolate, &procs, &killed, &s)).contains(&"ws2".to_owned()));
     }
 
     #[test]

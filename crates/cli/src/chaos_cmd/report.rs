@@ -25,6 +25,13 @@ pub(crate) struct Settings {
     pub(crate) cluster_dir: PathBuf,
     pub(crate) history: PathBuf,
     pub(crate) interrupted: bool,
+    /// Whether the cluster ran in network namespaces (`--net`).
+    pub(crate) net: bool,
+    /// Directors side by side.
+    pub(crate) directors: usize,
+    /// The client faults' rates.
+    pub(crate) drop_route: f64,
+    pub(crate) replay_route: f64,
 }
 
 /// Percentiles of one histogram, in milliseconds.
@@ -87,10 +94,20 @@ pub(crate) struct Summary {
     /// Lost writes dated against their server's kill: how long before the
     /// kill they had been acknowledged.
     pub(crate) loss_window: Latency,
+    /// What the users' client faults did.
+    pub(crate) client: super::user::ClientTally,
+    /// With `--net`: packets dropped on their way to each host, by every
+    /// network fault (the evidence that they bit).
+    pub(crate) net_dropped: std::collections::BTreeMap<String, u64>,
 }
 
 impl Summary {
-    pub(crate) fn new(settings: Settings, t: &Tally, faults: nemesis::Tally) -> Self {
+    pub(crate) fn new(
+        settings: Settings,
+        t: &Tally,
+        faults: nemesis::Tally,
+        net_dropped: std::collections::BTreeMap<String, u64>,
+    ) -> Self {
         let total = faults.total();
         let anomalies = t.anomaly_count();
         Self {
@@ -113,6 +130,8 @@ impl Summary {
             failover: Latency::of(&t.failover),
             takeover: Latency::of(&t.takeover),
             loss_window: Latency::of(&t.loss_window),
+            client: t.client.clone(),
+            net_dropped,
         }
     }
 
@@ -167,6 +186,32 @@ impl Summary {
             f.max_settle_ms as f64 / 1e3,
             f.unsettled,
             f.errors
+        );
+        if s.net {
+            let list: Vec<String> = self
+                .net_dropped
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(
+                t,
+                "network: every process in its own namespace; packets dropped on their way to: {}",
+                list.join(", ")
+            );
+        }
+        let c = &self.client;
+        let _ = writeln!(
+            t,
+            "clients: {} requests without the route cookie, {} with an old one naming another host; {} director(s), {} switches between them (operations per director: {})",
+            c.dropped_route,
+            c.replayed_route,
+            s.directors,
+            c.director_switches,
+            c.by_director
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let _ = writeln!(
             t,

@@ -1,7 +1,15 @@
 //! A virtual user: its own cookie jar (so its own session) and keep-alive
-//! connection to the director; it increments and reads its session's
+//! connection to each director; it increments and reads its session's
 //! counter, one operation at a time, and feeds every outcome to its
 //! checker.
+//!
+//! Client faults (docs/reliability.md, the fault model): with several
+//! directors a user switches between them (each operation goes to another
+//! one with probability 1/2); with `--drop-route` some requests carry only
+//! the session cookie (`sticky.sid`, no `sticky.route`); with
+//! `--replay-route` some carry a route cookie the user was given earlier,
+//! naming another host than its current one. The jar still takes every
+//! cookie the answer sets, as a browser would. The checker is the same.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -29,6 +37,81 @@ const MAX_BODY: usize = 64 * 1024;
 const ACKS_KEPT: usize = 512;
 /// Pause after a failed connection attempt.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(20);
+/// The route cookie's name (`sticky-director`'s default).
+const ROUTE_COOKIE: &str = "sticky.route";
+/// Old route cookies remembered per user, for replays.
+const OLD_ROUTES_KEPT: usize = 8;
+
+/// The client faults of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ClientFaults {
+    /// Probability that a request leaves out the route cookie.
+    pub(crate) drop_route: f64,
+    /// Probability that a request replays an old route cookie.
+    pub(crate) replay_route: f64,
+}
+
+/// What the users' client faults did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub(crate) struct ClientTally {
+    /// Requests sent without the route cookie (the user had one).
+    pub(crate) dropped_route: u64,
+    /// Requests sent with an old route cookie naming another host.
+    pub(crate) replayed_route: u64,
+    /// Operations sent to another director than the one before.
+    pub(crate) director_switches: u64,
+    /// Operations per director, in the order of the cluster's list.
+    pub(crate) by_director: Vec<u64>,
+}
+
+impl ClientTally {
+    fn merge(&mut self, o: &ClientTally) {
+        self.dropped_route += o.dropped_route;
+        self.replayed_route += o.replayed_route;
+        self.director_switches += o.director_switches;
+        if self.by_director.len() < o.by_director.len() {
+            self.by_director.resize(o.by_director.len(), 0);
+        }
+        for (a, b) in self.by_director.iter_mut().zip(&o.by_director) {
+            *a += b;
+        }
+    }
+}
+
+/// The `Cookie` header `jar` sends, with the route cookie left out
+/// (`route` None) or given the value `route`; None if nothing is left.
+fn cookie_header(jar: &str, route: Option<&str>) -> Option<HeaderValue> {
+    let mut parts: Vec<String> = jar
+        .split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .filter(|c| {
+            c.split_once('=')
+                .is_none_or(|(n, _)| n.trim() != ROUTE_COOKIE)
+        })
+        .map(str::to_owned)
+        .collect();
+    if let Some(r) = route {
+        parts.push(format!("{ROUTE_COOKIE}={r}"));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&parts.join("; ")).ok()
+}
+
+/// The route cookie's value in a `Cookie` header's text.
+fn route_of(jar: &str) -> Option<&str> {
+    jar.split(';').find_map(|c| {
+        let (n, v) = c.trim().split_once('=')?;
+        (n.trim() == ROUTE_COOKIE).then_some(v.trim())
+    })
+}
+
+/// The host a route cookie names (`ws1.<mac>`: `ws1`).
+fn route_host(value: &str) -> &str {
+    value.rsplit_once('.').map_or(value, |(host, _)| host)
+}
 
 /// The demo app's counter answer (`GET`/`POST /api/counter`).
 #[derive(Debug, Deserialize)]
@@ -122,6 +205,8 @@ pub(crate) struct Tally {
     pub(crate) anomalies: std::collections::BTreeMap<&'static str, u64>,
     /// Users whose closing read never succeeded.
     pub(crate) unverified: u64,
+    /// What the client faults did.
+    pub(crate) client: ClientTally,
 }
 
 impl Default for Tally {
@@ -138,6 +223,7 @@ impl Default for Tally {
             failures: Default::default(),
             anomalies: AnomalyKind::ALL.iter().map(|k| (k.as_str(), 0)).collect(),
             unverified: 0,
+            client: ClientTally::default(),
         }
     }
 }
@@ -164,6 +250,7 @@ impl Tally {
             *self.anomalies.entry(k).or_default() += v;
         }
         self.unverified += o.unverified;
+        self.client.merge(&o.client);
     }
 
     pub(crate) fn anomaly_count(&self) -> u64 {
@@ -192,10 +279,15 @@ impl Op {
 
 pub(crate) struct User {
     index: usize,
-    addr: SocketAddr,
-    host: HeaderValue,
+    /// The directors, and the one the next operation goes to.
+    directors: Vec<(SocketAddr, HeaderValue)>,
+    current: usize,
     jar: CookieJar,
-    conn: Option<SendRequest<Full<Bytes>>>,
+    /// A keep-alive connection per director.
+    conns: Vec<Option<SendRequest<Full<Bytes>>>>,
+    faults: ClientFaults,
+    /// Route cookies the user was given before its current one.
+    old_routes: VecDeque<String>,
     counter: Counter,
     /// The server of the last successful operation, and when it ended.
     last_ok: Option<(String, Instant)>,
@@ -205,49 +297,129 @@ pub(crate) struct User {
 }
 
 impl User {
-    pub(crate) fn new(index: usize, addr: SocketAddr) -> Self {
+    pub(crate) fn new(index: usize, directors: &[SocketAddr], faults: ClientFaults) -> Self {
+        let directors: Vec<(SocketAddr, HeaderValue)> = directors
+            .iter()
+            .map(|a| {
+                let host = HeaderValue::from_str(&a.to_string())
+                    .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+                (*a, host)
+            })
+            .collect();
+        let n = directors.len();
+        let mut tally = Tally::default();
+        tally.client.by_director = vec![0; n];
         Self {
             index,
-            addr,
-            host: HeaderValue::from_str(&addr.to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+            current: index % n.max(1),
+            directors,
             jar: CookieJar::default(),
-            conn: None,
+            conns: (0..n).map(|_| None).collect(),
+            faults,
+            old_routes: VecDeque::new(),
             counter: Counter::default(),
             last_ok: None,
             acks: VecDeque::new(),
-            tally: Tally::default(),
+            tally,
         }
     }
 
     async fn connect(&mut self) -> Result<(), Failure> {
-        let sender = crate::bench_cmd::connect(self.addr)
+        let d = self.current;
+        let sender = crate::bench_cmd::connect(self.directors[d].0)
             .await
             .map_err(|_| Failure::Connect)?;
-        self.conn = Some(sender);
+        self.conns[d] = Some(sender);
         Ok(())
     }
 
+    /// The `Cookie` header of the next request: the jar's, or, as a client
+    /// fault, without the route cookie or with an old one.
+    /// Also returns the client fault's name, if any.
+    fn cookies(
+        &mut self,
+        faulty: bool,
+        rng: &mut impl Rng,
+    ) -> (Option<HeaderValue>, Option<&'static str>) {
+        let Some(header) = self.jar.header() else {
+            return (None, None);
+        };
+        let Ok(text) = header.to_str() else {
+            return (Some(header.clone()), None);
+        };
+        let route = route_of(text);
+        if faulty && route.is_some() {
+            if rng.random::<f64>() < self.faults.drop_route {
+                self.tally.client.dropped_route += 1;
+                return (cookie_header(text, None), Some("dropped_route"));
+            }
+            let current_host = route.map(route_host);
+            let old: Vec<&String> = self
+                .old_routes
+                .iter()
+                .filter(|r| Some(route_host(r)) != current_host)
+                .collect();
+            if !old.is_empty() && rng.random::<f64>() < self.faults.replay_route {
+                let pick = old[rng.random_range(0..old.len())].clone();
+                self.tally.client.replayed_route += 1;
+                return (cookie_header(text, Some(&pick)), Some("replayed_route"));
+            }
+        }
+        (Some(header.clone()), None)
+    }
+
+    /// Remembers the route cookie the jar held before an answer, if the
+    /// answer replaced it.
+    fn note_route(&mut self, before: Option<String>) {
+        let now = self
+            .jar
+            .header()
+            .and_then(|h| h.to_str().ok())
+            .and_then(route_of)
+            .map(str::to_owned);
+        if let Some(old) = before.filter(|b| now.as_ref() != Some(b)) {
+            if !self.old_routes.contains(&old) {
+                if self.old_routes.len() == OLD_ROUTES_KEPT {
+                    self.old_routes.pop_front();
+                }
+                self.old_routes.push_back(old);
+            }
+        }
+    }
+
     /// One request and its whole answer.
-    async fn exchange(&mut self, method: &Method) -> Result<(StatusCode, Bytes), Failure> {
-        let Some(sender) = self.conn.as_mut() else {
+    async fn exchange(
+        &mut self,
+        method: &Method,
+        cookie: Option<HeaderValue>,
+    ) -> Result<(StatusCode, Bytes), Failure> {
+        let d = self.current;
+        let host = self.directors[d].1.clone();
+        let Some(sender) = self.conns[d].as_mut() else {
             return Err(Failure::Connect);
         };
         sender.ready().await.map_err(|_| Failure::Connect)?;
         let mut req = Request::new(Full::new(Bytes::new()));
         method.clone_into(req.method_mut());
         *req.uri_mut() = http::Uri::from_static("/api/counter");
-        req.headers_mut().insert(HOST, self.host.clone());
-        if let Some(cookie) = self.jar.header() {
-            req.headers_mut().insert(COOKIE, cookie.clone());
+        req.headers_mut().insert(HOST, host);
+        if let Some(cookie) = cookie {
+            req.headers_mut().insert(COOKIE, cookie);
         }
         let resp = sender
             .send_request(req)
             .await
             .map_err(|_| Failure::Closed)?;
+        let before = self
+            .jar
+            .header()
+            .and_then(|h| h.to_str().ok())
+            .and_then(route_of)
+            .map(str::to_owned);
         for v in resp.headers().get_all(SET_COOKIE) {
             self.jar.set(v.as_bytes());
         }
+        self.note_route(before);
         let status = resp.status();
         let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY)
             .collect()
@@ -257,10 +429,17 @@ impl User {
         Ok((status, body))
     }
 
-    /// Sends `op` (connecting first if needed) within `timeout`.
-    async fn send(&mut self, op: Op, timeout: Duration) -> Result<Answer, Failure> {
-        if self.conn.as_ref().is_none_or(SendRequest::is_closed) {
-            self.conn = None;
+    /// Sends `op` (connecting first if needed) within `timeout`, to the
+    /// current director.
+    async fn send(
+        &mut self,
+        op: Op,
+        timeout: Duration,
+        cookie: Option<HeaderValue>,
+    ) -> Result<Answer, Failure> {
+        let d = self.current;
+        if self.conns[d].as_ref().is_none_or(SendRequest::is_closed) {
+            self.conns[d] = None;
             if !matches!(
                 tokio::time::timeout(timeout, self.connect()).await,
                 Ok(Ok(()))
@@ -274,7 +453,7 @@ impl User {
         } else {
             Method::GET
         };
-        let result = match tokio::time::timeout(timeout, self.exchange(&method)).await {
+        let result = match tokio::time::timeout(timeout, self.exchange(&method, cookie)).await {
             Ok(r) => r,
             Err(_) => Err(Failure::Timeout),
         };
@@ -284,7 +463,7 @@ impl User {
             }
             Ok((status, _)) => Err(Failure::Status(status.as_u16())),
             Err(f) => {
-                self.conn = None;
+                self.conns[d] = None;
                 Err(f)
             }
         }
@@ -292,9 +471,20 @@ impl User {
 
     /// Does one operation, checks it, records it. Returns whether it
     /// succeeded.
-    async fn step(&mut self, shared: &Shared, op: Op) -> bool {
+    async fn step(&mut self, shared: &Shared, op: Op, rng: &mut impl Rng) -> bool {
+        // Client faults, but not in the closing read.
+        let faulty = op != Op::Final;
+        let n = self.directors.len();
+        if faulty && n > 1 && rng.random::<bool>() {
+            self.current = (self.current + 1 + rng.random_range(0..n - 1)) % n;
+            self.tally.client.director_switches += 1;
+        }
+        if let Some(c) = self.tally.client.by_director.get_mut(self.current) {
+            *c += 1;
+        }
+        let (cookie, client_fault) = self.cookies(faulty, rng);
         let started = Instant::now();
-        let result = self.send(op, shared.timeout).await;
+        let result = self.send(op, shared.timeout, cookie).await;
         let ended = Instant::now();
         let latency = u64::try_from(ended.duration_since(started).as_micros()).unwrap_or(u64::MAX);
         let at = shared.since_start(started);
@@ -341,6 +531,8 @@ impl User {
             server: result.as_ref().ok().map(|a| a.server.as_str()),
             source: result.as_ref().ok().map(|a| a.source.as_str()),
             latency_us: latency,
+            client_fault,
+            director: (n > 1).then_some(self.current),
         });
         shared.ops.fetch_add(1, Ordering::Relaxed);
         if !matches!(outcome, Outcome::Ok { .. }) {
@@ -430,7 +622,7 @@ impl User {
             } else {
                 Op::Read
             };
-            self.step(&shared, op).await;
+            self.step(&shared, op, &mut rng).await;
             if !shared.think.is_zero() {
                 tokio::time::sleep(shared.think.mul_f64(0.5 + rng.random::<f64>())).await;
             }
@@ -440,9 +632,10 @@ impl User {
 
     /// The closing read, retried until it succeeds or `limit` passes.
     pub(crate) async fn verify(mut self, shared: Arc<Shared>, limit: Duration) -> Self {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng());
         let deadline = Instant::now() + limit;
         loop {
-            if self.step(&shared, Op::Final).await {
+            if self.step(&shared, Op::Final, &mut rng).await {
                 return self;
             }
             if Instant::now() >= deadline {
@@ -456,6 +649,7 @@ impl User {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -474,6 +668,58 @@ mod tests {
         ] {
             assert!(f.maybe_applied(), "{f:?}");
         }
+    }
+
+    #[test]
+    fn a_route_cookie_is_left_out_or_replaced_and_nothing_else() {
+        let jar = "sticky.sid=abc.def; sticky.route=ws1.mac1; other=1";
+        assert_eq!(route_of(jar), Some("ws1.mac1"));
+        assert_eq!(route_host("ws1.mac1"), "ws1");
+        let dropped = cookie_header(jar, None).unwrap();
+        assert_eq!(dropped.to_str().unwrap(), "sticky.sid=abc.def; other=1");
+        let replayed = cookie_header(jar, Some("ws3.mac3")).unwrap();
+        assert_eq!(
+            replayed.to_str().unwrap(),
+            "sticky.sid=abc.def; other=1; sticky.route=ws3.mac3"
+        );
+        assert_eq!(cookie_header("sticky.route=ws1.m", None), None);
+        assert_eq!(route_of("sticky.sid=x"), None);
+    }
+
+    #[test]
+    fn a_user_remembers_the_route_cookies_it_was_given_before() {
+        let mut u = User::new(
+            0,
+            &["127.0.0.1:1".parse().unwrap()],
+            ClientFaults::default(),
+        );
+        u.jar.set(b"sticky.sid=s; Path=/");
+        u.jar.set(b"sticky.route=ws1.a; Path=/");
+        u.note_route(Some("ws1.a".into()));
+        assert!(u.old_routes.is_empty(), "unchanged");
+        u.jar.set(b"sticky.route=ws2.b; Path=/");
+        u.note_route(Some("ws1.a".into()));
+        assert_eq!(u.old_routes, ["ws1.a"]);
+        // Replays name another host than the current one only.
+        u.faults.replay_route = 1.0;
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let (sent, fault) = u.cookies(true, &mut rng);
+        assert_eq!(
+            sent.unwrap().to_str().unwrap(),
+            "sticky.sid=s; sticky.route=ws1.a"
+        );
+        assert_eq!(fault, Some("replayed_route"));
+        assert_eq!(u.tally.client.replayed_route, 1);
+        let (sent, fault) = u.cookies(false, &mut rng);
+        assert_eq!(
+            sent.unwrap().to_str().unwrap(),
+            "sticky.sid=s; sticky.route=ws2.b"
+        );
+        assert_eq!(fault, None);
+        u.faults.drop_route = 1.0;
+        let (sent, _) = u.cookies(true, &mut rng);
+        assert_eq!(sent.unwrap().to_str().unwrap(), "sticky.sid=s");
+        assert_eq!(u.tally.client.dropped_route, 1);
     }
 
     #[test]

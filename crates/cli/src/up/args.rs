@@ -67,4 +67,9 @@ pub(crate) struct UpArgs {
     /// under the system's temp dir].
     #[arg(long)]
     pub(super) dir: Option<PathBuf>,
+    /// Run every process in its own network namespace, on one bridge
+    /// (root only; for `sticky chaos --net`, which cuts links between
+    /// them through the control API). Everything is removed at exit.
+    #[arg(long, hide = true, conflicts_with_all = ["config", "store_url"])]
+    pub(super) netns: bool,
 }

@@ -1,6 +1,8 @@
 //! The supervisor's control API: list the cluster's processes and kill,
 //! pause, resume or restart one of them. It listens on loopback only (the
-//! admin port + 1) and requires the cluster's admin token as
+//! admin port + 1; with `--netns`, on this namespace's address on the
+//! run's bridge, which only this machine and its namespaces reach) and
+//! requires the cluster's admin token as
 //! `Authorization: Bearer`; the director's admin listener proxies it under
 //! the same paths for the dashboard (`[director] supervisor`).
 //!
@@ -12,8 +14,17 @@
 //! | `POST /api/processes/{name}/resume` | SIGCONT |
 //! | `POST /api/processes/{name}/restart` | stops it if running (SIGTERM, then SIGKILL), starts it again with the same arguments; answers with the new PID, state `starting` until healthy |
 //!
-//! The HTTP handlers only pass commands to the supervisor's loop, which
-//! owns the child processes.
+//! With `--netns` (the cluster in network namespaces, `netns.rs`), also:
+//!
+//! | route | action |
+//! |---|---|
+//! | `GET /api/net` | the network: each host's address, namespace and packets dropped on their way to it |
+//! | `POST /api/net` | a network fault or its healing (`NetFault` as JSON: `{"op":"cut","a":"ws1","b":"s2"}`) |
+//!
+//! Without it, `/api/net` answers 404. The HTTP handlers only pass
+//! commands to the supervisor's loop, which owns the child processes; the
+//! network faults are applied by the handler (the network has its own
+//! lock).
 
 use std::sync::Arc;
 
@@ -28,6 +39,7 @@ use sticky_proto::control::ProcessAction;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use super::netns::{NetFault, SharedNet};
 use super::state::ProcessInfo;
 
 /// Why an action was not carried out.
@@ -57,6 +69,7 @@ pub(crate) enum Command {
 struct Api {
     token: Arc<str>,
     commands: mpsc::Sender<Command>,
+    net: SharedNet,
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -126,23 +139,72 @@ async fn act(State(api): State<Api>, Path((name, action)): Path<(String, String)
     }
 }
 
+fn no_net() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "this cluster has no network of its own (start it with `sticky up --netns`)",
+    )
+}
+
+async fn net_info(State(api): State<Api>) -> Response {
+    let Some(net) = api.net.clone() else {
+        return no_net();
+    };
+    match tokio::task::spawn_blocking(move || super::netns::describe(&net)).await {
+        Ok(Ok(info)) => Json(info).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn net_fault(State(api): State<Api>, Json(fault): Json<NetFault>) -> Response {
+    let Some(net) = api.net.clone() else {
+        return no_net();
+    };
+    let f = fault.clone();
+    match tokio::task::spawn_blocking(move || f.apply(&net)).await {
+        Ok(Ok(())) => {
+            eprintln!(
+                "network: {}",
+                serde_json::to_string(&fault).unwrap_or_default()
+            );
+            Json(json!({ "ok": true })).into_response()
+        }
+        Ok(Err(
+            e @ (sticky_netfault::NetError::UnknownHost(_)
+            | sticky_netfault::NetError::SameEndpoint(_)
+            | sticky_netfault::NetError::InvalidSlow(_)
+            | sticky_netfault::NetError::InvalidLoss(_)),
+        )) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 /// The control API's routes.
-fn router(token: String, commands: mpsc::Sender<Command>) -> Router {
+fn router(token: String, commands: mpsc::Sender<Command>, net: SharedNet) -> Router {
     let api = Api {
         token: token.into(),
         commands,
+        net,
     };
     Router::new()
         .route("/api/processes", get(list))
         .route("/api/processes/{name}/{action}", post(act))
+        .route("/api/net", get(net_info).post(net_fault))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
         .layer(axum::middleware::from_fn_with_state(api.clone(), auth))
         .with_state(api)
 }
 
 /// Serves the control API on `listener` until the task is aborted.
-pub(crate) async fn serve(listener: TcpListener, token: String, commands: mpsc::Sender<Command>) {
-    if let Err(e) = axum::serve(listener, router(token, commands)).await {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    token: String,
+    commands: mpsc::Sender<Command>,
+    net: SharedNet,
+) {
+    if let Err(e) = axum::serve(listener, router(token, commands, net)).await {
         tracing::error!(error = %e, "the supervisor's control API stopped");
     }
 }

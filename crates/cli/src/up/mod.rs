@@ -9,11 +9,14 @@
 //!   carrying out the control API's actions.
 //! - `control`: the control API (list, kill, pause, resume, restart) the
 //!   dashboard reaches through the director.
+//! - `netns`: `--netns`, every process in its own network namespace, and
+//!   the network faults the control API serves (`sticky chaos --net`).
 //! - `state`: the state file `<dir>/up.json` and the pointer to the latest
 //!   run dir, which `sticky status` reads.
 
 mod args;
 mod control;
+pub(crate) mod netns;
 mod plan;
 pub(crate) mod state;
 mod supervisor;
@@ -25,9 +28,16 @@ pub(crate) use plan::Plan;
 
 /// Runs the cluster until Ctrl-C or SIGTERM.
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
-    let plan = match &args.config {
+    let mut plan = match &args.config {
         Some(file) => Plan::from_file(file)?,
         None => Plan::new(&args)?,
+    };
+    // Before the cluster file is written: it holds the namespaces'
+    // addresses. Dropped (everything removed) on any error below.
+    let net = if args.netns {
+        Some(netns::create(&mut plan)?)
+    } else {
+        None
     };
     let dir = match &args.dir {
         Some(d) => d.clone(),
@@ -54,7 +64,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(plan::check_external_stores(&plan))?;
-    rt.block_on(supervisor::supervise(plan, config, dir))
+    rt.block_on(supervisor::supervise(plan, config, dir, net))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use http::Method;
 use sticky_proto::control::{self as proto_control, ProcessAction};
 
 use super::control::{self, ControlError};
+use super::netns::{self, SharedNet};
 use super::plan::{Member, Plan, Role};
 use super::state::{self, DirectorInfo, ProcState, ProcessInfo, UpState};
 
@@ -92,7 +93,15 @@ impl Member {
 
 /// Starts `member` (`sticky <role> --config FILE [--name NAME]`), its
 /// output going to `log` (appended to, so a restart keeps the old log).
-fn spawn(exe: &Path, config: &Path, member: &Member, log: &Path) -> anyhow::Result<Child> {
+/// With `netns`, it runs in that network namespace (`ip netns exec NS`,
+/// which execs it in place: the child's PID is the process's own).
+fn spawn(
+    exe: &Path,
+    config: &Path,
+    member: &Member,
+    log: &Path,
+    netns: Option<&str>,
+) -> anyhow::Result<Child> {
     let out = OpenOptions::new()
         .create(true)
         .append(true)
@@ -101,7 +110,14 @@ fn spawn(exe: &Path, config: &Path, member: &Member, log: &Path) -> anyhow::Resu
     let err = out
         .try_clone()
         .context("cannot duplicate the log file handle")?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     cmd.arg(member.role_command())
         .arg("--config")
         .arg(config)
@@ -182,6 +198,8 @@ struct Supervisor {
     dir: PathBuf,
     token: String,
     procs: Vec<Proc>,
+    /// The cluster's network (`--netns`): each process in its own host.
+    net: SharedNet,
 }
 
 impl Supervisor {
@@ -189,7 +207,8 @@ impl Supervisor {
         let log = self.dir.join("logs").join(format!("{}.log", member.name));
         // A fresh log for a fresh cluster.
         std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let child = spawn(&self.exe, &self.config, member, &log)?;
+        let netns = netns::netns_of(self.net.as_deref(), &member.name);
+        let child = spawn(&self.exe, &self.config, member, &log, netns.as_deref())?;
         let pid = child.id().context("child exited at once")?;
         self.procs.push(Proc {
             member: member.clone(),
@@ -427,11 +446,12 @@ impl Supervisor {
                 if self.procs[i].alive() {
                     self.stop(i).await;
                 }
+                let netns = netns::netns_of(self.net.as_deref(), name);
                 let p = &mut self.procs[i];
                 if let Ok(mut f) = OpenOptions::new().append(true).open(&p.log) {
                     let _ = writeln!(f, "--- restarted by sticky up (was pid {}) ---", p.pid);
                 }
-                let child = spawn(&self.exe, &self.config, &p.member, &p.log)
+                let child = spawn(&self.exe, &self.config, &p.member, &p.log, netns.as_deref())
                     .map_err(|e| ControlError::Failed(format!("{e:#}")))?;
                 p.pid = child
                     .id()
@@ -566,7 +586,16 @@ impl StopSignals {
     }
 }
 
-pub(crate) async fn supervise(plan: Plan, config: PathBuf, dir: PathBuf) -> anyhow::Result<()> {
+/// Runs the cluster of `plan` until a stop signal. With `net` (`--netns`),
+/// each process runs in its host of it, and the control API serves its
+/// faults; it is removed (dropped) once the processes are stopped.
+pub(crate) async fn supervise(
+    plan: Plan,
+    config: PathBuf,
+    dir: PathBuf,
+    net: Option<sticky_netfault::Net>,
+) -> anyhow::Result<()> {
+    let net: SharedNet = net.map(std::sync::Arc::new);
     let mut signals = StopSignals::new()?;
     let exe = std::env::current_exe().context("cannot find my own executable")?;
     let token = sticky_proto::control::admin_token(plan.secret.as_bytes());
@@ -574,7 +603,7 @@ pub(crate) async fn supervise(plan: Plan, config: PathBuf, dir: PathBuf) -> anyh
         .await
         .with_context(|| format!("cannot listen on {} (control API)", plan.supervisor))?;
     let (tx, mut commands) = mpsc::channel(16);
-    let api = tokio::spawn(control::serve(listener, token.clone(), tx));
+    let api = tokio::spawn(control::serve(listener, token.clone(), tx, net.clone()));
     let mut sup = Supervisor {
         plan,
         exe,
@@ -582,6 +611,7 @@ pub(crate) async fn supervise(plan: Plan, config: PathBuf, dir: PathBuf) -> anyh
         dir,
         token,
         procs: Vec::new(),
+        net,
     };
     let started = Instant::now();
     let start_up = async {

@@ -3,7 +3,7 @@
 //! cut one way, slowed or made lossy with `tc`.
 //!
 //! ```ignore
-//! use sticky_test_support::Net;
+//! use sticky_netfault::Net;
 //!
 //! let net = Net::new(&["ws1", "s1", "s2"])?;
 //! let mut store = net.host("s1")?.command("sticky");   // runs inside s1
@@ -56,54 +56,31 @@
 //! Dropping a [`Net`] (also while unwinding from a panic) kills what still
 //! runs in its namespaces and deletes them, which deletes the bridge and
 //! every veth. Names in shared places carry the creator's PID and start
-//! time (`netns/owner.rs`); [`Net::with_prefix`] first removes leftovers of
+//! time (`owner.rs`); [`Net::with_prefix`] first removes leftovers of
 //! runs with the same prefix whose creator is gone (a crashed or killed
 //! test), and [`Net::remove_leftovers`] does only that.
 //!
-//! # In `sticky chaos` (a sketch; not built)
+//! # Layout
 //!
-//! - Where: chaos is in the `sticky` binary, which cannot use this
-//!   dev-only crate. This module uses only std, `thiserror`, `serde_json`
-//!   and `tokio`, so it moves as is to `crates/cli/src/chaos_cmd/netns.rs`
-//!   (or a small crate) and this crate re-exports it for the tests.
-//! - Setup (`sticky chaos --net`, root only; without root an error says
-//!   so, and the CI test skips loudly unless `CI` is set): one host per
-//!   process, `Net::new(&["d1", "d2", "ws1", .., "ws4", "s1", "s2",
-//!   "s3"])`; the cluster file gives each process its host's address; the
-//!   `sticky up` supervisor (in the root namespace) starts each process
-//!   with [`Host::command`] (a per-process namespace in its process
-//!   table), so its kill/pause/restart faults keep working on PIDs. The
-//!   virtual users and the supervisor's health checks run in the root
-//!   namespace: they reach the directors and servers as the endpoint
-//!   [`Net::ROOT`].
-//! - The fault kinds of issue 14, item 7, each started by the nemesis and
-//!   healed after `--down-min`..`--down-max`:
-//!   `isolate("ws2")` / `heal_isolation`; a web server from the
-//!   director(s) only: `cut("ws2", "d1")`, `cut("ws2", "d2")`; from some
-//!   stores: `cut("ws2", "s1")`, `cut("ws2", "s2")`; one store from one
-//!   web server only: `cut_one_way("s1", "ws3")` (and the other way);
-//!   `isolate("s3")`; a slow, lossy link: `slow("ws1", "s2", 500_000,
-//!   8)` and `lossy("ws1", "s2", 8)`; one of two directors from one web
-//!   server: `cut("d1", "ws3")`. The summary can show
-//!   [`Net::dropped_to`] per host as evidence that the faults bit.
-//!   Each fault heals with its own `heal*` call, so overlapping faults
-//!   heal in any order.
-//! - Bounds, as for process faults: the nemesis counts a store cut from a
-//!   web server as a store fault for that server (at most R - 1 stores out
-//!   of its reach at once), a web server isolated or cut from every
-//!   director as a web fault; every fault heals before the closing reads
-//!   (`heal_all`), and "settled" also waits for every server to see every
-//!   store again.
-//! - History: `{"type":"fault","fault":"cut","a":"ws2","b":"s1",
-//!   "phase":"start"}`, then `heal` and `settled`, as now.
-//! - Exit: dropping the `Net` removes everything; on SIGINT chaos must
-//!   drop it before exiting (the signal handler it has for the cluster);
-//!   after a `kill -9` of chaos the next run removes the leftovers.
+//! - `cmd`: running `ip` and `tc`, reading their JSON listings.
+//! - `error`: [`NetError`].
+//! - `faults`: which links are faulted, what is asked for and what is
+//!   installed ([`Slow`]); no command, tested without root.
+//! - `owner`: the creator's PID and start time in every name.
+//! - `random`: the run tag's random digits.
+//!
+//! # Users
+//!
+//! `sticky up --netns` runs every process of a cluster in its own host of
+//! a [`Net`] and serves the faults on its control API; `sticky chaos
+//! --net` injects them (docs/reliability.md, "Network faults"). The tests
+//! reach it through `sticky-test-support`, which re-exports it.
 
 mod cmd;
 mod error;
 mod faults;
 mod owner;
+mod random;
 
 use std::ffi::OsStr;
 use std::net::Ipv4Addr;
@@ -164,7 +141,7 @@ struct Endpoint {
 
 /// A test network: hosts in their own namespaces on one bridge, with the
 /// root namespace on it too, and the faults between them. Removed on drop.
-/// How it works: the module documentation of `netns.rs` and "Network
+/// How it works: the crate documentation and "Network
 /// faults" in `docs/reliability.md`.
 #[derive(Debug)]
 pub struct Net {
@@ -228,7 +205,7 @@ impl Net {
         check_hosts(hosts)?;
         let owner = Owner::current().ok_or(NetError::NoOwner)?;
         Net::remove_leftovers(prefix)?;
-        let tag = format!("{prefix}{}", crate::random_hex(TAG_RANDOM));
+        let tag = format!("{prefix}{}", random::hex(TAG_RANDOM));
         let mut net = Net {
             switch: owner.netns_name(&tag, "_switch"),
             root_link: format!("{tag}r"),
@@ -342,7 +319,7 @@ impl Net {
     fn claim_subnet(&self) -> Result<u8, NetError> {
         let root = &self.root_link;
         for _ in 0..SUBNET_TRIES {
-            let third = u8::try_from(crate::random_u64() % 256).unwrap_or(0);
+            let third = u8::try_from(random::u64() % 256).unwrap_or(0);
             let net = Ipv4Addr::new(10, SUBNET_B, third, 0);
             let busy = |used: &[cmd::InUse]| {
                 used.iter()
