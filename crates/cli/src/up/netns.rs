@@ -77,7 +77,12 @@ fn relocate(plan: &mut Plan, net: &Net) -> anyhow::Result<()> {
         .transpose()?
         .context("the cluster has no director")?;
     for m in &mut plan.members {
-        m.addr = SocketAddr::new(net.addr(&m.name)?.into(), m.addr.port());
+        let ip = net.addr(&m.name)?;
+        m.addr = SocketAddr::new(ip.into(), m.addr.port());
+        // Each director's admin listener lives in its own namespace.
+        if let Some(admin) = m.admin.as_mut() {
+            *admin = SocketAddr::new(ip.into(), admin.port());
+        }
     }
     plan.admin = SocketAddr::new(director_ip.into(), plan.admin.port());
     plan.supervisor = SocketAddr::new(net.root_addr().into(), plan.supervisor.port());
