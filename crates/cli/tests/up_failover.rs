@@ -220,3 +220,91 @@ fn right_after_kill_9_of_an_idle_web_server_one_post_per_user_never_fails() {
         "after kill -9 of {victim}: {failures:?}"
     );
 }
+
+/// Issue 14, claim 7 whole: with every user gone quiet, `kill -9` of a web
+/// server moves its sessions to the standby eagerly (the director asks it
+/// to adopt them), and a store killed next is repaired from the new
+/// host's cache: within the stated deadlines every session is owned by a
+/// live server and on 2 live stores (checked on the stores), and every
+/// cart is readable afterwards, unchanged.
+#[test]
+fn quiet_sessions_of_a_killed_web_server_are_adopted_and_survive_a_store_failure() {
+    /// Adoption: detection (a refused health check) + claims.
+    const ADOPTED_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+    /// Re-copy after the store failure: detection + a background scan.
+    const REPAIRED_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+    let up = UpProcess::start(STICKY, &[]);
+    up.wait_all_up();
+    let mut shoppers = go_shopping(&up);
+    let victim = shoppers[0].server.clone();
+    let ids: Vec<String> = shoppers
+        .iter()
+        .map(|s| s.jar.session_id().expect("a session cookie"))
+        .collect();
+    let file = sticky_config::ClusterFile::load(&up.config_path()).expect("the cluster file");
+    let password = file.session.store_password.clone();
+    let stores: Vec<(String, std::net::SocketAddr)> = up
+        .table()
+        .into_iter()
+        .filter(|(_, role, _, _)| role == "store")
+        .map(|(name, _, addr, _)| (name, addr))
+        .collect();
+    assert_eq!(stores.len(), 3, "{stores:?}");
+    // id -> the live copies' (store index, owner) on the `live` stores.
+    let copies = |live: &[usize]| {
+        let mut by_id: std::collections::BTreeMap<String, Vec<(usize, String)>> =
+            ids.iter().map(|id| (id.clone(), Vec::new())).collect();
+        for &i in live {
+            let held =
+                sticky_test_support::store_sessions_auth(stores[i].1, password.as_deref(), &ids);
+            for (id, copy) in held {
+                if copy.live {
+                    by_id.entry(id).or_default().push((i, copy.owner));
+                }
+            }
+        }
+        by_id
+    };
+    let on_victim = copies(&[0, 1, 2])
+        .values()
+        .filter(|c| c.iter().any(|(_, o)| o.starts_with(&format!("{victim}@"))))
+        .count();
+    assert!(on_victim > 0, "{victim} hosts sessions");
+
+    let killed = Instant::now();
+    kill9(&up, &victim);
+    // No user asks: the director's adoption alone moves them.
+    wait_until(
+        ADOPTED_WITHIN,
+        &format!("no session is owned by the dead {victim}"),
+        || {
+            copies(&[0, 1, 2]).values().all(|c| {
+                !c.is_empty() && c.iter().all(|(_, o)| !o.starts_with(&format!("{victim}@")))
+            })
+        },
+    );
+    eprintln!(
+        "{on_victim} sessions of {victim} adopted within {:?}",
+        killed.elapsed()
+    );
+
+    // A store dies next: every session is on 2 live stores again.
+    let (dead_store, _) = stores[0].clone();
+    kill9(&up, &dead_store);
+    let failed = Instant::now();
+    wait_until(
+        REPAIRED_WITHIN,
+        "every session is on the 2 live stores",
+        || copies(&[1, 2]).values().all(|c| c.len() == 2),
+    );
+    eprintln!(
+        "every session on 2 live stores {:?} after {dead_store} died",
+        failed.elapsed()
+    );
+
+    for (i, s) in shoppers.iter_mut().enumerate() {
+        let a = s.jar.cart(up.shop());
+        assert_eq!(a.items(), s.items, "shopper {i}");
+        assert_ne!(a.server, victim, "shopper {i}");
+    }
+}

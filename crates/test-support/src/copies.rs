@@ -96,6 +96,21 @@ pub fn store_sessions(addr: SocketAddr, ids: &[String]) -> HashMap<String, Store
         .collect()
 }
 
+/// [`store_sessions`] on a store that wants `password`, if any.
+pub fn store_sessions_auth(
+    addr: SocketAddr,
+    password: Option<&str>,
+    ids: &[String],
+) -> HashMap<String, StoredCopy> {
+    let mut c = crate::resp::client(addr, password);
+    ids.iter()
+        .filter_map(|id| {
+            let reply = c.cmd(&[b"SESS.GET", id.as_bytes()]).expect("SESS.GET");
+            decode_sess_get(reply).map(|copy| (id.clone(), copy))
+        })
+        .collect()
+}
+
 /// Calls of each session command (`sess.get`, `sess.put`, `sess.claim`,
 /// `sess.touch`, `sess.del`) served by the store at `addr`, from
 /// `INFO commandstats` (0 when absent).
