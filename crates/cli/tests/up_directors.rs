@@ -157,3 +157,62 @@ fn two_directors_serve_the_shop_and_share_admin_state_changes() {
     let exit = up.interrupt();
     assert!(exit.success(), "{exit:?}");
 }
+
+/// Issue 14, item 1 (and 4): clients that drop their route cookie, come
+/// back with old cookies, send another server's route cookie, and switch
+/// between two directors never read back in time. The session decides
+/// where a request goes (a non-owner answers 421 naming the owner, and
+/// the director re-sends the request there), the route cookie only hints.
+#[test]
+fn dropped_replayed_and_swapped_route_cookies_never_read_back_in_time() {
+    const ROUTE: &str = "sticky.route";
+    let up = UpProcess::start(STICKY, &["--directors", "2"]);
+    up.wait_all_up();
+    let d1 = up.shop();
+    let d2 = SocketAddr::new(d1.ip(), d1.port() + 3);
+    let counter = |jar: &mut CookieJar, addr: SocketAddr, method: &str| {
+        let r = jar.request(addr, method, "/api/counter", None);
+        assert_eq!(r.status, 200, "{r:?}");
+        sticky_test_support::Answer::from(&r)
+    };
+    // Another client's route cookie, naming some server.
+    let mut other = CookieJar::new();
+    counter(&mut other, d1, "POST");
+    let foreign_route = other.cookies.get(ROUTE).cloned().expect("a route cookie");
+
+    for client in 0..12 {
+        let mut jar = CookieJar::new();
+        assert_eq!(counter(&mut jar, d1, "POST").value, 1);
+        let old = jar.clone();
+        // Two changes without the route cookie, through the other director.
+        for want in 2..=3 {
+            let mut bare = jar.clone();
+            bare.cookies.remove(ROUTE);
+            let a = counter(&mut bare, d2, "POST");
+            assert_eq!(a.value, want, "client {client}: {:?}", a.json);
+            jar = bare;
+        }
+        // Back with the old cookies, on either director: never 1.
+        for d in [d1, d2] {
+            let mut replay = old.clone();
+            let a = counter(&mut replay, d, "GET");
+            assert_eq!(
+                a.value, 3,
+                "client {client} read back in time: {:?}",
+                a.json
+            );
+        }
+        // Another client's route cookie: the session still decides.
+        let mut swapped = jar.clone();
+        swapped
+            .cookies
+            .insert(ROUTE.to_owned(), foreign_route.clone());
+        assert_eq!(
+            counter(&mut swapped, d2, "POST").value,
+            4,
+            "client {client}"
+        );
+        let mut replay = old.clone();
+        assert_eq!(counter(&mut replay, d1, "GET").value, 4, "client {client}");
+    }
+}

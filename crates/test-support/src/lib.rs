@@ -87,7 +87,8 @@ pub use checks::{assert_no_newer_copy, create_sessions, holders};
 pub use cluster::{run_bench, sign_cookie, Cluster, ClusterConfig};
 pub use copies::{
     command_calls, copies_by_id, copies_by_store, redis_copies_by_store, redis_copy,
-    redis_try_copy, sess_command_calls, sess_get, store_sessions, store_sessions_auth, Acked, CopiesById, StoredCopy,
+    redis_try_copy, sess_command_calls, sess_get, store_sessions, store_sessions_auth, Acked,
+    CopiesById, StoredCopy,
 };
 pub use demo::{Answer, Browser, CookieJar, Stamp, COOKIE_NAME};
 pub use fake_store::{FakeStore, Misbehavior};
