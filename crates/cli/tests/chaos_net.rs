@@ -2,8 +2,7 @@
 //! real cluster in its own network namespace (`sticky up --netns`), every
 //! network fault kind, every process fault kind and every client fault
 //! (route cookie dropped, old route cookie replayed, users switching
-//! between directors), sync mode, R=2: zero anomalies. Two directors when
-//! `sticky up` has `--directors`, else one (said loudly).
+//! between directors), sync mode, R=2, two directors: zero anomalies.
 //!
 //! Also: `sticky up --netns` itself, and the removal of what a killed one
 //! left. Needs root, `ip` and `tc`: skips loudly without them, except
@@ -60,24 +59,10 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// How many directors the cluster can have: 2 if `sticky up` takes
-/// `--directors`, else 1.
+/// Two directors: users switch between them, and one of them is cut from
+/// a web server (`cut-director-web`).
 fn directors() -> u32 {
-    let help = STICKY
-        .command()
-        .args(["up", "--help"])
-        .output()
-        .expect("run sticky up --help");
-    if String::from_utf8_lossy(&help.stdout).contains("--directors") {
-        2
-    } else {
-        eprintln!(
-            "\n{0}\nchaos_net: `sticky up` has no --directors yet: ONE director, so no \
-             cut-director-web and no switching between directors\n{0}\n",
-            "=".repeat(72)
-        );
-        1
-    }
+    2
 }
 
 /// The network namespaces whose name says `sticky up` process `pid`
