@@ -91,9 +91,9 @@ pub enum Prepared {
     /// No copy here, and promised all the same: this "no" counts.
     NoCopy,
     /// No copy, but the store restarted less than the horizon ago and may
-    /// have forgotten one: this "no" must not count toward the quorum.
-    /// Nothing was promised. Never answered by Redis, which has no notion of
-    /// a restart here (`docs/redis.md`).
+    /// have forgotten one: this "no" must not count toward the quorum as a
+    /// "no" (the store did record the promise). Never answered by Redis,
+    /// which has no notion of a restart here (`docs/redis.md`).
     Forgetful {
         /// How long ago the store started.
         uptime: Duration,

@@ -13,7 +13,8 @@
 //!    can no longer believe it holds the session.
 //! 2. **Prepare** generation `g + 1` at `P` stores: each answers its copy and
 //!    promises to refuse older writes and lower claims. A restarted store's
-//!    "no copy" does not count until its horizon has passed.
+//!    "no copy" does not count until its horizon has passed — unless every
+//!    store answered, when the copies reported are all that survive.
 //! 3. **Write** the newest copy among the answers as `(g + 1, 0)`, owned by
 //!    this server's epoch, to `W = R` of the stores that promised.
 //!
@@ -137,6 +138,9 @@ async fn claim_once(m: &SessionManager, id: &SessionId, epoch: u64) -> Result<Cl
         .ok_or_else(|| SessionError::Data("generation overflow".into()))?;
     let horizon = inner.config.absolute_timeout;
     let mut promised = 0u64;
+    // Restarted stores that hold no copy: they promised, but their "no copy"
+    // may be one they forgot.
+    let mut forgetful = 0u64;
     let mut best: Option<StoredSession> = None;
     for (i, r) in inner
         .stores
@@ -152,6 +156,7 @@ async fn claim_once(m: &SessionManager, id: &SessionId, epoch: u64) -> Result<Cl
             }
             Ok(Prepared::NoCopy) => promised |= 1 << i,
             Ok(Prepared::Forgetful { uptime }) => {
+                forgetful |= 1 << i;
                 last_err = format!(
                     "{} restarted {} s ago and may have forgotten the session",
                     inner.stores.names[i],
@@ -168,8 +173,17 @@ async fn claim_once(m: &SessionManager, id: &SessionId, epoch: u64) -> Result<Cl
         }
     }
     let count = promised.count_ones() as usize;
-    if count < p {
+    // Every store answered: the copies reported are every copy that
+    // survives anywhere, so a restarted store's "no copy" hides nothing
+    // that still exists (what it forgot is gone from every store that
+    // held it: outside invariant 1's premise). Its promise counts then.
+    let everyone = (promised | forgetful) == inner.stores.all();
+    if count < p && !(everyone && total >= p) {
         return Err(no_quorum(id, "prepare", count, p, total, &last_err));
+    }
+    if count < p {
+        metrics::counter!("sticky_claims_with_forgetful_stores_total").increment(1);
+        promised |= forgetful;
     }
     let Some(copy) = best else {
         return Ok(Claim::Done(None));
