@@ -26,7 +26,7 @@ for kind in sticky redis; do
   for i in 1 2 3; do
     p=$(port)
     if [ "$kind" = sticky ]; then
-      "$B" store --listen "127.0.0.1:$p" --threads 1 >/dev/null 2>&1 & pids+=($!)
+      "$B" store --listen "127.0.0.1:$p" --threads 1 --state-dir "$work/state-$i" >/dev/null 2>&1 & pids+=($!)
       printf '[[store]]\nname = "s%s"\nlisten = "127.0.0.1:%s"\n\n' "$i" "$p" >> "$work/$kind.toml"
     else
       redis-server --port "$p" --save '' --appendonly no >/dev/null 2>&1 & pids+=($!)

@@ -131,8 +131,10 @@ http_ok() { curl -sf -o /dev/null "http://127.0.0.1:$1/api/counter"; }
 
 log "starting 3 sticky stores and sticky web ($MODE, R=$REPLICAS)"
 for s in s1 s2 s3; do
+    # A state dir: a first start, not a restart (no recovery window, in
+    # which the web server could not take its lease: docs/safety.md §3).
     STICKY_LOG=warn "$sticky_bin" store --config "$work/cluster.toml" --name "$s" --threads "$STORE_THREADS" \
-        >"$work/$s.log" 2>&1 &
+        --state-dir "$work/$s-state" >"$work/$s.log" 2>&1 &
     pids+=($!)
 done
 wait_for s1 "${pids[0]}" redis_ping "$p_s1"
