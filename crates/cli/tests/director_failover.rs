@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sticky_test_support::director::{
-    cluster_file, route_target, BackendOptions, BackendProcess, DirectorProcess, Load,
+    cluster_file, BackendOptions, BackendProcess, DirectorProcess, Load,
 };
 use sticky_test_support::{temp_dir, wait_until, HttpClient, Sticky, DEADLINE};
 
@@ -139,8 +139,16 @@ fn client_on(d: &DirectorProcess, name: &str, path: &str) -> HttpClient {
     panic!("no new client landed on {name}");
 }
 
+/// A server that only missed its health checks (alive, cache intact) is
+/// routed to again when it answers, **without** a fence: its lease at the
+/// stores, not the director, says whether it may still serve its cache (a
+/// real web server whose lease lapsed fences itself and reports a new
+/// epoch; one that kept it still owns its sessions, which nobody else
+/// could claim meanwhile). These stand-in backends have no leases, so the
+/// stale-read side of this is shown on real web servers
+/// (`session_backends`, `chaos`, `chaos_net`), not here.
 #[test]
-fn a_server_back_with_its_old_epoch_is_fenced_before_it_gets_a_request() {
+fn a_server_back_after_missed_health_checks_is_routed_to_without_a_fence() {
     let store = temp_dir("director-store");
     let opts = BackendOptions {
         store: Some(store.clone()),
@@ -154,49 +162,24 @@ fn a_server_back_with_its_old_epoch_is_fenced_before_it_gets_a_request() {
     );
 
     let mut a = client_on(&d, "ws1", "/count");
-    let r = a.get("/count").unwrap();
-    assert_eq!(
-        (r.backend(), r.field("count").as_deref()),
-        (Some("ws1"), Some("2"))
-    );
     let old_cookies = a.cookies.clone();
     let old_epoch = ws1.epoch();
 
-    // ws1 stops answering its health checks (alive, cache intact).
+    // ws1 stops answering its health checks: its clients fail over.
     ws1.post("/_test/sick");
     d.wait_state("ws1", "down");
     let r = a.get("/count").unwrap();
     assert_ne!(r.backend(), Some("ws1"));
-    assert_eq!(r.field("count").as_deref(), Some("3"), "{}", r.text());
-    assert_eq!(r.field("source").as_deref(), Some("store"));
-    assert_eq!(
-        route_target(&a.cookies["sticky.route"]),
-        r.backend().unwrap()
-    );
 
-    // It comes back with the same epoch: the director fences it first.
-    let requests_before = ws1.requests();
+    // It comes back with the same epoch: routed to again, not fenced.
     ws1.post("/_test/well");
     d.wait_state("ws1", "up");
-    assert_eq!(ws1.fences(), 1, "the director must have fenced ws1");
-    assert_ne!(ws1.epoch(), old_epoch);
-    assert_eq!(
-        ws1.requests(),
-        requests_before,
-        "no request before the fence"
-    );
-    assert_eq!(d.server("ws1")["epoch"].as_u64(), Some(ws1.epoch()));
-
-    // A client still holding the old cookie goes back to ws1 and gets the
-    // current data (3), not ws1's copy from before the failure (2).
-    let mut stale = HttpClient::new(d.public);
-    stale.cookies = old_cookies;
-    let r = stale.get("/value").unwrap();
-    assert_eq!(r.backend(), Some("ws1"));
-    assert_eq!(r.field("count").as_deref(), Some("3"), "{}", r.text());
-    assert_eq!(r.field("source").as_deref(), Some("store"));
-    assert_eq!(r.field("epoch"), Some(ws1.epoch().to_string()));
-    assert!(d.log_text().contains("fencing it before routing to it"));
+    assert_eq!(ws1.fences(), 0, "the director no longer fences ws1");
+    assert_eq!(ws1.epoch(), old_epoch);
+    let mut back = HttpClient::new(d.public);
+    back.cookies = old_cookies;
+    let r = back.get("/value").unwrap();
+    assert_eq!(r.backend(), Some("ws1"), "{}", r.text());
     let _ = std::fs::remove_dir_all(store);
 }
 
@@ -283,8 +266,11 @@ fn a_request_queued_at_a_server_evacuated_meanwhile_goes_elsewhere_untouched() {
     let _ = std::fs::remove_dir_all(store);
 }
 
+/// A server killed and restarted is routed to again once it answers its
+/// health checks, without a fence (a real web server restarts with a new
+/// random epoch and an empty cache).
 #[test]
-fn a_restarted_server_with_the_same_epoch_is_fenced_too() {
+fn a_restarted_server_is_routed_to_again_without_a_fence() {
     let store = temp_dir("director-store");
     let opts = |epoch| BackendOptions {
         store: Some(store.clone()),
@@ -306,18 +292,13 @@ fn a_restarted_server_with_the_same_epoch_is_fenced_too() {
     );
     assert_eq!(d.state("ws1"), "down");
 
-    ws1.restart(Some(4242));
+    ws1.restart(Some(4343));
     d.wait_state("ws1", "up");
-    assert_eq!(ws1.fences(), 1);
-    assert_eq!(ws1.epoch(), 4243);
-    assert_eq!(ws1.requests(), 0, "no request before the fence");
+    assert_eq!(ws1.fences(), 0);
     let mut stale = HttpClient::new(d.public);
     stale.cookies = old_cookies;
     let r = stale.get("/value").unwrap();
-    assert_eq!(
-        (r.backend(), r.field("count").as_deref()),
-        (Some("ws1"), Some("2"))
-    );
+    assert_eq!(r.backend(), Some("ws1"), "{}", r.text());
     let _ = std::fs::remove_dir_all(store);
 }
 

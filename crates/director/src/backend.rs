@@ -76,9 +76,12 @@ impl Health {
         }
         self.up = false;
         self.fencing = false;
-        if self.fence_from.is_none() {
-            self.fence_from = self.epoch;
-        }
+        // No fence when it comes back: its lease at the stores says whether
+        // it may still serve its cache (a server whose lease lapsed fenced
+        // itself and reports a new epoch), and fencing a server that only
+        // missed health checks (a pause, a cut from this director) would
+        // drop the only live copy of sessions whose stores fail next
+        // (docs/safety.md §2). Evacuation still fences (`State::set_admin`).
         self.changed_at = Instant::now();
         true
     }
