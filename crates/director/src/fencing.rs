@@ -1,10 +1,11 @@
-//! The director's side of fencing (invariant 4: a web server that
-//! stopped being routable is routed to again only once it has fenced
-//! itself: new epoch, empty cache).
+//! The director's side of fencing: a web server that was evacuated is
+//! routed to again only once it has fenced itself (new epoch, empty cache,
+//! its lease released, so its sessions could move). A server that was only
+//! marked down is not fenced: its lease at the stores decides whether it
+//! may serve its cache (`docs/safety.md`, invariant 4).
 //!
-//! - When a server stops being routable (marked down: `Health::mark_down`;
-//!   evacuated: `State::set_admin`) the director remembers the epoch it had
-//!   (`Health::fence_from`).
+//! - When a server is evacuated (`State::set_admin`) the director
+//!   remembers the epoch it had (`Health::fence_from`).
 //! - The health checker (`health.rs`) clears that once the server reports
 //!   another epoch, and until then asks it to fence itself: [`fence`].
 //! - Every request carries the epoch last reported, as the fencing token
