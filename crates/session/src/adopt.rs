@@ -75,6 +75,28 @@ impl SessionManager {
     }
 }
 
+impl SessionManager {
+    /// Fences epoch `epoch` after its belief lapsed, and once the new epoch
+    /// holds its lease, claims back the sessions it dropped that nobody
+    /// else took meanwhile (paced, in the background): they get a live
+    /// host again, which keeps them on R stores, instead of waiting at the
+    /// stores for their users — while stores may fail further.
+    pub(crate) fn fence_lapsed(&self, epoch: u64, why: &str) {
+        let ids: Vec<SessionId> = self
+            .inner
+            .cache
+            .snapshot()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        if let Some(new) = self.fence_epoch(epoch, why) {
+            if !ids.is_empty() {
+                tokio::spawn(reclaim(Arc::downgrade(&self.inner), new, ids));
+            }
+        }
+    }
+}
+
 /// Whether the director's failover over `among` sends the session of
 /// cookie value `cookie` to `me`: the highest weighted rendezvous score,
 /// ties to the higher hash (crates/director/src/routing.rs).
@@ -100,12 +122,82 @@ async fn adopt(weak: Weak<Inner>, req: AdoptRequest) {
             .collect(),
         None => return,
     };
+    let (claimed, gone, failed) = claim_all(&weak, &mine).await;
+    metrics::counter!("sticky_adopted_total").increment(claimed as u64);
+    tracing::info!(
+        dead = %req.owner,
+        listed,
+        mine = mine.len(),
+        claimed,
+        gone,
+        failed,
+        ms = started.elapsed().as_millis() as u64,
+        "adoption done"
+    );
+    if let Some(inner) = weak.upgrade() {
+        inner
+            .adopting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&req.owner);
+    }
+}
+
+/// After a lapse fenced this server into epoch `epoch`: once that epoch
+/// holds its lease (waiting at most a minute), claims back the sessions
+/// `ids` the fence dropped, unless a user's request already did, or
+/// another server holds them now (its live lease stops the claim).
+pub(crate) async fn reclaim(weak: Weak<Inner>, epoch: u64, ids: Vec<SessionId>) {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.fencing.epoch() != epoch
+            || inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return; // fenced again (that fence reclaims), or stopping
+        }
+        let clock = inner.clock;
+        if inner
+            .fencing
+            .wait_for_belief(epoch, Duration::from_secs(1), || clock.now_ms())
+            .await
+        {
+            break;
+        }
+        drop(inner);
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                sessions = ids.len(),
+                "gave up reclaiming the sessions a lapse dropped: no lease within a minute"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (claimed, gone, failed) = claim_all(&weak, &ids).await;
+    metrics::counter!("sticky_reclaimed_total").increment(claimed as u64);
+    tracing::info!(
+        dropped = ids.len(),
+        claimed,
+        gone,
+        failed,
+        ms = started.elapsed().as_millis() as u64,
+        "reclaimed the sessions a lapse dropped"
+    );
+}
+
+/// Claims each session of `ids` (one already in the cache is only
+/// opened), at most `recopy_rate` per second, [`CONCURRENCY`] at once:
+/// `(claimed, gone, failed)`.
+async fn claim_all(weak: &Weak<Inner>, ids: &[SessionId]) -> (usize, usize, usize) {
+    let started = Instant::now();
     let rate = weak.upgrade().map_or(1, |i| i.config.recopy_rate.max(1));
     let pace = Duration::from_secs(1) / rate;
     let mut claimed = 0usize;
     let mut failed = 0usize;
     let mut gone = 0usize;
-    let mut results = stream::iter(mine.iter().copied().enumerate())
+    let mut results = stream::iter(ids.iter().copied().enumerate())
         .map(|(n, id)| {
             let weak = weak.clone();
             async move {
@@ -134,24 +226,7 @@ async fn adopt(weak: Weak<Inner>, req: AdoptRequest) {
         }
     }
     drop(results);
-    metrics::counter!("sticky_adopted_total").increment(claimed as u64);
-    tracing::info!(
-        dead = %req.owner,
-        listed,
-        mine = mine.len(),
-        claimed,
-        gone,
-        failed,
-        ms = started.elapsed().as_millis() as u64,
-        "adoption done"
-    );
-    if let Some(inner) = weak.upgrade() {
-        inner
-            .adopting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&req.owner);
-    }
+    (claimed, gone, failed)
 }
 
 /// The ids the stores list as owned by `req.owner`, from every store that

@@ -94,7 +94,7 @@ impl SessionManager {
                     if acked == needed {
                         let now = inner.clock.now_ms();
                         if inner.fencing.extend(epoch, sent, now, lease) == Extend::Lapsed {
-                            self.fence_epoch(
+                            self.fence_lapsed(
                                 epoch,
                                 "lease lapsed: its renewal was acknowledged too late",
                             );
@@ -103,9 +103,12 @@ impl SessionManager {
                     }
                 }
                 Err(ClientError::Dead) => {
-                    tracing::warn!(store = %inner.stores.names[i], epoch, "a store reports this server's lease ended");
-                    self.fence_epoch(epoch, "a store reports this server's lease ended");
-                    return;
+                    // A claimer ended the lease at a store where it had run
+                    // out (this server was cut from it): that store does not
+                    // count until its record expires. Safety does not need a
+                    // fence here (the belief rests on the other stores), and
+                    // one would drop the cache for nothing.
+                    tracing::info!(store = %inner.stores.names[i], epoch, "a store refuses this server's lease (ended there); not counted");
                 }
                 Err(ClientError::Recovering { .. }) => {}
                 Err(e) => {
@@ -160,7 +163,7 @@ impl SessionManager {
     pub(crate) fn check_lease(&self) {
         let inner = &self.inner;
         if inner.fencing.lapsed(inner.clock.now_ms()) {
-            self.fence_epoch(
+            self.fence_lapsed(
                 inner.fencing.epoch(),
                 "lease lapsed: a quorum of stores may no longer hold it",
             );
