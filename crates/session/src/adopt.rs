@@ -20,6 +20,7 @@ use crate::fencing::parse_owner;
 use crate::id::SessionId;
 use crate::open::Source;
 use crate::state::{Inner, SessionManager};
+use crate::takeover::LocalCopy;
 
 /// Most session ids one adoption lists (per dead lease).
 const MAX_LISTED: usize = 2_000_000;
@@ -82,12 +83,23 @@ impl SessionManager {
     /// host again, which keeps them on R stores, instead of waiting at the
     /// stores for their users — while stores may fail further.
     pub(crate) fn fence_lapsed(&self, epoch: u64, why: &str) {
-        let ids: Vec<SessionId> = self
+        // The ids, and each copy not locked by a request right now: the
+        // stores may lose theirs before the claim (restarts), and this one
+        // may be the newest that survives.
+        let ids: Vec<(SessionId, Option<LocalCopy>)> = self
             .inner
             .cache
             .snapshot()
             .into_iter()
-            .map(|(id, _)| id)
+            .map(|(id, entry)| {
+                let local = entry.slot.try_lock().ok().and_then(|g| {
+                    g.as_ref().filter(|s| !s.is_unsaved()).map(|s| LocalCopy {
+                        stamp: s.stamp,
+                        payload: s.payload.clone(),
+                    })
+                });
+                (id, local)
+            })
             .collect();
         if let Some(new) = self.fence_epoch(epoch, why) {
             if !ids.is_empty() {
@@ -122,6 +134,7 @@ async fn adopt(weak: Weak<Inner>, req: AdoptRequest) {
             .collect(),
         None => return,
     };
+    let mine: Vec<(SessionId, Option<LocalCopy>)> = mine.into_iter().map(|id| (id, None)).collect();
     let (claimed, gone, failed) = claim_all(&weak, &mine).await;
     metrics::counter!("sticky_adopted_total").increment(claimed as u64);
     tracing::info!(
@@ -147,7 +160,11 @@ async fn adopt(weak: Weak<Inner>, req: AdoptRequest) {
 /// holds its lease (waiting at most a minute), claims back the sessions
 /// `ids` the fence dropped, unless a user's request already did, or
 /// another server holds them now (its live lease stops the claim).
-pub(crate) async fn reclaim(weak: Weak<Inner>, epoch: u64, ids: Vec<SessionId>) {
+pub(crate) async fn reclaim(
+    weak: Weak<Inner>,
+    epoch: u64,
+    ids: Vec<(SessionId, Option<LocalCopy>)>,
+) {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(60);
     loop {
@@ -190,21 +207,24 @@ pub(crate) async fn reclaim(weak: Weak<Inner>, epoch: u64, ids: Vec<SessionId>) 
 /// Claims each session of `ids` (one already in the cache is only
 /// opened), at most `recopy_rate` per second, [`CONCURRENCY`] at once:
 /// `(claimed, gone, failed)`.
-async fn claim_all(weak: &Weak<Inner>, ids: &[SessionId]) -> (usize, usize, usize) {
+async fn claim_all(
+    weak: &Weak<Inner>,
+    ids: &[(SessionId, Option<LocalCopy>)],
+) -> (usize, usize, usize) {
     let started = Instant::now();
     let rate = weak.upgrade().map_or(1, |i| i.config.recopy_rate.max(1));
     let pace = Duration::from_secs(1) / rate;
     let mut claimed = 0usize;
     let mut failed = 0usize;
     let mut gone = 0usize;
-    let mut results = stream::iter(ids.iter().copied().enumerate())
-        .map(|(n, id)| {
+    let mut results = stream::iter(ids.iter().cloned().enumerate())
+        .map(|(n, (id, local))| {
             let weak = weak.clone();
             async move {
                 tokio::time::sleep_until(started + pace * n as u32).await;
                 let inner = weak.upgrade()?;
                 let m = SessionManager { inner };
-                Some(m.open_id(id).await.map(|o| {
+                Some(m.open_id_with(id, local).await.map(|o| {
                     // Claimed now (not found in the cache): its first request
                     // will say it came from the stores.
                     if let Some(o) = o.as_ref().filter(|o| o.source == Source::Store) {

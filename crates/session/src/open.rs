@@ -13,7 +13,7 @@ use crate::cache::{Entry, SessionState, Slot};
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::state::SessionManager;
-use crate::takeover;
+use crate::takeover::{self, LocalCopy};
 
 /// Where a request found its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +126,16 @@ impl SessionManager {
     /// `None` when no store has a live copy (expired, destroyed, never
     /// saved). Does not check the absolute timeout.
     pub(crate) async fn open_id(&self, id: SessionId) -> Result<Option<Opened>, SessionError> {
+        self.open_id_with(id, None).await
+    }
+
+    /// [`open_id`](Self::open_id), counting `local` (this server's copy
+    /// from before a lapse) as one more copy if it must claim.
+    pub(crate) async fn open_id_with(
+        &self,
+        id: SessionId,
+        local: Option<LocalCopy>,
+    ) -> Result<Option<Opened>, SessionError> {
         let inner = &self.inner;
         // The epoch is read before the cache: an entry found below belongs
         // to this epoch or a later one, and is served only while this
@@ -156,7 +166,7 @@ impl SessionManager {
         let started = Instant::now();
         let claimed = match tokio::time::timeout(
             inner.config.claim_timeout,
-            takeover::load(self, &id, epoch),
+            takeover::load(self, &id, epoch, local.as_ref()),
         )
         .await
         {

@@ -39,6 +39,16 @@ use crate::state::SessionManager;
 /// Claim attempts before giving up (each starts over at step 0).
 const ATTEMPTS: usize = 5;
 
+/// This server's own copy of a session it dropped when its lease lapsed:
+/// a claim that reclaims the session counts it as one more surviving copy
+/// (the stores may have lost theirs since). Only acknowledged versions
+/// are ever cached, so it is never a version nobody stored.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalCopy {
+    pub(crate) stamp: Stamp,
+    pub(crate) payload: bytes::Bytes,
+}
+
 /// Loads `id` from the stores and claims it for this server's epoch
 /// `epoch`. `Ok(None)` when no store has a live copy (expired, destroyed or
 /// never saved), as a quorum of stores says.
@@ -46,6 +56,7 @@ pub(crate) async fn load(
     m: &SessionManager,
     id: &SessionId,
     epoch: u64,
+    local: Option<&LocalCopy>,
 ) -> Result<Option<SessionState>, SessionError> {
     let mut last_err = String::from("no answer");
     for attempt in 0..ATTEMPTS {
@@ -53,7 +64,7 @@ pub(crate) async fn load(
             // Two claimers racing for one session: let one of them win.
             tokio::time::sleep(backoff(attempt)).await;
         }
-        match claim_once(m, id, epoch).await? {
+        match claim_once(m, id, epoch, local).await? {
             Claim::Done(state) => return Ok(state),
             Claim::Retry(why) => {
                 tracing::debug!(session = ?id, attempt, why = %why, "claim lost a race; starting over");
@@ -75,7 +86,12 @@ enum Claim {
     Retry(String),
 }
 
-async fn claim_once(m: &SessionManager, id: &SessionId, epoch: u64) -> Result<Claim, SessionError> {
+async fn claim_once(
+    m: &SessionManager,
+    id: &SessionId,
+    epoch: u64,
+    local: Option<&LocalCopy>,
+) -> Result<Claim, SessionError> {
     let inner = &m.inner;
     let key = id.key();
     let key = key.as_bytes();
@@ -115,7 +131,10 @@ async fn claim_once(m: &SessionManager, id: &SessionId, epoch: u64) -> Result<Cl
     if newest.as_ref().is_some_and(|c| c.deleted) {
         return Ok(Claim::Done(None));
     }
-    let seen = newest.as_ref().map_or(0, |c| c.stamp.generation);
+    let seen = newest
+        .as_ref()
+        .map_or(0, |c| c.stamp.generation)
+        .max(local.map_or(0, |l| l.stamp.generation));
     let owner = newest
         .as_ref()
         .map(|c| c.owner.clone())
@@ -185,6 +204,19 @@ async fn claim_once(m: &SessionManager, id: &SessionId, epoch: u64) -> Result<Cl
         metrics::counter!("sticky_claims_with_forgetful_stores_total").increment(1);
         promised |= forgetful;
     }
+    // This server's own dropped copy, when it is newer than every copy the
+    // stores still hold (they lost the newer ones: restarted empty).
+    let mine = local.filter(|l| best.as_ref().is_none_or(|b| l.stamp > b.stamp));
+    if let Some(l) = mine {
+        metrics::counter!("sticky_claims_from_own_copy_total").increment(1);
+        best = Some(StoredSession {
+            stamp: l.stamp,
+            owner: me.clone(),
+            ttl: None,
+            payload: l.payload.clone(),
+            deleted: false,
+        });
+    }
     let Some(copy) = best else {
         return Ok(Claim::Done(None));
     };
@@ -192,7 +224,7 @@ async fn claim_once(m: &SessionManager, id: &SessionId, epoch: u64) -> Result<Cl
         return Ok(Claim::Done(None));
     }
     let known = newest.as_ref().map(|c| c.stamp);
-    if Some(copy.stamp) > known && !copy.owner.is_empty() && copy.owner != me {
+    if mine.is_none() && Some(copy.stamp) > known && !copy.owner.is_empty() && copy.owner != me {
         // A newer copy than step 0 saw, owned by a lease we did not end.
         return Ok(Claim::Retry(format!(
             "a newer copy ({}) appeared",
