@@ -80,7 +80,7 @@ mod cmd;
 mod error;
 mod faults;
 mod owner;
-mod random;
+pub mod random;
 
 use std::ffi::OsStr;
 use std::net::Ipv4Addr;

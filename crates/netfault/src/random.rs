@@ -1,12 +1,12 @@
-//! Random digits for run tags, from the std hasher's per-process random
-//! keys; not for cryptography.
+//! Random digits for run tags (and, through test-support, for tests),
+//! from the std hasher's per-process random keys; not for cryptography.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A random lowercase hex string of `len` characters.
-pub(crate) fn hex(len: usize) -> String {
+pub fn hex(len: usize) -> String {
     let mut out = String::with_capacity(len + 16);
     while out.len() < len {
         out.push_str(&format!("{:016x}", u64()));
@@ -16,7 +16,7 @@ pub(crate) fn hex(len: usize) -> String {
 }
 
 /// 64 random bits.
-pub(crate) fn u64() -> u64 {
+pub fn u64() -> u64 {
     static N: AtomicUsize = AtomicUsize::new(0);
     let mut h = RandomState::new().build_hasher();
     h.write_usize(N.fetch_add(1, Ordering::Relaxed));

@@ -1,30 +1,13 @@
-//! Random values for tests (secrets, ids, port ranges, fault seeds): from
-//! the std hasher's per-process random keys; not for cryptography.
-
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! Random values for tests (secrets, ids, port ranges, fault seeds): the
+//! netfault crate's, so there is one source of them; not for cryptography.
 
 /// A random lowercase hex string of `len` characters (test secrets,
 /// item names; not for cryptography).
 pub fn random_hex(len: usize) -> String {
-    let mut out = String::with_capacity(len + 16);
-    while out.len() < len {
-        out.push_str(&format!("{:016x}", random_u64()));
-    }
-    out.truncate(len);
-    out
+    sticky_netfault::random::hex(len)
 }
 
 /// 64 random bits from the std hasher's per-process random keys.
 pub fn random_u64() -> u64 {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_usize(N.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
+    sticky_netfault::random::u64()
 }
