@@ -1,17 +1,23 @@
 //! Reading a connection.
 //!
 //! Tokio's sockets are edge-triggered: readiness is cleared only when a read
-//! fails with `WouldBlock`, and a readiness event that arrives while we hold
-//! it is kept only if nothing clears readiness on our behalf. An earlier
-//! version cleared readiness itself after a short read (to save the empty
-//! read a request/reply client costs); an event that arrived between the
-//! short read and that clearing was then lost, and bytes already in the
-//! socket were never read — the connection stalled for good (see the
-//! regression test `pipelined_pings_never_stall` in `tests/server.rs`).
-//! So we read until the socket itself says `WouldBlock`.
+//! fails with `WouldBlock` — or, in the socket's own `AsyncRead`, when a read
+//! returns less than the room it was given (the kernel buffer was empty at
+//! that moment). Tokio clears readiness then with the *tick of the event the
+//! read began from*, so an event that arrived meanwhile is kept. That saves
+//! the empty read a request/reply client would cost per request (three
+//! syscalls where Redis needs two).
+//!
+//! An earlier version cleared readiness itself after a short read, through
+//! `try_io`, which clears the readiness current at *that* moment: an event
+//! that arrived between the short read and the clearing was lost, and bytes
+//! already in the socket were never read — the connection stalled for good
+//! (the regression tests `pipelined_pings_never_stall*` in
+//! `tests/server.rs`). So we never clear readiness ourselves.
 
 use std::io;
-use std::task::{ready, Context, Poll};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
@@ -23,25 +29,16 @@ const RESERVE: usize = 16 * 1024;
 
 /// Appends what one read gives to `buf`; `Ok(0)` at end of stream.
 ///
-/// Waits through the socket's own reader slot (`poll_read_ready`), which
-/// keeps the task's waker from one read to the next, rather than through
-/// `readable()`, whose future joins and leaves a waiter list on every read.
-/// Readiness is cleared only by a real `WouldBlock` from the kernel
-/// (`try_read_buf` does that), never by us.
+/// Reads through the socket's `AsyncRead`, which waits through its own
+/// reader slot (keeping the task's waker from one read to the next) and
+/// clears readiness only tick-safely (see the module's notes).
 pub(crate) fn poll_read_into(
-    stream: &TcpStream,
+    stream: &mut TcpStream,
     buf: &mut BytesMut,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
     if buf.capacity() - buf.len() < MIN_ROOM {
         buf.reserve(RESERVE);
     }
-    loop {
-        ready!(stream.poll_read_ready(cx))?;
-        match stream.try_read_buf(buf) {
-            Ok(n) => return Poll::Ready(Ok(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Poll::Ready(Err(e)),
-        }
-    }
+    tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf)
 }

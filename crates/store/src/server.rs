@@ -364,7 +364,7 @@ async fn handle(
             return Ok(());
         }
         let woke = poll_fn(|cx| {
-            if let Poll::Ready(read) = crate::io::poll_read_into(&socket, &mut input, cx) {
+            if let Poll::Ready(read) = crate::io::poll_read_into(&mut socket, &mut input, cx) {
                 return Poll::Ready(read.map(Wake::Input));
             }
             if stop_seen.has_changed().unwrap_or(true) {
