@@ -308,3 +308,95 @@ fn quiet_sessions_of_a_killed_web_server_are_adopted_and_survive_a_store_failure
         assert_ne!(a.server, victim, "shopper {i}");
     }
 }
+
+/// A metric of web server `name`'s `/.sticky/metrics` (0 when absent).
+fn web_metric(up: &UpProcess, name: &str, series: &str) -> f64 {
+    let addr = up
+        .table()
+        .into_iter()
+        .find(|(n, _, _, _)| n == name)
+        .map(|(_, _, addr, _)| addr)
+        .expect("the web server's address");
+    let auth = format!("Bearer {}", up.token());
+    match sticky_test_support::http_request(
+        addr,
+        "GET",
+        "/.sticky/metrics",
+        &[("Authorization", auth.as_str())],
+        None,
+    ) {
+        Ok(r) if r.status == 200 => r
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0),
+        _ => f64::NAN,
+    }
+}
+
+/// `POST /api/processes/NAME/restart` on the supervisor, then waits until
+/// the new process runs.
+fn restart(up: &UpProcess, name: &str) {
+    let auth = format!("Bearer {}", up.token());
+    let r = sticky_test_support::http_request(
+        up.supervisor(),
+        "POST",
+        &format!("/api/processes/{name}/restart"),
+        &[("Authorization", auth.as_str())],
+        None,
+    )
+    .expect("the supervisor answers");
+    assert_eq!(r.status, 200, "restart {name}: {r:?}");
+    wait_until(DEADLINE, &format!("{name} runs again"), || {
+        let s = up.status_of(name);
+        s["process"] == "running" && s["state"] == "up"
+    });
+}
+
+/// A web server paused past its lease drops its cache when it resumes,
+/// but keeps its copies until each session has a host again. Here every
+/// store restarts empty while the host is paused — its host lives, so
+/// invariant 1 promises the sessions survive — and the stores' recovery
+/// windows end at different times, so the first claims after the lease
+/// returns find too few stores that may answer. The reclaim retries until
+/// they can, and puts every session back on the stores from the host's
+/// copies: the host may then die (kill -9) and no cart is lost.
+#[test]
+fn a_lapsed_hosts_copies_outlive_the_restart_of_every_store() {
+    let up = UpProcess::start(STICKY, &[]);
+    up.wait_all_up();
+    let mut shoppers = go_shopping(&up);
+    let victim = shoppers[0].server.clone();
+    let mine = shoppers.iter().filter(|s| s.server == victim).count();
+    let pid = up.pid_of(&victim);
+    signal(pid, "STOP");
+    // The stores restart one after another; the last one 2 s after the
+    // first, so their recovery windows (which refuse claims) end apart.
+    let first = Instant::now();
+    restart(&up, "s1");
+    restart(&up, "s2");
+    wait_until(DEADLINE, "2 s since s1 restarted", || {
+        first.elapsed() >= std::time::Duration::from_secs(2)
+    });
+    restart(&up, "s3");
+    signal(pid, "CONT");
+    wait_until(
+        std::time::Duration::from_secs(60),
+        &format!("{victim} reclaimed what its lapse dropped"),
+        || {
+            web_metric(&up, &victim, "sticky_reclaim_pending") == 0.0
+                && web_metric(&up, &victim, "sticky_reclaimed_total") >= 1.0
+        },
+    );
+    eprintln!(
+        "{victim} reclaimed {} sessions ({mine} shoppers) {:?} after the first store restart",
+        web_metric(&up, &victim, "sticky_reclaimed_total"),
+        first.elapsed()
+    );
+    kill9(&up, &victim);
+    for (i, s) in shoppers.iter_mut().enumerate() {
+        let (a, _) = cart_after_failure(&up, s);
+        assert_eq!(a.items(), s.items, "shopper {i} (of {})", s.server);
+        assert_ne!(a.server, victim, "shopper {i}");
+    }
+}

@@ -15,12 +15,12 @@ use sticky_proto::control::AdoptRequest;
 use sticky_proto::rendezvous;
 use tokio::time::Instant;
 
+use crate::dropped::LocalCopy;
 use crate::error::SessionError;
 use crate::fencing::parse_owner;
 use crate::id::SessionId;
 use crate::open::Source;
 use crate::state::{Inner, SessionManager};
-use crate::takeover::LocalCopy;
 
 /// Most session ids one adoption lists (per dead lease).
 const MAX_LISTED: usize = 2_000_000;
@@ -77,11 +77,12 @@ impl SessionManager {
 }
 
 impl SessionManager {
-    /// Fences epoch `epoch` after its belief lapsed, and once the new epoch
-    /// holds its lease, claims back the sessions it dropped that nobody
-    /// else took meanwhile (paced, in the background): they get a live
-    /// host again, which keeps them on R stores, instead of waiting at the
-    /// stores for their users — while stores may fail further.
+    /// Fences epoch `epoch` after its belief lapsed, keeps the copies it
+    /// dropped ([`Dropped`](crate::dropped::Dropped)), and once the new
+    /// epoch holds its lease, claims them back (paced, in the background,
+    /// retried until each has a host again): they get a live host, which
+    /// keeps them on R stores, instead of waiting at the stores for their
+    /// users — while stores may fail further.
     pub(crate) fn fence_lapsed(&self, epoch: u64, why: &str) {
         // The ids, and each copy not locked by a request right now: the
         // stores may lose theirs before the claim (restarts), and this one
@@ -102,8 +103,9 @@ impl SessionManager {
             })
             .collect();
         if let Some(new) = self.fence_epoch(epoch, why) {
-            if !ids.is_empty() {
-                tokio::spawn(reclaim(Arc::downgrade(&self.inner), new, ids));
+            self.inner.dropped.keep(ids);
+            if self.inner.dropped.len() > 0 {
+                tokio::spawn(reclaim(Arc::downgrade(&self.inner), new));
             }
         }
     }
@@ -135,15 +137,41 @@ async fn adopt(weak: Weak<Inner>, req: AdoptRequest) {
         None => return,
     };
     let mine: Vec<(SessionId, Option<LocalCopy>)> = mine.into_iter().map(|id| (id, None)).collect();
-    let (claimed, gone, failed) = claim_all(&weak, &mine).await;
-    metrics::counter!("sticky_adopted_total").increment(claimed as u64);
+    let count = mine.len();
+    metrics::gauge!("sticky_adoption_pending").increment(count as f64);
+    let mut tally = Tally::default();
+    let mut todo = mine;
+    let mut pause = FIRST_RETRY;
+    loop {
+        let round = claim_all(&weak, &todo).await;
+        metrics::gauge!("sticky_adoption_pending")
+            .decrement((todo.len() - round.failed.len()) as f64);
+        tally.add(&round);
+        todo = round.failed;
+        let Some(inner) = weak.upgrade() else { return };
+        let give_up = started.elapsed() >= inner.config.idle_timeout
+            || inner.stopping.load(std::sync::atomic::Ordering::SeqCst);
+        if todo.is_empty() || give_up {
+            if !todo.is_empty() {
+                tracing::warn!(dead = %req.owner, left = todo.len(), error = round.last_error.as_deref().unwrap_or(""), "gave up adopting some sessions: their users' next requests claim them");
+            }
+            metrics::gauge!("sticky_adoption_pending").decrement(todo.len() as f64);
+            break;
+        }
+        tracing::info!(dead = %req.owner, left = todo.len(), error = round.last_error.as_deref().unwrap_or(""), "some adoptions failed; retrying");
+        drop(inner);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LAST_RETRY);
+    }
+    metrics::counter!("sticky_adopted_total").increment(tally.claimed as u64);
     tracing::info!(
         dead = %req.owner,
         listed,
-        mine = mine.len(),
-        claimed,
-        gone,
-        failed,
+        mine = count,
+        claimed = tally.claimed,
+        gone = tally.gone,
+        elsewhere = tally.elsewhere,
+        left = todo.len(),
         ms = started.elapsed().as_millis() as u64,
         "adoption done"
     );
@@ -157,66 +185,106 @@ async fn adopt(weak: Weak<Inner>, req: AdoptRequest) {
 }
 
 /// After a lapse fenced this server into epoch `epoch`: once that epoch
-/// holds its lease (waiting at most a minute), claims back the sessions
-/// `ids` the fence dropped, unless a user's request already did, or
-/// another server holds them now (its live lease stops the claim).
-pub(crate) async fn reclaim(
-    weak: Weak<Inner>,
-    epoch: u64,
-    ids: Vec<(SessionId, Option<LocalCopy>)>,
-) {
+/// holds its lease, claims back the sessions the fence kept in
+/// [`Dropped`](crate::dropped::Dropped), in rounds, until each is claimed,
+/// held by another live server, or gone — or the session idle timeout
+/// passed (the stores expire them by then). A later fence takes over with
+/// its own task; so does nobody after a stop.
+pub(crate) async fn reclaim(weak: Weak<Inner>, epoch: u64) {
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(60);
+    let current = |inner: &Inner| {
+        inner.fencing.epoch() == epoch && !inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let mut tally = Tally::default();
+    let mut pause = FIRST_RETRY;
+    let mut rounds = 0u32;
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        if inner.fencing.epoch() != epoch
-            || inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
-        {
+        if !current(&inner) {
             return; // fenced again (that fence reclaims), or stopping
         }
+        if started.elapsed() >= inner.config.idle_timeout {
+            let n = inner.dropped.clear();
+            tracing::warn!(sessions = n, "gave up reclaiming the sessions a lapse dropped: no claim succeeded within the idle timeout");
+            return;
+        }
         let clock = inner.clock;
-        if inner
+        if !inner
             .fencing
             .wait_for_belief(epoch, Duration::from_secs(1), || clock.now_ms())
             .await
         {
+            drop(inner);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let todo = inner.dropped.pending();
+        drop(inner);
+        if todo.is_empty() {
             break;
         }
-        drop(inner);
-        if Instant::now() >= deadline {
-            tracing::warn!(
-                sessions = ids.len(),
-                "gave up reclaiming the sessions a lapse dropped: no lease within a minute"
-            );
-            return;
+        rounds += 1;
+        let round = claim_all(&weak, &todo).await;
+        tally.add(&round);
+        if round.failed.is_empty() {
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tracing::info!(
+            left = round.failed.len(),
+            round = rounds,
+            error = round.last_error.as_deref().unwrap_or(""),
+            "some sessions a lapse dropped could not be claimed yet; retrying"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LAST_RETRY);
     }
-    let (claimed, gone, failed) = claim_all(&weak, &ids).await;
-    metrics::counter!("sticky_reclaimed_total").increment(claimed as u64);
+    metrics::counter!("sticky_reclaimed_total").increment(tally.claimed as u64);
     tracing::info!(
-        dropped = ids.len(),
-        claimed,
-        gone,
-        failed,
+        claimed = tally.claimed,
+        gone = tally.gone,
+        elsewhere = tally.elsewhere,
+        rounds,
         ms = started.elapsed().as_millis() as u64,
         "reclaimed the sessions a lapse dropped"
     );
 }
 
+/// The first pause between two rounds of claims that failed.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+/// The longest pause between two rounds.
+const LAST_RETRY: Duration = Duration::from_secs(2);
+
+/// How a round of claims ended.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Claimed now, or found in the cache.
+    claimed: usize,
+    /// No live copy anywhere (destroyed or expired).
+    gone: usize,
+    /// Another live server holds it.
+    elsewhere: usize,
+    /// Not claimed yet (too few stores answered): to try again.
+    failed: Vec<(SessionId, Option<LocalCopy>)>,
+    /// The last failure's reason.
+    last_error: Option<String>,
+}
+
+impl Tally {
+    fn add(&mut self, round: &Tally) {
+        self.claimed += round.claimed;
+        self.gone += round.gone;
+        self.elsewhere += round.elsewhere;
+    }
+}
+
 /// Claims each session of `ids` (one already in the cache is only
-/// opened), at most `recopy_rate` per second, [`CONCURRENCY`] at once:
-/// `(claimed, gone, failed)`.
-async fn claim_all(
-    weak: &Weak<Inner>,
-    ids: &[(SessionId, Option<LocalCopy>)],
-) -> (usize, usize, usize) {
+/// opened), at most `recopy_rate` per second, [`CONCURRENCY`] at once.
+/// Each settled one leaves [`Dropped`](crate::dropped::Dropped).
+async fn claim_all(weak: &Weak<Inner>, ids: &[(SessionId, Option<LocalCopy>)]) -> Tally {
     let started = Instant::now();
     let rate = weak.upgrade().map_or(1, |i| i.config.recopy_rate.max(1));
     let pace = Duration::from_secs(1) / rate;
-    let mut claimed = 0usize;
-    let mut failed = 0usize;
-    let mut gone = 0usize;
+    let mut tally = Tally::default();
     let mut results = stream::iter(ids.iter().cloned().enumerate())
         .map(|(n, (id, local))| {
             let weak = weak.clone();
@@ -224,7 +292,7 @@ async fn claim_all(
                 tokio::time::sleep_until(started + pace * n as u32).await;
                 let inner = weak.upgrade()?;
                 let m = SessionManager { inner };
-                Some(m.open_id_with(id, local).await.map(|o| {
+                let r = m.open_id_with(id, local.clone()).await.map(|o| {
                     // Claimed now (not found in the cache): its first request
                     // will say it came from the stores.
                     if let Some(o) = o.as_ref().filter(|o| o.source == Source::Store) {
@@ -233,20 +301,40 @@ async fn claim_all(
                         }
                     }
                     o.is_some()
-                }))
+                });
+                Some((id, local, r))
             }
         })
         .buffer_unordered(CONCURRENCY);
     while let Some(r) = results.next().await {
-        match r {
-            None => break,
-            Some(Ok(true)) => claimed += 1,
-            Some(Ok(false)) => gone += 1,
-            Some(Err(_)) => failed += 1,
+        let Some((id, local, r)) = r else { break };
+        let settled = match r {
+            Ok(true) => {
+                tally.claimed += 1;
+                true
+            }
+            Ok(false) | Err(SessionError::Data(_)) => {
+                tally.gone += 1;
+                true
+            }
+            Err(SessionError::Misdirected { .. } | SessionError::Moved { .. }) => {
+                tally.elsewhere += 1;
+                true
+            }
+            Err(e) => {
+                tally.last_error = Some(e.to_string());
+                tally.failed.push((id, local));
+                false
+            }
+        };
+        if settled {
+            if let Some(inner) = weak.upgrade() {
+                inner.dropped.settle(&id);
+            }
         }
     }
     drop(results);
-    (claimed, gone, failed)
+    tally
 }
 
 /// The ids the stores list as owned by `req.owner`, from every store that

@@ -24,14 +24,20 @@
 //!   fan-out of one request to several stores.
 //! - `fencing`: epoch, lease and fence; refusing requests routed for an
 //!   old epoch.
+//! - `dropped`: the copies a lapse dropped, kept (not served) until each
+//!   session has a live host again.
 //! - `state`: the [`SessionManager`] handle and the state its clones
 //!   share, built from a checked [`Config`]; spawns nothing.
 //! - `takeover`: loading a session from the stores with a claim.
+//! - `lease`: renewing this server's lease at the stores, fencing on a
+//!   lapse, releasing it at a stop; probing another server's process.
 //! - `open`: opening a request's session (cache hit, takeover or new).
 //! - `commit`: saving a request's changes (destroy, new id, new version).
 //! - `replicator`: sync and async copies of a version to its replicas,
 //!   and the rule for writes refused as stale.
 //! - `recopy`: re-copy on store failure (claim 9).
+//! - `adopt`: adopting a dead server's sessions, and reclaiming the
+//!   sessions a lapse dropped, retried until each has a host again.
 //! - `expiry`: idle and absolute timeouts, the short lifetime of an
 //!   untouched new session, lazy touches.
 //! - `session`: the [`Session`] handle and the framework-neutral
@@ -79,6 +85,7 @@ mod clock;
 mod commit;
 mod config;
 mod control;
+mod dropped;
 mod error;
 mod expiry;
 mod fencing;

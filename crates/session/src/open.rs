@@ -10,10 +10,11 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
 use crate::cache::{Entry, SessionState, Slot};
+use crate::dropped::LocalCopy;
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::state::SessionManager;
-use crate::takeover::{self, LocalCopy};
+use crate::takeover;
 
 /// Where a request found its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +164,9 @@ impl SessionManager {
             let source = first_since_adoption(&entry);
             return Ok(Some(Opened::cached(id, source, entry, guard, epoch)));
         }
+        // A copy a lapse dropped counts in any claim of this server, a
+        // user's request's as much as the reclaim's.
+        let local = local.or_else(|| inner.dropped.copy_of(&id));
         let started = Instant::now();
         let claimed = match tokio::time::timeout(
             inner.config.claim_timeout,
@@ -192,6 +196,7 @@ impl SessionManager {
                 metrics::histogram!("sticky_takeover_seconds")
                     .record(started.elapsed().as_secs_f64());
                 tracing::info!(session = ?id, stamp = %state.stamp, "session taken over from the stores");
+                inner.dropped.settle(&id);
                 inner
                     .cache
                     .set_bytes(&id, &entry, state.payload.len() as u64);
@@ -201,6 +206,7 @@ impl SessionManager {
             }
             Ok(None) => {
                 // Expired, destroyed, or never saved.
+                inner.dropped.settle(&id);
                 drop(guard);
                 inner.cache.remove_if(&id, &entry);
                 metrics::counter!("sticky_sessions_not_found_total").increment(1);

@@ -82,6 +82,8 @@ pub(crate) struct Inner {
     pub(crate) stopping: AtomicBool,
     /// Dead leases whose sessions are being adopted (`adopt`).
     pub(crate) adopting: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The copies a lapse dropped, until each session has a host again.
+    pub(crate) dropped: crate::dropped::Dropped,
 }
 
 impl Inner {
@@ -130,6 +132,7 @@ impl Inner {
             queue,
             admission: Admission::new(&config),
             adopting: std::sync::Mutex::default(),
+            dropped: crate::dropped::Dropped::default(),
             stopping: AtomicBool::new(false),
             config,
         };

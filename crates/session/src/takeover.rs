@@ -29,6 +29,7 @@ use sticky_client::{ClientError, Prepared, StoredSession};
 use sticky_proto::Stamp;
 
 use crate::cache::{SessionState, Stored};
+use crate::dropped::LocalCopy;
 use crate::error::SessionError;
 use crate::fencing::parse_owner;
 use crate::id::SessionId;
@@ -38,16 +39,6 @@ use crate::state::SessionManager;
 
 /// Claim attempts before giving up (each starts over at step 0).
 const ATTEMPTS: usize = 5;
-
-/// This server's own copy of a session it dropped when its lease lapsed:
-/// a claim that reclaims the session counts it as one more surviving copy
-/// (the stores may have lost theirs since). Only acknowledged versions
-/// are ever cached, so it is never a version nobody stored.
-#[derive(Debug, Clone)]
-pub(crate) struct LocalCopy {
-    pub(crate) stamp: Stamp,
-    pub(crate) payload: bytes::Bytes,
-}
 
 /// Loads `id` from the stores and claims it for this server's epoch
 /// `epoch`. `Ok(None)` when no store has a live copy (expired, destroyed or

@@ -21,10 +21,11 @@
 //!   network faults on different links of it (cut from some stores and
 //!   from the directors: [`FaultKind::links`]);
 //! - a fault counts as active from its start until the cluster has
-//!   *settled* after its healing: the process runs again and every
-//!   running web server sees every running store and has finished
-//!   re-copying (so a store that came back empty is refilled before the
-//!   next store fault).
+//!   *settled* after its healing: every web server runs, sees every
+//!   running store, and has no session left to re-home (re-copies,
+//!   reclaims after a lapse, adoptions of a dead server's sessions), so a
+//!   store that came back empty is refilled, and every session is on R
+//!   stores again, before the next store fault.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -761,27 +762,37 @@ impl Nemesis {
     }
 }
 
-/// True if every running web server sees as many live stores as run, and
-/// none is re-copying.
+/// True if every web server runs, sees as many live stores as run, and
+/// has no session left to re-home: none re-copying, reclaiming what a
+/// lapse dropped, or adopting a dead server's sessions. A paused or
+/// stopped web server holds copies nobody else can re-copy (or has
+/// orphaned sessions others have not adopted yet), so no fault settles
+/// before it is back and done: else a store fault that settles while
+/// a host is paused lets the next one take a session's last replica.
 async fn cluster_settled(cluster: &Cluster, procs: &[Process]) -> bool {
     let stores_running = procs
         .iter()
         .filter(|p| p.role == "store" && p.state == ProcState::Running)
         .count();
     let mut looks = HashMap::new();
-    for p in procs
-        .iter()
-        .filter(|p| role_matches(&p.role, Target::Web) && p.state == ProcState::Running)
-    {
+    for p in procs.iter().filter(|p| role_matches(&p.role, Target::Web)) {
+        if p.state != ProcState::Running {
+            return false;
+        }
         let Ok(text) = cluster.web_metrics(p.addr).await else {
             return false;
         };
+        let pending = [
+            "sticky_recopy_pending",
+            "sticky_reclaim_pending",
+            "sticky_adoption_pending",
+        ]
+        .iter()
+        .map(|m| metric(&text, m).unwrap_or(0.0))
+        .sum::<f64>();
         looks.insert(
             p.name.clone(),
-            (
-                metric(&text, "sticky_stores_live"),
-                metric(&text, "sticky_recopy_pending").unwrap_or(0.0),
-            ),
+            (metric(&text, "sticky_stores_live"), pending),
         );
     }
     // With external stores (not started by `up`), the count is not known.
