@@ -334,11 +334,12 @@ impl StoreClient {
         }
     }
 
-    /// `SESS.PREPARE`: a takeover's promise for the ballot `(generation,
-    /// owner)`, `owner` being the claimer. Unless refused, the store
+    /// `SESS.PREPARE`: a takeover's promise of `generation` to `owner`, the
+    /// claimer. Each generation has one claimer: unless refused, the store
     /// refuses, for its claim window, writes of `key` below `generation`,
-    /// writes of `generation` by any other owner, and prepares with a lower
-    /// ballot; a write of `generation` or higher fulfils the promise.
+    /// writes of `generation` by any other owner, and prepares of a lower
+    /// generation or of this one by another owner; a write of `generation`
+    /// or higher fulfils the promise.
     ///
     /// `horizon` is how long ago a restarted store must have started for
     /// its "no copy" to count (the longest a session can live,
@@ -352,7 +353,8 @@ impl StoreClient {
     ///
     /// [`ClientError::Stale`] when the copy's generation is already
     /// `generation` or higher (another claim won: start over),
-    /// [`ClientError::Promised`] when a higher ballot was promised,
+    /// [`ClientError::Promised`] when a higher generation, or this one to
+    /// another owner, was promised (claim above it),
     /// [`ClientError::Recovering`] when a restarted store is inside its
     /// recovery window, [`ClientError::Server`] for a bad generation or
     /// owner, or any transport error.

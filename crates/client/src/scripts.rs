@@ -103,18 +103,6 @@ local function cmp(a, b)
   return 0
 end
 
--- -1, 0 or 1 as the bytes of a sort below, equal to or above those of b
--- (Lua's < on strings follows the locale).
-local function lex(a, b)
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then
-      if x < y then return -1 else return 1 end
-    end
-  end
-  if #a == #b then return 0 elseif #a < #b then return -1 else return 1 end
-end
-
 -- Canonical decimal form of an argument in 0..2^63-1 (what sticky store
 -- accepts for TTLs and cursors), or nil and the error reply sticky store
 -- gives.
@@ -439,7 +427,8 @@ if cur and cmp(cur.g, g) >= 0 then return stale(cur) end
 local p = redis.call('HMGET', pkey, 'gen', 'owner')
 if p[1] then
   local c = cmp(p[1], g)
-  if c > 0 or (c == 0 and lex(p[2] or '', owner) > 0) then
+  -- One claimer per generation: the same one to another owner is refused.
+  if c > 0 or (c == 0 and (p[2] or '') ~= owner) then
     return redis.error_reply(promised(p[1]))
   end
 end

@@ -3,8 +3,8 @@
 //! ([`StoreServer`], the native `SESS.*` commands) and a real
 //! `redis-server` ([`RedisProcess`], the Lua scripts of `docs/redis.md`):
 //! leases and dead records, kills with and without force,
-//! `get_with_lease`, prepares whose promises refuse older writes and lower
-//! ballots, and owned scans. Both backends must answer alike.
+//! `get_with_lease`, prepares whose promises refuse older writes and keep
+//! one claimer per generation, and owned scans. Both backends must answer alike.
 //!
 //! The Redis half is skipped, loudly, when `redis-server` is not
 //! installed, unless `CI` is set (then it fails). The restart cases
@@ -185,7 +185,7 @@ async fn get_with_lease_reports_the_owners_lease() {
 }
 
 #[tokio::test]
-async fn prepare_promises_refuse_older_writes_and_lower_ballots() {
+async fn prepare_promises_refuse_older_writes_and_other_claimers_of_a_generation() {
     for b in backends(MINUTE) {
         let (c, name) = (&b.client, b.name);
         c.put(b"sid", Stamp::new(4, 2), "ws1@7", None, b"v2")
@@ -230,25 +230,28 @@ async fn prepare_promises_refuse_older_writes_and_lower_ballots() {
             Err(stale(4, 2)),
             "{name}"
         );
-        // A lower ballot (same generation, lower owner) is refused; the
-        // same ballot again and a higher one are promised.
-        assert_eq!(
-            c.prepare(b"sid", 5, "ws1@9", Duration::ZERO).await,
-            Err(promised(5)),
-            "{name}"
-        );
+        // One claimer per generation: another owner is refused it, lower
+        // or higher; the same claimer again is promised; a higher
+        // generation outbids.
+        for other in ["ws1@9", "ws3@1"] {
+            assert_eq!(
+                c.prepare(b"sid", 5, other, Duration::ZERO).await,
+                Err(promised(5)),
+                "{name}: {other}"
+            );
+        }
         assert!(matches!(
             c.prepare(b"sid", 5, "ws2@1", Duration::ZERO).await,
             Ok(Prepared::Copy { .. })
         ));
         assert!(matches!(
-            c.prepare(b"sid", 5, "ws3@1", Duration::ZERO).await,
+            c.prepare(b"sid", 6, "ws3@1", Duration::ZERO).await,
             Ok(Prepared::Copy { .. })
         ));
-        // Now generation 5 is ws3@1's: ws2@1's write of it is refused.
+        // Now generation 6 is ws3@1's: ws2@1's write of 5 is refused.
         assert_eq!(
             c.put(b"sid", Stamp::new(5, 0), "ws2@1", None, b"v2").await,
-            Err(promised(5)),
+            Err(promised(6)),
             "{name}"
         );
         assert_eq!(
@@ -257,15 +260,15 @@ async fn prepare_promises_refuse_older_writes_and_lower_ballots() {
             "{name}"
         );
         // The winner's write fulfils the promise.
-        c.claim(b"sid", Stamp::new(4, 2), Stamp::new(5, 0), "ws3@1", None)
+        c.claim(b"sid", Stamp::new(4, 2), Stamp::new(6, 0), "ws3@1", None)
             .await
             .unwrap();
-        c.put(b"sid", Stamp::new(5, 1), "ws3@1", None, b"v5")
+        c.put(b"sid", Stamp::new(6, 1), "ws3@1", None, b"v5")
             .await
             .unwrap();
         assert_eq!(
-            c.prepare(b"sid", 5, "ws4@1", Duration::ZERO).await,
-            Err(stale(5, 1)),
+            c.prepare(b"sid", 6, "ws4@1", Duration::ZERO).await,
+            Err(stale(6, 1)),
             "{name}"
         );
 

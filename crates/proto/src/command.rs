@@ -113,8 +113,9 @@ pub const ERR_LIVE: &str = "LIVE";
 /// Error code: the store restarted and is inside its recovery window;
 /// followed by the milliseconds left.
 pub const ERR_RECOVERING: &str = "RECOVERING";
-/// Error code: a takeover promised this session to a higher ballot;
-/// followed by the promised generation.
+/// Error code: a takeover promised this session to another claim (a
+/// higher generation, or this one to another owner); followed by the
+/// promised generation.
 pub const ERR_PROMISED: &str = "PROMISED";
 /// Error code: no copy, but the store restarted within the horizon and may
 /// have forgotten one; followed by its uptime in milliseconds

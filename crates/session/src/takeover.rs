@@ -12,7 +12,8 @@
 //!    lease is not live there, and then refuses its renewals, so the owner
 //!    can no longer believe it holds the session.
 //! 2. **Prepare** generation `g + 1` at `P` stores: each answers its copy and
-//!    promises to refuse older writes and lower claims. A restarted store's
+//!    promises to refuse older writes and other claims of that generation
+//!    (each generation has one claimer; one refused claims above it). A restarted store's
 //!    "no copy" does not count until its horizon has passed — unless every
 //!    store answered, when the copies reported are all that survive.
 //! 3. **Write** the newest copy among the answers as `(g + 1, 0)`, owned by
@@ -50,17 +51,21 @@ pub(crate) async fn load(
     local: Option<&LocalCopy>,
 ) -> Result<Option<SessionState>, SessionError> {
     let mut last_err = String::from("no answer");
+    // A generation promised to another claimer: the next attempt claims
+    // above it (each generation has one claimer).
+    let mut above = 0;
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             // Two claimers racing for one session: let one of them win.
             tokio::time::sleep(backoff(attempt)).await;
         }
-        match claim_once(m, id, epoch, local).await? {
+        match claim_once(m, id, epoch, local, above).await? {
             Claim::Done(state) => return Ok(state),
-            Claim::Retry(why) => {
+            Claim::Retry(why, promised) => {
                 tracing::debug!(session = ?id, attempt, why = %why, "claim lost a race; starting over");
                 metrics::counter!("sticky_claim_retries_total").increment(1);
                 last_err = why;
+                above = above.max(promised);
             }
         }
     }
@@ -73,8 +78,9 @@ pub(crate) async fn load(
 enum Claim {
     /// Claimed (or found not to exist).
     Done(Option<SessionState>),
-    /// Lost a race with another claimer: start over.
-    Retry(String),
+    /// Lost a race with another claimer: start over, above the generation
+    /// promised to it (0: none seen).
+    Retry(String, u64),
 }
 
 async fn claim_once(
@@ -82,6 +88,7 @@ async fn claim_once(
     id: &SessionId,
     epoch: u64,
     local: Option<&LocalCopy>,
+    above: u64,
 ) -> Result<Claim, SessionError> {
     let inner = &m.inner;
     let key = id.key();
@@ -125,7 +132,8 @@ async fn claim_once(
     let seen = newest
         .as_ref()
         .map_or(0, |c| c.stamp.generation)
-        .max(local.map_or(0, |l| l.stamp.generation));
+        .max(local.map_or(0, |l| l.stamp.generation))
+        .max(above);
     let owner = newest
         .as_ref()
         .map(|c| c.owner.clone())
@@ -174,10 +182,16 @@ async fn claim_once(
                 );
             }
             Err(ClientError::Stale { stored }) => {
-                return Ok(Claim::Retry(format!("another claim reached {stored}")));
+                return Ok(Claim::Retry(
+                    format!("another claim reached {stored}"),
+                    stored.generation,
+                ));
             }
-            Err(e @ ClientError::Promised { .. }) => {
-                return Ok(Claim::Retry(format!("{}: {e}", inner.stores.names[i])));
+            Err(e @ ClientError::Promised { generation }) => {
+                return Ok(Claim::Retry(
+                    format!("{}: {e}", inner.stores.names[i]),
+                    generation,
+                ));
             }
             Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
         }
@@ -217,10 +231,10 @@ async fn claim_once(
     let known = newest.as_ref().map(|c| c.stamp);
     if mine.is_none() && Some(copy.stamp) > known && !copy.owner.is_empty() && copy.owner != me {
         // A newer copy than step 0 saw, owned by a lease we did not end.
-        return Ok(Claim::Retry(format!(
-            "a newer copy ({}) appeared",
-            copy.stamp
-        )));
+        return Ok(Claim::Retry(
+            format!("a newer copy ({}) appeared", copy.stamp),
+            0,
+        ));
     }
 
     // Step 3: write (g + 1, 0) where the promises are.
@@ -245,7 +259,21 @@ async fn claim_once(
             match r {
                 Ok(()) => stored_on |= 1 << i,
                 Err(ClientError::Stale { stored }) if stored > new => {
-                    return Ok(Claim::Retry(format!("another claim wrote {stored}")));
+                    return Ok(Claim::Retry(
+                        format!("another claim wrote {stored}"),
+                        stored.generation,
+                    ));
+                }
+                // Outbid since our prepare: a claim of a higher generation
+                // is under way; ours cannot complete.
+                Err(ClientError::Promised { generation: g }) if g > generation => {
+                    return Ok(Claim::Retry(
+                        format!(
+                            "{}: a claim of generation {g} is under way",
+                            inner.stores.names[i]
+                        ),
+                        g,
+                    ));
                 }
                 Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
             }

@@ -437,3 +437,52 @@ async fn a_server_without_a_lease_quorum_stops_serving_its_cache() {
     assert_ne!(m.epoch(), epoch, "the lapse fenced it");
     assert_eq!(m.sessions(), 0, "and dropped its cache");
 }
+
+/// Two servers claim each of many sessions at the same moment (their
+/// users' requests raced there, or a reclaim raced a user's request):
+/// never do both get it. Each generation has one claimer at a store, so
+/// at most one of them holds a quorum of promises; the other answers 421
+/// or 503 and hosts nothing. (When an equal generation could be outbid,
+/// both could write `(g, 0)` and both serve the session.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_claiming_one_session_at_once_never_both_host_it() {
+    let (_stores, specs) = stores(3).await;
+    let first = manager("ws1", &specs, 2).await;
+    let app1 = app(&first);
+    let mut cookies = Vec::new();
+    for _ in 0..40 {
+        cookies.push(counted_once(&app1).await);
+    }
+    first.stop().await;
+    drop(first);
+    let a = manager("ws2", &specs, 2).await;
+    let b = manager("ws3", &specs, 2).await;
+    let (app_a, app_b) = (app(&a), app(&b));
+    let mut won = 0;
+    for c in &cookies {
+        let (ra, rb) = tokio::join!(
+            app_a.clone().oneshot(request("POST", "/count", Some(c))),
+            app_b.clone().oneshot(request("POST", "/count", Some(c)))
+        );
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        let (sa, sb) = (ra.status(), rb.status());
+        let (ba, bb) = (body(ra).await, body(rb).await);
+        assert!(
+            !(sa == StatusCode::OK && sb == StatusCode::OK),
+            "both servers claimed {c}: ws2 answered {ba:?}, ws3 {bb:?}"
+        );
+        for (s, b) in [(sa, &ba), (sb, &bb)] {
+            assert!(
+                s == StatusCode::OK
+                    || s == StatusCode::MISDIRECTED_REQUEST
+                    || s == StatusCode::SERVICE_UNAVAILABLE,
+                "{s}: {b}"
+            );
+            if s == StatusCode::OK {
+                assert_eq!(b, "store:2", "one claim, with the session's data");
+                won += 1;
+            }
+        }
+    }
+    assert!(won >= cookies.len() / 2, "most races have a winner: {won}");
+}

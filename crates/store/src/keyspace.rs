@@ -605,8 +605,8 @@ impl Keyspace {
 
     /// `SESS.PREPARE`: a takeover's promise. Refused if the stored copy's
     /// generation is already `generation` or higher (someone claimed it:
-    /// `STALE`) or a higher ballot `(generation, owner)` was promised
-    /// (`PROMISED`). Otherwise records the promise for `window_ms` and
+    /// `STALE`), or a higher generation, or this one to another owner, was
+    /// promised (`PROMISED`): each generation has one claimer. Otherwise records the promise for `window_ms` and
     /// returns what `SESS.GET` would. A tombstone is returned without a
     /// promise: a destroyed session is not taken over.
     pub(crate) fn sess_prepare(
@@ -644,7 +644,15 @@ impl Keyspace {
             }
         };
         if let Some(p) = s.shard.promises.get(key) {
-            if p.until > now && (p.generation, &*p.owner) > (generation, owner) {
+            // One claimer per generation: a generation promised to another
+            // owner is refused, not outbid. Outbidding at an equal
+            // generation let two claimers each hold a quorum of promises
+            // for it and each write `(g, 0)`; the later write then met an
+            // equal stamp, which reads as its own (chaos found two hosts
+            // of one session). A higher generation still wins.
+            if p.until > now
+                && (p.generation > generation || (p.generation == generation && &*p.owner != owner))
+            {
                 return Err(WriteError::Promised(p.generation));
             }
         }
@@ -844,25 +852,30 @@ mod tests {
             k.sess_del(b"s", Stamp::new(1, 5), 60_000),
             Err(WriteError::Promised(2))
         );
-        // A lower ballot of the same generation is refused; a higher one wins.
-        assert_eq!(
-            k.sess_prepare(b"s", 2, b"ws0@9", 60_000),
-            Err(WriteError::Promised(2))
-        );
-        k.sess_prepare(b"s", 2, b"ws3@1", 60_000).unwrap();
+        // The same generation is refused to any other claimer, lower or
+        // higher owner; the same claimer again is promised; a higher
+        // generation wins.
+        for other in [&b"ws0@9"[..], b"ws3@1"] {
+            assert_eq!(
+                k.sess_prepare(b"s", 2, other, 60_000).map(|_| ()),
+                Err(WriteError::Promised(2))
+            );
+        }
+        k.sess_prepare(b"s", 2, b"ws2@1", 60_000).unwrap();
+        k.sess_prepare(b"s", 3, b"ws3@1", 60_000).unwrap();
         assert_eq!(
             k.sess_put(b"s", Stamp::new(2, 0), b"ws2@1", 0, b"a"),
-            Err(WriteError::Promised(2)),
-            "the promise now belongs to ws3"
+            Err(WriteError::Promised(3)),
+            "the promise now belongs to ws3, at generation 3"
         );
-        k.sess_put(b"s", Stamp::new(2, 0), b"ws3@1", 0, b"a")
+        k.sess_put(b"s", Stamp::new(3, 0), b"ws3@1", 0, b"a")
             .unwrap();
         // Fulfilled: the promise is gone, the stamp rules alone remain.
         assert_eq!(
-            k.sess_prepare(b"s", 2, b"ws4@1", 60_000),
-            Err(WriteError::Stale(Stamp::new(2, 0)))
+            k.sess_prepare(b"s", 3, b"ws4@1", 60_000).map(|_| ()),
+            Err(WriteError::Stale(Stamp::new(3, 0)))
         );
-        k.sess_put(b"s", Stamp::new(2, 1), b"ws3@1", 0, b"b")
+        k.sess_put(b"s", Stamp::new(3, 1), b"ws3@1", 0, b"b")
             .unwrap();
     }
 
