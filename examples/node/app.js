@@ -98,4 +98,8 @@ app.post("/api/logout", (req, res) => {
 const server = http.createServer({ maxHeaderSize: 64 * 1024 }, app);
 server.keepAliveTimeout = 65 * 1000;
 server.listen(Number(process.env.PORT || 3000), "127.0.0.1");
+// End with the process that started the app (`sticky up`, a test), even
+// if it was killed with SIGKILL.
+const parent = process.ppid;
+setInterval(() => process.ppid !== parent && process.exit(0), 1000).unref();
 process.on("SIGTERM", () => server.close(() => process.exit(0)));

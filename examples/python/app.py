@@ -3,6 +3,8 @@ Sticky's sidecar: `PORT=3000 python3 app.py`, then
 `sticky web --config cluster.toml --name ws1 --app http://127.0.0.1:3000`."""
 
 import os
+import threading
+import time
 from pathlib import Path
 
 from flask import Flask, g, jsonify, request
@@ -121,5 +123,15 @@ def logout():
     return answer({"logged_out": True})
 
 
+def exit_with_parent():
+    """Ends the app when the process that started it (`sticky up`, a test)
+    is gone, even if it was killed with SIGKILL."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
 if __name__ == "__main__":
+    threading.Thread(target=exit_with_parent, daemon=True).start()
     app.run(host="127.0.0.1", port=int(os.environ.get("PORT", "3000")), threaded=True)
