@@ -134,4 +134,12 @@ def exit_with_parent():
 
 if __name__ == "__main__":
     threading.Thread(target=exit_with_parent, daemon=True).start()
-    app.run(host="127.0.0.1", port=int(os.environ.get("PORT", "3000")), threaded=True)
+    port = int(os.environ.get("PORT", "3000"))
+    try:
+        # A production WSGI server: keeps connections to the sidecar open.
+        from waitress import serve
+    except ImportError:
+        # Flask's own server closes every connection after one answer.
+        app.run(host="127.0.0.1", port=port, threaded=True)
+    else:
+        serve(app, host="127.0.0.1", port=port, threads=8, ident=None, _quiet=True)

@@ -178,6 +178,17 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
         }
         // The peer address, for the per-address limit of new sessions.
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        // A sidecar streams the app's answer: its head may leave before
+        // the body has arrived from the app, and without TCP_NODELAY the
+        // body would wait for the client's delayed ACK (40 ms on Linux).
+        let nodelay = args.app.is_some();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
+            if nodelay {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            }
+        });
         // On SIGINT/SIGTERM: stop serving sessions and release the lease
         // first, then close the listener and drain (docs/safety.md §2).
         let stopping = manager.clone();
