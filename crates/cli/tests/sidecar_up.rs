@@ -104,3 +104,47 @@ fn up_with_the_node_app_behind_each_sidecar() {
         shop_with_app(AppKind::Node);
     }
 }
+
+/// `kill -9` of `sticky up --app`: its apps end too (they watch their
+/// parent), as its own children do.
+fn a_killed_up_leaves_no_app_behind(kind: AppKind) {
+    let up = UpProcess::start(
+        STICKY,
+        &[
+            "--app",
+            kind.name(),
+            "--web",
+            "2",
+            "--standby",
+            "0",
+            "--stores",
+            "2",
+        ],
+    );
+    let table = up.table();
+    assert_eq!(
+        table.iter().filter(|r| r.1 == "app").count(),
+        2,
+        "{table:?}"
+    );
+    signal(up.pid(), "KILL");
+    wait_until(
+        DEADLINE,
+        "every process of the killed sticky up exits",
+        || table.iter().all(|(_, _, _, pid)| !pid_alive(*pid)),
+    );
+}
+
+#[test]
+fn a_killed_up_leaves_no_python_app_behind() {
+    if AppKind::Python.available() {
+        a_killed_up_leaves_no_app_behind(AppKind::Python);
+    }
+}
+
+#[test]
+fn a_killed_up_leaves_no_node_app_behind() {
+    if AppKind::Node.available() {
+        a_killed_up_leaves_no_app_behind(AppKind::Node);
+    }
+}
