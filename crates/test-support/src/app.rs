@@ -15,6 +15,8 @@ use crate::wait::POLL;
 
 /// How long an app may take to answer its first request.
 pub const APP_STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+/// How many ports [`AppProcess::start`] tries.
+const APP_PORT_ATTEMPTS: usize = 5;
 
 /// One of the example apps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,15 +108,39 @@ pub struct AppProcess {
 }
 
 impl AppProcess {
-    /// Starts `kind` on a free loopback port and waits until it answers.
+    /// Starts `kind` on a free loopback port and waits until it answers;
+    /// tries another port if another test took that one first.
     pub fn start(kind: AppKind) -> AppProcess {
-        Self::start_on(kind, free_port())
+        let mut last = String::new();
+        for _ in 0..APP_PORT_ATTEMPTS {
+            match Self::try_start_on(kind, free_port()) {
+                Ok(app) => return app,
+                Err(log) => {
+                    eprintln!("the {} app did not start; trying another port", kind.name());
+                    last = log;
+                }
+            }
+        }
+        panic!(
+            "the {} app did not start in {APP_PORT_ATTEMPTS} attempts; last log:\n{last}",
+            kind.name()
+        );
     }
 
     /// Starts `kind` on `port` (e.g. again after a kill, where its sidecar
     /// expects it) and waits until it answers; panics (showing its log) if
     /// it exits first or does not answer within [`APP_STARTUP_DEADLINE`].
     pub fn start_on(kind: AppKind, port: u16) -> AppProcess {
+        Self::try_start_on(kind, port).unwrap_or_else(|log| {
+            panic!(
+                "the {} app on port {port} exited during start-up:\n{log}",
+                kind.name()
+            )
+        })
+    }
+
+    /// [`start_on`](Self::start_on), or the log if the app exited first.
+    fn try_start_on(kind: AppKind, port: u16) -> Result<AppProcess, String> {
         let mut cmd = kind.command(port);
         let log = log_to(&mut cmd, &format!("app-{}", kind.name()));
         let mut app = AppProcess {
@@ -124,6 +150,8 @@ impl AppProcess {
             log,
         };
         let addr = app.addr();
+        // Without a sidecar in front, the app names no server: an answer
+        // naming one is another test's web server on this port.
         let ready = || {
             http_request_timeout(
                 addr,
@@ -134,16 +162,19 @@ impl AppProcess {
                 Duration::from_secs(2),
             )
             .ok()
-            .filter(|r| r.status == 200)
+            .filter(|r| {
+                r.status == 200
+                    && serde_json::from_slice::<serde_json::Value>(&r.body)
+                        .is_ok_and(|v| v["server"] == "")
+            })
         };
         match app.proc.wait_for(APP_STARTUP_DEADLINE, POLL * 5, ready) {
-            Ok(_) => app,
-            Err(NotReady::Exited(status)) => panic!(
-                "the {} app exited with {status}; log {}:\n{}",
-                kind.name(),
+            Ok(_) => Ok(app),
+            Err(NotReady::Exited(status)) => Err(format!(
+                "exited with {status}; log {}:\n{}",
                 app.log.display(),
                 app.log_tail(40)
-            ),
+            )),
             Err(NotReady::TimedOut) => panic!(
                 "the {} app did not answer within {APP_STARTUP_DEADLINE:?}; log {}:\n{}",
                 kind.name(),
