@@ -109,6 +109,11 @@ pub(crate) struct ChaosArgs {
     /// Web servers of the cluster chaos starts.
     #[arg(long, default_value_t = 3)]
     web: u16,
+    /// An app behind each web server of the cluster chaos starts, which
+    /// then run as sidecars (`sticky up --app`: python, node or a
+    /// command; docs/sidecar.md). Faults hit the sidecars, not the apps.
+    #[arg(long, value_name = "python|node|CMD", conflicts_with_all = ["attach", "net"])]
+    app: Option<String>,
     /// Standby web servers of the cluster chaos starts.
     #[arg(long, default_value_t = 1)]
     standby: u16,
@@ -214,6 +219,9 @@ impl ChaosArgs {
         }
         if self.net {
             args.push("--netns".into());
+        }
+        if let Some(app) = &self.app {
+            args.extend(["--app".into(), app.clone()]);
         }
         Source::Start { args, dir }
     }

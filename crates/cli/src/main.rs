@@ -6,6 +6,7 @@ mod chaos_cmd;
 mod demo;
 mod director_cmd;
 mod shutdown;
+mod sidecar;
 mod status_cmd;
 mod store_cmd;
 mod up;

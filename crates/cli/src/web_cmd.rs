@@ -25,6 +25,25 @@ pub(crate) struct WebArgs {
     /// Worker threads [default: one per core].
     #[arg(long, env = "STICKY_WEB_THREADS")]
     threads: Option<usize>,
+    /// Run as a sidecar in front of the app at this address
+    /// (`http://127.0.0.1:PORT`) instead of the bundled demo: the app gets
+    /// each request's session in a header and changes it in its answer's
+    /// headers (docs/sidecar.md).
+    #[arg(long, value_name = "URL")]
+    app: Option<String>,
+    /// With --app: only requests whose path starts with this get a session
+    /// (repeatable) [default: every path].
+    #[arg(long = "session-prefix", value_name = "PATH", requires = "app")]
+    session_prefix: Vec<String>,
+    /// With --app: the largest session (its JSON, in bytes) the app may
+    /// set; larger is refused with 413 and nothing is stored. Also capped
+    /// by `[session] max_size`.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::sidecar::DEFAULT_MAX_SESSION, requires = "app")]
+    app_max_session: usize,
+    /// With --app: how long the app may take to send its answer's headers
+    /// (the session stays locked meanwhile), in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, requires = "app")]
+    app_timeout_ms: u64,
 }
 
 /// Builds the library's settings from the cluster file.
@@ -111,6 +130,9 @@ fn connectable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
 
 /// Runs the demo web server until SIGINT or SIGTERM.
 pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.app {
+        crate::sidecar::app_base(url)?;
+    }
     let file = ClusterFile::load(&args.config)?;
     let config = session_config(&file, &args.config, &args.name)?;
     let listen = match args.listen {
@@ -137,10 +159,36 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let manager = SessionManager::start(config).await?;
-        let app = crate::demo::app(&manager).merge(manager.control_routes(metrics));
-        tracing::info!(server = %args.name, addr = %listen, epoch = manager.epoch(), "web server listening");
+        let app = match &args.app {
+            None => crate::demo::app(&manager),
+            Some(url) => crate::sidecar::routes(
+                &manager,
+                crate::sidecar::SidecarConfig {
+                    app: url.clone(),
+                    session_prefixes: args.session_prefix.clone(),
+                    max_session: args.app_max_session,
+                    app_timeout: Duration::from_millis(args.app_timeout_ms.max(1)),
+                },
+            )?,
+        };
+        let app = app.merge(manager.control_routes(metrics));
+        match &args.app {
+            None => tracing::info!(server = %args.name, addr = %listen, epoch = manager.epoch(), "web server listening"),
+            Some(url) => tracing::info!(server = %args.name, addr = %listen, app = %url, epoch = manager.epoch(), "sidecar web server listening"),
+        }
         // The peer address, for the per-address limit of new sessions.
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        // A sidecar streams the app's answer: its head may leave before
+        // the body has arrived from the app, and without TCP_NODELAY the
+        // body would wait for the client's delayed ACK (40 ms on Linux).
+        let nodelay = args.app.is_some();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
+            if nodelay {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            }
+        });
         // On SIGINT/SIGTERM: stop serving sessions and release the lease
         // first, then close the listener and drain (docs/safety.md §2).
         let stopping = manager.clone();

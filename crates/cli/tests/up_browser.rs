@@ -8,8 +8,12 @@
 //! `shop-after-failover.png`), and presses a drain button (which must send
 //! the admin token the page embeds).
 //!
-//! Needs Debian's `chromium` and `chromium-driver`: skipped loudly when
-//! they are missing, except in CI, where it must run.
+//! The same tour runs with the Python shop behind sidecar web servers
+//! (`sticky up --app python`).
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (and python3 with Flask
+//! for the second tour): skipped loudly when they are missing, except in
+//! CI, where it must run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -200,7 +204,30 @@ fn browser_keeps_its_cart_when_its_server_is_killed_and_dashboard_renders() {
     {
         return;
     }
-    let up = UpProcess::start(STICKY, &[]);
+    browser_tour(&[], "", "");
+}
+
+/// The same tour with the Python shop behind sidecar web servers
+/// (`sticky up --app python`, docs/sidecar.md): the page, the clicks, the
+/// failover and the dashboard work unchanged, and the dashboard lists the
+/// apps.
+#[test]
+fn browser_tour_works_the_same_with_the_python_app_behind_sidecars() {
+    if !require_program_from("chromium", "chromium")
+        || !require_program_from("chromedriver", "chromium-driver")
+        || !sticky_test_support::AppKind::Python.available()
+    {
+        return;
+    }
+    browser_tour(&["--app", "python"], "ws1-app", "python-");
+}
+
+/// Opens the shop of `sticky up EXTRA_ARGS` in Chromium, fills a cart,
+/// kills its server, checks the cart after a reload, then the dashboard
+/// (which must also show `also_listed`, unless empty); screenshots are
+/// named with `prefix`.
+fn browser_tour(extra_args: &[&str], also_listed: &str, prefix: &str) {
+    let up = UpProcess::start(STICKY, extra_args);
     up.wait_all_up();
     let driver = Driver::start();
     let profile = temp_path("chromium-profile", "d");
@@ -256,7 +283,7 @@ fn browser_keeps_its_cart_when_its_server_is_killed_and_dashboard_renders() {
         assert_eq!(source, "store", "the session came from a store");
         assert_eq!(text(&c, "count").await, "3");
         assert_eq!(cart_items(&c).await, ["apple", "bread", "cheese"]);
-        screenshot(&c, "shop-after-failover.png").await;
+        screenshot(&c, &format!("{prefix}shop-after-failover.png")).await;
         // The next change is served from the new server's cache.
         c.find(Locator::Id("add-dates"))
             .await
@@ -284,6 +311,7 @@ fn browser_keeps_its_cart_when_its_server_is_killed_and_dashboard_renders() {
             let rendered = ["ws1", "ws2", "ws3", "ws4", "s1", "s2", "s3", "director"]
                 .iter()
                 .all(|n| page.contains(n))
+                && page.contains(also_listed)
                 && page.contains("down")
                 && page.contains("restart");
             // The stores' keys column shows the cart's copies (the stores
@@ -333,7 +361,7 @@ fn browser_keeps_its_cart_when_its_server_is_killed_and_dashboard_renders() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let png = screenshot(&c, "dashboard.png").await;
+        let png = screenshot(&c, &format!("{prefix}dashboard.png")).await;
         assert!(
             std::fs::metadata(png).unwrap().len() > 10_000,
             "a real picture"

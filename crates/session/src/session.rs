@@ -191,6 +191,20 @@ impl Session {
         }
     }
 
+    /// The stamp the session will carry once this request is saved if it
+    /// changes the data, whether or not it has so far: for a handler that
+    /// decides elsewhere (an app behind the sidecar, `docs/sidecar.md`),
+    /// which answers with [`stamp`](Self::stamp) if it leaves the data
+    /// alone and this one if it changes it.
+    pub fn next_stamp(&self) -> Stamp {
+        let h = self.lock();
+        match h.opened.as_ref().and_then(|o| o.held.state()) {
+            None => Stamp::default(),
+            Some(state) if state.is_unsaved() => Stamp::new(1, 1),
+            Some(state) => state.stamp.next_seq().unwrap_or(state.stamp),
+        }
+    }
+
     /// The keys stored.
     pub fn keys(&self) -> Vec<String> {
         self.with_data(|d| d.keys().cloned().collect())

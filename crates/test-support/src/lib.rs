@@ -49,6 +49,8 @@
 //! - `checks`: session checks shared by both backends ([`create_sessions`],
 //!   [`holders`], [`assert_no_newer_copy`]).
 //! - `up`: [`UpProcess`], a whole `sticky up` cluster.
+//! - `app`: the example apps behind a sidecar web server ([`AppKind`],
+//!   [`AppProcess`]).
 //! - [`director`]: `sticky director` in front of stand-in web servers.
 //! - [`module_graph`]: no import circles between a crate's modules
 //!   ([`module_graph::assert_no_cycles`]), run by each crate's
@@ -63,6 +65,7 @@
 // Test support: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod app;
 mod backend;
 mod checks;
 mod cluster;
@@ -82,6 +85,7 @@ mod up;
 mod wait;
 mod web;
 
+pub use app::{examples_dir, AppKind, AppProcess, APP_STARTUP_DEADLINE};
 pub use backend::{StoreBackend, StoreNode};
 pub use checks::{assert_no_newer_copy, create_sessions, holders};
 pub use cluster::{run_bench, sign_cookie, Cluster, ClusterConfig};

@@ -43,7 +43,7 @@ pub fn require_root(what: &str) -> bool {
 }
 
 /// Prints `msg` in a loud banner, or panics with it when `CI` is set.
-fn skip(msg: &str) {
+pub(crate) fn skip(msg: &str) {
     if std::env::var_os("CI").is_some() {
         panic!("{msg}; CI is set, so this test must run");
     }

@@ -48,6 +48,12 @@ impl WebProcess {
     /// where it listens. Panics (showing the log) if the server exits or is
     /// not ready within [`WEB_STARTUP_DEADLINE`].
     pub fn start(sticky: Sticky, config: &Path, name: &str) -> WebProcess {
+        Self::start_with(sticky, config, name, &[])
+    }
+
+    /// [`start`](Self::start) with more arguments after `web` (e.g. a
+    /// sidecar's `--app URL`).
+    pub fn start_with(sticky: Sticky, config: &Path, name: &str, extra: &[&str]) -> WebProcess {
         let file = sticky_config::ClusterFile::load(config).expect("load the cluster file");
         let entry = file
             .web(name)
@@ -58,7 +64,7 @@ impl WebProcess {
         let mut last = String::new();
         for attempt in 0..WEB_PORT_ATTEMPTS {
             let listen = (attempt > 0).then_some(addr);
-            let mut web = Self::spawn(sticky, config, name, addr, listen, &token);
+            let mut web = Self::spawn(sticky, config, name, addr, listen, &token, extra);
             match web.wait_ready() {
                 Ok(()) => return web,
                 Err(log) if log.contains("cannot listen") => {
@@ -82,11 +88,13 @@ impl WebProcess {
         addr: SocketAddr,
         listen: Option<SocketAddr>,
         token: &str,
+        extra: &[&str],
     ) -> WebProcess {
         let mut cmd = sticky.command();
         cmd.args(["--log", "info,sticky_session=debug", "web", "--config"])
             .arg(config)
-            .args(["--name", name, "--threads", "2"]);
+            .args(["--name", name, "--threads", "2"])
+            .args(extra);
         if let Some(l) = listen {
             cmd.args(["--listen", &l.to_string()]);
         }

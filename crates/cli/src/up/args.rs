@@ -72,4 +72,10 @@ pub(crate) struct UpArgs {
     /// them through the control API). Everything is removed at exit.
     #[arg(long, hide = true, conflicts_with_all = ["config", "store_url"])]
     pub(super) netns: bool,
+    /// Run an app behind each web server, which then runs as a sidecar in
+    /// front of it (docs/sidecar.md): `python` (the Flask shop of
+    /// examples/python), `node` (the Express shop of examples/node), or a
+    /// shell command serving HTTP on 127.0.0.1:$PORT.
+    #[arg(long, value_name = "python|node|CMD", conflicts_with = "netns")]
+    pub(super) app: Option<String>,
 }

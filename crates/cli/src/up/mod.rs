@@ -3,6 +3,7 @@
 //! this binary — with a table of what runs where, and a clean stop on
 //! Ctrl-C.
 //!
+//! - `app`: `--app`, the app process behind each sidecar web server.
 //! - `args`: the command line ([`UpArgs`]) and the `--mode` parser.
 //! - `plan`: the cluster file `up` generates (ports, names, secret).
 //! - `supervisor`: spawning, health waits, watching, stopping children;
@@ -14,6 +15,7 @@
 //! - `state`: the state file `<dir>/up.json` and the pointer to the latest
 //!   run dir, which `sticky status` reads.
 
+mod app;
 mod args;
 mod control;
 pub(crate) mod netns;
@@ -32,6 +34,9 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(file) => Plan::from_file(file)?,
         None => Plan::new(&args)?,
     };
+    if let Some(app) = &args.app {
+        plan.add_apps(app::AppSpec::resolve(app)?)?;
+    }
     // Before the cluster file is written: it holds the namespaces'
     // addresses. Dropped (everything removed) on any error below.
     let net = if args.netns {

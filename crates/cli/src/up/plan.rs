@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use sticky_config::{Mode, FIRST_DIRECTOR};
 
+use super::app::AppSpec;
 use super::args::UpArgs;
 
 /// What a process is in the cluster.
@@ -16,6 +17,9 @@ pub(crate) enum Role {
     Web,
     Standby,
     Store,
+    /// The app behind a sidecar web server (`sticky up --app`), named
+    /// after it: `ws1-app`.
+    App,
 }
 
 impl Role {
@@ -25,6 +29,7 @@ impl Role {
             Role::Web => "web",
             Role::Standby => "standby",
             Role::Store => "store",
+            Role::App => "app",
         }
     }
 }
@@ -116,6 +121,11 @@ pub(crate) async fn check_external_stores(plan: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The name of the app process behind web server `web`.
+pub(crate) fn app_name(web: &str) -> String {
+    format!("{web}-app")
+}
+
 /// The whole cluster.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
@@ -131,6 +141,8 @@ pub(crate) struct Plan {
     pub(crate) store_password: Option<String>,
     replicas: u16,
     mode: Mode,
+    /// The app behind each web server (`--app`): then they are sidecars.
+    pub(crate) app: Option<AppSpec>,
 }
 
 fn local(port: u32) -> anyhow::Result<SocketAddr> {
@@ -229,6 +241,7 @@ impl Plan {
             store_password: Some(hex::encode(store_password)),
             replicas: a.replicas,
             mode: a.mode,
+            app: None,
         })
     }
 
@@ -315,11 +328,43 @@ impl Plan {
             store_password: file.session.store_password.clone(),
             replicas: u16::try_from(file.replicas).unwrap_or(u16::MAX),
             mode: file.mode,
+            app: None,
         })
     }
 
     pub(crate) fn member(&self, name: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.name == name)
+    }
+
+    /// Puts `app` behind every web server: one app process each, named
+    /// `<web>-app`, on a free loopback port.
+    pub(crate) fn add_apps(&mut self, app: AppSpec) -> anyhow::Result<()> {
+        let webs: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| matches!(m.role, Role::Web | Role::Standby))
+            .map(|m| m.name.clone())
+            .collect();
+        for web in webs {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .context("no free loopback port for an app")?
+                .port();
+            self.members.push(Member {
+                name: app_name(&web),
+                role: Role::App,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                admin: None,
+            });
+        }
+        self.app = Some(app);
+        Ok(())
+    }
+
+    /// The app behind web server `web`, with `--app`.
+    pub(crate) fn app_of(&self, web: &str) -> Option<&Member> {
+        self.app.as_ref()?;
+        self.member(&app_name(web))
     }
 
     /// The cluster file's text.
@@ -377,6 +422,8 @@ impl Plan {
                     }
                     let _ = writeln!(t);
                 }
+                // Not a cluster member: its web server alone knows it.
+                Role::App => {}
             }
         }
         for s in &self.external {
@@ -448,6 +495,7 @@ mod tests {
             store_password: Some("generated".into()),
             replicas: 1,
             mode: Mode::Sync,
+            app: None,
         };
         let text = plan.toml();
         assert!(
@@ -477,6 +525,7 @@ mod tests {
             store_password: Some("p4ss".into()),
             replicas: 1,
             mode: Mode::Sync,
+            app: None,
         };
         let file = sticky_config::ClusterFile::parse(&plan.toml(), Path::new("c.toml")).unwrap();
         assert_eq!(file.session.store_password.as_deref(), Some("p4ss"));

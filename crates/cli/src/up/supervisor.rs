@@ -81,35 +81,25 @@ impl Proc {
     }
 }
 
-impl Member {
-    fn role_command(&self) -> &'static str {
-        match self.role {
-            Role::Director => "director",
-            Role::Web | Role::Standby => "web",
-            Role::Store => "store",
-        }
-    }
-}
-
-/// Starts `member` (`sticky <role> --config FILE [--name NAME]`), its
-/// output going to `log` (appended to, so a restart keeps the old log).
-/// With `netns`, it runs in that network namespace (`ip netns exec NS`,
-/// which execs it in place: the child's PID is the process's own).
-fn spawn(
+/// The command that starts `member`: `sticky <role> --config FILE --name
+/// NAME` (a sidecar web server with `--app`), or the app itself.
+fn command(
     exe: &Path,
     config: &Path,
+    run_dir: &Path,
+    plan: &Plan,
     member: &Member,
-    log: &Path,
     netns: Option<&str>,
-) -> anyhow::Result<Child> {
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("cannot open {}", log.display()))?;
-    let err = out
-        .try_clone()
-        .context("cannot duplicate the log file handle")?;
+) -> anyhow::Result<Command> {
+    let role = match member.role {
+        Role::Director => "director",
+        Role::Web | Role::Standby => "web",
+        Role::Store => "store",
+        Role::App => {
+            let app = plan.app.as_ref().context("an app process without --app")?;
+            return Ok(app.command(member.addr.port(), &run_dir.join(SHOP_HTML)));
+        }
+    };
     let mut cmd = match netns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -118,7 +108,7 @@ fn spawn(
         }
         None => Command::new(exe),
     };
-    cmd.arg(member.role_command())
+    cmd.arg(role)
         .arg("--config")
         .arg(config)
         .arg("--parent-pid")
@@ -136,6 +126,40 @@ fn spawn(
             .join(&member.name);
         cmd.arg("--state-dir").arg(dir);
     }
+    if let (Some(app), Some(spec)) = (plan.app_of(&member.name), plan.app.as_ref()) {
+        cmd.arg("--app").arg(format!("http://{}", app.addr));
+        if let Some(prefix) = spec.session_prefix {
+            cmd.arg("--session-prefix").arg(prefix);
+        }
+    }
+    Ok(cmd)
+}
+
+/// The shop page the example apps serve, written into the run dir.
+const SHOP_HTML: &str = "shop.html";
+
+/// Starts `member` (see [`command`]), its output going to `log` (appended
+/// to, so a restart keeps the old log). With `netns`, it runs in that
+/// network namespace (`ip netns exec NS`, which execs it in place: the
+/// child's PID is the process's own).
+fn spawn(
+    exe: &Path,
+    config: &Path,
+    run_dir: &Path,
+    plan: &Plan,
+    member: &Member,
+    log: &Path,
+    netns: Option<&str>,
+) -> anyhow::Result<Child> {
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let err = out
+        .try_clone()
+        .context("cannot duplicate the log file handle")?;
+    let mut cmd = command(exe, config, run_dir, plan, member, netns)?;
     // Settings come from the cluster file alone: a STICKY_* variable in our
     // environment (say STICKY_STORE_LISTEN) would apply to every child.
     for (k, _) in std::env::vars_os() {
@@ -143,6 +167,13 @@ fn spawn(
             .is_some_and(|k| k.starts_with("STICKY_") && k != "STICKY_LOG")
         {
             cmd.env_remove(k);
+        }
+    }
+    if member.role == Role::App {
+        // Its web server's name, for an app that wants it outside a
+        // request (each request carries it in `sticky-session-server`).
+        if let Some(web) = member.name.strip_suffix("-app") {
+            cmd.env("STICKY_SERVER", web);
         }
     }
     cmd.stdin(Stdio::null())
@@ -208,7 +239,15 @@ impl Supervisor {
         // A fresh log for a fresh cluster.
         std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let netns = netns::netns_of(self.net.as_deref(), &member.name);
-        let child = spawn(&self.exe, &self.config, member, &log, netns.as_deref())?;
+        let child = spawn(
+            &self.exe,
+            &self.config,
+            &self.dir,
+            &self.plan,
+            member,
+            &log,
+            netns.as_deref(),
+        )?;
         let pid = child.id().context("child exited at once")?;
         self.procs.push(Proc {
             member: member.clone(),
@@ -241,6 +280,8 @@ impl Supervisor {
                 let admin = p.member.admin.unwrap_or(self.plan.admin);
                 http_status(admin, "/api/cluster", None, limit).await == Some(200)
             }
+            // Any HTTP answer: the app is up (its page may need a session).
+            Role::App => http_status(p.member.addr, "/", None, limit).await.is_some(),
         }
     }
 
@@ -451,8 +492,16 @@ impl Supervisor {
                 if let Ok(mut f) = OpenOptions::new().append(true).open(&p.log) {
                     let _ = writeln!(f, "--- restarted by sticky up (was pid {}) ---", p.pid);
                 }
-                let child = spawn(&self.exe, &self.config, &p.member, &p.log, netns.as_deref())
-                    .map_err(|e| ControlError::Failed(format!("{e:#}")))?;
+                let child = spawn(
+                    &self.exe,
+                    &self.config,
+                    &self.dir,
+                    &self.plan,
+                    &p.member,
+                    &p.log,
+                    netns.as_deref(),
+                )
+                .map_err(|e| ControlError::Failed(format!("{e:#}")))?;
                 p.pid = child
                     .id()
                     .ok_or_else(|| ControlError::Failed(format!("{name} exited at once")))?;
@@ -494,7 +543,13 @@ impl Supervisor {
     /// SIGTERM to every live process (director first, stores last), then
     /// SIGKILL to any still running after the grace period.
     async fn stop_all(&mut self) {
-        for role in [Role::Director, Role::Web, Role::Standby, Role::Store] {
+        for role in [
+            Role::Director,
+            Role::Web,
+            Role::Standby,
+            Role::App,
+            Role::Store,
+        ] {
             let group: Vec<usize> = (0..self.procs.len())
                 .filter(|&i| self.procs[i].member.role == role && self.procs[i].alive())
                 .collect();
@@ -546,6 +601,12 @@ impl Supervisor {
                     d.addr
                 );
             }
+        }
+        if let Some(app) = &self.plan.app {
+            println!(
+                "apps:       {} behind each web server (wsN-app); docs/sidecar.md",
+                app.label
+            );
         }
         println!("cluster:    {}", self.config.display());
         println!("logs:       {}", self.dir.join("logs").display());
@@ -604,6 +665,11 @@ pub(crate) async fn supervise(
         .with_context(|| format!("cannot listen on {} (control API)", plan.supervisor))?;
     let (tx, mut commands) = mpsc::channel(16);
     let api = tokio::spawn(control::serve(listener, token.clone(), tx, net.clone()));
+    if plan.app.is_some() {
+        let page = dir.join(SHOP_HTML);
+        std::fs::write(&page, include_str!("../demo/shop.html"))
+            .with_context(|| format!("cannot write {}", page.display()))?;
+    }
     let mut sup = Supervisor {
         plan,
         exe,
@@ -615,7 +681,8 @@ pub(crate) async fn supervise(
     };
     let started = Instant::now();
     let start_up = async {
-        for role in [Role::Store, Role::Web, Role::Director] {
+        // Each app before its sidecar, which forwards to it.
+        for role in [Role::Store, Role::App, Role::Web, Role::Director] {
             let first = sup.procs.len();
             let members: Vec<Member> = sup
                 .plan
