@@ -195,7 +195,26 @@ pub struct DirectorSection {
     pub max_idle_per_server: usize,
     /// Forward plain HTTP/1.1 requests on the director's own fast path
     /// instead of hyper (the rest always goes through hyper). Default true.
+    /// Over TLS every request goes through hyper.
     pub fast_path: bool,
+    /// PEM file with the certificate chain of the public listener (the
+    /// server's certificate first, then its intermediates): the public
+    /// listener then speaks TLS only, HTTP/2 or HTTP/1.1 by ALPN. Re-read
+    /// on SIGHUP and `POST /api/reload`. Needs `tls_key`. Default: none,
+    /// plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or
+    /// SEC1). Default: none.
+    pub tls_key: Option<PathBuf>,
+    /// A plain HTTP listener that answers every request with a redirect to
+    /// the same host and path over HTTPS (`301`, or `308` for methods other
+    /// than GET and HEAD). Needs `tls_cert`. Default: none.
+    pub redirect_listen: Option<SocketAddr>,
+    /// `Strict-Transport-Security: max-age=` this many seconds on every
+    /// HTTPS response; 0 sends no such header. Needs `tls_cert`. Default 0.
+    pub hsts_max_age_secs: u64,
+    /// Add `includeSubDomains` to that header. Default false.
+    pub hsts_include_subdomains: bool,
     /// The control API of the `sticky up` supervisor that started this
     /// cluster (loopback): the dashboard then offers to kill, pause,
     /// resume and restart each process. Default: none. `sticky up` sets it.
@@ -236,6 +255,10 @@ pub struct DirectorPeer {
     pub listen: SocketAddr,
     /// Its admin listener.
     pub admin: SocketAddr,
+    /// Its HTTP-to-HTTPS redirect listener (as `[director]
+    /// redirect_listen`). Default: none.
+    #[serde(default)]
+    pub redirect_listen: Option<SocketAddr>,
 }
 
 /// The name of the director the `[director]` section's own `listen` and
@@ -261,6 +284,11 @@ impl Default for DirectorSection {
             max_connections: 10_000,
             max_idle_per_server: 256,
             fast_path: true,
+            tls_cert: None,
+            tls_key: None,
+            redirect_listen: None,
+            hsts_max_age_secs: 0,
+            hsts_include_subdomains: false,
             supervisor: None,
             admin_hosts: Vec::new(),
             admin_token: None,
@@ -278,6 +306,7 @@ impl DirectorSection {
             name: FIRST_DIRECTOR.into(),
             listen: self.listen,
             admin: self.admin,
+            redirect_listen: self.redirect_listen,
         }];
         all.extend(self.peers.iter().cloned());
         all
@@ -325,6 +354,24 @@ impl DirectorSection {
                 self.max_header_size
             ));
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(
+                "[director] tls_cert and tls_key go together: give both (TLS) or neither".into(),
+            );
+        }
+        let tls = self.tls_cert.is_some();
+        let redirect = self.instances().iter().any(|d| d.redirect_listen.is_some());
+        if !tls && redirect {
+            return Err(
+                "[director] redirect_listen redirects to HTTPS: it needs tls_cert and tls_key"
+                    .into(),
+            );
+        }
+        if !tls && (self.hsts_max_age_secs > 0 || self.hsts_include_subdomains) {
+            return Err(
+                "[director] hsts_* settings apply to HTTPS: they need tls_cert and tls_key".into(),
+            );
+        }
         let all = self.instances();
         for (i, d) in all.iter().enumerate() {
             let valid = !d.name.is_empty()
@@ -337,14 +384,28 @@ impl DirectorSection {
                     d.name
                 ));
             }
+            // Port 0 (any free port) never clashes.
+            let own = [Some(d.listen), Some(d.admin), d.redirect_listen];
+            let own: Vec<SocketAddr> = own
+                .into_iter()
+                .flatten()
+                .filter(|a| a.port() != 0)
+                .collect();
+            if own.iter().enumerate().any(|(j, a)| own[..j].contains(a)) {
+                return Err(format!(
+                    "director {:?} uses one address for two of listen, admin and redirect_listen",
+                    d.name
+                ));
+            }
             for other in &all[..i] {
                 if other.name == d.name {
                     return Err(format!("director name {:?} is used twice", d.name));
                 }
-                let mine = [d.listen, d.admin];
-                if mine.contains(&other.listen)
-                    || mine.contains(&other.admin)
-                    || d.listen == d.admin
+                let theirs = [Some(other.listen), Some(other.admin), other.redirect_listen];
+                if theirs
+                    .iter()
+                    .flatten()
+                    .any(|a| a.port() != 0 && own.contains(a))
                 {
                     return Err(format!(
                         "directors {:?} and {:?} share an address",
@@ -551,6 +612,41 @@ mod tests {
             "[director]\nroute_cookie = \"a b\"\n",
             "[director]\nmax_header_size = \"1KiB\"\n",
             "[director]\nmax_connections = 0\n",
+        ] {
+            let r = ClusterFile::parse(bad, Path::new("c.toml"));
+            assert!(
+                matches!(r, Err(ConfigError::Invalid { .. })),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_settings_go_together() {
+        let text =
+            "[director]\ntls_cert = \"/etc/sticky/chain.pem\"\ntls_key = \"/etc/sticky/key.pem\"\n\
+                    redirect_listen = \"127.0.0.1:8079\"\nhsts_max_age_secs = 300\n";
+        let f = ClusterFile::parse(text, Path::new("c.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let d = f.director.unwrap_or_default();
+        assert_eq!(
+            d.tls_cert.as_deref(),
+            Some(Path::new("/etc/sticky/chain.pem"))
+        );
+        assert_eq!(d.hsts_max_age_secs, 300);
+        assert_eq!(
+            d.instances()[0].redirect_listen.map(|a| a.port()),
+            Some(8079)
+        );
+        for bad in [
+            // A certificate without its key, a key without its certificate,
+            // HTTPS-only settings without TLS, a redirect on the listen port.
+            "[director]\ntls_cert = \"c.pem\"\n",
+            "[director]\ntls_key = \"k.pem\"\n",
+            "[director]\nredirect_listen = \"127.0.0.1:1\"\n",
+            "[director]\nhsts_max_age_secs = 1\n",
+            "[director]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nredirect_listen = \"127.0.0.1:8080\"\n",
+            "[director]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nredirect_listen = \"127.0.0.1:9\"\n\
+             [[director.peers]]\nname = \"d2\"\nlisten = \"127.0.0.1:3\"\nadmin = \"127.0.0.1:4\"\nredirect_listen = \"127.0.0.1:9\"\n",
         ] {
             let r = ClusterFile::parse(bad, Path::new("c.toml"));
             assert!(
