@@ -67,6 +67,24 @@ pub(crate) struct StoreArgs {
     /// Without it, every start counts as a restart.
     #[arg(long, env = "STICKY_STORE_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Serve TLS only, with this PEM certificate chain (needs --tls-key).
+    /// Clients connect with `sticky+tls://HOST:PORT` and verify it
+    /// (docs/tls.md).
+    #[arg(
+        long,
+        env = "STICKY_STORE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "STICKY_STORE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
 }
 
 /// Whether this start is a restart (the run file in `dir` exists; no
@@ -191,7 +209,10 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let store = Store::new(config);
+        let mut store = Store::new(config);
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            store = store.with_tls(cert, key)?;
+        }
         if let Some(addr) = metrics {
             sticky_store::serve_metrics(store.clone(), addr)?;
         }

@@ -108,6 +108,10 @@ pub struct SessionSection {
     pub recopy_rate: u32,
     /// Store password, if the stores require one.
     pub store_password: Option<String>,
+    /// PEM file of the CA certificates that TLS stores' certificates
+    /// (`rediss://`, `sticky+tls://` URLs) are verified against, instead of
+    /// the system's trust store. Default: none.
+    pub store_tls_ca: Option<PathBuf>,
     /// Most sessions one web server hosts; a new session beyond it is
     /// refused with 503. Default 1000000.
     pub max_sessions: usize,
@@ -143,6 +147,7 @@ impl Default for SessionSection {
             async_max_lag_ms: 1000,
             recopy_rate: 20_000,
             store_password: None,
+            store_tls_ca: None,
             max_sessions: 1_000_000,
             max_bytes: ByteSize(1 << 30),
             new_sessions_per_ip: 20,

@@ -11,10 +11,55 @@
 //! So we read until the socket itself says `WouldBlock`.
 
 use std::io;
+use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+/// A client connection: plain TCP, or TLS over it.
+pub(crate) trait Socket: AsyncWrite + Unpin + Send {
+    /// Appends what one read gives to `buf`; `Ok(0)` at end of stream.
+    fn poll_read_into(
+        &mut self,
+        buf: &mut BytesMut,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>>;
+}
+
+impl Socket for TcpStream {
+    fn poll_read_into(
+        &mut self,
+        buf: &mut BytesMut,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        poll_read_into(self, buf, cx)
+    }
+}
+
+impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+    /// Through `AsyncRead` (rustls decrypts into the buffer): the bytes
+    /// read into are zeroed first, since no `unsafe` may hand it
+    /// uninitialised memory.
+    fn poll_read_into(
+        &mut self,
+        buf: &mut BytesMut,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let start = buf.len();
+        buf.resize(start + MIN_ROOM, 0);
+        let mut read = ReadBuf::new(&mut buf[start..]);
+        let polled = Pin::new(&mut *self).poll_read(cx, &mut read);
+        let n = read.filled().len();
+        buf.truncate(start + if polled.is_ready() { n } else { 0 });
+        match polled {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(n)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
 
 /// Room guaranteed for one read.
 const MIN_ROOM: usize = 4 * 1024;

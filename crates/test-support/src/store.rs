@@ -28,6 +28,8 @@ pub struct StoreProcess {
     addr: SocketAddr,
     log: PathBuf,
     password: Option<String>,
+    /// Started with `--tls-cert`: it speaks TLS only.
+    tls: bool,
 }
 
 /// The password a store started with `extra_args` wants: that of
@@ -124,6 +126,7 @@ impl StoreProcess {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             log,
             password: password_of(extra_args),
+            tls: extra_args.contains(&"--tls-cert"),
         }
     }
 
@@ -132,7 +135,15 @@ impl StoreProcess {
     /// the port). `Err(log)` if the child exits first.
     fn wait_ready(&mut self) -> Result<(), String> {
         let (addr, password, pid) = (self.addr, self.password.clone(), self.pid());
-        let ready = || probe(addr, password.as_deref(), pid).then_some(());
+        let (tls, log) = (self.tls, self.log.clone());
+        // A TLS store answers no plain probe: its own log says it listens.
+        let ready = || {
+            if tls {
+                read_text(&log).contains("store listening").then_some(())
+            } else {
+                probe(addr, password.as_deref(), pid).then_some(())
+            }
+        };
         match self.proc.wait_for(STARTUP_DEADLINE, POLL, ready) {
             Ok(()) => Ok(()),
             Err(NotReady::Exited(status)) => {
