@@ -3,14 +3,18 @@
 //! file names them `sticky+tls://` and trusts the test CA (`[session]
 //! store_tls_ca`). Sessions are written over TLS (the web server's
 //! lease and every change need the stores), and the stores hold them; a
-//! plain RESP client gets nothing from a TLS store.
+//! plain RESP client gets nothing from a TLS store; the director's store
+//! probes reach them over TLS.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
 use sticky_client::{ClientOptions, StoreClient};
-use sticky_test_support::{Browser, ClusterConfig, Sticky, StoreProcess, TestCa, WebProcess};
+use sticky_test_support::director::DirectorProcess;
+use sticky_test_support::{
+    wait_until, Browser, ClusterConfig, Sticky, StoreProcess, TestCa, WebProcess, DEADLINE,
+};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
@@ -78,4 +82,20 @@ fn web_servers_keep_sessions_on_tls_stores() {
         "a TLS store answered plain RESP"
     );
     ws1.assert_no_panic();
+
+    // The director's store probes speak TLS to them too (the dashboard's
+    // store column): both up, with their keys counted.
+    let director = format!(
+        "{}\n[director]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nadmin_hosts = [\"sticky.test\"]\n",
+        config.toml()
+    );
+    let d = DirectorProcess::start_no_wait(STICKY, &director);
+    wait_until(DEADLINE, "the director sees both TLS stores up", || {
+        let stores = d.cluster()["stores"].clone();
+        stores.as_array().is_some_and(|s| {
+            s.len() == 2
+                && s.iter()
+                    .all(|s| s["state"] == "up" && s["keys"].as_u64() >= Some(1))
+        })
+    });
 }

@@ -77,6 +77,9 @@ pub struct StoreSpec {
     pub name: String,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// It speaks TLS (its `url` is `sticky+tls://` or `rediss://`), with
+    /// a certificate for this host. Default none: plain RESP.
+    pub tls_host: Option<String>,
 }
 
 /// Health-check settings (`[director]` `health_*`, `fall`, `rise`).
@@ -122,6 +125,9 @@ pub struct DirectorConfig {
     pub hsts_max_age: Duration,
     /// `includeSubDomains` in that header. Default false.
     pub hsts_include_subdomains: bool,
+    /// The CA file TLS stores are verified against when probed (the
+    /// system's trust store without it). Default none.
+    pub store_tls_ca: Option<std::path::PathBuf>,
     /// Health checks.
     pub health: HealthSettings,
     /// Time to open a connection to a web server. Default 1 s.
@@ -248,6 +254,7 @@ impl fmt::Debug for DirectorConfig {
             .field("redirect_listen", &self.redirect_listen)
             .field("hsts_max_age", &self.hsts_max_age)
             .field("hsts_include_subdomains", &self.hsts_include_subdomains)
+            .field("store_tls_ca", &self.store_tls_ca)
             .field("health", &self.health)
             .field("connect_timeout", &self.connect_timeout)
             .field("header_timeout", &self.header_timeout)
@@ -309,6 +316,7 @@ impl DirectorConfig {
             redirect_listen: d.redirect_listen,
             hsts_max_age: Duration::from_secs(d.hsts_max_age_secs),
             hsts_include_subdomains: d.hsts_include_subdomains,
+            store_tls_ca: None,
             health: HealthSettings {
                 interval: ms(d.health_interval_ms),
                 timeout: ms(d.health_timeout_ms),
@@ -364,11 +372,13 @@ impl DirectorConfig {
             .map(|s| StoreSpec {
                 name: s.name.clone(),
                 addr: s.listen,
+                tls_host: s.url.as_deref().and_then(sticky_proto::tls::store_tls_host),
             })
             .collect();
         config
             .store_password
             .clone_from(&file.session.store_password);
+        config.store_tls_ca.clone_from(&file.session.store_tls_ca);
         Ok(config)
     }
 

@@ -17,6 +17,26 @@ use rustls::sign::CertifiedKey;
 #[error("{0}")]
 pub struct TlsError(String);
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tls_store_urls_name_their_host() {
+        let host = |u: &str| super::store_tls_host(u);
+        assert_eq!(
+            host("sticky+tls://10.0.0.5:7379").as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(
+            host("rediss://user:p@ss@redis.internal:6380/?protocol=resp3").as_deref(),
+            Some("redis.internal")
+        );
+        assert_eq!(host("rediss://[::1]:6380").as_deref(), Some("::1"));
+        assert_eq!(host("redis://10.0.0.5:6379"), None);
+        assert_eq!(host("sticky://10.0.0.5:7379"), None);
+        assert_eq!(host("10.0.0.5:7379"), None);
+    }
+}
+
 /// Largest certificate, key or CA file read (a chain is a few KiB).
 const MAX_PEM_FILE: u64 = 1 << 20;
 
@@ -117,6 +137,64 @@ pub fn read_ca(path: &Path, field: &str) -> Result<Vec<u8>, TlsError> {
         )));
     }
     Ok(pem)
+}
+
+/// A client configuration that verifies servers against the CA
+/// certificates in `ca` (PEM), or without it against the system's trust
+/// store. Verification is never off.
+///
+/// # Errors
+///
+/// [`TlsError`] when `ca` cannot be read or holds no certificate, or no
+/// trusted certificate is left.
+pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let pem = read_ca(path, "the CA file")?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert
+                    .map_err(|e| TlsError(format!("CA file {}: not PEM: {e}", path.display())))?;
+                roots.add(cert).map_err(|e| {
+                    TlsError(format!(
+                        "CA file {}: unusable certificate: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(TlsError(
+                    "the system's trust store holds no certificate: give a CA file".into(),
+                ));
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The host a TLS store URL (`sticky+tls://`, `rediss://`) names, which
+/// its certificate must match; `None` for other addresses.
+pub fn store_tls_host(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sticky+tls://")
+        .or_else(|| url.strip_prefix("rediss://"))?;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let host_port = rest.split(['/', '?', '#']).next()?;
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        host_port.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_owned())
 }
 
 /// Resolves every handshake to the one certificate chain.

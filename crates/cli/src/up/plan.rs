@@ -95,6 +95,7 @@ pub(crate) async fn check_external_stores(plan: &Plan) -> anyhow::Result<()> {
     let options = ClientOptions {
         request_timeout: std::time::Duration::from_secs(3),
         connect_timeout: std::time::Duration::from_secs(3),
+        tls_ca: plan.store_tls_ca.clone(),
         ..ClientOptions::default()
     };
     for s in &plan.external {
@@ -134,6 +135,9 @@ pub(crate) struct Plan {
     /// The shop's certificate chain and key (absolute paths), when it is
     /// served over HTTPS.
     tls: Option<(PathBuf, PathBuf)>,
+    /// `[session] store_tls_ca` of a `--config` file: whom TLS stores
+    /// are verified against.
+    store_tls_ca: Option<PathBuf>,
 }
 
 fn local(port: u32) -> anyhow::Result<SocketAddr> {
@@ -235,6 +239,7 @@ impl Plan {
         };
         Ok(Self {
             tls,
+            store_tls_ca: None,
             members,
             external,
             admin,
@@ -330,6 +335,7 @@ impl Plan {
             replicas: u16::try_from(file.replicas).unwrap_or(u16::MAX),
             mode: file.mode,
             tls: director.tls_cert.clone().zip(director.tls_key.clone()),
+            store_tls_ca: file.session.store_tls_ca.clone(),
         })
     }
 
@@ -491,6 +497,7 @@ mod tests {
             replicas: 1,
             mode: Mode::Sync,
             tls: None,
+            store_tls_ca: None,
         };
         let text = plan.toml();
         assert!(
@@ -521,6 +528,7 @@ mod tests {
             replicas: 1,
             mode: Mode::Sync,
             tls: None,
+            store_tls_ca: None,
         };
         let file = sticky_config::ClusterFile::parse(&plan.toml(), Path::new("c.toml")).unwrap();
         assert_eq!(file.session.store_password.as_deref(), Some("p4ss"));
@@ -544,6 +552,7 @@ mod tests {
             replicas: 1,
             mode: Mode::Sync,
             tls: Some(("/etc/a b/chain.pem".into(), "/etc/a b/key.pem".into())),
+            store_tls_ca: None,
         };
         assert_eq!(plan.scheme(), "https");
         let file = sticky_config::ClusterFile::parse(&plan.toml(), Path::new("c.toml")).unwrap();
