@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::problem::Problem;
 use crate::{ByteSize, Mode};
 
 /// A cluster file that cannot be used.
@@ -322,18 +323,36 @@ impl DirectorSection {
         self.instances().into_iter().find(|d| d.name == name)
     }
 
-    /// Checks the values that have a lower bound or a syntax.
+    /// Checks the values that have a lower bound or a syntax: the first
+    /// problem's message.
     fn check(&self) -> Result<(), String> {
+        match self.problems().into_iter().next() {
+            Some(p) => Err(p.message),
+            None => Ok(()),
+        }
+    }
+
+    /// Every value without its lower bound or syntax, each with its field
+    /// and what to do.
+    pub(crate) fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut bad = |field: &str, message: String, fix: &str| {
+            out.push(Problem::new(field, message, fix));
+        };
         let cookie_ok = !self.route_cookie.is_empty()
             && self
                 .route_cookie
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !cookie_ok {
-            return Err(format!(
-                "[director] route_cookie {:?} is not a valid cookie name",
-                self.route_cookie
-            ));
+            bad(
+                "[director] route_cookie",
+                format!(
+                    "[director] route_cookie {:?} is not a valid cookie name",
+                    self.route_cookie
+                ),
+                "use letters, digits and - _ . only, e.g. \"sticky.route\"",
+            );
         }
         for (name, value) in [
             ("health_interval_ms", self.health_interval_ms),
@@ -344,37 +363,59 @@ impl DirectorSection {
             ("idle_timeout_ms", self.idle_timeout_ms),
         ] {
             if value == 0 {
-                return Err(format!("[director] {name} must be above 0"));
+                bad(
+                    &format!("[director] {name}"),
+                    format!("[director] {name} must be above 0"),
+                    "give a number of milliseconds above 0, or remove it for the default",
+                );
             }
         }
         if self.fall == 0 || self.rise == 0 {
-            return Err("[director] fall and rise must be at least 1".into());
+            bad(
+                "[director] fall, rise",
+                "[director] fall and rise must be at least 1".into(),
+                "set them to 1 or more (default 2)",
+            );
         }
         if self.max_connections == 0 {
-            return Err("[director] max_connections must be at least 1".into());
+            bad(
+                "[director] max_connections",
+                "[director] max_connections must be at least 1".into(),
+                "set it to 1 or more (default 10000)",
+            );
         }
         if self.max_header_size.0 < 8192 {
-            return Err(format!(
-                "[director] max_header_size must be at least 8KiB, not {}",
-                self.max_header_size
-            ));
+            bad(
+                "[director] max_header_size",
+                format!(
+                    "[director] max_header_size must be at least 8KiB, not {}",
+                    self.max_header_size
+                ),
+                "set it to \"8KiB\" or more (default \"32KiB\")",
+            );
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err(
+            bad(
+                "[director] tls_cert, tls_key",
                 "[director] tls_cert and tls_key go together: give both (TLS) or neither".into(),
+                "add the missing one, or remove both for plain HTTP",
             );
         }
         let tls = self.tls_cert.is_some();
         let redirect = self.instances().iter().any(|d| d.redirect_listen.is_some());
         if !tls && redirect {
-            return Err(
+            bad(
+                "[director] redirect_listen",
                 "[director] redirect_listen redirects to HTTPS: it needs tls_cert and tls_key"
                     .into(),
+                "add tls_cert and tls_key, or remove redirect_listen",
             );
         }
         if !tls && (self.hsts_max_age_secs > 0 || self.hsts_include_subdomains) {
-            return Err(
+            bad(
+                "[director] hsts_max_age_secs",
                 "[director] hsts_* settings apply to HTTPS: they need tls_cert and tls_key".into(),
+                "add tls_cert and tls_key, or remove the hsts_* settings",
             );
         }
         let all = self.instances();
@@ -384,10 +425,14 @@ impl DirectorSection {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !valid {
-                return Err(format!(
-                    "[[director.peers]] name {:?} must be letters, digits, - or _",
-                    d.name
-                ));
+                bad(
+                    "[[director.peers]] name",
+                    format!(
+                        "[[director.peers]] name {:?} must be letters, digits, - or _",
+                        d.name
+                    ),
+                    "rename it, e.g. \"director2\"",
+                );
             }
             // Port 0 (any free port) never clashes.
             let own = [Some(d.listen), Some(d.admin), d.redirect_listen];
@@ -397,14 +442,22 @@ impl DirectorSection {
                 .filter(|a| a.port() != 0)
                 .collect();
             if own.iter().enumerate().any(|(j, a)| own[..j].contains(a)) {
-                return Err(format!(
-                    "director {:?} uses one address for two of listen, admin and redirect_listen",
-                    d.name
-                ));
+                bad(
+                    "[director] listen, admin, redirect_listen",
+                    format!(
+                        "director {:?} uses one address for two of listen, admin and redirect_listen",
+                        d.name
+                    ),
+                    "give each listener its own port",
+                );
             }
             for other in &all[..i] {
                 if other.name == d.name {
-                    return Err(format!("director name {:?} is used twice", d.name));
+                    bad(
+                        "[[director.peers]] name",
+                        format!("director name {:?} is used twice", d.name),
+                        "give every director its own name (the [director] section is \"director\")",
+                    );
                 }
                 let theirs = [Some(other.listen), Some(other.admin), other.redirect_listen];
                 if theirs
@@ -412,14 +465,18 @@ impl DirectorSection {
                     .flatten()
                     .any(|a| a.port() != 0 && own.contains(a))
                 {
-                    return Err(format!(
-                        "directors {:?} and {:?} share an address",
-                        other.name, d.name
-                    ));
+                    bad(
+                        "[[director.peers]] listen, admin",
+                        format!(
+                            "directors {:?} and {:?} share an address",
+                            other.name, d.name
+                        ),
+                        "give every director its own listen, admin and redirect_listen addresses",
+                    );
                 }
             }
         }
-        Ok(())
+        out
     }
 }
 
