@@ -1,6 +1,7 @@
 //! TLS at a real `sticky director`: HTTP/2 and HTTP/1.1 by ALPN on one
 //! port, the forwarded headers and `Secure` cookies over HTTPS, HSTS, the
-//! redirect listener, sticky routing and failover through TLS, and the
+//! redirect listener, WebSockets through TLS, sticky routing and failover
+//! through TLS, and the
 //! certificate reloaded on SIGHUP and over the admin API (a bad one
 //! refused, the old one kept). Certificates come from a CA made at test
 //! time; the client is hyper over rustls (and `curl --http2` when
@@ -14,8 +15,8 @@ use sticky_test_support::director::{
     cluster_file, BackendOptions, BackendProcess, DirectorProcess,
 };
 use sticky_test_support::{
-    find_program, require_program_from, temp_dir, wait_until, CertFiles, HttpClient, HttpVersion,
-    HttpsClient, Sticky, TestCa, DEADLINE,
+    find_program, read_response, require_program_from, temp_dir, tls_stream, wait_until, CertFiles,
+    HttpClient, HttpVersion, HttpsClient, Sticky, TestCa, DEADLINE,
 };
 
 /// The `sticky` binary under test.
@@ -185,6 +186,40 @@ fn sticky_routing_and_failover_work_over_http2() {
     assert_eq!(server(&resp.text()), survivor);
     assert_eq!(count(&resp.text()), 7);
     d.wait_state(&home, "down");
+}
+
+#[test]
+fn websockets_tunnel_through_tls_over_http11() {
+    use std::io::{BufReader, Read, Write};
+    let ca = TestCa::new("tls-ws");
+    let cert = ca.issue("director");
+    let ws1 = BackendProcess::start("ws1");
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(&[(&ws1, false)], &tls_lines(&cert, "")),
+    );
+    let mut s = tls_stream(d.public, ca.ca_file(), &[b"http/1.1"]);
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut reader = BufReader::new(s);
+    let resp = read_response(&mut reader, true).unwrap();
+    assert_eq!(resp.status, 101, "{resp:?}");
+    assert_eq!(resp.header("upgrade"), Some("websocket"));
+    for msg in [&b"ping"[..], b"hello through TLS", &[0u8, 1, 2, 255]] {
+        reader.get_mut().write_all(msg).unwrap();
+        reader.get_mut().flush().unwrap();
+        let mut got = vec![0u8; msg.len()];
+        reader.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg);
+    }
+    assert_eq!(
+        d.server("ws1")["active"],
+        1,
+        "an open tunnel counts as active"
+    );
 }
 
 #[test]

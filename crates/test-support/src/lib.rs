@@ -109,7 +109,7 @@ pub use resp::{encode_request, read_reply, read_to_close, resp_cmd, Resp, RespCo
 pub use skip::{find_program, have_redis, require_program, require_program_from, require_root};
 pub use sticky_netfault::{Host, Net, NetError, Slow};
 pub use store::{StoreProcess, StoreServer};
-pub use tls::{client_config, CertFiles, HttpVersion, HttpsClient, TestCa};
+pub use tls::{client_config, tls_stream, CertFiles, HttpVersion, HttpsClient, TestCa};
 pub use up::{UpProcess, UP_DEADLINE, UP_READY_LINE, UP_STOP_DEADLINE};
 pub use wait::{wait_until, DEADLINE, IO_TIMEOUT, POLL, STARTUP_DEADLINE};
 pub use web::{admin_token, Heartbeat, WebProcess, WEB_STARTUP_DEADLINE};

@@ -153,6 +153,23 @@ pub fn client_config(ca: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
     config
 }
 
+/// A blocking TLS connection to `addr` as `localhost`, trusting only
+/// `ca`, offering `alpn`: for raw exchanges (an upgrade, RESP) over TLS.
+/// The handshake runs on the first read or write.
+pub fn tls_stream(
+    addr: SocketAddr,
+    ca: &Path,
+    alpn: &[&[u8]],
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(crate::HTTP_TIMEOUT))
+        .expect("read timeout");
+    let name = ServerName::try_from("localhost").expect("a server name");
+    let conn = rustls::ClientConnection::new(Arc::new(client_config(ca, alpn)), name)
+        .expect("a TLS client");
+    rustls::StreamOwned::new(conn, tcp)
+}
+
 impl HttpsClient {
     /// Connects to `addr` as `localhost`, trusting only `ca`, offering
     /// `version`; the handshake's error if it fails (an untrusted
