@@ -1,5 +1,6 @@
 //! TLS between web servers and the stores, with real processes: two
-//! `sticky store --tls-cert --tls-key` and a `sticky web` whose cluster
+//! `sticky store`s serving TLS (one with `--tls-cert --tls-key`, one with
+//! `tls_cert`/`tls_key` in its `[[store]]` entry) and a `sticky web` whose cluster
 //! file names them `sticky+tls://` and trusts the test CA (`[session]
 //! store_tls_ca`). Sessions are written over TLS (the web server's
 //! lease and every change need the stores), and the stores hold them; a
@@ -30,7 +31,24 @@ fn web_servers_keep_sessions_on_tls_stores() {
         cert.key.to_str().unwrap(),
     ];
     let s1 = StoreProcess::start(STICKY, &tls_args);
-    let s2 = StoreProcess::start(STICKY, &tls_args);
+    // s2 takes its certificate from its [[store]] entry instead of flags.
+    let entry = ca.dir().join("s2.toml");
+    std::fs::write(
+        &entry,
+        format!(
+            "secret = \"{}\"\n[[store]]\nname = \"s2\"\nlisten = \"127.0.0.1:1\"\n\
+             url = \"sticky+tls://127.0.0.1:1\"\ntls_cert = {:?}\ntls_key = {:?}\n",
+            "s".repeat(32),
+            cert.cert.display().to_string(),
+            cert.key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let s2 = StoreProcess::start(
+        STICKY,
+        &["--config", entry.to_str().unwrap(), "--name", "s2"],
+    );
+    assert!(s2.log_text().contains("tls=true"), "{}", s2.log_text());
     let url = |s: &StoreProcess| format!("sticky+tls://127.0.0.1:{}", s.port());
     let config = ClusterConfig::new(&[s1.addr(), s2.addr()], &["ws1"])
         .store_url("s1", &url(&s1))

@@ -177,6 +177,29 @@ pub fn check_text(text: &str) -> Vec<Problem> {
         if let Some(p) = &s.requirepass_file {
             readable(&at("requirepass_file"), p, &mut out);
         }
+        if s.tls_cert.is_some() != s.tls_key.is_some() {
+            out.push(Problem::new(
+                &at("tls_cert, tls_key"),
+                "tls_cert and tls_key go together".into(),
+                "add the missing one, or remove both for plain RESP",
+            ));
+        }
+        for (f, path) in [("tls_cert", &s.tls_cert), ("tls_key", &s.tls_key)] {
+            if let Some(p) = path {
+                readable(&at(f), p, &mut out);
+            }
+        }
+        let tls_url = s
+            .url
+            .as_ref()
+            .is_some_and(|u| u.starts_with("sticky+tls://"));
+        if s.tls_cert.is_some() && !tls_url {
+            out.push(Problem::new(
+                &at("url"),
+                "the store serves TLS (tls_cert) but web servers are not told to use it".into(),
+                "add url = \"sticky+tls://HOST:PORT\" (the name or address its certificate has)",
+            ));
+        }
     }
     if let Some(r) = replicas.filter(|r| (1..=2).contains(r)) {
         if !stores.is_empty() && stores.len() < r {
@@ -378,6 +401,10 @@ mod tests {
             name = "ws2"
             listen = "127.0.0.1:7001"
             url = "127.0.0.1:7001"
+            [[store]]
+            name = "s9"
+            listen = "127.0.0.1:7009"
+            tls_cert = "/nonexistent/store.pem"
         "#;
         let problems = check_text(text);
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
@@ -390,6 +417,9 @@ mod tests {
             "[[web]] \"ws1\"",
             "[[store]] \"ws2\" name",
             "[[store]] \"ws2\" url",
+            "[[store]] \"s9\" tls_cert, tls_key",
+            "[[store]] \"s9\" tls_cert",
+            "[[store]] \"s9\" url",
         ] {
             assert!(
                 fields.contains(&expected),

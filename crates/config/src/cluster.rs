@@ -524,6 +524,12 @@ pub struct StoreEntry {
     pub max_memory: Option<ByteSize>,
     /// Address of the Prometheus metrics endpoint.
     pub metrics: Option<SocketAddr>,
+    /// PEM certificate chain: the store serves TLS only (`sticky store
+    /// --tls-cert`); its `url` must then be `sticky+tls://host:port`.
+    /// Needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ClusterFile {
@@ -599,6 +605,12 @@ impl ClusterFile {
             if s.requirepass.is_some() && s.requirepass_file.is_some() {
                 return Err(invalid(format!(
                     "store {}: give requirepass or requirepass_file, not both",
+                    s.name
+                )));
+            }
+            if s.tls_cert.is_some() != s.tls_key.is_some() {
+                return Err(invalid(format!(
+                    "store {}: tls_cert and tls_key go together",
                     s.name
                 )));
             }

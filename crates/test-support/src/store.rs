@@ -28,8 +28,6 @@ pub struct StoreProcess {
     addr: SocketAddr,
     log: PathBuf,
     password: Option<String>,
-    /// Started with `--tls-cert`: it speaks TLS only.
-    tls: bool,
 }
 
 /// The password a store started with `extra_args` wants: that of
@@ -126,7 +124,6 @@ impl StoreProcess {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             log,
             password: password_of(extra_args),
-            tls: extra_args.contains(&"--tls-cert"),
         }
     }
 
@@ -135,14 +132,13 @@ impl StoreProcess {
     /// the port). `Err(log)` if the child exits first.
     fn wait_ready(&mut self) -> Result<(), String> {
         let (addr, password, pid) = (self.addr, self.password.clone(), self.pid());
-        let (tls, log) = (self.tls, self.log.clone());
+        let log = self.log.clone();
         // A TLS store answers no plain probe: its own log says it listens.
         let ready = || {
-            if tls {
-                read_text(&log).contains("store listening").then_some(())
-            } else {
-                probe(addr, password.as_deref(), pid).then_some(())
-            }
+            let listening = read_text(&log)
+                .lines()
+                .any(|l| l.contains("store listening") && l.contains("tls=true"));
+            (listening || probe(addr, password.as_deref(), pid)).then_some(())
         };
         match self.proc.wait_for(STARTUP_DEADLINE, POLL, ready) {
             Ok(()) => Ok(()),
