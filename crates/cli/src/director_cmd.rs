@@ -1,5 +1,7 @@
 //! `sticky director`: the director of the cluster file, until SIGINT or
-//! SIGTERM; SIGHUP re-reads the file's `[[web]]` list.
+//! SIGTERM; SIGHUP re-reads the file's `[[web]]` list and, with TLS, the
+//! certificate and key files (a bad new certificate is refused and logged;
+//! the old one stays in force).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,7 +57,7 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<()> {
         Some(n) => n.max(1),
         None => std::thread::available_parallelism().map_or(1, usize::from),
     };
-    let (listen, admin) = (config.listen, config.admin);
+    let (listen, admin, redirect) = (config.listen, config.admin, config.redirect_listen);
     let reload_path = path.clone();
     let reloader = move || {
         let file =
@@ -74,6 +76,13 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen} (public)"))?;
     let admin = std::net::TcpListener::bind(admin)
         .with_context(|| format!("cannot listen on {admin} (admin)"))?;
+    if let Some(redirect) = redirect {
+        let listener = std::net::TcpListener::bind(redirect)
+            .with_context(|| format!("cannot listen on {redirect} (redirect to HTTPS)"))?;
+        let bound = listener.local_addr().unwrap_or(redirect);
+        director.set_redirect_listener(listener)?;
+        tracing::info!(redirect = %bound, "redirecting plain HTTP to HTTPS");
+    }
     let handle = director.clone();
     // Polled on the director's first event loop: the signal handlers
     // live there.
@@ -86,7 +95,7 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Re-reads the server list on every SIGHUP.
+/// Re-reads the server list (and the TLS certificate) on every SIGHUP.
 fn reload_on_sighup(director: Director, path: PathBuf) {
     #[cfg(unix)]
     {
@@ -100,7 +109,9 @@ fn reload_on_sighup(director: Director, path: PathBuf) {
         };
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                tracing::info!(file = %path.display(), "SIGHUP: reloading the server list");
+                tracing::info!(file = %path.display(), "SIGHUP: reloading the server list and the TLS certificate");
+                // A failed certificate reload is logged by the director.
+                let _ = director.reload_tls();
                 if let Err(e) = director.reload() {
                     tracing::error!(error = %e, "reload failed");
                 }

@@ -5,6 +5,7 @@ mod bench_cmd;
 mod chaos_cmd;
 mod demo;
 mod director_cmd;
+mod file_cmd;
 mod shutdown;
 mod sidecar;
 mod status_cmd;
@@ -49,6 +50,11 @@ enum Command {
     Up(up::UpArgs),
     /// Show a running cluster's processes and their state (table or JSON).
     Status(status_cmd::StatusArgs),
+    /// Write a commented cluster file to start from (new secret, mode 0600).
+    Init(file_cmd::InitArgs),
+    /// Check a whole cluster file before starting anything: every problem
+    /// at once, each with its field and what to do.
+    Check(file_cmd::CheckArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,6 +76,8 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench_cmd::run(args),
         Command::Chaos(args) => chaos_cmd::run(args),
         Command::Up(args) => up::run(args),
+        Command::Init(args) => file_cmd::init(args),
+        Command::Check(args) => file_cmd::check(args),
         Command::Status(args) => match status_cmd::run(args) {
             Ok(true) => Ok(()),
             // Printed; some process is not up, or the cluster is stopped.

@@ -67,6 +67,24 @@ pub(crate) struct StoreArgs {
     /// Without it, every start counts as a restart.
     #[arg(long, env = "STICKY_STORE_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Serve TLS only, with this PEM certificate chain (needs --tls-key;
+    /// instead of the [[store]] entry's tls_cert). Clients connect with
+    /// `sticky+tls://HOST:PORT` and verify it (docs/tls.md).
+    #[arg(
+        long,
+        env = "STICKY_STORE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "STICKY_STORE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
 }
 
 /// Whether this start is a restart (the run file in `dir` exists; no
@@ -93,7 +111,10 @@ fn read_secret(path: &PathBuf) -> anyhow::Result<String> {
     }
 }
 
-fn resolve(args: &StoreArgs) -> anyhow::Result<(StoreConfig, Option<SocketAddr>)> {
+/// The certificate chain and key a TLS store serves with.
+type TlsFiles = Option<(PathBuf, PathBuf)>;
+
+fn resolve(args: &StoreArgs) -> anyhow::Result<(StoreConfig, Option<SocketAddr>, TlsFiles)> {
     let entry = match (&args.config, &args.name) {
         (Some(path), Some(name)) => {
             let file = ClusterFile::load(path)?;
@@ -151,12 +172,19 @@ fn resolve(args: &StoreArgs) -> anyhow::Result<(StoreConfig, Option<SocketAddr>)
         tracing::warn!("--busy-poll-us applies only with --threads 1; ignored");
     }
     let metrics = args.metrics.or(entry.as_ref().and_then(|e| e.metrics));
-    Ok((config, metrics))
+    // The flags win over the [[store]] entry, as a pair.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        _ => entry
+            .as_ref()
+            .and_then(|e| e.tls_cert.clone().zip(e.tls_key.clone())),
+    };
+    Ok((config, metrics, tls))
 }
 
 /// Runs a store until SIGINT or SIGTERM.
 pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
-    let (mut config, metrics) = resolve(&args)?;
+    let (mut config, metrics, tls) = resolve(&args)?;
     config.restarted = mark_run(args.state_dir.as_deref())?;
     if config.restarted {
         tracing::info!(
@@ -191,7 +219,10 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let store = Store::new(config);
+        let mut store = Store::new(config);
+        if let Some((cert, key)) = &tls {
+            store = store.with_tls(cert, key)?;
+        }
         if let Some(addr) = metrics {
             sticky_store::serve_metrics(store.clone(), addr)?;
         }

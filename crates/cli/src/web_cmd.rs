@@ -102,6 +102,7 @@ pub(crate) fn session_config(
     c.async_max_lag = Duration::from_millis(s.async_max_lag_ms);
     c.recopy_rate = s.recopy_rate.max(1);
     c.store_password = s.store_password.clone();
+    c.store_tls_ca = s.store_tls_ca.clone();
     c.standby = entry.standby;
     c.max_sessions = s.max_sessions;
     c.max_bytes = s.max_bytes.0;

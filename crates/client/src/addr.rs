@@ -5,8 +5,9 @@
 //! [`StoreClient::addr`](crate::StoreClient::addr).
 //!
 //! - `host:port`, `sticky://...`: a `sticky store` ([`Backend::Native`]);
+//!   `sticky+tls://...` one that speaks TLS;
 //! - `redis://...`, `valkey://...`, `redis+unix://...`: Redis
-//!   ([`Backend::Scripts`]);
+//!   ([`Backend::Scripts`]); `rediss://...` over TLS;
 //! - `redis+cluster://...`: a Redis Cluster ([`cluster_client`]).
 
 use std::borrow::Cow;
@@ -17,6 +18,9 @@ use redis::IntoConnectionInfo;
 use crate::backend::Backend;
 use crate::error::{clip, ClientError};
 use crate::options::ClientOptions;
+
+/// Scheme of a `sticky store` served over TLS (`sticky store --tls-cert`).
+pub(crate) const STICKY_TLS: &str = "sticky+tls://";
 
 /// Scheme of a Redis Cluster address:
 /// `redis+cluster://[user:password@]host:port,host:port[/?protocol=resp3]`.
@@ -82,8 +86,16 @@ pub(crate) fn connection_info(
     options: &ClientOptions,
 ) -> Result<(redis::ConnectionInfo, String, Backend), ClientError> {
     const STICKY: &str = "sticky://";
+    if addr.contains('#') {
+        // The redis crate's `#insecure` turns certificate checks off.
+        return Err(ClientError::InvalidConfig(String::from(
+            "store addresses take no #fragment (certificate verification cannot be turned off; give a CA file instead)",
+        )));
+    }
     let (url_text, backend) = if let Some(rest) = addr.strip_prefix(STICKY) {
         (Cow::Owned(format!("redis://{rest}")), Backend::Native)
+    } else if let Some(rest) = addr.strip_prefix(STICKY_TLS) {
+        (Cow::Owned(format!("rediss://{rest}")), Backend::Native)
     } else if addr.contains("://") {
         (Cow::Borrowed(addr), Backend::Scripts)
     } else {
@@ -92,7 +104,7 @@ pub(crate) fn connection_info(
     // Messages never quote `addr`: it may carry a password.
     let invalid = || {
         ClientError::InvalidConfig(String::from(
-            "store address is neither host:port nor a sticky:// or redis:// URL",
+            "store address is neither host:port nor a sticky://, sticky+tls://, redis:// or rediss:// URL",
         ))
     };
     let mut url = redis::parse_redis_url(&url_text).ok_or_else(invalid)?;
@@ -101,10 +113,15 @@ pub(crate) fn connection_info(
         // Both only fail for URLs that cannot carry credentials.
         let _ = url.set_password(None);
         let _ = url.set_username("");
-        match (backend, url.as_str().strip_prefix("redis://")) {
-            // A `sticky://` URL, so that the address still selects the
-            // native commands.
-            (Backend::Native, Some(rest)) => format!("{STICKY}{rest}"),
+        match (
+            backend,
+            url.as_str().strip_prefix("redis://"),
+            url.as_str().strip_prefix("rediss://"),
+        ) {
+            // A `sticky://` (`sticky+tls://`) URL, so that the address
+            // still selects the native commands.
+            (Backend::Native, Some(rest), _) => format!("{STICKY}{rest}"),
+            (Backend::Native, _, Some(rest)) => format!("{STICKY_TLS}{rest}"),
             _ => url.to_string(),
         }
     } else {

@@ -48,7 +48,10 @@ impl fmt::Debug for StoreClient {
 impl StoreClient {
     /// A client of the store at `addr`: `host:port` or
     /// `sticky://[user:password@]host:port[/?protocol=resp3]` for a `sticky
-    /// store`; a `redis://[user:password@]host:port[/?protocol=resp3]` URL
+    /// store` (`sticky+tls://...` for one started with `--tls-cert`); a
+    /// `redis://[user:password@]host:port[/?protocol=resp3]` URL (`rediss://`
+    /// over TLS, verified against [`ClientOptions::tls_ca`] or the system's
+    /// trust store)
     /// (or `valkey://`, `redis+unix://`...) for Redis, where the session
     /// commands run as Lua scripts (see the [crate docs](crate));
     /// `redis+cluster://[user:password@]host:port,host:port...` for a Redis
@@ -72,8 +75,20 @@ impl StoreClient {
             } else {
                 let (info, public_addr, backend) = connection_info(addr, &options)?;
                 let display_addr = info.addr().to_string();
-                let client = redis::Client::open(info)
-                    .map_err(|e| ClientError::InvalidConfig(clip(&e.to_string())))?;
+                let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+                let client = match (&options.tls_ca, tls) {
+                    (Some(ca), true) => {
+                        let root_cert = sticky_proto::tls::read_ca(ca, "the store CA file")
+                            .map_err(|e| ClientError::InvalidConfig(e.to_string()))?;
+                        let certs = redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(root_cert),
+                        };
+                        redis::Client::build_with_tls(info, certs)
+                    }
+                    _ => redis::Client::open(info),
+                }
+                .map_err(|e| ClientError::InvalidConfig(clip(&e.to_string())))?;
                 let conn_config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(options.connect_timeout))
                     // Requests are bounded by `execute`, connecting included.

@@ -1,6 +1,7 @@
 //! [`ClientOptions`]: credentials and the time limits of a [`StoreClient`](crate::StoreClient).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Settings of a [`StoreClient`](crate::StoreClient).
@@ -25,6 +26,11 @@ pub struct ClientOptions {
     /// (`docs/safety.md` §3). A `sticky store` uses its own setting and
     /// ignores this one. Default 4 s, the store's default.
     pub claim_window: Duration,
+    /// TLS stores (`rediss://`, `sticky+tls://`): the PEM file of the CA
+    /// certificates their certificates are verified against, instead of
+    /// the system's trust store. Verification is never off. Default: none
+    /// (the system's).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -36,6 +42,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(1),
             max_backoff: Duration::from_secs(2),
             claim_window: Duration::from_secs(4),
+            tls_ca: None,
         }
     }
 }
@@ -49,6 +56,7 @@ impl fmt::Debug for ClientOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("max_backoff", &self.max_backoff)
             .field("claim_window", &self.claim_window)
+            .field("tls_ca", &self.tls_ca)
             .finish()
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::problem::Problem;
 use crate::{ByteSize, Mode};
 
 /// A cluster file that cannot be used.
@@ -108,6 +109,10 @@ pub struct SessionSection {
     pub recopy_rate: u32,
     /// Store password, if the stores require one.
     pub store_password: Option<String>,
+    /// PEM file of the CA certificates that TLS stores' certificates
+    /// (`rediss://`, `sticky+tls://` URLs) are verified against, instead of
+    /// the system's trust store. Default: none.
+    pub store_tls_ca: Option<PathBuf>,
     /// Most sessions one web server hosts; a new session beyond it is
     /// refused with 503. Default 1000000.
     pub max_sessions: usize,
@@ -143,6 +148,7 @@ impl Default for SessionSection {
             async_max_lag_ms: 1000,
             recopy_rate: 20_000,
             store_password: None,
+            store_tls_ca: None,
             max_sessions: 1_000_000,
             max_bytes: ByteSize(1 << 30),
             new_sessions_per_ip: 20,
@@ -195,7 +201,26 @@ pub struct DirectorSection {
     pub max_idle_per_server: usize,
     /// Forward plain HTTP/1.1 requests on the director's own fast path
     /// instead of hyper (the rest always goes through hyper). Default true.
+    /// Over TLS every request goes through hyper.
     pub fast_path: bool,
+    /// PEM file with the certificate chain of the public listener (the
+    /// server's certificate first, then its intermediates): the public
+    /// listener then speaks TLS only, HTTP/2 or HTTP/1.1 by ALPN. Re-read
+    /// on SIGHUP and `POST /api/reload`. Needs `tls_key`. Default: none,
+    /// plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or
+    /// SEC1). Default: none.
+    pub tls_key: Option<PathBuf>,
+    /// A plain HTTP listener that answers every request with a redirect to
+    /// the same host and path over HTTPS (`301`, or `308` for methods other
+    /// than GET and HEAD). Needs `tls_cert`. Default: none.
+    pub redirect_listen: Option<SocketAddr>,
+    /// `Strict-Transport-Security: max-age=` this many seconds on every
+    /// HTTPS response; 0 sends no such header. Needs `tls_cert`. Default 0.
+    pub hsts_max_age_secs: u64,
+    /// Add `includeSubDomains` to that header. Default false.
+    pub hsts_include_subdomains: bool,
     /// The control API of the `sticky up` supervisor that started this
     /// cluster (loopback): the dashboard then offers to kill, pause,
     /// resume and restart each process. Default: none. `sticky up` sets it.
@@ -236,6 +261,10 @@ pub struct DirectorPeer {
     pub listen: SocketAddr,
     /// Its admin listener.
     pub admin: SocketAddr,
+    /// Its HTTP-to-HTTPS redirect listener (as `[director]
+    /// redirect_listen`). Default: none.
+    #[serde(default)]
+    pub redirect_listen: Option<SocketAddr>,
 }
 
 /// The name of the director the `[director]` section's own `listen` and
@@ -261,6 +290,11 @@ impl Default for DirectorSection {
             max_connections: 10_000,
             max_idle_per_server: 256,
             fast_path: true,
+            tls_cert: None,
+            tls_key: None,
+            redirect_listen: None,
+            hsts_max_age_secs: 0,
+            hsts_include_subdomains: false,
             supervisor: None,
             admin_hosts: Vec::new(),
             admin_token: None,
@@ -278,6 +312,7 @@ impl DirectorSection {
             name: FIRST_DIRECTOR.into(),
             listen: self.listen,
             admin: self.admin,
+            redirect_listen: self.redirect_listen,
         }];
         all.extend(self.peers.iter().cloned());
         all
@@ -288,18 +323,36 @@ impl DirectorSection {
         self.instances().into_iter().find(|d| d.name == name)
     }
 
-    /// Checks the values that have a lower bound or a syntax.
+    /// Checks the values that have a lower bound or a syntax: the first
+    /// problem's message.
     fn check(&self) -> Result<(), String> {
+        match self.problems().into_iter().next() {
+            Some(p) => Err(p.message),
+            None => Ok(()),
+        }
+    }
+
+    /// Every value without its lower bound or syntax, each with its field
+    /// and what to do.
+    pub(crate) fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut bad = |field: &str, message: String, fix: &str| {
+            out.push(Problem::new(field, message, fix));
+        };
         let cookie_ok = !self.route_cookie.is_empty()
             && self
                 .route_cookie
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !cookie_ok {
-            return Err(format!(
-                "[director] route_cookie {:?} is not a valid cookie name",
-                self.route_cookie
-            ));
+            bad(
+                "[director] route_cookie",
+                format!(
+                    "[director] route_cookie {:?} is not a valid cookie name",
+                    self.route_cookie
+                ),
+                "use letters, digits and - _ . only, e.g. \"sticky.route\"",
+            );
         }
         for (name, value) in [
             ("health_interval_ms", self.health_interval_ms),
@@ -310,20 +363,60 @@ impl DirectorSection {
             ("idle_timeout_ms", self.idle_timeout_ms),
         ] {
             if value == 0 {
-                return Err(format!("[director] {name} must be above 0"));
+                bad(
+                    &format!("[director] {name}"),
+                    format!("[director] {name} must be above 0"),
+                    "give a number of milliseconds above 0, or remove it for the default",
+                );
             }
         }
         if self.fall == 0 || self.rise == 0 {
-            return Err("[director] fall and rise must be at least 1".into());
+            bad(
+                "[director] fall, rise",
+                "[director] fall and rise must be at least 1".into(),
+                "set them to 1 or more (default 2)",
+            );
         }
         if self.max_connections == 0 {
-            return Err("[director] max_connections must be at least 1".into());
+            bad(
+                "[director] max_connections",
+                "[director] max_connections must be at least 1".into(),
+                "set it to 1 or more (default 10000)",
+            );
         }
         if self.max_header_size.0 < 8192 {
-            return Err(format!(
-                "[director] max_header_size must be at least 8KiB, not {}",
-                self.max_header_size
-            ));
+            bad(
+                "[director] max_header_size",
+                format!(
+                    "[director] max_header_size must be at least 8KiB, not {}",
+                    self.max_header_size
+                ),
+                "set it to \"8KiB\" or more (default \"32KiB\")",
+            );
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bad(
+                "[director] tls_cert, tls_key",
+                "[director] tls_cert and tls_key go together: give both (TLS) or neither".into(),
+                "add the missing one, or remove both for plain HTTP",
+            );
+        }
+        let tls = self.tls_cert.is_some();
+        let redirect = self.instances().iter().any(|d| d.redirect_listen.is_some());
+        if !tls && redirect {
+            bad(
+                "[director] redirect_listen",
+                "[director] redirect_listen redirects to HTTPS: it needs tls_cert and tls_key"
+                    .into(),
+                "add tls_cert and tls_key, or remove redirect_listen",
+            );
+        }
+        if !tls && (self.hsts_max_age_secs > 0 || self.hsts_include_subdomains) {
+            bad(
+                "[director] hsts_max_age_secs",
+                "[director] hsts_* settings apply to HTTPS: they need tls_cert and tls_key".into(),
+                "add tls_cert and tls_key, or remove the hsts_* settings",
+            );
         }
         let all = self.instances();
         for (i, d) in all.iter().enumerate() {
@@ -332,28 +425,58 @@ impl DirectorSection {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !valid {
-                return Err(format!(
-                    "[[director.peers]] name {:?} must be letters, digits, - or _",
-                    d.name
-                ));
+                bad(
+                    "[[director.peers]] name",
+                    format!(
+                        "[[director.peers]] name {:?} must be letters, digits, - or _",
+                        d.name
+                    ),
+                    "rename it, e.g. \"director2\"",
+                );
+            }
+            // Port 0 (any free port) never clashes.
+            let own = [Some(d.listen), Some(d.admin), d.redirect_listen];
+            let own: Vec<SocketAddr> = own
+                .into_iter()
+                .flatten()
+                .filter(|a| a.port() != 0)
+                .collect();
+            if own.iter().enumerate().any(|(j, a)| own[..j].contains(a)) {
+                bad(
+                    "[director] listen, admin, redirect_listen",
+                    format!(
+                        "director {:?} uses one address for two of listen, admin and redirect_listen",
+                        d.name
+                    ),
+                    "give each listener its own port",
+                );
             }
             for other in &all[..i] {
                 if other.name == d.name {
-                    return Err(format!("director name {:?} is used twice", d.name));
+                    bad(
+                        "[[director.peers]] name",
+                        format!("director name {:?} is used twice", d.name),
+                        "give every director its own name (the [director] section is \"director\")",
+                    );
                 }
-                let mine = [d.listen, d.admin];
-                if mine.contains(&other.listen)
-                    || mine.contains(&other.admin)
-                    || d.listen == d.admin
+                let theirs = [Some(other.listen), Some(other.admin), other.redirect_listen];
+                if theirs
+                    .iter()
+                    .flatten()
+                    .any(|a| a.port() != 0 && own.contains(a))
                 {
-                    return Err(format!(
-                        "directors {:?} and {:?} share an address",
-                        other.name, d.name
-                    ));
+                    bad(
+                        "[[director.peers]] listen, admin",
+                        format!(
+                            "directors {:?} and {:?} share an address",
+                            other.name, d.name
+                        ),
+                        "give every director its own listen, admin and redirect_listen addresses",
+                    );
                 }
             }
         }
-        Ok(())
+        out
     }
 }
 
@@ -401,6 +524,12 @@ pub struct StoreEntry {
     pub max_memory: Option<ByteSize>,
     /// Address of the Prometheus metrics endpoint.
     pub metrics: Option<SocketAddr>,
+    /// PEM certificate chain: the store serves TLS only (`sticky store
+    /// --tls-cert`); its `url` must then be `sticky+tls://host:port`.
+    /// Needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ClusterFile {
@@ -479,6 +608,12 @@ impl ClusterFile {
                     s.name
                 )));
             }
+            if s.tls_cert.is_some() != s.tls_key.is_some() {
+                return Err(invalid(format!(
+                    "store {}: tls_cert and tls_key go together",
+                    s.name
+                )));
+            }
         }
         Ok(file)
     }
@@ -551,6 +686,41 @@ mod tests {
             "[director]\nroute_cookie = \"a b\"\n",
             "[director]\nmax_header_size = \"1KiB\"\n",
             "[director]\nmax_connections = 0\n",
+        ] {
+            let r = ClusterFile::parse(bad, Path::new("c.toml"));
+            assert!(
+                matches!(r, Err(ConfigError::Invalid { .. })),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_settings_go_together() {
+        let text =
+            "[director]\ntls_cert = \"/etc/sticky/chain.pem\"\ntls_key = \"/etc/sticky/key.pem\"\n\
+                    redirect_listen = \"127.0.0.1:8079\"\nhsts_max_age_secs = 300\n";
+        let f = ClusterFile::parse(text, Path::new("c.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let d = f.director.unwrap_or_default();
+        assert_eq!(
+            d.tls_cert.as_deref(),
+            Some(Path::new("/etc/sticky/chain.pem"))
+        );
+        assert_eq!(d.hsts_max_age_secs, 300);
+        assert_eq!(
+            d.instances()[0].redirect_listen.map(|a| a.port()),
+            Some(8079)
+        );
+        for bad in [
+            // A certificate without its key, a key without its certificate,
+            // HTTPS-only settings without TLS, a redirect on the listen port.
+            "[director]\ntls_cert = \"c.pem\"\n",
+            "[director]\ntls_key = \"k.pem\"\n",
+            "[director]\nredirect_listen = \"127.0.0.1:1\"\n",
+            "[director]\nhsts_max_age_secs = 1\n",
+            "[director]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nredirect_listen = \"127.0.0.1:8080\"\n",
+            "[director]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nredirect_listen = \"127.0.0.1:9\"\n\
+             [[director.peers]]\nname = \"d2\"\nlisten = \"127.0.0.1:3\"\nadmin = \"127.0.0.1:4\"\nredirect_listen = \"127.0.0.1:9\"\n",
         ] {
             let r = ClusterFile::parse(bad, Path::new("c.toml"));
             assert!(

@@ -5,17 +5,24 @@
 //!
 //! - `cluster`: [`ClusterFile`] and its sections, loaded with
 //!   [`ClusterFile::load`].
+//! - `check`: [`check_text`], every [`Problem`] of a cluster file at
+//!   once, for `sticky check`.
+//! - `problem`: [`Problem`], one of them: field, what is wrong, what to do.
 //! - `mode`: [`Mode`], the replication mode (`sync`, `async`) that the
 //!   cluster file, the session library and the command line share.
 //! - `size`: [`ByteSize`], sizes such as `64MiB` or `1gb`.
 
+mod check;
 mod cluster;
 mod mode;
+mod problem;
 mod size;
 
+pub use check::check_text;
 pub use cluster::{
     ClusterFile, ConfigError, DirectorPeer, DirectorSection, SessionSection, StoreEntry, WebEntry,
     FIRST_DIRECTOR,
 };
 pub use mode::{Mode, ParseModeError};
+pub use problem::Problem;
 pub use size::{ByteSize, ParseSizeError};

@@ -7,7 +7,7 @@
 //! | `POST /api/servers/{name}/drain` | no new clients for `name` (drain, evacuate and enable are passed to every peer director: `peers.rs`) |
 //! | `POST /api/servers/{name}/evacuate` | every client of `name` moves away |
 //! | `POST /api/servers/{name}/enable` | back to normal (after an evacuation: once fenced) |
-//! | `POST /api/reload` | re-reads the server list |
+//! | `POST /api/reload` | re-reads the server list and, with TLS, the certificate and key (a bad new certificate is refused: `400`, the old one stays) |
 //! | `GET /api/processes` | the `sticky up` supervisor's process list (404 without `[director] supervisor`) |
 //! | `POST /api/processes/{name}/{kill,pause,resume,restart}` | the supervisor acts on that process |
 //! | `GET /metrics` | Prometheus text format |
@@ -209,13 +209,36 @@ pub(crate) async fn handle(
             let path = format!("/api/processes/{name}/{action}");
             processes(&shared, Method::POST, path).await
         }
-        (&Method::POST, ["api", "reload"]) => match shared.reload() {
-            Ok(summary) => json(StatusCode::OK, &summary),
-            Err(e) => {
-                tracing::warn!(error = %e, "reload requested over the admin API failed");
-                json_error(StatusCode::BAD_REQUEST, &e.to_string())
+        (&Method::POST, ["api", "reload"]) => {
+            // The certificate first: a bad one is refused (the old one
+            // stays) whatever becomes of the server list, and both say so.
+            let tls = shared.reload_tls();
+            let servers = if shared.has_reloader() || shared.tls.is_none() {
+                shared.reload().map(Some)
+            } else {
+                Ok(None)
+            };
+            match (tls, servers) {
+                (Ok(tls_reloaded), Ok(summary)) => {
+                    let mut summary = summary.unwrap_or_default();
+                    summary.tls_reloaded = tls_reloaded;
+                    if summary.servers == 0 {
+                        summary.servers = shared.backends().len();
+                    }
+                    json(StatusCode::OK, &summary)
+                }
+                (tls, servers) => {
+                    let errors: Vec<String> = [tls.err(), servers.err()]
+                        .into_iter()
+                        .flatten()
+                        .map(|e| e.to_string())
+                        .collect();
+                    let message = errors.join("; ");
+                    tracing::warn!(error = %message, "reload requested over the admin API failed");
+                    json_error(StatusCode::BAD_REQUEST, &message)
+                }
             }
-        },
+        }
         (
             _,
             [""]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sticky_config::{ClusterFile, DirectorPeer, DirectorSection, WebEntry, FIRST_DIRECTOR};
 
+use crate::tls::TlsFiles;
 use crate::DirectorError;
 
 /// One web server the director routes to (a `[[web]]` table).
@@ -76,6 +77,9 @@ pub struct StoreSpec {
     pub name: String,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// It speaks TLS (its `url` is `sticky+tls://` or `rediss://`), with
+    /// a certificate for this host. Default none: plain RESP.
+    pub tls_host: Option<String>,
 }
 
 /// Health-check settings (`[director]` `health_*`, `fall`, `rise`).
@@ -105,8 +109,25 @@ pub struct DirectorConfig {
     /// Name of the web servers' session cookie, whose value is the key of
     /// rendezvous hashing on failover. Default `sticky.sid`.
     pub session_cookie: String,
-    /// Mark the route cookie `Secure`. Default false.
+    /// Mark the route cookie `Secure`. Default false; always on with
+    /// [`tls`](Self::tls).
     pub cookie_secure: bool,
+    /// The public listener speaks TLS with this certificate chain and key
+    /// (HTTP/2 or HTTP/1.1 by ALPN; the fast path is off). Default: none,
+    /// plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Where the binary binds the HTTP-to-HTTPS redirect listener (served
+    /// when given to [`Director::set_redirect_listener`](crate::Director::set_redirect_listener)).
+    /// Default: none.
+    pub redirect_listen: Option<SocketAddr>,
+    /// `Strict-Transport-Security` max-age on HTTPS responses; zero sends
+    /// none. Default zero.
+    pub hsts_max_age: Duration,
+    /// `includeSubDomains` in that header. Default false.
+    pub hsts_include_subdomains: bool,
+    /// The CA file TLS stores are verified against when probed (the
+    /// system's trust store without it). Default none.
+    pub store_tls_ca: Option<std::path::PathBuf>,
     /// Health checks.
     pub health: HealthSettings,
     /// Time to open a connection to a web server. Default 1 s.
@@ -229,6 +250,11 @@ impl fmt::Debug for DirectorConfig {
             .field("route_cookie", &self.route_cookie)
             .field("session_cookie", &self.session_cookie)
             .field("cookie_secure", &self.cookie_secure)
+            .field("tls", &self.tls)
+            .field("redirect_listen", &self.redirect_listen)
+            .field("hsts_max_age", &self.hsts_max_age)
+            .field("hsts_include_subdomains", &self.hsts_include_subdomains)
+            .field("store_tls_ca", &self.store_tls_ca)
             .field("health", &self.health)
             .field("connect_timeout", &self.connect_timeout)
             .field("header_timeout", &self.header_timeout)
@@ -280,6 +306,17 @@ impl DirectorConfig {
             route_cookie: d.route_cookie.clone(),
             session_cookie: "sticky.sid".into(),
             cookie_secure: false,
+            tls: match (&d.tls_cert, &d.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+            redirect_listen: d.redirect_listen,
+            hsts_max_age: Duration::from_secs(d.hsts_max_age_secs),
+            hsts_include_subdomains: d.hsts_include_subdomains,
+            store_tls_ca: None,
             health: HealthSettings {
                 interval: ms(d.health_interval_ms),
                 timeout: ms(d.health_timeout_ms),
@@ -335,11 +372,13 @@ impl DirectorConfig {
             .map(|s| StoreSpec {
                 name: s.name.clone(),
                 addr: s.listen,
+                tls_host: s.url.as_deref().and_then(sticky_proto::tls::store_tls_host),
             })
             .collect();
         config
             .store_password
             .clone_from(&file.session.store_password);
+        config.store_tls_ca.clone_from(&file.session.store_tls_ca);
         Ok(config)
     }
 
@@ -363,6 +402,7 @@ impl DirectorConfig {
         self.name = me.name;
         self.listen = me.listen;
         self.admin = me.admin;
+        self.redirect_listen = me.redirect_listen;
         self.peers = section
             .instances()
             .into_iter()
@@ -396,6 +436,16 @@ impl DirectorConfig {
         if self.max_connections == 0 || self.health.fall == 0 || self.health.rise == 0 {
             return Err(DirectorError::Config(
                 "max_connections, fall and rise must be at least 1".into(),
+            ));
+        }
+        if self.tls.is_none()
+            && (self.redirect_listen.is_some()
+                || !self.hsts_max_age.is_zero()
+                || self.hsts_include_subdomains)
+        {
+            return Err(DirectorError::Config(
+                "redirect_listen and hsts_* apply to HTTPS: they need a TLS certificate and key"
+                    .into(),
             ));
         }
         if self

@@ -182,6 +182,7 @@ impl Director {
         tracing::info!(
             %public,
             %admin,
+            tls = self.shared.tls.is_some(),
             servers = self.shared.backends().len(),
             threads = self.shared.config.threads.max(1),
             "director listening"
@@ -204,6 +205,44 @@ impl Director {
     /// [`DirectorError::Reload`]; the old list stays in force.
     pub fn reload(&self) -> Result<ReloadSummary, DirectorError> {
         self.shared.reload()
+    }
+
+    /// Re-reads the TLS certificate chain and key ([`DirectorConfig::tls`]):
+    /// new connections use the new certificate, those open keep theirs.
+    /// `Ok(false)` when the public listener does not speak TLS.
+    ///
+    /// # Errors
+    ///
+    /// [`DirectorError::Reload`] naming the file and what is wrong with it
+    /// (also logged); the old certificate stays in force.
+    pub fn reload_tls(&self) -> Result<bool, DirectorError> {
+        self.shared.reload_tls()
+    }
+
+    /// Serves an HTTP-to-HTTPS redirect listener besides the public one
+    /// (see [`DirectorConfig::redirect_listen`]): every request gets a
+    /// `301` (`308` for methods other than GET and HEAD) to the same host
+    /// and path on the public listener's port, over HTTPS. Call it before
+    /// [`serve`](Self::serve) or [`run`](Self::run).
+    ///
+    /// # Errors
+    ///
+    /// [`DirectorError::Config`] if the public listener does not speak TLS,
+    /// [`DirectorError::Listener`] if the listener cannot be used.
+    pub fn set_redirect_listener(
+        &self,
+        listener: std::net::TcpListener,
+    ) -> Result<(), DirectorError> {
+        if self.shared.tls.is_none() {
+            return Err(DirectorError::Config(
+                "a redirect listener needs TLS on the public listener".into(),
+            ));
+        }
+        listener
+            .set_nonblocking(true)
+            .map_err(listener_error("redirect"))?;
+        self.shared.set_redirect(listener);
+        Ok(())
     }
 
     /// Applies this server list (see [`reload`](Self::reload)).

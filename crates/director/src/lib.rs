@@ -18,7 +18,8 @@
 //!   stops the listeners, the health checkers and the store probes;
 //!   reloads and admin operations for the library's callers.
 //! - `listener`: accept loops, worker threads' intake, connection limit,
-//!   timeouts, graceful shutdown.
+//!   timeouts, graceful shutdown; TLS handshakes and HTTP/2 on the public
+//!   listener when TLS is on; the HTTP-to-HTTPS redirect listener.
 //! - `admin`, `metrics`, `supervisor`: the admin listener (JSON API,
 //!   dashboard, Prometheus) and the `sticky up` supervisor's control API
 //!   (kill, pause, resume, restart) proxied for the dashboard.
@@ -51,6 +52,8 @@
 //!   they carry.
 //! - `config`: [`DirectorConfig`], [`ServerSpec`], [`StoreSpec`], every
 //!   setting and its default.
+//! - `tls`: [`TlsFiles`], the certificate and key read from PEM files
+//!   into the rustls configuration, and its reload.
 //! - `status`: what `/api/cluster` answers ([`ClusterStatus`] and its
 //!   parts, [`AdminState`]).
 //! - `route_cookie`: signing and checking route cookies; cookie parsing.
@@ -108,6 +111,7 @@ mod state;
 mod status;
 mod stores;
 mod supervisor;
+mod tls;
 mod worker;
 
 pub use config::{servers_of, DirectorConfig, HealthSettings, ProxyNet, ServerSpec, StoreSpec};
@@ -120,3 +124,4 @@ pub use status::{
     StoreState, StoreStatus,
 };
 pub use sticky_config::DirectorPeer;
+pub use tls::TlsFiles;

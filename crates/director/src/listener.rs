@@ -2,7 +2,12 @@
 //! timeouts, and graceful shutdown.
 //!
 //! Client connections are HTTP/1.1 (hyper's `server::conn::http1`, with
-//! upgrades). The request head must arrive within `header_timeout` (hyper's
+//! upgrades). With TLS ([`DirectorConfig::tls`]) the public listener
+//! speaks TLS only: the handshake must finish within `header_timeout`,
+//! then HTTP/2 or HTTP/1.1 (hyper-util's auto builder: ALPN `h2`, or the
+//! client's preface) runs inside it on the general path; the fast path
+//! is plain TCP only. A redirect listener, if set, answers every request
+//! with a redirect to HTTPS. The request head must arrive within `header_timeout` (hyper's
 //! `header_read_timeout`: slowloris clients are closed, and so are
 //! keep-alive connections idle for that long); a connection with no bytes
 //! moving for `idle_timeout` is closed; heads larger than
@@ -26,9 +31,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, LOCATION};
+use http::{Method, Response, StatusCode};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -162,10 +170,15 @@ impl Dispatch {
     }
 }
 
+/// Most HTTP/2 streams one client connection may have open at once.
+const MAX_H2_STREAMS: u32 = 128;
+
 /// What every worker's listeners share.
 #[derive(Clone)]
 pub(crate) struct Common {
     builder: Arc<http1::Builder>,
+    /// HTTP/2 or HTTP/1.1 inside TLS.
+    auto: Arc<auto::Builder<TokioExecutor>>,
     limit: Arc<Semaphore>,
     admin_slots: Arc<AdminSlots>,
     dispatch: Arc<Dispatch>,
@@ -189,8 +202,20 @@ impl Common {
             inboxes.push(rx);
         }
         let open = (0..senders.len()).map(|_| AtomicUsize::new(0)).collect();
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_timeout)
+            .max_buf_size(config.max_header_size.max(8192))
+            .keep_alive(true);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_H2_STREAMS)
+            .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
+            .keep_alive_interval(None);
         let common = Self {
             builder: Arc::new(builder),
+            auto: Arc::new(auto),
             limit: Arc::new(Semaphore::new(config.max_connections)),
             admin_slots: Arc::new(AdminSlots::new(MAX_ADMIN_CONNECTIONS)),
             dispatch: Arc::new(Dispatch { senders, open }),
@@ -258,6 +283,18 @@ pub(crate) async fn worker_loop(
         let stop = worker_stop;
         match intake {
             Intake::Listeners { public, admin } => {
+                let redirect_loop = async {
+                    match shared.take_redirect().map(TcpListener::from_std) {
+                        Some(Ok(listener)) => {
+                            accept_redirect(Arc::clone(&shared), listener, common.clone()).await;
+                        }
+                        Some(Err(e)) => {
+                            tracing::error!(error = %e, "cannot use the redirect listener: not serving it");
+                            std::future::pending::<()>().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
                 let public_loop =
                     accept_public(Arc::clone(&shared), public, common.clone(), stop.clone());
                 let admin_loop = accept_admin(
@@ -270,6 +307,7 @@ pub(crate) async fn worker_loop(
                 tokio::select! {
                     () = public_loop => {}
                     () = admin_loop => {}
+                    () = redirect_loop => {}
                 }
             }
             Intake::Inbox(mut inbox) => {
@@ -420,6 +458,12 @@ async fn client_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    if shared.tls.is_some() {
+        tls_connection(&shared, stream, peer, &common, stop).await;
+        connection_closed(&shared, &common);
+        drop(permit);
+        return;
+    }
     let mut stream = stream;
     let prefix = if shared.config.fast_path {
         match fast_path::serve(&shared, &mut stream, peer, &mut stop).await {
@@ -446,7 +490,9 @@ async fn client_connection(
         let shared = Arc::clone(&svc_shared);
         let forwarded_for = forwarded_for.clone();
         async move {
-            Ok::<_, Infallible>(proxy::handle(shared, peer, forwarded_for, trusted, req).await)
+            Ok::<_, Infallible>(
+                proxy::handle(shared, peer, forwarded_for, trusted, false, req).await,
+            )
         }
     });
     let conn = common.builder.serve_connection(io, service).with_upgrades();
@@ -478,6 +524,181 @@ async fn client_connection(
     }
     connection_closed(&shared, &common);
     drop(permit);
+}
+
+/// One client connection of the TLS listener: the handshake (within
+/// `header_timeout`), then HTTP/2 or HTTP/1.1 until the client closes, the
+/// connection idles for `idle_timeout`, or shutdown.
+async fn tls_connection(
+    shared: &Arc<State>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    common: &Common,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(tls) = &shared.tls else {
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+    let stream =
+        match tokio::time::timeout(shared.config.header_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                shared
+                    .stats
+                    .tls_handshake_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                shared
+                    .stats
+                    .tls_handshake_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        shared.stats.h2_connections.fetch_add(1, Ordering::Relaxed);
+    }
+    let activity = Activity::new();
+    let io = TokioIo::new(ActivityIo::new(stream, Arc::clone(&activity)));
+    let svc_shared = Arc::clone(shared);
+    let forwarded_for = proxy::forwarded_for(peer);
+    let trusted = crate::forward::trusted_proxy(shared, peer.ip());
+    let service = service_fn(move |req| {
+        let shared = Arc::clone(&svc_shared);
+        let forwarded_for = forwarded_for.clone();
+        async move {
+            Ok::<_, Infallible>(
+                proxy::handle(shared, peer, forwarded_for, trusted, true, req).await,
+            )
+        }
+    });
+    let conn = common.auto.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    let idle = shared.config.idle_timeout;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "TLS client connection ended");
+                }
+                break;
+            }
+            stopped = stop.wait_for(|stop| *stop), if !stopping => {
+                drop(stopped);
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(activity.deadline(idle)) => {
+                if tokio::time::Instant::now() >= activity.deadline(idle) {
+                    tracing::debug!(%peer, ?idle, "closing idle TLS client connection");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The HTTP-to-HTTPS redirect listener: every request is answered with a
+/// redirect, then the connection closes. Its connections count against
+/// `max_connections`.
+async fn accept_redirect(shared: Arc<State>, listener: TcpListener, common: Common) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                accept_error(&e).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&common.limit).try_acquire_owned() else {
+            let _ = stream.try_write(TOO_MANY);
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let builder = Arc::clone(&common.builder);
+        tokio::spawn(async move {
+            let https_port = shared.public_addr().map_or(443, |a| a.port());
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let resp = redirect(&req, https_port);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let idle = shared.config.idle_timeout;
+            match tokio::time::timeout(idle, conn).await {
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "redirect connection ended"),
+                Err(_) => tracing::debug!(%peer, "redirect connection idle: closed"),
+                Ok(Ok(())) => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// The redirect to HTTPS of one plain HTTP request: same host (its port
+/// replaced by `https_port`, left out when 443) and path; `400` without a
+/// usable `Host`.
+fn redirect<B>(req: &http::Request<B>, https_port: u16) -> Response<crate::body::Body> {
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .and_then(host_without_port);
+    let Some(host) = host else {
+        let mut resp = crate::forward::text_response(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: this listener redirects to HTTPS and needs a Host header\n",
+        );
+        resp.headers_mut()
+            .insert(CONNECTION, http::HeaderValue::from_static("close"));
+        return resp;
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let location = if https_port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{https_port}{path}")
+    };
+    let status = if req.method() == Method::GET || req.method() == Method::HEAD {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        StatusCode::PERMANENT_REDIRECT
+    };
+    let mut resp = Response::new(crate::body::Body::Empty);
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    if let Ok(location) = http::HeaderValue::from_str(&location) {
+        headers.insert(LOCATION, location);
+    }
+    headers.insert(CONTENT_LENGTH, http::HeaderValue::from_static("0"));
+    headers.insert(CONNECTION, http::HeaderValue::from_static("close"));
+    resp
+}
+
+/// The host part of a `Host` value (`shop.example:80` -> `shop.example`,
+/// `[::1]:80` -> `[::1]`), if it is a plausible host name or address.
+fn host_without_port(value: &str) -> Option<&str> {
+    let host = if value.starts_with('[') {
+        let end = value.find(']')?;
+        &value[..=end]
+    } else {
+        value.split(':').next()?
+    };
+    let ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+    ok.then_some(host)
 }
 
 async fn accept_admin(
@@ -568,6 +789,36 @@ async fn accept_error(e: &std::io::Error) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn redirects_keep_host_and_path_and_change_the_port() {
+        let req = |method: &str, host: Option<&str>, target: &str| {
+            let mut b = http::Request::builder().method(method).uri(target);
+            if let Some(h) = host {
+                b = b.header("host", h);
+            }
+            b.body(()).unwrap_or_default()
+        };
+        let location = |r: &http::Response<crate::body::Body>| {
+            r.headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let r = super::redirect(&req("GET", Some("shop.example:80"), "/cart?x=1"), 443);
+        assert_eq!(r.status(), 301);
+        assert_eq!(
+            location(&r).as_deref(),
+            Some("https://shop.example/cart?x=1")
+        );
+        let r = super::redirect(&req("POST", Some("[::1]:8080"), "/pay"), 8443);
+        assert_eq!(r.status(), 308, "a POST keeps its method");
+        assert_eq!(location(&r).as_deref(), Some("https://[::1]:8443/pay"));
+        let r = super::redirect(&req("GET", None, "/"), 443);
+        assert_eq!(r.status(), 400, "no Host, nowhere to send");
+        let r = super::redirect(&req("GET", Some("evil.example/x"), "/"), 443);
+        assert_eq!(r.status(), 400, "a Host that is no host name");
+    }
+
     #[test]
     fn the_too_many_answer_is_well_framed() {
         let text = std::str::from_utf8(super::TOO_MANY).unwrap_or_default();

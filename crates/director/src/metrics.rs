@@ -133,6 +133,26 @@ pub(crate) fn render(shared: &State) -> String {
         load(&s.handovers),
     );
     w.describe(
+        "sticky_director_tls_handshake_failures_total",
+        "TLS handshakes on the public listener that failed or timed out.",
+        true,
+    );
+    w.counter(
+        "sticky_director_tls_handshake_failures_total",
+        none,
+        load(&s.tls_handshake_failed),
+    );
+    w.describe(
+        "sticky_director_http2_connections_total",
+        "TLS client connections that chose HTTP/2 by ALPN.",
+        true,
+    );
+    w.counter(
+        "sticky_director_http2_connections_total",
+        none,
+        load(&s.h2_connections),
+    );
+    w.describe(
         "sticky_director_misdirected_total",
         "421 Misdirected Request answers naming the session's owner: re-sent to it (resent) or answered 503 (unavailable).",
         true,

@@ -1,10 +1,14 @@
 //! The store probes: one task asks every `[[store]]` of the cluster file
 //! for `PING` and `INFO` each second ([`sticky_proto::probe`]) and records
-//! the answers on the [`StoreBoard`](crate::stores::StoreBoard).
+//! the answers on the [`StoreBoard`](crate::stores::StoreBoard). A store
+//! whose `url` is `sticky+tls://` or `rediss://` is asked over TLS, its
+//! certificate verified against `[session] store_tls_ca` (or the system's
+//! trust store).
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use sticky_proto::probe::ProbeTls;
 use tokio::task::JoinSet;
 
 use crate::state::State;
@@ -17,6 +21,8 @@ const LIMIT: Duration = Duration::from_millis(800);
 /// Looks at every store each [`INTERVAL`] until the director stops.
 pub(crate) async fn run(shared: Weak<State>) {
     let mut tick = tokio::time::interval(INTERVAL);
+    // The client configuration for TLS stores, built at the first one.
+    let mut tls_config: Option<Result<Arc<rustls::ClientConfig>, String>> = None;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -28,12 +34,34 @@ pub(crate) async fn run(shared: Weak<State>) {
         }
         let password = s.config.store_password.clone();
         let mut probes = JoinSet::new();
-        for (i, addr) in s.stores.targets() {
+        for (i, addr, tls_host) in s.stores.targets() {
             let password = password.clone();
+            let tls = match tls_host {
+                None => Ok(None),
+                Some(host) => tls_config
+                    .get_or_insert_with(|| {
+                        sticky_proto::tls::client_config(s.config.store_tls_ca.as_deref())
+                            .map_err(|e| e.to_string())
+                    })
+                    .clone()
+                    .and_then(|config| {
+                        ProbeTls::new(&host, config)
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    }),
+            };
             probes.spawn(async move {
-                let result = sticky_proto::probe::probe_store(addr, password.as_deref(), LIMIT)
+                let result = match tls {
+                    Ok(tls) => sticky_proto::probe::probe_store_with(
+                        addr,
+                        tls.as_ref(),
+                        password.as_deref(),
+                        LIMIT,
+                    )
                     .await
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("TLS: {e}")),
+                };
                 (i, result)
             });
         }

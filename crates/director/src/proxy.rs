@@ -4,12 +4,15 @@
 //! Per request: reserved paths are refused; a missing or repeated `Host`,
 //! or one that contradicts an absolute-form target, gets `400` (RFC 9112
 //! section 3.2); hop-by-hop headers, `Expect` and the client's `sticky-*`
-//! headers are removed; `X-Forwarded-For`, `-Proto` and `-Host` are set
-//! (replacing whatever the client sent: the director is the edge; only a
+//! headers are removed; `X-Forwarded-For`, `-Proto` (`https` over TLS)
+//! and `-Host` are set (replacing whatever the client sent: the director is the edge; only a
 //! peer in `trusted_proxies` has its own kept, its `X-Forwarded-For`
 //! appended to); the routing table picks a server; the request is
 //! sent on a pooled connection and the response streamed back, with a
-//! route cookie when the client is new or moved. WebSocket (and other
+//! route cookie when the client is new or moved. An HTTP/2 request (over
+//! TLS) gets `Host` from `:authority` and its `Cookie` fields joined, and
+//! goes to the web server as HTTP/1.1; HTTPS responses carry
+//! `Strict-Transport-Security` when configured. WebSocket (and other
 //! `Upgrade`) requests become a tunnel after the server's `101`.
 //!
 //! The rules it shares with the fast path live in `forward.rs`.
@@ -34,7 +37,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, EXPECT, HOST, SET_COOKIE, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, EXPECT, HOST, SET_COOKIE,
+    STRICT_TRANSPORT_SECURITY, UPGRADE,
 };
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
@@ -56,18 +60,27 @@ use crate::state::State;
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static HTTP: HeaderValue = HeaderValue::from_static("http");
+static HTTPS: HeaderValue = HeaderValue::from_static("https");
 
-/// Answers one client request.
+/// Answers one client request (`tls`: it came over the TLS listener).
 pub(crate) async fn handle(
     shared: Arc<State>,
     peer: SocketAddr,
     forwarded_for: HeaderValue,
     trusted: bool,
+    tls: bool,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let resp = proxy(&shared, peer, forwarded_for, trusted, req).await;
+    let mut resp = proxy(&shared, peer, forwarded_for, trusted, tls, req).await;
+    if tls {
+        if let Some(hsts) = &shared.hsts {
+            resp.headers_mut()
+                .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
     shared.stats.count_response(resp.status());
     shared.stats.response_time.record(started.elapsed());
     resp
@@ -78,6 +91,7 @@ async fn proxy(
     peer: SocketAddr,
     forwarded_for: HeaderValue,
     trusted: bool,
+    tls: bool,
     req: Request<Incoming>,
 ) -> Response<Body> {
     if is_reserved(req.uri().path()) {
@@ -94,12 +108,16 @@ async fn proxy(
         return Answer::BadHost.response(shared);
     }
     let (mut parts, incoming) = req.into_parts();
+    if parts.version == http::Version::HTTP_2 {
+        from_h2(&mut parts);
+    }
     let upgrade = upgrade_protocol(&parts.headers);
     let client_upgrade = match upgrade {
         Some(_) => parts.extensions.remove::<OnUpgrade>(),
         None => None,
     };
-    prepare_request_headers(&mut parts.headers, forwarded_for, trusted, upgrade);
+    let proto = if tls { &HTTPS } else { &HTTP };
+    prepare_request_headers(&mut parts.headers, forwarded_for, trusted, proto, upgrade);
     let uri = origin_form(&parts.uri);
     let bodiless = incoming.is_end_stream();
     let replayable = bodiless && is_idempotent(&parts.method);
@@ -275,7 +293,36 @@ fn host_is_sound<B>(req: &Request<B>) -> bool {
             .as_bytes()
             .eq_ignore_ascii_case(host.as_bytes()),
         (None, Some(_)) => true,
+        // HTTP/2 names the host in `:authority` (RFC 9113 section 8.3.1).
+        (Some(_), None) if req.version() == http::Version::HTTP_2 => true,
         (_, None) => req.version() < http::Version::HTTP_11,
+    }
+}
+
+/// An HTTP/2 request readied for an HTTP/1.1 web server: `Host` from
+/// `:authority` when absent, and the `Cookie` fields HTTP/2 may split
+/// joined into one (RFC 9113 section 8.2.3).
+fn from_h2(parts: &mut http::request::Parts) {
+    if !parts.headers.contains_key(HOST) {
+        if let Some(value) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(HOST, value);
+        }
+    }
+    let mut cookies = parts.headers.get_all(COOKIE).iter();
+    if cookies.next().is_some() && cookies.next().is_some() {
+        let joined: Vec<&[u8]> = parts
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+            parts.headers.insert(COOKIE, value);
+        }
     }
 }
 
@@ -424,6 +471,7 @@ fn prepare_request_headers(
     h: &mut HeaderMap,
     forwarded_for: HeaderValue,
     trusted: bool,
+    proto: &HeaderValue,
     upgrade: Option<HeaderValue>,
 ) {
     remove_hop_by_hop(h, true);
@@ -446,7 +494,7 @@ fn prepare_request_headers(
     };
     h.insert(X_FORWARDED_FOR.clone(), chain.unwrap_or(forwarded_for));
     if !(trusted && h.contains_key(&X_FORWARDED_PROTO)) {
-        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        h.insert(X_FORWARDED_PROTO.clone(), proto.clone());
     }
     if !(trusted && h.contains_key(&X_FORWARDED_HOST)) {
         match h.get(HOST).cloned() {
@@ -497,7 +545,7 @@ mod tests {
         h.insert(EXPECT, HeaderValue::from_static("100-continue"));
         h.insert("x-app", HeaderValue::from_static("kept"));
         let peer = SocketAddr::from(([10, 1, 2, 3], 5555));
-        prepare_request_headers(&mut h, forwarded_for(peer), false, None);
+        prepare_request_headers(&mut h, forwarded_for(peer), false, &HTTP, None);
         assert_eq!(
             h.get("x-forwarded-for").map(|v| v.as_bytes()),
             Some(&b"10.1.2.3"[..])
@@ -536,7 +584,13 @@ mod tests {
             &mut h,
             forwarded_for(SocketAddr::from(([127, 0, 0, 1], 1))),
             false,
+            &HTTPS,
             up,
+        );
+        assert_eq!(
+            h.get("x-forwarded-proto").map(|v| v.as_bytes()),
+            Some(&b"https"[..]),
+            "over TLS the web server is told https"
         );
         assert_eq!(
             h.get(UPGRADE).map(|v| v.as_bytes()),
@@ -552,6 +606,36 @@ mod tests {
             upgrade_protocol(&plain).is_none(),
             "Upgrade without Connection: upgrade"
         );
+    }
+
+    #[test]
+    fn http2_requests_get_host_and_one_cookie_field() {
+        let req = Request::builder()
+            .version(http::Version::HTTP_2)
+            .uri("https://shop.example:8443/cart")
+            .header(COOKIE, "sticky.route=a")
+            .header(COOKIE, "sticky.sid=b")
+            .body(())
+            .unwrap_or_default();
+        assert!(host_is_sound(&req), ":authority stands for Host in HTTP/2");
+        let (mut parts, ()) = req.into_parts();
+        from_h2(&mut parts);
+        assert_eq!(
+            parts.headers.get(HOST).map(|v| v.as_bytes()),
+            Some(&b"shop.example:8443"[..])
+        );
+        let cookies: Vec<&[u8]> = parts
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        assert_eq!(cookies, [&b"sticky.route=a; sticky.sid=b"[..]]);
+        let h1 = Request::builder()
+            .uri("https://shop.example/")
+            .body(())
+            .unwrap_or_default();
+        assert!(!host_is_sound(&h1), "HTTP/1.1 still needs Host");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::route_cookie::RouteSigner;
 use crate::routing::Table;
 use crate::status::{AdminState, ClusterStatus, DirectorInstance, DirectorTotals, ServerStatus};
 use crate::stores::StoreBoard;
+use crate::tls::Tls;
 use crate::DirectorError;
 
 /// Produces the current server list, for `POST /api/reload` and SIGHUP.
@@ -56,6 +57,10 @@ pub(crate) struct Stats {
     pub(crate) fast_path_requests: AtomicU64,
     /// Client connections the fast path handed to the general path.
     pub(crate) handovers: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub(crate) tls_handshake_failed: AtomicU64,
+    /// TLS connections that chose HTTP/2 by ALPN.
+    pub(crate) h2_connections: AtomicU64,
     /// From a request's head to the response head sent back.
     pub(crate) response_time: crate::latency::Histogram,
 }
@@ -90,6 +95,12 @@ pub(crate) struct State {
     /// Each peer director's last look ([`PEER_UP`], [`PEER_DOWN`], 0 not
     /// looked at yet), in `config.peers` order.
     pub(crate) peers_seen: Box<[AtomicU8]>,
+    /// The public listener's certificate, when it speaks TLS.
+    pub(crate) tls: Option<Tls>,
+    /// The `Strict-Transport-Security` value of HTTPS responses, if any.
+    pub(crate) hsts: Option<HeaderValue>,
+    /// The HTTP-to-HTTPS redirect listener, until worker 0 takes it.
+    redirect: Mutex<Option<std::net::TcpListener>>,
 }
 
 /// A peer director answered its last look.
@@ -100,8 +111,21 @@ pub(crate) const PEER_DOWN: u8 = 2;
 impl State {
     /// The state for `config`: every server down until checked, nothing
     /// running.
-    pub(crate) fn new(config: DirectorConfig) -> Result<Self, DirectorError> {
+    pub(crate) fn new(mut config: DirectorConfig) -> Result<Self, DirectorError> {
         config.check()?;
+        let tls = match &config.tls {
+            Some(files) => Some(Tls::load(files.clone())?),
+            None => None,
+        };
+        // Every cookie the director sets over TLS is `Secure`.
+        config.cookie_secure |= tls.is_some();
+        let hsts = (tls.is_some() && !config.hsts_max_age.is_zero()).then(|| {
+            let mut value = format!("max-age={}", config.hsts_max_age.as_secs());
+            if config.hsts_include_subdomains {
+                value.push_str("; includeSubDomains");
+            }
+            HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("max-age=0"))
+        });
         let signer = RouteSigner::new(config.secret());
         let token = format!(
             "Bearer {}",
@@ -123,6 +147,9 @@ impl State {
         let peers_seen = config.peers.iter().map(|_| AtomicU8::new(0)).collect();
         Ok(Self {
             peers_seen,
+            tls,
+            hsts,
+            redirect: Mutex::new(None),
             config,
             signer,
             token,
@@ -189,6 +216,14 @@ impl State {
     /// Sets where [`reload`](Self::reload) gets the server list from.
     pub(crate) fn set_reloader(&self, reloader: Reloader) {
         *self.reloader.lock().unwrap_or_else(PoisonError::into_inner) = Some(reloader);
+    }
+
+    /// The public listener's address, once serving.
+    pub(crate) fn public_addr(&self) -> Option<SocketAddr> {
+        *self
+            .public_addr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sets the listeners' addresses shown in the status.
@@ -278,6 +313,37 @@ impl State {
             "server list reloaded"
         );
         Ok(summary)
+    }
+
+    /// Whether a reloader is set (`Director::with_reloader`).
+    pub(crate) fn has_reloader(&self) -> bool {
+        self.reloader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Sets the redirect listener worker 0 serves.
+    pub(crate) fn set_redirect(&self, listener: std::net::TcpListener) {
+        *self.redirect.lock().unwrap_or_else(PoisonError::into_inner) = Some(listener);
+    }
+
+    /// The redirect listener, once.
+    pub(crate) fn take_redirect(&self) -> Option<std::net::TcpListener> {
+        self.redirect
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Re-reads the TLS certificate and key, if the public listener speaks
+    /// TLS: `Ok(true)` when reloaded, `Ok(false)` without TLS; on error the
+    /// old certificate stays in force.
+    pub(crate) fn reload_tls(&self) -> Result<bool, DirectorError> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     pub(crate) fn reload(self: &Arc<Self>) -> Result<ReloadSummary, DirectorError> {
@@ -371,4 +437,8 @@ pub struct ReloadSummary {
     /// Names whose address, role or weight changed (a new address starts
     /// with a fresh state: down until checked).
     pub changed: Vec<String>,
+    /// Whether the TLS certificate and key were read again (the admin
+    /// API's and SIGHUP's reload do both; `false` without TLS).
+    #[serde(default)]
+    pub tls_reloaded: bool,
 }

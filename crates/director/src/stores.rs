@@ -14,6 +14,8 @@ use crate::status::{millis, StoreState, StoreStatus};
 struct Entry {
     status: StoreStatus,
     changed_at: Instant,
+    /// The host its TLS certificate names, when it speaks TLS.
+    tls_host: Option<String>,
 }
 
 /// The stores' last known states.
@@ -39,6 +41,7 @@ impl StoreBoard {
                     error: None,
                 },
                 changed_at: now,
+                tls_host: s.tls_host.clone(),
             })
             .collect();
         Self {
@@ -66,14 +69,15 @@ impl StoreBoard {
             .collect()
     }
 
-    /// Every store's index and address, for the probes.
-    pub(crate) fn targets(&self) -> Vec<(usize, SocketAddr)> {
+    /// Every store's index, address and TLS host (if it speaks TLS), for
+    /// the probes.
+    pub(crate) fn targets(&self) -> Vec<(usize, SocketAddr, Option<String>)> {
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .enumerate()
-            .map(|(i, e)| (i, e.status.addr))
+            .map(|(i, e)| (i, e.status.addr, e.tls_host.clone()))
             .collect()
     }
 
@@ -128,6 +132,7 @@ mod tests {
         let board = StoreBoard::new(&[StoreSpec {
             name: "s1".into(),
             addr,
+            tls_host: None,
         }]);
         assert_eq!(board.status()[0].state, StoreState::Unknown);
         let info = sticky_proto::probe::StoreInfo {

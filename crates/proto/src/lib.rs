@@ -19,6 +19,8 @@
 //!   `up`, `status`, `chaos` and the director's supervisor proxy send.
 //! - [`probe`]: a one-shot `PING` and `INFO` of a store, for operators'
 //!   tools (dashboard, `sticky status`).
+//! - [`tls`]: rustls server configurations from PEM files (the director's
+//!   and `sticky store`'s), CA files, the one crypto provider.
 //! - [`rendezvous`]: rendezvous (highest-random-weight) hashing, shared by
 //!   session placement over stores and the director's routing of moved
 //!   clients, with both pinned hashes.
@@ -29,5 +31,6 @@ pub mod probe;
 pub mod rendezvous;
 pub mod resp;
 pub mod stamp;
+pub mod tls;
 
 pub use stamp::Stamp;

@@ -1,17 +1,42 @@
 //! A one-shot look at a session store for operators' tools (the director's
 //! dashboard, `sticky status`): `AUTH` if a password is given, `PING`, and
-//! `INFO`, pipelined on a fresh connection that is closed afterwards.
+//! `INFO`, pipelined on a fresh connection (TLS for a store that speaks
+//! it, [`ProbeTls`]) that is closed afterwards.
 //!
 //! It is not the session client (the `sticky-client` crate): it keeps no
 //! connection, every call is bounded by one deadline, and it needs no
 //! `redis` crate, so the director can use it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+/// How to reach a store that speaks TLS: the name its certificate must
+/// have, and the client configuration that verifies it
+/// ([`crate::tls::client_config`]).
+#[derive(Debug, Clone)]
+pub struct ProbeTls {
+    name: ServerName<'static>,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl ProbeTls {
+    /// TLS to `host` (a DNS name or an IP address), verified with `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProbeError::Protocol`] if `host` is neither a name nor an address.
+    pub fn new(host: &str, config: Arc<rustls::ClientConfig>) -> Result<Self, ProbeError> {
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| ProbeError::Protocol(format!("{host:?} is not a TLS server name")))?;
+        Ok(Self { name, config })
+    }
+}
 
 /// Largest `INFO` answer read.
 const MAX_INFO: usize = 1 << 20;
@@ -64,7 +89,9 @@ fn encode(args: &[&[u8]], out: &mut Vec<u8>) {
 
 /// One reply: `Ok(text)` for a status or bulk string, `Err(text)` for an
 /// error reply.
-async fn reply(r: &mut BufReader<TcpStream>) -> Result<Result<String, String>, ProbeError> {
+async fn reply<S: AsyncRead + Unpin>(
+    r: &mut BufReader<S>,
+) -> Result<Result<String, String>, ProbeError> {
     let mut line = String::new();
     let n = r.read_line(&mut line).await.map_err(ProbeError::Io)?;
     if n == 0 {
@@ -133,40 +160,74 @@ pub async fn probe_store(
     password: Option<&str>,
     limit: Duration,
 ) -> Result<StoreInfo, ProbeError> {
+    probe_store_with(addr, None, password, limit).await
+}
+
+/// [`probe_store`] over TLS when `tls` is given (the store's certificate
+/// verified as `tls` says).
+///
+/// # Errors
+///
+/// As [`probe_store`]; a failed TLS handshake is [`ProbeError::Connect`].
+pub async fn probe_store_with(
+    addr: SocketAddr,
+    tls: Option<&ProbeTls>,
+    password: Option<&str>,
+    limit: Duration,
+) -> Result<StoreInfo, ProbeError> {
     let exchange = async {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(ProbeError::Connect)?;
         let _ = stream.set_nodelay(true);
-        let mut r = BufReader::new(stream);
-        let mut req = Vec::new();
-        if let Some(p) = password {
-            encode(&[b"AUTH", p.as_bytes()], &mut req);
-        }
-        encode(&[b"PING"], &mut req);
-        encode(&[b"INFO"], &mut req);
-        r.get_mut().write_all(&req).await.map_err(ProbeError::Io)?;
-        if password.is_some() {
-            if let Err(e) = reply(&mut r).await? {
-                return Err(ProbeError::Auth(e));
+        match tls {
+            None => ask(stream, password).await,
+            Some(tls) => {
+                let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config));
+                let stream = connector
+                    .connect(tls.name.clone(), stream)
+                    .await
+                    .map_err(ProbeError::Connect)?;
+                ask(stream, password).await
             }
-        }
-        match reply(&mut r).await? {
-            Ok(pong) if pong == "PONG" => {}
-            Ok(other) => return Err(ProbeError::Protocol(format!("PING answered {other:?}"))),
-            Err(e) if e.starts_with("NOAUTH") || e.starts_with("WRONGPASS") => {
-                return Err(ProbeError::Auth(e))
-            }
-            Err(e) => return Err(ProbeError::Protocol(e)),
-        }
-        match reply(&mut r).await? {
-            Ok(text) => Ok(parse_info(&text)),
-            Err(e) => Err(ProbeError::Protocol(e)),
         }
     };
     tokio::time::timeout(limit, exchange)
         .await
         .map_err(|_| ProbeError::Timeout(limit))?
+}
+
+/// `AUTH` (if `password`), `PING` and `INFO` on an open connection.
+async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    password: Option<&str>,
+) -> Result<StoreInfo, ProbeError> {
+    let mut r = BufReader::new(stream);
+    let mut req = Vec::new();
+    if let Some(p) = password {
+        encode(&[b"AUTH", p.as_bytes()], &mut req);
+    }
+    encode(&[b"PING"], &mut req);
+    encode(&[b"INFO"], &mut req);
+    r.get_mut().write_all(&req).await.map_err(ProbeError::Io)?;
+    r.get_mut().flush().await.map_err(ProbeError::Io)?;
+    if password.is_some() {
+        if let Err(e) = reply(&mut r).await? {
+            return Err(ProbeError::Auth(e));
+        }
+    }
+    match reply(&mut r).await? {
+        Ok(pong) if pong == "PONG" => {}
+        Ok(other) => return Err(ProbeError::Protocol(format!("PING answered {other:?}"))),
+        Err(e) if e.starts_with("NOAUTH") || e.starts_with("WRONGPASS") => {
+            return Err(ProbeError::Auth(e))
+        }
+        Err(e) => return Err(ProbeError::Protocol(e)),
+    }
+    match reply(&mut r).await? {
+        Ok(text) => Ok(parse_info(&text)),
+        Err(e) => Err(ProbeError::Protocol(e)),
+    }
 }
 
 #[cfg(test)]

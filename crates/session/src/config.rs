@@ -146,6 +146,10 @@ pub struct Config {
     pub store_timeout: Duration,
     /// Store password. Default none.
     pub store_password: Option<String>,
+    /// PEM CA certificates that TLS stores' (`rediss://`, `sticky+tls://`)
+    /// certificates are verified against, instead of the system's trust
+    /// store. Default none.
+    pub store_tls_ca: Option<std::path::PathBuf>,
     /// Async mode: most queued changes. Default 10,000.
     pub async_queue: usize,
     /// Async mode: past this lag, writers wait for their own copy. Default 1 s.
@@ -224,6 +228,7 @@ impl Config {
             peers: Vec::new(),
             store_timeout: Duration::from_secs(1),
             store_password: None,
+            store_tls_ca: None,
             async_queue: 10_000,
             async_max_lag: Duration::from_secs(1),
             recopy_rate: 20_000,

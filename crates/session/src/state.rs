@@ -114,6 +114,7 @@ impl Inner {
             request_timeout: config.store_timeout,
             connect_timeout: config.store_timeout,
             claim_window: config.claim_timeout * 2,
+            tls_ca: config.store_tls_ca.clone(),
             ..ClientOptions::default()
         };
         let stores = Stores::new(&config.stores, &options)

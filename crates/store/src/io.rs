@@ -20,7 +20,42 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
+
+/// A client connection: plain TCP, or TLS over it.
+pub(crate) trait Socket: AsyncWrite + Unpin + Send {
+    /// Appends what one read gives to `buf`; `Ok(0)` at end of stream.
+    fn poll_read_into(
+        &mut self,
+        buf: &mut BytesMut,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>>;
+}
+
+impl Socket for TcpStream {
+    fn poll_read_into(
+        &mut self,
+        buf: &mut BytesMut,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        poll_read_into(self, buf, cx)
+    }
+}
+
+impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+    /// Through `AsyncRead` (rustls decrypts into the buffer's spare room).
+    fn poll_read_into(
+        &mut self,
+        buf: &mut BytesMut,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        if buf.capacity() - buf.len() < MIN_ROOM {
+            buf.reserve(RESERVE);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(self), cx, buf)
+    }
+}
 
 /// Room guaranteed for one read.
 const MIN_ROOM: usize = 4 * 1024;

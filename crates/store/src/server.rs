@@ -18,9 +18,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 use crate::cmd::{self, Client};
 use crate::config::StoreConfig;
+use crate::io::Socket;
 use crate::keyspace::Keyspace;
 use crate::ownership::Leases;
 use crate::shared::{Shared, Spin, PREEMPTED};
@@ -30,7 +32,22 @@ use crate::stats::{Snapshot, Stats};
 #[derive(Debug, Clone)]
 pub struct Store {
     shared: Arc<Shared>,
+    /// Clients must speak TLS with this configuration ([`Store::with_tls`]).
+    tls: Option<Tls>,
 }
+
+/// The TLS acceptor of a store that speaks TLS.
+#[derive(Clone)]
+struct Tls(TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+/// Time a client has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Replies buffered past this size are written out before the next request
 /// of the same batch is executed.
@@ -71,7 +88,25 @@ impl Store {
                 run_id: crate::shared::new_run_id(),
                 next_client_id: AtomicU64::new(1),
             }),
+            tls: None,
         }
+    }
+
+    /// The same store, serving TLS only (TLS 1.3 and 1.2, `docs/tls.md`)
+    /// with the PEM certificate chain `cert` and key `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError`](sticky_proto::tls::TlsError) naming the file and what
+    /// is wrong with it.
+    pub fn with_tls(
+        mut self,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<Self, sticky_proto::tls::TlsError> {
+        let config = sticky_proto::tls::server_config(cert, key, "--tls-cert", "--tls-key", &[])?;
+        self.tls = Some(Tls(TlsAcceptor::from(config)));
+        Ok(self)
     }
 
     /// Counters and keyspace figures now.
@@ -114,6 +149,7 @@ impl Store {
         };
         tracing::info!(
             addr = %local,
+            tls = self.tls.is_some(),
             auth = shared.config.requirepass.is_some(),
             max_memory = shared.config.max_memory,
             "store listening"
@@ -141,10 +177,26 @@ impl Store {
             let shared = shared.clone();
             let stop = stop_rx.clone();
             let done = done_tx.clone();
+            let tls = self.tls.clone();
             tokio::spawn(async move {
                 // Counted down on drop, so even a panicking task is uncounted.
                 let _client = ConnectedClient::new(shared.stats.clone());
-                if let Err(e) = handle(&shared, socket, peer, stop).await {
+                let _ = socket.set_nodelay(true);
+                let served = match tls {
+                    None => handle(&shared, socket, peer, stop).await,
+                    Some(Tls(tls)) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(socket)).await
+                        {
+                            Ok(Ok(socket)) => handle(&shared, socket, peer, stop).await,
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "TLS handshake timed out",
+                            )),
+                        }
+                    }
+                };
+                if let Err(e) = served {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
                 drop(permit);
@@ -257,13 +309,12 @@ enum Wake {
 /// Each round reads what the socket has, executes every complete request
 /// in it with arguments borrowed from the input buffer (no copy, no
 /// allocation per request), and writes all their replies with one write.
-async fn handle(
+async fn handle<S: Socket>(
     shared: &Shared,
-    mut socket: TcpStream,
+    mut socket: S,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    socket.set_nodelay(true)?;
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
     let mut client = Client::new(id, shared.config.requirepass.is_some());
     let limits = shared.config.limits;
@@ -364,7 +415,7 @@ async fn handle(
             return Ok(());
         }
         let woke = poll_fn(|cx| {
-            if let Poll::Ready(read) = crate::io::poll_read_into(&mut socket, &mut input, cx) {
+            if let Poll::Ready(read) = socket.poll_read_into(&mut input, cx) {
                 return Poll::Ready(read.map(Wake::Input));
             }
             if stop_seen.has_changed().unwrap_or(true) {
@@ -435,7 +486,7 @@ async fn handle(
 /// Writes `out` whole, or fails once `limit` passed: a client that sends
 /// requests and never reads its replies does not hold a connection (and
 /// its buffers) forever.
-async fn write_within(socket: &mut TcpStream, out: &[u8], limit: Duration) -> io::Result<()> {
+async fn write_within<S: Socket>(socket: &mut S, out: &[u8], limit: Duration) -> io::Result<()> {
     match tokio::time::timeout(limit, socket.write_all(out)).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(

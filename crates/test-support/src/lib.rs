@@ -51,6 +51,8 @@
 //! - `up`: [`UpProcess`], a whole `sticky up` cluster.
 //! - `app`: the example apps behind a sidecar web server ([`AppKind`],
 //!   [`AppProcess`]).
+//! - `tls`: a certificate authority made at test time ([`TestCa`]) and a
+//!   real HTTPS client, HTTP/2 or HTTP/1.1 ([`HttpsClient`]).
 //! - [`director`]: `sticky director` in front of stand-in web servers.
 //! - [`module_graph`]: no import circles between a crate's modules
 //!   ([`module_graph::assert_no_cycles`]), run by each crate's
@@ -81,6 +83,7 @@ mod redis_server;
 mod resp;
 mod skip;
 mod store;
+mod tls;
 mod up;
 mod wait;
 mod web;
@@ -110,6 +113,7 @@ pub use resp::{encode_request, read_reply, read_to_close, resp_cmd, Resp, RespCo
 pub use skip::{find_program, have_redis, require_program, require_program_from, require_root};
 pub use sticky_netfault::{Host, Net, NetError, Slow};
 pub use store::{StoreProcess, StoreServer};
+pub use tls::{client_config, tls_stream, CertFiles, HttpVersion, HttpsClient, TestCa};
 pub use up::{UpProcess, UP_DEADLINE, UP_READY_LINE, UP_STOP_DEADLINE};
 pub use wait::{wait_until, DEADLINE, IO_TIMEOUT, POLL, STARTUP_DEADLINE};
 pub use web::{admin_token, Heartbeat, WebProcess, WEB_STARTUP_DEADLINE};

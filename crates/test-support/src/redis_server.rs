@@ -21,6 +21,7 @@ pub struct RedisProcess {
     port: u16,
     dir: PathBuf,
     log: PathBuf,
+    tls_port: Option<u16>,
 }
 
 impl RedisProcess {
@@ -42,6 +43,47 @@ impl RedisProcess {
             }
         }
         panic!("redis-server could not bind a free port in {PORT_ATTEMPTS} attempts:\n{last}");
+    }
+
+    /// `redis-server` speaking TLS on a second free port (its plain port
+    /// stays open, for the readiness check) with `cert`, trusting client
+    /// certificates from no one (`--tls-auth-clients no`), with
+    /// `extra_args`. Debian's `redis-server` is built with TLS.
+    pub fn start_tls(cert: &crate::CertFiles, ca: &Path, extra_args: &[&str]) -> RedisProcess {
+        let mut last = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let tls_port = free_port();
+            let mut args: Vec<String> = vec![
+                "--tls-port".into(),
+                tls_port.to_string(),
+                "--tls-cert-file".into(),
+                cert.cert.display().to_string(),
+                "--tls-key-file".into(),
+                cert.key.display().to_string(),
+                "--tls-ca-cert-file".into(),
+                ca.display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ];
+            args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let port = free_port();
+            let mut r = Self::spawn(port, &args);
+            r.tls_port = Some(tls_port);
+            match r.wait_ready() {
+                Ok(()) => return r,
+                Err(log) if log.contains("Address already in use") => last = log,
+                Err(log) => panic!("redis-server with TLS did not start:\n{log}"),
+            }
+        }
+        panic!("redis-server with TLS found no free ports:\n{last}");
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT` of a server started with
+    /// [`start_tls`](Self::start_tls).
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("started with start_tls");
+        format!("rediss://127.0.0.1:{port}")
     }
 
     /// `redis-server` on `port` (to restart a killed one where its clients
@@ -74,6 +116,7 @@ impl RedisProcess {
             port,
             dir,
             log,
+            tls_port: None,
         }
     }
 

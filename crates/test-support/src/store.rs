@@ -132,7 +132,14 @@ impl StoreProcess {
     /// the port). `Err(log)` if the child exits first.
     fn wait_ready(&mut self) -> Result<(), String> {
         let (addr, password, pid) = (self.addr, self.password.clone(), self.pid());
-        let ready = || probe(addr, password.as_deref(), pid).then_some(());
+        let log = self.log.clone();
+        // A TLS store answers no plain probe: its own log says it listens.
+        let ready = || {
+            let listening = read_text(&log)
+                .lines()
+                .any(|l| l.contains("store listening") && l.contains("tls=true"));
+            (listening || probe(addr, password.as_deref(), pid)).then_some(())
+        };
         match self.proc.wait_for(STARTUP_DEADLINE, POLL, ready) {
             Ok(()) => Ok(()),
             Err(NotReady::Exited(status)) => {

@@ -24,7 +24,7 @@ pub(crate) struct UpArgs {
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with_all = ["web", "standby", "stores", "store_url", "replicas", "mode", "port", "directors"]
+        conflicts_with_all = ["web", "standby", "stores", "store_url", "replicas", "mode", "port", "directors", "tls_cert"]
     )]
     pub(super) config: Option<PathBuf>,
     /// Web servers running the demo shop.
@@ -58,6 +58,14 @@ pub(crate) struct UpArgs {
     /// PORT+4, PORT+6, PORT+8; web servers PORT+11.., stores PORT+41...
     #[arg(long, default_value_t = 8080)]
     pub(super) port: u16,
+    /// Serve the shop over HTTPS (HTTP/2 and HTTP/1.1) with this PEM
+    /// certificate chain; needs --tls-key. The dashboard stays plain HTTP
+    /// on loopback. See docs/tls.md.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(super) tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(super) tls_key: Option<PathBuf>,
     /// Also write the cluster file used here, to start the same cluster
     /// process by process (on several machines, after editing addresses).
     #[arg(long)]

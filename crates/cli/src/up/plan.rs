@@ -100,6 +100,7 @@ pub(crate) async fn check_external_stores(plan: &Plan) -> anyhow::Result<()> {
     let options = ClientOptions {
         request_timeout: std::time::Duration::from_secs(3),
         connect_timeout: std::time::Duration::from_secs(3),
+        tls_ca: plan.store_tls_ca.clone(),
         ..ClientOptions::default()
     };
     for s in &plan.external {
@@ -143,6 +144,12 @@ pub(crate) struct Plan {
     mode: Mode,
     /// The app behind each web server (`--app`): then they are sidecars.
     pub(crate) app: Option<AppSpec>,
+    /// The shop's certificate chain and key (absolute paths), when it is
+    /// served over HTTPS.
+    tls: Option<(PathBuf, PathBuf)>,
+    /// `[session] store_tls_ca` of a `--config` file: whom TLS stores
+    /// are verified against.
+    store_tls_ca: Option<PathBuf>,
 }
 
 fn local(port: u32) -> anyhow::Result<SocketAddr> {
@@ -232,7 +239,19 @@ impl Plan {
         let mut store_password = [0u8; 24];
         getrandom::fill(&mut store_password)
             .map_err(|e| anyhow::anyhow!("no randomness for the store password: {e}"))?;
+        let tls = match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => {
+                let absolute = |p: &PathBuf| {
+                    std::path::absolute(p)
+                        .with_context(|| format!("cannot resolve {}", p.display()))
+                };
+                Some((absolute(cert)?, absolute(key)?))
+            }
+            _ => None,
+        };
         Ok(Self {
+            tls,
+            store_tls_ca: None,
             members,
             external,
             admin,
@@ -329,7 +348,18 @@ impl Plan {
             replicas: u16::try_from(file.replicas).unwrap_or(u16::MAX),
             mode: file.mode,
             app: None,
+            tls: director.tls_cert.clone().zip(director.tls_key.clone()),
+            store_tls_ca: file.session.store_tls_ca.clone(),
         })
+    }
+
+    /// `https` when the directors speak TLS, else `http`.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     pub(crate) fn member(&self, name: &str) -> Option<&Member> {
@@ -378,8 +408,15 @@ impl Plan {
         );
         let started_stores = self.members.iter().any(|m| m.role == Role::Store);
         let password = self.store_password.as_deref().filter(|_| started_stores);
-        if let Some(p) = password {
-            let _ = writeln!(t, "[session]\nstore_password = \"{p}\"\n");
+        if password.is_some() || self.tls.is_some() {
+            let _ = writeln!(t, "[session]");
+            if let Some(p) = password {
+                let _ = writeln!(t, "store_password = \"{p}\"");
+            }
+            if self.tls.is_some() {
+                let _ = writeln!(t, "# The shop is served over HTTPS.\ncookie_secure = true");
+            }
+            let _ = writeln!(t);
         }
         for m in &self.members {
             match m.role {
@@ -401,6 +438,17 @@ impl Plan {
                          supervisor = \"{}\"\n",
                         m.addr, self.admin, self.supervisor
                     );
+                    if let Some((cert, key)) = &self.tls {
+                        // Debug quoting is a valid TOML basic string for a
+                        // path without control characters.
+                        let _ = writeln!(
+                            t,
+                            "# HTTPS (HTTP/2 and HTTP/1.1); reloaded on SIGHUP.\n\
+                             tls_cert = {:?}\ntls_key = {:?}\n",
+                            cert.display().to_string(),
+                            key.display().to_string()
+                        );
+                    }
                 }
                 Role::Web | Role::Standby => {
                     let _ = writeln!(
@@ -496,6 +544,8 @@ mod tests {
             replicas: 1,
             mode: Mode::Sync,
             app: None,
+            tls: None,
+            store_tls_ca: None,
         };
         let text = plan.toml();
         assert!(
@@ -526,9 +576,48 @@ mod tests {
             replicas: 1,
             mode: Mode::Sync,
             app: None,
+            tls: None,
+            store_tls_ca: None,
         };
         let file = sticky_config::ClusterFile::parse(&plan.toml(), Path::new("c.toml")).unwrap();
         assert_eq!(file.session.store_password.as_deref(), Some("p4ss"));
         assert_eq!(file.store[0].requirepass.as_deref(), Some("p4ss"));
+    }
+
+    #[test]
+    fn a_tls_shop_gets_its_files_and_secure_cookies() {
+        let plan = Plan {
+            members: vec![Member {
+                name: FIRST_DIRECTOR.into(),
+                role: Role::Director,
+                addr: "127.0.0.1:8443".parse().unwrap(),
+                admin: Some("127.0.0.1:1".parse().unwrap()),
+            }],
+            external: Vec::new(),
+            admin: "127.0.0.1:1".parse().unwrap(),
+            supervisor: "127.0.0.1:2".parse().unwrap(),
+            secret: "x".repeat(64),
+            store_password: None,
+            replicas: 1,
+            mode: Mode::Sync,
+            app: None,
+            tls: Some(("/etc/a b/chain.pem".into(), "/etc/a b/key.pem".into())),
+            store_tls_ca: None,
+        };
+        assert_eq!(plan.scheme(), "https");
+        let file = sticky_config::ClusterFile::parse(&plan.toml(), Path::new("c.toml")).unwrap();
+        let director = file.director.unwrap();
+        assert_eq!(
+            director.tls_cert.as_deref(),
+            Some(Path::new("/etc/a b/chain.pem"))
+        );
+        assert_eq!(
+            director.tls_key.as_deref(),
+            Some(Path::new("/etc/a b/key.pem"))
+        );
+        assert!(
+            file.session.cookie_secure,
+            "the session cookie is Secure too"
+        );
     }
 }

@@ -325,10 +325,9 @@ impl Supervisor {
     }
 
     fn state(&self, running: bool) -> UpState {
-        let shop = self
-            .plan
-            .member("director")
-            .map_or_else(String::new, |d| format!("http://{}/", d.addr));
+        let shop = self.plan.member("director").map_or_else(String::new, |d| {
+            format!("{}://{}/", self.plan.scheme(), d.addr)
+        });
         UpState {
             version: 1,
             pid: std::process::id(),
@@ -346,7 +345,7 @@ impl Supervisor {
                 .filter(|m| m.role == Role::Director)
                 .map(|m| DirectorInfo {
                     name: m.name.clone(),
-                    shop: format!("http://{}/", m.addr),
+                    shop: format!("{}://{}/", self.plan.scheme(), m.addr),
                     admin: m.admin.unwrap_or(self.plan.admin),
                 })
                 .collect(),
@@ -592,12 +591,13 @@ impl Supervisor {
         {
             let admin = d.admin.unwrap_or(self.plan.admin);
             if d.name == sticky_config::FIRST_DIRECTOR {
-                println!("shop:       http://{}/", d.addr);
+                println!("shop:       {}://{}/", self.plan.scheme(), d.addr);
                 println!("dashboard:  http://{admin}/");
             } else {
                 println!(
-                    "{:<11} shop http://{}/, dashboard http://{admin}/",
+                    "{:<11} shop {}://{}/, dashboard http://{admin}/",
                     format!("{}:", d.name),
+                    self.plan.scheme(),
                     d.addr
                 );
             }
