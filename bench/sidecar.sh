@@ -341,7 +341,7 @@ console.log(`Node ${process.version}, Express ${v("express")}, express-session $
     echo "- peer side: the same API on the ecosystem's Redis-backed sessions + $(redis-server --version | sed -E 's/.*v=([^ ]+).*/redis-server \1/') (--save '' --appendonly no)"
     [[ " $LANGS " == *" python "* ]] && echo "- python: $py_version; both apps on Waitress, 8 threads"
     [[ " $LANGS " == *" node "* ]] && echo "- node: $node_version; both apps on node's http, one process"
-    echo "- load: \`sticky bench ${bench_args[*]}\` (GET /api/counter, ${WRITE_RATIO} of requests POST /api/counter; each user its own cookie jar and connection), closed loop, then at a fixed rate (RATE=$RATE); $ROUNDS round(s), order alternating; CPU = user + system time of every process of the side, per request"
+    echo "- load: \`sticky bench ${bench_args[*]}\` (GET /api/counter, ${WRITE_RATIO} of requests POST /api/counter; each user its own cookie jar and connection), closed loop$( [[ $RATE != 0 ]] && echo ", then at a fixed rate (RATE=$RATE)"); $ROUNDS round(s), order alternating; CPU = user + system time of every process of the side, per request"
     echo
 } | tee "$report"
 
