@@ -254,6 +254,9 @@ admin = "127.0.0.1:8081"
 [[web]]
 name = "ws1"
 listen = "127.0.0.1:8001"
+# Prometheus metrics on a listener of their own, no credentials needed
+# (docs/deploy.md, "Monitoring"); off unless set. Stores take the same.
+# metrics = "127.0.0.1:9101"
 
 [[web]]
 name = "ws2"

@@ -25,6 +25,10 @@ pub(crate) struct WebArgs {
     /// Worker threads [default: one per core].
     #[arg(long, env = "STICKY_WEB_THREADS")]
     threads: Option<usize>,
+    /// Serve Prometheus metrics on this address (http://ADDR/metrics, no
+    /// credentials), instead of the entry's `metrics` [default: none].
+    #[arg(long, env = "STICKY_WEB_METRICS")]
+    metrics: Option<SocketAddr>,
     /// Run as a sidecar in front of the app at this address
     /// (`http://127.0.0.1:PORT`) instead of the bundled demo: the app gets
     /// each request's session in a header and changes it in its answer's
@@ -129,6 +133,34 @@ fn connectable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
     std::net::SocketAddr::new(ip, addr.port())
 }
 
+/// Serves `handle`'s metrics on `http://addr/metrics`, without credentials
+/// (they hold no session data or secrets), until the process ends: for
+/// Prometheus, which then needs no admin token (docs/deploy.md,
+/// "Monitoring").
+async fn serve_metrics(
+    addr: SocketAddr,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (metrics)"))?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move { handle.render() }
+        }),
+    );
+    tracing::info!(addr = %bound, "metrics on http://{bound}/metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    });
+    Ok(())
+}
+
 /// Runs the demo web server until SIGINT or SIGTERM.
 pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.app {
@@ -136,13 +168,9 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
     }
     let file = ClusterFile::load(&args.config)?;
     let config = session_config(&file, &args.config, &args.name)?;
-    let listen = match args.listen {
-        Some(l) => l,
-        None => file
-            .web(&args.name)
-            .map(|w| w.listen)
-            .context("web entry vanished")?,
-    };
+    let entry = file.web(&args.name).context("web entry vanished")?;
+    let listen = args.listen.unwrap_or(entry.listen);
+    let metrics_addr = args.metrics.or(entry.metrics);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
         rt.worker_threads(n.max(1));
@@ -159,6 +187,12 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
+        if let Some(addr) = metrics_addr {
+            let Some(handle) = metrics.clone() else {
+                bail!("cannot serve metrics on {addr}: no metrics recorder");
+            };
+            serve_metrics(addr, handle).await?;
+        }
         let manager = SessionManager::start(config).await?;
         let app = match &args.app {
             None => crate::demo::app(&manager),

@@ -495,6 +495,10 @@ pub struct WebEntry {
     /// Relative share of new clients. Default 1.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Address of a listener of its own serving Prometheus metrics on
+    /// `/metrics` without credentials (the web port's `/.sticky/metrics`
+    /// needs the admin token). Default: none.
+    pub metrics: Option<SocketAddr>,
 }
 
 fn default_weight() -> u32 {

@@ -74,11 +74,66 @@ async fn metrics(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
     }
 }
 
+/// The counters without labels the library keeps, registered at zero when
+/// a recorder is given, so that each is in the metrics from the start (a
+/// dashboard's `rate()` and an alert's `increase()` see 0, not no data).
+/// A unit test checks this list against the `counter!` calls in `src/`.
+const COUNTERS: [&str; 25] = [
+    "sticky_acks_after_lease_total",
+    "sticky_adopted_total",
+    "sticky_async_copy_failures_total",
+    "sticky_cache_hits_total",
+    "sticky_claim_retries_total",
+    "sticky_claim_timeouts_total",
+    "sticky_claims_from_own_copy_total",
+    "sticky_claims_with_forgetful_stores_total",
+    "sticky_fences_total",
+    "sticky_invalid_cookies_total",
+    "sticky_lease_renewals_short_total",
+    "sticky_misdirected_total",
+    "sticky_not_serving_total",
+    "sticky_owner_gone_total",
+    "sticky_rate_limit_forgotten_total",
+    "sticky_reclaimed_total",
+    "sticky_recopies_total",
+    "sticky_sessions_expired_total",
+    "sticky_sessions_not_found_total",
+    "sticky_stale_refusals_total",
+    "sticky_takeover_no_quorum_total",
+    "sticky_takeovers_total",
+    "sticky_tombstone_retries_total",
+    "sticky_too_large_total",
+    "sticky_write_no_quorum_total",
+];
+
+/// The gauges the library keeps, registered (at zero unless already set)
+/// with [`COUNTERS`].
+const GAUGES: [&str; 8] = [
+    "sticky_adoption_pending",
+    "sticky_reclaim_pending",
+    "sticky_recopy_pending",
+    "sticky_replication_lag_seconds",
+    "sticky_replication_queue",
+    "sticky_session_bytes_hosted",
+    "sticky_sessions_hosted",
+    "sticky_stores_live",
+];
+
 impl SessionManager {
     /// The `/.sticky/` control routes. Merge them into the app *outside* the
     /// [`SessionLayer`](crate::SessionLayer), so they never open a session.
-    /// `metrics` renders `/.sticky/metrics` when given.
+    /// `metrics` renders `/.sticky/metrics` when given; the library's
+    /// counters are then registered at zero.
     pub fn control_routes(&self, metrics: Option<PrometheusHandle>) -> Router {
+        if metrics.is_some() {
+            for name in COUNTERS {
+                metrics::counter!(name).increment(0);
+            }
+            for name in GAUGES {
+                // Registering is enough: a gauge already set keeps its value.
+                let _ = metrics::gauge!(name);
+            }
+        }
         Router::new()
             .route(HEALTH_PATH, get(health))
             .route(FENCE_PATH, post(fence))
@@ -88,5 +143,56 @@ impl SessionManager {
                 manager: self.clone(),
                 metrics,
             })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The names of `kind!("NAME")` calls without labels in the crate's
+    /// sources.
+    fn unlabeled(kind: &str) -> BTreeSet<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut out = BTreeSet::new();
+        let open = format!("{kind}!(\"");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // rustfmt may break a call after its opening parenthesis.
+            let text = text.replace(&format!("{kind}!(\n"), &format!("{kind}!("));
+            let text: String = text
+                .split(&format!("{kind}!("))
+                .enumerate()
+                .map(|(i, part)| {
+                    if i == 0 {
+                        part.to_owned()
+                    } else {
+                        format!("{kind}!({}", part.trim_start())
+                    }
+                })
+                .collect();
+            for part in text.split(&open).skip(1) {
+                let Some((name, rest)) = part.split_once('"') else {
+                    continue;
+                };
+                if name.starts_with("sticky_") && rest.trim_start().starts_with(')') {
+                    out.insert(name.to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_registered_counters_and_gauges_are_the_ones_the_library_keeps() {
+        let counters: BTreeSet<String> = super::COUNTERS.iter().map(|s| s.to_string()).collect();
+        assert_eq!(counters, unlabeled("counter"));
+        let gauges: BTreeSet<String> = super::GAUGES.iter().map(|s| s.to_string()).collect();
+        assert_eq!(gauges, unlabeled("gauge"));
     }
 }
