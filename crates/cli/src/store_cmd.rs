@@ -53,7 +53,9 @@ pub(crate) struct StoreArgs {
     /// Serve Prometheus metrics on this address (http://ADDR/metrics).
     #[arg(long, env = "STICKY_STORE_METRICS")]
     metrics: Option<SocketAddr>,
-    /// Worker threads [default: one per core].
+    /// Worker threads [default: one fewer than the cores, at least one:
+    /// the kernel's network work needs a core too; on two cores, one event
+    /// loop, like Redis's].
     #[arg(long, env = "STICKY_STORE_THREADS")]
     threads: Option<usize>,
     /// After each burst of requests, keep polling the sockets this many
@@ -89,6 +91,20 @@ pub(crate) struct StoreArgs {
 
 /// Whether this start is a restart (the run file in `dir` exists; no
 /// directory: always). Creates the run file.
+/// The worker threads: `--threads`, or one fewer than the cores (at least
+/// one). The kernel's network work (softirqs, copies) needs a core too, and
+/// on this project's 2-core machines two store threads lost to one on
+/// every unpipelined redis-benchmark line (0.86-0.88x Redis against
+/// 1.00x, `docs/benchmarks.md`): on two cores the default is one event
+/// loop, like Redis's.
+fn threads(args: &StoreArgs) -> usize {
+    args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get().saturating_sub(1))
+            .max(1)
+    })
+}
+
 fn mark_run(dir: Option<&std::path::Path>) -> anyhow::Result<bool> {
     let Some(dir) = dir else {
         return Ok(true);
@@ -168,7 +184,7 @@ fn resolve(args: &StoreArgs) -> anyhow::Result<(StoreConfig, Option<SocketAddr>,
         usize::try_from(args.max_query_buffer.0).context("--max-query-buffer is too large")?;
     config.tombstone_ttl = Duration::from_secs(args.tombstone_ttl.max(1));
     config.busy_poll = (args.busy_poll_us > 0).then(|| Duration::from_micros(args.busy_poll_us));
-    if config.busy_poll.is_some() && args.threads != Some(1) {
+    if config.busy_poll.is_some() && threads(args) != 1 {
         tracing::warn!("--busy-poll-us applies only with --threads 1; ignored");
     }
     let metrics = args.metrics.or(entry.as_ref().and_then(|e| e.metrics));
@@ -202,14 +218,13 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
     }
     // One thread: a single event loop like Redis's, without the
     // work-stealing scheduler's cross-thread wake-ups.
-    let mut rt = match args.threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n.max(1));
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
+    let threads = threads(&args);
+    let mut rt = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
     };
     let rt = rt
         .enable_all()

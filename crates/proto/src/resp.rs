@@ -384,12 +384,7 @@ impl Reply {
                 out.put_slice(b"\r\n");
             }
             Reply::Bulk(b) => {
-                out.reserve(b.len() + 16);
-                out.put_u8(b'$');
-                put_int(out, b.len() as i64);
-                out.put_slice(b"\r\n");
-                out.put_slice(b);
-                out.put_slice(b"\r\n");
+                encode_bulk(b, out);
             }
             Reply::Null => match version {
                 Version::Resp2 => out.put_slice(b"$-1\r\n"),
@@ -413,6 +408,18 @@ impl Reply {
             }
         }
     }
+}
+
+/// Encodes a bulk string, as [`Reply::Bulk`] would, from borrowed bytes
+/// (the same in RESP2 and RESP3): a server can encode a value while it
+/// holds it, without a handle of its own.
+pub fn encode_bulk(b: &[u8], out: &mut BytesMut) {
+    out.reserve(b.len() + 16);
+    out.put_u8(b'$');
+    put_int(out, b.len() as i64);
+    out.put_slice(b"\r\n");
+    out.put_slice(b);
+    out.put_slice(b"\r\n");
 }
 
 fn simple(out: &mut BytesMut, prefix: u8, text: &[u8]) {

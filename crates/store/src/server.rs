@@ -361,8 +361,10 @@ async fn handle<S: Socket>(
                         write_within(&mut socket, &output, write_limit).await?;
                         return Ok(());
                     }
-                    let reply = cmd::execute(shared, &mut client, &args);
-                    reply.encode(client.version, &mut output);
+                    if !cmd::execute_fast(shared, &client, &args, &mut output) {
+                        let reply = cmd::execute(shared, &mut client, &args);
+                        reply.encode(client.version, &mut output);
+                    }
                     executed += 1;
                     if client.auth_failures >= cmd::MAX_AUTH_FAILURES {
                         Stats::add(&shared.stats.commands_processed, executed);

@@ -416,6 +416,11 @@ fn auth_is_required_with_requirepass() {
     let mut c = RespConn::from_stream(store.connect()).unwrap();
     let noauth = Resp::error("NOAUTH Authentication required.");
     assert_eq!(c.cmd_str("PING"), noauth);
+    assert_eq!(
+        c.cmd_str("GET k"),
+        noauth,
+        "the GET fast path asks for AUTH too"
+    );
     assert_eq!(c.cmd_str("SESS.GET s"), noauth);
     assert_eq!(c.cmd_str("SET k v"), noauth);
     let wrongpass = Resp::error("WRONGPASS invalid username-password pair or user is disabled.");

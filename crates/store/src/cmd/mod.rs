@@ -52,6 +52,33 @@ pub(crate) fn is_http(args: &[&[u8]]) -> bool {
 }
 
 /// Executes one request and returns its reply.
+/// The hot commands of a plain key-value workload by an authenticated
+/// client, encoded straight into `out`: `GET key` under the shard lock
+/// ([`Keyspace::get_into`](crate::keyspace::Keyspace::get_into)), and a
+/// bare `PING`. Returns false for every other command: [`execute`] it.
+pub(crate) fn execute_fast(
+    shared: &Shared,
+    client: &Client,
+    args: &[&[u8]],
+    out: &mut bytes::BytesMut,
+) -> bool {
+    if !client.authenticated {
+        return false;
+    }
+    match args {
+        [name, key] if name.eq_ignore_ascii_case(b"GET") => {
+            shared.keyspace.get_into(key, client.version, out);
+            true
+        }
+        // Health checks and pipelined probes: no dispatch for a constant.
+        [name] if name.eq_ignore_ascii_case(b"PING") => {
+            out.extend_from_slice(b"+PONG\r\n");
+            true
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn execute(shared: &Shared, client: &mut Client, args: &[&[u8]]) -> Reply {
     let Some(name) = args.first() else {
         return Reply::error("ERR empty command");
