@@ -56,6 +56,10 @@ pub struct StoreInfo {
     pub connected_clients: u64,
     /// Seconds since it started (`uptime_in_seconds`).
     pub uptime_secs: u64,
+    /// Milliseconds left of a restarted `sticky store`'s recovery window
+    /// (`recovering_ms`), in which it grants no lease and accepts no kill
+    /// or prepare; 0 otherwise, and for Redis.
+    pub recovering_ms: u64,
 }
 
 /// Why a store could not be looked at.
@@ -135,6 +139,7 @@ pub fn parse_info(text: &str) -> StoreInfo {
             "maxmemory" => info.max_memory = num(),
             "connected_clients" => info.connected_clients = num(),
             "uptime_in_seconds" => info.uptime_secs = num(),
+            "recovering_ms" => info.recovering_ms = num(),
             "db0" => {
                 info.keys = v
                     .split(',')
@@ -238,7 +243,8 @@ mod tests {
     fn info_fields_are_read() {
         let text = "# Server\r\nprocess_id:42\r\nuptime_in_seconds:7\r\n\r\n# Clients\r\n\
                     connected_clients:3\r\n\r\n# Memory\r\nused_memory:1024\r\nmaxmemory:0\r\n\r\n\
-                    # Keyspace\r\ndb0:keys=5,expires=5,avg_ttl=0\r\n";
+                    # Keyspace\r\ndb0:keys=5,expires=5,avg_ttl=0\r\n\r\n\
+                    # Ownership\r\nleases:2\r\nrestarted:1\r\nrecovering_ms:250\r\n";
         let info = parse_info(text);
         assert_eq!(
             info,
@@ -249,6 +255,7 @@ mod tests {
                 max_memory: 0,
                 connected_clients: 3,
                 uptime_secs: 7,
+                recovering_ms: 250,
             }
         );
         assert_eq!(parse_info("# Keyspace\r\n").keys, 0);

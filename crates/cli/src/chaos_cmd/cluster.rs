@@ -57,6 +57,8 @@ pub(crate) struct Cluster {
     pub(crate) net: Option<NetInfo>,
     supervisor: SocketAddr,
     token: String,
+    /// The stores' password (`[session] store_password`), for `INFO`.
+    store_password: Option<String>,
     /// Stores per session.
     pub(crate) replicas: usize,
     /// The cluster's replication mode.
@@ -259,6 +261,7 @@ impl Cluster {
             net: None,
             supervisor: state.supervisor,
             token: sticky_proto::control::admin_token(secret.as_bytes()),
+            store_password: file.session.store_password.clone(),
             replicas: file.replicas,
             mode: file.mode,
         };
@@ -313,8 +316,26 @@ impl Cluster {
             net: self.net.clone(),
             supervisor: self.supervisor,
             token: self.token.clone(),
+            store_password: self.store_password.clone(),
             replicas: self.replicas,
             mode: self.mode,
+        }
+    }
+
+    /// Whether the store at `addr` answers and is out of its recovery
+    /// window (a restarted store refuses leases, kills and prepares for
+    /// a while: it is not whole again before that). A TLS store is not
+    /// looked into (chaos clusters run plain stores): true.
+    pub(crate) async fn store_whole(&self, addr: SocketAddr) -> bool {
+        match sticky_proto::probe::probe_store(
+            addr,
+            self.store_password.as_deref(),
+            METRICS_TIMEOUT,
+        )
+        .await
+        {
+            Ok(info) => info.recovering_ms == 0,
+            Err(_) => false,
         }
     }
 

@@ -21,7 +21,8 @@
 //!   network faults on different links of it (cut from some stores and
 //!   from the directors: [`FaultKind::links`]);
 //! - a fault counts as active from its start until the cluster has
-//!   *settled* after its healing: every web server runs, sees every
+//!   *settled* after its healing: every running store is out of its
+//!   restart's recovery window, and every web server runs, sees every
 //!   running store, and has no session left to re-home (re-copies,
 //!   reclaims after a lapse, adoptions of a dead server's sessions), so a
 //!   store that came back empty is refilled, and every session is on R
@@ -762,8 +763,9 @@ impl Nemesis {
     }
 }
 
-/// True if every web server runs, sees as many live stores as run, and
-/// has no session left to re-home: none re-copying, reclaiming what a
+/// True if every running store is out of its recovery window, and every
+/// web server runs, sees as many live stores as run, and has no session
+/// left to re-home: none re-copying, reclaiming what a
 /// lapse dropped, or adopting a dead server's sessions. A paused or
 /// stopped web server holds copies nobody else can re-copy (or has
 /// orphaned sessions others have not adopted yet), so no fault settles
@@ -774,6 +776,17 @@ async fn cluster_settled(cluster: &Cluster, procs: &[Process]) -> bool {
         .iter()
         .filter(|p| p.role == "store" && p.state == ProcState::Running)
         .count();
+    // A restarted store is not whole before its recovery window ends: it
+    // refuses the kills and prepares of takeovers until then, so a second
+    // store fault meanwhile would be two at once.
+    for p in procs
+        .iter()
+        .filter(|p| p.role == "store" && p.state == ProcState::Running)
+    {
+        if !cluster.store_whole(p.addr).await {
+            return false;
+        }
+    }
     let mut looks = HashMap::new();
     for p in procs.iter().filter(|p| role_matches(&p.role, Target::Web)) {
         if p.state != ProcState::Running {
