@@ -212,7 +212,26 @@ struct Processes {
 /// server limits new sessions to one a second per address and trusts no
 /// proxy, so that a second new session from loopback is refused (and the
 /// refusal's labelled counter exists).
+///
+/// Ports are picked free and bound by the processes a moment later: a
+/// test running alongside may take one first (a process then exits with
+/// "address already in use", while the port answers for someone else).
+/// So the whole set starts again on new ports, at most three times.
 fn start() -> Processes {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match try_start() {
+            Ok(p) => return p,
+            Err(why) => {
+                eprintln!("starting the processes again on new ports: {why}");
+                last = why;
+            }
+        }
+    }
+    panic!("the store, web server and director did not start: {last}");
+}
+
+fn try_start() -> Result<Processes, String> {
     let dir = temp_dir("deploy-metrics");
     let [store, store_metrics, web, web_metrics, public, admin] = [(); 6].map(|()| free_port());
     let file = dir.join("cluster.toml");
@@ -257,7 +276,7 @@ metrics = "127.0.0.1:{store_metrics}"
         .wait_for(STARTUP_DEADLINE, Duration::from_millis(20), || {
             std::net::TcpStream::connect(addr(store_metrics)).ok()
         })
-        .expect("the store's metrics listener");
+        .map_err(|e| format!("the store's metrics listener: {e:?}"))?;
     let mut cmd = STICKY.command();
     cmd.args(["web", "--config", config, "--name", "ws1"]);
     log_to(&mut cmd, "deploy-metrics-web");
@@ -266,20 +285,28 @@ metrics = "127.0.0.1:{store_metrics}"
         .wait_for(STARTUP_DEADLINE, Duration::from_millis(20), || {
             std::net::TcpStream::connect(addr(web_metrics)).ok()
         })
-        .expect("the web server's metrics listener");
+        .map_err(|e| format!("the web server's metrics listener: {e:?}"))?;
     let mut cmd = STICKY.command();
     cmd.args(["director", "--config", config]);
     log_to(&mut cmd, "deploy-metrics-director");
     let mut director_p = ChildProcess::spawn(&mut cmd, "sticky director");
+    let mut web_gone = false;
     director_p
         .wait_for(STARTUP_DEADLINE, Duration::from_millis(20), || {
+            if !store_p.is_running() || !web_p.is_running() {
+                web_gone = true;
+                return Some(());
+            }
             let resp = http_request(addr(admin), "GET", "/metrics", &[], None).ok()?;
             resp.text()
                 .contains("sticky_director_server_up{server=\"ws1\"} 1")
                 .then_some(())
         })
-        .expect("the director sees ws1 up");
-    Processes {
+        .map_err(|e| format!("the director sees ws1 up: {e:?}"))?;
+    if web_gone {
+        return Err("the store or the web server exited (a port taken meanwhile?)".into());
+    }
+    Ok(Processes {
         _store: store_p,
         _web: web_p,
         _director: director_p,
@@ -288,7 +315,7 @@ metrics = "127.0.0.1:{store_metrics}"
         admin: addr(admin),
         web_metrics: addr(web_metrics),
         store_metrics: addr(store_metrics),
-    }
+    })
 }
 
 /// `name=value` of each `Set-Cookie`, joined for a `Cookie` header.
