@@ -168,6 +168,9 @@ fn tail(path: &Path) -> String {
 }
 
 /// The state file, once it shows a cluster whose every process runs.
+/// `sticky up` adds processes to it as they start (stores, web servers,
+/// then the directors), so a state whose every listed process runs may
+/// not list them all yet: it is complete once every director is in it.
 fn ready_state(dir: &Path, up_pid: Option<u32>) -> Option<UpState> {
     let state = UpState::read(dir).ok()?;
     let ours = up_pid.is_none_or(|pid| pid == state.pid);
@@ -176,7 +179,13 @@ fn ready_state(dir: &Path, up_pid: Option<u32>) -> Option<UpState> {
             .processes
             .iter()
             .all(|p| p.state == ProcState::Running);
-    (ours && state.running && all_running).then_some(state)
+    let listed = |name: &str| state.processes.iter().any(|p| p.name == name);
+    let complete = if state.directors.is_empty() {
+        state.processes.iter().any(|p| p.role == "director")
+    } else {
+        state.directors.iter().all(|d| listed(&d.name))
+    };
+    (ours && state.running && all_running && complete).then_some(state)
 }
 
 impl Cluster {
