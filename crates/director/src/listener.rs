@@ -540,26 +540,21 @@ async fn tls_connection(
         return;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
-    let stream =
-        match tokio::time::timeout(shared.config.header_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                shared
-                    .stats
-                    .tls_handshake_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                return;
+    let handshake = tokio::time::timeout(shared.config.header_timeout, acceptor.accept(stream));
+    let stream = match handshake.await {
+        Ok(Ok(stream)) => stream,
+        failed => {
+            shared
+                .stats
+                .tls_handshake_failed
+                .fetch_add(1, Ordering::Relaxed);
+            match failed {
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                _ => tracing::debug!(%peer, "TLS handshake timed out"),
             }
-            Err(_) => {
-                shared
-                    .stats
-                    .tls_handshake_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%peer, "TLS handshake timed out");
-                return;
-            }
-        };
+            return;
+        }
+    };
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         shared.stats.h2_connections.fetch_add(1, Ordering::Relaxed);
     }
