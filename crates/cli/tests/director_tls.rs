@@ -1,5 +1,5 @@
 //! TLS at a real `sticky director`: HTTP/2 and HTTP/1.1 by ALPN on one
-//! port, the forwarded headers and `Secure` cookies over HTTPS, HSTS, the
+//! port (HTTP/1.1 on the fast path), the forwarded headers and `Secure` cookies over HTTPS, HSTS, the
 //! redirect listener, WebSockets through TLS, sticky routing and failover
 //! through TLS, and the
 //! certificate reloaded on SIGHUP and over the admin API (a bad one
@@ -113,6 +113,12 @@ fn http2_and_http11_by_alpn_on_one_port_with_forwarded_headers_and_hsts() {
     let h2 =
         sticky_test_support::director::metric(&metrics, "sticky_director_http2_connections_total");
     assert!(h2 >= 1.0, "{metrics}");
+    // The HTTP/1.1 requests (three to /echo, one to /) went through the
+    // fast path, the HTTP/2 ones through hyper: the checks above hold on
+    // both paths.
+    let fast =
+        sticky_test_support::director::metric(&metrics, "sticky_director_fast_path_requests_total");
+    assert_eq!(fast, 4.0, "{metrics}");
 }
 
 #[test]

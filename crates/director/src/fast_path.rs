@@ -1,4 +1,4 @@
-//! The fast path: plain HTTP/1.1 requests forwarded on raw sockets.
+//! The fast path: HTTP/1.1 requests forwarded on raw sockets.
 //!
 //! Most requests a session-sticky site sees are small: a head with a route
 //! cookie, a short body with a `Content-Length` or none, and a response
@@ -9,7 +9,11 @@
 //! place, and head and body go back to the client in one system call. No
 //! header map, no per-request allocation of its own, no hand-over between
 //! tasks. This costs the director about a fifth less CPU per request than
-//! the hyper path (`docs/benchmarks.md`).
+//! the hyper path (`docs/benchmarks.md`). It serves plain TCP clients and
+//! clients of the TLS listener that chose HTTP/1.1 (ALPN), through the
+//! [`ClientStream`] trait: over TLS, `X-Forwarded-Proto` is `https` and
+//! responses carry the configured `Strict-Transport-Security`, as on the
+//! hyper path.
 //!
 //! Everything else is handed to the general path (`proxy.rs`, on hyper)
 //! together with the bytes read so far, and the connection stays there:
@@ -47,7 +51,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -77,6 +81,34 @@ const READ_SIZE: usize = 16 << 10;
 /// Buffers larger than this are freed between requests.
 const KEEP_CAPACITY: usize = 2 * READ_SIZE;
 
+/// A client connection the fast path can serve: plain TCP, or TLS over TCP.
+pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The client closed its side or the connection failed, as far as
+    /// the kernel knows now (never waits).
+    fn gone(&self) -> bool;
+    /// Whether the connection is TLS (`X-Forwarded-Proto: https`, HSTS).
+    const TLS: bool;
+}
+
+impl ClientStream for TcpStream {
+    fn gone(&self) -> bool {
+        socket_closed(self)
+    }
+    const TLS: bool = false;
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn gone(&self) -> bool {
+        // Plaintext already decrypted (a pipelined request) means the
+        // client is there; otherwise ask the socket under TLS. A TLS
+        // close_notify is bytes to the kernel, so a client that closed
+        // cleanly counts as gone only once its FIN is in too (it follows
+        // at once from every client seen).
+        socket_closed(self.get_ref().0)
+    }
+    const TLS: bool = true;
+}
+
 /// How a client connection left the fast path.
 pub(crate) enum Outcome {
     /// It is finished (closed by either side, timed out, or shut down).
@@ -86,14 +118,20 @@ pub(crate) enum Outcome {
 }
 
 /// Serves `client` until it closes or needs the general path.
-pub(crate) async fn serve(
+pub(crate) async fn serve<C: ClientStream>(
     shared: &Arc<State>,
-    client: &mut TcpStream,
+    client: &mut C,
     peer: SocketAddr,
     stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
     let mut conn = Connection {
         shared,
+        proto: if C::TLS { b"https" } else { b"http" },
+        hsts: if C::TLS {
+            shared.hsts.as_ref().map(|v| v.as_bytes())
+        } else {
+            None
+        },
         peer,
         forwarded_for: peer.ip().to_canonical().to_string(),
         trusted: crate::forward::trusted_proxy(shared, peer.ip()),
@@ -271,6 +309,11 @@ enum UpstreamError {
 
 struct Connection<'s> {
     shared: &'s Arc<State>,
+    /// `X-Forwarded-Proto` for this client connection.
+    proto: &'static [u8],
+    /// The `Strict-Transport-Security` value every response gets (TLS
+    /// clients, when configured).
+    hsts: Option<&'s [u8]>,
     peer: SocketAddr,
     forwarded_for: String,
     /// The peer is a trusted proxy: its `X-Forwarded-*` headers are kept.
@@ -296,7 +339,7 @@ impl Connection<'_> {
 
     /// Forwards one request and its response; false if the client
     /// connection must close.
-    async fn exchange(&mut self, client: &mut TcpStream, req: &Request<'_>) -> bool {
+    async fn exchange<C: ClientStream>(&mut self, client: &mut C, req: &Request<'_>) -> bool {
         let started = Instant::now();
         let shared = self.shared;
         let stats = &shared.stats;
@@ -369,7 +412,7 @@ impl Connection<'_> {
                 // for is never sent again (it could otherwise move the
                 // session after its user moved on).
                 refused_as_fenced(shared, &backend, epoch);
-                if client_gone(client) {
+                if client.gone() {
                     tracing::debug!(server = %backend.name, "client gone: its request refused as fenced is not re-sent");
                     return false;
                 }
@@ -385,7 +428,7 @@ impl Connection<'_> {
                     if let Err(answer) = attempts.misdirected(shared, &backend, owner) {
                         return self.answer(client, answer, started).await;
                     }
-                    if client_gone(client) {
+                    if client.gone() {
                         return false;
                     }
                     continue;
@@ -444,7 +487,9 @@ impl Connection<'_> {
         r.extend_from_slice(self.forwarded_for.as_bytes());
         r.extend_from_slice(b"\r\n");
         if !proto_kept {
-            r.extend_from_slice(b"x-forwarded-proto: http\r\n");
+            r.extend_from_slice(b"x-forwarded-proto: ");
+            r.extend_from_slice(self.proto);
+            r.extend_from_slice(b"\r\n");
         }
         if !host_kept {
             r.extend_from_slice(b"x-forwarded-host: ");
@@ -474,7 +519,10 @@ impl Connection<'_> {
                 let head = rewrite_response_head(
                     &self.response[start..],
                     is_head,
-                    set_cookie,
+                    Added {
+                        set_cookie,
+                        hsts: self.hsts,
+                    },
                     &mut self.out,
                 )?;
                 match head {
@@ -508,9 +556,9 @@ impl Connection<'_> {
     /// Sends the response (head already in `out`) with its body to the
     /// client; puts the connection to the web server back in the pool if
     /// it can be reused. False if the client connection must close.
-    async fn relay(
+    async fn relay<C: ClientStream>(
         &mut self,
-        client: &mut TcpStream,
+        client: &mut C,
         mut upstream: TcpStream,
         head: &ResponseHead,
         backend: &Backend,
@@ -594,7 +642,7 @@ impl Connection<'_> {
                 let (status, text) = Answer::BadGateway.counted(self.shared);
                 stats.count_response(status);
                 self.out.clear();
-                own_answer(&mut self.out, status, text);
+                own_answer(&mut self.out, status, text, self.hsts);
                 write_client(client, &self.out, idle).await.is_ok()
             }
         }
@@ -602,13 +650,18 @@ impl Connection<'_> {
 
     /// Sends one of the director's own answers; false if the client
     /// connection must close.
-    async fn answer(&mut self, client: &mut TcpStream, answer: Answer, started: Instant) -> bool {
+    async fn answer<C: ClientStream>(
+        &mut self,
+        client: &mut C,
+        answer: Answer,
+        started: Instant,
+    ) -> bool {
         let stats = &self.shared.stats;
         let (status, text) = answer.counted(self.shared);
         stats.count_response(status);
         stats.response_time.record(started.elapsed());
         self.out.clear();
-        own_answer(&mut self.out, status, text);
+        own_answer(&mut self.out, status, text, self.hsts);
         write_client(client, &self.out, self.shared.config.idle_timeout)
             .await
             .is_ok()
@@ -618,31 +671,37 @@ impl Connection<'_> {
 /// Whether the client closed its connection (or it broke) while its
 /// request was with a web server: a look at the socket that neither waits
 /// nor consumes what it holds (a pipelined next request is not a close).
-fn client_gone(client: &TcpStream) -> bool {
+fn socket_closed(socket: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     let mut buf = tokio::io::ReadBuf::new(&mut probe);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     matches!(
-        client.poll_peek(&mut cx, &mut buf),
+        socket.poll_peek(&mut cx, &mut buf),
         std::task::Poll::Ready(Ok(0) | Err(_))
     )
 }
 
 /// Writes `bytes` to the client, giving up after `idle` without progress
 /// as a whole (a client that stops reading).
-async fn write_client(
-    client: &mut TcpStream,
+/// Writes `bytes` to the client and flushes them (TLS holds written
+/// records until flushed).
+async fn write_client<C: ClientStream>(
+    client: &mut C,
     bytes: &[u8],
     idle: Duration,
 ) -> Result<(), UpstreamError> {
-    match tokio::time::timeout(idle, client.write_all(bytes)).await {
+    let written = async {
+        client.write_all(bytes).await?;
+        client.flush().await
+    };
+    match tokio::time::timeout(idle, written).await {
         Ok(written) => Ok(written?),
         Err(_) => Err(UpstreamError::Idle),
     }
 }
 
 /// One of the director's own plain-text answers, as bytes.
-fn own_answer(out: &mut Vec<u8>, status: StatusCode, text: &str) {
+fn own_answer(out: &mut Vec<u8>, status: StatusCode, text: &str, hsts: Option<&[u8]>) {
     let _ = write!(
         out,
         "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncache-control: no-store\r\n",
@@ -652,10 +711,25 @@ fn own_answer(out: &mut Vec<u8>, status: StatusCode, text: &str) {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         out.extend_from_slice(b"retry-after: 1\r\n");
     }
+    if let Some(hsts) = hsts {
+        out.extend_from_slice(b"strict-transport-security: ");
+        out.extend_from_slice(hsts);
+        out.extend_from_slice(b"\r\n");
+    }
     let _ = write!(out, "content-length: {}\r\n\r\n{text}", text.len());
 }
 
 /// What one response head parse found.
+/// Headers the director adds to a response.
+#[derive(Clone, Copy, Default)]
+struct Added<'a> {
+    /// The route cookie, when the request was (re)routed.
+    set_cookie: Option<&'a [u8]>,
+    /// `Strict-Transport-Security` (TLS clients; replaces the web
+    /// server's own, as on the hyper path).
+    hsts: Option<&'a [u8]>,
+}
+
 enum Parsed {
     /// A final head, rewritten into `out`.
     Final(ResponseHead),
@@ -673,7 +747,7 @@ enum Parsed {
 fn rewrite_response_head(
     bytes: &[u8],
     is_head: bool,
-    set_cookie: Option<&[u8]>,
+    added: Added<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Parsed, UpstreamError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -765,7 +839,9 @@ fn rewrite_response_head(
         // `Transfer-Encoding` stays: the body is forwarded as it came.
         let hop = is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"transfer-encoding");
         let internal = name.eq_ignore_ascii_case(sticky_proto::control::OWNER_HEADER.as_bytes());
-        if hop || internal || listed.iter().any(|l| name.eq_ignore_ascii_case(l)) {
+        let replaced =
+            added.hsts.is_some() && name.eq_ignore_ascii_case(b"strict-transport-security");
+        if hop || internal || replaced || listed.iter().any(|l| name.eq_ignore_ascii_case(l)) {
             continue;
         }
         out.extend_from_slice(name);
@@ -773,9 +849,14 @@ fn rewrite_response_head(
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(cookie) = set_cookie {
+    if let Some(cookie) = added.set_cookie {
         out.extend_from_slice(b"set-cookie: ");
         out.extend_from_slice(cookie);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(hsts) = added.hsts {
+        out.extend_from_slice(b"strict-transport-security: ");
+        out.extend_from_slice(hsts);
         out.extend_from_slice(b"\r\n");
     }
     if framing == Framing::UntilClose {

@@ -555,11 +555,28 @@ async fn tls_connection(
             return;
         }
     };
-    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    if h2 {
         shared.stats.h2_connections.fetch_add(1, Ordering::Relaxed);
     }
+    let mut stream = stream;
+    // HTTP/1.1 (by ALPN, or no ALPN) starts on the fast path, as over
+    // plain TCP; what it hands over (with the bytes read so far, which may
+    // also be an HTTP/2 preface sent without ALPN) goes to hyper.
+    let prefix = if shared.config.fast_path && !h2 {
+        match fast_path::serve(shared, &mut stream, peer, &mut stop).await {
+            fast_path::Outcome::Closed => return,
+            fast_path::Outcome::HandOver(read) => read,
+        }
+    } else {
+        Vec::new()
+    };
     let activity = Activity::new();
-    let io = TokioIo::new(ActivityIo::new(stream, Arc::clone(&activity)));
+    let io = TokioIo::new(ActivityIo::with_prefix(
+        stream,
+        Arc::clone(&activity),
+        prefix,
+    ));
     let svc_shared = Arc::clone(shared);
     let forwarded_for = proxy::forwarded_for(peer);
     let trusted = crate::forward::trusted_proxy(shared, peer.ip());
