@@ -7,7 +7,7 @@
 "use strict";
 
 function decode(text) {
-  return text ? JSON.parse(Buffer.from(text, "base64url").toString("utf8")) : {};
+  return text ? Buffer.from(text, "base64url").toString("utf8") : "{}";
 }
 
 // Key order does not make a change (the sidecar compares objects too).
@@ -21,15 +21,23 @@ function canonical(v) {
 
 class StickySession {
   constructor(req) {
-    this.data = decode(req.get("sticky-session"));
-    this.original = canonical(this.data);
+    // The JSON as the sidecar wrote it: unchanged data stringifies to the
+    // same text, so most requests cost one parse and one stringify.
+    this.text = decode(req.get("sticky-session"));
+    this.data = JSON.parse(this.text);
     this.source = req.get("sticky-session-source") || "new";
     this.server = req.get("sticky-session-server") || "";
     this.current = req.get("sticky-session-stamp") || "0.0";
     this.next = req.get("sticky-session-next-stamp") || "1.1";
     this.action = null;
   }
-  changed() { return canonical(this.data) !== this.original; }
+  changed() {
+    const now = JSON.stringify(this.data);
+    if (now === this.text) return false;
+    // Other text: a change, unless only the key order (or number
+    // spelling) differs.
+    return canonical(this.data) !== canonical(JSON.parse(this.text));
+  }
   // The stamp the session carries once this request is stored.
   get stamp() { return this.changed() ? this.next : this.current; }
   rotate() { this.action = "rotate"; }

@@ -12,8 +12,12 @@ from flask import g, request
 
 def _decode(text):
     if not text:
-        return {}
-    return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        return "{}"
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+
+
+def _compact(data):
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 def _canonical(data):
@@ -22,8 +26,10 @@ def _canonical(data):
 
 class StickySession:
     def __init__(self, headers):
-        self.data = _decode(headers.get("sticky-session", ""))
-        self._original = _canonical(self.data)
+        # The JSON as the sidecar wrote it: unchanged data dumps to the
+        # same text, so most requests cost one load and one dump.
+        self._text = _decode(headers.get("sticky-session", ""))
+        self.data = json.loads(self._text)
         self.source = headers.get("sticky-session-source", "new")
         self.server = headers.get("sticky-session-server", "")
         self._stamp = headers.get("sticky-session-stamp", "0.0")
@@ -31,7 +37,11 @@ class StickySession:
         self.action = None
 
     def changed(self):
-        return _canonical(self.data) != self._original
+        if _compact(self.data) == self._text:
+            return False
+        # Other text: a change, unless only the key order (or number
+        # spelling) differs.
+        return _canonical(self.data) != _canonical(json.loads(self._text))
 
     @property
     def stamp(self):

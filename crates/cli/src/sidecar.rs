@@ -281,7 +281,9 @@ impl Sidecar {
         strip_hop_by_hop(headers);
         headers.insert(SERVER, self.server.clone());
         if let Some(s) = &session {
-            let json = match serde_json::to_vec(&s.data()) {
+            // Unchanged since its last save (always, here): a slice of the
+            // stored copy, not serialized again.
+            let json = match s.data_json() {
                 Ok(j) => j,
                 Err(_) => {
                     return refuse(StatusCode::INTERNAL_SERVER_ERROR, "unreadable session");

@@ -67,6 +67,35 @@ pub(crate) struct Stored {
     pub(crate) d: Map<String, Value>,
 }
 
+/// [`Stored`] by reference, for serializing without copying the data.
+#[derive(serde::Serialize)]
+pub(crate) struct StoredRef<'a> {
+    pub(crate) c: u64,
+    pub(crate) d: &'a Map<String, Value>,
+}
+
+/// Where the data's JSON is inside a payload that [`StoredRef`] wrote
+/// (`{"c":N,"d":{...}}`): serde_json writes the fields in order and the
+/// map the same way alone or inside, so that slice is byte for byte the
+/// data serialized. Every [`SessionState::payload`] is in that form (a
+/// takeover writes a copy in another form again). `None` when the payload
+/// does not even look like it.
+pub(crate) fn stored_data_range(payload: &[u8]) -> Option<std::ops::Range<usize>> {
+    let rest = payload.strip_prefix(b"{\"c\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let data = rest.get(digits..)?.strip_prefix(b",\"d\":")?;
+    let start = payload.len() - data.len();
+    let end = payload.len().checked_sub(1)?;
+    (payload.last() == Some(&b'}')
+        && data.first() == Some(&b'{')
+        && payload.get(end.checked_sub(1)?) == Some(&b'}')
+        && start < end)
+        .then_some(start..end)
+}
+
 /// A cache slot: `None` while the session is being loaded, or after a load
 /// found nothing.
 pub(crate) type Slot = Option<SessionState>;
@@ -262,5 +291,72 @@ impl Cache {
             });
         }
         removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn data(pairs: &[(&str, Value)]) -> Map<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_data_slice_of_a_payload_is_the_data_serialized() {
+        let cases = [
+            data(&[]),
+            data(&[("counter", Value::from(7))]),
+            data(&[
+                (
+                    "cart",
+                    serde_json::json!(["a", "b\"}", {"n": [1, 2.5, null]}]),
+                ),
+                ("note", Value::from("}{\\\"d\":{")),
+                ("\u{e9}t\u{e9}", Value::from("\u{2028}\n")),
+            ]),
+        ];
+        for d in cases {
+            for c in [0, 1, 1_733_000_000_000, u64::MAX] {
+                let payload = serde_json::to_vec(&StoredRef { c, d: &d }).unwrap();
+                let range = stored_data_range(&payload).expect("a payload StoredRef wrote");
+                assert_eq!(&payload[range], serde_json::to_vec(&d).unwrap().as_slice());
+                // And it reads back as what Stored holds.
+                let back: Stored = serde_json::from_slice(&payload).unwrap();
+                assert_eq!(back.d, d);
+            }
+        }
+    }
+
+    #[test]
+    fn anything_else_is_not_sliced() {
+        for p in [
+            &b""[..],
+            b"{}",
+            b"{\"c\":,\"d\":{}}",
+            b"{\"c\":1,\"d\":[]}",
+            b"{\"c\":1,\"d\":{}",
+            b"{\"d\":{},\"c\":1}",
+            b"{\"c\":1,\"d\":{}} ",
+            b"{\"c\":1,\"d\":",
+            b"{\"c\":1",
+        ] {
+            let r = stored_data_range(p);
+            assert!(
+                r.as_ref()
+                    .is_none_or(
+                        |r| serde_json::from_slice::<Map<String, Value>>(&p[r.clone()]).is_ok()
+                    ),
+                "{:?} -> {r:?}",
+                String::from_utf8_lossy(p)
+            );
+        }
+        assert_eq!(stored_data_range(b"{\"c\":1,\"d\":[]}"), None);
+        assert_eq!(stored_data_range(b"{\"d\":{},\"c\":1}"), None);
+        assert_eq!(stored_data_range(b"{\"c\":1,\"d\":{}"), None);
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use sticky_client::ClientError;
 use sticky_proto::Stamp;
 
-use crate::cache::{Entry, SessionState, Stored};
+use crate::cache::{Entry, SessionState, StoredRef};
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::open::{Admit, Held, Opened, Source};
@@ -103,9 +103,9 @@ impl SessionManager {
             // A never-saved session: just take the new id.
             opened.id = id;
         }
-        let payload = serde_json::to_vec(&Stored {
+        let payload = serde_json::to_vec(&StoredRef {
             c: state.created_ms,
-            d: state.data.clone(),
+            d: &state.data,
         })
         .map_err(|e| SessionError::Data(e.to_string()))?;
         let next = if state.is_unsaved() {

@@ -211,6 +211,30 @@ impl Session {
             .unwrap_or_default()
     }
 
+    /// All the data as a JSON object, the bytes [`data`](Self::data)
+    /// would serialize to. While this request has not changed it, this is
+    /// a slice of the copy the stores hold: no copy of the data and no
+    /// serializing (the sidecar sends it to the app with every request).
+    /// `{}` once saved.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Data`] if the data cannot be serialized.
+    pub fn data_json(&self) -> Result<bytes::Bytes, SessionError> {
+        let h = self.lock();
+        let Some(state) = h.opened.as_ref().and_then(|o| o.held.state()) else {
+            return Ok(bytes::Bytes::from_static(b"{}"));
+        };
+        if !h.changes.modified {
+            if let Some(range) = crate::cache::stored_data_range(&state.payload) {
+                return Ok(state.payload.slice(range));
+            }
+        }
+        serde_json::to_vec(&state.data)
+            .map(bytes::Bytes::from)
+            .map_err(|e| SessionError::Data(e.to_string()))
+    }
+
     /// A copy of all the data (empty once saved).
     pub fn data(&self) -> serde_json::Map<String, Value> {
         self.with_data(Clone::clone).unwrap_or_default()

@@ -29,7 +29,7 @@ use std::time::Duration;
 use sticky_client::{ClientError, Prepared, StoredSession};
 use sticky_proto::Stamp;
 
-use crate::cache::{SessionState, Stored};
+use crate::cache::{SessionState, Stored, StoredRef};
 use crate::dropped::LocalCopy;
 use crate::error::SessionError;
 use crate::fencing::parse_owner;
@@ -283,11 +283,24 @@ async fn claim_once(
     if count < needed {
         return Err(no_quorum(id, "write", count, needed, total, &last_err));
     }
+    // The local payload in this server's own form, which
+    // `Session::data_json` slices: a copy written otherwise (spacing,
+    // other fields) is written again.
+    let ours = serde_json::to_vec(&StoredRef {
+        c: stored.c,
+        d: &stored.d,
+    })
+    .map_err(|e| SessionError::Data(e.to_string()))?;
+    let payload = if ours[..] == copy.payload[..] {
+        copy.payload
+    } else {
+        bytes::Bytes::from(ours)
+    };
     Ok(Claim::Done(Some(SessionState {
         data: stored.d,
         created_ms: stored.c,
         stamp: new,
-        payload: copy.payload,
+        payload,
         stored_on,
         store_deadline_ms: inner.clock.now_ms() + inner.config.idle_timeout.as_millis() as u64,
         // A taken-over session was used before: the normal lifetime.
