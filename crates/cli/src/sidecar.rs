@@ -62,6 +62,10 @@ const PREFIX: &str = "sticky-session";
 /// once raised a little (`docs/sidecar.md`).
 pub(crate) const DEFAULT_MAX_SESSION: usize = 32 << 10;
 
+/// Answers of the app up to this length (`Content-Length`) are read whole
+/// before they are passed on; longer or unframed ones stream.
+const SMALL_ANSWER: usize = 64 << 10;
+
 /// Base64url without padding out; padding accepted in.
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -336,6 +340,40 @@ impl Sidecar {
             Ok(Ok(a)) => a,
         };
         let (mut parts, body) = answer.into_parts();
+        // A small answer with a length is read whole before anything is
+        // applied, so its head and body leave in one write (Waitress, for
+        // one, writes them apart) and a body the app fails to finish
+        // changes no session. Others stream.
+        let small = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n <= SMALL_ANSWER);
+        let body = if small {
+            match tokio::time::timeout(self.timeout, http_body_util::BodyExt::collect(body)).await {
+                Ok(Ok(whole)) => Body::from(whole.to_bytes()),
+                Ok(Err(e)) => {
+                    tracing::warn!(app = %self.base, error = %e, "the app's answer broke off");
+                    return refuse(
+                        StatusCode::BAD_GATEWAY,
+                        "the app's answer broke off; nothing was stored",
+                    );
+                }
+                Err(_) => {
+                    tracing::warn!(app = %self.base, timeout = ?self.timeout, "the app did not finish its answer in time");
+                    return refuse(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!(
+                            "the app did not finish its answer within {:?}; nothing was stored",
+                            self.timeout
+                        ),
+                    );
+                }
+            }
+        } else {
+            Body::new(body)
+        };
         let changes = match self.changes(&parts.headers) {
             Ok(c) => c,
             Err(Bad::TooLarge(size)) => {
@@ -383,7 +421,7 @@ impl Sidecar {
                 }
             }
         }
-        Response::from_parts(parts, Body::new(body))
+        Response::from_parts(parts, body)
     }
 }
 

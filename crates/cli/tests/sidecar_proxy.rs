@@ -93,6 +93,16 @@ impl ScriptedApp {
                             let _ = out.write_all(b"6\r\nsecond\r\n0\r\n\r\n");
                         }
                         "/api/hang" => std::thread::sleep(Duration::from_secs(15)),
+                        "/api/broken" => {
+                            // A session change, then a body that breaks
+                            // off: 3 of the 10 bytes promised.
+                            let set = b64(r#"{"counter":99}"#);
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\
+                                 sticky-session-set: {set}\r\n\r\nabc"
+                            );
+                            let _ = out.write_all(head.as_bytes());
+                        }
                         "/api/split" => {
                             // Head and body in two writes, as Python's
                             // servers send them.
@@ -246,6 +256,50 @@ fn an_app_that_does_not_answer_in_time_is_a_504_and_leaves_the_session_unlocked(
     assert_eq!(source.map(|(_, v)| v.as_str()), Some("cache"), "{seen:?}");
     let data = seen.iter().find(|(k, _)| k == "sticky-session").unwrap();
     assert_eq!(data.1, b64(r#"{"counter":7}"#));
+}
+
+/// A small answer is read whole before its session change is applied: one
+/// that breaks off is a 502 and changes nothing.
+#[test]
+fn a_small_answer_that_breaks_off_changes_no_session() {
+    let s = setup();
+    s.app.gate.send(()).unwrap();
+    let r = http_request(s.web.addr(), "GET", "/api/stream", &[], None).unwrap();
+    let value = r
+        .set_cookie("sticky.sid")
+        .flatten()
+        .expect("a session cookie");
+    let id = value.split('.').next().unwrap().to_owned();
+    let cookie = format!("sticky.sid={value}");
+    let r = http_request(
+        s.web.addr(),
+        "GET",
+        "/api/broken",
+        &[("Cookie", &cookie)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 502, "{r:?}");
+    for store in &s.stores {
+        let copy = sess_get(store.addr(), &id).expect("the session's copy");
+        assert_eq!(copy.counter(), 7, "the broken answer's change was stored");
+    }
+    let r = http_request(
+        s.web.addr(),
+        "GET",
+        "/api/other",
+        &[("Cookie", &cookie)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = s.app.last("/api/other");
+    let data = seen.iter().find(|(k, _)| k == "sticky-session").unwrap();
+    assert_eq!(
+        data.1,
+        b64(r#"{"counter":7}"#),
+        "the cached session changed"
+    );
 }
 
 #[test]
