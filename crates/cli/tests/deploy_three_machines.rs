@@ -29,9 +29,19 @@
 //!   `%{http_version}`), port 80 redirects to HTTPS, and the director's
 //!   `/metrics` answers.
 //!
-//! Then several sessions (cookie jars) count and fill carts, every process
-//! of `app2` (web server `ws2` and store `s2`) is killed with SIGKILL, and
-//! every session must go on with its data, over TLS and HTTP/2 again.
+//! Then several sessions (cookie jars, some on `ws1`, some on `ws2`) count
+//! and fill carts, and every session must go on with its data (counter
+//! and cart; a session that moved was loaded from a store), over TLS and
+//! HTTP/2 again, after each of:
+//!
+//! 1. every process of `app2` (web server `ws2` and store `s2`) killed with
+//!    SIGKILL (`sticky status` then exits with 3);
+//! 2. both started again, as `Restart=on-failure` would, and the re-copy
+//!    to the restarted store waited for as "Upgrades and restarts" says
+//!    (`sticky_recopy_pending` 0, `sticky_stores_live` 3 on every web
+//!    server), with new sessions on `ws2`;
+//! 3. `app2` cut off the network ([`Net::isolate`]: its processes run on
+//!    and hear nothing, no connection is refused), then reconnected.
 //!
 //! Needs root, `ip` (iproute2) and `curl`: skips loudly without them,
 //! except under `CI`, where it fails instead. Everything is removed also
@@ -47,7 +57,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sticky_test_support::{
-    log_tail, log_to, require_program_from, require_root, temp_dir, ChildProcess, Net, TestCa, POLL,
+    log_tail, log_to, read_text, require_program_from, require_root, temp_dir, ChildProcess, Net,
+    TestCa, POLL,
 };
 
 /// The binary under test: it stands in for `INSTALLED`.
@@ -191,6 +202,10 @@ fn start_unit(
         for (k, v) in &env {
             w = w.replace(&format!("${{{k}}}"), v);
         }
+        assert!(
+            !w.contains('$'),
+            "{template}: {w} names a variable this test does not set"
+        );
         w
     });
     assert_eq!(words.next().as_deref(), Some(INSTALLED), "{template}");
@@ -231,7 +246,7 @@ fn logs(services: &[Service]) -> String {
         .join("\n")
 }
 
-/// One answer of curl: status, HTTP version, headers and body.
+/// One answer of curl: status, HTTP version and body.
 #[derive(Debug)]
 struct Answer {
     status: u16,
@@ -414,22 +429,10 @@ fn the_three_machine_deployment_keeps_every_session_when_a_machine_dies() {
         "the guide's layout"
     );
     let names: Vec<&str> = machines.keys().map(String::as_str).collect();
-    let net = Net::with_prefix("stkdep", &names).expect("create the namespaces");
+    let mut net = Net::with_prefix("stkdep", &names).expect("create the namespaces");
     for (name, addr) in &machines {
-        let ns = net.host(name).unwrap().netns().to_owned();
-        let out = Command::new("ip")
-            .args([
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "eth0",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ip addr add {addr}: {}", shown(&out));
+        net.add_addr(name, addr.parse().unwrap(), 24)
+            .unwrap_or_else(|e| panic!("{name} at {addr}: {e}"));
     }
     let machine_of = |ip: std::net::IpAddr| -> String {
         machines
@@ -441,28 +444,22 @@ fn the_three_machine_deployment_keeps_every_session_when_a_machine_dies() {
 
     // Steps 5 and 7: each process as its unit runs it, stores first.
     let mut services = Vec::new();
-    for s in &cluster.store {
+    let store_unit = |s: &sticky_config::StoreEntry| {
         let m = machine_of(s.listen.ip());
-        services.push(start_unit(
-            &net,
-            "sticky-store@.service",
-            &s.name,
-            &m,
-            &etc,
-            &state,
-        ));
-    }
-    for w in &cluster.web {
+        start_unit(&net, "sticky-store@.service", &s.name, &m, &etc, &state)
+    };
+    let web_unit = |w: &sticky_config::WebEntry| {
         let m = machine_of(w.listen.ip());
-        services.push(start_unit(
-            &net,
-            "sticky-web@.service",
-            &w.name,
-            &m,
-            &etc,
-            &state,
-        ));
-    }
+        start_unit(&net, "sticky-web@.service", &w.name, &m, &etc, &state)
+    };
+    // The guide starts each machine's units by hand, one after the
+    // other; `Type=exec` units are "started" once the program runs, so
+    // wait, as someone watching `journalctl` would, until the stores
+    // listen: a web server that finds no quorum of its stores answers 503
+    // until they come and its lease is next renewed.
+    services.extend(cluster.store.iter().map(store_unit));
+    wait_listening(&mut services, "store listening");
+    services.extend(cluster.web.iter().map(web_unit));
     let app1 = machine_of(director.admin.ip());
     assert_eq!(app1, "app1", "the director runs on app1");
     services.push(start_unit(
@@ -484,29 +481,32 @@ fn the_three_machine_deployment_keeps_every_session_when_a_machine_dies() {
             .output()
             .unwrap()
     };
-    let start = Instant::now();
-    loop {
-        let out = status();
-        if out.status.success() {
-            break;
-        }
-        for s in &mut services {
+    let all_up = |services: &mut [Service], when: &str| {
+        let start = Instant::now();
+        loop {
+            let out = status();
+            if out.status.success() {
+                eprintln!("{when}: all up after {:?}", start.elapsed());
+                return;
+            }
+            for s in services.iter_mut() {
+                assert!(
+                    s.child.is_running(),
+                    "{} exited\n{}",
+                    s.unit,
+                    log_tail(&s.log, 30)
+                );
+            }
             assert!(
-                s.child.is_running(),
-                "{} exited\n{}",
-                s.unit,
-                log_tail(&s.log, 30)
+                start.elapsed() < DEADLINE,
+                "{when}: sticky status never exited with 0: {}\n{}",
+                shown(&out),
+                logs(services)
             );
+            std::thread::sleep(POLL * 10);
         }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "sticky status never exited with 0: {}\n{}",
-            shown(&out),
-            logs(&services)
-        );
-        std::thread::sleep(POLL * 10);
-    }
-    eprintln!("cluster up after {:?}", start.elapsed());
+    };
+    all_up(&mut services, "started");
 
     let curl = Curl {
         net: &net,
@@ -527,50 +527,20 @@ fn the_three_machine_deployment_keeps_every_session_when_a_machine_dies() {
         "{head}"
     );
     // The director's metrics, on its admin address.
-    let out = curl
-        .command()
-        .arg(format!("http://{admin}/metrics"))
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("sticky_director_requests_total"),
-        "{}",
-        shown(&out)
-    );
+    let metrics = |addr: &str| -> String {
+        let out = curl
+            .command()
+            .arg(format!("http://{addr}/metrics"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(metrics(&admin).contains("sticky_director_requests_total"));
 
-    // Sessions: until both ws1 (app1) and ws2 (app2) hold some.
-    let mut users: Vec<User> = Vec::new();
     let jars = dir.join("jars");
     std::fs::create_dir_all(&jars).unwrap();
-    while users.len() < 6
-        || !users.iter().any(|u| u.server == "ws1")
-        || !users.iter().any(|u| u.server == "ws2")
-    {
-        assert!(users.len() < 30, "the director never spread the sessions");
-        let jar = jars.join(format!("u{}", users.len()));
-        let first = must(&curl, &jar, "POST", "/api/counter", None);
-        assert_eq!(first["value"], 1, "{first}");
-        assert_eq!(first["source"], "new", "{first}");
-        let second = must(&curl, &jar, "POST", "/api/counter", None);
-        assert_eq!(second["value"], 2, "{second}");
-        assert_eq!(second["source"], "cache", "{second}");
-        assert_eq!(second["server"], first["server"], "sticky: {second}");
-        let item = format!("item-{}", users.len());
-        let cart = must(
-            &curl,
-            &jar,
-            "POST",
-            "/api/cart/items",
-            Some(&format!(r#"{{"item":"{item}"}}"#)),
-        );
-        assert_eq!(cart["items"], serde_json::json!([item]), "{cart}");
-        users.push(User {
-            jar,
-            counter: 2,
-            cart: vec![item],
-            server: first["server"].as_str().unwrap().to_owned(),
-        });
-    }
+    let mut users: Vec<User> = Vec::new();
+    new_users(&curl, &jars, &mut users, 6);
     let on_app2 = users.iter().filter(|u| u.server == "ws2").count();
     eprintln!("{} sessions, {on_app2} on ws2", users.len());
 
@@ -598,44 +568,189 @@ fn the_three_machine_deployment_keeps_every_session_when_a_machine_dies() {
             s.unit
         );
     }
-
-    // Every session goes on with its data, over TLS and HTTP/2.
-    for u in &mut users {
-        let a = get_until_ok(&curl, &u.jar, "/api/counter", &services);
-        assert_eq!(a.version, "2", "{a:?}");
-        let v = a.json();
-        assert_eq!(v["value"], u.counter, "the counter survived: {v}");
-        assert_ne!(v["server"], "ws2", "{v}");
-        if u.server == "ws2" {
-            assert_eq!(v["source"], "store", "taken over from a store: {v}");
-        }
-        let next = must(&curl, &u.jar, "POST", "/api/counter", None);
-        u.counter += 1;
-        assert_eq!(next["value"], u.counter, "counts on: {next}");
-        let cart = must(&curl, &u.jar, "GET", "/api/cart", None);
-        assert_eq!(
-            cart["items"],
-            serde_json::json!(u.cart),
-            "the cart survived: {cart}"
-        );
-    }
-    // And again: each stays where it moved, with its session.
-    for u in &mut users {
-        let next = must(&curl, &u.jar, "POST", "/api/counter", None);
-        u.counter += 1;
-        assert_eq!(next["value"], u.counter, "{next}");
-        assert_eq!(next["source"], "cache", "{next}");
-    }
-    // `sticky status` now says not every process is up.
+    every_session_goes_on(&curl, &mut users, &services, "app2 killed");
+    // `sticky status` says not every process is up.
     let out = status();
     assert_eq!(out.status.code(), Some(3), "{}", shown(&out));
 
-    let logs: Vec<PathBuf> = services.iter().map(|s| s.log.clone()).collect();
+    // app2 comes back, as `Restart=on-failure` (or `systemctl start`)
+    // starts its units again: the store first.
+    let mut old_logs: Vec<PathBuf> = services
+        .iter()
+        .filter(|s| s.machine == "app2")
+        .map(|s| s.log.clone())
+        .collect();
+    services.retain(|s| s.machine != "app2");
+    services.extend(
+        cluster
+            .store
+            .iter()
+            .filter(|s| machine_of(s.listen.ip()) == "app2")
+            .map(store_unit),
+    );
+    wait_listening(&mut services, "store listening");
+    services.extend(
+        cluster
+            .web
+            .iter()
+            .filter(|w| machine_of(w.listen.ip()) == "app2")
+            .map(web_unit),
+    );
+    all_up(&mut services, "app2 restarted");
+    // "Upgrades and restarts": the web servers have re-copied what the
+    // restarted store held once `sticky_recopy_pending` is 0 and
+    // `sticky_stores_live` 3 on every web server.
+    let start = Instant::now();
+    for w in &cluster.web {
+        let addr = w.metrics.expect("[[web]] metrics").to_string();
+        loop {
+            let text = metrics(&addr);
+            if gauge(&text, "sticky_recopy_pending") == Some(0.0)
+                && gauge(&text, "sticky_stores_live") == Some(3.0)
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{}: re-copy never done:\n{}\n{}",
+                w.name,
+                text.lines()
+                    .filter(|l| l.starts_with("sticky_recopy") || l.starts_with("sticky_stores"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                logs(&services)
+            );
+            std::thread::sleep(POLL * 10);
+        }
+    }
+
+    // New clients go to the servers again, ws2 among them.
+    let more = users.len() + 4;
+    new_users(&curl, &jars, &mut users, more);
+    every_session_goes_on(&curl, &mut users, &services, "app2 back");
+
+    // app2 cut off the network (its processes run on, unreachable: a dead
+    // switch port, no connection refused): every session goes on.
+    net.isolate("app2").unwrap();
+    every_session_goes_on(&curl, &mut users, &services, "app2 cut off");
+    assert!(net.dropped_to("app2").unwrap() > 0, "the cut bit");
+    // And once it is back, nothing goes back in time.
+    net.heal_all().unwrap();
+    all_up(&mut services, "app2 reconnected");
+    every_session_goes_on(&curl, &mut users, &services, "app2 reconnected");
+
+    old_logs.extend(services.iter().map(|s| s.log.clone()));
     drop(services);
     drop(net);
-    for path in logs {
+    for path in old_logs {
         let _ = std::fs::remove_file(path);
     }
     let _ = std::fs::remove_dir_all(ca.dir());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits until the log of every store service says `line` (the store
+/// listens).
+fn wait_listening(services: &mut [Service], line: &str) {
+    let start = Instant::now();
+    for s in services
+        .iter_mut()
+        .filter(|s| s.unit.starts_with("sticky-store@"))
+    {
+        while !read_text(&s.log).contains(line) {
+            assert!(
+                s.child.is_running(),
+                "{} exited\n{}",
+                s.unit,
+                log_tail(&s.log, 30)
+            );
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{}: no {line:?} in its log\n{}",
+                s.unit,
+                log_tail(&s.log, 30)
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// The value of the metric `name` (without labels) in a Prometheus text.
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// New clients until there are at least `at_least` and some have their
+/// session on ws1 (app1) and some on ws2 (app2), each counting to 2 and
+/// putting an item in its cart, over TLS and HTTP/2.
+fn new_users(curl: &Curl<'_>, jars: &Path, users: &mut Vec<User>, at_least: usize) {
+    let before = users.len();
+    let fresh = |users: &[User], server: &str| users[before..].iter().any(|u| u.server == server);
+    while users.len() < at_least || !fresh(users, "ws1") || !fresh(users, "ws2") {
+        assert!(
+            users.len() < before + 30,
+            "the director never spread the new sessions over ws1 and ws2"
+        );
+        let jar = jars.join(format!("u{}", users.len()));
+        let first = must(curl, &jar, "POST", "/api/counter", None);
+        assert_eq!(first["value"], 1, "{first}");
+        assert_eq!(first["source"], "new", "{first}");
+        let second = must(curl, &jar, "POST", "/api/counter", None);
+        assert_eq!(second["value"], 2, "{second}");
+        assert_eq!(second["source"], "cache", "{second}");
+        assert_eq!(second["server"], first["server"], "sticky: {second}");
+        let item = format!("item-{}", users.len());
+        let cart = must(
+            curl,
+            &jar,
+            "POST",
+            "/api/cart/items",
+            Some(&format!(r#"{{"item":"{item}"}}"#)),
+        );
+        assert_eq!(cart["items"], serde_json::json!([item]), "{cart}");
+        users.push(User {
+            jar,
+            counter: 2,
+            cart: vec![item],
+            server: first["server"].as_str().unwrap().to_owned(),
+        });
+    }
+}
+
+/// Every session answers (at last: its server may have to be found dead
+/// and its sessions taken over) with its counter and cart, then counts on
+/// and stays where it is, over TLS and HTTP/2. `when` names the step.
+fn every_session_goes_on(curl: &Curl<'_>, users: &mut [User], services: &[Service], when: &str) {
+    let start = Instant::now();
+    for u in users.iter_mut() {
+        let a = get_until_ok(curl, &u.jar, "/api/counter", services);
+        assert_eq!(a.version, "2", "{when}: {a:?}");
+        let v = a.json();
+        assert_eq!(
+            v["value"], u.counter,
+            "{when}: the counter survived (was on {}): {v}",
+            u.server
+        );
+        let server = v["server"].as_str().unwrap().to_owned();
+        if server != u.server {
+            assert_eq!(v["source"], "store", "{when}: taken over from a store: {v}");
+        }
+        let next = must(curl, &u.jar, "POST", "/api/counter", None);
+        u.counter += 1;
+        assert_eq!(next["value"], u.counter, "{when}: counts on: {next}");
+        assert_eq!(next["server"], server.as_str(), "{when}: stays: {next}");
+        let cart = must(curl, &u.jar, "GET", "/api/cart", None);
+        assert_eq!(
+            cart["items"],
+            serde_json::json!(u.cart),
+            "{when}: the cart survived: {cart}"
+        );
+        u.server = server;
+    }
+    eprintln!(
+        "{when}: {} sessions went on in {:?}",
+        users.len(),
+        start.elapsed()
+    );
 }
