@@ -8,7 +8,8 @@
 //! they export, and every label a query groups by must be on one of its
 //! metrics (or be one Prometheus adds). The scrape configuration
 //! (`deploy/prometheus/prometheus.yml`) must scrape exactly the processes
-//! of the cluster file in `docs/deploy.md`, each with its `process` label.
+//! of the cluster file of `docs/deploy.md` (`deploy/cluster.example.toml`),
+//! each with its `process` label.
 //!
 //! The YAML files are read through Python's PyYAML (`python3-yaml`), so no
 //! YAML crate is needed; without it the YAML checks are skipped loudly,
@@ -429,18 +430,14 @@ fn the_web_metrics_listener_needs_no_token_and_the_web_port_still_does() {
     assert_eq!(resp.status, 404);
 }
 
-/// The `[[web]]` / `[[store]]` example of docs/deploy.md, with a secret
-/// so that it parses as a whole file.
+/// The cluster file of docs/deploy.md (`deploy/cluster.example.toml`,
+/// which the guide quotes: `deploy_three_machines.rs` checks that), with a
+/// secret and password where `sticky init`'s go.
 fn deploy_md_cluster() -> sticky_config::ClusterFile {
-    let doc = std::fs::read_to_string(repo().join("docs/deploy.md")).unwrap();
-    let block = doc
-        .split("```toml\n")
-        .skip(1)
-        .map(|b| b.split("```").next().unwrap())
-        .find(|b| b.contains("[[web]]") && b.contains("[[store]]"))
-        .expect("docs/deploy.md has the cluster file's addresses");
-    let text = format!("secret = \"{}\"\n{block}", "d".repeat(40));
-    sticky_config::ClusterFile::parse(&text, Path::new("docs/deploy.md")).unwrap()
+    let text = std::fs::read_to_string(repo().join("deploy/cluster.example.toml"))
+        .unwrap()
+        .replace("\"from sticky init\"", &format!("\"{}\"", "d".repeat(40)));
+    sticky_config::ClusterFile::parse(&text, Path::new("deploy/cluster.example.toml")).unwrap()
 }
 
 #[test]

@@ -40,6 +40,14 @@ pub enum NetError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// An address [`Net::add_addr`](crate::Net::add_addr) cannot add.
+    #[error("cannot add address {addr}: {why}")]
+    InvalidAddr {
+        /// The address and prefix length.
+        addr: String,
+        /// Why.
+        why: &'static str,
+    },
     /// A fault between an endpoint and itself.
     #[error("a link needs two different endpoints, got {0:?} twice")]
     SameEndpoint(String),

@@ -109,6 +109,17 @@ impl Faults {
         self.losses.clear();
     }
 
+    /// Whether no fault is asked for or installed.
+    pub(super) fn is_clear(&self) -> bool {
+        self.cuts.is_empty()
+            && self.isolated.is_empty()
+            && self.slows.is_empty()
+            && self.losses.is_empty()
+            && self.installed_drops.is_empty()
+            && self.installed_slows.is_empty()
+            && self.installed_losses.is_empty()
+    }
+
     /// Whether the pair's packets are to be dropped.
     pub(super) fn dropped(&self, (from, to): Pair) -> bool {
         from != to

@@ -30,7 +30,9 @@
 //! - one namespace per host, with `lo` and `eth0` (the other end of its
 //!   port), and the address `10.213.X.i` (host i, from 1) of a /24 picked
 //!   for the run, not overlapping any address or route of the machine nor
-//!   another run's;
+//!   another run's; and any further address given with [`Net::add_addr`]
+//!   (a document's own addresses, which then exist only inside the run's
+//!   namespaces);
 //! - the *root* endpoint ([`Net::ROOT`]): a link `TAGr` in the root
 //!   namespace with the address `10.213.X.254`, port `p0` of the bridge,
 //!   so the test process reaches every host and may itself be cut off.
@@ -41,7 +43,7 @@
 //! of limit 0 (every packet steered there is dropped), and per slow link
 //! a class of the slow rate with a small `pfifo`. A `u32` filter on the
 //! source address steers a directed pair's packets: packets from A to B
-//! are filtered on B's port. A lossy link is such a drop filter that also
+//! are filtered on B's port (one filter per address of A). A lossy link is such a drop filter that also
 //! matches the low bits of the IP identification ([`Net::lossy`]). Only
 //! IPv4 is filtered (ARP passes, so a healed link works at once). This
 //! kernel has no `netem`, `tbf`, `ingress`, filter actions or `matchall`:
@@ -135,6 +137,9 @@ impl Host {
 struct Endpoint {
     name: String,
     addr: Ipv4Addr,
+    /// Further addresses of a host ([`Net::add_addr`]): faults match
+    /// them too.
+    extra: Vec<Ipv4Addr>,
     /// Its port on the bridge, in the switch namespace.
     port: String,
 }
@@ -240,6 +245,7 @@ impl Net {
         self.endpoints.push(Endpoint {
             name: Net::ROOT.to_owned(),
             addr: Ipv4Addr::new(10, SUBNET_B, third, ROOT_OCTET),
+            extra: Vec::new(),
             port: "p0".to_owned(),
         });
 
@@ -276,6 +282,7 @@ impl Net {
             self.endpoints.push(Endpoint {
                 name: (*name).to_owned(),
                 addr,
+                extra: Vec::new(),
                 port,
             });
         }
@@ -407,6 +414,52 @@ impl Net {
     /// The address of endpoint `name` (a host or [`Net::ROOT`]).
     pub fn addr(&self, name: &str) -> Result<Ipv4Addr, NetError> {
         Ok(self.endpoints[self.index(name)?].addr)
+    }
+
+    /// Gives host `name` a further address, `addr/prefix_len` on its
+    /// `eth0`: to run processes at the addresses a document names (a
+    /// deployment guide's `10.0.0.11`), on the same bridge. Those
+    /// addresses exist only inside the run's namespaces: never in the root
+    /// namespace, which keeps the run's one address (so a host reaches
+    /// the root endpoint only from its own `10.213.X.i`). Every fault
+    /// matches a host's further addresses as well, so it is refused once
+    /// a fault is installed (add them first).
+    pub fn add_addr(&mut self, name: &str, addr: Ipv4Addr, prefix_len: u8) -> Result<(), NetError> {
+        let bad = |why| {
+            Err(NetError::InvalidAddr {
+                addr: format!("{addr}/{prefix_len}"),
+                why,
+            })
+        };
+        let e = self.index(name)?;
+        if e == 0 {
+            return bad("the root namespace keeps the run's one address");
+        }
+        if prefix_len > 32 {
+            return bad("a prefix length is 0 to 32");
+        }
+        if !self.faults().is_clear() {
+            return bad("addresses are added before the first fault");
+        }
+        if self
+            .endpoints
+            .iter()
+            .any(|p| p.addr == addr || p.extra.contains(&addr))
+        {
+            return bad("an endpoint of this network has it already");
+        }
+        let ns = self.hosts[e - 1].netns.clone();
+        cmd::ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/{prefix_len}"),
+            "dev",
+            "eth0",
+        ])?;
+        self.endpoints[e].extra.push(addr);
+        Ok(())
     }
 
     fn index(&self, name: &str) -> Result<usize, NetError> {
@@ -580,21 +633,30 @@ impl Net {
     fn apply(&self, op: TcOp) -> Result<(), NetError> {
         let (from, to) = op.pair();
         let port = self.endpoints[to].port.as_str();
-        let src = format!("{}/32", self.endpoints[from].addr);
+        // One filter per address of the source, at the same priority (a
+        // deletion by priority removes them all).
+        let sources: Vec<String> = std::iter::once(self.endpoints[from].addr)
+            .chain(self.endpoints[from].extra.iter().copied())
+            .map(|a| format!("{a}/32"))
+            .collect();
         let sw = self.switch.as_str();
         let drop_prio = (DROP_PRIO + from).to_string();
         let slow_prio = (SLOW_PRIO + from).to_string();
         let loss_prio = (LOSS_PRIO + from).to_string();
         let slow_class = format!("1:{:x}", SLOW_CLASS + from);
         let slow_qdisc = format!("{:x}:", SLOW_CLASS + from);
-        let filter = |prio: &str, flow: &str| {
-            cmd::tc_in(
-                sw,
-                &[
-                    "filter", "add", "dev", port, "parent", "1:", "protocol", "ip", "prio", prio,
-                    "u32", "match", "ip", "src", &src, "flowid", flow,
-                ],
-            )
+        let filter = |prio: &str, flow: &str| -> Result<String, NetError> {
+            let mut out = String::new();
+            for src in &sources {
+                out = cmd::tc_in(
+                    sw,
+                    &[
+                        "filter", "add", "dev", port, "parent", "1:", "protocol", "ip", "prio",
+                        prio, "u32", "match", "ip", "src", src, "flowid", flow,
+                    ],
+                )?;
+            }
+            Ok(out)
         };
         let unfilter = |prio: &str| {
             cmd::tc_in(
@@ -650,14 +712,17 @@ impl Net {
             TcOp::AddLoss(_, one_in) => {
                 // The IP identification is the 16 bits at offset 4.
                 let ones = format!("0x{:x}", one_in - 1);
-                cmd::tc_in(
-                    sw,
-                    &[
-                        "filter", "add", "dev", port, "parent", "1:", "protocol", "ip", "prio",
-                        &loss_prio, "u32", "match", "ip", "src", &src, "match", "u16", &ones,
-                        &ones, "at", "4", "flowid", "1:2",
-                    ],
-                )?
+                for src in &sources {
+                    cmd::tc_in(
+                        sw,
+                        &[
+                            "filter", "add", "dev", port, "parent", "1:", "protocol", "ip", "prio",
+                            &loss_prio, "u32", "match", "ip", "src", src, "match", "u16", &ones,
+                            &ones, "at", "4", "flowid", "1:2",
+                        ],
+                    )?;
+                }
+                String::new()
             }
             TcOp::DelLoss(_) => unfilter(&loss_prio)?,
             TcOp::DelSlow(_) => {

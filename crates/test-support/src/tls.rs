@@ -79,13 +79,17 @@ impl TestCa {
     /// A new certificate (as [`issue`](Self::issue)) written over `cert`
     /// and `key`: a certificate renewed in place.
     pub fn issue_into(&self, name: &str, cert: &Path, key: &Path) -> CertFiles {
+        self.issue_for_into(name, &["localhost", "127.0.0.1", "::1"], cert, key)
+    }
+
+    /// A new certificate for the DNS names and IP addresses `hosts` (its
+    /// subject alternative names), with common name `name`, written over
+    /// `cert` (the chain: it, then the authority) and `key`.
+    pub fn issue_for_into(&self, name: &str, hosts: &[&str], cert: &Path, key: &Path) -> CertFiles {
         let leaf_key = KeyPair::generate().expect("a key");
-        let mut params = CertificateParams::new(vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "::1".to_owned(),
-        ])
-        .expect("certificate params");
+        let mut params =
+            CertificateParams::new(hosts.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>())
+                .expect("certificate params");
         params.distinguished_name.push(DnType::CommonName, name);
         let leaf = params
             .signed_by(&leaf_key, &self.issuer)

@@ -533,3 +533,55 @@ fn runs_at_once_get_their_own_names_and_subnets() {
         );
     }
 }
+
+/// What a probe from `from` to `addr`'s echo server prints.
+fn probe_addr(net: &Net, from: &str, addr: Ipv4Addr, want: Outcome) -> String {
+    let timeout = if want == Open {
+        OK_TIMEOUT
+    } else {
+        CUT_TIMEOUT
+    };
+    let out = command_in(net, from, python())
+        .args(["-c", PROBE, &addr.to_string(), &PORT.to_string(), timeout])
+        .output()
+        .expect("run a probe");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn further_addresses_of_a_host_are_cut_like_its_first() {
+    if !can_run() {
+        return;
+    }
+    let mut net = Net::with_prefix("stkx", &["a", "b"]).unwrap();
+    // A document's addresses, only inside the run's namespaces.
+    let (xa, xb) = (Ipv4Addr::new(10, 0, 0, 11), Ipv4Addr::new(10, 0, 0, 12));
+    let refused = |r: Result<(), NetError>| matches!(r, Err(NetError::InvalidAddr { .. }));
+    assert!(refused(net.add_addr(Net::ROOT, xa, 24)), "never the root");
+    net.add_addr("a", xa, 24).unwrap();
+    net.add_addr("b", xb, 24).unwrap();
+    assert!(refused(net.add_addr("b", xa, 24)), "a has it");
+    let _server = start_server(&net, "b");
+    // From a's further address (the route to 10.0.0.0/24 picks it) to b's.
+    assert_eq!(probe_addr(&net, "a", xb, Open), "ok");
+
+    net.cut("a", "b").unwrap();
+    assert_eq!(probe_addr(&net, "a", xb, Cut), "timeout", "cut, further");
+    assert_eq!(
+        probe_addr(&net, "a", net.addr("b").unwrap(), Cut),
+        "timeout",
+        "cut, first"
+    );
+    assert!(net.dropped_to("b").unwrap() > 0);
+    assert!(
+        refused(net.add_addr("a", Ipv4Addr::new(10, 0, 0, 21), 24)),
+        "not once a fault is installed"
+    );
+    net.heal_all().unwrap();
+    assert_eq!(probe_addr(&net, "a", xb, Open), "ok", "healed");
+
+    net.isolate("b").unwrap();
+    assert_eq!(probe_addr(&net, "a", xb, Cut), "timeout", "isolated");
+    net.heal_isolation("b").unwrap();
+    assert_eq!(probe_addr(&net, "a", xb, Open), "ok", "isolation healed");
+}
