@@ -326,3 +326,72 @@ fn sticky_web_limits_new_sessions_per_client_and_serves_existing_ones() {
         );
     }
 }
+
+/// A web server started before a quorum of its stores holds no lease and
+/// answers 503: it reports itself not ready (so the director sends new
+/// clients elsewhere) until it holds its lease, then ready and serving.
+/// (Found by the three-machine deployment test: the report said ready as
+/// soon as one store answered.)
+#[test]
+fn a_web_server_without_its_lease_reports_not_ready_until_it_holds_it() {
+    let up = StoreProcess::start(STICKY, &[]);
+    let mut later: Vec<StoreProcess> = (0..2).map(|_| StoreProcess::start(STICKY, &[])).collect();
+    let addrs = [up.addr(), later[0].addr(), later[1].addr()];
+    let ports: Vec<u16> = later.iter().map(StoreProcess::port).collect();
+    for s in &mut later {
+        s.kill9();
+    }
+    let cfg = ClusterConfig::new(&addrs, &["ws1"])
+        .replicas(2)
+        .session("store_timeout_ms", "500")
+        // Renewed every third of a second (the tests' default is an hour).
+        .session("lease_ms", "1000")
+        .write();
+    let mut web = WebProcess::start(STICKY, cfg.path(), "ws1");
+    let ws1 = web.addr();
+    // One store of three answers: not a lease quorum.
+    let auth = format!("Bearer {}", web.token());
+    wait_until(DEADLINE, "ws1 sees its one live store", || {
+        http_request(
+            ws1,
+            "GET",
+            "/.sticky/metrics",
+            &[("Authorization", &auth)],
+            None,
+        )
+        .is_ok_and(|r| r.text().lines().any(|l| l == "sticky_stores_live 1"))
+    });
+    let h = web.health();
+    assert_eq!(
+        h["serving"],
+        json!(false),
+        "a lease with one store of three: {h}"
+    );
+    assert_eq!(h["ready"], json!(false), "no lease, yet ready: {h}");
+    let r = Browser::new().post(ws1, "/api/counter", None);
+    assert_eq!(r.status, 503, "{r:?}");
+
+    let _back: Vec<StoreProcess> = ports
+        .iter()
+        .map(|&p| StoreProcess::start_on_port(STICKY, p, &[]))
+        .collect();
+    let until = Instant::now() + DEADLINE;
+    let ready = loop {
+        let h = web.health();
+        if h["ready"] == json!(true) && h["serving"] == json!(true) {
+            break true;
+        }
+        if Instant::now() > until {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        ready,
+        "ws1 did not get its lease once its stores were back: {}; log:\n{}",
+        web.health(),
+        web.log_tail(30)
+    );
+    assert_eq!(Browser::new().increment(ws1).value, 1);
+    web.assert_no_panic();
+}

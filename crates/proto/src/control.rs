@@ -81,7 +81,9 @@ pub struct HealthReport {
     pub epoch: u64,
     /// Sessions in the local cache.
     pub sessions: u64,
-    /// False while the server cannot write to enough stores.
+    /// False while the server cannot write to enough stores or does not
+    /// hold its lease ([`serving`](Self::serving)): the director then
+    /// prefers others for new clients.
     pub ready: bool,
     /// Configured as a standby.
     pub standby: bool,

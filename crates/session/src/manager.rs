@@ -116,7 +116,10 @@ impl SessionManager {
             name: self.inner.config.server_name.clone(),
             epoch: self.epoch(),
             sessions: self.sessions() as u64,
-            ready: self.inner.stores.live() != 0,
+            // New clients go where they can be served now: a server
+            // without its lease (just started before a quorum of its
+            // stores, or lapsed) answers 503 until it holds it again.
+            ready: self.inner.stores.live() != 0 && self.serving(),
             standby: self.inner.config.standby,
             serving: self.serving(),
         }
