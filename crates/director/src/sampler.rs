@@ -138,7 +138,7 @@ async fn sample(s: &Arc<State>, interval: Duration, last: &mut Baseline) {
                 EventKind::Failover,
                 &b.name,
                 format!(
-                    "{} of its clients' requests went to other servers",
+                    "{} from its clients went to other servers",
                     plural(moved, "request")
                 ),
             );
