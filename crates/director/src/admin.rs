@@ -331,3 +331,41 @@ fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     }
     json(status, &Error { error: message })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything the dashboard shows comes from the cluster (names,
+    /// errors, event messages): it is put in with `textContent` and
+    /// attributes, never parsed as HTML.
+    #[test]
+    fn the_dashboard_never_parses_cluster_text_as_html() {
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "DOMParser",
+            "createContextualFragment",
+            "eval(",
+            "new Function",
+        ] {
+            assert!(!DASHBOARD.contains(sink), "the dashboard uses {sink}");
+        }
+        assert!(DASHBOARD.contains("textContent"));
+    }
+
+    /// The page works offline: nothing is loaded from elsewhere.
+    #[test]
+    fn the_dashboard_loads_nothing_from_elsewhere() {
+        for external in ["<script src", "<link", "@import", "https://", "//cdn"] {
+            assert!(
+                !DASHBOARD.contains(external),
+                "the dashboard loads {external}"
+            );
+        }
+        assert_eq!(DASHBOARD.matches(TOKEN_SLOT).count(), 1, "one token slot");
+        assert!(DASHBOARD.contains("/api/history"));
+    }
+}

@@ -39,8 +39,8 @@ pub struct Sample {
     /// Requests routed away from the server their cookie named.
     pub failovers: u64,
     /// Sessions the web servers took over from the stores (their
-    /// `sticky_takeovers_total` and `sticky_adopted_total`); `None` when
-    /// no web server's metrics could be read.
+    /// `sticky_takeovers_total`: a user's request or an adoption); `None`
+    /// when no web server's metrics could be read.
     pub takeovers: Option<u64>,
     /// Session copies the web servers re-copied to replace a failed
     /// store's (`sticky_recopies_total`); `None` likewise.

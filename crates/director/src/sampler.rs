@@ -6,9 +6,12 @@
 //! their Prometheus metrics (`GET /.sticky/metrics` with the admin
 //! token: `sticky_takeovers_total`, `sticky_adopted_total`,
 //! `sticky_recopies_total`, `sticky_recopy_pending`), and an event for
-//! each server whose failovers, takeovers or re-copies grew. A web server
-//! without metrics (a library user without a recorder: `404`) or down is
-//! left out of those figures; it is never marked down by this.
+//! each server whose failovers, takeovers or re-copies grew. The counters
+//! are first read when the sampler starts: what a web server counted
+//! before (or before the director first reached it) is not shown. A web
+//! server without metrics (a library user without a recorder: `404`) or
+//! not answering is left out of those figures; it is never marked down by
+//! this.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -62,6 +65,9 @@ pub(crate) async fn run(shared: Weak<State>) {
         return;
     };
     let interval = s.config.history_interval.max(MIN_INTERVAL);
+    // The web servers' counters now (they usually run before the director
+    // starts), so that the first sample counts only what it covers.
+    let mut metrics = scrape(&s, interval.min(SCRAPE_LIMIT)).await;
     let mut last = Baseline {
         at: Instant::now(),
         requests: s.stats.requests.load(Ordering::Relaxed),
@@ -73,7 +79,7 @@ pub(crate) async fn run(shared: Weak<State>) {
             .map(|b| {
                 let seen = Seen {
                     failovers: b.failovers.load(Ordering::Relaxed),
-                    metrics: None,
+                    metrics: metrics.remove(&b.name),
                 };
                 (b.name.clone(), seen)
             })
@@ -149,22 +155,24 @@ async fn sample(s: &Arc<State>, interval: Duration, last: &mut Baseline) {
             let took = grew(m.takeovers, prior.map(|p| p.takeovers));
             let adopted = grew(m.adopted, prior.map(|p| p.adopted));
             let copied = grew(m.recopies, prior.map(|p| p.recopies));
-            *sample.takeovers.get_or_insert(0) += took + adopted;
+            // Adopting claims through a takeover: counted in both.
+            *sample.takeovers.get_or_insert(0) += took;
             *sample.recopies.get_or_insert(0) += copied;
             *sample.recopy_pending.get_or_insert(0) += m.pending;
-            if took > 0 {
-                s.history.event(
-                    EventKind::Takeover,
-                    &b.name,
-                    format!("took over {} from the stores", plural(took, "session")),
-                );
-            }
-            if adopted > 0 {
-                s.history.event(
-                    EventKind::Takeover,
-                    &b.name,
-                    format!("adopted {} of a dead server", plural(adopted, "session")),
-                );
+            let told = match (took, adopted) {
+                (0, 0) => None,
+                (0, a) => Some(format!("adopted {} of a dead server", plural(a, "session"))),
+                (t, 0) => Some(format!(
+                    "took over {} from the stores",
+                    plural(t, "session")
+                )),
+                (t, a) => Some(format!(
+                    "took over {} from the stores ({a} adopting a dead server's)",
+                    plural(t, "session")
+                )),
+            };
+            if let Some(message) = told {
+                s.history.event(EventKind::Takeover, &b.name, message);
             }
             let pending_before = prior.map_or(0, |p| p.pending);
             let progress = match (copied, m.pending) {
@@ -222,13 +230,11 @@ fn plural(n: u64, what: &str) -> String {
     }
 }
 
-/// Reads the metrics of every healthy web server, at once.
+/// Reads the metrics of every web server, at once (those marked down
+/// too: a server that comes back is then read from its first moments).
 async fn scrape(s: &Arc<State>, limit: Duration) -> HashMap<String, Metrics> {
     let mut reads = JoinSet::new();
     for b in s.backends() {
-        if !b.health().up {
-            continue;
-        }
         let token: HeaderValue = s.token.clone();
         let (name, addr) = (b.name.clone(), b.addr);
         reads.spawn(async move {
