@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /` | the live dashboard (HTML, polls `/api/cluster` every second) |
+//! | `GET /` | the live dashboard (HTML, polls `/api/cluster` every second and `/api/history` every two) |
 //! | `GET /api/cluster` | [`ClusterStatus`](crate::ClusterStatus) as JSON |
 //! | `GET /api/history` | [`History`](crate::History): the last 15 minutes' samples and events, as JSON |
 //! | `POST /api/servers/{name}/drain` | no new clients for `name` (drain, evacuate and enable are passed to every peer director: `peers.rs`) |
