@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, StatusCode};
@@ -61,13 +61,18 @@ struct Baseline {
 
 /// Samples until the director stops.
 pub(crate) async fn run(shared: Weak<State>) {
+    let Some(interval) = shared
+        .upgrade()
+        .map(|s| s.config.history_interval.max(MIN_INTERVAL))
+    else {
+        return;
+    };
+    // The web servers' counters now (they usually run before the director
+    // starts), so that the first sample counts only what it covers.
+    let mut metrics = scrape(&shared, interval.min(SCRAPE_LIMIT)).await;
     let Some(s) = shared.upgrade() else {
         return;
     };
-    let interval = s.config.history_interval.max(MIN_INTERVAL);
-    // The web servers' counters now (they usually run before the director
-    // starts), so that the first sample counts only what it covers.
-    let mut metrics = scrape(&s, interval.min(SCRAPE_LIMIT)).await;
     let mut last = Baseline {
         at: Instant::now(),
         requests: s.stats.requests.load(Ordering::Relaxed),
@@ -92,19 +97,20 @@ pub(crate) async fn run(shared: Weak<State>) {
     tick.tick().await;
     loop {
         tick.tick().await;
+        if !shared.upgrade().is_some_and(|s| s.is_serving()) {
+            return;
+        }
+        let metrics = scrape(&shared, interval.min(SCRAPE_LIMIT)).await;
         let Some(s) = shared.upgrade() else {
             return;
         };
-        if !s.is_serving() {
-            return;
-        }
-        sample(&s, interval, &mut last).await;
+        sample(&s, metrics, &mut last);
     }
 }
 
-/// Takes one sample and records the events it shows.
-async fn sample(s: &Arc<State>, interval: Duration, last: &mut Baseline) {
-    let metrics = scrape(s, interval.min(SCRAPE_LIMIT)).await;
+/// Takes one sample, with the web servers' `metrics` just read, and
+/// records the events it shows.
+fn sample(s: &State, metrics: HashMap<String, Metrics>, last: &mut Baseline) {
     let now = Instant::now();
     let elapsed = now.duration_since(last.at).as_secs_f64();
     let requests = s.stats.requests.load(Ordering::Relaxed);
@@ -231,8 +237,12 @@ fn plural(n: u64, what: &str) -> String {
 }
 
 /// Reads the metrics of every web server, at once (those marked down
-/// too: a server that comes back is then read from its first moments).
-async fn scrape(s: &Arc<State>, limit: Duration) -> HashMap<String, Metrics> {
+/// too: a server that comes back is then read from its first moments),
+/// without keeping the director alive meanwhile.
+async fn scrape(shared: &Weak<State>, limit: Duration) -> HashMap<String, Metrics> {
+    let Some(s) = shared.upgrade() else {
+        return HashMap::new();
+    };
     let mut reads = JoinSet::new();
     for b in s.backends() {
         let token: HeaderValue = s.token.clone();
@@ -256,6 +266,7 @@ async fn scrape(s: &Arc<State>, limit: Duration) -> HashMap<String, Metrics> {
             (name, metrics)
         });
     }
+    drop(s);
     let mut out = HashMap::new();
     while let Some(done) = reads.join_next().await {
         if let Ok((name, Some(m))) = done {
