@@ -65,6 +65,26 @@ fn api_dashboard_and_metrics_show_the_cluster() {
         .starts_with("text/html"));
     assert!(page.text().contains("/api/cluster") && page.text().contains("setInterval"));
 
+    // The dashboard's story: its start and every server up, with times
+    // (GET, no token).
+    let history = d.admin_get("/api/history").json_ok();
+    let events = history["events"].as_array().unwrap();
+    let now = history["now_ms"].as_u64().unwrap();
+    for (kind, subject) in [
+        ("started", "director"),
+        ("server_up", "ws1"),
+        ("server_up", "ws2"),
+        ("server_up", "sb"),
+    ] {
+        let e = events
+            .iter()
+            .find(|e| e["kind"] == kind && e["subject"] == subject)
+            .unwrap_or_else(|| panic!("no {kind} event for {subject}: {history}"));
+        let at = e["at_ms"].as_u64().unwrap();
+        assert!(at <= now && now - at < 600_000, "{e} (now {now})");
+    }
+    assert_eq!(history["interval_ms"], 5000);
+
     let metrics = d.admin_get("/metrics");
     assert_eq!(metrics.status, 200);
     let text = metrics.text();

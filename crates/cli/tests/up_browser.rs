@@ -6,7 +6,13 @@
 //! opens the dashboard, checks that it renders the cluster, saves a
 //! screenshot as `target/test-artifacts/dashboard.png` (and the shop's as
 //! `shop-after-failover.png`), and presses a drain button (which must send
-//! the admin token the page embeds).
+//! the admin token the page embeds). Then the dashboard must tell the
+//! story (#18 item 6): the event log shows the killed server down, its
+//! clients' failover and the standby's takeover, with times; the charts
+//! of the last 15 minutes have points (`dashboard-charts.png`,
+//! `dashboard-events.png`); actions that do not apply are disabled; kill
+//! asks for a confirmation (dismissed, nothing dies; accepted, the process
+//! dies).
 //!
 //! The same tour runs with the Python shop behind sidecar web servers
 //! (`sticky up --app python`).
@@ -24,7 +30,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use serde_json::{json, Value};
 use sticky_test_support::{
     find_program, free_port, log_to, read_text, require_program_from, signal, temp_path,
     wait_until, ChildProcess, NotReady, Sticky, UpProcess, DEADLINE,
@@ -222,6 +228,208 @@ fn browser_tour_works_the_same_with_the_python_app_behind_sidecars() {
     browser_tour(&["--app", "python"], "ws1-app", "python-");
 }
 
+/// Runs `script` in the page; its value.
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.unwrap()
+}
+
+/// Runs `script` until its value satisfies `ok`; that value.
+async fn wait_js(c: &Client, script: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = js(c, script).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            start.elapsed() < BROWSER_DEADLINE,
+            "the dashboard does not show {what} after {BROWSER_DEADLINE:?}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The event log's rows: `[kind, about, what happened, time]`.
+const EVENTS: &str = "return Array.from(document.querySelectorAll('#events tr'))\
+    .map(r => [r.dataset.kind, r.children[2].textContent, r.children[3].textContent,\
+    r.children[0].textContent]);";
+
+/// Whether the event log `rows` has an event of `kind` about `subject`.
+fn logged(rows: &Value, kind: &str, subject: &str) -> bool {
+    rows.as_array()
+        .is_some_and(|rows| rows.iter().any(|r| r[0] == kind && r[1] == subject))
+}
+
+/// Which of the row `name`'s action buttons are disabled: `{action: bool}`.
+async fn disabled(c: &Client, name: &str) -> Value {
+    let script = format!(
+        "const row = document.querySelector('#members tr[data-name=\"{name}\"]');\
+         const out = {{}};\
+         if (row) for (const b of row.querySelectorAll('button')) out[b.dataset.action] = b.disabled;\
+         return out;"
+    );
+    js(c, &script).await
+}
+
+/// Presses the kill button of `name` (from a timer: the confirmation it
+/// opens blocks the page's script) and waits for the confirmation; its
+/// text.
+async fn press_kill(c: &Client, name: &str) -> String {
+    let script = format!(
+        "const b = document.querySelector('#members tr[data-name=\"{name}\"] button[data-action=kill]');\
+         if (b) setTimeout(() => b.click(), 0);\
+         return !!b;"
+    );
+    assert_eq!(
+        js(c, &script).await,
+        json!(true),
+        "a kill button for {name}"
+    );
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = c.get_alert_text().await {
+            return text;
+        }
+        assert!(
+            start.elapsed() < BROWSER_DEADLINE,
+            "kill {name} asked no confirmation"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The dashboard tells the story of the kill -9 of `killed` (#18 item 6):
+/// the event log shows the server down, its clients' failover and the
+/// standby's takeover, with times; the charts have points; numbers carry
+/// thousands separators and epochs are shortened; actions that do not
+/// apply are disabled; kill asks for a confirmation (dismissed: nothing
+/// is killed; accepted: the process dies). Screenshots:
+/// `dashboard-charts.png` and `dashboard-events.png`.
+async fn dashboard_story(c: &Client, up: &UpProcess, killed: &str, prefix: &str) {
+    let rows = wait_js(
+        c,
+        EVENTS,
+        &format!("{killed} down, its failover and ws4's takeover in the event log"),
+        |rows| {
+            logged(rows, "server_down", killed)
+                && logged(rows, "failover", killed)
+                && logged(rows, "takeover", "ws4")
+        },
+    )
+    .await;
+    for row in rows.as_array().unwrap() {
+        let time = row[3].as_str().unwrap();
+        assert!(
+            time.chars().filter(char::is_ascii_digit).count() >= 4,
+            "every event has its time: {row}"
+        );
+    }
+    // The charts have points (a sample every 5 s since the director
+    // started; requests through the shop and the failover among them).
+    let points = wait_js(
+        c,
+        "return Object.fromEntries(Array.from(document.querySelectorAll('#charts figure'))\
+         .map(f => [f.id, Number(f.querySelector('svg').dataset.points)]));",
+        "charts with points",
+        |v| {
+            [
+                "chart-requests",
+                "chart-latency",
+                "chart-failovers",
+                "chart-takeovers",
+                "chart-keys",
+            ]
+            .iter()
+            .all(|id| v[id].as_u64().is_some_and(|n| n >= 2))
+        },
+    )
+    .await;
+    let lines = js(
+        c,
+        "return document.querySelectorAll('#charts polyline').length;",
+    )
+    .await;
+    assert!(
+        lines.as_u64().unwrap() >= 5,
+        "lines drawn: {lines} ({points})"
+    );
+    // Thousands separators (in the browser's locale) and the epoch's last
+    // six digits, the whole in the tooltip.
+    let big = js(c, "return num(1234567);").await;
+    let big = big.as_str().unwrap();
+    let groups: Vec<&str> = big.split(|ch: char| !ch.is_ascii_digit()).collect();
+    assert_eq!(groups, ["1", "234", "567"], "thousands separators: {big:?}");
+    let epoch = js(
+        c,
+        "const td = document.querySelector('#members tr[data-name=\"ws4\"] td.epoch');\
+         return td ? [td.textContent, td.title] : null;",
+    )
+    .await;
+    let (short, title) = (epoch[0].as_str().unwrap(), epoch[1].as_str().unwrap());
+    let full = title.strip_prefix("epoch ").unwrap();
+    assert!(
+        full.len() > 6 && full.bytes().all(|b| b.is_ascii_digit()),
+        "{title}"
+    );
+    assert_eq!(short, format!("…{}", &full[full.len() - 6..]), "{epoch}");
+
+    js(c, "window.scrollTo(0, 0); return true;").await;
+    screenshot(c, &format!("{prefix}dashboard-charts.png")).await;
+    js(
+        c,
+        "document.getElementById('events-title').scrollIntoView(); return true;",
+    )
+    .await;
+    screenshot(c, &format!("{prefix}dashboard-events.png")).await;
+
+    // Actions that do not apply are disabled.
+    let dead = disabled(c, killed).await;
+    assert_eq!(dead["kill"], true, "kill on a dead process: {dead}");
+    assert_eq!(dead["pause"], true, "{dead}");
+    assert_eq!(dead["restart"], false, "{dead}");
+    let store = disabled(c, "s1").await;
+    assert_eq!(store["drain"], true, "drain on a store: {store}");
+    assert_eq!(store["kill"], false, "{store}");
+    let victim = ["ws2", "ws3", "ws1"]
+        .into_iter()
+        .find(|n| *n != killed)
+        .unwrap();
+    let running = disabled(c, victim).await;
+    assert_eq!(
+        running["resume"], true,
+        "resume on a running process: {running}"
+    );
+    assert_eq!(
+        running["enable"], true,
+        "enable on an enabled server: {running}"
+    );
+    assert_eq!(running["drain"], false, "{running}");
+    assert_eq!(running["kill"], false, "{running}");
+
+    // Kill asks first: dismissed, nothing is killed.
+    let question = press_kill(c, victim).await;
+    assert!(question.contains(victim), "{question}");
+    c.dismiss_alert().await.unwrap();
+    assert_eq!(up.status_of(victim)["process"], "running");
+    // Accepted, the process dies, and the log says so.
+    press_kill(c, victim).await;
+    c.accept_alert().await.unwrap();
+    wait_until(DEADLINE, &format!("{victim} is reported exited"), || {
+        up.status_of(victim)["process"] == "exited"
+    });
+    let rows = wait_js(c, EVENTS, &format!("the kill of {victim}"), |rows| {
+        logged(rows, "process", victim)
+    })
+    .await;
+    let kills = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r[0] == "process" && r[1] == victim)
+        .count();
+    assert_eq!(kills, 1, "the dismissed kill sent nothing: {rows}");
+}
+
 /// Opens the shop of `sticky up EXTRA_ARGS` in Chromium, fills a cart,
 /// kills its server, checks the cart after a reload, then the dashboard
 /// (which must also show `also_listed`, unless empty); screenshots are
@@ -320,8 +528,8 @@ fn browser_tour(extra_args: &[&str], also_listed: &str, prefix: &str) {
             // earlier may be gone (a stale element) by the next.
             let cells = c
                 .execute(
-                    "return Array.from(document.querySelectorAll('#stores tr td:nth-child(4)'))\
-                     .map(td => td.textContent);",
+                    "return Array.from(document.querySelectorAll('#members tr.store td.keys'))\
+                     .map(td => td.dataset.keys);",
                     vec![],
                 )
                 .await
@@ -401,6 +609,7 @@ fn browser_tour(extra_args: &[&str], also_listed: &str, prefix: &str) {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        dashboard_story(&c, &up, &server, prefix).await;
         c.close().await.unwrap();
     });
     let _ = std::fs::remove_dir_all(&profile);

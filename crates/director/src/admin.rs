@@ -2,8 +2,9 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /` | the live dashboard (HTML, polls `/api/cluster` every second) |
+//! | `GET /` | the live dashboard (HTML, polls `/api/cluster` every second and `/api/history` every two) |
 //! | `GET /api/cluster` | [`ClusterStatus`](crate::ClusterStatus) as JSON |
+//! | `GET /api/history` | [`History`](crate::History): the last 15 minutes' samples and events, as JSON |
 //! | `POST /api/servers/{name}/drain` | no new clients for `name` (drain, evacuate and enable are passed to every peer director: `peers.rs`) |
 //! | `POST /api/servers/{name}/evacuate` | every client of `name` moves away |
 //! | `POST /api/servers/{name}/enable` | back to normal (after an evacuation: once fenced) |
@@ -44,6 +45,7 @@ use serde::Serialize;
 use sticky_proto::control::ProcessAction;
 
 use crate::body::Body;
+use crate::history::EventKind;
 use crate::state::State;
 use crate::status::AdminState;
 use crate::DirectorError;
@@ -153,6 +155,7 @@ pub(crate) async fn handle(
     match (&method, segments.as_slice()) {
         (&Method::GET, [""]) => html(access.dashboard.clone()),
         (&Method::GET, ["api", "cluster"]) => json(StatusCode::OK, &shared.status()),
+        (&Method::GET, ["api", "history"]) => json(StatusCode::OK, &shared.history.snapshot()),
         (&Method::GET, ["metrics"]) => {
             let mut resp = Response::new(Body::full(crate::metrics::render(&shared)));
             resp.headers_mut().insert(
@@ -207,7 +210,15 @@ pub(crate) async fn handle(
                 );
             }
             let path = format!("/api/processes/{name}/{action}");
-            processes(&shared, Method::POST, path).await
+            let resp = processes(&shared, Method::POST, path).await;
+            if resp.status().is_success() {
+                shared.history.event(
+                    EventKind::Process,
+                    name,
+                    format!("{action}: done by the sticky up supervisor (asked on the admin API)"),
+                );
+            }
+            resp
         }
         (&Method::POST, ["api", "reload"]) => {
             // The certificate first: a bad one is refused (the old one
@@ -243,6 +254,7 @@ pub(crate) async fn handle(
             _,
             [""]
             | ["api", "cluster"]
+            | ["api", "history"]
             | ["metrics"]
             | ["healthz"]
             | ["api", "reload"]
@@ -318,4 +330,42 @@ fn json_error(status: StatusCode, message: &str) -> Response<Body> {
         error: &'a str,
     }
     json(status, &Error { error: message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything the dashboard shows comes from the cluster (names,
+    /// errors, event messages): it is put in with `textContent` and
+    /// attributes, never parsed as HTML.
+    #[test]
+    fn the_dashboard_never_parses_cluster_text_as_html() {
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "DOMParser",
+            "createContextualFragment",
+            "eval(",
+            "new Function",
+        ] {
+            assert!(!DASHBOARD.contains(sink), "the dashboard uses {sink}");
+        }
+        assert!(DASHBOARD.contains("textContent"));
+    }
+
+    /// The page works offline: nothing is loaded from elsewhere.
+    #[test]
+    fn the_dashboard_loads_nothing_from_elsewhere() {
+        for external in ["<script src", "<link", "@import", "https://", "//cdn"] {
+            assert!(
+                !DASHBOARD.contains(external),
+                "the dashboard loads {external}"
+            );
+        }
+        assert_eq!(DASHBOARD.matches(TOKEN_SLOT).count(), 1, "one token slot");
+        assert!(DASHBOARD.contains("/api/history"));
+    }
 }

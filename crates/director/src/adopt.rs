@@ -29,6 +29,7 @@ use hyper_util::rt::TokioIo;
 use sticky_proto::control::{AdoptRequest, AdoptTarget, ADOPT_PATH};
 
 use crate::backend::Backend;
+use crate::history::EventKind;
 use crate::state::State;
 
 /// Tries per candidate.
@@ -62,6 +63,12 @@ pub(crate) fn declare_dead(shared: &State, backend: &Backend, epoch: Option<u64>
         .collect();
     let names: Vec<&str> = targets.iter().map(|(b, _)| b.name.as_str()).collect();
     if targets.is_empty() {
+        shared.history.event_epoch(
+            EventKind::Adopt,
+            &backend.name,
+            "declared dead, and no other server is up to adopt its sessions",
+            Some(epoch),
+        );
         tracing::warn!(
             server = %backend.name,
             epoch,
@@ -69,6 +76,15 @@ pub(crate) fn declare_dead(shared: &State, backend: &Backend, epoch: Option<u64>
         );
         return;
     }
+    shared.history.event_epoch(
+        EventKind::Adopt,
+        &backend.name,
+        format!(
+            "declared dead: {} asked to adopt its sessions",
+            names.join(", ")
+        ),
+        Some(epoch),
+    );
     tracing::info!(
         server = %backend.name,
         epoch,

@@ -183,6 +183,10 @@ pub struct DirectorConfig {
     /// Peers whose `X-Forwarded-For`, `-Proto` and `-Host` are kept (the
     /// peer's address appended to `X-Forwarded-For`). Default: none.
     pub trusted_proxies: Vec<ProxyNet>,
+    /// Time between two samples of the dashboard's history (`GET
+    /// /api/history`, which keeps the last 180). Default 5 s: 15 minutes.
+    /// A library setting, not in the cluster file.
+    pub history_interval: Duration,
     secret: Vec<u8>,
 }
 
@@ -281,6 +285,7 @@ impl fmt::Debug for DirectorConfig {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("history_interval", &self.history_interval)
             .field("secret", &"<redacted>")
             .finish()
     }
@@ -342,6 +347,7 @@ impl DirectorConfig {
             admin_hosts: d.admin_hosts.clone(),
             admin_token: d.admin_token.clone(),
             trusted_proxies: Vec::new(),
+            history_interval: Duration::from_secs(5),
             secret: Vec::new(),
         }
     }

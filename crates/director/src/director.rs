@@ -12,9 +12,10 @@ use tokio::net::TcpListener;
 
 use crate::backend::Backend;
 use crate::config::{DirectorConfig, ServerSpec};
+use crate::history::{EventKind, History};
 use crate::state::{ReloadSummary, State};
 use crate::status::{AdminState, ClusterStatus, ServerStatus};
-use crate::{health, listener, peers, probes, worker, DirectorError};
+use crate::{health, listener, peers, probes, sampler, worker, DirectorError};
 
 /// The director: sticky routing, health checks, failover, admin API.
 ///
@@ -179,6 +180,16 @@ impl Director {
         if !self.shared.config.peers.is_empty() {
             tokio::spawn(peers::watch(Arc::downgrade(&self.shared)));
         }
+        tokio::spawn(sampler::run(Arc::downgrade(&self.shared)));
+        self.shared.history.event(
+            EventKind::Started,
+            &self.shared.config.name,
+            format!(
+                "director started: {} web servers, {} stores",
+                self.shared.backends().len(),
+                self.shared.config.stores.len()
+            ),
+        );
         tracing::info!(
             %public,
             %admin,
@@ -270,6 +281,11 @@ impl Director {
     /// The state of every server and the director's totals.
     pub fn status(&self) -> ClusterStatus {
         self.shared.status()
+    }
+
+    /// The last 15 minutes: samples and events (`GET /api/history`).
+    pub fn history(&self) -> History {
+        self.shared.history.snapshot()
     }
 }
 

@@ -21,6 +21,7 @@ use sticky_proto::control::FENCE_PATH;
 
 use crate::backend::Backend;
 use crate::control::control;
+use crate::history::EventKind;
 use crate::state::State;
 use crate::status::AdminState;
 
@@ -48,6 +49,12 @@ pub(crate) async fn fence(shared: &State, backend: &Backend) {
                 Some(old) if old != report.epoch => {
                     h.fence_from = None;
                     h.fencing = false;
+                    shared.history.event_epoch(
+                        EventKind::Fenced,
+                        &backend.name,
+                        "fenced itself: a new epoch, routed to again",
+                        Some(report.epoch),
+                    );
                     tracing::info!(
                         server = %backend.name,
                         old_epoch = old,
@@ -58,6 +65,12 @@ pub(crate) async fn fence(shared: &State, backend: &Backend) {
                     shared.publish();
                 }
                 Some(_) if !h.fencing => {
+                    shared.history.event_epoch(
+                        EventKind::Fencing,
+                        &backend.name,
+                        "asked to fence itself; it answered without a new epoch, asking again",
+                        Some(report.epoch),
+                    );
                     tracing::warn!(
                         server = %backend.name,
                         "web server answered the fence request without a new epoch; asking again"
@@ -69,6 +82,11 @@ pub(crate) async fn fence(shared: &State, backend: &Backend) {
         }
         Err(e) => {
             if !h.fencing {
+                shared.history.event(
+                    EventKind::Fencing,
+                    &backend.name,
+                    format!("fence request failed ({e}); will retry"),
+                );
                 tracing::warn!(server = %backend.name, error = %e, "fence request failed; will retry");
                 h.fencing = true;
             }

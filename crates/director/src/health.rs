@@ -24,6 +24,7 @@ use crate::adopt;
 use crate::backend::Backend;
 use crate::control::{control, CheckError};
 use crate::fencing::fence;
+use crate::history::EventKind;
 use crate::state::State;
 use crate::status::AdminState;
 
@@ -74,6 +75,15 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
                     publish = true;
                 }
                 if h.ready != report.ready && !h.initial {
+                    shared.history.event(
+                        EventKind::Ready,
+                        &backend.name,
+                        if report.ready {
+                            "ready again: writes to enough stores"
+                        } else {
+                            "not ready: cannot write to enough stores (preferring others)"
+                        },
+                    );
                     if report.ready {
                         tracing::info!(server = %backend.name, "web server reports ready again");
                     } else {
@@ -92,6 +102,12 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
                         h.fence_from = None;
                         h.fencing = false;
                         if h.up {
+                            shared.history.event_epoch(
+                                EventKind::Fenced,
+                                &backend.name,
+                                "fenced: a new epoch, its cache from before is gone",
+                                Some(report.epoch),
+                            );
                             tracing::info!(
                                 server = %backend.name,
                                 epoch = report.epoch,
@@ -106,6 +122,16 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
                         h.up = true;
                         h.initial = false;
                         h.changed_at = Instant::now();
+                        shared.history.event_epoch(
+                            EventKind::ServerUp,
+                            &backend.name,
+                            if h.fence_from.is_none() {
+                                "up: answers its health checks"
+                            } else {
+                                "answers again with the epoch it had when it stopped being routable: fencing it first"
+                            },
+                            Some(report.epoch),
+                        );
                         if h.fence_from.is_none() {
                             tracing::info!(
                                 server = %backend.name,
@@ -133,6 +159,15 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
                 if h.up && h.failures >= settings.fall {
                     h.mark_down(settings.fall);
                     dead = Some(h.epoch);
+                    shared.history.event_epoch(
+                        EventKind::ServerDown,
+                        &backend.name,
+                        format!(
+                            "down: {} health checks failed ({message}); its clients move to other servers",
+                            h.failures
+                        ),
+                        h.epoch,
+                    );
                     tracing::warn!(
                         server = %backend.name,
                         addr = %backend.addr,
@@ -175,6 +210,12 @@ pub(crate) fn mark_down_now(shared: &State, backend: &Backend, why: &str) {
         (flipped, h.epoch)
     };
     if flipped {
+        shared.history.event_epoch(
+            EventKind::ServerDown,
+            &backend.name,
+            format!("down, seen by a request ({why}); its clients move to other servers"),
+            epoch,
+        );
         tracing::warn!(
             server = %backend.name,
             addr = %backend.addr,

@@ -38,6 +38,9 @@
 //!   itself, adopting a new epoch, the fencing token headers.
 //! - `control`: one control request to a web server (`/.sticky/health`,
 //!   `/.sticky/fence`).
+//! - `sampler`: every `history_interval` (5 s), a sample of the
+//!   director's figures and of the web servers' metrics (takeovers,
+//!   re-copies) for the dashboard's charts, with per-server events.
 //! - `probes`: the session stores' `PING` and `INFO` each second, for the
 //!   dashboard; the director never routes by them.
 //! - `state`: what everything shares: configuration, server list, routing
@@ -45,6 +48,8 @@
 //! - `routing`: the lock-free routing table and the choice of a server
 //!   (cookie, standby, rendezvous hashing, least connections).
 //! - `stores`: the board of the stores' last known states.
+//! - `history`: the dashboard's last 15 minutes: bounded rings of samples
+//!   and of events with their wall-clock times (`/api/history`).
 //! - `body`: the body of the director's answers, returning connections to
 //!   the pool when a response is done.
 //! - `backend`: one web server's state, pools and counters.
@@ -97,6 +102,7 @@ mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 mod health;
+mod history;
 mod io;
 mod latency;
 mod listener;
@@ -107,6 +113,7 @@ mod probes;
 mod proxy;
 mod route_cookie;
 mod routing;
+mod sampler;
 mod state;
 mod status;
 mod stores;
@@ -117,6 +124,7 @@ mod worker;
 pub use config::{servers_of, DirectorConfig, HealthSettings, ProxyNet, ServerSpec, StoreSpec};
 pub use director::Director;
 pub use error::DirectorError;
+pub use history::{Event, EventKind, History, Sample};
 pub use latency::ResponseTimes;
 pub use state::{ReloadSummary, Reloader};
 pub use status::{

@@ -70,7 +70,7 @@ pub(crate) async fn run(shared: Weak<State>) {
         drop(s);
         while let Some(done) = probes.join_next().await {
             if let (Ok((i, result)), Some(s)) = (done, board.upgrade()) {
-                s.stores.record(i, result);
+                s.stores.record(i, result, &s.history);
             }
         }
     }

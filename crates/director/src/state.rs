@@ -16,6 +16,7 @@ use http::HeaderValue;
 
 use crate::backend::Backend;
 use crate::config::{check_servers, DirectorConfig, ServerSpec};
+use crate::history::{EventKind, Recorder};
 use crate::route_cookie::RouteSigner;
 use crate::routing::Table;
 use crate::status::{AdminState, ClusterStatus, DirectorInstance, DirectorTotals, ServerStatus};
@@ -92,6 +93,8 @@ pub(crate) struct State {
     admin_addr: Mutex<SocketAddr>,
     /// The session stores' last known states.
     pub(crate) stores: StoreBoard,
+    /// The dashboard's last 15 minutes: samples and events.
+    pub(crate) history: Recorder,
     /// Each peer director's last look ([`PEER_UP`], [`PEER_DOWN`], 0 not
     /// looked at yet), in `config.peers` order.
     pub(crate) peers_seen: Box<[AtomicU8]>,
@@ -144,6 +147,7 @@ impl State {
             tracing::warn!("no [[web]] servers configured: every request will get 503");
         }
         let admin_addr = config.admin;
+        let history = Recorder::new(config.history_interval);
         let peers_seen = config.peers.iter().map(|_| AtomicU8::new(0)).collect();
         Ok(Self {
             peers_seen,
@@ -163,6 +167,7 @@ impl State {
             public_addr: Mutex::new(None),
             admin_addr: Mutex::new(admin_addr),
             stores,
+            history,
         })
     }
 
@@ -255,6 +260,16 @@ impl State {
                 }
             }
             tracing::info!(server = %backend.name, from = before.as_str(), to = state.as_str(), "admin state changed");
+            let what = match state {
+                AdminState::Enabled => "enabled: back to normal",
+                AdminState::Draining => "drained: no new clients",
+                AdminState::Evacuating => "evacuated: every client moves to another server",
+            };
+            self.history.event(
+                EventKind::Admin,
+                &backend.name,
+                format!("{what} (was {})", before.as_str()),
+            );
             self.publish();
             if state == AdminState::Enabled {
                 backend.wake.notify_one();
@@ -305,6 +320,17 @@ impl State {
             self.spawn_health(b);
         }
         summary.servers = specs.len();
+        self.history.event(
+            EventKind::Reload,
+            &self.config.name,
+            format!(
+                "server list reloaded: {} servers, {} added, {} removed, {} changed",
+                summary.servers,
+                summary.added.len(),
+                summary.removed.len(),
+                summary.changed.len()
+            ),
+        );
         tracing::info!(
             servers = summary.servers,
             added = ?summary.added,

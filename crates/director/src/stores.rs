@@ -9,6 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use crate::config::StoreSpec;
+use crate::history::{EventKind, Recorder};
 use crate::status::{millis, StoreState, StoreStatus};
 
 struct Entry {
@@ -81,8 +82,14 @@ impl StoreBoard {
             .collect()
     }
 
-    /// Records what a probe of store `i` found.
-    pub(crate) fn record(&self, i: usize, result: Result<sticky_proto::probe::StoreInfo, String>) {
+    /// Records what a probe of store `i` found; a change of state is an
+    /// event of `history`.
+    pub(crate) fn record(
+        &self,
+        i: usize,
+        result: Result<sticky_proto::probe::StoreInfo, String>,
+        history: &Recorder,
+    ) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(e) = entries.get_mut(i) else {
             return;
@@ -107,13 +114,13 @@ impl StoreBoard {
         if s.state != before {
             e.changed_at = Instant::now();
             match (before, s.state) {
-                (_, StoreState::Down) => tracing::warn!(
-                    store = %s.name,
-                    addr = %s.addr,
-                    error = s.error.as_deref().unwrap_or(""),
-                    "store down"
-                ),
+                (_, StoreState::Down) => {
+                    let error = s.error.as_deref().unwrap_or("");
+                    history.event(EventKind::StoreDown, &s.name, format!("down: {error}"));
+                    tracing::warn!(store = %s.name, addr = %s.addr, error, "store down");
+                }
                 (StoreState::Down, StoreState::Up) => {
+                    history.event(EventKind::StoreUp, &s.name, "up again");
                     tracing::info!(store = %s.name, addr = %s.addr, "store up again");
                 }
                 _ => {}
@@ -134,6 +141,7 @@ mod tests {
             addr,
             tls_host: None,
         }]);
+        let history = Recorder::new(std::time::Duration::from_secs(5));
         assert_eq!(board.status()[0].state, StoreState::Unknown);
         let info = sticky_proto::probe::StoreInfo {
             keys: 3,
@@ -141,15 +149,34 @@ mod tests {
             connected_clients: 2,
             ..Default::default()
         };
-        board.record(0, Ok(info));
+        board.record(0, Ok(info.clone()), &history);
         let s = &board.status()[0];
         assert_eq!((s.state, s.keys, s.used_memory), (StoreState::Up, 3, 512));
-        board.record(0, Err("connection refused".into()));
+        board.record(0, Err("connection refused".into()), &history);
         let s = &board.status()[0];
         assert_eq!(s.state, StoreState::Down);
         assert_eq!(s.error.as_deref(), Some("connection refused"));
         assert_eq!(s.keys, 3, "the last known figures stay");
         // Out of range (the list never changes, but a stale index is harmless).
-        board.record(5, Err("x".into()));
+        board.record(5, Err("x".into()), &history);
+        board.record(0, Ok(info), &history);
+        let events: Vec<_> = history
+            .snapshot()
+            .events
+            .into_iter()
+            .map(|e| (e.kind, e.subject, e.message))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (
+                    EventKind::StoreDown,
+                    "s1".into(),
+                    "down: connection refused".into()
+                ),
+                (EventKind::StoreUp, "s1".into(), "up again".into()),
+            ],
+            "changes of state only"
+        );
     }
 }

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod hardening;
+mod history;
 mod peers;
 mod safety;
 mod support;

@@ -70,8 +70,9 @@ pub(crate) enum Behavior {
     HoldThenFence(Arc<tokio::sync::Notify>),
 }
 
-/// A stand-in web server on `127.0.0.1:0`: answers `GET /.sticky/health`
-/// and `POST /.sticky/fence` (with the admin token) like a Sticky web
+/// A stand-in web server on `127.0.0.1:0`: answers `GET /.sticky/health`,
+/// `POST /.sticky/fence` and `GET /.sticky/metrics` (with the admin token;
+/// the metrics carry only `sticky_takeovers_total`) like a Sticky web
 /// server, and every other request with `200`, its name in `x-backend`
 /// and `NAME PATH` as the body, plus a few hop-by-hop response headers
 /// the director must remove. Stopping it closes its listener and every
@@ -83,6 +84,7 @@ pub(crate) struct WebServer {
     adopts: Arc<Mutex<Vec<AdoptRequest>>>,
     behavior: Arc<Mutex<Behavior>>,
     epoch: Arc<AtomicU64>,
+    takeovers: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -94,6 +96,7 @@ impl WebServer {
         let adopts = Arc::new(Mutex::new(Vec::new()));
         let behavior = Arc::new(Mutex::new(Behavior::Normal));
         let epoch = Arc::new(AtomicU64::new(1));
+        let takeovers = Arc::new(AtomicU64::new(0));
         let token = HeaderValue::from_str(&format!("Bearer {}", admin_token(SECRET.as_bytes())))
             .expect("token");
         let app = App {
@@ -102,6 +105,7 @@ impl WebServer {
             adopts: Arc::clone(&adopts),
             behavior: Arc::clone(&behavior),
             epoch: Arc::clone(&epoch),
+            takeovers: Arc::clone(&takeovers),
             token,
         };
         let task = tokio::spawn(async move {
@@ -140,8 +144,14 @@ impl WebServer {
             adopts,
             behavior,
             epoch,
+            takeovers,
             task,
         }
+    }
+
+    /// Sets the `sticky_takeovers_total` its metrics report.
+    pub(crate) fn set_takeovers(&self, n: u64) {
+        self.takeovers.store(n, Ordering::SeqCst);
     }
 
     /// Application requests received so far (health checks not counted).
@@ -182,6 +192,7 @@ struct App {
     adopts: Arc<Mutex<Vec<AdoptRequest>>>,
     behavior: Arc<Mutex<Behavior>>,
     epoch: Arc<AtomicU64>,
+    takeovers: Arc<AtomicU64>,
     token: HeaderValue,
 }
 
@@ -198,6 +209,13 @@ impl App {
                 };
                 self.adopts.lock().expect("adopts").push(adopt);
                 return text(StatusCode::ACCEPTED, String::new());
+            }
+            if req.method() == Method::GET && path == "/.sticky/metrics" {
+                let n = self.takeovers.load(Ordering::SeqCst);
+                return text(
+                    StatusCode::OK,
+                    format!("# TYPE sticky_takeovers_total counter\nsticky_takeovers_total {n}\n"),
+                );
             }
             let epoch = match (req.method(), path.as_str()) {
                 (&Method::GET, HEALTH_PATH) => self.epoch.load(Ordering::SeqCst),
