@@ -248,7 +248,7 @@ bench_args=(--users "$USERS" --write-ratio "$WRITE_RATIO" --session-bytes "$SESS
 sampled_after() {
     local i
     for i in $(seq 1 200); do
-        if tail -n 1 "$work/samples" 2>/dev/null | awk -v t="$1" 'NF > 1 && $1 > t { ok = 1 } END { exit !ok }'; then
+        if tail -n 1 "$samples" 2>/dev/null | awk -v t="$1" 'NF > 1 && $1 > t { ok = 1 } END { exit !ok }'; then
             return 0
         fi
         sleep 0.05
@@ -261,10 +261,12 @@ sampled_after() {
 measure() {
     local side=$1 kind=$2 round=$3 rate=$4 port=${side_port[$1]}
     local out=bench/results/session-$stamp-$side-$kind-$round.json extra=() t_end
+    samples=$work/samples-$side-$kind-$round
     [[ $kind == rate ]] && extra=(--rate "$rate")
     log "$side, $kind loop (round $round): sticky bench --url http://127.0.0.1:$port ${bench_args[*]} ${extra[*]}"
     # shellcheck disable=SC2086 # the PIDs are words
-    python3 "$work/sampler.py" ${side_pids[$side]} >"$work/samples" &
+    : >"$samples" # now, not in the child: sampled_after must not see an old file
+    python3 "$work/sampler.py" ${side_pids[$side]} >>"$samples" &
     sampler=$!
     # The window must lie between two samples: the load starts only after
     # the first one (python's start can take a while on a busy machine),
@@ -276,7 +278,7 @@ measure() {
     kill "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
     sampler=
-    python3 - "$out" "$work/samples" "$t_end" "$clk_tck" "$side" "$kind" "$round" "$rate" "${side_names[$side]}" >>"$rows" <<'EOF'
+    python3 - "$out" "$samples" "$t_end" "$clk_tck" "$side" "$kind" "$round" "$rate" "${side_names[$side]}" >>"$rows" <<'EOF'
 import json, sys
 out, samples, t_end, hz, side, kind, rnd, rate, names = sys.argv[1:]
 t_end, hz, names = float(t_end), int(hz), names.split(",")
