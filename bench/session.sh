@@ -62,6 +62,14 @@
 # run's `sticky bench --json` output and the raw rows (.jsonl) go next to it.
 set -euo pipefail
 
+# The command as given (the knobs set in the environment), for the report.
+command_line=
+for knob in USERS WRITE_RATIO SESSION_BYTES DURATION WARMUP RATE THREADS STORE_THREADS BENCH_THREADS \
+    POOL MODE REPLICAS ROUNDS SKIP_BUILD STICKY_BIN; do
+    if [[ -n ${!knob+x} ]]; then command_line+="$knob=${!knob} "; fi
+done
+command_line+="bash bench/session.sh"
+
 USERS=${USERS:-64}
 WRITE_RATIO=${WRITE_RATIO:-0.1}
 SESSION_BYTES=${SESSION_BYTES:-1024}
@@ -324,6 +332,7 @@ kinds=(closed)
 {
     echo "# Session library: sticky web vs its floor and tower-sessions + Redis"
     echo
+    echo "- command: \`$command_line\`"
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S') UTC; host: $(uname -sr), $(nproc) CPUs, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- sticky: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $(git status --porcelain 2>/dev/null) ]] && echo ' (dirty tree)'); 3 \`sticky store --threads $STORE_THREADS\` + \`sticky web --threads $THREADS\`, $MODE mode, R=$REPLICAS"
     echo "- floor: bench/peers/floor-app, the same API on bare axum handlers, sessions in an in-process HashMap (no stores), \`--threads $THREADS\`"
