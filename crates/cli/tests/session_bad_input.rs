@@ -347,7 +347,7 @@ fn a_web_server_without_its_lease_reports_not_ready_until_it_holds_it() {
         // Renewed every third of a second (the tests' default is an hour).
         .session("lease_ms", "1000")
         .write();
-    let mut web = WebProcess::start(STICKY, cfg.path(), "ws1");
+    let web = WebProcess::start(STICKY, cfg.path(), "ws1");
     let ws1 = web.addr();
     // One store of three answers: not a lease quorum.
     let auth = format!("Bearer {}", web.token());
