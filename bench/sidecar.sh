@@ -47,7 +47,8 @@
 #   RATE=auto         the fixed total rate (open loop) of the second run:
 #                     auto = half the slower side's closed-loop rate in round
 #                     1 of that language; a number = that rate; 0 skips it
-#   THREADS=2         worker threads of the sidecar (`sticky web --threads`)
+#   THREADS=1         worker threads of the sidecar (`sticky web --threads`;
+#                     1 is its default with --app)
 #   STORE_THREADS=1   worker threads of each `sticky store`
 #   MODE=sync         replication mode of the Sticky side (sync or async)
 #   REPLICAS=2        stores per session on the Sticky side (1 or 2)
@@ -66,7 +67,7 @@ SESSION_BYTES=${SESSION_BYTES:-1024}
 DURATION=${DURATION:-20s}
 WARMUP=${WARMUP:-3s}
 RATE=${RATE:-auto}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
 STORE_THREADS=${STORE_THREADS:-1}
 MODE=${MODE:-sync}
 REPLICAS=${REPLICAS:-2}

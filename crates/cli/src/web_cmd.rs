@@ -22,7 +22,7 @@ pub(crate) struct WebArgs {
     /// Listen here instead of the entry's `listen`.
     #[arg(long, env = "STICKY_WEB_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Worker threads [default: one per core].
+    /// Worker threads [default: one per core; with --app, one].
     #[arg(long, env = "STICKY_WEB_THREADS")]
     threads: Option<usize>,
     /// Serve Prometheus metrics on this address (http://ADDR/metrics, no
@@ -172,7 +172,13 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
     let listen = args.listen.unwrap_or(entry.listen);
     let metrics_addr = args.metrics.or(entry.metrics);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
+    // A sidecar shares its machine with the app, which needs the cores
+    // more: one event loop keeps up with an app's rate, and a second only
+    // adds wake-ups between threads (Express behind it, `bench/sidecar.sh`
+    // on 2 cores: 50 µs of the sidecar's CPU per request with one thread,
+    // 66 with two; docs/benchmarks.md).
+    let threads = args.threads.or(args.app.is_some().then_some(1));
+    if let Some(n) = threads {
         rt.worker_threads(n.max(1));
     }
     let rt = rt
