@@ -53,10 +53,10 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// Virtual users: each has its own connection and cookie jar (session).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::values::whole::<usize>(1, u64::MAX))]
     users: usize,
     /// Fraction of requests that are writes (0 to 1).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = crate::values::fraction)]
     write_ratio: f64,
     /// Path of reads (GET).
     #[arg(long, default_value = "/api/counter")]
@@ -67,9 +67,10 @@ pub(crate) struct BenchArgs {
     /// Body of every write, sent as application/json when not empty.
     #[arg(long, default_value = "")]
     write_body: String,
-    /// Session payload per user, put in before measuring by posting
-    /// ceil(N/60) items of 60 characters as {"item": "..."} to --fill-path.
-    #[arg(long, default_value_t = 0)]
+    /// Session payload per user (bytes, or a size such as 4KiB), put in
+    /// before measuring by posting ceil(N/60) items of 60 characters as
+    /// {"item": "..."} to --fill-path.
+    #[arg(long, default_value_t = 0, value_parser = crate::values::size)]
     session_bytes: usize,
     /// Send every request without cookies and ignore `Set-Cookie`, so that
     /// every write starts a new session (the session-creation workload).
@@ -80,21 +81,22 @@ pub(crate) struct BenchArgs {
     /// Path the filler items are posted to.
     #[arg(long, default_value = "/api/cart/items")]
     fill_path: String,
-    /// How long to measure, e.g. 30s, 500ms, 2m [default: 30s unless --requests].
+    /// How long to measure, e.g. 30s, 500ms, 2m (a plain number: seconds)
+    /// [default: 30s unless --requests].
     #[arg(long, value_parser = parse_duration, conflicts_with = "requests")]
     duration: Option<Duration>,
     /// Measure this many requests (over all users) instead of a duration.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::values::whole::<u64>(1, u64::MAX))]
     requests: Option<u64>,
     /// Fixed total rate in requests per second, shared evenly by the users,
     /// each on its own schedule (open loop) [default: as fast as possible].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::values::positive)]
     rate: Option<f64>,
     /// Load before measuring (not counted).
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     warmup: Duration,
     /// Worker threads of the load generator [default: one per core].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::values::whole::<usize>(1, 1024))]
     threads: Option<usize>,
     /// A request (or a connection attempt) slower than this fails as `timeout`
     /// (`connect`).
@@ -108,22 +110,10 @@ pub(crate) struct BenchArgs {
     no_progress: bool,
 }
 
-/// Parses `30s`, `500ms`, `2m`, `1h`, `250us` or a plain number of seconds.
+/// Parses `30s`, `500ms`, `2m`, `1h`, `250us` or a plain number of
+/// seconds (`sticky bench` and `sticky chaos` took seconds before units).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let s = text.trim();
-    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let bad = || format!("{text:?} is not a duration like 30s, 500ms or 2m");
-    let value: f64 = number.trim().parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "" | "s" => value,
-        "ms" => value / 1e3,
-        "us" => value / 1e6,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+    crate::values::duration_or_secs(text)
 }
 
 /// One kind of request every user sends.

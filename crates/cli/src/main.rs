@@ -11,6 +11,7 @@ mod sidecar;
 mod status_cmd;
 mod store_cmd;
 mod up;
+mod values;
 mod web_cmd;
 
 use clap::{Parser, Subcommand};
@@ -88,8 +89,8 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("sticky: {e:#}");
+            // Once, on stderr (where the log goes too), each cause once.
+            eprintln!("sticky: {}", values::error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }

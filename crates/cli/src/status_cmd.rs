@@ -254,8 +254,9 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
             Ok((_, list)) => rows = list.iter().map(Row::from_process).collect(),
             Err(e) => {
                 warnings.push(format!(
-                    "the supervisor (sticky up, pid {}) does not answer: {e:#}",
-                    up.pid
+                    "the supervisor (sticky up, pid {}) does not answer: {}",
+                    up.pid,
+                    crate::values::error_text(&e)
                 ));
                 report.running = pid_alive(up.pid);
                 rows = up.processes.iter().map(Row::from_process).collect();
@@ -285,7 +286,10 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
             if args.admin.is_some() {
                 return Err(e.context("the director's admin listener does not answer"));
             }
-            warnings.push(format!("the director does not answer: {e:#}"));
+            warnings.push(format!(
+                "the director does not answer: {}",
+                crate::values::error_text(&e)
+            ));
             None
         }
     };
@@ -319,7 +323,7 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
             other => {
                 let error = match other {
                     Ok((status, _)) => format!("/api/cluster answered {status}"),
-                    Err(e) => format!("{e:#}"),
+                    Err(e) => crate::values::error_text(&e),
                 };
                 warnings.push(format!("director {name} does not answer: {error}"));
                 let i = match rows

@@ -23,7 +23,7 @@ pub(crate) struct WebArgs {
     #[arg(long, env = "STICKY_WEB_LISTEN")]
     listen: Option<SocketAddr>,
     /// Worker threads [default: one per core].
-    #[arg(long, env = "STICKY_WEB_THREADS")]
+    #[arg(long, env = "STICKY_WEB_THREADS", value_parser = crate::values::whole::<usize>(1, 1024))]
     threads: Option<usize>,
     /// Serve Prometheus metrics on this address (http://ADDR/metrics, no
     /// credentials), instead of the entry's `metrics` [default: none].
@@ -39,15 +39,16 @@ pub(crate) struct WebArgs {
     /// (repeatable) [default: every path].
     #[arg(long = "session-prefix", value_name = "PATH", requires = "app")]
     session_prefix: Vec<String>,
-    /// With --app: the largest session (its JSON, in bytes) the app may
-    /// set; larger is refused with 413 and nothing is stored. Also capped
-    /// by `[session] max_size`.
-    #[arg(long, value_name = "BYTES", default_value_t = crate::sidecar::DEFAULT_MAX_SESSION, requires = "app")]
+    /// With --app: the largest session (its JSON: bytes, or a size such as
+    /// 64KiB) the app may set; larger is refused with 413 and nothing is
+    /// stored. Also capped by `[session] max_size`.
+    #[arg(long, value_name = "SIZE", default_value_t = crate::sidecar::DEFAULT_MAX_SESSION, value_parser = crate::values::size, requires = "app")]
     app_max_session: usize,
     /// With --app: how long the app may take to send its answer's headers
-    /// (the session stays locked meanwhile), in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 30_000, requires = "app")]
-    app_timeout_ms: u64,
+    /// (the session stays locked meanwhile), e.g. 30s (a plain number:
+    /// milliseconds).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::values::duration_or_millis, requires = "app")]
+    app_timeout_ms: Duration,
 }
 
 /// Builds the library's settings from the cluster file.
@@ -202,7 +203,7 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
                     app: url.clone(),
                     session_prefixes: args.session_prefix.clone(),
                     max_session: args.app_max_session,
-                    app_timeout: Duration::from_millis(args.app_timeout_ms.max(1)),
+                    app_timeout: args.app_timeout_ms.max(Duration::from_millis(1)),
                 },
             )?,
         };

@@ -500,7 +500,7 @@ impl Supervisor {
                     &p.log,
                     netns.as_deref(),
                 )
-                .map_err(|e| ControlError::Failed(format!("{e:#}")))?;
+                .map_err(|e| ControlError::Failed(crate::values::error_text(&e)))?;
                 p.pid = child
                     .id()
                     .ok_or_else(|| ControlError::Failed(format!("{name} exited at once")))?;
