@@ -49,9 +49,15 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 /// `sticky bench` options.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// Target base URL (http only); the paths below are appended to its path.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// Target base URL (http only); the paths below are appended to its
+    /// path [default: the shop of the running `sticky up`, found as
+    /// `sticky status` finds it].
+    #[arg(long)]
+    url: Option<String>,
+    /// Without --url: the shop of the `sticky up` whose run dir this is
+    /// [default: the latest one started by this user that runs].
+    #[arg(long, value_name = "DIR", conflicts_with = "url")]
+    dir: Option<PathBuf>,
     /// Virtual users: each has its own connection and cookie jar (session).
     #[arg(long, default_value_t = 64, value_parser = crate::values::whole::<usize>(1, u64::MAX))]
     users: usize,
@@ -114,6 +120,39 @@ pub(crate) struct BenchArgs {
 /// seconds (`sticky bench` and `sticky chaos` took seconds before units).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::values::duration_or_secs(text)
+}
+
+/// The shop of the running `sticky up` (`dir`'s, or the one `sticky
+/// status` would show), saying which it is and whether others run.
+fn running_shop(dir: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let found = crate::up::state::find(dir).context("no --url, and no `sticky up` found")?;
+    let up = &found.state;
+    if !up.running || !crate::up::state::pid_alive(up.pid) {
+        bail!(
+            "the sticky up in {} (pid {}) is not running; start one or pass --url",
+            up.dir.display(),
+            up.pid
+        );
+    }
+    let url = up.shop.trim_end_matches('/').to_owned();
+    if url.starts_with("https://") {
+        bail!(
+            "the sticky up in {} serves its shop over HTTPS ({url}); sticky bench speaks \
+             plain HTTP: pass --url http://ADDR of a web server",
+            up.dir.display()
+        );
+    }
+    eprintln!(
+        "bench: {url}, the shop of the sticky up in {} (pid {})",
+        up.dir.display(),
+        up.pid
+    );
+    if let Some(note) = found.note("pick another with `sticky bench --dir DIR` or `--url URL`") {
+        for line in note.lines() {
+            eprintln!("bench: {line}");
+        }
+    }
+    Ok(url)
 }
 
 /// One kind of request every user sends.
@@ -500,11 +539,15 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
         .max(1);
-    let (connect_to, host, base) = parse_target(&args.url)?;
+    let url = match &args.url {
+        Some(url) => url.clone(),
+        None => running_shop(args.dir.as_deref())?,
+    };
+    let (connect_to, host, base) = parse_target(&url)?;
     let write_body = Bytes::from(args.write_body.clone());
     let fill_items = args.session_bytes.div_ceil(FILL_ITEM_LEN);
     let settings = Settings {
-        url: args.url.clone(),
+        url: url.clone(),
         users: args.users,
         write_ratio: args.write_ratio,
         read_path: args.read_path.clone(),

@@ -98,10 +98,13 @@ pub(crate) struct ChaosArgs {
     /// settled after it; see docs/reliability.md for the other rules).
     #[arg(long, default_value_t = 2, value_parser = crate::values::whole::<usize>(1, u64::MAX))]
     max_faults: usize,
-    /// Run against the `sticky up` running in this directory (its `--dir`)
-    /// instead of starting a cluster.
+    /// Run against a running `sticky up` instead of starting a cluster:
+    /// the one whose run dir (`--dir`) is DIR, or without DIR the one
+    /// `sticky status` shows (the latest started). Chaos prints what it
+    /// attached to.
     #[arg(long, value_name = "DIR", conflicts_with = "config")]
-    attach: Option<PathBuf>,
+    #[allow(clippy::option_option)]
+    attach: Option<Option<PathBuf>>,
     /// Start the cluster of this cluster file (`sticky up --config FILE`)
     /// instead of the embedded default.
     #[arg(long, value_name = "FILE")]
@@ -193,9 +196,24 @@ impl ChaosArgs {
             .collect()
     }
 
-    fn source(&self, dir: PathBuf) -> Source {
+    fn source(&self, dir: PathBuf) -> anyhow::Result<Source> {
         if let Some(d) = &self.attach {
-            return Source::Attach { dir: d.clone() };
+            if let Some(d) = d {
+                return Ok(Source::Attach { dir: d.clone() });
+            }
+            // `--attach` alone: the cluster `sticky status` shows.
+            let found = crate::up::state::find(None)
+                .context("--attach without DIR, and no `sticky up` found")?;
+            if let Some(note) =
+                found.note("pick another with `sticky chaos --attach DIR`")
+            {
+                for line in note.lines() {
+                    eprintln!("chaos: {line}");
+                }
+            }
+            return Ok(Source::Attach {
+                dir: found.state.dir,
+            });
         }
         let mut args = match &self.config {
             Some(file) => vec!["--config".into(), file.display().to_string()],
@@ -223,7 +241,7 @@ impl ChaosArgs {
         if let Some(app) = &self.app {
             args.extend(["--app".into(), app.clone()]);
         }
-        Source::Start { args, dir }
+        Ok(Source::Start { args, dir })
     }
 }
 
@@ -298,10 +316,11 @@ pub(crate) fn run(args: ChaosArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let summary = rt.block_on(async {
-        if !args.no_progress {
+        let source = args.source(dir.join("cluster"))?;
+        if !args.no_progress && matches!(source, Source::Start { .. }) {
             eprintln!("chaos: starting the cluster (logs in {})", dir.display());
         }
-        let mut cluster = Cluster::open(args.source(dir.join("cluster")), args.net).await?;
+        let mut cluster = Cluster::open(source, args.net).await?;
         let outcome = drive(&args, &cluster, &history_path).await;
         if let Err(e) = cluster.close().await {
             tracing::warn!(error = %format!("{e:#}"), "stopping the cluster");

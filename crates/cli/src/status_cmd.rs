@@ -37,7 +37,8 @@ pub(crate) struct StatusArgs {
     #[arg(long)]
     json: bool,
     /// The run dir of a `sticky up` (where its `up.json` is) [default:
-    /// the latest one started by this user].
+    /// the latest one started by this user that runs; when several run,
+    /// the report says so and names the others].
     #[arg(long, conflicts_with = "admin")]
     dir: Option<PathBuf>,
     /// Ask a director's admin listener instead (any cluster, `sticky up`
@@ -124,6 +125,20 @@ struct Report {
     processes: Vec<Row>,
     /// Problems met while gathering the report.
     warnings: Vec<String>,
+    /// The other clusters running now (`sticky up`s of this user), when
+    /// no `--dir` or `--admin` chose this one.
+    other_clusters: Vec<OtherCluster>,
+    /// When several clusters run: which one this is, and how to pick
+    /// another.
+    note: Option<String>,
+}
+
+/// Another running `sticky up`, in the report.
+#[derive(Debug, Serialize)]
+struct OtherCluster {
+    dir: PathBuf,
+    up_pid: u32,
+    shop: String,
 }
 
 /// Another director of the cluster, in the report.
@@ -186,10 +201,7 @@ async fn processes(
     Ok((pid, list))
 }
 
-fn pid_alive(pid: u32) -> bool {
-    i32::try_from(pid)
-        .is_ok_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
-}
+use state::pid_alive;
 
 async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
     let mut warnings = Vec::new();
@@ -204,6 +216,8 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
         directors: Vec::new(),
         processes: Vec::new(),
         warnings: Vec::new(),
+        other_clusters: Vec::new(),
+        note: None,
     };
     // Store passwords, when the cluster file is at hand.
     let mut store_password: Option<String> = None;
@@ -219,11 +233,18 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
         }
         admin
     } else {
-        let dir = match &args.dir {
-            Some(d) => d.clone(),
-            None => state::read_pointer()?,
-        };
-        let up = UpState::read(&dir)?;
+        let found = state::find(args.dir.as_deref())?;
+        report.note = found.note("pick another with `sticky status --dir DIR` (or `--admin ADDR`)");
+        report.other_clusters = found
+            .others
+            .iter()
+            .map(|o| OtherCluster {
+                dir: o.dir.clone(),
+                up_pid: o.pid,
+                shop: o.shop.clone(),
+            })
+            .collect();
+        let up: UpState = found.state;
         listed_directors.clone_from(&up.directors);
         report.dir = Some(up.dir.clone());
         report.up_pid = Some(up.pid);
@@ -637,6 +658,12 @@ fn print_table(report: &Report) {
     }
     for w in &report.warnings {
         println!("warning:    {w}");
+    }
+    if let Some(note) = &report.note {
+        println!();
+        for line in note.lines() {
+            println!("note:       {line}");
+        }
     }
 }
 

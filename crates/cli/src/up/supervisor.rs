@@ -696,7 +696,7 @@ pub(crate) async fn supervise(
             }
             sup.save(true);
             if role == Role::Store {
-                state::write_pointer(&sup.dir);
+                state::register(&sup.dir);
             }
             sup.wait_healthy(first).await?;
         }
@@ -710,6 +710,7 @@ pub(crate) async fn supervise(
         api.abort();
         sup.stop_all().await;
         sup.save(false);
+        state::unregister();
         return Err(e);
     }
     sup.save(true);
@@ -733,6 +734,7 @@ pub(crate) async fn supervise(
     api.abort();
     sup.stop_all().await;
     sup.save(false);
+    state::unregister();
     eprintln!("stopped.");
     Ok(())
 }
