@@ -125,7 +125,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 /// The shop of the running `sticky up` (`dir`'s, or the one `sticky
 /// status` would show), saying which it is and whether others run.
 fn running_shop(dir: Option<&std::path::Path>) -> anyhow::Result<String> {
-    let found = crate::up::state::find(dir).context("no --url, and no `sticky up` found")?;
+    let found = crate::up::state::find(dir, "pass --url")?;
     let up = &found.state;
     if !up.running || !crate::up::state::pid_alive(up.pid) {
         bail!(

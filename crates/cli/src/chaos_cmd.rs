@@ -202,11 +202,8 @@ impl ChaosArgs {
                 return Ok(Source::Attach { dir: d.clone() });
             }
             // `--attach` alone: the cluster `sticky status` shows.
-            let found = crate::up::state::find(None)
-                .context("--attach without DIR, and no `sticky up` found")?;
-            if let Some(note) =
-                found.note("pick another with `sticky chaos --attach DIR`")
-            {
+            let found = crate::up::state::find(None, "pass --attach DIR")?;
+            if let Some(note) = found.note("pick another with `sticky chaos --attach DIR`") {
                 for line in note.lines() {
                     eprintln!("chaos: {line}");
                 }

@@ -60,7 +60,14 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+    // `sticky up` uses the store client only to PING the --store-url
+    // stores once, and says in its error why one does not answer: the
+    // client's own warning about it would say it a second time.
+    let log = match &cli.command {
+        Command::Up(_) if cli.log == "info" => "info,sticky_client=error",
+        _ => cli.log.as_str(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

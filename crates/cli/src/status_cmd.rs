@@ -43,7 +43,7 @@ pub(crate) struct StatusArgs {
     dir: Option<PathBuf>,
     /// Ask a director's admin listener instead (any cluster, `sticky up`
     /// or not).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::values::addr)]
     admin: Option<SocketAddr>,
 }
 
@@ -233,7 +233,7 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
         }
         admin
     } else {
-        let found = state::find(args.dir.as_deref())?;
+        let found = state::find(args.dir.as_deref(), "pass --dir or --admin")?;
         report.note = found.note("pick another with `sticky status --dir DIR` (or `--admin ADDR`)");
         report.other_clusters = found
             .others

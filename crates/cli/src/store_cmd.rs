@@ -21,7 +21,7 @@ pub(crate) struct StoreArgs {
     #[arg(long, env = "STICKY_STORE_NAME")]
     name: Option<String>,
     /// Address to listen on [default: 127.0.0.1:7379].
-    #[arg(long, env = "STICKY_STORE_LISTEN")]
+    #[arg(long, env = "STICKY_STORE_LISTEN", value_parser = crate::values::addr)]
     listen: Option<SocketAddr>,
     /// Password that clients must give with AUTH (prefer --requirepass-file).
     #[arg(long, env = "STICKY_STORE_REQUIREPASS", hide_env_values = true)]
@@ -53,7 +53,7 @@ pub(crate) struct StoreArgs {
     #[arg(long, env = "STICKY_STORE_TOMBSTONE_TTL", default_value = "1m", value_parser = crate::values::duration_or_secs)]
     tombstone_ttl: Duration,
     /// Serve Prometheus metrics on this address (http://ADDR/metrics).
-    #[arg(long, env = "STICKY_STORE_METRICS")]
+    #[arg(long, env = "STICKY_STORE_METRICS", value_parser = crate::values::addr)]
     metrics: Option<SocketAddr>,
     /// Worker threads [default: one fewer than the cores, at least one:
     /// the kernel's network work needs a core too; on two cores, one event

@@ -18,7 +18,7 @@ where
 {
     move |text: &str| {
         let t = text.trim();
-        let range = if max == u64::MAX || T::try_from(max.saturating_add(1)).is_err() {
+        let range = if max == u64::MAX {
             format!("{min} or more")
         } else {
             format!("from {min} to {max}")
@@ -46,13 +46,25 @@ pub(crate) fn size(text: &str) -> Result<usize, String> {
     usize::try_from(n).map_err(|_| format!("{} is too large", text.trim()))
 }
 
+/// An address: an IP address and a port (`127.0.0.1:8081`, `[::1]:7379`).
+pub(crate) fn addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    let t = text.trim();
+    t.parse().map_err(|_| {
+        format!("{t:?} is not an address: give IP:PORT, e.g. 127.0.0.1:8081 or [::1]:8081")
+    })
+}
+
 /// A number from 0 to 1 (a fraction of requests).
 pub(crate) fn fraction(text: &str) -> Result<f64, String> {
     let t = text.trim();
     match t.parse::<f64>() {
         Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
-        Ok(_) => Err(format!("{t} is out of range: give a number from 0 to 1, e.g. 0.1")),
-        Err(_) => Err(format!("{t:?} is not a number: give one from 0 to 1, e.g. 0.1")),
+        Ok(_) => Err(format!(
+            "{t} is out of range: give a number from 0 to 1, e.g. 0.1"
+        )),
+        Err(_) => Err(format!(
+            "{t:?} is not a number: give one from 0 to 1, e.g. 0.1"
+        )),
     }
 }
 
@@ -61,8 +73,12 @@ pub(crate) fn positive(text: &str) -> Result<f64, String> {
     let t = text.trim();
     match t.parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
-        Ok(_) => Err(format!("{t} is not above 0: give a positive number, e.g. 500")),
-        Err(_) => Err(format!("{t:?} is not a number: give a positive one, e.g. 500")),
+        Ok(_) => Err(format!(
+            "{t} is not above 0: give a positive number, e.g. 500"
+        )),
+        Err(_) => Err(format!(
+            "{t:?} is not a number: give a positive one, e.g. 500"
+        )),
     }
 }
 
@@ -115,7 +131,10 @@ mod tests {
         assert_eq!(web("3"), Ok(3));
         assert_eq!(web(" 32 "), Ok(32));
         for (bad, says) in [
-            ("abc", "\"abc\" is not a whole number: give one from 1 to 32"),
+            (
+                "abc",
+                "\"abc\" is not a whole number: give one from 1 to 32",
+            ),
             ("0", "0 is out of range: give a whole number from 1 to 32"),
             ("33", "33 is out of range"),
             ("-1", "\"-1\" is not a whole number"),
@@ -127,7 +146,10 @@ mod tests {
             assert!(!e.contains("digit") && !e.contains("u16"), "{e}");
         }
         let users = whole::<usize>(1, u64::MAX);
-        assert_eq!(users("0").unwrap_err(), "0 is out of range: give a whole number 1 or more");
+        assert_eq!(
+            users("0").unwrap_err(),
+            "0 is out of range: give a whole number 1 or more"
+        );
         let port = whole::<u16>(0, u64::from(u16::MAX));
         assert!(port("70000").unwrap_err().contains("from 0 to 65535"));
     }
@@ -137,13 +159,17 @@ mod tests {
         assert_eq!(fraction("0.25"), Ok(0.25));
         assert!(fraction("2").unwrap_err().contains("from 0 to 1"));
         assert!(fraction("half").unwrap_err().contains("not a number"));
+        assert_eq!(addr("127.0.0.1:1").map(|a| a.port()), Ok(1));
+        assert!(addr("localhost").unwrap_err().contains("give IP:PORT"));
         assert_eq!(positive("100"), Ok(100.0));
         assert!(positive("0").is_err() && positive("inf").is_err());
         assert_eq!(duration_or_secs("500ms"), Ok(Duration::from_millis(500)));
         assert!(duration_or_secs("5 parsecs").unwrap_err().contains("500ms"));
         assert_eq!(duration_or_secs("300"), Ok(Duration::from_secs(300)));
         assert_eq!(duration_or_secs("5m"), Ok(Duration::from_secs(300)));
-        assert!(duration_or_secs("soon").unwrap_err().contains("number of seconds"));
+        assert!(duration_or_secs("soon")
+            .unwrap_err()
+            .contains("number of seconds"));
         assert_eq!(duration_or_millis("30000"), Ok(Duration::from_secs(30)));
         assert_eq!(duration_or_micros("50"), Ok(Duration::from_micros(50)));
     }

@@ -20,14 +20,14 @@ pub(crate) struct WebArgs {
     #[arg(long, env = "STICKY_WEB_NAME")]
     name: String,
     /// Listen here instead of the entry's `listen`.
-    #[arg(long, env = "STICKY_WEB_LISTEN")]
+    #[arg(long, env = "STICKY_WEB_LISTEN", value_parser = crate::values::addr)]
     listen: Option<SocketAddr>,
     /// Worker threads [default: one per core].
     #[arg(long, env = "STICKY_WEB_THREADS", value_parser = crate::values::whole::<usize>(1, 1024))]
     threads: Option<usize>,
     /// Serve Prometheus metrics on this address (http://ADDR/metrics, no
     /// credentials), instead of the entry's `metrics` [default: none].
-    #[arg(long, env = "STICKY_WEB_METRICS")]
+    #[arg(long, env = "STICKY_WEB_METRICS", value_parser = crate::values::addr)]
     metrics: Option<SocketAddr>,
     /// Run as a sidecar in front of the app at this address
     /// (`http://127.0.0.1:PORT`) instead of the bundled demo: the app gets

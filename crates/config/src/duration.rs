@@ -129,8 +129,7 @@ fn scaled(number: &str, nanos_per: u128) -> Option<u128> {
     if whole.is_empty() && fraction.is_empty() {
         return None;
     }
-    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit())
-    {
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let whole: u128 = if whole.is_empty() {
@@ -262,13 +261,26 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_duration_in_plain_words() {
-        for bad in ["", "5", "abc", "5 parsecs", "s", "1..5s", "-1s", "5s x", "1e3ms"] {
+        for bad in [
+            "",
+            "5",
+            "abc",
+            "5 parsecs",
+            "s",
+            "1..5s",
+            "-1s",
+            "5s x",
+            "1e3ms",
+        ] {
             let e = parse_duration(bad).expect_err(bad).to_string();
             assert!(e.contains("is not a duration"), "{bad:?}: {e}");
             assert!(e.contains("500ms"), "{e}");
         }
         let e = parse_duration("99999999999999999999999h").expect_err("too long");
-        assert!(matches!(e, ParseDurationError::Syntax(_) | ParseDurationError::TooLong(_)));
+        assert!(matches!(
+            e,
+            ParseDurationError::Syntax(_) | ParseDurationError::TooLong(_)
+        ));
     }
 
     #[test]
@@ -332,9 +344,18 @@ mod tests {
             toml::from_str("lease_ms = \"3s\"\nidle_timeout_secs = \"30m\"\n").expect("units");
         assert_eq!((f.lease_ms, f.idle_timeout_secs), (3000, 1800));
         for (bad, says) in [
-            ("lease_ms = \"soon\"\nidle_timeout_secs = 1\n", "is not a duration"),
-            ("lease_ms = 1\nidle_timeout_secs = \"1500ms\"\n", "whole number of seconds"),
-            ("lease_ms = -1\nidle_timeout_secs = 1\n", "a negative number"),
+            (
+                "lease_ms = \"soon\"\nidle_timeout_secs = 1\n",
+                "is not a duration",
+            ),
+            (
+                "lease_ms = 1\nidle_timeout_secs = \"1500ms\"\n",
+                "whole number of seconds",
+            ),
+            (
+                "lease_ms = -1\nidle_timeout_secs = 1\n",
+                "a negative number",
+            ),
             ("lease_ms = 1.5\nidle_timeout_secs = 1\n", "a fraction"),
         ] {
             let e = toml::from_str::<F>(bad).expect_err(bad).to_string();

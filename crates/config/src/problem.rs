@@ -44,7 +44,10 @@ pub(crate) fn plain_words(message: &str) -> String {
         ("expected f64", "expected a number"),
         ("expected a boolean", "expected true or false"),
         ("expected a string", "expected a quoted string"),
-        ("expected socket address", "expected an address such as \"127.0.0.1:8080\""),
+        (
+            "expected socket address",
+            "expected an address such as \"127.0.0.1:8080\"",
+        ),
         ("expected a sequence", "expected a list [...]"),
     ] {
         text = text.replace(rust, plain);

@@ -124,10 +124,7 @@ fn url_credentials(url: &str) -> (Option<&str>, Option<&str>) {
     };
     let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
     let some = |s: &str| (!s.is_empty()).then_some(());
-    (
-        some(user).map(|()| user),
-        some(pass).map(|()| pass),
-    )
+    (some(user).map(|()| user), some(pass).map(|()| pass))
 }
 
 /// The password the director and `sticky status` look at the
@@ -138,7 +135,10 @@ fn url_credentials(url: &str) -> (Option<&str>, Option<&str>) {
 fn shared_password(external: &[ExternalStore]) -> Option<String> {
     let creds: Vec<_> = external.iter().map(|s| url_credentials(&s.url)).collect();
     let first = creds.first()?.1;
-    if creds.iter().all(|(user, pass)| user.is_none() && *pass == first) {
+    if creds
+        .iter()
+        .all(|(user, pass)| user.is_none() && *pass == first)
+    {
         return first.map(str::to_owned);
     }
     eprintln!(
@@ -164,8 +164,16 @@ pub(crate) async fn check_external_stores(plan: &Plan) -> anyhow::Result<()> {
         let client = StoreClient::new(&s.url, options.clone())
             .with_context(|| format!("store {}: bad --store-url", s.name))?;
         if let Err(e) = client.ping().await {
+            let text = e.to_string();
+            let hint = if text.contains("certificate") {
+                "give --store-tls-ca FILE, the CA that signed its certificate"
+            } else if text.contains("NOAUTH") || text.contains("AUTH") {
+                "give its password in the URL (sticky://:PASSWORD@HOST:PORT)"
+            } else {
+                "is it running?"
+            };
             bail!(
-                "store {} ({}) does not answer PING: {e}; is it running?",
+                "store {} ({}) does not answer PING: {text}; {hint}",
                 s.name,
                 client.addr()
             );
@@ -660,7 +668,10 @@ mod tests {
                 .collect()
         };
         assert_eq!(url_credentials("sticky://:pw@h:1"), (None, Some("pw")));
-        assert_eq!(url_credentials("redis://u:p@w@h:1/?x=1"), (Some("u"), Some("p@w")));
+        assert_eq!(
+            url_credentials("redis://u:p@w@h:1/?x=1"),
+            (Some("u"), Some("p@w"))
+        );
         assert_eq!(url_credentials("sticky://h:1"), (None, None));
         let same = ext(&["sticky://:pw@127.0.0.1:1", "redis://:pw@127.0.0.1:2"]);
         assert_eq!(shared_password(&same).as_deref(), Some("pw"));

@@ -159,14 +159,14 @@ pub(crate) fn write_pointer(dir: &Path) {
 
 /// The run dir [`pointer_path`] names.
 pub(crate) fn read_pointer() -> anyhow::Result<PathBuf> {
-    let path =
-        pointer_path().context("neither XDG_RUNTIME_DIR nor HOME is set: pass --dir or --admin")?;
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "no `sticky up` recorded in {} (start one, or pass --dir or --admin)",
-            path.display()
-        )
-    })?;
+    let path = pointer_path().context("neither XDG_RUNTIME_DIR nor HOME is set")?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!("no `sticky up` recorded in {}", path.display())
+        }
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    };
     let dir = text.trim();
     anyhow::ensure!(!dir.is_empty(), "{} is empty", path.display());
     Ok(PathBuf::from(dir))
@@ -289,8 +289,16 @@ impl Found {
 /// The `sticky up` to look at: the one whose run dir is `dir`, else the
 /// latest started of those running (the pointer's, if it runs), else the
 /// one the pointer names (maybe stopped). `sticky status`, `sticky bench`
-/// and `sticky chaos --attach` all find it here.
-pub(crate) fn find(dir: Option<&Path>) -> anyhow::Result<Found> {
+/// and `sticky chaos --attach` all find it here; `pick` ends the message
+/// when none is found (how to name one: `pass --dir DIR`).
+pub(crate) fn find(dir: Option<&Path>, pick: &str) -> anyhow::Result<Found> {
+    find_any(dir).map_err(|e| match dir {
+        Some(_) => e,
+        None => anyhow::anyhow!("{}; start one, or {pick}", crate::values::error_text(&e)),
+    })
+}
+
+fn find_any(dir: Option<&Path>) -> anyhow::Result<Found> {
     if let Some(dir) = dir {
         return Ok(Found {
             state: UpState::read(dir)?,
