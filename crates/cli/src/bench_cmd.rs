@@ -10,7 +10,8 @@
 //! so a slow server cannot hide its queueing).
 //! After a warm-up, latencies of successful requests go into HDR histograms;
 //! failures are counted by kind. It works against any HTTP server, so the
-//! peer comparisons in `bench/` use it too.
+//! peer comparisons in `bench/` use it too. Without `--url` it targets the
+//! shop of the running `sticky up`, found as `sticky status` finds it.
 //!
 //! `--fresh-sessions` turns the users into anonymous clients: every request
 //! goes out without cookies and `Set-Cookie` answers are ignored, so every

@@ -11,6 +11,8 @@ mod sidecar;
 mod status_cmd;
 mod store_cmd;
 mod up;
+/// Value parsers of the flags and the error text (plain words, each
+/// cause once).
 mod values;
 mod web_cmd;
 

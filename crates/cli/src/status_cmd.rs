@@ -4,7 +4,8 @@
 //!
 //! - the processes: the `sticky up` supervisor's control API (names,
 //!   roles, addresses, current PIDs, paused or exited), found through the
-//!   run dir's state file `up.json` (`--dir`, or the latest `sticky up`),
+//!   run dir's state file `up.json` (`--dir`, or the latest started
+//!   `sticky up` that runs, saying so when several do: `state::find`),
 //!   or through the director's proxy of that API (`--admin`);
 //! - the director's `/api/cluster`: the web servers' routing states,
 //!   epochs and sessions, and the director's request counts;

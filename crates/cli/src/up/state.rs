@@ -1,7 +1,10 @@
 //! What `sticky up` tells other commands about the cluster it runs: the
 //! state file `<run dir>/up.json` (rewritten whenever a process starts,
-//! restarts or stops), the pointer to the latest run dir, and the process
-//! records its control API answers with. `sticky status` reads them.
+//! restarts or stops), the pointer to the latest run dir, a record per
+//! running `sticky up` (`running/<pid>`), and the process records its
+//! control API answers with. [`find`] picks the cluster `sticky status`,
+//! `sticky bench` and `sticky chaos --attach` look at, and knows when
+//! several run.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
