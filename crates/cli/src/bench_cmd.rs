@@ -60,10 +60,10 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "url")]
     dir: Option<PathBuf>,
     /// Virtual users: each has its own connection and cookie jar (session).
-    #[arg(long, default_value_t = 64, value_parser = crate::values::whole::<usize>(1, u64::MAX))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 64, value_parser = crate::values::whole::<usize>(1, u64::MAX))]
     users: usize,
     /// Fraction of requests that are writes (0 to 1).
-    #[arg(long, default_value_t = 0.1, value_parser = crate::values::fraction)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1, value_parser = crate::values::fraction)]
     write_ratio: f64,
     /// Path of reads (GET).
     #[arg(long, default_value = "/api/counter")]
@@ -93,17 +93,17 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_parser = parse_duration, conflicts_with = "requests")]
     duration: Option<Duration>,
     /// Measure this many requests (over all users) instead of a duration.
-    #[arg(long, value_parser = crate::values::whole::<u64>(1, u64::MAX))]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::values::whole::<u64>(1, u64::MAX))]
     requests: Option<u64>,
     /// Fixed total rate in requests per second, shared evenly by the users,
     /// each on its own schedule (open loop) [default: as fast as possible].
-    #[arg(long, value_parser = crate::values::positive)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::values::positive)]
     rate: Option<f64>,
     /// Load before measuring (not counted).
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     warmup: Duration,
     /// Worker threads of the load generator [default: one per core].
-    #[arg(long, value_parser = crate::values::whole::<usize>(1, 1024))]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::values::whole::<usize>(1, 1024))]
     threads: Option<usize>,
     /// A request (or a connection attempt) slower than this fails as `timeout`
     /// (`connect`).

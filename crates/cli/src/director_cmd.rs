@@ -30,7 +30,7 @@ pub(crate) struct DirectorArgs {
     #[arg(long, env = "STICKY_DIRECTOR_NAME", default_value = sticky_config::FIRST_DIRECTOR)]
     name: String,
     /// Worker threads [default: one per core]; 1 runs a single event loop.
-    #[arg(long, env = "STICKY_DIRECTOR_THREADS", value_parser = crate::values::whole::<usize>(1, 1024))]
+    #[arg(long, allow_negative_numbers = true, env = "STICKY_DIRECTOR_THREADS", value_parser = crate::values::whole::<usize>(1, 1024))]
     threads: Option<usize>,
 }
 

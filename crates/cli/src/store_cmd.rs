@@ -33,7 +33,7 @@ pub(crate) struct StoreArgs {
     #[arg(long, env = "STICKY_STORE_MAX_MEMORY")]
     max_memory: Option<ByteSize>,
     /// Most client connections at once.
-    #[arg(long, env = "STICKY_STORE_MAX_CLIENTS", default_value_t = 10_000, value_parser = crate::values::whole::<usize>(1, 1 << 20))]
+    #[arg(long, allow_negative_numbers = true, env = "STICKY_STORE_MAX_CLIENTS", default_value_t = 10_000, value_parser = crate::values::whole::<usize>(1, 1 << 20))]
     max_clients: usize,
     /// Close clients idle this long, e.g. 5m or 300 (a plain number:
     /// seconds); 0 = never.
@@ -46,7 +46,7 @@ pub(crate) struct StoreArgs {
     #[arg(long, env = "STICKY_STORE_MAX_QUERY_BUFFER", default_value = "64MiB")]
     max_query_buffer: ByteSize,
     /// Most arguments in one command.
-    #[arg(long, env = "STICKY_STORE_MAX_ARGS", default_value_t = 4096, value_parser = crate::values::whole::<usize>(3, 1 << 20))]
+    #[arg(long, allow_negative_numbers = true, env = "STICKY_STORE_MAX_ARGS", default_value_t = 4096, value_parser = crate::values::whole::<usize>(3, 1 << 20))]
     max_args: usize,
     /// How long a SESS.DEL tombstone lives, e.g. 1m or 60 (a plain number:
     /// seconds); at least 1s.
@@ -58,7 +58,7 @@ pub(crate) struct StoreArgs {
     /// Worker threads [default: one fewer than the cores, at least one:
     /// the kernel's network work needs a core too; on two cores, one event
     /// loop, like Redis's].
-    #[arg(long, env = "STICKY_STORE_THREADS", value_parser = crate::values::whole::<usize>(1, 1024))]
+    #[arg(long, allow_negative_numbers = true, env = "STICKY_STORE_THREADS", value_parser = crate::values::whole::<usize>(1, 1024))]
     threads: Option<usize>,
     /// After each burst of requests, keep polling the sockets this long
     /// before sleeping, e.g. 50us (a plain number: microseconds; 0: never;

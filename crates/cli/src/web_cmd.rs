@@ -23,7 +23,7 @@ pub(crate) struct WebArgs {
     #[arg(long, env = "STICKY_WEB_LISTEN", value_parser = crate::values::addr)]
     listen: Option<SocketAddr>,
     /// Worker threads [default: one per core].
-    #[arg(long, env = "STICKY_WEB_THREADS", value_parser = crate::values::whole::<usize>(1, 1024))]
+    #[arg(long, allow_negative_numbers = true, env = "STICKY_WEB_THREADS", value_parser = crate::values::whole::<usize>(1, 1024))]
     threads: Option<usize>,
     /// Serve Prometheus metrics on this address (http://ADDR/metrics, no
     /// credentials), instead of the entry's `metrics` [default: none].

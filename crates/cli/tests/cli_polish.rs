@@ -275,6 +275,23 @@ fn assert_plain_once(what: &str, err: &str, names: &str, says: &str) {
 fn bad_numbers_and_durations_of_every_subcommand_are_refused_once_in_plain_words() {
     let cases: &[(&[&str], &str, &str)] = &[
         (
+            &["store", "--listen", "7379"],
+            "--listen",
+            "is not an address",
+        ),
+        // A negative number reaches the parser (not "unexpected argument").
+        (
+            &["up", "--stores", "-1"],
+            "--stores",
+            "\"-1\" is not a whole number",
+        ),
+        (&["bench", "--rate", "-5"], "--rate", "-5 is not above 0"),
+        (
+            &["chaos", "--write-ratio", "-0.5"],
+            "--write-ratio",
+            "-0.5 is out of range",
+        ),
+        (
             &["up", "--web", "abc"],
             "--web",
             "\"abc\" is not a whole number",
