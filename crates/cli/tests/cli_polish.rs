@@ -234,6 +234,28 @@ fn what_is_not_a_store_address_is_refused_in_one_line() {
         assert!(err.contains(says), "{url}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{url}: one line: {err}");
     }
+    // A store that wants a password, given none or a wrong one: refused
+    // before anything starts, saying what to give, the password unsaid.
+    let locked = StoreProcess::start(STICKY, &["--requirepass", "polish-pw"]);
+    for (url, says) in [
+        (
+            format!("127.0.0.1:{}", locked.port()),
+            "give its password in the URL",
+        ),
+        (
+            format!("sticky://:wrong-pw@127.0.0.1:{}", locked.port()),
+            "check the password",
+        ),
+    ] {
+        let (code, _, err) = sticky(&["up", "--replicas", "1", "--store-url", &url]);
+        assert_eq!(code, Some(1), "{url}: {err}");
+        assert!(
+            err.contains("does not answer PING") && err.contains(says),
+            "{url}: {err}"
+        );
+        assert!(!err.contains("wrong-pw"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{url}: one line: {err}");
+    }
     // A password in a refused URL is never printed.
     let (_, _, err) = sticky(&["up", "--replicas", "1", "--store-url", "ftp://:hunter2@h:1"]);
     assert!(!err.contains("hunter2"), "{err}");

@@ -165,10 +165,14 @@ pub(crate) async fn check_external_stores(plan: &Plan) -> anyhow::Result<()> {
             .with_context(|| format!("store {}: bad --store-url", s.name))?;
         if let Err(e) = client.ping().await {
             let text = e.to_string();
+            let text = text.trim_end_matches('.');
             let hint = if text.contains("certificate") {
                 "give --store-tls-ca FILE, the CA that signed its certificate"
-            } else if text.contains("NOAUTH") || text.contains("AUTH") {
-                "give its password in the URL (sticky://:PASSWORD@HOST:PORT)"
+            } else if text.contains("NOAUTH") {
+                "give its password in the URL (sticky://:PASSWORD@HOST:PORT, \
+                 redis://:PASSWORD@HOST:PORT)"
+            } else if text.to_ascii_lowercase().contains("authentication") {
+                "check the password (and user name) in the URL"
             } else {
                 "is it running?"
             };
