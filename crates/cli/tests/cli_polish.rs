@@ -247,7 +247,20 @@ fn what_is_not_a_store_address_is_refused_in_one_line() {
             "check the password",
         ),
     ] {
-        let (code, _, err) = sticky(&["up", "--replicas", "1", "--store-url", &url]);
+        // A port range of its own: the ports are checked before the PING.
+        let port = (10_000 + (random_u64() % 220) as u16 * 100).to_string();
+        let dir = temp_dir("polish-up");
+        let (code, _, err) = sticky(&[
+            "up",
+            "--port",
+            &port,
+            "--dir",
+            dir.to_str().unwrap(),
+            "--replicas",
+            "1",
+            "--store-url",
+            &url,
+        ]);
         assert_eq!(code, Some(1), "{url}: {err}");
         assert!(
             err.contains("does not answer PING") && err.contains(says),
