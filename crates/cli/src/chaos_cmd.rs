@@ -109,7 +109,7 @@ pub(crate) struct ChaosArgs {
     /// instead of the embedded default.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Web servers of the cluster chaos starts.
+    /// Web servers of the cluster chaos starts (1 to 32).
     #[arg(long, allow_negative_numbers = true, default_value_t = 3, value_parser = crate::values::whole::<u16>(1, 32))]
     web: u16,
     /// An app behind each web server of the cluster chaos starts, which
@@ -117,14 +117,14 @@ pub(crate) struct ChaosArgs {
     /// command; docs/sidecar.md). Faults hit the sidecars, not the apps.
     #[arg(long, value_name = "python|node|CMD", conflicts_with_all = ["attach", "net"])]
     app: Option<String>,
-    /// Standby web servers of the cluster chaos starts.
+    /// Standby web servers of the cluster chaos starts (0 to 8).
     #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = crate::values::whole::<u16>(0, 8))]
     standby: u16,
-    /// Stores of the cluster chaos starts.
+    /// Stores of the cluster chaos starts (1 to 16).
     #[arg(long, allow_negative_numbers = true, default_value_t = 3, value_parser = crate::values::whole::<u16>(1, 16))]
     stores: u16,
     /// Directors side by side in the cluster chaos starts (passed to
-    /// `sticky up --directors` when above 1); users switch between them.
+    /// `sticky up --directors` when above 1); users switch between them (1 to 4).
     #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = crate::values::whole::<u16>(1, 4))]
     directors: u16,
     /// Stores per session in the cluster chaos starts.

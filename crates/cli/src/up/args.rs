@@ -27,13 +27,13 @@ pub(crate) struct UpArgs {
         conflicts_with_all = ["web", "standby", "stores", "store_url", "store_tls_ca", "replicas", "mode", "port", "directors", "tls_cert"]
     )]
     pub(super) config: Option<PathBuf>,
-    /// Web servers running the demo shop.
+    /// Web servers running the demo shop (1 to 32).
     #[arg(long, allow_negative_numbers = true, default_value_t = 3, value_parser = crate::values::whole::<u16>(1, 32))]
     pub(super) web: u16,
-    /// Standby web servers (take over failed servers' sessions).
+    /// Standby web servers (take over failed servers' sessions; 0 to 8).
     #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = crate::values::whole::<u16>(0, 8))]
     pub(super) standby: u16,
-    /// Session stores.
+    /// Session stores (1 to 16).
     #[arg(long, allow_negative_numbers = true, default_value_t = 3, value_parser = crate::values::whole::<u16>(1, 16))]
     pub(super) stores: u16,
     /// Run on this existing store instead of starting `sticky store`s
@@ -57,7 +57,7 @@ pub(crate) struct UpArgs {
     #[arg(long, default_value_t = Mode::Sync, value_parser = mode_parser())]
     pub(super) mode: Mode,
     /// Directors, each its own process serving the same shop (any one
-    /// will do; drain and evacuate asked on one reach all).
+    /// will do; drain and evacuate asked on one reach all; 1 to 4).
     #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = crate::values::whole::<u16>(1, 4))]
     pub(super) directors: u16,
     /// The shop's port (the director); the admin listener (dashboard) is
