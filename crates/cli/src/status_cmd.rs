@@ -222,6 +222,10 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
     };
     // Store passwords, when the cluster file is at hand.
     let mut store_password: Option<String> = None;
+    // Stores web servers reach over TLS (`sticky+tls://`, `rediss://`):
+    // reported as the director sees them (it speaks TLS to them), not
+    // probed in plain RESP here.
+    let mut tls_stores: Vec<String> = Vec::new();
     // Every director, from the state file (empty: ask the director).
     let mut listed_directors = Vec::new();
     let admin = if let Some(admin) = args.admin {
@@ -260,6 +264,16 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
         };
         if let Ok(f) = &file {
             store_password.clone_from(&f.session.store_password);
+            tls_stores = f
+                .store
+                .iter()
+                .filter(|s| {
+                    s.url.as_deref().is_some_and(|u| {
+                        u.starts_with("sticky+tls://") || u.starts_with("rediss://")
+                    })
+                })
+                .map(|s| s.name.clone())
+                .collect();
         }
         if !up.running {
             // Stopped by `sticky up` itself: nothing to ask.
@@ -376,7 +390,7 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
     // the director reports them.
     let probes = rows
         .iter()
-        .filter(|r| r.role == "store" && args.admin.is_none())
+        .filter(|r| r.role == "store" && args.admin.is_none() && !tls_stores.contains(&r.name))
         .filter_map(|r| Some((r.name.clone(), r.addr?)))
         .map(|(name, addr)| {
             let password = store_password.clone();

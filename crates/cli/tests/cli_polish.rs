@@ -168,8 +168,9 @@ fn store_url_takes_every_form_the_help_names() {
     );
     drop(up);
 
-    // sticky+tls:// of a store serving TLS, and rediss:// of a Redis
-    // server serving TLS, verified against --store-tls-ca.
+    // sticky+tls://:PASSWORD@ of a store serving TLS, and
+    // rediss://:PASSWORD@ of a Redis server serving TLS, verified against
+    // --store-tls-ca.
     let ca = TestCa::new("polish-tls");
     let cert = ca.issue("store");
     let tls = StoreProcess::start(
@@ -179,12 +180,23 @@ fn store_url_takes_every_form_the_help_names() {
             cert.cert.to_str().unwrap(),
             "--tls-key",
             cert.key.to_str().unwrap(),
+            "--requirepass",
+            "polish-pw",
         ],
     );
-    let mut urls = vec![format!("sticky+tls://127.0.0.1:{}", tls.port())];
-    let redis_tls = have_redis(false).then(|| RedisProcess::start_tls(&cert, ca.ca_file(), &[]));
+    let mut urls = vec![format!("sticky+tls://:polish-pw@127.0.0.1:{}", tls.port())];
+    let redis_tls = have_redis(false).then(|| {
+        let r = RedisProcess::start_tls(&cert, ca.ca_file(), &[]);
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg("polish-pw")
+            .query(&mut r.conn())
+            .unwrap();
+        r
+    });
     if let Some(r) = &redis_tls {
-        urls.push(r.tls_url());
+        urls.push(r.tls_url().replace("rediss://", "rediss://:polish-pw@"));
     }
     let ca_path = ca.ca_file().to_str().unwrap().to_owned();
     let mut args: Vec<&str> =
@@ -195,7 +207,47 @@ fn store_url_takes_every_form_the_help_names() {
     let up = UpProcess::start(STICKY, &args);
     up.wait_all_up();
     shop_keeps_a_session(&up);
+    wait_stores_up(&up, urls.len());
     drop(up);
+
+    // redis://USER:PASSWORD@ of an ACL user: the web servers use it; the
+    // director's health checks, which take one password and no user
+    // name, cannot, and `up` says so.
+    if let Some(r) = &redis {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("polish")
+            .arg("on")
+            .arg(">user-pw")
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .query(&mut {
+                let client =
+                    redis::Client::open(format!("redis://:polish-pw@127.0.0.1:{}", r.port()))
+                        .unwrap();
+                client.get_connection().unwrap()
+            })
+            .unwrap();
+        let url = format!("redis://polish:user-pw@127.0.0.1:{}", r.port());
+        let up = UpProcess::start(
+            STICKY,
+            &[&SMALL[..], &["--replicas", "1", "--store-url", &url]].concat(),
+        );
+        assert!(
+            up.stderr_text()
+                .contains("different passwords or a user name"),
+            "{}",
+            up.stderr_text()
+        );
+        up.wait_all_up_but(&["s1"]);
+        shop_keeps_a_session(&up);
+        assert!(
+            !up.stderr_text().contains("user-pw"),
+            "{}",
+            up.stderr_text()
+        );
+    }
 
     // Without the CA, the TLS store is refused before anything starts,
     // in one line.
