@@ -127,6 +127,25 @@ fn url_credentials(url: &str) -> (Option<&str>, Option<&str>) {
     (some(user).map(|()| user), some(pass).map(|()| pass))
 }
 
+/// `text` with its `%XX` escapes decoded; `None` if they are not valid
+/// escapes of UTF-8 text.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The password the director and `sticky status` look at the
 /// `--store-url` stores with (`[session] store_password`): theirs, when
 /// they all have the same one and no user name. Otherwise none, and a
@@ -139,7 +158,8 @@ fn shared_password(external: &[ExternalStore]) -> Option<String> {
         .iter()
         .all(|(user, pass)| user.is_none() && *pass == first)
     {
-        return first.map(str::to_owned);
+        // As the URL parser takes it: `%40` is `@`.
+        return first.and_then(percent_decode);
     }
     eprintln!(
         "warning: the --store-url stores have different passwords or a user name: \
@@ -679,6 +699,9 @@ mod tests {
         assert_eq!(url_credentials("sticky://h:1"), (None, None));
         let same = ext(&["sticky://:pw@127.0.0.1:1", "redis://:pw@127.0.0.1:2"]);
         assert_eq!(shared_password(&same).as_deref(), Some("pw"));
+        let escaped = ext(&["sticky://:p%40ss%2Fw@127.0.0.1:1"]);
+        assert_eq!(shared_password(&escaped).as_deref(), Some("p@ss/w"));
+        assert_eq!(percent_decode("a%zz"), None);
         assert_eq!(shared_password(&ext(&["sticky://127.0.0.1:1"])), None);
         let differ = ext(&["sticky://:a@127.0.0.1:1", "sticky://:b@127.0.0.1:2"]);
         assert_eq!(shared_password(&differ), None);
