@@ -10,7 +10,8 @@
 //! so a slow server cannot hide its queueing).
 //! After a warm-up, latencies of successful requests go into HDR histograms;
 //! failures are counted by kind. It works against any HTTP server, so the
-//! peer comparisons in `bench/` use it too.
+//! peer comparisons in `bench/` use it too. Without `--url` it targets the
+//! shop of the running `sticky up`, found as `sticky status` finds it.
 //!
 //! `--fresh-sessions` turns the users into anonymous clients: every request
 //! goes out without cookies and `Set-Cookie` answers are ignored, so every
@@ -49,14 +50,20 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 /// `sticky bench` options.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// Target base URL (http only); the paths below are appended to its path.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// Target base URL (http only); the paths below are appended to its
+    /// path [default: the shop of the running `sticky up`, found as
+    /// `sticky status` finds it].
+    #[arg(long)]
+    url: Option<String>,
+    /// Without --url: the shop of the `sticky up` whose run dir this is
+    /// [default: the latest one started by this user that runs].
+    #[arg(long, value_name = "DIR", conflicts_with = "url")]
+    dir: Option<PathBuf>,
     /// Virtual users: each has its own connection and cookie jar (session).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 64, value_parser = crate::values::whole::<usize>(1, u64::MAX))]
     users: usize,
     /// Fraction of requests that are writes (0 to 1).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1, value_parser = crate::values::fraction)]
     write_ratio: f64,
     /// Path of reads (GET).
     #[arg(long, default_value = "/api/counter")]
@@ -67,9 +74,10 @@ pub(crate) struct BenchArgs {
     /// Body of every write, sent as application/json when not empty.
     #[arg(long, default_value = "")]
     write_body: String,
-    /// Session payload per user, put in before measuring by posting
-    /// ceil(N/60) items of 60 characters as {"item": "..."} to --fill-path.
-    #[arg(long, default_value_t = 0)]
+    /// Session payload per user (bytes, or a size such as 4KiB), put in
+    /// before measuring by posting ceil(N/60) items of 60 characters as
+    /// {"item": "..."} to --fill-path.
+    #[arg(long, default_value_t = 0, value_parser = crate::values::size)]
     session_bytes: usize,
     /// Send every request without cookies and ignore `Set-Cookie`, so that
     /// every write starts a new session (the session-creation workload).
@@ -80,21 +88,22 @@ pub(crate) struct BenchArgs {
     /// Path the filler items are posted to.
     #[arg(long, default_value = "/api/cart/items")]
     fill_path: String,
-    /// How long to measure, e.g. 30s, 500ms, 2m [default: 30s unless --requests].
+    /// How long to measure, e.g. 30s, 500ms, 2m (a plain number: seconds)
+    /// [default: 30s unless --requests].
     #[arg(long, value_parser = parse_duration, conflicts_with = "requests")]
     duration: Option<Duration>,
     /// Measure this many requests (over all users) instead of a duration.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::values::whole::<u64>(1, u64::MAX))]
     requests: Option<u64>,
     /// Fixed total rate in requests per second, shared evenly by the users,
     /// each on its own schedule (open loop) [default: as fast as possible].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::values::positive)]
     rate: Option<f64>,
     /// Load before measuring (not counted).
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     warmup: Duration,
     /// Worker threads of the load generator [default: one per core].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::values::whole::<usize>(1, 1024))]
     threads: Option<usize>,
     /// A request (or a connection attempt) slower than this fails as `timeout`
     /// (`connect`).
@@ -108,22 +117,43 @@ pub(crate) struct BenchArgs {
     no_progress: bool,
 }
 
-/// Parses `30s`, `500ms`, `2m`, `1h`, `250us` or a plain number of seconds.
+/// Parses `30s`, `500ms`, `2m`, `1h`, `250us` or a plain number of
+/// seconds (`sticky bench` and `sticky chaos` took seconds before units).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let s = text.trim();
-    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let bad = || format!("{text:?} is not a duration like 30s, 500ms or 2m");
-    let value: f64 = number.trim().parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "" | "s" => value,
-        "ms" => value / 1e3,
-        "us" => value / 1e6,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+    crate::values::duration_or_secs(text)
+}
+
+/// The shop of the running `sticky up` (`dir`'s, or the one `sticky
+/// status` would show), saying which it is and whether others run.
+fn running_shop(dir: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let found = crate::up::state::find(dir, "pass --url")?;
+    let up = &found.state;
+    if !up.running || !crate::up::state::pid_alive(up.pid) {
+        bail!(
+            "the sticky up in {} (pid {}) is not running; start one or pass --url",
+            up.dir.display(),
+            up.pid
+        );
+    }
+    let url = up.shop.trim_end_matches('/').to_owned();
+    if url.starts_with("https://") {
+        bail!(
+            "the sticky up in {} serves its shop over HTTPS ({url}); sticky bench speaks \
+             plain HTTP: pass --url http://ADDR of a web server",
+            up.dir.display()
+        );
+    }
+    eprintln!(
+        "bench: {url}, the shop of the sticky up in {} (pid {})",
+        up.dir.display(),
+        up.pid
+    );
+    if let Some(note) = found.note("pick another with `sticky bench --dir DIR` or `--url URL`") {
+        for line in note.lines() {
+            eprintln!("bench: {line}");
+        }
+    }
+    Ok(url)
 }
 
 /// One kind of request every user sends.
@@ -510,11 +540,15 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
         .max(1);
-    let (connect_to, host, base) = parse_target(&args.url)?;
+    let url = match &args.url {
+        Some(url) => url.clone(),
+        None => running_shop(args.dir.as_deref())?,
+    };
+    let (connect_to, host, base) = parse_target(&url)?;
     let write_body = Bytes::from(args.write_body.clone());
     let fill_items = args.session_bytes.div_ceil(FILL_ITEM_LEN);
     let settings = Settings {
-        url: args.url.clone(),
+        url: url.clone(),
         users: args.users,
         write_ratio: args.write_ratio,
         read_path: args.read_path.clone(),

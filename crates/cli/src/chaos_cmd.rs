@@ -47,10 +47,10 @@ pub(crate) struct ChaosArgs {
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     duration: Duration,
     /// Virtual users: each has its own cookie jar, so its own session.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 100, value_parser = crate::values::whole::<usize>(1, u64::MAX))]
     users: usize,
     /// Fraction of operations that increment (the rest read).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.5, value_parser = crate::values::fraction)]
     write_ratio: f64,
     /// Each user's pause between operations (0.5x to 1.5x, random).
     #[arg(long, value_parser = parse_duration, default_value = "20ms")]
@@ -78,11 +78,11 @@ pub(crate) struct ChaosArgs {
     net_hold_max: Duration,
     /// Fraction of requests that leave out the route cookie (send only
     /// `sticky.sid`), as clients that drop cookies do.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0, value_parser = crate::values::fraction)]
     drop_route: f64,
     /// Fraction of requests that replay a route cookie the user was given
     /// earlier, naming another host.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0, value_parser = crate::values::fraction)]
     replay_route: f64,
     /// Mean time between the starts of two faults (each wait is 0.5x to
     /// 1.5x this).
@@ -96,42 +96,45 @@ pub(crate) struct ChaosArgs {
     down_max: Duration,
     /// Most processes faulted at once (a fault lasts until the cluster has
     /// settled after it; see docs/reliability.md for the other rules).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2, value_parser = crate::values::whole::<usize>(1, u64::MAX))]
     max_faults: usize,
-    /// Run against the `sticky up` running in this directory (its `--dir`)
-    /// instead of starting a cluster.
+    /// Run against a running `sticky up` instead of starting a cluster:
+    /// the one whose run dir (`--dir`) is DIR, or without DIR the one
+    /// `sticky status` shows (the latest started). Chaos prints what it
+    /// attached to.
     #[arg(long, value_name = "DIR", conflicts_with = "config")]
-    attach: Option<PathBuf>,
+    #[allow(clippy::option_option)]
+    attach: Option<Option<PathBuf>>,
     /// Start the cluster of this cluster file (`sticky up --config FILE`)
     /// instead of the embedded default.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Web servers of the cluster chaos starts.
-    #[arg(long, default_value_t = 3)]
+    /// Web servers of the cluster chaos starts (1 to 32).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 3, value_parser = crate::values::whole::<u16>(1, 32))]
     web: u16,
     /// An app behind each web server of the cluster chaos starts, which
     /// then run as sidecars (`sticky up --app`: python, node or a
     /// command; docs/sidecar.md). Faults hit the sidecars, not the apps.
     #[arg(long, value_name = "python|node|CMD", conflicts_with_all = ["attach", "net"])]
     app: Option<String>,
-    /// Standby web servers of the cluster chaos starts.
-    #[arg(long, default_value_t = 1)]
+    /// Standby web servers of the cluster chaos starts (0 to 8).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = crate::values::whole::<u16>(0, 8))]
     standby: u16,
-    /// Stores of the cluster chaos starts.
-    #[arg(long, default_value_t = 3)]
+    /// Stores of the cluster chaos starts (1 to 16).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 3, value_parser = crate::values::whole::<u16>(1, 16))]
     stores: u16,
     /// Directors side by side in the cluster chaos starts (passed to
-    /// `sticky up --directors` when above 1); users switch between them.
-    #[arg(long, default_value_t = 1)]
+    /// `sticky up --directors` when above 1); users switch between them (1 to 4).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = crate::values::whole::<u16>(1, 4))]
     directors: u16,
     /// Stores per session in the cluster chaos starts.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2, value_parser = crate::values::whole::<u16>(1, 2))]
     replicas: u16,
     /// Replication mode of the cluster chaos starts.
     #[arg(long, default_value_t = Mode::Sync, value_parser = mode_parser())]
     mode: Mode,
     /// Base port of the cluster chaos starts (as `sticky up --port`).
-    #[arg(long, default_value_t = 9080)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 9080, value_parser = crate::values::whole::<u16>(1, 65_535))]
     port: u16,
     /// Directory for the cluster chaos starts and the history [default: a
     /// new directory under the system's temp dir].
@@ -193,9 +196,21 @@ impl ChaosArgs {
             .collect()
     }
 
-    fn source(&self, dir: PathBuf) -> Source {
+    fn source(&self, dir: PathBuf) -> anyhow::Result<Source> {
         if let Some(d) = &self.attach {
-            return Source::Attach { dir: d.clone() };
+            if let Some(d) = d {
+                return Ok(Source::Attach { dir: d.clone() });
+            }
+            // `--attach` alone: the cluster `sticky status` shows.
+            let found = crate::up::state::find(None, "pass --attach DIR")?;
+            if let Some(note) = found.note("pick another with `sticky chaos --attach DIR`") {
+                for line in note.lines() {
+                    eprintln!("chaos: {line}");
+                }
+            }
+            return Ok(Source::Attach {
+                dir: found.state.dir,
+            });
         }
         let mut args = match &self.config {
             Some(file) => vec!["--config".into(), file.display().to_string()],
@@ -223,7 +238,7 @@ impl ChaosArgs {
         if let Some(app) = &self.app {
             args.extend(["--app".into(), app.clone()]);
         }
-        Source::Start { args, dir }
+        Ok(Source::Start { args, dir })
     }
 }
 
@@ -298,10 +313,11 @@ pub(crate) fn run(args: ChaosArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let summary = rt.block_on(async {
-        if !args.no_progress {
+        let source = args.source(dir.join("cluster"))?;
+        if !args.no_progress && matches!(source, Source::Start { .. }) {
             eprintln!("chaos: starting the cluster (logs in {})", dir.display());
         }
-        let mut cluster = Cluster::open(args.source(dir.join("cluster")), args.net).await?;
+        let mut cluster = Cluster::open(source, args.net).await?;
         let outcome = drive(&args, &cluster, &history_path).await;
         if let Err(e) = cluster.close().await {
             tracing::warn!(error = %format!("{e:#}"), "stopping the cluster");

@@ -19,10 +19,10 @@ pub(crate) struct DirectorArgs {
     #[arg(long, env = "STICKY_CONFIG")]
     config: PathBuf,
     /// Public address, instead of `[director].listen` (port 0: any free port).
-    #[arg(long, env = "STICKY_DIRECTOR_LISTEN")]
+    #[arg(long, env = "STICKY_DIRECTOR_LISTEN", value_parser = crate::values::addr)]
     listen: Option<SocketAddr>,
     /// Admin address, instead of `[director].admin`.
-    #[arg(long, env = "STICKY_DIRECTOR_ADMIN")]
+    #[arg(long, env = "STICKY_DIRECTOR_ADMIN", value_parser = crate::values::addr)]
     admin: Option<SocketAddr>,
     /// Which of the cluster file's directors this is: `director` (the
     /// `[director]` section's listeners) or the name of a
@@ -30,7 +30,7 @@ pub(crate) struct DirectorArgs {
     #[arg(long, env = "STICKY_DIRECTOR_NAME", default_value = sticky_config::FIRST_DIRECTOR)]
     name: String,
     /// Worker threads [default: one per core]; 1 runs a single event loop.
-    #[arg(long, env = "STICKY_DIRECTOR_THREADS")]
+    #[arg(long, allow_negative_numbers = true, env = "STICKY_DIRECTOR_THREADS", value_parser = crate::values::whole::<usize>(1, 1024))]
     threads: Option<usize>,
 }
 

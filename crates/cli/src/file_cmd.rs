@@ -142,7 +142,7 @@ fn deeper(path: &Path) -> Vec<Problem> {
         if let Err(e) = crate::web_cmd::session_config(&file, path, &w.name) {
             out.push(problem(
                 &format!("[[web]] {:?}", w.name),
-                format!("{e:#}"),
+                crate::values::error_text(&e),
                 "fix the [session] setting the message names",
             ));
         }

@@ -11,6 +11,9 @@ mod sidecar;
 mod status_cmd;
 mod store_cmd;
 mod up;
+/// Value parsers of the flags and the error text (plain words, each
+/// cause once).
+mod values;
 mod web_cmd;
 
 use clap::{Parser, Subcommand};
@@ -59,7 +62,14 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+    // `sticky up` uses the store client only to PING the --store-url
+    // stores once, and says in its error why one does not answer: the
+    // client's own warning about it would say it a second time.
+    let log = match &cli.command {
+        Command::Up(_) if cli.log == "info" => "info,sticky_client=error",
+        _ => cli.log.as_str(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -88,8 +98,8 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("sticky: {e:#}");
+            // Once, on stderr (where the log goes too), each cause once.
+            eprintln!("sticky: {}", values::error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }

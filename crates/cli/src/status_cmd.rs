@@ -4,7 +4,8 @@
 //!
 //! - the processes: the `sticky up` supervisor's control API (names,
 //!   roles, addresses, current PIDs, paused or exited), found through the
-//!   run dir's state file `up.json` (`--dir`, or the latest `sticky up`),
+//!   run dir's state file `up.json` (`--dir`, or the latest started
+//!   `sticky up` that runs, saying so when several do: `state::find`),
 //!   or through the director's proxy of that API (`--admin`);
 //! - the director's `/api/cluster`: the web servers' routing states,
 //!   epochs and sessions, and the director's request counts;
@@ -37,12 +38,13 @@ pub(crate) struct StatusArgs {
     #[arg(long)]
     json: bool,
     /// The run dir of a `sticky up` (where its `up.json` is) [default:
-    /// the latest one started by this user].
+    /// the latest one started by this user that runs; when several run,
+    /// the report says so and names the others].
     #[arg(long, conflicts_with = "admin")]
     dir: Option<PathBuf>,
     /// Ask a director's admin listener instead (any cluster, `sticky up`
     /// or not).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::values::addr)]
     admin: Option<SocketAddr>,
 }
 
@@ -124,6 +126,20 @@ struct Report {
     processes: Vec<Row>,
     /// Problems met while gathering the report.
     warnings: Vec<String>,
+    /// The other clusters running now (`sticky up`s of this user), when
+    /// no `--dir` or `--admin` chose this one.
+    other_clusters: Vec<OtherCluster>,
+    /// When several clusters run: which one this is, and how to pick
+    /// another.
+    note: Option<String>,
+}
+
+/// Another running `sticky up`, in the report.
+#[derive(Debug, Serialize)]
+struct OtherCluster {
+    dir: PathBuf,
+    up_pid: u32,
+    shop: String,
 }
 
 /// Another director of the cluster, in the report.
@@ -186,10 +202,7 @@ async fn processes(
     Ok((pid, list))
 }
 
-fn pid_alive(pid: u32) -> bool {
-    i32::try_from(pid)
-        .is_ok_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
-}
+use state::pid_alive;
 
 async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
     let mut warnings = Vec::new();
@@ -204,9 +217,15 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
         directors: Vec::new(),
         processes: Vec::new(),
         warnings: Vec::new(),
+        other_clusters: Vec::new(),
+        note: None,
     };
     // Store passwords, when the cluster file is at hand.
     let mut store_password: Option<String> = None;
+    // Stores web servers reach over TLS (`sticky+tls://`, `rediss://`):
+    // reported as the director sees them (it speaks TLS to them), not
+    // probed in plain RESP here.
+    let mut tls_stores: Vec<String> = Vec::new();
     // Every director, from the state file (empty: ask the director).
     let mut listed_directors = Vec::new();
     let admin = if let Some(admin) = args.admin {
@@ -219,11 +238,18 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
         }
         admin
     } else {
-        let dir = match &args.dir {
-            Some(d) => d.clone(),
-            None => state::read_pointer()?,
-        };
-        let up = UpState::read(&dir)?;
+        let found = state::find(args.dir.as_deref(), "pass --dir or --admin")?;
+        report.note = found.note("pick another with `sticky status --dir DIR` (or `--admin ADDR`)");
+        report.other_clusters = found
+            .others
+            .iter()
+            .map(|o| OtherCluster {
+                dir: o.dir.clone(),
+                up_pid: o.pid,
+                shop: o.shop.clone(),
+            })
+            .collect();
+        let up: UpState = found.state;
         listed_directors.clone_from(&up.directors);
         report.dir = Some(up.dir.clone());
         report.up_pid = Some(up.pid);
@@ -238,6 +264,16 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
         };
         if let Ok(f) = &file {
             store_password.clone_from(&f.session.store_password);
+            tls_stores = f
+                .store
+                .iter()
+                .filter(|s| {
+                    s.url.as_deref().is_some_and(|u| {
+                        u.starts_with("sticky+tls://") || u.starts_with("rediss://")
+                    })
+                })
+                .map(|s| s.name.clone())
+                .collect();
         }
         if !up.running {
             // Stopped by `sticky up` itself: nothing to ask.
@@ -254,8 +290,9 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
             Ok((_, list)) => rows = list.iter().map(Row::from_process).collect(),
             Err(e) => {
                 warnings.push(format!(
-                    "the supervisor (sticky up, pid {}) does not answer: {e:#}",
-                    up.pid
+                    "the supervisor (sticky up, pid {}) does not answer: {}",
+                    up.pid,
+                    crate::values::error_text(&e)
                 ));
                 report.running = pid_alive(up.pid);
                 rows = up.processes.iter().map(Row::from_process).collect();
@@ -285,7 +322,10 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
             if args.admin.is_some() {
                 return Err(e.context("the director's admin listener does not answer"));
             }
-            warnings.push(format!("the director does not answer: {e:#}"));
+            warnings.push(format!(
+                "the director does not answer: {}",
+                crate::values::error_text(&e)
+            ));
             None
         }
     };
@@ -319,7 +359,7 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
             other => {
                 let error = match other {
                     Ok((status, _)) => format!("/api/cluster answered {status}"),
-                    Err(e) => format!("{e:#}"),
+                    Err(e) => crate::values::error_text(&e),
                 };
                 warnings.push(format!("director {name} does not answer: {error}"));
                 let i = match rows
@@ -350,7 +390,7 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
     // the director reports them.
     let probes = rows
         .iter()
-        .filter(|r| r.role == "store" && args.admin.is_none())
+        .filter(|r| r.role == "store" && args.admin.is_none() && !tls_stores.contains(&r.name))
         .filter_map(|r| Some((r.name.clone(), r.addr?)))
         .map(|(name, addr)| {
             let password = store_password.clone();
@@ -633,6 +673,12 @@ fn print_table(report: &Report) {
     }
     for w in &report.warnings {
         println!("warning:    {w}");
+    }
+    if let Some(note) = &report.note {
+        println!();
+        for line in note.lines() {
+            println!("note:       {line}");
+        }
     }
 }
 

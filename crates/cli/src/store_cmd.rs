@@ -21,7 +21,7 @@ pub(crate) struct StoreArgs {
     #[arg(long, env = "STICKY_STORE_NAME")]
     name: Option<String>,
     /// Address to listen on [default: 127.0.0.1:7379].
-    #[arg(long, env = "STICKY_STORE_LISTEN")]
+    #[arg(long, env = "STICKY_STORE_LISTEN", value_parser = crate::values::addr)]
     listen: Option<SocketAddr>,
     /// Password that clients must give with AUTH (prefer --requirepass-file).
     #[arg(long, env = "STICKY_STORE_REQUIREPASS", hide_env_values = true)]
@@ -33,11 +33,12 @@ pub(crate) struct StoreArgs {
     #[arg(long, env = "STICKY_STORE_MAX_MEMORY")]
     max_memory: Option<ByteSize>,
     /// Most client connections at once.
-    #[arg(long, env = "STICKY_STORE_MAX_CLIENTS", default_value_t = 10_000)]
+    #[arg(long, allow_negative_numbers = true, env = "STICKY_STORE_MAX_CLIENTS", default_value_t = 10_000, value_parser = crate::values::whole::<usize>(1, 1 << 20))]
     max_clients: usize,
-    /// Close clients idle for this many seconds (0 = never).
-    #[arg(long, env = "STICKY_STORE_IDLE_TIMEOUT", default_value_t = 300)]
-    idle_timeout: u64,
+    /// Close clients idle this long, e.g. 5m or 300 (a plain number:
+    /// seconds); 0 = never.
+    #[arg(long, env = "STICKY_STORE_IDLE_TIMEOUT", default_value = "5m", value_parser = crate::values::duration_or_secs)]
+    idle_timeout: Duration,
     /// Longest key or value a client may send.
     #[arg(long, env = "STICKY_STORE_MAX_BULK", default_value = "16MiB")]
     max_bulk: ByteSize,
@@ -45,24 +46,26 @@ pub(crate) struct StoreArgs {
     #[arg(long, env = "STICKY_STORE_MAX_QUERY_BUFFER", default_value = "64MiB")]
     max_query_buffer: ByteSize,
     /// Most arguments in one command.
-    #[arg(long, env = "STICKY_STORE_MAX_ARGS", default_value_t = 4096)]
+    #[arg(long, allow_negative_numbers = true, env = "STICKY_STORE_MAX_ARGS", default_value_t = 4096, value_parser = crate::values::whole::<usize>(3, 1 << 20))]
     max_args: usize,
-    /// Seconds a SESS.DEL tombstone lives.
-    #[arg(long, env = "STICKY_STORE_TOMBSTONE_TTL", default_value_t = 60)]
-    tombstone_ttl: u64,
+    /// How long a SESS.DEL tombstone lives, e.g. 1m or 60 (a plain number:
+    /// seconds); at least 1s.
+    #[arg(long, env = "STICKY_STORE_TOMBSTONE_TTL", default_value = "1m", value_parser = crate::values::duration_or_secs)]
+    tombstone_ttl: Duration,
     /// Serve Prometheus metrics on this address (http://ADDR/metrics).
-    #[arg(long, env = "STICKY_STORE_METRICS")]
+    #[arg(long, env = "STICKY_STORE_METRICS", value_parser = crate::values::addr)]
     metrics: Option<SocketAddr>,
     /// Worker threads [default: one fewer than the cores, at least one:
     /// the kernel's network work needs a core too; on two cores, one event
     /// loop, like Redis's].
-    #[arg(long, env = "STICKY_STORE_THREADS")]
+    #[arg(long, allow_negative_numbers = true, env = "STICKY_STORE_THREADS", value_parser = crate::values::whole::<usize>(1, 1024))]
     threads: Option<usize>,
-    /// After each burst of requests, keep polling the sockets this many
-    /// microseconds before sleeping (0: never). Trades CPU for throughput
-    /// on a store with a core to itself; only with `--threads 1`.
-    #[arg(long, env = "STICKY_STORE_BUSY_POLL_US", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
-    busy_poll_us: u64,
+    /// After each burst of requests, keep polling the sockets this long
+    /// before sleeping, e.g. 50us (a plain number: microseconds; 0: never;
+    /// at most 10ms). Trades CPU for throughput on a store with a core to
+    /// itself; only with `--threads 1`.
+    #[arg(long, env = "STICKY_STORE_BUSY_POLL_US", default_value = "0", value_parser = busy_poll)]
+    busy_poll_us: Duration,
     /// Directory for the store's run file, which tells a first start from
     /// a restart: a restarted store may have forgotten copies, takeover
     /// promises and lease records, and says so (`docs/safety.md`, §3).
@@ -87,6 +90,16 @@ pub(crate) struct StoreArgs {
         requires = "tls_cert"
     )]
     tls_key: Option<PathBuf>,
+}
+
+/// `--busy-poll-us`: a duration of at most 10ms (a plain number:
+/// microseconds).
+fn busy_poll(text: &str) -> Result<Duration, String> {
+    let d = crate::values::duration_or_micros(text)?;
+    if d > Duration::from_millis(10) {
+        return Err(format!("{} is too long: at most 10ms", text.trim()));
+    }
+    Ok(d)
 }
 
 /// Whether this start is a restart (the run file in `dir` exists; no
@@ -177,13 +190,13 @@ fn resolve(args: &StoreArgs) -> anyhow::Result<(StoreConfig, Option<SocketAddr>,
         config.max_memory = usize::try_from(max.0).context("--max-memory is too large")?;
     }
     config.max_clients = args.max_clients.clamp(1, 1 << 20);
-    config.idle_timeout = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
+    config.idle_timeout = (!args.idle_timeout.is_zero()).then_some(args.idle_timeout);
     config.limits.max_bulk = usize::try_from(args.max_bulk.0).context("--max-bulk is too large")?;
     config.limits.max_args = args.max_args.clamp(3, 1 << 20);
     config.max_query_buffer =
         usize::try_from(args.max_query_buffer.0).context("--max-query-buffer is too large")?;
-    config.tombstone_ttl = Duration::from_secs(args.tombstone_ttl.max(1));
-    config.busy_poll = (args.busy_poll_us > 0).then(|| Duration::from_micros(args.busy_poll_us));
+    config.tombstone_ttl = args.tombstone_ttl.max(Duration::from_secs(1));
+    config.busy_poll = (!args.busy_poll_us.is_zero()).then_some(args.busy_poll_us);
     if config.busy_poll.is_some() && threads(args) != 1 {
         tracing::warn!("--busy-poll-us applies only with --threads 1; ignored");
     }

@@ -20,14 +20,14 @@ pub(crate) struct WebArgs {
     #[arg(long, env = "STICKY_WEB_NAME")]
     name: String,
     /// Listen here instead of the entry's `listen`.
-    #[arg(long, env = "STICKY_WEB_LISTEN")]
+    #[arg(long, env = "STICKY_WEB_LISTEN", value_parser = crate::values::addr)]
     listen: Option<SocketAddr>,
     /// Worker threads [default: one per core; with --app, one].
-    #[arg(long, env = "STICKY_WEB_THREADS")]
+    #[arg(long, allow_negative_numbers = true, env = "STICKY_WEB_THREADS", value_parser = crate::values::whole::<usize>(1, 1024))]
     threads: Option<usize>,
     /// Serve Prometheus metrics on this address (http://ADDR/metrics, no
     /// credentials), instead of the entry's `metrics` [default: none].
-    #[arg(long, env = "STICKY_WEB_METRICS")]
+    #[arg(long, env = "STICKY_WEB_METRICS", value_parser = crate::values::addr)]
     metrics: Option<SocketAddr>,
     /// Run as a sidecar in front of the app at this address
     /// (`http://127.0.0.1:PORT`) instead of the bundled demo: the app gets
@@ -39,15 +39,16 @@ pub(crate) struct WebArgs {
     /// (repeatable) [default: every path].
     #[arg(long = "session-prefix", value_name = "PATH", requires = "app")]
     session_prefix: Vec<String>,
-    /// With --app: the largest session (its JSON, in bytes) the app may
-    /// set; larger is refused with 413 and nothing is stored. Also capped
-    /// by `[session] max_size`.
-    #[arg(long, value_name = "BYTES", default_value_t = crate::sidecar::DEFAULT_MAX_SESSION, requires = "app")]
+    /// With --app: the largest session (its JSON: bytes, or a size such as
+    /// 64KiB) the app may set; larger is refused with 413 and nothing is
+    /// stored. Also capped by `[session] max_size`.
+    #[arg(long, value_name = "SIZE", default_value_t = crate::sidecar::DEFAULT_MAX_SESSION, value_parser = crate::values::size, requires = "app")]
     app_max_session: usize,
     /// With --app: how long the app may take to send its answer's headers
-    /// (the session stays locked meanwhile), in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 30_000, requires = "app")]
-    app_timeout_ms: u64,
+    /// (the session stays locked meanwhile), e.g. 30s (a plain number:
+    /// milliseconds).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::values::duration_or_millis, requires = "app")]
+    app_timeout_ms: Duration,
 }
 
 /// Builds the library's settings from the cluster file.
@@ -208,7 +209,7 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
                     app: url.clone(),
                     session_prefixes: args.session_prefix.clone(),
                     max_session: args.app_max_session,
-                    app_timeout: Duration::from_millis(args.app_timeout_ms.max(1)),
+                    app_timeout: args.app_timeout_ms.max(Duration::from_millis(1)),
                 },
             )?,
         };

@@ -73,6 +73,7 @@ colour = "blue"
 
 [session]
 lease_ms = "soon"
+async_queue = "many"
 
 [director]
 fall = 0
@@ -105,6 +106,10 @@ url = "rediss://127.0.0.1:7001/#insecure"
     assert!(
         out.contains("expected a whole number"),
         "types in plain words: {out}"
+    );
+    assert!(
+        out.contains("\"soon\" is not a duration") && out.contains("500ms"),
+        "a duration field says what a duration is: {out}"
     );
     let count = out.matches("    fix: ").count();
     assert!(out.contains(&format!("{count} problems")), "{out}");

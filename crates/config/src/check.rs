@@ -363,17 +363,7 @@ fn one_line(message: &str) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.starts_with('^'))
         .collect();
-    let mut text = lines.join("; ");
-    for (rust, plain) in [
-        ("expected u64", "expected a whole number"),
-        ("expected u32", "expected a whole number"),
-        ("expected usize", "expected a whole number"),
-        ("expected u16", "expected a whole number"),
-        ("expected a boolean", "expected true or false"),
-    ] {
-        text = text.replace(rust, plain);
-    }
-    text
+    crate::problem::plain_words(&lines.join("; "))
 }
 
 #[cfg(test)]

@@ -84,8 +84,10 @@ pub struct SessionSection {
     /// Mark the cookie `Secure`. Default false (set it when served over TLS).
     pub cookie_secure: bool,
     /// Seconds without a request after which a session expires. Default 1800.
+    #[serde(deserialize_with = "crate::duration::field::secs")]
     pub idle_timeout_secs: u64,
     /// Seconds after creation after which a session expires. Default 86400.
+    #[serde(deserialize_with = "crate::duration::field::secs")]
     pub absolute_timeout_secs: u64,
     /// Largest serialized session. Default 64KiB.
     pub max_size: ByteSize,
@@ -93,16 +95,20 @@ pub struct SessionSection {
     /// serves from its cache only while a quorum of stores holds it, and
     /// the sessions of a server cut off or paused can be claimed by others
     /// this long after its last renewal (`docs/safety.md` §2). Default 3000.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
     pub lease_ms: u64,
     /// A takeover that has not finished in this time answers 503; stores
     /// keep dead leases and promises twice as long (a `sticky store`'s
     /// `--claim-window` must be at least that). Default 2000.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
     pub claim_timeout_ms: u64,
     /// Per-request timeout towards a store. Default 1000.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
     pub store_timeout_ms: u64,
     /// Async mode: most changes waiting to be copied. Default 10000.
     pub async_queue: usize,
     /// Async mode: largest tolerated replication lag before writes wait. Default 1000.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
     pub async_max_lag_ms: u64,
     /// Most sessions a web server re-copies per second after the set of
     /// live stores changed. Default 20000.
@@ -125,6 +131,7 @@ pub struct SessionSection {
     /// New sessions one client address may create at once. Default 100.
     pub new_sessions_burst: u32,
     /// Seconds a new session lives until its second request. Default 300.
+    #[serde(deserialize_with = "crate::duration::field::secs")]
     pub new_session_ttl_secs: u64,
     /// Addresses or networks (`10.0.0.0/8`) whose `X-Forwarded-For` names
     /// the client. Default loopback, where `sticky up` runs the director.
@@ -170,27 +177,34 @@ pub struct DirectorSection {
     /// Route cookie name. Default `sticky.route`.
     pub route_cookie: String,
     /// Health-check interval in ms. Default 500.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
     pub health_interval_ms: u64,
     /// Health-check timeout in ms. Default 500.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
     pub health_timeout_ms: u64,
     /// Failed checks in a row that mark a server down. Default 2.
     pub fall: u32,
     /// Successful checks in a row that mark a server up. Default 2.
     pub rise: u32,
     /// Time allowed to open a connection to a web server, in ms. Default 1000.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
     pub connect_timeout_ms: u64,
     /// Time allowed for a client to send a complete request head, counted
     /// from the connection's start or the end of the previous response (so
     /// it also bounds keep-alive idle time), in ms. Default 10000.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
     pub header_timeout_ms: u64,
     /// Time allowed for a web server to answer with a response head, in ms.
     /// Default 60000.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
     pub response_timeout_ms: u64,
     /// A client connection (or WebSocket tunnel) with no bytes in either
     /// direction for this long is closed, in ms. Default 120000.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
     pub idle_timeout_ms: u64,
     /// On shutdown, how long in-flight requests may take to finish, in ms.
     /// Default 10000.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
     pub drain_timeout_ms: u64,
     /// Largest request head (request line and headers). At least 8KiB.
     /// Default 32KiB.
@@ -218,6 +232,7 @@ pub struct DirectorSection {
     pub redirect_listen: Option<SocketAddr>,
     /// `Strict-Transport-Security: max-age=` this many seconds on every
     /// HTTPS response; 0 sends no such header. Needs `tls_cert`. Default 0.
+    #[serde(deserialize_with = "crate::duration::field::secs")]
     pub hsts_max_age_secs: u64,
     /// Add `includeSubDomains` to that header. Default false.
     pub hsts_include_subdomains: bool,
@@ -558,7 +573,7 @@ impl ClusterFile {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let file: ClusterFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: crate::problem::toml_error(&e, text),
         })?;
         let invalid = |message: String| ConfigError::Invalid {
             path: path.to_owned(),
@@ -601,7 +616,8 @@ impl ClusterFile {
                 // Never quote the URL: it may carry a password.
                 if !url.contains("://") {
                     return Err(invalid(format!(
-                        "store {}: url must be a URL such as redis://host:port",
+                        "store {}: url must be a URL: sticky://host:port (a sticky store; \
+                         sticky+tls:// when it serves TLS) or redis://host:port (rediss:// over TLS)",
                         s.name
                     )));
                 }

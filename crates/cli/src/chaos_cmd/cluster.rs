@@ -167,6 +167,28 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+/// What `sticky chaos --attach` says it attached to: the `sticky up`,
+/// its state file and control API, and every process.
+fn attached_text(state: &UpState) -> String {
+    let procs: Vec<String> = state
+        .processes
+        .iter()
+        .map(|p| format!("{} ({} {}, pid {})", p.name, p.role, p.addr, p.pid))
+        .collect();
+    format!(
+        "chaos: attached to the sticky up in {} (pid {})\n\
+         chaos:   state file {}, control API {}, shop {}\n\
+         chaos:   {} processes: {}",
+        state.dir.display(),
+        state.pid,
+        state.dir.join(crate::up::state::STATE_FILE).display(),
+        state.supervisor,
+        state.shop,
+        state.processes.len(),
+        procs.join(", ")
+    )
+}
+
 /// The state file, once it shows a cluster whose every process runs.
 /// `sticky up` adds processes to it as they start (stores, web servers,
 /// then the directors), so a state whose every listed process runs may
@@ -252,6 +274,9 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
+        if cluster_up.is_none() {
+            eprintln!("{}", attached_text(&state));
+        }
         let file = sticky_config::ClusterFile::load(&state.config)?;
         let secret = file.secret(&state.config)?;
         let directors: Vec<SocketAddr> = state

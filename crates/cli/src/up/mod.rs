@@ -12,8 +12,9 @@
 //!   dashboard reaches through the director.
 //! - `netns`: `--netns`, every process in its own network namespace, and
 //!   the network faults the control API serves (`sticky chaos --net`).
-//! - `state`: the state file `<dir>/up.json` and the pointer to the latest
-//!   run dir, which `sticky status` reads.
+//! - `state`: the state file `<dir>/up.json`, the pointer to the latest
+//!   run dir and the records of the running clusters, which `sticky
+//!   status`, `sticky bench` and `sticky chaos --attach` read.
 
 mod app;
 mod args;

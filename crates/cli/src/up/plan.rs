@@ -73,6 +73,22 @@ fn store_host_port(url: &str) -> anyhow::Result<SocketAddr> {
     if url.chars().any(char::is_control) {
         bail!("a --store-url holds a control character");
     }
+    if let Some((scheme, _)) = url.split_once("://") {
+        const SCHEMES: [&str; 6] = [
+            "sticky",
+            "sticky+tls",
+            "redis",
+            "rediss",
+            "valkey",
+            "redis+cluster",
+        ];
+        if !SCHEMES.contains(&scheme) {
+            bail!(
+                "a --store-url begins with {scheme:?}://: give HOST:PORT or sticky://HOST:PORT \
+                 (a sticky store), sticky+tls:// (one serving TLS), redis:// or rediss:// (Redis)"
+            );
+        }
+    }
     let (rest, default_port) = match url.split_once("://") {
         Some((_, rest)) => (rest, Some(6379)),
         None => (url, None),
@@ -84,13 +100,74 @@ fn store_host_port(url: &str) -> anyhow::Result<SocketAddr> {
             host_port.to_owned()
         }
         (_, Some(port)) => format!("{host_port}:{port}"),
-        (_, None) => bail!("a --store-url without a scheme must be HOST:PORT"),
+        (_, None) => bail!(
+            "a --store-url without a scheme must be HOST:PORT (a running sticky store); \
+             a password goes in sticky://:PASSWORD@HOST:PORT"
+        ),
     };
     with_port
         .to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
         .with_context(|| format!("cannot resolve the host of --store-url {host_port:?}"))
+}
+
+/// The user name and password of a store URL (`scheme://[user]:pass@...`);
+/// empty ones as `None`.
+fn url_credentials(url: &str) -> (Option<&str>, Option<&str>) {
+    let Some((_, rest)) = url.split_once("://") else {
+        return (None, None);
+    };
+    let rest = rest.split(['/', '?']).next().unwrap_or_default();
+    let Some((userinfo, _)) = rest.rsplit_once('@') else {
+        return (None, None);
+    };
+    let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let some = |s: &str| (!s.is_empty()).then_some(());
+    (some(user).map(|()| user), some(pass).map(|()| pass))
+}
+
+/// `text` with its `%XX` escapes decoded; `None` if they are not valid
+/// escapes of UTF-8 text.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The password the director and `sticky status` look at the
+/// `--store-url` stores with (`[session] store_password`): theirs, when
+/// they all have the same one and no user name. Otherwise none, and a
+/// warning: the web servers use each URL's own, but the director's
+/// health checks, which take one password, will see some stores down.
+fn shared_password(external: &[ExternalStore]) -> Option<String> {
+    let creds: Vec<_> = external.iter().map(|s| url_credentials(&s.url)).collect();
+    let first = creds.first()?.1;
+    if creds
+        .iter()
+        .all(|(user, pass)| user.is_none() && *pass == first)
+    {
+        // As the URL parser takes it: `%40` is `@`.
+        return first.and_then(percent_decode);
+    }
+    eprintln!(
+        "warning: the --store-url stores have different passwords or a user name: \
+         the web servers use each URL's own, but the director's health checks and \
+         `sticky status` use one password ([session] store_password) and may show \
+         some stores as down"
+    );
+    None
 }
 
 /// Fails unless every `--store-url` store answers `PING` within a few
@@ -107,8 +184,20 @@ pub(crate) async fn check_external_stores(plan: &Plan) -> anyhow::Result<()> {
         let client = StoreClient::new(&s.url, options.clone())
             .with_context(|| format!("store {}: bad --store-url", s.name))?;
         if let Err(e) = client.ping().await {
+            let text = e.to_string();
+            let text = text.trim_end_matches('.');
+            let hint = if text.contains("certificate") {
+                "give --store-tls-ca FILE, the CA that signed its certificate"
+            } else if text.contains("NOAUTH") {
+                "give its password in the URL (sticky://:PASSWORD@HOST:PORT, \
+                 redis://:PASSWORD@HOST:PORT)"
+            } else if text.to_ascii_lowercase().contains("authentication") {
+                "check the password (and user name) in the URL"
+            } else {
+                "is it running?"
+            };
             bail!(
-                "store {} ({}) does not answer PING: {e}; is it running?",
+                "store {} ({}) does not answer PING: {text}; {hint}",
                 s.name,
                 client.addr()
             );
@@ -194,7 +283,13 @@ impl Plan {
             external.push(ExternalStore {
                 name: format!("s{}", i + 1),
                 listen: store_host_port(url)?,
-                url: url.clone(),
+                // The cluster file's `url` is a URL: `HOST:PORT` is a
+                // `sticky store`'s.
+                url: if url.contains("://") {
+                    url.clone()
+                } else {
+                    format!("sticky://{}", url.trim())
+                },
             });
         }
         if external.is_empty() {
@@ -249,15 +344,31 @@ impl Plan {
             }
             _ => None,
         };
+        let store_password = if external.is_empty() {
+            Some(hex::encode(store_password))
+        } else {
+            shared_password(&external)
+        };
+        let store_tls_ca = match &a.store_tls_ca {
+            Some(ca) => {
+                let ca = std::path::absolute(ca)
+                    .with_context(|| format!("cannot resolve {}", ca.display()))?;
+                if let Err(e) = std::fs::metadata(&ca) {
+                    bail!("cannot read --store-tls-ca {}: {e}", ca.display());
+                }
+                Some(ca)
+            }
+            None => None,
+        };
         Ok(Self {
             tls,
-            store_tls_ca: None,
+            store_tls_ca,
             members,
             external,
             admin,
             supervisor,
             secret: hex::encode(secret),
-            store_password: Some(hex::encode(store_password)),
+            store_password,
             replicas: a.replicas,
             mode: a.mode,
             app: None,
@@ -406,12 +517,21 @@ impl Plan {
             "# Written by `sticky up`.\nsecret = \"{}\"\nreplicas = {}\nmode = \"{}\"\n",
             self.secret, self.replicas, self.mode
         );
-        let started_stores = self.members.iter().any(|m| m.role == Role::Store);
-        let password = self.store_password.as_deref().filter(|_| started_stores);
-        if password.is_some() || self.tls.is_some() {
+        // Generated for the stores `up` starts; with `--store-url`, the
+        // stores' own when they share one (`shared_password`).
+        let password = self.store_password.as_deref();
+        if password.is_some() || self.tls.is_some() || self.store_tls_ca.is_some() {
             let _ = writeln!(t, "[session]");
             if let Some(p) = password {
                 let _ = writeln!(t, "store_password = \"{p}\"");
+            }
+            if let Some(ca) = &self.store_tls_ca {
+                // Debug quoting: a TOML basic string (see below).
+                let _ = writeln!(
+                    t,
+                    "# Whom the TLS stores are verified against.\nstore_tls_ca = {:?}",
+                    ca.display().to_string()
+                );
             }
             if self.tls.is_some() {
                 let _ = writeln!(t, "# The shop is served over HTTPS.\ncookie_secure = true");
@@ -540,23 +660,51 @@ mod tests {
             admin: "127.0.0.1:1".parse().unwrap(),
             supervisor: "127.0.0.1:2".parse().unwrap(),
             secret: "x".repeat(64),
-            store_password: Some("generated".into()),
+            store_password: shared_password(&[ExternalStore {
+                name: "s1".into(),
+                listen: "127.0.0.1:6390".parse().unwrap(),
+                url: "redis://u:p\"w@127.0.0.1:6390".into(),
+            }]),
             replicas: 1,
             mode: Mode::Sync,
             app: None,
             tls: None,
             store_tls_ca: None,
         };
+        assert_eq!(plan.store_password, None, "a user name: no shared password");
         let text = plan.toml();
-        assert!(
-            !text.contains("generated"),
-            "no store password for stores `sticky up` does not start"
-        );
         let file = sticky_config::ClusterFile::parse(&text, Path::new("c.toml")).unwrap();
         assert_eq!(file.store.len(), 1);
         assert_eq!(file.store[0].client_addr(), "redis://u:p\"w@127.0.0.1:6390");
         assert_eq!(file.store[0].listen.port(), 6390);
         assert!(!format!("{:?}", plan.external).contains("p\\\"w"));
+    }
+
+    #[test]
+    fn store_urls_sharing_a_password_give_it_to_the_director() {
+        let ext = |urls: &[&str]| -> Vec<ExternalStore> {
+            urls.iter()
+                .map(|u| ExternalStore {
+                    name: "s".into(),
+                    listen: "127.0.0.1:1".parse().unwrap(),
+                    url: (*u).into(),
+                })
+                .collect()
+        };
+        assert_eq!(url_credentials("sticky://:pw@h:1"), (None, Some("pw")));
+        assert_eq!(
+            url_credentials("redis://u:p@w@h:1/?x=1"),
+            (Some("u"), Some("p@w"))
+        );
+        assert_eq!(url_credentials("sticky://h:1"), (None, None));
+        let same = ext(&["sticky://:pw@127.0.0.1:1", "redis://:pw@127.0.0.1:2"]);
+        assert_eq!(shared_password(&same).as_deref(), Some("pw"));
+        let escaped = ext(&["sticky://:p%40ss%2Fw@127.0.0.1:1"]);
+        assert_eq!(shared_password(&escaped).as_deref(), Some("p@ss/w"));
+        assert_eq!(percent_decode("a%zz"), None);
+        assert_eq!(shared_password(&ext(&["sticky://127.0.0.1:1"])), None);
+        let differ = ext(&["sticky://:a@127.0.0.1:1", "sticky://:b@127.0.0.1:2"]);
+        assert_eq!(shared_password(&differ), None);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! What `sticky up` tells other commands about the cluster it runs: the
 //! state file `<run dir>/up.json` (rewritten whenever a process starts,
-//! restarts or stops), the pointer to the latest run dir, and the process
-//! records its control API answers with. `sticky status` reads them.
+//! restarts or stops), the pointer to the latest run dir, a record per
+//! running `sticky up` (`running/<pid>`), and the process records its
+//! control API answers with. [`find`] picks the cluster `sticky status`,
+//! `sticky bench` and `sticky chaos --attach` look at, and knows when
+//! several run.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -159,15 +162,170 @@ pub(crate) fn write_pointer(dir: &Path) {
 
 /// The run dir [`pointer_path`] names.
 pub(crate) fn read_pointer() -> anyhow::Result<PathBuf> {
-    let path =
-        pointer_path().context("neither XDG_RUNTIME_DIR nor HOME is set: pass --dir or --admin")?;
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "no `sticky up` recorded in {} (start one, or pass --dir or --admin)",
-            path.display()
-        )
-    })?;
+    let path = pointer_path().context("neither XDG_RUNTIME_DIR nor HOME is set")?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!("no `sticky up` recorded in {}", path.display())
+        }
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    };
     let dir = text.trim();
     anyhow::ensure!(!dir.is_empty(), "{} is empty", path.display());
     Ok(PathBuf::from(dir))
+}
+
+/// Where each running `sticky up` leaves a record (a file named after its
+/// PID holding its run dir), next to [`pointer_path`]: `sticky status`,
+/// `sticky bench` and `sticky chaos --attach` see from it when several
+/// clusters run.
+fn running_dir() -> Option<PathBuf> {
+    Some(pointer_path()?.parent()?.join("running"))
+}
+
+/// Records this process's cluster in [`running_dir`] (and points
+/// [`pointer_path`] at it). Failing to is not fatal.
+pub(crate) fn register(dir: &Path) {
+    write_pointer(dir);
+    let Some(running) = running_dir() else {
+        return;
+    };
+    let path = running.join(std::process::id().to_string());
+    let result = std::fs::create_dir_all(&running)
+        .and_then(|()| std::fs::write(&path, format!("{}\n", dir.display())));
+    if let Err(e) = result {
+        tracing::warn!(file = %path.display(), error = %e, "cannot record the running cluster");
+    }
+}
+
+/// Removes this process's record from [`running_dir`].
+pub(crate) fn unregister() {
+    if let Some(running) = running_dir() {
+        let _ = std::fs::remove_file(running.join(std::process::id().to_string()));
+    }
+}
+
+/// Whether process `pid` exists.
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    i32::try_from(pid)
+        .is_ok_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
+}
+
+/// The clusters running now, per [`running_dir`]: each record whose
+/// `sticky up` lives and whose state file says it runs, the latest
+/// started first. Records of `sticky up`s that are gone are removed.
+pub(crate) fn running() -> Vec<UpState> {
+    let Some(running) = running_dir() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&running) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(std::time::SystemTime, UpState)> = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let state = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| UpState::read(Path::new(text.trim())).ok())
+            .filter(|s| s.pid == pid && s.running && pid_alive(pid));
+        match state {
+            Some(s) => {
+                let when = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+                found.push((when, s));
+            }
+            None if !pid_alive(pid) => {
+                let _ = std::fs::remove_file(&path);
+            }
+            None => {}
+        }
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.pid.cmp(&a.1.pid)));
+    found.into_iter().map(|(_, s)| s).collect()
+}
+
+/// The `sticky up` a command looks at, and the others running.
+#[derive(Debug)]
+pub(crate) struct Found {
+    /// Its state file.
+    pub(crate) state: UpState,
+    /// The other clusters running now (empty when `--dir` chose).
+    pub(crate) others: Vec<UpState>,
+}
+
+impl Found {
+    /// What to tell the user when several clusters run: which one this
+    /// is, the others, and `pick` (how to pick another).
+    pub(crate) fn note(&self, pick: &str) -> Option<String> {
+        if self.others.is_empty() {
+            return None;
+        }
+        let mut text = format!(
+            "{} clusters are running; this is the latest started: sticky up pid {}, run dir {}.",
+            self.others.len() + 1,
+            self.state.pid,
+            self.state.dir.display()
+        );
+        for o in &self.others {
+            text.push_str(&format!(
+                "\nalso running: sticky up pid {}, shop {}, run dir {}",
+                o.pid,
+                o.shop,
+                o.dir.display()
+            ));
+        }
+        text.push('\n');
+        text.push_str(pick);
+        Some(text)
+    }
+}
+
+/// The `sticky up` to look at: the one whose run dir is `dir`, else the
+/// latest started of those running (the pointer's, if it runs), else the
+/// one the pointer names (maybe stopped). `sticky status`, `sticky bench`
+/// and `sticky chaos --attach` all find it here; `pick` ends the message
+/// when none is found (how to name one: `pass --dir DIR`).
+pub(crate) fn find(dir: Option<&Path>, pick: &str) -> anyhow::Result<Found> {
+    find_any(dir).map_err(|e| match dir {
+        Some(_) => e,
+        None => anyhow::anyhow!("{}; start one, or {pick}", crate::values::error_text(&e)),
+    })
+}
+
+fn find_any(dir: Option<&Path>) -> anyhow::Result<Found> {
+    if let Some(dir) = dir {
+        return Ok(Found {
+            state: UpState::read(dir)?,
+            others: Vec::new(),
+        });
+    }
+    let mut running = running();
+    let pointer = read_pointer();
+    let chosen = match &pointer {
+        Ok(p) => running.iter().position(|s| &s.dir == p),
+        Err(_) => None,
+    }
+    .or((!running.is_empty()).then_some(0));
+    match chosen {
+        Some(i) => {
+            let state = running.remove(i);
+            Ok(Found {
+                state,
+                others: running,
+            })
+        }
+        None => Ok(Found {
+            state: UpState::read(&pointer?)?,
+            others: Vec::new(),
+        }),
+    }
 }

@@ -500,7 +500,7 @@ impl Supervisor {
                     &p.log,
                     netns.as_deref(),
                 )
-                .map_err(|e| ControlError::Failed(format!("{e:#}")))?;
+                .map_err(|e| ControlError::Failed(crate::values::error_text(&e)))?;
                 p.pid = child
                     .id()
                     .ok_or_else(|| ControlError::Failed(format!("{name} exited at once")))?;
@@ -696,7 +696,7 @@ pub(crate) async fn supervise(
             }
             sup.save(true);
             if role == Role::Store {
-                state::write_pointer(&sup.dir);
+                state::register(&sup.dir);
             }
             sup.wait_healthy(first).await?;
         }
@@ -710,6 +710,7 @@ pub(crate) async fn supervise(
         api.abort();
         sup.stop_all().await;
         sup.save(false);
+        state::unregister();
         return Err(e);
     }
     sup.save(true);
@@ -733,6 +734,7 @@ pub(crate) async fn supervise(
     api.abort();
     sup.stop_all().await;
     sup.save(false);
+    state::unregister();
     eprintln!("stopped.");
     Ok(())
 }
