@@ -49,6 +49,10 @@
 #                     1 of that language; a number = that rate; 0 skips it
 #   THREADS=1         worker threads of the sidecar (`sticky web --threads`;
 #                     1 is its default with --app)
+#   APP_SOCKET=1      the sidecar reaches its app on a Unix socket (`--app
+#                     unix:PATH`, the app started with SOCKET=PATH); 0: by
+#                     loopback TCP. The peer apps serve the load generator,
+#                     so they stay on TCP.
 #   STORE_THREADS=1   worker threads of each `sticky store`
 #   MODE=sync         replication mode of the Sticky side (sync or async)
 #   REPLICAS=2        stores per session on the Sticky side (1 or 2)
@@ -68,6 +72,7 @@ DURATION=${DURATION:-20s}
 WARMUP=${WARMUP:-3s}
 RATE=${RATE:-auto}
 THREADS=${THREADS:-1}
+APP_SOCKET=${APP_SOCKET:-1}
 STORE_THREADS=${STORE_THREADS:-1}
 MODE=${MODE:-sync}
 REPLICAS=${REPLICAS:-2}
@@ -290,15 +295,23 @@ EOF
         sc_pids+=" $!"
         wait_for "$lang-$s" $! redis_ping "${!port_var}"
     done
+    local app_env=(PORT="$p_app") app_url=http://127.0.0.1:$p_app
+    if [[ $APP_SOCKET == 1 ]]; then
+        app_env=(SOCKET="$work/$lang-app.sock")
+        app_url=unix:$work/$lang-app.sock
+    fi
     if [[ $lang == python ]]; then
-        PORT=$p_app "$py" examples/python/app.py >"$work/$lang-app.log" 2>&1 &
+        env "${app_env[@]}" "$py" examples/python/app.py >"$work/$lang-app.log" 2>&1 &
     else
-        PORT=$p_app node examples/node/app.js >"$work/$lang-app.log" 2>&1 &
+        env "${app_env[@]}" node examples/node/app.js >"$work/$lang-app.log" 2>&1 &
     fi
     app_pid=$!
     pids+=("$app_pid")
+    if [[ $APP_SOCKET == 1 ]]; then
+        for _ in $(seq 1 100); do [[ -S $work/$lang-app.sock ]] && break; sleep 0.1; done
+    fi
     STICKY_LOG=warn "$sticky_bin" web --config "$work/$lang-cluster.toml" --name ws1 --threads "$THREADS" \
-        --app "http://127.0.0.1:$p_app" --session-prefix /api/ >"$work/$lang-web.log" 2>&1 &
+        --app "$app_url" --session-prefix /api/ >"$work/$lang-web.log" 2>&1 &
     pids+=($!)
     sc_pids="$app_pid $! $sc_pids"
     wait_for "$lang-web" $! http_ok "$p_web"
@@ -338,7 +351,7 @@ console.log(`Node ${process.version}, Express ${v("express")}, express-session $
     echo "# Sidecar vs Redis-backed sessions (issue 17)"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S') UTC; host: $(uname -sr), $(nproc) CPUs, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "- sticky: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $(git status --porcelain 2>/dev/null) ]] && echo ' (dirty tree)'); sidecar side: the example app + \`sticky web --app --threads $THREADS --session-prefix /api/\` + 3 \`sticky store --threads $STORE_THREADS\`, $MODE mode, R=$REPLICAS"
+    echo "- sticky: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $(git status --porcelain 2>/dev/null) ]] && echo ' (dirty tree)'); sidecar side: the example app + \`sticky web --app --threads $THREADS --session-prefix /api/\`, the app on $( [[ $APP_SOCKET == 1 ]] && echo "a Unix socket" || echo "loopback TCP") + 3 \`sticky store --threads $STORE_THREADS\`, $MODE mode, R=$REPLICAS"
     echo "- peer side: the same API on the ecosystem's Redis-backed sessions + $(redis-server --version | sed -E 's/.*v=([^ ]+).*/redis-server \1/') (--save '' --appendonly no)"
     [[ " $LANGS " == *" python "* ]] && echo "- python: $py_version; both apps on Waitress, 8 threads"
     [[ " $LANGS " == *" node "* ]] && echo "- node: $node_version; both apps on node's http, one process"

@@ -1,6 +1,7 @@
 // The demo shop's JSON API (as crates/cli/src/demo) in Express, behind
 // Sticky's sidecar: `PORT=3000 node app.js`, then
-// `sticky web --config cluster.toml --name ws1 --app http://127.0.0.1:3000`.
+// `sticky web --config cluster.toml --name ws1 --app http://127.0.0.1:3000`
+// (or `SOCKET=/run/shop.sock node app.js` and `--app unix:/run/shop.sock`).
 "use strict";
 
 const fs = require("fs");
@@ -97,7 +98,13 @@ app.post("/api/logout", (req, res) => {
 // largest session (32 KiB of JSON, ~43 KiB in base64url): raise it.
 const server = http.createServer({ maxHeaderSize: 64 * 1024 }, app);
 server.keepAliveTimeout = 65 * 1000;
-server.listen(Number(process.env.PORT || 3000), "127.0.0.1");
+if (process.env.SOCKET) {
+  // A Unix socket (`sticky web --app unix:$SOCKET`): cheaper than TCP.
+  try { fs.unlinkSync(process.env.SOCKET); } catch (e) { if (e.code !== "ENOENT") throw e; }
+  server.listen(process.env.SOCKET);
+} else {
+  server.listen(Number(process.env.PORT || 3000), "127.0.0.1");
+}
 // End with the process that started the app (`sticky up`, a test), even
 // if it was killed with SIGKILL.
 const parent = process.ppid;

@@ -1,6 +1,7 @@
 """The demo shop's JSON API (as crates/cli/src/demo) in Flask, behind
 Sticky's sidecar: `PORT=3000 python3 app.py`, then
-`sticky web --config cluster.toml --name ws1 --app http://127.0.0.1:3000`."""
+`sticky web --config cluster.toml --name ws1 --app http://127.0.0.1:3000`
+(or `SOCKET=/run/shop.sock python3 app.py` and `--app unix:/run/shop.sock`)."""
 
 import os
 import threading
@@ -142,4 +143,9 @@ if __name__ == "__main__":
         # Flask's own server closes every connection after one answer.
         app.run(host="127.0.0.1", port=port, threaded=True)
     else:
-        serve(app, host="127.0.0.1", port=port, threads=8, ident=None, _quiet=True)
+        socket_path = os.environ.get("SOCKET")
+        if socket_path:
+            # A Unix socket (`sticky web --app unix:$SOCKET`): cheaper than TCP.
+            serve(app, unix_socket=socket_path, unix_socket_perms="600", threads=8, ident=None, _quiet=True)
+        else:
+            serve(app, host="127.0.0.1", port=port, threads=8, ident=None, _quiet=True)

@@ -33,7 +33,6 @@ use axum::Router;
 use base64::Engine;
 use http::header::{HeaderName, CONNECTION, CONTENT_TYPE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value};
@@ -83,23 +82,55 @@ pub(crate) struct SidecarConfig {
     pub(crate) app_timeout: Duration,
 }
 
+mod app_conn;
+
+use app_conn::AppConnector;
+
 struct Sidecar {
-    client: Client<HttpConnector, Body>,
-    /// `http://host:port`, no trailing slash.
+    client: Client<AppConnector, Body>,
+    /// `http://host:port` (for a Unix socket `http://localhost`), no
+    /// trailing slash: what request targets are built on.
     base: String,
+    /// The app's address as given, for logs and answers.
+    shown: String,
     server: HeaderValue,
     prefixes: Vec<String>,
     max_session: usize,
     timeout: Duration,
 }
 
-/// Checks `--app`: an `http://` URL with a host and port and no path.
-pub(crate) fn app_base(url: &str) -> anyhow::Result<String> {
+/// Where the app listens (`--app`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AppAddr {
+    /// `http://HOST:PORT`: the base URL, no trailing slash.
+    Tcp(String),
+    /// `unix:/PATH`: a Unix socket.
+    Unix(std::path::PathBuf),
+}
+
+/// Checks `--app`: an `http://` URL with a host and port and no path, or
+/// `unix:` and the absolute path of a Unix socket.
+pub(crate) fn app_addr(url: &str) -> anyhow::Result<AppAddr> {
+    if let Some(path) = url.strip_prefix("unix:") {
+        // `unix:/run/app.sock` and `unix:///run/app.sock` alike.
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if !path.starts_with('/') {
+            bail!("--app {url:?}: give the socket's absolute path, as unix:/run/app.sock");
+        }
+        return Ok(AppAddr::Unix(path.into()));
+    }
+    app_base(url).map(AppAddr::Tcp)
+}
+
+/// Checks an `http://` `--app`: a host and port and no path.
+fn app_base(url: &str) -> anyhow::Result<String> {
     let uri: Uri = url
         .parse()
         .with_context(|| format!("--app {url:?} is not a URL"))?;
     if uri.scheme_str() != Some("http") {
-        bail!("--app {url:?}: only http:// is supported (the app runs on the same machine)");
+        bail!(
+            "--app {url:?}: give http://HOST:PORT or unix:/PATH (the app runs on the same machine)"
+        );
     }
     let Some(authority) = uri.authority() else {
         bail!("--app {url:?} names no host");
@@ -113,12 +144,12 @@ pub(crate) fn app_base(url: &str) -> anyhow::Result<String> {
 /// The routes of a sidecar web server: every request goes to the app,
 /// those under the session prefixes through the [`SessionLayer`].
 pub(crate) fn routes(manager: &SessionManager, config: SidecarConfig) -> anyhow::Result<Router> {
-    let base = app_base(&config.app)?;
+    let (base, connector) = match app_addr(&config.app)? {
+        AppAddr::Tcp(base) => (base, AppConnector::new(None)),
+        AppAddr::Unix(path) => ("http://localhost".to_owned(), AppConnector::new(Some(path))),
+    };
     let library_max = manager.config().max_size;
     let max_session = config.max_session.min(library_max).max(2);
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         // Room for the largest session the app may set, base64url-encoded,
@@ -130,6 +161,7 @@ pub(crate) fn routes(manager: &SessionManager, config: SidecarConfig) -> anyhow:
     let sidecar = Arc::new(Sidecar {
         client,
         base,
+        shown: config.app.clone(),
         server,
         prefixes: config.session_prefixes,
         max_session,
@@ -324,17 +356,17 @@ impl Sidecar {
 
         let answer = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => {
-                tracing::warn!(app = %self.base, timeout = ?self.timeout, "the app did not answer in time");
+                tracing::warn!(app = %self.shown, timeout = ?self.timeout, "the app did not answer in time");
                 return refuse(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!("the app did not answer within {:?}", self.timeout),
                 );
             }
             Ok(Err(e)) => {
-                tracing::warn!(app = %self.base, error = %e, "the app is not answering");
+                tracing::warn!(app = %self.shown, error = %e, "the app is not answering");
                 return refuse(
                     StatusCode::BAD_GATEWAY,
-                    &format!("the app at {} is not answering", self.base),
+                    &format!("the app at {} is not answering", self.shown),
                 );
             }
             Ok(Ok(a)) => a,
@@ -354,14 +386,14 @@ impl Sidecar {
             match tokio::time::timeout(self.timeout, http_body_util::BodyExt::collect(body)).await {
                 Ok(Ok(whole)) => Body::from(whole.to_bytes()),
                 Ok(Err(e)) => {
-                    tracing::warn!(app = %self.base, error = %e, "the app's answer broke off");
+                    tracing::warn!(app = %self.shown, error = %e, "the app's answer broke off");
                     return refuse(
                         StatusCode::BAD_GATEWAY,
                         "the app's answer broke off; nothing was stored",
                     );
                 }
                 Err(_) => {
-                    tracing::warn!(app = %self.base, timeout = ?self.timeout, "the app did not finish its answer in time");
+                    tracing::warn!(app = %self.shown, timeout = ?self.timeout, "the app did not finish its answer in time");
                     return refuse(
                         StatusCode::GATEWAY_TIMEOUT,
                         &format!(
@@ -386,7 +418,7 @@ impl Sidecar {
                 );
             }
             Err(Bad::Invalid(msg)) => {
-                tracing::warn!(app = %self.base, "{msg}");
+                tracing::warn!(app = %self.shown, "{msg}");
                 return refuse(
                     StatusCode::BAD_GATEWAY,
                     &format!("{msg}; nothing was stored"),
@@ -397,7 +429,7 @@ impl Sidecar {
         strip_hop_by_hop(&mut parts.headers);
         match &session {
             None if changes.data.is_some() || changes.action.is_some() => {
-                tracing::warn!(app = %self.base, "the app changed a session on a path outside --session-prefix");
+                tracing::warn!(app = %self.shown, "the app changed a session on a path outside --session-prefix");
                 return refuse(
                     StatusCode::BAD_GATEWAY,
                     "the app changed a session on a path that has none (see --session-prefix); nothing was stored",
@@ -443,6 +475,18 @@ mod tests {
         assert!(app_base("https://127.0.0.1:3000").is_err());
         assert!(app_base("http://127.0.0.1:3000/app").is_err());
         assert!(app_base("127.0.0.1:3000").is_err());
+        assert_eq!(
+            app_addr("http://127.0.0.1:3000").unwrap(),
+            AppAddr::Tcp("http://127.0.0.1:3000".into())
+        );
+        for unix in ["unix:/run/app.sock", "unix:///run/app.sock"] {
+            assert_eq!(
+                app_addr(unix).unwrap(),
+                AppAddr::Unix("/run/app.sock".into())
+            );
+        }
+        assert!(app_addr("unix:app.sock").is_err(), "a relative path");
+        assert!(app_addr("unix:").is_err());
     }
 
     #[test]
@@ -462,8 +506,9 @@ mod tests {
 
     fn sidecar(max_session: usize) -> Sidecar {
         Sidecar {
-            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            client: Client::builder(TokioExecutor::new()).build(AppConnector::new(None)),
             base: "http://127.0.0.1:1".into(),
+            shown: "http://127.0.0.1:1".into(),
             server: HeaderValue::from_static("ws1"),
             prefixes: vec!["/api/".into()],
             max_session,

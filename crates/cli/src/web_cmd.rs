@@ -30,7 +30,8 @@ pub(crate) struct WebArgs {
     #[arg(long, env = "STICKY_WEB_METRICS", value_parser = crate::values::addr)]
     metrics: Option<SocketAddr>,
     /// Run as a sidecar in front of the app at this address
-    /// (`http://127.0.0.1:PORT`) instead of the bundled demo: the app gets
+    /// (`http://127.0.0.1:PORT`, or a Unix socket: `unix:/PATH`) instead of
+    /// the bundled demo: the app gets
     /// each request's session in a header and changes it in its answer's
     /// headers (docs/sidecar.md).
     #[arg(long, value_name = "URL")]
@@ -165,7 +166,7 @@ async fn serve_metrics(
 /// Runs the demo web server until SIGINT or SIGTERM.
 pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.app {
-        crate::sidecar::app_base(url)?;
+        crate::sidecar::app_addr(url)?;
     }
     let file = ClusterFile::load(&args.config)?;
     let config = session_config(&file, &args.config, &args.name)?;

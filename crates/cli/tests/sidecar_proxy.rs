@@ -375,3 +375,68 @@ fn an_answer_written_in_two_parts_is_not_held_back_by_nagle() {
         took[took.len() / 2]
     );
 }
+
+/// `--app unix:PATH`: the sidecar reaches an app listening on a Unix
+/// socket, passes it the session and stores its change.
+#[test]
+fn an_app_on_a_unix_socket_gets_its_session_and_changes_it() {
+    use std::os::unix::net::UnixListener;
+    let dir = sticky_test_support::temp_dir("sidecar-unix");
+    let path = dir.join("app.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let seen = seen2.clone();
+            std::thread::spawn(move || {
+                conn.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let session = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("sticky-session: "))
+                    .unwrap_or_default()
+                    .to_owned();
+                seen.lock().unwrap().push(session);
+                let set = b64(r#"{"counter":5}"#);
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\
+                     sticky-session-set: {set}\r\n\r\nok"
+                );
+                let _ = conn.write_all(answer.as_bytes());
+            });
+        }
+    });
+    let stores: Vec<StoreProcess> = (0..2).map(|_| StoreProcess::start(STICKY, &[])).collect();
+    let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
+    let config = ClusterConfig::new(&addrs, &["ws1"]).replicas(2).write();
+    let app = format!("unix:{}", path.display());
+    let web = WebProcess::start_with(STICKY, config.path(), "ws1", &["--app", &app]);
+
+    let r = http_request(web.addr(), "GET", "/x", &[], None).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{r:?}");
+    let value = r
+        .set_cookie("sticky.sid")
+        .flatten()
+        .expect("a session cookie");
+    let id = value.split('.').next().unwrap().to_owned();
+    for store in &stores {
+        let copy = sess_get(store.addr(), &id).expect("the app's change, stored");
+        assert_eq!(copy.counter(), 5);
+    }
+    let cookie = format!("sticky.sid={value}");
+    let r = http_request(web.addr(), "GET", "/y", &[("Cookie", &cookie)], None).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[1], b64(r#"{"counter":5}"#).to_ascii_lowercase());
+}
