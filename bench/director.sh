@@ -21,6 +21,8 @@
 #                     get the same certificate (ECDSA P-256, made here by
 #                     openssl), TLS 1.3, ALPN h2 and http/1.1; both speak
 #                     HTTP/1.1 to the backends.
+#   H2_STREAMS=1      HTTP/2 streams each h2load connection keeps in flight
+#                     (-m); 1 matches wrk's one request per connection
 #   SKIP_BUILD=1      use the existing release binaries
 #
 # The backends are the stand-in web servers of the director's integration
@@ -46,6 +48,7 @@ WRK_THREADS=${WRK_THREADS:-2}
 THREADS=${THREADS:-"1 2"}
 ROUNDS=${ROUNDS:-3}
 PROTOCOLS=${PROTOCOLS:-"http https h2"}
+H2_STREAMS=${H2_STREAMS:-1}
 SKIP_BUILD=${SKIP_BUILD:-}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -293,22 +296,22 @@ EOF
 
 # The same over HTTP/2, with h2load: three h2load processes, one per route
 # cookie (h2load sends one header set), each with a third of the
-# connections and one stream in flight per connection (as wrk's one request
-# per connection); the rate is their sum, the percentiles those of every
+# connections and H2_STREAMS streams in flight per connection (1: as wrk's
+# one request per connection); the rate is their sum, the percentiles those of every
 # request in their per-request logs.
 measure_h2() {
     local url=$1 pid=$2 before after n c=$((CONNECTIONS / 3))
     local cookies=("$cookie1; SRV=ws1" "$cookie2; SRV=ws2" "$cookie3; SRV=ws3") pids=()
     if (( WARMUP > 0 )); then
         for n in 0 1 2; do
-            h2load -c"$c" -t1 -m1 -D"$WARMUP" -H "cookie: sticky.route=${cookies[$n]}" "$url" >/dev/null 2>&1 &
+            h2load -c"$c" -t1 -m"$H2_STREAMS" -D"$WARMUP" -H "cookie: sticky.route=${cookies[$n]}" "$url" >/dev/null 2>&1 &
             pids+=($!)
         done
         wait "${pids[@]}"; pids=()
     fi
     before=$(cpu_ticks "$pid")
     for n in 0 1 2; do
-        h2load -c"$c" -t1 -m1 -D"$DURATION" -H "cookie: sticky.route=${cookies[$n]}" \
+        h2load -c"$c" -t1 -m"$H2_STREAMS" -D"$DURATION" -H "cookie: sticky.route=${cookies[$n]}" \
             --log-file="$work/h2-$n.log" "$url" >"$work/h2-$n.out" 2>&1 &
         pids+=($!)
     done
@@ -428,7 +431,7 @@ PYEOF
 {
     echo "## Director vs HAProxy — $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "\`DURATION=$DURATION ROUNDS=$ROUNDS PROTOCOLS=\"$PROTOCOLS\" bash bench/director.sh\`: wrk -t$WRK_THREADS -c$CONNECTIONS (h2load: 3 x -c$((CONNECTIONS / 3)) -m1), keep-alive,"
+    echo "\`DURATION=$DURATION ROUNDS=$ROUNDS PROTOCOLS=\"$PROTOCOLS\" bash bench/director.sh\`: wrk -t$WRK_THREADS -c$CONNECTIONS (h2load: 3 x -c$((CONNECTIONS / 3)) -m$H2_STREAMS), keep-alive,"
     echo "every request with a valid sticky cookie, rotating over 3 backends; $(nproc) cores shared by"
     echo "wrk, the proxy and the backends. $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $("$sticky_bin" --version)."
     echo "Medians of $ROUNDS runs of ${DURATION}s each (after ${WARMUP}s of warm-up), the two proxies alternating."
