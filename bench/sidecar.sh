@@ -178,28 +178,8 @@ wait_for() { # name pid command...
 redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]; }
 http_ok() { curl -sf -o /dev/null "http://127.0.0.1:$1/api/counter"; }
 
-# The CPU sampler: every 50 ms, one line "unix_time ticks_pid1 ticks_pid2 ..."
-# (utime + stime of each process, its threads included, plus its children's
-# processes if it has any), until killed.
-cat >"$work/sampler.py" <<'EOF'
-import sys, time
-pids = sys.argv[1:]
-def ticks(pid):
-    total = 0
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-        total = int(rest[11]) + int(rest[12])
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            for child in f.read().split():
-                total += ticks(child)
-    except (OSError, IndexError, ValueError):
-        pass
-    return total
-while True:
-    print(f"{time.time():.3f}", *[ticks(p) for p in pids], flush=True)
-    time.sleep(0.05)
-EOF
+# The CPU sampler (bench/lib/cpu_sampler.py): a line of CPU ticks per
+# process every 50 ms.
 clk_tck=$(getconf CLK_TCK)
 
 bench_args=(--users "$USERS" --write-ratio "$WRITE_RATIO" --session-bytes "$SESSION_BYTES"
@@ -220,7 +200,7 @@ measure() {
     [[ $kind == rate ]] && extra=(--rate "$rate")
     log "$lang/$side, $kind (round $round): sticky bench --url http://127.0.0.1:$port ${bench_args[*]} ${extra[*]}"
     # shellcheck disable=SC2086 # the PIDs are words
-    python3 "$work/sampler.py" $pidlist >"$work/samples" &
+    python3 bench/lib/cpu_sampler.py $pidlist >"$work/samples" &
     sampler=$!
     "$sticky_bin" bench --url "http://127.0.0.1:$port" "${bench_args[@]}" "${extra[@]}" --json "$out" >&2
     t_end=$(python3 -c 'import time; print(f"{time.time():.3f}")')

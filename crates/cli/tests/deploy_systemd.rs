@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sticky_test_support::{find_program, require_program_from, temp_dir, Sticky};
+use sticky_test_support::{find_program, require_program_from, service_values, temp_dir, Sticky};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
@@ -38,27 +38,6 @@ fn units_dir() -> PathBuf {
 fn unit_text(template: &str) -> String {
     let path = units_dir().join(template);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// The values of `key=` lines in the `[Service]` section, in order.
-fn service_values(text: &str, key: &str) -> Vec<String> {
-    let mut in_service = false;
-    let mut out = Vec::new();
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_service = line == "[Service]";
-            continue;
-        }
-        if !in_service || line.starts_with('#') {
-            continue;
-        }
-        if let Some((k, v)) = line.split_once('=') {
-            if k.trim() == key {
-                out.push(v.trim().to_owned());
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -57,8 +57,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sticky_test_support::{
-    log_tail, log_to, read_text, require_program_from, require_root, temp_dir, ChildProcess, Net,
-    TestCa, POLL,
+    log_tail, log_to, read_text, require_program_from, require_root, service_values, temp_dir,
+    ChildProcess, Net, TestCa, POLL,
 };
 
 /// The binary under test: it stands in for `INSTALLED`.
@@ -133,27 +133,6 @@ fn layout(doc: &str) -> BTreeMap<String, String> {
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_owned();
         out.insert(name, addr);
-    }
-    out
-}
-
-/// The values of `key=` lines in the `[Service]` section of a unit.
-fn service_values(unit: &str, key: &str) -> Vec<String> {
-    let mut in_service = false;
-    let mut out = Vec::new();
-    for line in unit.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_service = line == "[Service]";
-            continue;
-        }
-        if !in_service || line.starts_with('#') {
-            continue;
-        }
-        if let Some((k, v)) = line.split_once('=') {
-            if k.trim() == key {
-                out.push(v.trim().to_owned());
-            }
-        }
     }
     out
 }

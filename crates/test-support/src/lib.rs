@@ -84,6 +84,7 @@ mod resp;
 mod skip;
 mod store;
 mod tls;
+mod unit_file;
 mod up;
 mod wait;
 mod web;
@@ -114,6 +115,7 @@ pub use skip::{find_program, have_redis, require_program, require_program_from, 
 pub use sticky_netfault::{Host, Net, NetError, Slow};
 pub use store::{StoreProcess, StoreServer};
 pub use tls::{client_config, tls_stream, CertFiles, HttpVersion, HttpsClient, TestCa};
+pub use unit_file::service_values;
 pub use up::{UpProcess, UP_DEADLINE, UP_READY_LINE, UP_STOP_DEADLINE};
 pub use wait::{wait_until, DEADLINE, IO_TIMEOUT, POLL, STARTUP_DEADLINE};
 pub use web::{admin_token, Heartbeat, WebProcess, WEB_STARTUP_DEADLINE};
