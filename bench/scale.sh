@@ -18,6 +18,16 @@
 #   PORT=             the cluster's base port (default: a free one)
 #   RECOPY_TIMEOUT=1800  seconds to wait for the re-copy before giving up
 #   SKIP_BUILD=1      use the existing target/release/sticky
+#   RECOPY_LIMIT=100000  the build's `recopy_rate` default, for the report
+#                     (`sticky up` does not write it; 20000 before issue 19)
+#   STICKY_BIN=       run this sticky binary instead (no build), e.g. an older
+#                     build kept aside, to compare two builds back to back
+#   LIGHT_RATE=500    light user load measured while the re-copy runs, and
+#   LIGHT_USERS=16    the same load just before the kill for comparison:
+#   LIGHT_SECS=3      `sticky bench` with this many users (each its own
+#                     session, 20% writes of /api/counter) at this total rate
+#                     for this many seconds after a second of warm-up; the
+#                     kill comes when that warm-up ends. LIGHT_RATE=0: none.
 #
 # Known issue: since the flood limits (issue 15, item 3), a new session that
 # is never touched again lives `new_session_ttl_secs` (default 300 s), and
@@ -44,6 +54,11 @@ KILL=${KILL:-s1}
 PORT=${PORT:-}
 RECOPY_TIMEOUT=${RECOPY_TIMEOUT:-1800}
 SKIP_BUILD=${SKIP_BUILD:-}
+STICKY_BIN=${STICKY_BIN:-}
+RECOPY_LIMIT=${RECOPY_LIMIT:-100000}
+LIGHT_RATE=${LIGHT_RATE:-500}
+LIGHT_USERS=${LIGHT_USERS:-16}
+LIGHT_SECS=${LIGHT_SECS:-3}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -55,11 +70,11 @@ done
 
 log() { printf '[scale.sh %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
-if [[ -z $SKIP_BUILD ]]; then
+if [[ -z $SKIP_BUILD && -z $STICKY_BIN ]]; then
     log "building sticky (release)"
     cargo build --release -p sticky >&2
 fi
-sticky_bin=$root/target/release/sticky
+sticky_bin=${STICKY_BIN:-$root/target/release/sticky}
 [[ -x $sticky_bin ]] || { echo "scale.sh: $sticky_bin missing" >&2; exit 1; }
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -161,8 +176,23 @@ secret=$(sed -n 's/^secret = "\(.*\)"$/\1/p' "$dir/cluster.toml")
 token=$(python3 -c 'import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), b"sticky/admin/v1", hashlib.sha256).hexdigest())' "$secret")
 idle_secs=$(sed -n 's/^idle_timeout_secs = \([0-9]*\)$/\1/p' "$dir/cluster.toml")
 idle_secs=${idle_secs:-1800}
+# The stores' password (`sticky up` generates one): redis-cli reads it from
+# the environment, not from its command line.
+REDISCLI_AUTH=$(sed -n 's/^store_password = "\(.*\)"$/\1/p' "$dir/cluster.toml")
+export REDISCLI_AUTH
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system) process $1 has used, in clock ticks.
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# The sums over the web servers and over the surviving stores.
+cluster_ticks() {
+    local n w=0 s=0
+    for n in "${webs[@]}"; do w=$((w + $(cpu_ticks "${pid_of[$n]}"))); done
+    for n in "${stores[@]}"; do
+        [[ $n == "$KILL" ]] || s=$((s + $(cpu_ticks "${pid_of[$n]}")))
+    done
+    echo "$w $s"
+}
 # Web server $1's Prometheus text; `metric NAME` sums NAME's samples in it
 # (-1 when absent).
 metrics() { curl -sf --max-time 5 -H "Authorization: Bearer $token" "http://${addr_of[$1]}/.sticky/metrics" || true; }
@@ -224,7 +254,36 @@ done
 survivors=()
 for n in "${stores[@]}"; do [[ $n == "$KILL" ]] || survivors+=("$n"); done
 lost=${keys0[$KILL]}
+
+# A light user load: `light NAME` runs it (1 s of warm-up, then LIGHT_SECS
+# measured) into $work/light-NAME.json, in the background.
+light_pid=
+light() {
+    "$sticky_bin" bench --url "http://$director" --users "$LIGHT_USERS" --rate "$LIGHT_RATE" \
+        --write-ratio 0.2 --warmup 1s --duration "${LIGHT_SECS}s" --timeout 10s --no-progress \
+        --json "$work/light-$1.json" >"$work/light-$1.txt" 2>&1 &
+    light_pid=$!
+}
+# p50 p99 p99.9 max errors requests of a light load's JSON.
+light_figures() {
+    python3 -c 'import json,sys
+d = json.load(open(sys.argv[1]))
+a = d["all"]
+print(a["p50_ms"], a["p99_ms"], a["p99_9_ms"], a["max_ms"], d["errors"], a["count"])' "$work/light-$1.json" 2>/dev/null || echo "- - - - - -"
+}
+light_before="- - - - - -" light_during="- - - - - -"
+if [[ $LIGHT_RATE != 0 ]]; then
+    log "light load before the kill: $LIGHT_USERS users, $LIGHT_RATE requests/s, ${LIGHT_SECS}s"
+    light before
+    wait "$light_pid" || true
+    light_before=$(light_figures before)
+    light during
+    sleep 1 # its warm-up: the measured window starts at the kill
+fi
+
 log "killing store $KILL ($lost copies) through the supervisor"
+read -r wticks0 sticks0 < <(cluster_ticks)
+wticks1= sticks1=
 kill_start=$(date +%s.%N)
 curl -sf --max-time 10 -X POST -H "Authorization: Bearer $token" \
     "http://$supervisor/api/processes/$KILL/kill" >/dev/null
@@ -251,11 +310,13 @@ while :; do
             all_done=
         fi
     done
-    [[ -n $all_done && -z $t_webs ]] && t_webs=$now
+    [[ -n $all_done && -z $t_webs ]] && { t_webs=$now; read -r wticks1 sticks1 < <(cluster_ticks); }
     if [[ -z $t_stores ]]; then
         keys=0
         for n in "${survivors[@]}"; do keys=$((keys + $(dbsize "$n"))); done
-        (( keys >= 2 * SESSIONS )) && t_stores=$now
+        # Two copies of every session hosted (fewer than SESSIONS if some
+        # failed to load, e.g. on an overloaded machine).
+        (( keys >= 2 * hosted )) && t_stores=$now
     fi
     [[ -n $t_webs && -n $t_stores ]] && break
     if (( $(date +%s) > deadline )); then
@@ -264,6 +325,10 @@ while :; do
     fi
     sleep 0.1
 done
+if [[ -n $light_pid ]]; then
+    wait "$light_pid" || true
+    light_during=$(light_figures during)
+fi
 declare -A keys1 used1
 for n in "${survivors[@]}"; do keys1[$n]=$(dbsize "$n"); used1[$n]=$(used_memory "$n"); done
 stored_after=$(sum_of "${keys1[@]}")
@@ -292,6 +357,9 @@ log "re-copy: $copies copies; web servers done after $(since_kill "$t_webs"), st
 # --- report -------------------------------------------------------------------
 export SESSIONS SIZE USERS RATE WEB STORES KILL idle_secs load_secs load_rps load_errors load_p50 load_p99
 export hosted stored stored_after lost copies kill_start kill_done t_first t_webs t_stores
+read -r cpu_web cpu_stores < <(python3 -c "t = $(getconf CLK_TCK); print(($wticks1 - $wticks0) / t, ($sticks1 - $sticks0) / t)" 2>/dev/null || echo "-1 -1")
+export cpu_web cpu_stores
+export LIGHT_RATE LIGHT_USERS LIGHT_SECS light_before light_during RECOPY_LIMIT STICKY_BIN sticky_bin
 export sticky_cmd="sticky ${up_args[*]}"
 shown=()
 for a in "${bench_args[@]}"; do
@@ -328,13 +396,14 @@ t_first, t_webs, t_stores = t("t_first"), t("t_webs"), t("t_stores")
 copies = int(e["copies"])
 fmt = lambda x: "not reached" if x is None else f"{x:.2f} s"
 ok = int(e["expired"]) == 0 and int(e["hosted"]) == S and copies_stored == 2 * S and int(e["load_errors"]) == 0
-restored = int(e["stored_after"]) == 2 * S
+# The light user loads add a few sessions of their own (one per user).
+restored = int(e["stored_after"]) >= 2 * int(e["hosted"])
 out = []
 p = out.append
 p("# Scale: sessions per cluster, memory per session, store re-copy")
 p("")
 p(f"- date: {os.popen('date -u +%Y-%m-%dT%H:%M:%SZ').read().strip()}; host: {e['host']}; load average before: {e['load_before']}")
-p(f"- sticky: {e['commit']}{e['dirty']}; cluster: `{e['sticky_cmd']}` (sync mode, default `[session]`: idle timeout {e['idle_secs']} s, re-copy rate limit 20,000 sessions/s per web server)")
+p(f"- sticky: {e['commit']}{e['dirty']}{' (binary ' + e['sticky_bin'] + ')' if e.get('STICKY_BIN') else ''}; cluster: `{e['sticky_cmd']}` (sync mode, default `[session]`: idle timeout {e['idle_secs']} s, re-copy rate limit `recopy_rate` {int(e['RECOPY_LIMIT']):,} sessions/s per web server)")
 p(f"- load: `{e['bench_cmd']}`")
 p(f"- payload: a note of {size} characters (`POST /api/note`); the stored session is the JSON `{{\"note\":\"...\"}}`, {size + 11} bytes")
 p("")
@@ -378,12 +447,27 @@ p("| event | time after the kill |")
 p("|---|---:|")
 p(f"| first web server re-copying (`sticky_recopy_pending` > 0 or `sticky_recopies_total` growing) | {fmt(t_first)} |")
 p(f"| every web server done (`sticky_recopy_pending` 0 after starting) | {fmt(t_webs)} |")
-p(f"| surviving stores hold 2 × {S:,} copies again (`DBSIZE`) | {fmt(t_stores)} |")
+p(f"| surviving stores hold 2 × {int(e['hosted']):,} copies again (`DBSIZE`, two of every session hosted) | {fmt(t_stores)} |")
 p("")
 if t_webs:
     p(f"Re-copied sessions: {copies:,} (`sticky_recopies_total`, all web servers), {copies / t_webs:,.0f} per second over the whole cluster, {copies / t_webs / len(webs):,.0f} per web server.")
-p(f"Surviving stores after the re-copy: {int(e['stored_after']):,} copies" + (" (complete)." if restored else f" — **expected {2 * S:,}**."))
+cw, cs = float(e["cpu_web"]), float(e["cpu_stores"])
+if t_webs and copies and cw >= 0:
+    p(f"CPU time used from the kill until every web server was done (user + system, `/proc/PID/stat`; the re-copy's cost whatever else shares the machine, the light load's requests included): web servers {cw:.2f} s, {cw * 1e6 / copies:.1f} µs per copy; surviving stores {cs:.2f} s, {cs * 1e6 / copies:.1f} µs per copy.")
+p(f"Surviving stores after the re-copy: {int(e['stored_after']):,} copies" + (" (complete)." if restored else f" — **expected {2 * int(e['hosted']):,}**."))
 p("")
+if e["LIGHT_RATE"] != "0":
+    lb, ld = e["light_before"].split(), e["light_during"].split()
+    p(f"User requests while re-copying: a light load (`sticky bench --users {e['LIGHT_USERS']} --rate {e['LIGHT_RATE']} --write-ratio 0.2`, reads and writes of `/api/counter`, each user its own session) measured for {e['LIGHT_SECS']} s from the kill, and the same load for {e['LIGHT_SECS']} s just before it:")
+    p("")
+    p("| window | requests | errors | p50 ms | p99 ms | p99.9 ms | max ms |")
+    p("|---|---:|---:|---:|---:|---:|---:|")
+    for name, v in [("before the kill", lb), ("from the kill", ld)]:
+        p(f"| {name} | {v[5]} | {v[4]} | {v[0]} | {v[1]} | {v[2]} | {v[3]} |")
+    p("")
+    inside = t_webs is not None and t_webs >= float(e["LIGHT_SECS"])
+    p("The measured window lies " + ("within the re-copy." if inside else "partly after the re-copy ended: its figures mix both."))
+    p("")
 p("From the web servers' logs (`re-copy done`, every scan since the kill; a scan restarts when the set of live stores changes again):")
 p("")
 p("| web server | scans | copied | scanned | scan time ms | copies/s while scanning |")
@@ -393,11 +477,12 @@ for r in recopy:
     c, ms = int(kv.get("copied", 0)), int(kv.get("elapsed_ms", 0))
     p(f"| {r[1]} | {kv.get('scans', '0')} | {c:,} | {int(kv.get('scanned', 0)):,} | {ms:,} | {c * 1000 / ms if ms else 0:,.0f} |")
 p("")
-limit = 20000
-p(f"The re-copy rate limit (`recopy_rate`) is the session library's default, {limit:,} sessions per second per web server (a pause of 100,000/`recopy_rate` ms after every 100 copies, i.e. 5 ms, 50 µs per copy); it is `[session] recopy_rate` in the cluster file; `sticky up` runs with the default.")
-if t_webs and copies:
+limit = int(e["RECOPY_LIMIT"] or 0)
+if limit:
+    p(f"The re-copy rate limit (`[session] recopy_rate`, the build's default: `sticky up` does not set it) is {limit:,} sessions per second per web server.")
+if t_webs and copies and limit:
     per_web = copies / t_webs / len(webs)
-    p(f"Measured: {per_web:,.0f} copies/s per web server, {per_web / limit:.0%} of the limit: " + ("the limit dominates." if per_web > 0.8 * limit else "the limit does not dominate; each web server copies up to 32 sessions at once (one `SESS.PUT` round trip per missing replica each), so CPU and round trips set the pace."))
+    p(f"Measured: {per_web:,.0f} copies/s per web server, {per_web / limit:.0%} of the limit: " + ("the limit dominates." if per_web > 0.8 * limit else "the limit does not dominate: CPU and the stores set the pace."))
 print("\n".join(out))
 if not (ok and restored):
     sys.exit(2)

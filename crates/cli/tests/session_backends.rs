@@ -70,6 +70,13 @@ macro_rules! backend_suite {
         }
 
         #[test]
+        fn r2_many_sessions_are_re_copied_while_written() {
+            if BACKEND.available() {
+                cases::r2_many_sessions_are_re_copied_while_written(BACKEND);
+            }
+        }
+
+        #[test]
         fn r2_a_store_and_the_host_killed_together_lose_nothing() {
             if BACKEND.available() {
                 cases::r2_a_store_and_the_host_killed_together_lose_nothing(BACKEND);
@@ -496,6 +503,79 @@ mod cases {
                 "{a:?}"
             );
         }
+    }
+
+    /// R=2, [`MANY`] sessions, several times what a web server re-copies
+    /// at once: store s2 is killed, then restarted empty, while some of the
+    /// sessions are being written. After each re-copy every session is on
+    /// both of its stores with its last acknowledged version: none left
+    /// out, none older, no write lost to a re-copy holding its session.
+    pub(super) fn r2_many_sessions_are_re_copied_while_written(backend: StoreBackend) {
+        const MANY: usize = 1_200;
+        let mut c = cluster(backend, 2);
+        let ws1 = c.web("ws1").addr();
+        let (mut browsers, mut acked) = create_sessions(ws1, MANY);
+        let addrs = c.store_addrs();
+        // Increments of the first 100 sessions, each answered one more.
+        let write = |browsers: &mut [Browser], acked: &mut Acked| {
+            for b in browsers.iter_mut().take(100) {
+                let id = b.id();
+                let a = b.increment(ws1);
+                assert_eq!(a.value, acked[&id].0 + 1, "{a:?}");
+                acked.insert(id, (a.value, a.stamp));
+            }
+        };
+
+        // The sessions whose replica set includes s2.
+        let on_s2: Vec<String> = holders(&addrs, &acked, backend)
+            .into_iter()
+            .filter(|(_, on)| on.contains(&1))
+            .map(|(id, _)| id)
+            .collect();
+        assert!(
+            on_s2.len() > MANY / 2,
+            "s2 is one of the 2 stores of about 2/3 of the sessions: {}",
+            on_s2.len()
+        );
+
+        c.stores[1].kill9();
+        write(&mut browsers, &mut acked);
+        let live = [addrs[0], addrs[2]];
+        wait_until(
+            RECOPY_DEADLINE,
+            "every session is on the 2 live stores",
+            || {
+                holders(&live, &acked, backend)
+                    .values()
+                    .all(|on| on.len() == 2)
+            },
+        );
+        assert_no_newer_copy(&live, &acked, backend);
+
+        // s2 comes back empty; its sessions are copied back to it, the
+        // newest version of each (some written meanwhile).
+        c.restart_store(1);
+        write(&mut browsers, &mut acked);
+        wait_until(
+            RECOPY_DEADLINE,
+            "the restarted s2 holds each of its sessions' newest version",
+            || {
+                let s2_acked: Acked = on_s2.iter().map(|id| (id.clone(), acked[id])).collect();
+                holders(&[addrs[1]], &s2_acked, backend)
+                    .values()
+                    .all(|on| on.len() == 1)
+            },
+        );
+        assert!(
+            holders(&addrs, &acked, backend)
+                .values()
+                .all(|on| on.len() >= 2),
+            "every session keeps 2 copies of its newest version"
+        );
+        assert_no_newer_copy(&addrs, &acked, backend);
+        // Every write after the re-copies still lands on its value.
+        write(&mut browsers, &mut acked);
+        c.web("ws1").assert_no_panic();
     }
 
     /// R=2, 30 sessions: store s2 and the host ws1 are killed together. No

@@ -23,7 +23,7 @@ use crate::error::{clip, first_number, ClientError};
 use crate::options::ClientOptions;
 use crate::reply::{
     expect_ok, parse_lease_state, parse_owned, parse_session, parse_session_with_lease,
-    parse_touch, unexpected, LeaseState, Prepared, StoredSession,
+    parse_touch, reply_value, unexpected, LeaseState, Prepared, StoredSession,
 };
 use crate::scripts::{Script, OWNED_SCAN_COUNT};
 
@@ -146,14 +146,44 @@ impl StoreClient {
                 .arg(ttl_ms(ttl))
                 .arg(payload);
         };
-        match self
-            .call(SessionCommand::Put, key, args, |_| {})
-            .await
-            .and_then(|v| expect_ok(v, SessionCommand::Put.as_str()))
-        {
-            Err(ClientError::Stale { stored }) if stored == stamp => Ok(()),
-            other => other,
+        put_result(
+            stamp,
+            self.call(SessionCommand::Put, key, args, |_| {}).await,
+        )
+    }
+
+    /// Many [`put`](Self::put)s at once, each outcome as `put` would answer
+    /// it, in the order of `puts`. To a single store (not a Redis Cluster)
+    /// they go as one pipeline: one message, one write, one batch of
+    /// replies, and one request timeout for all of them.
+    pub async fn put_many(&self, puts: &[Put<'_>]) -> Vec<Result<(), ClientError>> {
+        if puts.len() < 2 || !self.inner.pipelines() {
+            let each = puts
+                .iter()
+                .map(|p| self.put(p.key, p.stamp, p.owner, p.ttl, p.payload));
+            return futures_util::future::join_all(each).await;
         }
+        let backend = self.inner.backend;
+        let mut pipe = redis::pipe();
+        for p in puts {
+            pipe.add_command(backend.request(SessionCommand::Put, p.key, p.args(), |_| {}));
+        }
+        let values = match self.inner.execute_pipeline(&pipe, puts.len()).await {
+            Ok(values) => values,
+            Err(e) => return puts.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut out = Vec::with_capacity(puts.len());
+        for (p, value) in puts.iter().zip(values) {
+            let r = match reply_value(value) {
+                // Redis lost the script: this one by `EVAL`.
+                Err(ClientError::Server(msg)) if msg.starts_with("NOSCRIPT") => {
+                    self.put(p.key, p.stamp, p.owner, p.ttl, p.payload).await
+                }
+                r => put_result(p.stamp, r),
+            };
+            out.push(r);
+        }
+        out
     }
 
     /// `SESS.GET`: the stored copy or tombstone of session `key`, `None`
@@ -551,6 +581,44 @@ impl StoreClient {
             Value::Boolean(false) if self.inner.backend == Backend::Scripts => Value::Nil,
             other => other,
         }
+    }
+}
+
+/// One `SESS.PUT` of [`StoreClient::put_many`]: its arguments as
+/// [`StoreClient::put`] takes them.
+#[derive(Debug, Clone, Copy)]
+pub struct Put<'a> {
+    /// The session key.
+    pub key: &'a [u8],
+    /// The version's stamp.
+    pub stamp: Stamp,
+    /// The owner recorded on the copy.
+    pub owner: &'a str,
+    /// Expires after this (`None`: never).
+    pub ttl: Option<Duration>,
+    /// The serialized session.
+    pub payload: &'a [u8],
+}
+
+impl Put<'_> {
+    /// Adds the arguments after the key.
+    fn args(&self) -> impl Fn(&mut Cmd) + '_ {
+        move |cmd: &mut Cmd| {
+            cmd.arg(self.stamp.generation)
+                .arg(self.stamp.seq)
+                .arg(self.owner)
+                .arg(ttl_ms(self.ttl))
+                .arg(self.payload);
+        }
+    }
+}
+
+/// What a `SESS.PUT` of `stamp` answered means: `+OK`, or a `STALE`
+/// naming `stamp` itself (an earlier attempt landed), is success.
+fn put_result(stamp: Stamp, reply: Result<Value, ClientError>) -> Result<(), ClientError> {
+    match reply.and_then(|v| expect_ok(v, SessionCommand::Put.as_str())) {
+        Err(ClientError::Stale { stored }) if stored == stamp => Ok(()),
+        other => other,
     }
 }
 

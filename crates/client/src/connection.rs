@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Cmd, RedisError, Value};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, Value};
 
 use crate::backend::Backend;
 use crate::error::{clip, error_from_redis, ClientError};
@@ -79,6 +79,21 @@ impl Conn {
             Self::Cluster(c) => redis::aio::ConnectionLike::req_packed_command(c, cmd).await,
         }
     }
+
+    /// The `count` commands of `pipe` in one message; their replies, error
+    /// replies among them as values.
+    async fn send_pipeline(
+        &mut self,
+        pipe: &Pipeline,
+        count: usize,
+    ) -> Result<Vec<Value>, RedisError> {
+        match self {
+            Self::Single(c) => c.send_packed_commands(pipe, 0, count).await,
+            Self::Cluster(c) => {
+                redis::aio::ConnectionLike::req_packed_commands(c, pipe, 0, count).await
+            }
+        }
+    }
 }
 
 /// An open connection.
@@ -128,6 +143,50 @@ impl Inner {
         self: &Arc<Self>,
         cmd: &Cmd,
     ) -> Result<(Value, Duration), ClientError> {
+        let (value, rtt) = self
+            .execute_with(|mut conn| async move { conn.send(cmd).await })
+            .await?;
+        reply_value(value).map(|v| (v, rtt))
+    }
+
+    /// Whether [`execute_pipeline`](Self::execute_pipeline) sends its
+    /// commands in one message: to a single server (a Redis Cluster's
+    /// commands go each to its key's node).
+    pub(crate) fn pipelines(&self) -> bool {
+        matches!(self.connector, Connector::Single(..))
+    }
+
+    /// Sends the `count` commands of `pipe` at once, within one request
+    /// timeout, and returns their replies (error replies as
+    /// [`Value::ServerError`], for the caller to take apart).
+    pub(crate) async fn execute_pipeline(
+        self: &Arc<Self>,
+        pipe: &Pipeline,
+        count: usize,
+    ) -> Result<Vec<Value>, ClientError> {
+        let (values, _) = self
+            .execute_with(|mut conn| async move { conn.send_pipeline(pipe, count).await })
+            .await?;
+        if values.len() == count {
+            Ok(values)
+        } else {
+            Err(ClientError::Protocol(format!(
+                "{} replies to a pipeline of {count} commands",
+                values.len()
+            )))
+        }
+    }
+
+    /// Sends by `send` on the open connection within the request timeout;
+    /// its outcome and the time the store took to answer.
+    async fn execute_with<T, F, Fut>(
+        self: &Arc<Self>,
+        send: F,
+    ) -> Result<(T, Duration), ClientError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
         let started = Instant::now();
         let live = match tokio::time::timeout(self.request_timeout, self.acquire()).await {
             Ok(live) => live?,
@@ -136,14 +195,13 @@ impl Inner {
         let remaining = self.request_timeout.saturating_sub(started.elapsed());
         let sent = Instant::now();
         let sent_us = self.micros(sent);
-        let mut conn = live.conn.clone();
-        let result = tokio::time::timeout(remaining, conn.send(cmd)).await;
+        let result = tokio::time::timeout(remaining, send(live.conn.clone())).await;
         let rtt = sent.elapsed();
         match result {
             Ok(Ok(value)) => {
                 live.last_reply
                     .fetch_max(self.micros(Instant::now()), Ordering::Relaxed);
-                reply_value(value).map(|v| (v, rtt))
+                Ok((value, rtt))
             }
             Ok(Err(e)) => {
                 if e.is_unrecoverable_error() {

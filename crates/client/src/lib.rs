@@ -58,7 +58,9 @@
 //! # Layout
 //!
 //! - `client`: [`StoreClient`], the API: one method per
-//!   session command, their arguments and what their replies mean.
+//!   session command, their arguments and what their replies mean; and
+//!   [`StoreClient::put_many`] ([`Put`]), many `SESS.PUT`s as one
+//!   pipeline (the web servers' re-copy).
 //! - `options`: [`ClientOptions`], credentials, time limits, and the claim
 //!   window the Redis scripts keep promises and dead leases for.
 //! - `error`: [`ClientError`], and how error replies and the `redis`
@@ -70,7 +72,8 @@
 //! - `backend`: how a command reaches each backend (native `SESS.*`, or
 //!   `EVALSHA`/`EVAL` of a script).
 //! - `connection`: the connection state machine (lazy connect, backoff,
-//!   dropping broken or silent connections) and the request timeout.
+//!   dropping broken or silent connections) and the request timeout, for
+//!   one command or a pipeline of them.
 //! - [`scripts`]: the session and ownership commands as Redis Lua
 //!   scripts, the keys each touches, and the Redis key layout.
 //!
@@ -90,7 +93,7 @@ mod options;
 mod reply;
 pub mod scripts;
 
-pub use client::StoreClient;
+pub use client::{Put, StoreClient};
 pub use error::ClientError;
 pub use options::ClientOptions;
 pub use reply::{LeaseState, Prepared, StoredSession};

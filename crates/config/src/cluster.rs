@@ -111,7 +111,7 @@ pub struct SessionSection {
     #[serde(deserialize_with = "crate::duration::field::millis")]
     pub async_max_lag_ms: u64,
     /// Most sessions a web server re-copies per second after the set of
-    /// live stores changed. Default 20000.
+    /// live stores changed. Default 100000.
     pub recopy_rate: u32,
     /// Store password, if the stores require one.
     pub store_password: Option<String>,
@@ -153,7 +153,7 @@ impl Default for SessionSection {
             store_timeout_ms: 1000,
             async_queue: 10_000,
             async_max_lag_ms: 1000,
-            recopy_rate: 20_000,
+            recopy_rate: 100_000,
             store_password: None,
             store_tls_ca: None,
             max_sessions: 1_000_000,

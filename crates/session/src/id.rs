@@ -42,6 +42,14 @@ impl SessionId {
         hex::encode(self.0)
     }
 
+    /// [`key`](Self::key) without allocating.
+    pub(crate) fn key_bytes(&self) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        // 16 bytes always fit 32 hex digits.
+        let _ = hex::encode_to_slice(self.0, &mut key);
+        key
+    }
+
     /// Parses the 32-hex-character form.
     pub fn from_hex(s: &str) -> Option<Self> {
         let mut b = [0u8; 16];

@@ -35,7 +35,8 @@
 //! - `commit`: saving a request's changes (destroy, new id, new version).
 //! - `replicator`: sync and async copies of a version to its replicas,
 //!   and the rule for writes refused as stale.
-//! - `recopy`: re-copy on store failure (claim 9).
+//! - `recopy`: re-copy on store failure (claim 9): batches of sessions,
+//!   one pipeline of copies per store and batch, paced by `recopy_rate`.
 //! - `adopt`: adopting a dead server's sessions, and reclaiming the
 //!   sessions a lapse dropped, retried until each has a host again.
 //! - `expiry`: idle and absolute timeouts, the short lifetime of an
