@@ -51,6 +51,9 @@ pub(crate) fn get<T: DeserializeOwned>(
 ) -> Result<Option<T>, serde_json::Error> {
     match data_of(payload) {
         Data::Json(json) => {
+            if let Some(found) = find(json, key) {
+                return found.map(|r| serde_json::from_slice(&json[r])).transpose();
+            }
             let mut de = serde_json::Deserializer::from_slice(json);
             let found = de.deserialize_map(Lookup::<T> {
                 key,
@@ -89,6 +92,87 @@ pub(crate) fn is_empty(payload: &[u8]) -> Result<bool, serde_json::Error> {
         // serde_json writes an empty map as `{}`, and a non-empty one longer.
         Data::Json(json) => Ok(json == b"{}"),
         Data::Other(p) => Ok(serde_json::from_slice::<Stored>(p)?.d.is_empty()),
+    }
+}
+
+/// Where the value of top-level `key` is in `json`, a data object as
+/// serde_json writes it (no spaces), found by skipping strings with
+/// `memchr` (serde_json's own skipping checks every byte of a string; the
+/// cached read skips a whole 1 KB value, issue 19 item 3). Only
+/// structure is looked at, not validity: every payload in the cache was
+/// written by serde_json (here, or again at takeover). `Some(None)`: not
+/// there; `None`: cannot tell (an escaped key, or not that form), ask
+/// serde_json.
+fn find(json: &[u8], key: &str) -> Option<Option<std::ops::Range<usize>>> {
+    let mut i = 1;
+    match json {
+        [b'{', b'}'] => return Some(None),
+        [b'{', ..] => {}
+        _ => return None,
+    }
+    let mut found = None;
+    loop {
+        if json.get(i) != Some(&b'"') {
+            return None;
+        }
+        let end = string_end(json, i)?;
+        let k = json.get(i + 1..end)?;
+        if k.contains(&b'\\') {
+            return None;
+        }
+        i = end + 1;
+        if json.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = i + 1;
+        i = value_end(json, start)?;
+        if k == key.as_bytes() {
+            // A map never holds a key twice; if a payload did, the last
+            // one wins, as when it is parsed whole.
+            found = Some(start..i);
+        }
+        match json.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') if i + 1 == json.len() => return Some(found),
+            _ => return None,
+        }
+    }
+}
+
+/// The index of the closing quote of the string opening at `start`.
+fn string_end(json: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', json.get(i..)?)?;
+        if json[i] == b'"' {
+            return Some(i);
+        }
+        // A backslash and the character it escapes (`\u`'s hex digits
+        // are neither a quote nor a backslash).
+        i += 2;
+    }
+}
+
+/// The index just past the value starting at `start`: of the `,` or `}`
+/// that ends it in its object.
+fn value_end(json: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    loop {
+        match *json.get(i)? {
+            b'"' => i = string_end(json, i)? + 1,
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' if depth == 0 => return (i > start).then_some(i),
+            b'}' | b']' => {
+                depth -= 1;
+                i += 1;
+            }
+            b',' if depth == 0 => return (i > start).then_some(i),
+            _ => i += 1,
+        }
     }
 }
 
@@ -188,6 +272,10 @@ mod tests {
             "cart": ["a", "b\"}", {"n": [1, 2.5, null]}],
             "esc\"aped\\key\u{e9}": {"nested": {"counter": 1}},
             "null": null,
+            "bs": "\\",
+            "tricky": ["]}\\\"{[", {"a": "\u{1}\"", "b": [[], {}]}, -1.5e300, true],
+            "\u{e9}t\u{e9}": "\u{2028}\n",
+            "z": {},
         });
         let map = d.as_object().unwrap();
         // The usual form, a spaced-out one (parsed whole) and no payload.
@@ -207,6 +295,32 @@ mod tests {
             assert!(get::<u64>(&p, "blob").is_err(), "not a u64");
             assert_eq!(keys(&p).unwrap(), map.keys().cloned().collect::<Vec<_>>());
             assert!(!is_empty(&p).unwrap());
+        }
+        // The fast path answers for every key of a map without escaped
+        // keys, and leaves one with them to serde_json.
+        let mut plain = map.clone();
+        plain.retain(|k, _| !k.contains('"'));
+        let p = payload(&Value::Object(plain.clone()));
+        let json = &p[stored_data_range(&p).unwrap()];
+        for (k, v) in &plain {
+            let found = find(json, k)
+                .map(|r| r.map(|r| serde_json::from_slice::<Value>(&json[r]).unwrap()));
+            assert_eq!(found, Some(Some(v.clone())), "{k}");
+        }
+        let escaped = payload(&d);
+        let escaped = &escaped[stored_data_range(&escaped).unwrap()];
+        assert_eq!(find(escaped, "z"), None);
+        assert_eq!(find(json, "absent"), Some(None));
+        assert_eq!(find(b"{}", "k"), Some(None));
+        for other in [
+            &b"{\"k\":1,}"[..],
+            b"{\"k\":}",
+            b"{\"k\" :1}",
+            b"{\"k\":1",
+            b"[1]",
+            b"{\"k\":\"1}",
+        ] {
+            assert_eq!(find(other, "k"), None, "{}", String::from_utf8_lossy(other));
         }
         for p in [&b""[..], &payload(&json!({}))] {
             assert!(parse(p).unwrap().is_empty());
