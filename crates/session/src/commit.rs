@@ -323,16 +323,37 @@ fn serialize(
     d: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Bytes, SessionError> {
     let empty = serde_json::Map::new();
-    let payload = serde_json::to_vec(&StoredRef {
+    let stored = StoredRef {
         c,
         d: d.unwrap_or(&empty),
-    })
-    .map_err(|e| SessionError::Data(e.to_string()))?;
-    // Exactly its length: `to_vec` grows by doubling, and this copy is
-    // kept for the session's life (for re-copies), so the slack would
+    };
+    // Allocated once, of exactly its length: this copy is kept for the
+    // session's life, and `to_vec` grows by doubling, so its slack would
     // cost up to its size again per session (measured: 4.2 KB -> 3.2 KB
-    // per 1 KB session on a web server).
-    Ok(Bytes::from(payload.into_boxed_slice()))
+    // per 1 KB session on a web server), and cutting the slack off
+    // (`into_boxed_slice`) leaves a hole next to every payload that only
+    // small allocations fill (measured on `sticky up` with the data kept
+    // only serialized: 1,880 B per 1 KB session). Serializing twice (first
+    // only counting) costs a write about a microsecond per KB.
+    let mut len = Counter(0);
+    serde_json::to_writer(&mut len, &stored).map_err(|e| SessionError::Data(e.to_string()))?;
+    let mut payload = Vec::with_capacity(len.0);
+    serde_json::to_writer(&mut payload, &stored).map_err(|e| SessionError::Data(e.to_string()))?;
+    Ok(Bytes::from(payload))
+}
+
+/// Counts the bytes written to it.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// How long a tombstone lives: as long as a live copy could (its TTL is
