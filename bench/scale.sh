@@ -173,13 +173,13 @@ done < <(processes)
 [[ -n ${addr_of[$KILL]:-} ]] || { echo "scale.sh: no store $KILL" >&2; exit 1; }
 
 secret=$(sed -n 's/^secret = "\(.*\)"$/\1/p' "$dir/cluster.toml")
+# The stores `sticky up` starts have a password of their own: redis-cli
+# (DBSIZE, INFO) needs it.
+REDISCLI_AUTH=$(sed -n 's/^store_password = "\(.*\)"$/\1/p' "$dir/cluster.toml")
+export REDISCLI_AUTH
 token=$(python3 -c 'import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), b"sticky/admin/v1", hashlib.sha256).hexdigest())' "$secret")
 idle_secs=$(sed -n 's/^idle_timeout_secs = \([0-9]*\)$/\1/p' "$dir/cluster.toml")
 idle_secs=${idle_secs:-1800}
-# The stores' password (`sticky up` generates one): redis-cli reads it from
-# the environment, not from its command line.
-REDISCLI_AUTH=$(sed -n 's/^store_password = "\(.*\)"$/\1/p' "$dir/cluster.toml")
-export REDISCLI_AUTH
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # CPU time (user + system) process $1 has used, in clock ticks.

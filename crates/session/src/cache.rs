@@ -18,15 +18,20 @@ use crate::clock::{unix_ms, Clock};
 use crate::id::SessionId;
 
 /// One session's data and bookkeeping.
+///
+/// The data is kept only serialized, in `payload` (issue 19, item 3: a
+/// parsed `Map` cost twice the JSON again per session); requests read it
+/// from there ([`crate::data`]) and parse it whole only to change it.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionState {
-    pub(crate) data: Map<String, Value>,
     /// Creation time (Unix ms), for the absolute timeout.
     pub(crate) created_ms: u64,
     /// Stamp of the newest version acknowledged by the stores (or, in
     /// async mode, queued for them).
     pub(crate) stamp: Stamp,
-    /// That version, serialized: what re-copies send.
+    /// That version, serialized: the data, and what re-copies send. Empty
+    /// for a session never saved (no data yet); else in [`StoredRef`]'s
+    /// form, exactly (see [`stored_data_range`]).
     pub(crate) payload: Bytes,
     /// Stores known to hold `stamp`.
     pub(crate) stored_on: u64,
@@ -42,7 +47,6 @@ pub(crate) struct SessionState {
 impl SessionState {
     pub(crate) fn new() -> Self {
         Self {
-            data: Map::new(),
             created_ms: unix_ms(),
             stamp: Stamp::default(),
             payload: Bytes::new(),

@@ -15,7 +15,10 @@
 //! - `cache`: the local cache: unbounded sharded map, one async lock per
 //!   session (requests of one session never lose each other's changes),
 //!   and the one way a copy leaves it (`drop_copy`); counts hosted
-//!   sessions and their serialized bytes.
+//!   sessions and their serialized bytes. A session is kept only
+//!   serialized (its payload), not parsed.
+//! - `data`: reading the data straight from a payload: one key (the
+//!   others skipped, not parsed), the keys, or the whole map.
 //! - `admission`: admitting new sessions: the caps (`max_sessions`,
 //!   `max_bytes`), the per-client-address token buckets, and the client
 //!   address behind trusted proxies.
@@ -86,6 +89,7 @@ mod clock;
 mod commit;
 mod config;
 mod control;
+mod data;
 mod dropped;
 mod error;
 mod expiry;

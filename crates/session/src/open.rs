@@ -56,6 +56,10 @@ pub(crate) struct Opened {
     /// The cache entry; `None` for a new session not yet in the cache.
     pub(crate) entry: Option<Arc<Entry>>,
     pub(crate) held: Held,
+    /// The data as this request changed it: parsed from the payload at its
+    /// first change ([`Session`](crate::Session)'s writes), serialized by
+    /// the commit, then dropped. `None` while the request only reads.
+    pub(crate) edited: Option<serde_json::Map<String, serde_json::Value>>,
     pub(crate) admit: Admit,
     /// The epoch it was opened in: its change is acknowledged only if this
     /// epoch's lease belief still holds when the last store acknowledges it
@@ -76,6 +80,7 @@ impl Opened {
             source,
             entry: Some(entry),
             held: Held::Cached(guard),
+            edited: None,
             admit: Admit::Existing,
             epoch,
         }
@@ -229,6 +234,7 @@ impl SessionManager {
             source: Source::New,
             entry: None,
             held: Held::Fresh(SessionState::new()),
+            edited: None,
             admit: Admit::New { client: None },
             epoch: self.inner.fencing.epoch(),
         })

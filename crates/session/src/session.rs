@@ -3,13 +3,14 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Serialize;
 use serde_json::Value;
 use sticky_proto::Stamp;
 
 use crate::cache::SessionState;
 use crate::commit::{Changes, CookieAction};
+use crate::data;
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::open::{Admit, Held, Opened, Source};
@@ -59,17 +60,46 @@ impl Session {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn with_data<R>(&self, f: impl FnOnce(&serde_json::Map<String, Value>) -> R) -> Option<R> {
+    /// Reads the data: this request's changed copy if it has one, else
+    /// the payload in the cache. `None` once saved.
+    fn view<R>(&self, f: impl FnOnce(View<'_>) -> R) -> Option<R> {
         let h = self.lock();
-        h.opened.as_ref()?.held.state().map(|s| f(&s.data))
+        let opened = h.opened.as_ref()?;
+        if let Some(d) = &opened.edited {
+            return Some(f(View::Edited(d)));
+        }
+        opened.held.state().map(|s| f(View::Stored(&s.payload)))
     }
 
-    fn modify<R>(&self, f: impl FnOnce(&mut serde_json::Map<String, Value>) -> R) -> Option<R> {
+    /// Changes the data: parses the payload into this request's own copy
+    /// at the first change (`fresh`: an empty copy instead, for `clear`),
+    /// which the commit serializes. `Ok(None)` once saved.
+    fn modify<R>(
+        &self,
+        fresh: bool,
+        f: impl FnOnce(&mut serde_json::Map<String, Value>) -> R,
+    ) -> Result<Option<R>, SessionError> {
         let mut h = self.lock();
         let h = &mut *h;
-        let state = h.opened.as_mut()?.held.state_mut()?;
+        let Some(opened) = h.opened.as_mut() else {
+            return Ok(None);
+        };
+        let edited = match &mut opened.edited {
+            Some(d) => d,
+            None => {
+                let Some(state) = opened.held.state() else {
+                    return Ok(None);
+                };
+                let d = if fresh {
+                    serde_json::Map::new()
+                } else {
+                    data::parse(&state.payload).map_err(data_error)?
+                };
+                opened.edited.insert(d)
+            }
+        };
         h.changes.modified = true;
-        Some(f(&mut state.data))
+        Ok(Some(f(edited)))
     }
 
     /// The value at `key`, deserialized.
@@ -78,17 +108,22 @@ impl Session {
     ///
     /// [`SessionError::Data`] if the stored value is not a `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
-        match self.get_value(key) {
-            None => Ok(None),
-            Some(v) => serde_json::from_value(v)
-                .map(Some)
-                .map_err(|e| SessionError::Data(e.to_string())),
-        }
+        // Straight from the payload when unchanged: only this key's value
+        // is parsed, the others skipped.
+        self.view(|v| match v {
+            View::Edited(d) => d
+                .get(key)
+                .map(|v| T::deserialize(v))
+                .transpose()
+                .map_err(data_error),
+            View::Stored(p) => data::get::<T>(p, key).map_err(data_error),
+        })
+        .unwrap_or(Ok(None))
     }
 
     /// The raw JSON value at `key`.
     pub fn get_value(&self, key: &str) -> Option<Value> {
-        self.with_data(|d| d.get(key).cloned()).flatten()
+        self.get::<Value>(key).ok().flatten()
     }
 
     /// Sets `key` to `value`.
@@ -97,14 +132,16 @@ impl Session {
     ///
     /// [`SessionError::Data`] if `value` does not serialize to JSON.
     pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
-        let v = serde_json::to_value(value).map_err(|e| SessionError::Data(e.to_string()))?;
-        self.insert_value(key, v);
+        let v = serde_json::to_value(value).map_err(data_error)?;
+        self.modify(false, |d| d.insert(key.to_owned(), v))?;
         Ok(())
     }
 
     /// Sets `key` to a raw JSON value; returns the previous one.
     pub fn insert_value(&self, key: &str, value: Value) -> Option<Value> {
-        self.modify(|d| d.insert(key.to_owned(), value)).flatten()
+        self.modify(false, |d| d.insert(key.to_owned(), value))
+            .unwrap_or_else(unreadable)
+            .flatten()
     }
 
     /// Removes `key`, returning its value deserialized.
@@ -115,24 +152,33 @@ impl Session {
     pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         match self.remove_value(key) {
             None => Ok(None),
-            Some(v) => serde_json::from_value(v)
-                .map(Some)
-                .map_err(|e| SessionError::Data(e.to_string())),
+            Some(v) => serde_json::from_value(v).map(Some).map_err(data_error),
         }
     }
 
     /// Removes `key`, returning its raw value.
     pub fn remove_value(&self, key: &str) -> Option<Value> {
-        if self.with_data(|d| d.contains_key(key)) != Some(true) {
+        let present = self.view(|v| match v {
+            View::Edited(d) => d.contains_key(key),
+            View::Stored(p) => matches!(data::get::<IgnoredAny>(p, key), Ok(Some(_))),
+        });
+        if present != Some(true) {
             return None;
         }
-        self.modify(|d| d.remove(key)).flatten()
+        self.modify(false, |d| d.remove(key))
+            .unwrap_or_else(unreadable)
+            .flatten()
     }
 
     /// Removes every key (the session itself lives on).
     pub fn clear(&self) {
-        if self.with_data(|d| d.is_empty()) == Some(false) {
-            self.modify(|d| d.clear());
+        let empty = self.view(|v| match v {
+            View::Edited(d) => d.is_empty(),
+            View::Stored(p) => data::is_empty(p).unwrap_or(false),
+        });
+        if empty == Some(false) {
+            // Nothing to parse: the new data is empty whatever it was.
+            let _ = self.modify(true, |d| d.clear());
         }
     }
 
@@ -207,8 +253,11 @@ impl Session {
 
     /// The keys stored.
     pub fn keys(&self) -> Vec<String> {
-        self.with_data(|d| d.keys().cloned().collect())
-            .unwrap_or_default()
+        self.view(|v| match v {
+            View::Edited(d) => d.keys().cloned().collect(),
+            View::Stored(p) => data::keys(p).unwrap_or_default(),
+        })
+        .unwrap_or_default()
     }
 
     /// All the data as a JSON object, the bytes [`data`](Self::data)
@@ -221,23 +270,30 @@ impl Session {
     ///
     /// [`SessionError::Data`] if the data cannot be serialized.
     pub fn data_json(&self) -> Result<bytes::Bytes, SessionError> {
-        let h = self.lock();
-        let Some(state) = h.opened.as_ref().and_then(|o| o.held.state()) else {
-            return Ok(bytes::Bytes::from_static(b"{}"));
-        };
-        if !h.changes.modified {
-            if let Some(range) = crate::cache::stored_data_range(&state.payload) {
-                return Ok(state.payload.slice(range));
-            }
-        }
-        serde_json::to_vec(&state.data)
-            .map(bytes::Bytes::from)
-            .map_err(|e| SessionError::Data(e.to_string()))
+        let empty = || bytes::Bytes::from_static(b"{}");
+        self.view(|v| match v {
+            View::Edited(d) => serde_json::to_vec(d)
+                .map(bytes::Bytes::from)
+                .map_err(data_error),
+            View::Stored(p) if p.is_empty() => Ok(empty()),
+            View::Stored(p) => match crate::cache::stored_data_range(p) {
+                Some(range) => Ok(p.slice(range)),
+                None => data::parse(p)
+                    .and_then(|d| serde_json::to_vec(&d))
+                    .map(bytes::Bytes::from)
+                    .map_err(data_error),
+            },
+        })
+        .unwrap_or_else(|| Ok(empty()))
     }
 
     /// A copy of all the data (empty once saved).
     pub fn data(&self) -> serde_json::Map<String, Value> {
-        self.with_data(Clone::clone).unwrap_or_default()
+        self.view(|v| match v {
+            View::Edited(d) => d.clone(),
+            View::Stored(p) => data::parse(p).unwrap_or_else(|e| unreadable(data_error(e))),
+        })
+        .unwrap_or_default()
     }
 
     fn from_opened(opened: Opened) -> Self {
@@ -250,6 +306,27 @@ impl Session {
             })),
         }
     }
+}
+
+/// The data a request reads.
+enum View<'a> {
+    /// Its own copy, changed.
+    Edited(&'a serde_json::Map<String, Value>),
+    /// The payload in the cache (unchanged).
+    Stored(&'a bytes::Bytes),
+}
+
+fn data_error(e: serde_json::Error) -> SessionError {
+    SessionError::Data(e.to_string())
+}
+
+/// A payload that does not read as a session's data, seen by a method that
+/// cannot report it: every payload in the cache was written by this
+/// server or read whole at takeover, so this is a bug; it is logged (not
+/// the data) and the method answers as if there were no data.
+fn unreadable<T: Default>(e: SessionError) -> T {
+    tracing::error!(error = %e, "a cached session's data does not read back");
+    T::default()
 }
 
 impl SessionManager {
@@ -328,6 +405,7 @@ impl SessionManager {
             source: Source::New,
             entry: None,
             held: Held::Fresh(SessionState::new()),
+            edited: None,
             admit: Admit::New { client: None },
             epoch: self.inner.fencing.epoch(),
         })
@@ -362,5 +440,92 @@ impl SessionManager {
             CookieAction::Set(v) => CookieUpdate::Set(v),
             CookieAction::Remove => CookieUpdate::Remove,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use serde_json::json;
+
+    use super::*;
+    use crate::cache::{Entry, StoredRef};
+    use crate::state::tests::{config, manager};
+
+    /// A session opened from the cache, whose payload holds `data`.
+    async fn cached(m: &SessionManager, data: Option<&Value>) -> Session {
+        let id = SessionId::from_bytes([3; 16]);
+        let mut state = SessionState::new();
+        if let Some(d) = data {
+            let d = d.as_object().unwrap();
+            let p = serde_json::to_vec(&StoredRef { c: 1, d }).unwrap();
+            state.payload = bytes::Bytes::from(p);
+            state.stamp = Stamp::new(1, 1);
+        }
+        m.inner
+            .cache
+            .insert(id, Entry::new(Some(state), m.inner.clock.now_ms()));
+        let opened = m.open_id(id).await.unwrap().unwrap();
+        assert_eq!(opened.source, Source::Cache);
+        Session::from_opened(opened)
+    }
+
+    #[tokio::test]
+    async fn reads_come_from_the_payload_and_the_first_change_parses_it() {
+        let m = manager(config(2));
+        let d = json!({"blob": "x".repeat(1000), "cart": ["a"], "counter": 1});
+        let s = cached(&m, Some(&d)).await;
+        assert_eq!(s.get::<u64>("counter").unwrap(), Some(1));
+        assert_eq!(s.get_value("cart"), Some(json!(["a"])));
+        assert_eq!(s.get::<u64>("absent").unwrap(), None);
+        assert!(matches!(s.get::<u64>("blob"), Err(SessionError::Data(_))));
+        assert_eq!(s.keys(), ["blob", "cart", "counter"]);
+        assert_eq!(&s.data(), d.as_object().unwrap());
+        assert_eq!(s.data_json().unwrap(), serde_json::to_vec(&d).unwrap());
+        assert_eq!(s.remove_value("absent"), None);
+        assert!(!s.is_modified(), "reading changes nothing");
+        assert!(
+            s.lock().opened.as_ref().unwrap().edited.is_none(),
+            "nor parses it all"
+        );
+
+        s.insert("counter", 2u64).unwrap();
+        assert!(s.is_modified());
+        assert_eq!(s.get::<u64>("counter").unwrap(), Some(2));
+        assert_eq!(s.get::<String>("blob").unwrap(), Some("x".repeat(1000)));
+        assert_eq!(s.remove_value("cart"), Some(json!(["a"])));
+        let now = json!({"blob": "x".repeat(1000), "counter": 2});
+        assert_eq!(&s.data(), now.as_object().unwrap());
+        assert_eq!(s.data_json().unwrap(), serde_json::to_vec(&now).unwrap());
+        assert_eq!(s.keys(), ["blob", "counter"]);
+        s.clear();
+        assert!(s.data().is_empty());
+        assert_eq!(s.data_json().unwrap(), &b"{}"[..]);
+    }
+
+    #[tokio::test]
+    async fn clear_and_remove_of_an_unchanged_session_change_it_only_if_there_is_data() {
+        let m = manager(config(2));
+        let s = cached(&m, None).await;
+        assert_eq!(s.get_value("k"), None);
+        assert!(s.keys().is_empty());
+        assert_eq!(s.data_json().unwrap(), &b"{}"[..]);
+        s.clear();
+        assert_eq!(s.remove_value("k"), None);
+        assert!(!s.is_modified());
+        drop(s);
+
+        let m = manager(config(2));
+        let s = cached(&m, Some(&json!({"k": 1}))).await;
+        assert_eq!(s.remove::<u64>("k").unwrap(), Some(1));
+        assert!(s.is_modified());
+        assert!(s.data().is_empty());
+
+        let m = manager(config(2));
+        let s = cached(&m, Some(&json!({"k": 1}))).await;
+        s.clear();
+        assert!(s.is_modified());
+        assert_eq!(s.get_value("k"), None);
+        assert_eq!(s.data_json().unwrap(), &b"{}"[..]);
     }
 }

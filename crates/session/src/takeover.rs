@@ -283,21 +283,18 @@ async fn claim_once(
     if count < needed {
         return Err(no_quorum(id, "write", count, needed, total, &last_err));
     }
-    // The local payload in this server's own form, which
-    // `Session::data_json` slices: a copy written otherwise (spacing,
-    // other fields) is written again.
+    // The local payload in this server's own form, which `Session` reads
+    // (`crate::data`) and `Session::data_json` slices: a copy written
+    // otherwise (spacing, other fields) is written again. Always a copy of
+    // exactly its length: the store's reply may be a slice of a larger
+    // read buffer, which the cache would otherwise keep alive.
     let ours = serde_json::to_vec(&StoredRef {
         c: stored.c,
         d: &stored.d,
     })
     .map_err(|e| SessionError::Data(e.to_string()))?;
-    let payload = if ours[..] == copy.payload[..] {
-        copy.payload
-    } else {
-        bytes::Bytes::from(ours)
-    };
+    let payload = bytes::Bytes::from(ours.into_boxed_slice());
     Ok(Claim::Done(Some(SessionState {
-        data: stored.d,
         created_ms: stored.c,
         stamp: new,
         payload,

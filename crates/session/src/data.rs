@@ -1,0 +1,349 @@
+//! Reading a session's data straight from its payload, the serialized
+//! form the stores hold and the cache keeps (issue 19, item 3): the cache
+//! holds no parsed copy (a `Map` of `String`s and `Value`s costs about
+//! twice the JSON), so a request reads one key by scanning the payload's
+//! top-level object, and parses the whole map only to change it
+//! ([`Session`](crate::Session) keeps that copy until the request is saved).
+//!
+//! A payload is empty (a session never saved: no data) or in
+//! [`StoredRef`](crate::cache::StoredRef)'s form, whose data object
+//! [`stored_data_range`] finds; anything else is read through [`Stored`].
+
+use std::fmt;
+
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::Deserializer;
+use serde_json::{Map, Value};
+
+use crate::cache::{stored_data_range, Stored};
+
+/// The data object's JSON inside `payload`, if it is in the usual form.
+enum Data<'a> {
+    /// The JSON of the data object.
+    Json(&'a [u8]),
+    /// Some other form: parse it whole.
+    Other(&'a [u8]),
+}
+
+fn data_of(payload: &[u8]) -> Data<'_> {
+    if payload.is_empty() {
+        return Data::Json(b"{}");
+    }
+    match stored_data_range(payload) {
+        Some(range) => Data::Json(&payload[range]),
+        None => Data::Other(payload),
+    }
+}
+
+/// All of the data, parsed.
+pub(crate) fn parse(payload: &[u8]) -> Result<Map<String, Value>, serde_json::Error> {
+    match data_of(payload) {
+        Data::Json(json) => serde_json::from_slice(json),
+        Data::Other(p) => serde_json::from_slice::<Stored>(p).map(|s| s.d),
+    }
+}
+
+/// The value at `key`, deserialized as a `T`, without parsing the other
+/// values (they are only skipped).
+pub(crate) fn get<T: DeserializeOwned>(
+    payload: &[u8],
+    key: &str,
+) -> Result<Option<T>, serde_json::Error> {
+    match data_of(payload) {
+        Data::Json(json) => {
+            if let Some(found) = find(json, key) {
+                return found.map(|r| serde_json::from_slice(&json[r])).transpose();
+            }
+            let mut de = serde_json::Deserializer::from_slice(json);
+            let found = de.deserialize_map(Lookup::<T> {
+                key,
+                value: std::marker::PhantomData,
+            })?;
+            de.end()?;
+            Ok(found)
+        }
+        Data::Other(p) => match serde_json::from_slice::<Stored>(p)?.d.remove(key) {
+            None => Ok(None),
+            Some(v) => serde_json::from_value(v).map(Some),
+        },
+    }
+}
+
+/// The keys, in the order they are stored (the map's order).
+pub(crate) fn keys(payload: &[u8]) -> Result<Vec<String>, serde_json::Error> {
+    match data_of(payload) {
+        Data::Json(json) => {
+            let mut de = serde_json::Deserializer::from_slice(json);
+            let keys = de.deserialize_map(Keys)?;
+            de.end()?;
+            Ok(keys)
+        }
+        Data::Other(p) => Ok(serde_json::from_slice::<Stored>(p)?
+            .d
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()),
+    }
+}
+
+/// Whether there is no data at all.
+pub(crate) fn is_empty(payload: &[u8]) -> Result<bool, serde_json::Error> {
+    match data_of(payload) {
+        // serde_json writes an empty map as `{}`, and a non-empty one longer.
+        Data::Json(json) => Ok(json == b"{}"),
+        Data::Other(p) => Ok(serde_json::from_slice::<Stored>(p)?.d.is_empty()),
+    }
+}
+
+/// Where the value of top-level `key` is in `json`, a data object as
+/// serde_json writes it (no spaces), found by skipping strings with
+/// `memchr` (serde_json's own skipping checks every byte of a string; the
+/// cached read skips a whole 1 KB value, issue 19 item 3). Only
+/// structure is looked at, not validity: every payload in the cache was
+/// written by serde_json (here, or again at takeover). `Some(None)`: not
+/// there; `None`: cannot tell (an escaped key, or not that form), ask
+/// serde_json.
+fn find(json: &[u8], key: &str) -> Option<Option<std::ops::Range<usize>>> {
+    let mut i = 1;
+    match json {
+        [b'{', b'}'] => return Some(None),
+        [b'{', ..] => {}
+        _ => return None,
+    }
+    let mut found = None;
+    loop {
+        if json.get(i) != Some(&b'"') {
+            return None;
+        }
+        let end = string_end(json, i)?;
+        let k = json.get(i + 1..end)?;
+        if k.contains(&b'\\') {
+            return None;
+        }
+        i = end + 1;
+        if json.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = i + 1;
+        i = value_end(json, start)?;
+        if k == key.as_bytes() {
+            // A map never holds a key twice; if a payload did, the last
+            // one wins, as when it is parsed whole.
+            found = Some(start..i);
+        }
+        match json.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') if i + 1 == json.len() => return Some(found),
+            _ => return None,
+        }
+    }
+}
+
+/// The index of the closing quote of the string opening at `start`.
+fn string_end(json: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', json.get(i..)?)?;
+        if json[i] == b'"' {
+            return Some(i);
+        }
+        // A backslash and the character it escapes (`\u`'s hex digits
+        // are neither a quote nor a backslash).
+        i += 2;
+    }
+}
+
+/// The index just past the value starting at `start`: of the `,` or `}`
+/// that ends it in its object.
+fn value_end(json: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    loop {
+        match *json.get(i)? {
+            b'"' => i = string_end(json, i)? + 1,
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' if depth == 0 => return (i > start).then_some(i),
+            b'}' | b']' => {
+                depth -= 1;
+                i += 1;
+            }
+            b',' if depth == 0 => return (i > start).then_some(i),
+            _ => i += 1,
+        }
+    }
+}
+
+/// Finds one key: skips every other value, deserializes that one.
+struct Lookup<'k, T> {
+    key: &'k str,
+    value: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for Lookup<'_, T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+        let mut found = None;
+        while let Some(is_it) = map.next_key_seed(KeyIs(self.key))? {
+            if is_it {
+                // A map never holds a key twice; if a payload did, the last
+                // one wins, as when it is parsed whole.
+                found = Some(map.next_value::<T>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Deserializes a map key as whether it is `self.0`, without allocating.
+struct KeyIs<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
+    }
+}
+
+/// Collects the keys, skipping the values.
+struct Keys;
+
+impl<'de> Visitor<'de> for Keys {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+        let mut keys = Vec::new();
+        while let Some(k) = map.next_key::<String>()? {
+            map.next_value::<IgnoredAny>()?;
+            keys.push(k);
+        }
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use serde_json::json;
+
+    use super::*;
+    use crate::cache::StoredRef;
+
+    fn payload(d: &Value) -> Vec<u8> {
+        let d = d.as_object().unwrap();
+        serde_json::to_vec(&StoredRef {
+            c: 1_733_000_000_000,
+            d,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn one_key_reads_as_the_whole_map_would() {
+        let d = json!({
+            "blob": "x".repeat(1000),
+            "counter": 7,
+            "cart": ["a", "b\"}", {"n": [1, 2.5, null]}],
+            "esc\"aped\\key\u{e9}": {"nested": {"counter": 1}},
+            "null": null,
+            "bs": "\\",
+            "tricky": ["]}\\\"{[", {"a": "\u{1}\"", "b": [[], {}]}, -1.5e300, true],
+            "\u{e9}t\u{e9}": "\u{2028}\n",
+            "z": {},
+        });
+        let map = d.as_object().unwrap();
+        // The usual form, a spaced-out one (parsed whole) and no payload.
+        let spaced = serde_json::to_vec_pretty(&StoredRef { c: 5, d: map }).unwrap();
+        for p in [payload(&d), spaced] {
+            assert_eq!(&parse(&p).unwrap(), map);
+            for (k, v) in map {
+                assert_eq!(get::<Value>(&p, k).unwrap().as_ref(), Some(v), "{k}");
+            }
+            assert_eq!(get::<u64>(&p, "counter").unwrap(), Some(7));
+            assert_eq!(
+                get::<Value>(&p, "nested").unwrap(),
+                None,
+                "only top-level keys"
+            );
+            assert_eq!(get::<Value>(&p, "absent").unwrap(), None);
+            assert!(get::<u64>(&p, "blob").is_err(), "not a u64");
+            assert_eq!(keys(&p).unwrap(), map.keys().cloned().collect::<Vec<_>>());
+            assert!(!is_empty(&p).unwrap());
+        }
+        // The fast path answers for every key of a map without escaped
+        // keys, and leaves one with them to serde_json.
+        let mut plain = map.clone();
+        plain.retain(|k, _| !k.contains('"'));
+        let p = payload(&Value::Object(plain.clone()));
+        let json = &p[stored_data_range(&p).unwrap()];
+        for (k, v) in &plain {
+            let found = find(json, k)
+                .map(|r| r.map(|r| serde_json::from_slice::<Value>(&json[r]).unwrap()));
+            assert_eq!(found, Some(Some(v.clone())), "{k}");
+        }
+        let escaped = payload(&d);
+        let escaped = &escaped[stored_data_range(&escaped).unwrap()];
+        assert_eq!(find(escaped, "z"), None);
+        assert_eq!(find(json, "absent"), Some(None));
+        assert_eq!(find(b"{}", "k"), Some(None));
+        for other in [
+            &b"{\"k\":1,}"[..],
+            b"{\"k\":}",
+            b"{\"k\" :1}",
+            b"{\"k\":1",
+            b"[1]",
+            b"{\"k\":\"1}",
+        ] {
+            assert_eq!(find(other, "k"), None, "{}", String::from_utf8_lossy(other));
+        }
+        for p in [&b""[..], &payload(&json!({}))] {
+            assert!(parse(p).unwrap().is_empty());
+            assert_eq!(get::<Value>(p, "k").unwrap(), None);
+            assert!(keys(p).unwrap().is_empty());
+            assert!(is_empty(p).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_broken_payload_is_an_error_not_a_guess() {
+        for p in [
+            &b"{\"c\":1,\"d\":{\"k\":}}"[..],
+            b"{\"c\":1,\"d\":{\"k\":1,}}",
+            b"nonsense",
+        ] {
+            assert!(
+                get::<Value>(p, "k").is_err(),
+                "{}",
+                String::from_utf8_lossy(p)
+            );
+            assert!(parse(p).is_err());
+            assert!(keys(p).is_err());
+        }
+    }
+}
