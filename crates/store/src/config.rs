@@ -51,6 +51,22 @@ pub struct StoreConfig {
     /// preempted. Only on a single-threaded runtime (`--threads 1`).
     /// Default `None`: never spin.
     pub busy_poll: Option<Duration>,
+    /// Napping under load: before the event loop goes to sleep in `epoll`
+    /// after a round that served several connections, it first sleeps
+    /// this long off the sockets' wait queues ([`Store::park_hook`]).
+    /// Requests sent meanwhile are then read together after the nap,
+    /// instead of each one's sender paying to wake the store's thread,
+    /// which on a virtual machine costs the *client* an interrupt to
+    /// another CPU (`docs/benchmarks.md`, session 9). No CPU is spent
+    /// (this is not busy polling); a lone client never waits for a nap.
+    /// Only on a single-threaded runtime, and not with `busy_poll`.
+    /// Default `None` (never nap): a nap can delay a reply by up to ~75 µs
+    /// under load (the nap and the kernel's timer slack), which a web
+    /// server's synchronous write waits for; `sticky store --nap-us 25`
+    /// turns it on.
+    ///
+    /// [`Store::park_hook`]: crate::Store::park_hook
+    pub nap: Option<Duration>,
     /// How long takeover promises and dead-lease records are kept, and how
     /// long a restarted store grants no lease and accepts no kill or
     /// prepare: twice the web servers' claim timeout (`docs/safety.md`
@@ -79,6 +95,7 @@ impl Default for StoreConfig {
             shards: 0,
             shutdown_grace: Duration::from_secs(5),
             busy_poll: None,
+            nap: None,
             claim_window: Duration::from_secs(4),
             restarted: true,
         }

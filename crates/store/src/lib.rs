@@ -10,7 +10,9 @@
 //!
 //! - `config`: [`StoreConfig`], every setting with its default;
 //!   [`REDIS_VERSION`], the version the store reports.
-//! - `shared`: the state every connection of one store shares.
+//! - `shared`: the state every connection of one store shares, and the
+//!   nap under load that [`Store::park_hook`] takes.
+//! - `io`: reading a connection (readiness, room for each read).
 //! - `server`: [`Store`]: accept loop, connection tasks, pipelining, idle
 //!   timeout, active expiry, graceful shutdown.
 //! - `cmd`: one file per command family; parses arguments and replies.
