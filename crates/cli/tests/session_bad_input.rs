@@ -384,7 +384,7 @@ fn a_web_server_without_its_lease_reports_not_ready_until_it_holds_it() {
         if Instant::now() > until {
             break false;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(sticky_test_support::POLL);
     };
     assert!(
         ready,
