@@ -144,6 +144,22 @@ mod cases {
     /// then a rate-limited background scan) must finish within this.
     const RECOPY_DEADLINE: Duration = Duration::from_secs(40);
 
+    /// Waits (at most [`RECOPY_DEADLINE`]) until every acknowledged
+    /// session is on both `live` stores, and checks that none holds a
+    /// version newer than acknowledged.
+    fn wait_until_on_both(live: &[SocketAddr; 2], acked: &Acked, backend: StoreBackend) {
+        wait_until(
+            RECOPY_DEADLINE,
+            "every session is on the 2 live stores",
+            || {
+                holders(live, acked, backend)
+                    .values()
+                    .all(|on| on.len() == 2)
+            },
+        );
+        assert_no_newer_copy(live, acked, backend);
+    }
+
     /// Three stores of `backend` and the web servers ws1 and ws2, with
     /// `replicas` copies of each session and a 3 s store timeout.
     fn cluster(backend: StoreBackend, replicas: usize) -> Cluster {
@@ -465,16 +481,7 @@ mod cases {
 
         // Within a bounded time every session is on both live stores again.
         let live = [addrs[0], addrs[2]];
-        wait_until(
-            RECOPY_DEADLINE,
-            "every session is on the 2 live stores",
-            || {
-                holders(&live, &acked, backend)
-                    .values()
-                    .all(|on| on.len() == 2)
-            },
-        );
-        assert_no_newer_copy(&live, &acked, backend);
+        wait_until_on_both(&live, &acked, backend);
 
         // s2 comes back empty on the same port; the sessions placed on it
         // are copied back to it.
@@ -541,16 +548,7 @@ mod cases {
         c.stores[1].kill9();
         write(&mut browsers, &mut acked);
         let live = [addrs[0], addrs[2]];
-        wait_until(
-            RECOPY_DEADLINE,
-            "every session is on the 2 live stores",
-            || {
-                holders(&live, &acked, backend)
-                    .values()
-                    .all(|on| on.len() == 2)
-            },
-        );
-        assert_no_newer_copy(&live, &acked, backend);
+        wait_until_on_both(&live, &acked, backend);
 
         // s2 comes back empty; its sessions are copied back to it, the
         // newest version of each (some written meanwhile).

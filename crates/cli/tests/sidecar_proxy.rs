@@ -175,6 +175,36 @@ fn setup() -> Setup {
     }
 }
 
+impl Setup {
+    /// A new session holding `{"counter":7}` (the streamed answer, its
+    /// body not held back): its id and its `Cookie` header.
+    fn new_session(&self) -> (String, String) {
+        self.app.gate.send(()).unwrap();
+        let r = http_request(self.web.addr(), "GET", "/api/stream", &[], None).unwrap();
+        let value = r
+            .set_cookie("sticky.sid")
+            .flatten()
+            .expect("a session cookie");
+        let id = value.split('.').next().unwrap().to_owned();
+        (id, format!("sticky.sid={value}"))
+    }
+
+    /// `GET /api/other` with `cookie` (answered 200): the session headers
+    /// the app saw with it.
+    fn app_sees(&self, cookie: &str) -> Vec<(String, String)> {
+        let r = http_request(
+            self.web.addr(),
+            "GET",
+            "/api/other",
+            &[("Cookie", cookie)],
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{r:?}");
+        self.app.last("/api/other")
+    }
+}
+
 #[test]
 fn a_streamed_answers_session_change_is_stored_before_its_body_ends() {
     let s = setup();
@@ -222,14 +252,7 @@ fn a_streamed_answers_session_change_is_stored_before_its_body_ends() {
 #[test]
 fn an_app_that_does_not_answer_in_time_is_a_504_and_leaves_the_session_unlocked() {
     let s = setup();
-    // A session first (its body not held back).
-    s.app.gate.send(()).unwrap();
-    let r = http_request(s.web.addr(), "GET", "/api/stream", &[], None).unwrap();
-    let cookie = r
-        .set_cookie("sticky.sid")
-        .flatten()
-        .expect("a session cookie");
-    let cookie = format!("sticky.sid={cookie}");
+    let (_, cookie) = s.new_session();
     let started = Instant::now();
     let r = http_request(
         s.web.addr(),
@@ -242,16 +265,7 @@ fn an_app_that_does_not_answer_in_time_is_a_504_and_leaves_the_session_unlocked(
     assert_eq!(r.status, 504, "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     // The session is not left locked: the next request of it is served.
-    let r = http_request(
-        s.web.addr(),
-        "GET",
-        "/api/other",
-        &[("Cookie", &cookie)],
-        None,
-    )
-    .unwrap();
-    assert_eq!(r.status, 200, "{r:?}");
-    let seen = s.app.last("/api/other");
+    let seen = s.app_sees(&cookie);
     let source = seen.iter().find(|(k, _)| k == "sticky-session-source");
     assert_eq!(source.map(|(_, v)| v.as_str()), Some("cache"), "{seen:?}");
     let data = seen.iter().find(|(k, _)| k == "sticky-session").unwrap();
@@ -263,14 +277,7 @@ fn an_app_that_does_not_answer_in_time_is_a_504_and_leaves_the_session_unlocked(
 #[test]
 fn a_small_answer_that_breaks_off_changes_no_session() {
     let s = setup();
-    s.app.gate.send(()).unwrap();
-    let r = http_request(s.web.addr(), "GET", "/api/stream", &[], None).unwrap();
-    let value = r
-        .set_cookie("sticky.sid")
-        .flatten()
-        .expect("a session cookie");
-    let id = value.split('.').next().unwrap().to_owned();
-    let cookie = format!("sticky.sid={value}");
+    let (id, cookie) = s.new_session();
     let r = http_request(
         s.web.addr(),
         "GET",
@@ -284,16 +291,7 @@ fn a_small_answer_that_breaks_off_changes_no_session() {
         let copy = sess_get(store.addr(), &id).expect("the session's copy");
         assert_eq!(copy.counter(), 7, "the broken answer's change was stored");
     }
-    let r = http_request(
-        s.web.addr(),
-        "GET",
-        "/api/other",
-        &[("Cookie", &cookie)],
-        None,
-    )
-    .unwrap();
-    assert_eq!(r.status, 200, "{r:?}");
-    let seen = s.app.last("/api/other");
+    let seen = s.app_sees(&cookie);
     let data = seen.iter().find(|(k, _)| k == "sticky-session").unwrap();
     assert_eq!(
         data.1,
