@@ -209,6 +209,14 @@ pub(crate) fn mark_down_now(shared: &State, backend: &Backend, why: &str) {
         }
         (flipped, h.epoch)
     };
+    // The routing table first, before anything slow: until it is
+    // republished, requests on other threads still route to this server,
+    // find it refused, and would spend their attempts on it. A caller that
+    // lost the race to flip it republishes too if the table still lists
+    // it as routable (the flipper may not have got there yet).
+    if flipped || shared.table.load().lists_routable(&backend.name) {
+        shared.publish();
+    }
     if flipped {
         shared.history.event_epoch(
             EventKind::ServerDown,
@@ -223,7 +231,59 @@ pub(crate) fn mark_down_now(shared: &State, backend: &Backend, why: &str) {
             "web server is down (seen by a request): its clients move to other servers"
         );
         backend.clear_pools();
-        shared.publish();
         adopt::declare_dead(shared, backend, epoch);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::DirectorConfig;
+    use sticky_config::ClusterFile;
+
+    fn state() -> State {
+        let text = r#"
+            secret = "0123456789abcdef0123456789abcdef"
+            [[web]]
+            name = "ws1"
+            listen = "127.0.0.1:9001"
+            [[web]]
+            name = "ws2"
+            listen = "127.0.0.1:9002"
+        "#;
+        let file = ClusterFile::parse(text, Path::new("c.toml")).unwrap();
+        let secret = file.secret(Path::new("c.toml")).unwrap_or_default();
+        State::new(DirectorConfig::from_cluster(&file, &secret).unwrap()).unwrap()
+    }
+
+    /// Two requests find ws1's connection refused at once: one flips it
+    /// down and, before it republishes the table, the other one's
+    /// `mark_down_now` finds it already down. The second must not go on
+    /// routing by a table that still lists ws1, or it spends all its
+    /// attempts on the dead server and answers 503 while ws2 is up (a CI
+    /// failure of `director_failover`).
+    #[test]
+    fn a_request_that_lost_the_race_to_mark_a_server_down_still_stops_routing_to_it() {
+        let shared = state();
+        let backends = shared.backends();
+        for b in &backends {
+            let mut h = b.health();
+            h.up = true;
+            h.initial = false;
+        }
+        shared.publish();
+        assert!(shared.table.load().lists_routable("ws1"));
+
+        // The flipper, stopped between the flip and the publish.
+        assert!(backends[0].health().mark_down(shared.config.health.fall));
+        assert!(shared.table.load().lists_routable("ws1"), "stale table");
+
+        mark_down_now(&shared, &backends[0], "connection refused");
+        let table = shared.table.load();
+        assert!(!table.lists_routable("ws1"));
+        assert!(table.lists_routable("ws2"));
     }
 }

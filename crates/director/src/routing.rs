@@ -124,6 +124,12 @@ impl Table {
     }
 
     /// The index of the server called `name`.
+    /// Whether this table routes to the server called `name`.
+    pub(crate) fn lists_routable(&self, name: &str) -> bool {
+        self.index_of(name.as_bytes())
+            .is_some_and(|i| self.entries[i].routable)
+    }
+
     pub(crate) fn index_of(&self, name: &[u8]) -> Option<usize> {
         self.entries
             .iter()
