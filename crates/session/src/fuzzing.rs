@@ -37,3 +37,59 @@ impl SessionCookieSigner {
 pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     crate::layer::cookie_value(headers, name)
 }
+
+/// A session payload as the stores hold it and the cache keeps it
+/// (`{"c":N,"d":{...}}`), read the way a request reads it (`data.rs`):
+/// one key without parsing the rest, the keys, emptiness, and all of it.
+pub mod payload {
+    use serde_json::{Map, Value};
+
+    /// The value at `key`, found by the cached read's scan when the
+    /// payload is in the usual form.
+    ///
+    /// # Errors
+    ///
+    /// When the payload, or the value found, is not JSON.
+    pub fn get(payload: &[u8], key: &str) -> Result<Option<Value>, serde_json::Error> {
+        crate::data::get::<Value>(payload, key)
+    }
+
+    /// The keys, in the order stored.
+    ///
+    /// # Errors
+    ///
+    /// When the payload is not a session's JSON.
+    pub fn keys(payload: &[u8]) -> Result<Vec<String>, serde_json::Error> {
+        crate::data::keys(payload)
+    }
+
+    /// Whether the session holds no data.
+    ///
+    /// # Errors
+    ///
+    /// When the payload is not a session's JSON.
+    pub fn is_empty(payload: &[u8]) -> Result<bool, serde_json::Error> {
+        crate::data::is_empty(payload)
+    }
+
+    /// All of the data, parsed.
+    ///
+    /// # Errors
+    ///
+    /// When the payload is not a session's JSON.
+    pub fn parse(payload: &[u8]) -> Result<Map<String, Value>, serde_json::Error> {
+        crate::data::parse(payload)
+    }
+
+    /// The payload the session layer writes for `data` created at `created`.
+    ///
+    /// # Errors
+    ///
+    /// Only those of serde_json's writer, which has none for a map.
+    pub fn write(created: u64, data: &Map<String, Value>) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&crate::cache::StoredRef {
+            c: created,
+            d: data,
+        })
+    }
+}
