@@ -307,10 +307,17 @@ fn run_per_thread(
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
             let app = app.clone();
             let stop = stop_rx.clone();
+            // Built here, so that a runtime that cannot start fails the
+            // start rather than leaving a thread that takes no connections.
+            let thread_rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
             std::thread::Builder::new()
                 .name(format!("web-{i}"))
                 .spawn(move || {
-                    let _ = done_tx.send(serve_thread(Inbox { rx, addr: bound }, app, stop));
+                    let served = serve_thread(&thread_rt, Inbox { rx, addr: bound }, app, stop);
+                    let _ = done_tx.send(served);
                 })
                 .context("cannot start a web server thread")?;
             inboxes.push(tx);
@@ -436,17 +443,14 @@ async fn serve_inbox(
         .context("web server failed")
 }
 
-/// One more web server thread: its own current-thread runtime serving the
-/// connections dealt to it until `stop` turns true.
+/// One more web server thread: its own current-thread runtime `rt`
+/// serving the connections dealt to it until `stop` turns true.
 fn serve_thread(
+    rt: &tokio::runtime::Runtime,
     inbox: Inbox,
     app: axum::Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     rt.block_on(serve_inbox(inbox, app, async move {
         let _ = stop.wait_for(|s| *s).await;
     }))
