@@ -22,7 +22,8 @@ pub(crate) struct WebArgs {
     /// Listen here instead of the entry's `listen`.
     #[arg(long, env = "STICKY_WEB_LISTEN", value_parser = crate::values::addr)]
     listen: Option<SocketAddr>,
-    /// Worker threads [default: one per core; with --app, one].
+    /// Worker threads (the demo: one event loop each, connections dealt out
+    /// in turn) [default: one per core; with --app, one].
     #[arg(long, allow_negative_numbers = true, env = "STICKY_WEB_THREADS", value_parser = crate::values::whole::<usize>(1, 1024))]
     threads: Option<usize>,
     /// Serve Prometheus metrics on this address (http://ADDR/metrics, no
@@ -163,7 +164,8 @@ async fn serve_metrics(
     Ok(())
 }
 
-/// Runs the demo web server until SIGINT or SIGTERM.
+/// Runs the demo web server (or, with `--app`, the sidecar) until SIGINT
+/// or SIGTERM.
 pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.app {
         crate::sidecar::app_addr(url)?;
@@ -173,6 +175,12 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
     let entry = file.web(&args.name).context("web entry vanished")?;
     let listen = args.listen.unwrap_or(entry.listen);
     let metrics_addr = args.metrics.or(entry.metrics);
+    if args.app.is_none() {
+        let threads = args.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        return run_per_thread(&args.name, config, listen, metrics_addr, threads.max(1));
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     // A sidecar shares its machine with the app, which needs the cores
     // more: one event loop keeps up with an app's rate, and a second only
@@ -188,10 +196,7 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .map_err(|e| tracing::warn!(error = %e, "no metrics recorder"))
-            .ok();
+        let metrics = install_metrics();
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
@@ -245,4 +250,208 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
         tracing::info!("web server stopped");
         Ok(())
     })
+}
+
+/// The Prometheus recorder, if none was installed yet.
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| tracing::warn!(error = %e, "no metrics recorder"))
+        .ok()
+}
+
+/// The demo web server on `threads` event loops, one per thread, each a
+/// current-thread runtime serving the connections handed to it (as the
+/// director's workers do). A multi-thread runtime spends much of a
+/// request's CPU at a moderate rate on its idle workers looking for work
+/// to steal and parking again (docs/benchmarks.md, session 10); a
+/// connection here stays on the thread that took it.
+///
+/// The first thread (this one) runs the session manager's background tasks
+/// (lease renewal, pings, re-copy, the store clients' connections), the
+/// metrics listener and the accept loop, which deals the connections out
+/// in turn; every thread serves its share with a clone of the same router.
+fn run_per_thread(
+    name: &str,
+    config: sticky_session::Config,
+    listen: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    threads: usize,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let metrics = install_metrics();
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let bound = listener.local_addr().unwrap_or(listen);
+        if let Some(addr) = metrics_addr {
+            let Some(handle) = metrics.clone() else {
+                bail!("cannot serve metrics on {addr}: no metrics recorder");
+            };
+            serve_metrics(addr, handle).await?;
+        }
+        let manager = SessionManager::start(config).await?;
+        let app = crate::demo::app(&manager).merge(manager.control_routes(metrics));
+        tracing::info!(server = %name, addr = %listen, epoch = manager.epoch(), threads, "web server listening");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut inboxes = Vec::with_capacity(threads);
+        let mut workers = Vec::with_capacity(threads.saturating_sub(1));
+        let (own_tx, own_rx) = tokio::sync::mpsc::unbounded_channel();
+        inboxes.push(own_tx);
+        for i in 1..threads {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            let app = app.clone();
+            let stop = stop_rx.clone();
+            // Built here, so that a runtime that cannot start fails the
+            // start rather than leaving a thread that takes no connections.
+            let thread_rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            std::thread::Builder::new()
+                .name(format!("web-{i}"))
+                .spawn(move || {
+                    let served = serve_thread(&thread_rt, Inbox { rx, addr: bound }, app, stop);
+                    let _ = done_tx.send(served);
+                })
+                .context("cannot start a web server thread")?;
+            inboxes.push(tx);
+            workers.push(done_rx);
+        }
+        let accepting = tokio::spawn(deal_out(listener, inboxes, stop_rx.clone()));
+        // On SIGINT/SIGTERM: stop serving sessions and release the lease
+        // first, then stop taking connections and drain every thread
+        // (docs/safety.md §2). The store clients' connections live on this
+        // thread, so it runs until the others have drained.
+        let stopping = manager.clone();
+        let own = serve_inbox(Inbox { rx: own_rx, addr: bound }, app, async move {
+            crate::shutdown::shutdown_signal().await;
+            stopping.stop().await;
+            let _ = stop_tx.send(true);
+        });
+        let mut result = own.await;
+        accepting.abort();
+        for w in workers {
+            let r = w
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a web server thread panicked")));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result?;
+        tracing::info!("web server stopped");
+        Ok(())
+    })
+}
+
+/// Connections accepted by [`deal_out`] for one thread, registered with
+/// that thread's runtime as it takes them.
+struct Inbox {
+    rx: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+    addr: SocketAddr,
+}
+
+impl axum::serve::Listener for Inbox {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            // Closed only once the accept loop stopped, at shutdown.
+            let Some(std) = self.rx.recv().await else {
+                std::future::pending::<()>().await;
+                continue;
+            };
+            let peer = std.peer_addr();
+            match (tokio::net::TcpStream::from_std(std), peer) {
+                (Ok(tcp), Ok(peer)) => return (tcp, peer),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::debug!(error = %e, "dropped an accepted connection");
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}
+
+/// Accepts connections and hands them to the threads in turn, as
+/// non-blocking std sockets (each thread registers its own with its own
+/// runtime), until `stop`.
+async fn deal_out(
+    listener: tokio::net::TcpListener,
+    inboxes: Vec<tokio::sync::mpsc::UnboundedSender<std::net::TcpStream>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // As axum's own accept loop: out of descriptors and the
+                // like pass; wait a little rather than spin.
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        let std = match tcp.into_std() {
+            Ok(std) => std,
+            Err(e) => {
+                tracing::debug!(error = %e, "dropped an accepted connection");
+                continue;
+            }
+        };
+        if inboxes.is_empty() {
+            return;
+        }
+        next = (next + 1) % inboxes.len();
+        if inboxes[next].send(std).is_err() {
+            tracing::warn!(
+                thread = next,
+                "a web server thread is gone; its connection is dropped"
+            );
+        }
+    }
+}
+
+/// Serves the connections of `inbox` with `app` until `stop` resolves,
+/// then drains them.
+async fn serve_inbox(
+    inbox: Inbox,
+    app: axum::Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // The peer address, for the per-address limit of new sessions.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let listener = axum::serve::ListenerExt::tap_io(inbox, |_| {});
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+        .context("web server failed")
+}
+
+/// One more web server thread: its own current-thread runtime `rt`
+/// serving the connections dealt to it until `stop` turns true.
+fn serve_thread(
+    rt: &tokio::runtime::Runtime,
+    inbox: Inbox,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    rt.block_on(serve_inbox(inbox, app, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }))
 }
