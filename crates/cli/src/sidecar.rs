@@ -334,7 +334,11 @@ impl Sidecar {
             app_conn::put_header(&mut extra, SOURCE, s.source().as_str().as_bytes());
             // Stamps are digits and a dot: always a valid value.
             app_conn::put_header(&mut extra, STAMP, s.stamp().to_string().as_bytes());
-            app_conn::put_header(&mut extra, NEXT_STAMP, s.next_stamp().to_string().as_bytes());
+            app_conn::put_header(
+                &mut extra,
+                NEXT_STAMP,
+                s.next_stamp().to_string().as_bytes(),
+            );
         }
         let answer = match tokio::time::timeout(self.timeout, self.client.send(req, &extra)).await {
             Err(_) => {

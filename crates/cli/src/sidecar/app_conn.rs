@@ -149,7 +149,11 @@ impl AsyncRead for Conn {
 }
 
 impl AsyncWrite for Conn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Unix(s) => Pin::new(s).poll_write(cx, buf),
@@ -342,8 +346,11 @@ impl AppClient {
                 };
                 let Some(frame) = frame else { break };
                 consumed = true;
-                let frame = frame.map_err(|e| io::Error::other(format!("the client's body: {e}")))?;
-                let Ok(data) = frame.into_data() else { continue };
+                let frame =
+                    frame.map_err(|e| io::Error::other(format!("the client's body: {e}")))?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 if data.is_empty() {
                     continue;
                 }
@@ -505,23 +512,21 @@ fn parse_answer(
         }
         headers.append(name, value);
     }
-    let framing = if head_only
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        Framing::Length(0)
-    } else {
-        match (chunked, length) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "the app sent both Transfer-Encoding and Content-Length",
-                ))
+    let framing =
+        if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            Framing::Length(0)
+        } else {
+            match (chunked, length) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "the app sent both Transfer-Encoding and Content-Length",
+                    ))
+                }
+                (Some(true), None) => Framing::Chunked,
+                (Some(false), None) | (None, None) => Framing::Close,
+                (None, Some(n)) => Framing::Length(n),
             }
-            (Some(true), None) => Framing::Chunked,
-            (Some(false), None) | (None, None) => Framing::Close,
-            (None, Some(n)) => Framing::Length(n),
-        }
-    };
+        };
     if framing == Framing::Close {
         close = true;
     }
@@ -654,7 +659,10 @@ impl Streaming {
                     if self.buf.is_empty() {
                         self.fill_or_fail().await?;
                     }
-                    let take = self.buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let take = self
+                        .buf
+                        .len()
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
                     self.phase = Phase::Length(left - take as u64);
                     return Ok(Some(self.buf.split_to(take).freeze()));
                 }
@@ -686,7 +694,10 @@ impl Streaming {
                     if self.buf.is_empty() {
                         self.fill_or_fail().await?;
                     }
-                    let take = self.buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let take = self
+                        .buf
+                        .len()
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
                     let left = left - take as u64;
                     self.phase = if left == 0 {
                         Phase::ChunkEnd
