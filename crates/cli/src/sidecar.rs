@@ -311,36 +311,48 @@ impl Sidecar {
         // The body follows the head at once: the client's `Expect` is
         // answered by the server side when the body is read.
         headers.remove(EXPECT);
-        // The interface's headers go into the request head as they are
+        // The interface's headers go into the request head as it is
         // written: no header map entries, no copies of the session.
-        let mut extra = Vec::with_capacity(256);
-        app_conn::put_header(&mut extra, SERVER, self.server.as_bytes());
-        if let Some(s) = &session {
-            // Unchanged since its last save (always, here): a slice of the
-            // stored copy, not serialized again.
-            let Ok(json) = s.data_json() else {
-                return refuse(StatusCode::INTERNAL_SERVER_ERROR, "unreadable session");
-            };
-            let encoded = base64::encoded_len(json.len(), false).unwrap_or(0);
-            extra.reserve(encoded + 160);
-            extra.extend_from_slice(SESSION.as_bytes());
-            extra.extend_from_slice(b": ");
-            let start = extra.len();
-            extra.resize(start + encoded, 0);
-            if B64.encode_slice(&json, &mut extra[start..]).ok() != Some(encoded) {
-                return refuse(StatusCode::INTERNAL_SERVER_ERROR, "unreadable session");
+        let server = self.server.as_bytes();
+        let session_head = match &session {
+            None => None,
+            Some(s) => {
+                // Unchanged since its last save (always, here): a slice of
+                // the stored copy, not serialized again.
+                let Ok(json) = s.data_json() else {
+                    return refuse(StatusCode::INTERNAL_SERVER_ERROR, "unreadable session");
+                };
+                // Stamps are digits and a dot: always a valid value.
+                let stamps = (s.stamp().to_string(), s.next_stamp().to_string());
+                Some((json, s.source().as_str(), stamps))
             }
-            extra.extend_from_slice(b"\r\n");
-            app_conn::put_header(&mut extra, SOURCE, s.source().as_str().as_bytes());
-            // Stamps are digits and a dot: always a valid value.
-            app_conn::put_header(&mut extra, STAMP, s.stamp().to_string().as_bytes());
-            app_conn::put_header(
-                &mut extra,
-                NEXT_STAMP,
-                s.next_stamp().to_string().as_bytes(),
-            );
-        }
-        let answer = match tokio::time::timeout(self.timeout, self.client.send(req, &extra)).await {
+        };
+        let extra_len = 160
+            + session_head
+                .as_ref()
+                .map_or(0, |(json, _, _)| json.len() / 3 * 4 + 4);
+        let extra = |head: &mut Vec<u8>| {
+            app_conn::put_header(head, SERVER, server);
+            if let Some((json, source, (stamp, next))) = &session_head {
+                head.extend_from_slice(SESSION.as_bytes());
+                head.extend_from_slice(b": ");
+                let start = head.len();
+                head.resize(start + json.len() / 3 * 4 + 4, 0);
+                // Sized for it: 4 characters per 3 bytes, rounded up.
+                let written = B64.encode_slice(json, &mut head[start..]).unwrap_or(0);
+                head.truncate(start + written);
+                head.extend_from_slice(b"\r\n");
+                app_conn::put_header(head, SOURCE, source.as_bytes());
+                app_conn::put_header(head, STAMP, stamp.as_bytes());
+                app_conn::put_header(head, NEXT_STAMP, next.as_bytes());
+            }
+        };
+        let answer = match tokio::time::timeout(
+            self.timeout,
+            self.client.send(req, extra_len, extra),
+        )
+        .await
+        {
             Err(_) => {
                 tracing::warn!(app = %self.shown, timeout = ?self.timeout, "the app did not answer in time");
                 return refuse(

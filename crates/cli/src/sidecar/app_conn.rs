@@ -86,33 +86,35 @@ pub(crate) struct AppClient {
     idle: Arc<Pool>,
 }
 
-/// Idle keep-alive connections, the most recent last.
+/// Idle keep-alive connections, the most recent last, each with its read
+/// buffer (empty; its memory is reused once the last answer read into it
+/// has been sent on).
 #[derive(Default)]
 struct Pool {
-    conns: Mutex<Vec<(Conn, Instant)>>,
+    conns: Mutex<Vec<(Conn, BytesMut, Instant)>>,
 }
 
 impl Pool {
     /// The most recent idle connection the app has not closed.
-    fn take(&self) -> Option<Conn> {
+    fn take(&self) -> Option<(Conn, BytesMut)> {
         loop {
-            let (conn, since) = self
+            let (conn, buf, since) = self
                 .conns
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop()?;
             if since.elapsed() < IDLE_TIMEOUT && conn.idle_and_open() {
-                return Some(conn);
+                return Some((conn, buf));
             }
         }
     }
 
     /// Keeps `conn` for the next request, and drops stale ones.
-    fn put(&self, conn: Conn) {
+    fn put(&self, conn: Conn, buf: BytesMut) {
         let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
-        conns.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
+        conns.retain(|(_, _, since)| since.elapsed() < IDLE_TIMEOUT);
         if conns.len() < MAX_IDLE {
-            conns.push((conn, Instant::now()));
+            conns.push((conn, buf, Instant::now()));
         }
     }
 }
@@ -249,22 +251,38 @@ impl AppClient {
     }
 
     /// Sends `req` (its target's path and query, its headers as they are;
-    /// the caller removed the hop-by-hop ones), with `extra`, more header
-    /// lines each ending in CRLF, and reads the answer's head.
-    pub(crate) async fn send(&self, req: Request<Body>, extra: &[u8]) -> io::Result<Answer> {
+    /// the caller removed the hop-by-hop ones), with more header lines
+    /// that `extra` appends (each ending in CRLF, about `extra_len` bytes
+    /// in all), and reads the answer's head.
+    pub(crate) async fn send(
+        &self,
+        req: Request<Body>,
+        extra_len: usize,
+        extra: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<Answer> {
         let (parts, mut body) = req.into_parts();
         let head_only = parts.method == Method::HEAD;
-        let (head, chunked) =
-            self.request_head(&parts.method, &parts.uri, &parts.headers, extra, &body);
+        let (head, chunked) = self.request_head(
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            extra_len,
+            extra,
+            &body,
+        );
         let mut pooled = self.idle.take();
         let mut retried = false;
         loop {
-            let (conn, reused) = match pooled.take() {
-                Some(c) => (c, true),
-                None => (self.connect().await?, false),
+            let (conn, buf, reused) = match pooled.take() {
+                Some((c, buf)) => (c, buf, true),
+                None => (
+                    self.connect().await?,
+                    BytesMut::with_capacity(READ_SIZE),
+                    false,
+                ),
             };
             match self
-                .exchange(conn, &head, &mut body, chunked, head_only)
+                .exchange(conn, buf, &head, &mut body, chunked, head_only)
                 .await
             {
                 Ok(answer) => return Ok(answer),
@@ -283,11 +301,12 @@ impl AppClient {
         method: &Method,
         uri: &http::Uri,
         headers: &HeaderMap,
-        extra: &[u8],
+        extra_len: usize,
+        extra: impl FnOnce(&mut Vec<u8>),
         body: &Body,
     ) -> (Vec<u8>, bool) {
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut head = Vec::with_capacity(256 + headers.len() * 48 + target.len() + extra.len());
+        let mut head = Vec::with_capacity(256 + headers.len() * 64 + target.len() + extra_len);
         head.extend_from_slice(method.as_str().as_bytes());
         head.push(b' ');
         head.extend_from_slice(target.as_bytes());
@@ -300,7 +319,7 @@ impl AppClient {
                 put_header(&mut head, name.as_str(), value.as_bytes());
             }
         }
-        head.extend_from_slice(extra);
+        extra(&mut head);
         let size = http_body::Body::size_hint(body);
         let chunked = match size.exact() {
             Some(0) if !headers.contains_key(CONTENT_LENGTH) => false,
@@ -322,14 +341,18 @@ impl AppClient {
     async fn exchange(
         &self,
         mut conn: Conn,
+        mut buf: BytesMut,
         head: &[u8],
         body: &mut Body,
         chunked: bool,
         head_only: bool,
     ) -> Result<Answer, Failed> {
-        let mut out = BytesMut::from(head);
         let mut consumed = false;
         let sent = async {
+            if http_body::Body::is_end_stream(body) {
+                return conn.write_all(head).await;
+            }
+            let mut out = BytesMut::from(head);
             loop {
                 // Frames already there go out with the head in one write.
                 let frame = match std::future::poll_fn(|cx| {
@@ -372,7 +395,6 @@ impl AppClient {
             conn.write_all(&out).await
         }
         .await;
-        let mut buf = BytesMut::with_capacity(READ_SIZE);
         // An app may answer (and close) before it read the whole body: its
         // answer counts, if it sent one.
         let read = self.read_head(&mut conn, &mut buf, head_only).await;
@@ -556,7 +578,7 @@ impl Answer {
         }
         let body = self.buf.split_to(n).freeze();
         if self.keep_alive && self.buf.is_empty() {
-            self.pool.put(self.conn);
+            self.pool.put(self.conn, self.buf);
         }
         Ok((self.parts, body))
     }
@@ -643,7 +665,7 @@ impl Streaming {
         self.phase = Phase::Done;
         if self.keep_alive && self.buf.is_empty() {
             if let Some(conn) = self.conn.take() {
-                self.pool.put(conn);
+                self.pool.put(conn, std::mem::take(&mut self.buf));
             }
         }
         None
