@@ -5,12 +5,14 @@
 //! The exchange runs in the request's own task, on a connection it takes
 //! from the pool: the request head is written in one system call (with
 //! the body when it is already there), the answer's head is parsed in
-//! place with `httparse`, and a small answer's body is read into the same
-//! buffer. No connection task, no channels between tasks: with the app
-//! answering at a steady rate, one request costs the sidecar one wake-up
-//! for the client's request and one for the app's answer (hyper's pooled
-//! client added a hand-over to its connection task and back for each, and
-//! another for the body; `docs/benchmarks.md`, session 10).
+//! place with `httparse`, and a small answer's body is read into the
+//! connection's own buffer, which stays with it in the pool. No
+//! connection task and no channels between tasks (hyper's pooled client,
+//! used before, handed each request to its connection task and the answer
+//! and its body back), and few allocations of 1 KiB or more per request:
+//! at a steady rate those made glibc's malloc consolidate its bins on
+//! nearly every request, a sixth of the sidecar's CPU
+//! (`docs/benchmarks.md`, session 10).
 //!
 //! Framing of the app's answers (RFC 9112 §6.3): no body for `HEAD` and
 //! for `204` and `304`; `Transfer-Encoding` ending in `chunked` (decoded
@@ -24,9 +26,9 @@
 //!
 //! A pooled connection the app closed meanwhile is noticed when it is
 //! taken (a read that would block: alive; end of file or data: dropped).
-//! If the app closes one just after that, a request that has not sent a
-//! byte of body yet and got no byte of answer is sent once more on a new
-//! connection; any other failure is the caller's 502.
+//! If the app closes one just after that, an idempotent request that has
+//! not sent a byte of body yet and got no byte of answer is sent once
+//! more on a new connection; any other failure is the caller's 502.
 //!
 //! A Unix socket skips the TCP stack on both sides of the app hop (no
 //! segments, acknowledgements or loopback routing per message).
@@ -262,6 +264,16 @@ impl AppClient {
     ) -> io::Result<Answer> {
         let (parts, mut body) = req.into_parts();
         let head_only = parts.method == Method::HEAD;
+        // RFC 9110 §9.2.2: only an idempotent request is sent again.
+        let idempotent = [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::TRACE,
+            Method::PUT,
+            Method::DELETE,
+        ]
+        .contains(&parts.method);
         let (head, chunked) = self.request_head(
             &parts.method,
             &parts.uri,
@@ -286,7 +298,7 @@ impl AppClient {
                 .await
             {
                 Ok(answer) => return Ok(answer),
-                Err(f) if f.retry && reused && !retried => {
+                Err(f) if f.retry && idempotent && reused && !retried => {
                     tracing::debug!(error = %f.error, "a pooled connection to the app failed; once more on a new one");
                     retried = true;
                 }
