@@ -31,10 +31,10 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
-use http::header::{HeaderName, CONNECTION, CONTENT_TYPE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, Version};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::header::{
+    HeaderName, CONNECTION, CONTENT_TYPE, EXPECT, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
 use serde_json::{Map, Value};
 use sticky_session::{Session, SessionLayer, SessionManager};
 use tower::{Layer, ServiceExt};
@@ -84,13 +84,10 @@ pub(crate) struct SidecarConfig {
 
 mod app_conn;
 
-use app_conn::AppConnector;
+use app_conn::{AppClient, Framing, Target};
 
 struct Sidecar {
-    client: Client<AppConnector, Body>,
-    /// `http://host:port` (for a Unix socket `http://localhost`), no
-    /// trailing slash: what request targets are built on.
-    base: String,
+    client: AppClient,
     /// The app's address as given, for logs and answers.
     shown: String,
     server: HeaderValue,
@@ -144,23 +141,19 @@ fn app_base(url: &str) -> anyhow::Result<String> {
 /// The routes of a sidecar web server: every request goes to the app,
 /// those under the session prefixes through the [`SessionLayer`].
 pub(crate) fn routes(manager: &SessionManager, config: SidecarConfig) -> anyhow::Result<Router> {
-    let (base, connector) = match app_addr(&config.app)? {
-        AppAddr::Tcp(base) => (base, AppConnector::new(None)),
-        AppAddr::Unix(path) => ("http://localhost".to_owned(), AppConnector::new(Some(path))),
+    let target = match app_addr(&config.app)? {
+        AppAddr::Tcp(base) => Target::Tcp(base.trim_start_matches("http://").to_owned()),
+        AppAddr::Unix(path) => Target::Unix(path),
     };
     let library_max = manager.config().max_size;
     let max_session = config.max_session.min(library_max).max(2);
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        // Room for the largest session the app may set, base64url-encoded,
-        // and the rest of its headers.
-        .http1_max_buf_size((max_session / 3 * 4 + 64 * 1024).max(64 * 1024))
-        .build(connector);
+    // Room for the largest session the app may set, base64url-encoded, and
+    // the rest of its headers.
+    let client = AppClient::new(target, (max_session / 3 * 4 + 64 * 1024).max(64 * 1024));
     let server = HeaderValue::from_str(&manager.config().server_name)
         .context("the server name is not a valid header value")?;
     let sidecar = Arc::new(Sidecar {
         client,
-        base,
         shown: config.app.clone(),
         server,
         prefixes: config.session_prefixes,
@@ -315,46 +308,51 @@ impl Sidecar {
         let headers = req.headers_mut();
         strip_session_headers(headers);
         strip_hop_by_hop(headers);
-        headers.insert(SERVER, self.server.clone());
-        if let Some(s) = &session {
-            // Unchanged since its last save (always, here): a slice of the
-            // stored copy, not serialized again.
-            let json = match s.data_json() {
-                Ok(j) => j,
-                Err(_) => {
+        // The body follows the head at once: the client's `Expect` is
+        // answered by the server side when the body is read.
+        headers.remove(EXPECT);
+        // The interface's headers go into the request head as it is
+        // written: no header map entries, no copies of the session.
+        let server = self.server.as_bytes();
+        let session_head = match &session {
+            None => None,
+            Some(s) => {
+                // Unchanged since its last save (always, here): a slice of
+                // the stored copy, not serialized again.
+                let Ok(json) = s.data_json() else {
                     return refuse(StatusCode::INTERNAL_SERVER_ERROR, "unreadable session");
-                }
-            };
-            let pairs = [
-                (SESSION, B64.encode(json)),
-                (SOURCE, s.source().as_str().to_owned()),
-                (STAMP, s.stamp().to_string()),
-                (NEXT_STAMP, s.next_stamp().to_string()),
-            ];
-            for (name, value) in pairs {
-                // Base64url, words and digits: always a valid value.
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    headers.insert(name, v);
-                }
+                };
+                // Stamps are digits and a dot: always a valid value.
+                let stamps = (s.stamp().to_string(), s.next_stamp().to_string());
+                Some((json, s.source().as_str(), stamps))
             }
-        }
-        let path = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        match format!("{}{path}", self.base).parse::<Uri>() {
-            Ok(uri) => *req.uri_mut() = uri,
-            Err(_) => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "a request target it cannot forward",
-                )
+        };
+        let extra_len = 160
+            + session_head
+                .as_ref()
+                .map_or(0, |(json, _, _)| json.len() / 3 * 4 + 4);
+        let extra = |head: &mut Vec<u8>| {
+            app_conn::put_header(head, SERVER, server);
+            if let Some((json, source, (stamp, next))) = &session_head {
+                head.extend_from_slice(SESSION.as_bytes());
+                head.extend_from_slice(b": ");
+                let start = head.len();
+                head.resize(start + json.len() / 3 * 4 + 4, 0);
+                // Sized for it: 4 characters per 3 bytes, rounded up.
+                let written = B64.encode_slice(json, &mut head[start..]).unwrap_or(0);
+                head.truncate(start + written);
+                head.extend_from_slice(b"\r\n");
+                app_conn::put_header(head, SOURCE, source.as_bytes());
+                app_conn::put_header(head, STAMP, stamp.as_bytes());
+                app_conn::put_header(head, NEXT_STAMP, next.as_bytes());
             }
-        }
-        *req.version_mut() = Version::HTTP_11;
-
-        let answer = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        };
+        let answer = match tokio::time::timeout(
+            self.timeout,
+            self.client.send(req, extra_len, extra),
+        )
+        .await
+        {
             Err(_) => {
                 tracing::warn!(app = %self.shown, timeout = ?self.timeout, "the app did not answer in time");
                 return refuse(
@@ -371,20 +369,14 @@ impl Sidecar {
             }
             Ok(Ok(a)) => a,
         };
-        let (mut parts, body) = answer.into_parts();
         // A small answer with a length is read whole before anything is
         // applied, so its head and body leave in one write (Waitress, for
         // one, writes them apart) and a body the app fails to finish
         // changes no session. Others stream.
-        let small = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-            .is_some_and(|n| n <= SMALL_ANSWER);
-        let body = if small {
-            match tokio::time::timeout(self.timeout, http_body_util::BodyExt::collect(body)).await {
-                Ok(Ok(whole)) => Body::from(whole.to_bytes()),
+        let small = matches!(answer.framing, Framing::Length(n) if n <= SMALL_ANSWER as u64);
+        let (mut parts, body) = if small {
+            match tokio::time::timeout(self.timeout, answer.read_whole()).await {
+                Ok(Ok((parts, whole))) => (parts, Body::from(whole)),
                 Ok(Err(e)) => {
                     tracing::warn!(app = %self.shown, error = %e, "the app's answer broke off");
                     return refuse(
@@ -404,7 +396,7 @@ impl Sidecar {
                 }
             }
         } else {
-            Body::new(body)
+            answer.into_streaming()
         };
         let changes = match self.changes(&parts.headers) {
             Ok(c) => c,
@@ -506,8 +498,7 @@ mod tests {
 
     fn sidecar(max_session: usize) -> Sidecar {
         Sidecar {
-            client: Client::builder(TokioExecutor::new()).build(AppConnector::new(None)),
-            base: "http://127.0.0.1:1".into(),
+            client: AppClient::new(Target::Tcp("127.0.0.1:1".into()), 64 << 10),
             shown: "http://127.0.0.1:1".into(),
             server: HeaderValue::from_static("ws1"),
             prefixes: vec!["/api/".into()],

@@ -438,3 +438,213 @@ fn an_app_on_a_unix_socket_gets_its_session_and_changes_it() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[1], b64(r#"{"counter":5}"#).to_ascii_lowercase());
 }
+
+/// A scripted app that keeps its connections open (HTTP/1.1 keep-alive)
+/// and counts them: `/api/ka` answers `ok`; `/api/then-close` answers and
+/// then closes the connection without saying so; `/api/drop-next` answers,
+/// then reads the next request on that connection and closes it unanswered;
+/// `/api/chunked` answers `abcdefg` in chunks with an extension and a
+/// trailer; `/api/cut` sends one chunk and closes; `/api/echo` answers with
+/// the request's body (sent with a length or chunked).
+struct KeepAliveApp {
+    addr: SocketAddr,
+    conns: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Reads a request body framed by `headers` (a length or chunks).
+fn read_body(reader: &mut BufReader<TcpStream>, headers: &[(String, String)]) -> Option<Vec<u8>> {
+    let get = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+            if n == 0 {
+                let mut end = String::new();
+                reader.read_line(&mut end).ok()?;
+                return Some(body);
+            }
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let n: usize = get("content-length").map_or(Some(0), |v| v.parse().ok())?;
+    let mut body = vec![0; n];
+    reader.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+impl KeepAliveApp {
+    fn start() -> KeepAliveApp {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = conns.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut out = conn;
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    loop {
+                        let Some((path, headers)) = read_head(&mut reader) else {
+                            return;
+                        };
+                        let Some(body) = read_body(&mut reader, &headers) else {
+                            return;
+                        };
+                        match path.as_str() {
+                            "/api/then-close" => {
+                                let _ = out.write_all(ok);
+                                return;
+                            }
+                            "/api/drop-next" => {
+                                let _ = out.write_all(ok);
+                                let _ = read_head(&mut reader);
+                                return;
+                            }
+                            "/api/chunked" => {
+                                let _ = out.write_all(
+                                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                                      3;ext=1\r\nabc\r\n4\r\ndefg\r\n0\r\nx-trailer: 1\r\n\r\n",
+                                );
+                            }
+                            "/api/cut" => {
+                                let _ = out.write_all(
+                                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n",
+                                );
+                                return;
+                            }
+                            "/api/echo" => {
+                                let head = format!(
+                                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                                    body.len()
+                                );
+                                let _ = out.write_all(head.as_bytes());
+                                let _ = out.write_all(&body);
+                            }
+                            _ => {
+                                let _ = out.write_all(ok);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        KeepAliveApp { addr, conns }
+    }
+
+    fn conns(&self) -> usize {
+        self.conns.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Stores, and a sidecar in front of a [`KeepAliveApp`].
+fn keep_alive_setup() -> (WebProcess, KeepAliveApp, Vec<StoreProcess>, ClusterConfig) {
+    let stores: Vec<StoreProcess> = (0..2).map(|_| StoreProcess::start(STICKY, &[])).collect();
+    let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
+    let config = ClusterConfig::new(&addrs, &["ws1"]).replicas(2).write();
+    let app = KeepAliveApp::start();
+    let url = format!("http://{}", app.addr);
+    let web = WebProcess::start_with(
+        STICKY,
+        config.path(),
+        "ws1",
+        &["--app", &url, "--session-prefix", "/api/"],
+    );
+    (web, app, stores, config)
+}
+
+fn get_ok(web: &WebProcess, path: &str) -> String {
+    let r = http_request(web.addr(), "GET", path, &[], None).unwrap();
+    assert_eq!(r.status, 200, "{path}: {r:?}");
+    r.text()
+}
+
+/// One keep-alive connection to the app serves request after request,
+/// also after a chunked answer (read to its end, trailer included).
+#[test]
+fn a_keep_alive_connection_to_the_app_is_reused() {
+    let (web, app, _stores, _config) = keep_alive_setup();
+    for _ in 0..5 {
+        assert_eq!(get_ok(&web, "/api/ka"), "ok");
+    }
+    for _ in 0..2 {
+        assert_eq!(get_ok(&web, "/api/chunked"), "abcdefg");
+    }
+    assert_eq!(get_ok(&web, "/api/ka"), "ok");
+    assert_eq!(app.conns(), 1, "every request on the first connection");
+}
+
+/// A pooled connection the app closed between requests is not used; one
+/// it closes as the next request arrives costs that request nothing: it
+/// is sent again on a new connection.
+#[test]
+fn an_app_closing_a_pooled_connection_costs_no_request() {
+    let (web, app, _stores, _config) = keep_alive_setup();
+    assert_eq!(get_ok(&web, "/api/then-close"), "ok");
+    // The app's close reaches the sidecar's socket at once on loopback;
+    // allow a loaded machine a moment all the same.
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        assert_eq!(get_ok(&web, "/api/ka"), "ok");
+        if app.conns() == 2 || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert_eq!(app.conns(), 2);
+    assert_eq!(get_ok(&web, "/api/drop-next"), "ok");
+    // Sent on the connection the app drops unanswered, then on a new one.
+    assert_eq!(get_ok(&web, "/api/ka"), "ok");
+    assert_eq!(app.conns(), 3);
+}
+
+/// An answer that breaks off while it streams is never passed on as
+/// complete, and the next request gets a new connection.
+#[test]
+fn an_answer_cut_off_mid_stream_is_not_passed_on_as_complete() {
+    let (web, app, _stores, _config) = keep_alive_setup();
+    let mut conn = TcpStream::connect(web.addr()).unwrap();
+    conn.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    conn.write_all(b"GET /api/cut HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    // The sidecar ends the connection early (a reset counts too).
+    let _ = conn.read_to_end(&mut got);
+    let got = String::from_utf8_lossy(&got);
+    // Whatever left before the break (hyper may still hold the head and
+    // first chunk when it gives up), never the last chunk.
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 200"), "{got:?}");
+    assert!(
+        !got.ends_with("0\r\n\r\n"),
+        "passed on as complete: {got:?}"
+    );
+    assert_eq!(get_ok(&web, "/api/ka"), "ok");
+    assert_eq!(app.conns(), 2);
+}
+
+/// Request bodies reach the app whole, with a length or chunked.
+#[test]
+fn request_bodies_reach_the_app_with_a_length_or_chunked() {
+    let (web, app, _stores, _config) = keep_alive_setup();
+    let r = http_request(web.addr(), "POST", "/api/echo", &[], Some(b"hello")).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"), "{r:?}");
+    let mut conn = TcpStream::connect(web.addr()).unwrap();
+    conn.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    conn.write_all(
+        b"POST /api/echo HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+          transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    conn.write_all(b"2\r\nde\r\n0\r\n\r\n").unwrap();
+    let mut got = String::new();
+    conn.read_to_string(&mut got).unwrap();
+    assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+    assert!(got.ends_with("\r\n\r\nabcde"), "{got:?}");
+    assert_eq!(app.conns(), 1);
+}
