@@ -43,6 +43,15 @@ pub(crate) struct Latency {
     pub(crate) max_ms: f64,
 }
 
+/// `a / b`, or 0 when `b` is 0 (nothing measured).
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
 impl Latency {
     fn of(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
@@ -245,9 +254,11 @@ impl Summary {
         if self.cached.count > 0 && self.takeover.count > 0 {
             let _ = writeln!(
                 t,
-                "a takeover after a kill costs {:+.2} ms at p50 and {:+.2} ms at p99 over a cached request",
+                "a takeover after a kill costs {:+.2} ms at p50 and {:+.2} ms at p99 over a cached request ({:.2}x and {:.2}x its latency)",
                 self.takeover.p50_ms - self.cached.p50_ms,
-                self.takeover.p99_ms - self.cached.p99_ms
+                self.takeover.p99_ms - self.cached.p99_ms,
+                ratio(self.takeover.p50_ms, self.cached.p50_ms),
+                ratio(self.takeover.p99_ms, self.cached.p99_ms)
             );
         }
         if self.faults_total == 0 {
