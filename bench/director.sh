@@ -24,6 +24,8 @@
 #   H2_STREAMS=1      HTTP/2 streams each h2load connection keeps in flight
 #                     (-m); 1 matches wrk's one request per connection
 #   SKIP_BUILD=1      use the existing release binaries
+#   STICKY_BIN=path   the director binary to measure (default: the release
+#                     build; for A/B runs of an older copy)
 #
 # The backends are the stand-in web servers of the director's integration
 # tests (a tiny hyper server, one worker thread each, implementing
@@ -71,7 +73,7 @@ if [[ -z $SKIP_BUILD ]]; then
     cargo build --release -p sticky >&2
     cargo test --release -p sticky --test "$backend_test" --no-run >&2
 fi
-sticky_bin=$root/target/release/sticky
+sticky_bin=${STICKY_BIN:-$root/target/release/sticky}
 backend_bin=$(ls -t "$root"/target/release/deps/"$backend_test"-* 2>/dev/null | grep -v '\.d$' | head -n 1 || true)
 [[ -x $sticky_bin ]] || { echo "director.sh: $sticky_bin missing" >&2; exit 1; }
 [[ -n $backend_bin && -x $backend_bin ]] || { echo "director.sh: release test binary $backend_test missing" >&2; exit 1; }

@@ -359,3 +359,93 @@ fn curl_speaks_http2_to_the_director() {
     assert!(text.ends_with("version=2 status=200"), "{text}");
     assert_eq!(echoed(&text, "x-forwarded-proto").as_deref(), Some("https"));
 }
+
+/// HTTP/2 requests with no body or a small declared one go to the web
+/// server on the director's raw HTTP/1.1 connections (not hyper's
+/// client): headers and bodies arrive intact, a large response streams
+/// back whole, a body over the raw path's limit still streams through
+/// hyper, and a request with a body refused by a server that fenced
+/// itself is sent again (the body is held) rather than answered `503`.
+#[test]
+fn http2_requests_take_the_raw_path_with_bodies_and_fencing() {
+    let ca = TestCa::new("tls-raw");
+    let cert = ca.issue("director");
+    let store = temp_dir("tls-raw-store");
+    let options = BackendOptions {
+        store: Some(store.clone()),
+        ..BackendOptions::default()
+    };
+    let ws1 = BackendProcess::start_with("ws1", options.clone());
+    let ws2 = BackendProcess::start_with("ws2", options);
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(&[(&ws1, false), (&ws2, false)], &tls_lines(&cert, "")),
+    );
+    d.wait_all_up();
+    let mut c = HttpsClient::connect(d.public, ca.ca_file(), HttpVersion::Http2).unwrap();
+    let first = c.get("/count", &[]);
+    assert_eq!(first.status, 200, "{first:?}");
+    let route = first.set_cookie("sticky.route").flatten().unwrap();
+    let sid = first.set_cookie("sticky.sid").flatten().unwrap();
+    let home_name = first.header("x-backend").unwrap().to_owned();
+    let home = if home_name == "ws1" { &ws1 } else { &ws2 };
+    let cookie = format!("sticky.route={route}; sticky.sid={sid}");
+    let cookies = [("cookie", cookie.as_str())];
+
+    // A small body, and one whose echo is too large for one read.
+    for size in [5, 60_000] {
+        let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        let resp = c
+            .request("POST", "/echo", &cookies, &body)
+            .unwrap_or_else(|e| panic!("POST of {size} bytes: {e}"));
+        assert_eq!(resp.status, 200, "{resp:?}");
+        assert_eq!(resp.header("x-backend"), Some(home_name.as_str()));
+        let text = resp.text();
+        assert_eq!(echoed(&text, "x-forwarded-proto").as_deref(), Some("https"));
+        assert_eq!(
+            echoed(&text, "content-length").as_deref(),
+            Some(size.to_string().as_str()),
+            "{size}"
+        );
+        assert!(resp.body.ends_with(&body), "body of {size} bytes intact");
+    }
+    let metrics = d.admin_get("/metrics").text();
+    let raw =
+        sticky_test_support::director::metric(&metrics, "sticky_director_h2_raw_requests_total");
+    assert_eq!(
+        raw, 3.0,
+        "the GET and both POSTs took the raw path: {metrics}"
+    );
+
+    // Over the raw path's limit (64 KiB): streamed through hyper.
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let resp = c.request("POST", "/echo", &cookies, &big).unwrap();
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert!(resp.body.ends_with(&big), "the large body arrived intact");
+    let metrics = d.admin_get("/metrics").text();
+    let raw =
+        sticky_test_support::director::metric(&metrics, "sticky_director_h2_raw_requests_total");
+    assert_eq!(raw, 3.0, "{metrics}");
+
+    // The home server fences itself; a POST sent at once (before a health
+    // check tells the director its new epoch) is refused untouched and
+    // sent again with the new epoch, its body with it.
+    let mut refused_then_served = false;
+    for _ in 0..5 {
+        d.wait_all_up();
+        let refused = home.refused_stale();
+        home.post("/_test/fence");
+        let resp = c.request("POST", "/echo", &cookies, b"kept whole").unwrap();
+        assert_eq!(resp.status, 200, "{resp:?}");
+        assert!(resp.body.ends_with(b"kept whole"), "{resp:?}");
+        if home.refused_stale() > refused {
+            refused_then_served = true;
+            break;
+        }
+    }
+    assert!(
+        refused_then_served,
+        "no request ever beat the health check to the fenced server"
+    );
+    let _ = std::fs::remove_dir_all(store);
+}

@@ -2,7 +2,9 @@
 //! it: the fast path forwards a web server's chunked response to the
 //! client byte for byte, and needs only to know where it ends (so the
 //! connection to the server can be reused) and that it is well formed (so
-//! a malformed one is never passed on as if it were complete).
+//! a malformed one is never passed on as if it were complete). For HTTP/2
+//! clients (`raw_forward.rs`) the same scan also hands out the chunk data
+//! ([`ChunkedScanner::feed_with`]).
 //!
 //! RFC 9112 section 7.1: `size [; extensions] CRLF data CRLF`, repeated,
 //! then `0 [; extensions] CRLF`, trailer lines, and an empty line.
@@ -80,6 +82,17 @@ impl ChunkedScanner {
     /// (then [`is_done`](Self::is_done) is true and the rest is not part
     /// of this message).
     pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<usize, ChunkError> {
+        self.feed_with(bytes, |_| {})
+    }
+
+    /// As [`feed`](Self::feed), and hands every piece of chunk data (the
+    /// decoded body) to `data`, in order: for a client that gets the body
+    /// without HTTP/1.1 framing (HTTP/2).
+    pub(crate) fn feed_with(
+        &mut self,
+        bytes: &[u8],
+        mut data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<usize, ChunkError> {
         let mut i = 0;
         while i < bytes.len() {
             match self.state {
@@ -88,7 +101,9 @@ impl ChunkedScanner {
                     let avail = u64::try_from(bytes.len() - i).unwrap_or(u64::MAX);
                     let take = left.min(avail);
                     // `take` is at most `bytes.len() - i`, so it fits.
-                    i += usize::try_from(take).unwrap_or(bytes.len() - i);
+                    let end = i + usize::try_from(take).unwrap_or(bytes.len() - i);
+                    data(i..end);
+                    i = end;
                     self.state = if take == left {
                         State::DataCr
                     } else {
@@ -320,6 +335,29 @@ mod tests {
             }
             prop_assert!(s.is_done());
             prop_assert_eq!(pos, body.len());
+        }
+
+        /// Decoding (for HTTP/2 clients) gives back exactly the data
+        /// that was encoded, however the bytes arrive.
+        #[test]
+        fn decoding_gives_back_the_data(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..6),
+            trailer in any::<bool>(),
+            cuts in proptest::collection::vec(1usize..64, 0..40),
+        ) {
+            let body = encode(&chunks, trailer);
+            let mut s = ChunkedScanner::default();
+            let mut pos = 0;
+            let mut decoded = Vec::new();
+            let mut cuts = cuts.into_iter();
+            while !s.is_done() && pos < body.len() {
+                let step = cuts.next().unwrap_or(body.len()).min(body.len() - pos);
+                let piece = &body[pos..pos + step];
+                let n = s.feed_with(piece, |r| decoded.extend_from_slice(&piece[r])).unwrap();
+                pos += n;
+            }
+            prop_assert!(s.is_done());
+            prop_assert_eq!(decoded, chunks.concat());
         }
     }
 }

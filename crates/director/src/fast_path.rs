@@ -56,21 +56,19 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::backend::{ActiveGuard, Backend};
-use crate::chunked::{ChunkError, ChunkedScanner};
+use crate::chunked::ChunkedScanner;
 use crate::forward::{
     is_hop_by_hop, is_idempotent, is_reserved, refused_as_fenced, Answer, Attempts,
 };
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
+use crate::upstream::{Framing, UpstreamError, MAX_RESPONSE_HEAD};
 
 /// Most headers in a request or response handled here.
 pub(crate) const MAX_HEADERS: usize = 64;
 
 /// Largest request body handled here (held whole, so it can be re-sent).
 pub(crate) const MAX_BODY: usize = 64 << 10;
-
-/// Largest response head accepted from a web server.
-const MAX_RESPONSE_HEAD: usize = 64 << 10;
 
 /// Response bytes gathered before they are written to the client.
 const FLUSH_AT: usize = 64 << 10;
@@ -260,51 +258,18 @@ fn dropped_request_header(name: &[u8]) -> bool {
         || (name.len() >= 7 && name[..7].eq_ignore_ascii_case(b"sticky-"))
 }
 
-/// How a response body ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Empty,
-    Length(u64),
-    Chunked,
-    /// At the end of the connection.
-    UntilClose,
-}
-
 /// A web server's response head, already rewritten for the client.
-struct ResponseHead {
-    status: StatusCode,
+pub(crate) struct ResponseHead {
+    pub(crate) status: StatusCode,
     /// Its length in the read buffer (interim heads included).
-    len: usize,
-    framing: Framing,
+    pub(crate) len: usize,
+    pub(crate) framing: Framing,
     /// The server keeps the connection open after this response.
-    keep_alive: bool,
+    pub(crate) keep_alive: bool,
     /// `sticky-fenced` was present, with this epoch.
-    fenced: Option<Option<u64>>,
+    pub(crate) fenced: Option<Option<u64>>,
     /// `sticky-owner` was present (never passed on), with this value.
-    owner: Option<Vec<u8>>,
-}
-
-/// Why an exchange with a web server failed.
-#[derive(Debug, thiserror::Error)]
-enum UpstreamError {
-    #[error("connection closed before a response")]
-    ClosedEarly,
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("malformed response head")]
-    BadHead,
-    #[error("response head over {MAX_RESPONSE_HEAD} bytes")]
-    HeadTooLarge,
-    #[error("ambiguous response framing")]
-    BadFraming,
-    #[error("switched protocols unasked")]
-    UnaskedUpgrade,
-    #[error("malformed chunked body: {0}")]
-    Chunk(#[from] ChunkError),
-    #[error("connection closed inside the response body")]
-    Truncated,
-    #[error("no response bytes for the idle timeout")]
-    Idle,
+    pub(crate) owner: Option<Vec<u8>>,
 }
 
 struct Connection<'s> {
@@ -380,7 +345,17 @@ impl Connection<'_> {
             let set_cookie = set_cookie.then_some(&backend.set_cookie);
             let sent = tokio::time::timeout(
                 shared.config.response_timeout,
-                self.send(&mut upstream, is_head, set_cookie.map(|v| v.as_bytes())),
+                send(
+                    &mut upstream,
+                    &self.request,
+                    &mut self.response,
+                    is_head,
+                    Added {
+                        set_cookie: set_cookie.map(|v| v.as_bytes()),
+                        hsts: self.hsts,
+                    },
+                    &mut self.out,
+                ),
             )
             .await;
             let head = match sent {
@@ -503,56 +478,6 @@ impl Connection<'_> {
         r.extend_from_slice(req.body);
     }
 
-    /// Sends the request and reads the response head, which it rewrites
-    /// into `out` for the client.
-    async fn send(
-        &mut self,
-        upstream: &mut TcpStream,
-        is_head: bool,
-        set_cookie: Option<&[u8]>,
-    ) -> Result<ResponseHead, UpstreamError> {
-        upstream.write_all(&self.request).await?;
-        self.response.clear();
-        let mut start = 0;
-        loop {
-            if self.response.len() > start {
-                let head = rewrite_response_head(
-                    &self.response[start..],
-                    is_head,
-                    Added {
-                        set_cookie,
-                        hsts: self.hsts,
-                    },
-                    &mut self.out,
-                )?;
-                match head {
-                    Parsed::Final(mut head) => {
-                        head.len += start;
-                        return Ok(head);
-                    }
-                    // Dropped (the client did not ask for it, and
-                    // 103 hints are optional); the final head follows.
-                    Parsed::Interim(n) => {
-                        start += n;
-                        continue;
-                    }
-                    Parsed::Partial => {}
-                }
-            }
-            if self.response.len() - start > MAX_RESPONSE_HEAD {
-                return Err(UpstreamError::HeadTooLarge);
-            }
-            self.response.reserve(READ_SIZE);
-            if upstream.read_buf(&mut self.response).await? == 0 {
-                return Err(if self.response.is_empty() {
-                    UpstreamError::ClosedEarly
-                } else {
-                    UpstreamError::BadHead
-                });
-            }
-        }
-    }
-
     /// Sends the response (head already in `out`) with its body to the
     /// client; puts the connection to the web server back in the pool if
     /// it can be reused. False if the client connection must close.
@@ -668,6 +593,84 @@ impl Connection<'_> {
     }
 }
 
+/// Sends `request` on `upstream` and reads the response head into
+/// `response` (interim heads skipped), rewriting it for the client into
+/// `out`.
+pub(crate) async fn send<O: HeadOut>(
+    upstream: &mut TcpStream,
+    request: &[u8],
+    response: &mut Vec<u8>,
+    is_head: bool,
+    added: Added<'_>,
+    out: &mut O,
+) -> Result<ResponseHead, UpstreamError> {
+    upstream.write_all(request).await?;
+    response.clear();
+    let mut start = 0;
+    loop {
+        if response.len() > start {
+            match rewrite_response_head(&response[start..], is_head, added, out)? {
+                Parsed::Final(mut head) => {
+                    head.len += start;
+                    return Ok(head);
+                }
+                // Dropped (the client did not ask for it, and 103 hints
+                // are optional); the final head follows.
+                Parsed::Interim(n) => {
+                    start += n;
+                    continue;
+                }
+                Parsed::Partial => {}
+            }
+        }
+        if response.len() - start > MAX_RESPONSE_HEAD {
+            return Err(UpstreamError::HeadTooLarge);
+        }
+        response.reserve(READ_SIZE);
+        if upstream.read_buf(response).await? == 0 {
+            return Err(if response.is_empty() {
+                UpstreamError::ClosedEarly
+            } else {
+                UpstreamError::BadHead
+            });
+        }
+    }
+}
+
+/// Where a rewritten response head goes: HTTP/1.1 bytes for a fast-path
+/// client (`Vec<u8>`), or a head for hyper's HTTP/2 server
+/// (`crate::raw_forward`).
+pub(crate) trait HeadOut {
+    /// Starts a new head (forgetting any earlier one).
+    fn start(&mut self, status: StatusCode, reason: &[u8]);
+    /// One header kept for the client.
+    fn header(&mut self, name: &[u8], value: &[u8]);
+    /// The head is complete; `until_close`: the body ends with the
+    /// connection.
+    fn finish(&mut self, until_close: bool);
+}
+
+impl HeadOut for Vec<u8> {
+    fn start(&mut self, status: StatusCode, reason: &[u8]) {
+        self.clear();
+        let _ = write!(self, "HTTP/1.1 {} ", status.as_u16());
+        self.extend_from_slice(reason);
+        self.extend_from_slice(b"\r\n");
+    }
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        self.extend_from_slice(name);
+        self.extend_from_slice(b": ");
+        self.extend_from_slice(value);
+        self.extend_from_slice(b"\r\n");
+    }
+    fn finish(&mut self, until_close: bool) {
+        if until_close {
+            self.extend_from_slice(b"connection: close\r\n");
+        }
+        self.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Whether the client closed its connection (or it broke) while its
 /// request was with a web server: a look at the socket that neither waits
 /// nor consumes what it holds (a pipelined next request is not a close).
@@ -722,12 +725,12 @@ fn own_answer(out: &mut Vec<u8>, status: StatusCode, text: &str, hsts: Option<&[
 /// What one response head parse found.
 /// Headers the director adds to a response.
 #[derive(Clone, Copy, Default)]
-struct Added<'a> {
+pub(crate) struct Added<'a> {
     /// The route cookie, when the request was (re)routed.
-    set_cookie: Option<&'a [u8]>,
+    pub(crate) set_cookie: Option<&'a [u8]>,
     /// `Strict-Transport-Security` (TLS clients; replaces the web
     /// server's own, as on the hyper path).
-    hsts: Option<&'a [u8]>,
+    pub(crate) hsts: Option<&'a [u8]>,
 }
 
 enum Parsed {
@@ -744,11 +747,11 @@ enum Parsed {
 /// status and headers without the hop-by-hop ones (and those its
 /// `Connection` header names), with the route cookie if one is to be set,
 /// and `connection: close` if the body ends with the connection.
-fn rewrite_response_head(
+fn rewrite_response_head<O: HeadOut>(
     bytes: &[u8],
     is_head: bool,
     added: Added<'_>,
-    out: &mut Vec<u8>,
+    out: &mut O,
 ) -> Result<Parsed, UpstreamError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
@@ -827,13 +830,7 @@ fn rewrite_response_head(
     if framing == Framing::UntilClose {
         keep_alive = false;
     }
-    out.clear();
-    let _ = write!(
-        out,
-        "HTTP/1.1 {} {}\r\n",
-        code,
-        resp.reason.unwrap_or_default()
-    );
+    out.start(status, resp.reason.unwrap_or_default().as_bytes());
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         // `Transfer-Encoding` stays: the body is forwarded as it came.
@@ -844,25 +841,15 @@ fn rewrite_response_head(
         if hop || internal || replaced || listed.iter().any(|l| name.eq_ignore_ascii_case(l)) {
             continue;
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
+        out.header(name, h.value);
     }
     if let Some(cookie) = added.set_cookie {
-        out.extend_from_slice(b"set-cookie: ");
-        out.extend_from_slice(cookie);
-        out.extend_from_slice(b"\r\n");
+        out.header(b"set-cookie", cookie);
     }
     if let Some(hsts) = added.hsts {
-        out.extend_from_slice(b"strict-transport-security: ");
-        out.extend_from_slice(hsts);
-        out.extend_from_slice(b"\r\n");
+        out.header(b"strict-transport-security", hsts);
     }
-    if framing == Framing::UntilClose {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+    out.finish(framing == Framing::UntilClose);
     Ok(Parsed::Final(ResponseHead {
         status,
         len,

@@ -28,6 +28,10 @@
 //! - `proxy`: one client request on the general (hyper) path: header
 //!   hygiene, streaming, upgrades.
 //! - `fast_path`: plain HTTP/1.1 requests on raw sockets, without hyper.
+//! - `upstream`: response framing and exchange errors shared by the raw
+//!   paths and `body`.
+//! - `raw_forward`: HTTP/2 requests (no body or a small one) sent to the
+//!   web server on the fast path's raw connections, not hyper's client.
 //! - `forward`: the rules both request paths obey: reserved paths,
 //!   hop-by-hop headers, retries and failover (`Attempts`), the
 //!   director's own answers.
@@ -111,6 +115,7 @@ mod peers;
 mod pool;
 mod probes;
 mod proxy;
+mod raw_forward;
 mod route_cookie;
 mod routing;
 mod sampler;
@@ -119,6 +124,7 @@ mod status;
 mod stores;
 mod supervisor;
 mod tls;
+mod upstream;
 mod worker;
 
 pub use config::{servers_of, DirectorConfig, HealthSettings, ProxyNet, ServerSpec, StoreSpec};

@@ -133,6 +133,16 @@ pub(crate) fn render(shared: &State) -> String {
         load(&s.handovers),
     );
     w.describe(
+        "sticky_director_h2_raw_requests_total",
+        "HTTP/2 requests forwarded on the fast path's raw HTTP/1.1 connections (no hyper client).",
+        true,
+    );
+    w.counter(
+        "sticky_director_h2_raw_requests_total",
+        none,
+        load(&s.h2_raw_requests),
+    );
+    w.describe(
         "sticky_director_tls_handshake_failures_total",
         "TLS handshakes on the public listener that failed or timed out.",
         true,

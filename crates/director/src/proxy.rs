@@ -17,6 +17,12 @@
 //!
 //! The rules it shares with the fast path live in `forward.rs`.
 //!
+//! An HTTP/2 request with no body, or a body of declared length up to the
+//! fast path's limit (read whole first), is handed once readied to
+//! `raw_forward.rs`, which sends it on the fast path's raw connections
+//! instead of hyper's client (unless `fast_path` is off); everything below
+//! is about the requests that stay here.
+//!
 //! Retries: a refused connection marks the server down at once and the
 //! request goes to the failover target (it never reached the dead server,
 //! so this holds for every method, body included). A pooled connection
@@ -36,24 +42,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, EXPECT, HOST, SET_COOKIE,
     STRICT_TRANSPORT_SECURITY, UPGRADE,
 };
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::backend::ActiveGuard;
 use crate::body::{Body, UpstreamBody};
+use crate::fast_path::MAX_BODY;
 use crate::fencing::{STICKY_EPOCH, STICKY_FENCED};
 use crate::forward::{
     self, is_hop_by_hop, is_idempotent, is_reserved, Answer, Attempts, STICKY_OWNER,
 };
 use crate::io::{Activity, ActivityIo};
 use crate::pool::{Conn, RequestBody};
+use crate::raw_forward;
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
 
@@ -118,6 +128,29 @@ async fn proxy(
     };
     let proto = if tls { &HTTPS } else { &HTTP };
     prepare_request_headers(&mut parts.headers, forwarded_for, trusted, proto, upgrade);
+    if parts.version == http::Version::HTTP_2 && client_upgrade.is_none() && shared.config.fast_path
+    {
+        // No body, or a small one of declared length: forwarded on a raw
+        // connection, without hyper's client (`raw_forward.rs`).
+        let small = incoming.is_end_stream()
+            || incoming
+                .size_hint()
+                .exact()
+                .is_some_and(|n| n <= MAX_BODY as u64);
+        if small {
+            let body = match read_small_body(shared, incoming).await {
+                Ok(body) => body,
+                Err(answer) => return answer.response(shared),
+            };
+            let ready = raw_forward::Ready {
+                method: &parts.method,
+                uri: &parts.uri,
+                headers: &parts.headers,
+                body,
+            };
+            return raw_forward::forward(shared, peer, ready).await;
+        }
+    }
     let uri = origin_form(&parts.uri);
     let bodiless = incoming.is_end_stream();
     let replayable = bodiless && is_idempotent(&parts.method);
@@ -275,6 +308,25 @@ async fn proxy(
                 return Answer::ResponseTimeout.response(shared);
             }
         }
+    }
+}
+
+/// A request body of declared length up to [`MAX_BODY`], read whole
+/// (within the response timeout, as if it were streamed to the server).
+async fn read_small_body(shared: &State, incoming: Incoming) -> Result<Bytes, Answer> {
+    if incoming.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let limited = http_body_util::Limited::new(incoming, MAX_BODY);
+    match tokio::time::timeout(shared.config.response_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) => {
+            // The client's fault (a reset stream, more data than it
+            // declared): the web server is not involved.
+            tracing::debug!(error = %e, "client's request body failed");
+            Err(Answer::BadBody)
+        }
+        Err(_elapsed) => Err(Answer::ResponseTimeout),
     }
 }
 

@@ -58,6 +58,9 @@ pub(crate) struct Stats {
     pub(crate) fast_path_requests: AtomicU64,
     /// Client connections the fast path handed to the general path.
     pub(crate) handovers: AtomicU64,
+    /// HTTP/2 requests forwarded on a raw HTTP/1.1 connection
+    /// (`raw_forward.rs`) rather than hyper's client.
+    pub(crate) h2_raw_requests: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub(crate) tls_handshake_failed: AtomicU64,
     /// TLS connections that chose HTTP/2 by ALPN.
