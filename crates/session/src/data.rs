@@ -335,6 +335,19 @@ mod tests {
         }
     }
 
+    /// A number the app wrote reads back the same after any number of
+    /// store round trips (serde_json's `float_roundtrip`; without it this
+    /// long mantissa came back one ulp off: found by fuzz/session_data).
+    #[test]
+    fn numbers_survive_the_round_trip_exactly() {
+        let d = json!({"o": 1.5532551553255925e25, "p": 0.1, "q": 5e-324});
+        let p = payload(&d);
+        assert_eq!(&parse(&p).unwrap(), d.as_object().unwrap());
+        assert_eq!(get::<f64>(&p, "o").unwrap(), Some(1.5532551553255925e25));
+        let once = parse(&p).unwrap();
+        assert_eq!(payload(&Value::Object(once)), p);
+    }
+
     #[test]
     fn a_broken_payload_is_an_error_not_a_guess() {
         for p in [
