@@ -17,6 +17,8 @@
 #   STICKY_ARGS=    extra arguments for `sticky store` (e.g. "--threads 1")
 #   REDIS_ARGS=     extra arguments for redis-server
 #   SKIP_BUILD=1    use the existing target/release/sticky
+#   STICKY_BIN=     run this sticky binary instead (e.g. an older build
+#                   kept aside, to compare two builds back to back)
 #
 # The report goes to stdout and to bench/results/store-<time>.md; the raw
 # redis-benchmark CSV of every run goes next to it (store-<time>.csv).
@@ -44,11 +46,11 @@ done
 
 log() { printf '[store.sh] %s\n' "$*" >&2; }
 
-if [[ -z $SKIP_BUILD ]]; then
+if [[ -z $SKIP_BUILD && -z ${STICKY_BIN:-} ]]; then
     log "building sticky (release)"
     cargo build --release -p sticky >&2
 fi
-sticky_bin=$root/target/release/sticky
+sticky_bin=${STICKY_BIN:-$root/target/release/sticky}
 [[ -x $sticky_bin ]] || { echo "store.sh: $sticky_bin missing" >&2; exit 1; }
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -126,7 +128,11 @@ db0_keys() {
 
 host_info() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S') UTC; host: $(uname -sr), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "- sticky: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $(git status --porcelain 2>/dev/null) ]] && echo ' (dirty tree)'), args: \`store $STICKY_ARGS\`"
+    if [[ -n ${STICKY_BIN:-} ]]; then
+        echo "- sticky: the binary $STICKY_BIN, args: \`store $STICKY_ARGS\`"
+    else
+        echo "- sticky: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $(git status --porcelain 2>/dev/null) ]] && echo ' (dirty tree)'), args: \`store $STICKY_ARGS\`"
+    fi
     echo "- redis: $(redis-server --version | sed -E 's/.*v=([^ ]+).*malloc=([^ ]+).*/\1 (\2)/'), args: \`--save '' --appendonly no $REDIS_ARGS\`"
     echo "- redis-benchmark: -n $N -c $CLIENTS -d $SIZE -r $KEYSPACE -t $TESTS, pipelines 1 and $PIPELINE, rounds $ROUNDS${BENCH_THREADS:+, --threads $BENCH_THREADS}"
 }

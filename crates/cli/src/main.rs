@@ -18,14 +18,6 @@ mod web_cmd;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc for the whole binary: per-thread free lists make the web
-/// server's many small, short-lived allocations per request (headers, the
-/// JSON answer, futures) cheaper than glibc's malloc, whose arenas showed
-/// ~11% of `sticky web`'s time in a profile (docs/dependencies.md,
-/// docs/benchmarks.md, session 10).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Sticky: web sessions served from local memory that survive server failures.
 #[derive(Debug, Parser)]
 #[command(name = "sticky", version, about, long_about = None)]
