@@ -196,16 +196,7 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let metrics = install_metrics();
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        if let Some(addr) = metrics_addr {
-            let Some(handle) = metrics.clone() else {
-                bail!("cannot serve metrics on {addr}: no metrics recorder");
-            };
-            serve_metrics(addr, handle).await?;
-        }
+        let (listener, metrics) = listen_with_metrics(listen, metrics_addr).await?;
         let manager = SessionManager::start(config).await?;
         let app = match &args.app {
             None => crate::demo::app(&manager),
@@ -252,12 +243,29 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The Prometheus recorder, if none was installed yet.
-fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
+/// The web server's listener on `listen`, and the Prometheus recorder
+/// (if none was installed yet), served on `metrics_addr` when given.
+async fn listen_with_metrics(
+    listen: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+) -> anyhow::Result<(
+    tokio::net::TcpListener,
+    Option<metrics_exporter_prometheus::PrometheusHandle>,
+)> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| tracing::warn!(error = %e, "no metrics recorder"))
-        .ok()
+        .ok();
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    if let Some(addr) = metrics_addr {
+        let Some(handle) = metrics.clone() else {
+            bail!("cannot serve metrics on {addr}: no metrics recorder");
+        };
+        serve_metrics(addr, handle).await?;
+    }
+    Ok((listener, metrics))
 }
 
 /// The demo web server on `threads` event loops, one per thread, each a
@@ -283,17 +291,8 @@ fn run_per_thread(
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let metrics = install_metrics();
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let (listener, metrics) = listen_with_metrics(listen, metrics_addr).await?;
         let bound = listener.local_addr().unwrap_or(listen);
-        if let Some(addr) = metrics_addr {
-            let Some(handle) = metrics.clone() else {
-                bail!("cannot serve metrics on {addr}: no metrics recorder");
-            };
-            serve_metrics(addr, handle).await?;
-        }
         let manager = SessionManager::start(config).await?;
         let app = crate::demo::app(&manager).merge(manager.control_routes(metrics));
         tracing::info!(server = %name, addr = %listen, epoch = manager.epoch(), threads, "web server listening");

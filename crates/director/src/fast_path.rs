@@ -327,12 +327,7 @@ impl Connection<'_> {
                 Err(answer) => return self.answer(client, answer, started).await,
             };
             let active = ActiveGuard::new(Arc::clone(&backend));
-            let pool = backend.raw_pool();
-            let connecting = if attempts.take_fresh() {
-                pool.connect().await.map(|s| (s, false))
-            } else {
-                pool.get().await
-            };
+            let connecting = backend.raw_pool().checkout(attempts.take_fresh()).await;
             let (mut upstream, pooled) = match connecting {
                 Ok(got) => got,
                 Err(e) => match attempts.connect_failed(shared, &backend, e) {

@@ -261,6 +261,16 @@ impl RawPool {
         Ok((self.connect().await?, false))
     }
 
+    /// The connection for one attempt of a request: a new one when the
+    /// attempt asks for it (its pooled one was found closed), else as
+    /// [`get`](Self::get).
+    pub(crate) async fn checkout(&self, fresh: bool) -> Result<(TcpStream, bool), ConnectError> {
+        if fresh {
+            return Ok((self.connect().await?, false));
+        }
+        self.get().await
+    }
+
     fn take(&self) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();

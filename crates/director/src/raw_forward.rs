@@ -131,11 +131,7 @@ pub(crate) async fn forward(
         };
         let active = ActiveGuard::new(Arc::clone(&backend));
         let pool = backend.raw_pool();
-        let connecting = if attempts.take_fresh() {
-            pool.connect().await.map(|s| (s, false))
-        } else {
-            pool.get().await
-        };
+        let connecting = pool.checkout(attempts.take_fresh()).await;
         let (mut upstream, pooled) = match connecting {
             Ok(got) => got,
             Err(e) => match attempts.connect_failed(shared, &backend, e) {
@@ -339,11 +335,8 @@ mod tests {
 
     const SECRET: &[u8] = b"a cluster secret of at least 32 bytes!";
 
-    /// A chunked response whose head came with part of its body: the
-    /// rest is read from the connection, decoded, and the connection goes
-    /// back to the pool after the last chunk.
-    #[tokio::test]
-    async fn chunked_bodies_stream_decoded_and_the_connection_is_pooled_again() {
+    /// A listener standing in for web server ws1, and its `Backend`.
+    async fn one_backend() -> (tokio::net::TcpListener, Arc<Backend>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let spec = ServerSpec {
             name: "ws1".into(),
@@ -353,6 +346,15 @@ mod tests {
         };
         let config = DirectorConfig::new(SECRET, vec![spec.clone()]);
         let backend = Arc::new(Backend::new(&spec, &config, &RouteSigner::new(SECRET)));
+        (listener, backend)
+    }
+
+    /// A chunked response whose head came with part of its body: the
+    /// rest is read from the connection, decoded, and the connection goes
+    /// back to the pool after the last chunk.
+    #[tokio::test]
+    async fn chunked_bodies_stream_decoded_and_the_connection_is_pooled_again() {
+        let (listener, backend) = one_backend().await;
         let client = backend.raw_pool().connect().await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
         let writer = tokio::spawn(async move {
@@ -385,15 +387,7 @@ mod tests {
     /// and the connection is not reused.
     #[tokio::test]
     async fn a_truncated_body_fails() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let spec = ServerSpec {
-            name: "ws1".into(),
-            addr: listener.local_addr().unwrap(),
-            standby: false,
-            weight: 1,
-        };
-        let config = DirectorConfig::new(SECRET, vec![spec.clone()]);
-        let backend = Arc::new(Backend::new(&spec, &config, &RouteSigner::new(SECRET)));
+        let (listener, backend) = one_backend().await;
         let client = backend.raw_pool().connect().await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
         server.write_all(b"abc").await.unwrap();

@@ -683,6 +683,19 @@ impl Streaming {
         None
     }
 
+    /// What is buffered of the next `left` bytes of the body, reading more
+    /// first if nothing is (at least one byte; an error if the app closed).
+    async fn up_to(&mut self, left: u64) -> io::Result<Bytes> {
+        if self.buf.is_empty() {
+            self.fill_or_fail().await?;
+        }
+        let take = self
+            .buf
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        Ok(self.buf.split_to(take).freeze())
+    }
+
     /// The next piece of the body, or `None` at its end.
     async fn next(&mut self) -> io::Result<Option<Bytes>> {
         loop {
@@ -690,15 +703,9 @@ impl Streaming {
                 Phase::Done => return Ok(None),
                 Phase::Length(0) => return Ok(self.finish()),
                 Phase::Length(left) => {
-                    if self.buf.is_empty() {
-                        self.fill_or_fail().await?;
-                    }
-                    let take = self
-                        .buf
-                        .len()
-                        .min(usize::try_from(left).unwrap_or(usize::MAX));
-                    self.phase = Phase::Length(left - take as u64);
-                    return Ok(Some(self.buf.split_to(take).freeze()));
+                    let piece = self.up_to(left).await?;
+                    self.phase = Phase::Length(left - piece.len() as u64);
+                    return Ok(Some(piece));
                 }
                 Phase::Close => {
                     if self.buf.is_empty() && self.fill().await? == 0 {
@@ -725,20 +732,14 @@ impl Streaming {
                     Err(_) => return Err(invalid("the app's chunk size is malformed")),
                 },
                 Phase::ChunkData(left) => {
-                    if self.buf.is_empty() {
-                        self.fill_or_fail().await?;
-                    }
-                    let take = self
-                        .buf
-                        .len()
-                        .min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let left = left - take as u64;
+                    let piece = self.up_to(left).await?;
+                    let left = left - piece.len() as u64;
                     self.phase = if left == 0 {
                         Phase::ChunkEnd
                     } else {
                         Phase::ChunkData(left)
                     };
-                    return Ok(Some(self.buf.split_to(take).freeze()));
+                    return Ok(Some(piece));
                 }
                 Phase::ChunkEnd => {
                     if self.buf.len() < 2 {
