@@ -61,6 +61,20 @@ macro_rules! backend_suite {
         }
 
         #[test]
+        fn a_takeover_does_not_wait_for_a_paused_store_once_a_quorum_answered() {
+            if BACKEND.available() {
+                cases::a_takeover_does_not_wait_for_a_paused_store_once_a_quorum_answered(BACKEND);
+            }
+        }
+
+        #[test]
+        fn r2_a_write_does_not_wait_for_a_paused_replica() {
+            if BACKEND.available() {
+                cases::r2_a_write_does_not_wait_for_a_paused_replica(BACKEND);
+            }
+        }
+
+        #[test]
         fn r2_a_killed_store_loses_nothing_and_a_restarted_one_is_brought_up_to_date() {
             if BACKEND.available() {
                 cases::r2_a_killed_store_loses_nothing_and_a_restarted_one_is_brought_up_to_date(
@@ -253,6 +267,109 @@ mod cases {
             })
             .count();
         assert_eq!(holding, replicas, "copies of ws2's version: {copies:?}");
+    }
+
+    /// Issue 19 item 5: a claim's steps need a quorum of stores, not all
+    /// of them. ws1 is killed and then a store holding the session's copy
+    /// is frozen (`SIGSTOP`) before ws2 can find out (the stores' timeout
+    /// is 30 s, longer than the 2 s claim timeout). ws2's takeover must be
+    /// served from the two stores that answer; a claim that waited for
+    /// every store answers 503 when the claim timeout ends.
+    pub(super) fn a_takeover_does_not_wait_for_a_paused_store_once_a_quorum_answered(
+        backend: StoreBackend,
+    ) {
+        let mut c = Cluster::start_on(STICKY, backend, 3, &["ws1", "ws2"], |cfg| {
+            cfg.replicas(2).session("store_timeout_ms", "30000")
+        });
+        let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
+        let _ws2_lease = c.web("ws2").heartbeat();
+        let mut b = Browser::new();
+        for i in 1..=3 {
+            assert_eq!(b.increment(ws1).value, i);
+        }
+        let id = b.id();
+        let addrs = c.store_addrs();
+        let copies = &backend.copies(&addrs, std::slice::from_ref(&id))[&id];
+        let holder = copies
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|s| s.live && s.counter() == 3))
+            .expect("a store holds the acknowledged copy");
+
+        let status = c.web_mut("ws1").kill9();
+        assert!(!status.success(), "ws1 was killed: {status}");
+        sticky_test_support::signal(c.stores[holder].pid(), "STOP");
+
+        // A read: it commits nothing, so only the claim meets the stores.
+        let r = b.get(ws2, "/api/counter");
+        assert_eq!(
+            r.status,
+            200,
+            "ws2 took the session over from the 2 stores that answered (s{} frozen): {}\nws2's log:\n{}",
+            holder + 1,
+            r.text(),
+            c.web("ws2").log_tail(20)
+        );
+        let a = Answer::from(&r);
+        assert_eq!(
+            (a.value, a.server.as_str(), a.source.as_str()),
+            (3, "ws2", "store"),
+            "{a:?}"
+        );
+        sticky_test_support::signal(c.stores[holder].pid(), "CONT");
+    }
+
+    /// R=2: one of a session's two replicas is frozen (`SIGSTOP`) before
+    /// its host can find out (the stores' timeout is 60 s, longer than the
+    /// test client waits). The next write is acknowledged by the other
+    /// replica and the next store in the session's placement, the two
+    /// stores that answer, instead of waiting for the frozen one.
+    pub(super) fn r2_a_write_does_not_wait_for_a_paused_replica(backend: StoreBackend) {
+        let c = Cluster::start_on(STICKY, backend, 3, &["ws1"], |cfg| {
+            cfg.replicas(2).session("store_timeout_ms", "60000")
+        });
+        let ws1 = c.web("ws1").addr();
+        let _ws1_lease = c.web("ws1").heartbeat();
+        let mut b = Browser::new();
+        for i in 1..=3 {
+            assert_eq!(b.increment(ws1).value, i);
+        }
+        let id = b.id();
+        let addrs = c.store_addrs();
+        let copies = &backend.copies(&addrs, std::slice::from_ref(&id))[&id];
+        let holders: Vec<usize> = (0..addrs.len())
+            .filter(|&i| {
+                copies[i]
+                    .as_ref()
+                    .is_some_and(|s| s.live && s.counter() == 3)
+            })
+            .collect();
+        assert_eq!(holders.len(), 2, "R=2 copies: {copies:?}");
+        let frozen = holders[0];
+        sticky_test_support::signal(c.stores[frozen].pid(), "STOP");
+
+        let r = b.post(ws1, "/api/counter", None);
+        assert_eq!(
+            r.status,
+            200,
+            "the write was acknowledged by the 2 stores that answer (s{} frozen): {}\nws1's log:\n{}",
+            frozen + 1,
+            r.text(),
+            c.web("ws1").log_tail(20)
+        );
+        let a = Answer::from(&r);
+        assert_eq!(a.value, 4, "{a:?}");
+        let others: Vec<SocketAddr> = (0..addrs.len())
+            .filter(|&i| i != frozen)
+            .map(|i| addrs[i])
+            .collect();
+        let copies = &backend.copies(&others, std::slice::from_ref(&id))[&id];
+        assert!(
+            copies.iter().all(|c| c
+                .as_ref()
+                .is_some_and(|s| s.live && s.stamp == a.stamp && s.counter() == 4)),
+            "both stores that answer hold the acknowledged version: {copies:?}"
+        );
+        sticky_test_support::signal(c.stores[frozen].pid(), "CONT");
     }
 
     /// R=2: a session made on ws1 moves to ws2; ws1, which still caches it

@@ -34,6 +34,23 @@ pub(crate) struct Stores {
     rounds: AtomicU64,
 }
 
+/// What [`Stores::fan_out_until`] does after an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Wait for more answers.
+    More,
+    /// Enough answers; wait at most [`GRACE`] (from the first time this is
+    /// said) for the others.
+    Briefly,
+    /// Stop now.
+    Stop,
+}
+
+/// How long [`Wait::Briefly`] waits: far above a store's answer time on a
+/// loopback or a LAN, far below the request timeout after which a silent
+/// store is marked down.
+pub(crate) const GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Every this many ping rounds, each live store is asked who holds its
 /// data: a store that restarted empty or was flushed between two pings
 /// looks up to the pinger, but has lost its copies.
@@ -154,6 +171,53 @@ impl Stores {
             .await
             .into_iter()
             .inspect(move |(i, r)| self.observe(*i, r))
+    }
+
+    /// Sends one request to each store of `set` at once and hands each
+    /// outcome to `take` as it arrives, in the order the stores answer,
+    /// until `take` says [`Wait::Stop`] or every store answered. A quorum
+    /// step stops waiting once enough stores answered, so one store that
+    /// is paused or slow (not yet marked down) does not hold a claim for
+    /// the whole request timeout; [`Wait::Briefly`] waits at most
+    /// [`GRACE`] more for answers the caller would rather have (the
+    /// session's own replicas). The requests still in flight are dropped:
+    /// the connection discards their replies, and the pinger, not this
+    /// call, finds out whether that store is down. Each outcome taken is
+    /// [observed](Stores::observe).
+    pub(crate) async fn fan_out_until<'a, T, Fut>(
+        &'a self,
+        set: u64,
+        call: impl Fn(&'a StoreClient) -> Fut,
+        mut take: impl FnMut(usize, Result<T, ClientError>) -> Wait,
+    ) where
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let mut pending: futures_util::stream::FuturesUnordered<_> = Self::members(set)
+            .map(|i| {
+                let request = call(&self.clients[i]);
+                async move { (i, request.await) }
+            })
+            .collect();
+        let mut deadline = None;
+        loop {
+            let next = futures_util::StreamExt::next(&mut pending);
+            let next = match deadline {
+                None => next.await,
+                Some(at) => match tokio::time::timeout_at(at, next).await {
+                    Ok(next) => next,
+                    Err(_) => return,
+                },
+            };
+            let Some((i, r)) = next else { return };
+            self.observe(i, &r);
+            match take(i, r) {
+                Wait::More => {}
+                Wait::Briefly => {
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + GRACE);
+                }
+                Wait::Stop => return,
+            }
+        }
     }
 
     /// Pings every store once, concurrently, updating the live set.

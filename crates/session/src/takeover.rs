@@ -37,6 +37,7 @@ use crate::id::SessionId;
 use crate::lease::{claim_quorum, Owner};
 use crate::replicator::write_quorum;
 use crate::state::SessionManager;
+use crate::stores::Wait;
 
 /// Claim attempts before giving up (each starts over at step 0).
 const ATTEMPTS: usize = 5;
@@ -103,26 +104,35 @@ async fn claim_once(
     let mut newest: Option<StoredSession> = None;
     let mut live_owners: HashSet<String> = HashSet::new();
     let mut last_err = String::from("no live store");
-    for (i, r) in inner
+    // `P` answers meet every acknowledged write (`W + P > S`): a slower
+    // store's answer is not waited for. A live lease it alone would have
+    // shown stops the claim at step 1 (it refuses the kill), or cannot
+    // matter (`P` stores record the lease dead, so its owner's belief has
+    // ended: `docs/safety.md` §2).
+    inner
         .stores
-        .fan_out(targets, |c| c.get_with_lease(key))
-        .await
-    {
-        match r {
-            Ok(found) => {
-                answered += 1;
-                if let Some((copy, lease)) = found {
-                    if lease.is_live() && !copy.deleted {
-                        live_owners.insert(copy.owner.clone());
+        .fan_out_until(
+            targets,
+            |c| c.get_with_lease(key),
+            |i, r| {
+                match r {
+                    Ok(found) => {
+                        answered += 1;
+                        if let Some((copy, lease)) = found {
+                            if lease.is_live() && !copy.deleted {
+                                live_owners.insert(copy.owner.clone());
+                            }
+                            if newest.as_ref().is_none_or(|b| copy.stamp > b.stamp) {
+                                newest = Some(copy);
+                            }
+                        }
                     }
-                    if newest.as_ref().is_none_or(|b| copy.stamp > b.stamp) {
-                        newest = Some(copy);
-                    }
+                    Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
                 }
-            }
-            Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
-        }
-    }
+                quorum(answered, p)
+            },
+        )
+        .await;
     if answered < p {
         return Err(no_quorum(id, "read", answered, p, total, &last_err));
     }
@@ -160,41 +170,66 @@ async fn claim_once(
     // may be one they forgot.
     let mut forgetful = 0u64;
     let mut best: Option<StoredSession> = None;
-    for (i, r) in inner
+    let mut lost: Option<Claim> = None;
+    let wanted = inner.stores.replicas(id, inner.config.replicas) & targets;
+    // `P` promises are a quorum: no other claim of this generation can
+    // hold `P` too (`P + P > S`), and they meet every acknowledged write.
+    // Short of `P`, every store's answer is waited for: a restarted
+    // store's promise counts when every store answered (below).
+    inner
         .stores
-        .fan_out(targets, |c| c.prepare(key, generation, &me, horizon))
-        .await
-    {
-        match r {
-            Ok(Prepared::Copy { session, .. }) => {
-                promised |= 1 << i;
-                if best.as_ref().is_none_or(|b| session.stamp > b.stamp) {
-                    best = Some(session);
+        .fan_out_until(
+            targets,
+            |c| c.prepare(key, generation, &me, horizon),
+            |i, r| {
+                match r {
+                    Ok(Prepared::Copy { session, .. }) => {
+                        promised |= 1 << i;
+                        if best.as_ref().is_none_or(|b| session.stamp > b.stamp) {
+                            best = Some(session);
+                        }
+                    }
+                    Ok(Prepared::NoCopy) => promised |= 1 << i,
+                    Ok(Prepared::Forgetful { uptime }) => {
+                        forgetful |= 1 << i;
+                        last_err = format!(
+                            "{} restarted {} s ago and may have forgotten the session",
+                            inner.stores.names[i],
+                            uptime.as_secs()
+                        );
+                    }
+                    Err(ClientError::Stale { stored }) => {
+                        lost = Some(Claim::Retry(
+                            format!("another claim reached {stored}"),
+                            stored.generation,
+                        ));
+                        return Wait::Stop;
+                    }
+                    Err(e @ ClientError::Promised { generation }) => {
+                        lost = Some(Claim::Retry(
+                            format!("{}: {e}", inner.stores.names[i]),
+                            generation,
+                        ));
+                        return Wait::Stop;
+                    }
+                    Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
                 }
-            }
-            Ok(Prepared::NoCopy) => promised |= 1 << i,
-            Ok(Prepared::Forgetful { uptime }) => {
-                forgetful |= 1 << i;
-                last_err = format!(
-                    "{} restarted {} s ago and may have forgotten the session",
-                    inner.stores.names[i],
-                    uptime.as_secs()
-                );
-            }
-            Err(ClientError::Stale { stored }) => {
-                return Ok(Claim::Retry(
-                    format!("another claim reached {stored}"),
-                    stored.generation,
-                ));
-            }
-            Err(e @ ClientError::Promised { generation }) => {
-                return Ok(Claim::Retry(
-                    format!("{}: {e}", inner.stores.names[i]),
-                    generation,
-                ));
-            }
-            Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
-        }
+                if (promised.count_ones() as usize) < p {
+                    Wait::More
+                } else if promised & wanted == wanted {
+                    Wait::Stop
+                } else {
+                    // A quorum, but not yet the session's own replicas,
+                    // where step 3 would rather write (a copy elsewhere
+                    // leaves the old one on a replica until the next
+                    // write): a moment more for them.
+                    Wait::Briefly
+                }
+            },
+        )
+        .await;
+    if let Some(lost) = lost {
+        return Ok(lost);
     }
     let count = promised.count_ones() as usize;
     // Every store answered: the copies reported are every copy that
@@ -229,8 +264,16 @@ async fn claim_once(
         return Ok(Claim::Done(None));
     }
     let known = newest.as_ref().map(|c| c.stamp);
-    if mine.is_none() && Some(copy.stamp) > known && !copy.owner.is_empty() && copy.owner != me {
+    if mine.is_none()
+        && Some(copy.stamp) > known
+        && !copy.owner.is_empty()
+        && copy.owner != me
+        && Some(copy.owner.as_str()) != owner.as_deref()
+    {
         // A newer copy than step 0 saw, owned by a lease we did not end.
+        // (A newer copy of the owner whose lease step 1 ended is what
+        // that owner wrote before it lost the lease: the promises now
+        // refuse its writes, and it is the copy to carry on from.)
         return Ok(Claim::Retry(
             format!("a newer copy ({}) appeared", copy.stamp),
             0,
@@ -324,17 +367,30 @@ async fn kill(m: &SessionManager, targets: u64, owner: &str, p: usize) -> Result
     let mut killed = 0;
     let mut live = false;
     let mut last_err = String::from("no live store");
-    for (i, r) in inner
+    // `P` stores that record the lease dead end its owner's belief
+    // (`docs/safety.md` §2); a live lease at a store seen first stops the
+    // claim.
+    inner
         .stores
-        .fan_out(targets, |c| c.kill(owner, false))
-        .await
-    {
-        match r {
-            Ok(()) => killed += 1,
-            Err(ClientError::Live { .. }) => live = true,
-            Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
-        }
-    }
+        .fan_out_until(
+            targets,
+            |c| c.kill(owner, false),
+            |i, r| match r {
+                Ok(()) => {
+                    killed += 1;
+                    quorum(killed, p)
+                }
+                Err(ClientError::Live { .. }) => {
+                    live = true;
+                    Wait::Stop
+                }
+                Err(e) => {
+                    last_err = format!("{}: {e}", inner.stores.names[i]);
+                    Wait::More
+                }
+            },
+        )
+        .await;
     if live {
         if release_if_gone(m, owner, p).await? {
             return Ok(());
@@ -359,18 +415,33 @@ async fn release_if_gone(m: &SessionManager, owner: &str, p: usize) -> Result<bo
         return Err(misdirected(owner));
     }
     let inner = &m.inner;
-    let released = inner
+    let mut released = 0;
+    inner
         .stores
-        .fan_out(inner.stores.all(), |c| c.kill(owner, true))
-        .await
-        .filter(|(_, r)| r.is_ok())
-        .count();
+        .fan_out_until(
+            inner.stores.all(),
+            |c| c.kill(owner, true),
+            |_, r| {
+                released += usize::from(r.is_ok());
+                quorum(released, p)
+            },
+        )
+        .await;
     if released < p {
         return Err(SessionError::Unavailable(format!(
             "the session's host is gone but only {released} stores recorded it; a takeover needs {p}"
         )));
     }
     Ok(true)
+}
+
+/// Stop waiting for more stores once `count` reached the quorum `p`.
+fn quorum(count: usize, p: usize) -> Wait {
+    if count >= p {
+        Wait::Stop
+    } else {
+        Wait::More
+    }
 }
 
 /// The 421 for a session whose owner holds a live lease.
