@@ -86,6 +86,7 @@ const COUNTERS: [&str; 26] = [
     "sticky_claim_retries_total",
     "sticky_claim_timeouts_total",
     "sticky_claims_from_own_copy_total",
+    "sticky_claims_of_gone_owners_total",
     "sticky_claims_with_forgetful_stores_total",
     "sticky_fences_total",
     "sticky_invalid_cookies_total",
@@ -103,7 +104,6 @@ const COUNTERS: [&str; 26] = [
     "sticky_takeovers_total",
     "sticky_tombstone_retries_total",
     "sticky_too_large_total",
-    "sticky_write_hedges_total",
     "sticky_write_no_quorum_total",
 ];
 

@@ -20,7 +20,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use sticky_client::ClientError;
 use sticky_proto::Stamp;
 use tokio::time::Instant;
@@ -29,20 +28,10 @@ use crate::cache::Entry;
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::state::{Inner, QueueReceiver, SessionManager};
-use crate::stores::Stores;
 
 /// Attempts of a write before giving up (each after re-placing around
 /// stores that failed).
 const WRITE_ROUNDS: usize = 3;
-
-/// A write round that has not heard from all its replicas after this also
-/// sends the version to the next store in the session's placement order
-/// (a store paused or cut off is found down only after its request
-/// timeout, 1 s by default; a write should not wait that long when
-/// another store can take the copy). On loopback or a LAN a store answers
-/// in well under a millisecond, so a hedge is rare unless a store is in
-/// trouble; it costs one extra copy, which expires with the idle timeout.
-const HEDGE_AFTER: Duration = Duration::from_millis(20);
 
 /// Most async copies in flight per web server.
 const ASYNC_COPIES_IN_FLIGHT: usize = 4096;
@@ -161,52 +150,21 @@ impl SessionManager {
             if targets == 0 {
                 break;
             }
-            let put = |i: usize| {
-                let request =
-                    inner.stores.clients[i].put(key.as_bytes(), stamp, owner, ttl, payload);
-                async move { (i, request.await) }
-            };
-            let mut puts: FuturesUnordered<_> = Stores::members(targets).map(put).collect();
-            let mut tried = targets | acked;
-            let hedge = tokio::time::sleep(HEDGE_AFTER);
-            tokio::pin!(hedge);
-            let mut hedged = false;
-            loop {
-                tokio::select! {
-                    next = puts.next() => {
-                        let Some((i, r)) = next else { break };
-                        inner.stores.observe(i, &r);
-                        match put_outcome(stamp, r) {
-                            PutOutcome::Stored => acked |= 1 << i,
-                            PutOutcome::Moved(stored) => {
-                                metrics::counter!("sticky_stale_refusals_total").increment(1);
-                                tracing::warn!(session = ?id, %stamp, %stored, "write refused as stale: the session moved");
-                                return Err(SessionError::Moved { stored });
-                            }
-                            PutOutcome::Failed(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
-                        }
-                        if acked.count_ones() as usize >= needed {
-                            // The store still silent gets the version
-                            // anyway (it was sent); nobody waits for it.
-                            break;
-                        }
+            let puts = inner
+                .stores
+                .fan_out(targets, |c| {
+                    c.put(key.as_bytes(), stamp, owner, ttl, payload)
+                })
+                .await;
+            for (i, r) in puts {
+                match put_outcome(stamp, r) {
+                    PutOutcome::Stored => acked |= 1 << i,
+                    PutOutcome::Moved(stored) => {
+                        metrics::counter!("sticky_stale_refusals_total").increment(1);
+                        tracing::warn!(session = ?id, %stamp, %stored, "write refused as stale: the session moved");
+                        return Err(SessionError::Moved { stored });
                     }
-                    () = &mut hedge, if !hedged => {
-                        // A replica is slow or paused but not yet marked
-                        // down: the next store in the session's placement
-                        // order gets the version too, and any R
-                        // acknowledgements complete the write.
-                        hedged = true;
-                        let next = inner
-                            .stores
-                            .replicas(id, tried.count_ones() as usize + 1)
-                            & !tried;
-                        if next != 0 {
-                            metrics::counter!("sticky_write_hedges_total").increment(1);
-                            tried |= next;
-                            puts.extend(Stores::members(next).map(put));
-                        }
-                    }
+                    PutOutcome::Failed(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
                 }
             }
         }

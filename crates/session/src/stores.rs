@@ -32,7 +32,15 @@ pub(crate) struct Stores {
     /// Ping rounds so far (identities are asked every
     /// [`IDENTITY_EVERY`] rounds).
     rounds: AtomicU64,
+    /// Leases (`NAME@EPOCH`) this server proved gone (a probe of the
+    /// process) and released at a quorum of these stores, newest last, at
+    /// most [`GONE_REMEMBERED`].
+    gone: std::sync::Mutex<std::collections::VecDeque<String>>,
 }
+
+/// How many released leases [`Stores::gone`] remembers: a dead server's
+/// sessions are adopted in one burst, so a handful is plenty.
+const GONE_REMEMBERED: usize = 64;
 
 /// What [`Stores::fan_out_until`] does after an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,9 +55,10 @@ pub(crate) enum Wait {
 }
 
 /// How long [`Wait::Briefly`] waits: far above a store's answer time on a
-/// loopback or a LAN, far below the request timeout after which a silent
-/// store is marked down.
-pub(crate) const GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+/// loopback or a LAN (and above the scheduling delays of a loaded 2-core
+/// machine, where 20 ms was not), far below the request timeout after
+/// which a silent store is marked down.
+pub(crate) const GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Every this many ping rounds, each live store is asked who holds its
 /// data: a store that restarted empty or was flushed between two pings
@@ -79,6 +88,7 @@ impl Stores {
             changed: watch::Sender::new(all),
             identities: std::sync::Mutex::new(vec![None; specs.len()]),
             rounds: AtomicU64::new(0),
+            gone: std::sync::Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -132,6 +142,31 @@ impl Stores {
     /// The replica set of `id` over the live stores.
     pub(crate) fn replicas(&self, id: &SessionId, r: usize) -> u64 {
         placement::replicas(id, &self.hashes, self.live(), r)
+    }
+
+    /// Remembers that lease `owner` was proven gone and released at a
+    /// quorum of stores: its process is dead, or it fenced or restarted
+    /// and dropped that epoch's cache, and epochs are never reused, so no
+    /// process will serve from that lease again.
+    pub(crate) fn record_gone(&self, owner: &str) {
+        if let Ok(mut gone) = self.gone.lock() {
+            if !gone.iter().any(|o| o == owner) {
+                if gone.len() >= GONE_REMEMBERED {
+                    gone.pop_front();
+                }
+                gone.push_back(owner.to_owned());
+            }
+        }
+    }
+
+    /// Whether [`record_gone`](Self::record_gone) remembers `owner`: a
+    /// claim of one of its sessions need not probe it or end its lease
+    /// again (`docs/safety.md` §2).
+    pub(crate) fn known_gone(&self, owner: &str) -> bool {
+        self.gone
+            .lock()
+            .map(|gone| gone.iter().any(|o| o == owner))
+            .unwrap_or(false)
     }
 
     /// Store indexes in a bit set.

@@ -149,8 +149,14 @@ async fn claim_once(
         .map(|c| c.owner.clone())
         .filter(|o| !o.is_empty() && *o != me);
 
-    // Step 1: the owner's lease ends, or we stop here.
-    if let Some(owner) = &owner {
+    // Step 1: the owner's lease ends, or we stop here. An owner this
+    // server already proved gone and released cannot serve from that
+    // lease again: its other sessions skip the probe and the kill.
+    let gone = owner.as_ref().is_some_and(|o| inner.stores.known_gone(o));
+    if gone {
+        metrics::counter!("sticky_claims_of_gone_owners_total").increment(1);
+    }
+    if let Some(owner) = owner.as_ref().filter(|_| !gone) {
         let mut released = false;
         if live_owners.contains(owner) {
             released = release_if_gone(m, owner, p).await?;
@@ -432,6 +438,7 @@ async fn release_if_gone(m: &SessionManager, owner: &str, p: usize) -> Result<bo
             "the session's host is gone but only {released} stores recorded it; a takeover needs {p}"
         )));
     }
+    inner.stores.record_gone(owner);
     Ok(true)
 }
 
