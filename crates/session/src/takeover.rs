@@ -156,14 +156,12 @@ async fn claim_once(
     if gone {
         metrics::counter!("sticky_claims_of_gone_owners_total").increment(1);
     }
-    if let Some(owner) = owner.as_ref().filter(|_| !gone) {
-        let mut released = false;
-        if live_owners.contains(owner) {
-            released = release_if_gone(m, owner, p).await?;
-        }
-        if !released {
-            kill(m, targets, owner, p).await?;
-        }
+    let owner_to_end = owner.as_ref().filter(|_| !gone);
+    // A lease seen live: probe its owner first, and prepare only once it
+    // is proven gone (a live owner is answered with 421 and must not be
+    // disturbed by promises).
+    if let Some(owner) = owner_to_end.filter(|o| live_owners.contains(*o)) {
+        release_if_gone(m, owner, p).await?;
     }
 
     // Step 2: prepare generation g + 1.
@@ -171,69 +169,92 @@ async fn claim_once(
         .checked_add(1)
         .ok_or_else(|| SessionError::Data("generation overflow".into()))?;
     let horizon = inner.config.absolute_timeout;
-    let mut promised = 0u64;
-    // Restarted stores that hold no copy: they promised, but their "no copy"
-    // may be one they forgot.
-    let mut forgetful = 0u64;
-    let mut best: Option<StoredSession> = None;
-    let mut lost: Option<Claim> = None;
-    let wanted = inner.stores.replicas(id, inner.config.replicas) & targets;
-    // `P` promises are a quorum: no other claim of this generation can
-    // hold `P` too (`P + P > S`), and they meet every acknowledged write.
-    // Short of `P`, every store's answer is waited for: a restarted
-    // store's promise counts when every store answered (below).
-    inner
-        .stores
-        .fan_out_until(
-            targets,
-            |c| c.prepare(key, generation, &me, horizon),
-            |i, r| {
-                match r {
-                    Ok(Prepared::Copy { session, .. }) => {
-                        promised |= 1 << i;
-                        if best.as_ref().is_none_or(|b| session.stamp > b.stamp) {
-                            best = Some(session);
+    let prepare = async {
+        let mut prepare_err = String::new();
+        let mut promised = 0u64;
+        // Restarted stores that hold no copy: they promised, but their "no copy"
+        // may be one they forgot.
+        let mut forgetful = 0u64;
+        let mut best: Option<StoredSession> = None;
+        let mut lost: Option<Claim> = None;
+        let wanted = inner.stores.replicas(id, inner.config.replicas) & targets;
+        // `P` promises are a quorum: no other claim of this generation can
+        // hold `P` too (`P + P > S`), and they meet every acknowledged write.
+        // Short of `P`, every store's answer is waited for: a restarted
+        // store's promise counts when every store answered (below).
+        inner
+            .stores
+            .fan_out_until(
+                targets,
+                |c| c.prepare(key, generation, &me, horizon),
+                |i, r| {
+                    match r {
+                        Ok(Prepared::Copy { session, .. }) => {
+                            promised |= 1 << i;
+                            if best.as_ref().is_none_or(|b| session.stamp > b.stamp) {
+                                best = Some(session);
+                            }
                         }
+                        Ok(Prepared::NoCopy) => promised |= 1 << i,
+                        Ok(Prepared::Forgetful { uptime }) => {
+                            forgetful |= 1 << i;
+                            prepare_err = format!(
+                                "{} restarted {} s ago and may have forgotten the session",
+                                inner.stores.names[i],
+                                uptime.as_secs()
+                            );
+                        }
+                        Err(ClientError::Stale { stored }) => {
+                            lost = Some(Claim::Retry(
+                                format!("another claim reached {stored}"),
+                                stored.generation,
+                            ));
+                            return Wait::Stop;
+                        }
+                        Err(e @ ClientError::Promised { generation }) => {
+                            lost = Some(Claim::Retry(
+                                format!("{}: {e}", inner.stores.names[i]),
+                                generation,
+                            ));
+                            return Wait::Stop;
+                        }
+                        Err(e) => prepare_err = format!("{}: {e}", inner.stores.names[i]),
                     }
-                    Ok(Prepared::NoCopy) => promised |= 1 << i,
-                    Ok(Prepared::Forgetful { uptime }) => {
-                        forgetful |= 1 << i;
-                        last_err = format!(
-                            "{} restarted {} s ago and may have forgotten the session",
-                            inner.stores.names[i],
-                            uptime.as_secs()
-                        );
+                    if (promised.count_ones() as usize) < p {
+                        Wait::More
+                    } else if promised & wanted == wanted {
+                        Wait::Stop
+                    } else {
+                        // A quorum, but not yet the session's own replicas,
+                        // where step 3 would rather write (a copy elsewhere
+                        // leaves the old one on a replica until the next
+                        // write): a moment more for them.
+                        Wait::Briefly
                     }
-                    Err(ClientError::Stale { stored }) => {
-                        lost = Some(Claim::Retry(
-                            format!("another claim reached {stored}"),
-                            stored.generation,
-                        ));
-                        return Wait::Stop;
-                    }
-                    Err(e @ ClientError::Promised { generation }) => {
-                        lost = Some(Claim::Retry(
-                            format!("{}: {e}", inner.stores.names[i]),
-                            generation,
-                        ));
-                        return Wait::Stop;
-                    }
-                    Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
-                }
-                if (promised.count_ones() as usize) < p {
-                    Wait::More
-                } else if promised & wanted == wanted {
-                    Wait::Stop
-                } else {
-                    // A quorum, but not yet the session's own replicas,
-                    // where step 3 would rather write (a copy elsewhere
-                    // leaves the old one on a replica until the next
-                    // write): a moment more for them.
-                    Wait::Briefly
-                }
-            },
-        )
-        .await;
+                },
+            )
+            .await;
+        (promised, forgetful, best, lost, prepare_err)
+    };
+    // Step 1, the kill, of a lease seen not live anywhere, runs alongside
+    // the prepare (one round trip fewer): the write of step 3 waits for
+    // both, so it is acknowledged only after `P` stores record the lease
+    // dead, which is all the argument needs. If a store shows the lease
+    // live after all (it was renewed since step 0 read), the claim stops
+    // with 421 and its promises only refuse writes below generation
+    // `g + 1` of this one session.
+    let kill_step = async {
+        match owner_to_end.filter(|o| !live_owners.contains(*o)) {
+            Some(owner) => kill(m, targets, owner, p).await,
+            None => Ok(()),
+        }
+    };
+    let (killed, (mut promised, forgetful, mut best, lost, prepare_err)) =
+        tokio::join!(kill_step, prepare);
+    killed?;
+    if !prepare_err.is_empty() {
+        last_err = prepare_err;
+    }
     if let Some(lost) = lost {
         return Ok(lost);
     }
