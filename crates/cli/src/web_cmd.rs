@@ -275,10 +275,15 @@ async fn listen_with_metrics(
 /// to steal and parking again (docs/benchmarks.md, session 10); a
 /// connection here stays on the thread that took it.
 ///
-/// The first thread (this one) runs the session manager's background tasks
-/// (lease renewal, pings, re-copy, the store clients' connections), the
+/// The first thread (this one) runs the store clients' connections, the
 /// metrics listener and the accept loop, which deals the connections out
 /// in turn; every thread serves its share with a clone of the same router.
+/// The session manager's background tasks (lease renewal, pings, re-copy)
+/// run on one more thread of their own, `web-bg`: a re-copy after a store
+/// is lost (a snapshot of the whole cache, then batches of copies) would
+/// otherwise run between the first thread's requests (`bench/scale.sh` at
+/// 1,000,000 sessions: the users' p99 during the re-copy rose from 6.6 ms
+/// to 26 ms with it there; docs/benchmarks.md, session 11).
 fn run_per_thread(
     name: &str,
     config: sticky_session::Config,
@@ -290,10 +295,12 @@ fn run_per_thread(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(async move {
+    let background = Background::start()?;
+    let bg = background.handle.clone();
+    let served = rt.block_on(async move {
         let (listener, metrics) = listen_with_metrics(listen, metrics_addr).await?;
         let bound = listener.local_addr().unwrap_or(listen);
-        let manager = SessionManager::start(config).await?;
+        let manager = SessionManager::start_with_background(config, bg).await?;
         let app = crate::demo::app(&manager).merge(manager.control_routes(metrics));
         tracing::info!(server = %name, addr = %listen, epoch = manager.epoch(), threads, "web server listening");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -346,7 +353,48 @@ fn run_per_thread(
         result?;
         tracing::info!("web server stopped");
         Ok(())
-    })
+    });
+    background.stop();
+    served
+}
+
+/// The thread of the session manager's background tasks: a current-thread
+/// runtime that runs whatever is spawned on `handle` until [`stop`](Self::stop).
+struct Background {
+    handle: tokio::runtime::Handle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Background {
+    fn start() -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("web-bg".into())
+            .spawn(move || {
+                // Until stopped (or the sender is dropped): its tasks run
+                // meanwhile, and are dropped with the runtime.
+                let _ = rt.block_on(stopped);
+            })
+            .context("cannot start the background thread")?;
+        Ok(Self {
+            handle,
+            stop,
+            thread,
+        })
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        if self.thread.join().is_err() {
+            tracing::warn!("the background thread panicked");
+        }
+    }
 }
 
 /// Connections accepted by [`deal_out`] for one thread, registered with

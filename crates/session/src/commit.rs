@@ -141,7 +141,7 @@ impl SessionManager {
             Admit::Existing => None,
         };
         opened.edited = None;
-        metrics::histogram!("sticky_session_bytes").record(payload.len() as f64);
+        inner.hot.session_bytes().record(payload.len() as f64);
         // Copied in line: the stores that acknowledged; queued: none yet
         // (the queue records them once copied).
         let ttl = self.copy_ttl(untouched);

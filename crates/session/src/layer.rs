@@ -143,14 +143,18 @@ where
                 .headers()
                 .get("x-forwarded-proto")
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-            let cookie =
-                cookie_value(req.headers(), &manager.config().cookie_name).map(str::to_owned);
-            let routed_epoch = req
-                .headers()
-                .get(EPOCH_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            let session = match manager.load_routed(cookie.as_deref(), routed_epoch).await {
+            // The cookie is read in place (no copy): the headers are only
+            // borrowed until the session is open.
+            let opened = {
+                let headers = req.headers();
+                let cookie = cookie_value(headers, &manager.config().cookie_name);
+                let routed_epoch = headers
+                    .get(EPOCH_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                manager.load_routed(cookie, routed_epoch).await
+            };
+            let session = match opened {
                 Ok(s) => s,
                 Err(e) => return Ok(e.into_response()),
             };

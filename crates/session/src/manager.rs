@@ -26,6 +26,27 @@ impl SessionManager {
     /// [`SessionError::Config`] for invalid settings (no stores, more than
     /// 64, R not 1 or 2, a secret shorter than 32 bytes, a bad address).
     pub async fn start(config: Config) -> Result<Self, SessionError> {
+        Self::start_with_background(config, tokio::runtime::Handle::current()).await
+    }
+
+    /// [`start`](Self::start), its background tasks (pinger, sweeper,
+    /// lease check, re-copy, async replication) spawned on `background`
+    /// (another runtime's handle) rather than on the caller's runtime.
+    ///
+    /// For a server whose request threads each run an event loop of their
+    /// own: a re-copy of many sessions (a snapshot of the whole cache, then
+    /// batches of copies) must not run between their requests. The store
+    /// connections are opened here, by the first ping, so they stay on the
+    /// caller's runtime (a connection re-opened later lives on the runtime
+    /// of the task that re-opened it).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_with_background(
+        config: Config,
+        background: tokio::runtime::Handle,
+    ) -> Result<Self, SessionError> {
         let (inner, rx) = Inner::new(config)?;
         let inner = Arc::new(inner);
         inner.stores.ping_all().await;
@@ -37,15 +58,15 @@ impl SessionManager {
         .renew_lease()
         .await;
         let weak = Arc::downgrade(&inner);
-        tokio::spawn(background(weak.clone()));
-        tokio::spawn(lease_loop(
+        background.spawn(pinger(weak.clone()));
+        background.spawn(lease_loop(
             weak.clone(),
             inner.fencing.renew_now.clone(),
             inner.config.lease,
         ));
-        tokio::spawn(recopy_loop(weak.clone(), inner.stores.subscribe()));
+        background.spawn(recopy_loop(weak.clone(), inner.stores.subscribe()));
         if let Some(rx) = rx {
-            tokio::spawn(async_replicator(weak, rx));
+            background.spawn(async_replicator(weak, rx));
         }
         tracing::info!(
             server = %inner.config.server_name,
@@ -132,7 +153,7 @@ impl SessionManager {
 }
 
 /// Sweeper and store pinger, until the manager is dropped.
-async fn background(weak: Weak<Inner>) {
+async fn pinger(weak: Weak<Inner>) {
     let mut tick = tokio::time::interval(PING_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: u64 = 0;

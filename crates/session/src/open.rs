@@ -153,7 +153,7 @@ impl SessionManager {
                 self.still_serving(epoch)?;
                 second_request(&entry, &mut guard);
                 entry.touch(inner.clock.now_ms());
-                metrics::counter!("sticky_cache_hits_total").increment(1);
+                inner.hot.cache_hits().increment(1);
                 let source = first_since_adoption(&entry);
                 return Ok(Some(Opened::cached(id, source, entry, guard, epoch)));
             }

@@ -100,7 +100,10 @@ impl SessionManager {
         }
         let started = Instant::now();
         let stored_on = self.write(id, stamp, payload, ttl).await?;
-        metrics::histogram!("sticky_replication_seconds").record(started.elapsed().as_secs_f64());
+        self.inner
+            .hot
+            .replication_seconds()
+            .record(started.elapsed().as_secs_f64());
         Ok(Some(stored_on))
     }
 

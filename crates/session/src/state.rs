@@ -84,6 +84,41 @@ pub(crate) struct Inner {
     pub(crate) adopting: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The copies a lapse dropped, until each session has a host again.
     pub(crate) dropped: crate::dropped::Dropped,
+    /// The metrics every request records, registered once.
+    pub(crate) hot: HotMetrics,
+}
+
+/// Handles of the metrics recorded on every request (a cache hit) or every
+/// write: `metrics::counter!` and `histogram!` look their name up in the
+/// recorder's registry at each call (hashing the name, a read lock);
+/// these are looked up once, at their first use. The first use comes
+/// after the recorder is installed: a server installs it before it
+/// starts the manager, and nothing records before a request.
+#[derive(Default)]
+pub(crate) struct HotMetrics {
+    cache_hits: std::sync::OnceLock<metrics::Counter>,
+    session_bytes: std::sync::OnceLock<metrics::Histogram>,
+    replication_seconds: std::sync::OnceLock<metrics::Histogram>,
+}
+
+impl HotMetrics {
+    /// `sticky_cache_hits_total`.
+    pub(crate) fn cache_hits(&self) -> &metrics::Counter {
+        self.cache_hits
+            .get_or_init(|| metrics::counter!("sticky_cache_hits_total"))
+    }
+
+    /// `sticky_session_bytes`.
+    pub(crate) fn session_bytes(&self) -> &metrics::Histogram {
+        self.session_bytes
+            .get_or_init(|| metrics::histogram!("sticky_session_bytes"))
+    }
+
+    /// `sticky_replication_seconds`.
+    pub(crate) fn replication_seconds(&self) -> &metrics::Histogram {
+        self.replication_seconds
+            .get_or_init(|| metrics::histogram!("sticky_replication_seconds"))
+    }
 }
 
 impl Inner {
@@ -135,6 +170,7 @@ impl Inner {
             adopting: std::sync::Mutex::default(),
             dropped: crate::dropped::Dropped::default(),
             stopping: AtomicBool::new(false),
+            hot: HotMetrics::default(),
             config,
         };
         Ok((inner, rx))
