@@ -46,4 +46,5 @@ mod stats;
 pub use config::{StoreConfig, REDIS_VERSION};
 pub use metrics::serve_metrics;
 pub use server::Store;
+pub use shared::PIPELINED_DEPTH;
 pub use stats::{Snapshot, SESSION_COMMANDS};

@@ -69,6 +69,7 @@ impl Store {
             // The busy poller never lets the loop sleep; napping would
             // only stall it.
             config.nap = None;
+            config.pipelined_nap = None;
         }
         config.max_query_buffer = config
             .max_query_buffer
@@ -93,6 +94,7 @@ impl Store {
                 run_id: crate::shared::new_run_id(),
                 next_client_id: AtomicU64::new(1),
                 batches_since_park: AtomicU64::new(0),
+                requests_since_park: AtomicU64::new(0),
                 unparked_at: AtomicU64::new(0),
             }),
             tls: None,
@@ -431,7 +433,7 @@ async fn handle<S: Socket>(
         input.advance(pos);
         Stats::add(&shared.stats.commands_processed, executed);
         if executed > 0 {
-            shared.batch_served();
+            shared.batch_served(executed);
         }
         if let Some(spin) = &shared.spin {
             spin.served();

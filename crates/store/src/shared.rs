@@ -32,6 +32,9 @@ pub(crate) struct Shared {
     /// Batches served since the event loop last went to sleep (counted
     /// only when napping is on; see [`Shared::before_park`]).
     pub(crate) batches_since_park: AtomicU64,
+    /// Requests executed since the event loop last went to sleep (counted
+    /// only when napping is on).
+    pub(crate) requests_since_park: AtomicU64,
     /// When the event loop last woke, in nanoseconds since `started`.
     pub(crate) unparked_at: AtomicU64,
 }
@@ -53,11 +56,18 @@ pub(crate) const NAP_MIN_BATCHES: u64 = 2;
 /// A round longer than this makes no nap: the store is then busy enough
 /// that a nap would cost it throughput (1 KB SETs and GETs at `-P 16`).
 pub(crate) const NAP_MAX_ROUND: Duration = Duration::from_micros(100);
+/// A round whose batches carried at least this many requests each, on
+/// average, was served to pipelining clients: it makes the
+/// [`StoreConfig::pipelined_nap`] nap. `redis-benchmark -P 16` sends 16;
+/// a web server's synchronous writes send one.
+pub const PIPELINED_DEPTH: u64 = 8;
 
 impl Shared {
     /// Run by the runtime's thread before it sleeps in `epoll`: if the
     /// round since it last woke served several connections, and quickly,
-    /// nap first ([`StoreConfig::nap`]). A thread blocked in `epoll` must
+    /// nap first ([`StoreConfig::nap`]; with only
+    /// [`StoreConfig::pipelined_nap`], only if those connections were
+    /// pipelining). A thread blocked in `epoll` must
     /// be woken by each client that sends, an inter-processor interrupt
     /// paid by the sender (on a virtual machine, a costly exit to the
     /// hypervisor); a napping thread is on no socket's wait queue, so what
@@ -66,10 +76,16 @@ impl Shared {
     /// serves a round, naps, serves a round; a lone client (one batch per
     /// round) never waits for a nap.
     pub(crate) fn before_park(&self) {
-        let Some(nap) = self.config.nap else {
+        let Some(nap) = self.config.nap.or(self.config.pipelined_nap) else {
             return;
         };
-        if self.batches_since_park.swap(0, Ordering::Relaxed) < NAP_MIN_BATCHES {
+        let batches = self.batches_since_park.swap(0, Ordering::Relaxed);
+        let requests = self.requests_since_park.swap(0, Ordering::Relaxed);
+        if batches < NAP_MIN_BATCHES {
+            return;
+        }
+        if self.config.nap.is_none() && requests < batches.saturating_mul(PIPELINED_DEPTH) {
+            // Only the pipelined nap is on, and this round was not.
             return;
         }
         let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -81,17 +97,24 @@ impl Shared {
 
     /// Run by the runtime's thread when it wakes: a round starts.
     pub(crate) fn after_unpark(&self) {
-        if self.config.nap.is_some() {
+        if self.naps() {
             let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.unparked_at.store(now, Ordering::Relaxed);
         }
     }
 
-    /// Counts a served batch for [`Shared::before_park`].
-    pub(crate) fn batch_served(&self) {
-        if self.config.nap.is_some() {
+    /// Counts a served batch of `requests` for [`Shared::before_park`].
+    pub(crate) fn batch_served(&self, requests: u64) {
+        if self.naps() {
             self.batches_since_park.fetch_add(1, Ordering::Relaxed);
+            self.requests_since_park
+                .fetch_add(requests, Ordering::Relaxed);
         }
+    }
+
+    /// Whether either nap is on.
+    fn naps(&self) -> bool {
+        self.config.nap.is_some() || self.config.pipelined_nap.is_some()
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
