@@ -135,6 +135,12 @@ impl Store {
         move || shared.after_unpark()
     }
 
+    /// The state shared by this store's connections.
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// Counters and keyspace figures now.
     pub fn snapshot(&self) -> Snapshot {
         self.shared.snapshot()
@@ -646,10 +652,23 @@ mod tests {
     /// park hooks: every batch is answered whole and in order.
     #[test]
     fn large_batches_with_the_nap_hooks() {
-        let store = Store::new(StoreConfig {
+        large_batches_with_hooks(StoreConfig {
             nap: Some(std::time::Duration::from_micros(25)),
             ..StoreConfig::default()
         });
+    }
+
+    /// The same with the default settings, whose nap follows only rounds
+    /// of pipelined batches (these are 80 requests each).
+    #[test]
+    fn large_batches_with_the_pipelined_nap() {
+        let config = StoreConfig::default();
+        assert!(config.nap.is_none() && config.pipelined_nap.is_some());
+        large_batches_with_hooks(config);
+    }
+
+    fn large_batches_with_hooks(config: StoreConfig) {
+        let store = Store::new(config);
         let rt = tokio::runtime::Builder::new_current_thread()
             .on_thread_park(store.park_hook())
             .on_thread_unpark(store.unpark_hook())

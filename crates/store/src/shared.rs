@@ -164,3 +164,89 @@ impl Spin {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::config::StoreConfig;
+    use crate::server::Store;
+
+    /// Long enough to tell a nap from none on a loaded machine.
+    const NAP: Duration = Duration::from_millis(40);
+
+    /// One event-loop round that served `batches` batches of `depth`
+    /// requests each, then went to sleep: whether it napped.
+    fn round_napped(store: &Store, batches: u64, depth: u64) -> bool {
+        let shared = store.shared();
+        shared.after_unpark();
+        for _ in 0..batches {
+            shared.batch_served(depth);
+        }
+        let started = Instant::now();
+        shared.before_park();
+        started.elapsed() >= NAP
+    }
+
+    /// A nap needs the round to be short (`NAP_MAX_ROUND`), which a loaded
+    /// machine may stretch: whether any of a few such rounds napped.
+    fn some_round_napped(store: &Store, batches: u64, depth: u64) -> bool {
+        (0..20).any(|_| round_napped(store, batches, depth))
+    }
+
+    #[test]
+    fn the_pipelined_nap_skips_unpipelined_rounds() {
+        let store = Store::new(StoreConfig {
+            nap: None,
+            pipelined_nap: Some(NAP),
+            ..StoreConfig::default()
+        });
+        // Unpipelined clients (a web server's synchronous writes) never
+        // wait for it, however many connections the round served.
+        for batches in [2, 10, 100] {
+            for depth in [1, 2, super::PIPELINED_DEPTH - 1] {
+                assert!(
+                    !round_napped(&store, batches, depth),
+                    "{batches} batches of {depth}"
+                );
+            }
+        }
+        // A lone pipelining client neither.
+        assert!(!round_napped(&store, 1, 16));
+        // Several pipelining clients: it naps.
+        assert!(some_round_napped(&store, 4, super::PIPELINED_DEPTH));
+        assert!(some_round_napped(&store, 4, 16));
+    }
+
+    #[test]
+    fn the_nap_under_load_takes_every_loaded_round() {
+        let store = Store::new(StoreConfig {
+            nap: Some(NAP),
+            pipelined_nap: None,
+            ..StoreConfig::default()
+        });
+        assert!(!round_napped(&store, 1, 1));
+        assert!(some_round_napped(&store, 2, 1));
+        assert!(some_round_napped(&store, 4, 16));
+    }
+
+    #[test]
+    fn busy_polling_turns_both_naps_off() {
+        let store = Store::new(StoreConfig {
+            nap: Some(NAP),
+            pipelined_nap: Some(NAP),
+            busy_poll: Some(Duration::from_micros(50)),
+            ..StoreConfig::default()
+        });
+        assert!(!round_napped(&store, 4, 16));
+        assert!(!round_napped(&store, 4, 1));
+    }
+
+    #[test]
+    fn the_default_naps_only_after_pipelined_rounds() {
+        let config = StoreConfig::default();
+        assert!(config.nap.is_none());
+        assert!(config.pipelined_nap.is_some());
+    }
+}
