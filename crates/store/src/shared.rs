@@ -91,6 +91,7 @@ impl Shared {
         let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let round = now.saturating_sub(self.unparked_at.load(Ordering::Relaxed));
         if u128::from(round) < NAP_MAX_ROUND.as_nanos() {
+            Stats::add(&self.stats.naps, 1);
             std::thread::sleep(nap);
         }
     }
@@ -173,20 +174,26 @@ mod tests {
     use crate::config::StoreConfig;
     use crate::server::Store;
 
-    /// Long enough to tell a nap from none on a loaded machine.
-    const NAP: Duration = Duration::from_millis(40);
+    const NAP: Duration = Duration::from_millis(2);
 
     /// One event-loop round that served `batches` batches of `depth`
-    /// requests each, then went to sleep: whether it napped.
+    /// requests each, then went to sleep: whether it napped (counted, and
+    /// slept at least the nap).
     fn round_napped(store: &Store, batches: u64, depth: u64) -> bool {
         let shared = store.shared();
+        let naps = store.snapshot().naps;
         shared.after_unpark();
         for _ in 0..batches {
             shared.batch_served(depth);
         }
         let started = Instant::now();
         shared.before_park();
-        started.elapsed() >= NAP
+        let napped = store.snapshot().naps - naps;
+        assert!(napped <= 1);
+        if napped == 1 {
+            assert!(started.elapsed() >= NAP, "the nap is counted, not taken");
+        }
+        napped == 1
     }
 
     /// A nap needs the round to be short (`NAP_MAX_ROUND`), which a loaded
