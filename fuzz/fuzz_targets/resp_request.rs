@@ -21,6 +21,14 @@
 //!   than `max_inline`);
 //! * no request has more than `max_args` arguments.
 //!
+//! And the store's own way, a pipeline arriving in reads of any size: the
+//! whole input is fed to `parse_request_in_place` in chunks whose sizes
+//! come from the input's first byte (1 to 64 bytes, so every split point
+//! of a pipelined batch is reached), parsing all complete requests after
+//! each chunk as a store connection does. It must give exactly the
+//! requests, and end, of the one-shot `parse_request` drain: how the
+//! bytes were split never changes what is parsed.
+//!
 
 #![no_main]
 
@@ -28,7 +36,7 @@ use std::sync::OnceLock;
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use sticky_proto::resp::{parse_request, Limits, ProtocolError};
+use sticky_proto::resp::{parse_request, parse_request_in_place, Limits, ProtocolError};
 
 /// One parsed request: the bytes it consumed and its arguments.
 #[derive(Debug, PartialEq, Eq)]
@@ -107,17 +115,63 @@ fn drain(input: &[u8], limits: &Limits) -> (Vec<Parsed>, End) {
             }
         }
     };
-    // Only ever consumed from the front: what is left is the input's tail.
+    // Only ever consumed from the front: what is left is the input's tail
+    // (after an error, its bytes may have been partly rewritten: quoted
+    // inline arguments are unescaped in place before a later quote turns
+    // out unbalanced, and the connection is closed anyway).
     assert_eq!(consumed_total + buf.len(), input.len());
     assert!(
-        buf[..] == input[consumed_total..],
+        matches!(end, End::Error(_)) || buf[..] == input[consumed_total..],
         "the buffer left is not the unconsumed tail of the input"
     );
     (parsed, end)
 }
 
+/// Parses `input` as a store connection does: in place, in reads of
+/// `chunk` bytes, every complete request after each read.
+fn drain_in_chunks(input: &[u8], chunk: usize, limits: &Limits) -> (Vec<Parsed>, End) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut fed = 0;
+    let mut parsed = Vec::new();
+    let mut ranges = Vec::new();
+    loop {
+        let take = chunk.min(input.len() - fed);
+        buf.extend_from_slice(&input[fed..fed + take]);
+        fed += take;
+        let mut pos = 0;
+        loop {
+            match parse_request_in_place(&mut buf[pos..], limits, &mut ranges) {
+                Ok(Some(len)) => {
+                    assert!(len > 0, "a request of no bytes");
+                    let frame = &buf[pos..pos + len];
+                    let args = ranges
+                        .iter()
+                        .map(|r| Bytes::copy_from_slice(&frame[r.clone()]))
+                        .collect();
+                    parsed.push(Parsed { consumed: len, args });
+                    pos += len;
+                }
+                Ok(None) => break,
+                Err(e) => return (parsed, End::Error(e)),
+            }
+        }
+        buf.drain(..pos);
+        if fed == input.len() {
+            return (parsed, End::Incomplete);
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
-    drain(data, &Limits::default());
+    let whole = drain(data, &Limits::default());
+    if let Some((&first, _)) = data.split_first() {
+        let chunk = usize::from(first % 64) + 1;
+        let split = drain_in_chunks(data, chunk, &Limits::default());
+        assert_eq!(
+            split, whole,
+            "read in chunks of {chunk} bytes, the pipeline parsed differently"
+        );
+    }
 
     if let [a, b, c, rest @ ..] = data {
         let tiny = Limits {

@@ -74,6 +74,12 @@ pub(crate) struct StoreArgs {
     /// under load (docs/benchmarks.md).
     #[arg(long, env = "STICKY_STORE_NAP_US", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000))]
     nap_us: u64,
+    /// Nap as --nap-us does, but only after rounds of pipelined requests
+    /// (8 or more per batch on average; 0: never). Unpipelined clients,
+    /// such as web servers, never wait for this nap (docs/benchmarks.md,
+    /// session 11). Ignored with --nap-us or --busy-poll-us.
+    #[arg(long, env = "STICKY_STORE_PIPELINED_NAP_US", default_value_t = 25, value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    pipelined_nap_us: u64,
     /// Directory for the store's run file, which tells a first start from
     /// a restart: a restarted store may have forgotten copies, takeover
     /// promises and lease records, and says so (`docs/safety.md`, §3).
@@ -206,6 +212,8 @@ fn resolve(args: &StoreArgs) -> anyhow::Result<(StoreConfig, Option<SocketAddr>,
     config.tombstone_ttl = args.tombstone_ttl.max(Duration::from_secs(1));
     config.busy_poll = (!args.busy_poll_us.is_zero()).then_some(args.busy_poll_us);
     config.nap = (args.nap_us > 0).then(|| Duration::from_micros(args.nap_us));
+    config.pipelined_nap =
+        (args.pipelined_nap_us > 0).then(|| Duration::from_micros(args.pipelined_nap_us));
     if config.busy_poll.is_some() && threads(args) != 1 {
         tracing::warn!("--busy-poll-us applies only with --threads 1; ignored");
     }

@@ -31,6 +31,8 @@ fn store_flags_reach_the_store() {
             "30",
             "--idle-timeout",
             "1",
+            "--pipelined-nap-us",
+            "50",
         ],
     );
     let mut c = store.client();

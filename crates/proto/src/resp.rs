@@ -687,6 +687,36 @@ mod tests {
         proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
     }
 
+    /// What a connection fed `reads` one after another parses with
+    /// `parse_request_in_place` (every complete request after each read):
+    /// the requests' arguments, and the error that ended it, if any.
+    fn drain_in_place(
+        reads: &[&[u8]],
+        limits: &Limits,
+    ) -> (Vec<Vec<Vec<u8>>>, Option<ProtocolError>) {
+        let mut buf = Vec::new();
+        let mut ranges = Vec::new();
+        let mut parsed = Vec::new();
+        for read in reads {
+            buf.extend_from_slice(read);
+            let mut pos = 0;
+            loop {
+                match parse_request_in_place(&mut buf[pos..], limits, &mut ranges) {
+                    Ok(Some(len)) => {
+                        assert!(len > 0);
+                        let frame = &buf[pos..pos + len];
+                        parsed.push(ranges.iter().map(|r| frame[r.clone()].to_vec()).collect());
+                        pos += len;
+                    }
+                    Ok(None) => break,
+                    Err(e) => return (parsed, Some(e)),
+                }
+            }
+            buf.drain(..pos);
+        }
+        (parsed, None)
+    }
+
     /// The parser as it was before `parse_request_in_place` (copying into
     /// `Bytes`, scanning for CRLF): the model the new one must agree with.
     mod reference {
@@ -931,6 +961,21 @@ mod tests {
                     break;
                 }
                 prop_assert_eq!(&old[..], &new[..]);
+            }
+        }
+
+        /// A pipeline read in two parts, split at any byte, parses as
+        /// when read whole: the same requests, in order, and the same end.
+        #[test]
+        fn a_pipeline_parses_the_same_at_every_split(
+            requests in proptest::collection::vec(request_like_bytes(), 1..6),
+        ) {
+            let limits = Limits { max_bulk: 40, max_args: 6, max_inline: 48 };
+            let input = requests.concat();
+            let whole = drain_in_place(&[&input], &limits);
+            for cut in 0..=input.len() {
+                let (a, b) = input.split_at(cut);
+                prop_assert_eq!(&drain_in_place(&[a, b], &limits), &whole, "cut at {}", cut);
             }
         }
 

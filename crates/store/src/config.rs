@@ -67,6 +67,20 @@ pub struct StoreConfig {
     ///
     /// [`Store::park_hook`]: crate::Store::park_hook
     pub nap: Option<Duration>,
+    /// Napping under pipelined load only: the nap of [`StoreConfig::nap`],
+    /// taken only after a round whose batches carried at least
+    /// [`PIPELINED_DEPTH`](crate::PIPELINED_DEPTH) requests each on
+    /// average (pipelining clients such as `redis-benchmark -P 16`, whose
+    /// requests already wait for the rest of their batch). A round of
+    /// unpipelined requests — a web server's synchronous writes, one
+    /// request per batch — never naps, so their latency is unchanged; a
+    /// request that arrives during a nap that a pipelining client's round
+    /// started waits up to the nap plus the kernel's timer slack (~75 µs).
+    /// Ignored when [`StoreConfig::nap`] is set (which naps after every
+    /// loaded round). Only on a single-threaded runtime, and not with
+    /// `busy_poll`. Default 25 µs; `sticky store --pipelined-nap-us 0`
+    /// turns it off.
+    pub pipelined_nap: Option<Duration>,
     /// How long takeover promises and dead-lease records are kept, and how
     /// long a restarted store grants no lease and accepts no kill or
     /// prepare: twice the web servers' claim timeout (`docs/safety.md`
@@ -96,6 +110,7 @@ impl Default for StoreConfig {
             shutdown_grace: Duration::from_secs(5),
             busy_poll: None,
             nap: None,
+            pipelined_nap: Some(Duration::from_micros(25)),
             claim_window: Duration::from_secs(4),
             restarted: true,
         }

@@ -72,6 +72,17 @@ const BIG_ROOM: usize = 64 * 1024;
 /// `MIN_ROOM`. A read that returns exactly the room may have left more
 /// in the socket.
 pub(crate) fn make_room(buf: &mut BytesMut, big: bool) -> usize {
+    if buf.is_empty() {
+        // Every request read so far was executed, but the buffer still
+        // starts where the last read ended: take back the room before it
+        // (nothing to move, no allocation). The next read then gets the
+        // whole allocation, and a client whose batches are larger than
+        // what is left at the end (16 SETs of 1 KB are 17 KB) sends each
+        // in one read, as Redis's greedy query buffer reads it, instead
+        // of two. Reclaiming anything reclaims it all; without room
+        // before the start, this changes nothing.
+        let _ = buf.try_reclaim(buf.capacity() + 1);
+    }
     let (want, reserve) = if big {
         (BIG_ROOM, BIG_ROOM)
     } else {
@@ -97,4 +108,30 @@ pub(crate) fn poll_read_into(
         buf.reserve(RESERVE);
     }
     tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{Buf, BytesMut};
+
+    use super::{make_room, MIN_ROOM};
+
+    /// A buffer whose requests were all executed gives its next read the
+    /// whole allocation, not only what is left after the last read.
+    #[test]
+    fn an_emptied_buffer_gives_the_next_read_all_its_room() {
+        let mut buf = BytesMut::with_capacity(32 * 1024);
+        let whole = buf.capacity();
+        buf.extend_from_slice(&[b'x'; 20 * 1024]);
+        buf.advance(20 * 1024);
+        assert!(buf.capacity() - buf.len() >= MIN_ROOM, "no reserve needed");
+        assert_eq!(make_room(&mut buf, false), whole);
+        // A partial request left over keeps its place.
+        buf.extend_from_slice(&[b'y'; 10 * 1024]);
+        buf.advance(9 * 1024);
+        let room = make_room(&mut buf, false);
+        assert_eq!(&buf[..], &[b'y'; 1024][..]);
+        assert_eq!(room, buf.capacity() - buf.len());
+        assert!(room >= MIN_ROOM);
+    }
 }

@@ -11,7 +11,8 @@
 //! - `config`: [`StoreConfig`], every setting with its default;
 //!   [`REDIS_VERSION`], the version the store reports.
 //! - `shared`: the state every connection of one store shares, and the
-//!   nap under load that [`Store::park_hook`] takes.
+//!   nap under load that [`Store::park_hook`] takes (after every loaded
+//!   round, or by default only after pipelined ones: [`PIPELINED_DEPTH`]).
 //! - `io`: reading a connection (readiness, room for each read).
 //! - `server`: [`Store`]: accept loop, connection tasks, pipelining, idle
 //!   timeout, active expiry, graceful shutdown.
@@ -46,4 +47,5 @@ mod stats;
 pub use config::{StoreConfig, REDIS_VERSION};
 pub use metrics::serve_metrics;
 pub use server::Store;
+pub use shared::PIPELINED_DEPTH;
 pub use stats::{Snapshot, SESSION_COMMANDS};

@@ -61,6 +61,7 @@ fn publish(store: &Store) {
         ("sticky_store_stale_puts_refused_total", s.stale_refused),
         ("sticky_store_oom_refused_total", s.oom_refused),
         ("sticky_store_protocol_errors_total", s.protocol_errors),
+        ("sticky_store_naps_total", s.naps),
     ];
     for (name, v) in counters {
         metrics::counter!(name).absolute(v);

@@ -69,6 +69,7 @@ impl Store {
             // The busy poller never lets the loop sleep; napping would
             // only stall it.
             config.nap = None;
+            config.pipelined_nap = None;
         }
         config.max_query_buffer = config
             .max_query_buffer
@@ -93,6 +94,7 @@ impl Store {
                 run_id: crate::shared::new_run_id(),
                 next_client_id: AtomicU64::new(1),
                 batches_since_park: AtomicU64::new(0),
+                requests_since_park: AtomicU64::new(0),
                 unparked_at: AtomicU64::new(0),
             }),
             tls: None,
@@ -131,6 +133,12 @@ impl Store {
     pub fn unpark_hook(&self) -> impl Fn() + Send + Sync + 'static {
         let shared = self.shared.clone();
         move || shared.after_unpark()
+    }
+
+    /// The state shared by this store's connections.
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// Counters and keyspace figures now.
@@ -431,7 +439,7 @@ async fn handle<S: Socket>(
         input.advance(pos);
         Stats::add(&shared.stats.commands_processed, executed);
         if executed > 0 {
-            shared.batch_served();
+            shared.batch_served(executed);
         }
         if let Some(spin) = &shared.spin {
             spin.served();
@@ -644,10 +652,23 @@ mod tests {
     /// park hooks: every batch is answered whole and in order.
     #[test]
     fn large_batches_with_the_nap_hooks() {
-        let store = Store::new(StoreConfig {
+        large_batches_with_hooks(StoreConfig {
             nap: Some(std::time::Duration::from_micros(25)),
             ..StoreConfig::default()
         });
+    }
+
+    /// The same with the default settings, whose nap follows only rounds
+    /// of pipelined batches (these are 80 requests each).
+    #[test]
+    fn large_batches_with_the_pipelined_nap() {
+        let config = StoreConfig::default();
+        assert!(config.nap.is_none() && config.pipelined_nap.is_some());
+        large_batches_with_hooks(config);
+    }
+
+    fn large_batches_with_hooks(config: StoreConfig) {
+        let store = Store::new(config);
         let rt = tokio::runtime::Builder::new_current_thread()
             .on_thread_park(store.park_hook())
             .on_thread_unpark(store.unpark_hook())

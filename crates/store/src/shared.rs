@@ -32,6 +32,9 @@ pub(crate) struct Shared {
     /// Batches served since the event loop last went to sleep (counted
     /// only when napping is on; see [`Shared::before_park`]).
     pub(crate) batches_since_park: AtomicU64,
+    /// Requests executed since the event loop last went to sleep (counted
+    /// only when napping is on).
+    pub(crate) requests_since_park: AtomicU64,
     /// When the event loop last woke, in nanoseconds since `started`.
     pub(crate) unparked_at: AtomicU64,
 }
@@ -53,11 +56,18 @@ pub(crate) const NAP_MIN_BATCHES: u64 = 2;
 /// A round longer than this makes no nap: the store is then busy enough
 /// that a nap would cost it throughput (1 KB SETs and GETs at `-P 16`).
 pub(crate) const NAP_MAX_ROUND: Duration = Duration::from_micros(100);
+/// A round whose batches carried at least this many requests each, on
+/// average, was served to pipelining clients: it makes the
+/// [`StoreConfig::pipelined_nap`] nap. `redis-benchmark -P 16` sends 16;
+/// a web server's synchronous writes send one.
+pub const PIPELINED_DEPTH: u64 = 8;
 
 impl Shared {
     /// Run by the runtime's thread before it sleeps in `epoll`: if the
     /// round since it last woke served several connections, and quickly,
-    /// nap first ([`StoreConfig::nap`]). A thread blocked in `epoll` must
+    /// nap first ([`StoreConfig::nap`]; with only
+    /// [`StoreConfig::pipelined_nap`], only if those connections were
+    /// pipelining). A thread blocked in `epoll` must
     /// be woken by each client that sends, an inter-processor interrupt
     /// paid by the sender (on a virtual machine, a costly exit to the
     /// hypervisor); a napping thread is on no socket's wait queue, so what
@@ -66,32 +76,46 @@ impl Shared {
     /// serves a round, naps, serves a round; a lone client (one batch per
     /// round) never waits for a nap.
     pub(crate) fn before_park(&self) {
-        let Some(nap) = self.config.nap else {
+        let Some(nap) = self.config.nap.or(self.config.pipelined_nap) else {
             return;
         };
-        if self.batches_since_park.swap(0, Ordering::Relaxed) < NAP_MIN_BATCHES {
+        let batches = self.batches_since_park.swap(0, Ordering::Relaxed);
+        let requests = self.requests_since_park.swap(0, Ordering::Relaxed);
+        if batches < NAP_MIN_BATCHES {
+            return;
+        }
+        if self.config.nap.is_none() && requests < batches.saturating_mul(PIPELINED_DEPTH) {
+            // Only the pipelined nap is on, and this round was not.
             return;
         }
         let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let round = now.saturating_sub(self.unparked_at.load(Ordering::Relaxed));
         if u128::from(round) < NAP_MAX_ROUND.as_nanos() {
+            Stats::add(&self.stats.naps, 1);
             std::thread::sleep(nap);
         }
     }
 
     /// Run by the runtime's thread when it wakes: a round starts.
     pub(crate) fn after_unpark(&self) {
-        if self.config.nap.is_some() {
+        if self.naps() {
             let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.unparked_at.store(now, Ordering::Relaxed);
         }
     }
 
-    /// Counts a served batch for [`Shared::before_park`].
-    pub(crate) fn batch_served(&self) {
-        if self.config.nap.is_some() {
+    /// Counts a served batch of `requests` for [`Shared::before_park`].
+    pub(crate) fn batch_served(&self, requests: u64) {
+        if self.naps() {
             self.batches_since_park.fetch_add(1, Ordering::Relaxed);
+            self.requests_since_park
+                .fetch_add(requests, Ordering::Relaxed);
         }
+    }
+
+    /// Whether either nap is on.
+    fn naps(&self) -> bool {
+        self.config.nap.is_some() || self.config.pipelined_nap.is_some()
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
@@ -139,5 +163,97 @@ impl Spin {
         if !self.spinning.load(Ordering::Relaxed) {
             self.wake.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::config::StoreConfig;
+    use crate::server::Store;
+
+    const NAP: Duration = Duration::from_millis(2);
+
+    /// One event-loop round that served `batches` batches of `depth`
+    /// requests each, then went to sleep: whether it napped (counted, and
+    /// slept at least the nap).
+    fn round_napped(store: &Store, batches: u64, depth: u64) -> bool {
+        let shared = store.shared();
+        let naps = store.snapshot().naps;
+        shared.after_unpark();
+        for _ in 0..batches {
+            shared.batch_served(depth);
+        }
+        let started = Instant::now();
+        shared.before_park();
+        let napped = store.snapshot().naps - naps;
+        assert!(napped <= 1);
+        if napped == 1 {
+            assert!(started.elapsed() >= NAP, "the nap is counted, not taken");
+        }
+        napped == 1
+    }
+
+    /// A nap needs the round to be short (`NAP_MAX_ROUND`), which a loaded
+    /// machine may stretch: whether any of a few such rounds napped.
+    fn some_round_napped(store: &Store, batches: u64, depth: u64) -> bool {
+        (0..20).any(|_| round_napped(store, batches, depth))
+    }
+
+    #[test]
+    fn the_pipelined_nap_skips_unpipelined_rounds() {
+        let store = Store::new(StoreConfig {
+            nap: None,
+            pipelined_nap: Some(NAP),
+            ..StoreConfig::default()
+        });
+        // Unpipelined clients (a web server's synchronous writes) never
+        // wait for it, however many connections the round served.
+        for batches in [2, 10, 100] {
+            for depth in [1, 2, super::PIPELINED_DEPTH - 1] {
+                assert!(
+                    !round_napped(&store, batches, depth),
+                    "{batches} batches of {depth}"
+                );
+            }
+        }
+        // A lone pipelining client neither.
+        assert!(!round_napped(&store, 1, 16));
+        // Several pipelining clients: it naps.
+        assert!(some_round_napped(&store, 4, super::PIPELINED_DEPTH));
+        assert!(some_round_napped(&store, 4, 16));
+    }
+
+    #[test]
+    fn the_nap_under_load_takes_every_loaded_round() {
+        let store = Store::new(StoreConfig {
+            nap: Some(NAP),
+            pipelined_nap: None,
+            ..StoreConfig::default()
+        });
+        assert!(!round_napped(&store, 1, 1));
+        assert!(some_round_napped(&store, 2, 1));
+        assert!(some_round_napped(&store, 4, 16));
+    }
+
+    #[test]
+    fn busy_polling_turns_both_naps_off() {
+        let store = Store::new(StoreConfig {
+            nap: Some(NAP),
+            pipelined_nap: Some(NAP),
+            busy_poll: Some(Duration::from_micros(50)),
+            ..StoreConfig::default()
+        });
+        assert!(!round_napped(&store, 4, 16));
+        assert!(!round_napped(&store, 4, 1));
+    }
+
+    #[test]
+    fn the_default_naps_only_after_pipelined_rounds() {
+        let config = StoreConfig::default();
+        assert!(config.nap.is_none());
+        assert!(config.pipelined_nap.is_some());
     }
 }

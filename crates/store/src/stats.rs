@@ -15,6 +15,9 @@ pub(crate) struct Stats {
     pub(crate) stale_refused: AtomicU64,
     pub(crate) oom_refused: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
+    /// Naps under load the event loop took (`StoreConfig::nap`,
+    /// `StoreConfig::pipelined_nap`).
+    pub(crate) naps: AtomicU64,
     /// Calls of each session command, indexed like [`SESSION_COMMANDS`].
     pub(crate) session_calls: [AtomicU64; SESSIONS],
 }
@@ -53,6 +56,10 @@ pub struct Snapshot {
     pub oom_refused: u64,
     /// Connections closed for a malformed or oversized frame.
     pub protocol_errors: u64,
+    /// Naps under load the event loop took before sleeping
+    /// ([`StoreConfig::nap`](crate::StoreConfig::nap),
+    /// [`StoreConfig::pipelined_nap`](crate::StoreConfig::pipelined_nap)).
+    pub naps: u64,
     /// Calls of each session command, indexed like [`SESSION_COMMANDS`].
     pub session_calls: [u64; SESSIONS],
     /// Keys stored (copies, tombstones and plain values).
@@ -83,6 +90,7 @@ impl Stats {
             stale_refused: r(&self.stale_refused),
             oom_refused: r(&self.oom_refused),
             protocol_errors: r(&self.protocol_errors),
+            naps: r(&self.naps),
             session_calls: std::array::from_fn(|i| r(&self.session_calls[i])),
             ..Snapshot::default()
         }

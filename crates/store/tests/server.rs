@@ -95,3 +95,89 @@ async fn pipelined_pings_never_stall_with_auth() {
         pipeline_pings(addr, Some("s3cret"), 200_000).await;
     }
 }
+
+/// `clients` connections at once, each sending `batches` batches of
+/// `depth` PINGs (the replies to one before the next; depth 1 is a web
+/// server's synchronous writes), against a store on a single-threaded
+/// runtime with its nap hooks, as `sticky store` runs it: how many naps
+/// the store took.
+fn naps_under_load(config: StoreConfig, clients: usize, batches: usize, depth: usize) -> u64 {
+    let store = Store::new(config);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .on_thread_park(store.park_hook())
+        .on_thread_unpark(store.unpark_hook())
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = store.clone();
+    rt.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = tokio::spawn(async move {
+            server
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        // The clients run on threads of their own, so that their requests
+        // arrive while the store's loop is busy or asleep, as over a
+        // network.
+        let threads: Vec<_> = (0..clients)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut c = std::net::TcpStream::connect(addr).unwrap();
+                    c.set_nodelay(true).unwrap();
+                    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let batch = b"*1\r\n$4\r\nPING\r\n".repeat(depth);
+                    let pongs = b"+PONG\r\n".repeat(depth);
+                    let mut replies = vec![0u8; pongs.len()];
+                    for _ in 0..batches {
+                        c.write_all(&batch).unwrap();
+                        c.read_exact(&mut replies).unwrap();
+                        assert_eq!(replies, pongs);
+                    }
+                })
+            })
+            .collect();
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                t.join().unwrap();
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(60), joined)
+            .await
+            .expect("the clients finish")
+            .unwrap();
+        let _ = stop.send(());
+        serving.await.unwrap();
+    });
+    store.snapshot().naps
+}
+
+/// The default nap follows only rounds of pipelined batches: unpipelined
+/// clients never wait for it, however many send at once. The nap under
+/// load of `--nap-us` (every loaded round) naps under the same load, which
+/// shows this load makes loaded rounds.
+#[test]
+fn unpipelined_clients_never_wait_for_the_default_nap() {
+    let config = StoreConfig::default();
+    assert!(config.pipelined_nap.is_some());
+    assert_eq!(naps_under_load(config.clone(), 8, 500, 1), 0);
+    assert_eq!(naps_under_load(config.clone(), 8, 500, 4), 0);
+    let every_round = StoreConfig {
+        nap: Some(Duration::from_micros(25)),
+        ..StoreConfig::default()
+    };
+    assert!(naps_under_load(every_round, 8, 500, 1) > 0);
+}
+
+/// Several pipelining clients (16 requests a batch, as
+/// `redis-benchmark -P 16`): the default nap is taken.
+#[test]
+fn pipelining_clients_get_the_default_nap() {
+    assert!(naps_under_load(StoreConfig::default(), 8, 500, 16) > 0);
+}

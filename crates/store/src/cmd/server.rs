@@ -154,14 +154,15 @@ pub(super) fn info(shared: &Shared, a: &[&[u8]]) -> Reply {
             out,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              rejected_connections:{}\r\nexpired_keys:{}\r\nstale_puts_refused:{}\r\n\
-             oom_refused:{}\r\nprotocol_errors:{}\r\n\r\n",
+             oom_refused:{}\r\nprotocol_errors:{}\r\nnaps:{}\r\n\r\n",
             s.connections_received,
             s.commands_processed,
             s.rejected_connections,
             s.expired_keys,
             s.stale_refused,
             s.oom_refused,
-            s.protocol_errors
+            s.protocol_errors,
+            s.naps
         );
     }
     if want("commandstats") {
