@@ -96,6 +96,7 @@ mod adopt;
 mod backend;
 mod body;
 mod chunked;
+mod client_body;
 mod config;
 mod control;
 mod director;
@@ -105,6 +106,7 @@ mod fencing;
 mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
+mod h2_server;
 mod health;
 mod history;
 mod io;
