@@ -31,11 +31,13 @@
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
+use futures_util::task::AtomicWaker;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, TE, TRANSFER_ENCODING,
     UPGRADE,
@@ -129,39 +131,141 @@ pub(crate) async fn serve<T>(
         let _ = stop.wait_for(|stop| *stop).await;
     });
     let mut shutting_down = false;
-    let ended = poll_fn(|cx| loop {
-        // The streams first: what they send goes out with the
-        // connection's poll below, in the same flush.
-        while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
-        if !shutting_down && stopping.as_mut().poll(cx).is_ready() {
-            shutting_down = true;
-            conn.graceful_shutdown();
-        }
-        match conn.poll_accept(cx) {
-            Poll::Ready(Some(Ok((req, respond)))) => {
-                streams.push(exchange(&client, req, respond));
-                // Polled at the top of the loop.
+    let wakes = Wakes::new();
+    let streams_waker = wakes.waker(Part::Streams);
+    let conn_waker = wakes.waker(Part::Conn);
+    let ended = poll_fn(|cx| {
+        wakes.start(cx.waker());
+        loop {
+            // The streams first: what they send goes out with the
+            // connection's poll below, in the same flush.
+            wakes.streams.store(false, Ordering::SeqCst);
+            let mut streams_cx = Context::from_waker(&streams_waker);
+            while let Poll::Ready(Some(())) = streams.poll_next_unpin(&mut streams_cx) {}
+            // The streams' sending wakes the connection: the poll below
+            // serves that wake-up, so it is forgotten here.
+            wakes.conn.store(false, Ordering::SeqCst);
+            let mut conn_cx = Context::from_waker(&conn_waker);
+            if !shutting_down && stopping.as_mut().poll(&mut conn_cx).is_ready() {
+                shutting_down = true;
+                conn.graceful_shutdown();
+            }
+            match conn.poll_accept(&mut conn_cx) {
+                Poll::Ready(Some(Ok((req, respond)))) => {
+                    streams.push(exchange(&client, req, respond));
+                    // Polled at the top of the loop.
+                    continue;
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => {}
+            }
+            if idle_timer.as_mut().poll(&mut conn_cx).is_ready() {
+                let deadline = activity.deadline(idle);
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::debug!(%peer, ?idle, "closing idle HTTP/2 client connection");
+                    return Poll::Ready(Ok(()));
+                }
+                idle_timer.as_mut().reset(deadline);
                 continue;
             }
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-            Poll::Ready(None) => return Poll::Ready(Ok(())),
-            Poll::Pending => {}
-        }
-        if idle_timer.as_mut().poll(cx).is_ready() {
-            let deadline = activity.deadline(idle);
-            if tokio::time::Instant::now() >= deadline {
-                tracing::debug!(%peer, ?idle, "closing idle HTTP/2 client connection");
-                return Poll::Ready(Ok(()));
+            if wakes.finish() {
+                return Poll::Pending;
             }
-            idle_timer.as_mut().reset(deadline);
-            continue;
         }
-        return Poll::Pending;
     });
     if let Err(e) = ended.await {
         // Clients that went away, protocol errors: routine on a public
         // listener.
         tracing::debug!(%peer, error = %e, "HTTP/2 client connection ended");
+    }
+}
+
+/// The connection task's wake-ups, split by what they are for, so that
+/// one the task is about to serve anyway costs nothing: when a stream
+/// sends its answer, `h2` wakes the connection to flush it; the
+/// connection is polled right after the streams, so that wake-up would
+/// only schedule the task again for a pass with nothing to do (hyper's
+/// server pays it as a cross-task wake-up).
+///
+/// While the task polls (`polling`), a wake-up only marks its part; the
+/// pass clears a part's mark just before polling that part, and at its
+/// end polls again if a mark is set. Outside a pass (the event loop, a
+/// timer, another thread), a wake-up wakes the task. The mark is set
+/// before `polling` is read, and `polling` cleared before the marks are
+/// read (all `SeqCst`), so a wake-up racing the end of a pass is seen by
+/// one side or the other, never lost.
+struct Wakes {
+    polling: AtomicBool,
+    /// The streams (`FuturesUnordered`) asked to be polled.
+    streams: AtomicBool,
+    /// The connection, the stop signal or the idle timer did.
+    conn: AtomicBool,
+    task: AtomicWaker,
+}
+
+/// Which part a [`PartWaker`] wakes.
+#[derive(Clone, Copy)]
+enum Part {
+    Streams,
+    Conn,
+}
+
+/// The waker a part of the connection task is polled with.
+struct PartWaker {
+    wakes: Arc<Wakes>,
+    part: Part,
+}
+
+impl Wakes {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            polling: AtomicBool::new(false),
+            streams: AtomicBool::new(false),
+            conn: AtomicBool::new(false),
+            task: AtomicWaker::new(),
+        })
+    }
+
+    fn waker(self: &Arc<Self>, part: Part) -> Waker {
+        Waker::from(Arc::new(PartWaker {
+            wakes: Arc::clone(self),
+            part,
+        }))
+    }
+
+    /// A pass of the task begins; `task` wakes it.
+    fn start(&self, task: &Waker) {
+        self.task.register(task);
+        self.polling.store(true, Ordering::SeqCst);
+    }
+
+    /// The pass is done: `true` to wait, `false` if a part was woken
+    /// meanwhile and must be polled again (the pass goes on).
+    fn finish(&self) -> bool {
+        self.polling.store(false, Ordering::SeqCst);
+        if self.streams.load(Ordering::SeqCst) || self.conn.load(Ordering::SeqCst) {
+            self.polling.store(true, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+}
+
+impl Wake for PartWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let wakes = &self.wakes;
+        match self.part {
+            Part::Streams => wakes.streams.store(true, Ordering::SeqCst),
+            Part::Conn => wakes.conn.store(true, Ordering::SeqCst),
+        }
+        if !wakes.polling.load(Ordering::SeqCst) {
+            wakes.task.wake();
+        }
     }
 }
 
@@ -222,12 +326,29 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
 /// length is known), then its body within the flow-control window.
 async fn send(respond: &mut h2::server::SendResponse<Bytes>, resp: Response<Body>) {
     let (mut parts, mut body) = resp.into_parts();
-    strip_connection_headers(&mut parts.headers);
-    if !parts.headers.contains_key(DATE) {
+    // One pass over the names instead of a hashed look-up per header:
+    // the paths to here already removed the connection-level headers, so
+    // the strip is a safety net that rarely runs.
+    let mut forbidden = false;
+    let mut has_date = false;
+    let mut has_length = false;
+    for name in parts.headers.keys() {
+        if *name == DATE {
+            has_date = true;
+        } else if *name == CONTENT_LENGTH {
+            has_length = true;
+        } else if *name == CONNECTION || CONNECTION_HEADERS.contains(name) {
+            forbidden = true;
+        }
+    }
+    if forbidden {
+        strip_connection_headers(&mut parts.headers);
+    }
+    if !has_date {
         parts.headers.insert(DATE, date::now());
     }
     let end = body.is_end_stream();
-    if !end && !parts.headers.contains_key(CONTENT_LENGTH) {
+    if !end && !has_length {
         if let Some(n) = body.size_hint().exact() {
             parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
         }
