@@ -4,9 +4,10 @@
 //! Client connections are HTTP/1.1 (hyper's `server::conn::http1`, with
 //! upgrades). With TLS ([`DirectorConfig::tls`]) the public listener
 //! speaks TLS only: the handshake must finish within `header_timeout`,
-//! then HTTP/2 or HTTP/1.1 (hyper-util's auto builder: ALPN `h2`, or the
-//! client's preface) runs inside it on the general path; the fast path
-//! is plain TCP only. A redirect listener, if set, answers every request
+//! then ALPN `h2` goes to the director's own HTTP/2 server
+//! (`h2_server.rs`), and HTTP/1.1 starts on the fast path as over plain
+//! TCP; what the fast path hands over (and an HTTP/2 preface sent without
+//! ALPN) runs on hyper-util's auto builder on the general path. A redirect listener, if set, answers every request
 //! with a redirect to HTTPS. The request head must arrive within `header_timeout` (hyper's
 //! `header_read_timeout`: slowloris clients are closed, and so are
 //! keep-alive connections idle for that long); a connection with no bytes
