@@ -633,7 +633,7 @@ pub(crate) async fn send<O: HeadOut>(
 }
 
 /// Where a rewritten response head goes: HTTP/1.1 bytes for a fast-path
-/// client (`Vec<u8>`), or a head for the HTTP/2 server
+/// client (`Vec<u8>`), or a head for hyper's HTTP/2 server
 /// (`crate::raw_forward`).
 pub(crate) trait HeadOut {
     /// Starts a new head (forgetting any earlier one).

@@ -18,11 +18,8 @@
 //!   stops the listeners, the health checkers and the store probes;
 //!   reloads and admin operations for the library's callers.
 //! - `listener`: accept loops, worker threads' intake, connection limit,
-//!   timeouts, graceful shutdown; TLS handshakes on the public listener
-//!   when TLS is on; the HTTP-to-HTTPS redirect listener.
-//! - `h2_server`: HTTP/2 client connections (ALPN `h2`) served with the
-//!   `h2` crate directly: streams polled in the connection's task, each
-//!   request handed to `proxy`.
+//!   timeouts, graceful shutdown; TLS handshakes and HTTP/2 on the public
+//!   listener when TLS is on; the HTTP-to-HTTPS redirect listener.
 //! - `admin`, `metrics`, `supervisor`: the admin listener (JSON API,
 //!   dashboard, Prometheus) and the `sticky up` supervisor's control API
 //!   (kill, pause, resume, restart) proxied for the dashboard.
@@ -70,8 +67,6 @@
 //!   parts, [`AdminState`]).
 //! - `route_cookie`: signing and checking route cookies; cookie parsing.
 //! - `worker`: which worker thread (event loop) runs the caller.
-//! - `client_body`: a client's request body, from hyper's server or an
-//!   HTTP/2 stream.
 //! - `chunked`, `io`, `latency`, `error`: the chunked-body scanner, the
 //!   activity-tracking socket, response-time histograms, [`DirectorError`].
 //!
@@ -101,7 +96,6 @@ mod adopt;
 mod backend;
 mod body;
 mod chunked;
-mod client_body;
 mod config;
 mod control;
 mod director;
@@ -111,7 +105,6 @@ mod fencing;
 mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
-mod h2_server;
 mod health;
 mod history;
 mod io;

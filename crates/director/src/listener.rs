@@ -4,10 +4,9 @@
 //! Client connections are HTTP/1.1 (hyper's `server::conn::http1`, with
 //! upgrades). With TLS ([`DirectorConfig::tls`]) the public listener
 //! speaks TLS only: the handshake must finish within `header_timeout`,
-//! then ALPN `h2` goes to the director's own HTTP/2 server
-//! (`h2_server.rs`), and HTTP/1.1 starts on the fast path as over plain
-//! TCP; what the fast path hands over (and an HTTP/2 preface sent without
-//! ALPN) runs on hyper-util's auto builder on the general path. A redirect listener, if set, answers every request
+//! then HTTP/2 or HTTP/1.1 (hyper-util's auto builder: ALPN `h2`, or the
+//! client's preface) runs inside it on the general path; the fast path
+//! is plain TCP only. A redirect listener, if set, answers every request
 //! with a redirect to HTTPS. The request head must arrive within `header_timeout` (hyper's
 //! `header_read_timeout`: slowloris clients are closed, and so are
 //! keep-alive connections idle for that long); a connection with no bytes
@@ -41,11 +40,10 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::client_body::ClientBody;
 use crate::config::DirectorConfig;
 use crate::io::{Activity, ActivityIo};
 use crate::state::State;
-use crate::{admin, fast_path, h2_server, proxy, worker};
+use crate::{admin, fast_path, proxy, worker};
 
 /// Admin connections at once (it is an operator's listener). At the
 /// limit, a new connection takes the slot of the oldest one that has no
@@ -172,6 +170,9 @@ impl Dispatch {
     }
 }
 
+/// Most HTTP/2 streams one client connection may have open at once.
+const MAX_H2_STREAMS: u32 = 128;
+
 /// What every worker's listeners share.
 #[derive(Clone)]
 pub(crate) struct Common {
@@ -209,7 +210,7 @@ impl Common {
             .keep_alive(true);
         auto.http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(h2_server::MAX_STREAMS)
+            .max_concurrent_streams(MAX_H2_STREAMS)
             .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
             .keep_alive_interval(None);
         let common = Self {
@@ -490,15 +491,7 @@ async fn client_connection(
         let forwarded_for = forwarded_for.clone();
         async move {
             Ok::<_, Infallible>(
-                proxy::handle(
-                    shared,
-                    peer,
-                    forwarded_for,
-                    trusted,
-                    false,
-                    req.map(ClientBody::Hyper),
-                )
-                .await,
+                proxy::handle(shared, peer, forwarded_for, trusted, false, req).await,
             )
         }
     });
@@ -565,17 +558,12 @@ async fn tls_connection(
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
         shared.stats.h2_connections.fetch_add(1, Ordering::Relaxed);
-        // Served by the director's own HTTP/2 server (`h2_server.rs`).
-        let activity = Activity::new();
-        let io = ActivityIo::new(stream, Arc::clone(&activity));
-        h2_server::serve(shared, io, &activity, peer, &mut stop).await;
-        return;
     }
     let mut stream = stream;
     // HTTP/1.1 (by ALPN, or no ALPN) starts on the fast path, as over
     // plain TCP; what it hands over (with the bytes read so far, which may
     // also be an HTTP/2 preface sent without ALPN) goes to hyper.
-    let prefix = if shared.config.fast_path {
+    let prefix = if shared.config.fast_path && !h2 {
         match fast_path::serve(shared, &mut stream, peer, &mut stop).await {
             fast_path::Outcome::Closed => return,
             fast_path::Outcome::HandOver(read) => read,
@@ -597,15 +585,7 @@ async fn tls_connection(
         let forwarded_for = forwarded_for.clone();
         async move {
             Ok::<_, Infallible>(
-                proxy::handle(
-                    shared,
-                    peer,
-                    forwarded_for,
-                    trusted,
-                    true,
-                    req.map(ClientBody::Hyper),
-                )
-                .await,
+                proxy::handle(shared, peer, forwarded_for, trusted, true, req).await,
             )
         }
     });

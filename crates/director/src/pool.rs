@@ -23,12 +23,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
-
-use crate::client_body::{ClientBody, ClientBodyError};
 
 /// An idle connection older than this is closed instead of reused: web
 /// servers commonly close idle keep-alive connections after 30 s or more,
@@ -67,17 +66,17 @@ pub(crate) enum RequestBody {
     /// set when reading it failed (the client's fault: a malformed chunk,
     /// a connection closed mid-body), so that the failed exchange is not
     /// blamed on the web server.
-    Request(ClientBody, Arc<AtomicBool>),
+    Request(Incoming, Arc<AtomicBool>),
 }
 
 impl http_body::Body for RequestBody {
     type Data = Bytes;
-    type Error = ClientBodyError;
+    type Error = hyper::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Request(incoming, failed) => {

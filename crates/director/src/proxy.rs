@@ -56,7 +56,6 @@ use hyper_util::rt::TokioIo;
 
 use crate::backend::ActiveGuard;
 use crate::body::{Body, UpstreamBody};
-use crate::client_body::ClientBody;
 use crate::fast_path::MAX_BODY;
 use crate::fencing::{STICKY_EPOCH, STICKY_FENCED};
 use crate::forward::{
@@ -81,7 +80,7 @@ pub(crate) async fn handle(
     forwarded_for: HeaderValue,
     trusted: bool,
     tls: bool,
-    req: Request<ClientBody>,
+    req: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -103,7 +102,7 @@ async fn proxy(
     forwarded_for: HeaderValue,
     trusted: bool,
     tls: bool,
-    req: Request<ClientBody>,
+    req: Request<Incoming>,
 ) -> Response<Body> {
     if is_reserved(req.uri().path()) {
         shared
@@ -314,7 +313,7 @@ async fn proxy(
 
 /// A request body of declared length up to [`MAX_BODY`], read whole
 /// (within the response timeout, as if it were streamed to the server).
-async fn read_small_body(shared: &State, incoming: ClientBody) -> Result<Bytes, Answer> {
+async fn read_small_body(shared: &State, incoming: Incoming) -> Result<Bytes, Answer> {
     if incoming.is_end_stream() {
         return Ok(Bytes::new());
     }

@@ -1,8 +1,8 @@
 //! HTTP/2 requests forwarded on the fast path's raw HTTP/1.1 connections.
 //!
-//! An HTTP/2 client is served by `h2_server.rs` (the `h2` crate: streams,
-//! flow control, HPACK), and its requests need not go to the web server
-//! through hyper's client: that costs a connection task per pooled connection, channels
+//! An HTTP/2 client is served by hyper's server (streams, flow control,
+//! HPACK), but its requests need not go to the web server through hyper's
+//! client: that costs a connection task per pooled connection, channels
 //! between it and the request's task, and a set of allocations per
 //! request. A request with no body, or a small one whose length the client
 //! declared (`content-length`, at most
@@ -263,7 +263,7 @@ fn build_request(r: &mut Vec<u8>, req: &Ready<'_>, epoch: u64) {
     r.extend_from_slice(&req.body);
 }
 
-/// A web server's response head as an HTTP/2 response takes it. The
+/// A web server's response head as hyper's HTTP/2 server takes it. The
 /// header values are gathered in one buffer and become slices of it: one
 /// allocation for all of them.
 struct H2Head {

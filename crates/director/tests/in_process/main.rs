@@ -9,7 +9,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod h2;
 mod hardening;
 mod history;
 mod peers;

@@ -68,16 +68,13 @@ pub(crate) enum Behavior {
     /// Holds the request until the `Notify` fires, then fences itself
     /// (a new epoch) and refuses it untouched with `sticky-fenced`.
     HoldThenFence(Arc<tokio::sync::Notify>),
-    /// Holds the request until the `Notify` fires, then answers as
-    /// `Normal`.
-    Hold(Arc<tokio::sync::Notify>),
 }
 
 /// A stand-in web server on `127.0.0.1:0`: answers `GET /.sticky/health`,
 /// `POST /.sticky/fence` and `GET /.sticky/metrics` (with the admin token;
 /// the metrics carry only `sticky_takeovers_total`) like a Sticky web
 /// server, and every other request with `200`, its name in `x-backend`
-/// and `NAME PATH` as the body (`/big/N`: N letters), plus a few hop-by-hop response headers
+/// and `NAME PATH` as the body, plus a few hop-by-hop response headers
 /// the director must remove. Stopping it closes its listener and every
 /// connection, so the director then finds it refusing.
 pub(crate) struct WebServer {
@@ -265,17 +262,8 @@ impl App {
                     .insert(FENCED_HEADER, HeaderValue::from(epoch));
                 return resp;
             }
-            Behavior::Hold(gate) => gate.notified().await,
         }
-        // `/big/N`: N bytes (a response that streams).
-        let body = match path
-            .strip_prefix("/big/")
-            .and_then(|n| n.parse::<usize>().ok())
-        {
-            Some(n) => (0..n).map(|i| b'a' + (i % 26) as u8).collect(),
-            None => format!("{} {path}", self.name).into_bytes(),
-        };
-        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        let mut resp = text(StatusCode::OK, format!("{} {path}", self.name));
         let h = resp.headers_mut();
         h.insert(
             OWNER_HEADER,
