@@ -96,6 +96,7 @@ pub(crate) fn session_config(
     c.lease = Duration::from_millis(s.lease_ms.max(100));
     c.claim_timeout = Duration::from_millis(s.claim_timeout_ms.max(10));
     c.store_timeout = Duration::from_millis(s.store_timeout_ms.max(10));
+    c.slow_store = (s.slow_store_ms > 0).then(|| Duration::from_millis(s.slow_store_ms));
     c.peers = file
         .web
         .iter()

@@ -105,6 +105,13 @@ pub struct SessionSection {
     /// Per-request timeout towards a store. Default 1000.
     #[serde(deserialize_with = "crate::duration::field::millis")]
     pub store_timeout_ms: u64,
+    /// A store that has not answered a write or a takeover's prepare this
+    /// long after it was sent, while the others did, is passed over: the
+    /// write goes to the next store, and placement skips it until it
+    /// answers again (`docs/safety.md` §1). 0: wait for every replica up to
+    /// `store_timeout_ms`. Default 50.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
+    pub slow_store_ms: u64,
     /// Async mode: most changes waiting to be copied. Default 10000.
     pub async_queue: usize,
     /// Async mode: largest tolerated replication lag before writes wait. Default 1000.
@@ -151,6 +158,7 @@ impl Default for SessionSection {
             lease_ms: 3000,
             claim_timeout_ms: 2000,
             store_timeout_ms: 1000,
+            slow_store_ms: 50,
             async_queue: 10_000,
             async_max_lag_ms: 1000,
             recopy_rate: 100_000,

@@ -144,6 +144,15 @@ pub struct Config {
     pub peers: Vec<Peer>,
     /// Per-request timeout towards a store. Default 1 s.
     pub store_timeout: Duration,
+    /// A store that has not answered a write (or a takeover's prepare)
+    /// this long after it was sent, while the others did, is *slow*: the
+    /// write goes on to the next store in placement order instead of
+    /// waiting for it, and placement skips it until it answers again (it is
+    /// not marked down: nothing is re-copied). A session written meanwhile
+    /// may keep a copy on a third store until it expires. `None` waits for
+    /// every replica up to `store_timeout`. Default 50 ms
+    /// (`docs/safety.md` §1, "Slow stores").
+    pub slow_store: Option<Duration>,
     /// Store password. Default none.
     pub store_password: Option<String>,
     /// PEM CA certificates that TLS stores' (`rediss://`, `sticky+tls://`)
@@ -229,6 +238,7 @@ impl Config {
             claim_timeout: Duration::from_secs(2),
             peers: Vec::new(),
             store_timeout: Duration::from_secs(1),
+            slow_store: Some(Duration::from_millis(50)),
             store_password: None,
             store_tls_ca: None,
             async_queue: 10_000,

@@ -78,7 +78,7 @@ async fn metrics(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
 /// a recorder is given, so that each is in the metrics from the start (a
 /// dashboard's `rate()` and an alert's `increase()` see 0, not no data).
 /// A unit test checks this list against the `counter!` calls in `src/`.
-const COUNTERS: [&str; 26] = [
+const COUNTERS: [&str; 27] = [
     "sticky_acks_after_lease_total",
     "sticky_adopted_total",
     "sticky_async_copy_failures_total",
@@ -104,6 +104,7 @@ const COUNTERS: [&str; 26] = [
     "sticky_takeovers_total",
     "sticky_tombstone_retries_total",
     "sticky_too_large_total",
+    "sticky_write_hedges_total",
     "sticky_write_no_quorum_total",
 ];
 

@@ -28,6 +28,7 @@ use crate::cache::Entry;
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::state::{Inner, QueueReceiver, SessionManager};
+use crate::stores::Stores;
 
 /// Attempts of a write before giving up (each after re-placing around
 /// stores that failed).
@@ -119,6 +120,15 @@ impl SessionManager {
     /// the stores believed up, re-placed around those that fail). With
     /// fewer acknowledgements the write answers 503; the caller drops its
     /// copy, so the version is never served from the cache.
+    ///
+    /// A replica that has not answered [`Config::slow_store`] after the
+    /// write was sent is [passed over](crate::stores::Stores::mark_slow):
+    /// the version is sent to the next store in placement order too, and
+    /// whichever R stores acknowledge first make the write. The slow
+    /// store's request stays sent (it applies the version when it answers;
+    /// its answer is not waited for once R others acknowledged).
+    ///
+    /// [`Config::slow_store`]: crate::Config::slow_store
     pub(crate) async fn write(
         &self,
         id: &SessionId,
@@ -127,47 +137,88 @@ impl SessionManager {
         ttl: Duration,
     ) -> Result<u64, SessionError> {
         let inner = &self.inner;
+        let stores = &inner.stores;
         let key = id.key();
+        let key = key.as_bytes();
         let ttl = Some(ttl);
         let owner = self.owner();
         let owner = owner.as_str();
-        let needed = write_quorum(inner.stores.len(), inner.config.replicas);
+        let needed = write_quorum(stores.len(), inner.config.replicas);
         let mut acked = 0u64;
+        // Stores the version was sent to; those of them that failed; those
+        // passed over as slow.
+        let mut sent = 0u64;
+        let mut failed = 0u64;
+        let mut passed = 0u64;
+        let mut rounds = 0;
+        let mut pending = futures_util::stream::FuturesUnordered::new();
+        let slow_after = inner.config.slow_store;
+        let mut slow_at: Option<Instant> = None;
         let mut last_err = String::from("no live store");
-        for _ in 0..WRITE_ROUNDS {
+        loop {
             let have = acked.count_ones() as usize;
             if have >= needed {
                 break;
             }
-            // This server's belief that stores are down may be stale (its
-            // own pause made its requests time out): with too few believed
-            // up to reach the quorum, look at them all again first.
-            let believed_up = (inner.stores.live() & !acked).count_ones() as usize;
-            if have + believed_up < needed {
-                inner.stores.ping_all().await;
+            let in_flight = (sent & !acked & !failed).count_ones() as usize;
+            let mut more = 0u64;
+            if have + in_flight < needed {
+                // Nothing sent yet, or some failed: place around them.
+                if rounds == WRITE_ROUNDS {
+                    break;
+                }
+                rounds += 1;
+                let missing = needed - have - in_flight;
+                // This server's belief that stores are down may be stale
+                // (its own pause made its requests time out): with too few
+                // believed up to reach the quorum, look at them all again.
+                if ((stores.live() & !sent).count_ones() as usize) < missing {
+                    stores.ping_all().await;
+                }
+                more = stores.next_stores(id, sent, missing);
+                if more == 0 && in_flight == 0 {
+                    break;
+                }
             }
-            let targets = inner
-                .stores
-                .replicas(id, needed.max(inner.config.replicas) + have)
-                & !acked;
-            if targets == 0 {
-                break;
-            }
-            let puts = inner
-                .stores
-                .fan_out(targets, |c| {
-                    c.put(key.as_bytes(), stamp, owner, ttl, payload)
-                })
-                .await;
-            for (i, r) in puts {
-                match put_outcome(stamp, r) {
-                    PutOutcome::Stored => acked |= 1 << i,
-                    PutOutcome::Moved(stored) => {
-                        metrics::counter!("sticky_stale_refusals_total").increment(1);
-                        tracing::warn!(session = ?id, %stamp, %stored, "write refused as stale: the session moved");
-                        return Err(SessionError::Moved { stored });
+            let answer = if more != 0 {
+                None
+            } else if let Some(at) = slow_at {
+                tokio::select! {
+                    answer = futures_util::StreamExt::next(&mut pending) => answer,
+                    () = tokio::time::sleep_until(at) => {
+                        slow_at = None;
+                        let waiting = sent & !acked & !failed & !passed;
+                        passed |= waiting;
+                        more = self.pass_over_slow(id, waiting, sent, slow_after);
+                        None
                     }
-                    PutOutcome::Failed(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
+                }
+            } else {
+                futures_util::StreamExt::next(&mut pending).await
+            };
+            if more != 0 {
+                for i in Stores::members(more) {
+                    let put = stores.clients[i].put(key, stamp, owner, ttl, payload);
+                    pending.push(async move { (i, put.await) });
+                }
+                sent |= more;
+                slow_at = slow_after.map(|d| Instant::now() + d);
+                continue;
+            }
+            let Some((i, r)) = answer else {
+                continue;
+            };
+            stores.observe(i, &r);
+            match put_outcome(stamp, r) {
+                PutOutcome::Stored => acked |= 1 << i,
+                PutOutcome::Moved(stored) => {
+                    metrics::counter!("sticky_stale_refusals_total").increment(1);
+                    tracing::warn!(session = ?id, %stamp, %stored, "write refused as stale: the session moved");
+                    return Err(SessionError::Moved { stored });
+                }
+                PutOutcome::Failed(e) => {
+                    failed |= 1 << i;
+                    last_err = format!("{}: {e}", stores.names[i]);
                 }
             }
         }
@@ -181,12 +232,38 @@ impl SessionManager {
             %stamp,
             acknowledged = have,
             needed,
-            stores = inner.stores.len(),
+            stores = stores.len(),
             "write refused: too few stores acknowledged it to be sure a takeover finds it"
         );
         Err(SessionError::Unavailable(format!(
             "{have} of the {needed} stores a write needs (replicas) acknowledged it ({last_err})"
         )))
+    }
+
+    /// The stores of `waiting` have not answered a write of `id` in
+    /// `after` (`Config::slow_store`): marks them slow and returns as many
+    /// other stores, next in `id`'s placement order after those in `sent`
+    /// (fewer when no more are live).
+    fn pass_over_slow(
+        &self,
+        id: &SessionId,
+        waiting: u64,
+        sent: u64,
+        after: Option<Duration>,
+    ) -> u64 {
+        let stores = &self.inner.stores;
+        let Some(after) = after else { return 0 };
+        if waiting == 0 {
+            return 0;
+        }
+        for i in Stores::members(waiting) {
+            stores.mark_slow(i, after);
+        }
+        let over = stores.next_stores(id, sent, waiting.count_ones() as usize);
+        if over != 0 {
+            metrics::counter!("sticky_write_hedges_total").increment(1);
+        }
+        over
     }
 
     /// Async mode: queues `entry` for the replicator, unless it is queued

@@ -22,6 +22,9 @@ pub(crate) struct Stores {
     pub(crate) names: Vec<String>,
     hashes: Vec<u64>,
     live: AtomicU64,
+    /// Stores passed over as slow ([`Stores::mark_slow`]): up, but not
+    /// answering; placement skips them until they answer again.
+    slow: AtomicU64,
     /// Stores marked down since the re-copy loop last took this set: they
     /// may have lost their copies (a restarted store comes back empty).
     went_down: AtomicU64,
@@ -47,14 +50,16 @@ const GONE_REMEMBERED: usize = 64;
 pub(crate) enum Wait {
     /// Wait for more answers.
     More,
-    /// Enough answers; wait at most [`GRACE`] (from the first time this is
-    /// said) for the others.
-    Briefly,
+    /// Enough answers; wait at most this long (from the first time this
+    /// is said) for the others.
+    Briefly(Duration),
     /// Stop now.
     Stop,
 }
 
-/// How long [`Wait::Briefly`] waits: far above a store's answer time on a
+/// How long a quorum step waits for the answers it would rather have
+/// ([`Wait::Briefly`]) when slow stores are not passed over
+/// (`Config::slow_store` is `None`): far above a store's answer time on a
 /// loopback or a LAN (and above the scheduling delays of a loaded 2-core
 /// machine, where 20 ms was not), far below the request timeout after
 /// which a silent store is marked down.
@@ -84,6 +89,7 @@ impl Stores {
                 .map(|s| placement::name_hash(&s.name))
                 .collect(),
             live: AtomicU64::new(all),
+            slow: AtomicU64::new(0),
             went_down: AtomicU64::new(0),
             changed: watch::Sender::new(all),
             identities: std::sync::Mutex::new(vec![None; specs.len()]),
@@ -139,9 +145,62 @@ impl Stores {
         }
     }
 
-    /// The replica set of `id` over the live stores.
+    /// The replica set of `id`: its first `r` stores in placement order
+    /// among the live ones, passing over those found
+    /// [slow](Self::mark_slow) while enough others are live.
     pub(crate) fn replicas(&self, id: &SessionId, r: usize) -> u64 {
+        let live = self.live();
+        let prompt = live & !self.slow.load(Ordering::Acquire);
+        let set = if prompt.count_ones() as usize >= r {
+            prompt
+        } else {
+            live
+        };
+        placement::replicas(id, &self.hashes, set, r)
+    }
+
+    /// The replica set of `id` over the live stores, slow or not: where
+    /// its copies go once every store answers promptly.
+    pub(crate) fn placed(&self, id: &SessionId, r: usize) -> u64 {
         placement::replicas(id, &self.hashes, self.live(), r)
+    }
+
+    /// The first `k` stores of `id`'s placement order outside `exclude`:
+    /// among the live stores not passed over as slow, or, when fewer than
+    /// `k` of those are left, among the live ones.
+    pub(crate) fn next_stores(&self, id: &SessionId, exclude: u64, k: usize) -> u64 {
+        let live = self.live() & !exclude;
+        let prompt = live & !self.slow.load(Ordering::Acquire);
+        let set = if prompt.count_ones() as usize >= k {
+            prompt
+        } else {
+            live
+        };
+        placement::replicas(id, &self.hashes, set, k)
+    }
+
+    /// Store `i` has not answered a request this long after it was sent
+    /// while others answered theirs: placement passes it over until it
+    /// answers anything again. Unlike [`mark_down`](Self::mark_down) this
+    /// re-copies nothing: a store that is only slow (or paused for a
+    /// moment) keeps its copies, and the pinger or the request timeout
+    /// still marks it down if it stays silent.
+    pub(crate) fn mark_slow(&self, i: usize, after: Duration) {
+        let before = self.slow.fetch_or(1 << i, Ordering::AcqRel);
+        if before & (1 << i) == 0 {
+            tracing::warn!(store = %self.names[i], after_ms = after.as_millis() as u64, "store slow to answer: writes go to the next store until it answers");
+            metrics::counter!("sticky_store_slow_total", "store" => self.names[i].clone())
+                .increment(1);
+        }
+    }
+
+    /// Store `i` answered: it is no longer passed over as slow.
+    fn answered(&self, i: usize) {
+        if self.slow.load(Ordering::Relaxed) & (1 << i) != 0
+            && self.slow.fetch_and(!(1 << i), Ordering::AcqRel) & (1 << i) != 0
+        {
+            tracing::info!(store = %self.names[i], "slow store answers again");
+        }
     }
 
     /// Remembers that lease `owner` was proven gone and released at a
@@ -177,10 +236,9 @@ impl Stores {
     /// Records the outcome of a request to store `i`: errors that say the
     /// store is unreachable mark it down.
     pub(crate) fn observe<T>(&self, i: usize, r: &Result<T, ClientError>) {
-        if let Err(e) = r {
-            if e.is_retryable() {
-                self.mark_down(i, e);
-            }
+        match r {
+            Err(e) if e.is_retryable() => self.mark_down(i, e),
+            _ => self.answered(i),
         }
     }
 
@@ -213,8 +271,7 @@ impl Stores {
     /// until `take` says [`Wait::Stop`] or every store answered. A quorum
     /// step stops waiting once enough stores answered, so one store that
     /// is paused or slow (not yet marked down) does not hold a claim for
-    /// the whole request timeout; [`Wait::Briefly`] waits at most
-    /// [`GRACE`] more for answers the caller would rather have (the
+    /// the whole request timeout; [`Wait::Briefly`] waits a moment more for answers the caller would rather have (the
     /// session's own replicas). The requests still in flight are dropped:
     /// the connection discards their replies, and the pinger, not this
     /// call, finds out whether that store is down. Each outcome taken is
@@ -247,8 +304,8 @@ impl Stores {
             self.observe(i, &r);
             match take(i, r) {
                 Wait::More => {}
-                Wait::Briefly => {
-                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + GRACE);
+                Wait::Briefly(grace) => {
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + grace);
                 }
                 Wait::Stop => return,
             }
@@ -263,6 +320,7 @@ impl Stores {
             match r {
                 Ok(rtt) => {
                     self.mark_up(i);
+                    self.answered(i);
                     metrics::histogram!("sticky_store_ping_seconds", "store" => self.names[i].clone())
                         .record(rtt.as_secs_f64());
                 }

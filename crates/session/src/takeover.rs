@@ -37,7 +37,7 @@ use crate::id::SessionId;
 use crate::lease::{claim_quorum, Owner};
 use crate::replicator::write_quorum;
 use crate::state::SessionManager;
-use crate::stores::Wait;
+use crate::stores::{Stores, Wait, GRACE};
 
 /// Claim attempts before giving up (each starts over at step 0).
 const ATTEMPTS: usize = 5;
@@ -169,6 +169,9 @@ async fn claim_once(
         .checked_add(1)
         .ok_or_else(|| SessionError::Data("generation overflow".into()))?;
     let horizon = inner.config.absolute_timeout;
+    // The session's replicas (placement passes over stores found slow).
+    let wanted = inner.stores.replicas(id, inner.config.replicas) & targets;
+    let grace = inner.config.slow_store.unwrap_or(GRACE);
     let prepare = async {
         let mut prepare_err = String::new();
         let mut promised = 0u64;
@@ -177,7 +180,8 @@ async fn claim_once(
         let mut forgetful = 0u64;
         let mut best: Option<StoredSession> = None;
         let mut lost: Option<Claim> = None;
-        let wanted = inner.stores.replicas(id, inner.config.replicas) & targets;
+        // Stores that answered at all.
+        let mut heard = 0u64;
         // `P` promises are a quorum: no other claim of this generation can
         // hold `P` too (`P + P > S`), and they meet every acknowledged write.
         // Short of `P`, every store's answer is waited for: a restarted
@@ -188,6 +192,7 @@ async fn claim_once(
                 targets,
                 |c| c.prepare(key, generation, &me, horizon),
                 |i, r| {
+                    heard |= 1 << i;
                     match r {
                         Ok(Prepared::Copy { session, .. }) => {
                             promised |= 1 << i;
@@ -226,15 +231,24 @@ async fn claim_once(
                         Wait::Stop
                     } else {
                         // A quorum, but not yet the session's own replicas,
-                        // where step 3 would rather write (a copy elsewhere
-                        // leaves the old one on a replica until the next
-                        // write): a moment more for them.
-                        Wait::Briefly
+                        // where step 3 would rather write: a moment more
+                        // for them (a replica still silent after it is
+                        // passed over as slow, below).
+                        Wait::Briefly(grace)
                     }
                 },
             )
             .await;
-        (promised, forgetful, best, lost, prepare_err)
+        // Replicas silent through the grace are passed over as slow: the
+        // claims and writes after this one do not wait for them again.
+        if lost.is_none() && promised.count_ones() as usize >= p {
+            if let Some(after) = inner.config.slow_store {
+                for i in Stores::members(wanted & !heard) {
+                    inner.stores.mark_slow(i, after);
+                }
+            }
+        }
+        (promised, forgetful, best, lost, prepare_err, heard)
     };
     // Step 1, the kill, of a lease seen not live anywhere, runs alongside
     // the prepare (one round trip fewer): the write of step 3 waits for
@@ -249,7 +263,7 @@ async fn claim_once(
             None => Ok(()),
         }
     };
-    let (killed, (mut promised, forgetful, mut best, lost, prepare_err)) =
+    let (killed, (mut promised, forgetful, mut best, lost, prepare_err, heard)) =
         tokio::join!(kill_step, prepare);
     killed?;
     if !prepare_err.is_empty() {
@@ -352,6 +366,22 @@ async fn claim_once(
     let count = stored_on.count_ones() as usize;
     if count < needed {
         return Err(no_quorum(id, "write", count, needed, total, &last_err));
+    }
+    // The session's replicas that did not answer the prepare (paused, or
+    // passed over as slow) still hold the old owner's copy: send them the
+    // claimed one too, without waiting, so a quiet session does not keep
+    // its old copy there until its next write. Like a re-copy, this only
+    // adds copies of the version just acknowledged (`docs/safety.md` §2).
+    let behind = inner.stores.placed(id, inner.config.replicas) & !heard & !stored_on;
+    for i in Stores::members(behind) {
+        let client = inner.stores.clients[i].clone();
+        let (key, me, payload) = (key.to_vec(), me.clone(), copy.payload.clone());
+        tokio::spawn(async move {
+            // Its outcome does not matter: a store that refuses it holds
+            // something newer; one that stays silent is marked down by the
+            // pinger, and the re-copy then fixes its copies.
+            let _ = client.put(&key, new, &me, ttl, &payload).await;
+        });
     }
     // The local payload in this server's own form, which `Session` reads
     // (`crate::data`) and `Session::data_json` slices: a copy written

@@ -21,6 +21,9 @@ use tower::ServiceExt;
 async fn manager(name: &str, specs: &[StoreSpec], replicas: usize) -> SessionManager {
     let mut config = Config::new(name, SECRET.to_vec(), specs.to_vec());
     config.replicas = replicas;
+    // These tests count copies and store calls: a loaded machine's delay
+    // must not pass over a store and add a copy (`docs/safety.md` §1).
+    config.slow_store = None;
     SessionManager::start(config).await.expect("manager starts")
 }
 

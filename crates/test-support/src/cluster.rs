@@ -99,7 +99,9 @@ impl ClusterConfig {
 
     /// A `[session]` setting; `value` is a TOML literal (`1000`, `"1KiB"`).
     /// Unless `lease_ms` is set, it is one hour: no director renews the
-    /// lease that [`WebProcess::start`]'s health check arms.
+    /// lease that [`WebProcess::start`]'s health check arms. Unless
+    /// `slow_store_ms` is set, it is 0 (writes wait for every replica), so
+    /// that copies can be counted on a loaded machine.
     pub fn session(mut self, key: &str, value: &str) -> Self {
         self.session.push((key.into(), value.into()));
         self
@@ -139,6 +141,13 @@ impl ClusterConfig {
             // No director renews the lease that the first health check
             // arms; tests that want one set it (and use a `Heartbeat`).
             t.push_str("lease_ms = 3600000\n");
+        }
+        if !self.session.iter().any(|(k, _)| k == "slow_store_ms") {
+            // Many tests count the copies of each version. A write passes
+            // over a store slower than `slow_store_ms` (50 ms by default)
+            // and leaves a third copy, which a loaded test machine's
+            // scheduling delays can cause; tests of that behaviour set it.
+            t.push_str("slow_store_ms = 0\n");
         }
         for (name, addr) in &self.webs {
             t.push_str(&format!(

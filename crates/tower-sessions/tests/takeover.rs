@@ -57,7 +57,9 @@ impl Demo {
             "--secret-file",
         ])
         .arg(secret_file)
-        .args(["--replicas", "2", "--threads", "2"])
+        // The test counts copies: no store passed over as slow on a
+        // loaded machine.
+        .args(["--replicas", "2", "--threads", "2", "--slow-store-ms", "0"])
         .arg("--peer")
         .arg(format!("{}={}", peer.0, peer.1));
         for (i, r) in redis.iter().enumerate() {

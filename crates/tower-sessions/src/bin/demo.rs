@@ -63,6 +63,11 @@ struct Args {
     /// Idle timeout of a session, seconds.
     #[arg(long, default_value_t = 1800)]
     idle_secs: u64,
+    /// Milliseconds after which a store that has not answered a write is
+    /// passed over (the write goes to the next store); 0 waits for every
+    /// replica (`docs/safety.md` §1, "Slow stores").
+    #[arg(long, default_value_t = 50)]
+    slow_store_ms: u64,
     /// Worker threads [default: one per core].
     #[arg(long)]
     threads: Option<usize>,
@@ -187,6 +192,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     config.idle_timeout = Duration::from_secs(args.idle_secs.max(1));
+    config.slow_store = (args.slow_store_ms > 0).then(|| Duration::from_millis(args.slow_store_ms));
     let manager = SessionManager::start(config).await?;
     let store = StickyStore::new(manager.clone());
 
