@@ -257,13 +257,26 @@ impl SessionManager {
             return 0;
         }
         for i in Stores::members(waiting) {
-            stores.mark_slow(i, after);
+            self.mark_slow(i, after);
         }
         let over = stores.next_stores(id, sent, waiting.count_ones() as usize);
         if over != 0 {
             metrics::counter!("sticky_write_hedges_total").increment(1);
         }
         over
+    }
+
+    /// Marks store `i` slow ([`Stores::mark_slow`]) after it left a
+    /// request unanswered for `after`. When it was not slow before, a ping
+    /// is sent to it at once: queued behind what it has not answered, its
+    /// answer ends the slow mark as soon as the store catches up (rather
+    /// than at the pinger's next round), and its timeout marks the store
+    /// down.
+    pub(crate) fn mark_slow(&self, i: usize, after: Duration) {
+        if self.inner.stores.mark_slow(i, after) {
+            let inner = Arc::clone(&self.inner);
+            tokio::spawn(async move { inner.stores.ping_one(i).await });
+        }
     }
 
     /// Async mode: queues `entry` for the replicator, unless it is queued

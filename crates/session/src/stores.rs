@@ -185,13 +185,24 @@ impl Stores {
     /// re-copies nothing: a store that is only slow (or paused for a
     /// moment) keeps its copies, and the pinger or the request timeout
     /// still marks it down if it stays silent.
-    pub(crate) fn mark_slow(&self, i: usize, after: Duration) {
+    ///
+    /// Returns whether it was not marked slow before.
+    pub(crate) fn mark_slow(&self, i: usize, after: Duration) -> bool {
         let before = self.slow.fetch_or(1 << i, Ordering::AcqRel);
-        if before & (1 << i) == 0 {
+        let newly = before & (1 << i) == 0;
+        if newly {
             tracing::warn!(store = %self.names[i], after_ms = after.as_millis() as u64, "store slow to answer: writes go to the next store until it answers");
             metrics::counter!("sticky_store_slow_total", "store" => self.names[i].clone())
                 .increment(1);
         }
+        newly
+    }
+
+    /// Pings store `i` once and records the outcome: an answer ends its
+    /// slow mark, a timeout or a broken connection marks it down.
+    pub(crate) async fn ping_one(&self, i: usize) {
+        let r = self.clients[i].ping().await;
+        self.observe(i, &r);
     }
 
     /// Store `i` answered: it is no longer passed over as slow.

@@ -244,7 +244,7 @@ async fn claim_once(
         if lost.is_none() && promised.count_ones() as usize >= p {
             if let Some(after) = inner.config.slow_store {
                 for i in Stores::members(wanted & !heard) {
-                    inner.stores.mark_slow(i, after);
+                    m.mark_slow(i, after);
                 }
             }
         }
