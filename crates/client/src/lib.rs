@@ -89,6 +89,7 @@ mod connection;
 mod error;
 #[cfg(test)]
 mod fake_store;
+mod native;
 mod options;
 mod reply;
 pub mod scripts;
