@@ -109,6 +109,10 @@ struct State {
     /// Whether a task (a request's, or the flusher) is writing: then a
     /// request only queues its command.
     writing: bool,
+    /// Whether a request will write the queued commands once the tasks
+    /// ready on its thread had their turn: then a request only queues its
+    /// command.
+    flush_pending: bool,
     /// The requests waiting for replies, in the order of their commands on
     /// the wire.
     waiting: VecDeque<Slot>,
@@ -140,6 +144,15 @@ impl Slot {
                 let _ = tx.send(Err(why.to_owned()));
             }
         }
+    }
+}
+
+/// Flushes the connection's queued commands when dropped.
+struct Flush<'a>(&'a Arc<Shared>);
+
+impl Drop for Flush<'_> {
+    fn drop(&mut self) {
+        self.0.flush();
     }
 }
 
@@ -251,7 +264,8 @@ impl NativeConn {
         let (tx, rx) = oneshot::channel();
         self.handle
             .shared
-            .submit(|out| cmd.write_packed_command(out), Slot::One(tx))?;
+            .submit(|out| cmd.write_packed_command(out), Slot::One(tx))
+            .await?;
         rx.await
             .unwrap_or_else(|_| Err(String::from("connection closed")))
     }
@@ -268,14 +282,17 @@ impl NativeConn {
             want: count,
             got: Vec::with_capacity(count),
         };
-        self.handle.shared.submit(
-            |out| {
-                for cmd in pipe.cmd_iter() {
-                    cmd.write_packed_command(out);
-                }
-            },
-            slot,
-        )?;
+        self.handle
+            .shared
+            .submit(
+                |out| {
+                    for cmd in pipe.cmd_iter() {
+                        cmd.write_packed_command(out);
+                    }
+                },
+                slot,
+            )
+            .await?;
         rx.await
             .unwrap_or_else(|_| Err(String::from("connection closed")))
     }
@@ -299,26 +316,44 @@ impl Shared {
 
     /// Queues the command `encode` writes, with its reply slot, and writes
     /// it unless another task is writing (which then writes it too).
-    fn submit(
+    async fn submit(
         self: &Arc<Self>,
         encode: impl FnOnce(&mut Vec<u8>),
         slot: Slot,
     ) -> Result<(), Broken> {
-        let mut st = self.lock();
-        if let Some(why) = &st.broken {
-            return Err(why.clone());
+        {
+            let mut st = self.lock();
+            if let Some(why) = &st.broken {
+                return Err(why.clone());
+            }
+            encode(&mut st.out);
+            st.waiting.push_back(slot);
+            if st.writing || st.flush_pending {
+                return Ok(());
+            }
+            st.flush_pending = true;
         }
-        encode(&mut st.out);
-        st.waiting.push_back(slot);
-        if st.writing {
-            return Ok(());
+        // Let the tasks ready on this thread queue their commands first:
+        // they go out in the same write. Flushed even if this request is
+        // dropped meanwhile.
+        let flush = Flush(self);
+        tokio::task::yield_now().await;
+        drop(flush);
+        Ok(())
+    }
+
+    /// Writes what is queued, unless a task is writing (which then does).
+    fn flush(self: &Arc<Self>) {
+        let mut st = self.lock();
+        st.flush_pending = false;
+        if st.writing || st.out.is_empty() || st.broken.is_some() {
+            return;
         }
         st.writing = true;
         let spare = mem::take(&mut st.spare);
         let buf = mem::replace(&mut st.out, spare);
         drop(st);
         self.write_now(buf);
-        Ok(())
     }
 
     /// Writes `buf`, then whatever was queued meanwhile, without waiting:
