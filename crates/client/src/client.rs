@@ -20,7 +20,6 @@ use crate::addr::{cluster_client, connection_info, CLUSTER_SCHEME};
 use crate::backend::{self, Backend};
 use crate::connection::{Connector, Inner};
 use crate::error::{clip, first_number, ClientError};
-use crate::native::NativeSettings;
 use crate::options::ClientOptions;
 use crate::reply::{
     expect_ok, parse_lease_state, parse_owned, parse_session, parse_session_with_lease,
@@ -76,26 +75,6 @@ impl StoreClient {
             } else {
                 let (info, public_addr, backend) = connection_info(addr, &options)?;
                 let display_addr = info.addr().to_string();
-                if let (Backend::Native, redis::ConnectionAddr::Tcp(host, port)) =
-                    (backend, info.addr())
-                {
-                    let settings = info.redis_settings();
-                    let native = NativeSettings {
-                        host: host.clone(),
-                        port: *port,
-                        username: settings.username().map(str::to_owned),
-                        password: settings.password().map(str::to_owned),
-                        resp3: settings.protocol().supports_resp3(),
-                        db: settings.db(),
-                    };
-                    return Ok(Self::with_connector(
-                        Connector::Native(native),
-                        public_addr,
-                        display_addr,
-                        backend,
-                        &options,
-                    ));
-                }
                 let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
                 let client = match (&options.tls_ca, tls) {
                     (Some(ca), true) => {
@@ -121,32 +100,16 @@ impl StoreClient {
                     backend,
                 )
             };
-        Ok(Self::with_connector(
-            connector,
-            public_addr,
-            display_addr,
-            backend,
-            &options,
-        ))
-    }
-
-    fn with_connector(
-        connector: Connector,
-        public_addr: String,
-        display_addr: String,
-        backend: Backend,
-        options: &ClientOptions,
-    ) -> Self {
-        Self {
+        Ok(Self {
             claim_window_ms: duration_ms(options.claim_window),
             inner: Arc::new(Inner::new(
                 public_addr,
                 display_addr,
                 backend,
                 connector,
-                options,
+                &options,
             )),
-        }
+        })
     }
 
     /// The store's address as given to [`StoreClient::new`], without any

@@ -16,7 +16,6 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, Value};
 
 use crate::backend::Backend;
 use crate::error::{clip, error_from_redis, ClientError};
-use crate::native::{ConnectError, NativeConn, NativeSettings};
 use crate::options::ClientOptions;
 use crate::reply::{describe, reply_value};
 use crate::scripts::SCRIPTS;
@@ -58,9 +57,6 @@ struct ConnState {
 
 /// How connections are opened.
 pub(crate) enum Connector {
-    /// A `sticky store` over plain TCP: one connection of our own
-    /// ([`crate::native`]).
-    Native(NativeSettings),
     /// One server: one multiplexed connection.
     Single(redis::Client, AsyncConnectionConfig),
     /// A Redis Cluster: the `redis` crate's cluster client, which keeps a
@@ -72,30 +68,15 @@ pub(crate) enum Connector {
 /// An open connection of either kind.
 #[derive(Clone)]
 enum Conn {
-    Native(NativeConn),
     Single(MultiplexedConnection),
     Cluster(redis::cluster_async::ClusterConnection),
 }
 
-/// Why a command on an open connection failed.
-enum SendError {
-    Redis(RedisError),
-    /// Our own connection ([`Conn::Native`]) broke: why.
-    Broken(String),
-}
-
-impl From<RedisError> for SendError {
-    fn from(e: RedisError) -> Self {
-        Self::Redis(e)
-    }
-}
-
 impl Conn {
-    async fn send(&mut self, cmd: &Cmd) -> Result<Value, SendError> {
+    async fn send(&mut self, cmd: &Cmd) -> Result<Value, RedisError> {
         match self {
-            Self::Native(c) => c.send(cmd).await.map_err(SendError::Broken),
-            Self::Single(c) => Ok(c.send_packed_command(cmd).await?),
-            Self::Cluster(c) => Ok(redis::aio::ConnectionLike::req_packed_command(c, cmd).await?),
+            Self::Single(c) => c.send_packed_command(cmd).await,
+            Self::Cluster(c) => redis::aio::ConnectionLike::req_packed_command(c, cmd).await,
         }
     }
 
@@ -105,24 +86,12 @@ impl Conn {
         &mut self,
         pipe: &Pipeline,
         count: usize,
-    ) -> Result<Vec<Value>, SendError> {
+    ) -> Result<Vec<Value>, RedisError> {
         match self {
-            Self::Native(c) => c
-                .send_pipeline(pipe, count)
-                .await
-                .map_err(SendError::Broken),
-            Self::Single(c) => Ok(c.send_packed_commands(pipe, 0, count).await?),
+            Self::Single(c) => c.send_packed_commands(pipe, 0, count).await,
             Self::Cluster(c) => {
-                Ok(redis::aio::ConnectionLike::req_packed_commands(c, pipe, 0, count).await?)
+                redis::aio::ConnectionLike::req_packed_commands(c, pipe, 0, count).await
             }
-        }
-    }
-
-    /// Closes our own connection, failing the requests in flight on it.
-    /// The `redis` crate's close when their last handle is dropped.
-    fn close(&self, why: &str) {
-        if let Self::Native(c) = self {
-            c.close(why);
         }
     }
 }
@@ -184,7 +153,7 @@ impl Inner {
     /// commands in one message: to a single server (a Redis Cluster's
     /// commands go each to its key's node).
     pub(crate) fn pipelines(&self) -> bool {
-        matches!(self.connector, Connector::Single(..) | Connector::Native(_))
+        matches!(self.connector, Connector::Single(..))
     }
 
     /// Sends the `count` commands of `pipe` at once, within one request
@@ -216,7 +185,7 @@ impl Inner {
     ) -> Result<(T, Duration), ClientError>
     where
         F: FnOnce(Conn) -> Fut,
-        Fut: std::future::Future<Output = Result<T, SendError>>,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
     {
         let started = Instant::now();
         let live = match tokio::time::timeout(self.request_timeout, self.acquire()).await {
@@ -234,19 +203,11 @@ impl Inner {
                     .fetch_max(self.micros(Instant::now()), Ordering::Relaxed);
                 Ok((value, rtt))
             }
-            Ok(Err(SendError::Redis(e))) => {
+            Ok(Err(e)) => {
                 if e.is_unrecoverable_error() {
                     self.drop_connection(live.epoch, &e.to_string());
                 }
                 Err(self.map_error(&e))
-            }
-            Ok(Err(SendError::Broken(why))) => {
-                self.drop_connection(live.epoch, &why);
-                Err(ClientError::ConnectionLost(format!(
-                    "store {}: {}",
-                    self.display_addr,
-                    clip(&why)
-                )))
             }
             Err(_) => {
                 // Silent for a good while: nothing came back on this
@@ -274,21 +235,9 @@ impl Inner {
     /// The open connection, or whether a connection attempt may be made
     /// now; in backoff, the error to fail with.
     fn ready(&self) -> Result<Ready, ClientError> {
-        let mut st = self.state();
+        let st = self.state();
         if let Some(live) = &st.live {
-            let broken = match &live.conn {
-                Conn::Native(c) => c.broken(),
-                _ => None,
-            };
-            match broken {
-                None => return Ok(Ready::Live(live.clone())),
-                // It broke while no request waited: reconnect at once.
-                Some(why) => {
-                    tracing::warn!(store = %self.display_addr, reason = %why, "store connection lost, reconnecting");
-                    st.live = None;
-                    st.last_error = Some(ClientError::ConnectionLost(clip(&why)));
-                }
-            }
+            return Ok(Ready::Live(live.clone()));
         }
         let now = Instant::now();
         match st.retry_at {
@@ -346,42 +295,21 @@ impl Inner {
     async fn connect(&self) -> Result<Live, ClientError> {
         let attempt = async {
             let mut conn = match &self.connector {
-                Connector::Native(settings) => {
-                    return NativeConn::connect(settings)
-                        .await
-                        .map(Conn::Native)
-                        .map_err(|e| match e {
-                            ConnectError::Io(e) => self.map_connect_error(&RedisError::from(e)),
-                            ConnectError::Client(ClientError::Auth(msg)) => ClientError::Auth(msg),
-                            ConnectError::Client(e) => ClientError::ConnectionLost(format!(
-                                "cannot connect to store {}: {e}",
-                                self.display_addr
-                            )),
-                        });
-                }
                 Connector::Single(client, config) => Conn::Single(
                     client
                         .get_multiplexed_async_connection_with_config(config)
-                        .await
-                        .map_err(|e| self.map_connect_error(&e))?,
+                        .await?,
                 ),
-                Connector::Cluster(client) => Conn::Cluster(
-                    client
-                        .get_async_connection()
-                        .await
-                        .map_err(|e| self.map_connect_error(&e))?,
-                ),
+                Connector::Cluster(client) => Conn::Cluster(client.get_async_connection().await?),
             };
             if self.backend == Backend::Scripts {
-                self.load_scripts(&mut conn)
-                    .await
-                    .map_err(|e| self.map_connect_error(&e))?;
+                self.load_scripts(&mut conn).await?;
             }
             Ok(conn)
         };
         let result = match tokio::time::timeout(self.connect_timeout, attempt).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(e),
+            Ok(Err(e)) => Err(self.map_connect_error(&e)),
             Err(_) => Err(ClientError::ConnectionLost(format!(
                 "cannot connect to store {}: timed out after {} ms",
                 self.display_addr,
@@ -438,7 +366,6 @@ impl Inner {
                 }
                 c.send_packed_commands(&pipe, 0, SCRIPTS.all().len()).await
             }
-            Conn::Native(_) => return Ok(()),
             Conn::Cluster(c) => {
                 let mut replies = Vec::new();
                 let mut result = Ok(());
@@ -483,9 +410,7 @@ impl Inner {
     fn drop_connection(&self, epoch: u64, reason: &str) {
         let mut st = self.state();
         if st.live.as_ref().is_some_and(|l| l.epoch == epoch) {
-            if let Some(live) = st.live.take() {
-                live.conn.close(reason);
-            }
+            st.live = None;
             st.last_error = Some(ClientError::ConnectionLost(clip(reason)));
             tracing::warn!(store = %self.display_addr, reason, "store connection lost, reconnecting");
         }

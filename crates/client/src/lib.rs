@@ -6,11 +6,8 @@
 //! (`SESS.PUT`, `SESS.GET`, `SESS.CLAIM`, `SESS.TOUCH`, `SESS.DEL`, and the
 //! ownership commands of `docs/safety.md`: `SESS.LEASE`, `SESS.KILL`,
 //! `SESS.GET ... WITHLEASE`, `SESS.PREPARE`, `SESS.OWNED`) over one
-//! multiplexed, pipelined connection shared by all clones of the client: to
-//! a `sticky store` over plain TCP, a connection of its own on which each
-//! request's task writes its command to the socket (`native`); to Redis,
-//! a Redis Cluster or a `sticky+tls://` store, the `redis` crate's
-//! ([`redis::aio::MultiplexedConnection`]).
+//! multiplexed, pipelined connection (a [`redis::aio::MultiplexedConnection`])
+//! shared by all clones of the client.
 //!
 //! # Backends
 //!
@@ -77,18 +74,13 @@
 //! - `connection`: the connection state machine (lazy connect, backoff,
 //!   dropping broken or silent connections) and the request timeout, for
 //!   one command or a pipeline of them.
-//! - `native`: the connection to a `sticky store` over plain TCP: commands
-//!   written by the requests' own tasks (concurrent ones together), replies
-//!   parsed by a reader task (the `redis-protocol` crate) and matched
-//!   first in, first out; a reply over 64 MiB breaks the connection.
 //! - [`scripts`]: the session and ownership commands as Redis Lua
 //!   scripts, the keys each touches, and the Redis key layout.
 //!
 //! Module dependencies point one way (no circles): `client` -> `addr`,
 //! `connection` -> `backend` -> `scripts`; `client` -> `scripts` (the
 //! lease-state script, the `SCAN` page size); `client`, `connection` ->
-//! `native` -> `error`; `client`, `connection` -> `reply` -> `error`;
-//! `error` and `options` use no other module.
+//! `reply` -> `error`; `error` and `options` use no other module.
 
 mod addr;
 mod backend;
@@ -97,7 +89,6 @@ mod connection;
 mod error;
 #[cfg(test)]
 mod fake_store;
-mod native;
 mod options;
 mod reply;
 pub mod scripts;

@@ -1,9 +1,8 @@
-//! Tests of the native connection's pipelining ([`crate::native`]): many
-//! requests in flight on one connection, requests whose callers give up,
-//! a store that stalls in the middle of a reply, and a reply over the size
-//! limit; against [`EchoStore`], which answers in order, after a delay the
-//! key names, with the key itself, so that a reply given to the wrong
-//! request shows.
+//! Tests of the pipelined connection to a `sticky store`: many requests
+//! in flight on one connection, requests whose callers give up, and a
+//! store that stalls in the middle of a reply; against [`EchoStore`],
+//! which answers in order, after a delay the key names, with the key
+//! itself, so that a reply given to the wrong request shows.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,7 +21,6 @@ use super::*;
 /// - `SESS.GET d<ms>-<name>`: after `ms` milliseconds, a live copy whose
 ///   payload is the key;
 /// - `SESS.GET half`: the first half of such a reply, then nothing more;
-/// - `SESS.GET huge`: a bulk string over the client's reply limit;
 /// - `SESS.PUT key gen seq ...`: `STALE gen seq+1` (names the put's own
 ///   stamp, so a reply given to another put shows);
 /// - `PING`: `PONG`; `CLIENT ...`: `OK`.
@@ -108,13 +106,6 @@ async fn echo(mut stream: TcpStream) {
                     }
                     std::future::pending::<()>().await;
                     return;
-                }
-                b"SESS.GET" if &key[..] == b"huge" => {
-                    let size = crate::native::MAX_REPLY + 1;
-                    let mut out = format!("${size}\r\n").into_bytes();
-                    out.resize(out.len() + size, b'x');
-                    out.extend_from_slice(b"\r\n");
-                    out
                 }
                 b"SESS.GET" => {
                     let ms = std::str::from_utf8(&key[1..])
@@ -226,23 +217,6 @@ async fn half_a_reply_then_silence_drops_the_connection() {
     let behind = behind.unwrap_err();
     assert!(behind.is_retryable(), "{behind:?}");
     // The connection was replaced: the next request works on a new one.
-    assert_eq!(
-        echoed(&c, b"d0-next").await.unwrap(),
-        Bytes::from_static(b"d0-next")
-    );
-    assert_eq!(store.accepted(), 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reply_over_the_limit_breaks_the_connection() {
-    let store = EchoStore::start().await;
-    let c = store.client(5000);
-    c.ping().await.unwrap();
-    let err = c.get(b"huge").await.unwrap_err();
-    assert!(
-        matches!(&err, ClientError::ConnectionLost(m) if m.contains("limit")),
-        "{err:?}"
-    );
     assert_eq!(
         echoed(&c, b"d0-next").await.unwrap(),
         Bytes::from_static(b"d0-next")
