@@ -670,6 +670,9 @@ fn duration_ms(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod pipelining_tests;
+
 /// `run_id[/flushes]` from an `INFO server` answer.
 fn parse_identity(info: &str) -> Option<String> {
     let field = |name: &str| {
