@@ -105,7 +105,6 @@ mod fencing;
 mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
-mod h2_streams;
 mod health;
 mod history;
 mod io;

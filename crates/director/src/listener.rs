@@ -35,13 +35,12 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HOST, LOCATION};
 use http::{Method, Response, StatusCode};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::DirectorConfig;
-use crate::h2_streams::{self, StreamExec};
 use crate::io::{Activity, ActivityIo};
 use crate::state::State;
 use crate::{admin, fast_path, proxy, worker};
@@ -179,7 +178,7 @@ const MAX_H2_STREAMS: u32 = 128;
 pub(crate) struct Common {
     builder: Arc<http1::Builder>,
     /// HTTP/2 or HTTP/1.1 inside TLS.
-    auto: Arc<auto::Builder<StreamExec>>,
+    auto: Arc<auto::Builder<TokioExecutor>>,
     limit: Arc<Semaphore>,
     admin_slots: Arc<AdminSlots>,
     dispatch: Arc<Dispatch>,
@@ -203,7 +202,7 @@ impl Common {
             inboxes.push(rx);
         }
         let open = (0..senders.len()).map(|_| AtomicUsize::new(0)).collect();
-        let mut auto = auto::Builder::new(StreamExec);
+        let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_timeout)
@@ -592,13 +591,11 @@ async fn tls_connection(
     });
     let conn = common.auto.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
-    // HTTP/2 streams run in this task (`h2_streams.rs`).
-    let mut streams = h2_streams::Streams::new();
     let idle = shared.config.idle_timeout;
     let mut stopping = false;
     loop {
         tokio::select! {
-            result = std::future::poll_fn(|cx| h2_streams::drive(conn.as_mut(), &mut streams, cx)) => {
+            result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "TLS client connection ended");
                 }
