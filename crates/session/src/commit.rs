@@ -12,7 +12,7 @@ use sticky_proto::Stamp;
 
 use crate::cache::{Entry, SessionState, StoredRef};
 use crate::error::SessionError;
-use crate::id::SessionId;
+use crate::id::{CookieSigner, SessionId};
 use crate::open::{Admit, Held, Opened, Source};
 use crate::replicator::write_quorum;
 use crate::state::SessionManager;
@@ -190,15 +190,17 @@ impl SessionManager {
                 e
             }
         };
+        let set = opened.source == Source::New || new_id.is_some();
+        let cookie = set.then(|| {
+            // Its next request's MAC, known without the HMAC (`open`).
+            let tag = inner.signer.tag(&opened.id);
+            entry.remember_tag(&tag);
+            CookieSigner::value(&opened.id, &tag)
+        });
         if copied.is_none() {
             self.enqueue(opened.id, entry).await;
         }
-        let set = opened.source == Source::New || new_id.is_some();
-        Ok(if set {
-            CookieAction::Set(inner.signer.sign(&opened.id))
-        } else {
-            CookieAction::None
-        })
+        Ok(cookie.map_or(CookieAction::None, CookieAction::Set))
     }
 
     /// Ok if epoch `epoch`'s lease belief still holds now, when the last
