@@ -63,6 +63,7 @@ impl SessionManager {
             // Login: the session continues under a new id; the old id is destroyed.
             let mut moved = state.clone();
             let edited = opened.edited.take();
+            let pending = std::mem::take(&mut opened.pending);
             let epoch = opened.epoch;
             let destroyed = self
                 .destroy(&opened.id, state)
@@ -79,6 +80,7 @@ impl SessionManager {
                 entry: None,
                 held: Held::Fresh(moved),
                 edited,
+                pending,
                 // The same user under a new id: not a new session.
                 admit: Admit::Existing,
                 epoch,
@@ -106,6 +108,10 @@ impl SessionManager {
             opened.id = id;
         }
         let payload = match (&opened.edited, state.payload.is_empty()) {
+            // A few keys changed: spliced into the payload.
+            (None, _) if !opened.pending.is_empty() => {
+                spliced(state.created_ms, &state.payload, &opened.pending)?
+            }
             // The data unchanged under a new id (login): the payload is
             // already its serialized form.
             (None, false) => state.payload.clone(),
@@ -141,6 +147,7 @@ impl SessionManager {
             Admit::Existing => None,
         };
         opened.edited = None;
+        opened.pending = Vec::new();
         inner.hot.session_bytes().record(payload.len() as f64);
         // Copied in line: the stores that acknowledged; queued: none yet
         // (the queue records them once copied).
@@ -342,6 +349,17 @@ fn serialize(
     let mut payload = Vec::with_capacity(len.0);
     serde_json::to_writer(&mut payload, &stored).map_err(|e| SessionError::Data(e.to_string()))?;
     Ok(Bytes::from(payload))
+}
+
+/// The payload with `edits` applied ([`crate::data::splice`]); parsed,
+/// changed and serialized whole when it cannot be spliced.
+fn spliced(c: u64, payload: &Bytes, edits: &[crate::data::Edit]) -> Result<Bytes, SessionError> {
+    if let Some(p) = crate::data::splice(c, payload, edits) {
+        return Ok(Bytes::from(p));
+    }
+    let mut d = crate::data::parse(payload).map_err(|e| SessionError::Data(e.to_string()))?;
+    crate::data::apply(&mut d, edits.iter().cloned());
+    serialize(c, Some(&d))
 }
 
 /// Counts the bytes written to it.

@@ -60,6 +60,10 @@ pub(crate) struct Opened {
     /// first change ([`Session`](crate::Session)'s writes), serialized by
     /// the commit, then dropped. `None` while the request only reads.
     pub(crate) edited: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The keys this request changed without parsing the payload (while
+    /// `edited` is `None`), in order, which the commit splices into it
+    /// ([`data::splice`](crate::data::splice)).
+    pub(crate) pending: Vec<crate::data::Edit>,
     pub(crate) admit: Admit,
     /// The epoch it was opened in: its change is acknowledged only if this
     /// epoch's lease belief still holds when the last store acknowledges it
@@ -81,6 +85,7 @@ impl Opened {
             entry: Some(entry),
             held: Held::Cached(guard),
             edited: None,
+            pending: Vec::new(),
             admit: Admit::Existing,
             epoch,
         }
@@ -249,6 +254,7 @@ impl SessionManager {
             entry: None,
             held: Held::Fresh(SessionState::new()),
             edited: None,
+            pending: Vec::new(),
             admit: Admit::New { client: None },
             epoch: self.inner.fencing.epoch(),
         })
