@@ -25,6 +25,14 @@ pub(crate) struct Changes {
     pub(crate) cycle_id: bool,
 }
 
+impl Changes {
+    /// Whether the commit has anything to store or destroy (else it only
+    /// releases the session: [`SessionManager::release`]).
+    pub(crate) fn changes_anything(&self) -> bool {
+        self.modified || self.destroyed || self.cycle_id
+    }
+}
+
 /// What commit tells the response.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum CookieAction {
@@ -94,7 +102,7 @@ impl SessionManager {
             ))
             .await;
         }
-        if !changes.modified && !changes.cycle_id {
+        if !changes.changes_anything() {
             self.lazy_touch(&opened.id, state);
             return Ok(CookieAction::None);
         }
@@ -208,6 +216,15 @@ impl SessionManager {
             self.enqueue(opened.id, entry).await;
         }
         Ok(cookie.map_or(CookieAction::None, CookieAction::Set))
+    }
+
+    /// Releases a session the request did not change (the commit of
+    /// [`Changes`] that change nothing), without waiting on anything: a
+    /// lazy touch of its copies if they are due one.
+    pub(crate) fn release(&self, mut opened: Opened) {
+        if let Some(state) = opened.held.state_mut() {
+            self.lazy_touch(&opened.id, state);
+        }
     }
 
     /// Ok if epoch `epoch`'s lease belief still holds now, when the last

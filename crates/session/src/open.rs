@@ -194,7 +194,9 @@ impl SessionManager {
         let started = Instant::now();
         let claimed = match tokio::time::timeout(
             inner.config.claim_timeout,
-            takeover::load(self, &id, epoch, local.as_ref()),
+            // Boxed: the rare path's state (a takeover's store round
+            // trips) stays out of every cached read's future.
+            Box::pin(takeover::load(self, &id, epoch, local.as_ref())),
         )
         .await
         {

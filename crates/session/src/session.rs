@@ -524,7 +524,13 @@ impl SessionManager {
         let Some(opened) = opened else {
             return Ok(CookieUpdate::Keep);
         };
-        let action = self.commit(opened, changes).await?;
+        if !changes.changes_anything() {
+            // Most requests (reads): nothing to wait for, and the commit's
+            // state stays out of their futures.
+            self.release(opened);
+            return Ok(CookieUpdate::Keep);
+        }
+        let action = Box::pin(self.commit(opened, changes)).await?;
         if let CookieAction::Set(v) = &action {
             // Late readers see the new id.
             if let Some(id) = self.inner.signer.verify(v) {
