@@ -12,7 +12,7 @@ use sticky_proto::Stamp;
 
 use crate::cache::{Entry, SessionState, StoredRef};
 use crate::error::SessionError;
-use crate::id::SessionId;
+use crate::id::{CookieSigner, SessionId};
 use crate::open::{Admit, Held, Opened, Source};
 use crate::replicator::write_quorum;
 use crate::state::SessionManager;
@@ -23,6 +23,14 @@ pub(crate) struct Changes {
     pub(crate) modified: bool,
     pub(crate) destroyed: bool,
     pub(crate) cycle_id: bool,
+}
+
+impl Changes {
+    /// Whether the commit has anything to store or destroy (else it only
+    /// releases the session: [`SessionManager::release`]).
+    pub(crate) fn changes_anything(&self) -> bool {
+        self.modified || self.destroyed || self.cycle_id
+    }
 }
 
 /// What commit tells the response.
@@ -63,6 +71,7 @@ impl SessionManager {
             // Login: the session continues under a new id; the old id is destroyed.
             let mut moved = state.clone();
             let edited = opened.edited.take();
+            let pending = std::mem::take(&mut opened.pending);
             let epoch = opened.epoch;
             let destroyed = self
                 .destroy(&opened.id, state)
@@ -79,6 +88,7 @@ impl SessionManager {
                 entry: None,
                 held: Held::Fresh(moved),
                 edited,
+                pending,
                 // The same user under a new id: not a new session.
                 admit: Admit::Existing,
                 epoch,
@@ -92,7 +102,7 @@ impl SessionManager {
             ))
             .await;
         }
-        if !changes.modified && !changes.cycle_id {
+        if !changes.changes_anything() {
             self.lazy_touch(&opened.id, state);
             return Ok(CookieAction::None);
         }
@@ -106,6 +116,10 @@ impl SessionManager {
             opened.id = id;
         }
         let payload = match (&opened.edited, state.payload.is_empty()) {
+            // A few keys changed: spliced into the payload.
+            (None, _) if !opened.pending.is_empty() => {
+                spliced(state.created_ms, &state.payload, &opened.pending)?
+            }
             // The data unchanged under a new id (login): the payload is
             // already its serialized form.
             (None, false) => state.payload.clone(),
@@ -141,6 +155,7 @@ impl SessionManager {
             Admit::Existing => None,
         };
         opened.edited = None;
+        opened.pending = Vec::new();
         inner.hot.session_bytes().record(payload.len() as f64);
         // Copied in line: the stores that acknowledged; queued: none yet
         // (the queue records them once copied).
@@ -190,15 +205,26 @@ impl SessionManager {
                 e
             }
         };
+        let set = opened.source == Source::New || new_id.is_some();
+        let cookie = set.then(|| {
+            // Its next request's MAC, known without the HMAC (`open`).
+            let tag = inner.signer.tag(&opened.id);
+            entry.remember_tag(&tag);
+            CookieSigner::value(&opened.id, &tag)
+        });
         if copied.is_none() {
             self.enqueue(opened.id, entry).await;
         }
-        let set = opened.source == Source::New || new_id.is_some();
-        Ok(if set {
-            CookieAction::Set(inner.signer.sign(&opened.id))
-        } else {
-            CookieAction::None
-        })
+        Ok(cookie.map_or(CookieAction::None, CookieAction::Set))
+    }
+
+    /// Releases a session the request did not change (the commit of
+    /// [`Changes`] that change nothing), without waiting on anything: a
+    /// lazy touch of its copies if they are due one.
+    pub(crate) fn release(&self, mut opened: Opened) {
+        if let Some(state) = opened.held.state_mut() {
+            self.lazy_touch(&opened.id, state);
+        }
     }
 
     /// Ok if epoch `epoch`'s lease belief still holds now, when the last
@@ -340,6 +366,17 @@ fn serialize(
     let mut payload = Vec::with_capacity(len.0);
     serde_json::to_writer(&mut payload, &stored).map_err(|e| SessionError::Data(e.to_string()))?;
     Ok(Bytes::from(payload))
+}
+
+/// The payload with `edits` applied ([`crate::data::splice`]); parsed,
+/// changed and serialized whole when it cannot be spliced.
+fn spliced(c: u64, payload: &Bytes, edits: &[crate::data::Edit]) -> Result<Bytes, SessionError> {
+    if let Some(p) = crate::data::splice(c, payload, edits) {
+        return Ok(Bytes::from(p));
+    }
+    let mut d = crate::data::parse(payload).map_err(|e| SessionError::Data(e.to_string()))?;
+    crate::data::apply(&mut d, edits.iter().cloned());
+    serialize(c, Some(&d))
 }
 
 /// Counts the bytes written to it.

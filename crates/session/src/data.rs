@@ -179,6 +179,186 @@ fn value_end(json: &[u8], start: usize) -> Option<usize> {
     }
 }
 
+/// One key a request changed without parsing the rest of the data
+/// ([`Session`](crate::Session)'s first few writes): its new value, or
+/// `None` for removed.
+pub(crate) type Edit = (String, Option<Value>);
+
+/// Applies `edits` to parsed data `d`, in order.
+pub(crate) fn apply(d: &mut Map<String, Value>, edits: impl IntoIterator<Item = Edit>) {
+    for (k, v) in edits {
+        match v {
+            Some(v) => d.insert(k, v),
+            None => d.remove(&k),
+        };
+    }
+}
+
+/// Whether `key` can be changed in `payload` without parsing it (see
+/// [`splice`]): the data is in the usual form, no key in it is escaped,
+/// and `key` needs no escaping either.
+pub(crate) fn spliceable(payload: &[u8], key: &str) -> bool {
+    key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
+        && matches!(data_of(payload), Data::Json(json) if find(json, key).is_some())
+}
+
+/// The payload [`StoredRef`](crate::cache::StoredRef) writes for creation
+/// time `c` and the data of `payload` with `edits` applied in order, byte
+/// for byte, made by splicing the changed members into the data's JSON
+/// instead of parsing and re-serializing all of it (issue 19 item 1: a
+/// write changing one key re-serialized the whole ~1 KB session).
+/// `None` when it cannot (not the usual form, an escaped key, a value
+/// that does not serialize): then parse and serialize it whole.
+pub(crate) fn splice(c: u64, payload: &[u8], edits: &[Edit]) -> Option<Vec<u8>> {
+    let Data::Json(json) = data_of(payload) else {
+        return None;
+    };
+    let ((key, value), rest) = edits.split_last()?;
+    let mut data = std::borrow::Cow::Borrowed(json);
+    for (k, v) in rest {
+        let p = patch(&data, k, v.as_ref())?;
+        let next = p.apply(&data, Vec::with_capacity(p.len_after(&data)));
+        data = std::borrow::Cow::Owned(next);
+    }
+    let p = patch(&data, key, value.as_ref())?;
+    let digits = c.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let len = PREFIX.len() + digits + MIDDLE.len() + p.len_after(&data) + 1;
+    // Of exactly its length, as `serialize` writes it: this copy is kept
+    // for the session's life.
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(PREFIX);
+    // Decimal, as serde_json writes a u64 (`itoa`).
+    std::io::Write::write_fmt(&mut out, format_args!("{c}")).ok()?;
+    out.extend_from_slice(MIDDLE);
+    let mut out = p.apply(&data, out);
+    out.push(b'}');
+    debug_assert_eq!(out.len(), len);
+    Some(out)
+}
+
+const PREFIX: &[u8] = b"{\"c\":";
+const MIDDLE: &[u8] = b",\"d\":";
+
+/// A change of a data object's JSON: `range` replaced by `with`.
+struct Patch {
+    range: std::ops::Range<usize>,
+    with: Vec<u8>,
+}
+
+impl Patch {
+    fn len_after(&self, json: &[u8]) -> usize {
+        json.len() - self.range.len() + self.with.len()
+    }
+
+    /// `out` followed by `json` changed.
+    fn apply(&self, json: &[u8], mut out: Vec<u8>) -> Vec<u8> {
+        out.extend_from_slice(&json[..self.range.start]);
+        out.extend_from_slice(&self.with);
+        out.extend_from_slice(&json[self.range.end..]);
+        out
+    }
+}
+
+/// The change that sets top-level `key` of `json` (a data object as
+/// serde_json writes it) to `value`, or removes it (`None`), keeping the
+/// members in the map's order (serde_json's `Map` is a `BTreeMap`: keys
+/// sorted by their bytes). `None` when `json` has an escaped key or is not
+/// in that form.
+fn patch(json: &[u8], key: &str, value: Option<&Value>) -> Option<Patch> {
+    if json.first() != Some(&b'{') {
+        return None;
+    }
+    // The existing member: where its key starts, where its value is.
+    let mut found = None;
+    // Where the first member whose key sorts after `key` starts.
+    let mut before = None;
+    let mut any = false;
+    if json != b"{}" {
+        let mut i = 1;
+        loop {
+            if json.get(i) != Some(&b'"') {
+                return None;
+            }
+            let key_start = i;
+            let end = string_end(json, i)?;
+            let k = json.get(i + 1..end)?;
+            if k.contains(&b'\\') {
+                return None;
+            }
+            i = end + 1;
+            if json.get(i) != Some(&b':') {
+                return None;
+            }
+            let start = i + 1;
+            i = value_end(json, start)?;
+            any = true;
+            if k == key.as_bytes() {
+                found = Some((key_start, start..i));
+            } else if before.is_none() && k > key.as_bytes() {
+                before = Some(key_start);
+            }
+            match json.get(i) {
+                Some(b',') => i += 1,
+                Some(b'}') if i + 1 == json.len() => break,
+                _ => return None,
+            }
+        }
+    }
+    let member = |v: &Value| -> Option<Vec<u8>> {
+        let mut m = serde_json::to_vec(key).ok()?;
+        m.push(b':');
+        serde_json::to_writer(&mut m, v).ok()?;
+        Some(m)
+    };
+    Some(match (found, value) {
+        (Some((_, range)), Some(v)) => Patch {
+            range,
+            with: serde_json::to_vec(v).ok()?,
+        },
+        (Some((key_start, range)), None) => {
+            let range = if json.get(range.end) == Some(&b',') {
+                // And the comma after it.
+                key_start..range.end + 1
+            } else if key_start > 1 {
+                // The last member: and the comma before it.
+                key_start - 1..range.end
+            } else {
+                key_start..range.end
+            };
+            Patch {
+                range,
+                with: Vec::new(),
+            }
+        }
+        (None, Some(v)) => {
+            let mut with = member(v)?;
+            match before {
+                Some(at) => {
+                    with.push(b',');
+                    Patch {
+                        range: at..at,
+                        with,
+                    }
+                }
+                None => {
+                    let at = json.len() - 1;
+                    if any {
+                        with.insert(0, b',');
+                    }
+                    Patch {
+                        range: at..at,
+                        with,
+                    }
+                }
+            }
+        }
+        (None, None) => Patch {
+            range: 0..0,
+            with: Vec::new(),
+        },
+    })
+}
+
 /// Finds one key: skips every other value, deserializes that one.
 struct Lookup<'k, T> {
     key: &'k str,
@@ -346,6 +526,85 @@ mod tests {
         assert_eq!(get::<f64>(&p, "o").unwrap(), Some(1.5532551553255925e25));
         let once = parse(&p).unwrap();
         assert_eq!(payload(&Value::Object(once)), p);
+    }
+
+    fn value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-z\\\\\"{}\\[\\],: \u{e9}\u{2028}\n\u{1}]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(key(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Keys that sort before, between and after one another, some that
+    /// need escaping (then splicing may decline, never differ).
+    fn key() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy;
+        proptest::sample::select(vec![
+            "", "a", "ab", "b", "ba", "c", "cart", "counter", "z", "\u{e9}", "\u{7f}", "a\"b",
+            "\\", "\n",
+        ])
+        .prop_map(str::to_owned)
+    }
+
+    fn plain(k: &str) -> bool {
+        k.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
+    }
+
+    proptest::proptest! {
+        /// Splicing changed keys into a payload writes byte for byte what
+        /// parsing it, changing them and serializing it whole writes.
+        #[test]
+        fn spliced_payloads_are_the_fully_serialized_ones(
+            data in proptest::collection::btree_map(key(), value(), 0..8),
+            edits in proptest::collection::vec(
+                (key(), proptest::option::weighted(0.8, value())), 1..6),
+            c in proptest::prelude::any::<u64>(),
+            empty in proptest::prelude::any::<bool>(),
+        ) {
+            let data: Map<String, Value> = if empty {
+                Map::new()
+            } else {
+                data.into_iter().collect()
+            };
+            // A session never saved has no payload at all.
+            let p = if data.is_empty() && empty { Vec::new() } else { payload_c(c, &data) };
+            let mut whole = data.clone();
+            apply(&mut whole, edits.iter().cloned());
+            let expected = payload_c(c, &whole);
+            let spliced = splice(c, &p, &edits);
+            if let Some(s) = &spliced {
+                proptest::prop_assert_eq!(
+                    String::from_utf8_lossy(s),
+                    String::from_utf8_lossy(&expected)
+                );
+                proptest::prop_assert_eq!(s.capacity(), s.len());
+            }
+            let all_plain = data.keys().chain(edits.iter().map(|(k, _)| k)).all(|k| plain(k));
+            // Declined only for keys that need escaping.
+            proptest::prop_assert!(spliced.is_some() || !all_plain);
+            for (k, _) in &edits {
+                proptest::prop_assert_eq!(
+                    spliceable(&p, k),
+                    plain(k) && data.keys().all(|k| plain(k))
+                );
+            }
+        }
+    }
+
+    fn payload_c(c: u64, d: &Map<String, Value>) -> Vec<u8> {
+        serde_json::to_vec(&StoredRef { c, d }).unwrap()
     }
 
     #[test]

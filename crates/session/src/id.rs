@@ -99,7 +99,8 @@ impl CookieSigner {
         })
     }
 
-    fn tag(&self, id: &SessionId) -> [u8; 16] {
+    /// The MAC of `id`'s cookie value.
+    pub(crate) fn tag(&self, id: &SessionId) -> [u8; 16] {
         let mut m = self.mac.clone();
         m.update(LABEL);
         m.update(&id.0);
@@ -111,20 +112,37 @@ impl CookieSigner {
 
     /// The cookie value for `id`.
     pub(crate) fn sign(&self, id: &SessionId) -> String {
-        format!("{}.{}", id.key(), hex::encode(self.tag(id)))
+        Self::value(id, &self.tag(id))
+    }
+
+    /// The cookie value of `id` whose MAC is `tag`.
+    pub(crate) fn value(id: &SessionId, tag: &[u8; 16]) -> String {
+        format!("{}.{}", id.key(), hex::encode(tag))
     }
 
     /// The id in a cookie value, if it is well formed and its MAC verifies.
     pub(crate) fn verify(&self, value: &str) -> Option<SessionId> {
-        if value.len() != MAX_VALUE {
-            return None;
-        }
-        let (id, tag) = value.split_once('.')?;
-        let id = SessionId::from_hex(id)?;
-        let mut given = [0u8; 16];
-        hex::decode_to_slice(tag, &mut given).ok()?;
-        bool::from(self.tag(&id).ct_eq(&given)).then_some(id)
+        let (id, given) = parse(value)?;
+        self.verifies(&id, &given).then_some(id)
     }
+
+    /// Whether `given` is `id`'s MAC (compared in constant time).
+    pub(crate) fn verifies(&self, id: &SessionId, given: &[u8; 16]) -> bool {
+        bool::from(self.tag(id).ct_eq(given))
+    }
+}
+
+/// The id and the MAC a cookie value presents, if it is well formed; says
+/// nothing of whether the MAC is right ([`CookieSigner::verifies`]).
+pub(crate) fn parse(value: &str) -> Option<(SessionId, [u8; 16])> {
+    if value.len() != MAX_VALUE {
+        return None;
+    }
+    let (id, tag) = value.split_once('.')?;
+    let id = SessionId::from_hex(id)?;
+    let mut given = [0u8; 16];
+    hex::decode_to_slice(tag, &mut given).ok()?;
+    Some((id, given))
 }
 
 #[cfg(test)]

@@ -98,6 +98,10 @@ pub(crate) fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h
 }
 
 fn set_cookie(manager: &SessionManager, headers: &mut HeaderMap, update: &CookieUpdate, tls: bool) {
+    if *update == CookieUpdate::Keep {
+        // Most answers: nothing to build.
+        return;
+    }
     let c = manager.config();
     let mut attrs = format!("; Path={}; HttpOnly; SameSite=Lax", c.cookie_path);
     if let Some(d) = &c.cookie_domain {

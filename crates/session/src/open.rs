@@ -60,6 +60,10 @@ pub(crate) struct Opened {
     /// first change ([`Session`](crate::Session)'s writes), serialized by
     /// the commit, then dropped. `None` while the request only reads.
     pub(crate) edited: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The keys this request changed without parsing the payload (while
+    /// `edited` is `None`), in order, which the commit splices into it
+    /// ([`data::splice`](crate::data::splice)).
+    pub(crate) pending: Vec<crate::data::Edit>,
     pub(crate) admit: Admit,
     /// The epoch it was opened in: its change is acknowledged only if this
     /// epoch's lease belief still holds when the last store acknowledges it
@@ -81,6 +85,7 @@ impl Opened {
             entry: Some(entry),
             held: Held::Cached(guard),
             edited: None,
+            pending: Vec::new(),
             admit: Admit::Existing,
             epoch,
         }
@@ -116,14 +121,28 @@ impl SessionManager {
     /// takeover from the stores, or new.
     pub(crate) async fn open(&self, cookie: Option<&str>) -> Result<Opened, SessionError> {
         let inner = &self.inner;
-        let Some(id) = cookie.and_then(|v| inner.signer.verify(v)) else {
+        // The MAC is checked before anything else: against the one
+        // remembered for a cached session (the same bytes the HMAC would
+        // give, compared in constant time), else with the HMAC.
+        let verified = cookie.and_then(crate::id::parse).and_then(|(id, tag)| {
+            let known = inner.cache.tag_is(&id, &tag);
+            (known || inner.signer.verifies(&id, &tag)).then_some((id, tag, known))
+        });
+        let Some((id, tag, known)) = verified else {
             if cookie.is_some() {
                 metrics::counter!("sticky_invalid_cookies_total").increment(1);
             }
             return self.fresh();
         };
         match self.open_id(id).await? {
-            Some(opened) => self.check_absolute(opened),
+            Some(opened) => {
+                if !known {
+                    if let Some(entry) = &opened.entry {
+                        entry.remember_tag(&tag);
+                    }
+                }
+                self.check_absolute(opened)
+            }
             None => self.fresh(),
         }
     }
@@ -175,7 +194,9 @@ impl SessionManager {
         let started = Instant::now();
         let claimed = match tokio::time::timeout(
             inner.config.claim_timeout,
-            takeover::load(self, &id, epoch, local.as_ref()),
+            // Boxed: the rare path's state (a takeover's store round
+            // trips) stays out of every cached read's future.
+            Box::pin(takeover::load(self, &id, epoch, local.as_ref())),
         )
         .await
         {
@@ -235,6 +256,7 @@ impl SessionManager {
             entry: None,
             held: Held::Fresh(SessionState::new()),
             edited: None,
+            pending: Vec::new(),
             admit: Admit::New { client: None },
             epoch: self.inner.fencing.epoch(),
         })
@@ -353,6 +375,55 @@ mod tests {
             assert!(opened.entry.is_none());
         }
         assert_eq!(m.sessions(), 0, "nothing was looked up or cached");
+    }
+
+    /// The MAC remembered for a cached session (issue 19 item 1) accepts
+    /// exactly the cookie the HMAC accepts: a wrong MAC for a cached id is
+    /// refused as before (a new session, the cached one untouched), with
+    /// and without a remembered MAC.
+    #[tokio::test]
+    async fn a_forged_mac_for_a_cached_id_is_refused_like_any_forgery() {
+        let m = manager(config(3));
+        let id = SessionId::from_bytes([6; 16]);
+        let entry = Entry::new(Some(SessionState::new()), m.inner.clock.now_ms());
+        m.inner.cache.insert(id, entry.clone());
+        let real = m.inner.signer.sign(&id);
+        let (_, tag) = crate::id::parse(&real).unwrap_or_else(|| panic!("well formed"));
+        let forgeries = |real: &str| {
+            let mut out = Vec::new();
+            // Each hex digit of the MAC changed in turn, and other MACs.
+            for i in 33..65 {
+                let mut v = real.as_bytes().to_vec();
+                v[i] = if v[i] == b'0' { b'1' } else { b'0' };
+                out.push(String::from_utf8(v).unwrap_or_default());
+            }
+            out.push(format!("{}.{}", id.key(), "0".repeat(32)));
+            out.push(format!("{}.{}", id.key(), "f".repeat(32)));
+            out
+        };
+        let forged = forgeries(&real);
+        assert!(!entry.tag_is(&tag), "nothing remembered yet");
+        for remembered in [false, true] {
+            if remembered {
+                // Opened once with the real cookie: its MAC is remembered.
+                let opened = m.open(Some(&real)).await.unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!((opened.id, opened.source), (id, Source::Cache));
+                drop(opened);
+                assert!(entry.tag_is(&tag), "remembered after the HMAC verified it");
+            }
+            for cookie in &forged {
+                let opened = m.open(Some(cookie)).await.unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(opened.source, Source::New, "{remembered} {cookie}");
+                assert!(opened.entry.is_none());
+                assert_ne!(opened.id, id);
+                let (_, t) = crate::id::parse(cookie).unwrap_or_else(|| panic!("well formed"));
+                assert!(!entry.tag_is(&t), "a forged MAC is never remembered");
+            }
+            assert_eq!(m.sessions(), 1, "only the cached session");
+        }
+        // And the real cookie still opens it, from the remembered MAC.
+        let opened = m.open(Some(&real)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((opened.id, opened.source), (id, Source::Cache));
     }
 
     #[tokio::test]

@@ -61,14 +61,84 @@ impl Session {
     }
 
     /// Reads the data: this request's changed copy if it has one, else
-    /// the payload in the cache. `None` once saved.
+    /// the payload in the cache with the keys changed since ([`Edits`]).
+    /// `None` once saved.
     fn view<R>(&self, f: impl FnOnce(View<'_>) -> R) -> Option<R> {
         let h = self.lock();
         let opened = h.opened.as_ref()?;
         if let Some(d) = &opened.edited {
             return Some(f(View::Edited(d)));
         }
-        opened.held.state().map(|s| f(View::Stored(&s.payload)))
+        opened
+            .held
+            .state()
+            .map(|s| f(View::Stored(&s.payload, Edits(&opened.pending))))
+    }
+
+    /// [`view`](Self::view) of the data whole: a request that changed
+    /// keys without parsing the payload parses it now, with its changes.
+    fn view_whole<R>(&self, f: impl FnOnce(View<'_>) -> R) -> Option<R> {
+        let pending = self
+            .lock()
+            .opened
+            .as_ref()
+            .is_some_and(|o| !o.pending.is_empty());
+        if pending {
+            // (Parsing applies the pending changes; nothing else changes.)
+            let _ = self.modify(false, |_| ()).unwrap_or_else(unreadable);
+        }
+        self.view(f)
+    }
+
+    /// Sets (`Some`) or removes `key` and returns its previous value
+    /// (parsed only if `old`): without parsing the data while this
+    /// request changed few keys and the payload allows it
+    /// ([`data::splice`], which the commit uses), else in its parsed copy.
+    fn edit(
+        &self,
+        key: &str,
+        value: Option<Value>,
+        old: bool,
+    ) -> Result<Option<Value>, SessionError> {
+        {
+            let mut h = self.lock();
+            let h = &mut *h;
+            let Some(opened) = h.opened.as_mut() else {
+                return Ok(None);
+            };
+            let Some(state) = opened.held.state() else {
+                return Ok(None);
+            };
+            let at = opened.pending.iter().position(|(k, _)| k == key);
+            if opened.edited.is_none()
+                && (at.is_some() || opened.pending.len() < MAX_PENDING)
+                && data::spliceable(&state.payload, key)
+            {
+                let previous = match at {
+                    Some(i) => {
+                        let (_, v) = &mut opened.pending[i];
+                        std::mem::replace(v, value)
+                    }
+                    None => {
+                        let previous = if old {
+                            data::get::<Value>(&state.payload, key).map_err(data_error)?
+                        } else {
+                            None
+                        };
+                        opened.pending.push((key.to_owned(), value));
+                        previous
+                    }
+                };
+                h.changes.modified = true;
+                return Ok(previous);
+            }
+        }
+        Ok(self
+            .modify(false, |d| match value {
+                Some(v) => d.insert(key.to_owned(), v),
+                None => d.remove(key),
+            })?
+            .flatten())
     }
 
     /// Changes the data: parses the payload into this request's own copy
@@ -90,10 +160,13 @@ impl Session {
                 let Some(state) = opened.held.state() else {
                     return Ok(None);
                 };
+                let pending = std::mem::take(&mut opened.pending);
                 let d = if fresh {
                     serde_json::Map::new()
                 } else {
-                    data::parse(&state.payload).map_err(data_error)?
+                    let mut d = data::parse(&state.payload).map_err(data_error)?;
+                    data::apply(&mut d, pending);
+                    d
                 };
                 opened.edited.insert(d)
             }
@@ -116,7 +189,10 @@ impl Session {
                 .map(|v| T::deserialize(v))
                 .transpose()
                 .map_err(data_error),
-            View::Stored(p) => data::get::<T>(p, key).map_err(data_error),
+            View::Stored(p, edits) => match edits.get(key) {
+                Some(v) => v.map(T::deserialize).transpose().map_err(data_error),
+                None => data::get::<T>(p, key).map_err(data_error),
+            },
         })
         .unwrap_or(Ok(None))
     }
@@ -133,15 +209,13 @@ impl Session {
     /// [`SessionError::Data`] if `value` does not serialize to JSON.
     pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
         let v = serde_json::to_value(value).map_err(data_error)?;
-        self.modify(false, |d| d.insert(key.to_owned(), v))?;
+        self.edit(key, Some(v), false)?;
         Ok(())
     }
 
     /// Sets `key` to a raw JSON value; returns the previous one.
     pub fn insert_value(&self, key: &str, value: Value) -> Option<Value> {
-        self.modify(false, |d| d.insert(key.to_owned(), value))
-            .unwrap_or_else(unreadable)
-            .flatten()
+        self.edit(key, Some(value), true).unwrap_or_else(unreadable)
     }
 
     /// Removes `key`, returning its value deserialized.
@@ -160,21 +234,22 @@ impl Session {
     pub fn remove_value(&self, key: &str) -> Option<Value> {
         let present = self.view(|v| match v {
             View::Edited(d) => d.contains_key(key),
-            View::Stored(p) => matches!(data::get::<IgnoredAny>(p, key), Ok(Some(_))),
+            View::Stored(p, edits) => match edits.get(key) {
+                Some(v) => v.is_some(),
+                None => matches!(data::get::<IgnoredAny>(p, key), Ok(Some(_))),
+            },
         });
         if present != Some(true) {
             return None;
         }
-        self.modify(false, |d| d.remove(key))
-            .unwrap_or_else(unreadable)
-            .flatten()
+        self.edit(key, None, true).unwrap_or_else(unreadable)
     }
 
     /// Removes every key (the session itself lives on).
     pub fn clear(&self) {
-        let empty = self.view(|v| match v {
+        let empty = self.view_whole(|v| match v {
             View::Edited(d) => d.is_empty(),
-            View::Stored(p) => data::is_empty(p).unwrap_or(false),
+            View::Stored(p, _) => data::is_empty(p).unwrap_or(false),
         });
         if empty == Some(false) {
             // Nothing to parse: the new data is empty whatever it was.
@@ -253,9 +328,9 @@ impl Session {
 
     /// The keys stored.
     pub fn keys(&self) -> Vec<String> {
-        self.view(|v| match v {
+        self.view_whole(|v| match v {
             View::Edited(d) => d.keys().cloned().collect(),
-            View::Stored(p) => data::keys(p).unwrap_or_default(),
+            View::Stored(p, _) => data::keys(p).unwrap_or_default(),
         })
         .unwrap_or_default()
     }
@@ -271,12 +346,12 @@ impl Session {
     /// [`SessionError::Data`] if the data cannot be serialized.
     pub fn data_json(&self) -> Result<bytes::Bytes, SessionError> {
         let empty = || bytes::Bytes::from_static(b"{}");
-        self.view(|v| match v {
+        self.view_whole(|v| match v {
             View::Edited(d) => serde_json::to_vec(d)
                 .map(bytes::Bytes::from)
                 .map_err(data_error),
-            View::Stored(p) if p.is_empty() => Ok(empty()),
-            View::Stored(p) => match crate::cache::stored_data_range(p) {
+            View::Stored(p, _) if p.is_empty() => Ok(empty()),
+            View::Stored(p, _) => match crate::cache::stored_data_range(p) {
                 Some(range) => Ok(p.slice(range)),
                 None => data::parse(p)
                     .and_then(|d| serde_json::to_vec(&d))
@@ -289,9 +364,9 @@ impl Session {
 
     /// A copy of all the data (empty once saved).
     pub fn data(&self) -> serde_json::Map<String, Value> {
-        self.view(|v| match v {
+        self.view_whole(|v| match v {
             View::Edited(d) => d.clone(),
-            View::Stored(p) => data::parse(p).unwrap_or_else(|e| unreadable(data_error(e))),
+            View::Stored(p, _) => data::parse(p).unwrap_or_else(|e| unreadable(data_error(e))),
         })
         .unwrap_or_default()
     }
@@ -312,8 +387,28 @@ impl Session {
 enum View<'a> {
     /// Its own copy, changed.
     Edited(&'a serde_json::Map<String, Value>),
-    /// The payload in the cache (unchanged).
-    Stored(&'a bytes::Bytes),
+    /// The payload in the cache, and the keys changed since (read first;
+    /// the [`view_whole`](Session::view_whole) of the data has none).
+    Stored(&'a bytes::Bytes, Edits<'a>),
+}
+
+/// Most keys one request changes without parsing its session's data
+/// ([`data::splice`]); its next change parses it (a request changing many
+/// keys is better served by serializing once than by splicing each).
+const MAX_PENDING: usize = 4;
+
+/// The keys a request changed without parsing the payload.
+#[derive(Clone, Copy)]
+struct Edits<'a>(&'a [data::Edit]);
+
+impl<'a> Edits<'a> {
+    /// `key`'s change, if it changed: its value, or `None` if removed.
+    fn get(self, key: &str) -> Option<Option<&'a Value>> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
 }
 
 fn data_error(e: serde_json::Error) -> SessionError {
@@ -406,6 +501,7 @@ impl SessionManager {
             entry: None,
             held: Held::Fresh(SessionState::new()),
             edited: None,
+            pending: Vec::new(),
             admit: Admit::New { client: None },
             epoch: self.inner.fencing.epoch(),
         })
@@ -428,7 +524,13 @@ impl SessionManager {
         let Some(opened) = opened else {
             return Ok(CookieUpdate::Keep);
         };
-        let action = self.commit(opened, changes).await?;
+        if !changes.changes_anything() {
+            // Most requests (reads): nothing to wait for, and the commit's
+            // state stays out of their futures.
+            self.release(opened);
+            return Ok(CookieUpdate::Keep);
+        }
+        let action = Box::pin(self.commit(opened, changes)).await?;
         if let CookieAction::Set(v) = &action {
             // Late readers see the new id.
             if let Some(id) = self.inner.signer.verify(v) {
@@ -501,6 +603,47 @@ mod tests {
         s.clear();
         assert!(s.data().is_empty());
         assert_eq!(s.data_json().unwrap(), &b"{}"[..]);
+    }
+
+    /// A request's first few changes are kept aside for the commit to
+    /// splice, the payload unparsed, and read back as if applied; more
+    /// keys, or a read of the whole data, parse it with them.
+    #[tokio::test]
+    async fn a_few_changes_leave_the_payload_unparsed_and_read_back() {
+        let m = manager(config(2));
+        let d = json!({"blob": "x".repeat(1000), "cart": ["a"], "counter": 1});
+        let s = cached(&m, Some(&d)).await;
+        let unparsed = |s: &Session| s.lock().opened.as_ref().unwrap().edited.is_none();
+        s.insert("counter", 2u64).unwrap();
+        assert_eq!(s.insert_value("counter", json!(3)), Some(json!(2)));
+        assert_eq!(s.insert_value("new", json!({"k": [1]})), None);
+        assert_eq!(s.remove_value("cart"), Some(json!(["a"])));
+        assert_eq!(s.remove_value("cart"), None, "removed already");
+        assert!(s.is_modified() && unparsed(&s));
+        assert_eq!(s.get::<u64>("counter").unwrap(), Some(3));
+        assert_eq!(s.get_value("new"), Some(json!({"k": [1]})));
+        assert_eq!(s.get_value("cart"), None);
+        assert_eq!(s.get::<String>("blob").unwrap(), Some("x".repeat(1000)));
+        assert!(unparsed(&s), "reading one key parses nothing");
+        let now = json!({"blob": "x".repeat(1000), "counter": 3, "new": {"k": [1]}});
+        assert_eq!(s.keys(), ["blob", "counter", "new"]);
+        assert!(!unparsed(&s), "reading them all parsed it");
+        assert_eq!(&s.data(), now.as_object().unwrap());
+
+        let s2 = {
+            let m = manager(config(2));
+            cached(&m, Some(&d)).await
+        };
+        for k in ["a", "b", "c", "d"] {
+            s2.insert(k, 1u64).unwrap();
+        }
+        assert!(unparsed(&s2), "{MAX_PENDING} keys");
+        s2.insert("e", 1u64).unwrap();
+        assert!(!unparsed(&s2), "one more parses it");
+        assert_eq!(
+            s2.keys(),
+            ["a", "b", "blob", "c", "cart", "counter", "d", "e"]
+        );
     }
 
     #[tokio::test]
