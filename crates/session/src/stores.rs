@@ -149,14 +149,7 @@ impl Stores {
     /// among the live ones, passing over those found
     /// [slow](Self::mark_slow) while enough others are live.
     pub(crate) fn replicas(&self, id: &SessionId, r: usize) -> u64 {
-        let live = self.live();
-        let prompt = live & !self.slow.load(Ordering::Acquire);
-        let set = if prompt.count_ones() as usize >= r {
-            prompt
-        } else {
-            live
-        };
-        placement::replicas(id, &self.hashes, set, r)
+        self.next_stores(id, 0, r)
     }
 
     /// The replica set of `id` over the live stores, slow or not: where
