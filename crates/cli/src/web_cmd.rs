@@ -292,6 +292,12 @@ fn run_per_thread(
     metrics_addr: Option<SocketAddr>,
     threads: usize,
 ) -> anyhow::Result<()> {
+    // Every thread here runs its own single-threaded runtime: each talks
+    // to the stores on connections of its own (docs/benchmarks.md,
+    // session 13: a write on a thread that did not own the shared
+    // connection woke the owning thread twice per store).
+    let mut config = config;
+    config.store_connection_per_thread = true;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -333,8 +339,9 @@ fn run_per_thread(
         let accepting = tokio::spawn(deal_out(listener, inboxes, stop_rx.clone()));
         // On SIGINT/SIGTERM: stop serving sessions and release the lease
         // first, then stop taking connections and drain every thread
-        // (docs/safety.md §2). The store clients' connections live on this
-        // thread, so it runs until the others have drained.
+        // (docs/safety.md §2). Each thread writes to the stores on its own
+        // connections, so a draining thread's last writes do not need this
+        // one; it still waits for them before it returns.
         let stopping = manager.clone();
         let own = serve_inbox(Inbox { rx: own_rx, addr: bound }, app, async move {
             crate::shutdown::shutdown_signal().await;

@@ -1,14 +1,16 @@
 //! The connection to one store and its state machine: opened lazily by
 //! the first request, shared by all requests (one multiplexed, pipelined
-//! connection, or the cluster client's), dropped when it breaks or falls
-//! silent, reopened after a jittered, doubling backoff; and [`Inner::execute`],
-//! which sends one command within the request timeout. See the crate docs
-//! for the behaviour callers see.
+//! connection, or the cluster client's; or one per thread with
+//! [`ClientOptions::connection_per_thread`]), dropped when it breaks or
+//! falls silent, reopened after a jittered, doubling backoff; and
+//! [`Inner::execute`], which sends one command within the request timeout.
+//! See the crate docs for the behaviour callers see.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
@@ -35,6 +37,8 @@ pub(crate) struct Inner {
     request_timeout: Duration,
     connect_timeout: Duration,
     max_backoff: Duration,
+    /// [`ClientOptions::connection_per_thread`].
+    per_thread: bool,
     /// Time base of [`Live::last_reply`].
     origin: Instant,
     state: Mutex<ConnState>,
@@ -44,7 +48,9 @@ pub(crate) struct Inner {
 
 #[derive(Default)]
 struct ConnState {
-    live: Option<Live>,
+    /// The open connections: one, shared (keyed `None`), or one per thread
+    /// that sent a request (keyed by its id).
+    live: Vec<(Option<ThreadId>, Live)>,
     /// Epoch of the last connection opened.
     epoch: u64,
     /// Failed connection attempts since the last success.
@@ -131,6 +137,7 @@ impl Inner {
             request_timeout: options.request_timeout,
             connect_timeout: options.connect_timeout,
             max_backoff: options.max_backoff,
+            per_thread: options.connection_per_thread,
             origin: Instant::now(),
             state: Mutex::new(ConnState::default()),
             connect_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -234,9 +241,9 @@ impl Inner {
 
     /// The open connection, or whether a connection attempt may be made
     /// now; in backoff, the error to fail with.
-    fn ready(&self) -> Result<Ready, ClientError> {
+    fn ready(&self, slot: Option<ThreadId>) -> Result<Ready, ClientError> {
         let st = self.state();
-        if let Some(live) = &st.live {
+        if let Some((_, live)) = st.live.iter().find(|(s, _)| *s == slot) {
             return Ok(Ready::Live(live.clone()));
         }
         let now = Instant::now();
@@ -266,21 +273,23 @@ impl Inner {
 
     /// The open connection, opening one if needed and allowed.
     async fn acquire(self: &Arc<Self>) -> Result<Live, ClientError> {
-        if let Ready::Live(live) = self.ready()? {
+        let slot = self.per_thread.then(|| std::thread::current().id());
+        if let Ready::Live(live) = self.ready(slot)? {
             return Ok(live);
         }
         let guard = Arc::clone(&self.connect_lock).lock_owned().await;
         // Another task may have connected, or failed, while we waited.
-        if let Ready::Live(live) = self.ready()? {
+        if let Ready::Live(live) = self.ready(slot)? {
             return Ok(live);
         }
         // Connect in a task of its own, so that the attempt completes and
         // its outcome is recorded even if this request is cancelled or
-        // times out.
+        // times out. On this thread's runtime: the connection's driver
+        // task is spawned where it is opened.
         let inner = Arc::clone(self);
         let attempt = tokio::spawn(async move {
             let _guard = guard;
-            inner.connect().await
+            inner.connect(slot).await
         });
         match attempt.await {
             Ok(result) => result,
@@ -291,8 +300,8 @@ impl Inner {
         }
     }
 
-    /// One connection attempt; records its outcome.
-    async fn connect(&self) -> Result<Live, ClientError> {
+    /// One connection attempt for `slot`; records its outcome.
+    async fn connect(&self, slot: Option<ThreadId>) -> Result<Live, ClientError> {
         let attempt = async {
             let mut conn = match &self.connector {
                 Connector::Single(client, config) => Conn::Single(
@@ -328,7 +337,8 @@ impl Inner {
                 if st.failures > 0 {
                     tracing::info!(store = %self.display_addr, "reconnected to store");
                 }
-                st.live = Some(live.clone());
+                st.live.retain(|(s, _)| *s != slot);
+                st.live.push((slot, live.clone()));
                 st.failures = 0;
                 st.retry_at = None;
                 st.last_error = None;
@@ -409,8 +419,8 @@ impl Inner {
     /// request opens a new one.
     fn drop_connection(&self, epoch: u64, reason: &str) {
         let mut st = self.state();
-        if st.live.as_ref().is_some_and(|l| l.epoch == epoch) {
-            st.live = None;
+        if let Some(at) = st.live.iter().position(|(_, l)| l.epoch == epoch) {
+            st.live.swap_remove(at);
             st.last_error = Some(ClientError::ConnectionLost(clip(reason)));
             tracing::warn!(store = %self.display_addr, reason, "store connection lost, reconnecting");
         }

@@ -31,6 +31,15 @@ pub struct ClientOptions {
     /// the system's trust store. Verification is never off. Default: none
     /// (the system's).
     pub tls_ca: Option<PathBuf>,
+    /// One connection per OS thread that sends requests, instead of one
+    /// shared by all. For callers that run one single-threaded runtime per
+    /// thread (`sticky web`): each thread's connection is driven by a task
+    /// of that thread's runtime, so a request never wakes another thread
+    /// to send it or to hand its reply back. The store's health (backoff
+    /// after failed attempts, the last error) stays shared. Not for a
+    /// multi-threaded runtime, whose tasks move between threads: it would
+    /// only open more connections. Default false.
+    pub connection_per_thread: bool,
 }
 
 impl Default for ClientOptions {
@@ -43,6 +52,7 @@ impl Default for ClientOptions {
             max_backoff: Duration::from_secs(2),
             claim_window: Duration::from_secs(4),
             tls_ca: None,
+            connection_per_thread: false,
         }
     }
 }
@@ -57,6 +67,7 @@ impl fmt::Debug for ClientOptions {
             .field("max_backoff", &self.max_backoff)
             .field("claim_window", &self.claim_window)
             .field("tls_ca", &self.tls_ca)
+            .field("connection_per_thread", &self.connection_per_thread)
             .finish()
     }
 }

@@ -309,6 +309,116 @@ async fn store_down_at_creation() {
     wait_for_recovery(&client, Duration::from_secs(10)).await;
 }
 
+/// The clients connected to `server` other than the one asking.
+fn other_clients(server: &RedisServer) -> usize {
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query(&mut server.raw())
+        .unwrap();
+    let n: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no connected_clients in {info:?}"));
+    n - 1
+}
+
+/// Three long-lived threads, each with a single-threaded runtime as
+/// `sticky web` serves, using `client`: each pings until it works and
+/// once more; after the store is restarted (by `restart`), each pings
+/// until it works again. Returns the store's connection count after each
+/// of the two rounds.
+fn connections_of_three_threads(
+    client: &StoreClient,
+    server: RedisServer,
+    restart: impl FnOnce(RedisServer) -> RedisServer,
+) -> (usize, usize) {
+    let within = Duration::from_secs(10);
+    let (step_tx, step_rx) = tokio::sync::watch::channel(0u8);
+    let (pinged_tx, pinged_rx) = std::sync::mpsc::channel::<()>();
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let client = client.clone();
+            let mut step = step_rx.clone();
+            let pinged = pinged_tx.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                // All inside the runtime: a connection's driver runs on the
+                // runtime that opened it, which must keep running for the
+                // other threads when it is shared.
+                rt.block_on(async {
+                    wait_for_recovery(&client, within).await;
+                    client.ping().await.unwrap();
+                    pinged.send(()).unwrap();
+                    step.wait_for(|s| *s >= 1).await.unwrap();
+                    wait_for_recovery(&client, within).await;
+                    client.ping().await.unwrap();
+                    pinged.send(()).unwrap();
+                    step.wait_for(|s| *s >= 2).await.unwrap();
+                });
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        pinged_rx.recv_timeout(within).unwrap();
+    }
+    let first = other_clients(&server);
+    let server = restart(server);
+    step_tx.send_replace(1);
+    for _ in 0..3 {
+        pinged_rx.recv_timeout(within).unwrap();
+    }
+    let second = other_clients(&server);
+    step_tx.send_replace(2);
+    for t in threads {
+        t.join().unwrap();
+    }
+    (first, second)
+}
+
+#[test]
+fn one_connection_per_thread_when_asked_and_each_reconnects() {
+    if !have_redis_server() {
+        return;
+    }
+    let restart = |mut server: RedisServer| {
+        let port = server.port;
+        server.kill();
+        RedisServer::start(port, None)
+    };
+
+    // Shared (the default): three threads, one connection.
+    let port = free_port();
+    let server = RedisServer::start(port, None);
+    let shared = StoreClient::new(&server.addr(), options(1000)).unwrap();
+    assert_eq!(
+        connections_of_three_threads(&shared, server, restart),
+        (1, 1),
+        "a shared client keeps one connection"
+    );
+
+    // One per thread: three, and three again after the store restarted
+    // (each thread found its own connection broken and opened a new one).
+    let port = free_port();
+    let server = RedisServer::start(port, None);
+    let per_thread = StoreClient::new(
+        &server.addr(),
+        ClientOptions {
+            connection_per_thread: true,
+            ..options(1000)
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        connections_of_three_threads(&per_thread, server, restart),
+        (3, 3),
+        "one connection per thread"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The session commands as scripts (redis:// URLs)
 // ---------------------------------------------------------------------------

@@ -159,6 +159,13 @@ pub struct Config {
     /// certificates are verified against, instead of the system's trust
     /// store. Default none.
     pub store_tls_ca: Option<std::path::PathBuf>,
+    /// One connection to each store per thread that serves requests
+    /// ([`sticky_client::ClientOptions::connection_per_thread`]): for a
+    /// server that runs one single-threaded runtime per thread, as `sticky
+    /// web` does, so that a write never wakes another thread. Default
+    /// false (one shared connection per store, right for a multi-threaded
+    /// runtime).
+    pub store_connection_per_thread: bool,
     /// Async mode: most queued changes. Default 10,000.
     pub async_queue: usize,
     /// Async mode: past this lag, writers wait for their own copy. Default 1 s.
@@ -241,6 +248,7 @@ impl Config {
             slow_store: Some(Duration::from_millis(50)),
             store_password: None,
             store_tls_ca: None,
+            store_connection_per_thread: false,
             async_queue: 10_000,
             async_max_lag: Duration::from_secs(1),
             recopy_rate: 100_000,

@@ -150,6 +150,7 @@ impl Inner {
             connect_timeout: config.store_timeout,
             claim_window: config.claim_timeout * 2,
             tls_ca: config.store_tls_ca.clone(),
+            connection_per_thread: config.store_connection_per_thread,
             ..ClientOptions::default()
         };
         let stores = Stores::new(&config.stores, &options)
