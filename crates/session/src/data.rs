@@ -99,45 +99,108 @@ pub(crate) fn is_empty(payload: &[u8]) -> Result<bool, serde_json::Error> {
 }
 
 /// Where the value of top-level `key` is in `json`, a data object as
-/// serde_json writes it (no spaces), found by skipping strings with
-/// `memchr` (serde_json's own skipping checks every byte of a string; the
-/// cached read skips a whole 1 KB value, issue 19 item 3). Only
-/// structure is looked at, not validity: every payload in the cache was
-/// written by serde_json (here, or again at takeover). `Some(None)`: not
-/// there; `None`: cannot tell (an escaped key, or not that form), ask
-/// serde_json.
+/// serde_json writes it ([`members`]). `Some(None)`: not there; `None`:
+/// cannot tell (an escaped key, or not that form), ask serde_json.
 fn find(json: &[u8], key: &str) -> Option<Option<std::ops::Range<usize>>> {
-    let mut i = 1;
-    match json {
-        [b'{', b'}'] => return Some(None),
-        [b'{', ..] => {}
-        _ => return None,
-    }
     let mut found = None;
-    loop {
-        if json.get(i) != Some(&b'"') {
-            return None;
-        }
-        let end = string_end(json, i)?;
-        let k = json.get(i + 1..end)?;
-        if k.contains(&b'\\') {
-            return None;
-        }
-        i = end + 1;
-        if json.get(i) != Some(&b':') {
-            return None;
-        }
-        let start = i + 1;
-        i = value_end(json, start)?;
-        if k == key.as_bytes() {
+    for m in members(json) {
+        let m = m.ok()?;
+        if m.key == key.as_bytes() {
             // A map never holds a key twice; if a payload did, the last
             // one wins, as when it is parsed whole.
-            found = Some(start..i);
+            found = Some(m.value);
         }
+    }
+    Some(found)
+}
+
+/// One top-level member of a data object, as [`members`] finds it.
+struct Member<'a> {
+    /// The index of its key's opening quote.
+    key_start: usize,
+    /// Its key as written (never escaped: [`members`] stops at one that is).
+    key: &'a [u8],
+    /// Where its value is.
+    value: std::ops::Range<usize>,
+}
+
+/// A data object [`members`] cannot take apart: not in serde_json's
+/// compact form, or with an escaped key.
+struct NotPlain;
+
+/// The top-level members of `json`, a data object as serde_json writes it
+/// (no spaces), in order, found by skipping strings with `memchr`
+/// (serde_json's own skipping checks every byte of a string; the cached
+/// read skips a whole 1 KB value, issue 19 item 3). Only structure is
+/// looked at, not validity: every payload in the cache was written by
+/// serde_json (here, or again at takeover). Ends with one `Err` when
+/// `json` is not in that form or a key is escaped.
+fn members(json: &[u8]) -> Members<'_> {
+    Members {
+        json,
+        i: 0,
+        done: false,
+    }
+}
+
+struct Members<'a> {
+    json: &'a [u8],
+    /// Where the next member starts (0: before the opening brace).
+    i: usize,
+    done: bool,
+}
+
+impl<'a> Members<'a> {
+    fn member(&mut self) -> Option<Member<'a>> {
+        let json = self.json;
+        if self.i == 0 {
+            match json {
+                [b'{', b'}'] => {
+                    self.done = true;
+                    return None;
+                }
+                [b'{', ..] => self.i = 1,
+                _ => return None,
+            }
+        }
+        let key_start = self.i;
+        if json.get(key_start) != Some(&b'"') {
+            return None;
+        }
+        let end = string_end(json, key_start)?;
+        let key = json.get(key_start + 1..end)?;
+        if key.contains(&b'\\') || json.get(end + 1) != Some(&b':') {
+            return None;
+        }
+        let start = end + 2;
+        let i = value_end(json, start)?;
         match json.get(i) {
-            Some(b',') => i += 1,
-            Some(b'}') if i + 1 == json.len() => return Some(found),
+            Some(b',') => self.i = i + 1,
+            Some(b'}') if i + 1 == json.len() => self.done = true,
             _ => return None,
+        }
+        Some(Member {
+            key_start,
+            key,
+            value: start..i,
+        })
+    }
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = Result<Member<'a>, NotPlain>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.member() {
+            Some(m) => Some(Ok(m)),
+            None if self.done => None,
+            None => {
+                self.done = true;
+                Some(Err(NotPlain))
+            }
         }
     }
 }
@@ -265,43 +328,18 @@ impl Patch {
 /// sorted by their bytes). `None` when `json` has an escaped key or is not
 /// in that form.
 fn patch(json: &[u8], key: &str, value: Option<&Value>) -> Option<Patch> {
-    if json.first() != Some(&b'{') {
-        return None;
-    }
     // The existing member: where its key starts, where its value is.
     let mut found = None;
     // Where the first member whose key sorts after `key` starts.
     let mut before = None;
     let mut any = false;
-    if json != b"{}" {
-        let mut i = 1;
-        loop {
-            if json.get(i) != Some(&b'"') {
-                return None;
-            }
-            let key_start = i;
-            let end = string_end(json, i)?;
-            let k = json.get(i + 1..end)?;
-            if k.contains(&b'\\') {
-                return None;
-            }
-            i = end + 1;
-            if json.get(i) != Some(&b':') {
-                return None;
-            }
-            let start = i + 1;
-            i = value_end(json, start)?;
-            any = true;
-            if k == key.as_bytes() {
-                found = Some((key_start, start..i));
-            } else if before.is_none() && k > key.as_bytes() {
-                before = Some(key_start);
-            }
-            match json.get(i) {
-                Some(b',') => i += 1,
-                Some(b'}') if i + 1 == json.len() => break,
-                _ => return None,
-            }
+    for m in members(json) {
+        let m = m.ok()?;
+        any = true;
+        if m.key == key.as_bytes() {
+            found = Some((m.key_start, m.value));
+        } else if before.is_none() && m.key > key.as_bytes() {
+            before = Some(m.key_start);
         }
     }
     let member = |v: &Value| -> Option<Vec<u8>> {
