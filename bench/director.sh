@@ -21,6 +21,13 @@
 #                     get the same certificate (ECDSA P-256, made here by
 #                     openssl), TLS 1.3, ALPN h2 and http/1.1; both speak
 #                     HTTP/1.1 to the backends.
+#                     Also "http-rate": plain HTTP/1.1 at a fixed rate
+#                     (FIXED_RATE), open loop per connection (h2load --h1
+#                     --rps): the closed loop lets the faster proxy push
+#                     more load into the backends, whose tail then sets
+#                     both proxies' p99; at one offered load, p99 and CPU
+#                     per request compare the proxies themselves.
+#   FIXED_RATE=10000  requests/s of the http-rate runs, over all connections
 #   H2_STREAMS=1      HTTP/2 streams each h2load connection keeps in flight
 #                     (-m); 1 matches wrk's one request per connection
 #   SKIP_BUILD=1      use the existing release binaries
@@ -51,13 +58,14 @@ THREADS=${THREADS:-"1 2"}
 ROUNDS=${ROUNDS:-3}
 PROTOCOLS=${PROTOCOLS:-"http https h2"}
 H2_STREAMS=${H2_STREAMS:-1}
+FIXED_RATE=${FIXED_RATE:-10000}
 SKIP_BUILD=${SKIP_BUILD:-}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 tools="haproxy wrk python3 curl openssl"
-[[ " $PROTOCOLS " == *" h2 "* ]] && tools+=" h2load"
+[[ " $PROTOCOLS " == *" h2 "* || " $PROTOCOLS " == *" http-rate "* ]] && tools+=" h2load"
 for tool in $tools; do
     command -v "$tool" >/dev/null || {
         echo "director.sh: $tool not found (apt-get install -y haproxy wrk python3 curl openssl nghttp2-client)" >&2
@@ -174,7 +182,7 @@ cat "$work/cert.pem" "$work/key.pem" >"$work/haproxy.pem"
 
 # --- the two proxies ------------------------------------------------------
 scheme() { # protocol
-    if [[ $1 == http ]]; then echo http; else echo https; fi
+    if [[ $1 == http || $1 == http-rate ]]; then echo http; else echo https; fi
 }
 
 start_director() { # threads protocol
@@ -182,7 +190,7 @@ start_director() { # threads protocol
     listen=$(free_port); admin=$(free_port)
     {
         printf 'secret = "%s"\n\n[director]\nlisten = "127.0.0.1:%s"\nadmin = "127.0.0.1:%s"\n' "$secret" "$listen" "$admin"
-        if [[ $2 != http ]]; then
+        if [[ $(scheme "$2") == https ]]; then
             printf 'tls_cert = "%s"\ntls_key = "%s"\n' "$work/cert.pem" "$work/key.pem"
         fi
         local i
@@ -200,7 +208,7 @@ start_director() { # threads protocol
 start_haproxy() { # threads protocol
     local listen stats bind_tls="" proto=http
     listen=$(free_port); stats=$(free_port)
-    if [[ $2 != http ]]; then
+    if [[ $(scheme "$2") == https ]]; then
         bind_tls="ssl crt $work/haproxy.pem alpn h2,http/1.1"
         proto=https
     fi
@@ -300,35 +308,42 @@ EOF
 # cookie (h2load sends one header set), each with a third of the
 # connections and H2_STREAMS streams in flight per connection (1: as wrk's
 # one request per connection); the rate is their sum, the percentiles those of every
-# request in their per-request logs.
+# request in their per-request logs. With "h1": HTTP/1.1 at FIXED_RATE in
+# all (each connection sends its share of it, one request at a time).
 measure_h2() {
-    local url=$1 pid=$2 before after n c=$((CONNECTIONS / 3))
+    local url=$1 pid=$2 mode=${3:-h2} before after n c=$((CONNECTIONS / 3))
     local cookies=("$cookie1; SRV=ws1" "$cookie2; SRV=ws2" "$cookie3; SRV=ws3") pids=()
+    local flags=(-m"$H2_STREAMS") want=h2
+    if [[ $mode == h1 ]]; then
+        # --rps is per connection; at least 1.
+        flags=(--h1 -m1 --rps="$(( (FIXED_RATE + CONNECTIONS - 1) / CONNECTIONS ))")
+        want=http/1.1
+    fi
     if (( WARMUP > 0 )); then
         for n in 0 1 2; do
-            h2load -c"$c" -t1 -m"$H2_STREAMS" -D"$WARMUP" -H "cookie: sticky.route=${cookies[$n]}" "$url" >/dev/null 2>&1 &
+            h2load -c"$c" -t1 "${flags[@]}" -D"$WARMUP" -H "cookie: sticky.route=${cookies[$n]}" "$url" >/dev/null 2>&1 &
             pids+=($!)
         done
         wait "${pids[@]}"; pids=()
     fi
     before=$(cpu_ticks "$pid")
     for n in 0 1 2; do
-        h2load -c"$c" -t1 -m"$H2_STREAMS" -D"$DURATION" -H "cookie: sticky.route=${cookies[$n]}" \
+        h2load -c"$c" -t1 "${flags[@]}" -D"$DURATION" -H "cookie: sticky.route=${cookies[$n]}" \
             --log-file="$work/h2-$n.log" "$url" >"$work/h2-$n.out" 2>&1 &
         pids+=($!)
     done
     wait "${pids[@]}"
     after=$(cpu_ticks "$pid")
     cat "$work"/h2-?.out >>"$work/wrk.txt"
-    python3 - "$work" "$((after - before))" "$clk_tck" <<'EOF'
+    python3 - "$work" "$((after - before))" "$clk_tck" "$want" <<'EOF'
 import re, sys
-work, ticks, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work, ticks, hz, want = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rps, requests, lat, bad = 0.0, 0, [], 0
 for n in range(3):
     out = open(f"{work}/h2-{n}.out").read()
     proto = re.search(r"Application protocol: (\S+)", out)
-    if not proto or proto.group(1) != "h2":
-        sys.exit(f"h2load did not speak HTTP/2:\n{out}")
+    if not proto or proto.group(1) != want:
+        sys.exit(f"h2load did not speak {want}:\n{out}")
     rps += float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))
     m = re.search(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded", out)
     requests += int(m.group(2))
@@ -354,6 +369,8 @@ run() { # proxy threads protocol
     "start_$proxy" "$threads" "$protocol"
     if [[ $protocol == h2 ]]; then
         read -r r r50 r99 cpu < <(measure_h2 "$proxy_url" "$proxy_pid")
+    elif [[ $protocol == http-rate ]]; then
+        read -r r r50 r99 cpu < <(measure_h2 "$proxy_url" "$proxy_pid" h1)
     else
         read -r r r50 r99 cpu < <(measure "$proxy_url" "$proxy_pid")
     fi
@@ -384,7 +401,8 @@ import statistics, sys
 rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
 threads = sys.argv[2].split()
 protocols = sys.argv[3].split()
-names = {"http": "HTTP/1.1", "https": "HTTP/1.1 + TLS", "h2": "HTTP/2 + TLS"}
+names = {"http": "HTTP/1.1", "https": "HTTP/1.1 + TLS", "h2": "HTTP/2 + TLS",
+         "http-rate": f"HTTP/1.1 at {sys.argv[4]}/s"}
 def sel(proxy, p, t):
     return [r for r in rows if r[0] == proxy and r[1] == t and r[6] == p]
 def med(proxy, p, t, col):
@@ -433,12 +451,12 @@ PYEOF
 {
     echo "## Director vs HAProxy — $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "\`DURATION=$DURATION ROUNDS=$ROUNDS PROTOCOLS=\"$PROTOCOLS\" bash bench/director.sh\`: wrk -t$WRK_THREADS -c$CONNECTIONS (h2load: 3 x -c$((CONNECTIONS / 3)) -m$H2_STREAMS), keep-alive,"
+    echo "\`DURATION=$DURATION ROUNDS=$ROUNDS PROTOCOLS=\"$PROTOCOLS\"$( [[ " $PROTOCOLS " == *" http-rate "* ]] && echo " FIXED_RATE=$FIXED_RATE") bash bench/director.sh\`: wrk -t$WRK_THREADS -c$CONNECTIONS (h2load: 3 x -c$((CONNECTIONS / 3)) -m$H2_STREAMS; at a fixed rate: 3 x -c$((CONNECTIONS / 3)) --h1 --rps $(( (FIXED_RATE + CONNECTIONS - 1) / CONNECTIONS )) per connection), keep-alive,"
     echo "every request with a valid sticky cookie, rotating over 3 backends; $(nproc) cores shared by"
     echo "wrk, the proxy and the backends. $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $("$sticky_bin" --version)."
     echo "Medians of $ROUNDS runs of ${DURATION}s each (after ${WARMUP}s of warm-up), the two proxies alternating."
     echo
-    python3 "$work/report.py" "$results" "$THREADS" "$PROTOCOLS"
+    python3 "$work/report.py" "$results" "$THREADS" "$PROTOCOLS" "$FIXED_RATE"
 } | tee "$report"
 cp "$work/wrk.txt" "bench/results/director-$stamp-wrk.txt"
 log "report: $report"
