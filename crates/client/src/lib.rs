@@ -7,7 +7,8 @@
 //! ownership commands of `docs/safety.md`: `SESS.LEASE`, `SESS.KILL`,
 //! `SESS.GET ... WITHLEASE`, `SESS.PREPARE`, `SESS.OWNED`) over one
 //! multiplexed, pipelined connection (a [`redis::aio::MultiplexedConnection`])
-//! shared by all clones of the client.
+//! shared by all clones of the client (or one per thread that sends
+//! requests, with [`ClientOptions::connection_per_thread`]).
 //!
 //! # Backends
 //!
@@ -31,7 +32,11 @@
 //! - [`StoreClient::new`] does not connect: the connection is opened by the
 //!   first request, so a web server can start while a store is down.
 //! - Concurrent requests share the connection; requests that arrive while
-//!   it is being opened wait for that single attempt.
+//!   it is being opened wait for that single attempt. With
+//!   [`ClientOptions::connection_per_thread`], each thread has a
+//!   connection of its own, opened by its first request and driven by a
+//!   task of that thread's runtime; the backoff below is shared (a failed
+//!   attempt on one thread holds back the others too).
 //! - A failed attempt (refused, timed out after
 //!   [`ClientOptions::connect_timeout`], or authentication refused) fails
 //!   the requests waiting for it and starts a backoff: until it ends,
