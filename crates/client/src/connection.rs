@@ -416,11 +416,15 @@ impl Inner {
     }
 
     /// Forgets connection `epoch` (if still current) so that the next
-    /// request opens a new one.
+    /// request opens a new one; with a connection per thread, every
+    /// thread's: a store that closed or stopped answering one connection
+    /// has done so to all, and a thread that had not used its connection
+    /// since must not find out by failing a request after the store is
+    /// back (its caller would mark the store down again).
     fn drop_connection(&self, epoch: u64, reason: &str) {
         let mut st = self.state();
-        if let Some(at) = st.live.iter().position(|(_, l)| l.epoch == epoch) {
-            st.live.swap_remove(at);
+        if st.live.iter().any(|(_, l)| l.epoch == epoch) {
+            st.live.clear();
             st.last_error = Some(ClientError::ConnectionLost(clip(reason)));
             tracing::warn!(store = %self.display_addr, reason, "store connection lost, reconnecting");
         }
