@@ -21,7 +21,9 @@
 #                   kept aside, to compare two builds back to back)
 #
 # The report goes to stdout and to bench/results/store-<time>.md; the raw
-# redis-benchmark CSV of every run goes next to it (store-<time>.csv).
+# redis-benchmark CSV of every run goes next to it (store-<time>.csv),
+# with each server's CPU time over the run (from /proc/<pid>/task/*/schedstat:
+# user and system time of all its threads, in ns).
 set -euo pipefail
 
 N=${N:-500000}
@@ -139,23 +141,36 @@ host_info() {
 
 # ---------------------------------------------------------------- throughput
 # One redis-benchmark run per test, the two servers back to back in a pair
-# (which one goes first alternates), so both halves of a pair share the
-# machine's state. On a shared VM the rate of the same binary moves by up to
-# 2x over tens of seconds; the ratio of a pair moves far less. The table
-# shows the median rate of each server and the median (with the range) of
-# the per-pair ratios.
+# (which one goes first alternates, round by round for each line), so both
+# halves of a pair share the machine's state. On a shared VM the rate of the
+# same binary moves by up to 2x over tens of seconds; the ratio of a pair
+# moves far less. The table shows the median rate of each server and the
+# median (with the range) of the per-pair ratios, of the rates and of the
+# servers' CPU time per request. (An unpipelined PING costs redis-benchmark
+# more CPU than either server: its rate is mostly the client's, while the
+# CPU per request is the server's own.)
+pid_of() { if [[ $1 == sticky ]]; then echo "$sticky_pid"; else echo "$redis_pid"; fi; }
+
+# CPU time of all the threads of a process so far, in ns.
+cpu_ns() {
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ t += $1 } END { printf "%.0f\n", t }'
+}
+
 run_bench() { # server pipeline round test
-    local server=$1 pipeline=$2 round=$3 test=$4 port out name rps
+    local server=$1 pipeline=$2 round=$3 test=$4 port pid out name rps cpu0 cpu1
     port=$(port_of "$server")
+    pid=$(pid_of "$server")
     log "$server: -t $test -P $pipeline (round $round)"
+    cpu0=$(cpu_ns "$pid")
     out=$(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$N" -c "$CLIENTS" \
         -d "$SIZE" -r "$KEYSPACE" -P "$pipeline" ${BENCH_THREADS:+--threads "$BENCH_THREADS"} \
         --csv 2>"$work/bench.err") || { cat "$work/bench.err" >&2; exit 1; }
+    cpu1=$(cpu_ns "$pid")
     while IFS=, read -r name rps _; do
         name=${name//\"/}
         rps=${rps//\"/}
         [[ $name == test || -z $name ]] && continue
-        printf '%s,%s,%s,%s,%s\n' "$server" "$pipeline" "$round" "$name" "$rps" >>"$rawcsv"
+        printf '%s,%s,%s,%s,%s,%s\n' "$server" "$pipeline" "$round" "$name" "$rps" "$((cpu1 - cpu0))" >>"$rawcsv"
     done <<<"$out"
 }
 
@@ -166,15 +181,25 @@ run_bench() { # server pipeline round test
     echo
 } | tee "$report"
 
-echo "server,pipeline,round,test,rps" >"$rawcsv"
+echo "server,pipeline,round,test,rps,cpu_ns" >"$rawcsv"
 start_servers
 IFS=, read -r -a test_list <<<"$TESTS"
-slot=0
+# `ping` is two tests; run each on its own, so that a run's CPU time is
+# one test's.
+expanded=()
+for test in "${test_list[@]}"; do
+    if [[ ${test,,} == ping ]]; then expanded+=(ping_inline ping_mbulk); else expanded+=("$test"); fi
+done
+test_list=("${expanded[@]}")
 for round in $(seq 1 "$ROUNDS"); do
+    slot=$round
     for pipeline in 1 "$PIPELINE"; do
         for test in "${test_list[@]}"; do
             # Alternate which server goes first, so neither always runs on a
-            # warmer (or busier) machine.
+            # warmer (or busier) machine: from one line to the next, and for
+            # each line from one round to the next (a counter running over
+            # all the rounds would give a line the same order every round
+            # whenever a round has an even number of lines).
             if ((slot % 2 == 0)); then order=(sticky redis); else order=(redis sticky); fi
             slot=$((slot + 1))
             for server in "${order[@]}"; do
@@ -187,26 +212,39 @@ done
 {
     echo "## Throughput (requests per second)"
     echo
-    python3 - "$rawcsv" <<'EOF'
+    python3 - "$rawcsv" "$N" <<'EOF'
 import csv, statistics, sys
-rate, order = {}, []
+rate, cpu, order = {}, {}, []
 for r in csv.DictReader(open(sys.argv[1])):
     key = (r["test"], int(r["pipeline"]))
     if key not in order:
         order.append(key)
     rate.setdefault(key, {}).setdefault(r["round"], {})[r["server"]] = float(r["rps"])
+    cpu.setdefault(key, {}).setdefault(r["round"], {})[r["server"]] = int(r["cpu_ns"])
 order.sort(key=lambda k: k[1])
-print("| test | pipeline | sticky rps (median) | redis rps (median) | sticky/redis (median of pairs) | pair ratios min-max | pairs |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+n = int(sys.argv[2])
+print("| test | pipeline | sticky rps (median) | redis rps (median) | sticky/redis rate (median of pairs) | min-max | "
+      "sticky CPU µs/req | redis CPU µs/req | sticky/redis CPU per request (median of pairs) | min-max | pairs |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for key in order:
-    pairs = [v for v in rate[key].values() if "sticky" in v and "redis" in v and v["redis"] > 0]
-    if not pairs:
+    rounds = [k for k, v in rate[key].items() if "sticky" in v and "redis" in v and v["redis"] > 0]
+    if not rounds:
         continue
+    pairs = [rate[key][k] for k in rounds]
     ratios = [p["sticky"] / p["redis"] for p in pairs]
     s = statistics.median(p["sticky"] for p in pairs)
     r = statistics.median(p["redis"] for p in pairs)
+    costs = [cpu[key][k] for k in rounds if cpu[key][k]["redis"] > 0]
+    if costs:
+        cratios = [c["sticky"] / c["redis"] for c in costs]
+        cs = statistics.median(c["sticky"] for c in costs) / n / 1000
+        cr = statistics.median(c["redis"] for c in costs) / n / 1000
+        ctext = (f"{cs:.2f} | {cr:.2f} | {statistics.median(cratios):.2f} "
+                 f"| {min(cratios):.2f}-{max(cratios):.2f}")
+    else:
+        ctext = "n/a | n/a | n/a | n/a"
     print(f"| {key[0]} | {key[1]} | {s:.0f} | {r:.0f} | {statistics.median(ratios):.2f} "
-          f"| {min(ratios):.2f}-{max(ratios):.2f} | {len(pairs)} |")
+          f"| {min(ratios):.2f}-{max(ratios):.2f} | {ctext} | {len(pairs)} |")
 EOF
     echo
 } | tee -a "$report"

@@ -545,11 +545,18 @@ async fn handle<S: Socket>(
     }
 }
 
-/// Writes `out` whole, or fails once `limit` passed: a client that sends
-/// requests and never reads its replies does not hold a connection (and
-/// its buffers) forever.
+/// Writes `out` whole and flushes it, or fails once `limit` passed: a
+/// client that sends requests and never reads its replies does not hold a
+/// connection (and its buffers) forever. The flush matters for TLS: when
+/// the socket is full, the session takes the last bytes of `out` and holds
+/// back their records, and the connection then waits for the client's next
+/// request while the client waits for the rest of its reply.
 async fn write_within<S: Socket>(socket: &mut S, out: &[u8], limit: Duration) -> io::Result<()> {
-    match tokio::time::timeout(limit, socket.write_all(out)).await {
+    let write = async {
+        socket.write_all(out).await?;
+        socket.flush().await
+    };
+    match tokio::time::timeout(limit, write).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,

@@ -181,3 +181,83 @@ fn unpipelined_clients_never_wait_for_the_default_nap() {
 fn pipelining_clients_get_the_default_nap() {
     assert!(naps_under_load(StoreConfig::default(), 8, 500, 16) > 0);
 }
+
+/// Regression: over TLS, when the socket was full, the session took the
+/// last bytes of a batch's replies but held back their records, and the
+/// store then waited for the client's next request while the client waited
+/// for the rest of its reply. With a small send buffer on the store's
+/// sockets (so that its writes keep finding them full), a client pipelines
+/// GETs of large values: every reply arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_replies_over_tls_arrive_whole() {
+    use sticky_test_support::{client_config, TestCa};
+    use tokio_rustls::rustls::pki_types::ServerName;
+    use tokio_rustls::TlsConnector;
+
+    const VALUE: usize = 256 * 1024;
+    const GETS: usize = 4;
+    const ROUNDS: usize = 3;
+
+    let ca = TestCa::new("store-tls-flush");
+    let cert = ca.issue("store");
+    // Accepted sockets inherit the listener's small send buffer: the
+    // store's writes keep finding the socket full.
+    let listening = tokio::net::TcpSocket::new_v4().expect("socket");
+    listening.set_send_buffer_size(4096).expect("send buffer");
+    listening
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("bind port 0");
+    let listener = listening.listen(16).expect("listen");
+    let addr = listener.local_addr().expect("local addr");
+    let store = Store::new(StoreConfig::default())
+        .with_tls(&cert.cert, &cert.key)
+        .expect("TLS settings");
+    let (_stop, stop_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = store
+            .serve(listener, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let connector = TlsConnector::from(std::sync::Arc::new(client_config(ca.ca_file(), &[])));
+    let name = ServerName::try_from("localhost").expect("a server name");
+    let mut c = connector.connect(name, tcp).await.expect("TLS handshake");
+
+    let value = vec![b'v'; VALUE];
+    let mut set = format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${VALUE}\r\n").into_bytes();
+    set.extend_from_slice(&value);
+    set.extend_from_slice(b"\r\n");
+    c.write_all(&set).await.expect("SET");
+    let mut ok = [0u8; 5];
+    c.read_exact(&mut ok).await.expect("SET reply");
+    assert_eq!(&ok, b"+OK\r\n");
+
+    let mut reply = format!("${VALUE}\r\n").into_bytes();
+    reply.extend_from_slice(&value);
+    reply.extend_from_slice(b"\r\n");
+    let expected = reply.repeat(GETS);
+    let gets = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".repeat(GETS);
+    let stall = Duration::from_secs(10);
+    let mut got = Vec::with_capacity(expected.len());
+    let mut buf = vec![0u8; 64 * 1024];
+    for round in 0..ROUNDS {
+        c.write_all(&gets).await.expect("GETs");
+        got.clear();
+        while got.len() < expected.len() {
+            match tokio::time::timeout(stall, c.read(&mut buf)).await {
+                Ok(Ok(0)) => panic!("round {round}: the store closed the connection"),
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                Ok(Err(e)) => panic!("round {round}: read failed: {e}"),
+                Err(_) => panic!(
+                    "round {round}: no reply for {stall:?} with {} of {} bytes missing",
+                    expected.len() - got.len(),
+                    expected.len()
+                ),
+            }
+        }
+        assert!(got == expected, "round {round}: replies differ");
+    }
+}
