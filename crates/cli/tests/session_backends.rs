@@ -489,6 +489,20 @@ mod cases {
             SESSIONS as u64 - 1,
             "every claim after the first knew ws1 gone"
         );
+        // On `sticky store` each claim read and promised in one round trip
+        // (the first twice: once to find ws1's lease live, once after
+        // releasing it); Redis has no such command.
+        let (fast, slow) = (
+            "sticky_claims_total{path=\"read-and-promise\"}",
+            "sticky_claims_total{path=\"read-then-promise\"}",
+        );
+        if backend == StoreBackend::Sticky {
+            assert_eq!(value(fast), SESSIONS as u64);
+            assert!(!text.contains(slow), "no claim took four steps:\n{text}");
+        } else {
+            assert_eq!(value(slow), SESSIONS as u64);
+            assert!(!text.contains(fast), "{text}");
+        }
     }
 
     /// R=2: a session made on ws1 moves to ws2; ws1, which still caches it

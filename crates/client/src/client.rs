@@ -22,8 +22,9 @@ use crate::connection::{Connector, Inner};
 use crate::error::{clip, first_number, ClientError};
 use crate::options::ClientOptions;
 use crate::reply::{
-    expect_ok, parse_lease_state, parse_owned, parse_session, parse_session_with_lease,
-    parse_touch, reply_value, unexpected, LeaseState, Prepared, StoredSession,
+    expect_ok, parse_lease_state, parse_owned, parse_prepared_next, parse_session,
+    parse_session_with_lease, parse_touch, reply_value, unexpected, LeaseState, Prepared,
+    PreparedNext, StoredSession,
 };
 use crate::scripts::{Script, OWNED_SCAN_COUNT};
 
@@ -440,6 +441,59 @@ impl StoreClient {
             Some((session, lease)) => Prepared::Copy { session, lease },
             None => Prepared::NoCopy,
         })
+    }
+
+    /// Whether this store answers [`prepare_next`](Self::prepare_next):
+    /// `sticky store` does, Redis does not (the copy's owner's lease lives
+    /// in another slot there, so a script cannot read it with the copy).
+    pub fn prepares_next(&self) -> bool {
+        matches!(self.inner.backend, Backend::Native)
+    }
+
+    /// `SESS.PREPARE key NEXT`: a takeover's read and promise in one round
+    /// trip. The store promises to `owner` the generation one above its
+    /// copy's and any live promise's (so never one it promised to another
+    /// claimer), unless the copy is a tombstone or its owner (not `owner`)
+    /// holds a live lease at this store: then it answers the copy without
+    /// a promise, generation 0.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Server`] on a store that does not support it (Redis:
+    /// see [`prepares_next`](Self::prepares_next), or a `sticky store`
+    /// older than this command), [`ClientError::Recovering`] when a
+    /// restarted store is inside its recovery window,
+    /// [`ClientError::Forgetful`] when a restarted store holds no copy but
+    /// may have forgotten one, [`ClientError::Protocol`] for a malformed reply, or any transport
+    /// error.
+    pub async fn prepare_next(
+        &self,
+        key: &[u8],
+        owner: &str,
+        horizon: Duration,
+    ) -> Result<PreparedNext, ClientError> {
+        const WHAT: &str = "SESS.PREPARE NEXT";
+        if !self.prepares_next() {
+            return Err(ClientError::Server(format!(
+                "{WHAT} is not available on Redis"
+            )));
+        }
+        let horizon_ms = horizon_ms(horizon);
+        let args = |cmd: &mut Cmd| {
+            cmd.arg(command::ARG_NEXT).arg(owner).arg(horizon_ms);
+        };
+        let reply = match self.call(SessionCommand::Prepare, key, args, |_| {}).await {
+            Ok(reply) => reply,
+            Err(ClientError::Server(msg)) => {
+                return Err(match forgetful(msg) {
+                    Ok(Prepared::Forgetful { uptime }) => ClientError::Forgetful { uptime },
+                    Ok(_) => ClientError::Protocol(format!("{WHAT}: unexpected reply")),
+                    Err(e) => e,
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        parse_prepared_next(reply, WHAT)
     }
 
     /// `SESS.OWNED`: one page of the keys of the live copies owned by

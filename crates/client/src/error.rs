@@ -58,6 +58,15 @@ pub enum ClientError {
         /// The promised generation.
         generation: u64,
     },
+    /// A restarted store holds no copy of the session but started less
+    /// than the claim's horizon ago, so its "no copy" may be a copy it
+    /// forgot (`SESS.PREPARE key NEXT`; the explicit-generation prepare
+    /// answers this as [`Prepared::Forgetful`](crate::Prepared::Forgetful)).
+    #[error("store restarted {} ms ago and may have forgotten the session", .uptime.as_millis())]
+    Forgetful {
+        /// How long ago the store started.
+        uptime: Duration,
+    },
     /// The store is at its memory limit and refused the write.
     #[error("store out of memory: {0}")]
     OutOfMemory(String),

@@ -101,4 +101,4 @@ pub mod scripts;
 pub use client::{Put, StoreClient};
 pub use error::ClientError;
 pub use options::ClientOptions;
-pub use reply::{LeaseState, Prepared, StoredSession};
+pub use reply::{LeaseState, Prepared, PreparedNext, StoredSession};

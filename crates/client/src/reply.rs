@@ -100,6 +100,45 @@ pub enum Prepared {
     },
 }
 
+/// A store's answer to a takeover's read-and-promise
+/// ([`StoreClient::prepare_next`](crate::StoreClient::prepare_next)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedNext {
+    /// The generation promised to the claimer; 0 when nothing was
+    /// promised (the copy is a tombstone, or its owner's lease is live at
+    /// this store).
+    pub generation: u64,
+    /// The copy or tombstone, and what the store knows of the copy owner's
+    /// lease; `None`: no copy here.
+    pub copy: Option<(StoredSession, LeaseState)>,
+}
+
+/// The reply of `SESS.PREPARE key NEXT`: `[generation, copy or null]`.
+pub(crate) fn parse_prepared_next(reply: Value, what: &str) -> Result<PreparedNext, ClientError> {
+    let items = match reply {
+        Value::Array(items) => items,
+        other => return Err(unexpected(what, "an array", &other)),
+    };
+    let n = items.len();
+    let [generation, copy]: [Value; 2] = items
+        .try_into()
+        .map_err(|_| ClientError::Protocol(format!("{what}: expected 2 elements, got {n}")))?;
+    let generation = signed(&generation)
+        .and_then(|g| u64::try_from(g).ok())
+        .ok_or_else(|| unexpected(what, "a generation", &generation))?;
+    let copy = parse_session_with_lease(copy, what)?;
+    if generation > 0
+        && copy
+            .as_ref()
+            .is_some_and(|(c, _)| c.stamp.generation >= generation)
+    {
+        return Err(ClientError::Protocol(format!(
+            "{what}: promised generation {generation} is not above the copy's"
+        )));
+    }
+    Ok(PreparedNext { generation, copy })
+}
+
 /// A reply with RESP3 attributes removed and an error reply turned into
 /// its [`ClientError`].
 pub(crate) fn reply_value(value: Value) -> Result<Value, ClientError> {

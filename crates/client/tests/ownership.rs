@@ -520,6 +520,124 @@ async fn a_restarted_stores_no_copy_is_forgetful() {
     ));
 }
 
+/// `SESS.PREPARE NEXT`, a takeover's read and promise in one round trip:
+/// `sticky store` promises one above its copy and every live promise,
+/// answers the copy with its owner's lease, and promises nothing over a
+/// live lease or a tombstone. Redis does not offer it, and says so
+/// without a round trip.
+#[tokio::test]
+async fn prepare_next_reads_and_promises_at_once() {
+    for b in backends(MINUTE) {
+        let (c, name) = (&b.client, b.name);
+        if name == "redis" {
+            assert!(!c.prepares_next());
+            assert!(
+                matches!(
+                    c.prepare_next(b"sid", "ws2@1", Duration::ZERO).await,
+                    Err(ClientError::Server(_))
+                ),
+                "{name}"
+            );
+            continue;
+        }
+        assert!(c.prepares_next());
+        let none = c
+            .prepare_next(b"new", "ws2@1", Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!((none.generation, none.copy), (1, None));
+        c.put(b"sid", Stamp::new(3, 2), "ws1@7", None, b"data")
+            .await
+            .unwrap();
+        c.lease("ws1@7", MINUTE).await.unwrap();
+        // The owner's lease is live here: the copy, no promise, and the
+        // owner writes on.
+        let held = c
+            .prepare_next(b"sid", "ws2@1", Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(held.generation, 0);
+        let (copy, lease) = held.copy.unwrap();
+        assert_eq!(
+            (copy.stamp, copy.owner.as_str()),
+            (Stamp::new(3, 2), "ws1@7")
+        );
+        assert!(lease.is_live(), "{lease:?}");
+        c.put(b"sid", Stamp::new(3, 3), "ws1@7", None, b"data2")
+            .await
+            .unwrap();
+        // Released: promised generation 4, with the copy and the dead lease.
+        c.kill("ws1@7", true).await.unwrap();
+        let got = c
+            .prepare_next(b"sid", "ws2@1", Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(got.generation, 4);
+        let (copy, lease) = got.copy.unwrap();
+        assert_eq!(copy.stamp, Stamp::new(3, 3));
+        assert_eq!(&copy.payload[..], b"data2");
+        assert_eq!(lease, LeaseState::Dead);
+        // A promise like any other: the old owner's write and an explicit
+        // prepare of 4 by another claimer are refused; a second NEXT is
+        // promised above it.
+        assert_eq!(
+            c.put(b"sid", Stamp::new(3, 4), "ws1@7", None, b"late")
+                .await,
+            Err(promised(4))
+        );
+        assert_eq!(
+            c.prepare(b"sid", 4, "ws3@1", Duration::ZERO).await,
+            Err(promised(4))
+        );
+        let again = c
+            .prepare_next(b"sid", "ws3@1", Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(again.generation, 5);
+        c.put(b"sid", Stamp::new(5, 0), "ws3@1", None, b"data2")
+            .await
+            .unwrap();
+        // A tombstone: no promise.
+        c.delete(b"sid", Stamp::new(5, 1), None).await.unwrap();
+        let tomb = c
+            .prepare_next(b"sid", "ws2@1", Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(tomb.generation, 0);
+        assert!(tomb.copy.unwrap().0.deleted);
+    }
+}
+
+/// A restarted `sticky store` answers `SESS.PREPARE NEXT` as the explicit
+/// prepare: `RECOVERING` inside its window, then `FORGETFUL` for a session
+/// it holds no copy of, within the horizon.
+#[tokio::test]
+async fn prepare_next_on_a_restarted_store() {
+    let store = StoreServer::start(StoreConfig {
+        restarted: true,
+        claim_window: Duration::from_millis(1),
+        ..StoreConfig::default()
+    });
+    let c = StoreClient::new(&store.addr().to_string(), options(MINUTE)).unwrap();
+    let day = Duration::from_secs(86_400);
+    let answer = eventually("the recovery window ends", || async {
+        match c.prepare_next(b"gone", "ws2@1", day).await {
+            Err(ClientError::Recovering { .. }) => None,
+            other => Some(other),
+        }
+    })
+    .await;
+    match answer {
+        Err(ClientError::Forgetful { uptime }) => assert!(uptime < day, "{uptime:?}"),
+        other => panic!("expected FORGETFUL, got {other:?}"),
+    }
+    let past = c
+        .prepare_next(b"gone", "ws2@1", Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(past.generation > 0 && past.copy.is_none(), "{past:?}");
+}
+
 /// On a Redis Cluster every ownership script stays in one slot: a
 /// session's promise in the session's, a lease and its dead record in the
 /// owner's. Sessions and owners spread over the three masters.

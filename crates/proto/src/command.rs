@@ -124,6 +124,8 @@ pub const ERR_FORGETFUL: &str = "FORGETFUL";
 
 /// `WITHLEASE` option of `SESS.GET`.
 pub const OPT_WITHLEASE: &str = "WITHLEASE";
+/// `SESS.PREPARE key NEXT ...`: the store picks the generation to promise.
+pub const ARG_NEXT: &str = "NEXT";
 /// `FORCE` option of `SESS.KILL`.
 pub const OPT_FORCE: &str = "FORCE";
 

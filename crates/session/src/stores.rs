@@ -102,6 +102,12 @@ impl Stores {
         self.clients.len()
     }
 
+    /// Whether every store answers a takeover's read and promise in one
+    /// command (`SESS.PREPARE NEXT`: `sticky store`, not Redis).
+    pub(crate) fn prepare_next(&self) -> bool {
+        self.clients.iter().all(StoreClient::prepares_next)
+    }
+
     /// Bit set of every configured store.
     pub(crate) fn all(&self) -> u64 {
         if self.clients.len() >= 64 {

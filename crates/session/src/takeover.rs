@@ -26,7 +26,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use sticky_client::{ClientError, Prepared, StoredSession};
+use sticky_client::{ClientError, LeaseState, Prepared, StoredSession};
 use sticky_proto::Stamp;
 
 use crate::cache::{SessionState, Stored, StoredRef};
@@ -60,7 +60,20 @@ pub(crate) async fn load(
             // Two claimers racing for one session: let one of them win.
             tokio::time::sleep(backoff(attempt)).await;
         }
-        match claim_once(m, id, epoch, local, above).await? {
+        let claim = if m.inner.stores.prepare_next() {
+            match claim_fast(m, id, epoch, local).await? {
+                Fast::Done(claim) => claim,
+                Fast::Slow { above: a } => {
+                    metrics::counter!("sticky_claims_total", "path" => "read-then-promise")
+                        .increment(1);
+                    claim_once(m, id, epoch, local, above.max(a)).await?
+                }
+            }
+        } else {
+            metrics::counter!("sticky_claims_total", "path" => "read-then-promise").increment(1);
+            claim_once(m, id, epoch, local, above).await?
+        };
+        match claim {
             Claim::Done(state) => return Ok(state),
             Claim::Retry(why, promised) => {
                 tracing::debug!(session = ?id, attempt, why = %why, "claim lost a race; starting over");
@@ -263,7 +276,7 @@ async fn claim_once(
             None => Ok(()),
         }
     };
-    let (killed, (mut promised, forgetful, mut best, lost, prepare_err, heard)) =
+    let (killed, (mut promised, forgetful, best, lost, prepare_err, heard)) =
         tokio::join!(kill_step, prepare);
     killed?;
     if !prepare_err.is_empty() {
@@ -285,6 +298,307 @@ async fn claim_once(
         metrics::counter!("sticky_claims_with_forgetful_stores_total").increment(1);
         promised |= forgetful;
     }
+    finish(
+        m,
+        id,
+        local,
+        &me,
+        Promised {
+            generation,
+            stores: promised,
+            heard,
+            best,
+            known: newest.as_ref().map(|c| c.stamp),
+            ended: owner,
+        },
+        last_err,
+    )
+    .await
+}
+
+/// How a claim attempt by read-and-promise ended.
+enum Fast {
+    /// As a claim attempt ends.
+    Done(Claim),
+    /// The answers left the claim short of `P` promises of one generation
+    /// (replicas that disagree, a restarted store that may have forgotten
+    /// the session, a store that does not answer `SESS.PREPARE NEXT`): the
+    /// four-step claim takes over, above this generation.
+    Slow { above: u64 },
+}
+
+/// A claim attempt whose steps 0 and 2 are one round trip
+/// (`docs/safety.md` §2, "Read and promise in one round trip"): each store
+/// reads its copy and promises the next generation it can (one above its
+/// copy's and any live promise's) in one command, `SESS.PREPARE NEXT`,
+/// unless the copy's owner holds a live lease there. `P` promises of the
+/// highest generation answered are the quorum of step 2; the copies
+/// answered are step 0's read. A dead server's sessions are then claimed
+/// in two round trips: read-and-promise, write.
+async fn claim_fast(
+    m: &SessionManager,
+    id: &SessionId,
+    epoch: u64,
+    local: Option<&LocalCopy>,
+) -> Result<Fast, SessionError> {
+    let inner = &m.inner;
+    let key = id.key();
+    let key = key.as_bytes();
+    let total = inner.stores.len();
+    let p = claim_quorum(total, inner.config.replicas);
+    let me = m.owner_in(epoch);
+    let horizon = inner.config.absolute_timeout;
+    let grace = inner.config.slow_store.unwrap_or(GRACE);
+    // At most two rounds: a live lease seen in the first is probed, and
+    // the second runs once its owner is proven gone and released.
+    let mut released = false;
+    loop {
+        let targets = targets(m, p).await;
+        let wanted = inner.stores.replicas(id, inner.config.replicas) & targets;
+        let mut last_err = String::from("no live store");
+        // Stores that answered; that promised, with the generation; that
+        // may have forgotten the session.
+        let mut heard = 0u64;
+        let mut answered = 0u64;
+        let mut promises: Vec<(usize, u64)> = Vec::with_capacity(total);
+        let mut refused = false;
+        let mut newest: Option<StoredSession> = None;
+        // Owners whose lease a store found live (it promised nothing), and
+        // the stores that record each owner's lease dead.
+        let mut live_owners: HashSet<String> = HashSet::new();
+        let mut dead_at: Vec<(String, u64)> = Vec::new();
+        inner
+            .stores
+            .fan_out_until(
+                targets,
+                |c| c.prepare_next(key, &me, horizon),
+                |i, r| {
+                    heard |= 1 << i;
+                    match r {
+                        Ok(answer) => {
+                            answered |= 1 << i;
+                            if let Some((copy, lease)) = answer.copy {
+                                if !copy.deleted && !copy.owner.is_empty() && copy.owner != me {
+                                    match lease {
+                                        LeaseState::Live(_) => {
+                                            live_owners.insert(copy.owner.clone());
+                                        }
+                                        LeaseState::Dead => {
+                                            match dead_at.iter_mut().find(|(o, _)| *o == copy.owner)
+                                            {
+                                                Some((_, at)) => *at |= 1 << i,
+                                                None => dead_at.push((copy.owner.clone(), 1 << i)),
+                                            }
+                                        }
+                                        LeaseState::Absent => {}
+                                    }
+                                }
+                                if newest.as_ref().is_none_or(|b| copy.stamp > b.stamp) {
+                                    newest = Some(copy);
+                                }
+                            }
+                            if answer.generation > 0 {
+                                promises.push((i, answer.generation));
+                            }
+                        }
+                        Err(e) => {
+                            // A restarted store that may have forgotten the
+                            // session, or one that does not know the
+                            // command (older than it): the four steps
+                            // handle both.
+                            refused |=
+                                matches!(e, ClientError::Forgetful { .. } | ClientError::Server(_));
+                            last_err = format!("{}: {e}", inner.stores.names[i]);
+                        }
+                    }
+                    let (_, at) = highest(&promises);
+                    if at.count_ones() as usize >= p {
+                        if at & wanted == wanted {
+                            Wait::Stop
+                        } else {
+                            // A quorum, but not yet the session's own
+                            // replicas, where the write would rather go
+                            // (as in step 2).
+                            Wait::Briefly(grace)
+                        }
+                    } else if answered.count_ones() as usize >= p {
+                        if live_owners.is_empty() {
+                            // `P` answers as in step 0, but not `P`
+                            // promises of one generation: a moment more
+                            // for the others (a replica's promise may
+                            // make the quorum), then the top-up below.
+                            Wait::Briefly(grace)
+                        } else {
+                            // A live lease: the probe comes next.
+                            Wait::Stop
+                        }
+                    } else {
+                        Wait::More
+                    }
+                },
+            )
+            .await;
+        let (generation, mut promised) = highest(&promises);
+        if (answered.count_ones() as usize) >= p && newest.as_ref().is_some_and(|c| c.deleted) {
+            // As step 0: a quorum's newest answer is a tombstone.
+            return Ok(Fast::Done(Claim::Done(None)));
+        }
+        let owner = newest
+            .as_ref()
+            .map(|c| c.owner.clone())
+            .filter(|o| !o.is_empty() && *o != me);
+        let gone = owner.as_ref().is_some_and(|o| inner.stores.known_gone(o));
+        if let Some(o) = owner.as_ref().filter(|o| !gone && live_owners.contains(*o)) {
+            // Stores where the owner's lease is live promised nothing:
+            // probe it (421 if it may be alive), release it if gone, and
+            // ask again. Stores that did promise refuse its writes of this
+            // one session below our generation until the claim window ends
+            // (as when a lease is renewed between step 0 and step 1).
+            if released || !release_if_gone(m, o, p).await? {
+                return Err(misdirected(o));
+            }
+            released = true;
+            continue;
+        }
+        if gone && !released {
+            metrics::counter!("sticky_claims_of_gone_owners_total").increment(1);
+        }
+        let read = newest.as_ref().map(|c| c.stamp);
+        if (promised.count_ones() as usize) < p && generation > 0 {
+            // Stores that promised a lower generation (one without a copy
+            // promises 1; a lagging replica one above its older copy):
+            // ask them for this one, explicitly, as step 2 would.
+            let lower = promises
+                .iter()
+                .filter(|&&(_, g)| g < generation)
+                .fold(0u64, |at, &(i, _)| at | 1 << i);
+            inner
+                .stores
+                .fan_out_until(
+                    lower,
+                    |c| c.prepare(key, generation, &me, horizon),
+                    |i, r| {
+                        match r {
+                            Ok(Prepared::Copy { session, .. }) => {
+                                promised |= 1 << i;
+                                if newest.as_ref().is_none_or(|b| session.stamp > b.stamp) {
+                                    newest = Some(session);
+                                }
+                            }
+                            Ok(Prepared::NoCopy) => promised |= 1 << i,
+                            Ok(Prepared::Forgetful { .. }) => refused = true,
+                            Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
+                        }
+                        quorum(promised.count_ones() as usize, p)
+                    },
+                )
+                .await;
+        }
+        let count = promised.count_ones() as usize;
+        // A copy newer than the first answers showed (another claim got
+        // in between): the four steps sort it out.
+        let moved = newest.as_ref().map(|c| c.stamp) != read;
+        if count < p
+            || moved
+            || newest
+                .as_ref()
+                .is_some_and(|c| c.stamp.generation >= generation || c.deleted)
+        {
+            if !refused && (answered.count_ones() as usize) < p {
+                // Too few stores answered at all: the four steps would
+                // fare no better now.
+                return Err(no_quorum(id, "prepare", count, p, total, &last_err));
+            }
+            return Ok(Fast::Slow { above: generation });
+        }
+        // Replicas silent through the grace are passed over as slow, as
+        // in step 2.
+        if let Some(after) = inner.config.slow_store {
+            for i in Stores::members(wanted & !heard) {
+                m.mark_slow(i, after);
+            }
+        }
+        // Step 1: the owner's lease must be dead at `P` stores before the
+        // write; those that answered it dead already record it.
+        let dead = owner
+            .as_ref()
+            .and_then(|o| dead_at.iter().find(|(d, _)| d == o))
+            .map_or(0, |(_, at)| at.count_ones() as usize);
+        if let Some(o) = owner.as_ref().filter(|_| !gone && dead < p) {
+            kill(m, targets, o, p).await?;
+        }
+        metrics::counter!("sticky_claims_total", "path" => "read-and-promise").increment(1);
+        return finish(
+            m,
+            id,
+            local,
+            &me,
+            Promised {
+                generation,
+                stores: promised,
+                heard,
+                best: newest,
+                known: read,
+                ended: owner,
+            },
+            last_err,
+        )
+        .await
+        .map(Fast::Done);
+    }
+}
+
+/// The highest generation among `promises` and the stores that promised
+/// it (0 and none when empty).
+fn highest(promises: &[(usize, u64)]) -> (u64, u64) {
+    let top = promises.iter().map(|&(_, g)| g).max().unwrap_or(0);
+    let at = promises
+        .iter()
+        .filter(|&&(_, g)| g == top && top > 0)
+        .fold(0u64, |at, &(i, _)| at | 1 << i);
+    (top, at)
+}
+
+/// What a claim's promises gathered: step 3's input.
+struct Promised {
+    /// The generation promised.
+    generation: u64,
+    /// The stores that promised it.
+    stores: u64,
+    /// The stores that answered the prepare at all.
+    heard: u64,
+    /// The newest copy among the answers.
+    best: Option<StoredSession>,
+    /// The newest stamp the claim saw before the promises.
+    known: Option<Stamp>,
+    /// The owner whose lease the claim ended (or found ended): a copy
+    /// newer than `known` owned by anyone else restarts the claim.
+    ended: Option<String>,
+}
+
+/// Step 3, once `P` stores promised: writes the newest copy (or this
+/// server's own newer dropped copy) as `(g + 1, 0)` where the promises
+/// are, and returns the session to cache.
+async fn finish(
+    m: &SessionManager,
+    id: &SessionId,
+    local: Option<&LocalCopy>,
+    me: &str,
+    promised: Promised,
+    mut last_err: String,
+) -> Result<Claim, SessionError> {
+    let inner = &m.inner;
+    let key = id.key();
+    let key = key.as_bytes();
+    let total = inner.stores.len();
+    let Promised {
+        generation,
+        stores: promised,
+        heard,
+        mut best,
+        known,
+        ended: owner,
+    } = promised;
     // This server's own dropped copy, when it is newer than every copy the
     // stores still hold (they lost the newer ones: restarted empty).
     let mine = local.filter(|l| best.as_ref().is_none_or(|b| l.stamp > b.stamp));
@@ -292,7 +606,7 @@ async fn claim_once(
         metrics::counter!("sticky_claims_from_own_copy_total").increment(1);
         best = Some(StoredSession {
             stamp: l.stamp,
-            owner: me.clone(),
+            owner: me.to_owned(),
             ttl: None,
             payload: l.payload.clone(),
             deleted: false,
@@ -304,7 +618,6 @@ async fn claim_once(
     if copy.deleted {
         return Ok(Claim::Done(None));
     }
-    let known = newest.as_ref().map(|c| c.stamp);
     if mine.is_none()
         && Some(copy.stamp) > known
         && !copy.owner.is_empty()
@@ -337,7 +650,7 @@ async fn claim_once(
         }
         for (i, r) in inner
             .stores
-            .fan_out(set, |c| c.put(key, new, &me, ttl, &copy.payload))
+            .fan_out(set, |c| c.put(key, new, me, ttl, &copy.payload))
             .await
         {
             match r {
@@ -375,7 +688,7 @@ async fn claim_once(
     let behind = inner.stores.placed(id, inner.config.replicas) & !heard & !stored_on;
     for i in Stores::members(behind) {
         let client = inner.stores.clients[i].clone();
-        let (key, me, payload) = (key.to_vec(), me.clone(), copy.payload.clone());
+        let (key, me, payload) = (key.to_vec(), me.to_owned(), copy.payload.clone());
         tokio::spawn(async move {
             // Its outcome does not matter: a store that refuses it holds
             // something newer; one that stays silent is marked down by the

@@ -115,6 +115,9 @@ pub(crate) enum WriteError {
     /// Too many takeovers in progress in one shard.
     #[error("ERR too many takeovers in progress")]
     TooManyPromises,
+    /// The next generation would pass the largest a stamp may carry.
+    #[error("ERR the session's generation cannot grow further")]
+    GenerationOverflow,
 }
 
 /// Most promises one shard holds at once (they live for the claim window).
@@ -282,6 +285,33 @@ impl Locked<'_> {
         self.shard.volatile =
             self.shard.volatile + usize::from(expires_at != 0) - usize::from(volatile_before);
         true
+    }
+
+    /// Records the promise of `generation` to `owner` at `key` for
+    /// `window_ms`, in place of any other there.
+    fn promise(
+        &mut self,
+        key: &[u8],
+        generation: u64,
+        owner: &[u8],
+        window_ms: u64,
+    ) -> Result<(), WriteError> {
+        let now = self.now;
+        if self.shard.promises.len() >= MAX_PROMISES_PER_SHARD {
+            self.shard.promises.retain(|_, p| p.until > now);
+            if self.shard.promises.len() >= MAX_PROMISES_PER_SHARD {
+                return Err(WriteError::TooManyPromises);
+            }
+        }
+        self.shard.promises.insert(
+            Key::from_slice(key),
+            Promise {
+                generation,
+                owner: owner.into(),
+                until: now.saturating_add(window_ms),
+            },
+        );
+        Ok(())
     }
 
     /// Refuses a write of `generation` by `owner` (`None`: a destroy, which
@@ -708,21 +738,70 @@ impl Keyspace {
                 return Err(WriteError::Promised(p.generation));
             }
         }
-        if s.shard.promises.len() >= MAX_PROMISES_PER_SHARD {
-            s.shard.promises.retain(|_, p| p.until > now);
-            if s.shard.promises.len() >= MAX_PROMISES_PER_SHARD {
-                return Err(WriteError::TooManyPromises);
-            }
-        }
-        s.shard.promises.insert(
-            Key::from_slice(key),
-            Promise {
-                generation,
-                owner: owner.into(),
-                until: now.saturating_add(window_ms),
-            },
-        );
+        s.promise(key, generation, owner, window_ms)?;
         Ok(view)
+    }
+
+    /// `SESS.PREPARE key NEXT`: a takeover's read and promise in one step.
+    /// Promises the next generation no claimer can hold here — one above
+    /// both the copy's and any live promise's — unless the copy's owner
+    /// (another than `owner`) holds a lease that `live` says is live here:
+    /// then, like a tombstone, the copy comes back without a promise (a
+    /// live owner is not disturbed here). Returns the generation promised
+    /// (0: none) and what `SESS.GET` would.
+    ///
+    /// `live` is called under the shard's lock: it must not take it.
+    pub(crate) fn sess_prepare_next(
+        &self,
+        key: &[u8],
+        owner: &[u8],
+        window_ms: u64,
+        max_generation: u64,
+        live: impl FnOnce(&[u8]) -> bool,
+    ) -> Result<(u64, Option<SessionView>), WriteError> {
+        let mut s = self.lock(key);
+        let now = s.now;
+        let view = match s.entry(key) {
+            None => None,
+            Some(e) => {
+                let pttl = e.pttl(now);
+                match &e.value {
+                    Value::Plain(_) => return Err(WriteError::WrongType),
+                    Value::Tombstone(t) => {
+                        let view = SessionView {
+                            stamp: *t,
+                            live: None,
+                            pttl,
+                        };
+                        return Ok((0, Some(view)));
+                    }
+                    Value::Session(c) => {
+                        let view = SessionView {
+                            stamp: c.stamp,
+                            live: Some((Bytes::copy_from_slice(&c.owner), c.payload.clone())),
+                            pttl,
+                        };
+                        if !c.owner.is_empty() && &*c.owner != owner && live(&c.owner) {
+                            return Ok((0, Some(view)));
+                        }
+                        Some(view)
+                    }
+                }
+            }
+        };
+        let copy = view.as_ref().map_or(0, |v| v.stamp.generation);
+        let promised = s
+            .shard
+            .promises
+            .get(key)
+            .filter(|p| p.until > now)
+            .map_or(0, |p| p.generation);
+        let generation = copy.max(promised).saturating_add(1);
+        if generation > max_generation {
+            return Err(WriteError::GenerationOverflow);
+        }
+        s.promise(key, generation, owner, window_ms)?;
+        Ok((generation, view))
     }
 
     /// `SESS.OWNED`: the keys of live copies owned by `owner` in shard
@@ -929,6 +1008,87 @@ mod tests {
         );
         k.sess_put(b"s", Stamp::new(3, 1), b"ws3@1", 0, b"b")
             .unwrap();
+    }
+
+    #[test]
+    fn prepare_next_promises_above_the_copy_and_every_live_promise() {
+        let k = ks(0);
+        let dead = |_: &[u8]| false;
+        // No copy: generation 1.
+        let (g, v) = k
+            .sess_prepare_next(b"n", b"ws2@1", 60_000, 100, dead)
+            .unwrap();
+        assert_eq!((g, v.map(|v| v.stamp)), (1, None));
+        k.sess_put(b"s", Stamp::new(4, 7), b"ws1@1", 0, b"a")
+            .unwrap();
+        let (g, v) = k
+            .sess_prepare_next(b"s", b"ws2@1", 60_000, 100, dead)
+            .unwrap();
+        assert_eq!((g, v.map(|v| v.stamp)), (5, Some(Stamp::new(4, 7))));
+        // It is a promise like any other: the old owner's writes and
+        // another claimer's prepare of 5 are refused.
+        assert_eq!(
+            k.sess_put(b"s", Stamp::new(4, 8), b"ws1@1", 0, b"late"),
+            Err(WriteError::Promised(5))
+        );
+        assert_eq!(
+            k.sess_prepare(b"s", 5, b"ws3@1", 60_000).map(|_| ()),
+            Err(WriteError::Promised(5))
+        );
+        // Another claimer asking for the next one is promised above it,
+        // never the same generation.
+        let (g, _) = k
+            .sess_prepare_next(b"s", b"ws3@1", 60_000, 100, dead)
+            .unwrap();
+        assert_eq!(g, 6);
+        assert_eq!(
+            k.sess_put(b"s", Stamp::new(5, 0), b"ws2@1", 0, b"a"),
+            Err(WriteError::Promised(6))
+        );
+        k.sess_put(b"s", Stamp::new(6, 0), b"ws3@1", 0, b"b")
+            .unwrap();
+        // Fulfilled: the next is above the copy again.
+        let (g, _) = k
+            .sess_prepare_next(b"s", b"ws2@1", 60_000, 100, dead)
+            .unwrap();
+        assert_eq!(g, 7);
+        // At the largest generation a stamp may carry: refused.
+        assert_eq!(
+            k.sess_prepare_next(b"s", b"ws2@1", 60_000, 7, dead)
+                .map(|_| ()),
+            Err(WriteError::GenerationOverflow)
+        );
+    }
+
+    #[test]
+    fn prepare_next_does_not_promise_over_a_live_owner_or_a_tombstone() {
+        let k = ks(0);
+        k.sess_put(b"s", Stamp::new(2, 1), b"ws1@1", 0, b"a")
+            .unwrap();
+        let asked = std::cell::Cell::new(None);
+        let live = |o: &[u8]| {
+            asked.set(Some(o.to_vec()));
+            true
+        };
+        let (g, v) = k
+            .sess_prepare_next(b"s", b"ws2@1", 60_000, 100, live)
+            .unwrap();
+        assert_eq!((g, v.map(|v| v.stamp)), (0, Some(Stamp::new(2, 1))));
+        assert_eq!(asked.take().as_deref(), Some(&b"ws1@1"[..]));
+        // Nothing was promised: the owner writes on.
+        k.sess_put(b"s", Stamp::new(2, 2), b"ws1@1", 0, b"b")
+            .unwrap();
+        // Its own copy, the claimer's lease is not asked about.
+        let (g, _) = k
+            .sess_prepare_next(b"s", b"ws1@1", 60_000, 100, |_: &[u8]| true)
+            .unwrap();
+        assert_eq!(g, 3);
+        k.sess_del(b"t", Stamp::new(3, 0), 60_000).unwrap();
+        let (g, v) = k
+            .sess_prepare_next(b"t", b"ws2@1", 60_000, 100, |_: &[u8]| false)
+            .unwrap();
+        assert_eq!(g, 0);
+        assert!(v.is_some_and(|v| v.live.is_none()), "the tombstone");
     }
 
     #[test]

@@ -3,12 +3,12 @@
 //! `SESS.OWNED` (see `docs/protocol.md` and `docs/safety.md`).
 
 use bytes::Bytes;
-use sticky_proto::command::{SessionCommand, KIND_LIVE, KIND_TOMBSTONE};
+use sticky_proto::command::{self, SessionCommand, KIND_LIVE, KIND_TOMBSTONE};
 use sticky_proto::resp::Reply;
 
-use super::args::{arity, stamp_args, stamp_part, uint_arg};
+use super::args::{arity, stamp_args, stamp_part, uint_arg, MAX_STAMP_PART};
 use crate::keyspace::{now_ms, Keyspace, SessionView};
-use crate::ownership::{Leases, MAX_OWNER_LEN};
+use crate::ownership::{LeaseStatus, Leases, MAX_OWNER_LEN};
 use crate::shared::Shared;
 
 /// `SESS.PUT key gen seq owner ttl_ms payload`
@@ -108,11 +108,19 @@ pub(super) fn kill(shared: &Shared, a: &[&[u8]]) -> Reply {
 /// as `SESS.GET key WITHLEASE`. A restarted store younger than
 /// `horizon_ms` that holds no copy answers `-FORGETFUL <uptime_ms>`: its
 /// "no copy" may be a copy it forgot.
+///
+/// `SESS.PREPARE key NEXT owner horizon_ms`: the read and the promise of a
+/// takeover in one step (`docs/safety.md` §2, "Read and promise in one
+/// round trip"). The store picks the generation: one above its copy's and
+/// any live promise's. Replies `[generation, copy]`, the copy as
+/// `SESS.GET key WITHLEASE` (or null), and generation 0 when nothing was
+/// promised: the copy is a tombstone, or its owner's lease is live here.
 pub(super) fn prepare(shared: &Shared, a: &[&[u8]]) -> Reply {
     let [key, g, owner, horizon] = a else {
         return arity(SessionCommand::Prepare.lowercase());
     };
-    let generation = tri!(stamp_part(g));
+    let next = g.eq_ignore_ascii_case(command::ARG_NEXT.as_bytes());
+    let generation = if next { 0 } else { tri!(stamp_part(g)) };
     let owner = tri!(owner_arg(owner));
     let horizon = tri!(uint_arg(horizon));
     let leases = &shared.leases;
@@ -122,17 +130,36 @@ pub(super) fn prepare(shared: &Shared, a: &[&[u8]]) -> Reply {
             "RECOVERING {left} the store restarted and is inside its recovery window"
         ));
     }
-    match shared
-        .keyspace
-        .sess_prepare(key, generation, owner, leases.window_ms())
-    {
-        Ok(Some(v)) => view_reply(v, Some(leases)),
-        Ok(None) if leases.restarted() && leases.uptime_ms(now) < horizon => Reply::error(format!(
-            "FORGETFUL {} the store restarted and may have forgotten this session",
-            leases.uptime_ms(now)
-        )),
-        Ok(None) => Reply::Null,
-        Err(e) => e.into(),
+    let window = leases.window_ms();
+    let (promised, found) = if next {
+        let live = |o: &[u8]| matches!(leases.status(o), LeaseStatus::Live(_));
+        match shared
+            .keyspace
+            .sess_prepare_next(key, owner, window, MAX_STAMP_PART, live)
+        {
+            Ok(found) => found,
+            Err(e) => return e.into(),
+        }
+    } else {
+        match shared.keyspace.sess_prepare(key, generation, owner, window) {
+            Ok(found) => (generation, found),
+            Err(e) => return e.into(),
+        }
+    };
+    let copy = match found {
+        Some(v) => view_reply(v, Some(leases)),
+        None if leases.restarted() && leases.uptime_ms(now) < horizon => {
+            return Reply::error(format!(
+                "FORGETFUL {} the store restarted and may have forgotten this session",
+                leases.uptime_ms(now)
+            ))
+        }
+        None => Reply::Null,
+    };
+    if next {
+        Reply::Array(vec![Reply::Int(promised as i64), copy])
+    } else {
+        copy
     }
 }
 
