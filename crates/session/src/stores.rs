@@ -4,10 +4,11 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sticky_client::{ClientError, ClientOptions, StoreClient};
-use tokio::sync::watch;
+use tokio::sync::{watch, OnceCell};
 
 use crate::config::StoreSpec;
 use crate::id::SessionId;
@@ -39,6 +40,20 @@ pub(crate) struct Stores {
     /// process) and released at a quorum of these stores, newest last, at
     /// most [`GONE_REMEMBERED`].
     gone: std::sync::Mutex<std::collections::VecDeque<String>>,
+    /// Probes and releases under way, by lease: concurrent claims of one
+    /// dead server's sessions share one ([`Stores::releasing`]).
+    releasing: std::sync::Mutex<std::collections::HashMap<String, Arc<OnceCell<Released>>>>,
+}
+
+/// How a probe and release of a lease ended ([`Stores::releasing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Released {
+    /// Proven gone and recorded dead at a quorum.
+    Yes,
+    /// The probe could not prove the owner gone.
+    MaybeAlive,
+    /// Proven gone, but only this many stores recorded it.
+    Short(usize),
 }
 
 /// How many released leases [`Stores::gone`] remembers: a dead server's
@@ -95,6 +110,7 @@ impl Stores {
             identities: std::sync::Mutex::new(vec![None; specs.len()]),
             rounds: AtomicU64::new(0),
             gone: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            releasing: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -236,6 +252,33 @@ impl Stores {
             .lock()
             .map(|gone| gone.iter().any(|o| o == owner))
             .unwrap_or(false)
+    }
+
+    /// Runs `release` (a probe of `owner` and, if gone, its release) once
+    /// for all the claims that ask while it runs: a dead server's sessions
+    /// are claimed in a burst, and each claim would otherwise probe it and
+    /// send every store a release. A claim that asks after it ended runs
+    /// its own (unless the owner is [known gone](Self::known_gone)).
+    pub(crate) async fn releasing<F>(&self, owner: &str, release: impl FnOnce() -> F) -> Released
+    where
+        F: Future<Output = Released>,
+    {
+        let cell = {
+            let Ok(mut running) = self.releasing.lock() else {
+                return release().await;
+            };
+            running
+                .entry(owner.to_owned())
+                .or_insert_with(|| Arc::new(OnceCell::new()))
+                .clone()
+        };
+        let outcome = *cell.get_or_init(release).await;
+        if let Ok(mut running) = self.releasing.lock() {
+            if running.get(owner).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                running.remove(owner);
+            }
+        }
+        outcome
     }
 
     /// Store indexes in a bit set.

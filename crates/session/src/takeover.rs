@@ -37,7 +37,7 @@ use crate::id::SessionId;
 use crate::lease::{claim_quorum, Owner};
 use crate::replicator::write_quorum;
 use crate::state::SessionManager;
-use crate::stores::{Stores, Wait, GRACE};
+use crate::stores::{Released, Stores, Wait, GRACE};
 
 /// Claim attempts before giving up (each starts over at step 0).
 const ATTEMPTS: usize = 5;
@@ -781,29 +781,39 @@ async fn kill(m: &SessionManager, targets: u64, owner: &str, p: usize) -> Result
 /// releases the lease at every store (`P` must record it) and returns
 /// true; else answers 421 naming the owner.
 async fn release_if_gone(m: &SessionManager, owner: &str, p: usize) -> Result<bool, SessionError> {
-    if m.probe_owner(owner).await != Owner::Gone {
-        return Err(misdirected(owner));
-    }
     let inner = &m.inner;
-    let mut released = 0;
-    inner
+    let outcome = inner
         .stores
-        .fan_out_until(
-            inner.stores.all(),
-            |c| c.kill(owner, true),
-            |_, r| {
-                released += usize::from(r.is_ok());
-                quorum(released, p)
-            },
-        )
+        .releasing(owner, || async {
+            if m.probe_owner(owner).await != Owner::Gone {
+                return Released::MaybeAlive;
+            }
+            let mut released = 0;
+            inner
+                .stores
+                .fan_out_until(
+                    inner.stores.all(),
+                    |c| c.kill(owner, true),
+                    |_, r| {
+                        released += usize::from(r.is_ok());
+                        quorum(released, p)
+                    },
+                )
+                .await;
+            if released < p {
+                return Released::Short(released);
+            }
+            inner.stores.record_gone(owner);
+            Released::Yes
+        })
         .await;
-    if released < p {
-        return Err(SessionError::Unavailable(format!(
+    match outcome {
+        Released::Yes => Ok(true),
+        Released::MaybeAlive => Err(misdirected(owner)),
+        Released::Short(released) => Err(SessionError::Unavailable(format!(
             "the session's host is gone but only {released} stores recorded it; a takeover needs {p}"
-        )));
+        ))),
     }
-    inner.stores.record_gone(owner);
-    Ok(true)
 }
 
 /// Stop waiting for more stores once `count` reached the quorum `p`.

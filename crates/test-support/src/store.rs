@@ -63,7 +63,7 @@ impl StoreProcess {
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            let mut store = Self::spawn(sticky, port, extra_args);
+            let mut store = Self::spawn(sticky, port, extra_args, true);
             match store.wait_ready() {
                 Ok(()) => return store,
                 Err(log) => {
@@ -88,7 +88,7 @@ impl StoreProcess {
     /// Panics (showing the log) if it cannot bind the port, exits, or is not
     /// ready within [`STARTUP_DEADLINE`].
     pub fn start_on_port(sticky: Sticky, port: u16, extra_args: &[&str]) -> StoreProcess {
-        let mut store = Self::spawn(sticky, port, extra_args);
+        let mut store = Self::spawn(sticky, port, extra_args, false);
         if let Err(log) = store.wait_ready() {
             panic!(
                 "sticky store on port {port} {extra_args:?} did not start; log {}:\n{log}",
@@ -98,7 +98,9 @@ impl StoreProcess {
         store
     }
 
-    fn spawn(sticky: Sticky, port: u16, extra_args: &[&str]) -> StoreProcess {
+    /// `fresh`: a first start, on a port this process picked anew; else a
+    /// restart where a store of this test ran before.
+    fn spawn(sticky: Sticky, port: u16, extra_args: &[&str], fresh: bool) -> StoreProcess {
         let listen = format!("127.0.0.1:{port}");
         let mut cmd = sticky.command();
         cmd.args([
@@ -113,9 +115,16 @@ impl StoreProcess {
             // A state dir per test process and port: the first start is a
             // first start (no recovery window), and a restart on the same
             // port is a restart, as in a deployment (docs/safety.md §3).
+            // A fresh start clears it: another test of this process may
+            // have had a store on this port before (that store's state
+            // made this one a "restarted" store, refusing takeovers for
+            // its recovery window).
             let dir = std::env::temp_dir()
                 .join("sticky-test-store-state")
                 .join(format!("{}-{port}", std::process::id()));
+            if fresh {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
             cmd.arg("--state-dir").arg(dir);
         }
         let log = log_to(&mut cmd, "sticky-store");
