@@ -179,9 +179,13 @@ async fn a_second_server_takes_the_session_over_after_the_first_is_gone() {
     assert_eq!(body(resp).await, "store:2", "taken over with its data");
     assert!(
         calls_of(&stores, "sess.prepare") >= 2,
-        "prepared at a quorum"
+        "read and promised at a quorum"
     );
-    assert!(calls_of(&stores, "sess.get") >= 2, "read from a quorum");
+    assert_eq!(
+        calls_of(&stores, "sess.get"),
+        0,
+        "the read is the promise's answer (SESS.PREPARE NEXT): no read of its own"
+    );
 
     // Now hosted by the second server: served from its cache.
     let resp = app
@@ -368,16 +372,23 @@ async fn a_live_owners_session_is_named_not_claimed() {
         Some("ws1")
     );
     assert_eq!(calls_of(&stores, "sess.put"), puts, "nothing written");
-    assert_eq!(calls_of(&stores, "sess.prepare"), 0, "nothing promised");
     assert_eq!(ws2.sessions(), 0);
 
-    // ws1 still serves it from its cache, unchanged.
+    // ws1 still serves it from its cache, unchanged, and writes it: no
+    // store promised ws2 anything (a promise would refuse ws1's write).
     let resp = app1
         .clone()
         .oneshot(request("GET", "/read", Some(&cookie)))
         .await
         .unwrap();
     assert_eq!(body(resp).await, "cache:1");
+    let resp = app1
+        .clone()
+        .oneshot(request("POST", "/count", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "nothing promised");
+    assert_eq!(body(resp).await, "cache:2");
 
     ws1.stop().await;
     let resp = app2
@@ -385,7 +396,7 @@ async fn a_live_owners_session_is_named_not_claimed() {
         .oneshot(request("POST", "/count", Some(&cookie)))
         .await
         .unwrap();
-    assert_eq!(body(resp).await, "store:2", "claimed once ws1 let go");
+    assert_eq!(body(resp).await, "store:3", "claimed once ws1 let go");
     let resp = app1
         .clone()
         .oneshot(request("GET", "/read", Some(&cookie)))
