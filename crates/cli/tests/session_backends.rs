@@ -490,8 +490,9 @@ mod cases {
             "every claim after the first knew ws1 gone"
         );
         // On `sticky store` each claim read and promised in one round trip
-        // (the first twice: once to find ws1's lease live, once after
-        // releasing it); Redis has no such command.
+        // (the first twice: once to find ws1's lease live, once, after the
+        // probe proved ws1 gone, releasing that lease in the same command);
+        // Redis has no such command.
         let (fast, slow) = (
             "sticky_claims_total{path=\"read-and-promise\"}",
             "sticky_claims_total{path=\"read-then-promise\"}",

@@ -455,7 +455,9 @@ impl StoreClient {
     /// copy's and any live promise's (so never one it promised to another
     /// claimer), unless the copy is a tombstone or its owner (not `owner`)
     /// holds a live lease at this store: then it answers the copy without
-    /// a promise, generation 0.
+    /// a promise, generation 0. With `release`, the store first records
+    /// that lease dead, as [`kill`](Self::kill) with force does: only for
+    /// a lease whose process is proven gone.
     ///
     /// # Errors
     ///
@@ -471,6 +473,7 @@ impl StoreClient {
         key: &[u8],
         owner: &str,
         horizon: Duration,
+        release: Option<&str>,
     ) -> Result<PreparedNext, ClientError> {
         const WHAT: &str = "SESS.PREPARE NEXT";
         if !self.prepares_next() {
@@ -481,6 +484,9 @@ impl StoreClient {
         let horizon_ms = horizon_ms(horizon);
         let args = |cmd: &mut Cmd| {
             cmd.arg(command::ARG_NEXT).arg(owner).arg(horizon_ms);
+            if let Some(dead) = release {
+                cmd.arg(command::OPT_RELEASE).arg(dead);
+            }
         };
         let reply = match self.call(SessionCommand::Prepare, key, args, |_| {}).await {
             Ok(reply) => reply,

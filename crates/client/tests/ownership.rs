@@ -533,7 +533,7 @@ async fn prepare_next_reads_and_promises_at_once() {
             assert!(!c.prepares_next());
             assert!(
                 matches!(
-                    c.prepare_next(b"sid", "ws2@1", Duration::ZERO).await,
+                    c.prepare_next(b"sid", "ws2@1", Duration::ZERO, None).await,
                     Err(ClientError::Server(_))
                 ),
                 "{name}"
@@ -542,7 +542,7 @@ async fn prepare_next_reads_and_promises_at_once() {
         }
         assert!(c.prepares_next());
         let none = c
-            .prepare_next(b"new", "ws2@1", Duration::ZERO)
+            .prepare_next(b"new", "ws2@1", Duration::ZERO, None)
             .await
             .unwrap();
         assert_eq!((none.generation, none.copy), (1, None));
@@ -553,7 +553,7 @@ async fn prepare_next_reads_and_promises_at_once() {
         // The owner's lease is live here: the copy, no promise, and the
         // owner writes on.
         let held = c
-            .prepare_next(b"sid", "ws2@1", Duration::ZERO)
+            .prepare_next(b"sid", "ws2@1", Duration::ZERO, None)
             .await
             .unwrap();
         assert_eq!(held.generation, 0);
@@ -566,10 +566,10 @@ async fn prepare_next_reads_and_promises_at_once() {
         c.put(b"sid", Stamp::new(3, 3), "ws1@7", None, b"data2")
             .await
             .unwrap();
-        // Released: promised generation 4, with the copy and the dead lease.
-        c.kill("ws1@7", true).await.unwrap();
+        // Released in the same command (proven gone): promised generation
+        // 4, with the copy and the dead lease, which refuses renewals now.
         let got = c
-            .prepare_next(b"sid", "ws2@1", Duration::ZERO)
+            .prepare_next(b"sid", "ws2@1", Duration::ZERO, Some("ws1@7"))
             .await
             .unwrap();
         assert_eq!(got.generation, 4);
@@ -577,6 +577,7 @@ async fn prepare_next_reads_and_promises_at_once() {
         assert_eq!(copy.stamp, Stamp::new(3, 3));
         assert_eq!(&copy.payload[..], b"data2");
         assert_eq!(lease, LeaseState::Dead);
+        assert_eq!(c.lease("ws1@7", MINUTE).await, Err(ClientError::Dead));
         // A promise like any other: the old owner's write and an explicit
         // prepare of 4 by another claimer are refused; a second NEXT is
         // promised above it.
@@ -590,7 +591,7 @@ async fn prepare_next_reads_and_promises_at_once() {
             Err(promised(4))
         );
         let again = c
-            .prepare_next(b"sid", "ws3@1", Duration::ZERO)
+            .prepare_next(b"sid", "ws3@1", Duration::ZERO, None)
             .await
             .unwrap();
         assert_eq!(again.generation, 5);
@@ -600,7 +601,7 @@ async fn prepare_next_reads_and_promises_at_once() {
         // A tombstone: no promise.
         c.delete(b"sid", Stamp::new(5, 1), None).await.unwrap();
         let tomb = c
-            .prepare_next(b"sid", "ws2@1", Duration::ZERO)
+            .prepare_next(b"sid", "ws2@1", Duration::ZERO, None)
             .await
             .unwrap();
         assert_eq!(tomb.generation, 0);
@@ -621,7 +622,7 @@ async fn prepare_next_on_a_restarted_store() {
     let c = StoreClient::new(&store.addr().to_string(), options(MINUTE)).unwrap();
     let day = Duration::from_secs(86_400);
     let answer = eventually("the recovery window ends", || async {
-        match c.prepare_next(b"gone", "ws2@1", day).await {
+        match c.prepare_next(b"gone", "ws2@1", day, None).await {
             Err(ClientError::Recovering { .. }) => None,
             other => Some(other),
         }
@@ -632,7 +633,7 @@ async fn prepare_next_on_a_restarted_store() {
         other => panic!("expected FORGETFUL, got {other:?}"),
     }
     let past = c
-        .prepare_next(b"gone", "ws2@1", Duration::ZERO)
+        .prepare_next(b"gone", "ws2@1", Duration::ZERO, None)
         .await
         .unwrap();
     assert!(past.generation > 0 && past.copy.is_none(), "{past:?}");

@@ -126,6 +126,9 @@ pub const ERR_FORGETFUL: &str = "FORGETFUL";
 pub const OPT_WITHLEASE: &str = "WITHLEASE";
 /// `SESS.PREPARE key NEXT ...`: the store picks the generation to promise.
 pub const ARG_NEXT: &str = "NEXT";
+/// `RELEASE` option of `SESS.PREPARE key NEXT`: a lease proven gone,
+/// released first.
+pub const OPT_RELEASE: &str = "RELEASE";
 /// `FORCE` option of `SESS.KILL`.
 pub const OPT_FORCE: &str = "FORCE";
 

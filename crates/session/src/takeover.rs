@@ -350,8 +350,9 @@ async fn claim_fast(
     let horizon = inner.config.absolute_timeout;
     let grace = inner.config.slow_store.unwrap_or(GRACE);
     // At most two rounds: a live lease seen in the first is probed, and
-    // the second runs once its owner is proven gone and released.
-    let mut released = false;
+    // the second, once its owner is proven gone, releases it at each store
+    // in the same command as the read and promise.
+    let mut release_with: Option<String> = None;
     loop {
         let targets = targets(m, p).await;
         let wanted = inner.stores.replicas(id, inner.config.replicas) & targets;
@@ -371,7 +372,7 @@ async fn claim_fast(
             .stores
             .fan_out_until(
                 targets,
-                |c| c.prepare_next(key, &me, horizon),
+                |c| c.prepare_next(key, &me, horizon, release_with.as_deref()),
                 |i, r| {
                     heard |= 1 << i;
                     match r {
@@ -454,12 +455,13 @@ async fn claim_fast(
             // ask again. Stores that did promise refuse its writes of this
             // one session below our generation until the claim window ends
             // (as when a lease is renewed between step 0 and step 1).
-            if released || !release_if_gone(m, o, p).await? {
+            if release_with.is_some() || !proven_gone(m, o).await {
                 return Err(misdirected(o));
             }
-            released = true;
+            release_with = Some(o.clone());
             continue;
         }
+        let released = release_with.is_some();
         if gone && !released {
             metrics::counter!("sticky_claims_of_gone_owners_total").increment(1);
         }
@@ -519,13 +521,24 @@ async fn claim_fast(
             }
         }
         // Step 1: the owner's lease must be dead at `P` stores before the
-        // write; those that answered it dead already record it.
+        // write; those that answered it dead already record it (released
+        // by this round's own command, or before).
         let dead = owner
             .as_ref()
             .and_then(|o| dead_at.iter().find(|(d, _)| d == o))
             .map_or(0, |(_, at)| at.count_ones() as usize);
-        if let Some(o) = owner.as_ref().filter(|_| !gone && dead < p) {
-            kill(m, targets, o, p).await?;
+        match owner.as_ref().filter(|_| !gone) {
+            Some(o) if release_with.as_deref() == Some(o.as_str()) => {
+                if dead >= p {
+                    // Proven gone and recorded dead at a quorum: its other
+                    // sessions skip the probe.
+                    inner.stores.record_gone(o);
+                } else {
+                    release(m, o, p).await?;
+                }
+            }
+            Some(o) if dead < p => kill(m, targets, o, p).await?,
+            _ => {}
         }
         metrics::counter!("sticky_claims_total", "path" => "read-and-promise").increment(1);
         return finish(
@@ -781,13 +794,38 @@ async fn kill(m: &SessionManager, targets: u64, owner: &str, p: usize) -> Result
 /// releases the lease at every store (`P` must record it) and returns
 /// true; else answers 421 naming the owner.
 async fn release_if_gone(m: &SessionManager, owner: &str, p: usize) -> Result<bool, SessionError> {
+    if !proven_gone(m, owner).await {
+        return Err(misdirected(owner));
+    }
+    release(m, owner, p).await?;
+    Ok(true)
+}
+
+/// Whether a probe proves `owner`'s process gone. Claims that ask while a
+/// probe of `owner` runs share its outcome: a dead server's sessions are
+/// claimed in a burst, and the outcome is about the process.
+async fn proven_gone(m: &SessionManager, owner: &str) -> bool {
+    let outcome = m
+        .inner
+        .stores
+        .releasing(&format!("probe {owner}"), || async {
+            if m.probe_owner(owner).await == Owner::Gone {
+                Released::Yes
+            } else {
+                Released::MaybeAlive
+            }
+        })
+        .await;
+    outcome == Released::Yes
+}
+
+/// Records lease `owner`, proven gone, dead at every store; `P` must
+/// record it. Claims that ask while one release of `owner` runs share it.
+async fn release(m: &SessionManager, owner: &str, p: usize) -> Result<(), SessionError> {
     let inner = &m.inner;
     let outcome = inner
         .stores
-        .releasing(owner, || async {
-            if m.probe_owner(owner).await != Owner::Gone {
-                return Released::MaybeAlive;
-            }
+        .releasing(&format!("release {owner}"), || async {
             let mut released = 0;
             inner
                 .stores
@@ -808,11 +846,10 @@ async fn release_if_gone(m: &SessionManager, owner: &str, p: usize) -> Result<bo
         })
         .await;
     match outcome {
-        Released::Yes => Ok(true),
-        Released::MaybeAlive => Err(misdirected(owner)),
         Released::Short(released) => Err(SessionError::Unavailable(format!(
             "the session's host is gone but only {released} stores recorded it; a takeover needs {p}"
         ))),
+        _ => Ok(()),
     }
 }
 

@@ -227,6 +227,85 @@ async fn prepare_promises_and_fences_older_writes() {
     ));
 }
 
+/// `SESS.PREPARE key NEXT` on the wire: `[generation, copy]`, nothing
+/// promised over a live lease, `RELEASE` recording a lease dead first,
+/// and its syntax errors.
+#[tokio::test]
+async fn prepare_next_on_the_wire() {
+    let (mut c, _stop) = start(first_start()).await;
+    c.cmd(&["SESS.PUT", "sid", "4", "2", "ws1@7", "0", "v2"])
+        .await;
+    assert_eq!(
+        c.cmd(&["SESS.LEASE", "ws1@7", "60000"]).await,
+        R::Ok("OK".into())
+    );
+    match c.cmd(&["SESS.PREPARE", "sid", "NEXT", "ws2@1", "0"]).await {
+        R::Array(items) => {
+            assert_eq!(items[0], R::Int(0), "live lease: nothing promised");
+            let R::Array(copy) = &items[1] else {
+                panic!("the copy: {items:?}")
+            };
+            assert_eq!((&copy[1], &copy[2]), (&R::Int(4), &R::Int(2)));
+            assert!(matches!(copy[6], R::Int(ms) if ms > 0), "{copy:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match c
+        .cmd(&[
+            "SESS.PREPARE",
+            "sid",
+            "next",
+            "ws2@1",
+            "0",
+            "release",
+            "ws1@7",
+        ])
+        .await
+    {
+        R::Array(items) => {
+            assert_eq!(items[0], R::Int(5), "released, then promised");
+            let R::Array(copy) = &items[1] else {
+                panic!("the copy: {items:?}")
+            };
+            assert_eq!(copy[6], R::Int(-2), "the lease is dead now");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err_starts(
+        &c.cmd(&["SESS.LEASE", "ws1@7", "60000"]).await,
+        "DEAD"
+    ));
+    match c.cmd(&["SESS.PREPARE", "none", "NEXT", "ws2@1", "0"]).await {
+        R::Array(items) => assert_eq!(items, vec![R::Int(1), R::Bulk(None)]),
+        other => panic!("{other:?}"),
+    }
+    for (args, err) in [
+        (
+            &["SESS.PREPARE", "sid", "6", "ws2@1", "0", "RELEASE", "ws1@7"][..],
+            "ERR RELEASE goes with NEXT",
+        ),
+        (
+            &[
+                "SESS.PREPARE",
+                "sid",
+                "NEXT",
+                "ws2@1",
+                "0",
+                "FORCE",
+                "ws1@7",
+            ][..],
+            "ERR syntax error",
+        ),
+        (
+            &["SESS.PREPARE", "sid", "NEXT", "ws2@1", "0", "RELEASE", ""][..],
+            "ERR owner must be",
+        ),
+    ] {
+        let r = c.cmd(args).await;
+        assert!(err_starts(&r, err), "{args:?}: {r:?}");
+    }
+}
+
 #[tokio::test]
 async fn stamps_with_signs_or_beyond_2_pow_53_are_refused() {
     let (mut c, _stop) = start(first_start()).await;

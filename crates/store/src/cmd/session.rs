@@ -109,21 +109,40 @@ pub(super) fn kill(shared: &Shared, a: &[&[u8]]) -> Reply {
 /// `horizon_ms` that holds no copy answers `-FORGETFUL <uptime_ms>`: its
 /// "no copy" may be a copy it forgot.
 ///
-/// `SESS.PREPARE key NEXT owner horizon_ms`: the read and the promise of a
-/// takeover in one step (`docs/safety.md` §2, "Read and promise in one
-/// round trip"). The store picks the generation: one above its copy's and
-/// any live promise's. Replies `[generation, copy]`, the copy as
+/// `SESS.PREPARE key NEXT owner horizon_ms [RELEASE dead]`: the read and
+/// the promise of a takeover in one step (`docs/safety.md` §2, "Read and
+/// promise in one round trip"); with `RELEASE`, lease `dead`, proven gone,
+/// is first recorded dead as `SESS.KILL dead FORCE` would. The store picks
+/// the generation: one above its copy's and any live promise's. Replies `[generation, copy]`, the copy as
 /// `SESS.GET key WITHLEASE` (or null), and generation 0 when nothing was
 /// promised: the copy is a tombstone, or its owner's lease is live here.
 pub(super) fn prepare(shared: &Shared, a: &[&[u8]]) -> Reply {
-    let [key, g, owner, horizon] = a else {
-        return arity(SessionCommand::Prepare.lowercase());
+    let (key, g, owner, horizon, release) = match a {
+        [key, g, owner, horizon] => (key, g, owner, horizon, None),
+        [key, g, owner, horizon, opt, dead]
+            if opt.eq_ignore_ascii_case(command::OPT_RELEASE.as_bytes()) =>
+        {
+            (key, g, owner, horizon, Some(dead))
+        }
+        [_, _, _, _, _, _] => return Reply::error("ERR syntax error"),
+        _ => return arity(SessionCommand::Prepare.lowercase()),
     };
     let next = g.eq_ignore_ascii_case(command::ARG_NEXT.as_bytes());
+    if release.is_some() && !next {
+        return Reply::error("ERR RELEASE goes with NEXT");
+    }
     let generation = if next { 0 } else { tri!(stamp_part(g)) };
     let owner = tri!(owner_arg(owner));
     let horizon = tri!(uint_arg(horizon));
     let leases = &shared.leases;
+    if let Some(dead) = release {
+        // A lease proven gone, released as `SESS.KILL dead FORCE` would,
+        // before the read and promise see its copy's owner.
+        let dead = tri!(owner_arg(dead));
+        if let Err(e) = leases.kill(dead, true) {
+            return Reply::error(e.to_string());
+        }
+    }
     let now = now_ms();
     if let Some(left) = leases.recovering(now) {
         return Reply::error(format!(
