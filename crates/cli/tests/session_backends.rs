@@ -448,7 +448,14 @@ mod cases {
     /// takeover); each still continues from its last acknowledged value.
     pub(super) fn a_dead_servers_lease_is_ended_once_not_at_every_claim(backend: StoreBackend) {
         const SESSIONS: usize = 4;
-        let mut c = Cluster::start_on(STICKY, backend, 3, &["ws1", "ws2"], |cfg| cfg.replicas(2));
+        // A lease that cannot run out during the test: the first claim must
+        // find ws1's lease live and prove ws1 gone (on a loaded machine a
+        // 3 s lease could expire first; the claims then end it by a kill,
+        // which proves nothing about the process, and none counts as
+        // knowing ws1 gone).
+        let mut c = Cluster::start_on(STICKY, backend, 3, &["ws1", "ws2"], |cfg| {
+            cfg.replicas(2).session("lease_ms", "600000")
+        });
         let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
         let _ws2_lease = c.web("ws2").heartbeat();
         let mut browsers: Vec<Browser> = (0..SESSIONS).map(|_| Browser::new()).collect();

@@ -500,8 +500,13 @@ async fn claim_fast(
         // A copy newer than the first answers showed (another claim got
         // in between): the four steps sort it out.
         let moved = newest.as_ref().map(|c| c.stamp) != read;
+        // This server's own dropped copy at or above the generation the
+        // stores chose (they lost the newer copies): the four steps claim
+        // above it, as they do.
+        let below_mine = local.is_some_and(|l| l.stamp.generation >= generation);
         if count < p
             || moved
+            || below_mine
             || newest
                 .as_ref()
                 .is_some_and(|c| c.stamp.generation >= generation || c.deleted)
@@ -511,7 +516,10 @@ async fn claim_fast(
                 // fare no better now.
                 return Err(no_quorum(id, "prepare", count, p, total, &last_err));
             }
-            return Ok(Fast::Slow { above: generation });
+            let mine = local.map_or(0, |l| l.stamp.generation);
+            return Ok(Fast::Slow {
+                above: generation.max(mine),
+            });
         }
         // Replicas silent through the grace are passed over as slow, as
         // in step 2.
