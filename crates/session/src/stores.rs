@@ -40,15 +40,16 @@ pub(crate) struct Stores {
     /// process) and released at a quorum of these stores, newest last, at
     /// most [`GONE_REMEMBERED`].
     gone: std::sync::Mutex<std::collections::VecDeque<String>>,
-    /// Probes and releases under way, by lease: concurrent claims of one
-    /// dead server's sessions share one ([`Stores::releasing`]).
+    /// Probes and releases under way, by what they do (`probe X@e`,
+    /// `release X@e`): concurrent claims of one dead server's sessions
+    /// share one ([`Stores::releasing`]).
     releasing: std::sync::Mutex<std::collections::HashMap<String, Arc<OnceCell<Released>>>>,
 }
 
-/// How a probe and release of a lease ended ([`Stores::releasing`]).
+/// How a probe or a release of a lease ended ([`Stores::releasing`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Released {
-    /// Proven gone and recorded dead at a quorum.
+    /// Proven gone (a probe), or recorded dead at a quorum (a release).
     Yes,
     /// The probe could not prove the owner gone.
     MaybeAlive,
@@ -254,12 +255,13 @@ impl Stores {
             .unwrap_or(false)
     }
 
-    /// Runs `release` (a probe of `owner` and, if gone, its release) once
-    /// for all the claims that ask while it runs: a dead server's sessions
-    /// are claimed in a burst, and each claim would otherwise probe it and
-    /// send every store a release. A claim that asks after it ended runs
-    /// its own (unless the owner is [known gone](Self::known_gone)).
-    pub(crate) async fn releasing<F>(&self, owner: &str, release: impl FnOnce() -> F) -> Released
+    /// Runs `release` (a probe of a lease's owner, or the release of the
+    /// lease, named by `what`) once for all the claims that ask while it
+    /// runs: a dead server's sessions are claimed in a burst, and each
+    /// claim would otherwise probe it, or send every store a release. A
+    /// claim that asks after it ended runs its own (unless the owner is
+    /// [known gone](Self::known_gone)).
+    pub(crate) async fn releasing<F>(&self, what: &str, release: impl FnOnce() -> F) -> Released
     where
         F: Future<Output = Released>,
     {
@@ -268,14 +270,14 @@ impl Stores {
                 return release().await;
             };
             running
-                .entry(owner.to_owned())
+                .entry(what.to_owned())
                 .or_insert_with(|| Arc::new(OnceCell::new()))
                 .clone()
         };
         let outcome = *cell.get_or_init(release).await;
         if let Ok(mut running) = self.releasing.lock() {
-            if running.get(owner).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-                running.remove(owner);
+            if running.get(what).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                running.remove(what);
             }
         }
         outcome
