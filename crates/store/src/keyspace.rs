@@ -72,6 +72,24 @@ impl Entry {
     fn pttl(&self, now: u64) -> Option<u64> {
         (self.expires_at != 0).then(|| self.expires_at.saturating_sub(now))
     }
+
+    /// What `SESS.GET` answers for this entry: the copy or tombstone.
+    fn session_view(&self, now: u64) -> Result<SessionView, WriteError> {
+        let pttl = self.pttl(now);
+        match &self.value {
+            Value::Session(c) => Ok(SessionView {
+                stamp: c.stamp,
+                live: Some((Bytes::copy_from_slice(&c.owner), c.payload.clone())),
+                pttl,
+            }),
+            Value::Tombstone(t) => Ok(SessionView {
+                stamp: *t,
+                live: None,
+                pttl,
+            }),
+            Value::Plain(_) => Err(WriteError::WrongType),
+        }
+    }
 }
 
 /// A remaining time as a RESP integer (which is signed).
@@ -584,23 +602,7 @@ impl Keyspace {
     pub(crate) fn sess_get(&self, key: &[u8]) -> Result<Option<SessionView>, WriteError> {
         let mut s = self.lock(key);
         let now = s.now;
-        let Some(e) = s.entry(key) else {
-            return Ok(None);
-        };
-        let pttl = e.pttl(now);
-        match &e.value {
-            Value::Session(c) => Ok(Some(SessionView {
-                stamp: c.stamp,
-                live: Some((Bytes::copy_from_slice(&c.owner), c.payload.clone())),
-                pttl,
-            })),
-            Value::Tombstone(t) => Ok(Some(SessionView {
-                stamp: *t,
-                live: None,
-                pttl,
-            })),
-            Value::Plain(_) => Err(WriteError::WrongType),
-        }
+        s.entry(key).map(|e| e.session_view(now)).transpose()
     }
 
     /// `SESS.CLAIM`.
@@ -700,31 +702,15 @@ impl Keyspace {
     ) -> Result<Option<SessionView>, WriteError> {
         let mut s = self.lock(key);
         let now = s.now;
-        let view = match s.entry(key) {
-            None => None,
-            Some(e) => {
-                let pttl = e.pttl(now);
-                match &e.value {
-                    Value::Plain(_) => return Err(WriteError::WrongType),
-                    Value::Tombstone(t) => {
-                        return Ok(Some(SessionView {
-                            stamp: *t,
-                            live: None,
-                            pttl,
-                        }))
-                    }
-                    Value::Session(c) if c.stamp.generation >= generation => {
-                        self.stats.stale_refused.fetch_add(1, Ordering::Relaxed);
-                        return Err(WriteError::Stale(c.stamp));
-                    }
-                    Value::Session(c) => Some(SessionView {
-                        stamp: c.stamp,
-                        live: Some((Bytes::copy_from_slice(&c.owner), c.payload.clone())),
-                        pttl,
-                    }),
-                }
+        let view = s.entry(key).map(|e| e.session_view(now)).transpose()?;
+        match &view {
+            Some(v) if v.live.is_none() => return Ok(view),
+            Some(v) if v.stamp.generation >= generation => {
+                self.stats.stale_refused.fetch_add(1, Ordering::Relaxed);
+                return Err(WriteError::Stale(v.stamp));
             }
-        };
+            _ => {}
+        }
         if let Some(p) = s.shard.promises.get(key) {
             // One claimer per generation: a generation promised to another
             // owner is refused, not outbid. Outbidding at an equal
@@ -761,34 +747,17 @@ impl Keyspace {
     ) -> Result<(u64, Option<SessionView>), WriteError> {
         let mut s = self.lock(key);
         let now = s.now;
-        let view = match s.entry(key) {
-            None => None,
-            Some(e) => {
-                let pttl = e.pttl(now);
-                match &e.value {
-                    Value::Plain(_) => return Err(WriteError::WrongType),
-                    Value::Tombstone(t) => {
-                        let view = SessionView {
-                            stamp: *t,
-                            live: None,
-                            pttl,
-                        };
-                        return Ok((0, Some(view)));
-                    }
-                    Value::Session(c) => {
-                        let view = SessionView {
-                            stamp: c.stamp,
-                            live: Some((Bytes::copy_from_slice(&c.owner), c.payload.clone())),
-                            pttl,
-                        };
-                        if !c.owner.is_empty() && &*c.owner != owner && live(&c.owner) {
-                            return Ok((0, Some(view)));
-                        }
-                        Some(view)
-                    }
-                }
+        let view = s.entry(key).map(|e| e.session_view(now)).transpose()?;
+        if let Some(v) = &view {
+            let held = match &v.live {
+                // A tombstone: a destroyed session is not taken over.
+                None => true,
+                Some((o, _)) => !o.is_empty() && &o[..] != owner && live(o),
+            };
+            if held {
+                return Ok((0, view));
             }
-        };
+        }
         let copy = view.as_ref().map_or(0, |v| v.stamp.generation);
         let promised = s
             .shard
