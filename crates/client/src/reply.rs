@@ -115,17 +115,9 @@ pub struct PreparedNext {
 
 /// The reply of `SESS.PREPARE key NEXT`: `[generation, copy or null]`.
 pub(crate) fn parse_prepared_next(reply: Value, what: &str) -> Result<PreparedNext, ClientError> {
-    let items = match reply {
-        Value::Array(items) => items,
-        other => return Err(unexpected(what, "an array", &other)),
-    };
-    let n = items.len();
-    let [generation, copy]: [Value; 2] = items
-        .try_into()
-        .map_err(|_| ClientError::Protocol(format!("{what}: expected 2 elements, got {n}")))?;
-    let generation = signed(&generation)
-        .and_then(|g| u64::try_from(g).ok())
-        .ok_or_else(|| unexpected(what, "a generation", &generation))?;
+    let [generation, copy] = pair(reply, what)?;
+    let generation =
+        unsigned(&generation).ok_or_else(|| unexpected(what, "a generation", &generation))?;
     let copy = parse_session_with_lease(copy, what)?;
     if generation > 0
         && copy
@@ -219,17 +211,22 @@ pub(crate) fn parse_lease_state(v: Value, what: &str) -> Result<LeaseState, Clie
         .ok_or_else(|| unexpected(what, "a lease state (ms, -1 or -2)", &v))
 }
 
+/// A two-element array reply.
+fn pair(reply: Value, what: &str) -> Result<[Value; 2], ClientError> {
+    let items = match reply {
+        Value::Array(items) => items,
+        other => return Err(unexpected(what, "an array", &other)),
+    };
+    let n = items.len();
+    items
+        .try_into()
+        .map_err(|_| ClientError::Protocol(format!("{what}: expected 2 elements, got {n}")))
+}
+
 /// The reply of `SESS.OWNED`: `[next_cursor, [key, ...]]`.
 pub(crate) fn parse_owned(reply: Value) -> Result<(u64, Vec<Bytes>), ClientError> {
     const OWNED: &str = SessionCommand::Owned.as_str();
-    let items = match reply {
-        Value::Array(items) => items,
-        other => return Err(unexpected(OWNED, "an array", &other)),
-    };
-    let n = items.len();
-    let [cursor, keys]: [Value; 2] = items
-        .try_into()
-        .map_err(|_| ClientError::Protocol(format!("{OWNED}: expected 2 elements, got {n}")))?;
+    let [cursor, keys] = pair(reply, OWNED)?;
     let next = unsigned(&cursor).ok_or_else(|| unexpected(OWNED, "a cursor", &cursor))?;
     let keys = match keys {
         Value::Array(keys) => keys,

@@ -67,6 +67,19 @@ fn backends(claim_window: Duration) -> Vec<Backend> {
 
 const MINUTE: Duration = Duration::from_secs(60);
 
+/// A `sticky store` that starts as a restarted one (inside its recovery
+/// window, then possibly forgetful), keeping promises for `claim_window`,
+/// and a client of it.
+fn restarted_store(claim_window: Duration) -> (StoreServer, StoreClient) {
+    let store = StoreServer::start(StoreConfig {
+        restarted: true,
+        claim_window,
+        ..StoreConfig::default()
+    });
+    let c = StoreClient::new(&store.addr().to_string(), options(MINUTE)).unwrap();
+    (store, c)
+}
+
 fn stale(g: u64, s: u64) -> ClientError {
     ClientError::Stale {
         stored: Stamp::new(g, s),
@@ -456,12 +469,7 @@ async fn stamp_parts_above_2_pow_53_or_signed_are_refused_alike() {
 /// recorded).
 #[tokio::test]
 async fn a_restarted_store_answers_recovering() {
-    let store = StoreServer::start(StoreConfig {
-        restarted: true,
-        claim_window: MINUTE,
-        ..StoreConfig::default()
-    });
-    let c = StoreClient::new(&store.addr().to_string(), options(MINUTE)).unwrap();
+    let (_store, c) = restarted_store(MINUTE);
     let recovering = |r: Result<(), ClientError>| match r {
         Err(ClientError::Recovering { remaining }) => {
             assert!(
@@ -488,12 +496,7 @@ async fn a_restarted_store_answers_recovering() {
 /// copy" may be a forgotten one; its copies count at once.
 #[tokio::test]
 async fn a_restarted_stores_no_copy_is_forgetful() {
-    let store = StoreServer::start(StoreConfig {
-        restarted: true,
-        claim_window: Duration::from_millis(1),
-        ..StoreConfig::default()
-    });
-    let c = StoreClient::new(&store.addr().to_string(), options(MINUTE)).unwrap();
+    let (_store, c) = restarted_store(Duration::from_millis(1));
     let day = Duration::from_secs(86_400);
     let answer = eventually("the recovery window ends", || async {
         match c.prepare(b"gone", 1, "ws2@1", day).await {
@@ -614,12 +617,7 @@ async fn prepare_next_reads_and_promises_at_once() {
 /// it holds no copy of, within the horizon.
 #[tokio::test]
 async fn prepare_next_on_a_restarted_store() {
-    let store = StoreServer::start(StoreConfig {
-        restarted: true,
-        claim_window: Duration::from_millis(1),
-        ..StoreConfig::default()
-    });
-    let c = StoreClient::new(&store.addr().to_string(), options(MINUTE)).unwrap();
+    let (_store, c) = restarted_store(Duration::from_millis(1));
     let day = Duration::from_secs(86_400);
     let answer = eventually("the recovery window ends", || async {
         match c.prepare_next(b"gone", "ws2@1", day, None).await {
