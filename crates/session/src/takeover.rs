@@ -135,9 +135,7 @@ async fn claim_once(
                             if lease.is_live() && !copy.deleted {
                                 live_owners.insert(copy.owner.clone());
                             }
-                            if newest.as_ref().is_none_or(|b| copy.stamp > b.stamp) {
-                                newest = Some(copy);
-                            }
+                            keep_newest(&mut newest, copy);
                         }
                     }
                     Err(e) => last_err = format!("{}: {e}", inner.stores.names[i]),
@@ -209,9 +207,7 @@ async fn claim_once(
                     match r {
                         Ok(Prepared::Copy { session, .. }) => {
                             promised |= 1 << i;
-                            if best.as_ref().is_none_or(|b| session.stamp > b.stamp) {
-                                best = Some(session);
-                            }
+                            keep_newest(&mut best, session);
                         }
                         Ok(Prepared::NoCopy) => promised |= 1 << i,
                         Ok(Prepared::Forgetful { uptime }) => {
@@ -364,10 +360,9 @@ async fn claim_fast(
         let mut promises: Vec<(usize, u64)> = Vec::with_capacity(total);
         let mut refused = false;
         let mut newest: Option<StoredSession> = None;
-        // Owners whose lease a store found live (it promised nothing), and
-        // the stores that record each owner's lease dead.
-        let mut live_owners: HashSet<String> = HashSet::new();
-        let mut dead_at: Vec<(String, u64)> = Vec::new();
+        // What each store said of its copy's owner's lease (another
+        // server's): live (it promised nothing), dead, or absent.
+        let mut leases: Vec<(String, LeaseState)> = Vec::with_capacity(total);
         inner
             .stores
             .fan_out_until(
@@ -380,23 +375,9 @@ async fn claim_fast(
                             answered |= 1 << i;
                             if let Some((copy, lease)) = answer.copy {
                                 if !copy.deleted && !copy.owner.is_empty() && copy.owner != me {
-                                    match lease {
-                                        LeaseState::Live(_) => {
-                                            live_owners.insert(copy.owner.clone());
-                                        }
-                                        LeaseState::Dead => {
-                                            match dead_at.iter_mut().find(|(o, _)| *o == copy.owner)
-                                            {
-                                                Some((_, at)) => *at |= 1 << i,
-                                                None => dead_at.push((copy.owner.clone(), 1 << i)),
-                                            }
-                                        }
-                                        LeaseState::Absent => {}
-                                    }
+                                    leases.push((copy.owner.clone(), lease));
                                 }
-                                if newest.as_ref().is_none_or(|b| copy.stamp > b.stamp) {
-                                    newest = Some(copy);
-                                }
+                                keep_newest(&mut newest, copy);
                             }
                             if answer.generation > 0 {
                                 promises.push((i, answer.generation));
@@ -423,7 +404,7 @@ async fn claim_fast(
                             Wait::Briefly(grace)
                         }
                     } else if answered.count_ones() as usize >= p {
-                        if live_owners.is_empty() {
+                        if !leases.iter().any(|(_, l)| l.is_live()) {
                             // `P` answers as in step 0, but not `P`
                             // promises of one generation: a moment more
                             // for the others (a replica's promise may
@@ -449,7 +430,14 @@ async fn claim_fast(
             .map(|c| c.owner.clone())
             .filter(|o| !o.is_empty() && *o != me);
         let gone = owner.as_ref().is_some_and(|o| inner.stores.known_gone(o));
-        if let Some(o) = owner.as_ref().filter(|o| !gone && live_owners.contains(*o)) {
+        let live_at = |o: &str| leases.iter().any(|(w, l)| w == o && l.is_live());
+        let dead_at = |o: &str| {
+            leases
+                .iter()
+                .filter(|(w, l)| w == o && *l == LeaseState::Dead)
+                .count()
+        };
+        if let Some(o) = owner.as_ref().filter(|o| !gone && live_at(o)) {
             // Stores where the owner's lease is live promised nothing:
             // probe it (421 if it may be alive), release it if gone, and
             // ask again. Stores that did promise refuse its writes of this
@@ -461,8 +449,7 @@ async fn claim_fast(
             release_with = Some(o.clone());
             continue;
         }
-        let released = release_with.is_some();
-        if gone && !released {
+        if gone && release_with.is_none() {
             metrics::counter!("sticky_claims_of_gone_owners_total").increment(1);
         }
         let read = newest.as_ref().map(|c| c.stamp);
@@ -483,9 +470,7 @@ async fn claim_fast(
                         match r {
                             Ok(Prepared::Copy { session, .. }) => {
                                 promised |= 1 << i;
-                                if newest.as_ref().is_none_or(|b| session.stamp > b.stamp) {
-                                    newest = Some(session);
-                                }
+                                keep_newest(&mut newest, session);
                             }
                             Ok(Prepared::NoCopy) => promised |= 1 << i,
                             Ok(Prepared::Forgetful { .. }) => refused = true,
@@ -531,10 +516,7 @@ async fn claim_fast(
         // Step 1: the owner's lease must be dead at `P` stores before the
         // write; those that answered it dead already record it (released
         // by this round's own command, or before).
-        let dead = owner
-            .as_ref()
-            .and_then(|o| dead_at.iter().find(|(d, _)| d == o))
-            .map_or(0, |(_, at)| at.count_ones() as usize);
+        let dead = owner.as_deref().map_or(0, dead_at);
         match owner.as_ref().filter(|_| !gone) {
             Some(o) if release_with.as_deref() == Some(o.as_str()) => {
                 if dead >= p {
@@ -858,6 +840,13 @@ async fn release(m: &SessionManager, owner: &str, p: usize) -> Result<(), Sessio
             "the session's host is gone but only {released} stores recorded it; a takeover needs {p}"
         ))),
         _ => Ok(()),
+    }
+}
+
+/// Keeps `copy` in `newest` if it is newer than what is there.
+fn keep_newest(newest: &mut Option<StoredSession>, copy: StoredSession) {
+    if newest.as_ref().is_none_or(|b| copy.stamp > b.stamp) {
+        *newest = Some(copy);
     }
 }
 
