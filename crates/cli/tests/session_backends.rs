@@ -494,7 +494,7 @@ mod cases {
         assert_eq!(
             value("sticky_claims_of_gone_owners_total"),
             SESSIONS as u64 - 1,
-            "every claim after the first knew ws1 gone"
+            "every claim after the first knew ws1 gone:\n{text}"
         );
         // On `sticky store` each claim read and promised in one round trip
         // (the first twice: once to find ws1's lease live, once, after the

@@ -221,7 +221,10 @@ impl SessionManager {
                 metrics::counter!("sticky_takeovers_total").increment(1);
                 metrics::histogram!("sticky_takeover_seconds")
                     .record(started.elapsed().as_secs_f64());
-                tracing::info!(session = ?id, stamp = %state.stamp, "session taken over from the stores");
+                // Debug, not info: a dead server's sessions are taken over by
+                // the thousand; `sticky_takeovers_total` and adoption's
+                // summary line tell the operator.
+                tracing::debug!(session = ?id, stamp = %state.stamp, us = started.elapsed().as_micros() as u64, "session taken over from the stores");
                 inner.dropped.settle(&id);
                 inner
                     .cache

@@ -26,7 +26,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use sticky_client::{ClientError, LeaseState, Prepared, StoredSession};
+use sticky_client::{ClientError, LeaseState, Prepared, PreparedNext, StoredSession};
 use sticky_proto::Stamp;
 
 use crate::cache::{SessionState, Stored, StoredRef};
@@ -352,74 +352,58 @@ async fn claim_fast(
     loop {
         let targets = targets(m, p).await;
         let wanted = inner.stores.replicas(id, inner.config.replicas) & targets;
-        let mut last_err = String::from("no live store");
-        // Stores that answered; that promised, with the generation; that
-        // may have forgotten the session.
-        let mut heard = 0u64;
-        let mut answered = 0u64;
-        let mut promises: Vec<(usize, u64)> = Vec::with_capacity(total);
-        let mut refused = false;
-        let mut newest: Option<StoredSession> = None;
-        // What each store said of its copy's owner's lease (another
-        // server's): live (it promised nothing), dead, or absent.
-        let mut leases: Vec<(String, LeaseState)> = Vec::with_capacity(total);
-        inner
-            .stores
-            .fan_out_until(
-                targets,
-                |c| c.prepare_next(key, &me, horizon, release_with.as_deref()),
-                |i, r| {
-                    heard |= 1 << i;
-                    match r {
-                        Ok(answer) => {
-                            answered |= 1 << i;
-                            if let Some((copy, lease)) = answer.copy {
-                                if !copy.deleted && !copy.owner.is_empty() && copy.owner != me {
-                                    leases.push((copy.owner.clone(), lease));
-                                }
-                                keep_newest(&mut newest, copy);
-                            }
-                            if answer.generation > 0 {
-                                promises.push((i, answer.generation));
-                            }
-                        }
-                        Err(e) => {
-                            // A restarted store that may have forgotten the
-                            // session, or one that does not know the
-                            // command (older than it): the four steps
-                            // handle both.
-                            refused |=
-                                matches!(e, ClientError::Forgetful { .. } | ClientError::Server(_));
-                            last_err = format!("{}: {e}", inner.stores.names[i]);
-                        }
-                    }
-                    let (_, at) = highest(&promises);
-                    if at.count_ones() as usize >= p {
-                        if at & wanted == wanted {
-                            Wait::Stop
-                        } else {
-                            // A quorum, but not yet the session's own
-                            // replicas, where the write would rather go
-                            // (as in step 2).
-                            Wait::Briefly(grace)
-                        }
-                    } else if answered.count_ones() as usize >= p {
-                        if !leases.iter().any(|(_, l)| l.is_live()) {
-                            // `P` answers as in step 0, but not `P`
-                            // promises of one generation: a moment more
-                            // for the others (a replica's promise may
-                            // make the quorum), then the top-up below.
-                            Wait::Briefly(grace)
-                        } else {
-                            // A live lease: the probe comes next.
-                            Wait::Stop
-                        }
-                    } else {
-                        Wait::More
-                    }
-                },
-            )
-            .await;
+        // The session's replicas first: with `P` of them live, they alone
+        // can decide (any `P` answers meet every acknowledged write), and a
+        // claim then costs the other stores nothing. A release goes to every
+        // store, as a kill would.
+        let replicas_first = release_with.is_none() && wanted.count_ones() as usize >= p;
+        let mut round = Answers::new(total);
+        let rule = Rule {
+            me: &me,
+            wanted,
+            p,
+            grace,
+            names: &inner.stores.names,
+        };
+        if replicas_first {
+            let ask = inner.stores.fan_out_until(
+                wanted,
+                |c| c.prepare_next(key, &me, horizon, None),
+                |i, r| round.take(i, r, &rule),
+            );
+            // A replica silent through the grace (paused, or slow): the
+            // other stores are asked too, and their answers count alike.
+            let _ = tokio::time::timeout(grace, ask).await;
+            let rest = targets & !wanted;
+            if (round.answered.count_ones() as usize) < p && rest != 0 {
+                inner
+                    .stores
+                    .fan_out_until(
+                        rest,
+                        |c| c.prepare_next(key, &me, horizon, None),
+                        |i, r| round.take(i, r, &rule),
+                    )
+                    .await;
+            }
+        } else {
+            inner
+                .stores
+                .fan_out_until(
+                    targets,
+                    |c| c.prepare_next(key, &me, horizon, release_with.as_deref()),
+                    |i, r| round.take(i, r, &rule),
+                )
+                .await;
+        }
+        let Answers {
+            heard,
+            answered,
+            promises,
+            mut refused,
+            mut newest,
+            leases,
+            mut last_err,
+        } = round;
         let (generation, mut promised) = highest(&promises);
         if (answered.count_ones() as usize) >= p && newest.as_ref().is_some_and(|c| c.deleted) {
             // As step 0: a quorum's newest answer is a tombstone.
@@ -437,20 +421,23 @@ async fn claim_fast(
                 .filter(|(w, l)| w == o && *l == LeaseState::Dead)
                 .count()
         };
-        if let Some(o) = owner.as_ref().filter(|o| !gone && live_at(o)) {
+        if gone && release_with.is_none() {
+            metrics::counter!("sticky_claims_of_gone_owners_total").increment(1);
+        }
+        if let Some(o) = owner.as_ref().filter(|o| live_at(o)) {
             // Stores where the owner's lease is live promised nothing:
             // probe it (421 if it may be alive), release it if gone, and
             // ask again. Stores that did promise refuse its writes of this
             // one session below our generation until the claim window ends
-            // (as when a lease is renewed between step 0 and step 1).
-            if release_with.is_some() || !proven_gone(m, o).await {
+            // (as when a lease is renewed between step 0 and step 1). An
+            // owner already proven gone is not probed again: a store that
+            // still shows its lease live missed the release (its command
+            // was dropped once a quorum had answered).
+            if release_with.is_some() || (!gone && !proven_gone(m, o).await) {
                 return Err(misdirected(o));
             }
             release_with = Some(o.clone());
             continue;
-        }
-        if gone && release_with.is_none() {
-            metrics::counter!("sticky_claims_of_gone_owners_total").increment(1);
         }
         let read = newest.as_ref().map(|c| c.stamp);
         if (promised.count_ones() as usize) < p && generation > 0 {
@@ -521,8 +508,13 @@ async fn claim_fast(
             Some(o) if release_with.as_deref() == Some(o.as_str()) => {
                 if dead >= p {
                     // Proven gone and recorded dead at a quorum: its other
-                    // sessions skip the probe.
+                    // sessions skip the probe. The stores that did not
+                    // answer this round may never have had its command
+                    // (dropped once a quorum answered): they are sent the
+                    // release too, in the background, so the owner's other
+                    // sessions find its lease dead there as well.
                     inner.stores.record_gone(o);
+                    release_behind(m, o, inner.stores.all() & !answered);
                 } else {
                     release(m, o, p).await?;
                 }
@@ -548,6 +540,99 @@ async fn claim_fast(
         )
         .await
         .map(Fast::Done);
+    }
+}
+
+/// What the stores answered a claim's read-and-promise round.
+struct Answers {
+    /// Stores that answered at all.
+    heard: u64,
+    /// Stores that answered without an error.
+    answered: u64,
+    /// Stores that promised, with the generation.
+    promises: Vec<(usize, u64)>,
+    /// A store may have forgotten the session, or does not know the
+    /// command.
+    refused: bool,
+    /// The newest copy answered.
+    newest: Option<StoredSession>,
+    /// What each store said of its copy's owner's lease (another
+    /// server's): live (it promised nothing), dead, or absent.
+    leases: Vec<(String, LeaseState)>,
+    last_err: String,
+}
+
+/// What [`Answers::take`] decides by.
+struct Rule<'a> {
+    /// This server's lease, `name@epoch`.
+    me: &'a str,
+    /// The session's own replicas among the stores asked.
+    wanted: u64,
+    /// The claim quorum.
+    p: usize,
+    grace: Duration,
+    names: &'a [String],
+}
+
+impl Answers {
+    fn new(total: usize) -> Self {
+        Self {
+            heard: 0,
+            answered: 0,
+            promises: Vec::with_capacity(total),
+            refused: false,
+            newest: None,
+            leases: Vec::with_capacity(total),
+            last_err: String::from("no live store"),
+        }
+    }
+
+    /// Takes store `i`'s answer and says whether to wait for more.
+    fn take(&mut self, i: usize, r: Result<PreparedNext, ClientError>, rule: &Rule<'_>) -> Wait {
+        self.heard |= 1 << i;
+        match r {
+            Ok(answer) => {
+                self.answered |= 1 << i;
+                if let Some((copy, lease)) = answer.copy {
+                    if !copy.deleted && !copy.owner.is_empty() && copy.owner != rule.me {
+                        self.leases.push((copy.owner.clone(), lease));
+                    }
+                    keep_newest(&mut self.newest, copy);
+                }
+                if answer.generation > 0 {
+                    self.promises.push((i, answer.generation));
+                }
+            }
+            Err(e) => {
+                // A restarted store that may have forgotten the session,
+                // or one that does not know the command (older than it):
+                // the four steps handle both.
+                self.refused |= matches!(e, ClientError::Forgetful { .. } | ClientError::Server(_));
+                self.last_err = format!("{}: {e}", rule.names[i]);
+            }
+        }
+        let (_, at) = highest(&self.promises);
+        if at.count_ones() as usize >= rule.p {
+            if at & rule.wanted == rule.wanted {
+                Wait::Stop
+            } else {
+                // A quorum, but not yet the session's own replicas, where
+                // the write would rather go (as in step 2).
+                Wait::Briefly(rule.grace)
+            }
+        } else if self.answered.count_ones() as usize >= rule.p {
+            if !self.leases.iter().any(|(_, l)| l.is_live()) {
+                // `P` answers as in step 0, but not `P` promises of one
+                // generation: a moment more for the others (a replica's
+                // promise may make the quorum), then the top-up below.
+                Wait::Briefly(rule.grace)
+            } else {
+                // A live lease: the probe comes next.
+                Wait::Stop
+            }
+        } else {
+            Wait::More
+        }
     }
 }
 
@@ -841,6 +926,21 @@ async fn release(m: &SessionManager, owner: &str, p: usize) -> Result<(), Sessio
         ))),
         _ => Ok(()),
     }
+}
+
+/// Records lease `owner`, proven gone, dead at the stores of `set`, in
+/// the background (best effort: a store that misses it still shows the
+/// lease live, and a claim there releases it again).
+fn release_behind(m: &SessionManager, owner: &str, set: u64) {
+    if set == 0 {
+        return;
+    }
+    let weak = std::sync::Arc::downgrade(&m.inner);
+    let owner = owner.to_owned();
+    tokio::spawn(async move {
+        let Some(inner) = weak.upgrade() else { return };
+        for _ in inner.stores.fan_out(set, |c| c.kill(&owner, true)).await {}
+    });
 }
 
 /// Keeps `copy` in `newest` if it is newer than what is there.

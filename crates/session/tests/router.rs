@@ -166,6 +166,25 @@ async fn a_second_server_takes_the_session_over_after_the_first_is_gone() {
     let second = manager("ws2", &specs, 2).await;
     let app = app(&second);
     assert_eq!(second.sessions(), 0);
+    // The one store of three that holds no copy (R = 2).
+    let bystander = stores
+        .iter()
+        .position(|s| s.snapshot().keys == 0)
+        .expect("R = 2 of 3 stores: one holds no copy");
+    // Its session-data commands (its lease renewals go on meanwhile).
+    let data_calls = |stores: &[Store]| -> Vec<u64> {
+        let calls = session_calls(stores)[bystander];
+        ["sess.prepare", "sess.get", "sess.put", "sess.claim"]
+            .iter()
+            .map(|c| {
+                calls[SESSION_COMMANDS
+                    .iter()
+                    .position(|x| x == c)
+                    .expect("a command")]
+            })
+            .collect()
+    };
+    let bystander_before = data_calls(&stores);
     let resp = app
         .clone()
         .oneshot(request("POST", "/count", Some(&cookie)))
@@ -177,9 +196,15 @@ async fn a_second_server_takes_the_session_over_after_the_first_is_gone() {
         "same id, same cookie"
     );
     assert_eq!(body(resp).await, "store:2", "taken over with its data");
-    assert!(
-        calls_of(&stores, "sess.prepare") >= 2,
-        "read and promised at a quorum"
+    assert_eq!(
+        calls_of(&stores, "sess.prepare"),
+        2,
+        "read and promised at the session's two replicas, a quorum of three"
+    );
+    assert_eq!(
+        data_calls(&stores),
+        bystander_before,
+        "the store that holds no copy was not asked"
     );
     assert_eq!(
         calls_of(&stores, "sess.get"),
