@@ -236,13 +236,18 @@ impl SessionManager {
 /// epoch it names has dropped its cache, so claimers need not wait for
 /// the lease to run out.
 async fn release(weak: Weak<Inner>, owner: String) {
+    release_at(weak, owner, None).await;
+}
+
+/// Records the lease of `owner`, whose epoch has dropped its cache or
+/// whose process was proven gone, dead at the stores of `set` (`None`:
+/// every store), best effort.
+pub(crate) async fn release_at(weak: Weak<Inner>, owner: String, set: Option<u64>) {
     let Some(inner) = weak.upgrade() else { return };
-    let kills = inner
-        .stores
-        .fan_out(inner.stores.all(), |c| c.kill(&owner, true))
-        .await;
+    let set = set.unwrap_or_else(|| inner.stores.all());
+    let kills = inner.stores.fan_out(set, |c| c.kill(&owner, true)).await;
     let released = kills.filter(|(_, r)| r.is_ok()).count();
-    tracing::info!(owner = %owner, released, "released the lease of a left epoch");
+    tracing::info!(owner = %owner, released, "released a lease that no process holds any more");
 }
 
 /// Renews the lease every third of its time, and at once after a fence,

@@ -34,7 +34,7 @@ use crate::dropped::LocalCopy;
 use crate::error::SessionError;
 use crate::fencing::parse_owner;
 use crate::id::SessionId;
-use crate::lease::{claim_quorum, Owner};
+use crate::lease::{claim_quorum, release_at, Owner};
 use crate::replicator::write_quorum;
 use crate::state::SessionManager;
 use crate::stores::{Released, Stores, Wait, GRACE};
@@ -514,7 +514,11 @@ async fn claim_fast(
                     // release too, in the background, so the owner's other
                     // sessions find its lease dead there as well.
                     inner.stores.record_gone(o);
-                    release_behind(m, o, inner.stores.all() & !answered);
+                    let behind = inner.stores.all() & !answered;
+                    if behind != 0 {
+                        let weak = std::sync::Arc::downgrade(&m.inner);
+                        tokio::spawn(release_at(weak, o.clone(), Some(behind)));
+                    }
                 } else {
                     release(m, o, p).await?;
                 }
@@ -926,21 +930,6 @@ async fn release(m: &SessionManager, owner: &str, p: usize) -> Result<(), Sessio
         ))),
         _ => Ok(()),
     }
-}
-
-/// Records lease `owner`, proven gone, dead at the stores of `set`, in
-/// the background (best effort: a store that misses it still shows the
-/// lease live, and a claim there releases it again).
-fn release_behind(m: &SessionManager, owner: &str, set: u64) {
-    if set == 0 {
-        return;
-    }
-    let weak = std::sync::Arc::downgrade(&m.inner);
-    let owner = owner.to_owned();
-    tokio::spawn(async move {
-        let Some(inner) = weak.upgrade() else { return };
-        for _ in inner.stores.fan_out(set, |c| c.kill(&owner, true)).await {}
-    });
 }
 
 /// Keeps `copy` in `newest` if it is newer than what is there.
