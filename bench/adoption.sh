@@ -30,13 +30,9 @@ if ! command -v perf > /dev/null; then
   echo "adoption.sh needs perf (apt-get install linux-perf)" >&2
   exit 1
 fi
-if [ -z "${SKIP_BUILD:-}" ]; then
-  cargo build --release -p sticky
-fi
-bins=("after=$STICKY_BIN")
-if [ -n "${BEFORE_BIN:-}" ]; then
-  bins=("before=$BEFORE_BIN" "${bins[@]}")
-fi
+# shellcheck source=bench/lib/ab.sh
+. bench/lib/ab.sh
+ab_builds
 
 work=$(mktemp -d /tmp/sticky-bench-adoption.XXXXXX)
 up=""
@@ -100,14 +96,7 @@ PY
   up=""
 }
 
-for round in $(seq 1 "$ROUNDS"); do
-  # Alternate which build goes first in each round.
-  order=("${bins[@]}")
-  if [ $((round % 2)) -eq 0 ] && [ "${#bins[@]}" -eq 2 ]; then order=("${bins[1]}" "${bins[0]}"); fi
-  for b in "${order[@]}"; do
-    run_round "${b%%=*}" "${b#*=}" "$round"
-  done
-done
+ab_rounds run_round
 
 python3 - "$work/results.jsonl" <<'PY'
 import json, statistics, sys
