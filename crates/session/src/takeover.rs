@@ -508,17 +508,9 @@ async fn claim_fast(
             Some(o) if release_with.as_deref() == Some(o.as_str()) => {
                 if dead >= p {
                     // Proven gone and recorded dead at a quorum: its other
-                    // sessions skip the probe. The stores that did not
-                    // answer this round may never have had its command
-                    // (dropped once a quorum answered): they are sent the
-                    // release too, in the background, so the owner's other
-                    // sessions find its lease dead there as well.
+                    // sessions skip the probe (every store is being told
+                    // too: `proven_gone`).
                     inner.stores.record_gone(o);
-                    let behind = inner.stores.all() & !answered;
-                    if behind != 0 {
-                        let weak = std::sync::Arc::downgrade(&m.inner);
-                        tokio::spawn(release_at(weak, o.clone(), Some(behind)));
-                    }
                 } else {
                     release(m, o, p).await?;
                 }
@@ -889,6 +881,13 @@ async fn proven_gone(m: &SessionManager, owner: &str) -> bool {
         .stores
         .releasing(&format!("probe {owner}"), || async {
             if m.probe_owner(owner).await == Owner::Gone {
+                // Every store is told at once, in the background, beside
+                // the claims' next round (which carries the release to the
+                // stores it asks): a round ends at a quorum, so its command
+                // to the slowest store may never be sent, and that store
+                // would show the lease live to the owner's other sessions.
+                let weak = std::sync::Arc::downgrade(&m.inner);
+                tokio::spawn(release_at(weak, owner.to_owned(), None));
                 Released::Yes
             } else {
                 Released::MaybeAlive
