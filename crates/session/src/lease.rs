@@ -146,9 +146,9 @@ impl SessionManager {
             .fence(&inner.cache, "shutting down", Some(epoch))
         {
             let weak = Arc::downgrade(&self.inner);
-            release(weak.clone(), self.owner_in(old)).await;
+            release_everywhere(weak.clone(), self.owner_in(old)).await;
             // The new epoch may have been renewed meanwhile: end it too.
-            release(weak, self.owner_in(new)).await;
+            release_everywhere(weak, self.owner_in(new)).await;
         }
     }
 
@@ -178,7 +178,7 @@ impl SessionManager {
         let (old, new) = inner.fencing.fence(&inner.cache, why, Some(epoch))?;
         let weak = Arc::downgrade(&self.inner);
         let owner = self.owner_in(old);
-        tokio::spawn(release(weak, owner));
+        tokio::spawn(release_everywhere(weak, owner));
         Some(new)
     }
 
@@ -233,19 +233,14 @@ impl SessionManager {
 }
 
 /// Records the lease of `owner` dead at every store (best effort): the
-/// epoch it names has dropped its cache, so claimers need not wait for
-/// the lease to run out.
-async fn release(weak: Weak<Inner>, owner: String) {
-    release_at(weak, owner, None).await;
-}
-
-/// Records the lease of `owner`, whose epoch has dropped its cache or
-/// whose process was proven gone, dead at the stores of `set` (`None`:
-/// every store), best effort.
-pub(crate) async fn release_at(weak: Weak<Inner>, owner: String, set: Option<u64>) {
+/// epoch it names has dropped its cache, or its process was proven gone,
+/// so claimers need not wait for the lease to run out.
+pub(crate) async fn release_everywhere(weak: Weak<Inner>, owner: String) {
     let Some(inner) = weak.upgrade() else { return };
-    let set = set.unwrap_or_else(|| inner.stores.all());
-    let kills = inner.stores.fan_out(set, |c| c.kill(&owner, true)).await;
+    let kills = inner
+        .stores
+        .fan_out(inner.stores.all(), |c| c.kill(&owner, true))
+        .await;
     let released = kills.filter(|(_, r)| r.is_ok()).count();
     tracing::info!(owner = %owner, released, "released a lease that no process holds any more");
 }

@@ -34,7 +34,7 @@ use crate::dropped::LocalCopy;
 use crate::error::SessionError;
 use crate::fencing::parse_owner;
 use crate::id::SessionId;
-use crate::lease::{claim_quorum, release_at, Owner};
+use crate::lease::{claim_quorum, release_everywhere, Owner};
 use crate::replicator::write_quorum;
 use crate::state::SessionManager;
 use crate::stores::{Released, Stores, Wait, GRACE};
@@ -887,7 +887,7 @@ async fn proven_gone(m: &SessionManager, owner: &str) -> bool {
                 // to the slowest store may never be sent, and that store
                 // would show the lease live to the owner's other sessions.
                 let weak = std::sync::Arc::downgrade(&m.inner);
-                tokio::spawn(release_at(weak, owner.to_owned(), None));
+                tokio::spawn(release_everywhere(weak, owner.to_owned()));
                 Released::Yes
             } else {
                 Released::MaybeAlive
