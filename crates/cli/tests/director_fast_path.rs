@@ -198,6 +198,9 @@ fn answer(req: &Seen) -> (Vec<u8>, bool) {
                 .to_vec(),
             true,
         ),
+        // A whole keep-alive answer, then the connection closed: as a web
+        // server does with an idle connection (its keep-alive timeout).
+        "/then-close" => (with_length("HTTP/1.1 200 OK\r\n", b"bye"), true),
         "/truncated" => (
             b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort".to_vec(),
             true,
@@ -470,4 +473,72 @@ fn a_closed_client_and_an_idle_one_are_let_go() {
         "the director counts no open connection",
         || gauge() == 0.0,
     );
+}
+
+/// Waits until a connection to `port` on loopback has been closed by its
+/// far end and not yet by us (`CLOSE_WAIT` in `/proc/net/tcp`): the
+/// director has received the web server's FIN on a pooled connection.
+fn until_closed_by_the_server(port: u16) {
+    let remote = format!("0100007F:{port:04X}");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let close_wait = table.lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[2] == remote && f[3] == "08"
+        });
+        if close_wait {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connection to port {port} in CLOSE_WAIT within {TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A pooled connection the web server has closed since its last exchange
+/// costs no request: a GET (which may be sent again) goes out on it
+/// unchecked and, finding it closed, again on a new connection; a POST
+/// (which may not) is only ever sent on a connection the kernel says is
+/// open, so it skips the closed one (`pool.rs`, `Reuse`).
+#[test]
+fn a_connection_the_server_closed_while_pooled_costs_no_request() {
+    let ws1 = RawBackend::start();
+    let d = DirectorProcess::start(STICKY, &ws1.cluster(""));
+    let retries = || {
+        metric(
+            &d.admin_get("/metrics").text(),
+            "sticky_director_retries_total",
+        )
+    };
+    let mut c = Client::connect(d.public);
+
+    assert_eq!(c.get("/then-close").status, 200);
+    until_closed_by_the_server(ws1.addr.port());
+    let before = retries();
+    let resp = c.get("/echo");
+    assert_eq!(resp.status, 200);
+    assert!(resp.text().starts_with("GET /echo\n"), "{}", resp.text());
+    assert_eq!(
+        retries(),
+        before + 1.0,
+        "the GET went out on the closed connection, then on a new one"
+    );
+
+    assert_eq!(c.get("/then-close").status, 200);
+    until_closed_by_the_server(ws1.addr.port());
+    let before = retries();
+    c.send(b"POST /form HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 5\r\n\r\nhello");
+    let resp = c.read(false);
+    assert_eq!(resp.status, 200);
+    assert!(resp.text().ends_with("\n\nhello"), "{}", resp.text());
+    assert_eq!(
+        retries(),
+        before,
+        "the POST was never written to the closed connection"
+    );
+    // A connection per /then-close, and the one the GET opened anew.
+    assert_eq!(ws1.app_connections.load(Ordering::SeqCst), 3);
 }

@@ -60,6 +60,7 @@ use crate::chunked::ChunkedScanner;
 use crate::forward::{
     is_hop_by_hop, is_idempotent, is_reserved, refused_as_fenced, Answer, Attempts,
 };
+use crate::pool::Reuse;
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
 use crate::upstream::{Framing, UpstreamError, MAX_RESPONSE_HEAD};
@@ -327,7 +328,10 @@ impl Connection<'_> {
                 Err(answer) => return self.answer(client, answer, started).await,
             };
             let active = ActiveGuard::new(Arc::clone(&backend));
-            let connecting = backend.raw_pool().checkout(attempts.take_fresh()).await;
+            let connecting = backend
+                .raw_pool()
+                .checkout(attempts.take_fresh(), Reuse::for_request(replayable))
+                .await;
             let (mut upstream, pooled) = match connecting {
                 Ok(got) => got,
                 Err(e) => match attempts.connect_failed(shared, &backend, e) {

@@ -254,24 +254,29 @@ impl RawPool {
 
     /// A pooled connection that still looks open, else a new one; `true`
     /// with a pooled one.
+    #[cfg(test)]
     pub(crate) async fn get(&self) -> Result<(TcpStream, bool), ConnectError> {
-        if let Some(stream) = self.take() {
-            return Ok((stream, true));
+        self.checkout(false, Reuse::Checked).await
+    }
+
+    /// The connection for one attempt of a request: a new one when the
+    /// attempt asks for it (its pooled one was found closed), else a
+    /// pooled one (checked as `reuse` says), else a new one; `true` with a
+    /// pooled one.
+    pub(crate) async fn checkout(
+        &self,
+        fresh: bool,
+        reuse: Reuse,
+    ) -> Result<(TcpStream, bool), ConnectError> {
+        if !fresh {
+            if let Some(stream) = self.take(reuse) {
+                return Ok((stream, true));
+            }
         }
         Ok((self.connect().await?, false))
     }
 
-    /// The connection for one attempt of a request: a new one when the
-    /// attempt asks for it (its pooled one was found closed), else as
-    /// [`get`](Self::get).
-    pub(crate) async fn checkout(&self, fresh: bool) -> Result<(TcpStream, bool), ConnectError> {
-        if fresh {
-            return Ok((self.connect().await?, false));
-        }
-        self.get().await
-    }
-
-    fn take(&self) -> Option<TcpStream> {
+    fn take(&self, reuse: Reuse) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         let fresh =
@@ -280,7 +285,7 @@ impl RawPool {
             idle.drain(..fresh);
         }
         while let Some((stream, _)) = idle.pop() {
-            if looks_open(&stream) {
+            if reuse == Reuse::Unchecked || looks_open(&stream) {
                 return Some(stream);
             }
         }
@@ -323,6 +328,34 @@ async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectE
     // data before sending.
     let _ = stream.set_nodelay(true);
     Ok(stream)
+}
+
+/// How a pooled connection is checked before a request goes out on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// Asked of the kernel ([`looks_open`], one system call): for a
+    /// request that cannot be sent again once it went out (a body, or a
+    /// method that is not idempotent), a dead connection must be found
+    /// before the request is written to it.
+    Checked,
+    /// Taken as it is: for a request that may be sent again (idempotent,
+    /// no body), a connection the server closed fails the exchange with
+    /// nothing received, and the request goes again on a new connection
+    /// (`Attempts::retry`), refused at once if the server is dead. That
+    /// saves the check's system call on nearly every request, at the
+    /// price of one wasted write in the rare case.
+    Unchecked,
+}
+
+impl Reuse {
+    /// The check a request needs: none when it may be sent again.
+    pub(crate) fn for_request(replayable: bool) -> Self {
+        if replayable {
+            Reuse::Unchecked
+        } else {
+            Reuse::Checked
+        }
+    }
 }
 
 /// Whether an idle keep-alive connection is still open: nothing (no bytes,

@@ -42,6 +42,7 @@ use crate::backend::ActiveGuard;
 use crate::body::{Body, RawBody};
 use crate::fast_path::{self, Added, HeadOut};
 use crate::forward::{is_idempotent, refused_as_fenced, Answer, Attempts};
+use crate::pool::Reuse;
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
 use crate::upstream::{Framing, UpstreamError};
@@ -131,7 +132,9 @@ pub(crate) async fn forward(
         };
         let active = ActiveGuard::new(Arc::clone(&backend));
         let pool = backend.raw_pool();
-        let connecting = pool.checkout(attempts.take_fresh()).await;
+        let connecting = pool
+            .checkout(attempts.take_fresh(), Reuse::for_request(replayable))
+            .await;
         let (mut upstream, pooled) = match connecting {
             Ok(got) => got,
             Err(e) => match attempts.connect_failed(shared, &backend, e) {
