@@ -603,8 +603,10 @@ pub(crate) async fn send<O: HeadOut>(
     added: Added<'_>,
     out: &mut O,
 ) -> Result<ResponseHead, UpstreamError> {
-    upstream.write_all(request).await?;
     response.clear();
+    if let Err(e) = upstream.write_all(request).await {
+        return Err(closed_early(e, response));
+    }
     let mut start = 0;
     loop {
         if response.len() > start {
@@ -626,13 +628,32 @@ pub(crate) async fn send<O: HeadOut>(
             return Err(UpstreamError::HeadTooLarge);
         }
         response.reserve(READ_SIZE);
-        if upstream.read_buf(response).await? == 0 {
-            return Err(if response.is_empty() {
-                UpstreamError::ClosedEarly
-            } else {
-                UpstreamError::BadHead
-            });
+        match upstream.read_buf(response).await {
+            Ok(0) => {
+                return Err(if response.is_empty() {
+                    UpstreamError::ClosedEarly
+                } else {
+                    UpstreamError::BadHead
+                })
+            }
+            Ok(_) => {}
+            Err(e) => return Err(closed_early(e, response)),
         }
+    }
+}
+
+/// A connection the web server closed before a byte of its response, as
+/// [`UpstreamError::ClosedEarly`] whether its closing reached us as an end
+/// of stream or as a reset: a pooled connection the server had closed
+/// answers the request written to it with a reset once its end of stream
+/// was read, and then it is this one connection that was dead, not the
+/// server's others (`send`'s callers keep those pooled).
+fn closed_early(e: std::io::Error, response: &[u8]) -> UpstreamError {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    if response.is_empty() && matches!(e.kind(), ConnectionReset | BrokenPipe | ConnectionAborted) {
+        UpstreamError::ClosedEarly
+    } else {
+        UpstreamError::Io(e)
     }
 }
 
@@ -857,4 +878,73 @@ fn rewrite_response_head<O: HeadOut>(
         fenced,
         owner,
     }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: shop.example\r\n\r\n";
+
+    /// A connection whose server side is closed, as a pooled one the web
+    /// server closed while idle (an end of stream); with `reset`, closed
+    /// with bytes it had not read (a reset, as from a killed process),
+    /// once the reset has arrived.
+    async fn closed_by_the_server(reset: bool) -> TcpStream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        if reset {
+            client.write_all(b"x").await.unwrap();
+            let mut byte = [0u8; 1];
+            assert_eq!(server.peek(&mut byte).await.unwrap(), 1);
+        }
+        drop(server);
+        if reset {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while client.peek(&mut [0u8; 1]).await.is_ok() {
+                assert!(Instant::now() < deadline, "no reset within 10 s");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        client
+    }
+
+    async fn send_on(mut upstream: TcpStream) -> Result<ResponseHead, UpstreamError> {
+        let mut response = Vec::new();
+        let mut out = Vec::new();
+        let added = Added {
+            set_cookie: None,
+            hsts: None,
+        };
+        send(
+            &mut upstream,
+            REQUEST,
+            &mut response,
+            false,
+            added,
+            &mut out,
+        )
+        .await
+    }
+
+    /// Closed before a response, whether the closing reads as an end of
+    /// stream or (once a reset arrived) as an error: the attempt is
+    /// retried if the request allows it, and the server's other pooled
+    /// connections are not thrown away for it.
+    #[tokio::test]
+    async fn a_connection_the_server_closed_fails_as_closed_early() {
+        for reset in [false, true] {
+            let r = send_on(closed_by_the_server(reset).await).await;
+            assert!(
+                matches!(r, Err(UpstreamError::ClosedEarly)),
+                "reset {reset}: {:?}",
+                r.err()
+            );
+        }
+    }
 }

@@ -366,7 +366,8 @@ impl Reuse {
 /// server killed just before a request would otherwise be sent that request
 /// on a connection its kernel then resets — a 502 for a request that never
 /// reached a live server (issue 14, item 6). One system call per reused
-/// connection.
+/// connection, so it is asked only for requests that cannot be sent
+/// again ([`Reuse`]).
 fn looks_open(stream: &TcpStream) -> bool {
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
     match socket2::SockRef::from(stream).peek(&mut byte) {
