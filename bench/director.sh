@@ -30,6 +30,15 @@
 #   FIXED_RATE=10000  requests/s of the http-rate runs, over all connections
 #   H2_STREAMS=1      HTTP/2 streams each h2load connection keeps in flight
 #                     (-m); 1 matches wrk's one request per connection
+#   CACHESIM=N        instead of timed runs: each proxy (director, 1
+#                     thread, and HAProxy, nbthread 1) under valgrind's
+#                     callgrind with its cache simulation, HTTP/2 over TLS,
+#                     3 x N requests (h2load -c21 -m1) counted after a
+#                     warm-up; reports user-space instructions and L1
+#                     misses per request, the director's over HAProxy's.
+#                     Deterministic where the timed figures move with the
+#                     host: for A/B runs of a change that touches memory
+#                     traffic rather than instructions. Needs valgrind.
 #   SKIP_BUILD=1      use the existing release binaries
 #   STICKY_BIN=path   the director binary to measure (default: the release
 #                     build; for A/B runs of an older copy)
@@ -60,11 +69,13 @@ PROTOCOLS=${PROTOCOLS:-"http https h2"}
 H2_STREAMS=${H2_STREAMS:-1}
 FIXED_RATE=${FIXED_RATE:-10000}
 SKIP_BUILD=${SKIP_BUILD:-}
+CACHESIM=${CACHESIM:-}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 tools="haproxy wrk python3 curl openssl"
+[[ -n $CACHESIM ]] && { PROTOCOLS=h2; tools+=" valgrind callgrind_control"; }
 [[ " $PROTOCOLS " == *" h2 "* || " $PROTOCOLS " == *" http-rate "* ]] && tools+=" h2load"
 for tool in $tools; do
     command -v "$tool" >/dev/null || {
@@ -198,7 +209,8 @@ start_director() { # threads protocol
             printf '\n[[web]]\nname = "%s"\nlisten = "127.0.0.1:%s"\n' "${names[$i]}" "${ports[$i]}"
         done
     } >"$work/cluster.toml"
-    "$sticky_bin" --log warn director --config "$work/cluster.toml" --threads "$1" >"$work/director.log" 2>&1 &
+    ${under_valgrind:+"${under_valgrind[@]}" --callgrind-out-file="$work/director.cg"} \
+        "$sticky_bin" --log warn director --config "$work/cluster.toml" --threads "$1" >"$work/director.log" 2>&1 &
     proxy_pid=$!
     proxy_url=$(scheme "$2")://127.0.0.1:$listen/
     wait_for "the director's servers" "$work/director.log" sh -c \
@@ -252,7 +264,13 @@ listen stats
     stats uri /stats
 EOF
     haproxy -c -f "$work/haproxy.cfg" >&2
-    haproxy -Ws -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+    if [[ -n $CACHESIM ]]; then
+        # One process (no master-worker), so that valgrind sees the work.
+        "${under_valgrind[@]}" --callgrind-out-file="$work/haproxy.cg" \
+            haproxy -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+    else
+        haproxy -Ws -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+    fi
     proxy_pid=$!
     proxy_url=$(scheme "$2")://127.0.0.1:$listen/
     wait_for "HAProxy's servers" "$work/haproxy.log" sh -c \
@@ -379,6 +397,74 @@ run() { # proxy threads protocol
     echo "$proxy $threads $r $r50 $r99 $cpu $protocol" >>"$results"
     log "  $r req/s, p50 $r50 ms, p99 $r99 ms, proxy CPU $cpu us/request"
 }
+
+if [[ -n $CACHESIM ]]; then
+    under_valgrind=(valgrind --tool=callgrind --cache-sim=yes)
+    cachesim() { # proxy
+        local cookies=("$cookie1; SRV=ws1" "$cookie2; SRV=ws2" "$cookie3; SRV=ws3") pids=() n
+        log "$1 under callgrind: 3 x $CACHESIM HTTP/2 requests"
+        "start_$1" 1 h2
+        for n in 0 1 2; do
+            h2load -c7 -t1 -m1 -n 600 -H "cookie: sticky.route=${cookies[$n]}" "$proxy_url" >/dev/null 2>&1 &
+            pids+=($!)
+        done
+        wait "${pids[@]}"; pids=()
+        callgrind_control -z "$proxy_pid" >/dev/null 2>&1
+        for n in 0 1 2; do
+            h2load -c21 -t1 -m1 -n "$CACHESIM" -H "cookie: sticky.route=${cookies[$n]}" "$proxy_url" >"$work/h2-$n.out" 2>&1 &
+            pids+=($!)
+        done
+        wait "${pids[@]}"
+        if [[ $(cat "$work"/h2-?.out | grep -c " $CACHESIM succeeded") -ne 3 ]]; then
+            echo "director.sh: not every request of the $1 run succeeded:" >&2
+            grep -h "requests:" "$work"/h2-?.out >&2
+            exit 1
+        fi
+        callgrind_control -d "$proxy_pid" >/dev/null 2>&1
+        # The dump made after the zeroing is the second part.
+        for _ in $(seq 1 100); do [[ -s $work/$1.cg.1 ]] && break; sleep 0.1; done
+        stop_proxy
+        python3 - "$work/$1.cg.1" "$((3 * CACHESIM))" "$1" >>"$work/cachesim.txt" <<'EOF'
+import sys
+events = summary = None
+for line in open(sys.argv[1]):
+    if line.startswith("events:"):
+        events = line.split()[1:]
+    elif line.startswith("summary:"):
+        summary = [int(v) for v in line.split()[1:]]
+n = int(sys.argv[2])
+print(sys.argv[3], *(f"{e}={v / n:.1f}" for e, v in zip(events, summary)))
+EOF
+    }
+    : >"$work/cachesim.txt"
+    cachesim director
+    cachesim haproxy
+    {
+        echo "## Director vs HAProxy under callgrind's cache simulation — $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo
+        echo "\`CACHESIM=$CACHESIM bash bench/director.sh\`: 3 x $CACHESIM HTTP/2 requests (h2load -c21 -m1) per proxy after a warm-up, 1 thread each; $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $("$sticky_bin" --version). User space only, per request."
+        echo
+        python3 - "$work/cachesim.txt" <<'EOF'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, *pairs = line.split()
+    rows[name] = {k: float(v) for k, v in (p.split("=") for p in pairs)}
+d, h = rows["director"], rows["haproxy"]
+names = {"Ir": "instructions", "Dr": "data reads", "Dw": "data writes",
+         "I1mr": "L1 instruction misses", "D1mr": "L1 read misses", "D1mw": "L1 write misses",
+         "DLmr": "last-level read misses", "DLmw": "last-level write misses"}
+print("| event | director | HAProxy | director/HAProxy |")
+print("|---|---:|---:|---:|")
+for k, label in names.items():
+    if k in d and k in h:
+        ratio = f"{d[k] / h[k]:.2f}x" if h[k] else "-"
+        print(f"| {label} | {d[k]:,.0f} | {h[k]:,.0f} | {ratio} |")
+EOF
+    } | tee "$report"
+    log "report: $report"
+    exit 0
+fi
 
 for round in $(seq 1 "$ROUNDS"); do
     for protocol in $PROTOCOLS; do
