@@ -344,6 +344,9 @@ measure_h2() {
         done
         wait "${pids[@]}"; pids=()
     fi
+    # h2load appends to an existing --log-file: without this, a run's
+    # percentiles would include every earlier run's requests.
+    rm -f "$work"/h2-?.log
     before=$(cpu_ticks "$pid")
     for n in 0 1 2; do
         h2load -c"$c" -t1 "${flags[@]}" -D"$DURATION" -H "cookie: sticky.route=${cookies[$n]}" \
