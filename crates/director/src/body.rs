@@ -29,10 +29,11 @@ pub(crate) enum Body {
     /// A body the director wrote itself (error pages, admin answers).
     Full(Option<Bytes>),
     /// A web server's response body, streamed to the client.
-    Response(UpstreamBody),
+    Response(Box<UpstreamBody>),
     /// A web server's response body read from a raw connection (HTTP/2
-    /// clients, `raw_forward.rs`).
-    Raw(RawBody),
+    /// clients, `raw_forward.rs`), too long to have come whole with the
+    /// head.
+    Raw(Box<RawBody>),
 }
 
 /// Why a response body failed.

@@ -328,10 +328,12 @@ impl Connection<'_> {
                 Err(answer) => return self.answer(client, answer, started).await,
             };
             let active = ActiveGuard::new(Arc::clone(&backend));
-            let connecting = backend
-                .raw_pool()
-                .checkout(attempts.take_fresh(), Reuse::for_request(replayable))
-                .await;
+            let pool = backend.raw_pool();
+            let connecting = match pool.idle(attempts.take_fresh(), Reuse::for_request(replayable))
+            {
+                Some(stream) => Ok((stream, true)),
+                None => pool.connect().await.map(|stream| (stream, false)),
+            };
             let (mut upstream, pooled) = match connecting {
                 Ok(got) => got,
                 Err(e) => match attempts.connect_failed(shared, &backend, e) {

@@ -11,8 +11,11 @@
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
-use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{
+    HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, STRICT_TRANSPORT_SECURITY,
+};
 use http::{Method, Response, StatusCode};
 use sticky_proto::control::{OWNER_HEADER, RESERVED_PREFIX};
 
@@ -466,6 +469,27 @@ fn hex_val(c: u8) -> Option<u8> {
         b'a'..=b'f' => Some(c - b'a' + 10),
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
+    }
+}
+
+/// What every answer to a client request gets on its way out: HSTS over
+/// TLS, and its count and time in the statistics.
+pub(crate) struct Finish {
+    pub(crate) tls: bool,
+    pub(crate) started: Instant,
+}
+
+impl Finish {
+    pub(crate) fn answer(self, shared: &State, mut resp: Response<Body>) -> Response<Body> {
+        if self.tls {
+            if let Some(hsts) = &shared.hsts {
+                resp.headers_mut()
+                    .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+            }
+        }
+        shared.stats.count_response(resp.status());
+        shared.stats.response_time.record(self.started.elapsed());
+        resp
     }
 }
 

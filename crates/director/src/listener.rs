@@ -63,18 +63,6 @@ pub(crate) struct AdminSlots {
 /// An open admin connection's requests in progress and closing signal.
 type OpenSlot = (Arc<AtomicUsize>, Arc<Notify>);
 
-/// One request's handling on the TLS listener, boxed. hyper's HTTP/2
-/// server runs each stream as a tokio task holding this future, and the
-/// task's future is moved whole several times as it is spawned and as it
-/// finishes: unboxed, that is about ten copies of ~2.9 KB per request.
-/// Boxed, the task holds a pointer and the future is written once, into
-/// its box; under `valgrind --tool=callgrind --cache-sim=yes` the
-/// director's L1 write misses per HTTP/2 request fell from 600 to 350 and
-/// its read misses from 837 to 606, for one `malloc` more, and its CPU per
-/// request fell about 4% (`docs/benchmarks.md`, session 16).
-type Handling =
-    std::pin::Pin<Box<dyn Future<Output = Result<Response<crate::body::Body>, Infallible>> + Send>>;
-
 /// One admin connection's slot; dropping it frees the slot.
 struct AdminSlot {
     slots: Arc<AdminSlots>,
@@ -499,13 +487,7 @@ async fn client_connection(
     let forwarded_for = proxy::forwarded_for(peer);
     let trusted = crate::forward::trusted_proxy(&shared, peer.ip());
     let service = service_fn(move |req| {
-        let shared = Arc::clone(&svc_shared);
-        let forwarded_for = forwarded_for.clone();
-        async move {
-            Ok::<_, Infallible>(
-                proxy::handle(shared, peer, forwarded_for, trusted, false, req).await,
-            )
-        }
+        proxy::handle(&svc_shared, peer, &forwarded_for, trusted, false, req)
     });
     let conn = common.builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
@@ -592,13 +574,8 @@ async fn tls_connection(
     let svc_shared = Arc::clone(shared);
     let forwarded_for = proxy::forwarded_for(peer);
     let trusted = crate::forward::trusted_proxy(shared, peer.ip());
-    let service = service_fn(move |req| -> Handling {
-        let shared = Arc::clone(&svc_shared);
-        let forwarded_for = forwarded_for.clone();
-        Box::pin(
-            async move { Ok(proxy::handle(shared, peer, forwarded_for, trusted, true, req).await) },
-        )
-    });
+    let service =
+        service_fn(move |req| proxy::handle(&svc_shared, peer, &forwarded_for, trusted, true, req));
     let conn = common.auto.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let idle = shared.config.idle_timeout;

@@ -256,24 +256,24 @@ impl RawPool {
     /// with a pooled one.
     #[cfg(test)]
     pub(crate) async fn get(&self) -> Result<(TcpStream, bool), ConnectError> {
-        self.checkout(false, Reuse::Checked).await
+        match self.idle(false, Reuse::Checked) {
+            Some(stream) => Ok((stream, true)),
+            None => Ok((self.connect().await?, false)),
+        }
     }
 
-    /// The connection for one attempt of a request: a new one when the
-    /// attempt asks for it (its pooled one was found closed), else a
-    /// pooled one (checked as `reuse` says), else a new one; `true` with a
-    /// pooled one.
-    pub(crate) async fn checkout(
-        &self,
-        fresh: bool,
-        reuse: Reuse,
-    ) -> Result<(TcpStream, bool), ConnectError> {
-        if !fresh {
-            if let Some(stream) = self.take(reuse) {
-                return Ok((stream, true));
-            }
+    /// The pooled connection for one attempt of a request, checked as
+    /// `reuse` says; none when the attempt asks for a new one (`fresh`:
+    /// its pooled one was found closed) or none is idle, and the caller
+    /// [connects](Self::connect). Not `async`: the common case, an idle
+    /// connection, creates no future (each one costs its caller a copy of
+    /// its state).
+    pub(crate) fn idle(&self, fresh: bool, reuse: Reuse) -> Option<TcpStream> {
+        if fresh {
+            None
+        } else {
+            self.take(reuse)
         }
-        Ok((self.connect().await?, false))
     }
 
     fn take(&self, reuse: Reuse) -> Option<TcpStream> {

@@ -37,19 +37,20 @@
 //! connection closed, and the web server neither counted against nor its
 //! idle connections dropped.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, EXPECT, HOST, SET_COOKIE,
-    STRICT_TRANSPORT_SECURITY, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, EXPECT, HOST, SET_COOKIE, UPGRADE,
 };
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -59,7 +60,7 @@ use crate::body::{Body, UpstreamBody};
 use crate::fast_path::MAX_BODY;
 use crate::fencing::{STICKY_EPOCH, STICKY_FENCED};
 use crate::forward::{
-    self, is_hop_by_hop, is_idempotent, is_reserved, Answer, Attempts, STICKY_OWNER,
+    self, is_hop_by_hop, is_idempotent, is_reserved, Answer, Attempts, Finish, STICKY_OWNER,
 };
 use crate::io::{Activity, ActivityIo};
 use crate::pool::{Conn, RequestBody};
@@ -73,49 +74,94 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static HTTP: HeaderValue = HeaderValue::from_static("http");
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
 
-/// Answers one client request (`tls`: it came over the TLS listener).
-pub(crate) async fn handle(
-    shared: Arc<State>,
-    peer: SocketAddr,
-    forwarded_for: HeaderValue,
-    trusted: bool,
-    tls: bool,
-    req: Request<Incoming>,
-) -> Response<Body> {
-    let started = Instant::now();
-    shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let mut resp = proxy(&shared, peer, forwarded_for, trusted, tls, req).await;
-    if tls {
-        if let Some(hsts) = &shared.hsts {
-            resp.headers_mut()
-                .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
-        }
+/// One request's handling, as hyper's servers take it: a pointer to the
+/// boxed future. hyper's HTTP/2 server runs each stream as a tokio task
+/// holding this, and the task's future is moved whole several times as it
+/// is spawned and as it finishes; boxed, those moves copy a pointer.
+///
+/// [`handle`] readies the request before any future exists and boxes the
+/// one future that answers it (the raw path's or hyper's client's) with
+/// nothing around it. Each `async` layer costs a copy of the layer below
+/// it when it starts (rustc writes a callee's future and then moves it into
+/// its caller's); three layers of ~2.5 KB did, until session 17. Under
+/// `valgrind --tool=callgrind --cache-sim=yes` (`CACHESIM=N bash
+/// bench/director.sh`) boxing cut the director's L1 write misses per
+/// HTTP/2 request from 600 to 350, and dropping the layers (figures in
+/// `docs/benchmarks.md`, session 17) cut them further.
+pub(crate) struct Handling(Pin<Box<dyn Future<Output = Response<Body>> + Send>>);
+
+impl Future for Handling {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().0.as_mut().poll(cx).map(Ok)
     }
-    shared.stats.count_response(resp.status());
-    shared.stats.response_time.record(started.elapsed());
-    resp
 }
 
-async fn proxy(
+/// Answers one client request (`tls`: it came over the TLS listener).
+pub(crate) fn handle(
     shared: &Arc<State>,
     peer: SocketAddr,
-    forwarded_for: HeaderValue,
+    forwarded_for: &HeaderValue,
     trusted: bool,
     tls: bool,
     req: Request<Incoming>,
-) -> Response<Body> {
+) -> Handling {
+    let finish = Finish {
+        tls,
+        started: Instant::now(),
+    };
+    shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let shared = Arc::clone(shared);
+    match ready(&shared, forwarded_for, trusted, tls, req) {
+        Err(answer) => {
+            let resp = finish.answer(&shared, answer.response(&shared));
+            Handling(Box::pin(std::future::ready(resp)))
+        }
+        Ok(Readied::Raw(parts, incoming)) => Handling(Box::pin(raw_forward::forward(
+            shared, peer, parts, incoming, finish,
+        ))),
+        Ok(Readied::Hyper(parts, incoming, client_upgrade)) => Handling(Box::pin(proxy(
+            shared,
+            peer,
+            parts,
+            incoming,
+            client_upgrade,
+            finish,
+        ))),
+    }
+}
+
+/// A request readied for its web server, and the path it takes there.
+enum Readied {
+    /// HTTP/2 with no body or a small one of declared length: forwarded
+    /// on a raw connection, without hyper's client (`raw_forward.rs`).
+    Raw(http::request::Parts, Incoming),
+    /// Everything else, on hyper's client; with the client's side of an
+    /// upgrade, if it asked for one.
+    Hyper(http::request::Parts, Incoming, Option<OnUpgrade>),
+}
+
+/// Checks and readies a request, or the answer refusing it.
+fn ready(
+    shared: &State,
+    forwarded_for: &HeaderValue,
+    trusted: bool,
+    tls: bool,
+    req: Request<Incoming>,
+) -> Result<Readied, Answer> {
     if is_reserved(req.uri().path()) {
         shared
             .stats
             .reserved_rejected
             .fetch_add(1, Ordering::Relaxed);
-        return Answer::NotFound.response(shared);
+        return Err(Answer::NotFound);
     }
     if req.method() == Method::CONNECT {
-        return Answer::ConnectNotAllowed.response(shared);
+        return Err(Answer::ConnectNotAllowed);
     }
     if !host_is_sound(&req) {
-        return Answer::BadHost.response(shared);
+        return Err(Answer::BadHost);
     }
     let (mut parts, incoming) = req.into_parts();
     if parts.version == http::Version::HTTP_2 {
@@ -127,30 +173,37 @@ async fn proxy(
         None => None,
     };
     let proto = if tls { &HTTPS } else { &HTTP };
-    prepare_request_headers(&mut parts.headers, forwarded_for, trusted, proto, upgrade);
+    prepare_request_headers(
+        &mut parts.headers,
+        forwarded_for.clone(),
+        trusted,
+        proto,
+        upgrade,
+    );
     if parts.version == http::Version::HTTP_2 && client_upgrade.is_none() && shared.config.fast_path
     {
-        // No body, or a small one of declared length: forwarded on a raw
-        // connection, without hyper's client (`raw_forward.rs`).
         let small = incoming.is_end_stream()
             || incoming
                 .size_hint()
                 .exact()
                 .is_some_and(|n| n <= MAX_BODY as u64);
         if small {
-            let body = match read_small_body(shared, incoming).await {
-                Ok(body) => body,
-                Err(answer) => return answer.response(shared),
-            };
-            let ready = raw_forward::Ready {
-                method: &parts.method,
-                uri: &parts.uri,
-                headers: &parts.headers,
-                body,
-            };
-            return raw_forward::forward(shared, peer, ready).await;
+            return Ok(Readied::Raw(parts, incoming));
         }
     }
+    Ok(Readied::Hyper(parts, incoming, client_upgrade))
+}
+
+/// Sends a readied request through hyper's client and answers the client.
+async fn proxy(
+    shared: Arc<State>,
+    peer: SocketAddr,
+    mut parts: http::request::Parts,
+    incoming: Incoming,
+    client_upgrade: Option<OnUpgrade>,
+    finish: Finish,
+) -> Response<Body> {
+    let shared = &shared;
     let uri = origin_form(&parts.uri);
     let bodiless = incoming.is_end_stream();
     let replayable = bodiless && is_idempotent(&parts.method);
@@ -164,12 +217,12 @@ async fn proxy(
     let config = &shared.config;
     let stats = &shared.stats;
     let mut attempts = Attempts::new(shared);
-    loop {
+    let resp = loop {
         let cookies =
             RequestCookies::find(&parts.headers, &config.route_cookie, &config.session_cookie);
         let (backend, set_cookie) = match attempts.next(shared, &cookies, peer.ip()) {
             Ok(next) => next,
-            Err(answer) => return answer.response(shared),
+            Err(answer) => break answer.response(shared),
         };
         let active = ActiveGuard::new(Arc::clone(&backend));
         let connecting = if attempts.take_fresh() {
@@ -181,7 +234,7 @@ async fn proxy(
             Ok(conn) => conn,
             Err(e) => match attempts.connect_failed(shared, &backend, e) {
                 Ok(()) => continue,
-                Err(failure) => return failure.response(shared),
+                Err(failure) => break failure.response(shared),
             },
         };
 
@@ -230,10 +283,10 @@ async fn proxy(
                 forward::refused_as_fenced(shared, &backend, epoch);
                 conn.abort();
                 if !bodiless {
-                    return Answer::Unavailable.response(shared);
+                    break Answer::Unavailable.response(shared);
                 }
                 if let Err(answer) = attempts.rerouted(shared) {
-                    return answer.response(shared);
+                    break answer.response(shared);
                 }
                 body = Some(RequestBody::Empty);
                 continue;
@@ -253,10 +306,10 @@ async fn proxy(
                     .unwrap_or_default();
                 conn.abort();
                 if !bodiless {
-                    return attempts.misdirected_spent(shared, &backend, &owner);
+                    break attempts.misdirected_spent(shared, &backend, &owner);
                 }
                 if let Err(answer) = attempts.misdirected(shared, &backend, &owner) {
-                    return answer.response(shared);
+                    break answer.response(shared);
                 }
                 body = Some(RequestBody::Empty);
                 continue;
@@ -264,7 +317,7 @@ async fn proxy(
             Ok(Ok(resp)) => {
                 attempts.answered(shared);
                 let set_cookie = set_cookie.then(|| backend.set_cookie.clone());
-                return respond(shared, resp, conn, active, set_cookie, client_upgrade);
+                break respond(shared, resp, conn, active, set_cookie, client_upgrade);
             }
             Ok(Err(mut e)) => {
                 if let Some(unsent) = e.take_message() {
@@ -287,7 +340,7 @@ async fn proxy(
                     let mut resp = Answer::BadBody.response(shared);
                     resp.headers_mut()
                         .insert(CONNECTION, HeaderValue::from_static("close"));
-                    return resp;
+                    break resp;
                 }
                 stats.upstream_send_failed.fetch_add(1, Ordering::Relaxed);
                 backend.errors.fetch_add(1, Ordering::Relaxed);
@@ -298,36 +351,18 @@ async fn proxy(
                     body = Some(RequestBody::Empty);
                     continue;
                 }
-                return Answer::BadGateway.response(shared);
+                break Answer::BadGateway.response(shared);
             }
             Err(_elapsed) => {
                 abort.abort();
                 stats.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
                 backend.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(server = %backend.name, timeout = ?config.response_timeout, "web server did not answer in time");
-                return Answer::ResponseTimeout.response(shared);
+                break Answer::ResponseTimeout.response(shared);
             }
         }
-    }
-}
-
-/// A request body of declared length up to [`MAX_BODY`], read whole
-/// (within the response timeout, as if it were streamed to the server).
-async fn read_small_body(shared: &State, incoming: Incoming) -> Result<Bytes, Answer> {
-    if incoming.is_end_stream() {
-        return Ok(Bytes::new());
-    }
-    let limited = http_body_util::Limited::new(incoming, MAX_BODY);
-    match tokio::time::timeout(shared.config.response_timeout, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) => {
-            // The client's fault (a reset stream, more data than it
-            // declared): the web server is not involved.
-            tracing::debug!(error = %e, "client's request body failed");
-            Err(Answer::BadBody)
-        }
-        Err(_elapsed) => Err(Answer::ResponseTimeout),
-    }
+    };
+    finish.answer(shared, resp)
 }
 
 /// RFC 9112 section 3.2: an HTTP/1.1 request has a `Host`; no request
@@ -424,7 +459,7 @@ fn respond(
     }
     Response::from_parts(
         parts,
-        Body::Response(UpstreamBody::new(incoming, conn, active)),
+        Body::Response(Box::new(UpstreamBody::new(incoming, conn, active))),
     )
 }
 

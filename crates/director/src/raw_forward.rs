@@ -37,11 +37,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
 use http::{Method, Response, StatusCode, Uri};
+use http_body::Body as _;
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
 
 use crate::backend::ActiveGuard;
 use crate::body::{Body, RawBody};
-use crate::fast_path::{self, Added, HeadOut};
-use crate::forward::{is_idempotent, refused_as_fenced, Answer, Attempts};
+use crate::fast_path::{self, Added, HeadOut, MAX_BODY};
+use crate::forward::{is_idempotent, refused_as_fenced, Answer, Attempts, Finish};
 use crate::pool::Reuse;
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
@@ -106,13 +109,30 @@ pub(crate) struct Ready<'a> {
     pub(crate) body: Bytes,
 }
 
-/// Forwards `req` and returns the client's response (the director's own
-/// answer when no web server could give one).
+/// Forwards a readied request and returns the client's response (the
+/// director's own answer when no web server could give one), finished.
 pub(crate) async fn forward(
-    shared: &Arc<State>,
+    shared: Arc<State>,
     peer: SocketAddr,
-    req: Ready<'_>,
+    parts: http::request::Parts,
+    incoming: Incoming,
+    finish: Finish,
 ) -> Response<Body> {
+    let shared = &shared;
+    let body = if incoming.is_end_stream() {
+        Bytes::new()
+    } else {
+        match read_small_body(shared, incoming).await {
+            Ok(body) => body,
+            Err(answer) => return finish.answer(shared, answer.response(shared)),
+        }
+    };
+    let req = Ready {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body,
+    };
     let config = &shared.config;
     let stats = &shared.stats;
     stats.h2_raw_requests.fetch_add(1, Ordering::Relaxed);
@@ -125,21 +145,22 @@ pub(crate) async fn forward(
         response: take_buffer(),
     };
     let Buffers { request, response } = &mut bufs;
-    loop {
+    let resp = loop {
         let (backend, set_cookie) = match attempts.next(shared, &cookies, peer.ip()) {
             Ok(next) => next,
-            Err(answer) => return answer.response(shared),
+            Err(answer) => break answer.response(shared),
         };
         let active = ActiveGuard::new(Arc::clone(&backend));
         let pool = backend.raw_pool();
-        let connecting = pool
-            .checkout(attempts.take_fresh(), Reuse::for_request(replayable))
-            .await;
+        let connecting = match pool.idle(attempts.take_fresh(), Reuse::for_request(replayable)) {
+            Some(stream) => Ok((stream, true)),
+            None => pool.connect().await.map(|stream| (stream, false)),
+        };
         let (mut upstream, pooled) = match connecting {
             Ok(got) => got,
             Err(e) => match attempts.connect_failed(shared, &backend, e) {
                 Ok(()) => continue,
-                Err(failure) => return failure.response(shared),
+                Err(failure) => break failure.response(shared),
             },
         };
         build_request(request, &req, backend.epoch_hint.load(Ordering::Acquire));
@@ -160,7 +181,7 @@ pub(crate) async fn forward(
                 stats.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
                 backend.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(server = %backend.name, timeout = ?config.response_timeout, "web server did not answer in time");
-                return Answer::ResponseTimeout.response(shared);
+                break Answer::ResponseTimeout.response(shared);
             }
             Ok(Err(e)) => {
                 stats.upstream_send_failed.fetch_add(1, Ordering::Relaxed);
@@ -173,7 +194,7 @@ pub(crate) async fn forward(
                 if attempts.retry(shared, replayable) {
                     continue;
                 }
-                return Answer::BadGateway.response(shared);
+                break Answer::BadGateway.response(shared);
             }
             Ok(Ok(head)) => head,
         };
@@ -182,7 +203,7 @@ pub(crate) async fn forward(
             // itself; the body is held, so re-routed.
             refused_as_fenced(shared, &backend, epoch);
             if let Err(answer) = attempts.rerouted(shared) {
-                return answer.response(shared);
+                break answer.response(shared);
             }
             continue;
         }
@@ -191,7 +212,7 @@ pub(crate) async fn forward(
                 // Another server holds the session's live lease: sent
                 // there once (the body is held).
                 if let Err(answer) = attempts.misdirected(shared, &backend, owner) {
-                    return answer.response(shared);
+                    break answer.response(shared);
                 }
                 continue;
             }
@@ -217,18 +238,38 @@ pub(crate) async fn forward(
                     Body::full(Bytes::copy_from_slice(&rest[..n]))
                 }
             }
-            framing => Body::Raw(RawBody::new(
+            framing => Body::Raw(Box::new(RawBody::new(
                 upstream,
                 Bytes::copy_from_slice(rest),
                 framing,
                 head.keep_alive,
                 active,
-            )),
+            ))),
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = out.status;
         *resp.headers_mut() = out.into_headers();
-        return resp;
+        break resp;
+    };
+    finish.answer(shared, resp)
+}
+
+/// A request body of declared length up to [`MAX_BODY`], read whole
+/// (within the response timeout, as if it were streamed to the server).
+async fn read_small_body(shared: &State, incoming: Incoming) -> Result<Bytes, Answer> {
+    if incoming.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let limited = http_body_util::Limited::new(incoming, MAX_BODY);
+    match tokio::time::timeout(shared.config.response_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) => {
+            // The client's fault (a reset stream, more data than it
+            // declared): the web server is not involved.
+            tracing::debug!(error = %e, "client's request body failed");
+            Err(Answer::BadBody)
+        }
+        Err(_elapsed) => Err(Answer::ResponseTimeout),
     }
 }
 
@@ -333,7 +374,6 @@ mod tests {
     use crate::backend::Backend;
     use crate::config::{DirectorConfig, ServerSpec};
     use crate::route_cookie::RouteSigner;
-    use http_body_util::BodyExt as _;
     use tokio::io::AsyncWriteExt as _;
 
     const SECRET: &[u8] = b"a cluster secret of at least 32 bytes!";
@@ -372,13 +412,13 @@ mod tests {
             }
             server
         });
-        let body = Body::Raw(RawBody::new(
+        let body = Body::Raw(Box::new(RawBody::new(
             client,
             Bytes::from_static(b"7\r\nhe"),
             Framing::Chunked,
             true,
             ActiveGuard::new(Arc::clone(&backend)),
-        ));
+        )));
         let got = body.collect().await.unwrap().to_bytes();
         assert_eq!(&got[..], b"hello, world!");
         let _server = writer.await.unwrap();
@@ -395,13 +435,13 @@ mod tests {
         let (mut server, _) = listener.accept().await.unwrap();
         server.write_all(b"abc").await.unwrap();
         drop(server);
-        let body = Body::Raw(RawBody::new(
+        let body = Body::Raw(Box::new(RawBody::new(
             client,
             Bytes::new(),
             Framing::Length(10),
             true,
             ActiveGuard::new(Arc::clone(&backend)),
-        ));
+        )));
         assert!(body.collect().await.is_err());
     }
 
