@@ -39,6 +39,13 @@
 #                     Deterministic where the timed figures move with the
 #                     host: for A/B runs of a change that touches memory
 #                     traffic rather than instructions. Needs valgrind.
+#   CACHESIM_LL=S,A,L with CACHESIM: the last-level cache valgrind
+#                     models (size, ways, line), e.g. 1048576,8,64 for a
+#                     1 MiB L2; default: the host's last-level cache
+#   LAT_DIR=dir       keep every h2 and http-rate run's per-request log
+#                     (h2load's: start in µs, status, latency in µs) as
+#                     dir/PROXY-THREADSt-PROTOCOL-rROUND.log, for looking
+#                     at whole distributions rather than two percentiles
 #   SKIP_BUILD=1      use the existing release binaries
 #   STICKY_BIN=path   the director binary to measure (default: the release
 #                     build; for A/B runs of an older copy)
@@ -70,6 +77,9 @@ H2_STREAMS=${H2_STREAMS:-1}
 FIXED_RATE=${FIXED_RATE:-10000}
 SKIP_BUILD=${SKIP_BUILD:-}
 CACHESIM=${CACHESIM:-}
+CACHESIM_LL=${CACHESIM_LL:-}
+LAT_DIR=${LAT_DIR:-}
+[[ -n $LAT_DIR ]] && { mkdir -p "$LAT_DIR"; LAT_DIR=$(cd "$LAT_DIR" && pwd); }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -356,6 +366,7 @@ measure_h2() {
     wait "${pids[@]}"
     after=$(cpu_ticks "$pid")
     cat "$work"/h2-?.out >>"$work/wrk.txt"
+    [[ -n $LAT_DIR ]] && cat "$work"/h2-?.log >"$LAT_DIR/$run_tag.log"
     python3 - "$work" "$((after - before))" "$clk_tck" "$want" <<'EOF'
 import re, sys
 work, ticks, hz, want = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -386,6 +397,7 @@ results=$work/results.txt
 : >"$results"
 run() { # proxy threads protocol
     local proxy=$1 threads=$2 protocol=$3 r r50 r99 cpu
+    run_tag="$proxy-${threads}t-$protocol-r$round"
     log "$proxy, $threads thread(s), $protocol: ${DURATION}s"
     "start_$proxy" "$threads" "$protocol"
     if [[ $protocol == h2 ]]; then
@@ -402,7 +414,7 @@ run() { # proxy threads protocol
 }
 
 if [[ -n $CACHESIM ]]; then
-    under_valgrind=(valgrind --tool=callgrind --cache-sim=yes)
+    under_valgrind=(valgrind --tool=callgrind --cache-sim=yes ${CACHESIM_LL:+--LL="$CACHESIM_LL"})
     cachesim() { # proxy
         local cookies=("$cookie1; SRV=ws1" "$cookie2; SRV=ws2" "$cookie3; SRV=ws3") pids=() n
         log "$1 under callgrind: 3 x $CACHESIM HTTP/2 requests"
@@ -445,7 +457,7 @@ EOF
     {
         echo "## Director vs HAProxy under callgrind's cache simulation — $(date -u '+%Y-%m-%d %H:%M UTC')"
         echo
-        echo "\`CACHESIM=$CACHESIM bash bench/director.sh\`: 3 x $CACHESIM HTTP/2 requests (h2load -c21 -m1) per proxy after a warm-up, 1 thread each; $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $("$sticky_bin" --version). User space only, per request."
+        echo "\`CACHESIM=$CACHESIM bash bench/director.sh\`: 3 x $CACHESIM HTTP/2 requests (h2load -c21 -m1) per proxy after a warm-up, 1 thread each; $(haproxy -v | head -n 1 | cut -d' ' -f1-3); $("$sticky_bin" --version). User space only, per request${CACHESIM_LL:+; last-level cache modelled as $CACHESIM_LL (size,ways,line)}."
         echo
         python3 - "$work/cachesim.txt" <<'EOF'
 import sys
