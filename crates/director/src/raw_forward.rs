@@ -167,7 +167,7 @@ pub(crate) async fn forward(
         backend.requests.fetch_add(1, Ordering::Relaxed);
         let added = Added {
             set_cookie: set_cookie.then_some(backend.set_cookie.as_bytes()),
-            // `proxy::handle` sets it, replacing the server's.
+            // `forward::Finish` sets it, replacing the server's.
             hsts: None,
         };
         let mut out = H2Head::default();
