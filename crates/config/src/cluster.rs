@@ -225,6 +225,16 @@ pub struct DirectorSection {
     /// instead of hyper (the rest always goes through hyper). Default true.
     /// Over TLS every request goes through hyper.
     pub fast_path: bool,
+    /// When a worker's event loop runs out of work, it first yields its
+    /// CPU to whatever else is waiting to run there (a web server on the
+    /// same machine, say) for up to this long, in µs, and sleeps only once
+    /// nothing else wants the CPU; it stays runnable instead of sleeping
+    /// and then preempting them (`docs/director.md`, "Before an event
+    /// loop sleeps"). An idle machine costs nothing: a yield with nobody
+    /// else to run ends the wait. 0 turns it off; at most 10000. Default
+    /// 200.
+    #[serde(deserialize_with = "crate::duration::field::micros")]
+    pub yield_before_sleep_us: u64,
     /// PEM file with the certificate chain of the public listener (the
     /// server's certificate first, then its intermediates): the public
     /// listener then speaks TLS only, HTTP/2 or HTTP/1.1 by ALPN. Re-read
@@ -294,6 +304,10 @@ pub struct DirectorPeer {
 /// `admin` describe.
 pub const FIRST_DIRECTOR: &str = "director";
 
+/// The longest `[director] yield_before_sleep_us`: a worker that runs out
+/// of work hands its CPU to others for at most this long before sleeping.
+pub(crate) const MAX_YIELD_BEFORE_SLEEP_US: u64 = 10_000;
+
 impl Default for DirectorSection {
     fn default() -> Self {
         Self {
@@ -313,6 +327,7 @@ impl Default for DirectorSection {
             max_connections: 10_000,
             max_idle_per_server: 256,
             fast_path: true,
+            yield_before_sleep_us: 200,
             tls_cert: None,
             tls_key: None,
             redirect_listen: None,
@@ -398,6 +413,16 @@ impl DirectorSection {
                 "[director] fall, rise",
                 "[director] fall and rise must be at least 1".into(),
                 "set them to 1 or more (default 2)",
+            );
+        }
+        if self.yield_before_sleep_us > MAX_YIELD_BEFORE_SLEEP_US {
+            bad(
+                "[director] yield_before_sleep_us",
+                format!(
+                    "[director] yield_before_sleep_us is {}us, above the most allowed ({MAX_YIELD_BEFORE_SLEEP_US}us)",
+                    self.yield_before_sleep_us
+                ),
+                "give at most 10000 (10ms); 0 turns it off, the default is 200",
             );
         }
         if self.max_connections == 0 {
@@ -708,12 +733,28 @@ mod tests {
         assert_eq!(d.route_cookie, "sticky.route");
         assert_eq!((d.health_interval_ms, d.fall, d.rise), (500, 2, 2));
         assert_eq!(d.max_header_size, ByteSize(32 << 10));
+        assert_eq!(d.yield_before_sleep_us, 200);
+        for (text, us) in [
+            ("[director]\nyield_before_sleep_us = 0\n", 0),
+            ("[director]\nyield_before_sleep_us = \"50us\"\n", 50),
+            ("[director]\nyield_before_sleep_us = \"10ms\"\n", 10_000),
+        ] {
+            let f = ClusterFile::parse(text, Path::new("c.toml"))
+                .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(
+                f.director.unwrap_or_default().yield_before_sleep_us,
+                us,
+                "{text:?}"
+            );
+        }
         for bad in [
             "[director]\nfall = 0\n",
             "[director]\nheader_timeout_ms = 0\n",
             "[director]\nroute_cookie = \"a b\"\n",
             "[director]\nmax_header_size = \"1KiB\"\n",
             "[director]\nmax_connections = 0\n",
+            "[director]\nyield_before_sleep_us = 10001\n",
+            "[director]\nyield_before_sleep_us = \"20ms\"\n",
         ] {
             let r = ClusterFile::parse(bad, Path::new("c.toml"));
             assert!(

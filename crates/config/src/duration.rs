@@ -1,7 +1,7 @@
 //! Durations written the way operators write them: `500ms`, `2s`, `30m`,
 //! `1h`, `1h30m`, `1.5s`; the command line's flags and the cluster file's
-//! `*_ms` and `*_secs` fields take them (a plain number there keeps its
-//! old meaning: milliseconds or seconds, as the name says).
+//! `*_us`, `*_ms` and `*_secs` fields take them (a plain number there keeps its
+//! old meaning: microseconds, milliseconds or seconds, as the name says).
 
 use std::time::Duration;
 
@@ -228,6 +228,11 @@ pub(crate) mod field {
     /// A `*_ms` field.
     pub(crate) fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         read(d, TimeUnit::Millis)
+    }
+
+    /// A `*_us` field.
+    pub(crate) fn micros<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        read(d, TimeUnit::Micros)
     }
 
     /// A `*_secs` field.

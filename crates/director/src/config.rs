@@ -151,6 +151,11 @@ pub struct DirectorConfig {
     pub max_idle_per_server: usize,
     /// Plain HTTP/1.1 requests take the fast path (no hyper). Default true.
     pub fast_path: bool,
+    /// A worker's event loop that runs out of work yields its CPU to
+    /// whatever else is waiting for it, for up to this long, before it
+    /// sleeps (`docs/director.md`, "Before an event loop sleeps"). Zero
+    /// turns it off. Default 200 µs.
+    pub yield_before_sleep: Duration,
     /// Worker threads of [`Director::run`](crate::Director::run), each its
     /// own event loop. Default 1.
     pub threads: usize,
@@ -269,6 +274,7 @@ impl fmt::Debug for DirectorConfig {
             .field("max_connections", &self.max_connections)
             .field("max_idle_per_server", &self.max_idle_per_server)
             .field("fast_path", &self.fast_path)
+            .field("yield_before_sleep", &self.yield_before_sleep)
             .field("threads", &self.threads)
             .field("servers", &self.servers)
             .field("stores", &self.stores)
@@ -337,6 +343,7 @@ impl DirectorConfig {
             max_connections: d.max_connections,
             max_idle_per_server: d.max_idle_per_server,
             fast_path: d.fast_path,
+            yield_before_sleep: Duration::from_micros(d.yield_before_sleep_us),
             threads: 1,
             servers: Vec::new(),
             stores: Vec::new(),

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::backend::Backend;
 use crate::config::{DirectorConfig, ServerSpec};
 use crate::history::{EventKind, History};
+use crate::idle;
 use crate::state::{ReloadSummary, State};
 use crate::status::{AdminState, ClusterStatus, ServerStatus};
 use crate::{health, listener, peers, probes, sampler, worker, DirectorError};
@@ -131,6 +132,7 @@ impl Director {
             worker::set_current(0);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .on_thread_park(idle::before_sleep(self.shared.config.yield_before_sleep))
                 .build()
                 .map_err(DirectorError::Runtime)?;
             rt.block_on(async {
@@ -305,6 +307,7 @@ fn worker_thread(
     worker::set_current(index);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(idle::before_sleep(shared.config.yield_before_sleep))
         .build()
     {
         Ok(rt) => rt,

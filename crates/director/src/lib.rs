@@ -67,6 +67,8 @@
 //!   parts, [`AdminState`]).
 //! - `route_cookie`: signing and checking route cookies; cookie parsing.
 //! - `worker`: which worker thread (event loop) runs the caller.
+//! - `idle`: what an event loop does before it sleeps (yields its CPU to
+//!   others that wait for it, for a bounded time).
 //! - `chunked`, `io`, `latency`, `error`: the chunked-body scanner, the
 //!   activity-tracking socket, response-time histograms, [`DirectorError`].
 //!
@@ -107,6 +109,7 @@ mod forward;
 pub mod fuzzing;
 mod health;
 mod history;
+mod idle;
 mod io;
 mod latency;
 mod listener;
