@@ -20,14 +20,21 @@
 //!
 //! When nothing else is runnable on the CPU, a yield comes straight back
 //! and the loop sleeps at once: an idle or lightly loaded director spends
-//! nothing here.
+//! nothing here. Only the director's loops do this: in `sticky web` and
+//! `sticky store`, where several processes and threads would each yield
+//! to the others, the same hook cost CPU per request (`docs/director.md`).
 
 use std::time::{Duration, Instant};
 
-/// A yield that came back faster than this ran nothing else (the system
-/// call alone takes about a microsecond; switching to another task and
-/// back takes several).
-const RAN_NOTHING: Duration = Duration::from_micros(3);
+/// A yield that came back faster than this let nothing else do work: the
+/// system call alone takes about a microsecond, and a switch to another
+/// task that yields straight back (another loop like this one, on the same
+/// CPU) and back again takes 3–6 µs here.
+const RAN_NO_WORK: Duration = Duration::from_micros(10);
+
+/// The most yields before one sleep, whatever they ran: two loops like
+/// this one on one CPU cannot hand it to each other for long.
+const MAX_YIELDS: u32 = 16;
 
 /// The hook for tokio's `on_thread_park`: yields the CPU while others
 /// want it, for at most `limit`. A zero `limit` turns it off.
@@ -41,14 +48,13 @@ fn yield_while_others_run(limit: Duration) {
     }
     let start = Instant::now();
     let mut before = start;
-    // Bounded: every round but the last took at least `RAN_NOTHING`, so
-    // there are at most `limit / RAN_NOTHING + 1` of them.
-    loop {
+    for yields in 1..=MAX_YIELDS {
         std::thread::yield_now();
         let after = Instant::now();
         if !keep_yielding(
             after.saturating_duration_since(before),
             after.saturating_duration_since(start),
+            yields,
             limit,
         ) {
             return;
@@ -57,10 +63,11 @@ fn yield_while_others_run(limit: Duration) {
     }
 }
 
-/// Whether to yield again: the last yield ran something else, and the
-/// loop has yielded for less than `limit`.
-fn keep_yielding(last_yield: Duration, so_far: Duration, limit: Duration) -> bool {
-    last_yield >= RAN_NOTHING && so_far < limit
+/// Whether to yield again after `yields` yields: the last one let
+/// something else work, the loop has yielded for less than `limit`, and
+/// fewer than [`MAX_YIELDS`] times.
+fn keep_yielding(last_yield: Duration, so_far: Duration, yields: u32, limit: Duration) -> bool {
+    last_yield >= RAN_NO_WORK && so_far < limit && yields < MAX_YIELDS
 }
 
 #[cfg(test)]
@@ -68,52 +75,41 @@ mod tests {
     use super::*;
 
     const LIMIT: Duration = Duration::from_micros(200);
+    const US: fn(u64) -> Duration = Duration::from_micros;
 
     #[test]
-    fn a_yield_that_ran_nothing_ends_the_wait() {
+    fn a_yield_that_let_nothing_work_ends_the_wait() {
+        assert!(!keep_yielding(Duration::from_nanos(800), US(1), 1, LIMIT));
+        // Another loop like this one yielding straight back.
+        assert!(!keep_yielding(US(6), US(50), 3, LIMIT));
         assert!(!keep_yielding(
-            Duration::from_nanos(800),
-            Duration::from_micros(1),
-            LIMIT
-        ));
-        assert!(!keep_yielding(
-            Duration::from_nanos(2_999),
-            Duration::from_micros(50),
+            Duration::from_nanos(9_999),
+            US(50),
+            3,
             LIMIT
         ));
     }
 
     #[test]
-    fn while_others_run_it_yields_until_the_limit() {
-        assert!(keep_yielding(
-            Duration::from_micros(3),
-            Duration::from_micros(3),
-            LIMIT
-        ));
-        assert!(keep_yielding(
-            Duration::from_micros(40),
-            Duration::from_micros(199),
-            LIMIT
-        ));
-        assert!(!keep_yielding(
-            Duration::from_micros(40),
-            Duration::from_micros(200),
-            LIMIT
-        ));
-        assert!(!keep_yielding(
-            Duration::from_millis(5),
-            Duration::from_millis(5),
-            LIMIT
-        ));
+    fn while_others_work_it_yields_until_the_limit() {
+        assert!(keep_yielding(US(10), US(10), 1, LIMIT));
+        assert!(keep_yielding(US(40), US(199), 5, LIMIT));
+        assert!(!keep_yielding(US(40), US(200), 5, LIMIT));
+        assert!(!keep_yielding(US(5_000), US(5_000), 1, LIMIT));
+    }
+
+    #[test]
+    fn never_more_than_max_yields() {
+        assert!(keep_yielding(US(11), US(150), MAX_YIELDS - 1, LIMIT));
+        assert!(!keep_yielding(US(11), US(150), MAX_YIELDS, LIMIT));
     }
 
     #[test]
     fn the_hook_returns_when_off_and_when_on() {
-        // Off: returns at once, whatever else runs.
-        let t = Instant::now();
-        before_sleep(Duration::ZERO)();
         // Generous bounds: on a loaded machine one yield may run other
         // tasks for a whole time slice (a few ms), but never for seconds.
+        let t = Instant::now();
+        before_sleep(Duration::ZERO)();
         assert!(t.elapsed() < Duration::from_secs(1));
         let t = Instant::now();
         before_sleep(LIMIT)();
