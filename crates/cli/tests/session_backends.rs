@@ -114,6 +114,14 @@ mod on_redis {
     backend_suite!(StoreBackend::Redis);
 }
 
+/// Issue 19 item 5: a takeover pays the slow-store grace once for a
+/// paused replica, not once per round. `sticky store` only: the read and
+/// promise in one command, whose rounds this is about, is its own.
+#[test]
+fn a_takeover_waits_one_grace_for_a_paused_replica() {
+    cases::a_takeover_waits_one_grace_for_a_paused_replica(StoreBackend::Sticky);
+}
+
 /// Issue 15, item 2: a store that loses its copies between two pings (a
 /// `FLUSHALL`, or a restart faster than the pinger notices) looks up to
 /// the web servers. They notice its run id or flush count change and copy
@@ -440,6 +448,61 @@ mod cases {
                 .as_ref()
                 .is_some_and(|s| s.live && s.owner.starts_with("ws2@") && s.counter() == 3)
         });
+    }
+
+    /// ws1 is killed and a replica of the session is frozen (`SIGSTOP`)
+    /// before ws2 claims it. ws1's lease cannot run out during the test, so
+    /// the claim takes two rounds: the replicas first (the frozen one stays
+    /// silent through the grace, the third store is asked), then, with ws1
+    /// proven gone, the release at every store. The frozen replica is
+    /// waited for in the first round only: the takeover takes one grace
+    /// (800 ms here), where it took two (session 18's chaos run: 103–107
+    /// ms at the default 50 ms). The bounds are wide for a loaded machine:
+    /// at least one grace, less than two by a margin of 150 ms.
+    pub(super) fn a_takeover_waits_one_grace_for_a_paused_replica(backend: StoreBackend) {
+        const GRACE: Duration = Duration::from_millis(800);
+        let mut c = Cluster::start_on(STICKY, backend, 3, &["ws1", "ws2"], |cfg| {
+            cfg.replicas(2)
+                .session("store_timeout_ms", "30000")
+                .session("slow_store_ms", "800")
+                .session("lease_ms", "600000")
+        });
+        let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
+        let _ws2_lease = c.web("ws2").heartbeat();
+        let mut b = Browser::new();
+        for i in 1..=3 {
+            assert_eq!(b.increment(ws1).value, i);
+        }
+        let id = b.id();
+        let addrs = c.store_addrs();
+        let copies = &backend.copies(&addrs, std::slice::from_ref(&id))[&id];
+        let replica = copies
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|s| s.live && s.counter() == 3))
+            .expect("a store holds the acknowledged copy");
+
+        let status = c.web_mut("ws1").kill9();
+        assert!(!status.success(), "ws1 was killed: {status}");
+        sticky_test_support::signal(c.stores[replica].pid(), "STOP");
+
+        let started = Instant::now();
+        let r = b.get(ws2, "/api/counter");
+        let took = started.elapsed();
+        sticky_test_support::signal(c.stores[replica].pid(), "CONT");
+        assert_eq!(
+            r.status,
+            200,
+            "{}\nws2's log:\n{}",
+            r.text(),
+            c.web("ws2").log_tail(20)
+        );
+        let a = Answer::from(&r);
+        assert_eq!((a.value, a.source.as_str()), (3, "store"), "{a:?}");
+        assert!(
+            took >= GRACE && took < 2 * GRACE - Duration::from_millis(150),
+            "the takeover took {took:?}: one grace of {GRACE:?} expected, not two\nws2's log:\n{}",
+            c.web("ws2").log_tail(20)
+        );
     }
 
     /// Issue 19 item 5: once ws2 proved the killed ws1 gone and released

@@ -349,16 +349,22 @@ async fn claim_fast(
     // the second, once its owner is proven gone, releases it at each store
     // in the same command as the read and promise.
     let mut release_with: Option<String> = None;
+    // The session's replicas that stayed silent through a grace in this
+    // claim: not waited for again (a paused replica would otherwise cost a
+    // grace in each round, and a kill during a paused replica twice the
+    // grace; `docs/reliability.md`, session 18).
+    let mut silent = 0u64;
     loop {
         let targets = targets(m, p).await;
-        let wanted = inner.stores.replicas(id, inner.config.replicas) & targets;
+        let replicas = inner.stores.replicas(id, inner.config.replicas) & targets;
+        let wanted = replicas & !silent;
         // The session's replicas first: with `P` of them live, they alone
         // can decide (any `P` answers meet every acknowledged write), and a
         // claim then costs the other stores nothing. A release goes to every
         // store, as a kill would.
         let replicas_first = release_with.is_none() && wanted.count_ones() as usize >= p;
         let mut round = Answers::new(total);
-        let rule = Rule {
+        let mut rule = Rule {
             me: &me,
             wanted,
             p,
@@ -372,8 +378,11 @@ async fn claim_fast(
                 |i, r| round.take(i, r, &rule),
             );
             // A replica silent through the grace (paused, or slow): the
-            // other stores are asked too, and their answers count alike.
+            // other stores are asked too, and their answers count alike,
+            // without a second grace for it.
             let _ = tokio::time::timeout(grace, ask).await;
+            silent |= wanted & !round.heard;
+            rule.wanted = wanted & !silent;
             let rest = targets & !wanted;
             if (round.answered.count_ones() as usize) < p && rest != 0 {
                 inner
@@ -496,7 +505,7 @@ async fn claim_fast(
         // Replicas silent through the grace are passed over as slow, as
         // in step 2.
         if let Some(after) = inner.config.slow_store {
-            for i in Stores::members(wanted & !heard) {
+            for i in Stores::members(replicas & !heard) {
                 m.mark_slow(i, after);
             }
         }
