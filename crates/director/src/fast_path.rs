@@ -370,11 +370,17 @@ impl Connection<'_> {
                     stats.upstream_send_failed.fetch_add(1, Ordering::Relaxed);
                     backend.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(server = %backend.name, error = %e, pooled, replayable, "request to web server failed");
-                    if !matches!(e, UpstreamError::ClosedEarly) || !pooled {
+                    let closed_while_pooled = matches!(e, UpstreamError::ClosedEarly) && pooled;
+                    if !closed_while_pooled {
                         // Its other idle connections are likely dead too.
                         backend.clear_pools();
                     }
-                    if attempts.retry(shared, replayable) {
+                    let again = if closed_while_pooled {
+                        attempts.retry_after_pooled_close(shared, replayable)
+                    } else {
+                        attempts.retry(shared, replayable)
+                    };
+                    if again {
                         continue;
                     }
                     return self.answer(client, Answer::BadGateway, started).await;

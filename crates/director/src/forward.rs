@@ -268,6 +268,23 @@ impl Attempts {
         self.last_failure = Answer::BadGateway;
     }
 
+    /// A request sent on a pooled connection that the server had closed
+    /// (nothing came back): true if it may go again on a new connection
+    /// (idempotent, no body spent). A keep-alive race, or a server that
+    /// just died, so it does not use up one of [`MAX_RETRIES`]: a dying
+    /// server's pooled and fresh connections could otherwise spend them
+    /// all before a connection is refused and the request re-routed.
+    /// Bounded: the next attempt opens a new connection, and every attempt
+    /// counts against the request's most attempts.
+    pub(crate) fn retry_after_pooled_close(&mut self, shared: &State, replayable: bool) -> bool {
+        if !replayable {
+            return false;
+        }
+        shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+        self.replace_connection();
+        true
+    }
+
     /// After any other failure of a sent request: true if it may be sent
     /// again on a new connection (idempotent, no body spent, retries
     /// left).

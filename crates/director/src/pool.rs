@@ -318,7 +318,16 @@ impl RawPool {
 async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectError::Timeout(timeout)),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+        // Reset before the connection was ours: the handshake completed in
+        // the kernel, but the listening socket closed without accepting
+        // it (a server dying, with our connection in its queue). Nothing
+        // listens there, exactly as when refused.
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
             return Err(ConnectError::Refused)
         }
         Ok(Err(e)) => return Err(ConnectError::Io(e)),
