@@ -163,8 +163,8 @@ mod cases {
     use std::time::{Duration, Instant};
 
     use sticky_test_support::{
-        assert_no_newer_copy, holders, wait_until, Acked, Answer, Browser, Cluster, Stamp,
-        StoreBackend, DEADLINE,
+        assert_no_newer_copy, holders, wait_until, Acked, Answer, Browser, Cluster, Heartbeat,
+        Stamp, StoreBackend, DEADLINE,
     };
 
     use super::STICKY;
@@ -392,19 +392,28 @@ mod cases {
         assert_eq!(holding, replicas, "copies of ws2's version: {copies:?}");
     }
 
-    /// Issue 19 item 5: a claim's steps need a quorum of stores, not all
-    /// of them. ws1 is killed and then a store holding the session's copy
-    /// is frozen (`SIGSTOP`) before ws2 can find out (the stores' timeout
-    /// is 30 s, longer than the 2 s claim timeout). ws2's takeover must be
-    /// served from the two stores that answer; a claim that waited for
-    /// every store answers 503 when the claim timeout ends.
-    pub(super) fn a_takeover_does_not_wait_for_a_paused_store_once_a_quorum_answered(
-        backend: StoreBackend,
-    ) {
+    /// A cluster of 3 stores (R = 2, the stores' timeout 30 s) and ws1,
+    /// ws2 (its lease renewed as a director would), with `session`
+    /// settings added; a session written 3 times on ws1; then ws1 killed
+    /// with `kill -9` and a store holding the session's copy frozen
+    /// (`SIGSTOP`).
+    struct Frozen {
+        c: Cluster,
+        b: Browser,
+        id: String,
+        addrs: Vec<SocketAddr>,
+        /// The frozen store's index.
+        frozen: usize,
+        ws2: SocketAddr,
+        _ws2_lease: Heartbeat,
+    }
+
+    fn kill_ws1_and_freeze_a_replica(backend: StoreBackend, session: &[(&str, &str)]) -> Frozen {
         let mut c = Cluster::start_on(STICKY, backend, 3, &["ws1", "ws2"], |cfg| {
-            cfg.replicas(2)
-                .session("store_timeout_ms", "30000")
-                .session("slow_store_ms", "50")
+            session.iter().fold(
+                cfg.replicas(2).session("store_timeout_ms", "30000"),
+                |cfg, (key, value)| cfg.session(key, value),
+            )
         });
         let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
         let _ws2_lease = c.web("ws2").heartbeat();
@@ -415,14 +424,42 @@ mod cases {
         let id = b.id();
         let addrs = c.store_addrs();
         let copies = &backend.copies(&addrs, std::slice::from_ref(&id))[&id];
-        let holder = copies
+        let frozen = copies
             .iter()
             .position(|c| c.as_ref().is_some_and(|s| s.live && s.counter() == 3))
             .expect("a store holds the acknowledged copy");
-
         let status = c.web_mut("ws1").kill9();
         assert!(!status.success(), "ws1 was killed: {status}");
-        sticky_test_support::signal(c.stores[holder].pid(), "STOP");
+        sticky_test_support::signal(c.stores[frozen].pid(), "STOP");
+        Frozen {
+            c,
+            b,
+            id,
+            addrs,
+            frozen,
+            ws2,
+            _ws2_lease,
+        }
+    }
+
+    /// Issue 19 item 5: a claim's steps need a quorum of stores, not all
+    /// of them. ws1 is killed and then a store holding the session's copy
+    /// is frozen (`SIGSTOP`) before ws2 can find out (the stores' timeout
+    /// is 30 s, longer than the 2 s claim timeout). ws2's takeover must be
+    /// served from the two stores that answer; a claim that waited for
+    /// every store answers 503 when the claim timeout ends.
+    pub(super) fn a_takeover_does_not_wait_for_a_paused_store_once_a_quorum_answered(
+        backend: StoreBackend,
+    ) {
+        let Frozen {
+            c,
+            mut b,
+            id,
+            addrs,
+            frozen: holder,
+            ws2,
+            _ws2_lease,
+        } = kill_ws1_and_freeze_a_replica(backend, &[("slow_store_ms", "50")]);
 
         // A read: it commits nothing, so only the claim meets the stores.
         let r = b.get(ws2, "/api/counter");
@@ -461,29 +498,17 @@ mod cases {
     /// at least one grace, less than two by a margin of 150 ms.
     pub(super) fn a_takeover_waits_one_grace_for_a_paused_replica(backend: StoreBackend) {
         const GRACE: Duration = Duration::from_millis(800);
-        let mut c = Cluster::start_on(STICKY, backend, 3, &["ws1", "ws2"], |cfg| {
-            cfg.replicas(2)
-                .session("store_timeout_ms", "30000")
-                .session("slow_store_ms", "800")
-                .session("lease_ms", "600000")
-        });
-        let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
-        let _ws2_lease = c.web("ws2").heartbeat();
-        let mut b = Browser::new();
-        for i in 1..=3 {
-            assert_eq!(b.increment(ws1).value, i);
-        }
-        let id = b.id();
-        let addrs = c.store_addrs();
-        let copies = &backend.copies(&addrs, std::slice::from_ref(&id))[&id];
-        let replica = copies
-            .iter()
-            .position(|c| c.as_ref().is_some_and(|s| s.live && s.counter() == 3))
-            .expect("a store holds the acknowledged copy");
-
-        let status = c.web_mut("ws1").kill9();
-        assert!(!status.success(), "ws1 was killed: {status}");
-        sticky_test_support::signal(c.stores[replica].pid(), "STOP");
+        let Frozen {
+            c,
+            mut b,
+            frozen: replica,
+            ws2,
+            _ws2_lease,
+            ..
+        } = kill_ws1_and_freeze_a_replica(
+            backend,
+            &[("slow_store_ms", "800"), ("lease_ms", "600000")],
+        );
 
         let started = Instant::now();
         let r = b.get(ws2, "/api/counter");
