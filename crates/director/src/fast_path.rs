@@ -367,20 +367,7 @@ impl Connection<'_> {
                     return self.answer(client, Answer::ResponseTimeout, started).await;
                 }
                 Ok(Err(e)) => {
-                    stats.upstream_send_failed.fetch_add(1, Ordering::Relaxed);
-                    backend.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(server = %backend.name, error = %e, pooled, replayable, "request to web server failed");
-                    let closed_while_pooled = matches!(e, UpstreamError::ClosedEarly) && pooled;
-                    if !closed_while_pooled {
-                        // Its other idle connections are likely dead too.
-                        backend.clear_pools();
-                    }
-                    let again = if closed_while_pooled {
-                        attempts.retry_after_pooled_close(shared, replayable)
-                    } else {
-                        attempts.retry(shared, replayable)
-                    };
-                    if again {
+                    if attempts.after_failed_exchange(shared, &backend, &e, pooled, replayable) {
                         continue;
                     }
                     return self.answer(client, Answer::BadGateway, started).await;

@@ -26,6 +26,7 @@ use crate::health::mark_down_now;
 use crate::pool::ConnectError;
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
+use crate::upstream::UpstreamError;
 
 /// A web server's `421` names the session's owner in this header; it is
 /// removed from every response a client gets.
@@ -283,6 +284,35 @@ impl Attempts {
         shared.stats.retries.fetch_add(1, Ordering::Relaxed);
         self.replace_connection();
         true
+    }
+
+    /// An exchange with `backend` on the fast or raw path failed with
+    /// `error` (`pooled`: on a connection taken from the pool): counts it,
+    /// empties the server's pools unless only that pooled connection was
+    /// found closed (its other idle ones are likely dead too), and decides
+    /// whether the request goes again on a new connection
+    /// ([`Self::retry_after_pooled_close`] or [`Self::retry`]).
+    pub(crate) fn after_failed_exchange(
+        &mut self,
+        shared: &State,
+        backend: &Backend,
+        error: &UpstreamError,
+        pooled: bool,
+        replayable: bool,
+    ) -> bool {
+        shared
+            .stats
+            .upstream_send_failed
+            .fetch_add(1, Ordering::Relaxed);
+        backend.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(server = %backend.name, %error, pooled, replayable, "request to web server failed");
+        let closed_while_pooled = matches!(error, UpstreamError::ClosedEarly) && pooled;
+        if closed_while_pooled {
+            self.retry_after_pooled_close(shared, replayable)
+        } else {
+            backend.clear_pools();
+            self.retry(shared, replayable)
+        }
     }
 
     /// After any other failure of a sent request: true if it may be sent

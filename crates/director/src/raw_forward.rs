@@ -48,7 +48,7 @@ use crate::forward::{is_idempotent, refused_as_fenced, Answer, Attempts, Finish}
 use crate::pool::Reuse;
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
-use crate::upstream::{Framing, UpstreamError};
+use crate::upstream::Framing;
 
 /// Request and response buffers larger than this are not kept for reuse.
 const KEEP_CAPACITY: usize = 32 << 10;
@@ -184,20 +184,7 @@ pub(crate) async fn forward(
                 break Answer::ResponseTimeout.response(shared);
             }
             Ok(Err(e)) => {
-                stats.upstream_send_failed.fetch_add(1, Ordering::Relaxed);
-                backend.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(server = %backend.name, error = %e, pooled, replayable, "request to web server failed");
-                let closed_while_pooled = matches!(e, UpstreamError::ClosedEarly) && pooled;
-                if !closed_while_pooled {
-                    // Its other idle connections are likely dead too.
-                    backend.clear_pools();
-                }
-                let again = if closed_while_pooled {
-                    attempts.retry_after_pooled_close(shared, replayable)
-                } else {
-                    attempts.retry(shared, replayable)
-                };
-                if again {
+                if attempts.after_failed_exchange(shared, &backend, &e, pooled, replayable) {
                     continue;
                 }
                 break Answer::BadGateway.response(shared);
