@@ -13,7 +13,8 @@ use sticky_store::{Store, StoreConfig};
 use tokio::sync::oneshot;
 
 use crate::process::{
-    free_port, log_tail, log_to, read_text, rss_bytes, signal, ChildProcess, NotReady, Sticky,
+    free_port, log_tail, log_to, read_text, rss_bytes, signal, tmp_root, ChildProcess, NotReady,
+    Sticky,
 };
 use crate::resp::{self, Resp, RespConn};
 use crate::wait::{POLL, STARTUP_DEADLINE};
@@ -119,8 +120,10 @@ impl StoreProcess {
             // have had a store on this port before (that store's state
             // made this one a "restarted" store, refusing takeovers for
             // its recovery window).
-            let dir = std::env::temp_dir()
-                .join("sticky-test-store-state")
+            // Under the tests' directory (`target/tmp`), beside the logs,
+            // not in the system's temporary directory.
+            let dir = tmp_root()
+                .join("store-state")
                 .join(format!("{}-{port}", std::process::id()));
             if fresh {
                 let _ = std::fs::remove_dir_all(&dir);
