@@ -96,8 +96,12 @@ pub(crate) struct Summary {
     /// Successful operations served from the cache and from the stores.
     pub(crate) cached: Latency,
     pub(crate) loaded: Latency,
-    /// From a kill -9 of a session's web server to its first success.
+    /// From a kill -9 of a session's web server to its first success,
+    /// for sessions served until the kill.
     pub(crate) failover: Latency,
+    /// The same for sessions that were failing already when the kill came
+    /// (their wait is the earlier fault's).
+    pub(crate) failover_failing: Latency,
     /// That first success's own latency, when it was a takeover.
     pub(crate) takeover: Latency,
     /// Lost writes dated against their server's kill: how long before the
@@ -137,6 +141,7 @@ impl Summary {
             cached: Latency::of(&t.cached),
             loaded: Latency::of(&t.loaded),
             failover: Latency::of(&t.failover),
+            failover_failing: Latency::of(&t.failover_failing),
             takeover: Latency::of(&t.takeover),
             loss_window: Latency::of(&t.loss_window),
             client: t.client.clone(),
@@ -245,6 +250,14 @@ impl Summary {
             "kill -9 to a moved session's 1st ok",
             self.failover.cells()
         );
+        if self.failover_failing.count > 0 {
+            let _ = writeln!(
+                t,
+                "{:<34} {}",
+                "the same, failing before the kill",
+                self.failover_failing.cells()
+            );
+        }
         let _ = writeln!(
             t,
             "{:<34} {}",

@@ -188,8 +188,14 @@ pub(crate) struct Tally {
     pub(crate) cached: Histogram<u64>,
     pub(crate) loaded: Histogram<u64>,
     /// From a kill -9 of a session's web server to the session's first
-    /// successful operation after it, in µs.
+    /// successful operation after it, in µs, when the session was being
+    /// served until the kill (no failed operation had ended between its
+    /// last success and the kill).
     pub(crate) failover: Histogram<u64>,
+    /// The same, for sessions that were failing already when the kill
+    /// came (e.g. their server cut from a quorum of stores): the wait for
+    /// them is the earlier fault's, not the takeover's.
+    pub(crate) failover_failing: Histogram<u64>,
     /// The latency of that first successful request, when it loaded the
     /// session from the stores (the takeover itself), in µs.
     pub(crate) takeover: Histogram<u64>,
@@ -217,6 +223,7 @@ impl Default for Tally {
             cached: histogram(),
             loaded: histogram(),
             failover: histogram(),
+            failover_failing: histogram(),
             takeover: histogram(),
             loss_window: histogram(),
             lost_increments: 0,
@@ -236,6 +243,7 @@ impl Tally {
             (&mut self.cached, &o.cached),
             (&mut self.loaded, &o.loaded),
             (&mut self.failover, &o.failover),
+            (&mut self.failover_failing, &o.failover_failing),
             (&mut self.takeover, &o.takeover),
             (&mut self.loss_window, &o.loss_window),
         ] {
@@ -291,6 +299,8 @@ pub(crate) struct User {
     counter: Counter,
     /// The server of the last successful operation, and when it ended.
     last_ok: Option<(String, Instant)>,
+    /// When the first failed operation since the last success ended.
+    failing_since: Option<Instant>,
     /// Recent acknowledgments: value, server, when.
     acks: VecDeque<(u64, String, Instant)>,
     pub(crate) tally: Tally,
@@ -319,6 +329,7 @@ impl User {
             old_routes: VecDeque::new(),
             counter: Counter::default(),
             last_ok: None,
+            failing_since: None,
             acks: VecDeque::new(),
             tally,
         }
@@ -546,8 +557,10 @@ impl User {
             self.anomaly(shared, op, at, &f);
         }
         let Ok(answer) = result else {
+            self.failing_since.get_or_insert(ended);
             return false;
         };
+        let failing_since = self.failing_since.take();
         match answer.source.as_str() {
             "cache" => self.tally.cached.saturating_record(latency.max(1)),
             "store" => self.tally.loaded.saturating_record(latency.max(1)),
@@ -557,7 +570,11 @@ impl User {
             if let Some(killed) = shared.failover.killed_since(server, *last) {
                 let us =
                     u64::try_from(ended.duration_since(killed).as_micros()).unwrap_or(u64::MAX);
-                self.tally.failover.saturating_record(us.max(1));
+                if failing_before_kill(failing_since, killed) {
+                    self.tally.failover_failing.saturating_record(us.max(1));
+                } else {
+                    self.tally.failover.saturating_record(us.max(1));
+                }
                 if answer.source == "store" {
                     self.tally.takeover.saturating_record(latency.max(1));
                 }
@@ -648,10 +665,30 @@ impl User {
     }
 }
 
+/// Whether a session was failing already when its server was killed: a
+/// failed operation had ended, after the last success, before the kill
+/// (`failing_since`). One that failed later may have been the kill's.
+fn failing_before_kill(failing_since: Option<Instant>, killed: Instant) -> bool {
+    failing_since.is_some_and(|f| f < killed)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_before_the_kill_files_the_failover_apart() {
+        let kill = Instant::now();
+        let before = kill - Duration::from_millis(5);
+        let after = kill + Duration::from_millis(5);
+        assert!(!failing_before_kill(None, kill), "served until the kill");
+        assert!(failing_before_kill(Some(before), kill), "failing already");
+        assert!(
+            !failing_before_kill(Some(after), kill),
+            "failed because of the kill"
+        );
+    }
 
     #[test]
     fn only_failures_that_may_have_reached_a_server_are_unknown() {
