@@ -97,10 +97,10 @@ pub(crate) struct Summary {
     pub(crate) cached: Latency,
     pub(crate) loaded: Latency,
     /// From a kill -9 of a session's web server to its first success,
-    /// for sessions served until the kill.
+    /// for sessions served until the kill (`user::served_until`).
     pub(crate) failover: Latency,
-    /// The same for sessions that were failing already when the kill came
-    /// (their wait is the earlier fault's).
+    /// The same for sessions that were not: failing already, or their
+    /// user's operation hung on another fault (their wait is that fault's).
     pub(crate) failover_failing: Latency,
     /// That first success's own latency, when it was a takeover.
     pub(crate) takeover: Latency,
@@ -254,7 +254,7 @@ impl Summary {
             let _ = writeln!(
                 t,
                 "{:<34} {}",
-                "the same, failing before the kill",
+                "the same, not served before the kill",
                 self.failover_failing.cells()
             );
         }

@@ -189,12 +189,12 @@ pub(crate) struct Tally {
     pub(crate) loaded: Histogram<u64>,
     /// From a kill -9 of a session's web server to the session's first
     /// successful operation after it, in µs, when the session was being
-    /// served until the kill (no failed operation had ended between its
-    /// last success and the kill).
+    /// served until the kill ([`served_until`]).
     pub(crate) failover: Histogram<u64>,
-    /// The same, for sessions that were failing already when the kill
-    /// came (e.g. their server cut from a quorum of stores): the wait for
-    /// them is the earlier fault's, not the takeover's.
+    /// The same, for sessions that were not: failing already when the kill
+    /// came (e.g. their server cut from a quorum of stores), or with their
+    /// user's operation hung on another fault: the wait for them is the
+    /// earlier fault's, not the takeover's.
     pub(crate) failover_failing: Histogram<u64>,
     /// The latency of that first successful request, when it loaded the
     /// session from the stores (the takeover itself), in µs.
@@ -570,7 +570,7 @@ impl User {
             if let Some(killed) = shared.failover.killed_since(server, *last) {
                 let us =
                     u64::try_from(ended.duration_since(killed).as_micros()).unwrap_or(u64::MAX);
-                if failing_before_kill(failing_since, killed) {
+                if !served_until(killed, *last, failing_since, shared.think) {
                     self.tally.failover_failing.saturating_record(us.max(1));
                 } else {
                     self.tally.failover.saturating_record(us.max(1));
@@ -665,11 +665,25 @@ impl User {
     }
 }
 
-/// Whether a session was failing already when its server was killed: a
-/// failed operation had ended, after the last success, before the kill
-/// (`failing_since`). One that failed later may have been the kill's.
-fn failing_before_kill(failing_since: Option<Instant>, killed: Instant) -> bool {
-    failing_since.is_some_and(|f| f < killed)
+/// How long before a kill a user's last success may have ended for its
+/// session to count as served until the kill, besides its think time.
+const SERVED_WITHIN: Duration = Duration::from_secs(1);
+
+/// Whether a session was being served until its server's kill at
+/// `killed`: its last success ended at `last_ok`, within [`SERVED_WITHIN`]
+/// and two think times before the kill, and no failed operation had ended
+/// between that success and the kill (`failing_since`: when the first one
+/// did). Otherwise it was failing already, or its user's operation hung on
+/// another fault, and the wait for its next success is not the failover's.
+/// A failure that ended after the kill may have been the kill's.
+fn served_until(
+    killed: Instant,
+    last_ok: Instant,
+    failing_since: Option<Instant>,
+    think: Duration,
+) -> bool {
+    let recent = killed.saturating_duration_since(last_ok) <= SERVED_WITHIN + think * 2;
+    recent && failing_since.is_none_or(|f| f >= killed)
 }
 
 #[cfg(test)]
@@ -678,15 +692,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_failure_before_the_kill_files_the_failover_apart() {
-        let kill = Instant::now();
-        let before = kill - Duration::from_millis(5);
-        let after = kill + Duration::from_millis(5);
-        assert!(!failing_before_kill(None, kill), "served until the kill");
-        assert!(failing_before_kill(Some(before), kill), "failing already");
+    fn a_session_failing_or_idle_before_the_kill_is_not_served_until_it() {
+        let think = Duration::from_millis(20);
+        let kill = Instant::now() + Duration::from_secs(10);
+        let ms = Duration::from_millis;
+        let last_ok = kill - ms(30);
         assert!(
-            !failing_before_kill(Some(after), kill),
+            served_until(kill, last_ok, None, think),
+            "served until the kill"
+        );
+        assert!(
+            !served_until(kill, last_ok, Some(kill - ms(5)), think),
+            "failing already"
+        );
+        assert!(
+            served_until(kill, last_ok, Some(kill + ms(5)), think),
             "failed because of the kill"
+        );
+        assert!(
+            !served_until(kill, kill - ms(1_100), None, think),
+            "its last success long before: an operation hung on another fault"
         );
     }
 
