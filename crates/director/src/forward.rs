@@ -156,6 +156,11 @@ pub(crate) struct Attempts {
     /// every further attempt goes there (a new connection to it is fine),
     /// and anything that would route the request elsewhere answers `503`.
     owner: Option<Arc<Backend>>,
+    /// Servers this request could not connect to (a timeout or an error
+    /// other than a refusal, which marks the server down for everyone):
+    /// where the director chooses, its next attempt goes elsewhere
+    /// ([`Table::route_avoiding`](crate::routing::Table::route_avoiding)).
+    unreachable: Vec<Arc<Backend>>,
 }
 
 impl Attempts {
@@ -168,6 +173,7 @@ impl Attempts {
             last_failure: Answer::Unavailable,
             moved_from: None,
             owner: None,
+            unreachable: Vec::new(),
         }
     }
 
@@ -191,7 +197,13 @@ impl Attempts {
         }
         let table = shared.table.load();
         let decision = table
-            .route(cookies, client, &shared.signer, &shared.rotation)
+            .route_avoiding(
+                cookies,
+                client,
+                &shared.signer,
+                &shared.rotation,
+                &self.unreachable,
+            )
             .ok_or(Answer::Unavailable)?;
         if let Some(moved) = decision.moved {
             if self.moved_from.is_none() {
@@ -212,8 +224,10 @@ impl Attempts {
     /// Counts a failed connection attempt and decides what follows:
     /// `Ok` to try again, `Err` to give up with that answer. A refused
     /// connection marks the server down at once and is always re-routed;
-    /// other failures get [`MAX_RETRIES`] more tries. Either way the
-    /// request never reached the server, so this is safe whatever the
+    /// other failures get [`MAX_RETRIES`] more tries, which pass that
+    /// server over wherever the director chooses (a moved or new client:
+    /// a standby cut from this director is not tried again). Either way
+    /// the request never reached the server, so this is safe whatever the
     /// method.
     pub(crate) fn connect_failed(
         &mut self,
@@ -256,6 +270,9 @@ impl Attempts {
         if self.retries < MAX_RETRIES {
             self.retries += 1;
             stats.retries.fetch_add(1, Ordering::Relaxed);
+            if !self.unreachable.iter().any(|b| b.name == backend.name) {
+                self.unreachable.push(Arc::clone(backend));
+            }
             Ok(())
         } else {
             Err(self.last_failure)

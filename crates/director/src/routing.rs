@@ -154,6 +154,7 @@ impl Table {
     }
 
     /// Chooses the server for a request; `None` when no server can take it.
+    #[cfg(test)]
     pub(crate) fn route(
         &self,
         cookies: &RequestCookies<'_>,
@@ -161,16 +162,35 @@ impl Table {
         signer: &RouteSigner,
         rotation: &AtomicUsize,
     ) -> Option<Decision> {
+        self.route_avoiding(cookies, client_ip, signer, rotation, &[])
+    }
+
+    /// [`Self::route`], passing over the servers named in `avoid` (this
+    /// request could not connect to them) wherever the choice is the
+    /// director's: a moved client's failover (to the next tier when every
+    /// server of one is avoided: a standby cut from this director, then
+    /// the web servers) and a new client's pick. A cookie naming a
+    /// routable server still goes there: only it holds the session. When
+    /// every candidate is avoided, the choice is made as if none were.
+    pub(crate) fn route_avoiding(
+        &self,
+        cookies: &RequestCookies<'_>,
+        client_ip: IpAddr,
+        signer: &RouteSigner,
+        rotation: &AtomicUsize,
+        avoid: &[Arc<Backend>],
+    ) -> Option<Decision> {
         match self.verdict(cookies.route, signer) {
             CookieVerdict::Known(i) if self.entries[i].routable => Some(Decision {
                 index: i,
                 set_cookie: false,
                 moved: None,
             }),
-            CookieVerdict::Known(i) => self.failover(cookies, client_ip, Some(i)),
-            CookieVerdict::Unknown => self.failover(cookies, client_ip, None),
+            CookieVerdict::Known(i) => self.failover(cookies, client_ip, Some(i), avoid),
+            CookieVerdict::Unknown => self.failover(cookies, client_ip, None, avoid),
             CookieVerdict::Absent | CookieVerdict::Forged => {
-                let index = self.least_loaded(&self.new_clients, rotation)?;
+                let candidates = self.avoiding(&self.new_clients, avoid);
+                let index = self.least_loaded(&candidates, rotation)?;
                 Some(Decision {
                     index,
                     set_cookie: true,
@@ -185,14 +205,24 @@ impl Table {
         cookies: &RequestCookies<'_>,
         client_ip: IpAddr,
         from: Option<usize>,
+        avoid: &[Arc<Backend>],
     ) -> Option<Decision> {
-        let candidates = self.failover_candidates();
-        if candidates.is_empty() {
+        let tier = self.failover_candidates();
+        if tier.is_empty() {
             return None;
         }
+        let candidates = if avoid.is_empty() {
+            std::borrow::Cow::Borrowed(tier)
+        } else {
+            [&self.standbys, &self.web, &self.last_resort]
+                .into_iter()
+                .map(|c| self.without(c, avoid))
+                .find(|c| !c.is_empty())
+                .map_or(std::borrow::Cow::Borrowed(tier), std::borrow::Cow::Owned)
+        };
         let index = match (cookies.session, cookies.route) {
-            (Some(key), _) | (None, Some(key)) => self.rendezvous(candidates, key),
-            (None, None) => self.rendezvous(candidates, client_ip.to_string().as_bytes()),
+            (Some(key), _) | (None, Some(key)) => self.rendezvous(&candidates, key),
+            (None, None) => self.rendezvous(&candidates, client_ip.to_string().as_bytes()),
         }?;
         Some(Decision {
             index,
@@ -209,6 +239,33 @@ impl Table {
             .into_iter()
             .find(|c| !c.is_empty())
             .map_or(&[], |c| c.as_slice())
+    }
+
+    /// `candidates` but the servers in `avoid` (compared by name).
+    fn without(&self, candidates: &[usize], avoid: &[Arc<Backend>]) -> Vec<usize> {
+        candidates
+            .iter()
+            .copied()
+            .filter(|&i| !avoid.iter().any(|b| b.name == self.entries[i].backend.name))
+            .collect()
+    }
+
+    /// `candidates` but the servers in `avoid`; all of them when that
+    /// leaves none (or nothing is avoided).
+    fn avoiding<'a>(
+        &self,
+        candidates: &'a [usize],
+        avoid: &[Arc<Backend>],
+    ) -> std::borrow::Cow<'a, [usize]> {
+        if avoid.is_empty() {
+            return std::borrow::Cow::Borrowed(candidates);
+        }
+        let rest = self.without(candidates, avoid);
+        if rest.is_empty() {
+            std::borrow::Cow::Borrowed(candidates)
+        } else {
+            std::borrow::Cow::Owned(rest)
+        }
     }
 
     /// Weighted rendezvous (highest random weight) hashing of `key` over
@@ -410,6 +467,67 @@ mod tests {
                 .route(&c, IP, &signer, &AtomicUsize::new(7))
                 .map(|d| d.index)
         );
+    }
+
+    #[test]
+    fn a_server_a_request_could_not_reach_is_passed_over_where_the_director_chooses() {
+        let bs = backends(&[
+            ("ws1", false, 1),
+            ("ws2", false, 1),
+            ("ws3", false, 1),
+            ("sb", true, 1),
+        ]);
+        let signer = RouteSigner::new(SECRET);
+        let rot = AtomicUsize::new(0);
+        down(&bs[0]);
+        let t = Table::build(&bs);
+        let ws1 = signer.value("ws1");
+        let sb = [Arc::clone(&bs[3])];
+        let web_only = backends(&[("ws1", false, 1), ("ws2", false, 1), ("ws3", false, 1)]);
+        down(&web_only[0]);
+        let no_standby = Table::build(&web_only);
+        let mut spread = [0usize; 4];
+        for n in 0..50 {
+            let sid = format!("s{n}");
+            let moved = RequestCookies {
+                route: Some(ws1.as_bytes()),
+                session: Some(sid.as_bytes()),
+            };
+            // A moved client goes to the standby, unless this request
+            // could not connect to it: then to the web servers, by
+            // rendezvous hashing over them, as when no standby is up.
+            assert_eq!(t.route(&moved, IP, &signer, &rot).map(|d| d.index), Some(3));
+            let d = t
+                .route_avoiding(&moved, IP, &signer, &rot, &sb)
+                .unwrap_or_else(|| panic!("no route"));
+            assert!(d.set_cookie && d.moved.is_some());
+            spread[d.index] += 1;
+            let without_standby = no_standby.route(&moved, IP, &signer, &rot);
+            assert_eq!(Some(d.index), without_standby.map(|d| d.index));
+            // Every candidate avoided: as if none were.
+            let all: Vec<Arc<Backend>> = bs.iter().map(Arc::clone).collect();
+            let d = t.route_avoiding(&moved, IP, &signer, &rot, &all);
+            assert_eq!(d.map(|d| d.index), Some(3));
+        }
+        assert!(
+            spread[0] == 0 && spread[3] == 0 && spread[1] > 0 && spread[2] > 0,
+            "over the healthy web servers: {spread:?}"
+        );
+        // A new client avoids it too.
+        let ws2 = [Arc::clone(&bs[1])];
+        for _ in 0..20 {
+            let d = t.route_avoiding(&RequestCookies::default(), IP, &signer, &rot, &ws2);
+            assert_eq!(d.map(|d| d.index), Some(2), "ws1 is down, ws2 avoided");
+        }
+        // A cookie naming a routable server goes there: only it holds the
+        // session.
+        let ws2_cookie = signer.value("ws2");
+        let c = RequestCookies {
+            route: Some(ws2_cookie.as_bytes()),
+            session: Some(b"s1"),
+        };
+        let d = t.route_avoiding(&c, IP, &signer, &rot, &ws2);
+        assert_eq!(d.map(|d| (d.index, d.moved)), Some((1, None)));
     }
 
     #[test]

@@ -1,0 +1,216 @@
+//! A moved session's request when the director cannot reach the server
+//! it would move the session to (issue 19 item 5 under the network fault
+//! model): the standby is cut from the director — packets dropped, no
+//! connection refused — and the director's health checks have not noticed
+//! yet. The request must go to another server after one connect timeout,
+//! not end in an error after trying the standby again and again.
+//!
+//! Every process in its own network namespace on a bridge of the test's
+//! own ([`Net`]): the director, `ws1`, `ws2`, the standby `sb`, and the
+//! three stores together in `st`; the test talks to the director from the
+//! root namespace. Needs root and `ip` (iproute2): skips loudly without
+//! them, except under `CI`, where it fails instead. Everything is removed
+//! also on failure: the processes (killed on drop), the namespaces
+//! ([`Net`]'s drop, which also kills what still runs in them).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sticky_test_support::{
+    http_request, log_tail, log_to, require_program_from, require_root, temp_dir, Answer,
+    ChildProcess, CookieJar, Net, STARTUP_DEADLINE,
+};
+
+const STICKY: &str = env!("CARGO_BIN_EXE_sticky");
+
+/// A process of the cluster, in its host's namespace.
+struct Proc {
+    name: String,
+    child: ChildProcess,
+    log: std::path::PathBuf,
+}
+
+fn start(net: &Net, host: &str, name: &str, args: &[&str], config: &Path) -> Proc {
+    let mut cmd = net.host(host).unwrap().command(STICKY);
+    cmd.args(args).arg("--config").arg(config);
+    cmd.env("STICKY_LOG", "info");
+    let log = log_to(&mut cmd, &format!("dfnet-{name}"));
+    Proc {
+        name: name.to_owned(),
+        child: ChildProcess::spawn(&mut cmd, name),
+        log,
+    }
+}
+
+/// Fails with every process's log tail.
+fn logs(procs: &[Proc]) -> String {
+    procs
+        .iter()
+        .map(|p| format!("--- {}\n{}", p.name, log_tail(&p.log, 15)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_moved_session_goes_to_another_server_when_the_standby_cannot_be_reached() {
+    if !require_root("a director cut from the standby (network namespaces)")
+        || !require_program_from("ip", "iproute2")
+    {
+        return;
+    }
+    let net = Net::with_prefix("stkdfn", &["d", "ws1", "ws2", "sb", "st"])
+        .expect("create the namespaces");
+    let at = |host: &str, port: u16| SocketAddr::from((net.addr(host).unwrap(), port));
+    let (public, admin) = (at("d", 8080), at("d", 8081));
+    let dir = temp_dir("dfnet");
+    let config = dir.join("cluster.toml");
+    // Health checks every second, a server marked down after 30 failed
+    // ones: the checks do not notice the cut during the test, as they
+    // would not in the first second of a real one. The connect timeout is
+    // the director's only way to learn it.
+    std::fs::write(
+        &config,
+        format!(
+            r#"secret = "a cluster secret of at least thirty-two bytes"
+replicas = 2
+mode = "sync"
+
+[director]
+listen = "{public}"
+admin = "{admin}"
+health_interval_ms = 1000
+fall = 30
+rise = 1
+connect_timeout_ms = 300
+
+[[web]]
+name = "ws1"
+listen = "{ws1}"
+
+[[web]]
+name = "ws2"
+listen = "{ws2}"
+
+[[web]]
+name = "sb"
+listen = "{sb}"
+standby = true
+
+[[store]]
+name = "s1"
+listen = "{s1}"
+
+[[store]]
+name = "s2"
+listen = "{s2}"
+
+[[store]]
+name = "s3"
+listen = "{s3}"
+"#,
+            ws1 = at("ws1", 9091),
+            ws2 = at("ws2", 9092),
+            sb = at("sb", 9094),
+            s1 = at("st", 9121),
+            s2 = at("st", 9122),
+            s3 = at("st", 9123),
+        ),
+    )
+    .unwrap();
+
+    let mut procs = Vec::new();
+    for s in ["s1", "s2", "s3"] {
+        let state = dir.join(format!("{s}-state"));
+        let state = state.to_str().unwrap();
+        procs.push(start(
+            &net,
+            "st",
+            s,
+            &["store", "--name", s, "--state-dir", state],
+            &config,
+        ));
+    }
+    for (host, name) in [("ws1", "ws1"), ("ws2", "ws2"), ("sb", "sb")] {
+        procs.push(start(&net, host, name, &["web", "--name", name], &config));
+    }
+    procs.push(start(&net, "d", "director", &["director"], &config));
+
+    // Every web server up (and ready) in the director's view.
+    let start_time = Instant::now();
+    loop {
+        let up = http_request(admin, "GET", "/api/cluster", &[], None)
+            .ok()
+            .filter(|r| r.status == 200)
+            .map(|r| r.json())
+            .is_some_and(|c| {
+                c["servers"].as_array().is_some_and(|s| {
+                    s.len() == 3 && s.iter().all(|s| s["state"] == "up" && s["ready"] == true)
+                })
+            });
+        if up {
+            break;
+        }
+        assert!(
+            start_time.elapsed() < STARTUP_DEADLINE,
+            "the cluster did not come up:\n{}",
+            logs(&procs)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A session on ws1, with a count.
+    let mut jar = None;
+    for _ in 0..20 {
+        let mut j = CookieJar::new();
+        let a = Answer::from(&j.request(public, "POST", "/api/counter", None));
+        if a.server == "ws1" {
+            jar = Some(j);
+            break;
+        }
+    }
+    let mut jar = jar.expect("a new session placed on ws1 within 20 tries");
+    let a = Answer::from(&jar.request(public, "POST", "/api/counter", None));
+    assert_eq!((a.server.as_str(), a.value), ("ws1", 2));
+
+    // The standby is cut from the director; ws1 dies.
+    net.cut("d", "sb").unwrap();
+    let ws1 = procs.iter_mut().find(|p| p.name == "ws1").unwrap();
+    ws1.child.kill9();
+
+    // The session's next request: ws1 refuses it, the standby does not
+    // answer the connect, and the request goes to ws2, which takes the
+    // session over from the stores.
+    let r = jar.request(public, "GET", "/api/counter", None);
+    assert_eq!(r.status, 200, "{r:?}\n{}", logs(&procs));
+    let a = Answer::from(&r);
+    assert_eq!(
+        (a.server.as_str(), a.value, a.source.as_str()),
+        ("ws2", 2, "store"),
+        "taken over by ws2 with its count"
+    );
+    assert!(net.dropped_to("sb").unwrap() > 0, "the cut bit");
+    // The director still believes the standby up: the request, not the
+    // health checks, passed it over.
+    let cluster = http_request(admin, "GET", "/api/cluster", &[], None)
+        .unwrap()
+        .json();
+    let sb = cluster["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "sb")
+        .cloned()
+        .unwrap();
+    assert_eq!(sb["state"], "up", "{cluster}");
+
+    // It stays with ws2.
+    let a = Answer::from(&jar.request(public, "POST", "/api/counter", None));
+    assert_eq!(
+        (a.server.as_str(), a.value, a.source.as_str()),
+        ("ws2", 3, "cache")
+    );
+    net.heal_all().unwrap();
+}
