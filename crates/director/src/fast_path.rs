@@ -543,8 +543,14 @@ impl Connection<'_> {
                 if reusable {
                     backend.raw_pool().put(upstream);
                 }
-                let sent = write_client(client, &self.out, idle).await;
+                // The server's part is over: it no longer counts as in
+                // flight there. Dropped before the client has the answer,
+                // so that the client's next request, which another worker
+                // may route at once, sees the server idle (least-loaded
+                // routing of new clients; the other way round it favoured
+                // whichever server's worker the scheduler ran last).
                 drop(active);
+                let sent = write_client(client, &self.out, idle).await;
                 sent.is_ok() && head.framing != Framing::UntilClose
             }
             Err(e) => {
