@@ -395,3 +395,57 @@ fn a_web_server_without_its_lease_reports_not_ready_until_it_holds_it() {
     assert_eq!(Browser::new().increment(ws1).value, 1);
     web.assert_no_panic();
 }
+
+/// A web server that holds its lease but sees too few stores to take a
+/// session over or to write one (two of three paused: a claim and a write
+/// each need two) reports itself not ready while it still serves its
+/// cache, so that a director sends a dead server's users to another
+/// (`docs/director.md`, "Routing"); ready again once the stores are back.
+#[test]
+fn a_web_server_that_sees_too_few_stores_reports_not_ready_while_it_still_serves() {
+    let stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(STICKY, &[])).collect();
+    let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
+    // The tests' lease lasts an hour: it outlives the pause.
+    let cfg = ClusterConfig::new(&addrs, &["ws1"])
+        .replicas(2)
+        .session("store_timeout_ms", "500")
+        .write();
+    let web = WebProcess::start(STICKY, cfg.path(), "ws1");
+    let ws1 = web.addr();
+    wait_until(DEADLINE, "ws1 is ready", || {
+        web.health()["ready"] == json!(true)
+    });
+    let mut b = Browser::new();
+    assert_eq!(b.increment(ws1).value, 1);
+
+    for s in &stores[1..] {
+        signal(s.pid(), "STOP");
+    }
+    let auth = format!("Bearer {}", web.token());
+    wait_until(DEADLINE, "ws1 sees one live store", || {
+        http_request(
+            ws1,
+            "GET",
+            "/.sticky/metrics",
+            &[("Authorization", &auth)],
+            None,
+        )
+        .is_ok_and(|r| r.text().lines().any(|l| l == "sticky_stores_live 1"))
+    });
+    let h = web.health();
+    assert_eq!(h["serving"], json!(true), "its lease still holds: {h}");
+    assert_eq!(
+        h["ready"],
+        json!(false),
+        "one store of the two it needs: {h}"
+    );
+    assert_eq!(b.counter(ws1).value, 1, "its cache is still served");
+
+    for s in &stores[1..] {
+        signal(s.pid(), "CONT");
+    }
+    wait_until(DEADLINE, "ws1 is ready again", || {
+        web.health()["ready"] == json!(true)
+    });
+    assert_eq!(b.increment(ws1).value, 2);
+}

@@ -11,8 +11,9 @@
 //! 1. A valid route cookie naming a routable server that is not evacuating
 //!    goes there (standbys and draining servers included).
 //! 2. A valid route cookie naming a server that is down, fencing,
-//!    evacuating or unknown: a healthy standby if there is one, else the
-//!    healthy web servers; among them, the one rendezvous hashing picks for
+//!    evacuating or unknown: a healthy standby if there is one (and one is
+//!    ready, or no web server is), else the healthy web servers; among
+//!    them, the one rendezvous hashing picks for
 //!    the client's key (its session cookie, else its route cookie, else its
 //!    IP address), so every director picks the same one.
 //! 3. No cookie, or a forged one: a new client: least requests in flight
@@ -50,6 +51,10 @@ pub(crate) struct Table {
     standbys: Vec<usize>,
     web: Vec<usize>,
     last_resort: Vec<usize>,
+    /// Whether [`Self::standbys`] and [`Self::web`] hold a server that
+    /// reports ready (else they hold every candidate, none ready).
+    standbys_ready: bool,
+    web_ready: bool,
     pub(crate) servers_up: usize,
 }
 
@@ -98,20 +103,22 @@ impl Table {
             });
             ready.push(h.ready);
         }
-        let pick = |f: &dyn Fn(&Entry) -> bool| -> Vec<usize> {
+        // The candidates `f` accepts, those that report ready if any, and
+        // whether any did.
+        let pick = |f: &dyn Fn(&Entry) -> bool| -> (Vec<usize>, bool) {
             let all: Vec<usize> = (0..entries.len()).filter(|&i| f(&entries[i])).collect();
             let ready_only: Vec<usize> = all.iter().copied().filter(|&i| ready[i]).collect();
             if ready_only.is_empty() {
-                all
+                (all, false)
             } else {
-                ready_only
+                (ready_only, true)
             }
         };
         let enabled = |e: &Entry| e.routable && e.backend.admin() == AdminState::Enabled;
-        let new_clients = pick(&|e| enabled(e) && !e.backend.standby() && e.weight > 0);
-        let standbys = pick(&|e| enabled(e) && e.backend.standby());
-        let web = pick(&|e| enabled(e) && !e.backend.standby());
-        let last_resort = pick(&|e| e.routable);
+        let (new_clients, _) = pick(&|e| enabled(e) && !e.backend.standby() && e.weight > 0);
+        let (standbys, standbys_ready) = pick(&|e| enabled(e) && e.backend.standby());
+        let (web, web_ready) = pick(&|e| enabled(e) && !e.backend.standby());
+        let (last_resort, _) = pick(&|e| e.routable);
         let servers_up = entries.iter().filter(|e| e.routable).count();
         Self {
             entries,
@@ -119,6 +126,8 @@ impl Table {
             standbys,
             web,
             last_resort,
+            standbys_ready,
+            web_ready,
             servers_up,
         }
     }
@@ -214,7 +223,7 @@ impl Table {
         let candidates = if avoid.is_empty() {
             std::borrow::Cow::Borrowed(tier)
         } else {
-            [&self.standbys, &self.web, &self.last_resort]
+            self.failover_tiers()
                 .into_iter()
                 .map(|c| self.without(c, avoid))
                 .find(|c| !c.is_empty())
@@ -233,12 +242,24 @@ impl Table {
 
     /// The servers a moved client is routed among (by rendezvous hashing
     /// of its key): the healthy standbys if any, else the healthy web
-    /// servers, else any routable one. Empty when none is routable.
+    /// servers, else any routable one; standbys none of which reports
+    /// ready (say, cut from a quorum of the stores: it could not take the
+    /// sessions over) give way to web servers that do. Empty when none is
+    /// routable.
     pub(crate) fn failover_candidates(&self) -> &[usize] {
-        [&self.standbys, &self.web, &self.last_resort]
+        self.failover_tiers()
             .into_iter()
             .find(|c| !c.is_empty())
-            .map_or(&[], |c| c.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// The tiers of [`Self::failover_candidates`], in order of preference.
+    fn failover_tiers(&self) -> [&[usize]; 3] {
+        if self.standbys_ready || !self.web_ready {
+            [&self.standbys, &self.web, &self.last_resort]
+        } else {
+            [&self.web, &self.standbys, &self.last_resort]
+        }
     }
 
     /// `candidates` but the servers in `avoid` (compared by name).
@@ -528,6 +549,30 @@ mod tests {
         };
         let d = t.route_avoiding(&c, IP, &signer, &rot, &ws2);
         assert_eq!(d.map(|d| (d.index, d.moved)), Some((1, None)));
+    }
+
+    #[test]
+    fn a_standby_that_is_not_ready_gives_way_to_ready_web_servers() {
+        let bs = backends(&[("ws1", false, 1), ("ws2", false, 1), ("sb", true, 1)]);
+        let signer = RouteSigner::new(SECRET);
+        let rot = AtomicUsize::new(0);
+        down(&bs[0]);
+        let ws1 = signer.value("ws1");
+        let moved = RequestCookies {
+            route: Some(ws1.as_bytes()),
+            session: Some(b"s1"),
+        };
+        let to = |t: &Table| t.route(&moved, IP, &signer, &rot).map(|d| d.index);
+        assert_eq!(to(&Table::build(&bs)), Some(2), "the standby, ready");
+        // The standby cannot reach a quorum of its stores: ws2 takes the
+        // moved clients, and is asked to adopt.
+        bs[2].health().ready = false;
+        let t = Table::build(&bs);
+        assert_eq!(to(&t), Some(1));
+        assert_eq!(t.failover_candidates(), &[1]);
+        // Nobody ready: the standby after all.
+        bs[1].health().ready = false;
+        assert_eq!(to(&Table::build(&bs)), Some(2));
     }
 
     #[test]

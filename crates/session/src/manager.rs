@@ -10,9 +10,9 @@ use sticky_proto::control::HealthReport;
 
 use crate::config::Config;
 use crate::error::SessionError;
-use crate::lease::lease_loop;
+use crate::lease::{claim_quorum, lease_loop};
 use crate::recopy::recopy_loop;
-use crate::replicator::async_replicator;
+use crate::replicator::{async_replicator, write_quorum};
 use crate::state::{Inner, SessionManager};
 use crate::stores::PING_INTERVAL;
 
@@ -130,6 +130,16 @@ impl SessionManager {
             .holds(inner.fencing.epoch(), inner.clock.now_ms())
     }
 
+    /// Whether the stores this server sees up are enough for a claim's
+    /// phases and for a write (`docs/safety.md` §1, §2).
+    fn reaches_quorums(&self) -> bool {
+        let inner = &self.inner;
+        let total = inner.stores.len();
+        let needed = claim_quorum(total, inner.config.replicas)
+            .max(write_quorum(total, inner.config.replicas));
+        inner.stores.live().count_ones() as usize >= needed
+    }
+
     /// The health report (checks the lease first).
     pub fn health(&self) -> HealthReport {
         self.check_lease();
@@ -140,7 +150,11 @@ impl SessionManager {
             // New clients go where they can be served now: a server
             // without its lease (just started before a quorum of its
             // stores, or lapsed) answers 503 until it holds it again.
-            ready: self.inner.stores.live() != 0 && self.serving(),
+            // Nor is one ready that sees too few stores to take a session
+            // over or write one (cut from a quorum of them), while its
+            // lease still lasts: a director prefers another as the
+            // failover target of a dead server's users.
+            ready: self.reaches_quorums() && self.serving(),
             standby: self.inner.config.standby,
             serving: self.serving(),
         }
