@@ -350,17 +350,7 @@ fn a_web_server_without_its_lease_reports_not_ready_until_it_holds_it() {
     let web = WebProcess::start(STICKY, cfg.path(), "ws1");
     let ws1 = web.addr();
     // One store of three answers: not a lease quorum.
-    let auth = format!("Bearer {}", web.token());
-    wait_until(DEADLINE, "ws1 sees its one live store", || {
-        http_request(
-            ws1,
-            "GET",
-            "/.sticky/metrics",
-            &[("Authorization", &auth)],
-            None,
-        )
-        .is_ok_and(|r| r.text().lines().any(|l| l == "sticky_stores_live 1"))
-    });
+    wait_stores_live(&web, 1);
     let h = web.health();
     assert_eq!(
         h["serving"],
@@ -421,17 +411,7 @@ fn a_web_server_that_sees_too_few_stores_reports_not_ready_while_it_still_serves
     for s in &stores[1..] {
         signal(s.pid(), "STOP");
     }
-    let auth = format!("Bearer {}", web.token());
-    wait_until(DEADLINE, "ws1 sees one live store", || {
-        http_request(
-            ws1,
-            "GET",
-            "/.sticky/metrics",
-            &[("Authorization", &auth)],
-            None,
-        )
-        .is_ok_and(|r| r.text().lines().any(|l| l == "sticky_stores_live 1"))
-    });
+    wait_stores_live(&web, 1);
     let h = web.health();
     assert_eq!(h["serving"], json!(true), "its lease still holds: {h}");
     assert_eq!(
@@ -448,4 +428,24 @@ fn a_web_server_that_sees_too_few_stores_reports_not_ready_while_it_still_serves
         web.health()["ready"] == json!(true)
     });
     assert_eq!(b.increment(ws1).value, 2);
+}
+
+/// Waits until `web`'s metrics say it sees `n` live stores.
+fn wait_stores_live(web: &WebProcess, n: u32) {
+    let auth = format!("Bearer {}", web.token());
+    let line = format!("sticky_stores_live {n}");
+    wait_until(
+        DEADLINE,
+        &format!("{} sees {n} live store(s)", web.addr()),
+        || {
+            http_request(
+                web.addr(),
+                "GET",
+                "/.sticky/metrics",
+                &[("Authorization", &auth)],
+                None,
+            )
+            .is_ok_and(|r| r.text().lines().any(|l| l == line))
+        },
+    );
 }
