@@ -6,7 +6,7 @@
 //! between it and the request's task, and a set of allocations per
 //! request. A request with no body, or a small one whose length the client
 //! declared (`content-length`, at most
-//! [`MAX_BODY`](crate::fast_path::MAX_BODY), read whole before it is sent),
+//! [`MAX_BODY`], read whole before it is sent),
 //! is written here as HTTP/1.1 bytes in one system call to a connection of
 //! the worker's raw pool (`Backend::raw_pool`, the fast path's), and the
 //! response head is parsed in place with `httparse` by the fast path's own

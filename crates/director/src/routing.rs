@@ -174,9 +174,9 @@ impl Table {
         self.route_avoiding(cookies, client_ip, signer, rotation, &[])
     }
 
-    /// [`Self::route`], passing over the servers named in `avoid` (this
-    /// request could not connect to them) wherever the choice is the
-    /// director's: a moved client's failover (to the next tier when every
+    /// Chooses the server for a request; `None` when no server can take
+    /// it. Passes over the servers in `avoid` (this request could not
+    /// connect to them) wherever the choice is the director's: a moved client's failover (to the next tier when every
     /// server of one is avoided: a standby cut from this director, then
     /// the web servers) and a new client's pick. A cookie naming a
     /// routable server still goes there: only it holds the session. When
