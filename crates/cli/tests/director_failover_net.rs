@@ -17,11 +17,10 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use sticky_test_support::{
-    http_request, log_tail, log_to, require_program_from, require_root, temp_dir, Answer,
-    ChildProcess, CookieJar, Net, STARTUP_DEADLINE,
+    http_request, log_tail, log_to, require_program_from, require_root, temp_dir, wait_until,
+    Answer, ChildProcess, CookieJar, Net, STARTUP_DEADLINE,
 };
 
 const STICKY: &str = env!("CARGO_BIN_EXE_sticky");
@@ -138,10 +137,10 @@ listen = "{s3}"
     }
     procs.push(start(&net, "d", "director", &["director"], &config));
 
-    // Every web server up (and ready) in the director's view.
-    let start_time = Instant::now();
-    loop {
-        let up = http_request(admin, "GET", "/api/cluster", &[], None)
+    // Every web server up (and ready) in the director's view. (The
+    // processes' logs are `target/tmp/dfnet-*.log`.)
+    wait_until(STARTUP_DEADLINE, "every web server is up and ready", || {
+        http_request(admin, "GET", "/api/cluster", &[], None)
             .ok()
             .filter(|r| r.status == 200)
             .map(|r| r.json())
@@ -149,17 +148,8 @@ listen = "{s3}"
                 c["servers"].as_array().is_some_and(|s| {
                     s.len() == 3 && s.iter().all(|s| s["state"] == "up" && s["ready"] == true)
                 })
-            });
-        if up {
-            break;
-        }
-        assert!(
-            start_time.elapsed() < STARTUP_DEADLINE,
-            "the cluster did not come up:\n{}",
-            logs(&procs)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            })
+    });
 
     // A session on ws1, with a count.
     let mut jar = None;
