@@ -3,7 +3,9 @@
 //! model): the standby is cut from the director — packets dropped, no
 //! connection refused — and the director's health checks have not noticed
 //! yet. The request must go to another server after one connect timeout,
-//! not end in an error after trying the standby again and again.
+//! not end in an error after trying the standby again and again; and the
+//! next moved sessions' requests must not try the standby at all until a
+//! health check reaches it.
 //!
 //! Every process in its own network namespace on a bridge of the test's
 //! own ([`Net`]): the director, `ws1`, `ws2`, the standby `sb`, and the
@@ -151,19 +153,28 @@ listen = "{s3}"
             })
     });
 
-    // A session on ws1, with a count.
-    let mut jar = None;
-    for _ in 0..20 {
+    // Three sessions on ws1, with counts 2, 1 and 1.
+    let mut on_ws1 = Vec::new();
+    for _ in 0..60 {
         let mut j = CookieJar::new();
         let a = Answer::from(&j.request(public, "POST", "/api/counter", None));
         if a.server == "ws1" {
-            jar = Some(j);
-            break;
+            on_ws1.push(j);
+            if on_ws1.len() == 3 {
+                break;
+            }
         }
     }
-    let mut jar = jar.expect("a new session placed on ws1 within 20 tries");
+    assert_eq!(
+        on_ws1.len(),
+        3,
+        "three new sessions placed on ws1 within 60 tries"
+    );
+    let mut others = on_ws1.split_off(1);
+    let mut jar = on_ws1.pop().unwrap();
     let a = Answer::from(&jar.request(public, "POST", "/api/counter", None));
     assert_eq!((a.server.as_str(), a.value), ("ws1", 2));
+    assert_eq!(connect_errors(admin), 0, "no connect failed yet");
 
     // The standby is cut from the director; ws1 dies.
     net.cut("d", "sb").unwrap();
@@ -202,5 +213,52 @@ listen = "{s3}"
         (a.server.as_str(), a.value, a.source.as_str()),
         ("ws2", 3, "cache")
     );
+
+    // That one failed connect marked the standby unreachable for every
+    // request, until a health check reaches it: the other moved sessions
+    // go straight to ws2, without trying the standby (each would have
+    // cost a connect timeout, and counted one more connect error).
+    assert_eq!(
+        connect_errors(admin),
+        1,
+        "one connect to the standby failed"
+    );
+    for j in &mut others {
+        let r = j.request(public, "GET", "/api/counter", None);
+        assert_eq!(r.status, 200, "{r:?}\n{}", logs(&procs));
+        let a = Answer::from(&r);
+        assert_eq!(
+            (a.server.as_str(), a.value, a.source.as_str()),
+            ("ws2", 1, "store")
+        );
+    }
+    assert_eq!(
+        connect_errors(admin),
+        1,
+        "the other moved sessions did not try the standby"
+    );
+    let history = http_request(admin, "GET", "/api/history", &[], None)
+        .unwrap()
+        .json();
+    let marked = history["events"].as_array().is_some_and(|events| {
+        events
+            .iter()
+            .any(|e| e["kind"] == "unreachable" && e["subject"] == "sb")
+    });
+    assert!(marked, "an `unreachable` event for sb: {history}");
     net.heal_all().unwrap();
+}
+
+/// The director's count of failed connects to web servers (other than
+/// refusals), from its metrics.
+fn connect_errors(admin: SocketAddr) -> u64 {
+    let r = http_request(admin, "GET", "/metrics", &[], None).unwrap();
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    text.lines()
+        .find(|l| l.starts_with("sticky_director_upstream_errors_total{kind=\"connect\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or_else(|| panic!("no connect error count in the metrics:\n{text}"))
 }

@@ -197,6 +197,12 @@ pub struct DirectorSection {
     /// Time allowed to open a connection to a web server, in ms. Default 1000.
     #[serde(deserialize_with = "crate::duration::field::millis")]
     pub connect_timeout_ms: u64,
+    /// Time allowed to open a connection to a web server the director chose
+    /// while another could take the request (a moved or new client), in
+    /// ms; after it the request goes to the other server. 0: the whole
+    /// `connect_timeout_ms`. Default 50.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
+    pub reroute_connect_timeout_ms: u64,
     /// Time allowed for a client to send a complete request head, counted
     /// from the connection's start or the end of the previous response (so
     /// it also bounds keep-alive idle time), in ms. Default 10000.
@@ -319,6 +325,7 @@ impl Default for DirectorSection {
             fall: 2,
             rise: 2,
             connect_timeout_ms: 1000,
+            reroute_connect_timeout_ms: 50,
             header_timeout_ms: 10_000,
             response_timeout_ms: 60_000,
             idle_timeout_ms: 120_000,

@@ -126,6 +126,11 @@ pub(crate) struct Backend {
     pub(crate) failovers: AtomicU64,
     /// Requests that failed on it (connect, send or timeout).
     pub(crate) errors: AtomicU64,
+    /// A request could not connect to it (a timeout or an error other than
+    /// a refusal) since its last successful health check: where the
+    /// director chooses, every request passes it over until a check
+    /// reaches it again ([`Self::mark_unreachable`]).
+    unreachable: AtomicBool,
 }
 
 impl Backend {
@@ -177,7 +182,25 @@ impl Backend {
             requests: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            unreachable: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a request could not connect to it since its last
+    /// successful health check.
+    pub(crate) fn unreachable(&self) -> bool {
+        self.unreachable.load(Ordering::Acquire)
+    }
+
+    /// A request could not connect to it; true if it was not marked yet
+    /// (the routing table must be republished).
+    pub(crate) fn mark_unreachable(&self) -> bool {
+        !self.unreachable.swap(true, Ordering::AcqRel)
+    }
+
+    /// A health check reached it; true if it was marked unreachable.
+    pub(crate) fn clear_unreachable(&self) -> bool {
+        self.unreachable.swap(false, Ordering::AcqRel)
     }
 
     /// The pool of the calling worker thread.

@@ -132,6 +132,11 @@ pub struct DirectorConfig {
     pub health: HealthSettings,
     /// Time to open a connection to a web server. Default 1 s.
     pub connect_timeout: Duration,
+    /// Time to open a connection to a web server the director chose when
+    /// another could take the request (a moved or new client); after it
+    /// the request goes to that other server. `None`: `connect_timeout`.
+    /// Default 50 ms.
+    pub reroute_connect_timeout: Option<Duration>,
     /// Time for a client to send a request head (also the keep-alive idle
     /// limit). Default 10 s.
     pub header_timeout: Duration,
@@ -266,6 +271,7 @@ impl fmt::Debug for DirectorConfig {
             .field("store_tls_ca", &self.store_tls_ca)
             .field("health", &self.health)
             .field("connect_timeout", &self.connect_timeout)
+            .field("reroute_connect_timeout", &self.reroute_connect_timeout)
             .field("header_timeout", &self.header_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("idle_timeout", &self.idle_timeout)
@@ -335,6 +341,8 @@ impl DirectorConfig {
                 rise: d.rise,
             },
             connect_timeout: ms(d.connect_timeout_ms),
+            reroute_connect_timeout: (d.reroute_connect_timeout_ms > 0)
+                .then(|| ms(d.reroute_connect_timeout_ms)),
             header_timeout: ms(d.header_timeout_ms),
             response_timeout: ms(d.response_timeout_ms),
             idle_timeout: ms(d.idle_timeout_ms),
@@ -505,6 +513,30 @@ mod tests {
     use std::path::Path;
 
     #[test]
+    fn a_zero_reroute_connect_timeout_leaves_the_whole_connect_timeout() {
+        let text = r#"
+            secret = "0123456789abcdef0123456789abcdef"
+            [director]
+            connect_timeout_ms = 700
+            reroute_connect_timeout_ms = 0
+            [[web]]
+            name = "ws1"
+            listen = "127.0.0.1:9001"
+        "#;
+        let file = match ClusterFile::parse(text, Path::new("c.toml")) {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        let secret = file.secret(Path::new("c.toml")).unwrap_or_default();
+        let c = match DirectorConfig::from_cluster(&file, &secret) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(c.connect_timeout, Duration::from_millis(700));
+        assert_eq!(c.reroute_connect_timeout, None);
+    }
+
+    #[test]
     fn cluster_file_fills_every_setting() {
         let text = r#"
             secret = "0123456789abcdef0123456789abcdef"
@@ -542,6 +574,7 @@ mod tests {
         assert_eq!(c.health.fall, 3);
         assert_eq!(c.health.rise, 2);
         assert_eq!(c.header_timeout, Duration::from_secs(2));
+        assert_eq!(c.reroute_connect_timeout, Some(Duration::from_millis(50)));
         assert_eq!(c.servers.len(), 2);
         assert!(c.servers[1].standby);
         assert_eq!(c.servers[1].weight, 3);

@@ -47,7 +47,7 @@ pub(crate) async fn control(
 ) -> Result<HealthReport, CheckError> {
     let deadline = tokio::time::Instant::now() + limit;
     let timed_out = || CheckError::Timeout(limit);
-    let mut conn = timeout_at(deadline, backend.health_pool.get())
+    let mut conn = timeout_at(deadline, backend.health_pool.get(None))
         .await
         .map_err(|_| timed_out())??;
     let abort = conn.abort_handle();
@@ -74,7 +74,7 @@ pub(crate) async fn control(
                 }
                 // The pooled connection was closed before the request
                 // went out: one new connection.
-                conn = backend.health_pool.connect().await?;
+                conn = backend.health_pool.connect(None).await?;
                 conn.sender
                     .try_send_request(build())
                     .await

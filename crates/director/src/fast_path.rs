@@ -332,7 +332,10 @@ impl Connection<'_> {
             let connecting = match pool.idle(attempts.take_fresh(), Reuse::for_request(replayable))
             {
                 Some(stream) => Ok((stream, true)),
-                None => pool.connect().await.map(|stream| (stream, false)),
+                None => pool
+                    .connect(attempts.connect_limit())
+                    .await
+                    .map(|stream| (stream, false)),
             };
             let (mut upstream, pooled) = match connecting {
                 Ok(got) => got,

@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::{
     HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, STRICT_TRANSPORT_SECURITY,
@@ -23,6 +23,7 @@ use crate::backend::Backend;
 use crate::body::Body;
 use crate::fencing::adopt_epoch;
 use crate::health::mark_down_now;
+use crate::history::EventKind;
 use crate::pool::ConnectError;
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
@@ -161,6 +162,10 @@ pub(crate) struct Attempts {
     /// where the director chooses, its next attempt goes elsewhere
     /// ([`Table::route_avoiding`](crate::routing::Table::route_avoiding)).
     unreachable: Vec<Arc<Backend>>,
+    /// The current attempt's connect limit: set when the director chose
+    /// its server and could send it elsewhere
+    /// ([`Decision::reroutable`](crate::routing::Decision::reroutable)).
+    connect_limit: Option<Duration>,
 }
 
 impl Attempts {
@@ -174,6 +179,7 @@ impl Attempts {
             moved_from: None,
             owner: None,
             unreachable: Vec::new(),
+            connect_limit: None,
         }
     }
 
@@ -190,6 +196,7 @@ impl Attempts {
         if self.made > self.max {
             return Err(self.last_failure);
         }
+        self.connect_limit = None;
         if let Some(owner) = &self.owner {
             // The response sets the route cookie to the owner, so the
             // client's next request goes straight there.
@@ -205,6 +212,9 @@ impl Attempts {
                 &self.unreachable,
             )
             .ok_or(Answer::Unavailable)?;
+        if decision.reroutable {
+            self.connect_limit = shared.config.reroute_connect_timeout;
+        }
         if let Some(moved) = decision.moved {
             if self.moved_from.is_none() {
                 self.moved_from = moved.from.map(|i| Arc::clone(&table.entries[i].backend));
@@ -214,6 +224,12 @@ impl Attempts {
             Arc::clone(&table.entries[decision.index].backend),
             decision.set_cookie,
         ))
+    }
+
+    /// How long this attempt may take to connect, if less than the
+    /// configured connect timeout: another server could take the request.
+    pub(crate) fn connect_limit(&self) -> Option<Duration> {
+        self.connect_limit
     }
 
     /// Whether this attempt must open a new connection (once asked).
@@ -266,6 +282,23 @@ impl Attempts {
                 .misdirected_unavailable
                 .fetch_add(1, Ordering::Relaxed);
             return Err(Answer::Unavailable);
+        }
+        if backend.mark_unreachable() {
+            // Every request passes it over where the director chooses, not
+            // only this one, until a health check reaches it again: a
+            // standby cut from this director would otherwise cost each
+            // moved client a connect timeout until the checks mark it down.
+            tracing::warn!(
+                server = %backend.name,
+                %error,
+                "cannot connect to web server: moved and new clients go to others until a health check reaches it"
+            );
+            shared.history.event(
+                EventKind::Unreachable,
+                &backend.name,
+                format!("a request could not connect ({error}): passed over for moved and new clients until a health check reaches it"),
+            );
+            shared.publish();
         }
         if self.retries < MAX_RETRIES {
             self.retries += 1;

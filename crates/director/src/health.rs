@@ -68,6 +68,15 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
         let was_routable = h.routable();
         match result {
             Ok(report) => {
+                if backend.clear_unreachable() {
+                    publish = true;
+                    tracing::info!(server = %backend.name, "web server reachable again: a health check got through");
+                    shared.history.event(
+                        EventKind::Unreachable,
+                        &backend.name,
+                        "reachable again: a health check got through",
+                    );
+                }
                 h.failures = 0;
                 h.successes = h.successes.saturating_add(1);
                 h.last_error = None;

@@ -70,6 +70,9 @@ pub enum EventKind {
     ServerDown,
     /// A web server reports it cannot write to enough stores, or can again.
     Ready,
+    /// A request could not connect to a web server (it is passed over
+    /// where the director chooses), or a health check reached it again.
+    Unreachable,
     /// The director asked a web server to fence itself.
     Fencing,
     /// A web server reports a new epoch (fenced: its cache from before is

@@ -175,8 +175,9 @@ impl Pool {
     }
 
     /// A connection ready for a request: a pooled one if one is alive, else
-    /// a new one.
-    pub(crate) async fn get(&self) -> Result<Conn, ConnectError> {
+    /// a new one, within `limit` if given (never longer than the pool's
+    /// connect timeout).
+    pub(crate) async fn get(&self, limit: Option<Duration>) -> Result<Conn, ConnectError> {
         while let Some(mut idle) = self.take() {
             if idle.conn.sender.is_ready() {
                 return Ok(idle.conn);
@@ -188,12 +189,13 @@ impl Pool {
                 _ => idle.conn.abort(),
             }
         }
-        self.connect().await
+        self.connect(limit).await
     }
 
-    /// Opens a new connection.
-    pub(crate) async fn connect(&self) -> Result<Conn, ConnectError> {
-        let stream = open(self.addr, self.connect_timeout).await?;
+    /// Opens a new connection, within `limit` if given (never longer than
+    /// the pool's connect timeout).
+    pub(crate) async fn connect(&self, limit: Option<Duration>) -> Result<Conn, ConnectError> {
+        let stream = open(self.addr, within(self.connect_timeout, limit)).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -258,7 +260,7 @@ impl RawPool {
     pub(crate) async fn get(&self) -> Result<(TcpStream, bool), ConnectError> {
         match self.idle(false, Reuse::Checked) {
             Some(stream) => Ok((stream, true)),
-            None => Ok((self.connect().await?, false)),
+            None => Ok((self.connect(None).await?, false)),
         }
     }
 
@@ -292,9 +294,10 @@ impl RawPool {
         None
     }
 
-    /// Opens a new connection.
-    pub(crate) async fn connect(&self) -> Result<TcpStream, ConnectError> {
-        open(self.addr, self.connect_timeout).await
+    /// Opens a new connection, within `limit` if given (never longer than
+    /// the pool's connect timeout).
+    pub(crate) async fn connect(&self, limit: Option<Duration>) -> Result<TcpStream, ConnectError> {
+        open(self.addr, within(self.connect_timeout, limit)).await
     }
 
     /// Gives back a connection whose exchange is complete, with nothing
@@ -315,6 +318,12 @@ impl RawPool {
 }
 
 /// A TCP connection to `addr`, refused, timed out or open.
+/// The time allowed to connect: the pool's `timeout`, or `limit` if that
+/// is shorter.
+fn within(timeout: Duration, limit: Option<Duration>) -> Duration {
+    limit.map_or(timeout, |l| l.min(timeout))
+}
+
 async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectError::Timeout(timeout)),
@@ -426,7 +435,7 @@ mod tests {
     async fn open_and_return(pool: &Pool, n: usize) -> Vec<tokio::task::Id> {
         let mut ids = Vec::new();
         for _ in 0..n {
-            let conn = pool.connect().await.unwrap();
+            let conn = pool.connect(None).await.unwrap();
             ids.push(conn.task.id());
             pool.put(conn);
         }
@@ -452,7 +461,7 @@ mod tests {
             idle.iter().all(|i| i.conn.sender.is_ready())
         })
         .await;
-        let taken = pool.get().await.unwrap();
+        let taken = pool.get(None).await.unwrap();
         assert_eq!(taken.task.id(), ids[2]);
         assert_eq!(idle_count(&pool).await, 2);
     }
@@ -471,7 +480,7 @@ mod tests {
             idle[0].since = long_ago;
             idle[1].since = long_ago;
         }
-        let taken = pool.get().await.unwrap();
+        let taken = pool.get(None).await.unwrap();
         assert_eq!(taken.task.id(), ids[2]);
         assert_eq!(idle_count(&pool).await, 0, "the old ones were dropped");
     }
@@ -487,8 +496,19 @@ mod tests {
             idle[1].conn.sender.is_closed()
         })
         .await;
-        let taken = pool.get().await.unwrap();
+        let taken = pool.get(None).await.unwrap();
         assert_eq!(taken.task.id(), ids[0]);
         assert_eq!(idle_count(&pool).await, 0);
+    }
+
+    #[test]
+    fn a_connect_limit_only_ever_shortens_the_connect_timeout() {
+        let whole = Duration::from_secs(1);
+        assert_eq!(within(whole, None), whole);
+        assert_eq!(
+            within(whole, Some(Duration::from_millis(50))),
+            Duration::from_millis(50)
+        );
+        assert_eq!(within(whole, Some(Duration::from_secs(5))), whole);
     }
 }

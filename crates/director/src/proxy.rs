@@ -226,9 +226,9 @@ async fn proxy(
         };
         let active = ActiveGuard::new(Arc::clone(&backend));
         let connecting = if attempts.take_fresh() {
-            backend.pool().connect().await
+            backend.pool().connect(attempts.connect_limit()).await
         } else {
-            backend.pool().get().await
+            backend.pool().get(attempts.connect_limit()).await
         };
         let mut conn = match connecting {
             Ok(conn) => conn,

@@ -154,7 +154,10 @@ pub(crate) async fn forward(
         let pool = backend.raw_pool();
         let connecting = match pool.idle(attempts.take_fresh(), Reuse::for_request(replayable)) {
             Some(stream) => Ok((stream, true)),
-            None => pool.connect().await.map(|stream| (stream, false)),
+            None => pool
+                .connect(attempts.connect_limit())
+                .await
+                .map(|stream| (stream, false)),
         };
         let (mut upstream, pooled) = match connecting {
             Ok(got) => got,
@@ -391,7 +394,7 @@ mod tests {
     #[tokio::test]
     async fn chunked_bodies_stream_decoded_and_the_connection_is_pooled_again() {
         let (listener, backend) = one_backend().await;
-        let client = backend.raw_pool().connect().await.unwrap();
+        let client = backend.raw_pool().connect(None).await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
         let writer = tokio::spawn(async move {
             for piece in [
@@ -424,7 +427,7 @@ mod tests {
     #[tokio::test]
     async fn a_truncated_body_fails() {
         let (listener, backend) = one_backend().await;
-        let client = backend.raw_pool().connect().await.unwrap();
+        let client = backend.raw_pool().connect(None).await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
         server.write_all(b"abc").await.unwrap();
         drop(server);

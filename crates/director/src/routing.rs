@@ -21,7 +21,9 @@
 //!    healthy web servers that are not standby and not draining.
 //!
 //! Wherever a choice is made, servers that report `ready` are preferred
-//! over those that do not. Draining servers are the last resort for moved
+//! over those that do not, and servers a request could not connect to
+//! since their last good health check are passed over (unless nothing
+//! else is left). Draining servers are the last resort for moved
 //! clients, when nothing else is healthy.
 
 use std::net::IpAddr;
@@ -40,6 +42,10 @@ pub(crate) struct Entry {
     /// Up, fenced and not evacuating: a cookie naming it is honoured.
     pub(crate) routable: bool,
     pub(crate) weight: u32,
+    /// A request could not connect to it since its last good health check
+    /// ([`Backend::unreachable`]): passed over wherever the director
+    /// chooses, like a request's own `avoid` list.
+    unreachable: bool,
 }
 
 /// A snapshot of the servers and who may take which clients.
@@ -55,6 +61,8 @@ pub(crate) struct Table {
     /// reports ready (else they hold every candidate, none ready).
     standbys_ready: bool,
     web_ready: bool,
+    /// Whether any entry is [`Entry::unreachable`].
+    any_unreachable: bool,
     pub(crate) servers_up: usize,
 }
 
@@ -68,6 +76,10 @@ pub(crate) struct Decision {
     /// The client's valid cookie named another server (which may no longer
     /// be configured: then `None`).
     pub(crate) moved: Option<Moved>,
+    /// The director chose the server, and another one it would choose next
+    /// is left (neither avoided nor unreachable): the attempt may give up
+    /// connecting sooner (`[director] reroute_connect_timeout_ms`).
+    pub(crate) reroutable: bool,
 }
 
 /// A client moved off the server its cookie named.
@@ -100,6 +112,7 @@ impl Table {
                 backend: Arc::clone(b),
                 routable: h.routable() && admin != AdminState::Evacuating,
                 weight: b.weight(),
+                unreachable: b.unreachable(),
             });
             ready.push(h.ready);
         }
@@ -120,6 +133,7 @@ impl Table {
         let (web, web_ready) = pick(&|e| enabled(e) && !e.backend.standby());
         let (last_resort, _) = pick(&|e| e.routable);
         let servers_up = entries.iter().filter(|e| e.routable).count();
+        let any_unreachable = entries.iter().any(|e| e.unreachable);
         Self {
             entries,
             new_clients,
@@ -128,6 +142,7 @@ impl Table {
             last_resort,
             standbys_ready,
             web_ready,
+            any_unreachable,
             servers_up,
         }
     }
@@ -176,7 +191,9 @@ impl Table {
 
     /// Chooses the server for a request; `None` when no server can take
     /// it. Passes over the servers in `avoid` (this request could not
-    /// connect to them) wherever the choice is the director's: a moved client's failover (to the next tier when every
+    /// connect to them) and those some request could not connect to since
+    /// their last good health check, wherever the choice is the
+    /// director's: a moved client's failover (to the next tier when every
     /// server of one is avoided: a standby cut from this director, then
     /// the web servers) and a new client's pick. A cookie naming a
     /// routable server still goes there: only it holds the session. When
@@ -194,16 +211,22 @@ impl Table {
                 index: i,
                 set_cookie: false,
                 moved: None,
+                reroutable: false,
             }),
             CookieVerdict::Known(i) => self.failover(cookies, client_ip, Some(i), avoid),
             CookieVerdict::Unknown => self.failover(cookies, client_ip, None, avoid),
             CookieVerdict::Absent | CookieVerdict::Forged => {
                 let candidates = self.avoiding(&self.new_clients, avoid);
                 let index = self.least_loaded(&candidates, rotation)?;
+                let reroutable = self
+                    .new_clients
+                    .iter()
+                    .any(|&j| j != index && !self.avoided(j, avoid));
                 Some(Decision {
                     index,
                     set_cookie: true,
                     moved: None,
+                    reroutable,
                 })
             }
         }
@@ -220,7 +243,7 @@ impl Table {
         if tier.is_empty() {
             return None;
         }
-        let candidates = if avoid.is_empty() {
+        let candidates = if avoid.is_empty() && !self.any_unreachable {
             std::borrow::Cow::Borrowed(tier)
         } else {
             self.failover_tiers()
@@ -233,10 +256,15 @@ impl Table {
             (Some(key), _) | (None, Some(key)) => self.rendezvous(&candidates, key),
             (None, None) => self.rendezvous(&candidates, client_ip.to_string().as_bytes()),
         }?;
+        let reroutable = self
+            .failover_tiers()
+            .iter()
+            .any(|t| t.iter().any(|&j| j != index && !self.avoided(j, avoid)));
         Some(Decision {
             index,
             set_cookie: true,
             moved: Some(Moved { from }),
+            reroutable,
         })
     }
 
@@ -262,23 +290,30 @@ impl Table {
         }
     }
 
-    /// `candidates` but the servers in `avoid` (compared by name).
+    /// `candidates` but the servers in `avoid` (compared by name) and the
+    /// unreachable ones.
     fn without(&self, candidates: &[usize], avoid: &[Arc<Backend>]) -> Vec<usize> {
         candidates
             .iter()
             .copied()
-            .filter(|&i| !avoid.iter().any(|b| b.name == self.entries[i].backend.name))
+            .filter(|&i| !self.avoided(i, avoid))
             .collect()
     }
 
-    /// `candidates` but the servers in `avoid`; all of them when that
-    /// leaves none (or nothing is avoided).
+    /// Whether entry `i` is in `avoid` (compared by name) or unreachable.
+    fn avoided(&self, i: usize, avoid: &[Arc<Backend>]) -> bool {
+        let e = &self.entries[i];
+        e.unreachable || avoid.iter().any(|b| b.name == e.backend.name)
+    }
+
+    /// `candidates` but the servers in `avoid` and the unreachable ones;
+    /// all of them when that leaves none (or nothing is avoided).
     fn avoiding<'a>(
         &self,
         candidates: &'a [usize],
         avoid: &[Arc<Backend>],
     ) -> std::borrow::Cow<'a, [usize]> {
-        if avoid.is_empty() {
+        if avoid.is_empty() && !self.any_unreachable {
             return std::borrow::Cow::Borrowed(candidates);
         }
         let rest = self.without(candidates, avoid);
@@ -447,7 +482,8 @@ mod tests {
             Some(Decision {
                 index: 0,
                 set_cookie: false,
-                moved: None
+                moved: None,
+                reroutable: false,
             })
         );
 
@@ -549,6 +585,95 @@ mod tests {
         };
         let d = t.route_avoiding(&c, IP, &signer, &rot, &ws2);
         assert_eq!(d.map(|d| (d.index, d.moved)), Some((1, None)));
+    }
+
+    #[test]
+    fn a_server_some_request_could_not_reach_is_passed_over_by_every_request_until_checked() {
+        let bs = backends(&[
+            ("ws1", false, 1),
+            ("ws2", false, 1),
+            ("ws3", false, 1),
+            ("sb", true, 1),
+        ]);
+        let signer = RouteSigner::new(SECRET);
+        let rot = AtomicUsize::new(0);
+        down(&bs[0]);
+        let ws1 = signer.value("ws1");
+        let moved = |sid: &'static [u8]| RequestCookies {
+            route: Some(ws1.as_bytes()),
+            session: Some(sid),
+        };
+        // Before: the standby, and the director could send the client on
+        // to a web server, so the attempt may connect within the shorter
+        // limit.
+        let t = Table::build(&bs);
+        let d = t
+            .route(&moved(b"s1"), IP, &signer, &rot)
+            .unwrap_or_else(|| panic!("no route"));
+        assert_eq!((d.index, d.reroutable), (3, true));
+
+        // One request could not connect to the standby: a table built now
+        // passes it over for every moved client, with no avoid list.
+        assert!(bs[3].mark_unreachable());
+        assert!(!bs[3].mark_unreachable(), "marked once");
+        let t = Table::build(&bs);
+        let without_standby = {
+            let web_only = backends(&[("ws1", false, 1), ("ws2", false, 1), ("ws3", false, 1)]);
+            down(&web_only[0]);
+            Table::build(&web_only)
+        };
+        for sid in [&b"s1"[..], b"s2", b"s3", b"s4"] {
+            let c = RequestCookies {
+                route: Some(ws1.as_bytes()),
+                session: Some(sid),
+            };
+            let d = t
+                .route(&c, IP, &signer, &rot)
+                .unwrap_or_else(|| panic!("no route"));
+            let expected = without_standby
+                .route(&c, IP, &signer, &rot)
+                .map(|d| d.index);
+            assert_eq!(Some(d.index), expected, "as if no standby were up");
+            assert!(d.reroutable, "the other web server is left");
+        }
+        // A new client never goes to an unreachable web server while
+        // another is left.
+        assert!(bs[1].mark_unreachable());
+        let t = Table::build(&bs);
+        for _ in 0..20 {
+            let d = t
+                .route(&RequestCookies::default(), IP, &signer, &rot)
+                .unwrap_or_else(|| panic!("no route"));
+            assert_eq!(d.index, 2, "ws1 down, ws2 unreachable");
+            assert!(!d.reroutable, "no other server is left: the whole timeout");
+        }
+        // A cookie naming it still goes there, with the whole timeout.
+        let ws2_cookie = signer.value("ws2");
+        let c = RequestCookies {
+            route: Some(ws2_cookie.as_bytes()),
+            session: Some(b"s1"),
+        };
+        let d = t
+            .route(&c, IP, &signer, &rot)
+            .unwrap_or_else(|| panic!("no route"));
+        assert_eq!((d.index, d.moved, d.reroutable), (1, None, false));
+        // Every failover candidate unreachable: as if none were.
+        assert!(bs[2].mark_unreachable());
+        let t = Table::build(&bs);
+        let d = t
+            .route(&moved(b"s1"), IP, &signer, &rot)
+            .unwrap_or_else(|| panic!("no route"));
+        assert_eq!((d.index, d.reroutable), (3, false));
+        // A good health check clears the mark.
+        for b in &bs[1..] {
+            assert!(b.clear_unreachable());
+            assert!(!b.clear_unreachable());
+        }
+        let t = Table::build(&bs);
+        let d = t
+            .route(&moved(b"s1"), IP, &signer, &rot)
+            .unwrap_or_else(|| panic!("no route"));
+        assert_eq!((d.index, d.reroutable), (3, true));
     }
 
     #[test]
