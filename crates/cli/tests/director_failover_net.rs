@@ -214,15 +214,14 @@ listen = "{s3}"
         ("ws2", 3, "cache")
     );
 
-    // That one failed connect marked the standby unreachable for every
+    // That failed connect marked the standby unreachable for every
     // request, until a health check reaches it: the other moved sessions
     // go straight to ws2, without trying the standby (each would have
     // cost a connect timeout, and counted one more connect error).
-    assert_eq!(
-        connect_errors(admin),
-        1,
-        "one connect to the standby failed"
-    );
+    // (At most one: a health check that failed in the meantime marks it
+    // too, and then no request tries it.)
+    let tried = connect_errors(admin);
+    assert!(tried <= 1, "{tried} connects to the standby failed");
     for j in &mut others {
         let r = j.request(public, "GET", "/api/counter", None);
         assert_eq!(r.status, 200, "{r:?}\n{}", logs(&procs));
@@ -234,7 +233,7 @@ listen = "{s3}"
     }
     assert_eq!(
         connect_errors(admin),
-        1,
+        tried,
         "the other moved sessions did not try the standby"
     );
     let history = http_request(admin, "GET", "/api/history", &[], None)

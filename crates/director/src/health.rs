@@ -165,6 +165,24 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
                 h.successes = 0;
                 h.failures = h.failures.saturating_add(1);
                 let message = e.to_string();
+                if h.routable() && backend.mark_unreachable() {
+                    // One failed check is not enough to mark it down (`fall`),
+                    // but enough not to send it clients the director could
+                    // send elsewhere: a standby paused or cut off would
+                    // otherwise get a dead server's users until the checks
+                    // mark it down.
+                    publish = true;
+                    tracing::warn!(
+                        server = %backend.name,
+                        error = %message,
+                        "a health check failed: moved and new clients go to others until one passes"
+                    );
+                    shared.history.event(
+                        EventKind::Unreachable,
+                        &backend.name,
+                        format!("a health check failed ({message}): passed over for moved and new clients until one passes"),
+                    );
+                }
                 if h.up && h.failures >= settings.fall {
                     h.mark_down(settings.fall);
                     dead = Some(h.epoch);
@@ -294,5 +312,61 @@ mod tests {
         let table = shared.table.load();
         assert!(!table.lists_routable("ws1"));
         assert!(table.lists_routable("ws2"));
+    }
+
+    /// One failed check does not mark a server down (`fall` is 2), but the
+    /// director stops choosing it for moved and new clients until a check
+    /// passes; a client whose cookie names it still goes there.
+    #[test]
+    fn one_failed_check_passes_a_server_over_where_the_director_chooses_until_one_passes() {
+        let shared = state();
+        let backends = shared.backends();
+        let report = |name: &str| HealthReport {
+            name: name.to_owned(),
+            epoch: 7,
+            sessions: 0,
+            ready: true,
+            standby: false,
+            serving: true,
+        };
+        for b in &backends {
+            observe(&shared, b, Ok(report(&b.name)));
+        }
+        let new_client = |shared: &State| {
+            let table = shared.table.load();
+            let rot = std::sync::atomic::AtomicUsize::new(0);
+            let cookies = crate::route_cookie::RequestCookies::default();
+            let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+            (0..8)
+                .filter_map(|_| table.route(&cookies, ip, &shared.signer, &rot))
+                .map(|d| table.entries[d.index].backend.name.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(
+            new_client(&shared).len(),
+            2,
+            "both servers take new clients"
+        );
+
+        observe(
+            &shared,
+            &backends[0],
+            Err(CheckError::Timeout(std::time::Duration::from_millis(500))),
+        );
+        assert!(
+            backends[0].health().routable(),
+            "not down after one failure"
+        );
+        assert!(shared.table.load().lists_routable("ws1"));
+        assert!(backends[0].unreachable());
+        assert_eq!(
+            new_client(&shared).into_iter().collect::<Vec<_>>(),
+            ["ws2"],
+            "new clients pass ws1 over"
+        );
+
+        observe(&shared, &backends[0], Ok(report("ws1")));
+        assert!(!backends[0].unreachable());
+        assert_eq!(new_client(&shared).len(), 2, "a passing check clears it");
     }
 }
