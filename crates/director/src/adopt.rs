@@ -5,7 +5,8 @@
 //! /.sticky/adopt` with the admin token and
 //! [`AdoptRequest`]` { owner: "NAME@EPOCH", among }`, `among` being the
 //! failover candidates the routing table chooses among right now (healthy
-//! standbys if any, else healthy web servers, else the last resort) with
+//! standbys if any, else healthy web servers, else the last resort; those
+//! this director could not reach passed over, as its routing does) with
 //! their weights. Each candidate claims, in the background, the sessions
 //! whose rendezvous choice over `among` is itself — the server the
 //! director would route that session's user to — so sessions whose users
@@ -55,7 +56,7 @@ pub(crate) fn declare_dead(shared: &State, backend: &Backend, epoch: Option<u64>
     }
     let table = shared.table.load();
     let targets: Vec<(Arc<Backend>, u32)> = table
-        .failover_candidates()
+        .failover_among(&[])
         .iter()
         .map(|&i| &table.entries[i])
         .filter(|e| e.backend.name != backend.name)

@@ -239,19 +239,10 @@ impl Table {
         from: Option<usize>,
         avoid: &[Arc<Backend>],
     ) -> Option<Decision> {
-        let tier = self.failover_candidates();
-        if tier.is_empty() {
+        let candidates = self.failover_among(avoid);
+        if candidates.is_empty() {
             return None;
         }
-        let candidates = if avoid.is_empty() && !self.any_unreachable {
-            std::borrow::Cow::Borrowed(tier)
-        } else {
-            self.failover_tiers()
-                .into_iter()
-                .map(|c| self.without(c, avoid))
-                .find(|c| !c.is_empty())
-                .map_or(std::borrow::Cow::Borrowed(tier), std::borrow::Cow::Owned)
-        };
         let index = match (cookies.session, cookies.route) {
             (Some(key), _) | (None, Some(key)) => self.rendezvous(&candidates, key),
             (None, None) => self.rendezvous(&candidates, client_ip.to_string().as_bytes()),
@@ -279,6 +270,23 @@ impl Table {
             .into_iter()
             .find(|c| !c.is_empty())
             .unwrap_or(&[])
+    }
+
+    /// [`Self::failover_candidates`] without the servers in `avoid` and the
+    /// unreachable ones: the first tier that has others (a standby this
+    /// director cannot reach gives way to the web servers); all of the
+    /// first tier when none has. What a moved client is routed among, and
+    /// who is asked to adopt a dead server's sessions.
+    pub(crate) fn failover_among(&self, avoid: &[Arc<Backend>]) -> std::borrow::Cow<'_, [usize]> {
+        let tier = self.failover_candidates();
+        if avoid.is_empty() && !self.any_unreachable {
+            return std::borrow::Cow::Borrowed(tier);
+        }
+        self.failover_tiers()
+            .into_iter()
+            .map(|c| self.without(c, avoid))
+            .find(|c| !c.is_empty())
+            .map_or(std::borrow::Cow::Borrowed(tier), std::borrow::Cow::Owned)
     }
 
     /// The tiers of [`Self::failover_candidates`], in order of preference.
@@ -617,6 +625,7 @@ mod tests {
         assert!(bs[3].mark_unreachable());
         assert!(!bs[3].mark_unreachable(), "marked once");
         let t = Table::build(&bs);
+        assert_eq!(&*t.failover_among(&[]), &[1, 2], "adopted by the web servers");
         let without_standby = {
             let web_only = backends(&[("ws1", false, 1), ("ws2", false, 1), ("ws3", false, 1)]);
             down(&web_only[0]);
