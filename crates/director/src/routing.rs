@@ -625,7 +625,11 @@ mod tests {
         assert!(bs[3].mark_unreachable());
         assert!(!bs[3].mark_unreachable(), "marked once");
         let t = Table::build(&bs);
-        assert_eq!(&*t.failover_among(&[]), &[1, 2], "adopted by the web servers");
+        assert_eq!(
+            &*t.failover_among(&[]),
+            &[1, 2],
+            "adopted by the web servers"
+        );
         let without_standby = {
             let web_only = backends(&[("ws1", false, 1), ("ws2", false, 1), ("ws3", false, 1)]);
             down(&web_only[0]);
