@@ -164,7 +164,7 @@ pub(crate) struct Attempts {
     unreachable: Vec<Arc<Backend>>,
     /// The current attempt's connect limit: set when the director chose
     /// its server and could send it elsewhere
-    /// ([`Decision::reroutable`](crate::routing::Decision::reroutable)).
+    /// ([`Decision::quick_connect`](crate::routing::Decision::quick_connect)).
     connect_limit: Option<Duration>,
 }
 
@@ -212,7 +212,7 @@ impl Attempts {
                 &self.unreachable,
             )
             .ok_or(Answer::Unavailable)?;
-        if decision.reroutable {
+        if decision.quick_connect {
             self.connect_limit = shared.config.reroute_connect_timeout;
         }
         if let Some(moved) = decision.moved {

@@ -76,10 +76,13 @@ pub(crate) struct Decision {
     /// The client's valid cookie named another server (which may no longer
     /// be configured: then `None`).
     pub(crate) moved: Option<Moved>,
-    /// The director chose the server, and another one it would choose next
-    /// is left (neither avoided nor unreachable): the attempt may give up
-    /// connecting sooner (`[director] reroute_connect_timeout_ms`).
-    pub(crate) reroutable: bool,
+    /// The attempt may give up connecting sooner (`[director]
+    /// reroute_connect_timeout_ms`): the director chose the server, and
+    /// either another one it would choose next is left (neither avoided
+    /// nor unreachable), or this one could not be reached lately and is
+    /// tried only because nothing else is left (a quick answer lets the
+    /// client try another director).
+    pub(crate) quick_connect: bool,
 }
 
 /// A client moved off the server its cookie named.
@@ -211,22 +214,23 @@ impl Table {
                 index: i,
                 set_cookie: false,
                 moved: None,
-                reroutable: false,
+                quick_connect: false,
             }),
             CookieVerdict::Known(i) => self.failover(cookies, client_ip, Some(i), avoid),
             CookieVerdict::Unknown => self.failover(cookies, client_ip, None, avoid),
             CookieVerdict::Absent | CookieVerdict::Forged => {
                 let candidates = self.avoiding(&self.new_clients, avoid);
                 let index = self.least_loaded(&candidates, rotation)?;
-                let reroutable = self
-                    .new_clients
-                    .iter()
-                    .any(|&j| j != index && !self.avoided(j, avoid));
+                let quick_connect = self.avoided(index, avoid)
+                    || self
+                        .new_clients
+                        .iter()
+                        .any(|&j| j != index && !self.avoided(j, avoid));
                 Some(Decision {
                     index,
                     set_cookie: true,
                     moved: None,
-                    reroutable,
+                    quick_connect,
                 })
             }
         }
@@ -247,15 +251,16 @@ impl Table {
             (Some(key), _) | (None, Some(key)) => self.rendezvous(&candidates, key),
             (None, None) => self.rendezvous(&candidates, client_ip.to_string().as_bytes()),
         }?;
-        let reroutable = self
-            .failover_tiers()
-            .iter()
-            .any(|t| t.iter().any(|&j| j != index && !self.avoided(j, avoid)));
+        let quick_connect = self.avoided(index, avoid)
+            || self
+                .failover_tiers()
+                .iter()
+                .any(|t| t.iter().any(|&j| j != index && !self.avoided(j, avoid)));
         Some(Decision {
             index,
             set_cookie: true,
             moved: Some(Moved { from }),
-            reroutable,
+            quick_connect,
         })
     }
 
@@ -491,7 +496,7 @@ mod tests {
                 index: 0,
                 set_cookie: false,
                 moved: None,
-                reroutable: false,
+                quick_connect: false,
             })
         );
 
@@ -618,7 +623,7 @@ mod tests {
         let d = t
             .route(&moved(b"s1"), IP, &signer, &rot)
             .unwrap_or_else(|| panic!("no route"));
-        assert_eq!((d.index, d.reroutable), (3, true));
+        assert_eq!((d.index, d.quick_connect), (3, true));
 
         // One request could not connect to the standby: a table built now
         // passes it over for every moved client, with no avoid list.
@@ -647,7 +652,7 @@ mod tests {
                 .route(&c, IP, &signer, &rot)
                 .map(|d| d.index);
             assert_eq!(Some(d.index), expected, "as if no standby were up");
-            assert!(d.reroutable, "the other web server is left");
+            assert!(d.quick_connect, "the other web server is left");
         }
         // A new client never goes to an unreachable web server while
         // another is left.
@@ -658,7 +663,10 @@ mod tests {
                 .route(&RequestCookies::default(), IP, &signer, &rot)
                 .unwrap_or_else(|| panic!("no route"));
             assert_eq!(d.index, 2, "ws1 down, ws2 unreachable");
-            assert!(!d.reroutable, "no other server is left: the whole timeout");
+            assert!(
+                !d.quick_connect,
+                "no other server is left: the whole timeout"
+            );
         }
         // A cookie naming it still goes there, with the whole timeout.
         let ws2_cookie = signer.value("ws2");
@@ -669,14 +677,18 @@ mod tests {
         let d = t
             .route(&c, IP, &signer, &rot)
             .unwrap_or_else(|| panic!("no route"));
-        assert_eq!((d.index, d.moved, d.reroutable), (1, None, false));
+        assert_eq!((d.index, d.moved, d.quick_connect), (1, None, false));
         // Every failover candidate unreachable: as if none were.
         assert!(bs[2].mark_unreachable());
         let t = Table::build(&bs);
         let d = t
             .route(&moved(b"s1"), IP, &signer, &rot)
             .unwrap_or_else(|| panic!("no route"));
-        assert_eq!((d.index, d.reroutable), (3, false));
+        assert_eq!(
+            (d.index, d.quick_connect),
+            (3, true),
+            "tried only because nothing else is left: a quick answer"
+        );
         // A good health check clears the mark.
         for b in &bs[1..] {
             assert!(b.clear_unreachable());
@@ -686,7 +698,7 @@ mod tests {
         let d = t
             .route(&moved(b"s1"), IP, &signer, &rot)
             .unwrap_or_else(|| panic!("no route"));
-        assert_eq!((d.index, d.reroutable), (3, true));
+        assert_eq!((d.index, d.quick_connect), (3, true));
     }
 
     #[test]
