@@ -241,8 +241,10 @@ impl Attempts {
     /// `Ok` to try again, `Err` to give up with that answer. A refused
     /// connection marks the server down at once and is always re-routed;
     /// other failures get [`MAX_RETRIES`] more tries, which pass that
-    /// server over wherever the director chooses (a moved or new client:
-    /// a standby cut from this director is not tried again). Either way
+    /// server over (a moved or new client: a standby cut from this
+    /// director is not tried again; a client whose cookie names it fails
+    /// over, and its new server claims the session or learns the owner
+    /// from the stores). Either way
     /// the request never reached the server, so this is safe whatever the
     /// method.
     pub(crate) fn connect_failed(

@@ -198,9 +198,13 @@ impl Table {
     /// their last good health check, wherever the choice is the
     /// director's: a moved client's failover (to the next tier when every
     /// server of one is avoided: a standby cut from this director, then
-    /// the web servers) and a new client's pick. A cookie naming a
-    /// routable server still goes there: only it holds the session. When
-    /// every candidate is avoided, the choice is made as if none were.
+    /// the web servers) and a new client's pick. When every candidate is
+    /// avoided, the choice is made as if none were. A cookie naming a
+    /// routable server goes there (it may hold the session), unless this
+    /// request could not connect to it: then the request fails over, and
+    /// the server it lands on claims the session through the stores — it
+    /// is refused (`421` naming the owner) while the owner's lease is live,
+    /// and succeeds when the cookie was stale (an old one, replayed).
     pub(crate) fn route_avoiding(
         &self,
         cookies: &RequestCookies<'_>,
@@ -210,12 +214,17 @@ impl Table {
         avoid: &[Arc<Backend>],
     ) -> Option<Decision> {
         match self.verdict(cookies.route, signer) {
-            CookieVerdict::Known(i) if self.entries[i].routable => Some(Decision {
-                index: i,
-                set_cookie: false,
-                moved: None,
-                quick_connect: false,
-            }),
+            CookieVerdict::Known(i)
+                if self.entries[i].routable
+                    && !avoid.iter().any(|b| b.name == self.entries[i].backend.name) =>
+            {
+                Some(Decision {
+                    index: i,
+                    set_cookie: false,
+                    moved: None,
+                    quick_connect: self.avoided(i, avoid) || self.failover_left(i, avoid),
+                })
+            }
             CookieVerdict::Known(i) => self.failover(cookies, client_ip, Some(i), avoid),
             CookieVerdict::Unknown => self.failover(cookies, client_ip, None, avoid),
             CookieVerdict::Absent | CookieVerdict::Forged => {
@@ -251,11 +260,7 @@ impl Table {
             (Some(key), _) | (None, Some(key)) => self.rendezvous(&candidates, key),
             (None, None) => self.rendezvous(&candidates, client_ip.to_string().as_bytes()),
         }?;
-        let quick_connect = self.avoided(index, avoid)
-            || self
-                .failover_tiers()
-                .iter()
-                .any(|t| t.iter().any(|&j| j != index && !self.avoided(j, avoid)));
+        let quick_connect = self.avoided(index, avoid) || self.failover_left(index, avoid);
         Some(Decision {
             index,
             set_cookie: true,
@@ -311,6 +316,14 @@ impl Table {
             .copied()
             .filter(|&i| !self.avoided(i, avoid))
             .collect()
+    }
+
+    /// Whether a failover candidate other than entry `i` is left, neither
+    /// in `avoid` nor unreachable.
+    fn failover_left(&self, i: usize, avoid: &[Arc<Backend>]) -> bool {
+        self.failover_tiers()
+            .iter()
+            .any(|t| t.iter().any(|&j| j != i && !self.avoided(j, avoid)))
     }
 
     /// Whether entry `i` is in `avoid` (compared by name) or unreachable.
@@ -496,7 +509,7 @@ mod tests {
                 index: 0,
                 set_cookie: false,
                 moved: None,
-                quick_connect: false,
+                quick_connect: true,
             })
         );
 
@@ -589,15 +602,23 @@ mod tests {
             let d = t.route_avoiding(&RequestCookies::default(), IP, &signer, &rot, &ws2);
             assert_eq!(d.map(|d| d.index), Some(2), "ws1 is down, ws2 avoided");
         }
-        // A cookie naming a routable server goes there: only it holds the
-        // session.
+        // A cookie naming a routable server goes there (it may hold the
+        // session), unless this request could not connect to it: then the
+        // request fails over, and the server it lands on claims the session
+        // through the stores (refused while the owner's lease is live).
         let ws2_cookie = signer.value("ws2");
         let c = RequestCookies {
             route: Some(ws2_cookie.as_bytes()),
             session: Some(b"s1"),
         };
-        let d = t.route_avoiding(&c, IP, &signer, &rot, &ws2);
+        let d = t.route(&c, IP, &signer, &rot);
         assert_eq!(d.map(|d| (d.index, d.moved)), Some((1, None)));
+        let d = t.route_avoiding(&c, IP, &signer, &rot, &ws2);
+        assert_eq!(
+            d.map(|d| (d.index, d.moved, d.set_cookie)),
+            Some((3, Some(Moved { from: Some(1) }), true)),
+            "failed over to the standby"
+        );
     }
 
     #[test]
@@ -668,7 +689,7 @@ mod tests {
                 "no other server is left: the whole timeout"
             );
         }
-        // A cookie naming it still goes there, with the whole timeout.
+        // A cookie naming it still goes there first, with the short limit.
         let ws2_cookie = signer.value("ws2");
         let c = RequestCookies {
             route: Some(ws2_cookie.as_bytes()),
@@ -677,7 +698,7 @@ mod tests {
         let d = t
             .route(&c, IP, &signer, &rot)
             .unwrap_or_else(|| panic!("no route"));
-        assert_eq!((d.index, d.moved, d.quick_connect), (1, None, false));
+        assert_eq!((d.index, d.moved, d.quick_connect), (1, None, true));
         // Every failover candidate unreachable: as if none were.
         assert!(bs[2].mark_unreachable());
         let t = Table::build(&bs);
