@@ -232,9 +232,14 @@ impl Attempts {
         self.connect_limit
     }
 
-    /// Whether this attempt must open a new connection (once asked).
-    pub(crate) fn take_fresh(&mut self) -> bool {
-        std::mem::take(&mut self.fresh_connection)
+    /// Whether this attempt to `backend` must open a new connection: once
+    /// asked ([`Self::replace_connection`]), and always while `backend` is
+    /// marked unreachable — a request written to a pooled connection of a
+    /// server cut off would wait for an answer that cannot come, where a
+    /// new connection fails within the connect limit and the request goes
+    /// elsewhere.
+    pub(crate) fn take_fresh(&mut self, backend: &Backend) -> bool {
+        std::mem::take(&mut self.fresh_connection) || backend.unreachable()
     }
 
     /// Counts a failed connection attempt and decides what follows:
@@ -595,6 +600,37 @@ impl Finish {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attempt_on_an_unreachable_server_opens_a_new_connection() {
+        let text = r#"
+            secret = "0123456789abcdef0123456789abcdef"
+            [[web]]
+            name = "ws1"
+            listen = "127.0.0.1:9001"
+        "#;
+        let path = std::path::Path::new("c.toml");
+        let Ok(file) = sticky_config::ClusterFile::parse(text, path) else {
+            panic!("config")
+        };
+        let secret = file.secret(path).unwrap_or_default();
+        let Ok(Ok(shared)) =
+            crate::config::DirectorConfig::from_cluster(&file, &secret).map(State::new)
+        else {
+            panic!("state")
+        };
+        let backend = Arc::clone(&shared.backends()[0]);
+        let mut attempts = Attempts::new(&shared);
+        assert!(!attempts.take_fresh(&backend), "a pooled one will do");
+        attempts.replace_connection();
+        assert!(attempts.take_fresh(&backend), "asked once");
+        assert!(!attempts.take_fresh(&backend));
+        assert!(backend.mark_unreachable());
+        assert!(attempts.take_fresh(&backend), "unreachable: a new one");
+        assert!(attempts.take_fresh(&backend), "every time");
+        assert!(backend.clear_unreachable());
+        assert!(!attempts.take_fresh(&backend));
+    }
 
     #[test]
     fn reserved_paths_in_every_spelling() {

@@ -225,7 +225,7 @@ async fn proxy(
             Err(answer) => break answer.response(shared),
         };
         let active = ActiveGuard::new(Arc::clone(&backend));
-        let connecting = if attempts.take_fresh() {
+        let connecting = if attempts.take_fresh(&backend) {
             backend.pool().connect(attempts.connect_limit()).await
         } else {
             backend.pool().get(attempts.connect_limit()).await

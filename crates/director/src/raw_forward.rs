@@ -152,7 +152,10 @@ pub(crate) async fn forward(
         };
         let active = ActiveGuard::new(Arc::clone(&backend));
         let pool = backend.raw_pool();
-        let connecting = match pool.idle(attempts.take_fresh(), Reuse::for_request(replayable)) {
+        let connecting = match pool.idle(
+            attempts.take_fresh(&backend),
+            Reuse::for_request(replayable),
+        ) {
             Some(stream) => Ok((stream, true)),
             None => pool
                 .connect(attempts.connect_limit())
