@@ -512,6 +512,19 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    /// The director's settings from cluster file `text`.
+    fn config_of(text: &str) -> DirectorConfig {
+        let file = match ClusterFile::parse(text, Path::new("c.toml")) {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        let secret = file.secret(Path::new("c.toml")).unwrap_or_default();
+        match DirectorConfig::from_cluster(&file, &secret) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     #[test]
     fn a_zero_reroute_connect_timeout_leaves_the_whole_connect_timeout() {
         let text = r#"
@@ -523,15 +536,7 @@ mod tests {
             name = "ws1"
             listen = "127.0.0.1:9001"
         "#;
-        let file = match ClusterFile::parse(text, Path::new("c.toml")) {
-            Ok(f) => f,
-            Err(e) => panic!("{e}"),
-        };
-        let secret = file.secret(Path::new("c.toml")).unwrap_or_default();
-        let c = match DirectorConfig::from_cluster(&file, &secret) {
-            Ok(c) => c,
-            Err(e) => panic!("{e}"),
-        };
+        let c = config_of(text);
         assert_eq!(c.connect_timeout, Duration::from_millis(700));
         assert_eq!(c.reroute_connect_timeout, None);
     }
@@ -558,15 +563,7 @@ mod tests {
             standby = true
             weight = 3
         "#;
-        let file = match ClusterFile::parse(text, Path::new("c.toml")) {
-            Ok(f) => f,
-            Err(e) => panic!("{e}"),
-        };
-        let secret = file.secret(Path::new("c.toml")).unwrap_or_default();
-        let c = match DirectorConfig::from_cluster(&file, &secret) {
-            Ok(c) => c,
-            Err(e) => panic!("{e}"),
-        };
+        let c = config_of(text);
         assert!(c.check().is_ok());
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.admin.port(), 8081);
@@ -597,6 +594,7 @@ mod tests {
             Ok(f) => f,
             Err(e) => panic!("{e}"),
         };
+        let secret = file.secret(Path::new("c.toml")).unwrap_or_default();
         assert!(DirectorConfig::from_cluster(&file, &secret).is_err());
     }
 

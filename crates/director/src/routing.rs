@@ -552,23 +552,35 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_server_a_request_could_not_reach_is_passed_over_where_the_director_chooses() {
+    /// `ws1`–`ws3` and the standby `sb`, `ws1` down.
+    fn three_and_a_standby_ws1_down() -> Vec<Arc<Backend>> {
         let bs = backends(&[
             ("ws1", false, 1),
             ("ws2", false, 1),
             ("ws3", false, 1),
             ("sb", true, 1),
         ]);
+        down(&bs[0]);
+        bs
+    }
+
+    /// The table of `ws1`–`ws3` alone, `ws1` down: where moved clients go
+    /// when no standby is up.
+    fn web_only_ws1_down() -> Table {
+        let web_only = backends(&[("ws1", false, 1), ("ws2", false, 1), ("ws3", false, 1)]);
+        down(&web_only[0]);
+        Table::build(&web_only)
+    }
+
+    #[test]
+    fn a_server_a_request_could_not_reach_is_passed_over_where_the_director_chooses() {
+        let bs = three_and_a_standby_ws1_down();
         let signer = RouteSigner::new(SECRET);
         let rot = AtomicUsize::new(0);
-        down(&bs[0]);
         let t = Table::build(&bs);
         let ws1 = signer.value("ws1");
         let sb = [Arc::clone(&bs[3])];
-        let web_only = backends(&[("ws1", false, 1), ("ws2", false, 1), ("ws3", false, 1)]);
-        down(&web_only[0]);
-        let no_standby = Table::build(&web_only);
+        let no_standby = web_only_ws1_down();
         let mut spread = [0usize; 4];
         for n in 0..50 {
             let sid = format!("s{n}");
@@ -623,15 +635,9 @@ mod tests {
 
     #[test]
     fn a_server_some_request_could_not_reach_is_passed_over_by_every_request_until_checked() {
-        let bs = backends(&[
-            ("ws1", false, 1),
-            ("ws2", false, 1),
-            ("ws3", false, 1),
-            ("sb", true, 1),
-        ]);
+        let bs = three_and_a_standby_ws1_down();
         let signer = RouteSigner::new(SECRET);
         let rot = AtomicUsize::new(0);
-        down(&bs[0]);
         let ws1 = signer.value("ws1");
         let moved = |sid: &'static [u8]| RequestCookies {
             route: Some(ws1.as_bytes()),
@@ -656,11 +662,7 @@ mod tests {
             &[1, 2],
             "adopted by the web servers"
         );
-        let without_standby = {
-            let web_only = backends(&[("ws1", false, 1), ("ws2", false, 1), ("ws3", false, 1)]);
-            down(&web_only[0]);
-            Table::build(&web_only)
-        };
+        let without_standby = web_only_ws1_down();
         for sid in [&b"s1"[..], b"s2", b"s3", b"s4"] {
             let c = RequestCookies {
                 route: Some(ws1.as_bytes()),
