@@ -481,7 +481,15 @@ fn merge_director(rows: &mut Vec<Row>, cluster: Option<&Value>) {
             }
         };
         let r = &mut rows[i];
-        r.health = s["state"].as_str().map(str::to_owned);
+        r.health = s["state"].as_str().map(|state| {
+            if s["unreachable"] == true {
+                // Marked by a failed connect or check: passed over for
+                // moved and new clients until a check passes.
+                format!("{state}, unreachable")
+            } else {
+                state.to_owned()
+            }
+        });
         r.epoch = s["epoch"].as_u64();
         r.sessions = s["sessions"].as_u64();
         r.requests = s["requests"].as_u64();
@@ -729,5 +737,18 @@ mod tests {
         assert_eq!(rows[1].health.as_deref(), Some("down"));
         assert_eq!(rows[1].error.as_deref(), Some("refused"));
         assert_eq!(rows[2].keys, Some(3));
+
+        // A server the director passes over is shown so.
+        let cluster = serde_json::json!({
+            "servers": [{"name": "ws2", "addr": "127.0.0.1:8092", "role": "standby",
+                         "state": "up", "unreachable": true}]
+        });
+        let mut rows = Vec::new();
+        merge_director(&mut rows, Some(&cluster));
+        let ws2 = rows.iter().find(|r| r.name == "ws2");
+        assert_eq!(
+            ws2.and_then(|r| r.health.as_deref()),
+            Some("up, unreachable")
+        );
     }
 }

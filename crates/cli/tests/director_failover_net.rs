@@ -206,6 +206,7 @@ listen = "{s3}"
         .cloned()
         .unwrap();
     assert_eq!(sb["state"], "up", "{cluster}");
+    assert_eq!(sb["unreachable"], true, "shown to operators: {cluster}");
 
     // It stays with ws2.
     let a = Answer::from(&jar.request(public, "POST", "/api/counter", None));

@@ -273,6 +273,7 @@ impl Backend {
             admin,
             healthy: h.up,
             ready: h.ready,
+            unreachable: self.unreachable(),
             weight: self.weight(),
             epoch: h.epoch,
             sessions: h.sessions,

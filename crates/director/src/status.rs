@@ -91,6 +91,10 @@ pub struct ServerStatus {
     pub healthy: bool,
     /// Reports it can write to enough stores.
     pub ready: bool,
+    /// A request could not connect to it, or a health check failed, since
+    /// its last good check: moved and new clients go to others.
+    #[serde(default)]
+    pub unreachable: bool,
     /// Relative share of new clients.
     pub weight: u32,
     /// Last epoch it reported.
