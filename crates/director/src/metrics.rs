@@ -242,6 +242,11 @@ pub(crate) fn render(shared: &State) -> String {
         false,
     );
     w.describe(
+        "sticky_director_server_unreachable",
+        "1 while the director passes the web server over for moved and new clients (a failed connect or health check since its last good check).",
+        false,
+    );
+    w.describe(
         "sticky_director_server_sessions",
         "Sessions in the web server's cache, as last reported.",
         false,
@@ -285,6 +290,11 @@ pub(crate) fn render(shared: &State) -> String {
                 f64::from(u8::from(current)),
             );
         }
+        w.gauge(
+            "sticky_director_server_unreachable",
+            &server,
+            f64::from(u8::from(st.unreachable)),
+        );
         w.gauge(
             "sticky_director_server_sessions",
             &server,
