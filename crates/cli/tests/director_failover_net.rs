@@ -21,8 +21,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use sticky_test_support::{
-    http_request, log_tail, log_to, require_program_from, require_root, temp_dir, wait_until,
-    Answer, ChildProcess, CookieJar, Net, STARTUP_DEADLINE,
+    http_request, log_tail, log_to, require_program_from, require_root, signal, temp_dir,
+    wait_until, Answer, ChildProcess, CookieJar, Net, DEADLINE, STARTUP_DEADLINE,
 };
 
 const STICKY: &str = env!("CARGO_BIN_EXE_sticky");
@@ -55,36 +55,42 @@ fn logs(procs: &[Proc]) -> String {
         .join("\n")
 }
 
-#[test]
-fn a_moved_session_goes_to_another_server_when_the_standby_cannot_be_reached() {
-    if !require_root("a director cut from the standby (network namespaces)")
-        || !require_program_from("ip", "iproute2")
-    {
-        return;
-    }
-    let net = Net::with_prefix("stkdfn", &["d", "ws1", "ws2", "sb", "st"])
-        .expect("create the namespaces");
-    let at = |host: &str, port: u16| SocketAddr::from((net.addr(host).unwrap(), port));
-    let (public, admin) = (at("d", 8080), at("d", 8081));
-    let dir = temp_dir("dfnet");
-    let config = dir.join("cluster.toml");
-    // Health checks every second, a server marked down after 30 failed
-    // ones: the checks do not notice the cut during the test, as they
-    // would not in the first second of a real one. The connect timeout is
-    // the director's only way to learn it.
-    std::fs::write(
-        &config,
-        format!(
-            r#"secret = "a cluster secret of at least thirty-two bytes"
+/// The cluster of these tests, every process in its own namespace: the
+/// director in `d`, `ws1`, `ws2`, the standby `sb`, the three stores in
+/// `st`; up and ready. `health` is the `[director]` health settings.
+struct Cluster {
+    // Dropped before the namespaces they run in.
+    procs: Vec<Proc>,
+    net: Net,
+    public: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Cluster {
+    /// `None` (and a loud skip) without root or `ip`.
+    fn start(prefix: &str, health: &str) -> Option<Self> {
+        if !require_root("a director cut from the standby (network namespaces)")
+            || !require_program_from("ip", "iproute2")
+        {
+            return None;
+        }
+        let net = Net::with_prefix(prefix, &["d", "ws1", "ws2", "sb", "st"])
+            .expect("create the namespaces");
+        let at = |host: &str, port: u16| SocketAddr::from((net.addr(host).unwrap(), port));
+        let (public, admin) = (at("d", 8080), at("d", 8081));
+        let dir = temp_dir(prefix);
+        let config = dir.join("cluster.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"secret = "a cluster secret of at least thirty-two bytes"
 replicas = 2
 mode = "sync"
 
 [director]
 listen = "{public}"
 admin = "{admin}"
-health_interval_ms = 1000
-fall = 30
-rise = 1
+{health}
 connect_timeout_ms = 300
 
 [[web]]
@@ -111,65 +117,107 @@ listen = "{s2}"
 [[store]]
 name = "s3"
 listen = "{s3}"
-"#,
-            ws1 = at("ws1", 9091),
-            ws2 = at("ws2", 9092),
-            sb = at("sb", 9094),
-            s1 = at("st", 9121),
-            s2 = at("st", 9122),
-            s3 = at("st", 9123),
-        ),
-    )
-    .unwrap();
+    "#,
+                ws1 = at("ws1", 9091),
+                ws2 = at("ws2", 9092),
+                sb = at("sb", 9094),
+                s1 = at("st", 9121),
+                s2 = at("st", 9122),
+                s3 = at("st", 9123),
+            ),
+        )
+        .unwrap();
 
-    let mut procs = Vec::new();
-    for s in ["s1", "s2", "s3"] {
-        let state = dir.join(format!("{s}-state"));
-        let state = state.to_str().unwrap();
-        procs.push(start(
-            &net,
-            "st",
-            s,
-            &["store", "--name", s, "--state-dir", state],
-            &config,
-        ));
-    }
-    for (host, name) in [("ws1", "ws1"), ("ws2", "ws2"), ("sb", "sb")] {
-        procs.push(start(&net, host, name, &["web", "--name", name], &config));
-    }
-    procs.push(start(&net, "d", "director", &["director"], &config));
+        let mut procs = Vec::new();
+        for s in ["s1", "s2", "s3"] {
+            let state = dir.join(format!("{s}-state"));
+            let state = state.to_str().unwrap();
+            procs.push(start(
+                &net,
+                "st",
+                s,
+                &["store", "--name", s, "--state-dir", state],
+                &config,
+            ));
+        }
+        for (host, name) in [("ws1", "ws1"), ("ws2", "ws2"), ("sb", "sb")] {
+            procs.push(start(&net, host, name, &["web", "--name", name], &config));
+        }
+        procs.push(start(&net, "d", "director", &["director"], &config));
 
-    // Every web server up (and ready) in the director's view. (The
-    // processes' logs are `target/tmp/dfnet-*.log`.)
-    wait_until(STARTUP_DEADLINE, "every web server is up and ready", || {
-        http_request(admin, "GET", "/api/cluster", &[], None)
-            .ok()
-            .filter(|r| r.status == 200)
-            .map(|r| r.json())
-            .is_some_and(|c| {
-                c["servers"].as_array().is_some_and(|s| {
-                    s.len() == 3 && s.iter().all(|s| s["state"] == "up" && s["ready"] == true)
+        // Every web server up (and ready) in the director's view. (The
+        // processes' logs are `target/tmp/dfnet-*.log`.)
+        wait_until(STARTUP_DEADLINE, "every web server is up and ready", || {
+            http_request(admin, "GET", "/api/cluster", &[], None)
+                .ok()
+                .filter(|r| r.status == 200)
+                .map(|r| r.json())
+                .is_some_and(|c| {
+                    c["servers"].as_array().is_some_and(|s| {
+                        s.len() == 3 && s.iter().all(|s| s["state"] == "up" && s["ready"] == true)
+                    })
                 })
-            })
-    });
+        });
+        Some(Self {
+            procs,
+            net,
+            public,
+            admin,
+        })
+    }
 
-    // Three sessions on ws1, with counts 2, 1 and 1.
-    let mut on_ws1 = Vec::new();
-    for _ in 0..60 {
-        let mut j = CookieJar::new();
-        let a = Answer::from(&j.request(public, "POST", "/api/counter", None));
-        if a.server == "ws1" {
-            on_ws1.push(j);
-            if on_ws1.len() == 3 {
-                break;
+    fn proc_mut(&mut self, name: &str) -> &mut Proc {
+        self.procs.iter_mut().find(|p| p.name == name).unwrap()
+    }
+
+    /// This director's view of server `name`.
+    fn server(&self, name: &str) -> serde_json::Value {
+        let cluster = http_request(self.admin, "GET", "/api/cluster", &[], None)
+            .unwrap()
+            .json();
+        cluster["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {cluster}"))
+    }
+
+    /// `n` new sessions placed on `ws1`, each with a count of 1.
+    fn sessions_on_ws1(&self, n: usize) -> Vec<CookieJar> {
+        let mut on_ws1 = Vec::new();
+        for _ in 0..20 * n {
+            let mut j = CookieJar::new();
+            let a = Answer::from(&j.request(self.public, "POST", "/api/counter", None));
+            if a.server == "ws1" {
+                on_ws1.push(j);
+                if on_ws1.len() == n {
+                    break;
+                }
             }
         }
+        assert_eq!(on_ws1.len(), n, "{n} new sessions placed on ws1");
+        on_ws1
     }
-    assert_eq!(
-        on_ws1.len(),
-        3,
-        "three new sessions placed on ws1 within 60 tries"
-    );
+}
+
+#[test]
+fn a_moved_session_goes_to_another_server_when_the_standby_cannot_be_reached() {
+    // Health checks every second, a server marked down after 30 failed
+    // ones, no mark for a slow check: the checks do not notice the cut
+    // during the test, as they would not in the first second of a real
+    // one. The connect timeout is the director's only way to learn it.
+    let Some(mut c) = Cluster::start(
+        "stkdfn",
+        "health_interval_ms = 1000\nfall = 30\nrise = 1\nhealth_slow_ms = 0",
+    ) else {
+        return;
+    };
+    let (public, admin) = (c.public, c.admin);
+
+    // Three sessions on ws1, with counts 2, 1 and 1.
+    let mut on_ws1 = c.sessions_on_ws1(3);
     let mut others = on_ws1.split_off(1);
     let mut jar = on_ws1.pop().unwrap();
     let a = Answer::from(&jar.request(public, "POST", "/api/counter", None));
@@ -177,36 +225,26 @@ listen = "{s3}"
     assert_eq!(connect_errors(admin), 0, "no connect failed yet");
 
     // The standby is cut from the director; ws1 dies.
-    net.cut("d", "sb").unwrap();
-    let ws1 = procs.iter_mut().find(|p| p.name == "ws1").unwrap();
-    ws1.child.kill9();
+    c.net.cut("d", "sb").unwrap();
+    c.proc_mut("ws1").child.kill9();
 
     // The session's next request: ws1 refuses it, the standby does not
     // answer the connect, and the request goes to ws2, which takes the
     // session over from the stores.
     let r = jar.request(public, "GET", "/api/counter", None);
-    assert_eq!(r.status, 200, "{r:?}\n{}", logs(&procs));
+    assert_eq!(r.status, 200, "{r:?}\n{}", logs(&c.procs));
     let a = Answer::from(&r);
     assert_eq!(
         (a.server.as_str(), a.value, a.source.as_str()),
         ("ws2", 2, "store"),
         "taken over by ws2 with its count"
     );
-    assert!(net.dropped_to("sb").unwrap() > 0, "the cut bit");
+    assert!(c.net.dropped_to("sb").unwrap() > 0, "the cut bit");
     // The director still believes the standby up: the request, not the
     // health checks, passed it over.
-    let cluster = http_request(admin, "GET", "/api/cluster", &[], None)
-        .unwrap()
-        .json();
-    let sb = cluster["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "sb")
-        .cloned()
-        .unwrap();
-    assert_eq!(sb["state"], "up", "{cluster}");
-    assert_eq!(sb["unreachable"], true, "shown to operators: {cluster}");
+    let sb = c.server("sb");
+    assert_eq!(sb["state"], "up", "{sb}");
+    assert_eq!(sb["unreachable"], true, "shown to operators: {sb}");
 
     // It stays with ws2.
     let a = Answer::from(&jar.request(public, "POST", "/api/counter", None));
@@ -225,7 +263,7 @@ listen = "{s3}"
     assert!(tried <= 1, "{tried} connects to the standby failed");
     for j in &mut others {
         let r = j.request(public, "GET", "/api/counter", None);
-        assert_eq!(r.status, 200, "{r:?}\n{}", logs(&procs));
+        assert_eq!(r.status, 200, "{r:?}\n{}", logs(&c.procs));
         let a = Answer::from(&r);
         assert_eq!(
             (a.server.as_str(), a.value, a.source.as_str()),
@@ -246,7 +284,44 @@ listen = "{s3}"
             .any(|e| e["kind"] == "unreachable" && e["subject"] == "sb")
     });
     assert!(marked, "an `unreachable` event for sb: {history}");
-    net.heal_all().unwrap();
+    c.net.heal_all().unwrap();
+}
+
+/// A standby paused just before a web server dies (the fault model's
+/// "pause"): its kernel still accepts connections, so only its health
+/// checks can tell. A check unanswered for `health_slow_ms` marks it
+/// unreachable, long before the check times out; the dead server's users
+/// then go to a web server instead of waiting for the standby to wake.
+#[test]
+fn a_moved_session_passes_over_a_standby_whose_health_check_is_slow() {
+    // Checks every 200 ms that time out only after a minute: without the
+    // slow-check mark nothing would tell the director during the test.
+    let Some(mut c) = Cluster::start(
+        "stkdfp",
+        "health_interval_ms = 200\nhealth_timeout_ms = 60000\nhealth_slow_ms = 100\nfall = 30\nrise = 1",
+    ) else {
+        return;
+    };
+    let mut jar = c.sessions_on_ws1(1).pop().unwrap();
+
+    let sb = c.proc_mut("sb").child.pid();
+    signal(sb, "STOP");
+    wait_until(DEADLINE, "the paused standby is marked unreachable", || {
+        c.server("sb")["unreachable"] == true
+    });
+    let standby = c.server("sb");
+    assert_eq!(standby["state"], "up", "not marked down: {standby}");
+    c.proc_mut("ws1").child.kill9();
+
+    let r = jar.request(c.public, "GET", "/api/counter", None);
+    assert_eq!(r.status, 200, "{r:?}\n{}", logs(&c.procs));
+    let a = Answer::from(&r);
+    assert_eq!(
+        (a.server.as_str(), a.value, a.source.as_str()),
+        ("ws2", 1, "store"),
+        "taken over by ws2 with its count, not held by the paused standby"
+    );
+    signal(sb, "CONT");
 }
 
 /// The director's count of failed connects to web servers (other than

@@ -58,7 +58,7 @@ impl RawBackend {
         // `admin_hosts`: the test client's `Host` is `sticky.test`.
         format!(
             "secret = \"{SECRET}\"\n\n[director]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
-             admin_hosts = [\"sticky.test\"]\nhealth_interval_ms = 300\nhealth_timeout_ms = 2000\n{director_extra}\n\n\
+             admin_hosts = [\"sticky.test\"]\nhealth_interval_ms = 300\nhealth_timeout_ms = 2000\nhealth_slow_ms = 0\n{director_extra}\n\n\
              [[web]]\nname = \"ws1\"\nlisten = \"{}\"\n",
             self.addr
         )

@@ -190,6 +190,11 @@ pub struct DirectorSection {
     /// Health-check timeout in ms. Default 500.
     #[serde(deserialize_with = "crate::duration::field::millis")]
     pub health_timeout_ms: u64,
+    /// A health check still unanswered after this many ms marks the server
+    /// unreachable (passed over for moved and new clients) until a check
+    /// passes; it fails only at `health_timeout_ms`. 0: off. Default 100.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
+    pub health_slow_ms: u64,
     /// Failed checks in a row that mark a server down. Default 2.
     pub fall: u32,
     /// Successful checks in a row that mark a server up. Default 2.
@@ -322,6 +327,7 @@ impl Default for DirectorSection {
             route_cookie: "sticky.route".into(),
             health_interval_ms: 500,
             health_timeout_ms: 500,
+            health_slow_ms: 100,
             fall: 2,
             rise: 2,
             connect_timeout_ms: 1000,

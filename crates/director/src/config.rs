@@ -89,6 +89,10 @@ pub struct HealthSettings {
     pub interval: Duration,
     /// Time a check may take. Default 500 ms.
     pub timeout: Duration,
+    /// A check unanswered this long marks the server unreachable (passed
+    /// over for moved and new clients) until a check passes; `None`: only
+    /// a failed check does. Default 100 ms.
+    pub slow: Option<Duration>,
     /// Failed checks in a row that mark a server down. Default 2.
     pub fall: u32,
     /// Successful checks in a row that mark a down server up. Default 2.
@@ -337,6 +341,7 @@ impl DirectorConfig {
             health: HealthSettings {
                 interval: ms(d.health_interval_ms),
                 timeout: ms(d.health_timeout_ms),
+                slow: (d.health_slow_ms > 0).then(|| ms(d.health_slow_ms)),
                 fall: d.fall,
                 rise: d.rise,
             },
@@ -526,12 +531,13 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_reroute_connect_timeout_leaves_the_whole_connect_timeout() {
+    fn zero_turns_the_reroute_connect_limit_and_the_slow_check_mark_off() {
         let text = r#"
             secret = "0123456789abcdef0123456789abcdef"
             [director]
             connect_timeout_ms = 700
             reroute_connect_timeout_ms = 0
+            health_slow_ms = 0
             [[web]]
             name = "ws1"
             listen = "127.0.0.1:9001"
@@ -539,6 +545,7 @@ mod tests {
         let c = config_of(text);
         assert_eq!(c.connect_timeout, Duration::from_millis(700));
         assert_eq!(c.reroute_connect_timeout, None);
+        assert_eq!(c.health.slow, None);
     }
 
     #[test]
@@ -572,6 +579,7 @@ mod tests {
         assert_eq!(c.health.rise, 2);
         assert_eq!(c.header_timeout, Duration::from_secs(2));
         assert_eq!(c.reroute_connect_timeout, Some(Duration::from_millis(50)));
+        assert_eq!(c.health.slow, Some(Duration::from_millis(100)));
         assert_eq!(c.servers.len(), 2);
         assert!(c.servers[1].standby);
         assert_eq!(c.servers[1].weight, 3);

@@ -47,11 +47,51 @@ pub(crate) async fn run(shared: Weak<State>, backend: Arc<Backend>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let limit = shared.config.health.timeout;
-        let result = control(&backend, &shared.token, Method::GET, HEALTH_PATH, limit).await;
+        let settings = shared.config.health;
+        let check = control(
+            &backend,
+            &shared.token,
+            Method::GET,
+            HEALTH_PATH,
+            settings.timeout,
+        );
+        tokio::pin!(check);
+        let result = match settings.slow.filter(|&slow| slow < settings.timeout) {
+            Some(slow) => match tokio::time::timeout(slow, &mut check).await {
+                Ok(result) => result,
+                Err(_) => {
+                    slow_check(&shared, &backend, slow);
+                    check.await
+                }
+            },
+            None => check.await,
+        };
         if observe(&shared, &backend, result) {
             fence(&shared, &backend).await;
         }
+    }
+}
+
+/// A check of `backend` has had no answer for `after`: a paused or cut-off
+/// server, most likely (a check takes a millisecond or less). Until a check
+/// passes, moved and new clients go to others; the check itself fails only
+/// at the health timeout, and only `fall` failures mark the server down.
+fn slow_check(shared: &State, backend: &Backend, after: std::time::Duration) {
+    if backend.health().routable() && backend.mark_unreachable() {
+        tracing::warn!(
+            server = %backend.name,
+            after_ms = after.as_millis() as u64,
+            "a health check is slow to answer: moved and new clients go to others until one passes"
+        );
+        shared.history.event(
+            EventKind::Unreachable,
+            &backend.name,
+            format!(
+                "no answer to a health check within {} ms: passed over for moved and new clients until one passes",
+                after.as_millis()
+            ),
+        );
+        shared.publish();
     }
 }
 

@@ -205,10 +205,13 @@ pub fn metric(text: &str, series: &str) -> f64 {
 /// `director_extra` is appended to `[director]` (keys not set here).
 pub fn cluster_file(webs: &[(&BackendProcess, bool)], director_extra: &str) -> String {
     // `HttpClient` sends `Host: sticky.test`, which the admin listener
-    // must be told to accept (`admin_hosts`).
+    // must be told to accept (`admin_hosts`). Health checks get two seconds
+    // and no slow-check mark: on a loaded test machine a check may take
+    // longer than 100 ms, and these tests assert where clients land
+    // (`director_failover_net.rs` tests the mark).
     let mut text = format!(
         "secret = \"{SECRET}\"\n\n[director]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
-         admin_hosts = [\"sticky.test\"]\nhealth_interval_ms = 300\nhealth_timeout_ms = 2000\nfall = 2\nrise = 2\n{director_extra}\n"
+         admin_hosts = [\"sticky.test\"]\nhealth_interval_ms = 300\nhealth_timeout_ms = 2000\nhealth_slow_ms = 0\nfall = 2\nrise = 2\n{director_extra}\n"
     );
     for (b, standby) in webs {
         text.push_str(&format!(
