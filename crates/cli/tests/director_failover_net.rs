@@ -26,6 +26,8 @@ use sticky_test_support::{
 };
 
 const STICKY: &str = env!("CARGO_BIN_EXE_sticky");
+/// The director's route cookie (its default name).
+const ROUTE_COOKIE: &str = "sticky.route";
 
 /// A process of the cluster, in its host's namespace.
 struct Proc {
@@ -184,21 +186,21 @@ listen = "{s3}"
             .unwrap_or_else(|| panic!("no {name} in {cluster}"))
     }
 
-    /// `n` new sessions placed on `ws1`, each with a count of 1.
-    fn sessions_on_ws1(&self, n: usize) -> Vec<CookieJar> {
-        let mut on_ws1 = Vec::new();
+    /// `n` new sessions placed on `server`, each with a count of 1.
+    fn sessions_on(&self, server: &str, n: usize) -> Vec<CookieJar> {
+        let mut placed = Vec::new();
         for _ in 0..20 * n {
             let mut j = CookieJar::new();
             let a = Answer::from(&j.request(self.public, "POST", "/api/counter", None));
-            if a.server == "ws1" {
-                on_ws1.push(j);
-                if on_ws1.len() == n {
+            if a.server == server {
+                placed.push(j);
+                if placed.len() == n {
                     break;
                 }
             }
         }
-        assert_eq!(on_ws1.len(), n, "{n} new sessions placed on ws1");
-        on_ws1
+        assert_eq!(placed.len(), n, "{n} new sessions placed on {server}");
+        placed
     }
 }
 
@@ -217,7 +219,7 @@ fn a_moved_session_goes_to_another_server_when_the_standby_cannot_be_reached() {
     let (public, admin) = (c.public, c.admin);
 
     // Three sessions on ws1, with counts 2, 1 and 1.
-    let mut on_ws1 = c.sessions_on_ws1(3);
+    let mut on_ws1 = c.sessions_on("ws1", 3);
     let mut others = on_ws1.split_off(1);
     let mut jar = on_ws1.pop().unwrap();
     let a = Answer::from(&jar.request(public, "POST", "/api/counter", None));
@@ -302,7 +304,7 @@ fn a_moved_session_passes_over_a_standby_whose_health_check_is_slow() {
     ) else {
         return;
     };
-    let mut jar = c.sessions_on_ws1(1).pop().unwrap();
+    let mut jar = c.sessions_on("ws1", 1).pop().unwrap();
 
     let sb = c.proc_mut("sb").child.pid();
     signal(sb, "STOP");
@@ -336,4 +338,57 @@ fn connect_errors(admin: SocketAddr) -> u64 {
         .and_then(|v| v.parse::<f64>().ok())
         .map(|v| v as u64)
         .unwrap_or_else(|| panic!("no connect error count in the metrics:\n{text}"))
+}
+
+/// A route cookie naming a server the director cannot reach, which does
+/// not hold the session (an old cookie, replayed or swapped: the fault
+/// model's client faults). Once the director has marked that server
+/// unreachable (here: its health check is slow), the request goes out on
+/// a new connection, which fails within the connect limit; the request
+/// then fails over, and the server that holds the session answers it from
+/// its cache. Before, the director wrote it to a connection pooled before
+/// the cut (no answer until the response timeout), or tried the named
+/// server until the attempts ran out (`504`).
+#[test]
+fn a_stale_route_cookie_naming_a_server_cut_from_the_director_fails_over() {
+    let Some(mut c) = Cluster::start(
+        "stkdfs",
+        "health_interval_ms = 200\nhealth_timeout_ms = 60000\nhealth_slow_ms = 100\nfall = 30\nrise = 1",
+    ) else {
+        return;
+    };
+    let public = c.public;
+    // Session A on ws2; session B on ws1, which dies: B moves to the
+    // standby, and its route cookie names the standby from then on.
+    let mut a = c.sessions_on("ws2", 1).pop().unwrap();
+    let mut b = c.sessions_on("ws1", 1).pop().unwrap();
+    c.proc_mut("ws1").child.kill9();
+    let moved = Answer::from(&b.request(public, "GET", "/api/counter", None));
+    assert_eq!(
+        (moved.server.as_str(), moved.source.as_str()),
+        ("sb", "store")
+    );
+    let names_sb = b.cookies.get(ROUTE_COOKIE).cloned().unwrap();
+
+    // The standby is cut from the director; A's next request carries the
+    // route cookie naming it.
+    c.net.cut("d", "sb").unwrap();
+    wait_until(DEADLINE, "the cut standby is marked unreachable", || {
+        c.server("sb")["unreachable"] == true
+    });
+    a.cookies.insert(ROUTE_COOKIE.to_owned(), names_sb.clone());
+    let r = a.request(public, "GET", "/api/counter", None);
+    assert_eq!(r.status, 200, "{r:?}\n{}", logs(&c.procs));
+    let ans = Answer::from(&r);
+    assert_eq!(
+        (ans.server.as_str(), ans.value, ans.source.as_str()),
+        ("ws2", 1, "cache"),
+        "answered by the server that holds the session"
+    );
+    assert_ne!(
+        a.cookies.get(ROUTE_COOKIE),
+        Some(&names_sb),
+        "the client got a route cookie naming ws2 again"
+    );
+    c.net.heal_all().unwrap();
 }
