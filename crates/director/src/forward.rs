@@ -22,8 +22,7 @@ use sticky_proto::control::{OWNER_HEADER, RESERVED_PREFIX};
 use crate::backend::Backend;
 use crate::body::Body;
 use crate::fencing::adopt_epoch;
-use crate::health::mark_down_now;
-use crate::history::EventKind;
+use crate::health::{mark_down_now, mark_unreachable};
 use crate::pool::ConnectError;
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
@@ -290,21 +289,15 @@ impl Attempts {
                 .fetch_add(1, Ordering::Relaxed);
             return Err(Answer::Unavailable);
         }
-        if backend.mark_unreachable() {
-            // Every request passes it over where the director chooses, not
-            // only this one, until a health check reaches it again: a
-            // standby cut from this director would otherwise cost each
-            // moved client a connect timeout until the checks mark it down.
-            tracing::warn!(
-                server = %backend.name,
-                %error,
-                "cannot connect to web server: moved and new clients go to others until a health check reaches it"
-            );
-            shared.history.event(
-                EventKind::Unreachable,
-                &backend.name,
-                format!("a request could not connect ({error}): passed over for moved and new clients until a health check reaches it"),
-            );
+        // Every request passes it over where the director chooses, not only
+        // this one, until a health check reaches it again: a standby cut
+        // from this director would otherwise cost each moved client a
+        // connect timeout until the checks mark it down.
+        if mark_unreachable(
+            shared,
+            backend,
+            &format!("a request could not connect ({error})"),
+        ) {
             shared.publish();
         }
         if self.retries < MAX_RETRIES {
@@ -603,22 +596,7 @@ mod tests {
 
     #[test]
     fn an_attempt_on_an_unreachable_server_opens_a_new_connection() {
-        let text = r#"
-            secret = "0123456789abcdef0123456789abcdef"
-            [[web]]
-            name = "ws1"
-            listen = "127.0.0.1:9001"
-        "#;
-        let path = std::path::Path::new("c.toml");
-        let Ok(file) = sticky_config::ClusterFile::parse(text, path) else {
-            panic!("config")
-        };
-        let secret = file.secret(path).unwrap_or_default();
-        let Ok(Ok(shared)) =
-            crate::config::DirectorConfig::from_cluster(&file, &secret).map(State::new)
-        else {
-            panic!("state")
-        };
+        let shared = State::for_tests();
         let backend = Arc::clone(&shared.backends()[0]);
         let mut attempts = Attempts::new(&shared);
         assert!(!attempts.take_fresh(&backend), "a pooled one will do");

@@ -77,22 +77,37 @@ pub(crate) async fn run(shared: Weak<State>, backend: Arc<Backend>) {
 /// passes, moved and new clients go to others; the check itself fails only
 /// at the health timeout, and only `fall` failures mark the server down.
 fn slow_check(shared: &State, backend: &Backend, after: std::time::Duration) {
-    if backend.health().routable() && backend.mark_unreachable() {
-        tracing::warn!(
-            server = %backend.name,
-            after_ms = after.as_millis() as u64,
-            "a health check is slow to answer: moved and new clients go to others until one passes"
-        );
-        shared.history.event(
-            EventKind::Unreachable,
-            &backend.name,
-            format!(
-                "no answer to a health check within {} ms: passed over for moved and new clients until one passes",
-                after.as_millis()
-            ),
-        );
+    let routable = backend.health().routable();
+    let why = format!(
+        "no answer to a health check within {} ms",
+        after.as_millis()
+    );
+    if routable && mark_unreachable(shared, backend, &why) {
         shared.publish();
     }
+}
+
+/// Marks `backend` unreachable because of `why` (logged, and an event in
+/// the history): where the director chooses, every request passes it over
+/// until a health check passes ([`crate::routing::Table::route_avoiding`]).
+/// True if it was not marked yet: the caller republishes the routing
+/// table (not here: the health checker holds the server's health lock,
+/// which building a table takes).
+pub(crate) fn mark_unreachable(shared: &State, backend: &Backend, why: &str) -> bool {
+    if !backend.mark_unreachable() {
+        return false;
+    }
+    tracing::warn!(
+        server = %backend.name,
+        why,
+        "web server unreachable: moved and new clients go to others until a health check passes"
+    );
+    shared.history.event(
+        EventKind::Unreachable,
+        &backend.name,
+        format!("{why}: passed over for moved and new clients until a health check passes"),
+    );
+    true
 }
 
 /// Applies a check's result; returns true when the server must be asked to
@@ -205,22 +220,15 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
                 h.successes = 0;
                 h.failures = h.failures.saturating_add(1);
                 let message = e.to_string();
-                if h.routable() && backend.mark_unreachable() {
-                    // One failed check is not enough to mark it down (`fall`),
-                    // but enough not to send it clients the director could
-                    // send elsewhere: a standby paused or cut off would
-                    // otherwise get a dead server's users until the checks
-                    // mark it down.
-                    publish = true;
-                    tracing::warn!(
-                        server = %backend.name,
-                        error = %message,
-                        "a health check failed: moved and new clients go to others until one passes"
-                    );
-                    shared.history.event(
-                        EventKind::Unreachable,
-                        &backend.name,
-                        format!("a health check failed ({message}): passed over for moved and new clients until one passes"),
+                // One failed check is not enough to mark it down (`fall`),
+                // but enough not to send it clients the director could send
+                // elsewhere: a standby paused or cut off would otherwise get
+                // a dead server's users until the checks mark it down.
+                if h.routable() {
+                    publish |= mark_unreachable(
+                        shared,
+                        backend,
+                        &format!("a health check failed ({message})"),
                     );
                 }
                 if h.up && h.failures >= settings.fall {
@@ -305,26 +313,8 @@ pub(crate) fn mark_down_now(shared: &State, backend: &Backend, why: &str) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
-    use crate::config::DirectorConfig;
-    use sticky_config::ClusterFile;
-
-    fn state() -> State {
-        let text = r#"
-            secret = "0123456789abcdef0123456789abcdef"
-            [[web]]
-            name = "ws1"
-            listen = "127.0.0.1:9001"
-            [[web]]
-            name = "ws2"
-            listen = "127.0.0.1:9002"
-        "#;
-        let file = ClusterFile::parse(text, Path::new("c.toml")).unwrap();
-        let secret = file.secret(Path::new("c.toml")).unwrap_or_default();
-        State::new(DirectorConfig::from_cluster(&file, &secret).unwrap()).unwrap()
-    }
 
     /// Two requests find ws1's connection refused at once: one flips it
     /// down and, before it republishes the table, the other one's
@@ -334,7 +324,7 @@ mod tests {
     /// failure of `director_failover`).
     #[test]
     fn a_request_that_lost_the_race_to_mark_a_server_down_still_stops_routing_to_it() {
-        let shared = state();
+        let shared = State::for_tests();
         let backends = shared.backends();
         for b in &backends {
             let mut h = b.health();
@@ -359,7 +349,7 @@ mod tests {
     /// passes; a client whose cookie names it still goes there.
     #[test]
     fn one_failed_check_passes_a_server_over_where_the_director_chooses_until_one_passes() {
-        let shared = state();
+        let shared = State::for_tests();
         let backends = shared.backends();
         let report = |name: &str| HealthReport {
             name: name.to_owned(),

@@ -214,10 +214,7 @@ impl Table {
         avoid: &[Arc<Backend>],
     ) -> Option<Decision> {
         match self.verdict(cookies.route, signer) {
-            CookieVerdict::Known(i)
-                if self.entries[i].routable
-                    && !avoid.iter().any(|b| b.name == self.entries[i].backend.name) =>
-            {
+            CookieVerdict::Known(i) if self.entries[i].routable && !self.in_avoid(i, avoid) => {
                 Some(Decision {
                     index: i,
                     set_cookie: false,
@@ -328,8 +325,14 @@ impl Table {
 
     /// Whether entry `i` is in `avoid` (compared by name) or unreachable.
     fn avoided(&self, i: usize, avoid: &[Arc<Backend>]) -> bool {
-        let e = &self.entries[i];
-        e.unreachable || avoid.iter().any(|b| b.name == e.backend.name)
+        self.entries[i].unreachable || self.in_avoid(i, avoid)
+    }
+
+    /// Whether entry `i` is in `avoid` (compared by name): this request
+    /// could not connect to it.
+    fn in_avoid(&self, i: usize, avoid: &[Arc<Backend>]) -> bool {
+        let name = &self.entries[i].backend.name;
+        avoid.iter().any(|b| b.name == *name)
     }
 
     /// `candidates` but the servers in `avoid` and the unreachable ones;

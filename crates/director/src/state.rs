@@ -471,3 +471,31 @@ pub struct ReloadSummary {
     #[serde(default)]
     pub tls_reloaded: bool,
 }
+
+#[cfg(test)]
+impl State {
+    /// A director over the web servers `ws1` (127.0.0.1:9001) and `ws2`
+    /// (9002), nothing listening there, none checked yet: for unit tests.
+    pub(crate) fn for_tests() -> State {
+        let text = r#"
+            secret = "0123456789abcdef0123456789abcdef"
+            [[web]]
+            name = "ws1"
+            listen = "127.0.0.1:9001"
+            [[web]]
+            name = "ws2"
+            listen = "127.0.0.1:9002"
+        "#;
+        let path = std::path::Path::new("c.toml");
+        let file = match sticky_config::ClusterFile::parse(text, path) {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        let secret = file.secret(path).unwrap_or_default();
+        match DirectorConfig::from_cluster(&file, &secret).map(State::new) {
+            Ok(Ok(state)) => state,
+            Ok(Err(e)) => panic!("{e}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
