@@ -512,23 +512,25 @@ pub(crate) fn check_servers(servers: &[ServerSpec]) -> Result<(), DirectorError>
     Ok(())
 }
 
+/// The director's settings from cluster file `text` (unit tests).
+#[cfg(test)]
+pub(crate) fn config_of(text: &str) -> DirectorConfig {
+    let path = std::path::Path::new("c.toml");
+    let file = match ClusterFile::parse(text, path) {
+        Ok(f) => f,
+        Err(e) => panic!("{e}"),
+    };
+    let secret = file.secret(path).unwrap_or_default();
+    match DirectorConfig::from_cluster(&file, &secret) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
-
-    /// The director's settings from cluster file `text`.
-    fn config_of(text: &str) -> DirectorConfig {
-        let file = match ClusterFile::parse(text, Path::new("c.toml")) {
-            Ok(f) => f,
-            Err(e) => panic!("{e}"),
-        };
-        let secret = file.secret(Path::new("c.toml")).unwrap_or_default();
-        match DirectorConfig::from_cluster(&file, &secret) {
-            Ok(c) => c,
-            Err(e) => panic!("{e}"),
-        }
-    }
 
     #[test]
     fn zero_turns_the_reroute_connect_limit_and_the_slow_check_mark_off() {

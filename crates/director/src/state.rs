@@ -486,15 +486,8 @@ impl State {
             name = "ws2"
             listen = "127.0.0.1:9002"
         "#;
-        let path = std::path::Path::new("c.toml");
-        let file = match sticky_config::ClusterFile::parse(text, path) {
-            Ok(f) => f,
-            Err(e) => panic!("{e}"),
-        };
-        let secret = file.secret(path).unwrap_or_default();
-        match DirectorConfig::from_cluster(&file, &secret).map(State::new) {
-            Ok(Ok(state)) => state,
-            Ok(Err(e)) => panic!("{e}"),
+        match State::new(crate::config::config_of(text)) {
+            Ok(state) => state,
             Err(e) => panic!("{e}"),
         }
     }
