@@ -157,6 +157,109 @@ fn a_store_flushed_behind_the_web_servers_back_gets_its_copies_back() {
     );
 }
 
+/// Issue 19 item 5: an adoption claims its sessions in batches, and what a
+/// batch cannot settle alone. ws1 is killed, store s1 frozen (`SIGSTOP`;
+/// the stores' timeout is 30 s, so nothing marks it down), and ws2 is
+/// asked to adopt ws1's sessions (`POST /.sticky/adopt`, as a director
+/// asks). A session with a replica on s1 gets no answer from it within the
+/// grace, so its batch hands it to the claim alone, which takes it over
+/// from the other two stores; the others are settled by the batch. Each is
+/// claimed exactly once and continues on ws2 from its last value. `sticky
+/// store` only: batches need its read-and-promise command.
+#[test]
+fn an_adoption_claims_alone_what_a_frozen_replica_keeps_from_its_batch() {
+    use sticky_test_support::{http_request, signal, wait_until, Browser, Cluster, DEADLINE};
+    const SESSIONS: usize = 24;
+    // A grace of 1 s: on a loaded machine the two live stores answer a
+    // batch within it, so only the frozen one's sessions leave the batch.
+    let mut c = Cluster::start_on(STICKY, StoreBackend::Sticky, 3, &["ws1", "ws2"], |cfg| {
+        cfg.replicas(2)
+            .session("store_timeout_ms", "30000")
+            .session("slow_store_ms", "1000")
+            .session("claim_timeout_ms", "10000")
+    });
+    let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
+    let _ws2_lease = c.web("ws2").heartbeat();
+    let mut browsers: Vec<Browser> = (0..SESSIONS).map(|_| Browser::new()).collect();
+    for b in &mut browsers {
+        assert_eq!(b.increment(ws1).value, 1);
+    }
+    let ids: Vec<String> = browsers.iter().map(Browser::id).collect();
+    let copies = StoreBackend::Sticky.copies(&c.store_addrs(), &ids);
+    let on_frozen = ids
+        .iter()
+        .filter(|id| copies[*id][0].as_ref().is_some_and(|s| s.live))
+        .count();
+    assert!(
+        on_frozen > 0 && on_frozen < SESSIONS,
+        "s1 holds some sessions, not all: {on_frozen} of {SESSIONS}"
+    );
+    let owner = copies[&ids[0]]
+        .iter()
+        .flatten()
+        .map(|s| s.owner.clone())
+        .next()
+        .expect("a copy of ws1's session");
+    assert!(owner.starts_with("ws1@"), "{owner}");
+
+    let status = c.web_mut("ws1").kill9();
+    assert!(!status.success(), "ws1 was killed: {status}");
+    let frozen = c.stores[0].pid();
+    signal(frozen, "STOP");
+    let auth = format!("Bearer {}", c.web("ws2").token());
+    let body = format!(r#"{{"owner":"{owner}","among":[{{"name":"ws2","weight":1}}]}}"#);
+    let r = http_request(
+        ws2,
+        "POST",
+        "/.sticky/adopt",
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ],
+        Some(body.as_bytes()),
+    )
+    .expect("POST /.sticky/adopt");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let metric = |series: &str| -> u64 {
+        let m = http_request(
+            ws2,
+            "GET",
+            "/.sticky/metrics",
+            &[("authorization", auth.as_str())],
+            None,
+        )
+        .expect("ws2's metrics");
+        m.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    wait_until(DEADLINE, "ws2 adopted every session of ws1", || {
+        metric("sticky_takeovers_total") >= SESSIONS as u64
+    });
+    signal(frozen, "CONT");
+    assert_eq!(
+        metric("sticky_takeovers_total"),
+        SESSIONS as u64,
+        "each claimed once"
+    );
+    assert_eq!(
+        metric("sticky_claims_total{path=\"batch\"}"),
+        (SESSIONS - on_frozen) as u64,
+        "the sessions s1 holds no copy of, by batch"
+    );
+    assert_eq!(
+        metric("sticky_claims_total{path=\"read-and-promise\"}"),
+        on_frozen as u64,
+        "those with a replica on the frozen s1, alone\nws2's log:\n{}",
+        c.web("ws2").log_tail(20)
+    );
+    for b in &mut browsers {
+        let a = b.increment(ws2);
+        assert_eq!((a.value, a.server.as_str()), (2, "ws2"), "{a:?}");
+    }
+}
+
 /// The cases, each a function of the store backend.
 mod cases {
     use std::net::SocketAddr;

@@ -241,30 +241,8 @@ fn quiet_sessions_of_a_killed_web_server_are_adopted_and_survive_a_store_failure
         .iter()
         .map(|s| s.jar.session_id().expect("a session cookie"))
         .collect();
-    let file = sticky_config::ClusterFile::load(&up.config_path()).expect("the cluster file");
-    let password = file.session.store_password.clone();
-    let stores: Vec<(String, std::net::SocketAddr)> = up
-        .table()
-        .into_iter()
-        .filter(|(_, role, _, _)| role == "store")
-        .map(|(name, _, addr, _)| (name, addr))
-        .collect();
-    assert_eq!(stores.len(), 3, "{stores:?}");
-    // id -> the live copies' (store index, owner) on the `live` stores.
-    let copies = |live: &[usize]| {
-        let mut by_id: std::collections::BTreeMap<String, Vec<(usize, String)>> =
-            ids.iter().map(|id| (id.clone(), Vec::new())).collect();
-        for &i in live {
-            let held =
-                sticky_test_support::store_sessions_auth(stores[i].1, password.as_deref(), &ids);
-            for (id, copy) in held {
-                if copy.live {
-                    by_id.entry(id).or_default().push((i, copy.owner));
-                }
-            }
-        }
-        by_id
-    };
+    let stores = Stores::of(&up);
+    let copies = |live: &[usize]| stores.copies(&ids, live);
     let on_victim = copies(&[0, 1, 2])
         .values()
         .filter(|c| c.iter().any(|(_, o)| o.starts_with(&format!("{victim}@"))))
@@ -287,9 +265,26 @@ fn quiet_sessions_of_a_killed_web_server_are_adopted_and_survive_a_store_failure
         "{on_victim} sessions of {victim} adopted within {:?}",
         killed.elapsed()
     );
+    // Adoption ended the dead lease once, then claimed in batches: one
+    // pipeline per store for many sessions (issue 19 item 5). Every one
+    // of them took that path, since no user asked meanwhile.
+    let webs: Vec<String> = up
+        .table()
+        .into_iter()
+        .filter(|(n, role, _, _)| (role == "web" || role == "standby") && *n != victim)
+        .map(|(n, _, _, _)| n)
+        .collect();
+    let batched: f64 = webs
+        .iter()
+        .map(|n| web_metric(&up, n, "sticky_claims_total{path=\"batch\"}"))
+        .sum();
+    assert_eq!(
+        batched as usize, on_victim,
+        "claims by batch on {webs:?}, of {on_victim} sessions adopted"
+    );
 
     // A store dies next: every session is on 2 live stores again.
-    let (dead_store, _) = stores[0].clone();
+    let dead_store = stores.names[0].clone();
     kill9(&up, &dead_store);
     let failed = Instant::now();
     wait_until(
@@ -306,6 +301,146 @@ fn quiet_sessions_of_a_killed_web_server_are_adopted_and_survive_a_store_failure
         let a = s.jar.cart(up.shop());
         assert_eq!(a.items(), s.items, "shopper {i}");
         assert_ne!(a.server, victim, "shopper {i}");
+    }
+}
+
+/// The stores of a `sticky up` cluster, read directly.
+struct Stores {
+    names: Vec<String>,
+    addrs: Vec<std::net::SocketAddr>,
+    password: Option<String>,
+}
+
+impl Stores {
+    fn of(up: &UpProcess) -> Self {
+        let file = sticky_config::ClusterFile::load(&up.config_path()).expect("the cluster file");
+        let (names, addrs) = up
+            .table()
+            .into_iter()
+            .filter(|(_, role, _, _)| role == "store")
+            .map(|(name, _, addr, _)| (name, addr))
+            .unzip();
+        let stores = Self {
+            names,
+            addrs,
+            password: file.session.store_password.clone(),
+        };
+        assert_eq!(stores.names.len(), 3, "{:?}", stores.names);
+        stores
+    }
+
+    /// id -> the live copies' (store index, owner) on the stores `live`.
+    fn copies(
+        &self,
+        ids: &[String],
+        live: &[usize],
+    ) -> std::collections::BTreeMap<String, Vec<(usize, String)>> {
+        let mut by_id: std::collections::BTreeMap<String, Vec<(usize, String)>> =
+            ids.iter().map(|id| (id.clone(), Vec::new())).collect();
+        for &i in live {
+            let held = sticky_test_support::store_sessions_auth(
+                self.addrs[i],
+                self.password.as_deref(),
+                ids,
+            );
+            for (id, copy) in held {
+                if copy.live {
+                    by_id.entry(id).or_default().push((i, copy.owner));
+                }
+            }
+        }
+        by_id
+    }
+}
+
+/// The sum of `series` over the live web servers and standbys but `except`.
+fn webs_metric(up: &UpProcess, except: &str, series: &str) -> f64 {
+    up.table()
+        .into_iter()
+        .filter(|(n, role, _, _)| (role == "web" || role == "standby") && n != except)
+        .map(|(n, _, _, _)| web_metric(up, &n, series))
+        .sum()
+}
+
+/// Sends `SIGCONT` to a paused process when dropped, also when the test
+/// fails.
+struct Resume(u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// Adoption while a store is paused (`SIGSTOP`): a batch cannot settle a
+/// session with a replica on it (the replica stays silent through the
+/// grace), so the claim alone takes it over from the other stores — or,
+/// once the paused store is marked down, every session is placed on the
+/// two others and batches settle them all. Either way every session of the
+/// killed server gets a live owner and a copy on both live stores, and
+/// each is claimed exactly once.
+#[test]
+fn an_adoption_during_a_paused_store_leaves_no_session_behind() {
+    const SESSIONS: usize = 45;
+    const ADOPTED_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+    let up = UpProcess::start(STICKY, &[]);
+    up.wait_all_up();
+    let mut jars: Vec<(CookieJar, String)> = (0..SESSIONS)
+        .map(|i| {
+            let mut jar = CookieJar::new();
+            let a = jar.add_item(up.shop(), &format!("item-{i}"));
+            assert_eq!(a.items(), vec![format!("item-{i}")], "session {i}");
+            (jar, a.server)
+        })
+        .collect();
+    let victim = jars[0].1.clone();
+    let ids: Vec<String> = jars
+        .iter()
+        .filter(|(_, server)| *server == victim)
+        .map(|(jar, _)| jar.session_id().expect("a session cookie"))
+        .collect();
+    let stores = Stores::of(&up);
+    let with_paused = stores
+        .copies(&ids, &[0, 1, 2])
+        .values()
+        .filter(|c| c.iter().any(|(i, _)| *i == 0))
+        .count();
+    let before = webs_metric(&up, &victim, "sticky_takeovers_total");
+
+    let paused = up.pid_of(&stores.names[0]);
+    signal(paused, "STOP");
+    let resume = Resume(paused);
+    kill9(&up, &victim);
+    wait_until(
+        ADOPTED_WITHIN,
+        &format!("each of {victim}'s sessions owned by a live server on both live stores"),
+        || {
+            stores.copies(&ids, &[1, 2]).values().all(|c| {
+                c.len() == 2 && c.iter().all(|(_, o)| !o.starts_with(&format!("{victim}@")))
+            })
+        },
+    );
+    let batched = webs_metric(&up, &victim, "sticky_claims_total{path=\"batch\"}");
+    let alone = webs_metric(&up, &victim, "sticky_takeovers_total") - before - batched;
+    eprintln!(
+        "{} sessions of {victim} ({with_paused} with a copy on the paused {}): {batched} claimed by batch, {alone} alone",
+        ids.len(),
+        stores.names[0]
+    );
+    assert_eq!(
+        (batched + alone) as usize,
+        ids.len(),
+        "each of {victim}'s sessions claimed once"
+    );
+    drop(resume);
+    for (i, (jar, server)) in jars.iter_mut().enumerate() {
+        let a = jar.cart(up.shop());
+        assert_eq!(a.items(), vec![format!("item-{i}")], "session {i}");
+        if *server == victim {
+            assert_ne!(a.server, victim, "session {i}");
+        }
     }
 }
 

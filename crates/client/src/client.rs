@@ -488,18 +488,42 @@ impl StoreClient {
                 cmd.arg(command::OPT_RELEASE).arg(dead);
             }
         };
-        let reply = match self.call(SessionCommand::Prepare, key, args, |_| {}).await {
-            Ok(reply) => reply,
-            Err(ClientError::Server(msg)) => {
-                return Err(match forgetful(msg) {
-                    Ok(Prepared::Forgetful { uptime }) => ClientError::Forgetful { uptime },
-                    Ok(_) => ClientError::Protocol(format!("{WHAT}: unexpected reply")),
-                    Err(e) => e,
-                })
-            }
-            Err(e) => return Err(e),
+        prepared_next(self.call(SessionCommand::Prepare, key, args, |_| {}).await)
+    }
+
+    /// Many [`prepare_next`](Self::prepare_next)s (without `RELEASE`) at
+    /// once, each outcome as `prepare_next` would answer it, in the order
+    /// of `keys`: one pipeline (one message, one write, one batch of
+    /// replies, one request timeout), as [`put_many`](Self::put_many).
+    /// The claims of an adoption are made in such batches.
+    pub async fn prepare_next_many(
+        &self,
+        keys: &[&[u8]],
+        owner: &str,
+        horizon: Duration,
+    ) -> Vec<Result<PreparedNext, ClientError>> {
+        if keys.len() < 2 || !self.inner.pipelines() || !self.prepares_next() {
+            let each = keys
+                .iter()
+                .map(|key| self.prepare_next(key, owner, horizon, None));
+            return futures_util::future::join_all(each).await;
+        }
+        let horizon_ms = horizon_ms(horizon);
+        let args = |cmd: &mut Cmd| {
+            cmd.arg(command::ARG_NEXT).arg(owner).arg(horizon_ms);
         };
-        parse_prepared_next(reply, WHAT)
+        let backend = self.inner.backend;
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.add_command(backend.request(SessionCommand::Prepare, key, args, |_| {}));
+        }
+        match self.inner.execute_pipeline(&pipe, keys.len()).await {
+            Ok(values) => values
+                .into_iter()
+                .map(|value| prepared_next(reply_value(value)))
+                .collect(),
+            Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
+        }
     }
 
     /// `SESS.OWNED`: one page of the keys of the live copies owned by
@@ -507,7 +531,8 @@ impl StoreClient {
     /// next cursor of `0` means the scan is done. A key owned by `owner`
     /// throughout the scan is listed at least once.
     ///
-    /// On `sticky store` a page is one shard, and no key comes twice. On
+    /// On `sticky store` a page is one or more whole shards (one once the
+    /// store is large), and no key comes twice. On
     /// Redis a page is one `SCAN` step over the session keys (the cursor is
     /// Redis's), and a key may come twice. Not available on a Redis
     /// Cluster, whose keys are spread over nodes that one cursor cannot
@@ -700,6 +725,20 @@ fn horizon_ms(d: Duration) -> u64 {
 
 /// A prepare's error reply `msg`: [`Prepared::Forgetful`] for
 /// `FORGETFUL <uptime_ms> ...`, else the error itself.
+/// The outcome of `SESS.PREPARE key NEXT` from its reply.
+fn prepared_next(reply: Result<Value, ClientError>) -> Result<PreparedNext, ClientError> {
+    const WHAT: &str = "SESS.PREPARE NEXT";
+    match reply {
+        Ok(reply) => parse_prepared_next(reply, WHAT),
+        Err(ClientError::Server(msg)) => Err(match forgetful(msg) {
+            Ok(Prepared::Forgetful { uptime }) => ClientError::Forgetful { uptime },
+            Ok(_) => ClientError::Protocol(format!("{WHAT}: unexpected reply")),
+            Err(e) => e,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
 fn forgetful(msg: String) -> Result<Prepared, ClientError> {
     let Some(detail) = msg
         .strip_prefix(command::ERR_FORGETFUL)

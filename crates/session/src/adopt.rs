@@ -10,24 +10,33 @@ use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{self, FuturesUnordered, StreamExt};
 use sticky_proto::control::AdoptRequest;
 use sticky_proto::rendezvous;
 use tokio::time::Instant;
 
+use crate::claim_batch::Outcome;
 use crate::dropped::LocalCopy;
 use crate::error::SessionError;
 use crate::fencing::parse_owner;
 use crate::id::SessionId;
 use crate::open::Source;
 use crate::state::{Inner, SessionManager};
+use crate::takeover;
 
 /// Most session ids one adoption lists (per dead lease).
 const MAX_LISTED: usize = 2_000_000;
 /// Most `SESS.OWNED` pages read from one store.
 const MAX_PAGES: usize = 100_000;
-/// Claims in flight at once.
+/// Claims in flight at once, of sessions claimed alone.
 const CONCURRENCY: usize = 16;
+/// Sessions claimed in one batch.
+const BATCH: usize = 64;
+/// Batches in flight at once.
+const BATCHES: usize = 2;
+/// How long an adoption waits for the stores still listing once enough
+/// lists are in ([`list`]).
+const LIST_GRACE: Duration = Duration::from_millis(500);
 /// Most adoptions running at once on one server.
 const MAX_ADOPTIONS: usize = 16;
 
@@ -137,6 +146,14 @@ async fn adopt(weak: Weak<Inner>, req: AdoptRequest) {
         None => return,
     };
     let mine: Vec<(SessionId, Option<LocalCopy>)> = mine.into_iter().map(|id| (id, None)).collect();
+    if !mine.is_empty() {
+        // The dead lease ended once, before the batches (which claim only
+        // where it is not live), as the first claim alone would end it.
+        if let Some(inner) = weak.upgrade() {
+            let gone = takeover::end_if_gone(&SessionManager { inner }, &req.owner).await;
+            tracing::debug!(dead = %req.owner, gone, "adoption: the dead lease probed");
+        }
+    }
     let count = mine.len();
     metrics::gauge!("sticky_adoption_pending").increment(count as f64);
     let mut tally = Tally::default();
@@ -278,13 +295,81 @@ impl Tally {
 }
 
 /// Claims each session of `ids` (one already in the cache is only
-/// opened), at most `recopy_rate` per second, [`CONCURRENCY`] at once.
-/// Each settled one leaves [`Dropped`](crate::dropped::Dropped).
+/// opened), at most `recopy_rate` per second. Those without a copy of
+/// this server's own go in batches ([`crate::claim_batch`]), [`BATCHES`]
+/// at once; the others, and every session a batch leaves, alone,
+/// [`CONCURRENCY`] at once. Each settled one leaves
+/// [`Dropped`](crate::dropped::Dropped).
 async fn claim_all(weak: &Weak<Inner>, ids: &[(SessionId, Option<LocalCopy>)]) -> Tally {
     let started = Instant::now();
-    let rate = weak.upgrade().map_or(1, |i| i.config.recopy_rate.max(1));
+    let Some(inner) = weak.upgrade() else {
+        return Tally::default();
+    };
+    let rate = inner.config.recopy_rate.max(1);
+    let batches = inner.stores.prepare_next();
+    drop(inner);
     let pace = Duration::from_secs(1) / rate;
+    let (batched, alone): (Vec<_>, Vec<_>) = ids
+        .iter()
+        .cloned()
+        .partition(|(_, local)| batches && local.is_none());
     let mut tally = Tally::default();
+    let chunks: Vec<Vec<(SessionId, Option<LocalCopy>)>> =
+        batched.chunks(BATCH).map(<[_]>::to_vec).collect();
+    let mut rounds = stream::iter(chunks.into_iter().enumerate())
+        .map(|(j, chunk)| {
+            let weak = weak.clone();
+            async move {
+                tokio::time::sleep_until(started + pace * (j * BATCH) as u32).await;
+                let inner = weak.upgrade()?;
+                let m = SessionManager { inner };
+                let only: Vec<SessionId> = chunk.iter().map(|(id, _)| *id).collect();
+                let outcomes = m.claim_batch(&only).await;
+                drop(m);
+                let mut done = Vec::with_capacity(chunk.len());
+                let mut left = Vec::new();
+                for ((id, local), outcome) in chunk.into_iter().zip(outcomes) {
+                    match outcome {
+                        Outcome::Hosted => done.push((id, local, Ok(true))),
+                        Outcome::Gone => done.push((id, local, Ok(false))),
+                        Outcome::Failed(e) => done.push((id, local, Err(e))),
+                        Outcome::Alone => left.push((id, local)),
+                    }
+                }
+                // What the batch left, alone, before the next batch: the
+                // first of them (a live lease, proven gone) may clear the
+                // way for the batches after it.
+                done.extend(claim_each(&weak, &left, Instant::now(), Duration::ZERO).await);
+                Some(done)
+            }
+        })
+        .buffer_unordered(BATCHES);
+    while let Some(round) = rounds.next().await {
+        let Some(round) = round else { break };
+        for (id, local, r) in round {
+            tally.take(weak, id, local, r);
+        }
+    }
+    drop(rounds);
+    let offset = started + pace * batched.len() as u32;
+    for (id, local, r) in claim_each(weak, &alone, offset, pace).await {
+        tally.take(weak, id, local, r);
+    }
+    tally
+}
+
+/// How one claim of [`claim_all`] ended: claimed or hosted (`true`), no
+/// live copy (`false`), or an error.
+type Claimed = (SessionId, Option<LocalCopy>, Result<bool, SessionError>);
+
+/// Claims each session of `ids` alone, [`CONCURRENCY`] at once, the
+/// `n`-th not before `started + pace * n`.
+async fn claim_each(
+    weak: &Weak<Inner>,
+    ids: &[(SessionId, Option<LocalCopy>)],
+    started: Instant,
+    pace: Duration,
+) -> Vec<Claimed> {
     let mut results = stream::iter(ids.iter().cloned().enumerate())
         .map(|(n, (id, local))| {
             let weak = weak.clone();
@@ -306,24 +391,40 @@ async fn claim_all(weak: &Weak<Inner>, ids: &[(SessionId, Option<LocalCopy>)]) -
             }
         })
         .buffer_unordered(CONCURRENCY);
+    let mut out = Vec::with_capacity(ids.len());
     while let Some(r) = results.next().await {
-        let Some((id, local, r)) = r else { break };
+        let Some(r) = r else { break };
+        out.push(r);
+    }
+    out
+}
+
+impl Tally {
+    /// Counts one claim's outcome; a settled one leaves
+    /// [`Dropped`](crate::dropped::Dropped).
+    fn take(
+        &mut self,
+        weak: &Weak<Inner>,
+        id: SessionId,
+        local: Option<LocalCopy>,
+        r: Result<bool, SessionError>,
+    ) {
         let settled = match r {
             Ok(true) => {
-                tally.claimed += 1;
+                self.claimed += 1;
                 true
             }
             Ok(false) | Err(SessionError::Data(_)) => {
-                tally.gone += 1;
+                self.gone += 1;
                 true
             }
             Err(SessionError::Misdirected { .. } | SessionError::Moved { .. }) => {
-                tally.elsewhere += 1;
+                self.elsewhere += 1;
                 true
             }
             Err(e) => {
-                tally.last_error = Some(e.to_string());
-                tally.failed.push((id, local));
+                self.last_error = Some(e.to_string());
+                self.failed.push((id, local));
                 false
             }
         };
@@ -333,29 +434,24 @@ async fn claim_all(weak: &Weak<Inner>, ids: &[(SessionId, Option<LocalCopy>)]) -
             }
         }
     }
-    drop(results);
-    tally
 }
 
 /// The ids the stores list as owned by `req.owner`, from every store that
 /// answers, bounded.
 async fn list(inner: &Inner, req: &AdoptRequest) -> HashSet<SessionId> {
-    let mut ids = HashSet::new();
-    for (i, client) in inner.stores.clients.iter().enumerate() {
+    // The stores at once: the claims wait for the whole list.
+    let each = inner.stores.clients.iter().enumerate().map(|(i, client)| async move {
+        let mut ids = Vec::new();
         let mut cursor = 0;
         for _ in 0..MAX_PAGES {
             match client.owned(&req.owner, cursor).await {
                 Ok((next, keys)) => {
-                    for key in keys {
-                        if ids.len() >= MAX_LISTED {
-                            break;
-                        }
-                        if let Some(id) =
-                            std::str::from_utf8(&key).ok().and_then(SessionId::from_hex)
-                        {
-                            ids.insert(id);
-                        }
-                    }
+                    ids.extend(
+                        keys.iter()
+                            .filter_map(|key| std::str::from_utf8(key).ok())
+                            .filter_map(SessionId::from_hex)
+                            .take(MAX_LISTED - ids.len()),
+                    );
                     if next == 0 || ids.len() >= MAX_LISTED {
                         break;
                     }
@@ -366,6 +462,40 @@ async fn list(inner: &Inner, req: &AdoptRequest) -> HashSet<SessionId> {
                     break;
                 }
             }
+        }
+        ids
+    });
+    // Each session is on `R` stores, so the lists of `S − R + 1` show
+    // every session whose copies all survive: once that many are in, a
+    // store still listing gets a moment more, and one that stays silent
+    // (paused, cut off) does not hold the adoption for its timeout. A
+    // session it alone would have listed is claimed by its user's next
+    // request.
+    let enough = inner
+        .stores
+        .len()
+        .saturating_sub(inner.config.replicas)
+        .saturating_add(1);
+    let mut pending: FuturesUnordered<_> = each.collect();
+    let mut ids = HashSet::new();
+    let mut done = 0;
+    let mut deadline = None;
+    loop {
+        let next = match deadline {
+            None => pending.next().await,
+            Some(at) => match tokio::time::timeout_at(at, pending.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    tracing::warn!(dead = %req.owner, listed = done, silent = pending.len(), "adoption did not wait for the stores still listing");
+                    break;
+                }
+            },
+        };
+        let Some(found) = next else { break };
+        ids.extend(found.into_iter().take(MAX_LISTED - ids.len()));
+        done += 1;
+        if done >= enough {
+            deadline.get_or_insert_with(|| Instant::now() + LIST_GRACE);
         }
     }
     ids

@@ -85,6 +85,7 @@
 mod admission;
 mod adopt;
 mod cache;
+mod claim_batch;
 mod clock;
 mod commit;
 mod config;

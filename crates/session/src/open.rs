@@ -218,27 +218,11 @@ impl SessionManager {
         };
         match claimed {
             Ok(Some(state)) => {
-                metrics::counter!("sticky_takeovers_total").increment(1);
-                metrics::histogram!("sticky_takeover_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                // Debug, not info: a dead server's sessions are taken over by
-                // the thousand; `sticky_takeovers_total` and adoption's
-                // summary line tell the operator.
-                tracing::debug!(session = ?id, stamp = %state.stamp, us = started.elapsed().as_micros() as u64, "session taken over from the stores");
-                inner.dropped.settle(&id);
-                inner
-                    .cache
-                    .set_bytes(&id, &entry, state.payload.len() as u64);
-                *guard = Some(state);
-                entry.touch(inner.clock.now_ms());
+                self.install(&id, &entry, &mut guard, state, started);
                 Ok(Some(Opened::cached(id, Source::Store, entry, guard, epoch)))
             }
             Ok(None) => {
-                // Expired, destroyed, or never saved.
-                inner.dropped.settle(&id);
-                drop(guard);
-                inner.cache.remove_if(&id, &entry);
-                metrics::counter!("sticky_sessions_not_found_total").increment(1);
+                self.not_found(&id, &entry, guard);
                 Ok(None)
             }
             Err(e) => {
@@ -247,6 +231,44 @@ impl SessionManager {
                 Err(e)
             }
         }
+    }
+
+    /// Caches `state`, just claimed from the stores (by a claim that
+    /// started at `started`), in `entry`, whose lock `guard` is.
+    pub(crate) fn install(
+        &self,
+        id: &SessionId,
+        entry: &Arc<Entry>,
+        guard: &mut OwnedMutexGuard<Slot>,
+        state: SessionState,
+        started: Instant,
+    ) {
+        let inner = &self.inner;
+        metrics::counter!("sticky_takeovers_total").increment(1);
+        metrics::histogram!("sticky_takeover_seconds").record(started.elapsed().as_secs_f64());
+        // Debug, not info: a dead server's sessions are taken over by
+        // the thousand; `sticky_takeovers_total` and adoption's
+        // summary line tell the operator.
+        tracing::debug!(session = ?id, stamp = %state.stamp, us = started.elapsed().as_micros() as u64, "session taken over from the stores");
+        inner.dropped.settle(id);
+        inner.cache.set_bytes(id, entry, state.payload.len() as u64);
+        **guard = Some(state);
+        entry.touch(inner.clock.now_ms());
+    }
+
+    /// A claim found no live copy of `id` (expired, destroyed, or never
+    /// saved): its empty `entry` leaves the cache.
+    pub(crate) fn not_found(
+        &self,
+        id: &SessionId,
+        entry: &Arc<Entry>,
+        guard: OwnedMutexGuard<Slot>,
+    ) {
+        let inner = &self.inner;
+        inner.dropped.settle(id);
+        drop(guard);
+        inner.cache.remove_if(id, entry);
+        metrics::counter!("sticky_sessions_not_found_total").increment(1);
     }
 
     /// A new session, private to the request until committed.

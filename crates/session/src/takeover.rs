@@ -549,38 +549,38 @@ async fn claim_fast(
 }
 
 /// What the stores answered a claim's read-and-promise round.
-struct Answers {
+pub(crate) struct Answers {
     /// Stores that answered at all.
-    heard: u64,
+    pub(crate) heard: u64,
     /// Stores that answered without an error.
-    answered: u64,
+    pub(crate) answered: u64,
     /// Stores that promised, with the generation.
-    promises: Vec<(usize, u64)>,
+    pub(crate) promises: Vec<(usize, u64)>,
     /// A store may have forgotten the session, or does not know the
     /// command.
     refused: bool,
     /// The newest copy answered.
-    newest: Option<StoredSession>,
+    pub(crate) newest: Option<StoredSession>,
     /// What each store said of its copy's owner's lease (another
     /// server's): live (it promised nothing), dead, or absent.
-    leases: Vec<(String, LeaseState)>,
+    pub(crate) leases: Vec<(String, LeaseState)>,
     last_err: String,
 }
 
 /// What [`Answers::take`] decides by.
-struct Rule<'a> {
+pub(crate) struct Rule<'a> {
     /// This server's lease, `name@epoch`.
-    me: &'a str,
+    pub(crate) me: &'a str,
     /// The session's own replicas among the stores asked.
-    wanted: u64,
+    pub(crate) wanted: u64,
     /// The claim quorum.
-    p: usize,
-    grace: Duration,
-    names: &'a [String],
+    pub(crate) p: usize,
+    pub(crate) grace: Duration,
+    pub(crate) names: &'a [String],
 }
 
 impl Answers {
-    fn new(total: usize) -> Self {
+    pub(crate) fn new(total: usize) -> Self {
         Self {
             heard: 0,
             answered: 0,
@@ -593,7 +593,12 @@ impl Answers {
     }
 
     /// Takes store `i`'s answer and says whether to wait for more.
-    fn take(&mut self, i: usize, r: Result<PreparedNext, ClientError>, rule: &Rule<'_>) -> Wait {
+    pub(crate) fn take(
+        &mut self,
+        i: usize,
+        r: Result<PreparedNext, ClientError>,
+        rule: &Rule<'_>,
+    ) -> Wait {
         self.heard |= 1 << i;
         match r {
             Ok(answer) => {
@@ -643,7 +648,7 @@ impl Answers {
 
 /// The highest generation among `promises` and the stores that promised
 /// it (0 and none when empty).
-fn highest(promises: &[(usize, u64)]) -> (u64, u64) {
+pub(crate) fn highest(promises: &[(usize, u64)]) -> (u64, u64) {
     let top = promises.iter().map(|&(_, g)| g).max().unwrap_or(0);
     let at = promises
         .iter()
@@ -728,8 +733,7 @@ async fn finish(
     }
 
     // Step 3: write (g + 1, 0) where the promises are.
-    let stored: Stored = serde_json::from_slice(&copy.payload)
-        .map_err(|e| SessionError::Data(format!("stored session unreadable: {e}")))?;
+    let stored = parse_stored(&copy.payload)?;
     let new = Stamp::new(generation, 0);
     let ttl = Some(inner.config.idle_timeout);
     let needed = write_quorum(total, inner.config.replicas);
@@ -773,15 +777,38 @@ async fn finish(
     if count < needed {
         return Err(no_quorum(id, "write", count, needed, total, &last_err));
     }
-    // The session's replicas that did not answer the prepare (paused, or
-    // passed over as slow) still hold the old owner's copy: send them the
-    // claimed one too, without waiting, so a quiet session does not keep
-    // its old copy there until its next write. Like a re-copy, this only
-    // adds copies of the version just acknowledged (`docs/safety.md` §2).
-    let behind = inner.stores.placed(id, inner.config.replicas) & !heard & !stored_on;
+    copy_behind(m, id, heard | stored_on, new, me, &copy.payload);
+    claimed_state(m, &stored, new, stored_on).map(|s| Claim::Done(Some(s)))
+}
+
+/// The stored form of a claimed copy, read before it is written as this
+/// server's (an unreadable one is not spread further).
+pub(crate) fn parse_stored(payload: &[u8]) -> Result<Stored, SessionError> {
+    serde_json::from_slice(payload)
+        .map_err(|e| SessionError::Data(format!("stored session unreadable: {e}")))
+}
+
+/// After a claim wrote `new` to a quorum: the session's replicas that did
+/// not answer the prepare (paused, or passed over as slow) and did not
+/// take the write (`done` has both) still hold the old owner's copy: send
+/// them the claimed one too, without waiting, so a quiet session does not
+/// keep its old copy there until its next write. Like a re-copy, this
+/// only adds copies of the version just acknowledged (`docs/safety.md`
+/// §2).
+pub(crate) fn copy_behind(
+    m: &SessionManager,
+    id: &SessionId,
+    done: u64,
+    new: Stamp,
+    me: &str,
+    payload: &bytes::Bytes,
+) {
+    let inner = &m.inner;
+    let ttl = Some(inner.config.idle_timeout);
+    let behind = inner.stores.placed(id, inner.config.replicas) & !done;
     for i in Stores::members(behind) {
         let client = inner.stores.clients[i].clone();
-        let (key, me, payload) = (key.to_vec(), me.to_owned(), copy.payload.clone());
+        let (key, me, payload) = (id.key_bytes(), me.to_owned(), payload.clone());
         tokio::spawn(async move {
             // Its outcome does not matter: a store that refuses it holds
             // something newer; one that stays silent is marked down by the
@@ -789,6 +816,17 @@ async fn finish(
             let _ = client.put(&key, new, &me, ttl, &payload).await;
         });
     }
+}
+
+/// The cache's state of a session claimed as `new`, written to the
+/// stores of `stored_on`.
+pub(crate) fn claimed_state(
+    m: &SessionManager,
+    stored: &Stored,
+    new: Stamp,
+    stored_on: u64,
+) -> Result<SessionState, SessionError> {
+    let inner = &m.inner;
     // The local payload in this server's own form, which `Session` reads
     // (`crate::data`) and `Session::data_json` slices: a copy written
     // otherwise (spacing, other fields) is written again. Always a copy of
@@ -800,7 +838,7 @@ async fn finish(
     })
     .map_err(|e| SessionError::Data(e.to_string()))?;
     let payload = bytes::Bytes::from(ours.into_boxed_slice());
-    Ok(Claim::Done(Some(SessionState {
+    Ok(SessionState {
         created_ms: stored.c,
         stamp: new,
         payload,
@@ -808,13 +846,13 @@ async fn finish(
         store_deadline_ms: inner.clock.now_ms() + inner.config.idle_timeout.as_millis() as u64,
         // A taken-over session was used before: the normal lifetime.
         untouched: false,
-    })))
+    })
 }
 
 /// The stores a claim asks: those believed up, or, with fewer than `p` of
 /// them, all after looking at them again (the belief may be stale: this
 /// process may just have been paused).
-async fn targets(m: &SessionManager, p: usize) -> u64 {
+pub(crate) async fn targets(m: &SessionManager, p: usize) -> u64 {
     let stores = &m.inner.stores;
     if (stores.live().count_ones() as usize) < p {
         stores.ping_all().await;
@@ -825,7 +863,12 @@ async fn targets(m: &SessionManager, p: usize) -> u64 {
 /// Step 1: kills lease `owner` at the stores of `targets`; `P` must accept.
 /// A store where it is live stops the claim (421, or 503 when the owner
 /// cannot be named).
-async fn kill(m: &SessionManager, targets: u64, owner: &str, p: usize) -> Result<(), SessionError> {
+pub(crate) async fn kill(
+    m: &SessionManager,
+    targets: u64,
+    owner: &str,
+    p: usize,
+) -> Result<(), SessionError> {
     let inner = &m.inner;
     let mut killed = 0;
     let mut live = false;
@@ -879,6 +922,20 @@ async fn release_if_gone(m: &SessionManager, owner: &str, p: usize) -> Result<bo
     }
     release(m, owner, p).await?;
     Ok(true)
+}
+
+/// Before an adoption's claims of dead lease `owner`'s sessions: if a
+/// probe proves its process gone, records the lease dead at `P` stores
+/// once, as the first of the one-at-a-time claims would, so that the
+/// batches ([`crate::claim_batch`]) find it dead. Whether it is known
+/// gone now.
+pub(crate) async fn end_if_gone(m: &SessionManager, owner: &str) -> bool {
+    let inner = &m.inner;
+    if inner.stores.known_gone(owner) {
+        return true;
+    }
+    let p = claim_quorum(inner.stores.len(), inner.config.replicas);
+    proven_gone(m, owner).await && release(m, owner, p).await.is_ok()
 }
 
 /// Whether a probe proves `owner`'s process gone. Claims that ask while a

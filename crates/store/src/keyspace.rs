@@ -138,6 +138,10 @@ pub(crate) enum WriteError {
     GenerationOverflow,
 }
 
+/// Entries one `SESS.OWNED` page looks at before it ends (after the shard
+/// that reached it).
+const OWNED_PAGE_ENTRIES: usize = 4096;
+
 /// Most promises one shard holds at once (they live for the claim window).
 const MAX_PROMISES_PER_SHARD: usize = 4096;
 
@@ -773,28 +777,40 @@ impl Keyspace {
         Ok((generation, view))
     }
 
-    /// `SESS.OWNED`: the keys of live copies owned by `owner` in shard
-    /// `cursor`, and the next cursor (0 after the last shard). A whole
-    /// shard is read under one lock, so a scan misses no key that stayed
-    /// owned by `owner` throughout (unlike a position cursor inside a map
-    /// that moves entries when it removes one).
+    /// `SESS.OWNED`: the keys of live copies owned by `owner` in the
+    /// shards from `cursor` on, and the next cursor (0 after the last
+    /// shard). A page reads whole shards, each under one lock, so a scan
+    /// misses no key that stayed owned by `owner` throughout (unlike a
+    /// position cursor inside a map that moves entries when it removes
+    /// one); it goes on to the next shard until it has looked at
+    /// [`OWNED_PAGE_ENTRIES`] entries, so a small keyspace is listed in
+    /// one page and a large one in a page per shard, each lock held for
+    /// one shard's scan only.
     pub(crate) fn sess_owned(&self, owner: &[u8], cursor: usize) -> (usize, Vec<Bytes>) {
-        let Some(i) = (cursor < self.shards.len()).then_some(cursor) else {
-            return (0, Vec::new());
-        };
-        let s = self.lock_index(i);
-        let now = s.now;
-        let keys = s
-            .shard
-            .map
-            .iter()
-            .filter(|(_, e)| !e.expired(now))
-            .filter_map(|(k, e)| match &e.value {
-                Value::Session(c) if &*c.owner == owner => Some(Bytes::copy_from_slice(k)),
-                _ => None,
-            })
-            .collect();
-        let next = if i + 1 < self.shards.len() { i + 1 } else { 0 };
+        let mut keys = Vec::new();
+        let mut seen = 0;
+        let mut i = cursor;
+        while i < self.shards.len() {
+            let s = self.lock_index(i);
+            let now = s.now;
+            seen += s.shard.map.len();
+            keys.extend(
+                s.shard
+                    .map
+                    .iter()
+                    .filter(|(_, e)| !e.expired(now))
+                    .filter_map(|(k, e)| match &e.value {
+                        Value::Session(c) if &*c.owner == owner => Some(Bytes::copy_from_slice(k)),
+                        _ => None,
+                    }),
+            );
+            drop(s);
+            i += 1;
+            if seen >= OWNED_PAGE_ENTRIES {
+                break;
+            }
+        }
+        let next = if i < self.shards.len() { i } else { 0 };
         (next, keys)
     }
 
@@ -1093,24 +1109,31 @@ mod tests {
     }
 
     #[test]
-    fn owned_lists_every_key_of_an_owner_shard_by_shard() {
-        let k = ks(0);
-        for i in 0..200u32 {
-            let owner: &[u8] = if i % 3 == 0 { b"ws1@1" } else { b"ws2@1" };
-            k.sess_put(&i.to_be_bytes(), Stamp::new(1, 1), owner, 0, b"x")
-                .unwrap();
-        }
-        let (mut cursor, mut found) = (0, 0);
-        loop {
-            let (next, keys) = k.sess_owned(b"ws1@1", cursor);
-            found += keys.len();
-            if next == 0 {
-                break;
+    fn owned_lists_every_key_of_an_owner_in_pages_of_whole_shards() {
+        // (keys, pages): a small keyspace in one page; a large one (about
+        // 5,000 entries per shard, over the page's 4,096) a page per shard.
+        for (n, pages_expected) in [(200u32, 1), (20_000, 4)] {
+            let k = ks(0);
+            for i in 0..n {
+                let owner: &[u8] = if i % 3 == 0 { b"ws1@1" } else { b"ws2@1" };
+                k.sess_put(&i.to_be_bytes(), Stamp::new(1, 1), owner, 0, b"x")
+                    .unwrap();
             }
-            cursor = next;
+            let (mut cursor, mut found, mut pages) = (0, 0, 0);
+            loop {
+                let (next, keys) = k.sess_owned(b"ws1@1", cursor);
+                found += keys.len();
+                pages += 1;
+                if next == 0 {
+                    break;
+                }
+                assert!(next > cursor, "the cursor moves on");
+                cursor = next;
+            }
+            assert_eq!(found, (0..n).filter(|i| i % 3 == 0).count(), "{n} keys");
+            assert_eq!(pages, pages_expected, "{n} keys");
+            assert_eq!(k.sess_owned(b"ws1@1", 999), (0, Vec::new()));
         }
-        assert_eq!(found, (0..200).filter(|i| i % 3 == 0).count());
-        assert_eq!(k.sess_owned(b"ws1@1", 999), (0, Vec::new()));
     }
 
     /// A `SET` of a value of the same length rewrites it in place; of
