@@ -260,6 +260,89 @@ fn an_adoption_claims_alone_what_a_frozen_replica_keeps_from_its_batch() {
     }
 }
 
+/// Invariant 1 while the host lives (found by the every-fault chaos run of
+/// session 21): a write that fails drops the host's copy, and its last
+/// acknowledged version may then be on one live store only. ws1's session
+/// (value 2) is on two stores; the other two stores are killed, so ws1's
+/// next write is acknowledged by one store and refused (503). The killed
+/// stores come back empty. ws1 must claim the last acknowledged version
+/// back from the copy it kept (or the refused write's, which the one store
+/// holds: its outcome was unknown to the client), onto two stores, and host
+/// it again: then the third store, the last holder of the original copies,
+/// can restart empty too, and the session still answers that value. Before, ws1 forgot it and
+/// the session vanished with that store. `sticky store` only (the claim is
+/// the same on Redis; one backend keeps the test short).
+#[test]
+fn a_failed_write_leaves_the_last_acknowledged_version_on_r_stores() {
+    use sticky_test_support::{wait_until, Browser, Cluster};
+    const RECLAIMED_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+    // A long lease: ws1 keeps its belief while two stores are down or in
+    // their recovery window (4 s, twice the claim timeout).
+    let mut c = Cluster::start_on(STICKY, StoreBackend::Sticky, 3, &["ws1"], |cfg| {
+        cfg.replicas(2).session("lease_ms", "600000")
+    });
+    let ws1 = c.web("ws1").addr();
+    let mut b = Browser::new();
+    assert_eq!(b.increment(ws1).value, 1);
+    let acked = b.increment(ws1);
+    assert_eq!(acked.value, 2);
+    let id = b.id();
+    let addrs = c.store_addrs();
+    let ids = [id.clone()];
+    let held = |on: &[usize]| -> Vec<(usize, u64, u64, String)> {
+        let copies = &StoreBackend::Sticky.copies(&addrs, &ids)[&id];
+        on.iter()
+            .filter_map(|&i| {
+                let s = copies[i].as_ref().filter(|s| s.live)?;
+                Some((i, s.stamp.generation, s.counter(), s.owner.clone()))
+            })
+            .collect()
+    };
+    let before = held(&[0, 1, 2]);
+    assert_eq!(before.len(), 2, "on two stores: {before:?}");
+    let generation = before[0].1;
+    let keeper = before[0].0;
+    let others: Vec<usize> = (0..3).filter(|i| *i != keeper).collect();
+
+    for &i in &others {
+        c.stores[i].kill9();
+    }
+    let r = b.post(ws1, "/api/counter", None);
+    assert_eq!(
+        r.status,
+        503,
+        "one store acknowledged the write: {}",
+        r.text()
+    );
+    for &i in &others {
+        c.restart_store(i);
+    }
+    // The refused write reached one store: its value (3) may survive or
+    // not (the client saw 503); the acknowledged 2 must.
+    let mut value = 0;
+    wait_until(
+        RECLAIMED_WITHIN,
+        "ws1 claimed the session back onto two stores",
+        || {
+            let now = held(&[0, 1, 2]);
+            value = now.first().map_or(0, |(_, _, v, _)| *v);
+            now.len() >= 2
+                && now.iter().all(|(_, g, v, o)| {
+                    *g > generation && *v == value && (2..=3).contains(v) && o.starts_with("ws1@")
+                })
+        },
+    );
+    c.stores[keeper].kill9();
+    c.restart_store(keeper);
+    let a = b.counter(ws1);
+    assert_eq!(
+        (a.value, a.server.as_str()),
+        (value, "ws1"),
+        "the last acknowledged value survives: {a:?}\nws1's log:\n{}",
+        c.web("ws1").log_tail(20)
+    );
+}
+
 /// The cases, each a function of the store backend.
 mod cases {
     use std::net::SocketAddr;

@@ -201,6 +201,42 @@ async fn adopt(weak: Weak<Inner>, req: AdoptRequest) {
     }
 }
 
+impl SessionManager {
+    /// Claims back, in the background, the copies failed writes kept in
+    /// [`Dropped`](crate::dropped::Dropped) ([`reclaim`] in the current
+    /// epoch); one such task at a time, which looks again before it ends.
+    pub(crate) fn reclaim_dropped(&self) {
+        let inner = &self.inner;
+        if inner
+            .reclaiming
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let epoch = inner.fencing.epoch();
+        tokio::spawn(async move {
+            loop {
+                reclaim(weak.clone(), epoch).await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner
+                    .reclaiming
+                    .store(false, std::sync::atomic::Ordering::Release);
+                // A copy kept while the last round ran: once more (a fence
+                // since then runs its own).
+                if inner.dropped.len() == 0
+                    || inner.fencing.epoch() != epoch
+                    || inner
+                        .reclaiming
+                        .swap(true, std::sync::atomic::Ordering::AcqRel)
+                {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 /// After a lapse fenced this server into epoch `epoch`: once that epoch
 /// holds its lease, claims back the sessions the fence kept in
 /// [`Dropped`](crate::dropped::Dropped), in rounds, until each is claimed,
@@ -250,7 +286,7 @@ pub(crate) async fn reclaim(weak: Weak<Inner>, epoch: u64) {
             left = round.failed.len(),
             round = rounds,
             error = round.last_error.as_deref().unwrap_or(""),
-            "some sessions a lapse dropped could not be claimed yet; retrying"
+            "some sessions this server dropped could not be claimed yet; retrying"
         );
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(LAST_RETRY);
@@ -262,7 +298,7 @@ pub(crate) async fn reclaim(weak: Weak<Inner>, epoch: u64) {
         elsewhere = tally.elsewhere,
         rounds,
         ms = started.elapsed().as_millis() as u64,
-        "reclaimed the sessions a lapse dropped"
+        "reclaimed the sessions a lapse or a failed write dropped"
     );
 }
 

@@ -11,6 +11,7 @@ use sticky_client::ClientError;
 use sticky_proto::Stamp;
 
 use crate::cache::{Entry, SessionState, StoredRef};
+use crate::dropped::LocalCopy;
 use crate::error::SessionError;
 use crate::id::{CookieSigner, SessionId};
 use crate::open::{Admit, Held, Opened, Source};
@@ -173,6 +174,7 @@ impl SessionManager {
             }) {
             Ok(copied) => copied,
             Err(e) => {
+                self.keep_for_reclaim(&opened, &e);
                 self.drop_local(&mut opened);
                 return Err(e);
             }
@@ -216,6 +218,42 @@ impl SessionManager {
             self.enqueue(opened.id, entry).await;
         }
         Ok(cookie.map_or(CookieAction::None, CookieAction::Set))
+    }
+
+    /// A change that could not be stored (too few stores acknowledged it,
+    /// or the lease belief lapsed meanwhile) drops this server's copy, so
+    /// that nothing serves a version the stores may not hold. The last
+    /// acknowledged version it held is kept ([`Dropped`](crate::dropped::Dropped))
+    /// and claimed back in the background, as after a lapse: the failure
+    /// may have left it on fewer than `R` live stores (a replica died, or
+    /// restarted empty, while another store refused the copy), and without
+    /// a host nobody would copy it again, so a second store failure could
+    /// lose it while this server — its host — lives (invariant 1; found by
+    /// the every-fault chaos run of session 21). The claim counts this copy
+    /// as one more, and follows the claim rules: a newer version anywhere
+    /// wins, another live host keeps its session (421, settled).
+    ///
+    /// Not after a refusal that proves a newer version stored ([`SessionError::Moved`]):
+    /// that version's host keeps it.
+    fn keep_for_reclaim(&self, opened: &Opened, e: &SessionError) {
+        if matches!(e, SessionError::Moved { .. }) {
+            return;
+        }
+        let Held::Cached(guard) = &opened.held else {
+            return; // a new session: nothing acknowledged yet
+        };
+        let Some(state) = guard.as_ref().filter(|s| !s.is_unsaved()) else {
+            return;
+        };
+        metrics::counter!("sticky_kept_after_failed_writes_total").increment(1);
+        self.inner.dropped.keep(vec![(
+            opened.id,
+            Some(LocalCopy {
+                stamp: state.stamp,
+                payload: state.payload.clone(),
+            }),
+        )]);
+        self.reclaim_dropped();
     }
 
     /// Releases a session the request did not change (the commit of

@@ -82,8 +82,12 @@ pub(crate) struct Inner {
     pub(crate) stopping: AtomicBool,
     /// Dead leases whose sessions are being adopted (`adopt`).
     pub(crate) adopting: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// The copies a lapse dropped, until each session has a host again.
+    /// The copies a lapse or a failed write dropped, until each session
+    /// has a host again.
     pub(crate) dropped: crate::dropped::Dropped,
+    /// A claim-back of [`dropped`](Self::dropped) after failed writes
+    /// runs ([`SessionManager::reclaim_dropped`]).
+    pub(crate) reclaiming: AtomicBool,
     /// The metrics every request records, registered once.
     pub(crate) hot: HotMetrics,
 }
@@ -170,6 +174,7 @@ impl Inner {
             admission: Admission::new(&config),
             adopting: std::sync::Mutex::default(),
             dropped: crate::dropped::Dropped::default(),
+            reclaiming: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             hot: HotMetrics::default(),
             config,
