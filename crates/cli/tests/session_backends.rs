@@ -343,6 +343,90 @@ fn a_failed_write_leaves_the_last_acknowledged_version_on_r_stores() {
     );
 }
 
+/// Issue 19 item 5: a request the director moved off a server it found
+/// down names that server's lease (`sticky-moved-from`); the claim probes
+/// it first and, proven gone, ends the lease in its first round at the
+/// stores instead of finding it live first. A hint naming a live server
+/// (forged, or stale) is probed, found alive, and ends nothing; the claim
+/// then goes on as without it. `sticky store` only (the read-and-promise
+/// rounds are its own).
+#[test]
+fn a_moved_requests_claim_ends_the_dead_lease_in_its_first_round() {
+    use sticky_proto::control::MOVED_FROM_HEADER;
+    use sticky_test_support::{http_request, Answer, Browser, Cluster};
+    // A lease that cannot run out during the test: the claims must end it.
+    let mut c = Cluster::start_on(
+        STICKY,
+        StoreBackend::Sticky,
+        3,
+        &["ws1", "ws2", "ws3"],
+        |cfg| cfg.replicas(2).session("lease_ms", "600000"),
+    );
+    let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
+    let (_ws2_lease, _ws3_lease) = (c.web("ws2").heartbeat(), c.web("ws3").heartbeat());
+    let mut browsers: Vec<Browser> = (0..2).map(|_| Browser::new()).collect();
+    for b in &mut browsers {
+        assert_eq!(b.increment(ws1).value, 1);
+        assert_eq!(b.increment(ws1).value, 2);
+    }
+    let ids: Vec<String> = browsers.iter().map(Browser::id).collect();
+    let owner = StoreBackend::Sticky.copies(&c.store_addrs(), &ids)[&ids[0]]
+        .iter()
+        .flatten()
+        .map(|s| s.owner.clone())
+        .next()
+        .expect("a copy");
+    assert!(owner.starts_with("ws1@"), "{owner}");
+    let status = c.web_mut("ws1").kill9();
+    assert!(!status.success(), "ws1 was killed: {status}");
+
+    let auth = format!("Bearer {}", c.web("ws2").token());
+    let metric = |series: &str| -> u64 {
+        let m = http_request(
+            ws2,
+            "GET",
+            "/.sticky/metrics",
+            &[("authorization", auth.as_str())],
+            None,
+        )
+        .expect("ws2's metrics");
+        m.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    let get = |b: &Browser, hint: &str| -> Answer {
+        let cookie = format!("sticky.sid={}", b.cookie.as_deref().expect("a cookie"));
+        let r = http_request(
+            ws2,
+            "GET",
+            "/api/counter",
+            &[("cookie", cookie.as_str()), (MOVED_FROM_HEADER, hint)],
+            None,
+        )
+        .expect("GET /api/counter");
+        assert_eq!(r.status, 200, "{}", r.text());
+        Answer::from(&r)
+    };
+    let released = "sticky_claims_released_on_hint_total";
+
+    // The first moved request, hinted with ws1's lease: proven gone by the
+    // probe, released in the claim's first round.
+    let a = get(&browsers[0], &owner);
+    assert_eq!((a.value, a.source.as_str()), (2, "store"), "{a:?}");
+    assert_eq!(metric(released), 1, "ended on the hint");
+    // The second, with a hint naming no configured server (forged): its
+    // probe proves nothing, so nothing is released on it; the claim goes on
+    // as without a hint (ws1's lease is known gone by now).
+    let b = get(&browsers[1], "ws9@1");
+    assert_eq!((b.value, b.source.as_str()), (2, "store"), "{b:?}");
+    assert_eq!(
+        metric(released),
+        1,
+        "a hint naming no known server ends nothing"
+    );
+}
+
 /// The cases, each a function of the store backend.
 mod cases {
     use std::net::SocketAddr;

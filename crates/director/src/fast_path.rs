@@ -346,7 +346,11 @@ impl Connection<'_> {
                     Err(failure) => return self.answer(client, failure, started).await,
                 },
             };
-            self.build_request(req, backend.epoch_hint.load(Ordering::Acquire));
+            self.build_request(
+                req,
+                backend.epoch_hint.load(Ordering::Acquire),
+                attempts.moved_from(&backend).as_deref(),
+            );
             backend.requests.fetch_add(1, Ordering::Relaxed);
             let set_cookie = set_cookie.then_some(&backend.set_cookie);
             let sent = tokio::time::timeout(
@@ -416,7 +420,7 @@ impl Connection<'_> {
 
     /// The request for one attempt: its head with the headers rewritten,
     /// the fencing token if known, and the body.
-    fn build_request(&mut self, req: &Request<'_>, epoch: u64) {
+    fn build_request(&mut self, req: &Request<'_>, epoch: u64, moved_from: Option<&str>) {
         let r = &mut self.request;
         r.clear();
         r.extend_from_slice(req.method.as_str().as_bytes());
@@ -472,6 +476,13 @@ impl Connection<'_> {
         }
         if epoch != 0 {
             let _ = write!(r, "{}: {epoch}\r\n", sticky_proto::control::EPOCH_HEADER);
+        }
+        if let Some(from) = moved_from {
+            let _ = write!(
+                r,
+                "{}: {from}\r\n",
+                sticky_proto::control::MOVED_FROM_HEADER
+            );
         }
         r.extend_from_slice(b"\r\n");
         r.extend_from_slice(req.body);

@@ -225,6 +225,23 @@ impl Attempts {
         ))
     }
 
+    /// For a client moved off the server its route cookie named, which
+    /// this director found down or unreachable, that server's last epoch
+    /// as `name@epoch` ([`sticky_proto::control::MOVED_FROM_HEADER`]):
+    /// the server taking the session over may end that lease in its
+    /// first round (after its own probe proves the process gone).
+    pub(crate) fn moved_from(&self, to: &Backend) -> Option<String> {
+        let from = self.moved_from.as_ref()?;
+        if std::ptr::eq(Arc::as_ptr(from), to) {
+            return None;
+        }
+        let epoch = from.epoch_hint.load(Ordering::Acquire);
+        if epoch == 0 || (from.health().routable() && !from.unreachable()) {
+            return None;
+        }
+        Some(format!("{}@{epoch}", from.name))
+    }
+
     /// How long this attempt may take to connect, if less than the
     /// configured connect timeout: another server could take the request.
     pub(crate) fn connect_limit(&self) -> Option<Duration> {

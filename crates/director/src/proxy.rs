@@ -257,6 +257,14 @@ async fn proxy(
                 .headers_mut()
                 .insert(STICKY_EPOCH.clone(), HeaderValue::from(epoch));
         }
+        if let Some(from) = attempts
+            .moved_from(&backend)
+            .and_then(|f| HeaderValue::from_str(&f).ok())
+        {
+            upstream
+                .headers_mut()
+                .insert(sticky_proto::control::MOVED_FROM_HEADER, from);
+        }
         backend.requests.fetch_add(1, Ordering::Relaxed);
 
         let abort = conn.abort_handle();

@@ -169,7 +169,12 @@ pub(crate) async fn forward(
                 Err(failure) => break failure.response(shared),
             },
         };
-        build_request(request, &req, backend.epoch_hint.load(Ordering::Acquire));
+        build_request(
+            request,
+            &req,
+            backend.epoch_hint.load(Ordering::Acquire),
+            attempts.moved_from(&backend).as_deref(),
+        );
         backend.requests.fetch_add(1, Ordering::Relaxed);
         let added = Added {
             set_cookie: set_cookie.then_some(backend.set_cookie.as_bytes()),
@@ -274,7 +279,7 @@ async fn read_small_body(shared: &State, incoming: Incoming) -> Result<Bytes, An
 
 /// The request for one attempt, as HTTP/1.1: its head with the fencing
 /// token if known, and the body.
-fn build_request(r: &mut Vec<u8>, req: &Ready<'_>, epoch: u64) {
+fn build_request(r: &mut Vec<u8>, req: &Ready<'_>, epoch: u64, moved_from: Option<&str>) {
     r.clear();
     r.extend_from_slice(req.method.as_str().as_bytes());
     r.push(b' ');
@@ -301,6 +306,13 @@ fn build_request(r: &mut Vec<u8>, req: &Ready<'_>, epoch: u64) {
     }
     if epoch != 0 {
         let _ = write!(r, "{}: {epoch}\r\n", sticky_proto::control::EPOCH_HEADER);
+    }
+    if let Some(from) = moved_from {
+        let _ = write!(
+            r,
+            "{}: {from}\r\n",
+            sticky_proto::control::MOVED_FROM_HEADER
+        );
     }
     r.extend_from_slice(b"\r\n");
     r.extend_from_slice(&req.body);
@@ -457,7 +469,7 @@ mod tests {
             headers: &headers,
             body: Bytes::from_static(b"abc"),
         };
-        build_request(&mut r, &req, 7);
+        build_request(&mut r, &req, 7, None);
         assert_eq!(
             String::from_utf8_lossy(&r),
             "POST /cart?x=1 HTTP/1.1\r\nhost: shop.example\r\nx-forwarded-proto: https\r\n\
@@ -469,7 +481,7 @@ mod tests {
             headers: &headers,
             body: Bytes::new(),
         };
-        build_request(&mut r, &req, 0);
+        build_request(&mut r, &req, 0, None);
         assert_eq!(
             String::from_utf8_lossy(&r),
             "GET /cart?x=1 HTTP/1.1\r\nhost: shop.example\r\nx-forwarded-proto: https\r\n\r\n"

@@ -43,6 +43,15 @@ pub const OWNER_HEADER: &str = "sticky-owner";
 /// differs (it fenced itself since) refuses the request untouched, so a
 /// request routed before a fence can never load or serve a session after it.
 pub const EPOCH_HEADER: &str = "sticky-epoch";
+/// Request header the director adds to a request it sends to another
+/// server than the one the client's route cookie named, when it found that
+/// one down or unreachable: `name@epoch`, that server's last epoch it
+/// heard. A web server that must claim the request's session probes that
+/// lease's owner first and, if the probe proves it gone, ends the lease in
+/// its first round instead of finding it live (`docs/safety.md` §2). Only a
+/// hint: nothing is ended without the probe's proof. The director drops
+/// the header from clients' requests.
+pub const MOVED_FROM_HEADER: &str = "sticky-moved-from";
 /// Response header of such a refusal (`503`), carrying the web server's
 /// current epoch: the request was not processed, so the director may send
 /// it elsewhere.

@@ -78,7 +78,7 @@ async fn metrics(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
 /// a recorder is given, so that each is in the metrics from the start (a
 /// dashboard's `rate()` and an alert's `increase()` see 0, not no data).
 /// A unit test checks this list against the `counter!` calls in `src/`.
-const COUNTERS: [&str; 28] = [
+const COUNTERS: [&str; 29] = [
     "sticky_acks_after_lease_total",
     "sticky_adopted_total",
     "sticky_async_copy_failures_total",
@@ -87,6 +87,7 @@ const COUNTERS: [&str; 28] = [
     "sticky_claim_timeouts_total",
     "sticky_claims_from_own_copy_total",
     "sticky_claims_of_gone_owners_total",
+    "sticky_claims_released_on_hint_total",
     "sticky_claims_with_forgetful_stores_total",
     "sticky_fences_total",
     "sticky_invalid_cookies_total",

@@ -18,7 +18,11 @@ use crate::error::SessionError;
 use crate::open::Source;
 use crate::session::{CookieUpdate, Session};
 use crate::state::SessionManager;
-use sticky_proto::control::{EPOCH_HEADER, FENCED_HEADER, OWNER_HEADER};
+use sticky_proto::control::{EPOCH_HEADER, FENCED_HEADER, MOVED_FROM_HEADER, OWNER_HEADER};
+
+/// Longest `sticky-moved-from` value taken (`name@epoch`; server names are
+/// short): a longer one is ignored.
+const MAX_MOVED_FROM: usize = 256;
 
 /// Adds a [`Session`] to every request of the routes it wraps.
 #[derive(Debug, Clone)]
@@ -156,7 +160,13 @@ where
                     .get(EPOCH_HEADER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok());
-                manager.load_routed(cookie, routed_epoch).await
+                let moved_from = headers
+                    .get(MOVED_FROM_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| v.len() <= MAX_MOVED_FROM);
+                manager
+                    .load_routed_moved(cookie, routed_epoch, moved_from)
+                    .await
             };
             let session = match opened {
                 Ok(s) => s,

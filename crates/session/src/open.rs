@@ -120,6 +120,18 @@ impl SessionManager {
     /// Opens the session a request's cookie names: from the cache, by
     /// takeover from the stores, or new.
     pub(crate) async fn open(&self, cookie: Option<&str>) -> Result<Opened, SessionError> {
+        self.open_moved(cookie, None).await
+    }
+
+    /// [`open`](Self::open) for a request the director moved off the
+    /// server `moved_from` (`name@epoch`, its `sticky-moved-from` header),
+    /// which it found down: a claim probes that lease's owner first
+    /// ([`takeover::load`]).
+    pub(crate) async fn open_moved(
+        &self,
+        cookie: Option<&str>,
+        moved_from: Option<&str>,
+    ) -> Result<Opened, SessionError> {
         let inner = &self.inner;
         // The MAC is checked before anything else: against the one
         // remembered for a cached session (the same bytes the HMAC would
@@ -134,7 +146,7 @@ impl SessionManager {
             }
             return self.fresh();
         };
-        match self.open_id(id).await? {
+        match self.open_id_hinted(id, None, moved_from).await? {
             Some(opened) => {
                 if !known {
                     if let Some(entry) = &opened.entry {
@@ -160,6 +172,17 @@ impl SessionManager {
         &self,
         id: SessionId,
         local: Option<LocalCopy>,
+    ) -> Result<Option<Opened>, SessionError> {
+        self.open_id_hinted(id, local, None).await
+    }
+
+    /// [`open_id_with`](Self::open_id_with), a claim probing the lease
+    /// `moved_from` first (see [`open_moved`](Self::open_moved)).
+    async fn open_id_hinted(
+        &self,
+        id: SessionId,
+        local: Option<LocalCopy>,
+        moved_from: Option<&str>,
     ) -> Result<Option<Opened>, SessionError> {
         let inner = &self.inner;
         // The epoch is read before the cache: an entry found below belongs
@@ -196,7 +219,7 @@ impl SessionManager {
             inner.config.claim_timeout,
             // Boxed: the rare path's state (a takeover's store round
             // trips) stays out of every cached read's future.
-            Box::pin(takeover::load(self, &id, epoch, local.as_ref())),
+            Box::pin(takeover::load(self, &id, epoch, local.as_ref(), moved_from)),
         )
         .await
         {

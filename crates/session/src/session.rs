@@ -455,12 +455,36 @@ impl SessionManager {
         cookie_value: Option<&str>,
         routed_epoch: Option<u64>,
     ) -> Result<Session, SessionError> {
+        self.load_routed_moved(cookie_value, routed_epoch, None)
+            .await
+    }
+
+    /// [`SessionManager::load_routed`] for a request the director moved
+    /// off the server `moved_from` (its `sticky-moved-from` header,
+    /// `name@epoch`) because it found that server down: if the session
+    /// must be taken over, its claim probes that lease's owner at once
+    /// and, if the probe proves the process gone, ends the lease in its
+    /// first round at the stores, one round trip fewer than finding it
+    /// live first. A hint only: a lease is ended only on the probe's
+    /// proof, as in any claim.
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionManager::load_routed`].
+    pub async fn load_routed_moved(
+        &self,
+        cookie_value: Option<&str>,
+        routed_epoch: Option<u64>,
+        moved_from: Option<&str>,
+    ) -> Result<Session, SessionError> {
         let Some(routed) = routed_epoch else {
-            return self.load(cookie_value).await;
+            self.check_lease();
+            let opened = self.open_moved(cookie_value, moved_from).await?;
+            return Ok(Session::from_opened(opened));
         };
         self.check_lease();
         self.inner.fencing.check_routed(routed)?;
-        let mut opened = self.open(cookie_value).await?;
+        let mut opened = self.open_moved(cookie_value, moved_from).await?;
         if let Err(fenced) = self.inner.fencing.check_routed(routed) {
             self.drop_local(&mut opened);
             return Err(fenced);

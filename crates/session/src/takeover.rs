@@ -45,11 +45,17 @@ const ATTEMPTS: usize = 5;
 /// Loads `id` from the stores and claims it for this server's epoch
 /// `epoch`. `Ok(None)` when no store has a live copy (expired, destroyed or
 /// never saved), as a quorum of stores says.
+///
+/// `moved_from` (`name@epoch`): the lease of the server the director moved
+/// the request off because it found it down; the first attempt probes
+/// that owner at once and, if the probe proves it gone, ends its lease in
+/// its first round (a hint only: see [`claim_fast`]).
 pub(crate) async fn load(
     m: &SessionManager,
     id: &SessionId,
     epoch: u64,
     local: Option<&LocalCopy>,
+    moved_from: Option<&str>,
 ) -> Result<Option<SessionState>, SessionError> {
     let mut last_err = String::from("no answer");
     // A generation promised to another claimer: the next attempt claims
@@ -61,7 +67,8 @@ pub(crate) async fn load(
             tokio::time::sleep(backoff(attempt)).await;
         }
         let claim = if m.inner.stores.prepare_next() {
-            match claim_fast(m, id, epoch, local).await? {
+            let hint = if attempt == 0 { moved_from } else { None };
+            match claim_fast(m, id, epoch, local, hint).await? {
                 Fast::Done(claim) => claim,
                 Fast::Slow { above: a } => {
                     metrics::counter!("sticky_claims_total", "path" => "read-then-promise")
@@ -331,11 +338,21 @@ enum Fast {
 /// highest generation answered are the quorum of step 2; the copies
 /// answered are step 0's read. A dead server's sessions are then claimed
 /// in two round trips: read-and-promise, write.
+///
+/// With `moved_from`, a lease the director found down: if this server does
+/// not already know it gone, it is probed before the first round (a
+/// concurrent probe of it is shared); proven gone, the first round
+/// carries its release, as the second round would have after finding the
+/// lease live. Alive (or unknown), the claim goes on as without it, and a
+/// live lease of that owner is then answered with 421 without probing it
+/// again. Nothing is released without the probe's proof, so a forged or
+/// stale hint costs a probe and changes nothing.
 async fn claim_fast(
     m: &SessionManager,
     id: &SessionId,
     epoch: u64,
     local: Option<&LocalCopy>,
+    moved_from: Option<&str>,
 ) -> Result<Fast, SessionError> {
     let inner = &m.inner;
     let key = id.key();
@@ -349,6 +366,21 @@ async fn claim_fast(
     // the second, once its owner is proven gone, releases it at each store
     // in the same command as the read and promise.
     let mut release_with: Option<String> = None;
+    // An owner the hint's probe found possibly alive: not probed again.
+    let mut maybe_alive: Option<&str> = None;
+    // `release_with` came from the hint.
+    let mut hint_released = false;
+    if let Some(hinted) = moved_from.filter(|h| parse_owner(h).is_some() && *h != me) {
+        if !inner.stores.known_gone(hinted) {
+            if proven_gone(m, hinted).await {
+                metrics::counter!("sticky_claims_released_on_hint_total").increment(1);
+                release_with = Some(hinted.to_owned());
+                hint_released = true;
+            } else {
+                maybe_alive = Some(hinted);
+            }
+        }
+    }
     // The session's replicas that stayed silent through a grace in this
     // claim: not waited for again (a paused replica would otherwise cost a
     // grace in each round, and a kill during a paused replica twice the
@@ -442,10 +474,16 @@ async fn claim_fast(
             // owner already proven gone is not probed again: a store that
             // still shows its lease live missed the release (its command
             // was dropped once a quorum had answered).
-            if release_with.is_some() || (!gone && !proven_gone(m, o).await) {
+            // One release round per claim, besides the hint's (whose
+            // owner need not be the copy's).
+            let released = release_with
+                .as_deref()
+                .is_some_and(|r| !hint_released || r == o.as_str());
+            if released || maybe_alive == Some(o.as_str()) || (!gone && !proven_gone(m, o).await) {
                 return Err(misdirected(o));
             }
             release_with = Some(o.clone());
+            hint_released = false;
             continue;
         }
         let read = newest.as_ref().map(|c| c.stamp);

@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use sticky_director::ServerState;
-use sticky_proto::control::{AdoptRequest, AdoptTarget, EPOCH_HEADER, OWNER_HEADER};
+use sticky_proto::control::{
+    AdoptRequest, AdoptTarget, EPOCH_HEADER, MOVED_FROM_HEADER, OWNER_HEADER,
+};
 use tokio::io::AsyncWriteExt;
 
 use crate::support::{
@@ -329,4 +331,57 @@ async fn an_abandoned_request_is_not_resent_after_a_fence_fast_path() {
 #[tokio::test]
 async fn an_abandoned_request_is_not_resent_after_a_fence_hyper_path() {
     an_abandoned_request_is_not_resent_after_a_fence(false).await;
+}
+
+/// A client moved off a server the director found down carries
+/// `sticky-moved-from: name@epoch` to the server that takes it, so that
+/// server's claim can probe and end that lease in its first round; a
+/// client's own header of that name never passes, and a client that was
+/// not moved gets none.
+async fn a_moved_client_names_the_server_it_left(fast_path: bool) {
+    let ws1 = WebServer::start("ws1").await;
+    let ws2 = WebServer::start("ws2").await;
+    let mut cfg = config(&[&ws1, &ws2], fast_path);
+    cfg.health.interval = Duration::from_secs(600);
+    let director = Running::start(cfg).await;
+    let on_ws1 = cookie_for(&director, "ws1").await;
+    let on_ws2 = cookie_for(&director, "ws2").await;
+    let epoch = ws1.epoch();
+
+    let forged = [("cookie", on_ws2.as_str()), (MOVED_FROM_HEADER, "ws9@1")];
+    let a = get(director.public, "/stay", &forged).await;
+    assert_eq!(a.header("x-backend"), Some("ws2"));
+    let last = ws2.seen().last().cloned().expect("seen");
+    assert_eq!(
+        last.headers.get(MOVED_FROM_HEADER),
+        None,
+        "not moved, not passed on"
+    );
+
+    ws1.stop().await;
+    let a = get(director.public, "/moved", &[("cookie", &on_ws1)]).await;
+    assert_eq!(a.status, StatusCode::OK, "{a:?}");
+    assert_eq!(a.header("x-backend"), Some("ws2"));
+    let last = ws2.seen().last().cloned().expect("seen");
+    assert_eq!(last.path, "/moved");
+    assert_eq!(
+        last.headers
+            .get_all(MOVED_FROM_HEADER)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("?").to_owned())
+            .collect::<Vec<_>>(),
+        vec![format!("ws1@{epoch}")],
+        "the server it left, with the epoch last heard"
+    );
+    director.stop().await;
+}
+
+#[tokio::test]
+async fn a_moved_client_names_the_server_it_left_fast_path() {
+    a_moved_client_names_the_server_it_left(true).await;
+}
+
+#[tokio::test]
+async fn a_moved_client_names_the_server_it_left_hyper_path() {
+    a_moved_client_names_the_server_it_left(false).await;
 }
