@@ -220,20 +220,7 @@ fn an_adoption_claims_alone_what_a_frozen_replica_keeps_from_its_batch() {
     )
     .expect("POST /.sticky/adopt");
     assert_eq!(r.status, 202, "{}", r.text());
-    let metric = |series: &str| -> u64 {
-        let m = http_request(
-            ws2,
-            "GET",
-            "/.sticky/metrics",
-            &[("authorization", auth.as_str())],
-            None,
-        )
-        .expect("ws2's metrics");
-        m.text()
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-            .unwrap_or(0.0) as u64
-    };
+    let metric = |series: &str| c.web("ws2").metric(series);
     wait_until(DEADLINE, "ws2 adopted every session of ws1", || {
         metric("sticky_takeovers_total") >= SESSIONS as u64
     });
@@ -380,21 +367,7 @@ fn a_moved_requests_claim_ends_the_dead_lease_in_its_first_round() {
     let status = c.web_mut("ws1").kill9();
     assert!(!status.success(), "ws1 was killed: {status}");
 
-    let auth = format!("Bearer {}", c.web("ws2").token());
-    let metric = |series: &str| -> u64 {
-        let m = http_request(
-            ws2,
-            "GET",
-            "/.sticky/metrics",
-            &[("authorization", auth.as_str())],
-            None,
-        )
-        .expect("ws2's metrics");
-        m.text()
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-            .unwrap_or(0.0) as u64
-    };
+    let metric = |series: &str| c.web("ws2").metric(series);
     let get = |b: &Browser, hint: &str| -> Answer {
         let cookie = format!("sticky.sid={}", b.cookie.as_deref().expect("a cookie"));
         let r = http_request(
@@ -467,27 +440,6 @@ mod cases {
         })
     }
 
-    /// `name`'s value in the Prometheus text of `web`'s metrics (0 when
-    /// absent).
-    fn metric(web: &sticky_test_support::WebProcess, name: &str) -> u64 {
-        let auth = format!("Bearer {}", web.token());
-        let r = sticky_test_support::http_request(
-            web.addr(),
-            "GET",
-            "/.sticky/metrics",
-            &[("authorization", auth.as_str())],
-            None,
-        )
-        .expect("the web server's metrics");
-        assert_eq!(r.status, 200);
-        r.text()
-            .lines()
-            .filter_map(|l| l.strip_prefix(name))
-            .filter(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-            .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
-    }
-
     /// Issue 19 item 5: a write does not wait for a replica that is
     /// paused (`SIGSTOP`) but not marked down: the stores' timeout is 60 s,
     /// longer than the test's HTTP timeout, so a write that waited for the
@@ -522,7 +474,7 @@ mod cases {
         assert_eq!(holders.len(), 2, "R=2: {copies:?}");
         let (paused, kept) = (holders[0], holders[1]);
         let third = (0..3).find(|i| !holders.contains(i)).unwrap();
-        let hedges_before = metric(c.web("ws1"), "sticky_write_hedges_total");
+        let hedges_before = c.web("ws1").metric("sticky_write_hedges_total");
 
         sticky_test_support::signal(c.stores[paused].pid(), "STOP");
         let a = b.increment(ws1);
@@ -545,13 +497,13 @@ mod cases {
             );
         }
         assert_eq!(
-            metric(c.web("ws1"), "sticky_write_hedges_total"),
+            c.web("ws1").metric("sticky_write_hedges_total"),
             hedges_before + 1,
             "one write went on past the paused store"
         );
         let slow = format!("sticky_store_slow_total{{store=\"s{}\"}}", paused + 1);
         assert_eq!(
-            metric(c.web("ws1"), &slow),
+            c.web("ws1").metric(&slow),
             1,
             "s{} passed over once",
             paused + 1
@@ -561,7 +513,7 @@ mod cases {
         let a = b.increment(ws1);
         assert_eq!(a.value, 5, "{a:?}");
         assert_eq!(
-            metric(c.web("ws1"), "sticky_write_hedges_total"),
+            c.web("ws1").metric("sticky_write_hedges_total"),
             hedges_before + 1,
             "placement passes over the slow store: nothing to go on past"
         );

@@ -349,7 +349,7 @@ impl Connection<'_> {
             self.build_request(
                 req,
                 backend.epoch_hint.load(Ordering::Acquire),
-                attempts.moved_from(&backend).as_deref(),
+                attempts.moved_from_header(&backend).as_deref(),
             );
             backend.requests.fetch_add(1, Ordering::Relaxed);
             let set_cookie = set_cookie.then_some(&backend.set_cookie);

@@ -230,7 +230,7 @@ impl Attempts {
     /// as `name@epoch` ([`sticky_proto::control::MOVED_FROM_HEADER`]):
     /// the server taking the session over may end that lease in its
     /// first round (after its own probe proves the process gone).
-    pub(crate) fn moved_from(&self, to: &Backend) -> Option<String> {
+    pub(crate) fn moved_from_header(&self, to: &Backend) -> Option<String> {
         let from = self.moved_from.as_ref()?;
         if std::ptr::eq(Arc::as_ptr(from), to) {
             return None;

@@ -258,7 +258,7 @@ async fn proxy(
                 .insert(STICKY_EPOCH.clone(), HeaderValue::from(epoch));
         }
         if let Some(from) = attempts
-            .moved_from(&backend)
+            .moved_from_header(&backend)
             .and_then(|f| HeaderValue::from_str(&f).ok())
         {
             upstream

@@ -173,7 +173,7 @@ pub(crate) async fn forward(
             request,
             &req,
             backend.epoch_hint.load(Ordering::Acquire),
-            attempts.moved_from(&backend).as_deref(),
+            attempts.moved_from_header(&backend).as_deref(),
         );
         backend.requests.fetch_add(1, Ordering::Relaxed);
         let added = Added {

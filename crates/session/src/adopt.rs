@@ -357,26 +357,7 @@ async fn claim_all(weak: &Weak<Inner>, ids: &[(SessionId, Option<LocalCopy>)]) -
             let weak = weak.clone();
             async move {
                 tokio::time::sleep_until(started + pace * (j * BATCH) as u32).await;
-                let inner = weak.upgrade()?;
-                let m = SessionManager { inner };
-                let only: Vec<SessionId> = chunk.iter().map(|(id, _)| *id).collect();
-                let outcomes = m.claim_batch(&only).await;
-                drop(m);
-                let mut done = Vec::with_capacity(chunk.len());
-                let mut left = Vec::new();
-                for ((id, local), outcome) in chunk.into_iter().zip(outcomes) {
-                    match outcome {
-                        Outcome::Hosted => done.push((id, local, Ok(true))),
-                        Outcome::Gone => done.push((id, local, Ok(false))),
-                        Outcome::Failed(e) => done.push((id, local, Err(e))),
-                        Outcome::Alone => left.push((id, local)),
-                    }
-                }
-                // What the batch left, alone, before the next batch: the
-                // first of them (a live lease, proven gone) may clear the
-                // way for the batches after it.
-                done.extend(claim_each(&weak, &left, Instant::now(), Duration::ZERO).await);
-                Some(done)
+                claim_chunk(&weak, chunk).await
             }
         })
         .buffer_unordered(BATCHES);
@@ -396,7 +377,35 @@ async fn claim_all(weak: &Weak<Inner>, ids: &[(SessionId, Option<LocalCopy>)]) -
 
 /// How one claim of [`claim_all`] ended: claimed or hosted (`true`), no
 /// live copy (`false`), or an error.
-type Claimed = (SessionId, Option<LocalCopy>, Result<bool, SessionError>);
+type ClaimResult = (SessionId, Option<LocalCopy>, Result<bool, SessionError>);
+
+/// Claims `chunk` as one batch, then what the batch left alone, before
+/// the next batch: the first of them (a live lease, proven gone) may
+/// clear the way for the batches after it. `None` once the manager is
+/// gone.
+async fn claim_chunk(
+    weak: &Weak<Inner>,
+    chunk: Vec<(SessionId, Option<LocalCopy>)>,
+) -> Option<Vec<ClaimResult>> {
+    let m = SessionManager {
+        inner: weak.upgrade()?,
+    };
+    let only: Vec<SessionId> = chunk.iter().map(|(id, _)| *id).collect();
+    let outcomes = m.claim_batch(&only).await;
+    drop(m);
+    let mut done = Vec::with_capacity(chunk.len());
+    let mut left = Vec::new();
+    for ((id, local), outcome) in chunk.into_iter().zip(outcomes) {
+        match outcome {
+            Outcome::Hosted => done.push((id, local, Ok(true))),
+            Outcome::Gone => done.push((id, local, Ok(false))),
+            Outcome::Failed(e) => done.push((id, local, Err(e))),
+            Outcome::Alone => left.push((id, local)),
+        }
+    }
+    done.extend(claim_each(weak, &left, Instant::now(), Duration::ZERO).await);
+    Some(done)
+}
 
 /// Claims each session of `ids` alone, [`CONCURRENCY`] at once, the
 /// `n`-th not before `started + pace * n`.
@@ -405,7 +414,7 @@ async fn claim_each(
     ids: &[(SessionId, Option<LocalCopy>)],
     started: Instant,
     pace: Duration,
-) -> Vec<Claimed> {
+) -> Vec<ClaimResult> {
     let mut results = stream::iter(ids.iter().cloned().enumerate())
         .map(|(n, (id, local))| {
             let weak = weak.clone();

@@ -173,6 +173,8 @@ async fn claim_many(m: &SessionManager, ids: &[SessionId], epoch: u64) -> Vec<Cl
     // Steps 0 and 2 in one round trip: each store reads and promises the
     // sessions it is a replica of, in one pipeline.
     let mut rounds: Vec<Answers> = (0..n).map(|_| Answers::new(total)).collect();
+    // The batch waits for whole pipelines, not for `take`'s verdicts: the
+    // rule only names the stores and this server.
     let rule = Rule {
         me: &me,
         wanted: 0,

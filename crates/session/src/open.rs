@@ -118,16 +118,11 @@ impl Held {
 
 impl SessionManager {
     /// Opens the session a request's cookie names: from the cache, by
-    /// takeover from the stores, or new.
-    pub(crate) async fn open(&self, cookie: Option<&str>) -> Result<Opened, SessionError> {
-        self.open_moved(cookie, None).await
-    }
-
-    /// [`open`](Self::open) for a request the director moved off the
-    /// server `moved_from` (`name@epoch`, its `sticky-moved-from` header),
-    /// which it found down: a claim probes that lease's owner first
-    /// ([`takeover::load`]).
-    pub(crate) async fn open_moved(
+    /// takeover from the stores, or new. `moved_from` (`name@epoch`, the
+    /// `sticky-moved-from` header): the server the director moved the
+    /// request off because it found it down, whose lease a claim probes
+    /// first ([`takeover::load`]).
+    pub(crate) async fn open(
         &self,
         cookie: Option<&str>,
         moved_from: Option<&str>,
@@ -177,7 +172,7 @@ impl SessionManager {
     }
 
     /// [`open_id_with`](Self::open_id_with), a claim probing the lease
-    /// `moved_from` first (see [`open_moved`](Self::open_moved)).
+    /// `moved_from` first (see [`open`](Self::open)).
     async fn open_id_hinted(
         &self,
         id: SessionId,
@@ -418,7 +413,7 @@ mod tests {
         forged[40] = if forged[40] == b'0' { b'1' } else { b'0' };
         let forged = String::from_utf8(forged).unwrap_or_default();
         for cookie in [None, Some("garbage"), Some(forged.as_str())] {
-            let opened = m.open(cookie).await.unwrap_or_else(|e| panic!("{e}"));
+            let opened = m.open(cookie, None).await.unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(opened.source, Source::New);
             assert!(opened.entry.is_none());
         }
@@ -454,13 +449,19 @@ mod tests {
         for remembered in [false, true] {
             if remembered {
                 // Opened once with the real cookie: its MAC is remembered.
-                let opened = m.open(Some(&real)).await.unwrap_or_else(|e| panic!("{e}"));
+                let opened = m
+                    .open(Some(&real), None)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
                 assert_eq!((opened.id, opened.source), (id, Source::Cache));
                 drop(opened);
                 assert!(entry.tag_is(&tag), "remembered after the HMAC verified it");
             }
             for cookie in &forged {
-                let opened = m.open(Some(cookie)).await.unwrap_or_else(|e| panic!("{e}"));
+                let opened = m
+                    .open(Some(cookie), None)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
                 assert_eq!(opened.source, Source::New, "{remembered} {cookie}");
                 assert!(opened.entry.is_none());
                 assert_ne!(opened.id, id);
@@ -470,7 +471,10 @@ mod tests {
             assert_eq!(m.sessions(), 1, "only the cached session");
         }
         // And the real cookie still opens it, from the remembered MAC.
-        let opened = m.open(Some(&real)).await.unwrap_or_else(|e| panic!("{e}"));
+        let opened = m
+            .open(Some(&real), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((opened.id, opened.source), (id, Source::Cache));
     }
 
@@ -482,7 +486,7 @@ mod tests {
         m.inner.cache.insert(id, entry);
         let cookie = m.inner.signer.sign(&id);
         let mut opened = m
-            .open(Some(&cookie))
+            .open(Some(&cookie), None)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((opened.id, opened.source), (id, Source::Cache));

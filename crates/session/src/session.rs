@@ -435,9 +435,7 @@ impl SessionManager {
     /// [`SessionError::Unavailable`] when a takeover cannot reach any store;
     /// [`SessionError::Data`] when a stored copy cannot be read.
     pub async fn load(&self, cookie_value: Option<&str>) -> Result<Session, SessionError> {
-        self.check_lease();
-        let opened = self.open(cookie_value).await?;
-        Ok(Session::from_opened(opened))
+        self.load_routed_moved(cookie_value, None, None).await
     }
 
     /// [`SessionManager::load`] for a request the director routed for
@@ -477,15 +475,11 @@ impl SessionManager {
         routed_epoch: Option<u64>,
         moved_from: Option<&str>,
     ) -> Result<Session, SessionError> {
-        let Some(routed) = routed_epoch else {
-            self.check_lease();
-            let opened = self.open_moved(cookie_value, moved_from).await?;
-            return Ok(Session::from_opened(opened));
-        };
         self.check_lease();
-        self.inner.fencing.check_routed(routed)?;
-        let mut opened = self.open_moved(cookie_value, moved_from).await?;
-        if let Err(fenced) = self.inner.fencing.check_routed(routed) {
+        let check = |routed| self.inner.fencing.check_routed(routed);
+        routed_epoch.map_or(Ok(()), check)?;
+        let mut opened = self.open(cookie_value, moved_from).await?;
+        if let Err(fenced) = routed_epoch.map_or(Ok(()), check) {
             self.drop_local(&mut opened);
             return Err(fenced);
         }

@@ -181,6 +181,28 @@ impl WebProcess {
         &self.token
     }
 
+    /// `series` in the Prometheus text of its `/.sticky/metrics`: a name
+    /// (its samples of every label set summed) or a name with its labels
+    /// (`sticky_claims_total{path="batch"}`); 0 when absent.
+    pub fn metric(&self, series: &str) -> u64 {
+        let auth = format!("Bearer {}", self.token);
+        let r = http_request(
+            self.addr,
+            "GET",
+            "/.sticky/metrics",
+            &[("authorization", auth.as_str())],
+            None,
+        )
+        .expect("the web server's metrics");
+        assert_eq!(r.status, 200);
+        r.text()
+            .lines()
+            .filter_map(|l| l.strip_prefix(series))
+            .filter(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.proc.pid()
