@@ -330,6 +330,133 @@ fn a_failed_write_leaves_the_last_acknowledged_version_on_r_stores() {
     );
 }
 
+/// Session 22 (`docs/safety.md` §3, "A restarted store's no"): once
+/// every store answered, a takeover may count the "no copy" of stores that
+/// restarted empty — but not while another web server may hold the session
+/// in memory. Here ws1, its host, is paused (alive, its cache holding the
+/// only copy of the acknowledged value) while both stores that held the
+/// session restart empty. ws2, asked for the session, must answer 503
+/// rather than a new session; once ws1 resumes, the acknowledged value is
+/// served again. Without the check ws2 answers a new, empty session (the
+/// chaos run of session 22 lost 18 sessions that way, with R=1).
+/// `sticky store` only (its restarts are known from its run file).
+#[test]
+fn a_takeover_never_counts_forgotten_copies_while_a_live_server_may_hold_the_session() {
+    use std::time::Duration;
+    use sticky_test_support::{wait_until, Browser, Cluster};
+    let mut c = Cluster::start_on(STICKY, StoreBackend::Sticky, 3, &["ws1", "ws2"], |cfg| {
+        cfg.replicas(2)
+    });
+    let (ws1, ws2) = (c.web("ws1").addr(), c.web("ws2").addr());
+    let mut b = Browser::new();
+    assert_eq!(b.increment(ws1).value, 1);
+    assert_eq!(b.increment(ws1).value, 2);
+    let id = b.id();
+    let cookie = b.cookie.clone().expect("a session cookie");
+    let copies = &StoreBackend::Sticky.copies(&c.store_addrs(), std::slice::from_ref(&id))[&id];
+    let replicas: Vec<usize> = (0..3)
+        .filter(|&i| copies[i].as_ref().is_some_and(|s| s.live))
+        .collect();
+    assert_eq!(replicas.len(), 2, "on two stores: {copies:?}");
+
+    c.web("ws1").sigstop();
+    for &i in &replicas {
+        c.stores[i].kill9();
+        c.restart_store(i);
+    }
+    // Inside their recovery window the restarted stores refuse claims
+    // (503, "recovering"); after it they answer "no copy, but I restarted
+    // empty", and ws2 decides: a new session (the bug), or 503 because ws1
+    // may hold the session.
+    let mut answer = None;
+    wait_until(
+        Duration::from_secs(30),
+        "ws2 decides on the session once the restarted stores are out of their recovery window",
+        || {
+            let r = Browser::with_cookie(&cookie).get(ws2, "/api/counter");
+            let decided = r.status != 503 || r.text().contains("restarted empty");
+            if decided {
+                answer = Some((r.status, r.text()));
+            }
+            decided
+        },
+    );
+    let (status, text) = answer.expect("an answer");
+    assert_eq!(
+        status, 503,
+        "ws1 (paused) may hold the only copy: no new session from ws2; got {status}: {text}\nws2's log:\n{}",
+        c.web("ws2").log_tail(20)
+    );
+    assert!(
+        text.contains("ws1"),
+        "the answer names the server that may hold it: {text}"
+    );
+    assert!(c.web("ws2").metric("sticky_claims_held_for_peers_total") >= 1);
+
+    c.web("ws1").sigcont();
+    let mut served = None;
+    wait_until(
+        Duration::from_secs(30),
+        "ws1 serves the session again",
+        || {
+            let r = Browser::with_cookie(&cookie).get(ws1, "/api/counter");
+            if r.status == 200 {
+                served = Some(sticky_test_support::Answer::from(&r));
+            }
+            served.is_some()
+        },
+    );
+    let a = served.expect("an answer");
+    assert_eq!(
+        (a.value, a.server.as_str()),
+        (2, "ws1"),
+        "the acknowledged value survives: {a:?}\nws1's log:\n{}",
+        c.web("ws1").log_tail(20)
+    );
+    // ws2's held-back claims left promises at the stores, which refuse
+    // ws1's copies of the old generation; ws1's next write claims the
+    // session back above them (a failed write's copy is kept and claimed
+    // back), so the user's next change lands and the session is on the
+    // stores again. Never a new session.
+    let mut b = Browser::with_cookie(&cookie);
+    let mut after = None;
+    wait_until(
+        Duration::from_secs(30),
+        "a change on ws1 is acknowledged",
+        || {
+            let r = b.post(ws1, "/api/counter", None);
+            if r.status == 200 {
+                after = Some(sticky_test_support::Answer::from(&r));
+            }
+            after.is_some()
+        },
+    );
+    let a = after.expect("an answer");
+    assert!(
+        a.value == 3 || a.value == 4,
+        "the change builds on the acknowledged 2 (a refused try may have landed): {a:?}"
+    );
+    // ws2 then sends the session to its host (421), or claims it if ws1's
+    // lease has run out meanwhile: either way with the acknowledged value.
+    wait_until(
+        Duration::from_secs(30),
+        "ws2 settles on ws1's session",
+        || {
+            let r = b.get(ws2, "/api/counter");
+            let served = (r.status == 200).then(|| sticky_test_support::Answer::from(&r));
+            assert!(
+                matches!(r.status, 421 | 503)
+                    || served.as_ref().is_some_and(|s| s.value == a.value),
+                "ws2 never answers another value than the last acknowledged {}: {} {}",
+                a.value,
+                r.status,
+                r.text()
+            );
+            r.status != 503
+        },
+    );
+}
+
 /// Issue 19 item 5: a request the director moved off a server it found
 /// down names that server's lease (`sticky-moved-from`); the claim probes
 /// it first and, proven gone, ends the lease in its first round at the

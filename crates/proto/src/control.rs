@@ -32,6 +32,31 @@ pub const FENCE_PATH: &str = "/.sticky/fence";
 /// by `owner` whose rendezvous over `among` picks it (`docs/safety.md` §5).
 pub const ADOPT_PATH: &str = "/.sticky/adopt";
 
+/// Whether a web server holds a session in memory (`GET`, this path, `/`,
+/// then the session's store key in hex): in its cache, or as a copy kept
+/// after a lapse or a failed write, to be claimed back. JSON
+/// [`HoldsReport`]. A takeover that can reach its quorum only by counting
+/// the "no copy" of stores that restarted empty asks every other web
+/// server first: the only copy left may be in one of their memories
+/// (`docs/safety.md` §3).
+pub const HOLDS_PATH: &str = "/.sticky/holds";
+
+/// What `GET /.sticky/holds/KEY` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldsReport {
+    /// The web server's configured name (`ws1`).
+    pub name: String,
+    /// Its current epoch.
+    pub epoch: u64,
+    /// It holds a copy of the session (or may: a request has the session
+    /// open right now).
+    pub holds: bool,
+    /// The newest copy it holds, `[generation, seq]`; none when it holds
+    /// none, or when a request has the session open (unknown then).
+    #[serde(default)]
+    pub stamp: Option<[u64; 2]>,
+}
+
 /// Response header of a `421 Misdirected Request` from a web server: the
 /// name of the server that holds the session's live lease at the stores.
 /// The director re-sends the request there once and strips the header;

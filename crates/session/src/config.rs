@@ -140,7 +140,11 @@ pub struct Config {
     pub claim_timeout: Duration,
     /// The other web servers, whose death this one may prove (a refused
     /// connection, another epoch) to claim their sessions before their
-    /// leases run out. Default none: it then waits for the lease.
+    /// leases run out, and which a takeover asks whether they hold a
+    /// session in memory before it counts the "no copy" of stores that
+    /// restarted empty (`docs/safety.md` §3). List every other web server:
+    /// one left out is never asked. Default none: claims then wait for
+    /// leases to run out, and trust such stores once all stores answered.
     pub peers: Vec<Peer>,
     /// Per-request timeout towards a store. Default 1 s.
     pub store_timeout: Duration,

@@ -1,15 +1,17 @@
 //! The control endpoints under `/.sticky/` (see `docs/protocol.md`):
-//! health, fence, adopt (a dead server's sessions), and Prometheus metrics. Each answers
-//! only with the admin token.
+//! health, fence, adopt (a dead server's sessions), whether a session is
+//! held in memory here (asked by a takeover, `crate::holders`), and
+//! Prometheus metrics. Each answers only with the admin token.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use sticky_proto::control::{AdoptRequest, ADOPT_PATH, FENCE_PATH, HEALTH_PATH};
+use sticky_proto::control::{AdoptRequest, ADOPT_PATH, FENCE_PATH, HEALTH_PATH, HOLDS_PATH};
 
+use crate::id::SessionId;
 use crate::state::SessionManager;
 
 #[derive(Clone)]
@@ -64,6 +66,16 @@ async fn adopt(State(ctl): State<Ctl>, headers: HeaderMap, body: axum::body::Byt
     }
 }
 
+async fn holds(State(ctl): State<Ctl>, headers: HeaderMap, Path(key): Path<String>) -> Response {
+    if !authorized(&ctl, &headers) {
+        return denied();
+    }
+    match SessionId::from_hex(&key) {
+        Some(id) => Json(ctl.manager.holds(&id)).into_response(),
+        None => (StatusCode::BAD_REQUEST, "not a session key\n").into_response(),
+    }
+}
+
 async fn metrics(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
     if !authorized(&ctl, &headers) {
         return denied();
@@ -78,7 +90,7 @@ async fn metrics(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
 /// a recorder is given, so that each is in the metrics from the start (a
 /// dashboard's `rate()` and an alert's `increase()` see 0, not no data).
 /// A unit test checks this list against the `counter!` calls in `src/`.
-const COUNTERS: [&str; 29] = [
+const COUNTERS: [&str; 30] = [
     "sticky_acks_after_lease_total",
     "sticky_adopted_total",
     "sticky_async_copy_failures_total",
@@ -86,6 +98,7 @@ const COUNTERS: [&str; 29] = [
     "sticky_claim_retries_total",
     "sticky_claim_timeouts_total",
     "sticky_claims_from_own_copy_total",
+    "sticky_claims_held_for_peers_total",
     "sticky_claims_of_gone_owners_total",
     "sticky_claims_released_on_hint_total",
     "sticky_claims_with_forgetful_stores_total",
@@ -142,6 +155,7 @@ impl SessionManager {
             .route(HEALTH_PATH, get(health))
             .route(FENCE_PATH, post(fence))
             .route(ADOPT_PATH, post(adopt))
+            .route(&format!("{HOLDS_PATH}/{{key}}"), get(holds))
             .route("/.sticky/metrics", get(self::metrics))
             .with_state(Ctl {
                 manager: self.clone(),

@@ -97,6 +97,7 @@ mod expiry;
 mod fencing;
 #[doc(hidden)]
 pub mod fuzzing;
+mod holders;
 mod id;
 mod layer;
 mod lease;

@@ -289,15 +289,26 @@ async fn claim_once(
         return Ok(lost);
     }
     let count = promised.count_ones() as usize;
-    // Every store answered: the copies reported are every copy that
-    // survives anywhere, so a restarted store's "no copy" hides nothing
-    // that still exists (what it forgot is gone from every store that
-    // held it: outside invariant 1's premise). Its promise counts then.
+    // Every store answered: the copies reported are every copy any store
+    // still keeps. What a restarted store forgot may still be in a live
+    // web server's memory alone (its cache, before it copied the session
+    // there again, or a copy it kept after a lapse or a failed write), and
+    // then it is owed to the users (invariant 1: the host survived). So
+    // the restarted stores' "no copy" counts only once every other web
+    // server says it holds no copy (`crate::holders`, `docs/safety.md`
+    // §3); this server's own kept copy is `local`.
     let everyone = (promised | forgetful) == inner.stores.all();
     if count < p && !(everyone && total >= p) {
         return Err(no_quorum(id, "prepare", count, p, total, &last_err));
     }
     if count < p {
+        if let Err(why) = m.no_peer_holds(id, local.map(|l| l.stamp)).await {
+            metrics::counter!("sticky_claims_held_for_peers_total").increment(1);
+            tracing::warn!(session = ?id, why = %why, "takeover held back: stores that restarted empty may have forgotten the session, and another web server may hold it");
+            return Err(SessionError::Unavailable(format!(
+                "{count} of the {p} stores a takeover needs can vouch for the session, the others restarted empty, and {why}; its host copies it back if it is alive"
+            )));
+        }
         metrics::counter!("sticky_claims_with_forgetful_stores_total").increment(1);
         promised |= forgetful;
     }
