@@ -6,13 +6,14 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use sticky_client::Put;
+use sticky_client::{ClientError, Put};
 use tokio::sync::{watch, OwnedMutexGuard};
 use tokio::time::Instant;
 
 use crate::cache::{Entry, Slot};
+use crate::dropped::LocalCopy;
 use crate::id::SessionId;
-use crate::replicator::{put_outcome, PutOutcome};
+use crate::replicator::{put_outcome, write_quorum, PutOutcome};
 use crate::state::{Inner, SessionManager};
 use crate::stores::Stores;
 
@@ -105,6 +106,7 @@ pub(crate) async fn recopy_one(
         fresh = m.owner();
         fresh.as_str()
     };
+    let mut promised = false;
     for i in Stores::members(missing) {
         let r = m.inner.stores.clients[i]
             .put(&key, state.stamp, owner, ttl, &state.payload)
@@ -115,12 +117,50 @@ pub(crate) async fn recopy_one(
             PutOutcome::Moved(stored) => {
                 tracing::warn!(session = ?id, %stored, "re-copy refused: the session moved; dropping it");
                 m.inner.cache.drop_copy(&id, &entry, &mut guard);
-                break;
+                return true;
             }
+            PutOutcome::Failed(ClientError::Promised { .. }) => promised = true,
             PutOutcome::Failed(_) => {}
         }
     }
+    if promised {
+        keep_if_short(m, &id, &entry, &mut guard);
+    }
     true
+}
+
+/// After a re-copy that a takeover's promise refused (a claim running
+/// elsewhere, or one that gave up, whose promise lasts the stores' claim
+/// window): if the session is now on fewer than `W` stores, its copy is
+/// kept as a failed write's is and claimed back above the promise
+/// ([`SessionManager::reclaim_dropped`]). Left in the cache, nothing would
+/// copy it again: the next scans take a session stored nowhere for one
+/// the async queue places, and the stores that forgot it would go on
+/// lacking it (`docs/safety.md` §3, "A restarted store's no").
+fn keep_if_short(
+    m: &SessionManager,
+    id: &SessionId,
+    entry: &Arc<Entry>,
+    guard: &mut OwnedMutexGuard<Slot>,
+) {
+    let needed = write_quorum(m.inner.stores.len(), m.inner.config.replicas);
+    let Some(state) = guard.as_ref() else {
+        return;
+    };
+    if (state.stored_on.count_ones() as usize) >= needed {
+        return;
+    }
+    tracing::info!(session = ?id, stamp = %state.stamp, "re-copy refused under another server's promise: claiming the session back");
+    metrics::counter!("sticky_kept_after_failed_writes_total").increment(1);
+    m.inner.dropped.keep(vec![(
+        *id,
+        Some(LocalCopy {
+            stamp: state.stamp,
+            payload: state.payload.clone(),
+        }),
+    )]);
+    m.inner.cache.drop_copy(id, entry, guard);
+    m.reclaim_dropped();
 }
 
 /// A session of a batch, its entry locked, that lacks copies.
@@ -130,6 +170,8 @@ struct Held {
     guard: OwnedMutexGuard<Slot>,
     /// Stores of its replica set that lack its newest version.
     missing: u64,
+    /// A store refused the copy under a takeover's promise.
+    promised: bool,
     key: [u8; 32],
     ttl: Duration,
 }
@@ -174,6 +216,7 @@ async fn recopy_batch(
             entry,
             guard,
             missing,
+            promised: false,
             ttl,
         });
     }
@@ -225,9 +268,13 @@ async fn recopy_batch(
                         tracing::warn!(session = ?h.id, %stored, "re-copy refused: the session moved; dropping it");
                         m.inner.cache.drop_copy(&h.id, &h.entry, &mut h.guard);
                     }
+                    PutOutcome::Failed(ClientError::Promised { .. }) => h.promised = true,
                     PutOutcome::Failed(_) => {}
                 }
             }
+        }
+        for h in held.iter_mut().filter(|h| h.promised) {
+            keep_if_short(m, &h.id, &h.entry, &mut h.guard);
         }
     }
     drop(held);
