@@ -86,6 +86,12 @@ pub(crate) struct StoreArgs {
     /// Without it, every start counts as a restart.
     #[arg(long, env = "STICKY_STORE_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// How long takeover promises and dead-lease records are kept, and how
+    /// long a restarted store grants no lease and accepts no kill or
+    /// prepare: at least twice the web servers' `claim_timeout_ms`
+    /// (`docs/safety.md` §3). Default: twice the cluster file's, or 4s.
+    #[arg(long, env = "STICKY_STORE_CLAIM_WINDOW", value_parser = crate::values::duration_or_secs)]
+    claim_window: Option<Duration>,
     /// Serve TLS only, with this PEM certificate chain (needs --tls-key;
     /// instead of the [[store]] entry's tls_cert). Clients connect with
     /// `sticky+tls://HOST:PORT` and verify it (docs/tls.md).
@@ -158,9 +164,13 @@ fn read_secret(path: &PathBuf) -> anyhow::Result<String> {
 type TlsFiles = Option<(PathBuf, PathBuf)>;
 
 fn resolve(args: &StoreArgs) -> anyhow::Result<(StoreConfig, Option<SocketAddr>, TlsFiles)> {
+    let mut needed_window = None;
     let entry = match (&args.config, &args.name) {
         (Some(path), Some(name)) => {
             let file = ClusterFile::load(path)?;
+            needed_window = Some(Duration::from_millis(
+                file.session.claim_timeout_ms.saturating_mul(2),
+            ));
             let entry = file.store(name).cloned().with_context(|| {
                 let names: Vec<_> = file.store.iter().map(|s| s.name.as_str()).collect();
                 format!(
@@ -217,6 +227,16 @@ fn resolve(args: &StoreArgs) -> anyhow::Result<(StoreConfig, Option<SocketAddr>,
     if config.busy_poll.is_some() && threads(args) != 1 {
         tracing::warn!("--busy-poll-us applies only with --threads 1; ignored");
     }
+    config.claim_window = match (args.claim_window, needed_window) {
+        (Some(w), Some(needed)) if w < needed => bail!(
+            "--claim-window {} ms is shorter than twice the cluster file's claim_timeout_ms ({} ms): a restarted store would accept kills and prepares while claims it forgot may still run (docs/safety.md §3)",
+            w.as_millis(),
+            needed.as_millis()
+        ),
+        (Some(w), _) => w,
+        (None, Some(needed)) => needed.max(Duration::from_millis(1)),
+        (None, None) => config.claim_window,
+    };
     let metrics = args.metrics.or(entry.as_ref().and_then(|e| e.metrics));
     // The flags win over the [[store]] entry, as a pair.
     let tls = match (&args.tls_cert, &args.tls_key) {

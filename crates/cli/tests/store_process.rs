@@ -120,3 +120,53 @@ fn sigkill_stops_the_store_at_once() {
     assert!(!store.is_running());
     assert!(c.cmd(&[b"PING"]).is_err(), "a killed store answered");
 }
+
+/// Session 22 (`docs/safety.md` §3): a store started with the cluster file
+/// keeps promises and dead-lease records, and refuses leases, kills and
+/// prepares after a restart, for twice the file's `claim_timeout_ms` — not
+/// a fixed 4 s, which a longer claim timeout would outlast — and refuses a
+/// `--claim-window` shorter than that.
+#[test]
+fn the_claim_window_follows_the_cluster_files_claim_timeout() {
+    use sticky_test_support::ClusterConfig;
+    let config = ClusterConfig::new(&["127.0.0.1:1".parse().unwrap()], &["ws1"])
+        .session("claim_timeout_ms", "3000")
+        .write();
+    let path = config.path().to_str().unwrap().to_owned();
+    let file = ["--config", path.as_str(), "--name", "s1"];
+
+    let out = STICKY
+        .command()
+        .args(["store"])
+        .args(file)
+        .args(["--claim-window", "5s"])
+        .output()
+        .expect("run sticky store");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a window shorter than twice the claim timeout is refused"
+    );
+    assert!(err.contains("shorter than twice"), "{err}");
+
+    let state = sticky_test_support::temp_dir("claim-window-state");
+    std::fs::write(state.join("store.run"), "pid 1\n").unwrap(); // a restart
+    let state = state.to_str().unwrap().to_owned();
+    let store = StoreProcess::start(
+        STICKY,
+        &[&file[..], &["--state-dir", state.as_str()]].concat(),
+    );
+    let log = store.log_text();
+    assert!(
+        log.contains("starting as a restarted store") && log.contains("window_ms=6000"),
+        "{log}"
+    );
+    // Still inside the window after the old fixed 4 s.
+    std::thread::sleep(Duration::from_millis(4_500)); // the length under test
+    let mut c = store.client();
+    let r = c.cmd_str("SESS.KILL ws1@1");
+    assert!(
+        matches!(&r, Resp::Error(e) if e.starts_with("RECOVERING")),
+        "a kill 4.5 s after the restart: {r:?}"
+    );
+}

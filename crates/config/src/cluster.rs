@@ -91,14 +91,17 @@ pub struct SessionSection {
     pub absolute_timeout_secs: u64,
     /// Largest serialized session. Default 64KiB.
     pub max_size: ByteSize,
-    /// A web server's lease at the stores, renewed every third of it: it
-    /// serves from its cache only while a quorum of stores holds it, and
-    /// the sessions of a server cut off or paused can be claimed by others
-    /// this long after its last renewal (`docs/safety.md` §2). Default 3000.
+    /// A web server's lease at the stores: it serves from its cache only
+    /// while a quorum of stores holds it, and the sessions of a server cut
+    /// off or paused can be claimed by others this long after its last
+    /// renewal (`docs/safety.md` §2). A renewal lets it serve for the
+    /// lease, but never longer than twice `claim_timeout_ms`; renewals come
+    /// every third of that. Default 3000.
     #[serde(deserialize_with = "crate::duration::field::millis")]
     pub lease_ms: u64,
     /// A takeover that has not finished in this time answers 503; stores
-    /// keep dead leases and promises twice as long (a `sticky store`'s
+    /// keep dead leases and promises twice as long (a `sticky store`
+    /// started with this file takes that as its claim window; its
     /// `--claim-window` must be at least that). Default 2000.
     #[serde(deserialize_with = "crate::duration::field::millis")]
     pub claim_timeout_ms: u64,

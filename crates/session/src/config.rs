@@ -128,11 +128,12 @@ pub struct Config {
     pub absolute_timeout: Duration,
     /// Largest serialized session. Default 64 KiB.
     pub max_size: usize,
-    /// This server's lease at the stores: renewed every third of it; the
-    /// server serves from its cache only while a quorum of stores holds
-    /// it, and a crashed or cut-off server's sessions can be claimed by
-    /// others at most this long after its last renewal (`docs/safety.md`
-    /// §2). Default 3 s.
+    /// This server's lease at the stores: the server serves from its
+    /// cache only while a quorum of stores holds it, and a crashed or
+    /// cut-off server's sessions can be claimed by others at most this long
+    /// after its last renewal (`docs/safety.md` §2). A renewal lets it
+    /// serve for the lease but never longer than twice `claim_timeout`
+    /// ([`Config::lease_belief`]). Default 3 s.
     pub lease: Duration,
     /// A takeover (claim) that has not finished in this time gives up with
     /// a 503; stores keep dead leases and promises twice as long. Default
@@ -225,6 +226,18 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// How long a lease renewal lets this server serve from its cache: the
+    /// lease, but never longer than a restarted store's recovery window
+    /// (twice the claim timeout, `docs/safety.md` §3). A store that
+    /// restarts forgets the leases it acknowledged and accepts kills of
+    /// them once its window ends, so a belief resting on its
+    /// acknowledgement must have ended by then (the lemma). The stores
+    /// still hold the lease for all of `lease` (a cut-off server's sessions
+    /// wait that long, or for a probe); renewals come every third of this.
+    pub fn lease_belief(&self) -> Duration {
+        self.lease.min(self.claim_timeout.saturating_mul(2))
+    }
+
     /// Settings with every default, for server `server_name` writing to
     /// `stores` with cluster secret `secret`.
     pub fn new(

@@ -73,6 +73,7 @@ impl SessionManager {
         let epoch = inner.fencing.epoch();
         let owner = self.owner_in(epoch);
         let lease = inner.config.lease;
+        let belief = inner.config.lease_belief();
         let needed = lease_quorum(inner.stores.len(), inner.config.replicas);
         let sent = inner.clock.now_ms();
         let mut calls: FuturesUnordered<_> = inner
@@ -93,7 +94,7 @@ impl SessionManager {
                     acked += 1;
                     if acked == needed {
                         let now = inner.clock.now_ms();
-                        if inner.fencing.extend(epoch, sent, now, lease) == Extend::Lapsed {
+                        if inner.fencing.extend(epoch, sent, now, belief) == Extend::Lapsed {
                             self.fence_lapsed(
                                 epoch,
                                 "lease lapsed: its renewal was acknowledged too late",

@@ -62,7 +62,7 @@ impl SessionManager {
         background.spawn(lease_loop(
             weak.clone(),
             inner.fencing.renew_now.clone(),
-            inner.config.lease,
+            inner.config.lease_belief(),
         ));
         background.spawn(recopy_loop(weak.clone(), inner.stores.subscribe()));
         if let Some(rx) = rx {
