@@ -525,3 +525,83 @@ async fn two_servers_claiming_one_session_at_once_never_both_host_it() {
     }
     assert!(won >= cookies.len() / 2, "most races have a winner: {won}");
 }
+
+/// Session 22: a re-copy that a takeover's promise refuses (here a promise
+/// of generation 100 that another claimer left at the store the session is
+/// re-placed to) must not leave the session cached on fewer than R stores
+/// with nothing to copy it again: the host claims it back above the
+/// promise, as after a failed write, and it is on two live stores again,
+/// with its value, without any change by its user.
+#[tokio::test]
+async fn a_recopy_refused_under_a_promise_claims_the_session_back() {
+    use std::time::Duration;
+    let mut stops = Vec::new();
+    let mut specs = Vec::new();
+    for i in 1..=3 {
+        let (stop, addr) = stoppable_store().await;
+        stops.push(Some(stop));
+        specs.push(StoreSpec {
+            name: format!("s{i}"),
+            addr,
+        });
+    }
+    let m = manager("ws1", &specs, 2).await;
+    let app = app(&m);
+    let cookie = counted_once(&app).await;
+    let resp = app
+        .clone()
+        .oneshot(request("POST", "/count", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(body(resp).await, "cache:2");
+    let key = cookie.split('.').next().expect("an id").to_owned();
+    let clients: Vec<sticky_client::StoreClient> = specs
+        .iter()
+        .map(|s| {
+            sticky_client::StoreClient::new(&s.addr, sticky_client::ClientOptions::default())
+                .expect("client")
+        })
+        .collect();
+    let mut holders = Vec::new();
+    for (i, c) in clients.iter().enumerate() {
+        if c.get(key.as_bytes()).await.expect("get").is_some() {
+            holders.push(i);
+        }
+    }
+    assert_eq!(holders.len(), 2, "on two stores: {holders:?}");
+    let other = (0..3)
+        .find(|i| !holders.contains(i))
+        .expect("a third store");
+    // Another claimer's promise at the third store, then one replica goes.
+    clients[other]
+        .prepare(key.as_bytes(), 100, "ws9@1", Duration::from_secs(1))
+        .await
+        .expect("promised");
+    let _ = stops[holders[0]].take().expect("running").send(());
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != holders[0]).collect();
+    loop {
+        let mut copies = Vec::new();
+        for &i in &survivors {
+            if let Ok(Some(s)) = clients[i].get(key.as_bytes()).await {
+                copies.push(s.stamp.generation);
+            }
+        }
+        if copies.len() == 2 && copies.iter().all(|g| *g > 100) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session is back on both live stores above the promise: {copies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = app
+        .clone()
+        .oneshot(request("GET", "/read", Some(&cookie)))
+        .await
+        .unwrap();
+    let text = body(resp).await;
+    assert!(text.ends_with(":2"), "its value: {text}");
+}
