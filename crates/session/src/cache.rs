@@ -122,6 +122,10 @@ pub(crate) struct Entry {
     /// request reports [`Source::Store`](crate::Source::Store), where it
     /// really came from.
     pub(crate) adopted: AtomicBool,
+    /// A claim holds this entry's lock and it holds no copy yet: a peer's
+    /// `/.sticky/holds` ([`crate::holders`]) can answer for it without
+    /// waiting (a lock held by anything else may guard a copy).
+    pub(crate) claiming: AtomicBool,
     /// The MAC of this session's cookie value, once one was verified (or
     /// signed) here, as two halves; a half still 0 means not known yet.
     /// A request whose cookie presents exactly this MAC is not verified
@@ -141,6 +145,7 @@ impl Entry {
             last_access: AtomicU64::new(now_ms),
             queued: AtomicBool::new(false),
             adopted: AtomicBool::new(false),
+            claiming: AtomicBool::new(false),
             bytes: AtomicU64::new(0),
             untouched: AtomicBool::new(false),
             tag: [AtomicU64::new(0), AtomicU64::new(0)],

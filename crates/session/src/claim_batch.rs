@@ -90,6 +90,9 @@ impl SessionManager {
             return out;
         }
         let batch: Vec<SessionId> = held.iter().map(|(k, ..)| ids[*k]).collect();
+        for (_, entry, _) in &held {
+            entry.claiming.store(true, Ordering::Release);
+        }
         let started = Instant::now();
         let claimed =
             tokio::time::timeout(inner.config.claim_timeout, claim_many(self, &batch, epoch))
@@ -99,6 +102,7 @@ impl SessionManager {
                     batch.iter().map(|_| Claimed::Alone).collect()
                 });
         for ((k, entry, mut guard), claimed) in held.into_iter().zip(claimed) {
+            entry.claiming.store(false, Ordering::Release);
             let id = &ids[k];
             out[k] = match claimed {
                 Claimed::State(state) if inner.fencing.holds(epoch, inner.clock.now_ms()) => {

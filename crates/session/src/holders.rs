@@ -10,6 +10,7 @@
 //! the session, and goes on only when none does (or none runs).
 
 use std::io::ErrorKind;
+use std::sync::atomic::Ordering;
 
 use http::{Method, StatusCode};
 use sticky_proto::control::{self, HoldsReport, RequestError, HOLDS_PATH};
@@ -26,8 +27,10 @@ const MAX_ANSWER: usize = 4 << 10;
 impl SessionManager {
     /// Whether this server holds session `id` in memory, and its newest
     /// copy's stamp: a cached copy, a copy kept to be claimed back, or an
-    /// entry a request holds right now (it may be loading or saving it; its
-    /// stamp is then unknown).
+    /// entry a request holds right now (it may be saving a copy; its stamp
+    /// is then unknown) — unless that request is a claim of an entry that
+    /// holds no copy yet: two servers claiming one session at once do not
+    /// hold each other back.
     pub(crate) fn holds(&self, id: &SessionId) -> HoldsReport {
         let inner = &self.inner;
         let kept = inner.dropped.copy_of(id).map(|c| c.stamp);
@@ -35,7 +38,7 @@ impl SessionManager {
             None => (false, None),
             Some(entry) => match entry.slot.try_lock() {
                 Ok(slot) => (false, slot.as_ref().map(|s| s.stamp)),
-                Err(_) => (true, None),
+                Err(_) => (!entry.claiming.load(Ordering::Acquire), None),
             },
         };
         let newest = kept.max(cached);

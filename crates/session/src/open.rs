@@ -210,6 +210,7 @@ impl SessionManager {
         // user's request's as much as the reclaim's.
         let local = local.or_else(|| inner.dropped.copy_of(&id));
         let started = Instant::now();
+        entry.claiming.store(true, Ordering::Release);
         let claimed = match tokio::time::timeout(
             inner.config.claim_timeout,
             // Boxed: the rare path's state (a takeover's store round
@@ -227,6 +228,7 @@ impl SessionManager {
                 )))
             }
         };
+        entry.claiming.store(false, Ordering::Release);
         let claimed = match claimed {
             Ok(Some(state)) if !inner.fencing.holds(epoch, inner.clock.now_ms()) => {
                 drop(state);
