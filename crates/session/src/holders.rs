@@ -54,15 +54,14 @@ impl SessionManager {
     /// memory newer than `mine` (this server's own kept copy, if any): each
     /// peer answered that it holds none, or one no newer, or refused the
     /// connection (no process runs there, so no memory holds it).
-    /// Otherwise why not: one holds a newer copy (or one it cannot date),
-    /// or one did not answer (paused, cut off, an older version) and may.
+    /// Otherwise why not ([`Held`]).
     pub(crate) async fn no_peer_holds(
         &self,
         id: &SessionId,
         mine: Option<Stamp>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Held> {
         let inner = &self.inner;
-        let auth = control::bearer(&inner.admin_token).map_err(|e| e.to_string())?;
+        let auth = control::bearer(&inner.admin_token).map_err(|e| Held::Unsure(e.to_string()))?;
         let path = format!("{HOLDS_PATH}/{}", id.key());
         let asks = inner
             .config
@@ -94,16 +93,34 @@ impl SessionManager {
                             stamp: Some([generation, seq]),
                             ..
                         }) if mine.is_some_and(|m| Stamp::new(generation, seq) <= m) => {}
-                        Ok(_) => return Err(format!("{} holds it in memory", peer.name)),
-                        Err(e) => return Err(format!("{} answered badly: {e}", peer.name)),
+                        Ok(r) => return Err(Held::By(r.name)),
+                        Err(e) => {
+                            return Err(Held::Unsure(format!("{} answered badly: {e}", peer.name)))
+                        }
                     }
                 }
                 Ok(resp) => {
-                    return Err(format!("{} answered {}", peer.name, resp.status()));
+                    return Err(Held::Unsure(format!(
+                        "{} answered {}",
+                        peer.name,
+                        resp.status()
+                    )));
                 }
-                Err(e) => return Err(format!("{} did not answer: {e}", peer.name)),
+                Err(e) => return Err(Held::Unsure(format!("{} did not answer: {e}", peer.name))),
             }
         }
         Ok(())
     }
+}
+
+/// Why a takeover may not count restarted stores' "no copy"
+/// ([`SessionManager::no_peer_holds`]).
+#[derive(Debug)]
+pub(crate) enum Held {
+    /// This web server holds a newer copy (or one it cannot date): the
+    /// request belongs there (421 naming it; the director re-sends it).
+    By(String),
+    /// A peer did not answer (paused, cut off, an older version) and may
+    /// hold one: 503 until it answers or copies the session back.
+    Unsure(String),
 }

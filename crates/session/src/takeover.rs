@@ -33,6 +33,7 @@ use crate::cache::{SessionState, Stored, StoredRef};
 use crate::dropped::LocalCopy;
 use crate::error::SessionError;
 use crate::fencing::parse_owner;
+use crate::holders::Held;
 use crate::id::SessionId;
 use crate::lease::{claim_quorum, release_everywhere, Owner};
 use crate::replicator::write_quorum;
@@ -302,12 +303,22 @@ async fn claim_once(
         return Err(no_quorum(id, "prepare", count, p, total, &last_err));
     }
     if count < p {
-        if let Err(why) = m.no_peer_holds(id, local.map(|l| l.stamp)).await {
-            metrics::counter!("sticky_claims_held_for_peers_total").increment(1);
-            tracing::warn!(session = ?id, why = %why, "takeover held back: stores that restarted empty may have forgotten the session, and another web server may hold it");
-            return Err(SessionError::Unavailable(format!(
-                "{count} of the {p} stores a takeover needs can vouch for the session, the others restarted empty, and {why}; its host copies it back if it is alive"
-            )));
+        match m.no_peer_holds(id, local.map(|l| l.stamp)).await {
+            Ok(()) => {}
+            Err(Held::By(holder)) => {
+                // The request belongs where the copy is: 421 naming it.
+                metrics::counter!("sticky_claims_held_for_peers_total").increment(1);
+                tracing::info!(session = ?id, holder = %holder, "takeover held back: stores that restarted empty may have forgotten the session, and another web server holds it");
+                metrics::counter!("sticky_misdirected_total").increment(1);
+                return Err(SessionError::Misdirected { owner: holder });
+            }
+            Err(Held::Unsure(why)) => {
+                metrics::counter!("sticky_claims_held_for_peers_total").increment(1);
+                tracing::warn!(session = ?id, why = %why, "takeover held back: stores that restarted empty may have forgotten the session, and another web server may hold it");
+                return Err(SessionError::Unavailable(format!(
+                    "{count} of the {p} stores a takeover needs can vouch for the session, the others restarted empty, and {why}; its host copies it back if it is alive"
+                )));
+            }
         }
         metrics::counter!("sticky_claims_with_forgetful_stores_total").increment(1);
         promised |= forgetful;
