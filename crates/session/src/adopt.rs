@@ -202,6 +202,15 @@ async fn adopt(weak: Weak<Inner>, req: AdoptRequest) {
 }
 
 impl SessionManager {
+    /// Keeps `copy`, the last acknowledged version of `id` this server
+    /// held, after a write or a re-copy too few stores took, and claims it
+    /// back in the background ([`Self::reclaim_dropped`]).
+    pub(crate) fn keep_to_reclaim(&self, id: SessionId, copy: LocalCopy) {
+        metrics::counter!("sticky_kept_after_failed_writes_total").increment(1);
+        self.inner.dropped.keep(vec![(id, Some(copy))]);
+        self.reclaim_dropped();
+    }
+
     /// Claims back, in the background, the copies failed writes kept in
     /// [`Dropped`](crate::dropped::Dropped) ([`reclaim`] in the current
     /// epoch); one such task at a time, which looks again before it ends.

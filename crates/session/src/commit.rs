@@ -245,15 +245,13 @@ impl SessionManager {
         let Some(state) = guard.as_ref().filter(|s| !s.is_unsaved()) else {
             return;
         };
-        metrics::counter!("sticky_kept_after_failed_writes_total").increment(1);
-        self.inner.dropped.keep(vec![(
+        self.keep_to_reclaim(
             opened.id,
-            Some(LocalCopy {
+            LocalCopy {
                 stamp: state.stamp,
                 payload: state.payload.clone(),
-            }),
-        )]);
-        self.reclaim_dropped();
+            },
+        );
     }
 
     /// Releases a session the request did not change (the commit of

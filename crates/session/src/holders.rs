@@ -16,6 +16,7 @@ use http::{Method, StatusCode};
 use sticky_proto::control::{self, HoldsReport, RequestError, HOLDS_PATH};
 use sticky_proto::Stamp;
 
+use crate::fencing::owner_name;
 use crate::id::SessionId;
 use crate::state::SessionManager;
 
@@ -93,7 +94,7 @@ impl SessionManager {
                             stamp: Some([generation, seq]),
                             ..
                         }) if mine.is_some_and(|m| Stamp::new(generation, seq) <= m) => {}
-                        Ok(r) => return Err(Held::By(r.name)),
+                        Ok(r) => return Err(Held::By(owner_name(&r.name, r.epoch))),
                         Err(e) => {
                             return Err(Held::Unsure(format!("{} answered badly: {e}", peer.name)))
                         }
@@ -117,8 +118,9 @@ impl SessionManager {
 /// ([`SessionManager::no_peer_holds`]).
 #[derive(Debug)]
 pub(crate) enum Held {
-    /// This web server holds a newer copy (or one it cannot date): the
-    /// request belongs there (421 naming it; the director re-sends it).
+    /// This web server (`name@epoch`) holds a newer copy (or one it
+    /// cannot date): the request belongs there (421 naming it; the
+    /// director re-sends it).
     By(String),
     /// A peer did not answer (paused, cut off, an older version) and may
     /// hold one: 503 until it answers or copies the session back.

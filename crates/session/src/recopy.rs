@@ -151,16 +151,16 @@ fn keep_if_short(
         return;
     }
     tracing::info!(session = ?id, stamp = %state.stamp, "re-copy refused under another server's promise: claiming the session back");
-    metrics::counter!("sticky_kept_after_failed_writes_total").increment(1);
-    m.inner.dropped.keep(vec![(
+    // Kept before the cached copy goes, so that a request never finds
+    // neither.
+    m.keep_to_reclaim(
         *id,
-        Some(LocalCopy {
+        LocalCopy {
             stamp: state.stamp,
             payload: state.payload.clone(),
-        }),
-    )]);
+        },
+    );
     m.inner.cache.drop_copy(id, entry, guard);
-    m.reclaim_dropped();
 }
 
 /// A session of a batch, its entry locked, that lacks copies.

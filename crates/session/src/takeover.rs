@@ -309,8 +309,7 @@ async fn claim_once(
                 // The request belongs where the copy is: 421 naming it.
                 metrics::counter!("sticky_claims_held_for_peers_total").increment(1);
                 tracing::info!(session = ?id, holder = %holder, "takeover held back: stores that restarted empty may have forgotten the session, and another web server holds it");
-                metrics::counter!("sticky_misdirected_total").increment(1);
-                return Err(SessionError::Misdirected { owner: holder });
+                return Err(misdirected(&holder));
             }
             Err(Held::Unsure(why)) => {
                 metrics::counter!("sticky_claims_held_for_peers_total").increment(1);

@@ -323,14 +323,17 @@ async fn stoppable_store() -> (tokio::sync::oneshot::Sender<()>, String) {
     (tx, addr)
 }
 
-/// Regression (issue 14, the 53 writes acknowledged with one copy): a web
-/// server that reaches only one of three stores must not acknowledge a
-/// change with R=2. A takeover reads two stores and could miss it.
-#[tokio::test]
-async fn a_write_needs_replicas_acknowledgements_whatever_this_server_sees() {
+/// `n` stores named `s1`.., each stopped by sending to (or taking and
+/// dropping) its sender.
+async fn stoppable_stores(
+    n: usize,
+) -> (
+    Vec<Option<tokio::sync::oneshot::Sender<()>>>,
+    Vec<StoreSpec>,
+) {
     let mut stops = Vec::new();
     let mut specs = Vec::new();
-    for i in 1..=3 {
+    for i in 1..=n {
         let (stop, addr) = stoppable_store().await;
         stops.push(Some(stop));
         specs.push(StoreSpec {
@@ -338,6 +341,15 @@ async fn a_write_needs_replicas_acknowledgements_whatever_this_server_sees() {
             addr,
         });
     }
+    (stops, specs)
+}
+
+/// Regression (issue 14, the 53 writes acknowledged with one copy): a web
+/// server that reaches only one of three stores must not acknowledge a
+/// change with R=2. A takeover reads two stores and could miss it.
+#[tokio::test]
+async fn a_write_needs_replicas_acknowledgements_whatever_this_server_sees() {
+    let (mut stops, specs) = stoppable_stores(3).await;
     let m = manager("ws1", &specs, 2).await;
     let app = app(&m);
     let cookie = counted_once(&app).await;
@@ -535,16 +547,7 @@ async fn two_servers_claiming_one_session_at_once_never_both_host_it() {
 #[tokio::test]
 async fn a_recopy_refused_under_a_promise_claims_the_session_back() {
     use std::time::Duration;
-    let mut stops = Vec::new();
-    let mut specs = Vec::new();
-    for i in 1..=3 {
-        let (stop, addr) = stoppable_store().await;
-        stops.push(Some(stop));
-        specs.push(StoreSpec {
-            name: format!("s{i}"),
-            addr,
-        });
-    }
+    let (mut stops, specs) = stoppable_stores(3).await;
     let m = manager("ws1", &specs, 2).await;
     let app = app(&m);
     let cookie = counted_once(&app).await;
