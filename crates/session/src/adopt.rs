@@ -93,21 +93,25 @@ impl SessionManager {
     /// keeps them on R stores, instead of waiting at the stores for their
     /// users — while stores may fail further.
     pub(crate) fn fence_lapsed(&self, epoch: u64, why: &str) {
-        // The ids, and each copy not locked by a request right now: the
-        // stores may lose theirs before the claim (restarts), and this one
-        // may be the newest that survives.
+        // The ids, and each copy: the stores may lose theirs before the
+        // claim (restarts), and this one may be the newest that survives.
+        // A copy a request holds right now is taken once the request lets
+        // go of it (below), not skipped: its host is alive, and it may be
+        // the only copy left.
+        let mut busy = Vec::new();
         let ids: Vec<(SessionId, Option<LocalCopy>)> = self
             .inner
             .cache
             .snapshot()
             .into_iter()
             .map(|(id, entry)| {
-                let local = entry.slot.try_lock().ok().and_then(|g| {
-                    g.as_ref().filter(|s| !s.is_unsaved()).map(|s| LocalCopy {
-                        stamp: s.stamp,
-                        payload: s.payload.clone(),
-                    })
-                });
+                let local = match entry.slot.try_lock() {
+                    Ok(g) => kept_copy(&g),
+                    Err(_) => {
+                        busy.push((id, entry.clone()));
+                        None
+                    }
+                };
                 (id, local)
             })
             .collect();
@@ -116,8 +120,28 @@ impl SessionManager {
             if self.inner.dropped.len() > 0 {
                 tokio::spawn(reclaim(Arc::downgrade(&self.inner), new));
             }
+            for (id, entry) in busy {
+                let m = self.clone();
+                tokio::spawn(async move {
+                    let copy = kept_copy(&*entry.slot.lock().await);
+                    if let Some(copy) = copy {
+                        m.inner.dropped.keep(vec![(id, Some(copy))]);
+                        m.reclaim_dropped();
+                    }
+                });
+            }
         }
     }
+}
+
+/// The copy of a slot worth keeping to claim back: a saved session's.
+fn kept_copy(slot: &crate::cache::Slot) -> Option<LocalCopy> {
+    slot.as_ref()
+        .filter(|s| !s.is_unsaved())
+        .map(|s| LocalCopy {
+            stamp: s.stamp,
+            payload: s.payload.clone(),
+        })
 }
 
 /// Whether the director's failover over `among` sends the session of
@@ -590,5 +614,53 @@ mod tests {
         }
         assert!(counts.iter().all(|&c| c > 50), "spread: {counts:?}");
         assert!(!routed_to("x", &req(&[]), "ws2"), "no candidates: nobody");
+    }
+
+    /// Session 22: a lapse keeps the copy of a session a request holds at
+    /// that moment too, once the request lets go of it (before, it was
+    /// skipped: with the stores restarted empty, the live host's only
+    /// copy was lost, and the session's next request got a new one).
+    #[tokio::test]
+    async fn a_lapse_keeps_the_copy_a_request_holds() {
+        use crate::cache::{Entry, SessionState};
+        use crate::state::tests::{config, manager};
+        use sticky_proto::Stamp;
+        let m = manager(config(3));
+        let (free, held) = (
+            SessionId::from_bytes([1; 16]),
+            SessionId::from_bytes([2; 16]),
+        );
+        let mut entries = Vec::new();
+        for (id, seq) in [(free, 4), (held, 7)] {
+            let mut state = SessionState::new();
+            state.stamp = Stamp::new(3, seq);
+            state.stored_on = 0b11;
+            let entry = Entry::new(Some(state), m.inner.clock.now_ms());
+            m.inner.cache.insert(id, entry.clone());
+            entries.push(entry);
+        }
+        let guard = entries[1].slot.clone().lock_owned().await;
+        m.fence_lapsed(m.inner.fencing.epoch(), "a test lapse");
+        assert_eq!(
+            m.inner.dropped.copy_of(&free).map(|c| c.stamp),
+            Some(Stamp::new(3, 4))
+        );
+        assert!(
+            m.inner.dropped.copy_of(&held).is_none(),
+            "not while the request holds it"
+        );
+        drop(guard);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while m.inner.dropped.copy_of(&held).is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the held copy is kept once released"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            m.inner.dropped.copy_of(&held).map(|c| c.stamp),
+            Some(Stamp::new(3, 7))
+        );
     }
 }
