@@ -42,29 +42,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The pid of process `name` of the `sticky up` whose state is in dir $1.
-pid_of() { # dir name
-  python3 - "$1/up.json" "$2" <<'PY'
-import json, sys
-state = json.load(open(sys.argv[1]))
-print(next(p["pid"] for p in state["processes"] if p["name"] == sys.argv[2]))
-PY
-}
-
 run_round() { # name bin round
   local name=$1 bin=$2 round=$3 dir="$work/$1-$3"
   mkdir -p "$dir"
   "$bin" up --dir "$dir" --port "$BASE_PORT" --log info > "$dir/up.out" 2>&1 &
   up=$!
-  for _ in $(seq 1 150); do
-    "$bin" status --dir "$dir" > /dev/null 2>&1 && break
-    sleep 0.2
-  done
+  ab_up_wait "$bin" "$dir"
   "$bin" bench --dir "$dir" --fresh-sessions --write-ratio 1 --warmup 0s \
     --requests "$N" --users 32 --no-progress > "$dir/bench.out" 2>&1
   local ws1 ws4
-  ws1=$(pid_of "$dir" ws1)
-  ws4=$(pid_of "$dir" ws4)
+  ws1=$(ab_pid_of "$dir" ws1)
+  ws4=$(ab_pid_of "$dir" ws4)
   perf stat -x, -e task-clock,syscalls:sys_enter_writev -p "$ws4" -o "$dir/perf.csv" -- sleep 4 &
   local perf_pid=$!
   sleep 0.3

@@ -26,3 +26,20 @@ ab_rounds() {
     done
   done
 }
+
+# ab_up_wait BIN DIR: waits (30 s at most) until the `sticky up` whose run
+# dir is DIR answers `sticky status`.
+ab_up_wait() {
+  for _ in $(seq 1 150); do
+    "$1" status --dir "$2" > /dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "sticky up in $2 did not come up within 30 s" >&2
+  return 1
+}
+
+# ab_pid_of DIR NAME: the pid of process NAME of the `sticky up` whose run
+# dir is DIR.
+ab_pid_of() {
+  python3 -c 'import json,sys; print(next(p["pid"] for p in json.load(open(sys.argv[1]))["processes"] if p["name"] == sys.argv[2]))' "$1/up.json" "$2"
+}

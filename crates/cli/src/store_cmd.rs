@@ -295,7 +295,7 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         if let Some(addr) = metrics {
-            sticky_store::serve_metrics(store.clone(), addr)?;
+            sticky_store::serve_metrics(store.clone(), addr).await?;
         }
         store
             .serve(listener, crate::shutdown::shutdown_signal())

@@ -141,10 +141,7 @@ fn connectable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
 /// (they hold no session data or secrets), until the process ends: for
 /// Prometheus, which then needs no admin token (docs/deploy.md,
 /// "Monitoring").
-async fn serve_metrics(
-    addr: SocketAddr,
-    handle: metrics_exporter_prometheus::PrometheusHandle,
-) -> anyhow::Result<()> {
+async fn serve_metrics(addr: SocketAddr, handle: sticky_metrics::Handle) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (metrics)"))?;
@@ -249,12 +246,8 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
 async fn listen_with_metrics(
     listen: SocketAddr,
     metrics_addr: Option<SocketAddr>,
-) -> anyhow::Result<(
-    tokio::net::TcpListener,
-    Option<metrics_exporter_prometheus::PrometheusHandle>,
-)> {
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
+) -> anyhow::Result<(tokio::net::TcpListener, Option<sticky_metrics::Handle>)> {
+    let metrics = sticky_metrics::install()
         .map_err(|e| tracing::warn!(error = %e, "no metrics recorder"))
         .ok();
     let listener = tokio::net::TcpListener::bind(listen)

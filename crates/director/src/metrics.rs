@@ -2,16 +2,14 @@
 //! `/metrics`.
 //!
 //! The request path counts with plain atomics (the same ones the JSON API
-//! reads); a scrape copies them into a fresh `metrics-exporter-prometheus`
-//! recorder and renders it through its `PrometheusHandle`. So the request
-//! path pays no registry lookups, no global recorder is installed (several
+//! reads); a scrape copies them into a fresh `sticky_metrics` recorder
+//! and renders it through its handle. So the request path pays no registry lookups, no global recorder is installed (several
 //! directors can live in one process, as in tests), and servers removed
 //! by a reload disappear from the output.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use metrics::{Key, Label, Level, Metadata, Recorder, SharedString, Unit};
-use metrics_exporter_prometheus::PrometheusBuilder;
 
 use crate::state::State;
 use crate::status::ServerState;
@@ -19,7 +17,7 @@ use crate::status::ServerState;
 const META: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None);
 
 struct Writer {
-    recorder: metrics_exporter_prometheus::PrometheusRecorder,
+    recorder: sticky_metrics::Recorder,
 }
 
 impl Writer {
@@ -56,7 +54,7 @@ fn key(name: &'static str, labels: &[(&'static str, String)]) -> Key {
 /// The Prometheus text exposition of the director's figures.
 pub(crate) fn render(shared: &State) -> String {
     let w = Writer {
-        recorder: PrometheusBuilder::new().build_recorder(),
+        recorder: sticky_metrics::Recorder::new(),
     };
     let s = &shared.stats;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use metrics_exporter_prometheus::PrometheusHandle;
+use sticky_metrics::Handle;
 use sticky_proto::control::{AdoptRequest, ADOPT_PATH, FENCE_PATH, HEALTH_PATH, HOLDS_PATH};
 
 use crate::id::SessionId;
@@ -17,7 +17,7 @@ use crate::state::SessionManager;
 #[derive(Clone)]
 struct Ctl {
     manager: SessionManager,
-    metrics: Option<PrometheusHandle>,
+    metrics: Option<Handle>,
 }
 
 fn denied() -> Response {
@@ -141,7 +141,7 @@ impl SessionManager {
     /// [`SessionLayer`](crate::SessionLayer), so they never open a session.
     /// `metrics` renders `/.sticky/metrics` when given; the library's
     /// counters are then registered at zero.
-    pub fn control_routes(&self, metrics: Option<PrometheusHandle>) -> Router {
+    pub fn control_routes(&self, metrics: Option<Handle>) -> Router {
         if metrics.is_some() {
             for name in COUNTERS {
                 metrics::counter!(name).increment(0);

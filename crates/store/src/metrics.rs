@@ -3,36 +3,35 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
-
 use crate::server::Store;
 
 /// Error starting the metrics endpoint.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot serve metrics on {addr}: {source}")]
-pub struct MetricsError {
-    addr: SocketAddr,
-    #[source]
-    source: metrics_exporter_prometheus::BuildError,
+pub enum MetricsError {
+    /// Another recorder was installed in this process first.
+    #[error(transparent)]
+    Install(#[from] sticky_metrics::InstallError),
+    /// The listener could not bind.
+    #[error(transparent)]
+    Serve(#[from] sticky_metrics::ServeError),
 }
 
 /// Installs the process-wide Prometheus recorder with an HTTP listener on
 /// `addr`, and copies `store`'s figures into it every second until the
-/// returned task is aborted. Call once per process.
+/// returned task is aborted. Call once per process, inside a Tokio
+/// runtime (the listener and the copying run as its tasks).
 ///
 /// # Errors
 ///
 /// [`MetricsError`] if the listener cannot bind or a recorder is already
 /// installed.
-pub fn serve_metrics(
+pub async fn serve_metrics(
     store: Store,
     addr: SocketAddr,
 ) -> Result<tokio::task::JoinHandle<()>, MetricsError> {
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-        .map_err(|source| MetricsError { addr, source })?;
-    tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    let handle = sticky_metrics::install()?;
+    let (bound, _listener) = sticky_metrics::serve(addr, handle).await?;
+    tracing::info!(addr = %bound, "metrics on http://{bound}/metrics");
     Ok(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
