@@ -71,6 +71,11 @@ struct Cluster {
 impl Cluster {
     /// `None` (and a loud skip) without root or `ip`.
     fn start(prefix: &str, health: &str) -> Option<Self> {
+        Self::start_with(prefix, health, 300)
+    }
+
+    /// [`Cluster::start`] with the director's `connect_timeout_ms`.
+    fn start_with(prefix: &str, health: &str, connect_timeout_ms: u64) -> Option<Self> {
         if !require_root("a director cut from the standby (network namespaces)")
             || !require_program_from("ip", "iproute2")
         {
@@ -93,7 +98,7 @@ mode = "sync"
 listen = "{public}"
 admin = "{admin}"
 {health}
-connect_timeout_ms = 300
+connect_timeout_ms = {connect_timeout_ms}
 
 [[web]]
 name = "ws1"
@@ -391,4 +396,73 @@ fn a_stale_route_cookie_naming_a_server_cut_from_the_director_fails_over() {
         "the client got a route cookie naming ws2 again"
     );
     c.net.heal_all().unwrap();
+}
+
+/// A `421` naming the session's owner, which the director cannot reach:
+/// only the owner may serve the session while its lease lives, so the
+/// answer is `503` — but not after the whole connect timeout every time.
+/// A connect to the owner that fails marks it unreachable, and once it is
+/// marked, a request re-sent to it by a `421` tries it within the quick
+/// connect limit (`reroute_connect_timeout_ms`, 50 ms). Before, each such
+/// request waited out the connect timeout (1 s by default) until a health
+/// check noticed: the slowest first answers after a kill in an
+/// every-fault chaos run (session 23).
+#[test]
+fn a_421_naming_an_owner_cut_from_the_director_fails_fast_once_a_connect_failed() {
+    // Checks that cannot notice the cut during the test (no slow mark, a
+    // minute to time out): only the requests can. A 3 s connect timeout,
+    // so that waiting it out cannot pass for a quick failure.
+    let Some(mut c) = Cluster::start_with(
+        "stkdfo",
+        "health_interval_ms = 200\nhealth_timeout_ms = 60000\nhealth_slow_ms = 0\nfall = 2\nrise = 1",
+        3000,
+    ) else {
+        return;
+    };
+    let public = c.public;
+    // A session of ws1, which dies. The director sees it down through its
+    // checks and has the standby adopt its sessions: the standby holds
+    // the session's lease, and the director has no connection to it
+    // pooled by a request.
+    let mut jar = c.sessions_on("ws1", 1).pop().unwrap();
+    c.proc_mut("ws1").child.kill9();
+    wait_until(DEADLINE, "the standby adopted ws1's session", || {
+        c.server("ws1")["state"] == "down" && c.server("sb")["sessions"] == 1
+    });
+
+    // The standby is cut from the director; the client drops its route
+    // cookie. The director sends the request to ws2 (a new client goes to
+    // a web server, not the standby), which finds the standby's live
+    // lease and answers 421 naming it; the director cannot connect.
+    c.net.cut("d", "sb").unwrap();
+    jar.cookies.remove(ROUTE_COOKIE);
+    let r = jar.request(public, "GET", "/api/counter", None);
+    assert_eq!(r.status, 503, "{r:?}\n{}", logs(&c.procs));
+    let sb = c.server("sb");
+    assert_eq!(
+        sb["unreachable"], true,
+        "the failed connect marked it: {sb}"
+    );
+    assert_eq!(sb["state"], "up", "the checks did not: {sb}");
+
+    // The next such request tries the owner within the quick limit.
+    jar.cookies.remove(ROUTE_COOKIE);
+    let started = std::time::Instant::now();
+    let r = jar.request(public, "GET", "/api/counter", None);
+    let took = started.elapsed();
+    assert_eq!(r.status, 503, "{r:?}\n{}", logs(&c.procs));
+    assert!(
+        took < std::time::Duration::from_millis(1500),
+        "answered after {took:?}: it waited out the 3 s connect timeout"
+    );
+
+    // Healed, the owner serves the session again, with its count.
+    c.net.heal_all().unwrap();
+    wait_until(DEADLINE, "the standby serves its session again", || {
+        jar.cookies.remove(ROUTE_COOKIE);
+        jar.try_request(public, "GET", "/api/counter", None)
+            .is_ok_and(|r| r.status == 200 && Answer::from(&r).server == "sb")
+    });
+    let a = Answer::from(&jar.request(public, "POST", "/api/counter", None));
+    assert_eq!((a.server.as_str(), a.value), ("sb", 2));
 }

@@ -197,6 +197,16 @@ impl Attempts {
         }
         self.connect_limit = None;
         if let Some(owner) = &self.owner {
+            // Only the owner may serve the request now. If this director
+            // already finds it unreachable (a health check unanswered, or
+            // a connect that failed), it gets the quick connect limit: a
+            // server that can be reached completes the handshake within
+            // it whatever its process is doing (its kernel answers), and
+            // one cut off would otherwise hold the client for the whole
+            // connect timeout before the same 503.
+            if owner.unreachable() {
+                self.connect_limit = shared.config.reroute_connect_timeout;
+            }
             // The response sets the route cookie to the owner, so the
             // client's next request goes straight there.
             return Ok((Arc::clone(owner), true));
@@ -301,9 +311,21 @@ impl Attempts {
         if self.owner.is_some() {
             // The owner a 421 named cannot be reached from here: 503, as
             // while its lease is live no other server may take the session.
+            // Marked unreachable, so that the next requests sent to it
+            // this way try it within the quick connect limit, and those
+            // the director routes pass it over.
             stats
                 .misdirected_unavailable
                 .fetch_add(1, Ordering::Relaxed);
+            if backend.health().routable()
+                && mark_unreachable(
+                    shared,
+                    backend,
+                    &format!("a request could not connect to the session's owner ({error})"),
+                )
+            {
+                shared.publish();
+            }
             return Err(Answer::Unavailable);
         }
         // Every request passes it over where the director chooses, not only
