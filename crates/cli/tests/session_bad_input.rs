@@ -430,6 +430,56 @@ fn a_web_server_that_sees_too_few_stores_reports_not_ready_while_it_still_serves
     assert_eq!(b.increment(ws1).value, 2);
 }
 
+/// The same, before any request to the paused stores has timed out: with
+/// a one-minute store timeout they stay "up" (`sticky_stores_live` 3), but
+/// their pings go unanswered, and a server that could not finish a claim
+/// or a write in time is not ready (`Stores::prompt`; session 23: a
+/// standby cut from two stores was still the failover target of a dead
+/// server's users for the second and a half the timeouts took).
+#[test]
+fn a_web_server_whose_stores_do_not_answer_pings_reports_not_ready_before_they_time_out() {
+    let stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(STICKY, &[])).collect();
+    let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
+    // Requests time out only after a minute; the lease belief (twice the
+    // claim timeout) outlasts the test.
+    let cfg = ClusterConfig::new(&addrs, &["ws1"])
+        .replicas(2)
+        .session("store_timeout_ms", "60000")
+        .session("claim_timeout_ms", "60000")
+        .write();
+    let web = WebProcess::start(STICKY, cfg.path(), "ws1");
+    let ws1 = web.addr();
+    wait_until(DEADLINE, "ws1 is ready", || {
+        web.health()["ready"] == json!(true)
+    });
+    let mut b = Browser::new();
+    assert_eq!(b.increment(ws1).value, 1);
+
+    for s in &stores[1..] {
+        signal(s.pid(), "STOP");
+    }
+    wait_until(DEADLINE, "ws1 reports not ready", || {
+        web.health()["ready"] == json!(false)
+    });
+    let h = web.health();
+    assert_eq!(h["serving"], json!(true), "its lease still holds: {h}");
+    assert_eq!(
+        web.metric("sticky_stores_live"),
+        3,
+        "no request to the paused stores timed out: they are still up"
+    );
+    assert_eq!(b.counter(ws1).value, 1, "its cache is still served");
+
+    for s in &stores[1..] {
+        signal(s.pid(), "CONT");
+    }
+    wait_until(DEADLINE, "ws1 is ready again", || {
+        web.health()["ready"] == json!(true)
+    });
+    assert_eq!(b.increment(ws1).value, 2);
+    web.assert_no_panic();
+}
+
 /// Waits until `web`'s metrics say it sees `n` live stores.
 fn wait_stores_live(web: &WebProcess, n: u32) {
     let auth = format!("Bearer {}", web.token());

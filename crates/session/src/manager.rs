@@ -130,14 +130,17 @@ impl SessionManager {
             .holds(inner.fencing.epoch(), inner.clock.now_ms())
     }
 
-    /// Whether the stores this server sees up are enough for a claim's
-    /// phases and for a write (`docs/safety.md` §1, §2).
+    /// Whether the stores this server sees up and answering promptly are
+    /// enough for a claim's phases and for a write (`docs/safety.md` §1,
+    /// §2). Prompt, not only up: a store cut off from this server is "up"
+    /// until a request to it times out, but a claim that needs it would
+    /// wait that long and fail (`Stores::prompt`).
     fn reaches_quorums(&self) -> bool {
         let inner = &self.inner;
         let total = inner.stores.len();
         let needed = claim_quorum(total, inner.config.replicas)
             .max(write_quorum(total, inner.config.replicas));
-        inner.stores.live().count_ones() as usize >= needed
+        inner.stores.prompt().count_ones() as usize >= needed
     }
 
     /// The health report (checks the lease first).

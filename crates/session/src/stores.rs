@@ -26,6 +26,11 @@ pub(crate) struct Stores {
     /// Stores passed over as slow ([`Stores::mark_slow`]): up, but not
     /// answering; placement skips them until they answer again.
     slow: AtomicU64,
+    /// Stores whose last ping went unanswered for [`GRACE`]
+    /// ([`Stores::ping_all`]): up, but a claim or a write should not count
+    /// on them, so the server does not call itself ready while too few
+    /// others answer ([`Stores::prompt`]). Placement ignores this mark.
+    late: AtomicU64,
     /// Stores marked down since the re-copy loop last took this set: they
     /// may have lost their copies (a restarted store comes back empty).
     went_down: AtomicU64,
@@ -106,6 +111,7 @@ impl Stores {
                 .collect(),
             live: AtomicU64::new(all),
             slow: AtomicU64::new(0),
+            late: AtomicU64::new(0),
             went_down: AtomicU64::new(0),
             changed: watch::Sender::new(all),
             identities: std::sync::Mutex::new(vec![None; specs.len()]),
@@ -137,6 +143,17 @@ impl Stores {
     /// Bit set of the stores believed up.
     pub(crate) fn live(&self) -> u64 {
         self.live.load(Ordering::Acquire)
+    }
+
+    /// The stores believed up that answered their last ping within
+    /// [`GRACE`] (or anything since). What a server counts to call itself
+    /// ready: a store cut off or paused stays "up" until a request to it
+    /// times out (`store_timeout_ms`, 1 s, after up to a ping interval),
+    /// but is late after [`GRACE`]. (A write's slow mark does not count
+    /// here: it comes and goes with single slow answers under load, and a
+    /// store that stays silent is late at the next ping.)
+    pub(crate) fn prompt(&self) -> u64 {
+        self.live() & !self.late.load(Ordering::Acquire)
     }
 
     /// The stores marked down since the last call (and clears that set).
@@ -221,12 +238,24 @@ impl Stores {
         self.observe(i, &r);
     }
 
-    /// Store `i` answered: it is no longer passed over as slow.
+    /// Store `i` answered: it is no longer passed over as slow, nor late.
     fn answered(&self, i: usize) {
         if self.slow.load(Ordering::Relaxed) & (1 << i) != 0
             && self.slow.fetch_and(!(1 << i), Ordering::AcqRel) & (1 << i) != 0
         {
             tracing::info!(store = %self.names[i], "slow store answers again");
+        }
+        if self.late.load(Ordering::Relaxed) & (1 << i) != 0
+            && self.late.fetch_and(!(1 << i), Ordering::AcqRel) & (1 << i) != 0
+        {
+            tracing::info!(store = %self.names[i], "late store answers pings again");
+        }
+    }
+
+    /// Store `i` has not answered a ping within [`GRACE`].
+    fn mark_late(&self, i: usize) {
+        if self.late.fetch_or(1 << i, Ordering::AcqRel) & (1 << i) == 0 {
+            tracing::info!(store = %self.names[i], after_ms = GRACE.as_millis() as u64, "store late to answer a ping: not counted for readiness until it answers");
         }
     }
 
@@ -369,7 +398,19 @@ impl Stores {
 
     /// Pings every store once, concurrently, updating the live set.
     pub(crate) async fn ping_all(&self) {
-        let pings = self.clients.iter().map(|c| c.ping());
+        // A ping still unanswered after GRACE marks its store late (for
+        // readiness only) and goes on waiting for its outcome.
+        let pings = self.clients.iter().enumerate().map(|(i, c)| async move {
+            let ping = c.ping();
+            tokio::pin!(ping);
+            tokio::select! {
+                r = &mut ping => r,
+                () = tokio::time::sleep(GRACE) => {
+                    self.mark_late(i);
+                    ping.await
+                }
+            }
+        });
         let results = futures_util::future::join_all(pings).await;
         for (i, r) in results.into_iter().enumerate() {
             match r {
