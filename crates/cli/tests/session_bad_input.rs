@@ -386,19 +386,22 @@ fn a_web_server_without_its_lease_reports_not_ready_until_it_holds_it() {
     web.assert_no_panic();
 }
 
-/// A web server that holds its lease but sees too few stores to take a
-/// session over or to write one (two of three paused: a claim and a write
-/// each need two) reports itself not ready while it still serves its
-/// cache, so that a director sends a dead server's users to another
-/// (`docs/director.md`, "Routing"); ready again once the stores are back.
-#[test]
-fn a_web_server_that_sees_too_few_stores_reports_not_ready_while_it_still_serves() {
+/// Three stores and ws1 (R = 2, `settings` added to `[session]`), one
+/// session counted to 1; then two stores paused while `paused` looks at
+/// ws1 (and may read the session through the browser), and resumed: ws1
+/// is ready again and the session's next increment gives 2.
+fn with_two_of_three_stores_paused(
+    settings: &[(&str, &str)],
+    paused: impl FnOnce(&WebProcess, &mut Browser),
+) {
     let stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(STICKY, &[])).collect();
     let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
-    // The tests' lease lasts an hour: it outlives the pause.
-    let cfg = ClusterConfig::new(&addrs, &["ws1"])
-        .replicas(2)
-        .session("store_timeout_ms", "500")
+    let cfg = settings
+        .iter()
+        .fold(
+            ClusterConfig::new(&addrs, &["ws1"]).replicas(2),
+            |c, (k, v)| c.session(k, v),
+        )
         .write();
     let web = WebProcess::start(STICKY, cfg.path(), "ws1");
     let ws1 = web.addr();
@@ -411,16 +414,7 @@ fn a_web_server_that_sees_too_few_stores_reports_not_ready_while_it_still_serves
     for s in &stores[1..] {
         signal(s.pid(), "STOP");
     }
-    wait_stores_live(&web, 1);
-    let h = web.health();
-    assert_eq!(h["serving"], json!(true), "its lease still holds: {h}");
-    assert_eq!(
-        h["ready"],
-        json!(false),
-        "one store of the two it needs: {h}"
-    );
-    assert_eq!(b.counter(ws1).value, 1, "its cache is still served");
-
+    paused(&web, &mut b);
     for s in &stores[1..] {
         signal(s.pid(), "CONT");
     }
@@ -428,6 +422,28 @@ fn a_web_server_that_sees_too_few_stores_reports_not_ready_while_it_still_serves
         web.health()["ready"] == json!(true)
     });
     assert_eq!(b.increment(ws1).value, 2);
+    web.assert_no_panic();
+}
+
+/// A web server that holds its lease but sees too few stores to take a
+/// session over or to write one (two of three paused: a claim and a write
+/// each need two) reports itself not ready while it still serves its
+/// cache, so that a director sends a dead server's users to another
+/// (`docs/director.md`, "Routing"); ready again once the stores are back.
+#[test]
+fn a_web_server_that_sees_too_few_stores_reports_not_ready_while_it_still_serves() {
+    // The tests' lease lasts an hour: it outlives the pause.
+    with_two_of_three_stores_paused(&[("store_timeout_ms", "500")], |web, b| {
+        wait_stores_live(web, 1);
+        let h = web.health();
+        assert_eq!(h["serving"], json!(true), "its lease still holds: {h}");
+        assert_eq!(
+            h["ready"],
+            json!(false),
+            "one store of the two it needs: {h}"
+        );
+        assert_eq!(b.counter(web.addr()).value, 1, "its cache is still served");
+    });
 }
 
 /// The same, before any request to the paused stores has timed out: with
@@ -438,46 +454,24 @@ fn a_web_server_that_sees_too_few_stores_reports_not_ready_while_it_still_serves
 /// server's users for the second and a half the timeouts took).
 #[test]
 fn a_web_server_whose_stores_do_not_answer_pings_reports_not_ready_before_they_time_out() {
-    let stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(STICKY, &[])).collect();
-    let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
     // Requests time out only after a minute; the lease belief (twice the
     // claim timeout) outlasts the test.
-    let cfg = ClusterConfig::new(&addrs, &["ws1"])
-        .replicas(2)
-        .session("store_timeout_ms", "60000")
-        .session("claim_timeout_ms", "60000")
-        .write();
-    let web = WebProcess::start(STICKY, cfg.path(), "ws1");
-    let ws1 = web.addr();
-    wait_until(DEADLINE, "ws1 is ready", || {
-        web.health()["ready"] == json!(true)
-    });
-    let mut b = Browser::new();
-    assert_eq!(b.increment(ws1).value, 1);
-
-    for s in &stores[1..] {
-        signal(s.pid(), "STOP");
-    }
-    wait_until(DEADLINE, "ws1 reports not ready", || {
-        web.health()["ready"] == json!(false)
-    });
-    let h = web.health();
-    assert_eq!(h["serving"], json!(true), "its lease still holds: {h}");
-    assert_eq!(
-        web.metric("sticky_stores_live"),
-        3,
-        "no request to the paused stores timed out: they are still up"
+    with_two_of_three_stores_paused(
+        &[("store_timeout_ms", "60000"), ("claim_timeout_ms", "60000")],
+        |web, b| {
+            wait_until(DEADLINE, "ws1 reports not ready", || {
+                web.health()["ready"] == json!(false)
+            });
+            let h = web.health();
+            assert_eq!(h["serving"], json!(true), "its lease still holds: {h}");
+            assert_eq!(
+                web.metric("sticky_stores_live"),
+                3,
+                "no request to the paused stores timed out: they are still up"
+            );
+            assert_eq!(b.counter(web.addr()).value, 1, "its cache is still served");
+        },
     );
-    assert_eq!(b.counter(ws1).value, 1, "its cache is still served");
-
-    for s in &stores[1..] {
-        signal(s.pid(), "CONT");
-    }
-    wait_until(DEADLINE, "ws1 is ready again", || {
-        web.health()["ready"] == json!(true)
-    });
-    assert_eq!(b.increment(ws1).value, 2);
-    web.assert_no_panic();
 }
 
 /// Waits until `web`'s metrics say it sees `n` live stores.

@@ -308,36 +308,25 @@ impl Attempts {
             ConnectError::Timeout(_) => Answer::ConnectTimeout,
             _ => Answer::BadGateway,
         };
-        if self.owner.is_some() {
-            // The owner a 421 named cannot be reached from here: 503, as
-            // while its lease is live no other server may take the session.
-            // Marked unreachable, so that the next requests sent to it
-            // this way try it within the quick connect limit, and those
-            // the director routes pass it over.
-            stats
-                .misdirected_unavailable
-                .fetch_add(1, Ordering::Relaxed);
-            if backend.health().routable()
-                && mark_unreachable(
-                    shared,
-                    backend,
-                    &format!("a request could not connect to the session's owner ({error})"),
-                )
-            {
-                shared.publish();
-            }
-            return Err(Answer::Unavailable);
-        }
         // Every request passes it over where the director chooses, not only
         // this one, until a health check reaches it again: a standby cut
         // from this director would otherwise cost each moved client a
-        // connect timeout until the checks mark it down.
+        // connect timeout until the checks mark it down. And a 421's
+        // re-send to it tries it within the quick connect limit.
         if mark_unreachable(
             shared,
             backend,
             &format!("a request could not connect ({error})"),
         ) {
             shared.publish();
+        }
+        if self.owner.is_some() {
+            // The owner a 421 named cannot be reached from here: 503, as
+            // while its lease is live no other server may take the session.
+            stats
+                .misdirected_unavailable
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Answer::Unavailable);
         }
         if self.retries < MAX_RETRIES {
             self.retries += 1;

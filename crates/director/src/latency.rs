@@ -1,19 +1,17 @@
 //! How long the director takes to answer: a fixed-bucket histogram of the
 //! time from a client's request head to the response head the director
 //! sends back (the web server's time included, the body's streaming not),
-//! recorded with one atomic add per request and rendered as a Prometheus
+//! recorded with two atomic operations per request and rendered as a Prometheus
 //! histogram and, in `/api/cluster`, as [`ResponseTimes`] (from which
 //! the dashboard shows the last second's p50 and p99).
 //!
-//! Fixed buckets rather than a recorder's histogram: the request path must
-//! not touch a registry (see `metrics.rs`), and fixed buckets add across
-//! directors and over time, which quantile summaries do not.
+//! Kept outside the scrape's recorder: the request path must not touch a
+//! registry (see `metrics.rs`); the buckets are `sticky_metrics`'.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sticky_metrics::Buckets;
 
 /// Upper bounds of the buckets, in seconds (a `+Inf` bucket follows). From
 /// a cached session read on the same host (sub-millisecond) to a web
@@ -36,37 +34,21 @@ pub struct ResponseTimes {
     pub cumulative: Vec<u64>,
 }
 
-/// Response times recorded so far.
-#[derive(Debug, Default)]
-pub(crate) struct Histogram {
-    /// Per bucket (not cumulative); the last one is `+Inf`.
-    counts: [AtomicU64; BOUNDS.len() + 1],
-    sum_nanos: AtomicU64,
+/// Response times recorded so far: [`sticky_metrics::Buckets`] with
+/// [`BOUNDS`], in seconds.
+#[derive(Debug)]
+pub(crate) struct Histogram(Buckets);
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self(Buckets::new(&BOUNDS))
+    }
 }
 
 impl Histogram {
     /// Counts one response that took `took`.
     pub(crate) fn record(&self, took: Duration) {
-        let seconds = took.as_secs_f64();
-        // Prometheus buckets are "less than or equal": the first bound not
-        // below the value.
-        let bucket = BOUNDS.partition_point(|&bound| bound < seconds);
-        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-
-    /// Cumulative counts, bucket by bucket. The buckets are read one by
-    /// one while requests go on, so the total is the sum of the same reads
-    /// (never below any bucket).
-    fn cumulative(&self) -> [u64; BOUNDS.len() + 1] {
-        let mut out = [0u64; BOUNDS.len() + 1];
-        let mut total = 0u64;
-        for (slot, count) in out.iter_mut().zip(&self.counts) {
-            total += count.load(Ordering::Relaxed);
-            *slot = total;
-        }
-        out
+        self.0.record(took.as_secs_f64());
     }
 
     /// The counts so far, for `/api/cluster`.
@@ -74,30 +56,13 @@ impl Histogram {
         ResponseTimes {
             // Whole microseconds: every bound is a multiple of 100 us.
             le_us: BOUNDS.iter().map(|s| (s * 1e6).round() as u64).collect(),
-            cumulative: self.cumulative().to_vec(),
+            cumulative: self.0.cumulative(),
         }
     }
 
-    /// Appends the histogram in the Prometheus text format; `_count` is the
-    /// `+Inf` bucket.
+    /// Appends the histogram in the Prometheus text format.
     pub(crate) fn render(&self, name: &str, help: &str, out: &mut String) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let cumulative = self.cumulative();
-        for (i, count) in cumulative.iter().enumerate() {
-            match BOUNDS.get(i) {
-                Some(bound) => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
-                }
-                None => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-                }
-            }
-        }
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let total = cumulative[BOUNDS.len()];
-        let _ = writeln!(out, "{name}_count {total}");
+        self.0.render(name, help, out);
     }
 }
 

@@ -6,7 +6,10 @@
 //! durations in seconds (a cached request's sub-millisecond to a claim's
 //! timeout).
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::render::number;
 
 /// Upper bounds, in seconds, of a duration histogram's buckets (a `+Inf`
 /// bucket follows).
@@ -108,6 +111,28 @@ impl Buckets {
     /// The sum of the values recorded.
     pub fn sum(&self) -> f64 {
         f64::from_bits(self.sum.load(Ordering::Relaxed))
+    }
+
+    /// Appends these buckets as one unlabelled Prometheus histogram
+    /// `name` (with its `# HELP` and `# TYPE`); `_count` is the `+Inf`
+    /// bucket. For histograms kept outside a [`Recorder`](crate::Recorder).
+    pub fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let cumulative = self.cumulative();
+        for (i, count) in cumulative.iter().enumerate() {
+            match self.bounds.get(i) {
+                Some(bound) => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {count}", number(*bound));
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+                }
+            }
+        }
+        let _ = writeln!(out, "{name}_sum {}", number(self.sum()));
+        let total = cumulative.last().copied().unwrap_or(0);
+        let _ = writeln!(out, "{name}_count {total}");
     }
 }
 

@@ -125,7 +125,7 @@ fn labels(key: &Key, le: Option<&str>) -> String {
 }
 
 /// A number as Prometheus parses it (`+Inf`, `-Inf`, `NaN` spelled its way).
-fn number(v: f64) -> String {
+pub(crate) fn number(v: f64) -> String {
     if v.is_nan() {
         "NaN".to_owned()
     } else if v == f64::INFINITY {

@@ -84,19 +84,16 @@ pub async fn serve(
 }
 
 fn answer(req: &Request<Incoming>, handle: &Handle) -> Response<Full<Bytes>> {
-    let mut resp = if req.method() == Method::GET && req.uri().path() == "/metrics" {
-        let mut resp = Response::new(Full::new(Bytes::from(handle.render())));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/plain; version=0.0.4"),
-        );
-        resp
-    } else {
-        Response::new(Full::new(Bytes::from_static(b"not found\n")))
-    };
     if req.method() != Method::GET || req.uri().path() != "/metrics" {
+        let mut resp = Response::new(Full::new(Bytes::from_static(b"not found\n")));
         *resp.status_mut() = StatusCode::NOT_FOUND;
+        return resp;
     }
+    let mut resp = Response::new(Full::new(Bytes::from(handle.render())));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     resp
 }
 

@@ -91,6 +91,14 @@ pub(crate) const GRACE: std::time::Duration = std::time::Duration::from_millis(1
 /// looks up to the pinger, but has lost its copies.
 const IDENTITY_EVERY: u64 = 4;
 
+/// Clears bit `i` of `mask`; whether it was set. The plain load first
+/// keeps an answer from a store that was never marked off the shared
+/// cache line's write path.
+fn clear_bit(mask: &AtomicU64, i: usize) -> bool {
+    mask.load(Ordering::Relaxed) & (1 << i) != 0
+        && mask.fetch_and(!(1 << i), Ordering::AcqRel) & (1 << i) != 0
+}
+
 impl Stores {
     pub(crate) fn new(specs: &[StoreSpec], options: &ClientOptions) -> Result<Self, ClientError> {
         let clients = specs
@@ -240,14 +248,10 @@ impl Stores {
 
     /// Store `i` answered: it is no longer passed over as slow, nor late.
     fn answered(&self, i: usize) {
-        if self.slow.load(Ordering::Relaxed) & (1 << i) != 0
-            && self.slow.fetch_and(!(1 << i), Ordering::AcqRel) & (1 << i) != 0
-        {
+        if clear_bit(&self.slow, i) {
             tracing::info!(store = %self.names[i], "slow store answers again");
         }
-        if self.late.load(Ordering::Relaxed) & (1 << i) != 0
-            && self.late.fetch_and(!(1 << i), Ordering::AcqRel) & (1 << i) != 0
-        {
+        if clear_bit(&self.late, i) {
             tracing::info!(store = %self.names[i], "late store answers pings again");
         }
     }
