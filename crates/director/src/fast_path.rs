@@ -58,7 +58,7 @@ use tokio::sync::watch;
 use crate::backend::{ActiveGuard, Backend};
 use crate::chunked::ChunkedScanner;
 use crate::forward::{
-    is_hop_by_hop, is_idempotent, is_reserved, refused_as_fenced, Answer, Attempts,
+    is_hop_by_hop, is_idempotent, is_reserved, refused_untouched, Answer, Attempts, Refusal,
 };
 use crate::pool::Reuse;
 use crate::route_cookie::RequestCookies;
@@ -267,8 +267,9 @@ pub(crate) struct ResponseHead {
     pub(crate) framing: Framing,
     /// The server keeps the connection open after this response.
     pub(crate) keep_alive: bool,
-    /// `sticky-fenced` was present, with this epoch.
-    pub(crate) fenced: Option<Option<u64>>,
+    /// `sticky-stopping` or `sticky-fenced` was present: the server
+    /// refused the request untouched.
+    pub(crate) refused: Option<Refusal>,
     /// `sticky-owner` was present (never passed on), with this value.
     pub(crate) owner: Option<Vec<u8>>,
 }
@@ -383,13 +384,13 @@ impl Connection<'_> {
                 }
                 Ok(Ok(head)) => head,
             };
-            if let Some(epoch) = head.fenced {
+            if let Some(refusal) = head.refused {
                 // As in `proxy.rs`: refused untouched by a server that
                 // fenced itself; the body is held, so re-routed — unless
                 // the client gave up meanwhile: a request nobody waits
                 // for is never sent again (it could otherwise move the
                 // session after its user moved on).
-                refused_as_fenced(shared, &backend, epoch);
+                refused_untouched(shared, &backend, refusal);
                 if client.gone() {
                     tracing::debug!(server = %backend.name, "client gone: its request refused as fenced is not re-sent");
                     return false;
@@ -809,6 +810,7 @@ fn rewrite_response_head<O: HeadOut>(
     let mut length: Option<u64> = None;
     let mut chunked: Option<bool> = None;
     let mut fenced = None;
+    let mut stopping = false;
     let mut owner = None;
     // Header names listed in `Connection` (hop-by-hop by declaration).
     let mut listed: Vec<&[u8]> = Vec::new();
@@ -846,6 +848,8 @@ fn rewrite_response_head<O: HeadOut>(
                     .ok()
                     .and_then(|v| v.trim().parse::<u64>().ok()),
             );
+        } else if name.eq_ignore_ascii_case(sticky_proto::control::STOPPING_HEADER.as_bytes()) {
+            stopping = true;
         } else if name.eq_ignore_ascii_case(sticky_proto::control::OWNER_HEADER.as_bytes()) {
             owner = Some(h.value.to_vec());
         }
@@ -892,7 +896,12 @@ fn rewrite_response_head<O: HeadOut>(
         len,
         framing,
         keep_alive,
-        fenced,
+        // A stopping server has fenced itself too.
+        refused: if stopping {
+            Some(Refusal::Stopping)
+        } else {
+            fenced.map(Refusal::Fenced)
+        },
         owner,
     }))
 }

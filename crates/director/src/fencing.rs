@@ -10,8 +10,8 @@
 //!   another epoch, and until then asks it to fence itself: [`fence`].
 //! - Every request carries the epoch last reported, as the fencing token
 //!   [`STICKY_EPOCH`] (`proxy.rs`, `fast_path.rs`); a server that fenced
-//!   itself since refuses the request untouched with [`STICKY_FENCED`],
-//!   and the request path (`forward::refused_as_fenced`) either adopts its
+//!   itself since refuses the request untouched with `sticky-fenced`, and
+//!   the request path (`forward::refused_untouched`) either adopts its
 //!   new epoch ([`adopt_epoch`]) or marks it down.
 
 use std::sync::atomic::Ordering;
@@ -29,9 +29,6 @@ use crate::status::AdminState;
 /// reported.
 pub(crate) static STICKY_EPOCH: HeaderName =
     HeaderName::from_static(sticky_proto::control::EPOCH_HEADER);
-/// A server's answer to a request routed for an epoch it has left behind.
-pub(crate) static STICKY_FENCED: HeaderName =
-    HeaderName::from_static(sticky_proto::control::FENCED_HEADER);
 
 /// Asks `backend` to fence itself and makes it routable once it reports a
 /// new epoch.

@@ -3,7 +3,8 @@
 //! are hop-by-hop, which methods may be retried, how a request's attempts
 //! are counted and routed ([`Attempts`]: a refused connection re-routed,
 //! other failures retried at most [`MAX_RETRIES`] times), what a server
-//! that refused a request as fenced means ([`refused_as_fenced`]), what a
+//! that refused a request untouched means ([`refused_untouched`]: fenced,
+//! or shutting down), what a
 //! `421 Misdirected Request` naming the session's owner means
 //! ([`Attempts::misdirected`]: re-sent there once), and the director's own
 //! answers ([`Answer`]).
@@ -17,7 +18,7 @@ use http::header::{
     HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, STRICT_TRANSPORT_SECURITY,
 };
 use http::{Method, Response, StatusCode};
-use sticky_proto::control::{OWNER_HEADER, RESERVED_PREFIX};
+use sticky_proto::control::{FENCED_HEADER, OWNER_HEADER, RESERVED_PREFIX, STOPPING_HEADER};
 
 use crate::backend::Backend;
 use crate::body::Body;
@@ -116,26 +117,59 @@ pub(crate) fn text_response(status: StatusCode, text: &'static str) -> Response<
     resp
 }
 
-/// A web server answered `sticky-fenced` (with its new `epoch`): it
-/// fenced itself after the epoch the request carried, and refused the
-/// request untouched. If it is still routable (it fenced on its own: we
-/// moved none of its sessions), it is routed to with the new epoch;
-/// otherwise it is marked down, like a refused connection. The caller
-/// re-sends the request if it still can.
-pub(crate) fn refused_as_fenced(shared: &State, backend: &Arc<Backend>, epoch: Option<u64>) {
+/// A web server's refusal of a request it processed nothing of, which
+/// the director may therefore send elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `sticky-fenced` (with the server's new epoch, if readable): it
+    /// fenced itself after the epoch the request carried.
+    Fenced(Option<u64>),
+    /// `sticky-stopping`: it is shutting down, serves no session any more
+    /// and has ended (or is ending) its lease.
+    Stopping,
+}
+
+impl Refusal {
+    /// The refusal a response's headers carry, if any (`sticky-stopping`
+    /// first: a stopping server has fenced itself too).
+    pub(crate) fn of(headers: &http::HeaderMap) -> Option<Refusal> {
+        if headers.contains_key(STOPPING_HEADER) {
+            return Some(Refusal::Stopping);
+        }
+        let fenced = headers.get(FENCED_HEADER)?;
+        Some(Refusal::Fenced(
+            fenced.to_str().ok().and_then(|v| v.trim().parse().ok()),
+        ))
+    }
+}
+
+/// A web server refused a request untouched ([`Refusal`]). Fenced: if it
+/// is still routable (it fenced on its own: we moved none of its
+/// sessions), it is routed to with its new epoch; otherwise it is marked
+/// down, like a refused connection. Stopping: it is marked down at once,
+/// so its clients move to their failover servers now instead of getting
+/// its `503`s until the process is gone (its next health check would say
+/// so too). The caller re-sends the request if it still can.
+pub(crate) fn refused_untouched(shared: &State, backend: &Arc<Backend>, refusal: Refusal) {
     backend.errors.fetch_add(1, Ordering::Relaxed);
-    if adopt_epoch(backend, epoch) {
-        tracing::info!(
-            server = %backend.name,
-            epoch,
-            "web server fenced itself while up: routing to it with its new epoch"
-        );
-    } else {
-        mark_down_now(
+    match refusal {
+        Refusal::Stopping => mark_down_now(
+            shared,
+            backend,
+            "shutting down: it refused a request untouched",
+        ),
+        Refusal::Fenced(epoch) if adopt_epoch(backend, epoch) => {
+            tracing::info!(
+                server = %backend.name,
+                epoch,
+                "web server fenced itself while up: routing to it with its new epoch"
+            );
+        }
+        Refusal::Fenced(_) => mark_down_now(
             shared,
             backend,
             "fenced: it refused a request routed for its old epoch",
-        );
+        ),
     }
 }
 

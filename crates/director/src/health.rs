@@ -122,6 +122,31 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
         let mut h = backend.health();
         let was_routable = h.routable();
         match result {
+            Ok(report) if report.stopping => {
+                // Shutting down: it serves no session any more and ends its
+                // lease, so its clients move now rather than after `fall`
+                // checks fail once it is gone. Its sessions were served
+                // under the epoch heard before (the report's is the one it
+                // fenced to on the way out): that lease is the dead one.
+                let epoch = h.epoch;
+                h.ready = false;
+                h.last_error = Some("shutting down".into());
+                if h.mark_down(settings.fall) {
+                    dead = Some(epoch);
+                    shared.history.event_epoch(
+                        EventKind::ServerDown,
+                        &backend.name,
+                        "down: shutting down; its clients move to other servers",
+                        epoch,
+                    );
+                    tracing::warn!(
+                        server = %backend.name,
+                        addr = %backend.addr,
+                        "web server is shutting down: its clients move to other servers"
+                    );
+                    backend.clear_pools();
+                }
+            }
             Ok(report) => {
                 if backend.clear_unreachable() {
                     publish = true;
@@ -358,6 +383,7 @@ mod tests {
             ready: true,
             standby: false,
             serving: true,
+            stopping: false,
         };
         for b in &backends {
             observe(&shared, b, Ok(report(&b.name)));
@@ -398,5 +424,45 @@ mod tests {
         observe(&shared, &backends[0], Ok(report("ws1")));
         assert!(!backends[0].unreachable());
         assert_eq!(new_client(&shared).len(), 2, "a passing check clears it");
+    }
+
+    /// A report that says "stopping" marks an up server down at once (not
+    /// after `fall` failed checks), and a passing report of the restarted
+    /// process brings it back after `rise` checks.
+    #[test]
+    fn a_server_reporting_that_it_stops_is_down_at_once() {
+        let shared = State::for_tests();
+        let backends = shared.backends();
+        let report = |name: &str, epoch: u64, stopping: bool| HealthReport {
+            name: name.to_owned(),
+            epoch,
+            sessions: 0,
+            ready: !stopping,
+            standby: false,
+            serving: true,
+            stopping,
+        };
+        for b in &backends {
+            observe(&shared, b, Ok(report(&b.name, 7, false)));
+        }
+        assert!(shared.table.load().lists_routable("ws1"));
+
+        observe(&shared, &backends[0], Ok(report("ws1", 8, true)));
+        assert!(!backends[0].health().up, "down after one stopping report");
+        assert!(!shared.table.load().lists_routable("ws1"));
+        assert_eq!(
+            backends[0].health().epoch,
+            Some(7),
+            "the epoch its sessions were served under is kept"
+        );
+        observe(&shared, &backends[0], Ok(report("ws1", 8, true)));
+        assert!(!backends[0].health().up, "stays down while it stops");
+
+        let rise = shared.config.health.rise;
+        for _ in 0..rise {
+            observe(&shared, &backends[0], Ok(report("ws1", 9, false)));
+        }
+        assert!(backends[0].health().up, "the restarted process is up again");
+        assert!(shared.table.load().lists_routable("ws1"));
     }
 }

@@ -58,7 +58,7 @@ use hyper_util::rt::TokioIo;
 use crate::backend::ActiveGuard;
 use crate::body::{Body, UpstreamBody};
 use crate::fast_path::MAX_BODY;
-use crate::fencing::{STICKY_EPOCH, STICKY_FENCED};
+use crate::fencing::STICKY_EPOCH;
 use crate::forward::{
     self, is_hop_by_hop, is_idempotent, is_reserved, Answer, Attempts, Finish, STICKY_OWNER,
 };
@@ -274,21 +274,19 @@ async fn proxy(
         )
         .await;
         match sent {
-            Ok(Ok(resp)) if resp.headers().contains_key(&STICKY_FENCED) => {
-                // The server fenced itself (its cache is gone) after the
-                // epoch this request carried, and refused it untouched.
-                // Still routable here: it fenced on its own (we moved none
+            Ok(Ok(resp)) if forward::Refusal::of(resp.headers()).is_some() => {
+                // The server refused the request untouched. Fenced (its
+                // cache is gone) after the epoch this request carried:
+                // still routable here, it fenced on its own (we moved none
                 // of its sessions), so it is sent the request again with
-                // the new epoch. Otherwise (marked down while the request
+                // the new epoch; otherwise (marked down while the request
                 // was on its way) like a refused connection: the client
-                // goes to the failover target. Either way only if the
-                // body is unspent.
-                let epoch = resp
-                    .headers()
-                    .get(&STICKY_FENCED)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                forward::refused_as_fenced(shared, &backend, epoch);
+                // goes to the failover target. Shutting down: marked down,
+                // the client goes to the failover target. Either way only
+                // if the body is unspent.
+                let refusal =
+                    forward::Refusal::of(resp.headers()).unwrap_or(forward::Refusal::Fenced(None));
+                forward::refused_untouched(shared, &backend, refusal);
                 conn.abort();
                 if !bodiless {
                     break Answer::Unavailable.response(shared);

@@ -44,7 +44,7 @@ use hyper::body::Incoming;
 use crate::backend::ActiveGuard;
 use crate::body::{Body, RawBody};
 use crate::fast_path::{self, Added, HeadOut, MAX_BODY};
-use crate::forward::{is_idempotent, refused_as_fenced, Answer, Attempts, Finish};
+use crate::forward::{is_idempotent, refused_untouched, Answer, Attempts, Finish};
 use crate::pool::Reuse;
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
@@ -202,10 +202,10 @@ pub(crate) async fn forward(
             }
             Ok(Ok(head)) => head,
         };
-        if let Some(epoch) = head.fenced {
+        if let Some(refusal) = head.refused {
             // As in `proxy.rs`: refused untouched by a server that fenced
             // itself; the body is held, so re-routed.
-            refused_as_fenced(shared, &backend, epoch);
+            refused_untouched(shared, &backend, refusal);
             if let Err(answer) = attempts.rerouted(shared) {
                 break answer.response(shared);
             }

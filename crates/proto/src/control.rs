@@ -81,6 +81,13 @@ pub const MOVED_FROM_HEADER: &str = "sticky-moved-from";
 /// current epoch: the request was not processed, so the director may send
 /// it elsewhere.
 pub const FENCED_HEADER: &str = "sticky-fenced";
+/// Response header of a web server's `503` to a session request while it
+/// shuts down (SIGTERM): it has dropped its cache and ends its lease, and
+/// processed nothing of the request. The director marks the server down
+/// at once (its clients move to their failover servers, which may claim
+/// the sessions now) and sends the request there instead, rather than
+/// passing the `503` on until the process is gone.
+pub const STOPPING_HEADER: &str = "sticky-stopping";
 
 const ADMIN_LABEL: &[u8] = b"sticky/admin/v1";
 
@@ -126,6 +133,11 @@ pub struct HealthReport {
     /// not answers 503 to session requests until it does.
     #[serde(default = "serving_default")]
     pub serving: bool,
+    /// True once the server was told to shut down: it serves no session
+    /// any more (each answers `503` with [`STOPPING_HEADER`]) and is about
+    /// to exit; the director marks it down at once.
+    #[serde(default)]
+    pub stopping: bool,
 }
 
 fn serving_default() -> bool {
@@ -339,17 +351,19 @@ mod tests {
             ready: true,
             standby: false,
             serving: true,
+            stopping: false,
         };
         let json = serde_json::to_string(&r).unwrap_or_default();
         assert_eq!(
             json,
-            r#"{"name":"ws1","epoch":7,"sessions":3,"ready":true,"standby":false,"serving":true}"#
+            r#"{"name":"ws1","epoch":7,"sessions":3,"ready":true,"standby":false,"serving":true,"stopping":false}"#
         );
         let old: HealthReport = serde_json::from_str(
             r#"{"name":"ws1","epoch":7,"sessions":3,"ready":true,"standby":false}"#,
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(old.serving, "a report without the field: serving");
+        assert!(!old.stopping, "a report without the field: not stopping");
     }
 
     #[test]

@@ -240,9 +240,12 @@ impl SessionManager {
     /// epoch); one such task at a time, which looks again before it ends.
     pub(crate) fn reclaim_dropped(&self) {
         let inner = &self.inner;
-        if inner
-            .reclaiming
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        // A stopping server claims nothing back: `reclaim` would return at
+        // once, and the loop below would start it again without end.
+        if self.stopping()
+            || inner
+                .reclaiming
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
         {
             return;
         }
@@ -256,9 +259,13 @@ impl SessionManager {
                     .reclaiming
                     .store(false, std::sync::atomic::Ordering::Release);
                 // A copy kept while the last round ran: once more (a fence
-                // since then runs its own).
+                // since then runs its own). Never after a stop: `reclaim`
+                // returns at once then, and going round again would spin
+                // this thread for good (session 24: a web server stopped
+                // while its writes failed never finished its shutdown).
                 if inner.dropped.len() == 0
                     || inner.fencing.epoch() != epoch
+                    || inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
                     || inner
                         .reclaiming
                         .swap(true, std::sync::atomic::Ordering::AcqRel)

@@ -57,6 +57,13 @@ pub enum SessionError {
         /// The server's current epoch.
         epoch: u64,
     },
+    /// This server is shutting down ([`SessionManager::stop`](crate::SessionManager::stop)):
+    /// its cache is gone and its lease ends, so it serves no session any
+    /// more; refused before touching any. Answers `503` with the
+    /// `sticky-stopping` header, on which the director marks the server
+    /// down and sends the request to the session's failover server.
+    #[error("this web server is shutting down")]
+    Stopping,
 }
 
 impl SessionError {
@@ -67,9 +74,10 @@ impl SessionError {
             SessionError::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             SessionError::Moved { .. } => S::CONFLICT,
             SessionError::Misdirected { .. } => S::MISDIRECTED_REQUEST,
-            SessionError::Unavailable(_) | SessionError::Fenced { .. } | SessionError::Full(_) => {
-                S::SERVICE_UNAVAILABLE
-            }
+            SessionError::Unavailable(_)
+            | SessionError::Fenced { .. }
+            | SessionError::Stopping
+            | SessionError::Full(_) => S::SERVICE_UNAVAILABLE,
             SessionError::RateLimited { .. } => S::TOO_MANY_REQUESTS,
             SessionError::Data(_) | SessionError::Config(_) => S::INTERNAL_SERVER_ERROR,
         }
@@ -102,6 +110,7 @@ mod tests {
                 SessionError::Fenced { epoch: 7 },
                 StatusCode::SERVICE_UNAVAILABLE,
             ),
+            (SessionError::Stopping, StatusCode::SERVICE_UNAVAILABLE),
             (
                 SessionError::Misdirected {
                     owner: "ws2".into(),

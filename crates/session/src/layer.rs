@@ -18,7 +18,9 @@ use crate::error::SessionError;
 use crate::open::Source;
 use crate::session::{CookieUpdate, Session};
 use crate::state::SessionManager;
-use sticky_proto::control::{EPOCH_HEADER, FENCED_HEADER, MOVED_FROM_HEADER, OWNER_HEADER};
+use sticky_proto::control::{
+    EPOCH_HEADER, FENCED_HEADER, MOVED_FROM_HEADER, OWNER_HEADER, STOPPING_HEADER,
+};
 
 /// Longest `sticky-moved-from` value taken (`name@epoch`; server names are
 /// short): a longer one is ignored.
@@ -66,6 +68,14 @@ impl IntoResponse for SessionError {
             let mut resp = (status, format!("session error: {self}\n")).into_response();
             resp.headers_mut()
                 .insert(FENCED_HEADER, HeaderValue::from(epoch));
+            return resp;
+        }
+        if let SessionError::Stopping = self {
+            // Logged once by the manager when it started stopping; this
+            // answer is expected for every request until the exit.
+            let mut resp = (status, format!("session error: {self}\n")).into_response();
+            resp.headers_mut()
+                .insert(STOPPING_HEADER, HeaderValue::from_static("1"));
             return resp;
         }
         if let SessionError::Misdirected { owner } = &self {

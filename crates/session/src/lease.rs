@@ -130,12 +130,18 @@ impl SessionManager {
     }
 
     /// Stops serving sessions for good, before a graceful shutdown closes
-    /// the listener: every later request for a session answers 503, the
-    /// cache is dropped, and the lease is released at the stores (awaited,
-    /// at most one store timeout), so other servers claim the sessions at
-    /// once instead of after the lease time. Call it *before* the listener
-    /// closes: a claimer that finds the port closed takes that as proof
-    /// that this process serves nothing (`docs/safety.md` §2).
+    /// the listener: every later request for a session answers 503 with
+    /// the `sticky-stopping` header ([`SessionError::Stopping`](crate::SessionError::Stopping);
+    /// the director moves the client at once), the health report says
+    /// `stopping`, the cache is dropped, and the lease is released at the
+    /// stores, so other servers claim the sessions at once instead of after
+    /// the lease time. The release is awaited at most one store timeout in
+    /// all: a store that does not answer (paused, cut off) must not hold
+    /// the exit — the lease there runs out on its own, and a claimer's
+    /// probe of this server proves it gone meanwhile (its epoch changed).
+    /// Call it *before* the listener closes: a claimer that finds the port
+    /// closed takes that as proof that this process serves nothing
+    /// (`docs/safety.md` §2).
     pub async fn stop(&self) {
         let inner = &self.inner;
         inner
@@ -147,9 +153,18 @@ impl SessionManager {
             .fence(&inner.cache, "shutting down", Some(epoch))
         {
             let weak = Arc::downgrade(&self.inner);
-            release_everywhere(weak.clone(), self.owner_in(old)).await;
             // The new epoch may have been renewed meanwhile: end it too.
-            release_everywhere(weak, self.owner_in(new)).await;
+            let both = futures_util::future::join(
+                release_everywhere(weak.clone(), self.owner_in(old)),
+                release_everywhere(weak, self.owner_in(new)),
+            );
+            let limit = inner.config.store_timeout;
+            if tokio::time::timeout(limit, both).await.is_err() {
+                tracing::warn!(
+                    timeout_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+                    "some stores did not confirm the lease's release in time; stopping anyway (the lease runs out there on its own)"
+                );
+            }
         }
     }
 

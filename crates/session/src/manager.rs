@@ -157,9 +157,10 @@ impl SessionManager {
             // over or write one (cut from a quorum of them), while its
             // lease still lasts: a director prefers another as the
             // failover target of a dead server's users.
-            ready: self.reaches_quorums() && self.serving(),
+            ready: self.reaches_quorums() && self.serving() && !self.stopping(),
             standby: self.inner.config.standby,
             serving: self.serving(),
+            stopping: self.stopping(),
         }
     }
 

@@ -313,9 +313,7 @@ impl SessionManager {
     pub(crate) async fn serving_epoch(&self) -> Result<u64, SessionError> {
         let inner = &self.inner;
         if self.stopping() {
-            return Err(SessionError::Unavailable(
-                "this web server is shutting down".into(),
-            ));
+            return Err(SessionError::Stopping);
         }
         self.check_lease();
         let epoch = inner.fencing.epoch();

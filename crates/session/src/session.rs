@@ -475,6 +475,12 @@ impl SessionManager {
         routed_epoch: Option<u64>,
         moved_from: Option<&str>,
     ) -> Result<Session, SessionError> {
+        // A stopping server has fenced itself too: its refusal says it is
+        // going away, not only that its epoch changed (on which the
+        // director would route to it again with the new epoch).
+        if self.stopping() {
+            return Err(SessionError::Stopping);
+        }
         self.check_lease();
         let check = |routed| self.inner.fencing.check_routed(routed);
         routed_epoch.map_or(Ok(()), check)?;

@@ -229,6 +229,7 @@ impl App {
                 ready: true,
                 standby: false,
                 serving: true,
+                stopping: false,
             };
             let mut resp = text(
                 StatusCode::OK,
