@@ -164,7 +164,7 @@ async fn net_fault(State(api): State<Api>, Json(fault): Json<NetFault>) -> Respo
     let f = fault.clone();
     match tokio::task::spawn_blocking(move || f.apply(&net)).await {
         Ok(Ok(())) => {
-            eprintln!(
+            event!(
                 "network: {}",
                 serde_json::to_string(&fault).unwrap_or_default()
             );

@@ -16,6 +16,28 @@
 //!   run dir and the records of the running clusters, which `sticky
 //!   status`, `sticky bench` and `sticky chaos --attach` read.
 
+/// One line of what the supervisor (or the control API) did or saw, on
+/// stderr, with the time in the format of the processes' own logs: a log of
+/// `sticky up` (stdout and stderr together, as `sticky chaos` keeps it in
+/// `up.log`) can then be read against theirs, event by event.
+macro_rules! event {
+    ($($arg:tt)*) => {
+        eprintln!("{} {}", $crate::up::timestamp(), format_args!($($arg)*))
+    };
+}
+
+/// Now, as the processes' logs print it (`tracing_subscriber`'s UTC
+/// RFC 3339 timer).
+pub(crate) fn timestamp() -> String {
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
+    let mut text = String::new();
+    if SystemTime.format_time(&mut Writer::new(&mut text)).is_err() {
+        text.clear();
+    }
+    text
+}
+
 mod app;
 mod args;
 mod control;

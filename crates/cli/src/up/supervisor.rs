@@ -372,7 +372,7 @@ impl Supervisor {
             if let Some(Ok(Some(status))) = p.child.as_mut().map(Child::try_wait) {
                 p.exited(status.to_string());
                 changed = true;
-                eprintln!(
+                event!(
                     "!! {} ({}, pid {}) exited: {status}; log {}",
                     p.member.name,
                     p.member.role.as_str(),
@@ -389,7 +389,7 @@ impl Supervisor {
                 if p.state == ProcState::Starting {
                     p.state = ProcState::Running;
                     changed = true;
-                    eprintln!(
+                    event!(
                         "{} ({}) is running again, pid {}",
                         p.member.name,
                         p.member.role.as_str(),
@@ -439,7 +439,7 @@ impl Supervisor {
         let status = match tokio::time::timeout(STOP_GRACE, child.wait()).await {
             Ok(Ok(status)) => status.to_string(),
             _ => {
-                eprintln!(
+                event!(
                     "{} did not stop within {STOP_GRACE:?}; killing it",
                     p.member.name
                 );
@@ -511,7 +511,7 @@ impl Supervisor {
             }
         }
         let p = &self.procs[i];
-        eprintln!(
+        event!(
             "{}: {} ({}, pid {}) is {}",
             action.as_str(),
             p.member.name,
@@ -730,11 +730,11 @@ pub(crate) async fn supervise(
             Some(cmd) = commands.recv() => sup.handle(cmd).await,
         }
     }
-    eprintln!("stopping the cluster…");
+    event!("stopping the cluster…");
     api.abort();
     sup.stop_all().await;
     sup.save(false);
     state::unregister();
-    eprintln!("stopped.");
+    event!("stopped.");
     Ok(())
 }
