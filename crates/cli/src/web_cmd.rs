@@ -1,6 +1,7 @@
 //! `sticky web`: a web server running the demo app on the session library,
 //! configured from the cluster file.
 
+use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -173,11 +174,19 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
     let entry = file.web(&args.name).context("web entry vanished")?;
     let listen = args.listen.unwrap_or(entry.listen);
     let metrics_addr = args.metrics.or(entry.metrics);
+    let drain = Duration::from_millis(file.session.drain_timeout_ms);
     if args.app.is_none() {
         let threads = args.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
-        return run_per_thread(&args.name, config, listen, metrics_addr, threads.max(1));
+        return run_per_thread(
+            &args.name,
+            config,
+            listen,
+            metrics_addr,
+            threads.max(1),
+            drain,
+        );
     }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     // A sidecar shares its machine with the app, which needs the cores
@@ -227,13 +236,19 @@ pub(crate) fn run(args: WebArgs) -> anyhow::Result<()> {
             }
         });
         // On SIGINT/SIGTERM: stop serving sessions and release the lease
-        // first, then close the listener and drain (docs/safety.md §2).
+        // first, then close the listener and drain (docs/safety.md §2), at
+        // most `drain` (the connections still open are closed with the
+        // runtime).
         let stopping = manager.clone();
-        axum::serve(listener, app)
+        let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
+        let serve = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 crate::shutdown::shutdown_signal().await;
                 stopping.stop().await;
+                let _ = stopped_tx.send(true);
             })
+            .into_future();
+        drain_within(serve, stopped, drain)
             .await
             .context("web server failed")?;
         tracing::info!("web server stopped");
@@ -284,6 +299,7 @@ fn run_per_thread(
     listen: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     threads: usize,
+    drain: Duration,
 ) -> anyhow::Result<()> {
     // Every thread here runs its own single-threaded runtime: each talks
     // to the stores on connections of its own (docs/benchmarks.md,
@@ -322,7 +338,8 @@ fn run_per_thread(
             std::thread::Builder::new()
                 .name(format!("web-{i}"))
                 .spawn(move || {
-                    let served = serve_thread(&thread_rt, Inbox { rx, addr: bound }, app, stop);
+                    let served =
+                        serve_thread(&thread_rt, Inbox { rx, addr: bound }, app, stop, drain);
                     let _ = done_tx.send(served);
                 })
                 .context("cannot start a web server thread")?;
@@ -336,11 +353,18 @@ fn run_per_thread(
         // connections, so a draining thread's last writes do not need this
         // one; it still waits for them before it returns.
         let stopping = manager.clone();
-        let own = serve_inbox(Inbox { rx: own_rx, addr: bound }, app, async move {
-            crate::shutdown::shutdown_signal().await;
-            stopping.stop().await;
-            let _ = stop_tx.send(true);
-        });
+        let stopped = stop_rx.clone();
+        let own = serve_inbox(
+            Inbox { rx: own_rx, addr: bound },
+            app,
+            async move {
+                crate::shutdown::shutdown_signal().await;
+                stopping.stop().await;
+                let _ = stop_tx.send(true);
+            },
+            stopped,
+            drain,
+        );
         let mut result = own.await;
         accepting.abort();
         for w in workers {
@@ -476,30 +500,72 @@ async fn deal_out(
 }
 
 /// Serves the connections of `inbox` with `app` until `stop` resolves,
-/// then drains them.
+/// then drains them, at most `drain` after `stopped` turned true.
 async fn serve_inbox(
     inbox: Inbox,
     app: axum::Router,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    drain: Duration,
 ) -> anyhow::Result<()> {
     // The peer address, for the per-address limit of new sessions.
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let listener = axum::serve::ListenerExt::tap_io(inbox, |_| {});
-    axum::serve(listener, app)
+    let serve = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
+        .into_future();
+    drain_within(serve, stopped, drain)
         .await
         .context("web server failed")
 }
 
+/// Runs `serve` (a server with graceful shutdown) to its end, or until
+/// `drain` has passed since `stopped` turned true, whichever comes first:
+/// a connection that never finishes its request (a client that stopped
+/// sending halfway, a stream) must not hold the exit for good. The
+/// connections still open then are closed when their runtime is dropped.
+async fn drain_within(
+    serve: impl std::future::Future<Output = std::io::Result<()>>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let limit = async move {
+        if stopped.wait_for(|s| *s).await.is_err() {
+            // Never told to stop: only `serve` ends this.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        served = serve => served,
+        () = limit => {
+            tracing::warn!(
+                drain_timeout_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
+                "drain timeout reached: closing the connections still open"
+            );
+            Ok(())
+        }
+    }
+}
+
 /// One more web server thread: its own current-thread runtime `rt`
-/// serving the connections dealt to it until `stop` turns true.
+/// serving the connections dealt to it until `stop` turns true, then
+/// draining them (at most `drain`).
 fn serve_thread(
     rt: &tokio::runtime::Runtime,
     inbox: Inbox,
     app: axum::Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    drain: Duration,
 ) -> anyhow::Result<()> {
-    rt.block_on(serve_inbox(inbox, app, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }))
+    let stopped = stop.clone();
+    rt.block_on(serve_inbox(
+        inbox,
+        app,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+        stopped,
+        drain,
+    ))
 }

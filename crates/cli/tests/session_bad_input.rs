@@ -3,7 +3,9 @@
 //! session over the size limit (413, the stores keep the previous version),
 //! stores that hang or answer garbage (503 within seconds, no panic,
 //! the web server keeps answering its health checks), and a flood of new
-//! sessions from one address (429; issue 15, item 3).
+//! sessions from one address (429; issue 15, item 3), and a client that
+//! stops sending halfway through a request, which must not hold a web
+//! server's shutdown for good.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -492,4 +494,37 @@ fn wait_stores_live(web: &WebProcess, n: u32) {
             .is_ok_and(|r| r.text().lines().any(|l| l == line))
         },
     );
+}
+
+/// A client that sent half a request head and then nothing does not keep
+/// a web server told to stop from exiting: after `drain_timeout_ms` it
+/// closes the connections still open (before, it waited for them without
+/// end, until a supervisor's SIGKILL).
+#[test]
+fn a_half_sent_request_does_not_hold_a_stopping_web_server() {
+    use std::io::Write as _;
+    let mut c = Cluster::start(STICKY, 1, &["ws1"], |cfg| {
+        cfg.session("drain_timeout_ms", "1000")
+    });
+    let addr = c.web("ws1").addr();
+    let mut half = std::net::TcpStream::connect(addr).expect("connect to ws1");
+    half.write_all(b"GET /api/counter HTTP/1.1\r\nHost: ws1\r\nX-Half: ")
+        .expect("send half a request head");
+    // A whole request on a second connection is answered: the server took
+    // the first one before it (connections are accepted in order) and its
+    // event loop is reading it.
+    let mut other = Browser::new();
+    other.counter(addr);
+    signal(c.web("ws1").pid(), "TERM");
+    let ws1 = c.web_mut("ws1");
+    wait_until(DEADLINE, "ws1 exits with a half-sent request open", || {
+        !ws1.is_running()
+    });
+    let log = ws1.log_text();
+    assert!(
+        log.contains("drain timeout reached") && log.contains("web server stopped"),
+        "{log}"
+    );
+    ws1.assert_no_panic();
+    drop(half);
 }

@@ -115,6 +115,11 @@ pub struct SessionSection {
     /// `store_timeout_ms`. Default 50.
     #[serde(deserialize_with = "crate::duration::field::millis")]
     pub slow_store_ms: u64,
+    /// On shutdown (SIGTERM, SIGINT), how long a web server's open
+    /// connections may take to finish their requests once it stopped
+    /// serving sessions; then it closes them and exits. Default 10000.
+    #[serde(deserialize_with = "crate::duration::field::millis")]
+    pub drain_timeout_ms: u64,
     /// Async mode: most changes waiting to be copied. Default 10000.
     pub async_queue: usize,
     /// Async mode: largest tolerated replication lag before writes wait. Default 1000.
@@ -162,6 +167,7 @@ impl Default for SessionSection {
             claim_timeout_ms: 2000,
             store_timeout_ms: 1000,
             slow_store_ms: 50,
+            drain_timeout_ms: 10_000,
             async_queue: 10_000,
             async_max_lag_ms: 1000,
             recopy_rate: 100_000,
