@@ -28,7 +28,6 @@
 //!   store that came back empty is refilled, and every session is on R
 //!   stores again, before the next store fault.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -656,6 +655,8 @@ impl Nemesis {
             return;
         }
         let settled = cluster_settled(cluster, procs).await;
+        let why_not = settled.as_ref().err().cloned();
+        let settled = settled.is_ok();
         let now = Instant::now();
         let mut kept = Vec::with_capacity(self.active.len());
         for mut a in std::mem::take(&mut self.active) {
@@ -675,7 +676,12 @@ impl Nemesis {
             if a.settled_looks >= SETTLED_LOOKS || waited > SETTLE_LIMIT {
                 if waited > SETTLE_LIMIT {
                     self.tally.unsettled += 1;
-                    tracing::warn!(process = %a.name, fault = a.kind.name(), "the cluster did not settle after this fault within {SETTLE_LIMIT:?}");
+                    tracing::warn!(
+                        process = %a.name,
+                        fault = a.kind.name(),
+                        why = why_not.as_deref().unwrap_or("the fault's process is not running"),
+                        "the cluster did not settle after this fault within {SETTLE_LIMIT:?}"
+                    );
                 }
                 let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
                 self.tally.max_settle_ms = self.tally.max_settle_ms.max(ms);
@@ -771,7 +777,7 @@ impl Nemesis {
 /// orphaned sessions others have not adopted yet), so no fault settles
 /// before it is back and done: else a store fault that settles while
 /// a host is paused lets the next one take a session's last replica.
-async fn cluster_settled(cluster: &Cluster, procs: &[Process]) -> bool {
+async fn cluster_settled(cluster: &Cluster, procs: &[Process]) -> Result<(), String> {
     let stores_running = procs
         .iter()
         .filter(|p| p.role == "store" && p.state == ProcState::Running)
@@ -784,39 +790,47 @@ async fn cluster_settled(cluster: &Cluster, procs: &[Process]) -> bool {
         .filter(|p| p.role == "store" && p.state == ProcState::Running)
     {
         if !cluster.store_whole(p.addr).await {
-            return false;
+            return Err(format!(
+                "{} is in its recovery window or does not answer",
+                p.name
+            ));
         }
     }
-    let mut looks = HashMap::new();
+    // With external stores (not started by `up`), the count is not known.
+    let expect = procs
+        .iter()
+        .any(|p| p.role == "store")
+        .then_some(stores_running as f64);
     for p in procs.iter().filter(|p| role_matches(&p.role, Target::Web)) {
         if p.state != ProcState::Running {
-            return false;
+            return Err(format!("{} is {}", p.name, p.state.as_str()));
         }
-        let Ok(text) = cluster.web_metrics(p.addr).await else {
-            return false;
-        };
-        let pending = [
+        let text = cluster
+            .web_metrics(p.addr)
+            .await
+            .map_err(|e| format!("{}'s metrics: {e:#}", p.name))?;
+        for m in [
             "sticky_recopy_pending",
             "sticky_reclaim_pending",
             "sticky_adoption_pending",
-        ]
-        .iter()
-        .map(|m| metric(&text, m).unwrap_or(0.0))
-        .sum::<f64>();
-        looks.insert(
-            p.name.clone(),
-            (metric(&text, "sticky_stores_live"), pending),
-        );
+        ] {
+            let pending = metric(&text, m).unwrap_or(0.0);
+            if pending != 0.0 {
+                return Err(format!("{} has {m} {pending}", p.name));
+            }
+        }
+        if let Some(n) = expect {
+            let live = metric(&text, "sticky_stores_live");
+            if live != Some(n) {
+                return Err(format!(
+                    "{} sees {} live stores of {n} running",
+                    p.name,
+                    live.map_or_else(|| "no count of".to_owned(), |l| l.to_string())
+                ));
+            }
+        }
     }
-    // With external stores (not started by `up`), the count is not known.
-    let expect = if procs.iter().any(|p| p.role == "store") {
-        Some(stores_running as f64)
-    } else {
-        None
-    };
-    looks.values().all(|(live, pending)| {
-        *pending == 0.0 && expect.is_none_or(|n| live.is_some_and(|l| l == n))
-    })
+    Ok(())
 }
 
 #[cfg(test)]
