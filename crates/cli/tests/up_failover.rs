@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use sticky_test_support::{
-    signal, wait_until, Answer, CookieJar, Sticky, UpProcess, DEADLINE, POLL,
+    signal, wait_until, Answer, CookieJar, Paused, Sticky, UpProcess, DEADLINE, POLL,
 };
 
 /// The `sticky` binary under test.
@@ -362,18 +362,6 @@ fn webs_metric(up: &UpProcess, except: &str, series: &str) -> f64 {
         .sum()
 }
 
-/// Sends `SIGCONT` to a paused process when dropped, also when the test
-/// fails.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.0.to_string()])
-            .status();
-    }
-}
-
 /// Adoption while a store is paused (`SIGSTOP`): a batch cannot settle a
 /// session with a replica on it (the replica stays silent through the
 /// grace), so the claim alone takes it over from the other stores — or,
@@ -409,9 +397,7 @@ fn an_adoption_during_a_paused_store_leaves_no_session_behind() {
         .count();
     let before = webs_metric(&up, &victim, "sticky_takeovers_total");
 
-    let paused = up.pid_of(&stores.names[0]);
-    signal(paused, "STOP");
-    let resume = Resume(paused);
+    let paused = Paused::stop(&[up.pid_of(&stores.names[0])]);
     kill9(&up, &victim);
     wait_until(
         ADOPTED_WITHIN,
@@ -434,7 +420,7 @@ fn an_adoption_during_a_paused_store_leaves_no_session_behind() {
         ids.len(),
         "each of {victim}'s sessions claimed once"
     );
-    drop(resume);
+    drop(paused);
     for (i, (jar, server)) in jars.iter_mut().enumerate() {
         let a = jar.cart(up.shop());
         assert_eq!(a.items(), vec![format!("item-{i}")], "session {i}");

@@ -9,27 +9,13 @@
 
 use std::net::SocketAddr;
 
-use sticky_test_support::{signal, wait_until, CookieJar, Sticky, UpProcess, DEADLINE};
+use sticky_test_support::{signal, wait_until, CookieJar, Paused, Sticky, UpProcess, DEADLINE};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
 
 /// New clients: enough that every web server gets some.
 const SHOPPERS: usize = 9;
-
-/// Sends `SIGCONT` to paused processes when dropped, also when the test
-/// fails.
-struct Resume(Vec<u32>);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = std::process::Command::new("kill")
-                .args(["-CONT", &pid.to_string()])
-                .status();
-        }
-    }
-}
 
 struct Shopper {
     jar: CookieJar,
@@ -87,8 +73,7 @@ fn a_stopping_web_server_hands_its_clients_over_at_once() {
     // PIDs first: `sticky status` waits for paused stores.
     let pid = up.pid_of(&victim);
     let paused = up.pid_of(&stores(&up)[0].0);
-    signal(paused, "STOP");
-    let _resume = Resume(vec![paused]);
+    let _paused = Paused::stop(&[paused]);
 
     signal(pid, "TERM");
     wait_until(
@@ -139,10 +124,7 @@ fn a_web_server_stopped_while_its_writes_fail_exits_on_its_own() {
     // PIDs first: `sticky status` waits for paused stores.
     let pid = up.pid_of(&victim);
     let pids: Vec<u32> = stores[1..].iter().map(|(n, _)| up.pid_of(n)).collect();
-    for &p in &pids {
-        signal(p, "STOP");
-    }
-    let _resume = Resume(pids);
+    let _paused = Paused::stop(&pids);
     let shop = up.shop();
     let writers: Vec<_> = shoppers
         .into_iter()

@@ -106,7 +106,7 @@ pub use http::{
 };
 pub use process::{
     free_port, log_tail, log_to, log_to_path, pid_alive, read_text, rss_bytes, signal, tail,
-    temp_dir, temp_path, tmp_root, ChildProcess, NotReady, Sticky,
+    temp_dir, temp_path, tmp_root, ChildProcess, NotReady, Paused, Sticky,
 };
 pub use random::{random_hex, random_u64};
 pub use redis_server::{RedisClusterNodes, RedisProcess};

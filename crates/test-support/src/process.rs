@@ -155,6 +155,33 @@ pub fn signal(pid: u32, sig: &str) {
     }
 }
 
+/// Pauses processes with `SIGSTOP` ([`signal`]) and sends them `SIGCONT`
+/// when dropped, also when the test fails (a paused store left behind
+/// would hold its port and its children's tests).
+pub struct Paused(Vec<u32>);
+
+impl Paused {
+    /// `SIGSTOP`s each of `pids`, in order.
+    pub fn stop(pids: &[u32]) -> Paused {
+        let mut paused = Paused(Vec::with_capacity(pids.len()));
+        for &pid in pids {
+            signal(pid, "STOP");
+            paused.0.push(pid);
+        }
+        paused
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = Command::new("kill")
+                .args(["-CONT", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 /// Whether every thread of `pid` is stopped (`T`), or the process is gone.
 fn all_threads_stopped(pid: u32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
