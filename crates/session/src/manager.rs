@@ -233,4 +233,26 @@ mod tests {
         let s = m.load_routed(None, Some(now)).await;
         assert_eq!(s.map(|s| s.source()).ok(), Some(Source::New));
     }
+
+    /// A stopping server has fenced itself, but says it is going away
+    /// (the director then moves the client instead of taking the new
+    /// epoch), whatever epoch the request was routed for; its health
+    /// report says so too.
+    #[tokio::test(start_paused = true)]
+    async fn a_stopping_server_refuses_as_stopping_for_any_epoch() {
+        let m = manager(config(1));
+        let epoch = m.epoch();
+        m.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let now = m.fence("shutting down");
+        for routed in [Some(epoch), Some(now), None] {
+            match m.load_routed(None, routed).await {
+                Err(SessionError::Stopping) => {}
+                other => panic!("{routed:?}: {:?}", other.map(|s| s.source())),
+            }
+        }
+        let h = m.health();
+        assert!(h.stopping && !h.ready, "{h:?}");
+    }
 }

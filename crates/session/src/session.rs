@@ -487,7 +487,12 @@ impl SessionManager {
         let mut opened = self.open(cookie_value, moved_from).await?;
         if let Err(fenced) = routed_epoch.map_or(Ok(()), check) {
             self.drop_local(&mut opened);
-            return Err(fenced);
+            // A stop that fenced during the load says so.
+            return Err(if self.stopping() {
+                SessionError::Stopping
+            } else {
+                fenced
+            });
         }
         Ok(Session::from_opened(opened))
     }
