@@ -528,3 +528,31 @@ fn a_half_sent_request_does_not_hold_a_stopping_web_server() {
     ws1.assert_no_panic();
     drop(half);
 }
+
+/// A web server started while one of its three stores does not answer
+/// (paused, with a one-minute store timeout) serves as soon as the other
+/// two have renewed its lease, and a session it creates is written to
+/// them (its writes pass the silent store over). Before, its start waited
+/// for the silent store's ping to time out: a minute here, a second with
+/// the default timeout (session 24).
+#[test]
+fn a_web_server_starts_serving_without_waiting_for_a_store_that_does_not_answer() {
+    let stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(STICKY, &[])).collect();
+    let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
+    let cfg = ClusterConfig::new(&addrs, &["ws1"])
+        .replicas(2)
+        .session("store_timeout_ms", "60000")
+        .session("claim_timeout_ms", "60000")
+        .session("slow_store_ms", "50")
+        .write();
+    signal(stores[2].pid(), "STOP");
+    let web = WebProcess::start(STICKY, cfg.path(), "ws1");
+    wait_until(DEADLINE, "ws1 serves its lease", || {
+        web.health()["serving"] == json!(true)
+    });
+    let mut b = Browser::new();
+    assert_eq!(b.increment(web.addr()).value, 1);
+    assert_eq!(b.increment(web.addr()).value, 2);
+    signal(stores[2].pid(), "CONT");
+    web.assert_no_panic();
+}

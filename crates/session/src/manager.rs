@@ -49,14 +49,29 @@ impl SessionManager {
     ) -> Result<Self, SessionError> {
         let (inner, rx) = Inner::new(config)?;
         let inner = Arc::new(inner);
-        inner.stores.ping_all().await;
-        // The first renewal before serving: a server that reaches a quorum
-        // of stores serves at once.
-        SessionManager {
+        // The first pings and the first renewal, at once, on this runtime
+        // (they open the store connections). Start-up goes on as soon as a
+        // quorum of stores renewed the lease — a server that reaches a
+        // quorum serves at once — or after one store timeout; a store
+        // that does not answer (paused, cut off) is found out by its ping
+        // in the background instead of holding the start for a store
+        // timeout (session 24: a web server restarted during a store
+        // fault listened only a second after its start).
+        let first = SessionManager {
             inner: inner.clone(),
+        };
+        let epoch = inner.fencing.epoch();
+        let looks = tokio::spawn(async move {
+            futures_util::future::join(first.inner.stores.ping_all(), first.renew_lease()).await;
+        });
+        let clock = inner.clock;
+        let believed = inner
+            .fencing
+            .wait_for_belief(epoch, inner.config.store_timeout, || clock.now_ms());
+        tokio::select! {
+            _ = looks => {}
+            _ = believed => {}
         }
-        .renew_lease()
-        .await;
         let weak = Arc::downgrade(&inner);
         background.spawn(pinger(weak.clone()));
         background.spawn(lease_loop(
