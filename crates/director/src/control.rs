@@ -34,6 +34,9 @@ pub(crate) enum CheckError {
     Json(#[source] serde_json::Error),
     #[error("reports the name {0:?}: another server listens at this address")]
     WrongServer(String),
+    /// The server reports that it is shutting down (`stopping`).
+    #[error("shutting down")]
+    Stopping,
 }
 
 /// One control request (`GET /.sticky/health` or `POST /.sticky/fence`)

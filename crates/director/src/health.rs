@@ -118,35 +118,22 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
     let mut must_fence = false;
     // Declared dead by this check: its last epoch.
     let mut dead = None;
+    // A server shutting down serves no session any more and ends its
+    // lease: a failed check that marks it down at once rather than after
+    // `fall` (its clients move now). Its report's epoch is the one it
+    // fenced to on the way out; the one its sessions were served under
+    // stays the dead one.
+    let result = result.and_then(|report| {
+        if report.stopping {
+            Err(CheckError::Stopping)
+        } else {
+            Ok(report)
+        }
+    });
     {
         let mut h = backend.health();
         let was_routable = h.routable();
         match result {
-            Ok(report) if report.stopping => {
-                // Shutting down: it serves no session any more and ends its
-                // lease, so its clients move now rather than after `fall`
-                // checks fail once it is gone. Its sessions were served
-                // under the epoch heard before (the report's is the one it
-                // fenced to on the way out): that lease is the dead one.
-                let epoch = h.epoch;
-                h.ready = false;
-                h.last_error = Some("shutting down".into());
-                if h.mark_down(settings.fall) {
-                    dead = Some(epoch);
-                    shared.history.event_epoch(
-                        EventKind::ServerDown,
-                        &backend.name,
-                        "down: shutting down; its clients move to other servers",
-                        epoch,
-                    );
-                    tracing::warn!(
-                        server = %backend.name,
-                        addr = %backend.addr,
-                        "web server is shutting down: its clients move to other servers"
-                    );
-                    backend.clear_pools();
-                }
-            }
             Ok(report) => {
                 if backend.clear_unreachable() {
                     publish = true;
@@ -244,6 +231,7 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
             Err(e) => {
                 h.successes = 0;
                 h.failures = h.failures.saturating_add(1);
+                let down_now = matches!(e, CheckError::Stopping);
                 let message = e.to_string();
                 // One failed check is not enough to mark it down (`fall`),
                 // but enough not to send it clients the director could send
@@ -256,7 +244,7 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
                         &format!("a health check failed ({message})"),
                     );
                 }
-                if h.up && h.failures >= settings.fall {
+                if h.up && (down_now || h.failures >= settings.fall) {
                     h.mark_down(settings.fall);
                     dead = Some(h.epoch);
                     shared.history.event_epoch(

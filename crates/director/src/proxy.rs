@@ -273,8 +273,12 @@ async fn proxy(
             conn.sender.try_send_request(upstream),
         )
         .await;
+        let refused = match &sent {
+            Ok(Ok(resp)) => forward::Refusal::of(resp.headers()),
+            _ => None,
+        };
         match sent {
-            Ok(Ok(resp)) if forward::Refusal::of(resp.headers()).is_some() => {
+            Ok(Ok(_)) if refused.is_some() => {
                 // The server refused the request untouched. Fenced (its
                 // cache is gone) after the epoch this request carried:
                 // still routable here, it fenced on its own (we moved none
@@ -284,9 +288,9 @@ async fn proxy(
                 // goes to the failover target. Shutting down: marked down,
                 // the client goes to the failover target. Either way only
                 // if the body is unspent.
-                let refusal =
-                    forward::Refusal::of(resp.headers()).unwrap_or(forward::Refusal::Fenced(None));
-                forward::refused_untouched(shared, &backend, refusal);
+                if let Some(refusal) = refused {
+                    forward::refused_untouched(shared, &backend, refusal);
+                }
                 conn.abort();
                 if !bodiless {
                     break Answer::Unavailable.response(shared);
