@@ -192,6 +192,44 @@ fn a_takeover_that_reaches_too_few_stores_refuses_rather_than_lose_the_session()
     );
 }
 
+/// The harness's own fault, found by CI: a web server whose configured
+/// port someone else holds starts on another, and the cluster file must
+/// say so, or a peer probing it to take its sessions over asks the
+/// holder, proves nothing and answers `421` for as long as the lease runs
+/// (an hour here). The rewritten file sends the probe to the real server.
+#[test]
+fn a_web_server_started_on_another_port_is_probed_where_it_listens() {
+    let stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(STICKY, &[])).collect();
+    let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
+    let cfg = ClusterConfig::new(&addrs, &["ws1", "ws2"])
+        .session("lease_ms", "3600000")
+        .write();
+    // Someone else on ws1's port: accepts connections, never answers.
+    let squatter = std::net::TcpListener::bind(cfg.web_addr("ws1")).expect("hold ws1's port");
+    let mut ws1 = WebProcess::start(STICKY, cfg.path(), "ws1");
+    assert_ne!(
+        ws1.addr(),
+        cfg.web_addr("ws1"),
+        "ws1 moved off the held port"
+    );
+    let file = sticky_config::ClusterFile::load(cfg.path()).expect("the cluster file");
+    assert_eq!(file.web("ws1").map(|w| w.listen), Some(ws1.addr()));
+    let ws2 = WebProcess::start(STICKY, cfg.path(), "ws2");
+    let mut b = Browser::new();
+    for i in 1..=2 {
+        assert_eq!(b.increment(ws1.addr()).value, i);
+    }
+    assert!(ws1.kill9().code().is_none(), "ws1 was killed");
+    // The lease has an hour to run: only the probe can prove ws1 gone.
+    let a = b.increment(ws2.addr());
+    assert_eq!(
+        (a.value, a.server.as_str(), a.source.as_str()),
+        (3, "ws2", "store"),
+        "{a:?}"
+    );
+    drop(squatter);
+}
+
 /// Issue 15, item 12: a logout while one of the session's stores is
 /// paused. The logout is acknowledged (two other stores took the
 /// tombstone), the paused store gets its tombstone once it resumes (a

@@ -49,13 +49,16 @@ impl Shop {
             .map(|_| StoreProcess::start(STICKY, &[]))
             .collect();
         let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
+        // The apps first: listening, their ports cannot be handed to a web
+        // server below (a web server's configured port is only reserved
+        // once it binds it, and its peers probe it there).
+        let apps: Vec<AppProcess> = webs.iter().map(|_| AppProcess::start(kind)).collect();
         let config = configure(
             ClusterConfig::new(&addrs, webs)
                 .replicas(replicas)
                 .session("store_timeout_ms", "3000"),
         )
         .write();
-        let apps: Vec<AppProcess> = webs.iter().map(|_| AppProcess::start(kind)).collect();
         let webs = webs
             .iter()
             .zip(&apps)

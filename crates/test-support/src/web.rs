@@ -39,6 +39,21 @@ pub struct WebProcess {
 /// configured one was taken by someone else.
 const WEB_PORT_ATTEMPTS: usize = 5;
 
+/// Rewrites the cluster file at `config` so the web server listening at
+/// `from` is at `to` (the address appears once: every entry has its own
+/// port).
+fn move_web_in_file(config: &Path, from: SocketAddr, to: SocketAddr) {
+    let text = read_text(config);
+    let (old, new) = (format!("\"{from}\""), format!("\"{to}\""));
+    assert_eq!(
+        text.matches(&old).count(),
+        1,
+        "{from} once in {}",
+        config.display()
+    );
+    std::fs::write(config, text.replace(&old, &new)).expect("rewrite the cluster file");
+}
+
 impl WebProcess {
     /// Starts `sticky web --config CONFIG --name NAME` and waits until
     /// `GET /.sticky/health` with the admin token answers 200 naming `name`.
@@ -68,9 +83,14 @@ impl WebProcess {
             match web.wait_ready() {
                 Ok(()) => return web,
                 Err(log) if log.contains("cannot listen") => {
-                    eprintln!("{name}: port {} taken; retrying on another", addr.port());
+                    let taken = addr;
                     last = log;
                     addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                    eprintln!("{name}: port {} taken; retrying on {addr}", taken.port());
+                    // Peers find this server (to probe its epoch) in the
+                    // cluster file: those started from now on must see
+                    // where it really listens, not whoever holds the port.
+                    move_web_in_file(config, taken, addr);
                 }
                 Err(log) => panic!(
                     "sticky web {name} did not start; log {}:\n{log}",
