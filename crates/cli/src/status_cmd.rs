@@ -424,6 +424,7 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Report> {
                 Some(
                     p @ (ProcState::Starting
                     | ProcState::Paused
+                    | ProcState::Stopping
                     | ProcState::Exited
                     | ProcState::Stopped),
                 ),

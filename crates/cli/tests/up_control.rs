@@ -259,3 +259,76 @@ fn director_proxies_the_control_api_and_ctrl_c_stops_paused_processes() {
     let err = up.stderr_text();
     assert!(!err.contains("killing it"), "{err}");
 }
+
+/// The state of process `name` in `GET /api/processes`.
+fn listed_state(up: &UpProcess, name: &str) -> String {
+    let r = call(up.supervisor(), "GET", "/api/processes", Some(&up.token()));
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["state"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A restart waits for the old process off the supervisor's loop (session
+/// 24 found the loop held for a whole stop: no other action, watch or
+/// Ctrl-C meanwhile). ws1, stopped behind the supervisor's back, cannot act
+/// on its SIGTERM, so its restart lasts the 5 s grace and ends in SIGKILL;
+/// meanwhile the API lists it as `stopping` and carries out other actions.
+#[test]
+fn a_restart_waits_for_the_old_process_off_the_supervisors_loop() {
+    let up = UpProcess::start(STICKY, &[]);
+    up.wait_all_up();
+    let ws1 = up.pid_of("ws1");
+    signal(ws1, "STOP");
+    let (supervisor, token) = (up.supervisor(), up.token());
+    let restart = std::thread::spawn(move || {
+        call(
+            supervisor,
+            "POST",
+            "/api/processes/ws1/restart",
+            Some(&token),
+        )
+    });
+    wait_until(DEADLINE, "ws1 is listed as stopping", || {
+        listed_state(&up, "ws1") == "stopping"
+    });
+    let r = call(
+        up.supervisor(),
+        "POST",
+        "/api/processes/ws1/restart",
+        Some(&up.token()),
+    );
+    assert_eq!(
+        r.status, 409,
+        "a second restart of a stopping process: {r:?}"
+    );
+    // Another process's actions, answered while the restart waits (it has
+    // most of the 5 s grace left).
+    assert_eq!(act(&up, "s3", "pause")["state"], "paused");
+    assert_eq!(act(&up, "s3", "resume")["state"], "running");
+    assert!(
+        !restart.is_finished(),
+        "the restart answered before the old ws1 was killed"
+    );
+
+    let r = restart.join().unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let e = r.json();
+    assert_eq!(e["state"], "starting", "{e}");
+    assert_ne!(pid(&e), ws1);
+    assert!(!pid_alive(ws1), "the old ws1 is gone");
+    assert!(
+        up.stderr_text()
+            .contains("ws1 did not stop within 5s; killing it"),
+        "{}",
+        up.stderr_text()
+    );
+    wait_until(DEADLINE, "the new ws1 runs", || {
+        up.status_of("ws1")["process"] == "running"
+    });
+}

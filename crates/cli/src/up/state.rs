@@ -25,6 +25,9 @@ pub(crate) enum ProcState {
     Running,
     /// Stopped with SIGSTOP (`pause`); SIGCONT (`resume`) continues it.
     Paused,
+    /// Told to stop (SIGTERM) for a `restart`: starts again once it exited
+    /// (or was killed after the grace period).
+    Stopping,
     /// Exited or killed; `restart` starts it again.
     Exited,
     /// Stopped with the rest of the cluster.
@@ -37,6 +40,7 @@ impl ProcState {
             ProcState::Starting => "starting",
             ProcState::Running => "running",
             ProcState::Paused => "paused",
+            ProcState::Stopping => "stopping",
             ProcState::Exited => "exited",
             ProcState::Stopped => "stopped",
         }

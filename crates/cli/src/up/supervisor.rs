@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use http::Method;
 use sticky_proto::control::{self as proto_control, ProcessAction};
@@ -39,6 +39,20 @@ const WATCH_CHECK_LIMIT: Duration = Duration::from_millis(500);
 /// Largest health answer read (a web server's report, the director's
 /// `/api/cluster`).
 const MAX_ANSWER: usize = 4 << 20;
+
+/// What the control API is answered on.
+type Reply = oneshot::Sender<Result<ProcessInfo, ControlError>>;
+
+/// The end of a restart's stop, waited for off the supervisor's loop (a
+/// web server's stop may take a store timeout and a drain, and the loop
+/// meanwhile serves the control API, the watch and the stop signals).
+struct Stopped {
+    /// Index of the process in `Supervisor::procs`.
+    i: usize,
+    /// How the old process ended.
+    how: String,
+    reply: Reply,
+}
 
 /// One process of the cluster and its current incarnation.
 struct Proc {
@@ -222,6 +236,27 @@ fn signal(pid: u32, sig: Signal) {
     }
 }
 
+/// SIGTERM to `p`, and SIGCONT if it is paused, so that it can act on it.
+fn terminate(p: &Proc) {
+    signal(p.pid, Signal::SIGTERM);
+    if p.state == ProcState::Paused {
+        signal(p.pid, Signal::SIGCONT);
+    }
+}
+
+/// Waits up to [`STOP_GRACE`] for `child` (told to stop) to exit, then
+/// kills it; says how it ended.
+async fn stop_child(mut child: Child, name: &str) -> String {
+    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+        Ok(Ok(status)) => status.to_string(),
+        _ => {
+            event!("{name} did not stop within {STOP_GRACE:?}; killing it");
+            let _ = child.kill().await;
+            "killed (SIGKILL) after SIGTERM".into()
+        }
+    }
+}
+
 struct Supervisor {
     plan: Plan,
     exe: PathBuf,
@@ -231,6 +266,10 @@ struct Supervisor {
     procs: Vec<Proc>,
     /// The cluster's network (`--netns`): each process in its own host.
     net: SharedNet,
+    /// Where restarts' stops report their end ([`Stopped`]).
+    stopped: mpsc::UnboundedSender<Stopped>,
+    /// Restarts whose old process is still stopping.
+    stopping: usize,
 }
 
 impl Supervisor {
@@ -428,88 +467,86 @@ impl Supervisor {
     /// period; reaps it.
     async fn stop(&mut self, i: usize) {
         let p = &mut self.procs[i];
-        signal(p.pid, Signal::SIGTERM);
-        if p.state == ProcState::Paused {
-            signal(p.pid, Signal::SIGCONT);
-        }
-        let Some(child) = p.child.as_mut() else {
-            p.state = ProcState::Stopped;
-            return;
+        terminate(p);
+        let how = match p.child.take() {
+            Some(child) => stop_child(child, &p.member.name).await,
+            None => "stopped".into(),
         };
-        let status = match tokio::time::timeout(STOP_GRACE, child.wait()).await {
-            Ok(Ok(status)) => status.to_string(),
-            _ => {
-                event!(
-                    "{} did not stop within {STOP_GRACE:?}; killing it",
-                    p.member.name
-                );
-                let _ = child.kill().await;
-                "killed (SIGKILL) after SIGTERM".into()
-            }
-        };
-        p.exited(status);
+        p.exited(how);
         p.state = ProcState::Stopped;
     }
 
-    async fn act(
-        &mut self,
-        name: &str,
-        action: ProcessAction,
-    ) -> Result<ProcessInfo, ControlError> {
-        let i = self.find(name)?;
-        let state = self.procs[i].state;
-        let not = |what: &str| {
-            ControlError::Conflict(format!("{name} is {}: cannot {what} it", state.as_str()))
-        };
-        match action {
-            ProcessAction::Kill => {
-                if !self.procs[i].alive() {
-                    return Err(not("kill"));
-                }
-                self.kill(i).await;
-            }
-            ProcessAction::Pause => {
-                if !matches!(state, ProcState::Running | ProcState::Starting) {
-                    return Err(not("pause"));
-                }
-                signal(self.procs[i].pid, Signal::SIGSTOP);
-                self.procs[i].state = ProcState::Paused;
-            }
-            ProcessAction::Resume => {
-                if state != ProcState::Paused {
-                    return Err(not("resume"));
-                }
-                signal(self.procs[i].pid, Signal::SIGCONT);
-                self.procs[i].state = ProcState::Running;
-            }
-            ProcessAction::Restart => {
-                if self.procs[i].alive() {
-                    self.stop(i).await;
-                }
-                let netns = netns::netns_of(self.net.as_deref(), name);
-                let p = &mut self.procs[i];
-                if let Ok(mut f) = OpenOptions::new().append(true).open(&p.log) {
-                    let _ = writeln!(f, "--- restarted by sticky up (was pid {}) ---", p.pid);
-                }
-                let child = spawn(
-                    &self.exe,
-                    &self.config,
-                    &self.dir,
-                    &self.plan,
-                    &p.member,
-                    &p.log,
-                    netns.as_deref(),
-                )
-                .map_err(|e| ControlError::Failed(crate::values::error_text(&e)))?;
-                p.pid = child
-                    .id()
-                    .ok_or_else(|| ControlError::Failed(format!("{name} exited at once")))?;
-                p.child = Some(child);
-                p.state = ProcState::Starting;
-                p.exit = None;
-                p.restarts += 1;
-            }
+    /// A restart's first half: SIGTERM to a live process, whose exit a task
+    /// waits for; [`finish_restart`](Self::finish_restart) starts it again
+    /// once it reports. A process already gone starts again at once.
+    fn restart(&mut self, i: usize, reply: Reply) {
+        let p = &mut self.procs[i];
+        if !p.alive() {
+            let result = self.respawn(i);
+            let _ = reply.send(result);
+            return;
         }
+        terminate(p);
+        p.state = ProcState::Stopping;
+        let Some(child) = p.child.take() else {
+            // Reaped already: nothing to wait for.
+            let result = self.respawn(i);
+            let _ = reply.send(result);
+            return;
+        };
+        let name = p.member.name.clone();
+        event!(
+            "restart: {name} ({}, pid {}) is stopping",
+            p.member.role.as_str(),
+            p.pid
+        );
+        self.save(true);
+        self.stopping += 1;
+        let tx = self.stopped.clone();
+        tokio::spawn(async move {
+            let how = stop_child(child, &name).await;
+            let _ = tx.send(Stopped { i, how, reply });
+        });
+    }
+
+    /// A restart's second half: the old process ended; the new one starts.
+    fn finish_restart(&mut self, done: Stopped) {
+        self.stopping = self.stopping.saturating_sub(1);
+        self.procs[done.i].exited(done.how);
+        let result = self.respawn(done.i);
+        let _ = done.reply.send(result);
+    }
+
+    /// Starts process `i` (not running) again, appending to its log.
+    fn respawn(&mut self, i: usize) -> Result<ProcessInfo, ControlError> {
+        let name = self.procs[i].member.name.clone();
+        let netns = netns::netns_of(self.net.as_deref(), &name);
+        let p = &mut self.procs[i];
+        if let Ok(mut f) = OpenOptions::new().append(true).open(&p.log) {
+            let _ = writeln!(f, "--- restarted by sticky up (was pid {}) ---", p.pid);
+        }
+        let child = spawn(
+            &self.exe,
+            &self.config,
+            &self.dir,
+            &self.plan,
+            &p.member,
+            &p.log,
+            netns.as_deref(),
+        )
+        .map_err(|e| ControlError::Failed(crate::values::error_text(&e)))?;
+        p.pid = child
+            .id()
+            .ok_or_else(|| ControlError::Failed(format!("{name} exited at once")))?;
+        p.child = Some(child);
+        p.state = ProcState::Starting;
+        p.exit = None;
+        p.restarts += 1;
+        Ok(self.acted(i, ProcessAction::Restart))
+    }
+
+    /// Reports and records what an action did to process `i`.
+    fn acted(&self, i: usize, action: ProcessAction) -> ProcessInfo {
         let p = &self.procs[i];
         event!(
             "{}: {} ({}, pid {}) is {}",
@@ -520,7 +557,50 @@ impl Supervisor {
             p.state.as_str()
         );
         self.save(true);
-        Ok(p.info())
+        p.info()
+    }
+
+    /// Carries out `action` on process `name` and answers on `reply`: at
+    /// once, or for a restart of a live process once the old one ended.
+    async fn act(&mut self, name: &str, action: ProcessAction, reply: Reply) {
+        let i = match self.find(name) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let state = self.procs[i].state;
+        let not = |what: &str| {
+            Err(ControlError::Conflict(format!(
+                "{name} is {}: cannot {what} it",
+                state.as_str()
+            )))
+        };
+        let result = match action {
+            ProcessAction::Kill if !self.procs[i].alive() => not("kill"),
+            ProcessAction::Kill => {
+                self.kill(i).await;
+                Ok(self.acted(i, action))
+            }
+            ProcessAction::Pause if !matches!(state, ProcState::Running | ProcState::Starting) => {
+                not("pause")
+            }
+            ProcessAction::Pause => {
+                signal(self.procs[i].pid, Signal::SIGSTOP);
+                self.procs[i].state = ProcState::Paused;
+                Ok(self.acted(i, action))
+            }
+            ProcessAction::Resume if state != ProcState::Paused => not("resume"),
+            ProcessAction::Resume => {
+                signal(self.procs[i].pid, Signal::SIGCONT);
+                self.procs[i].state = ProcState::Running;
+                Ok(self.acted(i, action))
+            }
+            ProcessAction::Restart if state == ProcState::Stopping => not("restart"),
+            ProcessAction::Restart => return self.restart(i, reply),
+        };
+        let _ = reply.send(result);
     }
 
     async fn handle(&mut self, cmd: control::Command) {
@@ -532,16 +612,26 @@ impl Supervisor {
                 name,
                 action,
                 reply,
-            } => {
-                let result = self.act(&name, action).await;
-                let _ = reply.send(result);
-            }
+            } => self.act(&name, action, reply).await,
         }
     }
 
     /// SIGTERM to every live process (director first, stores last), then
-    /// SIGKILL to any still running after the grace period.
-    async fn stop_all(&mut self) {
+    /// SIGKILL to any still running after the grace period. Restarts under
+    /// way end first (their old processes are already stopping; the new
+    /// ones are not started).
+    async fn stop_all(&mut self, stopped: &mut mpsc::UnboundedReceiver<Stopped>) {
+        while self.stopping > 0 {
+            let Ok(Some(done)) = tokio::time::timeout(STOP_GRACE + KILL_WAIT, stopped.recv()).await
+            else {
+                break;
+            };
+            self.stopping -= 1;
+            self.procs[done.i].exited(done.how);
+            let _ = done.reply.send(Err(ControlError::Conflict(
+                "the cluster is stopping: not started again".into(),
+            )));
+        }
         for role in [
             Role::Director,
             Role::Web,
@@ -553,11 +643,7 @@ impl Supervisor {
                 .filter(|&i| self.procs[i].member.role == role && self.procs[i].alive())
                 .collect();
             for &i in &group {
-                let p = &self.procs[i];
-                signal(p.pid, Signal::SIGTERM);
-                if p.state == ProcState::Paused {
-                    signal(p.pid, Signal::SIGCONT);
-                }
+                terminate(&self.procs[i]);
             }
             for &i in &group {
                 self.stop(i).await;
@@ -670,6 +756,7 @@ pub(crate) async fn supervise(
         std::fs::write(&page, include_str!("../demo/shop.html"))
             .with_context(|| format!("cannot write {}", page.display()))?;
     }
+    let (stopped_tx, mut stopped) = mpsc::unbounded_channel();
     let mut sup = Supervisor {
         plan,
         exe,
@@ -678,6 +765,8 @@ pub(crate) async fn supervise(
         token,
         procs: Vec::new(),
         net,
+        stopped: stopped_tx,
+        stopping: 0,
     };
     let started = Instant::now();
     let start_up = async {
@@ -708,7 +797,7 @@ pub(crate) async fn supervise(
     };
     if let Err(e) = result {
         api.abort();
-        sup.stop_all().await;
+        sup.stop_all(&mut stopped).await;
         sup.save(false);
         state::unregister();
         return Err(e);
@@ -728,11 +817,12 @@ pub(crate) async fn supervise(
             }
             _ = tick.tick() => sup.watch().await,
             Some(cmd) = commands.recv() => sup.handle(cmd).await,
+            Some(done) = stopped.recv() => sup.finish_restart(done),
         }
     }
     event!("stopping the cluster…");
     api.abort();
-    sup.stop_all().await;
+    sup.stop_all(&mut stopped).await;
     sup.save(false);
     state::unregister();
     event!("stopped.");
