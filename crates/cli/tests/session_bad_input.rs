@@ -556,3 +556,50 @@ fn a_web_server_starts_serving_without_waiting_for_a_store_that_does_not_answer(
     signal(stores[2].pid(), "CONT");
     web.assert_no_panic();
 }
+
+/// A takeover on a web server that reaches too few stores fails at once
+/// with `503`, instead of holding the request while it waits, a store
+/// timeout long, for stores it cannot reach (session 25: a standby cut
+/// from two stores held a moved user's request 2 s). Two of three stores
+/// die and, once ws1 has marked them down, their ports are taken by
+/// listeners that accept and never answer (as a cut link: a connection
+/// goes nowhere); store and claim timeouts are a minute.
+#[test]
+fn a_takeover_that_cannot_reach_enough_stores_fails_at_once() {
+    let mut stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(STICKY, &[])).collect();
+    let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
+    let cfg = ClusterConfig::new(&addrs, &["ws1", "ws2"])
+        .replicas(2)
+        .session("store_timeout_ms", "60000")
+        .session("claim_timeout_ms", "60000")
+        .write();
+    let ws1 = WebProcess::start(STICKY, cfg.path(), "ws1");
+    let mut ws2 = WebProcess::start(STICKY, cfg.path(), "ws2");
+    let mut b = Browser::new();
+    assert_eq!(b.increment(ws2.addr()).value, 1);
+    assert_eq!(b.increment(ws2.addr()).value, 2);
+
+    stores[0].kill9();
+    stores[1].kill9();
+    wait_until(DEADLINE, "ws1 marks s1 and s2 down", || {
+        let log = ws1.log_text();
+        log.contains("store marked down store=s1") && log.contains("store marked down store=s2")
+    });
+    let holes: Vec<std::net::TcpListener> = addrs[..2]
+        .iter()
+        .map(|a| std::net::TcpListener::bind(a).expect("take a dead store's port"))
+        .collect();
+    ws2.kill9();
+
+    let started = Instant::now();
+    let r = b.get(ws1.addr(), "/api/counter");
+    assert!(
+        started.elapsed() < FAIL_FAST,
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.text().contains("stores"), "{}", r.text());
+    ws1.assert_no_panic();
+    drop(holes);
+}

@@ -49,6 +49,10 @@ pub(crate) struct Stores {
     /// `release X@e`): concurrent claims of one dead server's sessions
     /// share one ([`Stores::releasing`]).
     releasing: std::sync::Mutex<std::collections::HashMap<String, Arc<OnceCell<Released>>>>,
+    /// A claim's look at every store ([`crate::takeover::targets`]) is
+    /// under way: concurrent claims wait for it rather than start their
+    /// own.
+    looking: std::sync::atomic::AtomicBool,
 }
 
 /// How a probe or a release of a lease ended ([`Stores::releasing`]).
@@ -126,6 +130,7 @@ impl Stores {
             rounds: AtomicU64::new(0),
             gone: std::sync::Mutex::new(std::collections::VecDeque::new()),
             releasing: std::sync::Mutex::new(std::collections::HashMap::new()),
+            looking: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -254,6 +259,17 @@ impl Stores {
         if clear_bit(&self.late, i) {
             tracing::info!(store = %self.names[i], "late store answers pings again");
         }
+    }
+
+    /// Claims the right to start a look at every store; `false` while
+    /// another is under way. [`done_looking`](Self::done_looking) ends it.
+    pub(crate) fn start_looking(&self) -> bool {
+        !self.looking.swap(true, Ordering::AcqRel)
+    }
+
+    /// The look [`start_looking`](Self::start_looking) began has ended.
+    pub(crate) fn done_looking(&self) {
+        self.looking.store(false, Ordering::Release);
     }
 
     /// Store `i` has not answered a ping within [`GRACE`].
