@@ -603,3 +603,46 @@ fn a_takeover_that_cannot_reach_enough_stores_fails_at_once() {
     ws1.assert_no_panic();
     drop(holes);
 }
+
+/// The same for a write: a host that reaches one store of three fails a
+/// change at once (it needs two), rather than after a store timeout spent
+/// pinging the stores it cannot reach. Its lease is long, so that the
+/// write, not a lapsed lease, is what refuses.
+#[test]
+fn a_write_that_cannot_reach_enough_stores_fails_at_once() {
+    let mut stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(STICKY, &[])).collect();
+    let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
+    let cfg = ClusterConfig::new(&addrs, &["ws1"])
+        .replicas(2)
+        .session("store_timeout_ms", "60000")
+        .session("claim_timeout_ms", "60000")
+        .session("lease_ms", "60000")
+        .write();
+    let ws1 = WebProcess::start(STICKY, cfg.path(), "ws1");
+    let mut b = Browser::new();
+    assert_eq!(b.increment(ws1.addr()).value, 1);
+    assert_eq!(b.increment(ws1.addr()).value, 2);
+
+    stores[0].kill9();
+    stores[1].kill9();
+    wait_until(DEADLINE, "ws1 marks s1 and s2 down", || {
+        let log = ws1.log_text();
+        log.contains("store marked down store=s1") && log.contains("store marked down store=s2")
+    });
+    let holes: Vec<std::net::TcpListener> = addrs[..2]
+        .iter()
+        .map(|a| std::net::TcpListener::bind(a).expect("take a dead store's port"))
+        .collect();
+
+    let started = Instant::now();
+    let r = b.post(ws1.addr(), "/api/counter", None);
+    assert!(
+        started.elapsed() < FAIL_FAST,
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.text().contains("stores"), "{}", r.text());
+    ws1.assert_no_panic();
+    drop(holes);
+}

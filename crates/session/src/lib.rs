@@ -101,6 +101,7 @@ mod holders;
 mod id;
 mod layer;
 mod lease;
+mod look;
 mod manager;
 mod open;
 mod placement;

@@ -171,9 +171,14 @@ impl SessionManager {
                 let missing = needed - have - in_flight;
                 // This server's belief that stores are down may be stale
                 // (its own pause made its requests time out): with too few
-                // believed up to reach the quorum, look at them all again.
+                // believed up to reach the quorum, look at them all again,
+                // for a ping's grace at most (a store it cannot reach fails
+                // the write at once, not after a store timeout).
                 if ((stores.live() & !sent).count_ones() as usize) < missing {
-                    stores.ping_all().await;
+                    crate::look::look_again(self, |live| {
+                        ((live & !sent).count_ones() as usize) >= missing
+                    })
+                    .await;
                 }
                 more = stores.next_stores(id, sent, missing);
                 if more == 0 && in_flight == 0 {

@@ -909,40 +909,13 @@ pub(crate) fn claimed_state(
 }
 
 /// The stores a claim asks: those believed up, or, with fewer than `p` of
-/// them, those up after looking at them all again (the belief may be
-/// stale: this process may just have been paused).
-///
-/// The look (a ping of every store) runs in the background, and the claim
-/// waits for it only until `p` stores are up or for [`GRACE`], the time a
-/// prompt store takes to answer a ping: a store still silent then is as
-/// good as down for this claim, which then fails at once (`503`, and the
-/// client's retry finds what the look found) instead of waiting a store
-/// timeout for a store it cannot reach, then the rest of its claim timeout
-/// (session 25: a standby cut from two stores held a request 2 s).
-/// Concurrent claims share one look.
+/// them, those up after [looking at them all again](crate::look::look_again) (the
+/// belief may be stale: this process may just have been paused).
 pub(crate) async fn targets(m: &SessionManager, p: usize) -> u64 {
     let stores = &m.inner.stores;
-    if (stores.live().count_ones() as usize) >= p {
-        return stores.live();
+    if (stores.live().count_ones() as usize) < p {
+        crate::look::look_again(m, |live| (live.count_ones() as usize) >= p).await;
     }
-    let mut live = stores.subscribe();
-    if stores.start_looking() {
-        let weak = std::sync::Arc::downgrade(&m.inner);
-        tokio::spawn(async move {
-            if let Some(inner) = weak.upgrade() {
-                inner.stores.ping_all().await;
-                inner.stores.done_looking();
-            }
-        });
-    }
-    let enough = async {
-        while (live.borrow_and_update().count_ones() as usize) < p {
-            if live.changed().await.is_err() {
-                return;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(GRACE, enough).await;
     stores.live()
 }
 
