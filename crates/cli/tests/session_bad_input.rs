@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sticky_test_support::{
     copies_by_store, http_request, random_hex, sess_command_calls, sign_cookie, signal, wait_until,
-    Answer, Browser, Cluster, ClusterConfig, FakeStore, Misbehavior, Sticky, StoreProcess,
-    WebProcess, DEADLINE,
+    Answer, Browser, Cluster, ClusterConfig, FakeStore, Misbehavior, Response, Sticky,
+    StoreProcess, WebProcess, DEADLINE,
 };
 
 /// The `sticky` binary under test.
@@ -557,42 +557,49 @@ fn a_web_server_starts_serving_without_waiting_for_a_store_that_does_not_answer(
     web.assert_no_panic();
 }
 
-/// A takeover on a web server that reaches too few stores fails at once
-/// with `503`, instead of holding the request while it waits, a store
-/// timeout long, for stores it cannot reach (session 25: a standby cut
-/// from two stores held a moved user's request 2 s). Two of three stores
-/// die and, once ws1 has marked them down, their ports are taken by
-/// listeners that accept and never answer (as a cut link: a connection
-/// goes nowhere); store and claim timeouts are a minute.
-#[test]
-fn a_takeover_that_cannot_reach_enough_stores_fails_at_once() {
-    let mut stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(STICKY, &[])).collect();
+/// Three stores, and a cluster file for `webs` with store and claim
+/// timeouts of a minute (and `more` settings): what a request that waits
+/// for a store it cannot reach would wait.
+fn three_stores_slow_to_time_out(
+    webs: &[&str],
+    more: &[(&str, &str)],
+) -> (Vec<StoreProcess>, ClusterConfig) {
+    let stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(STICKY, &[])).collect();
     let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
-    let cfg = ClusterConfig::new(&addrs, &["ws1", "ws2"])
+    let mut cfg = ClusterConfig::new(&addrs, webs)
         .replicas(2)
         .session("store_timeout_ms", "60000")
-        .session("claim_timeout_ms", "60000")
-        .write();
-    let ws1 = WebProcess::start(STICKY, cfg.path(), "ws1");
-    let mut ws2 = WebProcess::start(STICKY, cfg.path(), "ws2");
-    let mut b = Browser::new();
-    assert_eq!(b.increment(ws2.addr()).value, 1);
-    assert_eq!(b.increment(ws2.addr()).value, 2);
+        .session("claim_timeout_ms", "60000");
+    for (k, v) in more {
+        cfg = cfg.session(k, v);
+    }
+    (stores, cfg.write())
+}
 
+/// Kills s1 and s2 and, once `web` has marked them down, takes their ports
+/// with listeners that accept and never answer (as a cut link: a
+/// connection goes nowhere). Keep the listeners as long as the cut.
+fn cut_from_two_stores(
+    stores: &mut [StoreProcess],
+    web: &WebProcess,
+) -> Vec<std::net::TcpListener> {
+    let addrs: Vec<_> = stores[..2].iter().map(StoreProcess::addr).collect();
     stores[0].kill9();
     stores[1].kill9();
-    wait_until(DEADLINE, "ws1 marks s1 and s2 down", || {
-        let log = ws1.log_text();
+    wait_until(DEADLINE, "the web server marks s1 and s2 down", || {
+        let log = web.log_text();
         log.contains("store marked down store=s1") && log.contains("store marked down store=s2")
     });
-    let holes: Vec<std::net::TcpListener> = addrs[..2]
+    addrs
         .iter()
         .map(|a| std::net::TcpListener::bind(a).expect("take a dead store's port"))
-        .collect();
-    ws2.kill9();
+        .collect()
+}
 
+/// `ask` must answer `503` naming the stores within [`FAIL_FAST`].
+fn fails_at_once(ask: impl FnOnce() -> Response) {
     let started = Instant::now();
-    let r = b.get(ws1.addr(), "/api/counter");
+    let r = ask();
     assert!(
         started.elapsed() < FAIL_FAST,
         "answered after {:?}",
@@ -600,6 +607,24 @@ fn a_takeover_that_cannot_reach_enough_stores_fails_at_once() {
     );
     assert_eq!(r.status, 503, "{r:?}");
     assert!(r.text().contains("stores"), "{}", r.text());
+}
+
+/// A takeover on a web server that reaches too few stores fails at once
+/// with `503`, instead of holding the request while it waits, a store
+/// timeout long, for stores it cannot reach (session 25: a standby cut
+/// from two stores held a moved user's request 2 s).
+#[test]
+fn a_takeover_that_cannot_reach_enough_stores_fails_at_once() {
+    let (mut stores, cfg) = three_stores_slow_to_time_out(&["ws1", "ws2"], &[]);
+    let ws1 = WebProcess::start(STICKY, cfg.path(), "ws1");
+    let mut ws2 = WebProcess::start(STICKY, cfg.path(), "ws2");
+    let mut b = Browser::new();
+    assert_eq!(b.increment(ws2.addr()).value, 1);
+    assert_eq!(b.increment(ws2.addr()).value, 2);
+
+    let holes = cut_from_two_stores(&mut stores, &ws1);
+    ws2.kill9();
+    fails_at_once(|| b.get(ws1.addr(), "/api/counter"));
     ws1.assert_no_panic();
     drop(holes);
 }
@@ -610,39 +635,14 @@ fn a_takeover_that_cannot_reach_enough_stores_fails_at_once() {
 /// write, not a lapsed lease, is what refuses.
 #[test]
 fn a_write_that_cannot_reach_enough_stores_fails_at_once() {
-    let mut stores: Vec<StoreProcess> = (0..3).map(|_| StoreProcess::start(STICKY, &[])).collect();
-    let addrs: Vec<_> = stores.iter().map(StoreProcess::addr).collect();
-    let cfg = ClusterConfig::new(&addrs, &["ws1"])
-        .replicas(2)
-        .session("store_timeout_ms", "60000")
-        .session("claim_timeout_ms", "60000")
-        .session("lease_ms", "60000")
-        .write();
+    let (mut stores, cfg) = three_stores_slow_to_time_out(&["ws1"], &[("lease_ms", "60000")]);
     let ws1 = WebProcess::start(STICKY, cfg.path(), "ws1");
     let mut b = Browser::new();
     assert_eq!(b.increment(ws1.addr()).value, 1);
     assert_eq!(b.increment(ws1.addr()).value, 2);
 
-    stores[0].kill9();
-    stores[1].kill9();
-    wait_until(DEADLINE, "ws1 marks s1 and s2 down", || {
-        let log = ws1.log_text();
-        log.contains("store marked down store=s1") && log.contains("store marked down store=s2")
-    });
-    let holes: Vec<std::net::TcpListener> = addrs[..2]
-        .iter()
-        .map(|a| std::net::TcpListener::bind(a).expect("take a dead store's port"))
-        .collect();
-
-    let started = Instant::now();
-    let r = b.post(ws1.addr(), "/api/counter", None);
-    assert!(
-        started.elapsed() < FAIL_FAST,
-        "answered after {:?}",
-        started.elapsed()
-    );
-    assert_eq!(r.status, 503, "{r:?}");
-    assert!(r.text().contains("stores"), "{}", r.text());
+    let holes = cut_from_two_stores(&mut stores, &ws1);
+    fails_at_once(|| b.post(ws1.addr(), "/api/counter", None));
     ws1.assert_no_panic();
     drop(holes);
 }

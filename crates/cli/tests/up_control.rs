@@ -26,17 +26,29 @@ fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Resp
         .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
 }
 
-/// `POST /api/processes/NAME/ACTION` on the supervisor, which must answer
-/// 200: the process's entry.
-fn act(up: &UpProcess, name: &str, action: &str) -> Value {
-    let r = call(
+/// `POST /api/processes/NAME/ACTION` on the supervisor, with the admin
+/// token.
+fn post_action(up: &UpProcess, name: &str, action: &str) -> Response {
+    call(
         up.supervisor(),
         "POST",
         &format!("/api/processes/{name}/{action}"),
         Some(&up.token()),
-    );
+    )
+}
+
+/// [`post_action`], which must answer 200: the process's entry.
+fn act(up: &UpProcess, name: &str, action: &str) -> Value {
+    let r = post_action(up, name, action);
     assert_eq!(r.status, 200, "{action} {name}: {r:?}");
     r.json()
+}
+
+/// [`post_action`], which must be refused with `409`: the action does not
+/// fit the process's state.
+fn refused(up: &UpProcess, name: &str, action: &str) {
+    let r = post_action(up, name, action);
+    assert_eq!(r.status, 409, "{action} {name}: {r:?}");
 }
 
 fn pid(entry: &Value) -> u32 {
@@ -127,13 +139,7 @@ fn control_api_kills_pauses_resumes_and_restarts_processes() {
         server_state(&up, "ws1") == "down"
     });
     assert_eq!(up.status_of("ws1")["state"], "paused");
-    let r = call(
-        up.supervisor(),
-        "POST",
-        "/api/processes/ws1/pause",
-        Some(&token),
-    );
-    assert_eq!(r.status, 409, "{r:?}");
+    refused(&up, "ws1", "pause");
 
     // Resume: SIGCONT; it comes back (fenced, with a new epoch).
     let e = act(&up, "ws1", "resume");
@@ -142,13 +148,7 @@ fn control_api_kills_pauses_resumes_and_restarts_processes() {
     wait_until(DEADLINE, "the director routes to ws1 again", || {
         server_state(&up, "ws1") == "up"
     });
-    let r = call(
-        up.supervisor(),
-        "POST",
-        "/api/processes/ws1/resume",
-        Some(&token),
-    );
-    assert_eq!(r.status, 409, "{r:?}");
+    refused(&up, "ws1", "resume");
 
     // Kill: SIGKILL; gone when the answer comes.
     let s2 = up.pid_of("s2");
@@ -156,13 +156,7 @@ fn control_api_kills_pauses_resumes_and_restarts_processes() {
     assert_eq!(e["state"], "exited");
     assert!(e["exit"].as_str().unwrap().contains("9"), "{e}");
     assert!(!pid_alive(s2), "s2 is gone");
-    let r = call(
-        up.supervisor(),
-        "POST",
-        "/api/processes/s2/kill",
-        Some(&token),
-    );
-    assert_eq!(r.status, 409, "{r:?}");
+    refused(&up, "s2", "kill");
 
     // Restart an exited store: a new PID, running once it answers PING.
     let e = act(&up, "s2", "restart");
@@ -297,16 +291,8 @@ fn a_restart_waits_for_the_old_process_off_the_supervisors_loop() {
     wait_until(DEADLINE, "ws1 is listed as stopping", || {
         listed_state(&up, "ws1") == "stopping"
     });
-    let r = call(
-        up.supervisor(),
-        "POST",
-        "/api/processes/ws1/restart",
-        Some(&up.token()),
-    );
-    assert_eq!(
-        r.status, 409,
-        "a second restart of a stopping process: {r:?}"
-    );
+    // A second restart of a stopping process.
+    refused(&up, "ws1", "restart");
     // Another process's actions, answered while the restart waits (it has
     // most of the 5 s grace left).
     assert_eq!(act(&up, "s3", "pause")["state"], "paused");

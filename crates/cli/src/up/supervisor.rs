@@ -481,19 +481,14 @@ impl Supervisor {
     /// once it reports. A process already gone starts again at once.
     fn restart(&mut self, i: usize, reply: Reply) {
         let p = &mut self.procs[i];
-        if !p.alive() {
-            let result = self.respawn(i);
-            let _ = reply.send(result);
-            return;
-        }
-        terminate(p);
-        p.state = ProcState::Stopping;
-        let Some(child) = p.child.take() else {
-            // Reaped already: nothing to wait for.
+        let running = if p.alive() { p.child.take() } else { None };
+        let Some(child) = running else {
             let result = self.respawn(i);
             let _ = reply.send(result);
             return;
         };
+        terminate(p);
+        p.state = ProcState::Stopping;
         let name = p.member.name.clone();
         event!(
             "restart: {name} ({}, pid {}) is stopping",
