@@ -5,11 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use sticky_test_support::director::{
-    cluster_file, BackendOptions, BackendProcess, DirectorProcess, Load,
+    cluster_file, metric, BackendOptions, BackendProcess, DirectorProcess, Load,
 };
-use sticky_test_support::{temp_dir, wait_until, HttpClient, Sticky, DEADLINE};
+use sticky_test_support::{temp_dir, wait_until, HttpClient, Response, Sticky, DEADLINE};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
@@ -372,4 +373,70 @@ fn evacuating_a_server_moves_every_client_and_loses_nothing() {
         (0..6).any(|_| d.client().get("/").unwrap().backend() == Some("ws1"))
     });
     let _ = std::fs::remove_dir_all(store);
+}
+
+/// What became of a request held by ws1 (`/_test/slow`, 20 s) when the
+/// director's health checks marked ws1 down meanwhile
+/// (`director_extra` sets the forwarding path and `end_requests_on_down`).
+/// Returns its answer and the director's metrics after it.
+fn a_request_held_when_its_server_is_marked_down(director_extra: &str) -> (Response, String) {
+    let [ws1, ws2] = ["ws1", "ws2"].map(BackendProcess::start);
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(
+            &[(&ws1, false), (&ws2, false)],
+            &format!("response_timeout_ms = 60000\n{director_extra}"),
+        ),
+    );
+    let mut c = client_on(&d, "ws1", "/value");
+    let held = std::thread::spawn(move || c.get("/_test/slow?ms=20000"));
+    wait_until(DEADLINE, "the slow request is at ws1", || {
+        d.server("ws1")["active"].as_u64() == Some(1)
+    });
+    // ws1 stops answering its health checks (as when a link to it is cut:
+    // its requests then wait for TCP to resend them after the heal).
+    ws1.post("/_test/sick");
+    d.wait_state("ws1", "down");
+    let answer = held.join().unwrap().unwrap();
+    let metrics = d.admin_get("/metrics").text();
+    (answer, metrics)
+}
+
+const ENDED_ON_DOWN: &str = "sticky_director_upstream_errors_total{kind=\"marked_down\"}";
+
+/// By default, a request waiting for a server the health checks mark
+/// down ends at once with `504`, on the fast path and on hyper's: it does
+/// not wait for an answer that may come only after a heal, or never.
+#[test]
+fn a_request_waiting_for_a_server_marked_down_ends_at_once() {
+    for path in ["fast_path = true", "fast_path = false"] {
+        let started = Instant::now();
+        let (r, metrics) = a_request_held_when_its_server_is_marked_down(path);
+        assert_eq!(r.status, 504, "{path}: {}", r.text());
+        assert!(
+            r.text().contains("stopped answering its health checks"),
+            "{path}: {}",
+            r.text()
+        );
+        // Well before ws1 would have answered (20 s): ended by the mark,
+        // not by anything that waits for the server.
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{path}: ended after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(metric(&metrics, ENDED_ON_DOWN), 1.0, "{path}");
+    }
+}
+
+/// With `end_requests_on_down = false` the request waits for the server,
+/// which answers it (as HAProxy does without `on-marked-down
+/// shutdown-sessions`).
+#[test]
+fn a_request_waiting_for_a_server_marked_down_may_wait_for_it() {
+    let (r, metrics) =
+        a_request_held_when_its_server_is_marked_down("end_requests_on_down = false");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "ws1\n");
+    assert_eq!(metric(&metrics, ENDED_ON_DOWN), 0.0);
 }

@@ -226,6 +226,14 @@ pub struct DirectorSection {
     /// Default 60000.
     #[serde(deserialize_with = "crate::duration::field::millis")]
     pub response_timeout_ms: u64,
+    /// When the health checks mark a web server down, end the requests
+    /// still waiting for its answer at once with `504` instead of letting
+    /// them wait up to `response_timeout_ms`: a request lost in a cut link
+    /// is otherwise answered only when TCP resends it after the heal, or
+    /// never. Their outcome is unknown to the client either way (the server
+    /// may have processed them), as after a response timeout. A server
+    /// that says it is stopping is not affected (it drains). Default true.
+    pub end_requests_on_down: bool,
     /// A client connection (or WebSocket tunnel) with no bytes in either
     /// direction for this long is closed, in ms. Default 120000.
     #[serde(deserialize_with = "crate::duration::field::millis")]
@@ -343,6 +351,7 @@ impl Default for DirectorSection {
             reroute_connect_timeout_ms: 50,
             header_timeout_ms: 10_000,
             response_timeout_ms: 60_000,
+            end_requests_on_down: true,
             idle_timeout_ms: 120_000,
             drain_timeout_ms: 10_000,
             max_header_size: ByteSize(32 << 10),

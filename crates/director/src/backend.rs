@@ -6,10 +6,11 @@
 //! the request path never takes that mutex: it reads the routing table,
 //! which is rebuilt from these states whenever one changes.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 use tokio::sync::Notify;
@@ -131,6 +132,23 @@ pub(crate) struct Backend {
     /// director chooses, every request passes it over until a check
     /// reaches it again ([`Self::mark_unreachable`]).
     unreachable: AtomicBool,
+    /// Times the health checks marked it down with requests to end
+    /// ([`Self::end_requests`]); a request reads it before it is sent, so
+    /// a mark between that and its wait is not missed.
+    downs: AtomicU64,
+    /// Wakes the requests waiting for its answer when it is marked down,
+    /// one per worker thread so that registering a waiter (twice per
+    /// request) never contends across threads.
+    down_signals: Box<[Notify]>,
+}
+
+/// Why a request has no answer from its web server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unanswered {
+    /// `response_timeout` passed.
+    TimedOut,
+    /// The health checks marked the server down meanwhile.
+    MarkedDown,
 }
 
 impl Backend {
@@ -183,6 +201,49 @@ impl Backend {
             failovers: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             unreachable: AtomicBool::new(false),
+            downs: AtomicU64::new(0),
+            down_signals: (0..config.threads.max(1)).map(|_| Notify::new()).collect(),
+        }
+    }
+
+    /// What [`Self::answer`] compares against: read before a request is
+    /// sent.
+    pub(crate) fn downs(&self) -> u64 {
+        self.downs.load(Ordering::Acquire)
+    }
+
+    /// Ends every request waiting for this server's answer (its health
+    /// checks marked it down): each gets [`Unanswered::MarkedDown`].
+    pub(crate) fn end_requests(&self) {
+        self.downs.fetch_add(1, Ordering::AcqRel);
+        for signal in self.down_signals.iter() {
+            signal.notify_waiters();
+        }
+    }
+
+    /// Waits for `exchange` (a request sent to this server and its
+    /// response head) up to `limit`, or until the server is marked down
+    /// with its requests ended, whichever comes first. `downs` is
+    /// [`Self::downs`] as read before the request was sent.
+    pub(crate) async fn answer<F: Future>(
+        &self,
+        downs: u64,
+        limit: Duration,
+        exchange: F,
+    ) -> Result<F::Output, Unanswered> {
+        let signal = &self.down_signals[worker::current() % self.down_signals.len()];
+        // Created (so counted as waiting by `notify_waiters`) before the
+        // check below: a mark after the check wakes it.
+        let marked = signal.notified();
+        if self.downs() != downs {
+            return Err(Unanswered::MarkedDown);
+        }
+        tokio::select! {
+            biased;
+            answered = tokio::time::timeout(limit, exchange) => {
+                answered.map_err(|_elapsed| Unanswered::TimedOut)
+            }
+            () = marked => Err(Unanswered::MarkedDown),
         }
     }
 

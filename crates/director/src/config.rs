@@ -146,6 +146,9 @@ pub struct DirectorConfig {
     pub header_timeout: Duration,
     /// Time for a web server to send a response head. Default 60 s.
     pub response_timeout: Duration,
+    /// Requests waiting for a web server's answer end with `504` when its
+    /// health checks mark it down. Default true.
+    pub end_requests_on_down: bool,
     /// A connection or tunnel without traffic for this long is closed.
     /// Default 120 s.
     pub idle_timeout: Duration,
@@ -278,6 +281,7 @@ impl fmt::Debug for DirectorConfig {
             .field("reroute_connect_timeout", &self.reroute_connect_timeout)
             .field("header_timeout", &self.header_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field("end_requests_on_down", &self.end_requests_on_down)
             .field("idle_timeout", &self.idle_timeout)
             .field("drain_timeout", &self.drain_timeout)
             .field("max_header_size", &self.max_header_size)
@@ -350,6 +354,7 @@ impl DirectorConfig {
                 .then(|| ms(d.reroute_connect_timeout_ms)),
             header_timeout: ms(d.header_timeout_ms),
             response_timeout: ms(d.response_timeout_ms),
+            end_requests_on_down: d.end_requests_on_down,
             idle_timeout: ms(d.idle_timeout_ms),
             drain_timeout: ms(d.drain_timeout_ms),
             max_header_size: usize::try_from(d.max_header_size.0).unwrap_or(usize::MAX),

@@ -58,7 +58,8 @@ use tokio::sync::watch;
 use crate::backend::{ActiveGuard, Backend};
 use crate::chunked::ChunkedScanner;
 use crate::forward::{
-    is_hop_by_hop, is_idempotent, is_reserved, refused_untouched, Answer, Attempts, Refusal,
+    is_hop_by_hop, is_idempotent, is_reserved, refused_untouched, unanswered, Answer, Attempts,
+    Refusal,
 };
 use crate::pool::Reuse;
 use crate::route_cookie::RequestCookies;
@@ -354,27 +355,28 @@ impl Connection<'_> {
             );
             backend.requests.fetch_add(1, Ordering::Relaxed);
             let set_cookie = set_cookie.then_some(&backend.set_cookie);
-            let sent = tokio::time::timeout(
-                shared.config.response_timeout,
-                send(
-                    &mut upstream,
-                    &self.request,
-                    &mut self.response,
-                    is_head,
-                    Added {
-                        set_cookie: set_cookie.map(|v| v.as_bytes()),
-                        hsts: self.hsts,
-                    },
-                    &mut self.out,
-                ),
-            )
-            .await;
+            let downs = backend.downs();
+            let sent = backend
+                .answer(
+                    downs,
+                    shared.config.response_timeout,
+                    send(
+                        &mut upstream,
+                        &self.request,
+                        &mut self.response,
+                        is_head,
+                        Added {
+                            set_cookie: set_cookie.map(|v| v.as_bytes()),
+                            hsts: self.hsts,
+                        },
+                        &mut self.out,
+                    ),
+                )
+                .await;
             let head = match sent {
-                Err(_elapsed) => {
-                    stats.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
-                    backend.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(server = %backend.name, timeout = ?shared.config.response_timeout, "web server did not answer in time");
-                    return self.answer(client, Answer::ResponseTimeout, started).await;
+                Err(why) => {
+                    let answer = unanswered(shared, &backend, why);
+                    return self.answer(client, answer, started).await;
                 }
                 Ok(Err(e)) => {
                     if attempts.after_failed_exchange(shared, &backend, &e, pooled, replayable) {

@@ -20,7 +20,7 @@ use http::header::{
 use http::{Method, Response, StatusCode};
 use sticky_proto::control::{FENCED_HEADER, OWNER_HEADER, RESERVED_PREFIX, STOPPING_HEADER};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Unanswered};
 use crate::body::Body;
 use crate::fencing::adopt_epoch;
 use crate::health::{mark_down_now, mark_unreachable};
@@ -52,6 +52,9 @@ pub(crate) enum Answer {
     Unavailable,
     ConnectTimeout,
     ResponseTimeout,
+    /// The health checks marked the server down while the request waited
+    /// for its answer (`end_requests_on_down`).
+    EndedOnDown,
 }
 
 impl Answer {
@@ -87,6 +90,10 @@ impl Answer {
                 StatusCode::GATEWAY_TIMEOUT,
                 "504 Gateway Timeout: the web server did not answer in time.\n",
             ),
+            Answer::EndedOnDown => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "504 Gateway Timeout: the web server stopped answering its health checks before it answered this request, which it may or may not have processed. Please retry.\n",
+            ),
         };
         if status.is_server_error() {
             shared.stats.gateway_errors.fetch_add(1, Ordering::Relaxed);
@@ -98,6 +105,29 @@ impl Answer {
     pub(crate) fn response(self, shared: &State) -> Response<Body> {
         let (status, text) = self.counted(shared);
         text_response(status, text)
+    }
+}
+
+/// The answer to a request its web server did not answer, counted.
+pub(crate) fn unanswered(shared: &State, backend: &Backend, why: Unanswered) -> Answer {
+    backend.errors.fetch_add(1, Ordering::Relaxed);
+    match why {
+        Unanswered::TimedOut => {
+            shared
+                .stats
+                .upstream_timeouts
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(server = %backend.name, timeout = ?shared.config.response_timeout, "web server did not answer in time");
+            Answer::ResponseTimeout
+        }
+        Unanswered::MarkedDown => {
+            shared
+                .stats
+                .upstream_ended_on_down
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(server = %backend.name, "web server marked down before it answered: request ended");
+            Answer::EndedOnDown
+        }
     }
 }
 

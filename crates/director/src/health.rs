@@ -264,6 +264,13 @@ fn observe(shared: &State, backend: &Backend, result: Result<HealthReport, Check
                         "web server is down: its clients move to other servers"
                     );
                     backend.clear_pools();
+                    // Requests lost in a cut link, or held by a server that
+                    // no longer answers, would wait for TCP to resend them
+                    // after a heal or for the response timeout. A server
+                    // that says it stops drains its requests: not those.
+                    if !down_now && shared.config.end_requests_on_down {
+                        backend.end_requests();
+                    }
                 } else if h.initial && h.last_error.is_none() {
                     tracing::warn!(
                         server = %backend.name,

@@ -185,6 +185,7 @@ pub(crate) fn render(shared: &State) -> String {
         ("connect", &s.upstream_connect_failed),
         ("send", &s.upstream_send_failed),
         ("timeout", &s.upstream_timeouts),
+        ("marked_down", &s.upstream_ended_on_down),
     ] {
         w.counter(
             "sticky_director_upstream_errors_total",

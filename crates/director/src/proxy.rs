@@ -60,7 +60,8 @@ use crate::body::{Body, UpstreamBody};
 use crate::fast_path::MAX_BODY;
 use crate::fencing::STICKY_EPOCH;
 use crate::forward::{
-    self, is_hop_by_hop, is_idempotent, is_reserved, Answer, Attempts, Finish, STICKY_OWNER,
+    self, is_hop_by_hop, is_idempotent, is_reserved, unanswered, Answer, Attempts, Finish,
+    STICKY_OWNER,
 };
 use crate::io::{Activity, ActivityIo};
 use crate::pool::{Conn, RequestBody};
@@ -268,11 +269,14 @@ async fn proxy(
         backend.requests.fetch_add(1, Ordering::Relaxed);
 
         let abort = conn.abort_handle();
-        let sent = tokio::time::timeout(
-            config.response_timeout,
-            conn.sender.try_send_request(upstream),
-        )
-        .await;
+        let downs = backend.downs();
+        let sent = backend
+            .answer(
+                downs,
+                config.response_timeout,
+                conn.sender.try_send_request(upstream),
+            )
+            .await;
         let refused = match &sent {
             Ok(Ok(resp)) => forward::Refusal::of(resp.headers()),
             _ => None,
@@ -363,12 +367,9 @@ async fn proxy(
                 }
                 break Answer::BadGateway.response(shared);
             }
-            Err(_elapsed) => {
+            Err(why) => {
                 abort.abort();
-                stats.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
-                backend.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(server = %backend.name, timeout = ?config.response_timeout, "web server did not answer in time");
-                break Answer::ResponseTimeout.response(shared);
+                break unanswered(shared, &backend, why).response(shared);
             }
         }
     };

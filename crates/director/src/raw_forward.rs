@@ -44,7 +44,7 @@ use hyper::body::Incoming;
 use crate::backend::ActiveGuard;
 use crate::body::{Body, RawBody};
 use crate::fast_path::{self, Added, HeadOut, MAX_BODY};
-use crate::forward::{is_idempotent, refused_untouched, Answer, Attempts, Finish};
+use crate::forward::{is_idempotent, refused_untouched, unanswered, Answer, Attempts, Finish};
 use crate::pool::Reuse;
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
@@ -182,18 +182,16 @@ pub(crate) async fn forward(
             hsts: None,
         };
         let mut out = H2Head::default();
-        let sent = tokio::time::timeout(
-            config.response_timeout,
-            fast_path::send(&mut upstream, request, response, is_head, added, &mut out),
-        )
-        .await;
+        let downs = backend.downs();
+        let sent = backend
+            .answer(
+                downs,
+                config.response_timeout,
+                fast_path::send(&mut upstream, request, response, is_head, added, &mut out),
+            )
+            .await;
         let head = match sent {
-            Err(_elapsed) => {
-                stats.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
-                backend.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(server = %backend.name, timeout = ?config.response_timeout, "web server did not answer in time");
-                break Answer::ResponseTimeout.response(shared);
-            }
+            Err(why) => break unanswered(shared, &backend, why).response(shared),
             Ok(Err(e)) => {
                 if attempts.after_failed_exchange(shared, &backend, &e, pooled, replayable) {
                     continue;

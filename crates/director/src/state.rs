@@ -49,6 +49,9 @@ pub(crate) struct Stats {
     pub(crate) upstream_connect_failed: AtomicU64,
     pub(crate) upstream_send_failed: AtomicU64,
     pub(crate) upstream_timeouts: AtomicU64,
+    /// Requests ended with `504` because their server was marked down
+    /// while they waited (`end_requests_on_down`).
+    pub(crate) upstream_ended_on_down: AtomicU64,
     pub(crate) tunnels: AtomicU64,
     /// `421` answers naming the owner, re-sent there.
     pub(crate) misdirected_resent: AtomicU64,
