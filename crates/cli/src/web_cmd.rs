@@ -107,6 +107,16 @@ pub(crate) fn session_config(
             addr: connectable(w.listen),
         })
         .collect();
+    if s.release_when_unreached {
+        // When every director has marked it down, and so sends its users
+        // elsewhere.
+        let d = file.director.clone().unwrap_or_default();
+        c.release_unreached_after = Some(Duration::from_millis(
+            d.health_interval_ms
+                .saturating_mul(u64::from(d.fall.max(1)))
+                .saturating_add(d.health_timeout_ms),
+        ));
+    }
     c.async_queue = s.async_queue.max(1);
     c.async_max_lag = Duration::from_millis(s.async_max_lag_ms);
     c.recopy_rate = s.recopy_rate.max(1);

@@ -509,3 +509,62 @@ fn a_request_lost_in_a_cut_link_ends_when_its_server_is_marked_down() {
     );
     c.net.heal_all().unwrap();
 }
+
+/// A web server cut from the director but not from the stores keeps its
+/// lease, so no other server may claim its sessions while their users
+/// cannot reach it. Once the director has marked it down (its checks
+/// stopped reaching it) and another server probes it to claim one of its
+/// sessions, it lets its sessions go (`release_when_unreached`, on by
+/// default): the session moves with every write, long before the cut
+/// heals; after the heal the cut server is routed to again.
+#[test]
+fn a_server_cut_from_the_director_lets_its_sessions_go() {
+    let Some(c) = Cluster::start(
+        "stkdfr",
+        "health_interval_ms = 200\nhealth_timeout_ms = 300\nhealth_slow_ms = 0\nfall = 2\nrise = 1",
+    ) else {
+        return;
+    };
+    let public = c.public;
+    // Two sessions of ws1: one used during the cut, one idle.
+    let mut jars = c.sessions_on("ws1", 2);
+    let (mut jar, mut idle) = (jars.remove(0), jars.remove(0));
+    let a = Answer::from(&jar.request(public, "POST", "/api/counter", None));
+    assert_eq!((a.server.as_str(), a.value), ("ws1", 2));
+
+    c.net.cut("d", "ws1").unwrap();
+    // Its lease (3 s, renewed every second) would hold the session at ws1
+    // for the whole cut: only the release moves it.
+    let mut last = None;
+    wait_until(DEADLINE, "the session is served by another server", || {
+        let r = jar.request(public, "POST", "/api/counter", None);
+        let served = r.status == 200 && Answer::from(&r).server != "ws1";
+        last = Some(r);
+        served
+    });
+    let moved = Answer::from(last.as_ref().unwrap());
+    assert_eq!(
+        (moved.value, moved.source.as_str()),
+        (3, "store"),
+        "the count carried on from the stores"
+    );
+    let ws1_log = log_tail(&c.procs.iter().find(|p| p.name == "ws1").unwrap().log, 40);
+    assert!(
+        ws1_log.contains("letting its sessions go"),
+        "ws1 let its sessions go:\n{ws1_log}"
+    );
+
+    // Healed: ws1 is routed to again; the session stays where it is, with
+    // its count.
+    c.net.heal_all().unwrap();
+    wait_until(DEADLINE, "ws1 is up again", || {
+        c.server("ws1")["state"] == "up"
+    });
+    let a = Answer::from(&jar.request(public, "POST", "/api/counter", None));
+    assert_eq!((a.server.as_str(), a.value), (moved.server.as_str(), 4));
+    // The idle session kept its count wherever it went (adopted, or
+    // claimed back by ws1 from the copy it kept).
+    let r = idle.request(public, "GET", "/api/counter", None);
+    assert_eq!(r.status, 200, "{r:?}\n{}", logs(&c.procs));
+    assert_eq!(Answer::from(&r).value, 1);
+}

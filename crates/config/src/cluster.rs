@@ -120,6 +120,13 @@ pub struct SessionSection {
     /// serving sessions; then it closes them and exits. Default 10000.
     #[serde(deserialize_with = "crate::duration::field::millis")]
     pub drain_timeout_ms: u64,
+    /// A web server that no director's health check has reached for as
+    /// long as the directors take to mark it down (`[director]` `fall` ×
+    /// `health_interval_ms` + `health_timeout_ms`), while another server
+    /// probes it to claim one of its sessions, lets its sessions go so that
+    /// their users are served elsewhere instead of waiting for the cut to
+    /// heal (`docs/safety.md` §2). Sync mode only. Default true.
+    pub release_when_unreached: bool,
     /// Async mode: most changes waiting to be copied. Default 10000.
     pub async_queue: usize,
     /// Async mode: largest tolerated replication lag before writes wait. Default 1000.
@@ -168,6 +175,7 @@ impl Default for SessionSection {
             store_timeout_ms: 1000,
             slow_store_ms: 50,
             drain_timeout_ms: 10_000,
+            release_when_unreached: true,
             async_queue: 10_000,
             async_max_lag_ms: 1000,
             recopy_rate: 100_000,

@@ -17,7 +17,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use http::Method;
-use sticky_proto::control::{HealthReport, HEALTH_PATH};
+use sticky_proto::control::{HealthReport, DIRECTOR_CHECK_PATH};
 use tokio::time::MissedTickBehavior;
 
 use crate::adopt;
@@ -52,7 +52,7 @@ pub(crate) async fn run(shared: Weak<State>, backend: Arc<Backend>) {
             &backend,
             &shared.token,
             Method::GET,
-            HEALTH_PATH,
+            DIRECTOR_CHECK_PATH,
             settings.timeout,
         );
         tokio::pin!(check);

@@ -25,6 +25,13 @@ use subtle::ConstantTimeEq;
 pub const RESERVED_PREFIX: &str = "/.sticky/";
 /// Health report (`GET`).
 pub const HEALTH_PATH: &str = "/.sticky/health";
+/// A director's health check: [`HEALTH_PATH`] saying who asks. The web
+/// server notes when a director last reached it (`docs/safety.md` §2, "A
+/// server no director reaches lets its sessions go").
+pub const DIRECTOR_CHECK_PATH: &str = "/.sticky/health?from=director";
+/// A web server's probe of a session's owner before it claims the session
+/// ([`HEALTH_PATH`] saying who asks): a peer wants the owner's sessions.
+pub const PEER_PROBE_PATH: &str = "/.sticky/health?from=peer";
 /// Fence: new epoch, empty cache (`POST`).
 pub const FENCE_PATH: &str = "/.sticky/fence";
 /// Adopt a dead server's sessions (`POST`, JSON [`AdoptRequest`]): the web

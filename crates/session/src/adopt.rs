@@ -301,6 +301,16 @@ pub(crate) async fn reclaim(weak: Weak<Inner>, epoch: u64) {
             tracing::warn!(sessions = n, "gave up reclaiming the sessions a lapse dropped: no claim succeeded within the idle timeout");
             return;
         }
+        if inner
+            .released_unreached
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // Let go because no director reaches this server: claimed back
+            // only where their users can reach them (`unreached`).
+            drop(inner);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
         let clock = inner.clock;
         if !inner
             .fencing

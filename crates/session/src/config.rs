@@ -147,6 +147,18 @@ pub struct Config {
     /// one left out is never asked. Default none: claims then wait for
     /// leases to run out, and trust such stores once all stores answered.
     pub peers: Vec<Peer>,
+    /// A server that no director's health check has reached for this long
+    /// while a peer probes it to claim one of its sessions (so a director
+    /// sent that session's user elsewhere) lets its sessions go: it fences
+    /// itself, keeping its copies to claim back the ones nobody took once a
+    /// director reaches it again (`docs/safety.md` §2, "A server no
+    /// director reaches lets its sessions go"). Only in `sync` mode, and
+    /// only once a director's check has been seen. Set it to the time the
+    /// directors take to mark a server down (`fall` checks × the interval
+    /// \+ the check timeout; `sticky web` does). `None`: never, the sessions
+    /// of a server cut from every director wait for the heal. Default
+    /// `None`.
+    pub release_unreached_after: Option<Duration>,
     /// Per-request timeout towards a store. Default 1 s.
     pub store_timeout: Duration,
     /// A store that has not answered a write (or a takeover's prepare)
@@ -261,6 +273,7 @@ impl Config {
             lease: Duration::from_secs(3),
             claim_timeout: Duration::from_secs(2),
             peers: Vec::new(),
+            release_unreached_after: None,
             store_timeout: Duration::from_secs(1),
             slow_store: Some(Duration::from_millis(50)),
             store_password: None,

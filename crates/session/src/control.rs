@@ -3,7 +3,7 @@
 //! held in memory here (asked by a takeover, `crate::holders`), and
 //! Prometheus metrics. Each answers only with the admin token.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,9 +32,16 @@ fn authorized(ctl: &Ctl, headers: &HeaderMap) -> bool {
     )
 }
 
-async fn health(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
+async fn health(State(ctl): State<Ctl>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
     if !authorized(&ctl, &headers) {
         return denied();
+    }
+    match query.as_deref() {
+        Some("from=director") => ctl.manager.director_checked(),
+        // Before the report: a server that lets its sessions go answers
+        // with its new epoch, which proves the old one gone to the prober.
+        Some("from=peer") => ctl.manager.probed_by_peer(),
+        _ => {}
     }
     Json(ctl.manager.health()).into_response()
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::{Method, StatusCode};
 use sticky_client::ClientError;
-use sticky_proto::control::{self, HealthReport, RequestError, HEALTH_PATH};
+use sticky_proto::control::{self, HealthReport, RequestError, PEER_PROBE_PATH};
 use tokio::sync::Notify;
 
 use crate::fencing::{owner_name, parse_owner, Extend};
@@ -224,7 +224,7 @@ impl SessionManager {
         let answer = control::request(
             peer.addr,
             Method::GET,
-            HEALTH_PATH,
+            PEER_PROBE_PATH,
             Some(&auth),
             PROBE_TIMEOUT,
             MAX_PROBE_ANSWER,

@@ -111,6 +111,7 @@ mod session;
 mod state;
 mod stores;
 mod takeover;
+mod unreached;
 
 pub use config::{BadIpNet, Config, IpNet, Mode, Peer, StoreSpec};
 pub use error::SessionError;

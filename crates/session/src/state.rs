@@ -88,6 +88,13 @@ pub(crate) struct Inner {
     /// A claim-back of [`dropped`](Self::dropped) after failed writes
     /// runs ([`SessionManager::reclaim_dropped`]).
     pub(crate) reclaiming: AtomicBool,
+    /// When a director's health check last reached this server
+    /// ([`Clock::now_ms`](crate::clock::Clock::now_ms); 0: never).
+    pub(crate) director_checked_ms: std::sync::atomic::AtomicU64,
+    /// This server let its sessions go because no director reached it
+    /// (`unreached`); the claim-back of what nobody took waits for a
+    /// director's check.
+    pub(crate) released_unreached: AtomicBool,
     /// The metrics every request records, registered once.
     pub(crate) hot: HotMetrics,
 }
@@ -175,6 +182,8 @@ impl Inner {
             adopting: std::sync::Mutex::default(),
             dropped: crate::dropped::Dropped::default(),
             reclaiming: AtomicBool::new(false),
+            director_checked_ms: std::sync::atomic::AtomicU64::new(0),
+            released_unreached: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             hot: HotMetrics::default(),
             config,
