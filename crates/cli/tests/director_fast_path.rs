@@ -146,7 +146,8 @@ fn with_length(head: &str, body: &[u8]) -> Vec<u8> {
 /// The answer to `req`, and whether the connection closes after it.
 fn answer(req: &Seen) -> (Vec<u8>, bool) {
     let fixed = |s: &str| (s.as_bytes().to_vec(), false);
-    match req.path.as_str() {
+    // Control paths by path alone: the director's checks carry a query.
+    match req.path.split('?').next().unwrap_or_default() {
         "/.sticky/health" | "/.sticky/fence" => {
             let json = r#"{"name":"ws1","epoch":7,"sessions":0,"ready":true,"standby":false}"#;
             (
