@@ -97,7 +97,7 @@ async fn metrics(State(ctl): State<Ctl>, headers: HeaderMap) -> Response {
 /// a recorder is given, so that each is in the metrics from the start (a
 /// dashboard's `rate()` and an alert's `increase()` see 0, not no data).
 /// A unit test checks this list against the `counter!` calls in `src/`.
-const COUNTERS: [&str; 30] = [
+const COUNTERS: [&str; 31] = [
     "sticky_acks_after_lease_total",
     "sticky_adopted_total",
     "sticky_async_copy_failures_total",
@@ -118,6 +118,7 @@ const COUNTERS: [&str; 30] = [
     "sticky_owner_gone_total",
     "sticky_rate_limit_forgotten_total",
     "sticky_reclaimed_total",
+    "sticky_released_unreached_total",
     "sticky_recopies_total",
     "sticky_sessions_expired_total",
     "sticky_sessions_not_found_total",
