@@ -76,6 +76,16 @@ impl Cluster {
 
     /// [`Cluster::start`] with the director's `connect_timeout_ms`.
     fn start_with(prefix: &str, health: &str, connect_timeout_ms: u64) -> Option<Self> {
+        Self::start_in_mode(prefix, health, connect_timeout_ms, "sync")
+    }
+
+    /// [`Cluster::start_with`] in replication mode `mode`.
+    fn start_in_mode(
+        prefix: &str,
+        health: &str,
+        connect_timeout_ms: u64,
+        mode: &str,
+    ) -> Option<Self> {
         if !require_root("a director cut from the standby (network namespaces)")
             || !require_program_from("ip", "iproute2")
         {
@@ -92,7 +102,7 @@ impl Cluster {
             format!(
                 r#"secret = "a cluster secret of at least thirty-two bytes"
 replicas = 2
-mode = "sync"
+mode = "{mode}"
 
 [director]
 listen = "{public}"
@@ -567,4 +577,63 @@ fn a_server_cut_from_the_director_lets_its_sessions_go() {
     let r = idle.request(public, "GET", "/api/counter", None);
     assert_eq!(r.status, 200, "{r:?}\n{}", logs(&c.procs));
     assert_eq!(Answer::from(&r).value, 1);
+}
+
+/// In `async` mode a server cut from the director keeps its sessions: its
+/// cache may hold changes the stores do not have yet, so letting them go
+/// could lose them. The session answers `503` through the director until
+/// the heal, even once the director has marked the server down for longer
+/// than the release would wait and another server probed it.
+#[test]
+fn in_async_mode_a_server_cut_from_the_director_keeps_its_sessions() {
+    let Some(c) = Cluster::start_in_mode(
+        "stkdfa",
+        "health_interval_ms = 200\nhealth_timeout_ms = 300\nhealth_slow_ms = 0\nfall = 2\nrise = 1",
+        300,
+        "async",
+    ) else {
+        return;
+    };
+    let public = c.public;
+    let mut jar = c.sessions_on("ws1", 1).pop().unwrap();
+
+    c.net.cut("d", "ws1").unwrap();
+    // Down in the director's view for longer than the release's wait
+    // (2 × 200 + 300 ms): a sync server would let go at the next probe.
+    wait_until(DEADLINE, "ws1 has been down for 1.5 s", || {
+        let ws1 = c.server("ws1");
+        ws1["state"] == "down" && ws1["since_change_ms"].as_u64().is_some_and(|ms| ms > 1500)
+    });
+    // Each request goes to another server, whose claim probes ws1.
+    for _ in 0..3 {
+        let r = jar.request(public, "GET", "/api/counter", None);
+        assert_eq!(r.status, 503, "{r:?}\n{}", logs(&c.procs));
+    }
+    let ws1_log = log_tail(&c.procs.iter().find(|p| p.name == "ws1").unwrap().log, 40);
+    assert!(
+        !ws1_log.contains("letting its sessions go"),
+        "ws1 let its sessions go in async mode:\n{ws1_log}"
+    );
+    // The other servers' claims found ws1's lease live after probing it,
+    // and named it with 421.
+    let metrics = http_request(c.admin, "GET", "/metrics", &[], None)
+        .unwrap()
+        .text();
+    let misdirected: f64 = ["resent", "unavailable"]
+        .iter()
+        .map(|o| {
+            sticky_test_support::director::metric(
+                &metrics,
+                &format!("sticky_director_misdirected_total{{outcome=\"{o}\"}}"),
+            )
+        })
+        .sum();
+    assert!(misdirected >= 1.0, "no 421 naming ws1:\n{metrics}");
+
+    // Healed, ws1 serves the session from its cache.
+    c.net.heal_all().unwrap();
+    wait_until(DEADLINE, "ws1 serves its session again", || {
+        jar.try_request(public, "GET", "/api/counter", None)
+            .is_ok_and(|r| r.status == 200 && Answer::from(&r).server == "ws1")
+    });
 }

@@ -330,6 +330,8 @@ impl Connection<'_> {
                 Err(answer) => return self.answer(client, answer, started).await,
             };
             let active = ActiveGuard::new(Arc::clone(&backend));
+            // Before connecting: a mark-down from here on ends the wait.
+            let downs = backend.downs();
             let pool = backend.raw_pool();
             let connecting = match pool.idle(
                 attempts.take_fresh(&backend),
@@ -355,7 +357,6 @@ impl Connection<'_> {
             );
             backend.requests.fetch_add(1, Ordering::Relaxed);
             let set_cookie = set_cookie.then_some(&backend.set_cookie);
-            let downs = backend.downs();
             let sent = backend
                 .answer(
                     downs,

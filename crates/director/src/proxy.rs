@@ -226,6 +226,8 @@ async fn proxy(
             Err(answer) => break answer.response(shared),
         };
         let active = ActiveGuard::new(Arc::clone(&backend));
+        // Before connecting: a mark-down from here on ends the wait.
+        let downs = backend.downs();
         let connecting = if attempts.take_fresh(&backend) {
             backend.pool().connect(attempts.connect_limit()).await
         } else {
@@ -269,7 +271,6 @@ async fn proxy(
         backend.requests.fetch_add(1, Ordering::Relaxed);
 
         let abort = conn.abort_handle();
-        let downs = backend.downs();
         let sent = backend
             .answer(
                 downs,

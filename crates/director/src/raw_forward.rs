@@ -151,6 +151,8 @@ pub(crate) async fn forward(
             Err(answer) => break answer.response(shared),
         };
         let active = ActiveGuard::new(Arc::clone(&backend));
+        // Before connecting: a mark-down from here on ends the wait.
+        let downs = backend.downs();
         let pool = backend.raw_pool();
         let connecting = match pool.idle(
             attempts.take_fresh(&backend),
@@ -182,7 +184,6 @@ pub(crate) async fn forward(
             hsts: None,
         };
         let mut out = H2Head::default();
-        let downs = backend.downs();
         let sent = backend
             .answer(
                 downs,
