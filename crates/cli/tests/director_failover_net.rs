@@ -28,6 +28,10 @@ use sticky_test_support::{
 const STICKY: &str = env!("CARGO_BIN_EXE_sticky");
 /// The director's route cookie (its default name).
 const ROUTE_COOKIE: &str = "sticky.route";
+/// Health checks that mark a cut server down within about a second
+/// (`fall` × interval + timeout: 0.7 s).
+const QUICK_CHECKS: &str =
+    "health_interval_ms = 200\nhealth_timeout_ms = 300\nhealth_slow_ms = 0\nfall = 2\nrise = 1";
 
 /// A process of the cluster, in its host's namespace.
 struct Proc {
@@ -181,6 +185,11 @@ listen = "{s3}"
             public,
             admin,
         })
+    }
+
+    /// The last lines of process `name`'s log.
+    fn log_tail(&self, name: &str) -> String {
+        log_tail(&self.procs.iter().find(|p| p.name == name).unwrap().log, 40)
     }
 
     fn proc_mut(&mut self, name: &str) -> &mut Proc {
@@ -490,7 +499,7 @@ fn a_421_naming_an_owner_cut_from_the_director_fails_fast_once_a_connect_failed(
 fn a_request_lost_in_a_cut_link_ends_when_its_server_is_marked_down() {
     let Some(c) = Cluster::start(
         "stkdfl",
-        "health_interval_ms = 200\nhealth_timeout_ms = 300\nhealth_slow_ms = 0\nfall = 2\nrise = 1\nresponse_timeout_ms = 60000",
+        &format!("{QUICK_CHECKS}\nresponse_timeout_ms = 60000"),
     ) else {
         return;
     };
@@ -529,10 +538,7 @@ fn a_request_lost_in_a_cut_link_ends_when_its_server_is_marked_down() {
 /// heals; after the heal the cut server is routed to again.
 #[test]
 fn a_server_cut_from_the_director_lets_its_sessions_go() {
-    let Some(c) = Cluster::start(
-        "stkdfr",
-        "health_interval_ms = 200\nhealth_timeout_ms = 300\nhealth_slow_ms = 0\nfall = 2\nrise = 1",
-    ) else {
+    let Some(c) = Cluster::start("stkdfr", QUICK_CHECKS) else {
         return;
     };
     let public = c.public;
@@ -558,7 +564,7 @@ fn a_server_cut_from_the_director_lets_its_sessions_go() {
         (3, "store"),
         "the count carried on from the stores"
     );
-    let ws1_log = log_tail(&c.procs.iter().find(|p| p.name == "ws1").unwrap().log, 40);
+    let ws1_log = c.log_tail("ws1");
     assert!(
         ws1_log.contains("letting its sessions go"),
         "ws1 let its sessions go:\n{ws1_log}"
@@ -586,12 +592,7 @@ fn a_server_cut_from_the_director_lets_its_sessions_go() {
 /// than the release would wait and another server probed it.
 #[test]
 fn in_async_mode_a_server_cut_from_the_director_keeps_its_sessions() {
-    let Some(c) = Cluster::start_in_mode(
-        "stkdfa",
-        "health_interval_ms = 200\nhealth_timeout_ms = 300\nhealth_slow_ms = 0\nfall = 2\nrise = 1",
-        300,
-        "async",
-    ) else {
+    let Some(c) = Cluster::start_in_mode("stkdfa", QUICK_CHECKS, 300, "async") else {
         return;
     };
     let public = c.public;
@@ -609,7 +610,7 @@ fn in_async_mode_a_server_cut_from_the_director_keeps_its_sessions() {
         let r = jar.request(public, "GET", "/api/counter", None);
         assert_eq!(r.status, 503, "{r:?}\n{}", logs(&c.procs));
     }
-    let ws1_log = log_tail(&c.procs.iter().find(|p| p.name == "ws1").unwrap().log, 40);
+    let ws1_log = c.log_tail("ws1");
     assert!(
         !ws1_log.contains("letting its sessions go"),
         "ws1 let its sessions go in async mode:\n{ws1_log}"

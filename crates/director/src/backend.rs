@@ -133,8 +133,8 @@ pub(crate) struct Backend {
     /// reaches it again ([`Self::mark_unreachable`]).
     unreachable: AtomicBool,
     /// Times the health checks marked it down with requests to end
-    /// ([`Self::end_requests`]); a request reads it before it is sent, so
-    /// a mark between that and its wait is not missed.
+    /// ([`Self::end_requests`]); a request reads it when its server is
+    /// chosen, so a mark while it connects is not missed.
     downs: AtomicU64,
     /// Wakes the requests waiting for its answer when it is marked down,
     /// one per worker thread so that registering a waiter (twice per
@@ -206,8 +206,8 @@ impl Backend {
         }
     }
 
-    /// What [`Self::answer`] compares against: read before a request is
-    /// sent.
+    /// What [`Self::answer`] compares against: read when a request's
+    /// server is chosen.
     pub(crate) fn downs(&self) -> u64 {
         self.downs.load(Ordering::Acquire)
     }
@@ -224,7 +224,7 @@ impl Backend {
     /// Waits for `exchange` (a request sent to this server and its
     /// response head) up to `limit`, or until the server is marked down
     /// with its requests ended, whichever comes first. `downs` is
-    /// [`Self::downs`] as read before the request was sent.
+    /// [`Self::downs`] as read when the server was chosen.
     pub(crate) async fn answer<F: Future>(
         &self,
         downs: u64,

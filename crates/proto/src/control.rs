@@ -32,6 +32,32 @@ pub const DIRECTOR_CHECK_PATH: &str = "/.sticky/health?from=director";
 /// A web server's probe of a session's owner before it claims the session
 /// ([`HEALTH_PATH`] saying who asks): a peer wants the owner's sessions.
 pub const PEER_PROBE_PATH: &str = "/.sticky/health?from=peer";
+
+/// Who asks for a health report, by its query ([`DIRECTOR_CHECK_PATH`],
+/// [`PEER_PROBE_PATH`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthAsker {
+    /// A director's health check.
+    Director,
+    /// Another web server's probe before a claim.
+    Peer,
+}
+
+impl HealthAsker {
+    /// The asker a health request's query names, if any.
+    pub fn of_query(query: Option<&str>) -> Option<Self> {
+        let named = |path: &str| path.split_once('?').map(|(_, q)| q) == query;
+        if query.is_none() {
+            None
+        } else if named(DIRECTOR_CHECK_PATH) {
+            Some(Self::Director)
+        } else if named(PEER_PROBE_PATH) {
+            Some(Self::Peer)
+        } else {
+            None
+        }
+    }
+}
 /// Fence: new epoch, empty cache (`POST`).
 pub const FENCE_PATH: &str = "/.sticky/fence";
 /// Adopt a dead server's sessions (`POST`, JSON [`AdoptRequest`]): the web
@@ -335,6 +361,22 @@ pub async fn request(
 #[cfg(test)]
 #[allow(clippy::expect_used)]
 mod tests {
+    #[test]
+    fn a_health_query_names_its_asker() {
+        use super::{HealthAsker, DIRECTOR_CHECK_PATH, PEER_PROBE_PATH};
+        let query = |p: &'static str| p.split_once('?').map(|(_, q)| q);
+        assert_eq!(
+            HealthAsker::of_query(query(DIRECTOR_CHECK_PATH)),
+            Some(HealthAsker::Director)
+        );
+        assert_eq!(
+            HealthAsker::of_query(query(PEER_PROBE_PATH)),
+            Some(HealthAsker::Peer)
+        );
+        assert_eq!(HealthAsker::of_query(None), None);
+        assert_eq!(HealthAsker::of_query(Some("from=someone")), None);
+    }
+
     use super::*;
 
     #[test]

@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use sticky_metrics::Handle;
-use sticky_proto::control::{AdoptRequest, ADOPT_PATH, FENCE_PATH, HEALTH_PATH, HOLDS_PATH};
+use sticky_proto::control::{
+    AdoptRequest, HealthAsker, ADOPT_PATH, FENCE_PATH, HEALTH_PATH, HOLDS_PATH,
+};
 
 use crate::id::SessionId;
 use crate::state::SessionManager;
@@ -36,12 +38,12 @@ async fn health(State(ctl): State<Ctl>, RawQuery(query): RawQuery, headers: Head
     if !authorized(&ctl, &headers) {
         return denied();
     }
-    match query.as_deref() {
-        Some("from=director") => ctl.manager.director_checked(),
+    match HealthAsker::of_query(query.as_deref()) {
+        Some(HealthAsker::Director) => ctl.manager.director_checked(),
         // Before the report: a server that lets its sessions go answers
         // with its new epoch, which proves the old one gone to the prober.
-        Some("from=peer") => ctl.manager.probed_by_peer(),
-        _ => {}
+        Some(HealthAsker::Peer) => ctl.manager.probed_by_peer(),
+        None => {}
     }
     Json(ctl.manager.health()).into_response()
 }
