@@ -46,6 +46,8 @@
 #                     (h2load's: start in µs, status, latency in µs) as
 #                     dir/PROXY-THREADSt-PROTOCOL-rROUND.log, for looking
 #                     at whole distributions rather than two percentiles
+#   DIRECTOR_TOML=s   extra lines for the director's [director] table, for
+#                     A/B runs of a setting (e.g. "yield_before_sleep_us = 0")
 #   SKIP_BUILD=1      use the existing release binaries
 #   STICKY_BIN=path   the director binary to measure (default: the release
 #                     build; for A/B runs of an older copy)
@@ -214,6 +216,7 @@ start_director() { # threads protocol
         if [[ $(scheme "$2") == https ]]; then
             printf 'tls_cert = "%s"\ntls_key = "%s"\n' "$work/cert.pem" "$work/key.pem"
         fi
+        if [[ -n ${DIRECTOR_TOML:-} ]]; then printf '%s\n' "$DIRECTOR_TOML"; fi
         local i
         for i in 0 1 2; do
             printf '\n[[web]]\nname = "%s"\nlisten = "127.0.0.1:%s"\n' "${names[$i]}" "${ports[$i]}"

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use sticky_test_support::director::stand_in::{STALLED_FIRST, STALLED_REST};
 use sticky_test_support::director::{
     cluster_file, metric, BackendOptions, BackendProcess, DirectorProcess, Load,
 };
@@ -403,6 +404,78 @@ fn a_request_held_when_its_server_is_marked_down(director_extra: &str) -> (Respo
 }
 
 const ENDED_ON_DOWN: &str = "sticky_director_upstream_errors_total{kind=\"marked_down\"}";
+
+/// Like [`a_request_held_when_its_server_is_marked_down`], for a
+/// response whose body ws1 stops sending after its first
+/// [`STALLED_FIRST`] bytes for `stall_ms`: the outcome of the body's read,
+/// the time it took, when ws1 was marked down (both from the request's
+/// start) and the director's metrics.
+fn a_body_held_when_its_server_is_marked_down(
+    director_extra: &str,
+    stall_ms: u64,
+) -> (std::io::Result<Response>, Duration, Duration, String) {
+    let [ws1, ws2] = ["ws1", "ws2"].map(BackendProcess::start);
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(&[(&ws1, false), (&ws2, false)], director_extra),
+    );
+    let mut c = client_on(&d, "ws1", "/value");
+    let started = Instant::now();
+    let held = std::thread::spawn(move || {
+        let r = c.get(&format!("/_test/stall?ms={stall_ms}"));
+        (r, started.elapsed())
+    });
+    wait_until(DEADLINE, "the stalled response is under way", || {
+        d.server("ws1")["active"].as_u64() == Some(1)
+    });
+    ws1.post("/_test/sick");
+    d.wait_state("ws1", "down");
+    let down_at = started.elapsed();
+    let (r, took) = held.join().unwrap();
+    let metrics = d.admin_get("/metrics").text();
+    (r, took, down_at, metrics)
+}
+
+/// By default, a response whose body waits for a server the health
+/// checks mark down ends at once too (the client sees it cut short), on
+/// the fast path and on hyper's: it does not wait for bytes that may come
+/// only after a heal, or for the idle timeout (120 s).
+#[test]
+fn a_response_body_from_a_server_marked_down_ends_at_once() {
+    for path in ["fast_path = true", "fast_path = false"] {
+        let (r, took, _, metrics) = a_body_held_when_its_server_is_marked_down(path, 20_000);
+        let e = r.expect_err("a body cut short is not a whole response");
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{path}: {e}");
+        // Well before ws1 would have sent the rest (20 s): ended by the
+        // mark, not by anything that waits for the server.
+        assert!(
+            took < Duration::from_secs(15),
+            "{path}: ended after {took:?}"
+        );
+        assert_eq!(metric(&metrics, ENDED_ON_DOWN), 1.0, "{path}");
+    }
+}
+
+/// With `end_requests_on_down = false` the body waits for the server,
+/// which sends the rest of it.
+#[test]
+fn a_response_body_from_a_server_marked_down_may_wait_for_it() {
+    let (r, took, down_at, metrics) =
+        a_body_held_when_its_server_is_marked_down("end_requests_on_down = false", 4_000);
+    assert!(
+        down_at < took,
+        "ws1 was marked down after the body ended ({down_at:?}, {took:?}): nothing tested"
+    );
+    let r = r.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), STALLED_FIRST + STALLED_REST.len());
+    assert!(r.body.ends_with(STALLED_REST));
+    assert!(
+        took >= Duration::from_secs(4),
+        "the rest came after {took:?}"
+    );
+    assert_eq!(metric(&metrics, ENDED_ON_DOWN), 0.0);
+}
 
 /// By default, a request waiting for a server the health checks mark
 /// down ends at once with `504`, on the fast path and on hyper's: it does

@@ -5,10 +5,11 @@
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use sticky_test_support::director::stand_in::STALLED_REST;
 use sticky_test_support::director::{cluster_file, BackendProcess, DirectorProcess};
-use sticky_test_support::{read_response, Sticky};
+use sticky_test_support::{read_response, Sticky, HTTP_TIMEOUT};
 
 /// The `sticky` binary under test.
 const STICKY: Sticky = Sticky::new(env!("CARGO_BIN_EXE_sticky"));
@@ -177,4 +178,48 @@ fn upstream_failures_get_clear_502_504_and_503_answers() {
     );
     assert_eq!(d.state("ws1"), "down");
     assert!(d.cluster()["director"]["gateway_errors"].as_u64().unwrap() >= 4);
+}
+
+/// A response its web server sends in parts (server-sent events, a
+/// trickling download) reaches the client part by part, on the fast path
+/// and on hyper's: the director never holds bytes it has while it waits
+/// for more.
+#[test]
+fn a_streamed_response_reaches_the_client_as_it_comes() {
+    for path in ["fast_path = true", "fast_path = false"] {
+        let ws1 = BackendProcess::start("ws1");
+        let d = DirectorProcess::start(STICKY, &cluster_file(&[(&ws1, false)], path));
+        let mut s = TcpStream::connect(d.public).unwrap();
+        s.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
+        // The first 10 bytes of the body now, the rest in 5 s.
+        s.write_all(b"GET /_test/stall?ms=5000&first=10 HTTP/1.1\r\nHost: sticky.test\r\n\r\n")
+            .unwrap();
+        let started = Instant::now();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Until the head and the first part are in (each read returns
+        // something or fails; bounded by the read timeout and the count).
+        for _ in 0..1000 {
+            let body_in = got
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .is_some_and(|end| got.len() >= end + 4 + 10);
+            if body_in {
+                break;
+            }
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "{path}: the connection closed: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
+        assert!(text.ends_with("aaaaaaaaaa"), "{path}: {text}");
+        // Had the director held the first part, it would have come with
+        // the rest, after the pause.
+        assert!(
+            !got.windows(STALLED_REST.len()).any(|w| w == STALLED_REST),
+            "{path}: the first part came only with the rest, after {:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -10,9 +10,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use sticky_test_support::director::{
-    cluster_file, BackendOptions, BackendProcess, DirectorProcess,
+    cluster_file, metric, BackendOptions, BackendProcess, DirectorProcess,
 };
 use sticky_test_support::{
     find_program, read_response, require_program_from, temp_dir, tls_stream, wait_until, CertFiles,
@@ -448,4 +449,49 @@ fn http2_requests_take_the_raw_path_with_bodies_and_fencing() {
         "no request ever beat the health check to the fenced server"
     );
     let _ = std::fs::remove_dir_all(store);
+}
+
+/// An HTTP/2 response (the raw path) whose body waits for a server the
+/// health checks mark down ends at once, as on HTTP/1.1
+/// (`director_failover.rs`): the stream is reset rather than left
+/// waiting for bytes that may never come.
+#[test]
+fn an_http2_response_body_from_a_server_marked_down_ends_at_once() {
+    let ca = TestCa::new("tls-body-down");
+    let cert = ca.issue("director");
+    let [ws1, ws2] = ["ws1", "ws2"].map(BackendProcess::start);
+    let d = DirectorProcess::start(
+        STICKY,
+        &cluster_file(&[(&ws1, false), (&ws2, false)], &tls_lines(&cert, "")),
+    );
+    d.wait_all_up();
+    let mut c = HttpsClient::connect(d.public, ca.ca_file(), HttpVersion::Http2).unwrap();
+    let first = c.get("/value", &[]);
+    let route = first.set_cookie("sticky.route").flatten().unwrap();
+    let home_name = first.header("x-backend").unwrap().to_owned();
+    let home = if home_name == "ws1" { &ws1 } else { &ws2 };
+    let started = Instant::now();
+    let held = std::thread::spawn(move || {
+        let cookie = format!("sticky.route={route}");
+        let r = c.request("GET", "/_test/stall?ms=20000", &[("cookie", &cookie)], b"");
+        (r, started.elapsed())
+    });
+    wait_until(DEADLINE, "the stalled response is under way", || {
+        d.server(&home_name)["active"].as_u64() == Some(1)
+    });
+    home.post("/_test/sick");
+    d.wait_state(&home_name, "down");
+    let (r, took) = held.join().unwrap();
+    let e = r.expect_err("a body cut short is not a whole response");
+    assert!(e.starts_with("body:"), "{e}");
+    // Well before the server would have sent the rest (20 s).
+    assert!(took < Duration::from_secs(15), "ended after {took:?}");
+    let metrics = d.admin_get("/metrics").text();
+    assert_eq!(
+        metric(
+            &metrics,
+            "sticky_director_upstream_errors_total{kind=\"marked_down\"}"
+        ),
+        1.0
+    );
 }

@@ -8,8 +8,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
@@ -140,7 +142,14 @@ pub(crate) struct Backend {
     /// one per worker thread so that registering a waiter (twice per
     /// request) never contends across threads.
     down_signals: Box<[Notify]>,
+    /// The director's count of requests ended by a mark-down (shared with
+    /// its `Stats`): a streamed response body ended that way counts there.
+    ended_on_down: Arc<AtomicU64>,
 }
+
+/// Wakes a streamed response body when its server is marked down
+/// ([`ActiveGuard::poll_marked_down`]).
+pub(crate) type DownWatch = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Why a request has no answer from its web server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +161,14 @@ pub(crate) enum Unanswered {
 }
 
 impl Backend {
-    pub(crate) fn new(spec: &ServerSpec, config: &DirectorConfig, signer: &RouteSigner) -> Self {
+    /// `ended_on_down`: the director's count of requests ended by a
+    /// mark-down.
+    pub(crate) fn new(
+        spec: &ServerSpec,
+        config: &DirectorConfig,
+        signer: &RouteSigner,
+        ended_on_down: Arc<AtomicU64>,
+    ) -> Self {
         let cookie_value = signer.value(&spec.name);
         let mut set_cookie = format!(
             "{}={cookie_value}; Path=/; HttpOnly; SameSite=Lax",
@@ -203,6 +219,7 @@ impl Backend {
             unreachable: AtomicBool::new(false),
             downs: AtomicU64::new(0),
             down_signals: (0..config.threads.max(1)).map(|_| Notify::new()).collect(),
+            ended_on_down,
         }
     }
 
@@ -245,6 +262,18 @@ impl Backend {
             }
             () = marked => Err(Unanswered::MarkedDown),
         }
+    }
+
+    /// Returns once the server has been marked down with its requests
+    /// ended since [`Self::downs`] read `downs`.
+    async fn marked_down_since(&self, downs: u64) {
+        let signal = &self.down_signals[worker::current() % self.down_signals.len()];
+        // Created before the check, as in `answer`.
+        let marked = signal.notified();
+        if self.downs() != downs {
+            return;
+        }
+        marked.await;
     }
 
     /// Whether a request could not connect to it since its last
@@ -348,17 +377,53 @@ impl Backend {
     }
 }
 
-/// Counts one request in flight on a backend until dropped.
-pub(crate) struct ActiveGuard(Arc<Backend>);
+/// Counts one request in flight on a backend until dropped, and knows
+/// whether the health checks have marked that backend down (with its
+/// requests ended) since the request chose it.
+pub(crate) struct ActiveGuard(Arc<Backend>, u64);
 
 impl ActiveGuard {
+    /// Counts a request that just chose `backend`: a mark-down from here
+    /// on ends it (`end_requests_on_down`).
     pub(crate) fn new(backend: Arc<Backend>) -> Self {
         backend.active.fetch_add(1, Ordering::Relaxed);
-        Self(backend)
+        let downs = backend.downs();
+        Self(backend, downs)
     }
 
     pub(crate) fn backend(&self) -> &Arc<Backend> {
         &self.0
+    }
+
+    /// [`Backend::downs`] as read when the request chose the backend.
+    pub(crate) fn downs(&self) -> u64 {
+        self.1
+    }
+
+    /// For a streamed response body waiting for bytes: whether its server
+    /// was marked down since the request chose it (the body then ends,
+    /// counted as a request ended by the mark); if not, `cx` is woken when
+    /// it is. `watch` is created at the first wait, so bodies that never
+    /// wait allocate nothing.
+    pub(crate) fn poll_marked_down(
+        &self,
+        watch: &mut Option<DownWatch>,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        let marked = self.0.downs() != self.1 || {
+            let w = watch.get_or_insert_with(|| {
+                let (backend, downs) = (Arc::clone(&self.0), self.1);
+                Box::pin(async move { backend.marked_down_since(downs).await })
+            });
+            w.as_mut().poll(cx) == Poll::Ready(())
+        };
+        if marked {
+            *watch = None;
+            self.0.errors.fetch_add(1, Ordering::Relaxed);
+            self.0.ended_on_down.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(server = %self.0.name, "web server marked down inside a response body: body ended");
+        }
+        marked
     }
 }
 

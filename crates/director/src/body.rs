@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
-use crate::backend::ActiveGuard;
+use crate::backend::{ActiveGuard, DownWatch};
 use crate::chunked::ChunkedScanner;
 use crate::pool::Conn;
 use crate::upstream::{Framing, UpstreamError};
@@ -45,6 +45,10 @@ pub(crate) enum BodyError {
     /// A raw connection's response.
     #[error(transparent)]
     Raw(#[from] UpstreamError),
+    /// The health checks marked the web server down while the body waited
+    /// for its bytes (`end_requests_on_down`).
+    #[error("the web server was marked down inside the response body")]
+    MarkedDown,
 }
 
 impl Body {
@@ -63,6 +67,8 @@ pub(crate) struct UpstreamBody {
     done: bool,
     conn: Option<Conn>,
     active: ActiveGuard,
+    /// Ends the body if the server is marked down while it waits.
+    watch: Option<DownWatch>,
 }
 
 impl UpstreamBody {
@@ -72,6 +78,7 @@ impl UpstreamBody {
             done: false,
             conn: Some(conn),
             active,
+            watch: None,
         }
     }
 }
@@ -103,6 +110,12 @@ impl http_body::Body for Body {
                 let polled = Pin::new(&mut up.incoming).poll_frame(cx);
                 if let Poll::Ready(None) = polled {
                     up.done = true;
+                }
+                // Waiting for bytes from a server its health checks have
+                // marked down: the body ends (the connection closes with
+                // it), as a request waiting for its head would.
+                if polled.is_pending() && up.active.poll_marked_down(&mut up.watch, cx) {
+                    return Poll::Ready(Some(Err(BodyError::MarkedDown)));
                 }
                 polled.map(|frame| frame.map(|f| f.map_err(BodyError::from)))
             }
@@ -150,6 +163,8 @@ pub(crate) struct RawBody {
     keep_alive: bool,
     done: bool,
     active: ActiveGuard,
+    /// Ends the body if the server is marked down while it waits.
+    watch: Option<DownWatch>,
 }
 
 impl RawBody {
@@ -176,6 +191,7 @@ impl RawBody {
             keep_alive,
             done: false,
             active,
+            watch: None,
         }
     }
 
@@ -268,7 +284,15 @@ impl RawBody {
                 return Poll::Ready(None);
             };
             match stream.poll_read_ready(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if self.active.poll_marked_down(&mut self.watch, cx) {
+                        // Counted there; the connection closes.
+                        self.done = true;
+                        self.stream = None;
+                        return Poll::Ready(Some(Err(UpstreamError::MarkedDown)));
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Err(e)) => return self.fail(e.into()),
                 Poll::Ready(Ok(())) => {}
             }

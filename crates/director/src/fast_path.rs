@@ -39,7 +39,11 @@
 //! Web servers' responses: `Content-Length` bodies, chunked bodies
 //! (forwarded as they are; [`ChunkedScanner`] finds their end), bodies
 //! that end with the connection (the client's connection then closes
-//! too), interim `1xx` heads dropped. A response with both
+//! too), interim `1xx` heads dropped. A body longer than one read is
+//! passed on as it comes: what was read goes to the client whenever the
+//! server has sent nothing more yet (and every [`FLUSH_AT`] bytes), so
+//! event streams are not held back; one whose server is marked down
+//! while it waits ends there (`end_requests_on_down`). A response with both
 //! `Transfer-Encoding` and `Content-Length`, or conflicting lengths, or a
 //! malformed chunk, is never passed on as complete: `502` if nothing was
 //! sent yet, else the client connection is closed.
@@ -55,7 +59,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::backend::{ActiveGuard, Backend};
+use crate::backend::{ActiveGuard, Backend, Unanswered};
 use crate::chunked::ChunkedScanner;
 use crate::forward::{
     is_hop_by_hop, is_idempotent, is_reserved, refused_untouched, unanswered, Answer, Attempts,
@@ -331,7 +335,7 @@ impl Connection<'_> {
             };
             let active = ActiveGuard::new(Arc::clone(&backend));
             // Before connecting: a mark-down from here on ends the wait.
-            let downs = backend.downs();
+            let downs = active.downs();
             let pool = backend.raw_pool();
             let connecting = match pool.idle(
                 attempts.take_fresh(&backend),
@@ -504,6 +508,7 @@ impl Connection<'_> {
         active: ActiveGuard,
     ) -> bool {
         let idle = self.shared.config.idle_timeout;
+        let downs = active.downs();
         let mut pos = head.len;
         let mut left = match head.framing {
             Framing::Length(n) => n,
@@ -542,11 +547,31 @@ impl Connection<'_> {
                 self.response.clear();
                 pos = 0;
                 self.response.reserve(READ_SIZE);
-                let n =
-                    match tokio::time::timeout(idle, upstream.read_buf(&mut self.response)).await {
-                        Err(_) => return Err(UpstreamError::Idle),
-                        Ok(read) => read?,
-                    };
+                // What the server already sent is taken without waiting;
+                // when nothing more is there yet, what we hold goes to the
+                // client before we wait, so a response sent in parts
+                // (server-sent events, a trickling download) reaches it as
+                // it comes.
+                let n = match upstream.try_read_buf(&mut self.response) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if !self.out.is_empty() {
+                            write_client(client, &self.out, idle).await?;
+                            head_sent = true;
+                            self.out.clear();
+                        }
+                        // A body the server stops sending ends when its
+                        // health checks mark it down (`end_requests_on_down`),
+                        // as a request waiting for its head does.
+                        let read = upstream.read_buf(&mut self.response);
+                        match backend.answer(downs, idle, read).await {
+                            Err(Unanswered::TimedOut) => return Err(UpstreamError::Idle),
+                            Err(Unanswered::MarkedDown) => return Err(UpstreamError::MarkedDown),
+                            Ok(read) => read?,
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 if n == 0 {
                     if head.framing == Framing::UntilClose {
                         return Ok(false);
@@ -575,16 +600,21 @@ impl Connection<'_> {
             }
             Err(e) => {
                 drop(upstream);
-                stats.upstream_send_failed.fetch_add(1, Ordering::Relaxed);
-                backend.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(server = %backend.name, error = %e, "response from web server failed");
+                let answer = if matches!(e, UpstreamError::MarkedDown) {
+                    unanswered(self.shared, backend, Unanswered::MarkedDown)
+                } else {
+                    stats.upstream_send_failed.fetch_add(1, Ordering::Relaxed);
+                    backend.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(server = %backend.name, error = %e, "response from web server failed");
+                    Answer::BadGateway
+                };
                 drop(active);
                 if head_sent {
                     stats.count_response(head.status);
                     return false;
                 }
                 // Nothing went out yet: the client gets a clear answer.
-                let (status, text) = Answer::BadGateway.counted(self.shared);
+                let (status, text) = answer.counted(self.shared);
                 stats.count_response(status);
                 self.out.clear();
                 own_answer(&mut self.out, status, text, self.hsts);

@@ -227,7 +227,7 @@ async fn proxy(
         };
         let active = ActiveGuard::new(Arc::clone(&backend));
         // Before connecting: a mark-down from here on ends the wait.
-        let downs = backend.downs();
+        let downs = active.downs();
         let connecting = if attempts.take_fresh(&backend) {
             backend.pool().connect(attempts.connect_limit()).await
         } else {

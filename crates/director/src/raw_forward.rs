@@ -152,7 +152,7 @@ pub(crate) async fn forward(
         };
         let active = ActiveGuard::new(Arc::clone(&backend));
         // Before connecting: a mark-down from here on ends the wait.
-        let downs = backend.downs();
+        let downs = active.downs();
         let pool = backend.raw_pool();
         let connecting = match pool.idle(
             attempts.take_fresh(&backend),
@@ -398,7 +398,12 @@ mod tests {
             weight: 1,
         };
         let config = DirectorConfig::new(SECRET, vec![spec.clone()]);
-        let backend = Arc::new(Backend::new(&spec, &config, &RouteSigner::new(SECRET)));
+        let backend = Arc::new(Backend::new(
+            &spec,
+            &config,
+            &RouteSigner::new(SECRET),
+            Default::default(),
+        ));
         (listener, backend)
     }
 

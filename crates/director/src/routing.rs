@@ -441,7 +441,7 @@ mod tests {
         servers
             .iter()
             .map(|s| {
-                let b = Backend::new(s, &config, &signer);
+                let b = Backend::new(s, &config, &signer, Default::default());
                 {
                     let mut h = b.health();
                     h.up = true;

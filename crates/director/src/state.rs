@@ -51,7 +51,9 @@ pub(crate) struct Stats {
     pub(crate) upstream_timeouts: AtomicU64,
     /// Requests ended with `504` because their server was marked down
     /// while they waited (`end_requests_on_down`).
-    pub(crate) upstream_ended_on_down: AtomicU64,
+    /// (Shared with every `Backend`, which counts the response bodies
+    /// ended so.)
+    pub(crate) upstream_ended_on_down: Arc<AtomicU64>,
     pub(crate) tunnels: AtomicU64,
     /// `421` answers naming the owner, re-sent there.
     pub(crate) misdirected_resent: AtomicU64,
@@ -142,10 +144,14 @@ impl State {
         );
         let token = HeaderValue::from_str(&token)
             .map_err(|_| DirectorError::Config("unusable admin token".into()))?;
+        let stats = Stats::default();
         let backends: Vec<Arc<Backend>> = config
             .servers
             .iter()
-            .map(|s| Arc::new(Backend::new(s, &config, &signer)))
+            .map(|s| {
+                let ended_on_down = Arc::clone(&stats.upstream_ended_on_down);
+                Arc::new(Backend::new(s, &config, &signer, ended_on_down))
+            })
             .collect();
         let table = ArcSwap::from_pointee(Table::build(&backends));
         let stores = StoreBoard::new(&config.stores);
@@ -166,7 +172,7 @@ impl State {
             table,
             backends: Mutex::new(backends),
             rotation: AtomicUsize::new(0),
-            stats: Stats::default(),
+            stats,
             started: Instant::now(),
             checks: Mutex::new(None),
             reloader: Mutex::new(None),
@@ -310,7 +316,12 @@ impl State {
                         } else {
                             summary.added.push(spec.name.clone());
                         }
-                        let b = Arc::new(Backend::new(spec, &self.config, &self.signer));
+                        let b = Arc::new(Backend::new(
+                            spec,
+                            &self.config,
+                            &self.signer,
+                            Arc::clone(&self.stats.upstream_ended_on_down),
+                        ));
                         spawn.push(Arc::clone(&b));
                         backends.push(b);
                     }

@@ -39,4 +39,6 @@ pub(crate) enum UpstreamError {
     Truncated,
     #[error("no response bytes for the idle timeout")]
     Idle,
+    #[error("the web server was marked down inside the response body")]
+    MarkedDown,
 }

@@ -26,6 +26,7 @@
 //! | `/_test/fence` | fences itself, as on a lease expiry (new epoch, cache dropped) |
 //! | `/_test/sick`, `/_test/well` | health answers 503 / 200 from now on |
 //! | `/_test/slow?ms=N` | answers after N ms (checking `sticky-epoch` after the wait, like a request queued at a paused server) |
+//! | `/_test/stall?ms=N[&first=B]` | `200` with a `Content-Length` body: its first B bytes (default [`STALLED_FIRST`]) at once, the rest ([`STALLED_REST`]) after N ms |
 //! | `/_test/abort` | closes the connection without an answer |
 //!
 //! Every answer but the control ones carries `x-backend` and `x-epoch`.
@@ -40,9 +41,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
@@ -74,7 +80,62 @@ struct State {
     store: Option<PathBuf>,
 }
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<Either<Full<Bytes>, Stalled>>;
+
+/// A body that sends its first part at once and the rest after a pause
+/// (`/_test/stall?ms=N`): a web server that stops in the middle of a
+/// response, as one whose link is cut does.
+pub struct Stalled {
+    first: Option<Bytes>,
+    pause: Pin<Box<tokio::time::Sleep>>,
+    rest: Option<Bytes>,
+}
+
+/// The first part of a stalled body unless `first=N` says otherwise:
+/// large enough that it alone takes several reads.
+pub const STALLED_FIRST: usize = 100 << 10;
+/// What follows the pause.
+pub const STALLED_REST: &[u8] = b"and the end\n";
+
+impl hyper::body::Body for Stalled {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        if this.rest.is_none() {
+            return Poll::Ready(None);
+        }
+        match this.pause.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(this.rest.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let left =
+            self.first.as_ref().map_or(0, Bytes::len) + self.rest.as_ref().map_or(0, Bytes::len);
+        SizeHint::with_exact(left as u64)
+    }
+}
+
+fn stalled(first: usize, pause: Duration) -> Resp {
+    Response::new(Either::Right(Stalled {
+        first: Some(Bytes::from(vec![b'a'; first])),
+        pause: Box::pin(tokio::time::sleep(pause)),
+        rest: Some(Bytes::from_static(STALLED_REST)),
+    }))
+}
 
 /// Serves forever if the backend variables are set; returns at once
 /// otherwise (the normal test run).
@@ -145,7 +206,7 @@ async fn serve(state: Arc<State>, port: u16) {
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(Either::Left(Full::new(body.into())));
     *r.status_mut() = status;
     r
 }
@@ -250,13 +311,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         }
         _ => {}
     }
-    if path == "/_test/slow" {
-        let ms: u64 = req
-            .uri()
+    let param = |name: &str| {
+        req.uri()
             .query()
-            .and_then(|q| q.strip_prefix("ms="))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1000);
+            .unwrap_or("")
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let ms = param("ms").unwrap_or(1000);
+    let first = param("first").map_or(STALLED_FIRST, |n| n as usize);
+    if path == "/_test/slow" {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let epoch = state.epoch.load(Ordering::SeqCst);
@@ -287,6 +352,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
     let mut resp = match path.as_str() {
         // Slept above, before the epoch check.
         "/_test/slow" => text(StatusCode::OK, format!("{}\n", state.name)),
+        "/_test/stall" => stalled(first, Duration::from_millis(ms)),
         "/_test/abort" => {
             return Err(std::io::Error::other("aborted on purpose"));
         }
