@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use sticky_test_support::director::stand_in::STALLED_REST;
-use sticky_test_support::director::{cluster_file, BackendProcess, DirectorProcess};
+use sticky_test_support::director::{cluster_file, metric, BackendProcess, DirectorProcess};
 use sticky_test_support::{read_response, Sticky, HTTP_TIMEOUT};
 
 /// The `sticky` binary under test.
@@ -222,4 +222,64 @@ fn a_streamed_response_reaches_the_client_as_it_comes() {
             started.elapsed()
         );
     }
+}
+
+/// A WebSocket tunnel to a web server its health checks mark down closes
+/// (`end_requests_on_down`, as HAProxy's `on-marked-down
+/// shutdown-sessions`): the client reconnects and is routed where its
+/// session moves, instead of holding a tunnel nothing may come through
+/// until the idle timeout (120 s).
+#[test]
+fn a_tunnel_to_a_server_marked_down_closes() {
+    let [ws1, ws2] = ["ws1", "ws2"].map(BackendProcess::start);
+    let d = DirectorProcess::start(STICKY, &cluster_file(&[(&ws1, false), (&ws2, false)], ""));
+    d.wait_all_up();
+    // A route cookie for ws1, from a new client the director sent there.
+    let route = (0..20)
+        .find_map(|_| {
+            let r = d.client().get("/").unwrap();
+            let on_ws1 = r.backend() == Some("ws1");
+            let route = r.set_cookie("sticky.route").flatten();
+            route.filter(|_| on_ws1)
+        })
+        .expect("no new client landed on ws1");
+    let mut s = TcpStream::connect(d.public).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: t\r\nCookie: sticky.route={route}\r\n\
+             Connection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let resp = read_response(&mut reader, false).unwrap();
+    assert_eq!(resp.status, 101);
+    s.write_all(b"ping").unwrap();
+    let mut got = [0u8; 4];
+    reader.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    let started = Instant::now();
+    ws1.post("/_test/sick");
+    d.wait_state("ws1", "down");
+    // The director closes the client's side: the read ends (without the
+    // mark it would wait for the 30 s read timeout).
+    let mut rest = Vec::new();
+    let read = reader.read_to_end(&mut rest);
+    assert!(read.is_ok(), "the tunnel stayed open: {read:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    let metrics = d.admin_get("/metrics").text();
+    assert_eq!(
+        metric(
+            &metrics,
+            "sticky_director_upstream_errors_total{kind=\"marked_down\"}"
+        ),
+        1.0
+    );
 }

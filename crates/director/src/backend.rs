@@ -400,6 +400,16 @@ impl ActiveGuard {
         self.1
     }
 
+    /// Returns once the server has been marked down with its requests
+    /// ended since the request chose it (never, with
+    /// `end_requests_on_down` off), counted as a request ended so: for a
+    /// tunnel, which then closes.
+    pub(crate) async fn marked_down(&self) {
+        self.0.marked_down_since(self.1).await;
+        self.0.errors.fetch_add(1, Ordering::Relaxed);
+        self.0.ended_on_down.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// For a streamed response body waiting for bytes: whether its server
     /// was marked down since the request chose it (the body then ends,
     /// counted as a request ended by the mark); if not, `cx` is woken when

@@ -507,6 +507,12 @@ async fn tunnel(shared: Arc<State>, client: OnUpgrade, upstream: OnUpgrade, acti
                     break;
                 }
             }
+            // As HAProxy's `on-marked-down shutdown-sessions`: the client
+            // reconnects, and is routed where its session moves.
+            () = active.marked_down() => {
+                tracing::debug!(server = %active.backend().name, "web server marked down: tunnel closed");
+                break;
+            }
         }
     }
     shared.stats.tunnels.fetch_sub(1, Ordering::Relaxed);
