@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sticky_test_support::director::stand_in::{STALLED_FIRST, STALLED_REST};
 use sticky_test_support::director::{
-    cluster_file, metric, BackendOptions, BackendProcess, DirectorProcess, Load,
+    cluster_file, metric, BackendOptions, BackendProcess, DirectorProcess, Load, ENDED_ON_DOWN,
 };
 use sticky_test_support::{temp_dir, wait_until, HttpClient, Response, Sticky, DEADLINE};
 
@@ -402,8 +402,6 @@ fn a_request_held_when_its_server_is_marked_down(director_extra: &str) -> (Respo
     let metrics = d.admin_get("/metrics").text();
     (answer, metrics)
 }
-
-const ENDED_ON_DOWN: &str = "sticky_director_upstream_errors_total{kind=\"marked_down\"}";
 
 /// Like [`a_request_held_when_its_server_is_marked_down`], for a
 /// response whose body ws1 stops sending after its first

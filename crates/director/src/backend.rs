@@ -248,10 +248,7 @@ impl Backend {
         limit: Duration,
         exchange: F,
     ) -> Result<F::Output, Unanswered> {
-        let signal = &self.down_signals[worker::current() % self.down_signals.len()];
-        // Created (so counted as waiting by `notify_waiters`) before the
-        // check below: a mark after the check wakes it.
-        let marked = signal.notified();
+        // Already marked: the exchange is not even started.
         if self.downs() != downs {
             return Err(Unanswered::MarkedDown);
         }
@@ -260,7 +257,7 @@ impl Backend {
             answered = tokio::time::timeout(limit, exchange) => {
                 answered.map_err(|_elapsed| Unanswered::TimedOut)
             }
-            () = marked => Err(Unanswered::MarkedDown),
+            () = self.marked_down_since(downs) => Err(Unanswered::MarkedDown),
         }
     }
 
@@ -268,12 +265,20 @@ impl Backend {
     /// ended since [`Self::downs`] read `downs`.
     async fn marked_down_since(&self, downs: u64) {
         let signal = &self.down_signals[worker::current() % self.down_signals.len()];
-        // Created before the check, as in `answer`.
+        // Created (so counted as waiting by `notify_waiters`) before the
+        // check below: a mark after the check wakes it.
         let marked = signal.notified();
         if self.downs() != downs {
             return;
         }
         marked.await;
+    }
+
+    /// Counts a request (its wait for a head, its body or its tunnel)
+    /// ended because the health checks marked this server down.
+    pub(crate) fn count_ended_on_down(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.ended_on_down.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether a request could not connect to it since its last
@@ -406,8 +411,7 @@ impl ActiveGuard {
     /// tunnel, which then closes.
     pub(crate) async fn marked_down(&self) {
         self.0.marked_down_since(self.1).await;
-        self.0.errors.fetch_add(1, Ordering::Relaxed);
-        self.0.ended_on_down.fetch_add(1, Ordering::Relaxed);
+        self.0.count_ended_on_down();
     }
 
     /// For a streamed response body waiting for bytes: whether its server
@@ -429,8 +433,7 @@ impl ActiveGuard {
         };
         if marked {
             *watch = None;
-            self.0.errors.fetch_add(1, Ordering::Relaxed);
-            self.0.ended_on_down.fetch_add(1, Ordering::Relaxed);
+            self.0.count_ended_on_down();
             tracing::debug!(server = %self.0.name, "web server marked down inside a response body: body ended");
         }
         marked

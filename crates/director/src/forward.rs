@@ -110,9 +110,9 @@ impl Answer {
 
 /// The answer to a request its web server did not answer, counted.
 pub(crate) fn unanswered(shared: &State, backend: &Backend, why: Unanswered) -> Answer {
-    backend.errors.fetch_add(1, Ordering::Relaxed);
     match why {
         Unanswered::TimedOut => {
+            backend.errors.fetch_add(1, Ordering::Relaxed);
             shared
                 .stats
                 .upstream_timeouts
@@ -121,10 +121,7 @@ pub(crate) fn unanswered(shared: &State, backend: &Backend, why: Unanswered) -> 
             Answer::ResponseTimeout
         }
         Unanswered::MarkedDown => {
-            shared
-                .stats
-                .upstream_ended_on_down
-                .fetch_add(1, Ordering::Relaxed);
+            backend.count_ended_on_down();
             tracing::debug!(server = %backend.name, "web server marked down before it answered: request ended");
             Answer::EndedOnDown
         }

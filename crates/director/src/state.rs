@@ -49,10 +49,9 @@ pub(crate) struct Stats {
     pub(crate) upstream_connect_failed: AtomicU64,
     pub(crate) upstream_send_failed: AtomicU64,
     pub(crate) upstream_timeouts: AtomicU64,
-    /// Requests ended with `504` because their server was marked down
-    /// while they waited (`end_requests_on_down`).
-    /// (Shared with every `Backend`, which counts the response bodies
-    /// ended so.)
+    /// Requests (a wait for a head, a body, a tunnel) ended because their
+    /// server was marked down (`end_requests_on_down`); shared with every
+    /// `Backend`, which counts them (`Backend::count_ended_on_down`).
     pub(crate) upstream_ended_on_down: Arc<AtomicU64>,
     pub(crate) tunnels: AtomicU64,
     /// `421` answers naming the owner, re-sent there.

@@ -192,6 +192,10 @@ impl Drop for BackendProcess {
     }
 }
 
+/// The director's count of requests (waits for a head, bodies, tunnels)
+/// ended because their server was marked down (`end_requests_on_down`).
+pub const ENDED_ON_DOWN: &str = "sticky_director_upstream_errors_total{kind=\"marked_down\"}";
+
 /// The value of one metric line, e.g. `name{le="0.25"}`.
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
