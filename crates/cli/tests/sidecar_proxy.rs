@@ -446,6 +446,10 @@ fn an_app_on_a_unix_socket_gets_its_session_and_changes_it() {
 /// `/api/chunked` answers `abcdefg` in chunks with an extension and a
 /// trailer; `/api/cut` sends one chunk and closes; `/api/echo` answers with
 /// the request's body (sent with a length or chunked).
+///
+/// Only connections that carry a request of the sidecar count: the app
+/// listens on a port the kernel picked, which another test running in
+/// parallel may have chosen as "free" a moment before and then probe.
 struct KeepAliveApp {
     addr: SocketAddr,
     conns: Arc<std::sync::atomic::AtomicUsize>,
@@ -485,15 +489,22 @@ impl KeepAliveApp {
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let counted = counted.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(conn.try_clone().unwrap());
                     let mut out = conn;
                     let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    let mut from_sidecar = false;
                     loop {
                         let Some((path, headers)) = read_head(&mut reader) else {
                             return;
                         };
+                        if !from_sidecar
+                            && headers.iter().any(|(k, _)| k == "sticky-session-server")
+                        {
+                            from_sidecar = true;
+                            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
                         let Some(body) = read_body(&mut reader, &headers) else {
                             return;
                         };
