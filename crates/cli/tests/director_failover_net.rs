@@ -22,7 +22,7 @@ use std::path::Path;
 
 use sticky_test_support::{
     http_request, log_tail, log_to, require_program_from, require_root, signal, temp_dir,
-    wait_until, Answer, ChildProcess, CookieJar, Net, DEADLINE, STARTUP_DEADLINE,
+    wait_until, Answer, ChildProcess, CookieJar, HttpClient, Net, DEADLINE, STARTUP_DEADLINE,
 };
 
 const STICKY: &str = env!("CARGO_BIN_EXE_sticky");
@@ -70,6 +70,8 @@ struct Cluster {
     net: Net,
     public: SocketAddr,
     admin: SocketAddr,
+    /// The second director's listeners (in `d2`), if started.
+    second: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl Cluster {
@@ -90,15 +92,41 @@ impl Cluster {
         connect_timeout_ms: u64,
         mode: &str,
     ) -> Option<Self> {
+        Self::start_directors(prefix, health, connect_timeout_ms, mode, false)
+    }
+
+    /// [`Cluster::start`] with a second director, `director2`, in its own
+    /// namespace `d2`.
+    fn start_two(prefix: &str, health: &str) -> Option<Self> {
+        Self::start_directors(prefix, health, 300, "sync", true)
+    }
+
+    fn start_directors(
+        prefix: &str,
+        health: &str,
+        connect_timeout_ms: u64,
+        mode: &str,
+        two: bool,
+    ) -> Option<Self> {
         if !require_root("a director cut from the standby (network namespaces)")
             || !require_program_from("ip", "iproute2")
         {
             return None;
         }
-        let net = Net::with_prefix(prefix, &["d", "ws1", "ws2", "sb", "st"])
-            .expect("create the namespaces");
+        let mut hosts = vec!["d", "ws1", "ws2", "sb", "st"];
+        if two {
+            hosts.push("d2");
+        }
+        let net = Net::with_prefix(prefix, &hosts).expect("create the namespaces");
         let at = |host: &str, port: u16| SocketAddr::from((net.addr(host).unwrap(), port));
         let (public, admin) = (at("d", 8080), at("d", 8081));
+        let second = two.then(|| (at("d2", 8080), at("d2", 8081)));
+        let peers = match second {
+            Some((p, a)) => format!(
+                "\n[[director.peers]]\nname = \"director2\"\nlisten = \"{p}\"\nadmin = \"{a}\"\n"
+            ),
+            None => String::new(),
+        };
         let dir = temp_dir(prefix);
         let config = dir.join("cluster.toml");
         std::fs::write(
@@ -138,6 +166,7 @@ listen = "{s2}"
 [[store]]
 name = "s3"
 listen = "{s3}"
+{peers}
     "#,
                 ws1 = at("ws1", 9091),
                 ws2 = at("ws2", 9092),
@@ -165,25 +194,38 @@ listen = "{s3}"
             procs.push(start(&net, host, name, &["web", "--name", name], &config));
         }
         procs.push(start(&net, "d", "director", &["director"], &config));
+        if two {
+            procs.push(start(
+                &net,
+                "d2",
+                "director2",
+                &["director", "--name", "director2"],
+                &config,
+            ));
+        }
 
-        // Every web server up (and ready) in the director's view. (The
+        // Every web server up (and ready) in every director's view. (The
         // processes' logs are `target/tmp/dfnet-*.log`.)
-        wait_until(STARTUP_DEADLINE, "every web server is up and ready", || {
-            http_request(admin, "GET", "/api/cluster", &[], None)
-                .ok()
-                .filter(|r| r.status == 200)
-                .map(|r| r.json())
-                .is_some_and(|c| {
-                    c["servers"].as_array().is_some_and(|s| {
-                        s.len() == 3 && s.iter().all(|s| s["state"] == "up" && s["ready"] == true)
+        for admin in std::iter::once(admin).chain(second.map(|(_, a)| a)) {
+            wait_until(STARTUP_DEADLINE, "every web server is up and ready", || {
+                http_request(admin, "GET", "/api/cluster", &[], None)
+                    .ok()
+                    .filter(|r| r.status == 200)
+                    .map(|r| r.json())
+                    .is_some_and(|c| {
+                        c["servers"].as_array().is_some_and(|s| {
+                            s.len() == 3
+                                && s.iter().all(|s| s["state"] == "up" && s["ready"] == true)
+                        })
                     })
-                })
-        });
+            });
+        }
         Some(Self {
             procs,
             net,
             public,
             admin,
+            second,
         })
     }
 
@@ -353,15 +395,23 @@ fn a_moved_session_passes_over_a_standby_whose_health_check_is_slow() {
 /// The director's count of failed connects to web servers (other than
 /// refusals), from its metrics.
 fn connect_errors(admin: SocketAddr) -> u64 {
+    counter(
+        admin,
+        "sticky_director_upstream_errors_total{kind=\"connect\"}",
+    )
+}
+
+/// The value of the director's counter `series` (name and labels).
+fn counter(admin: SocketAddr, series: &str) -> u64 {
     let r = http_request(admin, "GET", "/metrics", &[], None).unwrap();
     assert_eq!(r.status, 200);
     let text = String::from_utf8_lossy(&r.body).into_owned();
     text.lines()
-        .find(|l| l.starts_with("sticky_director_upstream_errors_total{kind=\"connect\"}"))
+        .find(|l| l.starts_with(series))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok())
         .map(|v| v as u64)
-        .unwrap_or_else(|| panic!("no connect error count in the metrics:\n{text}"))
+        .unwrap_or_else(|| panic!("no {series} in the metrics:\n{text}"))
 }
 
 /// A route cookie naming a server the director cannot reach, which does
@@ -637,4 +687,99 @@ fn in_async_mode_a_server_cut_from_the_director_keeps_its_sessions() {
         jar.try_request(public, "GET", "/api/counter", None)
             .is_ok_and(|r| r.status == 200 && Answer::from(&r).server == "ws1")
     });
+}
+
+/// A web server cut from one of two directors keeps its sessions: the
+/// other director's checks still reach it, so it does not let them go, and
+/// its lease keeps every other server from claiming them. The cut director
+/// sends such a session's request to a peer director, which reaches the
+/// server, instead of answering `503` until the heal (the largest source
+/// of failed requests in the every-fault chaos runs of sessions 25–27).
+/// A request relayed once is not relayed again; with the peer cut off too
+/// the client gets `503`, counted as a failed relay.
+#[test]
+fn a_server_cut_from_one_director_is_reached_through_the_other() {
+    let Some(c) = Cluster::start_two("stkdfp", QUICK_CHECKS) else {
+        return;
+    };
+    let public = c.public;
+    let (public2, admin2) = c.second.unwrap();
+    let mut jar = c.sessions_on("ws1", 1).pop().unwrap();
+
+    c.net.cut("d", "ws1").unwrap();
+    wait_until(DEADLINE, "the first director marks ws1 down", || {
+        c.server("ws1")["state"] == "down"
+    });
+    // `Connection: close` requests (the director's hyper path), then
+    // keep-alive ones on one connection (its fast path).
+    let mut keep_alive = HttpClient::new(public);
+    let fast = counter(c.admin, "sticky_director_fast_path_requests_total");
+    for count in 2..=5 {
+        let r = if count < 4 {
+            jar.request(public, "POST", "/api/counter", None)
+        } else {
+            keep_alive.cookies.clone_from(&jar.cookies);
+            keep_alive
+                .request("POST", "/api/counter", &[], b"")
+                .unwrap()
+        };
+        assert_eq!(r.status, 200, "{r:?}\n{}", logs(&c.procs));
+        let a = Answer::from(&r);
+        assert_eq!(
+            (a.server.as_str(), a.value, a.source.as_str()),
+            ("ws1", count, "cache"),
+            "served by ws1 from its cache, through the peer"
+        );
+    }
+    assert!(
+        counter(
+            c.admin,
+            "sticky_director_relayed_total{outcome=\"relayed\"}"
+        ) >= 4
+    );
+    assert_eq!(
+        counter(c.admin, "sticky_director_fast_path_requests_total"),
+        fast + 2,
+        "the keep-alive requests took the fast path"
+    );
+    assert_eq!(
+        counter(admin2, "sticky_director_relayed_total{outcome=\"relayed\"}"),
+        0,
+        "the peer relayed nothing"
+    );
+    // The second director serves it directly.
+    let a = Answer::from(&jar.request(public2, "GET", "/api/counter", None));
+    assert_eq!((a.server.as_str(), a.value), ("ws1", 5));
+
+    // The peer cut off too: 503 (the relay is the last resort), quickly.
+    c.net.cut("d", "d2").unwrap();
+    let started = std::time::Instant::now();
+    let r = jar.request(public, "GET", "/api/counter", None);
+    assert_eq!(r.status, 503, "{r:?}\n{}", logs(&c.procs));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert!(counter(c.admin, "sticky_director_relayed_total{outcome=\"failed\"}") >= 1);
+
+    // Healed: the first director reaches ws1 itself again.
+    c.net.heal_all().unwrap();
+    wait_until(DEADLINE, "ws1 is up again for the first director", || {
+        c.server("ws1")["state"] == "up"
+    });
+    let relayed = counter(
+        c.admin,
+        "sticky_director_relayed_total{outcome=\"relayed\"}",
+    );
+    let a = Answer::from(&jar.request(public, "POST", "/api/counter", None));
+    assert_eq!((a.server.as_str(), a.value), ("ws1", 6));
+    assert_eq!(
+        counter(
+            c.admin,
+            "sticky_director_relayed_total{outcome=\"relayed\"}"
+        ),
+        relayed,
+        "not relayed once ws1 is reachable"
+    );
 }

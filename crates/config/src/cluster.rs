@@ -242,6 +242,13 @@ pub struct DirectorSection {
     /// may have processed them), as after a response timeout. A server
     /// that says it is stopping is not affected (it drains). Default true.
     pub end_requests_on_down: bool,
+    /// With peer directors (`[[director.peers]]`): a request for a session
+    /// whose owner holds a live lease but cannot be reached from this
+    /// director (a link cut between them only) goes to a peer director,
+    /// which may reach it, instead of ending in `503`. Once per request,
+    /// never from a relayed one. Off while the public listener speaks TLS
+    /// (the peers' listeners then do too). Default true.
+    pub relay_to_peers: bool,
     /// A client connection (or WebSocket tunnel) with no bytes in either
     /// direction for this long is closed, in ms. Default 120000.
     #[serde(deserialize_with = "crate::duration::field::millis")]
@@ -360,6 +367,7 @@ impl Default for DirectorSection {
             header_timeout_ms: 10_000,
             response_timeout_ms: 60_000,
             end_requests_on_down: true,
+            relay_to_peers: true,
             idle_timeout_ms: 120_000,
             drain_timeout_ms: 10_000,
             max_header_size: ByteSize(32 << 10),

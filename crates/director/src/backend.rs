@@ -94,6 +94,10 @@ impl Health {
 pub(crate) struct Backend {
     pub(crate) name: String,
     pub(crate) addr: SocketAddr,
+    /// A peer director's public listener, which requests are relayed to
+    /// (`forward::Attempts::relay`), not a web server: never health
+    /// checked, marked down or routed to by the table.
+    peer: bool,
     standby: AtomicBool,
     weight: AtomicU32,
     admin: AtomicU8,
@@ -183,6 +187,7 @@ impl Backend {
         Self {
             name: spec.name.clone(),
             addr: spec.addr,
+            peer: false,
             standby: AtomicBool::new(spec.standby),
             weight: AtomicU32::new(spec.weight),
             admin: AtomicU8::new(AdminState::Enabled.to_u8()),
@@ -221,6 +226,26 @@ impl Backend {
             down_signals: (0..config.threads.max(1)).map(|_| Notify::new()).collect(),
             ended_on_down,
         }
+    }
+
+    /// A peer director at `listen`, for requests relayed to it.
+    pub(crate) fn peer(
+        name: &str,
+        listen: SocketAddr,
+        config: &DirectorConfig,
+        signer: &RouteSigner,
+        ended_on_down: Arc<AtomicU64>,
+    ) -> Self {
+        let spec = ServerSpec::new(name, listen);
+        Self {
+            peer: true,
+            ..Self::new(&spec, config, signer, ended_on_down)
+        }
+    }
+
+    /// Whether this is a peer director, not a web server.
+    pub(crate) fn is_peer(&self) -> bool {
+        self.peer
     }
 
     /// What [`Self::answer`] compares against: read when a request's

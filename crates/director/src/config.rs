@@ -149,6 +149,10 @@ pub struct DirectorConfig {
     /// Requests waiting for a web server's answer end with `504` when its
     /// health checks mark it down. Default true.
     pub end_requests_on_down: bool,
+    /// A request whose session's owner cannot be reached from here goes
+    /// to a peer director (`[[director.peers]]`), once. Default true; off
+    /// with TLS on the public listener.
+    pub relay_to_peers: bool,
     /// A connection or tunnel without traffic for this long is closed.
     /// Default 120 s.
     pub idle_timeout: Duration,
@@ -282,6 +286,7 @@ impl fmt::Debug for DirectorConfig {
             .field("header_timeout", &self.header_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("end_requests_on_down", &self.end_requests_on_down)
+            .field("relay_to_peers", &self.relay_to_peers)
             .field("idle_timeout", &self.idle_timeout)
             .field("drain_timeout", &self.drain_timeout)
             .field("max_header_size", &self.max_header_size)
@@ -355,6 +360,7 @@ impl DirectorConfig {
             header_timeout: ms(d.header_timeout_ms),
             response_timeout: ms(d.response_timeout_ms),
             end_requests_on_down: d.end_requests_on_down,
+            relay_to_peers: d.relay_to_peers,
             idle_timeout: ms(d.idle_timeout_ms),
             drain_timeout: ms(d.drain_timeout_ms),
             max_header_size: usize::try_from(d.max_header_size.0).unwrap_or(usize::MAX),

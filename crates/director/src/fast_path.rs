@@ -328,6 +328,14 @@ impl Connection<'_> {
         let replayable = req.body.is_empty() && is_idempotent(&req.method);
         let is_head = req.method == Method::HEAD;
         let mut attempts = Attempts::new(shared);
+        if !shared.relay_peers.is_empty()
+            && req.headers.iter().any(|h| {
+                h.name
+                    .eq_ignore_ascii_case(sticky_proto::control::RELAYED_HEADER)
+            })
+        {
+            attempts.came_relayed();
+        }
         loop {
             let (backend, set_cookie) = match attempts.next(shared, &cookies, self.peer.ip()) {
                 Ok(next) => next,
@@ -358,6 +366,7 @@ impl Connection<'_> {
                 req,
                 backend.epoch_hint.load(Ordering::Acquire),
                 attempts.moved_from_header(&backend).as_deref(),
+                attempts.relayed_by(shared, &backend),
             );
             backend.requests.fetch_add(1, Ordering::Relaxed);
             let set_cookie = set_cookie.then_some(&backend.set_cookie);
@@ -427,8 +436,15 @@ impl Connection<'_> {
     }
 
     /// The request for one attempt: its head with the headers rewritten,
-    /// the fencing token if known, and the body.
-    fn build_request(&mut self, req: &Request<'_>, epoch: u64, moved_from: Option<&str>) {
+    /// the fencing token if known (or, to a peer director, this
+    /// director's name as the relay), and the body.
+    fn build_request(
+        &mut self,
+        req: &Request<'_>,
+        epoch: u64,
+        moved_from: Option<&str>,
+        relayed_by: Option<&str>,
+    ) {
         let r = &mut self.request;
         r.clear();
         r.extend_from_slice(req.method.as_str().as_bytes());
@@ -491,6 +507,9 @@ impl Connection<'_> {
                 "{}: {from}\r\n",
                 sticky_proto::control::MOVED_FROM_HEADER
             );
+        }
+        if let Some(name) = relayed_by {
+            let _ = write!(r, "{}: {name}\r\n", sticky_proto::control::RELAYED_HEADER);
         }
         r.extend_from_slice(b"\r\n");
         r.extend_from_slice(req.body);

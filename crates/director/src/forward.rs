@@ -37,6 +37,16 @@ pub(crate) static STICKY_OWNER: HeaderName = HeaderName::from_static(OWNER_HEADE
 /// always re-routed) or a connection found closed before use.
 pub(crate) const MAX_RETRIES: usize = 2;
 
+/// Marks a request (in its extensions) that came relayed by a peer
+/// director ([`sticky_proto::control::RELAYED_HEADER`]): it is not relayed
+/// again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Relayed;
+
+/// Why [`Attempts::owner_named`] refuses an owner that is down,
+/// unreachable, draining or being evacuated here.
+const NOT_ROUTABLE: &str = "the 421 names a server that is not routable here";
+
 /// The director's own answers.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Answer {
@@ -226,6 +236,11 @@ pub(crate) struct Attempts {
     /// its server and could send it elsewhere
     /// ([`Decision::quick_connect`](crate::routing::Decision::quick_connect)).
     connect_limit: Option<Duration>,
+    /// The request may still be relayed to a peer director ([`Self::relay`]):
+    /// relaying is on, and the request did not come relayed.
+    may_relay: bool,
+    /// Peer directors the request was relayed to so far.
+    relays: usize,
 }
 
 impl Attempts {
@@ -240,7 +255,56 @@ impl Attempts {
             owner: None,
             unreachable: Vec::new(),
             connect_limit: None,
+            may_relay: !shared.relay_peers.is_empty(),
+            relays: 0,
         }
+    }
+
+    /// The request came relayed by a peer director
+    /// ([`RELAYED_HEADER`](sticky_proto::control::RELAYED_HEADER)): it is
+    /// not relayed again, so a request crosses at most two directors.
+    pub(crate) fn came_relayed(&mut self) {
+        self.may_relay = false;
+    }
+
+    /// The session's owner holds a live lease but cannot be reached from
+    /// here (cut from this director only, while the other directors' checks
+    /// reach it and so it keeps its sessions): the request goes to a peer
+    /// director instead, as the owner — the peers seen answering first,
+    /// each at most once. False when there is none (left), relaying is
+    /// off, or the request came relayed.
+    fn relay(&mut self, shared: &State) -> bool {
+        if !self.may_relay {
+            return false;
+        }
+        let peers = &shared.relay_peers;
+        let seen_up = |i: &usize| {
+            shared
+                .peers_seen
+                .get(*i)
+                .is_some_and(|s| s.load(Ordering::Relaxed) != crate::state::PEER_DOWN)
+        };
+        let next = (0..peers.len())
+            .filter(seen_up)
+            .chain((0..peers.len()).filter(|i| !seen_up(i)))
+            .nth(self.relays);
+        let Some(peer) = next.and_then(|i| peers.get(i)) else {
+            return false;
+        };
+        if self.relays == 0 {
+            shared.stats.relayed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.relays += 1;
+        tracing::debug!(peer = %peer.name, "session owner unreachable from here: request relayed to a peer director");
+        self.owner = Some(Arc::clone(peer));
+        true
+    }
+
+    /// For an attempt to `to`: this director's name if `to` is a peer
+    /// director the request is relayed to
+    /// ([`RELAYED_HEADER`](sticky_proto::control::RELAYED_HEADER)).
+    pub(crate) fn relayed_by<'s>(&self, shared: &'s State, to: &Backend) -> Option<&'s str> {
+        to.is_peer().then_some(shared.config.name.as_str())
     }
 
     /// The server for the next attempt and whether the client gets a route
@@ -269,8 +333,9 @@ impl Attempts {
                 self.connect_limit = shared.config.reroute_connect_timeout;
             }
             // The response sets the route cookie to the owner, so the
-            // client's next request goes straight there.
-            return Ok((Arc::clone(owner), true));
+            // client's next request goes straight there; a peer director
+            // relayed to sets its own.
+            return Ok((Arc::clone(owner), !owner.is_peer()));
         }
         let table = shared.table.load();
         let decision = table
@@ -302,6 +367,9 @@ impl Attempts {
     /// the server taking the session over may end that lease in its
     /// first round (after its own probe proves the process gone).
     pub(crate) fn moved_from_header(&self, to: &Backend) -> Option<String> {
+        if to.is_peer() {
+            return None;
+        }
         let from = self.moved_from.as_ref()?;
         if std::ptr::eq(Arc::as_ptr(from), to) {
             return None;
@@ -324,9 +392,11 @@ impl Attempts {
     /// marked unreachable — a request written to a pooled connection of a
     /// server cut off would wait for an answer that cannot come, where a
     /// new connection fails within the connect limit and the request goes
-    /// elsewhere.
+    /// elsewhere. Likewise always to a peer director relayed to: relays
+    /// are rare (a link cut), and a connection pooled by the last one may
+    /// have been cut since, nothing marking it.
     pub(crate) fn take_fresh(&mut self, backend: &Backend) -> bool {
-        std::mem::take(&mut self.fresh_connection) || backend.unreachable()
+        std::mem::take(&mut self.fresh_connection) || backend.unreachable() || backend.is_peer()
     }
 
     /// Counts a failed connection attempt and decides what follows:
@@ -347,12 +417,25 @@ impl Attempts {
     ) -> Result<(), Answer> {
         let stats = &shared.stats;
         backend.errors.fetch_add(1, Ordering::Relaxed);
+        if backend.is_peer() {
+            // Not a web server: nothing to mark. The next peer, if any.
+            tracing::debug!(peer = %backend.name, %error, "cannot connect to a peer director to relay a request");
+            if self.relay(shared) {
+                return Ok(());
+            }
+            stats.relay_failed.fetch_add(1, Ordering::Relaxed);
+            self.last_failure = Answer::Unavailable;
+            return Err(Answer::Unavailable);
+        }
         if matches!(error, ConnectError::Refused) {
             stats.upstream_refused.fetch_add(1, Ordering::Relaxed);
             mark_down_now(shared, backend, "connection refused");
             self.last_failure = Answer::Unavailable;
             if self.owner.is_some() {
-                // Not routed elsewhere: only the owner may serve it.
+                // Not routed elsewhere: only the owner may serve it. (A
+                // refused connection means its process is gone: its lease
+                // ends with it, and the client's retry claims the session
+                // elsewhere; a peer director would find the same.)
                 stats
                     .misdirected_unavailable
                     .fetch_add(1, Ordering::Relaxed);
@@ -382,8 +465,12 @@ impl Attempts {
             shared.publish();
         }
         if self.owner.is_some() {
-            // The owner a 421 named cannot be reached from here: 503, as
-            // while its lease is live no other server may take the session.
+            // The owner a 421 named cannot be reached from here; while its
+            // lease is live no other server may take the session. A peer
+            // director may reach it: relayed there, else 503.
+            if self.relay(shared) {
+                return Ok(());
+            }
             stats
                 .misdirected_unavailable
                 .fetch_add(1, Ordering::Relaxed);
@@ -504,6 +591,9 @@ impl Attempts {
                 self.owner = Some(backend);
                 Ok(())
             }
+            // Down or unreachable here, not gone: the owner is alive as
+            // far as the stores know. A peer director may reach it.
+            Err(NOT_ROUTABLE) if self.relay(shared) => Ok(()),
             Err(why) => {
                 stats
                     .misdirected_unavailable
@@ -533,7 +623,7 @@ impl Attempts {
             return Err("the 421 names the server that sent it");
         }
         if !entry.routable {
-            return Err("the 421 names a server that is not routable here");
+            return Err(NOT_ROUTABLE);
         }
         Ok(Arc::clone(&entry.backend))
     }
@@ -560,8 +650,12 @@ impl Attempts {
         resp
     }
 
-    /// A response came: a client moved off its server is a failover.
+    /// A response came: a client moved off its server is a failover
+    /// (unless a peer director answered it: its owner did not change).
     pub(crate) fn answered(&self, shared: &State) {
+        if self.owner.as_ref().is_some_and(|o| o.is_peer()) {
+            return;
+        }
         if let Some(from) = &self.moved_from {
             from.failovers.fetch_add(1, Ordering::Relaxed);
             shared.stats.failovers.fetch_add(1, Ordering::Relaxed);

@@ -176,6 +176,18 @@ pub(crate) fn render(shared: &State) -> String {
         );
     }
     w.describe(
+        "sticky_director_relayed_total",
+        "Requests relayed to a peer director because the session's owner could not be reached from here: sent (relayed) or answered 503 when no peer could be reached either (failed).",
+        true,
+    );
+    for (outcome, v) in [("relayed", &s.relayed), ("failed", &s.relay_failed)] {
+        w.counter(
+            "sticky_director_relayed_total",
+            &[("outcome", outcome.to_owned())],
+            load(v),
+        );
+    }
+    w.describe(
         "sticky_director_upstream_errors_total",
         "Failed attempts towards web servers, by kind.",
         true,

@@ -60,7 +60,7 @@ use crate::body::{Body, UpstreamBody};
 use crate::fast_path::MAX_BODY;
 use crate::fencing::STICKY_EPOCH;
 use crate::forward::{
-    self, is_hop_by_hop, is_idempotent, is_reserved, unanswered, Answer, Attempts, Finish,
+    self, is_hop_by_hop, is_idempotent, is_reserved, unanswered, Answer, Attempts, Finish, Relayed,
     STICKY_OWNER,
 };
 use crate::io::{Activity, ActivityIo};
@@ -168,6 +168,14 @@ fn ready(
     if parts.version == http::Version::HTTP_2 {
         from_h2(&mut parts);
     }
+    // Seen before every `sticky-*` header is dropped.
+    if !shared.relay_peers.is_empty()
+        && parts
+            .headers
+            .contains_key(sticky_proto::control::RELAYED_HEADER)
+    {
+        parts.extensions.insert(Relayed);
+    }
     let upgrade = upgrade_protocol(&parts.headers);
     let client_upgrade = match upgrade {
         Some(_) => parts.extensions.remove::<OnUpgrade>(),
@@ -218,6 +226,9 @@ async fn proxy(
     let config = &shared.config;
     let stats = &shared.stats;
     let mut attempts = Attempts::new(shared);
+    if parts.extensions.get::<Relayed>().is_some() {
+        attempts.came_relayed();
+    }
     let resp = loop {
         let cookies =
             RequestCookies::find(&parts.headers, &config.route_cookie, &config.session_cookie);
@@ -267,6 +278,14 @@ async fn proxy(
             upstream
                 .headers_mut()
                 .insert(sticky_proto::control::MOVED_FROM_HEADER, from);
+        }
+        if let Some(name) = attempts
+            .relayed_by(shared, &backend)
+            .and_then(|n| HeaderValue::from_str(n).ok())
+        {
+            upstream
+                .headers_mut()
+                .insert(sticky_proto::control::RELAYED_HEADER, name);
         }
         backend.requests.fetch_add(1, Ordering::Relaxed);
 

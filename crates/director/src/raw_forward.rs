@@ -44,7 +44,9 @@ use hyper::body::Incoming;
 use crate::backend::ActiveGuard;
 use crate::body::{Body, RawBody};
 use crate::fast_path::{self, Added, HeadOut, MAX_BODY};
-use crate::forward::{is_idempotent, refused_untouched, unanswered, Answer, Attempts, Finish};
+use crate::forward::{
+    is_idempotent, refused_untouched, unanswered, Answer, Attempts, Finish, Relayed,
+};
 use crate::pool::Reuse;
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
@@ -140,6 +142,9 @@ pub(crate) async fn forward(
     let replayable = req.body.is_empty() && is_idempotent(req.method);
     let is_head = req.method == Method::HEAD;
     let mut attempts = Attempts::new(shared);
+    if parts.extensions.get::<Relayed>().is_some() {
+        attempts.came_relayed();
+    }
     let mut bufs = Buffers {
         request: take_buffer(),
         response: take_buffer(),
@@ -176,6 +181,7 @@ pub(crate) async fn forward(
             &req,
             backend.epoch_hint.load(Ordering::Acquire),
             attempts.moved_from_header(&backend).as_deref(),
+            attempts.relayed_by(shared, &backend),
         );
         backend.requests.fetch_add(1, Ordering::Relaxed);
         let added = Added {
@@ -278,7 +284,13 @@ async fn read_small_body(shared: &State, incoming: Incoming) -> Result<Bytes, An
 
 /// The request for one attempt, as HTTP/1.1: its head with the fencing
 /// token if known, and the body.
-fn build_request(r: &mut Vec<u8>, req: &Ready<'_>, epoch: u64, moved_from: Option<&str>) {
+fn build_request(
+    r: &mut Vec<u8>,
+    req: &Ready<'_>,
+    epoch: u64,
+    moved_from: Option<&str>,
+    relayed_by: Option<&str>,
+) {
     r.clear();
     r.extend_from_slice(req.method.as_str().as_bytes());
     r.push(b' ');
@@ -312,6 +324,9 @@ fn build_request(r: &mut Vec<u8>, req: &Ready<'_>, epoch: u64, moved_from: Optio
             "{}: {from}\r\n",
             sticky_proto::control::MOVED_FROM_HEADER
         );
+    }
+    if let Some(name) = relayed_by {
+        let _ = write!(r, "{}: {name}\r\n", sticky_proto::control::RELAYED_HEADER);
     }
     r.extend_from_slice(b"\r\n");
     r.extend_from_slice(&req.body);
@@ -473,7 +488,7 @@ mod tests {
             headers: &headers,
             body: Bytes::from_static(b"abc"),
         };
-        build_request(&mut r, &req, 7, None);
+        build_request(&mut r, &req, 7, None, None);
         assert_eq!(
             String::from_utf8_lossy(&r),
             "POST /cart?x=1 HTTP/1.1\r\nhost: shop.example\r\nx-forwarded-proto: https\r\n\
@@ -485,7 +500,7 @@ mod tests {
             headers: &headers,
             body: Bytes::new(),
         };
-        build_request(&mut r, &req, 0, None);
+        build_request(&mut r, &req, 0, None, None);
         assert_eq!(
             String::from_utf8_lossy(&r),
             "GET /cart?x=1 HTTP/1.1\r\nhost: shop.example\r\nx-forwarded-proto: https\r\n\r\n"

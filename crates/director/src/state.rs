@@ -58,6 +58,11 @@ pub(crate) struct Stats {
     pub(crate) misdirected_resent: AtomicU64,
     /// `421` answers (or the owner's failure after one) turned into `503`.
     pub(crate) misdirected_unavailable: AtomicU64,
+    /// Requests relayed to a peer director, its owner unreachable here
+    /// (`relay_to_peers`).
+    pub(crate) relayed: AtomicU64,
+    /// Relays that could not reach a peer director: `503`.
+    pub(crate) relay_failed: AtomicU64,
     /// Requests served by the fast path (`fast_path.rs`).
     pub(crate) fast_path_requests: AtomicU64,
     /// Client connections the fast path handed to the general path.
@@ -105,6 +110,9 @@ pub(crate) struct State {
     /// Each peer director's last look ([`PEER_UP`], [`PEER_DOWN`], 0 not
     /// looked at yet), in `config.peers` order.
     pub(crate) peers_seen: Box<[AtomicU8]>,
+    /// The peer directors' public listeners, in `config.peers` order, for
+    /// requests relayed to them; empty when relaying is off.
+    pub(crate) relay_peers: Box<[Arc<Backend>]>,
     /// The public listener's certificate, when it speaks TLS.
     pub(crate) tls: Option<Tls>,
     /// The `Strict-Transport-Security` value of HTTPS responses, if any.
@@ -152,6 +160,29 @@ impl State {
                 Arc::new(Backend::new(s, &config, &signer, ended_on_down))
             })
             .collect();
+        let relay_peers = if config.relay_to_peers && config.tls.is_none() {
+            config
+                .peers
+                .iter()
+                .map(|p| {
+                    let ended_on_down = Arc::clone(&stats.upstream_ended_on_down);
+                    Arc::new(Backend::peer(
+                        &p.name,
+                        p.listen,
+                        &config,
+                        &signer,
+                        ended_on_down,
+                    ))
+                })
+                .collect()
+        } else {
+            if config.relay_to_peers && !config.peers.is_empty() {
+                tracing::info!(
+                    "requests are not relayed to peer directors: the public listener speaks TLS"
+                );
+            }
+            Box::default()
+        };
         let table = ArcSwap::from_pointee(Table::build(&backends));
         let stores = StoreBoard::new(&config.stores);
         if backends.is_empty() {
@@ -162,6 +193,7 @@ impl State {
         let peers_seen = config.peers.iter().map(|_| AtomicU8::new(0)).collect();
         Ok(Self {
             peers_seen,
+            relay_peers,
             tls,
             hsts,
             redirect: Mutex::new(None),

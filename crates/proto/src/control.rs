@@ -110,6 +110,14 @@ pub const EPOCH_HEADER: &str = "sticky-epoch";
 /// hint: nothing is ended without the probe's proof. The director drops
 /// the header from clients' requests.
 pub const MOVED_FROM_HEADER: &str = "sticky-moved-from";
+/// Request header a director adds to a request it relays to a peer
+/// director (its own name): the session's owner holds a live lease but
+/// cannot be reached from the relaying director, and the peer may reach
+/// it. A director never relays a request that carries it, so a request is
+/// relayed at most once; it drops the header, as every `sticky-*` one,
+/// before passing the request on. A client that sends it only keeps its
+/// own request from being relayed.
+pub const RELAYED_HEADER: &str = "sticky-relayed-by";
 /// Response header of such a refusal (`503`), carrying the web server's
 /// current epoch: the request was not processed, so the director may send
 /// it elsewhere.
