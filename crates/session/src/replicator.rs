@@ -154,7 +154,9 @@ impl SessionManager {
         let mut pending = futures_util::stream::FuturesUnordered::new();
         let slow_after = inner.config.slow_store;
         let mut slow_at: Option<Instant> = None;
-        let mut last_err = String::from("no live store");
+        // Every store's failure, in the order they came: which one refused
+        // and which one timed out both matter at 3 a.m.
+        let mut errors: Vec<String> = Vec::new();
         loop {
             let have = acked.count_ones() as usize;
             if have >= needed {
@@ -223,7 +225,7 @@ impl SessionManager {
                 }
                 PutOutcome::Failed(e) => {
                     failed |= 1 << i;
-                    last_err = format!("{}: {e}", stores.names[i]);
+                    errors.push(format!("{}: {e}", stores.names[i]));
                 }
             }
         }
@@ -240,8 +242,13 @@ impl SessionManager {
             stores = stores.len(),
             "write refused: too few stores acknowledged it to be sure a takeover finds it"
         );
+        let why = if errors.is_empty() {
+            "no other live store".to_owned()
+        } else {
+            errors.join("; ")
+        };
         Err(SessionError::Unavailable(format!(
-            "{have} of the {needed} stores a write needs (replicas) acknowledged it ({last_err})"
+            "{have} of the {needed} stores a write needs (replicas) acknowledged it ({why})"
         )))
     }
 
