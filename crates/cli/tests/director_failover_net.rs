@@ -714,6 +714,8 @@ fn a_server_cut_from_one_director_is_reached_through_the_other() {
     // keep-alive ones on one connection (its fast path).
     let mut keep_alive = HttpClient::new(public);
     let fast = counter(c.admin, "sticky_director_fast_path_requests_total");
+    const RELAYED_421: &str = "sticky_director_misdirected_total{outcome=\"relayed\"}";
+    let relayed_421 = counter(c.admin, RELAYED_421);
     for count in 2..=5 {
         let r = if count < 4 {
             jar.request(public, "POST", "/api/counter", None)
@@ -741,6 +743,14 @@ fn a_server_cut_from_one_director_is_reached_through_the_other() {
         counter(c.admin, "sticky_director_fast_path_requests_total"),
         fast + 2,
         "the keep-alive requests took the fast path"
+    );
+    // The first went to a failover server, whose 421 named ws1; the next
+    // ones within a second went to the peer straight away (two 421s at
+    // most: a machine slow enough to take a second between requests).
+    let first_tried = counter(c.admin, RELAYED_421) - relayed_421;
+    assert!(
+        (1..=2).contains(&first_tried),
+        "{first_tried} of 4 relayed requests first went to a failover server"
     );
     assert_eq!(
         counter(admin2, "sticky_director_relayed_total{outcome=\"relayed\"}"),

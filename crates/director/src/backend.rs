@@ -98,6 +98,13 @@ pub(crate) struct Backend {
     /// (`forward::Attempts::relay`), not a web server: never health
     /// checked, marked down or routed to by the table.
     peer: bool,
+    /// When (ms since the director started, plus one; 0: never) a `421`
+    /// last named this server as a session's live owner while it could
+    /// not be reached from here: its clients' requests are relayed to a
+    /// peer director straight away for a while
+    /// ([`forward::Attempts`](crate::forward::Attempts)), not first sent
+    /// to a failover server whose claim would find the lease live again.
+    owner_seen_at: AtomicU64,
     standby: AtomicBool,
     weight: AtomicU32,
     admin: AtomicU8,
@@ -188,6 +195,7 @@ impl Backend {
             name: spec.name.clone(),
             addr: spec.addr,
             peer: false,
+            owner_seen_at: AtomicU64::new(0),
             standby: AtomicBool::new(spec.standby),
             weight: AtomicU32::new(spec.weight),
             admin: AtomicU8::new(AdminState::Enabled.to_u8()),
@@ -246,6 +254,19 @@ impl Backend {
     /// Whether this is a peer director, not a web server.
     pub(crate) fn is_peer(&self) -> bool {
         self.peer
+    }
+
+    /// A `421` named this server as a session's live owner, `now_ms` after
+    /// the director started, while it could not be reached from here.
+    pub(crate) fn seen_as_owner(&self, now_ms: u64) {
+        self.owner_seen_at
+            .store(now_ms.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Whether that happened less than `within_ms` before `now_ms`.
+    pub(crate) fn seen_as_owner_within(&self, now_ms: u64, within_ms: u64) -> bool {
+        let at = self.owner_seen_at.load(Ordering::Relaxed);
+        at != 0 && now_ms.saturating_add(1).saturating_sub(at) < within_ms
     }
 
     /// What [`Self::answer`] compares against: read when a request's

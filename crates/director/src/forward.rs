@@ -27,6 +27,7 @@ use crate::health::{mark_down_now, mark_unreachable};
 use crate::pool::ConnectError;
 use crate::route_cookie::RequestCookies;
 use crate::state::State;
+use crate::status::AdminState;
 use crate::upstream::UpstreamError;
 
 /// A web server's `421` names the session's owner in this header; it is
@@ -43,9 +44,34 @@ pub(crate) const MAX_RETRIES: usize = 2;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Relayed;
 
-/// Why [`Attempts::owner_named`] refuses an owner that is down,
-/// unreachable, draining or being evacuated here.
-const NOT_ROUTABLE: &str = "the 421 names a server that is not routable here";
+/// Why [`Attempts::owner_named`] does not send a request to the owner a
+/// `421` named.
+enum Unnamed {
+    /// It is down, unreachable, fencing or being evacuated here.
+    Unroutable(Arc<Backend>),
+    Other(&'static str),
+}
+
+impl Unnamed {
+    fn why(&self) -> &'static str {
+        match self {
+            Unnamed::Unroutable(_) => "the 421 names a server that is not routable here",
+            Unnamed::Other(why) => why,
+        }
+    }
+}
+
+/// How long after a `421` named an unreachable server as a session's live
+/// owner its clients are relayed to a peer director without trying a
+/// failover server first. Short: a `421` again (one wasted claim a second
+/// per director) refreshes it, and an owner that died meanwhile costs its
+/// clients one more hop (the peer routes them to their failover server).
+const OWNER_SEEN_FOR_MS: u64 = 1_000;
+
+/// Milliseconds since the director started.
+fn now_ms(shared: &State) -> u64 {
+    u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
 
 /// The director's own answers.
 #[derive(Debug, Clone, Copy)]
@@ -354,6 +380,23 @@ impl Attempts {
             if self.moved_from.is_none() {
                 self.moved_from = moved.from.map(|i| Arc::clone(&table.entries[i].backend));
             }
+            // The server the client's cookie names was lately named the
+            // live owner of a session while unreachable from here: its
+            // clients go to a peer director at once, rather than to a
+            // failover server whose claim would find its lease live again
+            // and answer 421 (a store round trip and a probe per request
+            // for as long as the cut lasts). A client whose session is no
+            // longer there is sent on by that peer as any other.
+            let named = moved.from.is_some_and(|i| {
+                table.entries[i]
+                    .backend
+                    .seen_as_owner_within(now_ms(shared), OWNER_SEEN_FOR_MS)
+            });
+            if named && self.relay(shared) {
+                if let Some(peer) = &self.owner {
+                    return Ok((Arc::clone(peer), false));
+                }
+            }
         }
         Ok((
             Arc::clone(&table.entries[decision.index].backend),
@@ -469,6 +512,7 @@ impl Attempts {
             // lease is live no other server may take the session. A peer
             // director may reach it: relayed there, else 503.
             if self.relay(shared) {
+                backend.seen_as_owner(now_ms(shared));
                 return Ok(());
             }
             stats
@@ -593,8 +637,15 @@ impl Attempts {
             }
             // Down or unreachable here, not gone: the owner is alive as
             // far as the stores know. A peer director may reach it.
-            Err(NOT_ROUTABLE) if self.relay(shared) => Ok(()),
-            Err(why) => {
+            Err(Unnamed::Unroutable(owner))
+                if owner.admin() != AdminState::Evacuating && self.relay(shared) =>
+            {
+                owner.seen_as_owner(now_ms(shared));
+                stats.misdirected_relayed.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(unnamed) => {
+                let why = unnamed.why();
                 stats
                     .misdirected_unavailable
                     .fetch_add(1, Ordering::Relaxed);
@@ -610,20 +661,20 @@ impl Attempts {
         shared: &State,
         from: &Backend,
         owner: &[u8],
-    ) -> Result<Arc<Backend>, &'static str> {
+    ) -> Result<Arc<Backend>, Unnamed> {
         if self.owner.is_some() {
-            return Err("the owner named by a 421 answered 421 too");
+            return Err(Unnamed::Other("the owner named by a 421 answered 421 too"));
         }
         let table = shared.table.load();
         let index = table
             .index_of(owner)
-            .ok_or("the 421 names an unknown server")?;
+            .ok_or(Unnamed::Other("the 421 names an unknown server"))?;
         let entry = &table.entries[index];
         if entry.backend.name == from.name {
-            return Err("the 421 names the server that sent it");
+            return Err(Unnamed::Other("the 421 names the server that sent it"));
         }
         if !entry.routable {
-            return Err(NOT_ROUTABLE);
+            return Err(Unnamed::Unroutable(Arc::clone(&entry.backend)));
         }
         Ok(Arc::clone(&entry.backend))
     }

@@ -162,11 +162,12 @@ pub(crate) fn render(shared: &State) -> String {
     );
     w.describe(
         "sticky_director_misdirected_total",
-        "421 Misdirected Request answers naming the session's owner: re-sent to it (resent) or answered 503 (unavailable).",
+        "421 Misdirected Request answers naming the session's owner: re-sent to it (resent), relayed to a peer director as the owner is unreachable from here (relayed), or answered 503 (unavailable).",
         true,
     );
     for (outcome, v) in [
         ("resent", &s.misdirected_resent),
+        ("relayed", &s.misdirected_relayed),
         ("unavailable", &s.misdirected_unavailable),
     ] {
         w.counter(

@@ -58,6 +58,9 @@ pub(crate) struct Stats {
     pub(crate) misdirected_resent: AtomicU64,
     /// `421` answers (or the owner's failure after one) turned into `503`.
     pub(crate) misdirected_unavailable: AtomicU64,
+    /// `421` answers naming an owner unreachable from here, relayed to a
+    /// peer director.
+    pub(crate) misdirected_relayed: AtomicU64,
     /// Requests relayed to a peer director, its owner unreachable here
     /// (`relay_to_peers`).
     pub(crate) relayed: AtomicU64,
