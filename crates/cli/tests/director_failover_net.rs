@@ -22,7 +22,8 @@ use std::path::Path;
 
 use sticky_test_support::{
     http_request, log_tail, log_to, require_program_from, require_root, signal, temp_dir,
-    wait_until, Answer, ChildProcess, CookieJar, HttpClient, Net, DEADLINE, STARTUP_DEADLINE,
+    wait_until, Answer, ChildProcess, CookieJar, HttpClient, Net, Paused, DEADLINE,
+    STARTUP_DEADLINE,
 };
 
 const STICKY: &str = env!("CARGO_BIN_EXE_sticky");
@@ -699,7 +700,7 @@ fn in_async_mode_a_server_cut_from_the_director_keeps_its_sessions() {
 /// the client gets `503`, counted as a failed relay.
 #[test]
 fn a_server_cut_from_one_director_is_reached_through_the_other() {
-    let Some(c) = Cluster::start_two("stkdfp", QUICK_CHECKS) else {
+    let Some(c) = Cluster::start_two("stkdfy", QUICK_CHECKS) else {
         return;
     };
     let public = c.public;
@@ -760,6 +761,27 @@ fn a_server_cut_from_one_director_is_reached_through_the_other() {
     // The second director serves it directly.
     let a = Answer::from(&jar.request(public2, "GET", "/api/counter", None));
     assert_eq!((a.server.as_str(), a.value), ("ws1", 5));
+
+    // A relayed request the peer never answers (paused after its kernel
+    // took the connection) ends with 504 once the first director's look
+    // at its peers (each second) finds it silent, not after the response
+    // timeout (a minute).
+    {
+        let d2 = c.procs.iter().find(|p| p.name == "director2").unwrap();
+        let _paused = Paused::stop(&[d2.child.pid()]);
+        let started = std::time::Instant::now();
+        let r = jar.request(public, "GET", "/api/counter", None);
+        let took = started.elapsed();
+        assert_eq!(r.status, 504, "{r:?}\n{}", logs(&c.procs));
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "answered after {took:?}"
+        );
+    }
+    wait_until(DEADLINE, "the peer answers again", || {
+        jar.try_request(public, "GET", "/api/counter", None)
+            .is_ok_and(|r| r.status == 200)
+    });
 
     // The peer cut off too: 503 (the relay is the last resort), quickly.
     c.net.cut("d", "d2").unwrap();

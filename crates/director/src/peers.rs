@@ -6,7 +6,8 @@
 //! passes it on to nobody (no loops, no storms).
 //!
 //! Each second the peers' admin listeners are asked `GET /healthz`
-//! ([`watch`]), for `/api/cluster`'s `directors` and the dashboard. A
+//! ([`watch`]), for `/api/cluster`'s `directors` and the dashboard, and
+//! to end the requests relayed to a peer that stopped answering. A
 //! director that starts copies the drains and evacuations of the first
 //! peer that answers, once ([`catch_up`]): a restarted director does not
 //! forget them.
@@ -143,6 +144,15 @@ pub(crate) async fn watch(shared: Weak<State>) {
                 if let Some(seen) = s.peers_seen.get(i) {
                     let now = if up { PEER_UP } else { PEER_DOWN };
                     let before = seen.swap(now, Ordering::Relaxed);
+                    if !up && before != PEER_DOWN && s.config.end_requests_on_down {
+                        // Requests relayed to it wait for an answer that
+                        // may never come (a link cut after they went out):
+                        // ended with 504, as a web server's are when its
+                        // checks mark it down.
+                        if let Some(peer) = s.relay_peers.get(i) {
+                            peer.end_requests();
+                        }
+                    }
                     if before != now && before != 0 {
                         let name = &s.config.peers[i].name;
                         if up {
