@@ -57,7 +57,12 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<()> {
         Some(n) => n.max(1),
         None => std::thread::available_parallelism().map_or(1, usize::from),
     };
-    let (listen, admin, redirect) = (config.listen, config.admin, config.redirect_listen);
+    let (listen, admin, redirect, relay) = (
+        config.listen,
+        config.admin,
+        config.redirect_listen,
+        config.relay_listen,
+    );
     let reload_path = path.clone();
     let reloader = move || {
         let file =
@@ -82,6 +87,16 @@ pub(crate) fn run(args: DirectorArgs) -> anyhow::Result<()> {
         let bound = listener.local_addr().unwrap_or(redirect);
         director.set_redirect_listener(listener)?;
         tracing::info!(redirect = %bound, "redirecting plain HTTP to HTTPS");
+    }
+    if let Some(relay) = relay {
+        let listener = std::net::TcpListener::bind(relay)
+            .with_context(|| format!("cannot listen on {relay} (relayed requests)"))?;
+        let bound = listener.local_addr().unwrap_or(relay);
+        director.set_relay_listener(listener)?;
+        if !bound.ip().is_loopback() {
+            tracing::warn!(relay = %bound, "the relay listener speaks plain HTTP: only the other directors should reach it");
+        }
+        tracing::info!(relay = %bound, "serving requests relayed by peer directors");
     }
     let handle = director.clone();
     // Polled on the director's first event loop: the signal handlers

@@ -250,6 +250,10 @@ admin = "127.0.0.1:8081"
 # tls_key = "/etc/sticky/shop.key.pem"
 # redirect_listen = "0.0.0.0:80"
 # hsts_max_age_secs = 31536000
+# With several directors ([[director.peers]]) and TLS: a plain listener,
+# reachable by the other directors only, for the requests they relay here
+# when they cannot reach a session's server (docs/director.md).
+# relay_listen = "10.0.0.1:8082"
 
 [[web]]
 name = "ws1"

@@ -22,8 +22,8 @@ use std::path::Path;
 
 use sticky_test_support::{
     http_request, log_tail, log_to, require_program_from, require_root, signal, temp_dir,
-    wait_until, Answer, ChildProcess, CookieJar, HttpClient, Net, Paused, DEADLINE,
-    STARTUP_DEADLINE,
+    wait_until, Answer, CertFiles, ChildProcess, CookieJar, HttpClient, HttpVersion, HttpsClient,
+    Net, Paused, TestCa, DEADLINE, STARTUP_DEADLINE,
 };
 
 const STICKY: &str = env!("CARGO_BIN_EXE_sticky");
@@ -93,13 +93,20 @@ impl Cluster {
         connect_timeout_ms: u64,
         mode: &str,
     ) -> Option<Self> {
-        Self::start_directors(prefix, health, connect_timeout_ms, mode, false)
+        Self::start_directors(prefix, health, connect_timeout_ms, mode, false, None)
     }
 
     /// [`Cluster::start`] with a second director, `director2`, in its own
     /// namespace `d2`.
     fn start_two(prefix: &str, health: &str) -> Option<Self> {
-        Self::start_directors(prefix, health, 300, "sync", true)
+        Self::start_directors(prefix, health, 300, "sync", true, None)
+    }
+
+    /// [`Cluster::start_two`] with TLS on the public listeners
+    /// (certificate `cert`) and each director's relay listener on its
+    /// port 8082.
+    fn start_two_tls(prefix: &str, health: &str, cert: &CertFiles) -> Option<Self> {
+        Self::start_directors(prefix, health, 300, "sync", true, Some(cert))
     }
 
     fn start_directors(
@@ -108,6 +115,7 @@ impl Cluster {
         connect_timeout_ms: u64,
         mode: &str,
         two: bool,
+        tls: Option<&CertFiles>,
     ) -> Option<Self> {
         if !require_root("a director cut from the standby (network namespaces)")
             || !require_program_from("ip", "iproute2")
@@ -122,9 +130,23 @@ impl Cluster {
         let at = |host: &str, port: u16| SocketAddr::from((net.addr(host).unwrap(), port));
         let (public, admin) = (at("d", 8080), at("d", 8081));
         let second = two.then(|| (at("d2", 8080), at("d2", 8081)));
+        let relay = |host: &str| match tls {
+            Some(_) => format!("relay_listen = \"{}\"\n", at(host, 8082)),
+            None => String::new(),
+        };
         let peers = match second {
             Some((p, a)) => format!(
-                "\n[[director.peers]]\nname = \"director2\"\nlisten = \"{p}\"\nadmin = \"{a}\"\n"
+                "\n[[director.peers]]\nname = \"director2\"\nlisten = \"{p}\"\nadmin = \"{a}\"\n{}",
+                relay("d2")
+            ),
+            None => String::new(),
+        };
+        let tls_lines = match tls {
+            Some(cert) => format!(
+                "tls_cert = {:?}\ntls_key = {:?}\n{}",
+                cert.cert.display().to_string(),
+                cert.key.display().to_string(),
+                relay("d")
             ),
             None => String::new(),
         };
@@ -142,6 +164,7 @@ listen = "{public}"
 admin = "{admin}"
 {health}
 connect_timeout_ms = {connect_timeout_ms}
+{tls_lines}
 
 [[web]]
 name = "ws1"
@@ -814,4 +837,57 @@ fn a_server_cut_from_one_director_is_reached_through_the_other() {
         relayed,
         "not relayed once ws1 is reachable"
     );
+}
+
+/// The same with TLS on the public listeners: the cut director relays to
+/// its peer's plain relay listener (`relay_listen`), since it speaks only
+/// plain HTTP to what it forwards to.
+#[test]
+fn with_tls_a_server_cut_from_one_director_is_reached_through_the_others_relay_listener() {
+    let ca = TestCa::new("stkdft");
+    let cert = ca.issue("director");
+    let Some(c) = Cluster::start_two_tls("stkdft", QUICK_CHECKS, &cert) else {
+        return;
+    };
+    let mut client = HttpsClient::connect(c.public, ca.ca_file(), HttpVersion::Http1).unwrap();
+    // A new session placed on ws1.
+    let mut cookies = String::new();
+    for _ in 0..60 {
+        let r = client.request("POST", "/api/counter", &[], b"").unwrap();
+        let a = Answer::from(&r);
+        if a.server == "ws1" {
+            cookies = r
+                .set_cookies()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            break;
+        }
+    }
+    assert!(!cookies.is_empty(), "a new session placed on ws1");
+
+    c.net.cut("d", "ws1").unwrap();
+    wait_until(DEADLINE, "the first director marks ws1 down", || {
+        c.server("ws1")["state"] == "down"
+    });
+    for count in 2..=3 {
+        let r = client
+            .request("POST", "/api/counter", &[("cookie", cookies.as_str())], b"")
+            .unwrap();
+        assert_eq!(r.status, 200, "{r:?}\n{}", logs(&c.procs));
+        let a = Answer::from(&r);
+        assert_eq!(
+            (a.server.as_str(), a.value, a.source.as_str()),
+            ("ws1", count, "cache"),
+            "served by ws1 from its cache, through the peer's relay listener"
+        );
+    }
+    assert!(
+        counter(
+            c.admin,
+            "sticky_director_relayed_total{outcome=\"relayed\"}"
+        ) >= 2
+    );
+    c.net.heal_all().unwrap();
 }

@@ -291,6 +291,12 @@ pub struct DirectorSection {
     /// the same host and path over HTTPS (`301`, or `308` for methods other
     /// than GET and HEAD). Needs `tls_cert`. Default: none.
     pub redirect_listen: Option<SocketAddr>,
+    /// A plain HTTP listener for requests relayed by the peer directors
+    /// (`relay_to_peers`) while the public listener speaks TLS: serves them
+    /// as the public listener would, without TLS. Bind it to an address
+    /// only the other directors reach. Default: none (with TLS on, nothing
+    /// is relayed to this director).
+    pub relay_listen: Option<SocketAddr>,
     /// `Strict-Transport-Security: max-age=` this many seconds on every
     /// HTTPS response; 0 sends no such header. Needs `tls_cert`. Default 0.
     #[serde(deserialize_with = "crate::duration::field::secs")]
@@ -341,6 +347,10 @@ pub struct DirectorPeer {
     /// redirect_listen`). Default: none.
     #[serde(default)]
     pub redirect_listen: Option<SocketAddr>,
+    /// Its listener for relayed requests (as `[director] relay_listen`).
+    /// Default: none.
+    #[serde(default)]
+    pub relay_listen: Option<SocketAddr>,
 }
 
 /// The name of the director the `[director]` section's own `listen` and
@@ -378,6 +388,7 @@ impl Default for DirectorSection {
             tls_cert: None,
             tls_key: None,
             redirect_listen: None,
+            relay_listen: None,
             hsts_max_age_secs: 0,
             hsts_include_subdomains: false,
             supervisor: None,
@@ -398,6 +409,7 @@ impl DirectorSection {
             listen: self.listen,
             admin: self.admin,
             redirect_listen: self.redirect_listen,
+            relay_listen: self.relay_listen,
         }];
         all.extend(self.peers.iter().cloned());
         all
@@ -530,7 +542,12 @@ impl DirectorSection {
                 );
             }
             // Port 0 (any free port) never clashes.
-            let own = [Some(d.listen), Some(d.admin), d.redirect_listen];
+            let own = [
+                Some(d.listen),
+                Some(d.admin),
+                d.redirect_listen,
+                d.relay_listen,
+            ];
             let own: Vec<SocketAddr> = own
                 .into_iter()
                 .flatten()
@@ -538,9 +555,9 @@ impl DirectorSection {
                 .collect();
             if own.iter().enumerate().any(|(j, a)| own[..j].contains(a)) {
                 bad(
-                    "[director] listen, admin, redirect_listen",
+                    "[director] listen, admin, redirect_listen, relay_listen",
                     format!(
-                        "director {:?} uses one address for two of listen, admin and redirect_listen",
+                        "director {:?} uses one address for two of listen, admin, redirect_listen and relay_listen",
                         d.name
                     ),
                     "give each listener its own port",
@@ -554,7 +571,12 @@ impl DirectorSection {
                         "give every director its own name (the [director] section is \"director\")",
                     );
                 }
-                let theirs = [Some(other.listen), Some(other.admin), other.redirect_listen];
+                let theirs = [
+                    Some(other.listen),
+                    Some(other.admin),
+                    other.redirect_listen,
+                    other.relay_listen,
+                ];
                 if theirs
                     .iter()
                     .flatten()
@@ -566,7 +588,7 @@ impl DirectorSection {
                             "directors {:?} and {:?} share an address",
                             other.name, d.name
                         ),
-                        "give every director its own listen, admin and redirect_listen addresses",
+                        "give every director its own listen, admin, redirect_listen and relay_listen addresses",
                     );
                 }
             }
@@ -827,6 +849,20 @@ mod tests {
             d.instances()[0].redirect_listen.map(|a| a.port()),
             Some(8079)
         );
+        let relaying = ClusterFile::parse(
+            "[director]\nrelay_listen = \"127.0.0.1:8082\"\n\
+             [[director.peers]]\nname = \"d2\"\nlisten = \"127.0.0.1:3\"\nadmin = \"127.0.0.1:4\"\nrelay_listen = \"127.0.0.1:5\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let ports: Vec<Option<u16>> = relaying
+            .director
+            .unwrap_or_default()
+            .instances()
+            .iter()
+            .map(|d| d.relay_listen.map(|a| a.port()))
+            .collect();
+        assert_eq!(ports, [Some(8082), Some(5)]);
         for bad in [
             // A certificate without its key, a key without its certificate,
             // HTTPS-only settings without TLS, a redirect on the listen port.
@@ -837,6 +873,10 @@ mod tests {
             "[director]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nredirect_listen = \"127.0.0.1:8080\"\n",
             "[director]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nredirect_listen = \"127.0.0.1:9\"\n\
              [[director.peers]]\nname = \"d2\"\nlisten = \"127.0.0.1:3\"\nadmin = \"127.0.0.1:4\"\nredirect_listen = \"127.0.0.1:9\"\n",
+            // A relay listener on another listener's address, or shared.
+            "[director]\nrelay_listen = \"127.0.0.1:8081\"\n",
+            "[director]\nrelay_listen = \"127.0.0.1:9\"\n\
+             [[director.peers]]\nname = \"d2\"\nlisten = \"127.0.0.1:3\"\nadmin = \"127.0.0.1:4\"\nrelay_listen = \"127.0.0.1:9\"\n",
         ] {
             let r = ClusterFile::parse(bad, Path::new("c.toml"));
             assert!(

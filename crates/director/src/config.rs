@@ -124,6 +124,10 @@ pub struct DirectorConfig {
     /// when given to [`Director::set_redirect_listener`](crate::Director::set_redirect_listener)).
     /// Default: none.
     pub redirect_listen: Option<SocketAddr>,
+    /// A plain listener for requests relayed by peer directors while the
+    /// public one speaks TLS (served when given to
+    /// [`Director::set_relay_listener`](crate::Director::set_relay_listener)).
+    pub relay_listen: Option<SocketAddr>,
     /// `Strict-Transport-Security` max-age on HTTPS responses; zero sends
     /// none. Default zero.
     pub hsts_max_age: Duration,
@@ -277,6 +281,7 @@ impl fmt::Debug for DirectorConfig {
             .field("cookie_secure", &self.cookie_secure)
             .field("tls", &self.tls)
             .field("redirect_listen", &self.redirect_listen)
+            .field("relay_listen", &self.relay_listen)
             .field("hsts_max_age", &self.hsts_max_age)
             .field("hsts_include_subdomains", &self.hsts_include_subdomains)
             .field("store_tls_ca", &self.store_tls_ca)
@@ -344,6 +349,7 @@ impl DirectorConfig {
                 _ => None,
             },
             redirect_listen: d.redirect_listen,
+            relay_listen: d.relay_listen,
             hsts_max_age: Duration::from_secs(d.hsts_max_age_secs),
             hsts_include_subdomains: d.hsts_include_subdomains,
             store_tls_ca: None,
@@ -440,6 +446,7 @@ impl DirectorConfig {
         self.listen = me.listen;
         self.admin = me.admin;
         self.redirect_listen = me.redirect_listen;
+        self.relay_listen = me.relay_listen;
         self.peers = section
             .instances()
             .into_iter()

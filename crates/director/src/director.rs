@@ -258,6 +258,22 @@ impl Director {
         Ok(())
     }
 
+    /// Serves a plain HTTP listener for requests relayed by peer directors
+    /// (see [`DirectorConfig::relay_listen`]) besides the public one: its
+    /// requests are served as plain clients' on the public listener. Call
+    /// it before [`serve`](Self::serve) or [`run`](Self::run).
+    ///
+    /// # Errors
+    ///
+    /// [`DirectorError::Listener`] if the listener cannot be used.
+    pub fn set_relay_listener(&self, listener: std::net::TcpListener) -> Result<(), DirectorError> {
+        listener
+            .set_nonblocking(true)
+            .map_err(listener_error("relay"))?;
+        self.shared.set_relay(listener);
+        Ok(())
+    }
+
     /// Applies this server list (see [`reload`](Self::reload)).
     ///
     /// # Errors

@@ -295,6 +295,24 @@ pub(crate) async fn worker_loop(
                         None => std::future::pending::<()>().await,
                     }
                 };
+                let relay_loop = async {
+                    match shared.take_relay().map(TcpListener::from_std) {
+                        Some(Ok(listener)) => {
+                            accept_relay(
+                                Arc::clone(&shared),
+                                listener,
+                                common.clone(),
+                                stop.clone(),
+                            )
+                            .await;
+                        }
+                        Some(Err(e)) => {
+                            tracing::error!(error = %e, "cannot use the relay listener: not serving it");
+                            std::future::pending::<()>().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
                 let public_loop =
                     accept_public(Arc::clone(&shared), public, common.clone(), stop.clone());
                 let admin_loop = accept_admin(
@@ -308,6 +326,7 @@ pub(crate) async fn worker_loop(
                     () = public_loop => {}
                     () = admin_loop => {}
                     () = redirect_loop => {}
+                    () = relay_loop => {}
                 }
             }
             Intake::Inbox(mut inbox) => {
@@ -321,6 +340,7 @@ pub(crate) async fn worker_loop(
                                 common.clone(),
                                 h.permit,
                                 stop.clone(),
+                                shared.tls.is_some(),
                             ));
                         }
                         Err(e) => {
@@ -437,6 +457,52 @@ async fn accept_public(
             common.clone(),
             permit,
             stop.clone(),
+            shared.tls.is_some(),
+        ));
+    }
+}
+
+/// The listener for requests relayed by peer directors (`relay_listen`):
+/// plain HTTP, served on this worker as the public listener serves plain
+/// clients. Its connections count against `max_connections`.
+async fn accept_relay(
+    shared: Arc<State>,
+    listener: TcpListener,
+    common: Common,
+    stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                accept_error(&e).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&common.limit).try_acquire_owned() else {
+            shared
+                .stats
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
+            let _ = stream.try_write(TOO_MANY);
+            continue;
+        };
+        shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(open) = common.dispatch.open.first() {
+            open.fetch_add(1, Ordering::Relaxed);
+        }
+        tokio::spawn(client_connection(
+            Arc::clone(&shared),
+            stream,
+            peer,
+            common.clone(),
+            permit,
+            stop.clone(),
+            false,
         ));
     }
 }
@@ -456,9 +522,10 @@ async fn client_connection(
     common: Common,
     permit: OwnedSemaphorePermit,
     mut stop: watch::Receiver<bool>,
+    tls: bool,
 ) {
     let _ = stream.set_nodelay(true);
-    if shared.tls.is_some() {
+    if tls {
         tls_connection(&shared, stream, peer, &common, stop).await;
         connection_closed(&shared, &common);
         drop(permit);

@@ -122,6 +122,8 @@ pub(crate) struct State {
     pub(crate) hsts: Option<HeaderValue>,
     /// The HTTP-to-HTTPS redirect listener, until worker 0 takes it.
     redirect: Mutex<Option<std::net::TcpListener>>,
+    /// The listener for requests relayed by peers, until worker 0 takes it.
+    relay: Mutex<Option<std::net::TcpListener>>,
 }
 
 /// A peer director answered its last look.
@@ -163,29 +165,37 @@ impl State {
                 Arc::new(Backend::new(s, &config, &signer, ended_on_down))
             })
             .collect();
-        let relay_peers = if config.relay_to_peers && config.tls.is_none() {
+        // Where each peer takes relayed requests: its relay listener, or
+        // its public one when that speaks plain HTTP (no TLS here, so none
+        // there: the peers share this section's settings).
+        let relay_peers: Box<[Arc<Backend>]> = if config.relay_to_peers {
             config
                 .peers
                 .iter()
-                .map(|p| {
+                .filter_map(|p| {
+                    let at = p
+                        .relay_listen
+                        .or(config.tls.is_none().then_some(p.listen))?;
                     let ended_on_down = Arc::clone(&stats.upstream_ended_on_down);
-                    Arc::new(Backend::peer(
+                    Some(Arc::new(Backend::peer(
                         &p.name,
-                        p.listen,
+                        at,
                         &config,
                         &signer,
                         ended_on_down,
-                    ))
+                    )))
                 })
                 .collect()
         } else {
-            if config.relay_to_peers && !config.peers.is_empty() {
-                tracing::info!(
-                    "requests are not relayed to peer directors: the public listener speaks TLS"
-                );
-            }
             Box::default()
         };
+        if config.relay_to_peers && relay_peers.len() < config.peers.len() {
+            tracing::info!(
+                relaying_to = relay_peers.len(),
+                peers = config.peers.len(),
+                "requests are relayed only to peer directors with a relay_listen: the public listener speaks TLS"
+            );
+        }
         let table = ArcSwap::from_pointee(Table::build(&backends));
         let stores = StoreBoard::new(&config.stores);
         if backends.is_empty() {
@@ -200,6 +210,7 @@ impl State {
             tls,
             hsts,
             redirect: Mutex::new(None),
+            relay: Mutex::new(None),
             config,
             signer,
             token,
@@ -408,6 +419,19 @@ impl State {
     /// The redirect listener, once.
     pub(crate) fn take_redirect(&self) -> Option<std::net::TcpListener> {
         self.redirect
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Sets the relay listener worker 0 serves.
+    pub(crate) fn set_relay(&self, listener: std::net::TcpListener) {
+        *self.relay.lock().unwrap_or_else(PoisonError::into_inner) = Some(listener);
+    }
+
+    /// The relay listener, once.
+    pub(crate) fn take_relay(&self) -> Option<std::net::TcpListener> {
+        self.relay
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()

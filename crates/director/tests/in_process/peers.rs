@@ -23,6 +23,7 @@ async fn a_drain_asked_on_one_director_reaches_its_peers() {
         listen: public.local_addr().expect("addr"),
         admin: admin.local_addr().expect("addr"),
         redirect_listen: None,
+        relay_listen: None,
     };
     let mut cfg_a = config(&[&ws1, &ws2], true);
     cfg_a.peers = vec![peer("director2", &public_b, &admin_b)];
@@ -107,6 +108,7 @@ async fn a_drain_asked_on_one_director_reaches_its_peers() {
         listen: a.public,
         admin: a.admin,
         redirect_listen: None,
+        relay_listen: None,
     }];
     // ws2 evacuated: one server routable.
     let c = Running::start_expecting(cfg_c, public_c, admin_c, 1).await;
