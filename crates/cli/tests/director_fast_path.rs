@@ -246,8 +246,13 @@ impl Client {
     }
 
     fn get(&mut self, path: &str) -> Response {
+        self.try_get(path).unwrap()
+    }
+
+    /// `GET path`; an error if the answer breaks off.
+    fn try_get(&mut self, path: &str) -> std::io::Result<Response> {
         self.send(format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\n\r\n").as_bytes());
-        self.read(false)
+        read_response(&mut self.reader, false)
     }
 
     /// True once the director closed this connection.
@@ -393,7 +398,19 @@ fn malformed_responses_are_never_passed_on_as_whole() {
     let d = DirectorProcess::start(STICKY, &ws1.cluster(""));
     for path in ["/ambiguous", "/two-lengths", "/bad-chunk", "/truncated"] {
         let mut c = Client::connect(d.public);
-        let resp = c.get(path);
+        let resp = match c.try_get(path) {
+            Ok(resp) => resp,
+            // The truncated answer's head and first bytes may have been
+            // passed on before its server closed (they are sent as they
+            // come when nothing more is there yet, since session 27): then
+            // it arrives cut short, its declared length unmet, and the
+            // connection closes — never whole.
+            Err(e) if path == "/truncated" && e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                assert!(c.closed(), "{path}: the connection closed");
+                continue;
+            }
+            Err(e) => panic!("{path}: {e}"),
+        };
         assert_eq!(resp.status, 502, "{path}: {}", resp.text());
         assert!(resp.text().contains("502 Bad Gateway"), "{path}");
         // The director answered for itself and the connection goes on.
