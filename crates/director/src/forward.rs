@@ -304,17 +304,18 @@ impl Attempts {
             return false;
         }
         let peers = &shared.relay_peers;
-        let seen_up = |i: &usize| {
+        let seen_up = |(i, _): &&(usize, Arc<Backend>)| {
             shared
                 .peers_seen
                 .get(*i)
                 .is_some_and(|s| s.load(Ordering::Relaxed) != crate::state::PEER_DOWN)
         };
-        let next = (0..peers.len())
+        let next = peers
+            .iter()
             .filter(seen_up)
-            .chain((0..peers.len()).filter(|i| !seen_up(i)))
+            .chain(peers.iter().filter(|p| !seen_up(p)))
             .nth(self.relays);
-        let Some(peer) = next.and_then(|i| peers.get(i)) else {
+        let Some((_, peer)) = next else {
             return false;
         };
         if self.relays == 0 {

@@ -149,7 +149,7 @@ pub(crate) async fn watch(shared: Weak<State>) {
                         // may never come (a link cut after they went out):
                         // ended with 504, as a web server's are when its
                         // checks mark it down.
-                        if let Some(peer) = s.relay_peers.get(i) {
+                        for (_, peer) in s.relay_peers.iter().filter(|(j, _)| *j == i) {
                             peer.end_requests();
                         }
                     }

@@ -23,6 +23,7 @@ use crate::status::{AdminState, ClusterStatus, DirectorInstance, DirectorTotals,
 use crate::stores::StoreBoard;
 use crate::tls::Tls;
 use crate::DirectorError;
+use sticky_config::DirectorPeer;
 
 /// Produces the current server list, for `POST /api/reload` and SIGHUP.
 pub type Reloader = Arc<dyn Fn() -> Result<Vec<ServerSpec>, DirectorError> + Send + Sync + 'static>;
@@ -113,9 +114,11 @@ pub(crate) struct State {
     /// Each peer director's last look ([`PEER_UP`], [`PEER_DOWN`], 0 not
     /// looked at yet), in `config.peers` order.
     pub(crate) peers_seen: Box<[AtomicU8]>,
-    /// The peer directors' public listeners, in `config.peers` order, for
-    /// requests relayed to them; empty when relaying is off.
-    pub(crate) relay_peers: Box<[Arc<Backend>]>,
+    /// Where the peer directors take relayed requests (their relay or
+    /// public listener), each with its index in `config.peers` (and so in
+    /// `peers_seen`), in that order; a peer without one (TLS here and no
+    /// `relay_listen` there) is left out. Empty when relaying is off.
+    pub(crate) relay_peers: Box<[(usize, Arc<Backend>)]>,
     /// The public listener's certificate, when it speaks TLS.
     pub(crate) tls: Option<Tls>,
     /// The `Strict-Transport-Security` value of HTTPS responses, if any.
@@ -127,6 +130,18 @@ pub(crate) struct State {
 }
 
 /// A peer director answered its last look.
+/// Where each peer director takes relayed requests, with its index in
+/// `peers`: its relay listener, or its public one when that speaks plain
+/// HTTP (`tls` is whether this director's does: the peers share the
+/// setting). A peer with neither is left out.
+fn relay_targets(peers: &[DirectorPeer], tls: bool) -> Vec<(usize, SocketAddr)> {
+    peers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.relay_listen.or((!tls).then_some(p.listen))?)))
+        .collect()
+}
+
 pub(crate) const PEER_UP: u8 = 1;
 /// A peer director did not answer its last look.
 pub(crate) const PEER_DOWN: u8 = 2;
@@ -168,22 +183,14 @@ impl State {
         // Where each peer takes relayed requests: its relay listener, or
         // its public one when that speaks plain HTTP (no TLS here, so none
         // there: the peers share this section's settings).
-        let relay_peers: Box<[Arc<Backend>]> = if config.relay_to_peers {
-            config
-                .peers
-                .iter()
-                .filter_map(|p| {
-                    let at = p
-                        .relay_listen
-                        .or(config.tls.is_none().then_some(p.listen))?;
+        let relay_peers: Box<[(usize, Arc<Backend>)]> = if config.relay_to_peers {
+            relay_targets(&config.peers, config.tls.is_some())
+                .into_iter()
+                .map(|(i, at)| {
                     let ended_on_down = Arc::clone(&stats.upstream_ended_on_down);
-                    Some(Arc::new(Backend::peer(
-                        &p.name,
-                        at,
-                        &config,
-                        &signer,
-                        ended_on_down,
-                    )))
+                    let name = &config.peers[i].name;
+                    let backend = Backend::peer(name, at, &config, &signer, ended_on_down);
+                    (i, Arc::new(backend))
                 })
                 .collect()
         } else {
@@ -562,5 +569,32 @@ impl State {
             Ok(state) => state,
             Err(e) => panic!("{e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, port: u16, relay: Option<u16>) -> DirectorPeer {
+        let at = |p: u16| SocketAddr::from(([10, 0, 0, 1], p));
+        DirectorPeer {
+            name: name.into(),
+            listen: at(port),
+            admin: at(port + 1),
+            redirect_listen: None,
+            relay_listen: relay.map(at),
+        }
+    }
+
+    #[test]
+    fn relay_targets_keep_each_peers_index() {
+        let peers = [peer("d2", 8080, None), peer("d3", 8090, Some(8092))];
+        let at = |p: u16| SocketAddr::from(([10, 0, 0, 1], p));
+        // Plain public listeners: every peer, its relay listener first.
+        assert_eq!(relay_targets(&peers, false), [(0, at(8080)), (1, at(8092))]);
+        // TLS: only the peer with a relay listener, still at index 1 (its
+        // place in `peers_seen`).
+        assert_eq!(relay_targets(&peers, true), [(1, at(8092))]);
     }
 }
