@@ -356,6 +356,8 @@ impl Attempts {
             // it whatever its process is doing (its kernel answers), and
             // one cut off would otherwise hold the client for the whole
             // connect timeout before the same 503.
+            // (A peer director relayed to is marked unreachable by a failed
+            // connect or look, until its next look answers.)
             if owner.unreachable() {
                 self.connect_limit = shared.config.reroute_connect_timeout;
             }
@@ -462,7 +464,10 @@ impl Attempts {
         let stats = &shared.stats;
         backend.errors.fetch_add(1, Ordering::Relaxed);
         if backend.is_peer() {
-            // Not a web server: nothing to mark. The next peer, if any.
+            // Not a web server: marked unreachable only for the connect
+            // limit of the next relays, until a look answers. The next
+            // peer, if any.
+            backend.mark_unreachable();
             tracing::debug!(peer = %backend.name, %error, "cannot connect to a peer director to relay a request");
             if self.relay(shared) {
                 return Ok(());

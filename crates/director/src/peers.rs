@@ -144,12 +144,18 @@ pub(crate) async fn watch(shared: Weak<State>) {
                 if let Some(seen) = s.peers_seen.get(i) {
                     let now = if up { PEER_UP } else { PEER_DOWN };
                     let before = seen.swap(now, Ordering::Relaxed);
-                    if !up && before != PEER_DOWN && s.config.end_requests_on_down {
-                        // Requests relayed to it wait for an answer that
-                        // may never come (a link cut after they went out):
-                        // ended with 504, as a web server's are when its
-                        // checks mark it down.
-                        for (_, peer) in s.relay_peers.iter().filter(|(j, _)| *j == i) {
+                    for (_, peer) in s.relay_peers.iter().filter(|(j, _)| *j == i) {
+                        if up {
+                            peer.clear_unreachable();
+                            continue;
+                        }
+                        // Relays to it get the quick connect limit.
+                        peer.mark_unreachable();
+                        if before != PEER_DOWN && s.config.end_requests_on_down {
+                            // Requests relayed to it wait for an answer
+                            // that may never come (a link cut after they
+                            // went out): ended with 504, as a web
+                            // server's are when its checks mark it down.
                             peer.end_requests();
                         }
                     }
