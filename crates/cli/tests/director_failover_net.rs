@@ -23,7 +23,7 @@ use std::path::Path;
 use sticky_test_support::{
     http_request, log_tail, log_to, require_program_from, require_root, signal, temp_dir,
     wait_until, Answer, CertFiles, ChildProcess, CookieJar, HttpClient, HttpVersion, HttpsClient,
-    Net, Paused, TestCa, DEADLINE, STARTUP_DEADLINE,
+    Net, Paused, Response, TestCa, DEADLINE, STARTUP_DEADLINE,
 };
 
 const STICKY: &str = env!("CARGO_BIN_EXE_sticky");
@@ -274,6 +274,25 @@ listen = "{s3}"
             .find(|s| s["name"] == name)
             .cloned()
             .unwrap_or_else(|| panic!("no {name} in {cluster}"))
+    }
+
+    /// `GET /api/counter` with `jar` through the first director, which
+    /// must answer `status` within `limit`.
+    fn counter_within(
+        &self,
+        jar: &mut CookieJar,
+        status: u16,
+        limit: std::time::Duration,
+    ) -> Response {
+        let started = std::time::Instant::now();
+        let r = jar.request(self.public, "GET", "/api/counter", None);
+        let took = started.elapsed();
+        assert_eq!(r.status, status, "{r:?}\n{}", logs(&self.procs));
+        assert!(
+            took < limit,
+            "answered after {took:?}, not within {limit:?}"
+        );
+        r
     }
 
     /// `n` new sessions placed on `server`, each with a count of 1.
@@ -539,15 +558,9 @@ fn a_421_naming_an_owner_cut_from_the_director_fails_fast_once_a_connect_failed(
     assert_eq!(sb["state"], "up", "the checks did not: {sb}");
 
     // The next such request tries the owner within the quick limit.
+    // (Not waiting out the 3 s connect timeout.)
     jar.cookies.remove(ROUTE_COOKIE);
-    let started = std::time::Instant::now();
-    let r = jar.request(public, "GET", "/api/counter", None);
-    let took = started.elapsed();
-    assert_eq!(r.status, 503, "{r:?}\n{}", logs(&c.procs));
-    assert!(
-        took < std::time::Duration::from_millis(1500),
-        "answered after {took:?}: it waited out the 3 s connect timeout"
-    );
+    c.counter_within(&mut jar, 503, std::time::Duration::from_millis(1500));
 
     // Healed, the owner serves the session again, with its count.
     c.net.heal_all().unwrap();
@@ -586,20 +599,13 @@ fn a_request_lost_in_a_cut_link_ends_when_its_server_is_marked_down() {
     assert_eq!(a.server, "ws1");
 
     c.net.cut("d", "ws1").unwrap();
-    let started = std::time::Instant::now();
-    let r = jar.request(public, "GET", "/api/counter", None);
-    let took = started.elapsed();
-    assert_eq!(r.status, 504, "{r:?}\n{}", logs(&c.procs));
+    let r = c.counter_within(&mut jar, 504, std::time::Duration::from_secs(10));
     assert!(
         r.text().contains("stopped answering its health checks"),
         "ended by the mark, not a connect failure: {}",
         r.text()
     );
     assert_eq!(c.server("ws1")["state"], "down");
-    assert!(
-        took < std::time::Duration::from_secs(10),
-        "answered after {took:?}"
-    );
     c.net.heal_all().unwrap();
 }
 
@@ -788,14 +794,7 @@ fn a_server_cut_from_one_director_is_reached_through_the_other() {
     // The peer cut off too: 503 (the relay is the last resort), quickly.
     // (ws1 keeps its sessions meanwhile: the peer still checks it.)
     c.net.cut("d", "d2").unwrap();
-    let started = std::time::Instant::now();
-    let r = jar.request(public, "GET", "/api/counter", None);
-    assert_eq!(r.status, 503, "{r:?}\n{}", logs(&c.procs));
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
-        "answered after {:?}",
-        started.elapsed()
-    );
+    c.counter_within(&mut jar, 503, std::time::Duration::from_secs(5));
     assert!(counter(c.admin, "sticky_director_relayed_total{outcome=\"failed\"}") >= 1);
     c.net.heal("d", "d2").unwrap();
     wait_until(DEADLINE, "relayed through the peer again", || {
@@ -811,14 +810,7 @@ fn a_server_cut_from_one_director_is_reached_through_the_other() {
     {
         let d2 = c.procs.iter().find(|p| p.name == "director2").unwrap();
         let _paused = Paused::stop(&[d2.child.pid()]);
-        let started = std::time::Instant::now();
-        let r = jar.request(public, "GET", "/api/counter", None);
-        let took = started.elapsed();
-        assert_eq!(r.status, 504, "{r:?}\n{}", logs(&c.procs));
-        assert!(
-            took < std::time::Duration::from_secs(10),
-            "answered after {took:?}"
-        );
+        c.counter_within(&mut jar, 504, std::time::Duration::from_secs(10));
     }
 
     // Healed: the first director reaches the session's server itself

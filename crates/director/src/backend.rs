@@ -94,9 +94,9 @@ impl Health {
 pub(crate) struct Backend {
     pub(crate) name: String,
     pub(crate) addr: SocketAddr,
-    /// A peer director's public listener, which requests are relayed to
-    /// (`forward::Attempts::relay`), not a web server: never health
-    /// checked, marked down or routed to by the table.
+    /// A peer director's relay or public listener, which requests are
+    /// relayed to (`forward::Attempts::relay`), not a web server: never
+    /// health checked, marked down or routed to by the table.
     peer: bool,
     /// When (ms since the director started, plus one; 0: never) a `421`
     /// last named this server as a session's live owner while it could
@@ -236,7 +236,7 @@ impl Backend {
         }
     }
 
-    /// A peer director at `listen`, for requests relayed to it.
+    /// A peer director taking relayed requests at `listen`.
     pub(crate) fn peer(
         name: &str,
         listen: SocketAddr,

@@ -63,7 +63,7 @@ use crate::backend::{ActiveGuard, Backend, Unanswered};
 use crate::chunked::ChunkedScanner;
 use crate::forward::{
     is_hop_by_hop, is_idempotent, is_reserved, refused_untouched, unanswered, Answer, Attempts,
-    Refusal,
+    ControlHeaders, Refusal,
 };
 use crate::pool::Reuse;
 use crate::route_cookie::RequestCookies;
@@ -362,12 +362,7 @@ impl Connection<'_> {
                     Err(failure) => return self.answer(client, failure, started).await,
                 },
             };
-            self.build_request(
-                req,
-                backend.epoch_hint.load(Ordering::Acquire),
-                attempts.moved_from_header(&backend).as_deref(),
-                attempts.relayed_by(shared, &backend),
-            );
+            self.build_request(req, &attempts.control_headers(shared, &backend));
             backend.requests.fetch_add(1, Ordering::Relaxed);
             let set_cookie = set_cookie.then_some(&backend.set_cookie);
             let sent = backend
@@ -436,15 +431,9 @@ impl Connection<'_> {
     }
 
     /// The request for one attempt: its head with the headers rewritten,
-    /// the fencing token if known (or, to a peer director, this
-    /// director's name as the relay), and the body.
-    fn build_request(
-        &mut self,
-        req: &Request<'_>,
-        epoch: u64,
-        moved_from: Option<&str>,
-        relayed_by: Option<&str>,
-    ) {
+    /// the director's own headers (the fencing token if known), and the
+    /// body.
+    fn build_request(&mut self, req: &Request<'_>, control: &ControlHeaders<'_>) {
         let r = &mut self.request;
         r.clear();
         r.extend_from_slice(req.method.as_str().as_bytes());
@@ -498,19 +487,7 @@ impl Connection<'_> {
             r.extend_from_slice(req.host);
             r.extend_from_slice(b"\r\n");
         }
-        if epoch != 0 {
-            let _ = write!(r, "{}: {epoch}\r\n", sticky_proto::control::EPOCH_HEADER);
-        }
-        if let Some(from) = moved_from {
-            let _ = write!(
-                r,
-                "{}: {from}\r\n",
-                sticky_proto::control::MOVED_FROM_HEADER
-            );
-        }
-        if let Some(name) = relayed_by {
-            let _ = write!(r, "{}: {name}\r\n", sticky_proto::control::RELAYED_HEADER);
-        }
+        control.write(r);
         r.extend_from_slice(b"\r\n");
         r.extend_from_slice(req.body);
     }

@@ -9,7 +9,7 @@
 //! - The health checker (`health.rs`) clears that once the server reports
 //!   another epoch, and until then asks it to fence itself: [`fence`].
 //! - Every request carries the epoch last reported, as the fencing token
-//!   [`STICKY_EPOCH`] (`proxy.rs`, `fast_path.rs`); a server that fenced
+//!   [`STICKY_EPOCH`] (`forward::ControlHeaders`, on every path); a server that fenced
 //!   itself since refuses the request untouched with `sticky-fenced`, and
 //!   the request path (`forward::refused_untouched`) either adopts its
 //!   new epoch ([`adopt_epoch`]) or marks it down.

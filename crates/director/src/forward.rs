@@ -38,6 +38,59 @@ pub(crate) static STICKY_OWNER: HeaderName = HeaderName::from_static(OWNER_HEADE
 /// always re-routed) or a connection found closed before use.
 pub(crate) const MAX_RETRIES: usize = 2;
 
+/// The headers the director adds to a request for one attempt, on every
+/// path: the fencing token, the moved client's hint and, to a peer
+/// director, the relay's name.
+pub(crate) struct ControlHeaders<'s> {
+    /// The epoch the server last reported (0: none yet): it refuses the
+    /// request if it fenced itself since
+    /// ([`EPOCH_HEADER`](sticky_proto::control::EPOCH_HEADER)).
+    pub(crate) epoch: u64,
+    /// [`Attempts::moved_from_header`].
+    pub(crate) moved_from: Option<String>,
+    /// This director's name, to a peer director relayed to
+    /// ([`RELAYED_HEADER`](sticky_proto::control::RELAYED_HEADER)).
+    pub(crate) relayed_by: Option<&'s str>,
+}
+
+impl ControlHeaders<'_> {
+    /// Appends them to a request head being written.
+    pub(crate) fn write(&self, r: &mut Vec<u8>) {
+        use std::io::Write as _;
+        use sticky_proto::control::{EPOCH_HEADER, MOVED_FROM_HEADER, RELAYED_HEADER};
+        if self.epoch != 0 {
+            let _ = write!(r, "{EPOCH_HEADER}: {}\r\n", self.epoch);
+        }
+        if let Some(from) = &self.moved_from {
+            let _ = write!(r, "{MOVED_FROM_HEADER}: {from}\r\n");
+        }
+        if let Some(name) = self.relayed_by {
+            let _ = write!(r, "{RELAYED_HEADER}: {name}\r\n");
+        }
+    }
+
+    /// Sets them in a request's headers.
+    pub(crate) fn insert(&self, h: &mut http::HeaderMap) {
+        use sticky_proto::control::{MOVED_FROM_HEADER, RELAYED_HEADER};
+        if self.epoch != 0 {
+            h.insert(
+                crate::fencing::STICKY_EPOCH.clone(),
+                HeaderValue::from(self.epoch),
+            );
+        }
+        if let Some(from) = self
+            .moved_from
+            .as_deref()
+            .and_then(|f| HeaderValue::from_str(f).ok())
+        {
+            h.insert(MOVED_FROM_HEADER, from);
+        }
+        if let Some(name) = self.relayed_by.and_then(|n| HeaderValue::from_str(n).ok()) {
+            h.insert(RELAYED_HEADER, name);
+        }
+    }
+}
+
 /// Marks a request (in its extensions) that came relayed by a peer
 /// director ([`sticky_proto::control::RELAYED_HEADER`]): it is not relayed
 /// again.
@@ -327,11 +380,17 @@ impl Attempts {
         true
     }
 
-    /// For an attempt to `to`: this director's name if `to` is a peer
-    /// director the request is relayed to
-    /// ([`RELAYED_HEADER`](sticky_proto::control::RELAYED_HEADER)).
-    pub(crate) fn relayed_by<'s>(&self, shared: &'s State, to: &Backend) -> Option<&'s str> {
-        to.is_peer().then_some(shared.config.name.as_str())
+    /// The director's own request headers for an attempt to `to`.
+    pub(crate) fn control_headers<'s>(
+        &self,
+        shared: &'s State,
+        to: &Backend,
+    ) -> ControlHeaders<'s> {
+        ControlHeaders {
+            epoch: to.epoch_hint.load(Ordering::Acquire),
+            moved_from: self.moved_from_header(to),
+            relayed_by: to.is_peer().then_some(shared.config.name.as_str()),
+        }
     }
 
     /// The server for the next attempt and whether the client gets a route
@@ -412,7 +471,7 @@ impl Attempts {
     /// as `name@epoch` ([`sticky_proto::control::MOVED_FROM_HEADER`]):
     /// the server taking the session over may end that lease in its
     /// first round (after its own probe proves the process gone).
-    pub(crate) fn moved_from_header(&self, to: &Backend) -> Option<String> {
+    fn moved_from_header(&self, to: &Backend) -> Option<String> {
         if to.is_peer() {
             return None;
         }

@@ -381,12 +381,13 @@ pub(crate) async fn worker_loop(
     }
 }
 
-async fn accept_public(
-    shared: Arc<State>,
-    listener: TcpListener,
-    common: Common,
-    stop: watch::Receiver<bool>,
-) {
+/// The next client connection of `listener` within `max_connections`,
+/// counted; those beyond it are answered `503` and closed.
+async fn admit(
+    shared: &State,
+    listener: &TcpListener,
+    common: &Common,
+) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -413,6 +414,19 @@ async fn accept_public(
         }
         stats.connections.fetch_add(1, Ordering::Relaxed);
         stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        return (stream, peer, permit);
+    }
+}
+
+async fn accept_public(
+    shared: Arc<State>,
+    listener: TcpListener,
+    common: Common,
+    stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer, permit) = admit(&shared, &listener, &common).await;
+        let stats = &shared.stats;
         let dispatch = &common.dispatch;
         let target = dispatch.least_loaded();
         dispatch.open[target].fetch_add(1, Ordering::Relaxed);
@@ -472,26 +486,8 @@ async fn accept_relay(
     stop: watch::Receiver<bool>,
 ) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                accept_error(&e).await;
-                continue;
-            }
-        };
-        let Ok(permit) = Arc::clone(&common.limit).try_acquire_owned() else {
-            shared
-                .stats
-                .rejected_connections
-                .fetch_add(1, Ordering::Relaxed);
-            let _ = stream.try_write(TOO_MANY);
-            continue;
-        };
-        shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-        shared
-            .stats
-            .connections_total
-            .fetch_add(1, Ordering::Relaxed);
+        let (stream, peer, permit) = admit(&shared, &listener, &common).await;
+        // Served here, on worker 0.
         if let Some(open) = common.dispatch.open.first() {
             open.fetch_add(1, Ordering::Relaxed);
         }

@@ -58,7 +58,6 @@ use hyper_util::rt::TokioIo;
 use crate::backend::ActiveGuard;
 use crate::body::{Body, UpstreamBody};
 use crate::fast_path::MAX_BODY;
-use crate::fencing::STICKY_EPOCH;
 use crate::forward::{
     self, is_hop_by_hop, is_idempotent, is_reserved, unanswered, Answer, Attempts, Finish, Relayed,
     STICKY_OWNER,
@@ -263,30 +262,11 @@ async fn proxy(
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = uri.clone();
         *upstream.headers_mut() = headers;
-        // The fencing token: the server refuses the request if it fenced
-        // itself since it reported this epoch.
-        let epoch = backend.epoch_hint.load(Ordering::Acquire);
-        if epoch != 0 {
-            upstream
-                .headers_mut()
-                .insert(STICKY_EPOCH.clone(), HeaderValue::from(epoch));
-        }
-        if let Some(from) = attempts
-            .moved_from_header(&backend)
-            .and_then(|f| HeaderValue::from_str(&f).ok())
-        {
-            upstream
-                .headers_mut()
-                .insert(sticky_proto::control::MOVED_FROM_HEADER, from);
-        }
-        if let Some(name) = attempts
-            .relayed_by(shared, &backend)
-            .and_then(|n| HeaderValue::from_str(n).ok())
-        {
-            upstream
-                .headers_mut()
-                .insert(sticky_proto::control::RELAYED_HEADER, name);
-        }
+        // The fencing token (the server refuses the request if it fenced
+        // itself since it reported that epoch), and the others.
+        attempts
+            .control_headers(shared, &backend)
+            .insert(upstream.headers_mut());
         backend.requests.fetch_add(1, Ordering::Relaxed);
 
         let abort = conn.abort_handle();

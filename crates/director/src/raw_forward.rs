@@ -45,7 +45,7 @@ use crate::backend::ActiveGuard;
 use crate::body::{Body, RawBody};
 use crate::fast_path::{self, Added, HeadOut, MAX_BODY};
 use crate::forward::{
-    is_idempotent, refused_untouched, unanswered, Answer, Attempts, Finish, Relayed,
+    is_idempotent, refused_untouched, unanswered, Answer, Attempts, ControlHeaders, Finish, Relayed,
 };
 use crate::pool::Reuse;
 use crate::route_cookie::RequestCookies;
@@ -176,13 +176,7 @@ pub(crate) async fn forward(
                 Err(failure) => break failure.response(shared),
             },
         };
-        build_request(
-            request,
-            &req,
-            backend.epoch_hint.load(Ordering::Acquire),
-            attempts.moved_from_header(&backend).as_deref(),
-            attempts.relayed_by(shared, &backend),
-        );
+        build_request(request, &req, &attempts.control_headers(shared, &backend));
         backend.requests.fetch_add(1, Ordering::Relaxed);
         let added = Added {
             set_cookie: set_cookie.then_some(backend.set_cookie.as_bytes()),
@@ -284,13 +278,7 @@ async fn read_small_body(shared: &State, incoming: Incoming) -> Result<Bytes, An
 
 /// The request for one attempt, as HTTP/1.1: its head with the fencing
 /// token if known, and the body.
-fn build_request(
-    r: &mut Vec<u8>,
-    req: &Ready<'_>,
-    epoch: u64,
-    moved_from: Option<&str>,
-    relayed_by: Option<&str>,
-) {
+fn build_request(r: &mut Vec<u8>, req: &Ready<'_>, control: &ControlHeaders<'_>) {
     r.clear();
     r.extend_from_slice(req.method.as_str().as_bytes());
     r.push(b' ');
@@ -315,19 +303,7 @@ fn build_request(
     {
         let _ = write!(r, "content-length: {}\r\n", req.body.len());
     }
-    if epoch != 0 {
-        let _ = write!(r, "{}: {epoch}\r\n", sticky_proto::control::EPOCH_HEADER);
-    }
-    if let Some(from) = moved_from {
-        let _ = write!(
-            r,
-            "{}: {from}\r\n",
-            sticky_proto::control::MOVED_FROM_HEADER
-        );
-    }
-    if let Some(name) = relayed_by {
-        let _ = write!(r, "{}: {name}\r\n", sticky_proto::control::RELAYED_HEADER);
-    }
+    control.write(r);
     r.extend_from_slice(b"\r\n");
     r.extend_from_slice(&req.body);
 }
@@ -488,7 +464,15 @@ mod tests {
             headers: &headers,
             body: Bytes::from_static(b"abc"),
         };
-        build_request(&mut r, &req, 7, None, None);
+        build_request(
+            &mut r,
+            &req,
+            &ControlHeaders {
+                epoch: 7,
+                moved_from: None,
+                relayed_by: None,
+            },
+        );
         assert_eq!(
             String::from_utf8_lossy(&r),
             "POST /cart?x=1 HTTP/1.1\r\nhost: shop.example\r\nx-forwarded-proto: https\r\n\
@@ -500,7 +484,15 @@ mod tests {
             headers: &headers,
             body: Bytes::new(),
         };
-        build_request(&mut r, &req, 0, None, None);
+        build_request(
+            &mut r,
+            &req,
+            &ControlHeaders {
+                epoch: 0,
+                moved_from: None,
+                relayed_by: None,
+            },
+        );
         assert_eq!(
             String::from_utf8_lossy(&r),
             "GET /cart?x=1 HTTP/1.1\r\nhost: shop.example\r\nx-forwarded-proto: https\r\n\r\n"
